@@ -1,0 +1,451 @@
+/* Unit tests of the pure election logic in lib/lease.c: JSON <-> record,
+ * the expiry clock, verdicts, the objects written, and a simulated election
+ * on an in-memory store with an injected monotonic clock. */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lease.h"
+
+#define MS(x) ((usec_t)(x)*USEC_PER_MSEC)
+
+static cJSON *parse(const char *s)
+{
+	cJSON *o = cJSON_Parse(s);
+	ck_assert_ptr_nonnull(o);
+	return o;
+}
+
+static const char *FULL =
+	"{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\","
+	"\"metadata\":{\"name\":\"kf\",\"namespace\":\"ns\",\"resourceVersion\":\"7\","
+	"\"labels\":{\"app\":\"x\"},"
+	"\"annotations\":{\"kubefence.io/lease-duration-ms\":\"2500\","
+	"\"kubefence.io/incarnation\":\"abc\",\"other\":\"keep\"}},"
+	"\"spec\":{\"holderIdentity\":\"node-a\",\"leaseDurationSeconds\":3,"
+	"\"renewTime\":\"2026-01-01T00:00:00.000000Z\",\"leaseTransitions\":4}}";
+
+static void cfg_init(struct lease_config *c, const char *id, const char *inc)
+{
+	memset(c, 0, sizeof(*c));
+	strcpy(c->identity, id);
+	strcpy(c->incarnation, inc);
+	c->duration = MS(4000);
+	c->renew_deadline = MS(3000);
+	c->retry = MS(500);
+}
+
+START_TEST(record_full)
+{
+	cJSON *o = parse(FULL);
+	struct lease_record r;
+	char err[256];
+
+	ck_assert_int_eq(lease_record_from_json(o, &r, err, sizeof(err)), 0);
+	ck_assert_str_eq(r.name, "kf");
+	ck_assert_str_eq(r.resource_version, "7");
+	ck_assert_str_eq(r.holder, "node-a");
+	ck_assert_str_eq(r.incarnation, "abc");
+	/* the exact annotation wins over the rounded spec field */
+	ck_assert_int_eq(r.duration_ms, 2500);
+	ck_assert_int_eq(r.transitions, 4);
+	cJSON_Delete(o);
+}
+END_TEST
+
+START_TEST(record_minimal)
+{
+	cJSON *o = parse("{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\"},"
+			 "\"spec\":{\"holderIdentity\":null}}");
+	struct lease_record r;
+
+	ck_assert_int_eq(lease_record_from_json(o, &r, NULL, 0), 0);
+	ck_assert_str_eq(r.holder, "");
+	ck_assert_int_eq(r.duration_ms, 0);
+	ck_assert_int_eq(r.transitions, 0);
+	cJSON_Delete(o);
+}
+END_TEST
+
+static const char *const BAD[] = {
+	"[]",
+	"{}",
+	"{\"metadata\":[]}",
+	"{\"metadata\":{\"resourceVersion\":\"1\"}}",
+	"{\"metadata\":{\"name\":\"kf\"}}",
+	"{\"metadata\":{\"name\":5,\"resourceVersion\":\"1\"}}",
+	"{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\"},\"spec\":7}",
+	"{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\"},\"spec\":{\"holderIdentity\":1}}",
+	"{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\"},\"spec\":{\"leaseTransitions\":-1}}",
+	"{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\"},\"spec\":{\"leaseTransitions\":1.5}}",
+	"{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\"},\"spec\":{\"leaseDurationSeconds\":\"3\"}}",
+	"{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\",\"annotations\":[]}}",
+	"{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\",\"annotations\":"
+	"{\"kubefence.io/lease-duration-ms\":\"12x\"}}}",
+	"{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\",\"annotations\":"
+	"{\"kubefence.io/lease-duration-ms\":\"-5\"}}}",
+};
+
+START_TEST(record_bad)
+{
+	cJSON *o = parse(BAD[_i]);
+	struct lease_record r;
+	char err[256] = "";
+
+	ck_assert_int_eq(lease_record_from_json(o, &r, err, sizeof(err)), -EBADMSG);
+	ck_assert_msg(strncmp(err, "Lease: ", 7) == 0, "message '%s'", err);
+	cJSON_Delete(o);
+}
+END_TEST
+
+START_TEST(observe_restarts_clock_only_on_change)
+{
+	struct lease_state s;
+	cJSON *o = parse(FULL);
+
+	lease_state_init(&s);
+	ck_assert_int_eq(lease_state_observe(&s, o, MS(100), NULL, 0), 1);
+	ck_assert_int_eq(s.observed_at, MS(100));
+	/* the same resourceVersion seen later does not restart the clock */
+	ck_assert_int_eq(lease_state_observe(&s, o, MS(900), NULL, 0), 0);
+	ck_assert_int_eq(s.observed_at, MS(100));
+	/* a new resourceVersion does */
+	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(o, "metadata"), "resourceVersion",
+				  cJSON_CreateString("8"));
+	ck_assert_int_eq(lease_state_observe(&s, o, MS(1200), NULL, 0), 1);
+	ck_assert_int_eq(s.observed_at, MS(1200));
+	/* absence is a change, and so is reappearance */
+	ck_assert_int_eq(lease_state_observe(&s, NULL, MS(1300), NULL, 0), 1);
+	ck_assert(s.absent);
+	ck_assert_int_eq(lease_state_observe(&s, NULL, MS(1400), NULL, 0), 0);
+	ck_assert_int_eq(s.observed_at, MS(1300));
+	/* a malformed object leaves the state untouched */
+	cJSON *bad = parse("{\"metadata\":{}}");
+	ck_assert_int_eq(lease_state_observe(&s, bad, MS(1500), NULL, 0), -EBADMSG);
+	ck_assert(s.absent);
+	ck_assert_int_eq(s.observed_at, MS(1300));
+	cJSON_Delete(bad);
+	cJSON_Delete(o);
+	lease_state_done(&s);
+}
+END_TEST
+
+START_TEST(judge_expiry_on_monotonic_clock)
+{
+	struct lease_config b;
+	struct lease_state s;
+	usec_t exp = 0;
+	cJSON *o = parse(FULL);
+
+	cfg_init(&b, "node-b", "bbb");
+	lease_state_init(&s);
+	ck_assert_int_eq(lease_judge(&b, &s, 0, NULL), LEASE_UNKNOWN);
+	lease_state_observe(&s, o, MS(1000), NULL, 0);
+	/* our duration (4000) is longer than the holder's (2500): ours counts */
+	ck_assert_int_eq(lease_judge(&b, &s, MS(1000), &exp), LEASE_HELD);
+	ck_assert_int_eq(exp, MS(5000));
+	ck_assert_int_eq(lease_judge(&b, &s, MS(4999), NULL), LEASE_HELD);
+	ck_assert_int_eq(lease_judge(&b, &s, MS(5000), NULL), LEASE_EXPIRED);
+	/* a holder promised more than our duration: wait for its promise */
+	b.duration = MS(1000);
+	ck_assert_int_eq(lease_judge(&b, &s, MS(3499), NULL), LEASE_HELD);
+	ck_assert_int_eq(lease_judge(&b, &s, MS(3500), NULL), LEASE_EXPIRED);
+	/* renewTime in the far past changes nothing: only the local clock counts */
+	ck_assert_str_eq(s.rec.renew_time, "2026-01-01T00:00:00.000000Z");
+	cJSON_Delete(o);
+	lease_state_done(&s);
+}
+END_TEST
+
+START_TEST(judge_identity_and_incarnation)
+{
+	struct lease_config a;
+	struct lease_state s;
+	cJSON *o = parse(FULL);
+
+	lease_state_init(&s);
+	lease_state_observe(&s, o, 0, NULL, 0);
+	cfg_init(&a, "node-a", "abc");
+	ck_assert_int_eq(lease_judge(&a, &s, MS(1), NULL), LEASE_OURS);
+	/* same identity, another process: a foreign holder until it expires */
+	cfg_init(&a, "node-a", "new");
+	ck_assert_int_eq(lease_judge(&a, &s, MS(1), NULL), LEASE_HELD);
+	ck_assert_int_eq(lease_judge(&a, &s, MS(4000), NULL), LEASE_EXPIRED);
+	lease_state_observe(&s, NULL, MS(1), NULL, 0);
+	ck_assert_int_eq(lease_judge(&a, &s, MS(1), NULL), LEASE_ABSENT);
+	cJSON_Delete(o);
+	lease_state_done(&s);
+}
+END_TEST
+
+START_TEST(build_acquire_increments_epoch_and_keeps_foreign_fields)
+{
+	struct lease_config b;
+	struct lease_state s;
+	struct lease_record r;
+	cJSON *o = parse(FULL), *w;
+
+	cfg_init(&b, "node-b", "bbb");
+	b.duration = MS(2200);
+	lease_state_init(&s);
+	lease_state_observe(&s, o, 0, NULL, 0);
+	w = lease_build_acquire(&b, &s, "ns", "kf", 0);
+	ck_assert_ptr_nonnull(w);
+	ck_assert_int_eq(lease_record_from_json(w, &r, NULL, 0), 0);
+	ck_assert_str_eq(r.holder, "node-b");
+	ck_assert_str_eq(r.incarnation, "bbb");
+	ck_assert_int_eq(r.transitions, 5);
+	ck_assert_int_eq(r.duration_ms, 2200);
+	ck_assert_str_eq(r.resource_version, "7"); /* optimistic concurrency */
+	ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(w, "spec"), "renewTime")->valuestring,
+			 "1970-01-01T00:00:00.000000Z");
+	/* seconds rounded up, the exact value in the annotation */
+	ck_assert_int_eq(
+		cJSON_GetObjectItem(cJSON_GetObjectItem(w, "spec"), "leaseDurationSeconds")->valueint,
+		3);
+	cJSON *meta = cJSON_GetObjectItem(w, "metadata");
+	ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(meta, "labels"), "app")->valuestring,
+			 "x");
+	ck_assert_str_eq(
+		cJSON_GetObjectItem(cJSON_GetObjectItem(meta, "annotations"), "other")->valuestring,
+		"keep");
+	cJSON_Delete(w);
+
+	/* creating: epoch 1 */
+	lease_state_observe(&s, NULL, 0, NULL, 0);
+	w = lease_build_acquire(&b, &s, "ns", "kf", 0);
+	ck_assert_int_eq(lease_record_from_json(w, &r, NULL, 0), -EBADMSG); /* no RV yet */
+	ck_assert_int_eq(
+		cJSON_GetObjectItem(cJSON_GetObjectItem(w, "spec"), "leaseTransitions")->valueint, 1);
+	ck_assert_str_eq(cJSON_GetObjectItem(w, "kind")->valuestring, "Lease");
+	ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(w, "metadata"), "namespace")
+				 ->valuestring,
+			 "ns");
+	cJSON_Delete(w);
+	cJSON_Delete(o);
+	lease_state_done(&s);
+}
+END_TEST
+
+/* An in-memory API server for one Lease: writes succeed only with the
+ * current resourceVersion, which every write bumps. */
+struct store {
+	cJSON *obj;
+	int rv;
+};
+
+static int store_write(struct store *st, const cJSON *want, cJSON **ret)
+{
+	const cJSON *rv = cJSON_GetObjectItem(cJSON_GetObjectItem(want, "metadata"),
+					      "resourceVersion");
+	char buf[16];
+
+	if (st->obj) {
+		if (!rv || atoi(rv->valuestring) != st->rv)
+			return -ESTALE;
+	} else if (rv) {
+		return -ENOENT;
+	}
+	cJSON_Delete(st->obj);
+	st->obj = cJSON_Duplicate(want, true);
+	snprintf(buf, sizeof(buf), "%d", ++st->rv);
+	cJSON *meta = cJSON_GetObjectItem(st->obj, "metadata");
+	cJSON_DeleteItemFromObject(meta, "resourceVersion");
+	cJSON_AddStringToObject(meta, "resourceVersion", buf);
+	*ret = cJSON_Duplicate(st->obj, true);
+	return 0;
+}
+
+START_TEST(won_sets_validity_from_request_start)
+{
+	struct lease_config a;
+	struct lease_state s;
+	struct store st = {0};
+	cJSON *w, *got = NULL;
+
+	cfg_init(&a, "node-a", "aaa");
+	lease_state_init(&s);
+	lease_state_observe(&s, NULL, 0, NULL, 0);
+	w = lease_build_acquire(&a, &s, "ns", "kf", 0);
+	ck_assert_int_eq(store_write(&st, w, &got), 0);
+	/* the request started at 100 ms and was answered at 900 ms */
+	ck_assert_int_eq(lease_state_won(&s, &a, got, MS(100), MS(900), NULL, 0), 0);
+	ck_assert_int_eq(s.epoch, 1);
+	ck_assert_int_eq(s.valid_until, MS(3100));
+	ck_assert(lease_state_is_leader(&s, MS(3099)));
+	ck_assert(!lease_state_is_leader(&s, MS(3100)));
+	cJSON_Delete(w);
+	cJSON_Delete(got);
+
+	/* an answer naming someone else is not a win */
+	cJSON *other = parse(FULL);
+	ck_assert_int_eq(lease_state_won(&s, &a, other, MS(0), MS(1), NULL, 0), -EBADMSG);
+	ck_assert(!s.leading);
+	cJSON_Delete(other);
+	cJSON_Delete(st.obj);
+	lease_state_done(&s);
+}
+END_TEST
+
+START_TEST(release_frees_with_reason)
+{
+	struct lease_config a, b;
+	struct lease_state sa, sb;
+	struct store st = {0};
+	cJSON *w, *got = NULL;
+
+	cfg_init(&a, "node-a", "aaa");
+	cfg_init(&b, "node-b", "bbb");
+	lease_state_init(&sa);
+	lease_state_init(&sb);
+	lease_state_observe(&sa, NULL, 0, NULL, 0);
+	w = lease_build_acquire(&a, &sa, "ns", "kf", 0);
+	ck_assert_int_eq(store_write(&st, w, &got), 0);
+	cJSON_Delete(w);
+	ck_assert_int_eq(lease_state_won(&sa, &a, got, 0, 0, NULL, 0), 0);
+	cJSON_Delete(got);
+
+	w = lease_build_release(&sa, "service died", 0);
+	ck_assert_int_eq(store_write(&st, w, &got), 0);
+	cJSON_Delete(w);
+	ck_assert_int_eq(lease_state_observe(&sb, got, MS(10), NULL, 0), 1);
+	cJSON_Delete(got);
+	ck_assert_str_eq(sb.rec.release_reason, "service died");
+	ck_assert_str_eq(sb.rec.incarnation, "");
+	ck_assert_int_eq(lease_judge(&b, &sb, MS(10), NULL), LEASE_FREE);
+
+	/* b takes it at once; the epoch moves on and the reason is cleared */
+	w = lease_build_acquire(&b, &sb, "ns", "kf", 0);
+	ck_assert_int_eq(store_write(&st, w, &got), 0);
+	cJSON_Delete(w);
+	ck_assert_int_eq(lease_state_won(&sb, &b, got, MS(10), MS(11), NULL, 0), 0);
+	cJSON_Delete(got);
+	ck_assert_int_eq(sb.epoch, 2);
+	ck_assert_str_eq(sb.rec.release_reason, "");
+	cJSON_Delete(st.obj);
+	lease_state_done(&sa);
+	lease_state_done(&sb);
+}
+END_TEST
+
+/* Simulated election: A leads and renews every retry period, then stops
+ * (crash or partition) at a random moment; B polls every retry period with
+ * random network delays.  Whatever the schedule, A's validity must end before
+ * B's term starts, by at least duration - renew deadline. */
+START_TEST(simulated_takeover_never_overlaps)
+{
+	unsigned seed = 12345u + (unsigned)_i;
+	struct lease_config a, b;
+	struct store st = {0};
+
+	cfg_init(&a, "node-a", "aaa");
+	cfg_init(&b, "node-b", "bbb");
+	for (int round = 0; round < 20; round++) {
+		struct lease_state sa, sb;
+		cJSON *w, *got = NULL;
+		usec_t t = 0, a_stops, b_next = MS(rand_r(&seed) % 500);
+		usec_t a_next = 0;
+		bool b_leads = false;
+
+		cJSON_Delete(st.obj);
+		st.obj = NULL;
+		lease_state_init(&sa);
+		lease_state_init(&sb);
+		lease_state_observe(&sa, NULL, 0, NULL, 0);
+		w = lease_build_acquire(&a, &sa, "ns", "kf", 0);
+		ck_assert_int_eq(store_write(&st, w, &got), 0);
+		cJSON_Delete(w);
+		lease_state_won(&sa, &a, got, 0, MS(5), NULL, 0);
+		cJSON_Delete(got);
+		a_stops = MS(1000 + rand_r(&seed) % 5000);
+
+		while (!b_leads && t < MS(60000)) {
+			t += MS(1);
+			if (t >= a_next && t < a_stops && lease_state_is_leader(&sa, t)) {
+				usec_t started = t, delay = MS(rand_r(&seed) % 300);
+				w = lease_build_renew(&sa, 0);
+				if (store_write(&st, w, &got) == 0) {
+					lease_state_won(&sa, &a, got, started, started + delay, NULL, 0);
+					cJSON_Delete(got);
+				}
+				cJSON_Delete(w);
+				a_next = t + a.retry;
+			}
+			if (t >= b_next) {
+				/* B reads the store after a random delay */
+				usec_t seen = t + MS(rand_r(&seed) % 200);
+				lease_state_observe(&sb, st.obj, seen, NULL, 0);
+				enum lease_verdict v = lease_judge(&b, &sb, seen, NULL);
+				if (v == LEASE_EXPIRED || v == LEASE_FREE) {
+					w = lease_build_acquire(&b, &sb, "ns", "kf", 0);
+					if (store_write(&st, w, &got) == 0) {
+						lease_state_won(&sb, &b, got, seen, seen, NULL, 0);
+						cJSON_Delete(got);
+						b_leads = true;
+						/* A's term ended with margin before B's began */
+						ck_assert_msg(sa.valid_until + (b.duration - b.renew_deadline) <=
+								      seen,
+							      "A valid until %lld, B leads at %lld",
+							      (long long)sa.valid_until, (long long)seen);
+						ck_assert(!lease_state_is_leader(&sa, seen));
+						ck_assert_int_eq(sb.epoch, sa.epoch + 1);
+					}
+					cJSON_Delete(w);
+				}
+				b_next = seen + b.retry;
+			}
+		}
+		ck_assert_msg(b_leads, "B never took over");
+		lease_state_done(&sa);
+		lease_state_done(&sb);
+	}
+	cJSON_Delete(st.obj);
+}
+END_TEST
+
+static Suite *lease_suite(void)
+{
+	Suite *s = suite_create("lease");
+	TCase *tc;
+
+	tc = tcase_create("record");
+	tcase_add_test(tc, record_full);
+	tcase_add_test(tc, record_minimal);
+	tcase_add_loop_test(tc, record_bad, 0, (int)(sizeof(BAD) / sizeof(BAD[0])));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("observe");
+	tcase_add_test(tc, observe_restarts_clock_only_on_change);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("judge");
+	tcase_add_test(tc, judge_expiry_on_monotonic_clock);
+	tcase_add_test(tc, judge_identity_and_incarnation);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("build");
+	tcase_add_test(tc, build_acquire_increments_epoch_and_keeps_foreign_fields);
+	tcase_add_test(tc, release_frees_with_reason);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("validity");
+	tcase_add_test(tc, won_sets_validity_from_request_start);
+	tcase_add_loop_test(tc, simulated_takeover_never_overlaps, 0, 10);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(lease_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
