@@ -1,0 +1,487 @@
+/* elector: the agent's election loop (see elector.h).
+ *
+ * Locking: `mu` protects the fields shared with other threads: the pending
+ * watch observation, the published term (leading/valid_until/epoch) and the
+ * stop flag.  The lease_state itself belongs to the election thread alone. */
+#include "config.h"
+
+#include "elector.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "k8s.h"
+#include "log.h"
+#include "util.h"
+
+struct elector {
+	struct k8s_client *client;
+	struct elector_params p;
+	char ns[254], name[254];
+	struct elector_callbacks cb;
+	void *userdata;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cond; /* CLOCK_MONOTONIC */
+	bool stopping;
+	char *release_reason;
+	cJSON *pending;      /* latest watched object, owned */
+	bool pending_set;    /* pending holds news (NULL pending = deleted) */
+	bool pub_leading;
+	usec_t pub_valid_until;
+	int64_t pub_epoch;
+
+	struct k8s_watch *watch;
+	pthread_t election_thread, watch_thread;
+	bool started;
+
+	/* election thread only */
+	struct lease_state st;
+	char last_err[512];
+	char last_holder[LEASE_IDENTITY_MAX + LEASE_INCARNATION_MAX + 2];
+};
+
+static void publish(struct elector *e)
+{
+	pthread_mutex_lock(&e->mu);
+	e->pub_leading = e->st.leading;
+	e->pub_valid_until = e->st.valid_until;
+	e->pub_epoch = e->st.epoch;
+	pthread_mutex_unlock(&e->mu);
+}
+
+bool elector_is_leader(struct elector *e, int64_t *ret_epoch)
+{
+	bool r;
+
+	pthread_mutex_lock(&e->mu);
+	r = e->pub_leading && clock_mono_usec() < e->pub_valid_until;
+	if (r && ret_epoch)
+		*ret_epoch = e->pub_epoch;
+	pthread_mutex_unlock(&e->mu);
+	return r;
+}
+
+/* Log an API error once per distinct message, so a persistent problem (a
+ * missing RBAC permission) is one clear line, not one per retry. */
+static void report_error(struct elector *e, const char *what, int r, const char *err,
+			 const char *next)
+{
+	char line[sizeof(e->last_err)];
+
+	snprintf(line, sizeof(line), "%s: %s", what, err[0] ? err : strerror(-r));
+	if (strcmp(line, e->last_err) == 0) {
+		log_debug("%s (again), %s", line, next);
+		return;
+	}
+	str_copy(e->last_err, sizeof(e->last_err), line);
+	if (r == -EPERM || r == -EACCES)
+		log_error("%s; grant the permission to the agent's ServiceAccount, %s", line, next);
+	else
+		log_warning("%s, %s", line, next);
+}
+
+static void clear_error(struct elector *e)
+{
+	e->last_err[0] = '\0';
+}
+
+static void lost(struct elector *e, const char *reason)
+{
+	int64_t epoch = e->st.epoch;
+
+	e->st.leading = false;
+	publish(e);
+	log_info("event=stopped-leading lease='%s/%s' epoch=%" PRId64 " reason='%s'", e->ns, e->name,
+		 epoch, reason);
+	if (e->cb.stopped_leading)
+		e->cb.stopped_leading(e->userdata, epoch, reason);
+}
+
+static void note_holder(struct elector *e)
+{
+	char key[sizeof(e->last_holder)];
+
+	if (e->st.absent)
+		snprintf(key, sizeof(key), "(absent)");
+	else
+		snprintf(key, sizeof(key), "%s/%s", e->st.rec.holder, e->st.rec.incarnation);
+	if (strcmp(key, e->last_holder) == 0)
+		return;
+	str_copy(e->last_holder, sizeof(e->last_holder), key);
+	if (e->st.absent) {
+		log_info("lease '%s/%s' does not exist; creating it", e->ns, e->name);
+		return;
+	}
+	if (e->st.rec.holder[0] == '\0')
+		log_info("lease '%s/%s' is free (epoch %" PRId64 "), released: '%s'", e->ns,
+			 e->name, e->st.rec.transitions,
+			 e->st.rec.release_reason[0] ? e->st.rec.release_reason : "(no reason)");
+	else if (!e->st.leading)
+		log_info("lease '%s/%s' held by '%s' (epoch %" PRId64 ")", e->ns, e->name,
+			 e->st.rec.holder, e->st.rec.transitions);
+	if (e->cb.observed_holder && !e->st.leading)
+		e->cb.observed_holder(e->userdata, &e->st.rec);
+}
+
+/* Take the latest watch observation, if any. */
+static void take_pending(struct elector *e)
+{
+	cJSON *obj = NULL;
+	bool have;
+	char err[256] = "";
+
+	pthread_mutex_lock(&e->mu);
+	have = e->pending_set;
+	obj = e->pending;
+	e->pending = NULL;
+	e->pending_set = false;
+	pthread_mutex_unlock(&e->mu);
+	if (!have)
+		return;
+	if (lease_state_observe(&e->st, obj, clock_mono_usec(), err, sizeof(err)) < 0)
+		log_warning("ignoring a watched Lease: %s", err);
+	cJSON_Delete(obj);
+}
+
+/* Wait until `deadline`, a watch event or a stop.  Returns true on stop. */
+static bool wait_until(struct elector *e, usec_t deadline)
+{
+	struct timespec ts = {
+		.tv_sec = (time_t)(deadline / USEC_PER_SEC),
+		.tv_nsec = (long)(deadline % USEC_PER_SEC) * 1000,
+	};
+	bool stop;
+
+	pthread_mutex_lock(&e->mu);
+	while (!e->stopping && !e->pending_set && clock_mono_usec() < deadline)
+		if (pthread_cond_timedwait(&e->cond, &e->mu, &ts) == ETIMEDOUT)
+			break;
+	stop = e->stopping;
+	pthread_mutex_unlock(&e->mu);
+	return stop;
+}
+
+static long req_timeout(struct elector *e, usec_t now, usec_t limit)
+{
+	long t = e->p.request_timeout_ms;
+
+	if (limit != USEC_INFINITY && (limit - now) / USEC_PER_MSEC < t)
+		t = (long)((limit - now) / USEC_PER_MSEC);
+	return t < 1 ? 1 : t;
+}
+
+static void lead_step(struct elector *e, usec_t *next_renew)
+{
+	usec_t now = clock_mono_usec();
+	char err[1024] = "";
+	char reason[1200];
+	int r;
+
+	if (now >= e->st.valid_until) {
+		snprintf(reason, sizeof(reason),
+			 "renew deadline passed: no successful renew for %" PRId64
+			 " ms (deadline %" PRId64 " ms)",
+			 (int64_t)((now - e->st.valid_until + e->p.lease.renew_deadline) /
+				   USEC_PER_MSEC),
+			 (int64_t)(e->p.lease.renew_deadline / USEC_PER_MSEC));
+		lost(e, reason);
+		return;
+	}
+	if (now < *next_renew)
+		return;
+	r = lease_renew(e->client, &e->p.lease, e->ns, e->name, &e->st,
+			req_timeout(e, now, e->st.valid_until), err, sizeof(err));
+	if (r >= 0) {
+		clear_error(e);
+		publish(e);
+		*next_renew = now + e->p.lease.retry;
+		log_debug("renewed lease '%s/%s' epoch %" PRId64 ", valid for %" PRId64 " ms", e->ns,
+			  e->name, e->st.epoch,
+			  (int64_t)((e->st.valid_until - clock_mono_usec()) / USEC_PER_MSEC));
+		return;
+	}
+	if (r == -ENOLCK) {
+		snprintf(reason, sizeof(reason), "lease taken: %s", err);
+		lost(e, reason);
+		return;
+	}
+	/* Retry soon, but never past the validity: lead_step runs again at
+	 * valid_until at the latest. */
+	*next_renew = now + e->p.lease.retry / 2;
+	{
+		char next[128];
+		snprintf(next, sizeof(next), "retrying; leadership valid for %" PRId64 " ms more",
+			 (int64_t)((e->st.valid_until - now) / USEC_PER_MSEC));
+		report_error(e, "renew failed", r, err, next);
+	}
+}
+
+static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
+{
+	usec_t now = clock_mono_usec(), expires = USEC_INFINITY;
+	char err[1024] = "";
+	enum lease_verdict v;
+	int r;
+
+	if (now >= *next_poll || !e->st.have_record) {
+		r = lease_fetch(e->client, e->ns, e->name, &e->st, req_timeout(e, now, USEC_INFINITY),
+				err, sizeof(err));
+		*next_poll = clock_mono_usec() + e->p.lease.retry;
+		if (r < 0) {
+			report_error(e, "reading the lease failed", r, err, "retrying");
+			*ret_wake = *next_poll;
+			return;
+		}
+	}
+	note_holder(e);
+	now = clock_mono_usec();
+	v = lease_judge(&e->p.lease, &e->st, now, &expires);
+	if (v == LEASE_HELD) {
+		*ret_wake = expires < *next_poll ? expires : *next_poll;
+		return;
+	}
+	if (v == LEASE_UNKNOWN) {
+		*ret_wake = *next_poll;
+		return;
+	}
+	{
+		char prev[LEASE_IDENTITY_MAX + 64];
+		int64_t unseen = (int64_t)((now - e->st.observed_at) / USEC_PER_MSEC);
+
+		snprintf(prev, sizeof(prev), "%s", e->st.absent ? "" : e->st.rec.holder);
+		r = lease_acquire(e->client, &e->p.lease, e->ns, e->name, &e->st,
+				  req_timeout(e, now, USEC_INFINITY), err, sizeof(err));
+		if (r >= 0) {
+			clear_error(e);
+			publish(e);
+			log_info("event=leading lease='%s/%s' epoch=%" PRId64
+				 " previous='%s' verdict=%s unseen_ms=%" PRId64,
+				 e->ns, e->name, e->st.epoch, prev, lease_verdict_to_string(v), unseen);
+			if (e->cb.started_leading)
+				e->cb.started_leading(e->userdata, e->st.epoch);
+			*ret_wake = now;
+			return;
+		}
+		if (r == -ESTALE || r == -EEXIST) {
+			log_info("lost the race for lease '%s/%s' (%s); following", e->ns, e->name,
+				 lease_verdict_to_string(v));
+			*ret_wake = clock_mono_usec();
+			return;
+		}
+		report_error(e, "acquiring the lease failed", r, err, "retrying");
+		*ret_wake = *next_poll;
+	}
+}
+
+static void *election_main(void *arg)
+{
+	struct elector *e = arg;
+	usec_t next_poll = 0, next_renew = 0;
+
+	for (;;) {
+		usec_t wake;
+
+		take_pending(e);
+		if (e->st.leading) {
+			lead_step(e, &next_renew);
+			if (e->st.leading) {
+				wake = next_renew < e->st.valid_until ? next_renew : e->st.valid_until;
+			} else {
+				next_poll = 0; /* learn the new holder at once */
+				wake = clock_mono_usec();
+			}
+		} else {
+			follow_step(e, &next_poll, &wake);
+			if (e->st.leading) {
+				next_renew = clock_mono_usec() + e->p.lease.retry;
+				wake = next_renew;
+			}
+		}
+		if (wait_until(e, wake))
+			break;
+	}
+
+	/* Stopping.  Leadership ends here, released or not. */
+	pthread_mutex_lock(&e->mu);
+	char *reason = e->release_reason;
+	e->release_reason = NULL;
+	pthread_mutex_unlock(&e->mu);
+	if (e->st.leading) {
+		usec_t now = clock_mono_usec();
+		char err[1024] = "";
+		int64_t epoch = e->st.epoch;
+		bool valid = now < e->st.valid_until;
+		int r = 0;
+
+		if (reason && valid) {
+			r = lease_release(e->client, &e->p.lease, e->ns, e->name, &e->st, reason,
+					  req_timeout(e, now, e->st.valid_until), err, sizeof(err));
+			if (r < 0)
+				log_warning("releasing lease '%s/%s' failed: %s; followers take over "
+					    "when it expires",
+					    e->ns, e->name, err[0] ? err : strerror(-r));
+			else
+				log_info("event=released lease='%s/%s' epoch=%" PRId64 " reason='%s'",
+					 e->ns, e->name, epoch, reason);
+		}
+		lost(e, reason ? reason : "elector stopped");
+	}
+	free(reason);
+	return NULL;
+}
+
+/* Hand the newest state of our Lease to the election thread: a later
+ * observation replaces an unread earlier one, only the latest matters. */
+static int hand_over(struct elector *e, const cJSON *object)
+{
+	cJSON *copy = NULL;
+
+	if (object) {
+		copy = cJSON_Duplicate(object, true);
+		if (!copy)
+			return -ENOMEM;
+	}
+	pthread_mutex_lock(&e->mu);
+	cJSON_Delete(e->pending);
+	e->pending = copy;
+	e->pending_set = true;
+	pthread_cond_signal(&e->cond);
+	pthread_mutex_unlock(&e->mu);
+	return 0;
+}
+
+static bool is_ours(const struct elector *e, const cJSON *object)
+{
+	const cJSON *meta = cJSON_GetObjectItemCaseSensitive(object, "metadata");
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(meta, "name");
+
+	return cJSON_IsString(name) && strcmp(name->valuestring, e->name) == 0;
+}
+
+static int on_watch(enum k8s_event type, const cJSON *object, void *userdata)
+{
+	struct elector *e = userdata;
+	const cJSON *item;
+
+	switch (type) {
+	case K8S_EVENT_SYNC:
+		/* A (re)list: the complete state.  No item means no Lease. */
+		cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(object, "items"))
+			if (is_ours(e, item))
+				return hand_over(e, item);
+		return hand_over(e, NULL);
+	case K8S_EVENT_ADDED:
+	case K8S_EVENT_MODIFIED:
+		return is_ours(e, object) ? hand_over(e, object) : 0;
+	case K8S_EVENT_DELETED:
+		return is_ours(e, object) ? hand_over(e, NULL) : 0;
+	}
+	return 0;
+}
+
+static void *watch_main(void *arg)
+{
+	struct elector *e = arg;
+	char path[512], field[300];
+	char err[1024] = "";
+	struct k8s_watch_opts opts = {0};
+	int r;
+
+	if (k8s_path(path, sizeof(path), "coordination.k8s.io/v1", e->ns, "leases", NULL) < 0)
+		return NULL;
+	snprintf(field, sizeof(field), "metadata.name=%s", e->name);
+	opts.field_selector = field;
+	opts.request_timeout_ms = e->p.request_timeout_ms;
+	r = k8s_watch_loop(e->client, e->watch, path, &opts, on_watch, e, err, sizeof(err));
+	if (r < 0)
+		log_warning("watching lease '%s/%s' ended: %s; polling every %" PRId64 " ms only",
+			    e->ns, e->name, err[0] ? err : strerror(-r),
+			    (int64_t)(e->p.lease.retry / USEC_PER_MSEC));
+	return NULL;
+}
+
+int elector_new(struct k8s_client *client, const struct elector_params *p,
+		const struct elector_callbacks *cb, void *userdata, struct elector **ret)
+{
+	struct elector *e;
+	pthread_condattr_t ca;
+
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	e->client = client;
+	e->p = *p;
+	str_copy(e->ns, sizeof(e->ns), p->namespace);
+	str_copy(e->name, sizeof(e->name), p->name);
+	e->p.namespace = e->ns;
+	e->p.name = e->name;
+	if (cb)
+		e->cb = *cb;
+	e->userdata = userdata;
+	lease_state_init(&e->st);
+	pthread_mutex_init(&e->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&e->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (k8s_watch_new(&e->watch) < 0) {
+		elector_free(e);
+		return -ENOMEM;
+	}
+	*ret = e;
+	return 0;
+}
+
+int elector_start(struct elector *e)
+{
+	int r;
+
+	r = pthread_create(&e->watch_thread, NULL, watch_main, e);
+	if (r)
+		return -r;
+	r = pthread_create(&e->election_thread, NULL, election_main, e);
+	if (r) {
+		k8s_watch_stop(e->watch);
+		pthread_join(e->watch_thread, NULL);
+		return -r;
+	}
+	e->started = true;
+	return 0;
+}
+
+void elector_stop(struct elector *e, const char *reason)
+{
+	if (!e || !e->started)
+		return;
+	pthread_mutex_lock(&e->mu);
+	e->stopping = true;
+	free(e->release_reason);
+	e->release_reason = reason ? strdup(reason) : NULL;
+	pthread_cond_signal(&e->cond);
+	pthread_mutex_unlock(&e->mu);
+	k8s_watch_stop(e->watch);
+	pthread_join(e->election_thread, NULL);
+	pthread_join(e->watch_thread, NULL);
+	e->started = false;
+}
+
+struct elector *elector_free(struct elector *e)
+{
+	if (!e)
+		return NULL;
+	elector_stop(e, NULL);
+	e->watch = k8s_watch_free(e->watch);
+	lease_state_done(&e->st);
+	cJSON_Delete(e->pending);
+	free(e->release_reason);
+	pthread_cond_destroy(&e->cond);
+	pthread_mutex_destroy(&e->mu);
+	free(e);
+	return NULL;
+}

@@ -1,0 +1,58 @@
+/* elector: the agent's election loop around lib/lease.
+ *
+ * Two threads.  The election thread acquires, renews and releases the Lease
+ * and is the only one that writes it; the watch thread streams changes of the
+ * Lease and wakes the election thread at once, so a release is acted on
+ * within one API round trip.  The election thread also polls every retry
+ * period, as a fallback when the watch is broken.
+ *
+ * Leadership is a time-bounded claim: elector_is_leader() checks the
+ * monotonic clock against the end of the current term's validity itself, so
+ * it answers correctly even when the election thread is stalled.  The
+ * stopped_leading callback fires no later than that instant (give or take
+ * scheduling), and the term is over for every caller from that instant. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lease.h"
+
+struct k8s_client;
+struct elector;
+
+struct elector_callbacks {
+	/* A new term began with this epoch.  Called on the election thread;
+	 * must not block for long. */
+	void (*started_leading)(void *userdata, int64_t epoch);
+	/* Our term ended (deadline passed, taken, released).  reason is for
+	 * the log. */
+	void (*stopped_leading)(void *userdata, int64_t epoch, const char *reason);
+	/* Another holder (or nobody: holder "") was observed. */
+	void (*observed_holder)(void *userdata, const struct lease_record *rec);
+};
+
+struct elector_params {
+	struct lease_config lease;
+	const char *namespace;
+	const char *name;
+	long request_timeout_ms;
+};
+
+/* Create an elector; nothing runs until elector_start().  The client and
+ * callbacks must outlive it.  Returns 0 or -ENOMEM. */
+int elector_new(struct k8s_client *client, const struct elector_params *p,
+		const struct elector_callbacks *cb, void *userdata, struct elector **ret);
+
+/* Start the threads.  Returns 0 or -errno from pthread_create. */
+int elector_start(struct elector *e);
+
+/* Stop the threads; when leading, release the Lease recording `reason`
+ * (NULL: do not release, just stop renewing).  Blocks up to one request
+ * timeout.  Safe to call more than once. */
+void elector_stop(struct elector *e, const char *reason);
+
+/* Whether we lead right now; *ret_epoch gets the term's epoch if so. */
+bool elector_is_leader(struct elector *e, int64_t *ret_epoch);
+
+struct elector *elector_free(struct elector *e);
