@@ -1,0 +1,1 @@
+# fencing/: sources, programs and tests of this subsystem (included by Makefile.am).

@@ -1,0 +1,51 @@
+/* kubefencectl: the operator CLI.  Dispatches to the subcommands listed in
+ * the table below; each lives in its own ctl_*.c. */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "log.h"
+#include "util.h"
+
+static const struct ctl_command commands[] = {
+	/* ctl-table: scsi */
+	/* ctl-table: journal */
+	/* ctl-table: fence */
+	/* ctl-table: status */
+	{NULL, NULL, NULL},
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "Usage: kubefencectl COMMAND [ARGS...]\n\nCommands:\n");
+	for (const struct ctl_command *c = commands; c->name; c++)
+		fprintf(out, "  %-10s %s\n", c->name, c->summary);
+	fprintf(out, "\n'kubefencectl COMMAND --help' describes each.\n");
+}
+
+int main(int argc, char **argv)
+{
+	log_set_ident("kubefencectl");
+	log_max_level = LOG_LEVEL_WARNING;
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("kubefencectl %s\n", PACKAGE_VERSION);
+		return 0;
+	}
+	for (const struct ctl_command *c = commands; c->name; c++)
+		if (strcmp(c->name, argv[1]) == 0)
+			return c->main(argc - 1, argv + 1);
+	fprintf(stderr, "kubefencectl: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Run every kubefence test on this machine (Debian, as root):
+#   1. install the Debian packages that are missing (tests/deps.sh);
+#   2. build the Kubernetes server binaries once, cached (lab/k8s-build.sh);
+#   3. build kubefence with warnings as errors and run `make check`: unit
+#      tests and the integration tests against a real etcd + kube-apiserver;
+#   4. build again with ASan + UBSan and run the unit tests there too.
+# The last line is the summary: "tests: N passed, N failed".
+set -uo pipefail
+
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+cd "$TOP"
+. tests/deps.sh
+kf_install_deps || exit 1
+bash lab/k8s-build.sh >/dev/null || { echo "tests: cannot build the Kubernetes binaries" >&2; exit 1; }
+
+JOBS=$(nproc 2>/dev/null || echo 2)
+status=0
+[ -x configure ] && [ configure -nt configure.ac ] && [ Makefile.in -nt Makefile.am ] ||
+	./autogen.sh >/dev/null 2>&1 || { echo "tests: autogen.sh failed" >&2; exit 1; }
+
+build() { # DIR CONFIGURE-ARGS...
+	local dir=$1
+	shift
+	mkdir -p "$dir"
+	(cd "$dir" && "$TOP/configure" -q "$@" >configure.out 2>&1) ||
+		{ cat "$dir/configure.out" >&2; return 1; }
+	make -s -C "$dir" -j"$JOBS" >"$dir/make.out" 2>&1 ||
+		{ cat "$dir/make.out" >&2; return 1; }
+	make -s -C "$dir" -j"$JOBS" check TESTS= >>"$dir/make.out" 2>&1 ||
+		{ cat "$dir/make.out" >&2; return 1; }
+}
+
+check() { # DIR [TESTS]
+	local dir=$1
+	shift
+	# Serial on purpose: the integration tests measure takeover times.
+	make -C "$dir" check "$@" 2>&1 | grep -E '^(PASS|FAIL|ERROR|XFAIL|XPASS|SKIP):|^# (TOTAL|PASS|FAIL|ERROR|SKIP)' || true
+	local failed
+	failed=$(grep -lE '^:test-result: (FAIL|ERROR)' "$dir"/tests/*/*.trs 2>/dev/null)
+	if [ -n "$failed" ]; then
+		for t in $failed; do
+			echo "----- ${t%.trs}.log" >&2
+			tail -60 "${t%.trs}.log" >&2
+		done
+		return 1
+	fi
+}
+
+echo "== plain build (-Werror): unit + integration tests"
+if build _build/plain --enable-werror; then
+	check _build/plain || status=1
+else
+	status=1
+fi
+
+echo "== ASan + UBSan build: unit tests"
+if build _build/asan --enable-werror --enable-sanitizers; then
+	check _build/asan TESTS="tests/unit/check_conf tests/unit/check_k8s tests/unit/check_lease" ||
+		status=1
+else
+	status=1
+fi
+
+# Sum the Check results of every test program that ran, in both builds.
+passed=0
+failed=0
+while read -r checks failures errors; do
+	passed=$((passed + checks - failures - errors))
+	failed=$((failed + failures + errors))
+done < <(cat _build/*/tests/*/*.log 2>/dev/null |
+	sed -nE 's/^[0-9]+%: Checks: ([0-9]+), Failures: ([0-9]+), Errors: ([0-9]+)$/\1 \2 \3/p')
+for t in _build/*/tests/*/*.trs; do
+	# a test program that died before Check's summary counts as failed
+	grep -qE '^:test-result: (FAIL|ERROR)' "$t" 2>/dev/null &&
+		! grep -qE '^[0-9]+%: Checks:' "${t%.trs}.log" && failed=$((failed + 1))
+done
+[ "$status" = 0 ] || [ "$failed" -gt 0 ] || failed=1
+grep -h "^measured:" _build/plain/tests/*/*.log 2>/dev/null
+echo "tests: $passed passed, $failed failed"
+[ "$failed" = 0 ] && [ "$status" = 0 ]
