@@ -40,8 +40,8 @@ void clock_format_microtime(usec_t t, char buf[static 32])
 void clock_sleep_until(usec_t deadline)
 {
 	struct timespec ts = {
-		.tv_sec = (time_t)(deadline / USEC_PER_SEC),
-		.tv_nsec = (long)(deadline % USEC_PER_SEC) * 1000,
+	        .tv_sec = (time_t)(deadline / USEC_PER_SEC),
+	        .tv_nsec = (long)(deadline % USEC_PER_SEC) * 1000,
 	};
 	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
 		;

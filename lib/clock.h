@@ -10,7 +10,7 @@
 typedef int64_t usec_t;
 
 #define USEC_PER_MSEC ((usec_t)1000)
-#define USEC_PER_SEC ((usec_t)1000000)
+#define USEC_PER_SEC  ((usec_t)1000000)
 #define USEC_INFINITY INT64_MAX
 
 usec_t clock_mono_usec(void);

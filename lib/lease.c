@@ -19,7 +19,7 @@
 /* --------------------------------------------------------------- record */
 
 static int get_string(const cJSON *parent, const char *key, bool required, char *dst, size_t n,
-		      const char *where, char *err, size_t errlen)
+                      const char *where, char *err, size_t errlen)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(parent, key);
 
@@ -42,8 +42,8 @@ static int get_string(const cJSON *parent, const char *key, bool required, char 
 	return 0;
 }
 
-static int get_int(const cJSON *parent, const char *key, int64_t *ret, const char *where,
-		   char *err, size_t errlen)
+static int get_int(const cJSON *parent, const char *key, int64_t *ret, const char *where, char *err,
+                   size_t errlen)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(parent, key);
 
@@ -77,9 +77,9 @@ int lease_record_from_json(const cJSON *obj, struct lease_record *ret, char *err
 		return -EBADMSG;
 	}
 	if ((k = get_string(meta, "name", true, r.name, sizeof(r.name), "metadata", err, errlen)) <
-		    0 ||
+	            0 ||
 	    (k = get_string(meta, "resourceVersion", true, r.resource_version,
-			    sizeof(r.resource_version), "metadata", err, errlen)) < 0)
+	                    sizeof(r.resource_version), "metadata", err, errlen)) < 0)
 		return k;
 
 	spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
@@ -89,12 +89,12 @@ int lease_record_from_json(const cJSON *obj, struct lease_record *ret, char *err
 			return -EBADMSG;
 		}
 		if ((k = get_string(spec, "holderIdentity", false, r.holder, sizeof(r.holder),
-				    "spec", err, errlen)) < 0 ||
+		                    "spec", err, errlen)) < 0 ||
 		    (k = get_string(spec, "renewTime", false, r.renew_time, sizeof(r.renew_time),
-				    "spec", err, errlen)) < 0 ||
+		                    "spec", err, errlen)) < 0 ||
 		    (k = get_int(spec, "leaseDurationSeconds", &secs, "spec", err, errlen)) < 0 ||
 		    (k = get_int(spec, "leaseTransitions", &r.transitions, "spec", err, errlen)) <
-			    0)
+		            0)
 			return k;
 		r.duration_ms = secs * 1000;
 	}
@@ -106,11 +106,11 @@ int lease_record_from_json(const cJSON *obj, struct lease_record *ret, char *err
 			return -EBADMSG;
 		}
 		if ((k = get_string(ann, LEASE_ANN_INCARNATION, false, r.incarnation,
-				    sizeof(r.incarnation), "annotations", err, errlen)) < 0 ||
+		                    sizeof(r.incarnation), "annotations", err, errlen)) < 0 ||
 		    (k = get_string(ann, LEASE_ANN_RELEASE_REASON, false, r.release_reason,
-				    sizeof(r.release_reason), "annotations", err, errlen)) < 0 ||
-		    (k = get_string(ann, LEASE_ANN_DURATION, false, dur, sizeof(dur),
-				    "annotations", err, errlen)) < 0)
+		                    sizeof(r.release_reason), "annotations", err, errlen)) < 0 ||
+		    (k = get_string(ann, LEASE_ANN_DURATION, false, dur, sizeof(dur), "annotations",
+		                    err, errlen)) < 0)
 			return k;
 		if (dur[0]) {
 			char *end;
@@ -119,8 +119,9 @@ int lease_record_from_json(const cJSON *obj, struct lease_record *ret, char *err
 			errno = 0;
 			ms = strtoll(dur, &end, 10);
 			if (errno || *end || end == dur || ms <= 0 || ms > 3600000) {
-				errbuf_set(err, errlen, "Lease: annotation %s='%s' is not a duration",
-					   LEASE_ANN_DURATION, dur);
+				errbuf_set(err, errlen,
+				           "Lease: annotation %s='%s' is not a duration",
+				           LEASE_ANN_DURATION, dur);
 				return -EBADMSG;
 			}
 			r.duration_ms = ms;
@@ -143,7 +144,7 @@ void lease_config_new_incarnation(struct lease_config *cfg)
 		memcpy(b, &x, sizeof(b));
 	}
 	snprintf(cfg->incarnation, sizeof(cfg->incarnation), "%02x%02x%02x%02x%02x%02x%02x%02x",
-		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]);
+	         b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]);
 }
 
 void lease_state_init(struct lease_state *s)
@@ -158,7 +159,7 @@ void lease_state_done(struct lease_state *s)
 }
 
 int lease_state_observe(struct lease_state *s, const cJSON *obj, usec_t now, char *err,
-			size_t errlen)
+                        size_t errlen)
 {
 	struct lease_record r;
 	cJSON *copy;
@@ -183,7 +184,7 @@ int lease_state_observe(struct lease_state *s, const cJSON *obj, usec_t now, cha
 	if (!copy)
 		return -ENOMEM;
 	changed = !s->have_record || s->absent ||
-		  strcmp(s->rec.resource_version, r.resource_version) != 0;
+	          strcmp(s->rec.resource_version, r.resource_version) != 0;
 	cJSON_Delete(s->obj);
 	s->obj = copy;
 	s->rec = r;
@@ -196,11 +197,12 @@ int lease_state_observe(struct lease_state *s, const cJSON *obj, usec_t now, cha
 
 static bool held_by_us(const struct lease_config *cfg, const struct lease_record *r)
 {
-	return strcmp(r->holder, cfg->identity) == 0 && strcmp(r->incarnation, cfg->incarnation) == 0;
+	return strcmp(r->holder, cfg->identity) == 0 &&
+	       strcmp(r->incarnation, cfg->incarnation) == 0;
 }
 
 enum lease_verdict lease_judge(const struct lease_config *cfg, const struct lease_state *s,
-			       usec_t now, usec_t *ret_expires_at)
+                               usec_t now, usec_t *ret_expires_at)
 {
 	usec_t duration, expires;
 
@@ -269,7 +271,7 @@ static int obj_set(cJSON *parent, const char *key, cJSON *value)
 }
 
 cJSON *lease_build_acquire(const struct lease_config *cfg, const struct lease_state *s,
-			   const char *ns, const char *name, usec_t wall)
+                           const char *ns, const char *name, usec_t wall)
 {
 	cJSON *o, *meta, *spec, *ann;
 	char t[32], dur[32];
@@ -281,7 +283,7 @@ cJSON *lease_build_acquire(const struct lease_config *cfg, const struct lease_st
 	} else {
 		o = cJSON_CreateObject();
 		if (o && (!cJSON_AddStringToObject(o, "apiVersion", LEASE_GV) ||
-			  !cJSON_AddStringToObject(o, "kind", "Lease"))) {
+		          !cJSON_AddStringToObject(o, "kind", "Lease"))) {
 			cJSON_Delete(o);
 			o = NULL;
 		}
@@ -294,8 +296,7 @@ cJSON *lease_build_acquire(const struct lease_config *cfg, const struct lease_st
 	meta = obj_child(o, "metadata");
 	spec = obj_child(o, "spec");
 	ann = meta ? obj_child(meta, "annotations") : NULL;
-	if (!meta || !spec || !ann ||
-	    obj_set(meta, "name", cJSON_CreateString(name)) < 0 ||
+	if (!meta || !spec || !ann || obj_set(meta, "name", cJSON_CreateString(name)) < 0 ||
 	    obj_set(meta, "namespace", cJSON_CreateString(ns)) < 0 ||
 	    obj_set(ann, LEASE_ANN_DURATION, cJSON_CreateString(dur)) < 0 ||
 	    obj_set(ann, LEASE_ANN_INCARNATION, cJSON_CreateString(cfg->incarnation)) < 0 ||
@@ -347,8 +348,7 @@ cJSON *lease_build_release(const struct lease_state *s, const char *reason, usec
 	if (!spec || !ann || obj_set(spec, "holderIdentity", cJSON_CreateString("")) < 0 ||
 	    obj_set(spec, "leaseDurationSeconds", cJSON_CreateNumber(1)) < 0 ||
 	    obj_set(spec, "renewTime", cJSON_CreateString(t)) < 0 ||
-	    obj_set(ann, LEASE_ANN_RELEASE_REASON, cJSON_CreateString(reason ? reason : "")) <
-		    0) {
+	    obj_set(ann, LEASE_ANN_RELEASE_REASON, cJSON_CreateString(reason ? reason : "")) < 0) {
 		cJSON_Delete(o);
 		return NULL;
 	}
@@ -357,7 +357,7 @@ cJSON *lease_build_release(const struct lease_state *s, const char *reason, usec
 }
 
 int lease_state_won(struct lease_state *s, const struct lease_config *cfg, const cJSON *obj,
-		    usec_t started, usec_t now, char *err, size_t errlen)
+                    usec_t started, usec_t now, char *err, size_t errlen)
 {
 	int k = lease_state_observe(s, obj, now, err, errlen);
 
@@ -365,7 +365,7 @@ int lease_state_won(struct lease_state *s, const struct lease_config *cfg, const
 		return k;
 	if (!held_by_us(cfg, &s->rec)) {
 		errbuf_set(err, errlen, "the server's answer names holder '%s', not us",
-			   s->rec.holder);
+		           s->rec.holder);
 		s->leading = false;
 		return -EBADMSG;
 	}
@@ -378,7 +378,7 @@ int lease_state_won(struct lease_state *s, const struct lease_config *cfg, const
 /* ------------------------------------------------------------------ I/O */
 
 int lease_fetch(struct k8s_client *c, const char *ns, const char *name, struct lease_state *s,
-		long timeout_ms, char *err, size_t errlen)
+                long timeout_ms, char *err, size_t errlen)
 {
 	char path[512];
 	cJSON *obj = NULL;
@@ -399,8 +399,8 @@ int lease_fetch(struct k8s_client *c, const char *ns, const char *name, struct l
 }
 
 int lease_acquire(struct k8s_client *c, const struct lease_config *cfg, const char *ns,
-		  const char *name, struct lease_state *s, long timeout_ms, char *err,
-		  size_t errlen)
+                  const char *name, struct lease_state *s, long timeout_ms, char *err,
+                  size_t errlen)
 {
 	enum lease_verdict v;
 	char path[512];
@@ -438,7 +438,7 @@ int lease_acquire(struct k8s_client *c, const struct lease_config *cfg, const ch
 }
 
 int lease_renew(struct k8s_client *c, const struct lease_config *cfg, const char *ns,
-		const char *name, struct lease_state *s, long timeout_ms, char *err, size_t errlen)
+                const char *name, struct lease_state *s, long timeout_ms, char *err, size_t errlen)
 {
 	char path[512];
 	cJSON *want = NULL, *got = NULL;
@@ -467,7 +467,7 @@ int lease_renew(struct k8s_client *c, const struct lease_config *cfg, const char
 		if (k >= 0 && (s->absent || !held_by_us(cfg, &s->rec))) {
 			s->leading = false;
 			errbuf_set(err, errlen, "the Lease now names holder '%s'",
-				   s->absent ? "(deleted)" : s->rec.holder);
+			           s->absent ? "(deleted)" : s->rec.holder);
 			r = -ENOLCK;
 		}
 	}
@@ -477,8 +477,8 @@ int lease_renew(struct k8s_client *c, const struct lease_config *cfg, const char
 }
 
 int lease_release(struct k8s_client *c, const struct lease_config *cfg, const char *ns,
-		  const char *name, struct lease_state *s, const char *reason, long timeout_ms,
-		  char *err, size_t errlen)
+                  const char *name, struct lease_state *s, const char *reason, long timeout_ms,
+                  char *err, size_t errlen)
 {
 	char path[512];
 	cJSON *want = NULL, *got = NULL;

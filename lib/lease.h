@@ -40,17 +40,17 @@
 
 struct k8s_client;
 
-#define LEASE_ANN_DURATION "kubefence.io/lease-duration-ms"
-#define LEASE_ANN_INCARNATION "kubefence.io/incarnation"
+#define LEASE_ANN_DURATION       "kubefence.io/lease-duration-ms"
+#define LEASE_ANN_INCARNATION    "kubefence.io/incarnation"
 #define LEASE_ANN_RELEASE_REASON "kubefence.io/release-reason"
 
-#define LEASE_IDENTITY_MAX 254
+#define LEASE_IDENTITY_MAX    254
 #define LEASE_INCARNATION_MAX 40
 
 struct lease_record {
 	char name[254];
 	char resource_version[64];
-	char holder[LEASE_IDENTITY_MAX];        /* "" when nobody holds it */
+	char holder[LEASE_IDENTITY_MAX];         /* "" when nobody holds it */
 	char incarnation[LEASE_INCARNATION_MAX]; /* "" when not set */
 	char release_reason[256];
 	char renew_time[40]; /* as written by the holder; informational only */
@@ -76,14 +76,14 @@ void lease_config_new_incarnation(struct lease_config *cfg);
 
 /* What this process knows of the Lease and of its own term. */
 struct lease_state {
-	bool have_record;       /* a record has been observed */
-	bool absent;            /* the Lease was observed not to exist */
+	bool have_record; /* a record has been observed */
+	bool absent;      /* the Lease was observed not to exist */
 	struct lease_record rec;
-	cJSON *obj;             /* the last observed object, owned */
-	usec_t observed_at;     /* mono time the record was last seen to change */
-	bool leading;           /* we hold a term ... */
-	usec_t valid_until;     /* ... valid until this mono time */
-	int64_t epoch;          /* the epoch of our current or last term */
+	cJSON *obj;         /* the last observed object, owned */
+	usec_t observed_at; /* mono time the record was last seen to change */
+	bool leading;       /* we hold a term ... */
+	usec_t valid_until; /* ... valid until this mono time */
+	int64_t epoch;      /* the epoch of our current or last term */
 };
 
 void lease_state_init(struct lease_state *s);
@@ -94,15 +94,15 @@ void lease_state_done(struct lease_state *s);
  * existence) changed.  Returns true when it changed.  On a parse error
  * returns -EBADMSG and leaves the state as it was. */
 int lease_state_observe(struct lease_state *s, const cJSON *obj, usec_t now, char *err,
-			size_t errlen);
+                        size_t errlen);
 
 enum lease_verdict {
-	LEASE_ABSENT,   /* no Lease object: create it */
-	LEASE_FREE,     /* released: nobody holds it */
-	LEASE_OURS,     /* held by this incarnation */
-	LEASE_HELD,     /* held by another identity or incarnation, not expired */
-	LEASE_EXPIRED,  /* held, but not seen to change for a whole duration */
-	LEASE_UNKNOWN,  /* nothing observed yet */
+	LEASE_ABSENT,  /* no Lease object: create it */
+	LEASE_FREE,    /* released: nobody holds it */
+	LEASE_OURS,    /* held by this incarnation */
+	LEASE_HELD,    /* held by another identity or incarnation, not expired */
+	LEASE_EXPIRED, /* held, but not seen to change for a whole duration */
+	LEASE_UNKNOWN, /* nothing observed yet */
 };
 
 /* Judge the observed record at `now`.  For LEASE_HELD, *ret_expires_at (may
@@ -110,7 +110,7 @@ enum lease_verdict {
  * The duration waited is the longer of the holder's stated one and ours, so
  * that a follower never cuts a holder short of what that holder was promised. */
 enum lease_verdict lease_judge(const struct lease_config *cfg, const struct lease_state *s,
-			       usec_t now, usec_t *ret_expires_at);
+                               usec_t now, usec_t *ret_expires_at);
 
 const char *lease_verdict_to_string(enum lease_verdict v);
 
@@ -126,42 +126,42 @@ bool lease_state_is_leader(const struct lease_state *s, usec_t now);
  *  - release: holder cleared, reason recorded, duration 1 s so that clients
  *    that only read the spec also see it free soon. */
 cJSON *lease_build_acquire(const struct lease_config *cfg, const struct lease_state *s,
-			   const char *ns, const char *name, usec_t wall);
+                           const char *ns, const char *name, usec_t wall);
 cJSON *lease_build_renew(const struct lease_state *s, usec_t wall);
 cJSON *lease_build_release(const struct lease_state *s, const char *reason, usec_t wall);
 
 /* Account for a successful write of ours, issued at mono time `started`,
  * whose answer `obj` the server returned at `now`. */
 int lease_state_won(struct lease_state *s, const struct lease_config *cfg, const cJSON *obj,
-		    usec_t started, usec_t now, char *err, size_t errlen);
+                    usec_t started, usec_t now, char *err, size_t errlen);
 
 /* ------------------------------------------------------------------ I/O */
 
 /* GET the Lease and observe it (404 observes absence).  Returns 0, or the
  * -errno of the request (see k8s.h).  Blocks up to timeout_ms. */
 int lease_fetch(struct k8s_client *c, const char *ns, const char *name, struct lease_state *s,
-		long timeout_ms, char *err, size_t errlen);
+                long timeout_ms, char *err, size_t errlen);
 
 /* Try to start a term.  Requires a verdict of ABSENT, FREE, EXPIRED or OURS
  * at the time of the call (else -EBUSY).  OURS while not leading means our
  * previous term lapsed (renew deadline passed) or our write landed but its
  * answer was lost: a new term with a new epoch is safe then, because the old
- * one is over on our side and the write is conditional on the version seen.  Returns 0 when we now lead (s->epoch is the
- * new epoch), -ESTALE when another writer got there first (the state was
+ * one is over on our side and the write is conditional on the version seen.  Returns 0 when we now
+ * lead (s->epoch is the new epoch), -ESTALE when another writer got there first (the state was
  * refreshed from the server), -EEXIST when the Lease was created by someone
  * else meanwhile, or the request's -errno. */
 int lease_acquire(struct k8s_client *c, const struct lease_config *cfg, const char *ns,
-		  const char *name, struct lease_state *s, long timeout_ms, char *err,
-		  size_t errlen);
+                  const char *name, struct lease_state *s, long timeout_ms, char *err,
+                  size_t errlen);
 
 /* Renew our term.  Returns 0 (valid_until extended), -ENOLCK when the record
  * shows we no longer hold it (leadership is then cleared), or the request's
  * -errno (leadership stays until valid_until; the caller retries). */
 int lease_renew(struct k8s_client *c, const struct lease_config *cfg, const char *ns,
-		const char *name, struct lease_state *s, long timeout_ms, char *err, size_t errlen);
+                const char *name, struct lease_state *s, long timeout_ms, char *err, size_t errlen);
 
 /* Release our term with a reason.  Leadership ends at the call, whatever the
  * outcome.  Returns 0, -ENOLCK when we did not hold it, or the -errno. */
 int lease_release(struct k8s_client *c, const struct lease_config *cfg, const char *ns,
-		  const char *name, struct lease_state *s, const char *reason, long timeout_ms,
-		  char *err, size_t errlen);
+                  const char *name, struct lease_state *s, const char *reason, long timeout_ms,
+                  char *err, size_t errlen);

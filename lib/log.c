@@ -25,10 +25,10 @@ void log_set_monotonic(int on)
 }
 
 static const char *const level_names[] = {
-	[LOG_LEVEL_ERROR] = "error",
-	[LOG_LEVEL_WARNING] = "warning",
-	[LOG_LEVEL_INFO] = "info",
-	[LOG_LEVEL_DEBUG] = "debug",
+        [LOG_LEVEL_ERROR] = "error",
+        [LOG_LEVEL_WARNING] = "warning",
+        [LOG_LEVEL_INFO] = "info",
+        [LOG_LEVEL_DEBUG] = "debug",
 };
 
 int log_level_from_string(const char *s)
@@ -67,10 +67,10 @@ void log_internal(int level, const char *func, const char *fmt, ...)
 	if (log_mono) {
 		clock_gettime(CLOCK_MONOTONIC, &mts);
 		snprintf(mono, sizeof(mono), " mono=%lld.%06ld", (long long)mts.tv_sec,
-			 mts.tv_nsec / 1000);
+		         mts.tv_nsec / 1000);
 	}
 	/* One fprintf per line so that lines of threads do not interleave. */
 	fprintf(stderr, "%s.%03ldZ%s %s %s[%d] %s: %s\n", stamp, ts.tv_nsec / 1000000, mono,
-		log_level_to_string(level), log_ident, (int)getpid(), func, msg);
+	        log_level_to_string(level), log_ident, (int)getpid(), func, msg);
 	errno = saved_errno;
 }

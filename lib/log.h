@@ -31,15 +31,15 @@ int log_level_from_string(const char *s);
 const char *log_level_to_string(int level);
 
 void log_internal(int level, const char *func, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
-#define log_full(level, ...)                                                   \
-	do {                                                                   \
-		if (log_max_level >= (level))                                  \
-			log_internal((level), __func__, __VA_ARGS__);          \
+#define log_full(level, ...)                                                                       \
+	do {                                                                                       \
+		if (log_max_level >= (level))                                                      \
+			log_internal((level), __func__, __VA_ARGS__);                              \
 	} while (0)
 
-#define log_error(...) log_full(LOG_LEVEL_ERROR, __VA_ARGS__)
+#define log_error(...)   log_full(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define log_warning(...) log_full(LOG_LEVEL_WARNING, __VA_ARGS__)
-#define log_info(...) log_full(LOG_LEVEL_INFO, __VA_ARGS__)
-#define log_debug(...) log_full(LOG_LEVEL_DEBUG, __VA_ARGS__)
+#define log_info(...)    log_full(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_debug(...)   log_full(LOG_LEVEL_DEBUG, __VA_ARGS__)

@@ -10,7 +10,7 @@
  * (of `errlen` bytes); a NULL buffer or zero length is allowed and ignored.
  * This is how functions hand detail for the log to their caller. */
 void errbuf_set(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 /* Copy at most n-1 bytes of src into dst and NUL-terminate.  Returns
  * -ENAMETOOLONG when src did not fit (dst then holds the truncated copy). */

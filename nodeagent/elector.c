@@ -30,8 +30,8 @@ struct elector {
 	pthread_cond_t cond; /* CLOCK_MONOTONIC */
 	bool stopping;
 	char *release_reason;
-	cJSON *pending;      /* latest watched object, owned */
-	bool pending_set;    /* pending holds news (NULL pending = deleted) */
+	cJSON *pending;   /* latest watched object, owned */
+	bool pending_set; /* pending holds news (NULL pending = deleted) */
 	bool pub_leading;
 	usec_t pub_valid_until;
 	int64_t pub_epoch;
@@ -70,7 +70,7 @@ bool elector_is_leader(struct elector *e, int64_t *ret_epoch)
 /* Log an API error once per distinct message, so a persistent problem (a
  * missing RBAC permission) is one clear line, not one per retry. */
 static void report_error(struct elector *e, const char *what, int r, const char *err,
-			 const char *next)
+                         const char *next)
 {
 	char line[sizeof(e->last_err)];
 
@@ -97,8 +97,8 @@ static void lost(struct elector *e, const char *reason)
 
 	e->st.leading = false;
 	publish(e);
-	log_info("event=stopped-leading lease='%s/%s' epoch=%" PRId64 " reason='%s'", e->ns, e->name,
-		 epoch, reason);
+	log_info("event=stopped-leading lease='%s/%s' epoch=%" PRId64 " reason='%s'", e->ns,
+	         e->name, epoch, reason);
 	if (e->cb.stopped_leading)
 		e->cb.stopped_leading(e->userdata, epoch, reason);
 }
@@ -120,11 +120,11 @@ static void note_holder(struct elector *e)
 	}
 	if (e->st.rec.holder[0] == '\0')
 		log_info("lease '%s/%s' is free (epoch %" PRId64 "), released: '%s'", e->ns,
-			 e->name, e->st.rec.transitions,
-			 e->st.rec.release_reason[0] ? e->st.rec.release_reason : "(no reason)");
+		         e->name, e->st.rec.transitions,
+		         e->st.rec.release_reason[0] ? e->st.rec.release_reason : "(no reason)");
 	else if (!e->st.leading)
 		log_info("lease '%s/%s' held by '%s' (epoch %" PRId64 ")", e->ns, e->name,
-			 e->st.rec.holder, e->st.rec.transitions);
+		         e->st.rec.holder, e->st.rec.transitions);
 	if (e->cb.observed_holder && !e->st.leading)
 		e->cb.observed_holder(e->userdata, &e->st.rec);
 }
@@ -153,8 +153,8 @@ static void take_pending(struct elector *e)
 static bool wait_until(struct elector *e, usec_t deadline)
 {
 	struct timespec ts = {
-		.tv_sec = (time_t)(deadline / USEC_PER_SEC),
-		.tv_nsec = (long)(deadline % USEC_PER_SEC) * 1000,
+	        .tv_sec = (time_t)(deadline / USEC_PER_SEC),
+	        .tv_nsec = (long)(deadline % USEC_PER_SEC) * 1000,
 	};
 	bool stop;
 
@@ -185,25 +185,25 @@ static void lead_step(struct elector *e, usec_t *next_renew)
 
 	if (now >= e->st.valid_until) {
 		snprintf(reason, sizeof(reason),
-			 "renew deadline passed: no successful renew for %" PRId64
-			 " ms (deadline %" PRId64 " ms)",
-			 (int64_t)((now - e->st.valid_until + e->p.lease.renew_deadline) /
-				   USEC_PER_MSEC),
-			 (int64_t)(e->p.lease.renew_deadline / USEC_PER_MSEC));
+		         "renew deadline passed: no successful renew for %" PRId64
+		         " ms (deadline %" PRId64 " ms)",
+		         (int64_t)((now - e->st.valid_until + e->p.lease.renew_deadline) /
+		                   USEC_PER_MSEC),
+		         (int64_t)(e->p.lease.renew_deadline / USEC_PER_MSEC));
 		lost(e, reason);
 		return;
 	}
 	if (now < *next_renew)
 		return;
 	r = lease_renew(e->client, &e->p.lease, e->ns, e->name, &e->st,
-			req_timeout(e, now, e->st.valid_until), err, sizeof(err));
+	                req_timeout(e, now, e->st.valid_until), err, sizeof(err));
 	if (r >= 0) {
 		clear_error(e);
 		publish(e);
 		*next_renew = now + e->p.lease.retry;
-		log_debug("renewed lease '%s/%s' epoch %" PRId64 ", valid for %" PRId64 " ms", e->ns,
-			  e->name, e->st.epoch,
-			  (int64_t)((e->st.valid_until - clock_mono_usec()) / USEC_PER_MSEC));
+		log_debug("renewed lease '%s/%s' epoch %" PRId64 ", valid for %" PRId64 " ms",
+		          e->ns, e->name, e->st.epoch,
+		          (int64_t)((e->st.valid_until - clock_mono_usec()) / USEC_PER_MSEC));
 		return;
 	}
 	if (r == -ENOLCK) {
@@ -217,7 +217,7 @@ static void lead_step(struct elector *e, usec_t *next_renew)
 	{
 		char next[128];
 		snprintf(next, sizeof(next), "retrying; leadership valid for %" PRId64 " ms more",
-			 (int64_t)((e->st.valid_until - now) / USEC_PER_MSEC));
+		         (int64_t)((e->st.valid_until - now) / USEC_PER_MSEC));
 		report_error(e, "renew failed", r, err, next);
 	}
 }
@@ -230,8 +230,8 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 	int r;
 
 	if (now >= *next_poll || !e->st.have_record) {
-		r = lease_fetch(e->client, e->ns, e->name, &e->st, req_timeout(e, now, USEC_INFINITY),
-				err, sizeof(err));
+		r = lease_fetch(e->client, e->ns, e->name, &e->st,
+		                req_timeout(e, now, USEC_INFINITY), err, sizeof(err));
 		*next_poll = clock_mono_usec() + e->p.lease.retry;
 		if (r < 0) {
 			report_error(e, "reading the lease failed", r, err, "retrying");
@@ -256,13 +256,14 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 
 		snprintf(prev, sizeof(prev), "%s", e->st.absent ? "" : e->st.rec.holder);
 		r = lease_acquire(e->client, &e->p.lease, e->ns, e->name, &e->st,
-				  req_timeout(e, now, USEC_INFINITY), err, sizeof(err));
+		                  req_timeout(e, now, USEC_INFINITY), err, sizeof(err));
 		if (r >= 0) {
 			clear_error(e);
 			publish(e);
 			log_info("event=leading lease='%s/%s' epoch=%" PRId64
-				 " previous='%s' verdict=%s unseen_ms=%" PRId64,
-				 e->ns, e->name, e->st.epoch, prev, lease_verdict_to_string(v), unseen);
+			         " previous='%s' verdict=%s unseen_ms=%" PRId64,
+			         e->ns, e->name, e->st.epoch, prev, lease_verdict_to_string(v),
+			         unseen);
 			if (e->cb.started_leading)
 				e->cb.started_leading(e->userdata, e->st.epoch);
 			*ret_wake = now;
@@ -270,7 +271,7 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 		}
 		if (r == -ESTALE || r == -EEXIST) {
 			log_info("lost the race for lease '%s/%s' (%s); following", e->ns, e->name,
-				 lease_verdict_to_string(v));
+			         lease_verdict_to_string(v));
 			*ret_wake = clock_mono_usec();
 			return;
 		}
@@ -291,7 +292,8 @@ static void *election_main(void *arg)
 		if (e->st.leading) {
 			lead_step(e, &next_renew);
 			if (e->st.leading) {
-				wake = next_renew < e->st.valid_until ? next_renew : e->st.valid_until;
+				wake = next_renew < e->st.valid_until ? next_renew
+				                                      : e->st.valid_until;
 			} else {
 				next_poll = 0; /* learn the new holder at once */
 				wake = clock_mono_usec();
@@ -321,14 +323,16 @@ static void *election_main(void *arg)
 
 		if (reason && valid) {
 			r = lease_release(e->client, &e->p.lease, e->ns, e->name, &e->st, reason,
-					  req_timeout(e, now, e->st.valid_until), err, sizeof(err));
+			                  req_timeout(e, now, e->st.valid_until), err, sizeof(err));
 			if (r < 0)
-				log_warning("releasing lease '%s/%s' failed: %s; followers take over "
-					    "when it expires",
-					    e->ns, e->name, err[0] ? err : strerror(-r));
+				log_warning(
+				        "releasing lease '%s/%s' failed: %s; followers take over "
+				        "when it expires",
+				        e->ns, e->name, err[0] ? err : strerror(-r));
 			else
-				log_info("event=released lease='%s/%s' epoch=%" PRId64 " reason='%s'",
-					 e->ns, e->name, epoch, reason);
+				log_info("event=released lease='%s/%s' epoch=%" PRId64
+				         " reason='%s'",
+				         e->ns, e->name, epoch, reason);
 		}
 		lost(e, reason ? reason : "elector stopped");
 	}
@@ -372,9 +376,10 @@ static int on_watch(enum k8s_event type, const cJSON *object, void *userdata)
 	switch (type) {
 	case K8S_EVENT_SYNC:
 		/* A (re)list: the complete state.  No item means no Lease. */
-		cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(object, "items"))
-			if (is_ours(e, item))
-				return hand_over(e, item);
+		cJSON_ArrayForEach(
+		        item,
+		        cJSON_GetObjectItemCaseSensitive(
+		                object, "items")) if (is_ours(e, item)) return hand_over(e, item);
 		return hand_over(e, NULL);
 	case K8S_EVENT_ADDED:
 	case K8S_EVENT_MODIFIED:
@@ -401,13 +406,13 @@ static void *watch_main(void *arg)
 	r = k8s_watch_loop(e->client, e->watch, path, &opts, on_watch, e, err, sizeof(err));
 	if (r < 0)
 		log_warning("watching lease '%s/%s' ended: %s; polling every %" PRId64 " ms only",
-			    e->ns, e->name, err[0] ? err : strerror(-r),
-			    (int64_t)(e->p.lease.retry / USEC_PER_MSEC));
+		            e->ns, e->name, err[0] ? err : strerror(-r),
+		            (int64_t)(e->p.lease.retry / USEC_PER_MSEC));
 	return NULL;
 }
 
 int elector_new(struct k8s_client *client, const struct elector_params *p,
-		const struct elector_callbacks *cb, void *userdata, struct elector **ret)
+                const struct elector_callbacks *cb, void *userdata, struct elector **ret)
 {
 	struct elector *e;
 	pthread_condattr_t ca;

@@ -42,7 +42,7 @@ struct elector_params {
 /* Create an elector; nothing runs until elector_start().  The client and
  * callbacks must outlive it.  Returns 0 or -ENOMEM. */
 int elector_new(struct k8s_client *client, const struct elector_params *p,
-		const struct elector_callbacks *cb, void *userdata, struct elector **ret);
+                const struct elector_callbacks *cb, void *userdata, struct elector **ret);
 
 /* Start the threads.  Returns 0 or -errno from pthread_create. */
 int elector_start(struct elector *e);

@@ -9,6 +9,8 @@
 #include "log.h"
 #include "util.h"
 
+/* One line per command, tab-indented. */
+/* clang-format off */
 static const struct ctl_command commands[] = {
 	/* ctl-table: scsi */
 	/* ctl-table: journal */
@@ -16,6 +18,7 @@ static const struct ctl_command commands[] = {
 	/* ctl-table: status */
 	{NULL, NULL, NULL},
 };
+/* clang-format on */
 
 static void usage(FILE *out)
 {

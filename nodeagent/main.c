@@ -24,16 +24,15 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-		"Usage: kubefence-agent [--config FILE] [--config-test | --dump-config]\n"
-		"       kubefence-agent --config-reference | --version | --help\n"
-		"\n"
-		"  -c, --config FILE     the conf file (default " AGENT_CONF_DEFAULT_PATH ")\n"
-		"  -t, --config-test     check the conf file and exit: 0 valid, 2 invalid\n"
-		"  -d, --dump-config     print the effective configuration, defaults marked\n"
-		"      --config-reference  print the reference of every key (Markdown)\n"
-		"  -V, --version         print the version\n"
-		"  -h, --help            this text\n");
+	fprintf(out, "Usage: kubefence-agent [--config FILE] [--config-test | --dump-config]\n"
+	             "       kubefence-agent --config-reference | --version | --help\n"
+	             "\n"
+	             "  -c, --config FILE     the conf file (default " AGENT_CONF_DEFAULT_PATH ")\n"
+	             "  -t, --config-test     check the conf file and exit: 0 valid, 2 invalid\n"
+	             "  -d, --dump-config     print the effective configuration, defaults marked\n"
+	             "      --config-reference  print the reference of every key (Markdown)\n"
+	             "  -V, --version         print the version\n"
+	             "  -h, --help            this text\n");
 }
 
 static int load_conf(const char *path, struct agent_conf **ret)
@@ -45,7 +44,7 @@ static int load_conf(const char *path, struct agent_conf **ret)
 	if (r < 0) {
 		conf_errors_print(&errs, stderr);
 		fprintf(stderr, "%s: %zu problem(s); the agent did not start\n", path,
-			conf_errors_count(&errs));
+		        conf_errors_count(&errs));
 	}
 	conf_errors_done(&errs);
 	return r;
@@ -70,10 +69,10 @@ static int run(const struct agent_conf *conf)
 	signal(SIGPIPE, SIG_IGN);
 
 	r = k8s_client_new(conf->kube.config, conf->kube.context[0] ? conf->kube.context : NULL,
-			   &client, err, sizeof(err));
+	                   &client, err, sizeof(err));
 	if (r < 0) {
 		log_error("cannot configure the Kubernetes client from '%s': %s", conf->kube.config,
-			  err[0] ? err : strerror(-r));
+		          err[0] ? err : strerror(-r));
 		return EXIT_FAILURE;
 	}
 
@@ -94,15 +93,16 @@ static int run(const struct agent_conf *conf)
 		goto out;
 	}
 	log_info("started: node '%s', identity '%s' (incarnation %s), lease '%s/%s', server %s",
-		 conf->node.name, conf->agent.identity, p.lease.incarnation, conf->lease.namespace,
-		 conf->lease.name, k8s_client_server(client));
+	         conf->node.name, conf->agent.identity, p.lease.incarnation, conf->lease.namespace,
+	         conf->lease.name, k8s_client_server(client));
 
 	for (;;) {
 		if (sigwait(&set, &sig) != 0)
 			continue;
 		if (sig == SIGHUP) {
-			log_warning("SIGHUP: reloading is not supported; restart the agent to apply a "
-				    "changed conf file");
+			log_warning(
+			        "SIGHUP: reloading is not supported; restart the agent to apply a "
+			        "changed conf file");
 			continue;
 		}
 		break;
@@ -110,7 +110,7 @@ static int run(const struct agent_conf *conf)
 	{
 		char reason[64];
 		snprintf(reason, sizeof(reason), "agent on %s stopped by %s", conf->node.name,
-			 sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		         sig == SIGTERM ? "SIGTERM" : "SIGINT");
 		log_info("%s; handing over", reason);
 		elector_stop(el, reason);
 	}
@@ -125,13 +125,13 @@ int main(int argc, char **argv)
 {
 	enum { OPT_REFERENCE = 0x100 };
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"config-test", no_argument, NULL, 't'},
-		{"dump-config", no_argument, NULL, 'd'},
-		{"config-reference", no_argument, NULL, OPT_REFERENCE},
-		{"version", no_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	        {"config", required_argument, NULL, 'c'},
+	        {"config-test", no_argument, NULL, 't'},
+	        {"dump-config", no_argument, NULL, 'd'},
+	        {"config-reference", no_argument, NULL, OPT_REFERENCE},
+	        {"version", no_argument, NULL, 'V'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	const char *path = AGENT_CONF_DEFAULT_PATH;
 	struct agent_conf *conf = NULL;

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 KF_PACKAGES=(
-	build-essential autoconf automake pkg-config clang
+	build-essential autoconf automake pkg-config clang clang-format git
 	libcurl4-openssl-dev libcjson-dev libblkid-dev libiscsi-dev libssl-dev check
 	libinih-dev libmicrohttpd-dev libyaml-dev
 	etcd-server golang-go golang-github-modern-go-reflect2-dev rsync

@@ -19,8 +19,8 @@
 #include "k8s.h"
 
 #define DURATION_MS 2000
-#define RENEW_MS 1500
-#define RETRY_MS 250
+#define RENEW_MS    1500
+#define RETRY_MS    250
 #define TIMINGS                                                                                    \
 	"lease.duration_ms = 2000\nlease.renew_deadline_ms = 1500\nlease.retry_ms = 250\n"         \
 	"kube.request_timeout_ms = 1000\n"
@@ -28,7 +28,7 @@
 static const char *kubeconfig_of(int i)
 {
 	static const char *const v[] = {"KF_IT_AGENT_KUBECONFIG_A", "KF_IT_AGENT_KUBECONFIG_B",
-					"KF_IT_AGENT_KUBECONFIG_C"};
+	                                "KF_IT_AGENT_KUBECONFIG_C"};
 	return it_env(v[i % 3]);
 }
 
@@ -62,7 +62,7 @@ static void contend(const char *lease, size_t n)
 	seen = it_lease_wait_holder(c, lease, NULL, 5000, &first);
 	ck_assert_msg(seen, "nobody took lease '%s' within 5 s", lease);
 	it_record(n == 2 ? "first-acquire-2-agents" : "first-acquire-3-agents",
-		  (double)(seen - t0) / USEC_PER_SEC);
+	          (double)(seen - t0) / USEC_PER_SEC);
 	ck_assert_int_ge(index_of(ag, n, first.holder), 0);
 
 	/* Steady state for 3 s: the same holder, the same epoch. */
@@ -119,10 +119,10 @@ START_TEST(kill_holder_takeover)
 	double took = (double)(seen - ag[h].killed_at) / USEC_PER_SEC;
 	it_record("takeover-after-kill-9", took);
 	ck_assert_msg(took <= (DURATION_MS + RETRY_MS) / 1000.0,
-		      "takeover took %.3f s > lease duration + retry", took);
+	              "takeover took %.3f s > lease duration + retry", took);
 	/* and not before the lease could have expired */
 	ck_assert_msg(took >= (DURATION_MS - RETRY_MS) / 1000.0,
-		      "takeover after %.3f s: before the lease expired", took);
+	              "takeover after %.3f s: before the lease expired", took);
 	ck_assert_int_eq(after.transitions, before.transitions + 1);
 	it_assert_no_overlap(ag, 3);
 	stop_all(ag, 3);
@@ -160,9 +160,9 @@ START_TEST(sigterm_holder_handover)
 
 	status = it_agent_wait(&ag[h], 3000);
 	ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		      "the stopped agent did not exit 0 (status %d)", status);
+	              "the stopped agent did not exit 0 (status %d)", status);
 	ck_assert_int_eq(it_log_count(&ag[h], NULL, "event=released", "stopped by SIGTERM", NULL),
-			 1);
+	                 1);
 	/* the follower saw the release and its reason */
 	ck_assert_int_ge(it_log_count(&ag[1 - h], NULL, "is free", "stopped by SIGTERM", NULL), 1);
 	it_assert_no_overlap(ag, 2);
@@ -199,7 +199,7 @@ START_TEST(restarted_identity_waits_for_expiry)
 	double took = (double)(clock_mono_usec() - killed) / USEC_PER_SEC;
 	it_record("same-identity-restart-reacquire", took);
 	ck_assert_msg(took >= (DURATION_MS - RETRY_MS) / 1000.0,
-		      "a new incarnation took the lease after %.3f s, before it expired", took);
+	              "a new incarnation took the lease after %.3f s, before it expired", took);
 	ck_assert_str_eq(after.holder, "node-a");
 	ck_assert_int_eq(after.transitions, before.transitions + 1);
 	it_agent_reap(&a);
@@ -229,7 +229,7 @@ START_TEST(apiserver_outage_leader_steps_down)
 	ck_assert_int_ge(h, 0);
 
 	snprintf(cmd, sizeof(cmd), "bash '%s' stop-apiserver '%s'", it_env("KF_IT_HARNESS"),
-		 it_env("KF_IT_DIR"));
+	         it_env("KF_IT_DIR"));
 	/* t_stop is taken before the stop: the last renew the leader could get
 	 * through started before the server went away. */
 	t_stop = clock_mono_usec();
@@ -237,19 +237,19 @@ START_TEST(apiserver_outage_leader_steps_down)
 	usleep((RENEW_MS + 1500) * 1000);
 
 	ck_assert_int_eq(it_log_count(&ag[h], &t_lost, "event=stopped-leading",
-				      "renew deadline passed", NULL),
-			 1);
+	                              "renew deadline passed", NULL),
+	                 1);
 	double lost_after = (double)(t_lost - t_stop) / USEC_PER_SEC;
 	it_record("leader-stepped-down-after-apiserver-stop", lost_after);
 	ck_assert_msg(lost_after <= (RENEW_MS + 100) / 1000.0,
-		      "leader kept leading %.3f s into the outage (renew deadline %.1f s)",
-		      lost_after, RENEW_MS / 1000.0);
+	              "leader kept leading %.3f s into the outage (renew deadline %.1f s)",
+	              lost_after, RENEW_MS / 1000.0);
 	ck_assert_msg(lost_after < DURATION_MS / 1000.0, "not before the lease could expire");
 	/* nobody leads during the outage */
 	ck_assert_int_eq(it_log_count(&ag[1 - h], NULL, "event=leading", NULL), 0);
 
 	snprintf(cmd, sizeof(cmd), "bash '%s' start-apiserver '%s'", it_env("KF_IT_HARNESS"),
-		 it_env("KF_IT_DIR"));
+	         it_env("KF_IT_DIR"));
 	ck_assert_int_eq(system(cmd), 0);
 	/* someone leads again, with a new epoch */
 	usec_t end = clock_mono_usec() + 20 * USEC_PER_SEC;
@@ -280,10 +280,10 @@ START_TEST(missing_rbac_permission_is_one_clear_line)
 
 	/* A free Lease exists, so taking it needs `update`. */
 	obj = cJSON_Parse("{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\","
-			  "\"metadata\":{\"name\":\"rbac\"},\"spec\":{\"holderIdentity\":\"\"}}");
+	                  "\"metadata\":{\"name\":\"rbac\"},\"spec\":{\"holderIdentity\":\"\"}}");
 	ck_assert_int_ge(k8s_path(path, sizeof(path), "coordination.k8s.io/v1", it_env("KF_IT_NS"),
-				  "leases", NULL),
-			 0);
+	                          "leases", NULL),
+	                 0);
 	ck_assert_msg(k8s_create(c, path, obj, 2000, NULL, err, sizeof(err)) == 0, "%s", err);
 	cJSON_Delete(obj);
 
@@ -292,7 +292,8 @@ START_TEST(missing_rbac_permission_is_one_clear_line)
 	it_agent_signal(&a, SIGTERM);
 	status = it_agent_wait(&a, 3000);
 	ck_assert(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	int n = it_log_count(&a, NULL, " error kubefence-agent[", "forbidden", "update", "leases", NULL);
+	int n = it_log_count(&a, NULL, " error kubefence-agent[", "forbidden", "update", "leases",
+	                     NULL);
 	if (n != 1)
 		it_agent_dump(&a);
 	ck_assert_int_eq(n, 1);

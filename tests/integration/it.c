@@ -24,9 +24,9 @@ const char *it_env(const char *name)
 	const char *v = getenv(name);
 
 	ck_assert_msg(v && *v,
-		      "%s is not set: run the integration tests through "
-		      "tests/integration/control-plane.test (make check)",
-		      name);
+	              "%s is not set: run the integration tests through "
+	              "tests/integration/control-plane.test (make check)",
+	              name);
 	return v;
 }
 
@@ -41,7 +41,7 @@ struct k8s_client *it_admin_client(void)
 }
 
 void it_agent_start(struct it_agent *a, const char *name, const char *kubeconfig,
-		    const char *lease_name, const char *extra)
+                    const char *lease_name, const char *extra)
 {
 	const char *dir = it_env("KF_IT_DIR");
 	const char *agent = it_env("KF_IT_AGENT");
@@ -58,15 +58,15 @@ void it_agent_start(struct it_agent *a, const char *name, const char *kubeconfig
 	f = fopen(a->conf, "w");
 	ck_assert_ptr_nonnull(f);
 	fprintf(f,
-		"# written by the integration test\n"
-		"node.name = %s\n"
-		"kube.config = %s\n"
-		"lease.name = %s\n"
-		"lease.namespace = %s\n"
-		"log.level = debug\n"
-		"log.monotonic = true\n"
-		"%s\n",
-		name, kubeconfig, lease_name, it_env("KF_IT_NS"), extra ? extra : "");
+	        "# written by the integration test\n"
+	        "node.name = %s\n"
+	        "kube.config = %s\n"
+	        "lease.name = %s\n"
+	        "lease.namespace = %s\n"
+	        "log.level = debug\n"
+	        "log.monotonic = true\n"
+	        "%s\n",
+	        name, kubeconfig, lease_name, it_env("KF_IT_NS"), extra ? extra : "");
 	fclose(f);
 
 	parent = getpid();
@@ -136,7 +136,7 @@ int it_lease_get(struct k8s_client *c, const char *name, struct lease_record *re
 	int r;
 
 	r = k8s_path(path, sizeof(path), "coordination.k8s.io/v1", it_env("KF_IT_NS"), "leases",
-		     name);
+	             name);
 	ck_assert_int_ge(r, 0);
 	r = k8s_get(c, path, 2000, &obj, err, sizeof(err));
 	if (r >= 0) {
@@ -148,7 +148,7 @@ int it_lease_get(struct k8s_client *c, const char *name, struct lease_record *re
 }
 
 usec_t it_lease_wait_holder(struct k8s_client *c, const char *name, const char *not_holder,
-			    long timeout_ms, struct lease_record *ret)
+                            long timeout_ms, struct lease_record *ret)
 {
 	usec_t end = clock_mono_usec() + timeout_ms * USEC_PER_MSEC;
 	struct lease_record r;
@@ -243,20 +243,20 @@ void it_assert_no_overlap(struct it_agent *agents, size_t n)
 		k += it_leadership(&agents[i], iv + k, ELEMENTSOF(iv) - k, now);
 	for (size_t i = 0; i < k; i++) {
 		ck_assert_msg(iv[i].from > 0 && iv[i].to >= iv[i].from,
-			      "bad interval for %s (log without mono stamps?)", iv[i].who);
+		              "bad interval for %s (log without mono stamps?)", iv[i].who);
 		for (size_t j = i + 1; j < k; j++) {
 			bool overlap = iv[i].from < iv[j].to && iv[j].from < iv[i].to;
 			if (overlap)
 				for (size_t m = 0; m < n; m++)
 					it_agent_dump(&agents[m]);
 			ck_assert_msg(!overlap,
-				      "leadership overlaps: %s epoch %lld [%lld, %lld] and %s "
-				      "epoch %lld [%lld, %lld] (mono us)",
-				      iv[i].who, (long long)iv[i].epoch, (long long)iv[i].from,
-				      (long long)iv[i].to, iv[j].who, (long long)iv[j].epoch,
-				      (long long)iv[j].from, (long long)iv[j].to);
+			              "leadership overlaps: %s epoch %lld [%lld, %lld] and %s "
+			              "epoch %lld [%lld, %lld] (mono us)",
+			              iv[i].who, (long long)iv[i].epoch, (long long)iv[i].from,
+			              (long long)iv[i].to, iv[j].who, (long long)iv[j].epoch,
+			              (long long)iv[j].from, (long long)iv[j].to);
 			ck_assert_msg(iv[i].epoch != iv[j].epoch, "epoch %lld used twice",
-				      (long long)iv[i].epoch);
+			              (long long)iv[i].epoch);
 		}
 	}
 }

@@ -32,7 +32,7 @@ struct it_agent {
  * kubeconfig and lease, plus `extra` lines, and start kubefence-agent on it
  * with stderr to its log.  Fails the test on error. */
 void it_agent_start(struct it_agent *a, const char *name, const char *kubeconfig,
-		    const char *lease_name, const char *extra);
+                    const char *lease_name, const char *extra);
 
 /* Send a signal; SIGKILL is time-stamped. */
 void it_agent_signal(struct it_agent *a, int sig);
@@ -51,7 +51,7 @@ int it_lease_get(struct k8s_client *c, const char *name, struct lease_record *re
  * `not_holder` (NULL: any).  Returns the mono time it was seen, or 0 on
  * timeout. */
 usec_t it_lease_wait_holder(struct k8s_client *c, const char *name, const char *not_holder,
-			    long timeout_ms, struct lease_record *ret);
+                            long timeout_ms, struct lease_record *ret);
 
 /* Count lines of the agent's log containing every one of the NULL-ended
  * needles; with ret_mono, the mono= stamp of the first such line. */

@@ -21,13 +21,13 @@ static cJSON *parse(const char *s)
 }
 
 static const char *FULL =
-	"{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\","
-	"\"metadata\":{\"name\":\"kf\",\"namespace\":\"ns\",\"resourceVersion\":\"7\","
-	"\"labels\":{\"app\":\"x\"},"
-	"\"annotations\":{\"kubefence.io/lease-duration-ms\":\"2500\","
-	"\"kubefence.io/incarnation\":\"abc\",\"other\":\"keep\"}},"
-	"\"spec\":{\"holderIdentity\":\"node-a\",\"leaseDurationSeconds\":3,"
-	"\"renewTime\":\"2026-01-01T00:00:00.000000Z\",\"leaseTransitions\":4}}";
+        "{\"apiVersion\":\"coordination.k8s.io/v1\",\"kind\":\"Lease\","
+        "\"metadata\":{\"name\":\"kf\",\"namespace\":\"ns\",\"resourceVersion\":\"7\","
+        "\"labels\":{\"app\":\"x\"},"
+        "\"annotations\":{\"kubefence.io/lease-duration-ms\":\"2500\","
+        "\"kubefence.io/incarnation\":\"abc\",\"other\":\"keep\"}},"
+        "\"spec\":{\"holderIdentity\":\"node-a\",\"leaseDurationSeconds\":3,"
+        "\"renewTime\":\"2026-01-01T00:00:00.000000Z\",\"leaseTransitions\":4}}";
 
 static void cfg_init(struct lease_config *c, const char *id, const char *inc)
 {
@@ -60,7 +60,7 @@ END_TEST
 START_TEST(record_minimal)
 {
 	cJSON *o = parse("{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\"},"
-			 "\"spec\":{\"holderIdentity\":null}}");
+	                 "\"spec\":{\"holderIdentity\":null}}");
 	struct lease_record r;
 
 	ck_assert_int_eq(lease_record_from_json(o, &r, NULL, 0), 0);
@@ -72,22 +72,26 @@ START_TEST(record_minimal)
 END_TEST
 
 static const char *const BAD[] = {
-	"[]",
-	"{}",
-	"{\"metadata\":[]}",
-	"{\"metadata\":{\"resourceVersion\":\"1\"}}",
-	"{\"metadata\":{\"name\":\"kf\"}}",
-	"{\"metadata\":{\"name\":5,\"resourceVersion\":\"1\"}}",
-	"{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\"},\"spec\":7}",
-	"{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\"},\"spec\":{\"holderIdentity\":1}}",
-	"{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\"},\"spec\":{\"leaseTransitions\":-1}}",
-	"{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\"},\"spec\":{\"leaseTransitions\":1.5}}",
-	"{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\"},\"spec\":{\"leaseDurationSeconds\":\"3\"}}",
-	"{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\",\"annotations\":[]}}",
-	"{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\",\"annotations\":"
-	"{\"kubefence.io/lease-duration-ms\":\"12x\"}}}",
-	"{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\",\"annotations\":"
-	"{\"kubefence.io/lease-duration-ms\":\"-5\"}}}",
+        "[]",
+        "{}",
+        "{\"metadata\":[]}",
+        "{\"metadata\":{\"resourceVersion\":\"1\"}}",
+        "{\"metadata\":{\"name\":\"kf\"}}",
+        "{\"metadata\":{\"name\":5,\"resourceVersion\":\"1\"}}",
+        "{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\"},\"spec\":7}",
+        "{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\"},\"spec\":{\"holderIdentity\":1}"
+        "}",
+        "{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\"},\"spec\":{\"leaseTransitions\":-"
+        "1}}",
+        "{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\"},\"spec\":{\"leaseTransitions\":"
+        "1.5}}",
+        "{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\"},\"spec\":{"
+        "\"leaseDurationSeconds\":\"3\"}}",
+        "{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\",\"annotations\":[]}}",
+        "{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\",\"annotations\":"
+        "{\"kubefence.io/lease-duration-ms\":\"12x\"}}}",
+        "{\"metadata\":{\"name\":\"kf\",\"resourceVersion\":\"1\",\"annotations\":"
+        "{\"kubefence.io/lease-duration-ms\":\"-5\"}}}",
 };
 
 START_TEST(record_bad)
@@ -115,7 +119,7 @@ START_TEST(observe_restarts_clock_only_on_change)
 	ck_assert_int_eq(s.observed_at, MS(100));
 	/* a new resourceVersion does */
 	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(o, "metadata"), "resourceVersion",
-				  cJSON_CreateString("8"));
+	                          cJSON_CreateString("8"));
 	ck_assert_int_eq(lease_state_observe(&s, o, MS(1200), NULL, 0), 1);
 	ck_assert_int_eq(s.observed_at, MS(1200));
 	/* absence is a change, and so is reappearance */
@@ -201,18 +205,19 @@ START_TEST(build_acquire_increments_epoch_and_keeps_foreign_fields)
 	ck_assert_int_eq(r.transitions, 5);
 	ck_assert_int_eq(r.duration_ms, 2200);
 	ck_assert_str_eq(r.resource_version, "7"); /* optimistic concurrency */
-	ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(w, "spec"), "renewTime")->valuestring,
-			 "1970-01-01T00:00:00.000000Z");
-	/* seconds rounded up, the exact value in the annotation */
-	ck_assert_int_eq(
-		cJSON_GetObjectItem(cJSON_GetObjectItem(w, "spec"), "leaseDurationSeconds")->valueint,
-		3);
-	cJSON *meta = cJSON_GetObjectItem(w, "metadata");
-	ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(meta, "labels"), "app")->valuestring,
-			 "x");
 	ck_assert_str_eq(
-		cJSON_GetObjectItem(cJSON_GetObjectItem(meta, "annotations"), "other")->valuestring,
-		"keep");
+	        cJSON_GetObjectItem(cJSON_GetObjectItem(w, "spec"), "renewTime")->valuestring,
+	        "1970-01-01T00:00:00.000000Z");
+	/* seconds rounded up, the exact value in the annotation */
+	ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(w, "spec"), "leaseDurationSeconds")
+	                         ->valueint,
+	                 3);
+	cJSON *meta = cJSON_GetObjectItem(w, "metadata");
+	ck_assert_str_eq(
+	        cJSON_GetObjectItem(cJSON_GetObjectItem(meta, "labels"), "app")->valuestring, "x");
+	ck_assert_str_eq(
+	        cJSON_GetObjectItem(cJSON_GetObjectItem(meta, "annotations"), "other")->valuestring,
+	        "keep");
 	cJSON_Delete(w);
 
 	/* creating: epoch 1 */
@@ -220,11 +225,12 @@ START_TEST(build_acquire_increments_epoch_and_keeps_foreign_fields)
 	w = lease_build_acquire(&b, &s, "ns", "kf", 0);
 	ck_assert_int_eq(lease_record_from_json(w, &r, NULL, 0), -EBADMSG); /* no RV yet */
 	ck_assert_int_eq(
-		cJSON_GetObjectItem(cJSON_GetObjectItem(w, "spec"), "leaseTransitions")->valueint, 1);
+	        cJSON_GetObjectItem(cJSON_GetObjectItem(w, "spec"), "leaseTransitions")->valueint,
+	        1);
 	ck_assert_str_eq(cJSON_GetObjectItem(w, "kind")->valuestring, "Lease");
-	ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(w, "metadata"), "namespace")
-				 ->valuestring,
-			 "ns");
+	ck_assert_str_eq(
+	        cJSON_GetObjectItem(cJSON_GetObjectItem(w, "metadata"), "namespace")->valuestring,
+	        "ns");
 	cJSON_Delete(w);
 	cJSON_Delete(o);
 	lease_state_done(&s);
@@ -240,8 +246,8 @@ struct store {
 
 static int store_write(struct store *st, const cJSON *want, cJSON **ret)
 {
-	const cJSON *rv = cJSON_GetObjectItem(cJSON_GetObjectItem(want, "metadata"),
-					      "resourceVersion");
+	const cJSON *rv =
+	        cJSON_GetObjectItem(cJSON_GetObjectItem(want, "metadata"), "resourceVersion");
 	char buf[16];
 
 	if (st->obj) {
@@ -369,7 +375,8 @@ START_TEST(simulated_takeover_never_overlaps)
 				usec_t started = t, delay = MS(rand_r(&seed) % 300);
 				w = lease_build_renew(&sa, 0);
 				if (store_write(&st, w, &got) == 0) {
-					lease_state_won(&sa, &a, got, started, started + delay, NULL, 0);
+					lease_state_won(&sa, &a, got, started, started + delay,
+					                NULL, 0);
 					cJSON_Delete(got);
 				}
 				cJSON_Delete(w);
@@ -387,10 +394,12 @@ START_TEST(simulated_takeover_never_overlaps)
 						cJSON_Delete(got);
 						b_leads = true;
 						/* A's term ended with margin before B's began */
-						ck_assert_msg(sa.valid_until + (b.duration - b.renew_deadline) <=
-								      seen,
-							      "A valid until %lld, B leads at %lld",
-							      (long long)sa.valid_until, (long long)seen);
+						ck_assert_msg(sa.valid_until + (b.duration -
+						                                b.renew_deadline) <=
+						                      seen,
+						              "A valid until %lld, B leads at %lld",
+						              (long long)sa.valid_until,
+						              (long long)seen);
 						ck_assert(!lease_state_is_leader(&sa, seen));
 						ck_assert_int_eq(sb.epoch, sa.epoch + 1);
 					}
