@@ -6,13 +6,14 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "fencing/fence_scsi.h"
 #include "log.h"
 #include "util.h"
 
 /* One line per command, tab-indented. */
 /* clang-format off */
 static const struct ctl_command commands[] = {
-	/* ctl-table: scsi */
+	{"scsi", "SCSI-3 persistent reservations on shared LUNs", ctl_scsi_main},
 	/* ctl-table: journal */
 	/* ctl-table: fence */
 	/* ctl-table: status */
