@@ -107,6 +107,8 @@ int lease_record_from_json(const cJSON *obj, struct lease_record *ret, char *err
 		}
 		if ((k = get_string(ann, LEASE_ANN_INCARNATION, false, r.incarnation,
 		                    sizeof(r.incarnation), "annotations", err, errlen)) < 0 ||
+		    (k = get_string(ann, LEASE_ANN_NODE, false, r.node, sizeof(r.node),
+		                    "annotations", err, errlen)) < 0 ||
 		    (k = get_string(ann, LEASE_ANN_RELEASE_REASON, false, r.release_reason,
 		                    sizeof(r.release_reason), "annotations", err, errlen)) < 0 ||
 		    (k = get_string(ann, LEASE_ANN_DURATION, false, dur, sizeof(dur), "annotations",
@@ -300,6 +302,8 @@ cJSON *lease_build_acquire(const struct lease_config *cfg, const struct lease_st
 	    obj_set(meta, "namespace", cJSON_CreateString(ns)) < 0 ||
 	    obj_set(ann, LEASE_ANN_DURATION, cJSON_CreateString(dur)) < 0 ||
 	    obj_set(ann, LEASE_ANN_INCARNATION, cJSON_CreateString(cfg->incarnation)) < 0 ||
+	    obj_set(ann, LEASE_ANN_NODE,
+	            cJSON_CreateString(cfg->node[0] ? cfg->node : cfg->identity)) < 0 ||
 	    obj_set(spec, "holderIdentity", cJSON_CreateString(cfg->identity)) < 0 ||
 	    obj_set(spec, "leaseDurationSeconds", cJSON_CreateNumber((double)secs)) < 0 ||
 	    obj_set(spec, "acquireTime", cJSON_CreateString(t)) < 0 ||
@@ -335,6 +339,10 @@ cJSON *lease_build_release(const struct lease_state *s, const char *reason, usec
 {
 	cJSON *o, *spec, *meta, *ann;
 	char t[32];
+	/* Bounded so that every reader can parse the record back. */
+	char bounded[sizeof(((struct lease_record *)0)->release_reason)];
+
+	snprintf(bounded, sizeof(bounded), "%s", reason ? reason : "");
 
 	if (!s->obj)
 		return NULL;
@@ -348,7 +356,7 @@ cJSON *lease_build_release(const struct lease_state *s, const char *reason, usec
 	if (!spec || !ann || obj_set(spec, "holderIdentity", cJSON_CreateString("")) < 0 ||
 	    obj_set(spec, "leaseDurationSeconds", cJSON_CreateNumber(1)) < 0 ||
 	    obj_set(spec, "renewTime", cJSON_CreateString(t)) < 0 ||
-	    obj_set(ann, LEASE_ANN_RELEASE_REASON, cJSON_CreateString(reason ? reason : "")) < 0) {
+	    obj_set(ann, LEASE_ANN_RELEASE_REASON, cJSON_CreateString(bounded)) < 0) {
 		cJSON_Delete(o);
 		return NULL;
 	}

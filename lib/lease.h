@@ -28,6 +28,7 @@
  *   lease-duration-ms  the holder's exact duration (spec only has seconds)
  *   incarnation        random id of the holding agent process
  *   release-reason     why the last holder released (cleared on acquire)
+ *   node               the node the holder runs on (the fencing target)
  */
 #pragma once
 
@@ -43,6 +44,7 @@ struct k8s_client;
 #define LEASE_ANN_DURATION       "kubefence.io/lease-duration-ms"
 #define LEASE_ANN_INCARNATION    "kubefence.io/incarnation"
 #define LEASE_ANN_RELEASE_REASON "kubefence.io/release-reason"
+#define LEASE_ANN_NODE           "kubefence.io/node"
 
 #define LEASE_IDENTITY_MAX    254
 #define LEASE_INCARNATION_MAX 40
@@ -52,6 +54,7 @@ struct lease_record {
 	char resource_version[64];
 	char holder[LEASE_IDENTITY_MAX];         /* "" when nobody holds it */
 	char incarnation[LEASE_INCARNATION_MAX]; /* "" when not set */
+	char node[254];                          /* the holder's node, "" when not set */
 	char release_reason[256];
 	char renew_time[40]; /* as written by the holder; informational only */
 	int64_t duration_ms; /* 0 when the record states none */
@@ -65,6 +68,7 @@ int lease_record_from_json(const cJSON *obj, struct lease_record *ret, char *err
 
 struct lease_config {
 	char identity[LEASE_IDENTITY_MAX];
+	char node[254]; /* recorded so that a successor knows whom to fence */
 	char incarnation[LEASE_INCARNATION_MAX];
 	usec_t duration;
 	usec_t renew_deadline;

@@ -30,8 +30,9 @@ struct elector {
 	pthread_cond_t cond; /* CLOCK_MONOTONIC */
 	bool stopping;
 	char *release_reason;
-	cJSON *pending;   /* latest watched object, owned */
-	bool pending_set; /* pending holds news (NULL pending = deleted) */
+	char *release_now; /* elector_release() request, owned */
+	cJSON *pending;    /* latest watched object, owned */
+	bool pending_set;  /* pending holds news (NULL pending = deleted) */
 	bool pub_leading;
 	usec_t pub_valid_until;
 	int64_t pub_epoch;
@@ -159,7 +160,7 @@ static bool wait_until(struct elector *e, usec_t deadline)
 	bool stop;
 
 	pthread_mutex_lock(&e->mu);
-	while (!e->stopping && !e->pending_set && clock_mono_usec() < deadline)
+	while (!e->stopping && !e->pending_set && !e->release_now && clock_mono_usec() < deadline)
 		if (pthread_cond_timedwait(&e->cond, &e->mu, &ts) == ETIMEDOUT)
 			break;
 	stop = e->stopping;
@@ -204,6 +205,8 @@ static void lead_step(struct elector *e, usec_t *next_renew)
 		log_debug("renewed lease '%s/%s' epoch %" PRId64 ", valid for %" PRId64 " ms",
 		          e->ns, e->name, e->st.epoch,
 		          (int64_t)((e->st.valid_until - clock_mono_usec()) / USEC_PER_MSEC));
+		if (e->cb.renewed)
+			e->cb.renewed(e->userdata, e->st.epoch, e->st.valid_until);
 		return;
 	}
 	if (r == -ENOLCK) {
@@ -251,10 +254,17 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 		return;
 	}
 	{
-		char prev[LEASE_IDENTITY_MAX + 64];
+		struct elector_term term = {.verdict = v};
 		int64_t unseen = (int64_t)((now - e->st.observed_at) / USEC_PER_MSEC);
 
-		snprintf(prev, sizeof(prev), "%s", e->st.absent ? "" : e->st.rec.holder);
+		if (e->cb.may_acquire && !e->cb.may_acquire(e->userdata)) {
+			log_debug("lease '%s/%s' is %s, but this node is no candidate now", e->ns,
+			          e->name, lease_verdict_to_string(v));
+			*ret_wake = *next_poll;
+			return;
+		}
+		if (!e->st.absent)
+			term.previous = e->st.rec;
 		r = lease_acquire(e->client, &e->p.lease, e->ns, e->name, &e->st,
 		                  req_timeout(e, now, USEC_INFINITY), err, sizeof(err));
 		if (r >= 0) {
@@ -262,10 +272,12 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 			publish(e);
 			log_info("event=leading lease='%s/%s' epoch=%" PRId64
 			         " previous='%s' verdict=%s unseen_ms=%" PRId64,
-			         e->ns, e->name, e->st.epoch, prev, lease_verdict_to_string(v),
-			         unseen);
+			         e->ns, e->name, e->st.epoch, term.previous.holder,
+			         lease_verdict_to_string(v), unseen);
+			term.epoch = e->st.epoch;
+			term.valid_until = e->st.valid_until;
 			if (e->cb.started_leading)
-				e->cb.started_leading(e->userdata, e->st.epoch);
+				e->cb.started_leading(e->userdata, &term);
 			*ret_wake = now;
 			return;
 		}
@@ -280,15 +292,58 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 	}
 }
 
+/* End our term: release the Lease recording `reason` when still valid
+ * (NULL: just stop), then report the end. */
+static void end_term(struct elector *e, const char *reason)
+{
+	usec_t now = clock_mono_usec();
+	int64_t epoch = e->st.epoch;
+	char err[1024] = "";
+	int r;
+
+	if (reason && now < e->st.valid_until) {
+		r = lease_release(e->client, &e->p.lease, e->ns, e->name, &e->st, reason,
+		                  req_timeout(e, now, e->st.valid_until), err, sizeof(err));
+		if (r < 0)
+			log_warning("releasing lease '%s/%s' failed: %s; followers take over "
+			            "when it expires",
+			            e->ns, e->name, err[0] ? err : strerror(-r));
+		else
+			log_info("event=released lease='%s/%s' epoch=%" PRId64 " reason='%s'",
+			         e->ns, e->name, epoch, reason);
+	}
+	lost(e, reason ? reason : "elector stopped");
+}
+
+static char *take_release_request(struct elector *e)
+{
+	char *r;
+
+	pthread_mutex_lock(&e->mu);
+	r = e->release_now;
+	e->release_now = NULL;
+	pthread_mutex_unlock(&e->mu);
+	return r;
+}
+
 static void *election_main(void *arg)
 {
 	struct elector *e = arg;
 	usec_t next_poll = 0, next_renew = 0;
+	char *reason;
 
 	for (;;) {
 		usec_t wake;
 
 		take_pending(e);
+		reason = take_release_request(e);
+		if (reason) {
+			if (e->st.leading) {
+				end_term(e, reason);
+				next_poll = 0;
+			}
+			free(reason);
+		}
 		if (e->st.leading) {
 			lead_step(e, &next_renew);
 			if (e->st.leading) {
@@ -311,33 +366,26 @@ static void *election_main(void *arg)
 
 	/* Stopping.  Leadership ends here, released or not. */
 	pthread_mutex_lock(&e->mu);
-	char *reason = e->release_reason;
+	reason = e->release_reason;
 	e->release_reason = NULL;
 	pthread_mutex_unlock(&e->mu);
-	if (e->st.leading) {
-		usec_t now = clock_mono_usec();
-		char err[1024] = "";
-		int64_t epoch = e->st.epoch;
-		bool valid = now < e->st.valid_until;
-		int r = 0;
-
-		if (reason && valid) {
-			r = lease_release(e->client, &e->p.lease, e->ns, e->name, &e->st, reason,
-			                  req_timeout(e, now, e->st.valid_until), err, sizeof(err));
-			if (r < 0)
-				log_warning(
-				        "releasing lease '%s/%s' failed: %s; followers take over "
-				        "when it expires",
-				        e->ns, e->name, err[0] ? err : strerror(-r));
-			else
-				log_info("event=released lease='%s/%s' epoch=%" PRId64
-				         " reason='%s'",
-				         e->ns, e->name, epoch, reason);
-		}
-		lost(e, reason ? reason : "elector stopped");
-	}
+	if (e->st.leading)
+		end_term(e, reason);
 	free(reason);
 	return NULL;
+}
+
+void elector_release(struct elector *e, const char *reason)
+{
+	char *copy = strdup(reason ? reason : "released");
+
+	if (!copy)
+		return;
+	pthread_mutex_lock(&e->mu);
+	free(e->release_now);
+	e->release_now = copy;
+	pthread_cond_signal(&e->cond);
+	pthread_mutex_unlock(&e->mu);
 }
 
 /* Hand the newest state of our Lease to the election thread: a later
@@ -485,6 +533,7 @@ struct elector *elector_free(struct elector *e)
 	lease_state_done(&e->st);
 	cJSON_Delete(e->pending);
 	free(e->release_reason);
+	free(e->release_now);
 	pthread_cond_destroy(&e->cond);
 	pthread_mutex_destroy(&e->mu);
 	free(e);

@@ -21,10 +21,22 @@
 struct k8s_client;
 struct elector;
 
+/* A new term and what was known of the Lease when it began. */
+struct elector_term {
+	int64_t epoch;
+	usec_t valid_until;           /* mono time; extended by renewals */
+	enum lease_verdict verdict;   /* ABSENT, FREE, EXPIRED or OURS */
+	struct lease_record previous; /* the record replaced (holder, node, reason) */
+};
+
 struct elector_callbacks {
-	/* A new term began with this epoch.  Called on the election thread;
-	 * must not block for long. */
-	void (*started_leading)(void *userdata, int64_t epoch);
+	/* Whether we may start a term now (e.g. the local service is
+	 * connected and healthy).  NULL: always.  Must not block. */
+	bool (*may_acquire)(void *userdata);
+	/* A new term began.  Called on the election thread; must not block. */
+	void (*started_leading)(void *userdata, const struct elector_term *term);
+	/* The term was renewed and is now valid until valid_until (mono). */
+	void (*renewed)(void *userdata, int64_t epoch, usec_t valid_until);
 	/* Our term ended (deadline passed, taken, released).  reason is for
 	 * the log. */
 	void (*stopped_leading)(void *userdata, int64_t epoch, const char *reason);
@@ -51,6 +63,10 @@ int elector_start(struct elector *e);
  * (NULL: do not release, just stop renewing).  Blocks up to one request
  * timeout.  Safe to call more than once. */
 void elector_stop(struct elector *e, const char *reason);
+
+/* Release the Lease now with `reason` if we lead, and go on following.
+ * Does not block: the election thread does it at once. */
+void elector_release(struct elector *e, const char *reason);
 
 /* Whether we lead right now; *ret_epoch gets the term's epoch if so. */
 bool elector_is_leader(struct elector *e, int64_t *ret_epoch);

@@ -202,6 +202,7 @@ START_TEST(build_acquire_increments_epoch_and_keeps_foreign_fields)
 	ck_assert_int_eq(lease_record_from_json(w, &r, NULL, 0), 0);
 	ck_assert_str_eq(r.holder, "node-b");
 	ck_assert_str_eq(r.incarnation, "bbb");
+	ck_assert_str_eq(r.node, "node-b"); /* the node defaults to the identity */
 	ck_assert_int_eq(r.transitions, 5);
 	ck_assert_int_eq(r.duration_ms, 2200);
 	ck_assert_str_eq(r.resource_version, "7"); /* optimistic concurrency */
@@ -322,7 +323,22 @@ START_TEST(release_frees_with_reason)
 	cJSON_Delete(got);
 	ck_assert_str_eq(sb.rec.release_reason, "service died");
 	ck_assert_str_eq(sb.rec.incarnation, "");
+	ck_assert_str_eq(sb.rec.node, "node-a"); /* whom a successor fences */
 	ck_assert_int_eq(lease_judge(&b, &sb, MS(10), NULL), LEASE_FREE);
+
+	/* a very long reason is cut so that every reader can parse the record */
+	{
+		char longreason[1000];
+		struct lease_record lr;
+		memset(longreason, 'x', sizeof(longreason) - 1);
+		longreason[sizeof(longreason) - 1] = '\0';
+		cJSON *lw = lease_build_release(&sa, longreason, 0);
+		cJSON_ReplaceItemInObject(cJSON_GetObjectItem(lw, "metadata"), "resourceVersion",
+		                          cJSON_CreateString("99"));
+		ck_assert_int_eq(lease_record_from_json(lw, &lr, NULL, 0), 0);
+		ck_assert_uint_eq(strlen(lr.release_reason), sizeof(lr.release_reason) - 1);
+		cJSON_Delete(lw);
+	}
 
 	/* b takes it at once; the epoch moves on and the reason is cleared */
 	w = lease_build_acquire(&b, &sb, "ns", "kf", 0);

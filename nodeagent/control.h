@@ -1,0 +1,86 @@
+/* control: the agent's side of the control socket (docs/control-protocol.md).
+ *
+ * A unix stream socket that the local MetaService connects to and keeps
+ * open.  One service connection at a time: its death is an EOF that the
+ * listener thread reports at once.  Peer credentials are checked on accept.
+ * The send functions may be called from any thread; they never block for
+ * long (a short write deadline), and fail with -ENOTCONN when no service is
+ * connected.
+ *
+ * The line grammar (control_parse) is pure and shared by the tests. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CONTROL_LINE_MAX 4096
+
+enum control_verb {
+	CONTROL_HELLO,
+	CONTROL_READY,
+	CONTROL_FAILED,
+	CONTROL_DEMOTED,
+	CONTROL_STANDBY,
+	CONTROL_ERROR,
+};
+
+struct control_msg {
+	enum control_verb verb;
+	int version;
+	char pod[254];
+	char uid[64];
+	pid_t pid;
+	int64_t epoch;
+	uint64_t records, last_seq, recovery_ms;
+	char reason[1024];
+};
+
+/* Parse one line (without its newline) sent by a service.  Returns 0, or
+ * -EBADMSG with the reason in err: an unknown verb, an unknown, repeated,
+ * missing or malformed field. */
+int control_parse(const char *line, struct control_msg *ret, char *err, size_t errlen);
+
+struct control_peer {
+	char pod[254];
+	char uid[64];
+	pid_t pid;      /* as the service stated it */
+	pid_t cred_pid; /* from SO_PEERCRED */
+	uid_t cred_uid;
+};
+
+struct control_callbacks {
+	/* HELLO accepted (WELCOME sent). */
+	void (*hello)(void *userdata, const struct control_peer *peer);
+	void (*standby)(void *userdata);
+	void (*ready)(void *userdata, const struct control_msg *m);
+	void (*failed)(void *userdata, const struct control_msg *m);
+	void (*demoted)(void *userdata, int64_t epoch);
+	/* The connection ended (EOF, error, protocol violation); why is for
+	 * the log.  Called only for connections that said HELLO. */
+	void (*gone)(void *userdata, const char *why);
+};
+
+struct control;
+
+/* Create the socket at `path` (a stale socket file is replaced; the
+ * directory must exist) with mode 0660.  Only peers with uid 0 or
+ * `allowed_uid` (-1: root only) are accepted.  Returns 0 or -errno with
+ * detail in err. */
+int control_new(const char *path, uid_t allowed_uid, const char *node,
+                const struct control_callbacks *cb, void *userdata, struct control **ret, char *err,
+                size_t errlen);
+
+/* Start the listener thread.  Returns 0 or -errno. */
+int control_start(struct control *c);
+
+/* Stop the thread, close the connection and remove the socket file. */
+struct control *control_free(struct control *c);
+
+bool control_connected(struct control *c);
+int control_get_peer(struct control *c, struct control_peer *ret);
+
+int control_send_promote(struct control *c, int64_t epoch, long valid_ms);
+int control_send_renew(struct control *c, int64_t epoch, long valid_ms);
+int control_send_demote(struct control *c, int64_t epoch, const char *reason);
+int control_send_master(struct control *c, int64_t epoch, const char *pod, const char *addr);
