@@ -56,8 +56,9 @@ fi
 
 echo "== ASan + UBSan build: unit tests"
 if build _build/asan --enable-werror --enable-sanitizers; then
-	check _build/asan TESTS="tests/unit/check_conf tests/unit/check_k8s tests/unit/check_lease" ||
-		status=1
+	# every unit test program that was built
+	units=$(cd _build/asan && find tests/unit -maxdepth 1 -type f -executable -name 'check_*' | sort | tr '\n' ' ')
+	check _build/asan TESTS="$units" || status=1
 else
 	status=1
 fi
