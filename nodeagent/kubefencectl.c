@@ -8,13 +8,14 @@
 #include "ctl.h"
 #include "fencing/fence_scsi.h"
 #include "log.h"
+#include "storage/metastore.h"
 #include "util.h"
 
 /* One line per command, tab-indented. */
 /* clang-format off */
 static const struct ctl_command commands[] = {
 	{"scsi", "SCSI-3 persistent reservations on shared LUNs", ctl_scsi_main},
-	/* ctl-table: journal */
+	{"journal", "check or repair a metadata journal", ctl_journal_main},
 	/* ctl-table: fence */
 	/* ctl-table: status */
 	{NULL, NULL, NULL},

@@ -1,0 +1,586 @@
+/* backend_dir: the metadata store on a directory of a mounted volume (a
+ * Kubernetes PVC).  Segments and snapshots are plain files; every step that
+ * makes something durable follows write -> fdatasync/fsync -> rename ->
+ * fsync(dir), so after a crash a file is either absent or complete (snapshots,
+ * the epoch cell) or a prefix of what was appended (segments).
+ *
+ * Write order, which recovery relies on:
+ *   - a new segment file is created and the directory fsynced before its
+ *     first record is acknowledged;
+ *   - a snapshot becomes visible only by rename after its data is fsynced,
+ *     and the directory is fsynced before any segment it covers is removed;
+ *   - the epoch cell is replaced by rename of a fsynced temporary file.
+ * epoch_check costs one stat(2): rename gives the cell a new inode, so the
+ * file is re-read only when inode, size or mtime changed. */
+#include "config.h"
+
+#include "backend.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "journal.h"
+#include "util.h"
+
+#define EPOCH_MAGIC   0x5045464Bu /* "KFEP" */
+#define EPOCH_VERSION 1
+#define EPOCH_SIZE    24
+
+struct backend_dir {
+	struct backend b; /* first: the generic part */
+	char dir[4096];
+	int dir_fd;
+	int seg_fd; /* current append target, -1 when none */
+	int snap_fd;
+	uint64_t snap_seq;
+	int rd_fd; /* cached reader */
+	char rd_name[128];
+	/* epoch cell cache for epoch_check */
+	bool epoch_cached;
+	ino_t epoch_ino;
+	off_t epoch_size;
+	struct timespec epoch_mtim;
+	uint64_t epoch_value;
+};
+
+static struct backend_dir *DIRB(struct backend *b)
+{
+	return (struct backend_dir *)b;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int path_of(struct backend_dir *d, const char *name, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/%s", d->dir, name);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static void seg_name(uint64_t seq, char buf[64])
+{
+	snprintf(buf, 64, "journal-%016" PRIx64 ".log", seq);
+}
+
+static void snap_name(uint64_t seq, char buf[64])
+{
+	snprintf(buf, 64, "snapshot-%016" PRIx64 ".snap", seq);
+}
+
+/* Parse "<prefix><16 hex><suffix>" exactly. */
+static bool parse_name(const char *name, const char *prefix, const char *suffix, uint64_t *ret)
+{
+	size_t pl = strlen(prefix), sl = strlen(suffix), nl = strlen(name);
+	uint64_t v = 0;
+
+	if (nl != pl + 16 + sl || strncmp(name, prefix, pl) != 0 || strcmp(name + pl + 16, suffix))
+		return false;
+	for (size_t i = pl; i < pl + 16; i++) {
+		char c = name[i];
+
+		if (c >= '0' && c <= '9')
+			v = v << 4 | (uint64_t)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v = v << 4 | (uint64_t)(c - 'a' + 10);
+		else
+			return false;
+	}
+	*ret = v;
+	return true;
+}
+
+static void dir_close(struct backend *b)
+{
+	struct backend_dir *d = DIRB(b);
+
+	if (!d)
+		return;
+	if (d->seg_fd >= 0)
+		(void)close(d->seg_fd);
+	if (d->snap_fd >= 0)
+		(void)close(d->snap_fd);
+	if (d->rd_fd >= 0)
+		(void)close(d->rd_fd);
+	if (d->dir_fd >= 0)
+		(void)close(d->dir_fd);
+	free(d);
+}
+
+static size_t dir_block_size(struct backend *b)
+{
+	return 1;
+}
+
+static int dir_epoch_get(struct backend *b, uint64_t *ret_epoch)
+{
+	struct backend_dir *d = DIRB(b);
+	uint8_t buf[EPOCH_SIZE];
+	int fd, r;
+	ssize_t n;
+	struct stat st;
+
+	fd = openat(d->dir_fd, "epoch", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT) {
+			*ret_epoch = 0;
+			d->epoch_cached = false;
+			return 0;
+		}
+		return -errno;
+	}
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	n = pread(fd, buf, sizeof(buf), 0);
+	if (n < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (n != EPOCH_SIZE || journal_get_le32(buf) != EPOCH_MAGIC ||
+	    journal_get_le32(buf + 4) != EPOCH_VERSION ||
+	    journal_get_le32(buf + 20) != crc32c(0, buf, 20)) {
+		r = -EBADMSG;
+		goto out;
+	}
+	d->epoch_value = journal_get_le64(buf + 8);
+	d->epoch_ino = st.st_ino;
+	d->epoch_size = st.st_size;
+	d->epoch_mtim = st.st_mtim;
+	d->epoch_cached = true;
+	*ret_epoch = d->epoch_value;
+	r = 0;
+out:
+	(void)close(fd);
+	return r;
+}
+
+static int dir_epoch_set(struct backend *b, uint64_t epoch)
+{
+	struct backend_dir *d = DIRB(b);
+	uint8_t buf[EPOCH_SIZE] = {0};
+	int fd, r;
+
+	journal_put_le32(buf, EPOCH_MAGIC);
+	journal_put_le32(buf + 4, EPOCH_VERSION);
+	journal_put_le64(buf + 8, epoch);
+	journal_put_le32(buf + 20, crc32c(0, buf, 20));
+	fd = openat(d->dir_fd, "epoch.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	r = write_all(fd, buf, sizeof(buf));
+	if (r >= 0 && fsync(fd) < 0)
+		r = -errno;
+	(void)close(fd);
+	if (r < 0)
+		return r;
+	if (renameat(d->dir_fd, "epoch.tmp", d->dir_fd, "epoch") < 0)
+		return -errno;
+	if (fsync(d->dir_fd) < 0)
+		return -errno;
+	d->epoch_cached = false;
+	return 0;
+}
+
+static int dir_epoch_check(struct backend *b, uint64_t *ret_epoch)
+{
+	struct backend_dir *d = DIRB(b);
+	struct stat st;
+
+	if (fstatat(d->dir_fd, "epoch", &st, 0) < 0)
+		return errno == ENOENT ? (*ret_epoch = 0, 0) : -errno;
+	if (d->epoch_cached && st.st_ino == d->epoch_ino && st.st_size == d->epoch_size &&
+	    st.st_mtim.tv_sec == d->epoch_mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == d->epoch_mtim.tv_nsec) {
+		*ret_epoch = d->epoch_value;
+		return 0;
+	}
+	return dir_epoch_get(b, ret_epoch);
+}
+
+static int unit_cmp(const void *a, const void *b)
+{
+	const struct backend_unit *x = a, *y = b;
+
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static int dir_list(struct backend *b, struct backend_unit **ret_units, size_t *ret_n)
+{
+	struct backend_dir *d = DIRB(b);
+	struct backend_unit *units = NULL;
+	size_t n = 0, cap = 0;
+	DIR *dh = NULL;
+	struct dirent *de;
+	int fd, r;
+
+	fd = openat(d->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	dh = fdopendir(fd);
+	if (!dh) {
+		r = -errno;
+		(void)close(fd);
+		return r;
+	}
+	while ((de = readdir(dh))) {
+		struct backend_unit u = {0};
+		struct stat st;
+
+		if (parse_name(de->d_name, "journal-", ".log", &u.id))
+			u.kind = BACKEND_SEGMENT;
+		else if (parse_name(de->d_name, "snapshot-", ".snap", &u.id))
+			u.kind = BACKEND_SNAPSHOT;
+		else
+			continue;
+		if (fstatat(d->dir_fd, de->d_name, &st, 0) < 0) {
+			r = -errno;
+			goto fail;
+		}
+		u.size = (uint64_t)st.st_size;
+		r = path_of(d, de->d_name, u.name, sizeof(u.name));
+		if (r < 0)
+			goto fail;
+		if (n == cap) {
+			struct backend_unit *nu;
+
+			cap = cap ? cap * 2 : 16;
+			nu = realloc(units, cap * sizeof(*units));
+			if (!nu) {
+				r = -ENOMEM;
+				goto fail;
+			}
+			units = nu;
+		}
+		units[n++] = u;
+	}
+	(void)closedir(dh);
+	if (n)
+		qsort(units, n, sizeof(*units), unit_cmp);
+	*ret_units = units;
+	*ret_n = n;
+	return 0;
+fail:
+	(void)closedir(dh);
+	free(units);
+	return r;
+}
+
+static const char *base_name(const char *path)
+{
+	const char *s = strrchr(path, '/');
+
+	return s ? s + 1 : path;
+}
+
+static ssize_t dir_read(struct backend *b, const struct backend_unit *u, uint64_t off, void *buf,
+                        size_t len)
+{
+	struct backend_dir *d = DIRB(b);
+	ssize_t n;
+
+	if (d->rd_fd < 0 || strcmp(d->rd_name, u->name) != 0) {
+		if (d->rd_fd >= 0)
+			(void)close(d->rd_fd);
+		d->rd_fd = openat(d->dir_fd, base_name(u->name), O_RDONLY | O_CLOEXEC);
+		if (d->rd_fd < 0)
+			return -errno;
+		(void)str_copy(d->rd_name, sizeof(d->rd_name), u->name);
+		(void)posix_fadvise(d->rd_fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	}
+	do
+		n = pread(d->rd_fd, buf, len, (off_t)off);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
+static void drop_reader(struct backend_dir *d)
+{
+	if (d->rd_fd >= 0)
+		(void)close(d->rd_fd);
+	d->rd_fd = -1;
+	d->rd_name[0] = '\0';
+}
+
+static int dir_truncate(struct backend *b, const struct backend_unit *u, uint64_t size)
+{
+	struct backend_dir *d = DIRB(b);
+	int fd, r = 0;
+
+	fd = openat(d->dir_fd, base_name(u->name), O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)size) < 0 || fsync(fd) < 0)
+		r = -errno;
+	(void)close(fd);
+	drop_reader(d);
+	return r;
+}
+
+static int dir_remove(struct backend *b, const struct backend_unit *u)
+{
+	struct backend_dir *d = DIRB(b);
+
+	drop_reader(d);
+	if (unlinkat(d->dir_fd, base_name(u->name), 0) < 0 && errno != ENOENT)
+		return -errno;
+	return fsync(d->dir_fd) < 0 ? -errno : 0;
+}
+
+static int dir_quarantine(struct backend *b, const struct backend_unit *u, uint64_t keep,
+                          char *ret_name, size_t namelen)
+{
+	struct backend_dir *d = DIRB(b);
+	const char *name = base_name(u->name);
+	char aside[256], stamp[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	int src = -1, dst = -1, r;
+	uint8_t *buf = NULL;
+
+	drop_reader(d);
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	snprintf(aside, sizeof(aside), "%s.corrupt-%s", name, stamp);
+	if (renameat(d->dir_fd, name, d->dir_fd, aside) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (keep > 0) {
+		uint64_t off = 0;
+
+		buf = malloc(1 << 20);
+		if (!buf) {
+			r = -ENOMEM;
+			goto out;
+		}
+		src = openat(d->dir_fd, aside, O_RDONLY | O_CLOEXEC);
+		dst = openat(d->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (src < 0 || dst < 0) {
+			r = -errno;
+			goto out;
+		}
+		while (off < keep) {
+			size_t want = keep - off > (1 << 20) ? (1 << 20) : (size_t)(keep - off);
+			ssize_t n = pread(src, buf, want, (off_t)off);
+
+			if (n <= 0) {
+				r = n < 0 ? -errno : -EIO;
+				goto out;
+			}
+			r = write_all(dst, buf, (size_t)n);
+			if (r < 0)
+				goto out;
+			off += (uint64_t)n;
+		}
+		if (fsync(dst) < 0) {
+			r = -errno;
+			goto out;
+		}
+	}
+	if (fsync(d->dir_fd) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (ret_name)
+		snprintf(ret_name, namelen, "%s/%s", d->dir, aside);
+	r = 0;
+out:
+	if (src >= 0)
+		(void)close(src);
+	if (dst >= 0)
+		(void)close(dst);
+	free(buf);
+	return r;
+}
+
+static int dir_segment_start(struct backend *b, uint64_t first_seq)
+{
+	struct backend_dir *d = DIRB(b);
+	char name[64];
+	int fd;
+
+	seg_name(first_seq, name);
+	fd = openat(d->dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	/* the new name must be durable before a record in it is acknowledged */
+	if (fsync(d->dir_fd) < 0) {
+		int r = -errno;
+
+		(void)close(fd);
+		return r;
+	}
+	if (d->seg_fd >= 0)
+		(void)close(d->seg_fd);
+	d->seg_fd = fd;
+	return 0;
+}
+
+static int dir_sync(struct backend *b)
+{
+	struct backend_dir *d = DIRB(b);
+
+	if (d->seg_fd < 0)
+		return -EBADF;
+	return fdatasync(d->seg_fd) < 0 ? -errno : 0;
+}
+
+static int dir_append(struct backend *b, const void *buf, size_t len, bool durable)
+{
+	struct backend_dir *d = DIRB(b);
+	int r;
+
+	if (d->seg_fd < 0)
+		return -EBADF;
+	r = write_all(d->seg_fd, buf, len);
+	if (r < 0)
+		return r;
+	return durable ? dir_sync(b) : 0;
+}
+
+static int dir_snapshot_begin(struct backend *b, uint64_t seq)
+{
+	struct backend_dir *d = DIRB(b);
+	char name[80];
+
+	if (d->snap_fd >= 0)
+		return -EBUSY;
+	snap_name(seq, name);
+	strcat(name, ".tmp");
+	d->snap_fd = openat(d->dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (d->snap_fd < 0)
+		return -errno;
+	d->snap_seq = seq;
+	return 0;
+}
+
+static int dir_snapshot_write(struct backend *b, const void *buf, size_t len)
+{
+	struct backend_dir *d = DIRB(b);
+
+	return d->snap_fd < 0 ? -EBADF : write_all(d->snap_fd, buf, len);
+}
+
+static void dir_snapshot_abort(struct backend *b)
+{
+	struct backend_dir *d = DIRB(b);
+	char name[80];
+
+	if (d->snap_fd < 0)
+		return;
+	(void)close(d->snap_fd);
+	d->snap_fd = -1;
+	snap_name(d->snap_seq, name);
+	strcat(name, ".tmp");
+	(void)unlinkat(d->dir_fd, name, 0);
+}
+
+static int dir_snapshot_commit(struct backend *b)
+{
+	struct backend_dir *d = DIRB(b);
+	char name[64], tmp[80];
+	int r;
+
+	if (d->snap_fd < 0)
+		return -EBADF;
+	if (fsync(d->snap_fd) < 0) {
+		r = -errno;
+		dir_snapshot_abort(b);
+		return r;
+	}
+	(void)close(d->snap_fd);
+	d->snap_fd = -1;
+	snap_name(d->snap_seq, name);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+	if (renameat(d->dir_fd, tmp, d->dir_fd, name) < 0)
+		return -errno;
+	return fsync(d->dir_fd) < 0 ? -errno : 0;
+}
+
+static const struct backend_ops dir_ops = {
+        .name = "dir",
+        .close = dir_close,
+        .block_size = dir_block_size,
+        .epoch_get = dir_epoch_get,
+        .epoch_set = dir_epoch_set,
+        .epoch_check = dir_epoch_check,
+        .list = dir_list,
+        .read = dir_read,
+        .truncate = dir_truncate,
+        .remove = dir_remove,
+        .quarantine = dir_quarantine,
+        .segment_start = dir_segment_start,
+        .append = dir_append,
+        .sync = dir_sync,
+        .snapshot_begin = dir_snapshot_begin,
+        .snapshot_write = dir_snapshot_write,
+        .snapshot_commit = dir_snapshot_commit,
+        .snapshot_abort = dir_snapshot_abort,
+};
+
+int backend_dir_open(const char *dir, bool create, struct backend **ret, char *err, size_t errlen)
+{
+	struct backend_dir *d;
+	int r;
+
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->b.ops = &dir_ops;
+	d->dir_fd = d->seg_fd = d->snap_fd = d->rd_fd = -1;
+	if (str_copy(d->dir, sizeof(d->dir), dir) < 0) {
+		errbuf_set(err, errlen, "data directory path too long");
+		r = -ENAMETOOLONG;
+		goto fail;
+	}
+	snprintf(d->b.desc, sizeof(d->b.desc), "dir:%s", dir);
+	if (create && mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		r = -errno;
+		errbuf_set(err, errlen, "cannot create data directory '%s': %s", dir, strerror(-r));
+		goto fail;
+	}
+	d->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (d->dir_fd < 0) {
+		r = -errno;
+		errbuf_set(err, errlen, "cannot open data directory '%s': %s", dir, strerror(-r));
+		goto fail;
+	}
+	*ret = &d->b;
+	return 0;
+fail:
+	dir_close(&d->b);
+	return r;
+}
+
+const char *backend_dir_path(const struct backend *b)
+{
+	return b && b->ops == &dir_ops ? ((const struct backend_dir *)b)->dir : NULL;
+}

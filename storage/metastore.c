@@ -1,0 +1,1252 @@
+/* metastore: recovery, the in-memory index, the write path with group commit,
+ * snapshots and the offline check/repair.  See metastore.h for the contract
+ * and storage/FORMAT.md for what is on the volume.
+ *
+ * Recovery order: newest snapshot S (must be complete: SNAP_BEGIN, PUTs,
+ * SNAP_END with the right count), then segments in first-seq order.  Segment
+ * k covers seqs [first_k, first_k+1); records at or beyond first_k+1 were
+ * written by a fenced writer after a new master started segment k+1 and are
+ * discarded.  Within that range seqs must be consecutive and epochs must not
+ * go backwards.  Only the last segment may end in a torn tail; it is cut back
+ * to its last valid record.  Anything else is damage: startup stops and the
+ * message names `kubefencectl journal check|repair`. */
+#include "config.h"
+
+#include "metastore.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crc32c.h"
+#include "journal.h"
+#include "log.h"
+#include "util.h"
+
+#define SKIP_MAX_LEVEL       24
+#define DEFAULT_SNAP_BYTES   (64ull << 20)
+#define DEFAULT_SNAP_RECORDS 1000000ull
+#define SNAP_BUF_SIZE        (1u << 20)
+
+struct entry {
+	struct entry *hnext;
+	uint8_t *value; /* malloc'd, value_len bytes + NUL */
+	uint32_t hash;
+	uint32_t key_len;
+	uint32_t value_len;
+	uint32_t level;
+	struct entry *fwd[]; /* `level` pointers, then the key bytes */
+};
+
+static uint8_t *entry_key(const struct entry *e)
+{
+	return (uint8_t *)&e->fwd[e->level];
+}
+
+/* Where recovery found damage, for messages and repair. */
+enum damage_kind {
+	DAMAGE_NONE = 0,
+	DAMAGE_SEGMENT,  /* bad bytes in a segment at `offset` with valid records after */
+	DAMAGE_SNAPSHOT, /* the newest snapshot is unusable */
+	DAMAGE_GAP,      /* missing records before segment `unit` */
+	DAMAGE_EPOCH,    /* the epoch cell is unreadable */
+};
+
+struct metastore {
+	struct backend *b;
+	struct metastore_options opts;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+
+	/* index */
+	struct entry **buckets;
+	size_t nbuckets;
+	size_t nkeys;
+	struct entry *head; /* skip list head (level SKIP_MAX_LEVEL, no key) */
+	bool linked;        /* skip list built (false during recovery) */
+	uint64_t rng;
+
+	/* write state, under lock */
+	uint64_t last_seq;   /* last record written */
+	uint64_t synced_seq; /* last record known durable */
+	bool syncing;        /* a sync (or a snapshot) is running */
+	int dead;            /* 0, or the error every later write returns */
+	uint8_t *wbuf;
+	struct metastore_stats st;
+	uint64_t journal_records;
+
+	/* recovery */
+	uint64_t volume_epoch;
+	uint64_t replay_epoch; /* newest epoch among the records replayed */
+	enum damage_kind damage;
+	struct backend_unit damage_unit;
+	uint64_t damage_offset;
+	uint64_t expected_seq; /* next seq recovery expects */
+	uint64_t seg_limit;    /* first seq of the following segment */
+	uint64_t leftover;     /* records of fenced writers discarded */
+	uint64_t snap_seq, snap_count, snap_seen;
+	bool snap_begun, snap_ended;
+	const char *replay_error;
+	char hint[9000];
+};
+
+/* ------------------------------------------------------------------ index */
+
+static uint32_t key_hash(const void *key, size_t len)
+{
+	return crc32c(0x9e3779b9u, key, len);
+}
+
+static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+	size_t n = alen < blen ? alen : blen;
+	int c = n ? memcmp(a, b, n) : 0;
+
+	if (c)
+		return c;
+	return alen < blen ? -1 : alen > blen;
+}
+
+static uint32_t random_level(struct metastore *m)
+{
+	uint32_t level = 1;
+	uint64_t x;
+
+	/* xorshift64; p = 1/4 per level */
+	x = m->rng;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	m->rng = x;
+	while (level < SKIP_MAX_LEVEL && (x & 3) == 0) {
+		level++;
+		x >>= 2;
+	}
+	return level;
+}
+
+static struct entry *hash_find(struct metastore *m, const void *key, size_t len, uint32_t h)
+{
+	for (struct entry *e = m->buckets[h & (m->nbuckets - 1)]; e; e = e->hnext)
+		if (e->hash == h && e->key_len == len && memcmp(entry_key(e), key, len) == 0)
+			return e;
+	return NULL;
+}
+
+static int hash_grow(struct metastore *m)
+{
+	size_t n = m->nbuckets * 2;
+	struct entry **nb = calloc(n, sizeof(*nb));
+
+	if (!nb)
+		return -ENOMEM;
+	for (size_t i = 0; i < m->nbuckets; i++) {
+		struct entry *e = m->buckets[i], *next;
+
+		for (; e; e = next) {
+			next = e->hnext;
+			e->hnext = nb[e->hash & (n - 1)];
+			nb[e->hash & (n - 1)] = e;
+		}
+	}
+	free(m->buckets);
+	m->buckets = nb;
+	m->nbuckets = n;
+	return 0;
+}
+
+/* Find the skip list predecessors of key at every level. */
+static void skip_seek(struct metastore *m, const void *key, size_t len,
+                      struct entry *update[SKIP_MAX_LEVEL])
+{
+	struct entry *x = m->head;
+
+	for (int l = SKIP_MAX_LEVEL - 1; l >= 0; l--) {
+		while (x->fwd[l] && key_cmp(entry_key(x->fwd[l]), x->fwd[l]->key_len, key, len) < 0)
+			x = x->fwd[l];
+		update[l] = x;
+	}
+}
+
+/* Insert or replace; takes ownership of value (malloc'd, NUL-terminated). */
+static int index_put(struct metastore *m, const void *key, size_t klen, uint8_t *value, size_t vlen)
+{
+	uint32_t h = key_hash(key, klen);
+	struct entry *e = hash_find(m, key, klen, h);
+	uint32_t level;
+
+	if (e) {
+		free(e->value);
+		e->value = value;
+		e->value_len = (uint32_t)vlen;
+		return 0;
+	}
+	if (m->nkeys >= m->nbuckets && hash_grow(m) < 0)
+		return -ENOMEM;
+	level = random_level(m);
+	e = malloc(sizeof(*e) + level * sizeof(e->fwd[0]) + klen);
+	if (!e)
+		return -ENOMEM;
+	e->hash = h;
+	e->key_len = (uint32_t)klen;
+	e->value = value;
+	e->value_len = (uint32_t)vlen;
+	e->level = level;
+	memcpy(entry_key(e), key, klen);
+	e->hnext = m->buckets[h & (m->nbuckets - 1)];
+	m->buckets[h & (m->nbuckets - 1)] = e;
+	m->nkeys++;
+	if (m->linked) {
+		struct entry *update[SKIP_MAX_LEVEL];
+
+		skip_seek(m, key, klen, update);
+		for (uint32_t l = 0; l < level; l++) {
+			e->fwd[l] = update[l]->fwd[l];
+			update[l]->fwd[l] = e;
+		}
+	}
+	return 0;
+}
+
+static bool index_delete(struct metastore *m, const void *key, size_t klen)
+{
+	uint32_t h = key_hash(key, klen);
+	struct entry **pp = &m->buckets[h & (m->nbuckets - 1)], *e;
+
+	for (; (e = *pp); pp = &e->hnext)
+		if (e->hash == h && e->key_len == klen && memcmp(entry_key(e), key, klen) == 0)
+			break;
+	if (!e)
+		return false;
+	*pp = e->hnext;
+	if (m->linked) {
+		struct entry *update[SKIP_MAX_LEVEL];
+
+		skip_seek(m, key, klen, update);
+		for (uint32_t l = 0; l < e->level; l++)
+			if (update[l]->fwd[l] == e)
+				update[l]->fwd[l] = e->fwd[l];
+	}
+	free(e->value);
+	free(e);
+	m->nkeys--;
+	return true;
+}
+
+/* Sort element: the first 8 key bytes as a big-endian integer, so most
+ * comparisons never touch the entry (a cache miss each). */
+struct sort_item {
+	uint64_t prefix;
+	struct entry *e;
+};
+
+static uint64_t key_prefix(const struct entry *e)
+{
+	const uint8_t *k = entry_key(e);
+	uint64_t p = 0;
+
+	for (uint32_t i = 0; i < 8; i++)
+		p = p << 8 | (i < e->key_len ? k[i] : 0);
+	return p;
+}
+
+static int sort_item_cmp(const void *a, const void *b)
+{
+	const struct sort_item *x = a, *y = b;
+
+	if (x->prefix != y->prefix)
+		return x->prefix < y->prefix ? -1 : 1;
+	return key_cmp(entry_key(x->e), x->e->key_len, entry_key(y->e), y->e->key_len);
+}
+
+/* After recovery: sort the live entries once and link the skip list. */
+static int index_link(struct metastore *m)
+{
+	struct sort_item *all = NULL;
+	struct entry *tail[SKIP_MAX_LEVEL];
+	size_t n = 0;
+	bool sorted = true;
+
+	if (m->nkeys) {
+		all = malloc(m->nkeys * sizeof(*all));
+		if (!all)
+			return -ENOMEM;
+	}
+	for (size_t i = 0; i < m->nbuckets; i++)
+		for (struct entry *e = m->buckets[i]; e; e = e->hnext)
+			all[n++] = (struct sort_item){key_prefix(e), e};
+	for (size_t i = 1; i < n && sorted; i++)
+		sorted = sort_item_cmp(&all[i - 1], &all[i]) < 0;
+	if (!sorted)
+		qsort(all, n, sizeof(*all), sort_item_cmp);
+	for (int l = 0; l < SKIP_MAX_LEVEL; l++) {
+		tail[l] = m->head;
+		m->head->fwd[l] = NULL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct entry *e = all[i].e;
+
+		for (uint32_t l = 0; l < e->level; l++) {
+			e->fwd[l] = NULL;
+			tail[l]->fwd[l] = e;
+			tail[l] = e;
+		}
+	}
+	free(all);
+	m->linked = true;
+	return 0;
+}
+
+static void index_free(struct metastore *m)
+{
+	for (size_t i = 0; m->buckets && i < m->nbuckets; i++) {
+		struct entry *e = m->buckets[i], *next;
+
+		for (; e; e = next) {
+			next = e->hnext;
+			free(e->value);
+			free(e);
+		}
+	}
+	free(m->buckets);
+	free(m->head);
+}
+
+static int apply_put(struct metastore *m, const void *key, size_t klen, const void *val,
+                     size_t vlen)
+{
+	uint8_t *v = malloc(vlen + 1);
+	int r;
+
+	if (!v)
+		return -ENOMEM;
+	if (vlen)
+		memcpy(v, val, vlen);
+	v[vlen] = '\0';
+	r = index_put(m, key, klen, v, vlen);
+	if (r < 0)
+		free(v);
+	return r;
+}
+
+/* --------------------------------------------------------------- recovery */
+
+struct unit_reader {
+	struct backend *b;
+	const struct backend_unit *u;
+};
+
+static ssize_t unit_read(void *userdata, uint64_t off, void *buf, size_t len)
+{
+	struct unit_reader *ur = userdata;
+
+	return ur->b->ops->read(ur->b, ur->u, off, buf, len);
+}
+
+static void note_epoch(struct metastore *m, uint64_t epoch)
+{
+	if (epoch > m->replay_epoch)
+		m->replay_epoch = epoch;
+	if (epoch > m->volume_epoch)
+		m->volume_epoch = epoch;
+}
+
+static int snapshot_record(void *userdata, const struct journal_record *r, uint64_t off)
+{
+	struct metastore *m = userdata;
+
+	if (r->seq != m->snap_seq) {
+		m->replay_error = "record sequence differs from the snapshot's";
+		return -EBADMSG;
+	}
+	note_epoch(m, r->epoch);
+	switch (r->type) {
+	case JOURNAL_SNAP_BEGIN:
+		if (m->snap_begun) {
+			m->replay_error = "second SNAP_BEGIN";
+			return -EBADMSG;
+		}
+		m->snap_begun = true;
+		m->snap_count = journal_get_le64(r->value);
+		return 0;
+	case JOURNAL_PUT:
+		if (!m->snap_begun || m->snap_ended) {
+			m->replay_error = "PUT outside SNAP_BEGIN..SNAP_END";
+			return -EBADMSG;
+		}
+		m->snap_seen++;
+		m->st.records_replayed++;
+		return apply_put(m, r->key, r->key_len, r->value, r->value_len);
+	case JOURNAL_SNAP_END:
+		if (!m->snap_begun || m->snap_ended || journal_get_le64(r->value) != m->snap_seen ||
+		    m->snap_seen != m->snap_count) {
+			m->replay_error = "SNAP_END count mismatch";
+			return -EBADMSG;
+		}
+		m->snap_ended = true;
+		return 0;
+	default:
+		m->replay_error = "unexpected record type in a snapshot";
+		return -EBADMSG;
+	}
+}
+
+static int segment_record(void *userdata, const struct journal_record *r, uint64_t off)
+{
+	struct metastore *m = userdata;
+
+	if (r->type == JOURNAL_PAD)
+		return 0;
+	if (r->seq < m->expected_seq)
+		return 0; /* covered by the snapshot */
+	if (r->seq >= m->seg_limit) {
+		m->leftover++;
+		return 1; /* a fenced writer's late records: the next segment wins */
+	}
+	if (r->seq != m->expected_seq) {
+		m->replay_error = "sequence gap";
+		m->damage_offset = off;
+		return -EUCLEAN;
+	}
+	if (r->epoch < m->replay_epoch) {
+		m->replay_error = "epoch goes backwards";
+		m->damage_offset = off;
+		return -EUCLEAN;
+	}
+	note_epoch(m, r->epoch);
+	m->expected_seq++;
+	m->st.records_replayed++;
+	m->journal_records++;
+	switch (r->type) {
+	case JOURNAL_PUT:
+		return apply_put(m, r->key, r->key_len, r->value, r->value_len);
+	case JOURNAL_DEL:
+		(void)index_delete(m, r->key, r->key_len);
+		return 0;
+	case JOURNAL_BARRIER:
+		return 0;
+	default:
+		m->replay_error = "snapshot record in a journal segment";
+		m->damage_offset = off;
+		return -EUCLEAN;
+	}
+}
+
+static const char *repair_hint(struct metastore *m)
+{
+	const char *dir = backend_dir_path(m->b);
+
+	snprintf(m->hint, sizeof(m->hint),
+	         "inspect with 'kubefencectl journal check --data-dir %s' and repair with "
+	         "'kubefencectl journal repair --data-dir %s' (damaged files are kept aside)",
+	         dir ? dir : "DIR", dir ? dir : "DIR");
+	return m->hint;
+}
+
+static void set_damage(struct metastore *m, enum damage_kind kind, const struct backend_unit *u,
+                       uint64_t offset)
+{
+	m->damage = kind;
+	if (u)
+		m->damage_unit = *u;
+	m->damage_offset = offset;
+}
+
+static int load_snapshot(struct metastore *m, const struct backend_unit *u, char *err,
+                         size_t errlen)
+{
+	struct unit_reader ur = {m->b, u};
+	struct journal_scan_result res;
+	int r;
+
+	m->snap_seq = u->id;
+	m->replay_error = NULL;
+	r = journal_scan(unit_read, &ur, u->size, snapshot_record, m, &res);
+	if (r == -ENOMEM || (r < 0 && r != -EBADMSG)) {
+		errbuf_set(err, errlen, "cannot read snapshot '%s': %s", u->name, strerror(-r));
+		return r;
+	}
+	if (r == 0 && res.status == JOURNAL_SCAN_CLEAN && m->snap_ended)
+		return 0;
+	set_damage(m, DAMAGE_SNAPSHOT, u, r == 0 ? res.bad_offset : 0);
+	errbuf_set(err, errlen,
+	           "snapshot '%s' is damaged (%s at offset %" PRIu64 "); refusing to start; %s",
+	           u->name,
+	           m->replay_error ? m->replay_error
+	           : res.why       ? res.why
+	                           : "incomplete snapshot",
+	           r == 0 ? res.bad_offset : res.valid_end, repair_hint(m));
+	return -EBADMSG;
+}
+
+/* Replay everything; fills the index, last_seq and volume_epoch. */
+static int recover(struct metastore *m, char *err, size_t errlen)
+{
+	struct backend_unit *units = NULL;
+	size_t n = 0, nseg = 0;
+	const struct backend_unit *snap = NULL;
+	uint64_t first_needed;
+	int r;
+
+	r = m->b->ops->list(m->b, &units, &n);
+	if (r < 0) {
+		errbuf_set(err, errlen, "cannot list '%s': %s", m->b->desc, strerror(-r));
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (units[i].kind == BACKEND_SEGMENT)
+			nseg++;
+		else
+			snap = &units[i]; /* sorted: the last one is the newest */
+	}
+	m->expected_seq = 1;
+	if (snap) {
+		r = load_snapshot(m, snap, err, errlen);
+		if (r < 0)
+			goto out;
+		m->expected_seq = snap->id + 1;
+	}
+	first_needed = m->expected_seq;
+	for (size_t k = 0; k < nseg; k++) {
+		const struct backend_unit *u = &units[k];
+		struct unit_reader ur = {m->b, u};
+		struct journal_scan_result res;
+		bool last = k + 1 == nseg;
+
+		m->seg_limit = last ? UINT64_MAX : units[k + 1].id;
+		if (m->seg_limit <= first_needed)
+			continue; /* wholly covered by the snapshot */
+		if (u->id > m->expected_seq) {
+			set_damage(m, DAMAGE_GAP, u, 0);
+			errbuf_set(err, errlen,
+			           "journal '%s' starts at seq %" PRIu64 " but seq %" PRIu64
+			           " is missing (a segment or snapshot is lost); refusing to "
+			           "start; %s",
+			           u->name, u->id, m->expected_seq, repair_hint(m));
+			r = -EUCLEAN;
+			goto out;
+		}
+		m->replay_error = NULL;
+		m->leftover = 0;
+		r = journal_scan(unit_read, &ur, u->size, segment_record, m, &res);
+		if (r == -EUCLEAN) {
+			set_damage(m, DAMAGE_SEGMENT, u, m->damage_offset);
+			errbuf_set(err, errlen,
+			           "journal '%s' is damaged at offset %" PRIu64
+			           " (%s); refusing to start; %s",
+			           u->name, m->damage_offset, m->replay_error, repair_hint(m));
+			goto out;
+		}
+		if (r < 0) {
+			errbuf_set(err, errlen, "cannot replay journal '%s': %s", u->name,
+			           strerror(-r));
+			goto out;
+		}
+		m->st.bytes_replayed += res.valid_end;
+		m->st.journal_bytes += res.valid_end;
+		if (m->leftover)
+			log_warning("journal '%s': discarding records from seq %" PRIu64
+			            " on, written by a fenced writer after '%s' began",
+			            u->name, m->seg_limit, units[k + 1].name);
+		if (res.status == JOURNAL_SCAN_CORRUPT) {
+			set_damage(m, DAMAGE_SEGMENT, u, res.bad_offset);
+			errbuf_set(err, errlen,
+			           "journal '%s' is damaged at offset %" PRIu64
+			           " (%s) and valid records follow at offset %" PRIu64
+			           "; refusing to start; %s",
+			           u->name, res.bad_offset, res.why, res.next_valid,
+			           repair_hint(m));
+			r = -EUCLEAN;
+			goto out;
+		}
+		if (res.status == JOURNAL_SCAN_TORN) {
+			uint64_t cut = u->size - res.valid_end;
+
+			if (!last) {
+				/* fine only if the next segment continues exactly here;
+				 * the gap check of the next iteration decides */
+				log_warning("journal '%s': ignoring %" PRIu64
+				            " invalid bytes at offset %" PRIu64 " (%s)",
+				            u->name, cut, res.valid_end, res.why);
+			} else if (m->opts.read_only) {
+				log_warning("journal '%s': torn tail at offset %" PRIu64
+				            " (%s), %" PRIu64 " bytes; not cut (read-only)",
+				            u->name, res.valid_end, res.why, cut);
+				m->st.torn_bytes_cut = cut;
+			} else {
+				log_warning("journal '%s': torn tail at offset %" PRIu64
+				            " (%s), cutting %" PRIu64
+				            " bytes (an unacknowledged write)",
+				            u->name, res.valid_end, res.why, cut);
+				r = m->b->ops->truncate(m->b, u, res.valid_end);
+				if (r < 0) {
+					errbuf_set(err, errlen, "cannot cut torn tail of '%s': %s",
+					           u->name, strerror(-r));
+					goto out;
+				}
+				m->st.torn_bytes_cut = cut;
+			}
+		}
+	}
+	m->last_seq = m->expected_seq - 1;
+	m->synced_seq = m->last_seq;
+	r = index_link(m);
+	if (r < 0)
+		errbuf_set(err, errlen, "out of memory building the index");
+out:
+	free(units);
+	return r;
+}
+
+/* ------------------------------------------------------------------ open */
+
+static struct metastore *store_new(struct backend *b, const struct metastore_options *opts)
+{
+	struct metastore *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	m->b = b;
+	if (opts)
+		m->opts = *opts;
+	if (!m->opts.snapshot_bytes)
+		m->opts.snapshot_bytes = DEFAULT_SNAP_BYTES;
+	if (!m->opts.snapshot_records)
+		m->opts.snapshot_records = DEFAULT_SNAP_RECORDS;
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->cond, NULL);
+	m->nbuckets = 1024;
+	m->buckets = calloc(m->nbuckets, sizeof(*m->buckets));
+	m->head = calloc(1, sizeof(*m->head) + SKIP_MAX_LEVEL * sizeof(m->head->fwd[0]));
+	m->wbuf = malloc(JOURNAL_RECORD_MAX);
+	m->rng = 0x2545F4914F6CDD1Dull ^ (uint64_t)(uintptr_t)m;
+	if (!m->buckets || !m->head || !m->wbuf)
+		return metastore_close(m);
+	m->head->level = SKIP_MAX_LEVEL;
+	return m;
+}
+
+struct metastore *metastore_close(struct metastore *m)
+{
+	if (!m)
+		return NULL;
+	index_free(m);
+	free(m->wbuf);
+	if (m->b)
+		m->b->ops->close(m->b);
+	pthread_mutex_destroy(&m->lock);
+	pthread_cond_destroy(&m->cond);
+	free(m);
+	return NULL;
+}
+
+static int write_barrier(struct metastore *m, char *err, size_t errlen)
+{
+	uint8_t prev[8];
+	uint64_t seq = m->last_seq + 1, cur = 0;
+	ssize_t n;
+	int r;
+
+	journal_put_le64(prev, m->last_seq);
+	n = journal_encode(m->wbuf, JOURNAL_RECORD_MAX, JOURNAL_BARRIER, seq, m->opts.epoch, NULL,
+	                   0, prev, sizeof(prev));
+	if (n < 0)
+		return (int)n;
+	r = m->b->ops->segment_start(m->b, seq);
+	if (r >= 0)
+		r = m->b->ops->append(m->b, m->wbuf, (size_t)n, true);
+	if (r >= 0)
+		r = m->b->ops->epoch_check(m->b, &cur);
+	if (r < 0) {
+		errbuf_set(err, errlen, "cannot write the epoch barrier to '%s': %s", m->b->desc,
+		           strerror(-r));
+		return r == -EACCES || r == -EBADE ? -ESTALE : r;
+	}
+	if (cur > m->opts.epoch) {
+		errbuf_set(err, errlen, "'%s' was taken over by epoch %" PRIu64 " while opening",
+		           m->b->desc, cur);
+		return -ESTALE;
+	}
+	m->last_seq = m->synced_seq = seq;
+	m->st.journal_bytes += (uint64_t)n;
+	return 0;
+}
+
+int metastore_open(struct backend *b, const struct metastore_options *opts, struct metastore **ret,
+                   char *err, size_t errlen)
+{
+	struct metastore *m;
+	uint64_t cell = 0;
+	int r;
+
+	m = store_new(b, opts);
+	if (!m) {
+		b->ops->close(b);
+		errbuf_set(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	r = b->ops->epoch_get(b, &cell);
+	if (r < 0) {
+		if (r == -EBADMSG) {
+			set_damage(m, DAMAGE_EPOCH, NULL, 0);
+			errbuf_set(err, errlen, "the epoch cell of '%s' is damaged; %s", b->desc,
+			           repair_hint(m));
+		} else {
+			errbuf_set(err, errlen, "cannot read the epoch of '%s': %s", b->desc,
+			           strerror(-r));
+		}
+		goto fail;
+	}
+	/* Claim the volume BEFORE reading it.  A fenced writer re-checks the
+	 * epoch cell after each sync and acknowledges nothing once it has
+	 * changed; so every write it did acknowledge was durable before this
+	 * store was claimed, and the recovery below reads it.  Claiming after
+	 * the recovery would leave a window in which the old writer
+	 * acknowledges a record that the new master never read. */
+	if (cell > m->opts.epoch && !m->opts.read_only) {
+		errbuf_set(err, errlen,
+		           "'%s' holds epoch %" PRIu64 ", newer than ours (%" PRIu64
+		           "): another master took over",
+		           b->desc, cell, m->opts.epoch);
+		r = -ESTALE;
+		goto fail;
+	}
+	if (!m->opts.read_only && m->opts.epoch > cell) {
+		r = b->ops->epoch_set(b, m->opts.epoch);
+		if (r < 0) {
+			errbuf_set(err, errlen, "cannot store epoch %" PRIu64 " in '%s': %s",
+			           m->opts.epoch, b->desc, strerror(-r));
+			if (r == -EACCES || r == -EBADE)
+				r = -ESTALE;
+			goto fail;
+		}
+	}
+	r = recover(m, err, errlen);
+	note_epoch(m, cell);
+	if (r < 0)
+		goto fail;
+	m->st.volume_epoch = m->volume_epoch;
+	if (m->opts.epoch < m->volume_epoch && !m->opts.read_only) {
+		errbuf_set(err, errlen,
+		           "'%s' holds epoch %" PRIu64 ", newer than ours (%" PRIu64
+		           "): another master took over",
+		           b->desc, m->volume_epoch, m->opts.epoch);
+		r = -ESTALE;
+		goto fail;
+	}
+	if (!m->opts.read_only) {
+		r = write_barrier(m, err, errlen);
+		if (r < 0)
+			goto fail;
+	}
+	log_info("opened '%s' at epoch %" PRIu64 ": %zu keys, last seq %" PRIu64 ", %" PRIu64
+	         " records replayed",
+	         b->desc, m->opts.epoch, m->nkeys, m->last_seq, m->st.records_replayed);
+	*ret = m;
+	return 0;
+fail:
+	metastore_close(m);
+	return r;
+}
+
+int metastore_open_dir(const char *dir, const struct metastore_options *opts,
+                       struct metastore **ret, char *err, size_t errlen)
+{
+	struct backend *b;
+	int r;
+
+	r = backend_dir_open(dir, !(opts && opts->read_only), &b, err, errlen);
+	if (r < 0)
+		return r;
+	return metastore_open(b, opts, ret, err, errlen);
+}
+
+/* ------------------------------------------------------------ write path */
+
+/* The store cannot write any more; called with the lock held. */
+static void store_die(struct metastore *m, int r, const char *what)
+{
+	if (m->dead)
+		return;
+	if (r == -EACCES || r == -EBADE || r == -ESTALE) {
+		m->dead = -ESTALE;
+		log_error("'%s': stepped down at seq %" PRIu64 " (%s: %s); every later write "
+		          "fails with ESTALE",
+		          m->b->desc, m->synced_seq, what, strerror(-r));
+	} else {
+		m->dead = r;
+		log_error("'%s': %s failed: %s; the store accepts no more writes", m->b->desc, what,
+		          strerror(-r));
+	}
+	pthread_cond_broadcast(&m->cond);
+}
+
+/* One sync + epoch check; lock held on entry and exit, released during the
+ * sync when group commit is on. */
+static int sync_once(struct metastore *m)
+{
+	uint64_t target = m->last_seq, cur = 0;
+	bool group = !m->opts.no_group_commit;
+	int r;
+
+	m->syncing = true;
+	if (group)
+		pthread_mutex_unlock(&m->lock);
+	r = m->b->ops->sync(m->b);
+	if (r >= 0)
+		r = m->b->ops->epoch_check(m->b, &cur);
+	if (group)
+		pthread_mutex_lock(&m->lock);
+	m->syncing = false;
+	if (r >= 0 && cur > m->opts.epoch) {
+		log_warning("'%s' now holds epoch %" PRIu64 " (ours %" PRIu64 ")", m->b->desc, cur,
+		            m->opts.epoch);
+		r = -ESTALE;
+	}
+	if (r < 0)
+		store_die(m, r, "sync");
+	else if (target > m->synced_seq)
+		m->synced_seq = target;
+	m->st.syncs++;
+	pthread_cond_broadcast(&m->cond);
+	return r;
+}
+
+/* Wait until seq is durable: the first waiter syncs for all queued. */
+static int commit_wait(struct metastore *m, uint64_t seq)
+{
+	while (m->synced_seq < seq) {
+		if (m->dead)
+			return m->dead;
+		if (!m->syncing)
+			(void)sync_once(m);
+		else
+			pthread_cond_wait(&m->cond, &m->lock);
+	}
+	return 0;
+}
+
+static int snapshot_locked(struct metastore *m, char *err, size_t errlen);
+
+static int check_key(const void *key, size_t klen, char *err, size_t errlen)
+{
+	if (!key || klen == 0) {
+		errbuf_set(err, errlen, "empty key");
+		return -EINVAL;
+	}
+	if (klen > METASTORE_KEY_MAX) {
+		errbuf_set(err, errlen, "key of %zu bytes exceeds the limit of %d bytes", klen,
+		           METASTORE_KEY_MAX);
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+static int store_write(struct metastore *m, uint8_t type, const void *key, size_t klen,
+                       const void *value, size_t vlen, char *err, size_t errlen)
+{
+	uint64_t seq;
+	ssize_t n;
+	int r;
+
+	pthread_mutex_lock(&m->lock);
+	if (m->opts.read_only) {
+		errbuf_set(err, errlen, "store opened read-only");
+		r = -EROFS;
+		goto out;
+	}
+	if (m->dead) {
+		r = m->dead;
+		errbuf_set(err, errlen,
+		           r == -ESTALE ? "stepped down: a newer epoch owns '%s'"
+		                        : "'%s' failed earlier; reopen the store",
+		           m->b->desc);
+		goto out;
+	}
+	if (type == JOURNAL_DEL && !hash_find(m, key, klen, key_hash(key, klen))) {
+		r = -ENOENT;
+		goto out;
+	}
+	seq = m->last_seq + 1;
+	n = journal_encode(m->wbuf, JOURNAL_RECORD_MAX, type, seq, m->opts.epoch, key, klen, value,
+	                   vlen);
+	if (n < 0) {
+		r = (int)n;
+		goto out;
+	}
+	r = m->b->ops->append(m->b, m->wbuf, (size_t)n, false);
+	if (r < 0) {
+		store_die(m, r, "append");
+		r = m->dead;
+		errbuf_set(err, errlen, "write to '%s' failed: %s", m->b->desc, strerror(-r));
+		goto out;
+	}
+	m->last_seq = seq;
+	m->st.journal_bytes += (uint64_t)n;
+	m->journal_records++;
+	r = type == JOURNAL_PUT ? apply_put(m, key, klen, value, vlen)
+	                        : (index_delete(m, key, klen), 0);
+	if (r < 0) {
+		store_die(m, r, "index update");
+		goto out;
+	}
+	r = commit_wait(m, seq);
+	if (r < 0) {
+		errbuf_set(err, errlen,
+		           r == -ESTALE ? "stepped down: a newer epoch owns '%s'"
+		                        : "sync of '%s' failed; the store accepts no more writes",
+		           m->b->desc);
+		goto out;
+	}
+	m->st.writes++;
+	if (m->st.journal_bytes >= m->opts.snapshot_bytes ||
+	    m->journal_records >= m->opts.snapshot_records) {
+		char serr[512];
+
+		/* the write is durable either way; a failed snapshot is retried
+		 * at the next write */
+		if (snapshot_locked(m, serr, sizeof(serr)) < 0)
+			log_warning("automatic snapshot failed: %s", serr);
+	}
+	r = 0;
+out:
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+int metastore_put(struct metastore *m, const void *key, size_t key_len, const void *value,
+                  size_t value_len, char *err, size_t errlen)
+{
+	int r = check_key(key, key_len, err, errlen);
+
+	if (r < 0)
+		return r;
+	if (value_len > METASTORE_VALUE_MAX) {
+		errbuf_set(err, errlen, "value of %zu bytes exceeds the limit of %d bytes",
+		           value_len, METASTORE_VALUE_MAX);
+		return -E2BIG;
+	}
+	if (!value && value_len) {
+		errbuf_set(err, errlen, "NULL value");
+		return -EINVAL;
+	}
+	return store_write(m, JOURNAL_PUT, key, key_len, value, value_len, err, errlen);
+}
+
+int metastore_delete(struct metastore *m, const void *key, size_t key_len, char *err, size_t errlen)
+{
+	int r = check_key(key, key_len, err, errlen);
+
+	if (r < 0)
+		return r;
+	return store_write(m, JOURNAL_DEL, key, key_len, NULL, 0, err, errlen);
+}
+
+int metastore_get(struct metastore *m, const void *key, size_t key_len, void **ret_value,
+                  size_t *ret_len)
+{
+	struct entry *e;
+	uint8_t *copy = NULL;
+	size_t len = 0;
+	int r = check_key(key, key_len, NULL, 0);
+
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&m->lock);
+	e = hash_find(m, key, key_len, key_hash(key, key_len));
+	if (!e) {
+		r = -ENOENT;
+		goto out;
+	}
+	len = e->value_len;
+	copy = malloc(len + 1);
+	if (!copy) {
+		r = -ENOMEM;
+		goto out;
+	}
+	memcpy(copy, e->value, len + 1);
+	r = 0;
+out:
+	pthread_mutex_unlock(&m->lock);
+	if (r == 0) {
+		*ret_value = copy;
+		if (ret_len)
+			*ret_len = len;
+	}
+	return r;
+}
+
+int metastore_list(struct metastore *m, const void *prefix, size_t prefix_len, metastore_list_fn cb,
+                   void *userdata)
+{
+	struct entry *update[SKIP_MAX_LEVEL], *e;
+	int count = 0, r = 0;
+
+	pthread_mutex_lock(&m->lock);
+	skip_seek(m, prefix, prefix_len, update);
+	for (e = update[0]->fwd[0]; e; e = e->fwd[0]) {
+		if (e->key_len < prefix_len ||
+		    (prefix_len && memcmp(entry_key(e), prefix, prefix_len) != 0))
+			break;
+		r = cb(userdata, entry_key(e), e->key_len, e->value, e->value_len);
+		if (r)
+			break;
+		count++;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return r ? r : count;
+}
+
+void metastore_get_stats(struct metastore *m, struct metastore_stats *ret)
+{
+	pthread_mutex_lock(&m->lock);
+	*ret = m->st;
+	ret->keys = m->nkeys;
+	ret->last_seq = m->last_seq;
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* -------------------------------------------------------------- snapshots */
+
+struct snap_writer {
+	struct metastore *m;
+	uint8_t *buf;
+	size_t len;
+};
+
+static int snap_emit(struct snap_writer *w, uint8_t type, const void *key, size_t klen,
+                     const void *val, size_t vlen)
+{
+	ssize_t n;
+	int r;
+
+	if (w->len + journal_record_size(klen, vlen) > SNAP_BUF_SIZE) {
+		r = w->m->b->ops->snapshot_write(w->m->b, w->buf, w->len);
+		if (r < 0)
+			return r;
+		w->len = 0;
+	}
+	n = journal_encode(w->buf + w->len, SNAP_BUF_SIZE - w->len, type, w->m->last_seq,
+	                   w->m->opts.epoch, key, klen, val, vlen);
+	if (n < 0)
+		return (int)n;
+	w->len += (size_t)n;
+	return 0;
+}
+
+/* Write order: (1) journal synced up to S; (2) snapshot S written, fsynced,
+ * renamed, directory fsynced (snapshot_commit); (3) segment S+1 started;
+ * (4) only now segments < S+1 and older snapshots are removed.  A crash
+ * between any two steps leaves a recoverable store. */
+static int snapshot_locked(struct metastore *m, char *err, size_t errlen)
+{
+	struct snap_writer w = {.m = m};
+	struct backend_unit *units = NULL;
+	size_t n = 0;
+	uint8_t cnt[8];
+	uint64_t S;
+	int r;
+
+	if (m->opts.read_only)
+		return -EROFS;
+	while (m->syncing && !m->dead)
+		pthread_cond_wait(&m->cond, &m->lock);
+	if (m->dead) {
+		errbuf_set(err, errlen, "store is stepped down or failed");
+		return m->dead;
+	}
+	/* (1): a plain sync under the lock, keeping everyone else out */
+	{
+		bool saved = m->opts.no_group_commit;
+
+		m->opts.no_group_commit = true;
+		r = sync_once(m);
+		m->opts.no_group_commit = saved;
+	}
+	if (r < 0) {
+		errbuf_set(err, errlen, "sync before snapshot failed: %s", strerror(-r));
+		return m->dead;
+	}
+	m->syncing = true; /* keep group-commit leaders out while we rotate */
+	S = m->last_seq;
+	w.buf = malloc(SNAP_BUF_SIZE);
+	if (!w.buf) {
+		r = -ENOMEM;
+		goto out;
+	}
+	r = m->b->ops->snapshot_begin(m->b, S);
+	if (r < 0)
+		goto fail_write;
+	journal_put_le64(cnt, m->nkeys);
+	r = snap_emit(&w, JOURNAL_SNAP_BEGIN, NULL, 0, cnt, 8);
+	for (struct entry *e = m->head->fwd[0]; e && r >= 0; e = e->fwd[0])
+		r = snap_emit(&w, JOURNAL_PUT, entry_key(e), e->key_len, e->value, e->value_len);
+	if (r >= 0)
+		r = snap_emit(&w, JOURNAL_SNAP_END, NULL, 0, cnt, 8);
+	if (r >= 0 && w.len)
+		r = m->b->ops->snapshot_write(m->b, w.buf, w.len);
+	if (r < 0) {
+		m->b->ops->snapshot_abort(m->b);
+		goto fail_write;
+	}
+	r = m->b->ops->snapshot_commit(m->b);
+	if (r < 0)
+		goto fail_write;
+	/* (3) */
+	r = m->b->ops->segment_start(m->b, S + 1);
+	if (r < 0) {
+		store_die(m, r, "starting a new segment");
+		errbuf_set(err, errlen, "cannot start a new segment: %s", strerror(-r));
+		r = m->dead;
+		goto out;
+	}
+	/* (4) */
+	r = m->b->ops->list(m->b, &units, &n);
+	for (size_t i = 0; r >= 0 && i < n; i++)
+		if ((units[i].kind == BACKEND_SEGMENT && units[i].id <= S) ||
+		    (units[i].kind == BACKEND_SNAPSHOT && units[i].id < S))
+			r = m->b->ops->remove(m->b, &units[i]);
+	if (r < 0)
+		log_warning("'%s': cannot remove units covered by snapshot %" PRIu64
+		            ": %s; will retry at the next snapshot",
+		            m->b->desc, S, strerror(-r));
+	m->st.snapshots++;
+	m->st.journal_bytes = 0;
+	m->journal_records = 0;
+	log_info("'%s': snapshot at seq %" PRIu64 " with %zu keys", m->b->desc, S, m->nkeys);
+	r = 0;
+	goto out;
+fail_write:
+	errbuf_set(err, errlen, "cannot write snapshot %" PRIu64 " of '%s': %s", S, m->b->desc,
+	           strerror(-r));
+	if (r == -EACCES || r == -EBADE)
+		store_die(m, r, "snapshot");
+out:
+	m->syncing = false;
+	pthread_cond_broadcast(&m->cond);
+	free(w.buf);
+	free(units);
+	return r;
+}
+
+int metastore_snapshot(struct metastore *m, char *err, size_t errlen)
+{
+	int r;
+
+	pthread_mutex_lock(&m->lock);
+	r = snapshot_locked(m, err, errlen);
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+/* ---------------------------------------------------------- check/repair */
+
+int metastore_check(struct backend *b, bool repair, void *out_)
+{
+	FILE *out = out_;
+	struct metastore_options o = {.read_only = true, .epoch = UINT64_MAX};
+	int r = 0;
+
+	for (int round = 0; round < 64; round++) {
+		struct metastore *m = store_new(b, &o);
+		struct backend_unit *units = NULL;
+		size_t n = 0;
+		char err[1024] = "";
+		uint64_t cell = 0;
+		enum damage_kind kind;
+		struct backend_unit bad;
+		uint64_t off;
+
+		if (!m)
+			return -ENOMEM;
+		r = b->ops->epoch_get(b, &cell);
+		if (r == -EBADMSG) {
+			m->damage = DAMAGE_EPOCH;
+			snprintf(err, sizeof(err), "the epoch cell is damaged");
+		} else if (r >= 0) {
+			r = recover(m, err, sizeof(err));
+		}
+		kind = m->damage;
+		bad = m->damage_unit;
+		off = m->damage_offset;
+		if (r >= 0) {
+			fprintf(out,
+			        "ok: %zu keys, last seq %" PRIu64 ", epoch %" PRIu64 ", %" PRIu64
+			        " records replayed%s\n",
+			        m->nkeys, m->last_seq,
+			        cell > m->volume_epoch ? cell : m->volume_epoch,
+			        m->st.records_replayed,
+			        m->st.torn_bytes_cut ? " (torn tail: cut at next open)" : "");
+		}
+		m->b = NULL; /* keep the backend */
+		metastore_close(m);
+		if (r >= 0)
+			return 0;
+		if (kind == DAMAGE_NONE) {
+			fprintf(out, "error: %s\n", err);
+			return r;
+		}
+		fprintf(out, "problem: %s\n", err);
+		if (!repair)
+			return 1;
+		if (kind == DAMAGE_SNAPSHOT) {
+			bool older = false;
+
+			r = b->ops->list(b, &units, &n);
+			for (size_t i = 0; r >= 0 && i < n; i++)
+				older |= units[i].kind == BACKEND_SNAPSHOT && units[i].id < bad.id;
+			free(units);
+			units = NULL;
+			if (!older) {
+				fprintf(out,
+				        "cannot repair automatically: '%s' holds the only copy of "
+				        "the records up to seq %" PRIu64 "; restore it from a "
+				        "backup\n",
+				        bad.name, bad.id);
+				return 1;
+			}
+		}
+		if (kind == DAMAGE_EPOCH) {
+			fprintf(out, "cannot repair the epoch cell automatically: restore it or "
+			             "remove it and reopen with the current lease epoch\n");
+			return 1;
+		}
+		/* move the damaged unit aside keeping its valid prefix, and every
+		 * later segment, which cannot be replayed after the cut */
+		r = b->ops->list(b, &units, &n);
+		for (size_t i = 0; r >= 0 && i < n; i++) {
+			const struct backend_unit *u = &units[i];
+			char aside[512];
+			uint64_t keep = 0;
+			bool hit = strcmp(u->name, bad.name) == 0;
+
+			if (hit && kind == DAMAGE_SEGMENT)
+				keep = off;
+			else if (!hit && !(u->kind == BACKEND_SEGMENT &&
+			                   bad.kind == BACKEND_SEGMENT && u->id > bad.id))
+				continue;
+			r = b->ops->quarantine(b, u, keep, aside, sizeof(aside));
+			if (r < 0) {
+				fprintf(out, "error: cannot move '%s' aside: %s\n", u->name,
+				        strerror(-r));
+				break;
+			}
+			if (keep)
+				fprintf(out,
+				        "repaired: moved '%s' to '%s' and kept its first %" PRIu64
+				        " bytes (valid records) in place\n",
+				        u->name, aside, keep);
+			else
+				fprintf(out, "repaired: moved '%s' to '%s' (not deleted)\n",
+				        u->name, aside);
+		}
+		free(units);
+		if (r < 0)
+			return r;
+	}
+	fprintf(out, "error: repair did not converge\n");
+	return 1;
+}

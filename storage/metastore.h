@@ -1,0 +1,147 @@
+/* metastore: the durable key -> value store of a single-writer MetaService.
+ *
+ * A master opens the store with its fencing epoch; the store recovers every
+ * acknowledged write from the backend (newest snapshot + journal segments),
+ * writes a BARRIER record with the epoch, and from then on appends one record
+ * per put/delete and makes it durable before returning (group commit batches
+ * concurrent writers into one sync).  Snapshots bound recovery time.
+ *
+ * Index: a hash table (gets, puts, deletes in O(1)) whose entries are also
+ * linked into a skip list ordered by key (memcmp, then length), so
+ * list-by-prefix is a seek plus a walk over the matches.  Recovery fills only
+ * the hash table and then sorts the live entries once and links the skip
+ * list in linear time, so replay cost does not depend on key order.
+ *
+ * Epoch semantics ("stepping down"):
+ *   - metastore_open(epoch E) refuses with -ESTALE when the volume holds an
+ *     epoch > E (the epoch cell or any record); otherwise it stores E in the
+ *     epoch cell, starts a new segment and writes BARRIER(E) durably.
+ *   - After each sync (once per group commit) the writer re-checks the epoch
+ *     cell (backend epoch_check: one stat(2) on the directory backend).  If it
+ *     holds an epoch newer than E, or the backend refused a write/sync with
+ *     -EACCES or -EBADE (e.g. SCSI RESERVATION CONFLICT), the store steps
+ *     down: the writes of that group and every later put/delete/snapshot
+ *     return -ESTALE, and nothing more is written.  Other I/O errors during a
+ *     write or sync are fatal in the same way but reported as that error
+ *     (-EIO, -ENOSPC...), because after a failed fsync the page cache cannot
+ *     be trusted.  Gets still answer from memory (callers must stop serving
+ *     once a write reports -ESTALE).
+ *   - Because a new master begins a new segment at seq L+1 after reading
+ *     everything up to L, records that a fenced writer appended to its old
+ *     segment afterwards have seq >= L+1 and are discarded by recovery (they
+ *     were never acknowledged: the fenced writer saw the new epoch after its
+ *     sync and returned -ESTALE).
+ *
+ * Thread safety: all functions may be called from several threads on one
+ * store; they serialise on an internal mutex, except that the sync of a group
+ * commit runs without it.  A get may observe a put that is still syncing. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+
+#define METASTORE_KEY_MAX   1024
+#define METASTORE_VALUE_MAX (64 * 1024)
+
+struct metastore;
+
+struct metastore_options {
+	uint64_t epoch;            /* fencing token of this writer (from the Lease) */
+	uint64_t snapshot_bytes;   /* journal bytes since the last snapshot that trigger one
+	                              (0: 64 MiB) */
+	uint64_t snapshot_records; /* records since the last snapshot that trigger one
+	                              (0: 1,000,000; UINT64_MAX with snapshot_bytes
+	                              UINT64_MAX: never automatically) */
+	bool no_group_commit;      /* sync each write on its own (benchmarks) */
+	bool read_only;            /* recover and serve gets only: no truncation of a
+	                              torn tail, no epoch update, no barrier */
+};
+
+struct metastore_stats {
+	uint64_t keys;
+	uint64_t last_seq;
+	uint64_t volume_epoch;     /* newest epoch seen on the volume at open */
+	uint64_t records_replayed; /* at open: snapshot entries + journal records */
+	uint64_t bytes_replayed;
+	uint64_t syncs;          /* syncs done since open */
+	uint64_t writes;         /* puts + deletes acknowledged since open */
+	uint64_t snapshots;      /* snapshots written since open */
+	uint64_t torn_bytes_cut; /* torn tail removed at open */
+	uint64_t journal_bytes;  /* journal bytes since the last snapshot */
+};
+
+/* Open (recover) the store on backend b, which the store then owns (closed
+ * by metastore_close, also on failure).  Returns 0 and *ret;
+ *   -ESTALE     the volume holds a newer epoch than opts->epoch;
+ *   -EUCLEAN    a journal segment is damaged before its tail, or a segment
+ *               is missing (sequence gap);
+ *   -EBADMSG    a snapshot or the epoch cell is damaged;
+ *   -ENOMEM, or an I/O error from the backend.
+ * Every failure is described in err; damage messages name the file, the
+ * offset and the repair commands.  Blocks for the whole recovery. */
+int metastore_open(struct backend *b, const struct metastore_options *opts, struct metastore **ret,
+                   char *err, size_t errlen);
+
+/* metastore_open on a directory backend for `dir` (created when missing
+ * unless read_only). */
+int metastore_open_dir(const char *dir, const struct metastore_options *opts,
+                       struct metastore **ret, char *err, size_t errlen);
+
+/* Close and free; accepts NULL; returns NULL.  Does not write anything: every
+ * acknowledged write is already durable. */
+struct metastore *metastore_close(struct metastore *m);
+
+/* Store value under key, durably before returning.  Returns 0;
+ *   -EINVAL       empty key, or NULL with a non-zero length;
+ *   -ENAMETOOLONG key longer than METASTORE_KEY_MAX;
+ *   -E2BIG        value longer than METASTORE_VALUE_MAX;
+ *   -EROFS        opened read_only;
+ *   -ESTALE       stepped down (see above);
+ *   -EIO etc.     write or sync failed (the store is then unusable).
+ * Detail in err (may be NULL).  Blocks until durable. */
+int metastore_put(struct metastore *m, const void *key, size_t key_len, const void *value,
+                  size_t value_len, char *err, size_t errlen);
+
+/* Delete key durably.  Returns 0, -ENOENT when absent (nothing written), or
+ * the errors of metastore_put. */
+int metastore_delete(struct metastore *m, const void *key, size_t key_len, char *err,
+                     size_t errlen);
+
+/* Copy the value of key into a new buffer (*ret_value, free() it; one extra
+ * NUL byte is appended for convenience, not counted in *ret_len).  Returns 0,
+ * -ENOENT, -EINVAL, -ENAMETOOLONG, -ENOMEM.  Never blocks on I/O. */
+int metastore_get(struct metastore *m, const void *key, size_t key_len, void **ret_value,
+                  size_t *ret_len);
+
+/* Called for each key with the prefix, in key order.  The pointers are valid
+ * during the call only; the store's lock is held, so the callback must not
+ * call back into the store.  Return 0 to go on, non-zero to stop (that value
+ * is returned by metastore_list). */
+typedef int (*metastore_list_fn)(void *userdata, const void *key, size_t key_len, const void *value,
+                                 size_t value_len);
+
+/* Walk the keys that begin with prefix (prefix_len 0: all keys).  Returns the
+ * number of keys visited, or the callback's non-zero value. */
+int metastore_list(struct metastore *m, const void *prefix, size_t prefix_len, metastore_list_fn cb,
+                   void *userdata);
+
+/* Write a snapshot now, start a new segment and remove what it covers.
+ * Returns 0 or the errors of metastore_put.  Blocks writers meanwhile. */
+int metastore_snapshot(struct metastore *m, char *err, size_t errlen);
+
+void metastore_get_stats(struct metastore *m, struct metastore_stats *ret);
+
+/* Offline check / repair of a store, for `kubefencectl journal`.  Validates
+ * every unit without changing anything (check) or, with repair, moves each
+ * damaged unit aside as "<name>.corrupt-<timestamp>", keeping the valid
+ * prefix in place, and moves aside the later segments that can no longer be
+ * replayed after the cut.  Every finding and action is printed to `out`.
+ * Returns 0 when the store is healthy (or was repaired), 1 when problems were
+ * found (check) or remain (repair), -errno on failure. */
+int metastore_check(struct backend *b, bool repair, void *out /* FILE * */);
+
+/* kubefencectl journal: see nodeagent/ctl_journal.c. */
+int ctl_journal_main(int argc, char **argv);

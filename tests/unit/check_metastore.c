@@ -1,0 +1,710 @@
+/* Unit tests of the metadata store (storage/metastore.c) on the directory
+ * backend: the API and its limits, recovery (torn tails at every byte of the
+ * last record, damage in every field of a middle record, damaged snapshots),
+ * snapshots versus journal-only replay, the epoch barrier and stepping down,
+ * group commit with several threads, and offline check/repair. */
+#include "config.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "storage/journal.h"
+#include "storage/metastore.h"
+
+static char tmpdir[256];
+
+static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(p);
+}
+
+static void setup(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/kf-metastore-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void teardown(void)
+{
+	(void)nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static struct metastore *open_store(const char *dir, uint64_t epoch)
+{
+	struct metastore_options o = {.epoch = epoch};
+	struct metastore *m = NULL;
+	char err[1024];
+	int r = metastore_open_dir(dir, &o, &m, err, sizeof(err));
+
+	ck_assert_msg(r == 0, "open failed: %d %s", r, err);
+	return m;
+}
+
+static void put_str(struct metastore *m, const char *k, const char *v)
+{
+	char err[256];
+
+	ck_assert_int_eq(metastore_put(m, k, strlen(k), v, strlen(v), err, sizeof(err)), 0);
+}
+
+static void assert_value(struct metastore *m, const char *k, const char *v)
+{
+	void *val = NULL;
+	size_t len = 0;
+
+	ck_assert_int_eq(metastore_get(m, k, strlen(k), &val, &len), 0);
+	ck_assert_uint_eq(len, strlen(v));
+	ck_assert_mem_eq(val, v, len);
+	free(val);
+}
+
+static void assert_absent(struct metastore *m, const char *k)
+{
+	void *val = NULL;
+
+	ck_assert_int_eq(metastore_get(m, k, strlen(k), &val, NULL), -ENOENT);
+}
+
+/* The path of the segment with the highest first seq (or the n-th lowest). */
+static void segment_path(int nth, char *buf, size_t len)
+{
+	struct dirent **names;
+	int n = scandir(tmpdir, &names, NULL, alphasort), seen = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < n; i++) {
+		if (strncmp(names[i]->d_name, "journal-", 8) == 0 &&
+		    strstr(names[i]->d_name, ".log") && !strstr(names[i]->d_name, "corrupt")) {
+			if (nth < 0 || seen++ == nth)
+				snprintf(buf, len, "%s/%s", tmpdir, names[i]->d_name);
+		}
+		free(names[i]);
+	}
+	free(names);
+	ck_assert_msg(buf[0], "no segment");
+}
+
+static off_t file_size(const char *p)
+{
+	struct stat st;
+
+	ck_assert_int_eq(stat(p, &st), 0);
+	return st.st_size;
+}
+
+/* -------------------------------------------------------------- basics */
+
+START_TEST(put_get_delete_reopen)
+{
+	struct metastore *m = open_store(tmpdir, 1);
+	char err[256];
+	static const uint8_t bin[] = {0, 1, 2, 0, 255};
+	void *v;
+	size_t len;
+
+	put_str(m, "a", "1");
+	put_str(m, "b", "2");
+	put_str(m, "a", "3");
+	ck_assert_int_eq(metastore_put(m, bin, sizeof(bin), bin, sizeof(bin), err, sizeof(err)), 0);
+	ck_assert_int_eq(metastore_put(m, "empty", 5, NULL, 0, err, sizeof(err)), 0);
+	ck_assert_int_eq(metastore_delete(m, "b", 1, err, sizeof(err)), 0);
+	ck_assert_int_eq(metastore_delete(m, "b", 1, err, sizeof(err)), -ENOENT);
+	assert_value(m, "a", "3");
+	assert_absent(m, "b");
+	m = metastore_close(m);
+
+	m = open_store(tmpdir, 1);
+	assert_value(m, "a", "3");
+	assert_absent(m, "b");
+	assert_value(m, "empty", "");
+	ck_assert_int_eq(metastore_get(m, bin, sizeof(bin), &v, &len), 0);
+	ck_assert_uint_eq(len, sizeof(bin));
+	ck_assert_mem_eq(v, bin, sizeof(bin));
+	free(v);
+	metastore_close(m);
+}
+END_TEST
+
+START_TEST(limits)
+{
+	struct metastore *m = open_store(tmpdir, 1);
+	static uint8_t big[METASTORE_VALUE_MAX + 2];
+	char err[256] = "";
+
+	ck_assert_int_eq(metastore_put(m, big, METASTORE_KEY_MAX + 1, "v", 1, err, sizeof(err)),
+	                 -ENAMETOOLONG);
+	ck_assert_ptr_nonnull(strstr(err, "limit"));
+	ck_assert_int_eq(metastore_put(m, "k", 1, big, METASTORE_VALUE_MAX + 1, err, sizeof(err)),
+	                 -E2BIG);
+	ck_assert_ptr_nonnull(strstr(err, "limit"));
+	ck_assert_int_eq(metastore_put(m, "", 0, "v", 1, err, sizeof(err)), -EINVAL);
+	ck_assert_int_eq(metastore_delete(m, big, METASTORE_KEY_MAX + 1, err, sizeof(err)),
+	                 -ENAMETOOLONG);
+	memset(big, 'k', METASTORE_KEY_MAX);
+	ck_assert_int_eq(metastore_put(m, big, METASTORE_KEY_MAX, big, METASTORE_VALUE_MAX, err,
+	                               sizeof(err)),
+	                 0);
+	m = metastore_close(m);
+	m = open_store(tmpdir, 1);
+	{
+		void *v;
+		size_t len;
+
+		ck_assert_int_eq(metastore_get(m, big, METASTORE_KEY_MAX, &v, &len), 0);
+		ck_assert_uint_eq(len, METASTORE_VALUE_MAX);
+		free(v);
+	}
+	metastore_close(m);
+}
+END_TEST
+
+struct collect {
+	char keys[64][32];
+	int n;
+};
+
+static int collect_cb(void *ud, const void *key, size_t klen, const void *v, size_t vlen)
+{
+	struct collect *c = ud;
+
+	ck_assert_int_lt(c->n, 64);
+	memcpy(c->keys[c->n], key, klen);
+	c->keys[c->n][klen] = '\0';
+	c->n++;
+	return 0;
+}
+
+START_TEST(list_by_prefix)
+{
+	struct metastore *m = open_store(tmpdir, 1);
+	static const char *keys[] = {"pods/b",   "pods/a", "pod",   "podsx",
+	                             "nodes/n1", "pods/c", "pods/", "q"};
+	struct collect c = {0};
+	char err[64];
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		put_str(m, keys[i], "v");
+	ck_assert_int_eq(metastore_list(m, "pods/", 5, collect_cb, &c), 4);
+	ck_assert_str_eq(c.keys[0], "pods/");
+	ck_assert_str_eq(c.keys[1], "pods/a");
+	ck_assert_str_eq(c.keys[2], "pods/b");
+	ck_assert_str_eq(c.keys[3], "pods/c");
+	ck_assert_int_eq(metastore_delete(m, "pods/b", 6, err, sizeof(err)), 0);
+	c.n = 0;
+	ck_assert_int_eq(metastore_list(m, "pods/", 5, collect_cb, &c), 3);
+	c.n = 0;
+	ck_assert_int_eq(metastore_list(m, "zzz", 3, collect_cb, &c), 0);
+	c.n = 0;
+	ck_assert_int_eq(metastore_list(m, NULL, 0, collect_cb, &c), 7);
+	ck_assert_str_eq(c.keys[0], "nodes/n1");
+	ck_assert_str_eq(c.keys[6], "q");
+	/* the order survives recovery (the skip list is rebuilt by sorting) */
+	m = metastore_close(m);
+	m = open_store(tmpdir, 1);
+	c.n = 0;
+	ck_assert_int_eq(metastore_list(m, "pod", 3, collect_cb, &c), 5);
+	ck_assert_str_eq(c.keys[0], "pod");
+	ck_assert_str_eq(c.keys[4], "podsx");
+	metastore_close(m);
+}
+END_TEST
+
+/* ------------------------------------------------------------ recovery */
+
+static void copy_prefix(const char *src, const char *dst, off_t len)
+{
+	int in = open(src, O_RDONLY), out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	char *buf = malloc((size_t)len + 1);
+
+	ck_assert_int_ge(in, 0);
+	ck_assert_int_ge(out, 0);
+	ck_assert_int_eq(pread(in, buf, (size_t)len, 0), len);
+	ck_assert_int_eq(write(out, buf, (size_t)len), len);
+	close(in);
+	close(out);
+	free(buf);
+}
+
+START_TEST(torn_tail_every_offset)
+{
+	struct metastore *m = open_store(tmpdir, 1);
+	char seg[512], sub[512], dst[600], err[1024];
+	off_t full, last_len = (off_t)journal_record_size(4, 20);
+
+	put_str(m, "k000", "first-value-00000000");
+	put_str(m, "k001", "second-value-0000000");
+	put_str(m, "k002", "the-last-value-00000");
+	m = metastore_close(m);
+	segment_path(-1, seg, sizeof(seg));
+	full = file_size(seg);
+	for (off_t cut = 0; cut < last_len; cut++) {
+		struct metastore_options o = {.epoch = 1};
+		struct metastore_stats st;
+		char *base = strrchr(seg, '/') + 1;
+
+		snprintf(sub, sizeof(sub), "%s/cut%03d", tmpdir, (int)cut);
+		ck_assert_int_eq(mkdir(sub, 0700), 0);
+		snprintf(dst, sizeof(dst), "%s/%s", sub, base);
+		copy_prefix(seg, dst, full - last_len + cut);
+		ck_assert_int_eq(metastore_open_dir(sub, &o, &m, err, sizeof(err)), 0);
+		assert_value(m, "k000", "first-value-00000000");
+		assert_value(m, "k001", "second-value-0000000");
+		assert_absent(m, "k002");
+		metastore_get_stats(m, &st);
+		ck_assert_uint_eq(st.torn_bytes_cut, (uint64_t)cut);
+		/* cut exactly at the last valid record */
+		ck_assert_int_eq(file_size(dst), full - last_len);
+		m = metastore_close(m);
+	}
+}
+END_TEST
+
+/* Fields of the middle record: offset within the record. */
+static const struct {
+	const char *name;
+	int off;
+} FIELDS[] = {
+        {"magic", 0},     {"version", 4},     {"type", 5}, {"flags", 6},
+        {"key_len", 8},   {"value_len", 13},  {"seq", 16}, {"epoch", 24},
+        {"data_crc", 33}, {"header_crc", 38}, {"key", 41}, {"value", 50},
+};
+
+START_TEST(bit_flip_middle_record_refused)
+{
+	struct metastore *m = open_store(tmpdir, 1);
+	struct metastore_options o = {.epoch = 1};
+	char seg[512], err[1024] = "";
+	off_t rec2;
+	uint8_t byte;
+	int fd;
+
+	put_str(m, "k000", "value-0000000000");
+	put_str(m, "k001", "value-1111111111");
+	put_str(m, "k002", "value-2222222222");
+	m = metastore_close(m);
+	segment_path(-1, seg, sizeof(seg));
+	/* barrier (48 bytes) + first put; the second put is the middle one */
+	rec2 = (off_t)journal_record_size(0, 8) + (off_t)journal_record_size(4, 16);
+	fd = open(seg, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, &byte, 1, rec2 + FIELDS[_i].off), 1);
+	byte ^= 0x04;
+	ck_assert_int_eq(pwrite(fd, &byte, 1, rec2 + FIELDS[_i].off), 1);
+	close(fd);
+	ck_assert_int_eq(metastore_open_dir(tmpdir, &o, &m, err, sizeof(err)), -EUCLEAN);
+	ck_assert_ptr_null(m);
+	ck_assert_msg(strstr(err, "kubefencectl journal check --data-dir") &&
+	                      strstr(err, "kubefencectl journal repair --data-dir"),
+	              "field %s: message '%s'", FIELDS[_i].name, err);
+	ck_assert_ptr_nonnull(strstr(err, seg));
+	/* read-only opening refuses too: damaged data is never served */
+	o.read_only = true;
+	ck_assert_int_eq(metastore_open_dir(tmpdir, &o, &m, err, sizeof(err)), -EUCLEAN);
+}
+END_TEST
+
+START_TEST(check_and_repair)
+{
+	struct metastore *m = open_store(tmpdir, 1);
+	struct backend *b;
+	char seg[512], err[512];
+	FILE *out = tmpfile();
+	uint8_t byte;
+	int fd;
+
+	put_str(m, "k000", "value-0000000000");
+	put_str(m, "k001", "value-1111111111");
+	put_str(m, "k002", "value-2222222222");
+	m = metastore_close(m);
+	m = open_store(tmpdir, 1); /* a second segment after the damaged one */
+	put_str(m, "k003", "value-3333333333");
+	m = metastore_close(m);
+	segment_path(0, seg, sizeof(seg));
+	fd = open(seg, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, &byte, 1, 48 + 56 + 45), 1);
+	byte ^= 1;
+	ck_assert_int_eq(pwrite(fd, &byte, 1, 48 + 56 + 45), 1);
+	close(fd);
+
+	ck_assert_int_eq(backend_dir_open(tmpdir, false, &b, err, sizeof(err)), 0);
+	ck_assert_int_eq(metastore_check(b, false, out), 1);
+	ck_assert_int_eq(metastore_check(b, true, out), 0);
+	ck_assert_int_eq(metastore_check(b, false, out), 0);
+	b->ops->close(b);
+	fclose(out);
+
+	m = open_store(tmpdir, 1);
+	assert_value(m, "k000", "value-0000000000");
+	assert_absent(m, "k001");
+	assert_absent(m, "k003"); /* moved aside with its segment, not deleted */
+	metastore_close(m);
+	{
+		struct dirent **names;
+		int n = scandir(tmpdir, &names, NULL, alphasort), corrupt = 0;
+
+		for (int i = 0; i < n; i++) {
+			corrupt += strstr(names[i]->d_name, ".corrupt-") != NULL;
+			free(names[i]);
+		}
+		free(names);
+		ck_assert_int_eq(corrupt, 2);
+	}
+}
+END_TEST
+
+START_TEST(damaged_snapshot_refused)
+{
+	struct metastore *m = open_store(tmpdir, 1);
+	struct metastore_options o = {.epoch = 1};
+	char err[1024], path[600];
+	struct dirent **names;
+	int n, fd;
+
+	put_str(m, "a", "1");
+	put_str(m, "b", "2");
+	ck_assert_int_eq(metastore_snapshot(m, err, sizeof(err)), 0);
+	put_str(m, "c", "3");
+	m = metastore_close(m);
+	n = scandir(tmpdir, &names, NULL, alphasort);
+	path[0] = '\0';
+	for (int i = 0; i < n; i++) {
+		if (strncmp(names[i]->d_name, "snapshot-", 9) == 0)
+			snprintf(path, sizeof(path), "%s/%s", tmpdir, names[i]->d_name);
+		free(names[i]);
+	}
+	free(names);
+	ck_assert(path[0]);
+	/* the snapshot is good: recovery works */
+	m = open_store(tmpdir, 1);
+	assert_value(m, "b", "2");
+	assert_value(m, "c", "3");
+	m = metastore_close(m);
+	/* a truncated snapshot (SNAP_END missing) is refused */
+	fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, file_size(path) - 10), 0);
+	close(fd);
+	ck_assert_int_eq(metastore_open_dir(tmpdir, &o, &m, err, sizeof(err)), -EBADMSG);
+	ck_assert_ptr_nonnull(strstr(err, "kubefencectl journal repair --data-dir"));
+}
+END_TEST
+
+/* ----------------------------------------------------------- snapshots */
+
+struct model {
+	char val[200][40];
+	bool present[200];
+};
+
+static int dump_cb(void *ud, const void *key, size_t klen, const void *v, size_t vlen)
+{
+	FILE *f = ud;
+
+	fwrite(key, 1, klen, f);
+	fputc('=', f);
+	fwrite(v, 1, vlen, f);
+	fputc('\n', f);
+	return 0;
+}
+
+static char *dump(struct metastore *m)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	metastore_list(m, NULL, 0, dump_cb, f);
+	fclose(f);
+	return buf;
+}
+
+START_TEST(snapshot_replay_equals_journal_replay)
+{
+	char a[300], b[300], err[256];
+	struct metastore_options oa = {.epoch = 1, .snapshot_records = 37};
+	struct metastore_options ob = {
+	        .epoch = 1, .snapshot_records = UINT64_MAX, .snapshot_bytes = UINT64_MAX};
+	struct metastore *ma, *mb;
+	struct metastore_stats st;
+	unsigned seed = 1000u + (unsigned)_i;
+	char *da, *db;
+
+	snprintf(a, sizeof(a), "%s/a", tmpdir);
+	snprintf(b, sizeof(b), "%s/b", tmpdir);
+	ck_assert_int_eq(metastore_open_dir(a, &oa, &ma, err, sizeof(err)), 0);
+	ck_assert_int_eq(metastore_open_dir(b, &ob, &mb, err, sizeof(err)), 0);
+	for (int i = 0; i < 600; i++) {
+		char k[32], v[64];
+		int op = rand_r(&seed) % 10;
+
+		snprintf(k, sizeof(k), "key/%03d", rand_r(&seed) % 150);
+		snprintf(v, sizeof(v), "v%d-%0*d", i, rand_r(&seed) % 40, 7);
+		if (op < 7) {
+			put_str(ma, k, v);
+			put_str(mb, k, v);
+		} else {
+			int ra = metastore_delete(ma, k, strlen(k), err, sizeof(err));
+
+			ck_assert_int_eq(metastore_delete(mb, k, strlen(k), err, sizeof(err)), ra);
+		}
+		if (i == 300) { /* reopen halfway: recovery from snapshot + journal */
+			ma = metastore_close(ma);
+			ck_assert_int_eq(metastore_open_dir(a, &oa, &ma, err, sizeof(err)), 0);
+		}
+	}
+	metastore_get_stats(ma, &st);
+	ck_assert_uint_gt(st.snapshots, 0);
+	da = dump(ma);
+	db = dump(mb);
+	ck_assert_str_eq(da, db);
+	free(da);
+	ma = metastore_close(ma);
+	mb = metastore_close(mb);
+	ck_assert_int_eq(metastore_open_dir(a, &oa, &ma, err, sizeof(err)), 0);
+	ck_assert_int_eq(metastore_open_dir(b, &ob, &mb, err, sizeof(err)), 0);
+	da = dump(ma);
+	ck_assert_str_eq(da, db);
+	free(da);
+	free(db);
+	db = dump(mb);
+	da = dump(ma);
+	ck_assert_str_eq(da, db);
+	free(da);
+	free(db);
+	metastore_close(ma);
+	metastore_close(mb);
+}
+END_TEST
+
+START_TEST(snapshot_removes_covered_segments)
+{
+	struct metastore *m = open_store(tmpdir, 1);
+	char err[256];
+	struct dirent **names;
+	int n, segs = 0, snaps = 0;
+
+	for (int i = 0; i < 5; i++) {
+		m = metastore_close(m);
+		m = open_store(tmpdir, 1);
+		put_str(m, "k", "v");
+	}
+	ck_assert_int_eq(metastore_snapshot(m, err, sizeof(err)), 0);
+	ck_assert_int_eq(metastore_snapshot(m, err, sizeof(err)), 0);
+	n = scandir(tmpdir, &names, NULL, alphasort);
+	for (int i = 0; i < n; i++) {
+		segs += strncmp(names[i]->d_name, "journal-", 8) == 0;
+		snaps += strncmp(names[i]->d_name, "snapshot-", 9) == 0;
+		free(names[i]);
+	}
+	free(names);
+	ck_assert_int_eq(segs, 1);
+	ck_assert_int_eq(snaps, 1);
+	m = metastore_close(m);
+	m = open_store(tmpdir, 1);
+	assert_value(m, "k", "v");
+	metastore_close(m);
+}
+END_TEST
+
+/* --------------------------------------------------------------- epoch */
+
+START_TEST(open_with_older_epoch_is_stale)
+{
+	struct metastore *m = open_store(tmpdir, 5);
+	struct metastore_options o = {.epoch = 4};
+	char err[512];
+
+	put_str(m, "a", "1");
+	m = metastore_close(m);
+	ck_assert_int_eq(metastore_open_dir(tmpdir, &o, &m, err, sizeof(err)), -ESTALE);
+	ck_assert_ptr_nonnull(strstr(err, "epoch 5"));
+	/* the same epoch may reopen (a restarted master) and a newer one too */
+	m = open_store(tmpdir, 5);
+	m = metastore_close(m);
+	m = open_store(tmpdir, 6);
+	assert_value(m, "a", "1");
+	metastore_close(m);
+	/* the barrier alone carries the epoch even if the epoch file is lost */
+	{
+		char p[300];
+
+		snprintf(p, sizeof(p), "%s/epoch", tmpdir);
+		ck_assert_int_eq(unlink(p), 0);
+		o.epoch = 5;
+		ck_assert_int_eq(metastore_open_dir(tmpdir, &o, &m, err, sizeof(err)), -ESTALE);
+	}
+}
+END_TEST
+
+START_TEST(newer_writer_makes_old_step_down)
+{
+	struct metastore *old = open_store(tmpdir, 1), *nw;
+	char err[256];
+
+	put_str(old, "a", "old");
+	nw = open_store(tmpdir, 2);
+	ck_assert_int_eq(metastore_put(old, "b", 1, "x", 1, err, sizeof(err)), -ESTALE);
+	ck_assert_ptr_nonnull(strstr(err, "stepped down"));
+	ck_assert_int_eq(metastore_put(old, "c", 1, "x", 1, err, sizeof(err)), -ESTALE);
+	ck_assert_int_eq(metastore_delete(old, "a", 1, err, sizeof(err)), -ESTALE);
+	ck_assert_int_eq(metastore_snapshot(old, err, sizeof(err)), -ESTALE);
+	put_str(nw, "a", "new");
+	old = metastore_close(old);
+	nw = metastore_close(nw);
+	nw = open_store(tmpdir, 2);
+	assert_value(nw, "a", "new");
+	assert_absent(nw, "b"); /* never acknowledged, written after the cut */
+	assert_absent(nw, "c");
+	metastore_close(nw);
+}
+END_TEST
+
+static int (*real_sync)(struct backend *b);
+static int refuse_sync(struct backend *b)
+{
+	(void)real_sync(b);
+	return -EBADE; /* e.g. RESERVATION CONFLICT */
+}
+
+START_TEST(backend_refusal_steps_down)
+{
+	struct metastore_options o = {.epoch = 1};
+	static struct backend_ops ops;
+	struct metastore *m;
+	struct backend *b;
+	char err[256];
+
+	ck_assert_int_eq(backend_dir_open(tmpdir, true, &b, err, sizeof(err)), 0);
+	ck_assert_int_eq(metastore_open(b, &o, &m, err, sizeof(err)), 0);
+	put_str(m, "a", "1");
+	ops = *b->ops;
+	real_sync = ops.sync;
+	ops.sync = refuse_sync;
+	b->ops = &ops;
+	ck_assert_int_eq(metastore_put(m, "b", 1, "2", 1, err, sizeof(err)), -ESTALE);
+	ck_assert_int_eq(metastore_put(m, "c", 1, "3", 1, err, sizeof(err)), -ESTALE);
+	metastore_close(m);
+}
+END_TEST
+
+/* -------------------------------------------------------- group commit */
+
+struct gc_arg {
+	struct metastore *m;
+	int id;
+};
+
+static void *gc_thread(void *p)
+{
+	struct gc_arg *a = p;
+
+	for (int i = 0; i < 150; i++) {
+		char k[32], v[32];
+
+		snprintf(k, sizeof(k), "t%d/%04d", a->id, i);
+		snprintf(v, sizeof(v), "v-%d-%d", a->id, i);
+		if (metastore_put(a->m, k, strlen(k), v, strlen(v), NULL, 0) != 0)
+			return (void *)1;
+	}
+	return NULL;
+}
+
+START_TEST(group_commit_threads)
+{
+	struct metastore_options o = {.epoch = 1, .no_group_commit = _i == 1};
+	struct gc_arg args[4];
+	pthread_t th[4];
+	struct metastore *m;
+	struct metastore_stats st;
+	char err[256];
+
+	ck_assert_int_eq(metastore_open_dir(tmpdir, &o, &m, err, sizeof(err)), 0);
+	for (int t = 0; t < 4; t++) {
+		args[t] = (struct gc_arg){m, t};
+		ck_assert_int_eq(pthread_create(&th[t], NULL, gc_thread, &args[t]), 0);
+	}
+	for (int t = 0; t < 4; t++) {
+		void *ret;
+
+		ck_assert_int_eq(pthread_join(th[t], &ret), 0);
+		ck_assert_ptr_null(ret);
+	}
+	metastore_get_stats(m, &st);
+	ck_assert_uint_eq(st.writes, 600);
+	ck_assert_uint_le(st.syncs, 600);
+	if (o.no_group_commit)
+		ck_assert_uint_eq(st.syncs, 600);
+	m = metastore_close(m);
+	m = open_store(tmpdir, 1);
+	for (int t = 0; t < 4; t++)
+		for (int i = 0; i < 150; i++) {
+			char k[32], v[32];
+
+			snprintf(k, sizeof(k), "t%d/%04d", t, i);
+			snprintf(v, sizeof(v), "v-%d-%d", t, i);
+			assert_value(m, k, v);
+		}
+	metastore_close(m);
+}
+END_TEST
+
+static Suite *metastore_suite(void)
+{
+	Suite *s = suite_create("metastore");
+	TCase *tc;
+
+#define TC(name)                                                                                   \
+	do {                                                                                       \
+		tc = tcase_create(name);                                                           \
+		tcase_add_checked_fixture(tc, setup, teardown);                                    \
+		tcase_set_timeout(tc, 60);                                                         \
+		suite_add_tcase(s, tc);                                                            \
+	} while (0)
+
+	TC("api");
+	tcase_add_test(tc, put_get_delete_reopen);
+	TC("limits");
+	tcase_add_test(tc, limits);
+	TC("list");
+	tcase_add_test(tc, list_by_prefix);
+	TC("torn_tail");
+	tcase_add_test(tc, torn_tail_every_offset);
+	TC("corruption");
+	tcase_add_loop_test(tc, bit_flip_middle_record_refused, 0,
+	                    (int)(sizeof(FIELDS) / sizeof(FIELDS[0])));
+	tcase_add_test(tc, damaged_snapshot_refused);
+	TC("repair");
+	tcase_add_test(tc, check_and_repair);
+	TC("snapshot");
+	tcase_add_loop_test(tc, snapshot_replay_equals_journal_replay, 0, 4);
+	tcase_add_test(tc, snapshot_removes_covered_segments);
+	TC("epoch");
+	tcase_add_test(tc, open_with_older_epoch_is_stale);
+	tcase_add_test(tc, newer_writer_makes_old_step_down);
+	tcase_add_test(tc, backend_refusal_steps_down);
+	TC("group_commit");
+	tcase_add_loop_test(tc, group_commit_threads, 0, 2);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(metastore_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
