@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "agent_conf.h"
+#include "fencing/pipeline.h"
 #include "log.h"
 #include "util.h"
 
@@ -15,6 +16,8 @@
 
 #define DNS1123_LABEL_MAX     63
 #define DNS1123_SUBDOMAIN_MAX 253
+/* As FENCE_SCSI_LUNS_MAX in fencing/fence_scsi.h. */
+#define FENCE_SCSI_LUNS_CONF_MAX 16
 
 /* Kubernetes' IsDNS1123Label/IsDNS1123Subdomain: lowercase alphanumerics and
  * '-', each label starting and ending with an alphanumeric; a subdomain is
@@ -71,6 +74,55 @@ static int validate_not_empty(const union conf_value *v, char *err, size_t errle
 	if (v->str[0] != '\0')
 		return 0;
 	errbuf_set(err, errlen, "value is empty");
+	return -EINVAL;
+}
+
+static int validate_subdomain_or_empty(const union conf_value *v, char *err, size_t errlen)
+{
+	return v->str[0] == '\0' ? 0 : validate_subdomain(v, err, errlen);
+}
+
+/* Fence methods: known names, each at most once (a list is an order). */
+static int validate_methods(const union conf_value *v, char *err, size_t errlen)
+{
+	for (char *const *p = v->strv; *p; p++) {
+		if (!fence_method_known(*p)) {
+			errbuf_set(err, errlen, "unknown method '%s' (known: %s)", *p,
+			           fence_method_names_joined());
+			return -EINVAL;
+		}
+		for (char *const *q = v->strv; q < p; q++)
+			if (strcmp(*q, *p) == 0) {
+				errbuf_set(err, errlen, "method '%s' listed twice", *p);
+				return -EINVAL;
+			}
+	}
+	return 0;
+}
+
+static int validate_luns(const union conf_value *v, char *err, size_t errlen)
+{
+	size_t n = 0;
+
+	for (char *const *p = v->strv; *p; p++, n++)
+		if (strncmp(*p, "iscsi://", 8) != 0) {
+			errbuf_set(err, errlen,
+			           "'%s' is not an iSCSI URL (iscsi://HOST[:PORT]/TARGET-IQN/LUN)",
+			           *p);
+			return -EINVAL;
+		}
+	if (n > FENCE_SCSI_LUNS_CONF_MAX) {
+		errbuf_set(err, errlen, "%zu LUNs, at most %d", n, FENCE_SCSI_LUNS_CONF_MAX);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int validate_abs_path_or_empty(const union conf_value *v, char *err, size_t errlen)
+{
+	if (v->str[0] == '\0' || v->str[0] == '/')
+		return 0;
+	errbuf_set(err, errlen, "'%s' is not an absolute path", v->str);
 	return -EINVAL;
 }
 
@@ -165,6 +217,115 @@ static const struct conf_key agent_keys[] = {
          .offset = F(log.monotonic),
          .help = "Prefix log lines with CLOCK_MONOTONIC seconds, to line up the logs of "
                  "several processes of one node."},
+        {.name = "service.namespace",
+         .type = CONF_STRING,
+         .def = "default",
+         .offset = F(service.namespace),
+         .validate = validate_label,
+         .help = "Namespace of the single-writer service's pods and of its PVC (a DNS-1123 "
+                 "label)."},
+        {.name = "service.selector",
+         .type = CONF_STRING,
+         .def = "",
+         .offset = F(service.selector),
+         .help = "Label selector of the service's pods, e.g. `app=metaservice`; with "
+                 "`spec.nodeName=NODE` it finds the master pod on a node. Required by "
+                 "`pod-delete`."},
+        {.name = "fence.methods",
+         .type = CONF_STRLIST,
+         .def = "",
+         .offset = F(fence.methods),
+         .validate = validate_methods,
+         .help = "Fence methods, run in this order before a new master is promoted: "
+                 "`scsi-pr`, `pod-delete`, `volume-detach`. Empty: no fencing (failover "
+                 "then relies on the Lease alone)."},
+        {.name = "fence.released_methods",
+         .type = CONF_STRLIST,
+         .def = "",
+         .offset = F(fence.released_methods),
+         .validate = validate_methods,
+         .help = "Methods of fence.methods also run when the old master released the Lease "
+                 "with its service confirmed dead (`scsi-pr` always runs when configured); "
+                 "when the Lease expired every method runs."},
+        {.name = "fence.timeout_ms",
+         .type = CONF_INT,
+         .def = "10000",
+         .min = 100,
+         .max = 600000,
+         .offset = F(fence.timeout_ms),
+         .help = "Deadline of one fence method, its retries included."},
+        {.name = "fence.total_timeout_ms",
+         .type = CONF_INT,
+         .def = "30000",
+         .min = 100,
+         .max = 3600000,
+         .offset = F(fence.total_timeout_ms),
+         .help = "Deadline of the whole fence pipeline; at least fence.timeout_ms."},
+        {.name = "fence.retries",
+         .type = CONF_INT,
+         .def = "3",
+         .min = 0,
+         .max = 100,
+         .offset = F(fence.retries),
+         .help = "Extra attempts of a method after a transient failure (throttling, "
+                 "unavailable server, timeout), within its deadline."},
+        {.name = "fence.retry_ms",
+         .type = CONF_INT,
+         .def = "500",
+         .min = 10,
+         .max = 60000,
+         .offset = F(fence.retry_ms),
+         .help = "Pause before each retry of a method."},
+        {.name = "fence.pvc",
+         .type = CONF_STRING,
+         .def = "",
+         .offset = F(fence.pvc),
+         .validate = validate_subdomain_or_empty,
+         .help = "`volume-detach`: the service's PersistentVolumeClaim in service.namespace; "
+                 "the VolumeAttachments of its PV on the old node are deleted. Required by "
+                 "`volume-detach`."},
+        {.name = "fence.out_of_service_taint",
+         .type = CONF_BOOL,
+         .def = "false",
+         .offset = F(fence.out_of_service_taint),
+         .help = "`volume-detach`: also taint the old node "
+                 "`node.kubernetes.io/out-of-service=nodeshutdown:NoExecute` (non-graceful "
+                 "node shutdown); remove it once the node has recovered."},
+        {.name = "fence.scsi_luns",
+         .type = CONF_STRLIST,
+         .def = "",
+         .offset = F(fence.scsi_luns),
+         .validate = validate_luns,
+         .help = "`scsi-pr`: the shared LUNs, `iscsi://HOST[:PORT]/TARGET-IQN/LUN`, at most "
+                 "16. Required by `scsi-pr`."},
+        {.name = "fence.scsi_iqn_prefix",
+         .type = CONF_STRING,
+         .def = "",
+         .offset = F(fence.scsi_iqn_prefix),
+         .help = "`scsi-pr`: initiator IQN prefix (the IQN is PREFIX:NODE); empty means "
+                 "`iqn.2026-11.io.kubefence`."},
+        {.name = "selffence.stop_timeout_ms",
+         .type = CONF_INT,
+         .def = "2000",
+         .min = 10,
+         .max = 60000,
+         .offset = F(selffence.stop_timeout_ms),
+         .help = "On lost leadership: how long the local service may take to confirm it "
+                 "stopped writing before it is killed (SIGKILL)."},
+        {.name = "selffence.kill_timeout_ms",
+         .type = CONF_INT,
+         .def = "5000",
+         .min = 10,
+         .max = 60000,
+         .offset = F(selffence.kill_timeout_ms),
+         .help = "How long a killed service process may take to be confirmed dead."},
+        {.name = "selffence.watchdog_device",
+         .type = CONF_STRING,
+         .def = "",
+         .offset = F(selffence.watchdog_device),
+         .validate = validate_abs_path_or_empty,
+         .help = "Watchdog device fed while the agent is healthy and starved on "
+                 "self-fencing, so the node resets, e.g. `/dev/watchdog`; empty = off."},
 };
 
 #undef F
@@ -211,6 +372,56 @@ static void times_1_2(int64_t v, char *buf, size_t len)
 		snprintf(buf, len, "%" PRId64 ".%" PRId64, tenths / 10, tenths % 10);
 }
 
+static bool strv_has(char *const *v, const char *s)
+{
+	for (; v && *v; v++)
+		if (strcmp(*v, s) == 0)
+			return true;
+	return false;
+}
+
+/* A method needs its key: reported at fence.methods (where it was asked
+ * for), or without a line when that is a default. */
+static void check_fence(const struct agent_conf *c, struct conf_errors *errs)
+{
+	const struct conf_source *s = c->source;
+	const char *path = conf_source_path(s);
+	int lm = conf_key_line(s, "fence.methods"), lr = conf_key_line(s, "fence.released_methods");
+	static const struct {
+		const char *method, *key, *why;
+	} needs[] = {
+	        {"pod-delete", "service.selector", "to find the old master pod"},
+	        {"volume-detach", "fence.pvc", "to find the volume"},
+	        {"scsi-pr", "fence.scsi_luns", "to know the LUNs"},
+	};
+
+	if (!conf_key_rejected(s, "fence.methods"))
+		for (size_t i = 0; i < ELEMENTSOF(needs); i++) {
+			const char *v = NULL;
+
+			if (!strv_has(c->fence.methods, needs[i].method) ||
+			    conf_key_rejected(s, needs[i].key))
+				continue;
+			if (strcmp(needs[i].key, "service.selector") == 0)
+				v = c->service.selector;
+			else if (strcmp(needs[i].key, "fence.pvc") == 0)
+				v = c->fence.pvc;
+			else
+				v = c->fence.scsi_luns && c->fence.scsi_luns[0] ? "set" : "";
+			if (v && v[0] == '\0')
+				(void)conf_errors_addf(errs, path, (unsigned)(lm > 0 ? lm : 0),
+				                       "fence.methods", "%s needs %s (%s)",
+				                       needs[i].method, needs[i].key, needs[i].why);
+		}
+	if (!conf_key_rejected(s, "fence.methods") &&
+	    !conf_key_rejected(s, "fence.released_methods"))
+		for (char **p = c->fence.released_methods; p && *p; p++)
+			if (!strv_has(c->fence.methods, *p))
+				(void)conf_errors_addf(errs, path, (unsigned)(lr > 0 ? lr : 0),
+				                       "fence.released_methods",
+				                       "'%s' is not in fence.methods", *p);
+}
+
 static void check_consistency(const struct agent_conf *c, struct conf_errors *errs)
 {
 	const struct conf_source *s = c->source;
@@ -253,6 +464,24 @@ static void check_consistency(const struct agent_conf *c, struct conf_errors *er
 			        "less than lease.renew_deadline_ms (%" PRId64 ", %s)",
 			        retry, retry, x12, renew, b.other);
 	}
+
+	/* The pipeline's deadline must leave room for one whole method. */
+	if (c->fence.total_timeout_ms < c->fence.timeout_ms &&
+	    blame_pick(s, "fence.total_timeout_ms", "fence.timeout_ms", &b)) {
+		if (b.first)
+			(void)conf_errors_addf(errs, path, (unsigned)b.line, b.key,
+			                       "%" PRId64 " must not be less than fence.timeout_ms "
+			                       "(%" PRId64 ", %s)",
+			                       c->fence.total_timeout_ms, c->fence.timeout_ms,
+			                       b.other);
+		else
+			(void)conf_errors_addf(errs, path, (unsigned)b.line, b.key,
+			                       "%" PRId64 " must not exceed fence.total_timeout_ms "
+			                       "(%" PRId64 ", %s)",
+			                       c->fence.timeout_ms, c->fence.total_timeout_ms,
+			                       b.other);
+	}
+	check_fence(c, errs);
 
 	/* One request may not outlive the renew deadline, or a hung API server
 	 * would keep a leader that should already have stepped down. */
@@ -375,6 +604,14 @@ void agent_conf_print_reference(FILE *out)
 	      "* `kube.request_timeout_ms` <= `lease.renew_deadline_ms`: a single API request "
 	      "cannot outlive\n"
 	      "  the renew deadline.\n"
+	      "\n"
+	      "* `fence.total_timeout_ms` >= `fence.timeout_ms`: the pipeline has room for one "
+	      "whole method.\n"
+	      "* Each fence method needs its key: `pod-delete` needs `service.selector`, "
+	      "`volume-detach`\n"
+	      "  needs `fence.pvc`, `scsi-pr` needs `fence.scsi_luns`; every method of "
+	      "`fence.released_methods`\n"
+	      "  is also in `fence.methods`.  Reported at the line of the list.\n"
 	      "\n"
 	      "`agent.identity`, when empty, is replaced by `node.name` once the file is read; "
 	      "`kube.context`,\n"

@@ -44,6 +44,27 @@ struct agent_conf {
 		int level; /* enum log_level */
 		bool monotonic;
 	} log;
+	struct {
+		char *namespace; /* where the service's pods and PVC live */
+		char *selector;  /* label selector of its master pod; "" = unset */
+	} service;
+	struct {
+		char **methods;          /* in order; names of fence_method_names[] */
+		char **released_methods; /* also run when the Lease was released */
+		int64_t timeout_ms;      /* one method, all attempts */
+		int64_t total_timeout_ms;
+		int64_t retries;
+		int64_t retry_ms;
+		char *pvc; /* volume-detach: the PVC in service.namespace; "" = unset */
+		bool out_of_service_taint;
+		char **scsi_luns;      /* scsi-pr: iscsi:// URLs */
+		char *scsi_iqn_prefix; /* "" = the built-in prefix */
+	} fence;
+	struct {
+		int64_t stop_timeout_ms;
+		int64_t kill_timeout_ms;
+		char *watchdog_device; /* "" = no watchdog */
+	} selffence;
 
 	struct conf_source *source; /* where each value came from */
 };

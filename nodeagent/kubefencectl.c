@@ -8,6 +8,7 @@
 #include "ctl.h"
 #include "fencing/fence_scsi.h"
 #include "log.h"
+#include "nodeagent/ctl_fence.h"
 #include "storage/metastore.h"
 #include "util.h"
 
@@ -16,7 +17,7 @@
 static const struct ctl_command commands[] = {
 	{"scsi", "SCSI-3 persistent reservations on shared LUNs", ctl_scsi_main},
 	{"journal", "check or repair a metadata journal", ctl_journal_main},
-	/* ctl-table: fence */
+	{"fence", "run the configured fence pipeline against a node", ctl_fence_main},
 	/* ctl-table: status */
 	{NULL, NULL, NULL},
 };

@@ -334,7 +334,22 @@ START_TEST(test_dump_marks_defaults)
 	                          "kube.context =   # default\n"
 	                          "kube.request_timeout_ms = 2000  # default\n"
 	                          "log.level = info  # default\n"
-	                          "log.monotonic = false  # default\n",
+	                          "log.monotonic = false  # default\n"
+	                          "service.namespace = default  # default\n"
+	                          "service.selector =   # default\n"
+	                          "fence.methods =   # default\n"
+	                          "fence.released_methods =   # default\n"
+	                          "fence.timeout_ms = 10000  # default\n"
+	                          "fence.total_timeout_ms = 30000  # default\n"
+	                          "fence.retries = 3  # default\n"
+	                          "fence.retry_ms = 500  # default\n"
+	                          "fence.pvc =   # default\n"
+	                          "fence.out_of_service_taint = false  # default\n"
+	                          "fence.scsi_luns =   # default\n"
+	                          "fence.scsi_iqn_prefix =   # default\n"
+	                          "selffence.stop_timeout_ms = 2000  # default\n"
+	                          "selffence.kill_timeout_ms = 5000  # default\n"
+	                          "selffence.watchdog_device =   # default\n",
 	                          path),
 	                 0);
 	ck_assert_str_eq(out, expected);
