@@ -8,6 +8,7 @@
 #include "ctl.h"
 #include "fencing/fence_scsi.h"
 #include "log.h"
+#include "nodeagent/http.h"
 #include "nodeagent/ctl_fence.h"
 #include "storage/metastore.h"
 #include "util.h"
@@ -18,7 +19,7 @@ static const struct ctl_command commands[] = {
 	{"scsi", "SCSI-3 persistent reservations on shared LUNs", ctl_scsi_main},
 	{"journal", "check or repair a metadata journal", ctl_journal_main},
 	{"fence", "run the configured fence pipeline against a node", ctl_fence_main},
-	/* ctl-table: status */
+	{"status", "show the agent's view: holder, epoch, last failover, fence history", ctl_status_main},
 	{NULL, NULL, NULL},
 };
 /* clang-format on */
