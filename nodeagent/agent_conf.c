@@ -5,6 +5,7 @@
 
 #include "agent_conf.h"
 #include "fencing/pipeline.h"
+#include "storage/scsi_pr.h"
 #include "log.h"
 #include "util.h"
 
@@ -104,13 +105,15 @@ static int validate_luns(const union conf_value *v, char *err, size_t errlen)
 {
 	size_t n = 0;
 
-	for (char *const *p = v->strv; *p; p++, n++)
-		if (strncmp(*p, "iscsi://", 8) != 0) {
-			errbuf_set(err, errlen,
-			           "'%s' is not an iSCSI URL (iscsi://HOST[:PORT]/TARGET-IQN/LUN)",
-			           *p);
+	for (char *const *p = v->strv; *p; p++, n++) {
+		struct scsi_pr_url u;
+		char why[256];
+
+		if (scsi_pr_url_parse(*p, &u, why, sizeof(why)) < 0) {
+			errbuf_set(err, errlen, "%s", why);
 			return -EINVAL;
 		}
+	}
 	if (n > FENCE_SCSI_LUNS_CONF_MAX) {
 		errbuf_set(err, errlen, "%zu LUNs, at most %d", n, FENCE_SCSI_LUNS_CONF_MAX);
 		return -EINVAL;
@@ -123,6 +126,70 @@ static int validate_abs_path_or_empty(const union conf_value *v, char *err, size
 	if (v->str[0] == '\0' || v->str[0] == '/')
 		return 0;
 	errbuf_set(err, errlen, "'%s' is not an absolute path", v->str);
+	return -EINVAL;
+}
+
+/* A unix socket path: absolute, and short enough for sockaddr_un. */
+static int validate_socket_path(const union conf_value *v, char *err, size_t errlen)
+{
+	if (v->str[0] != '/') {
+		errbuf_set(err, errlen, "'%s' is not an absolute path", v->str);
+		return -EINVAL;
+	}
+	if (strlen(v->str) > 107) {
+		errbuf_set(err, errlen, "longer than the 107 bytes a unix socket path may have");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* KEY=VALUE of a Kubernetes label (simple keys: no prefix). */
+static int validate_role_label(const union conf_value *v, char *err, size_t errlen)
+{
+	const char *eq = strchr(v->str, '=');
+	size_t klen = eq ? (size_t)(eq - v->str) : 0;
+	bool ok = eq && klen > 0 && klen <= 63 && strlen(eq + 1) > 0 && strlen(eq + 1) <= 63;
+
+	for (const char *p = v->str; ok && *p; p++) {
+		bool alnum = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		             (*p >= '0' && *p <= '9');
+		if (p == eq)
+			continue;
+		if (!alnum && *p != '-' && *p != '_' && *p != '.')
+			ok = false;
+	}
+	if (ok &&
+	    (!((eq[-1] >= 'a' && eq[-1] <= 'z') || (eq[-1] >= '0' && eq[-1] <= '9') ||
+	       (eq[-1] >= 'A' && eq[-1] <= 'Z')) ||
+	     !(eq[1] &&
+	       strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", eq[1]))))
+		ok = false;
+	if (ok)
+		return 0;
+	errbuf_set(err, errlen,
+	           "'%s' is not a label KEY=VALUE (letters, digits, '-', '_' and '.', at most 63 "
+	           "characters each)",
+	           v->str);
+	return -EINVAL;
+}
+
+/* HOST:PORT to listen on, or empty for none. */
+static int validate_listen(const union conf_value *v, char *err, size_t errlen)
+{
+	const char *colon = strrchr(v->str, ':');
+	char *end;
+	long port;
+
+	if (v->str[0] == '\0')
+		return 0;
+	if (!colon || colon == v->str)
+		goto bad;
+	port = strtol(colon + 1, &end, 10);
+	if (*end || end == colon + 1 || port < 1 || port > 65535)
+		goto bad;
+	return 0;
+bad:
+	errbuf_set(err, errlen, "'%s' is not HOST:PORT (e.g. 0.0.0.0:9464 or [::1]:9464)", v->str);
 	return -EINVAL;
 }
 
@@ -152,6 +219,37 @@ static const struct conf_key agent_keys[] = {
          .offset = F(agent.identity),
          .derived = "the value of node.name",
          .help = "Holder identity this agent writes into the Lease; empty means node.name."},
+        {.name = "agent.control_socket",
+         .type = CONF_STRING,
+         .def = "/run/kubefence/control.sock",
+         .offset = F(agent.control_socket),
+         .validate = validate_socket_path,
+         .help = "Unix socket the local service connects to (docs/control-protocol.md); its "
+                 "directory is shared with the service pod through a hostPath."},
+        {.name = "agent.control_uid",
+         .type = CONF_INT,
+         .def = "-1",
+         .min = -1,
+         .max = 2147483647,
+         .offset = F(agent.control_uid),
+         .help = "Uid, besides root, allowed to connect to the control socket; -1: root only."},
+        {.name = "agent.write_margin_ms",
+         .type = CONF_INT,
+         .def = "250",
+         .min = 0,
+         .max = 60000,
+         .offset = F(agent.write_margin_ms),
+         .help = "Subtracted from the term's remaining validity when granting the service its "
+                 "write deadline (PROMOTE/RENEW valid_ms). Less than "
+                 "lease.renew_deadline_ms."},
+        {.name = "agent.promote_timeout_ms",
+         .type = CONF_INT,
+         .def = "15000",
+         .min = 100,
+         .max = 600000,
+         .offset = F(agent.promote_timeout_ms),
+         .help = "How long the service may take from PROMOTE to READY (recovery included) "
+                 "before the agent gives the Lease up."},
         {.name = "lease.name",
          .type = CONF_STRING,
          .def = "kubefence",
@@ -217,6 +315,13 @@ static const struct conf_key agent_keys[] = {
          .offset = F(log.monotonic),
          .help = "Prefix log lines with CLOCK_MONOTONIC seconds, to line up the logs of "
                  "several processes of one node."},
+        {.name = "http.listen",
+         .type = CONF_STRING,
+         .def = "0.0.0.0:9464",
+         .offset = F(http.listen),
+         .validate = validate_listen,
+         .help = "HOST:PORT of /healthz, /readyz, /metrics and /status; empty: no HTTP "
+                 "endpoint."},
         {.name = "service.namespace",
          .type = CONF_STRING,
          .def = "default",
@@ -231,6 +336,13 @@ static const struct conf_key agent_keys[] = {
          .help = "Label selector of the service's pods, e.g. `app=metaservice`; with "
                  "`spec.nodeName=NODE` it finds the master pod on a node. Required by "
                  "`pod-delete`."},
+        {.name = "service.role_label",
+         .type = CONF_STRING,
+         .def = "role=master",
+         .offset = F(service.role_label),
+         .validate = validate_role_label,
+         .help = "The label the Service selects the master by; the agent puts it on the "
+                 "promoted pod after removing it from every other pod."},
         {.name = "fence.methods",
          .type = CONF_STRLIST,
          .def = "",
@@ -482,6 +594,24 @@ static void check_consistency(const struct agent_conf *c, struct conf_errors *er
 			                       b.other);
 	}
 	check_fence(c, errs);
+
+	/* The write grant is the term's remaining validity minus the margin:
+	 * a margin as long as the renew deadline would never grant anything. */
+	if (c->agent.write_margin_ms >= renew &&
+	    blame_pick(s, "agent.write_margin_ms", "lease.renew_deadline_ms", &b)) {
+		if (b.first)
+			(void)conf_errors_addf(errs, path, (unsigned)b.line, b.key,
+			                       "%" PRId64
+			                       " must be less than lease.renew_deadline_ms "
+			                       "(%" PRId64 ", %s)",
+			                       c->agent.write_margin_ms, renew, b.other);
+		else
+			(void)conf_errors_addf(errs, path, (unsigned)b.line, b.key,
+			                       "%" PRId64
+			                       " must be greater than agent.write_margin_ms "
+			                       "(%" PRId64 ", %s)",
+			                       renew, c->agent.write_margin_ms, b.other);
+	}
 
 	/* One request may not outlive the renew deadline, or a hung API server
 	 * would keep a leader that should already have stepped down. */

@@ -27,7 +27,14 @@ struct agent_conf {
 	} node;
 	struct {
 		char *identity; /* holderIdentity in the Lease; node.name unless set */
+		char *control_socket;
+		int64_t control_uid; /* -1: root only */
+		int64_t write_margin_ms;
+		int64_t promote_timeout_ms;
 	} agent;
+	struct {
+		char *listen; /* "" = off */
+	} http;
 	struct {
 		char *name;
 		char *namespace;
@@ -45,8 +52,9 @@ struct agent_conf {
 		bool monotonic;
 	} log;
 	struct {
-		char *namespace; /* where the service's pods and PVC live */
-		char *selector;  /* label selector of its master pod; "" = unset */
+		char *namespace;  /* where the service's pods and PVC live */
+		char *selector;   /* label selector of its master pod; "" = unset */
+		char *role_label; /* KEY=VALUE the ClusterIP Service selects */
 	} service;
 	struct {
 		char **methods;          /* in order; names of fence_method_names[] */

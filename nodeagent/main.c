@@ -12,12 +12,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "agent_conf.h"
+#include "control.h"
 #include "elector.h"
+#include "events.h"
+#include "http.h"
 #include "k8s.h"
 #include "log.h"
+#include "metrics.h"
+#include "orchestrator.h"
+#include "pipeline.h"
 #include "util.h"
 
 #define EXIT_CONFIG 2
@@ -50,12 +57,81 @@ static int load_conf(const char *path, struct agent_conf **ret)
 	return r;
 }
 
+/* What the HTTP endpoints ask. */
+struct agent {
+	const struct agent_conf *conf;
+	struct orchestrator *orch;
+	struct elector *elector;
+};
+
+static bool agent_healthy(void *userdata, char *reason, size_t len)
+{
+	(void)userdata;
+	(void)reason;
+	(void)len;
+	return true; /* answering at all means the process is not wedged */
+}
+
+static bool agent_ready(void *userdata, char *reason, size_t len)
+{
+	struct agent *a = userdata;
+
+	return orch_ready(a->orch, reason, len);
+}
+
+static int agent_status(void *userdata, cJSON *obj, char *err, size_t errlen)
+{
+	struct agent *a = userdata;
+	cJSON *o = orch_status_json(a->orch), *item;
+
+	(void)err;
+	(void)errlen;
+	if (!o)
+		return -ENOMEM;
+	cJSON_AddStringToObject(obj, "identity", a->conf->agent.identity);
+	cJSON_AddStringToObject(obj, "lease", a->conf->lease.name);
+	cJSON_AddStringToObject(obj, "lease_namespace", a->conf->lease.namespace);
+	/* move the orchestrator's fields over */
+	while ((item = o->child)) {
+		cJSON_DetachItemViaPointer(o, item);
+		cJSON_AddItemToObject(obj, item->string, item);
+	}
+	cJSON_Delete(o);
+	return 0;
+}
+
+/* The control socket's directory is normally a hostPath the kubelet
+ * created; create it when missing so that a bare-metal agent starts. */
+static void ensure_parent_dir(const char *path)
+{
+	char dir[256];
+	char *slash;
+
+	if (str_copy(dir, sizeof(dir), path) < 0)
+		return;
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return;
+	*slash = '\0';
+	if (mkdir(dir, 0750) == 0)
+		log_info("created the control socket directory '%s'", dir);
+}
+
 static int run(const struct agent_conf *conf)
 {
 	struct k8s_client *client = NULL;
 	struct elector *el = NULL;
+	struct control *ctl = NULL;
+	struct orchestrator *orch = NULL;
+	struct metrics *metrics = NULL;
+	struct events *events = NULL;
+	struct http_server *http = NULL;
+	struct fence_methods methods = {0};
+	struct fence_pipeline_opts fopts = {0};
 	struct elector_params p = {0};
-	char err[1024] = "";
+	struct orch_options oo = {0};
+	struct agent agent = {.conf = conf};
+	char err[1024] = "", label_key[64] = "", *label_value;
 	sigset_t set;
 	int sig = 0, r;
 
@@ -75,8 +151,59 @@ static int run(const struct agent_conf *conf)
 		          err[0] ? err : strerror(-r));
 		return EXIT_FAILURE;
 	}
+	r = metrics_agent_new(&metrics);
+	if (r < 0)
+		goto out;
+	r = fence_methods_from_conf(conf, client, &methods, err, sizeof(err));
+	if (r < 0) {
+		log_error("cannot set up the fence methods: %s", err);
+		goto out;
+	}
+	for (size_t i = 0; i < methods.n; i++)
+		metrics_declare_fence_method(metrics, methods.v[i].name);
+	fence_pipeline_opts_from_conf(conf, &fopts);
+	{
+		struct events_options eo = {
+		        .client = client, .node = conf->node.name, .metrics = metrics};
+		r = events_start(&eo, &events, err, sizeof(err));
+		if (r < 0) {
+			log_warning("Kubernetes Events are off: %s", err);
+			events = NULL;
+		}
+	}
+
+	/* service.role_label is KEY=VALUE (checked by the conf) */
+	str_copy(label_key, sizeof(label_key), conf->service.role_label);
+	label_value = strchr(label_key, '=');
+	*label_value++ = '\0';
+	oo.node = conf->node.name;
+	oo.service_namespace = conf->service.namespace;
+	oo.label_key = label_key;
+	oo.label_value = label_value;
+	oo.request_timeout_ms = (long)conf->kube.request_timeout_ms;
+	oo.write_margin = conf->agent.write_margin_ms * USEC_PER_MSEC;
+	oo.promote_timeout = conf->agent.promote_timeout_ms * USEC_PER_MSEC;
+	oo.demote_timeout = conf->selffence.stop_timeout_ms * USEC_PER_MSEC;
+	oo.fence_retry = conf->fence.retry_ms * USEC_PER_MSEC;
+	oo.methods = methods.n ? &methods : NULL;
+	oo.fence_opts = &fopts;
+	oo.events = events;
+	oo.metrics = metrics;
+	r = orch_new(client, &oo, &orch);
+	if (r < 0)
+		goto out;
+	agent.orch = orch;
+
+	ensure_parent_dir(conf->agent.control_socket);
+	r = control_new(conf->agent.control_socket, (uid_t)conf->agent.control_uid, conf->node.name,
+	                orch_control_callbacks(), orch, &ctl, err, sizeof(err));
+	if (r < 0) {
+		log_error("cannot open the control socket: %s", err);
+		goto out;
+	}
 
 	str_copy(p.lease.identity, sizeof(p.lease.identity), conf->agent.identity);
+	str_copy(p.lease.node, sizeof(p.lease.node), conf->node.name);
 	lease_config_new_incarnation(&p.lease);
 	p.lease.duration = conf->lease.duration_ms * USEC_PER_MSEC;
 	p.lease.renew_deadline = conf->lease.renew_deadline_ms * USEC_PER_MSEC;
@@ -84,17 +211,38 @@ static int run(const struct agent_conf *conf)
 	p.namespace = conf->lease.namespace;
 	p.name = conf->lease.name;
 	p.request_timeout_ms = (long)conf->kube.request_timeout_ms;
+	r = elector_new(client, &p, orch_elector_callbacks(), orch, &el);
+	if (r < 0)
+		goto out;
+	agent.elector = el;
+	orch_attach(orch, el, ctl);
 
-	r = elector_new(client, &p, NULL, NULL, &el);
-	if (r >= 0)
-		r = elector_start(el);
-	if (r < 0) {
-		log_error("cannot start the election: %s", strerror(-r));
+	if (conf->http.listen[0]) {
+		struct http_options ho = {
+		        .listen = conf->http.listen,
+		        .healthy = agent_healthy,
+		        .ready = agent_ready,
+		        .status = agent_status,
+		        .userdata = &agent,
+		        .metrics = metrics,
+		};
+		r = http_start(&ho, &http, err, sizeof(err));
+		if (r < 0) {
+			log_error("cannot serve HTTP on '%s': %s", conf->http.listen, err);
+			goto out;
+		}
+	}
+
+	if ((r = orch_start(orch)) < 0 || (r = control_start(ctl)) < 0 ||
+	    (r = elector_start(el)) < 0) {
+		log_error("cannot start: %s", strerror(-r));
 		goto out;
 	}
-	log_info("started: node '%s', identity '%s' (incarnation %s), lease '%s/%s', server %s",
+	log_info("started: node '%s', identity '%s' (incarnation %s), lease '%s/%s', server %s, "
+	         "control socket '%s', %zu fence method(s)",
 	         conf->node.name, conf->agent.identity, p.lease.incarnation, conf->lease.namespace,
-	         conf->lease.name, k8s_client_server(client));
+	         conf->lease.name, k8s_client_server(client), conf->agent.control_socket,
+	         methods.n);
 
 	for (;;) {
 		if (sigwait(&set, &sig) != 0)
@@ -108,15 +256,29 @@ static int run(const struct agent_conf *conf)
 		break;
 	}
 	{
-		char reason[64];
+		char reason[300];
 		snprintf(reason, sizeof(reason), "agent on %s stopped by %s", conf->node.name,
 		         sig == SIGTERM ? "SIGTERM" : "SIGINT");
 		log_info("%s; handing over", reason);
-		elector_stop(el, reason);
+		/* demote the service, unlabel, release: see orchestrator.h */
+		orch_shutdown(orch, reason);
 	}
 	r = 0;
 out:
+	if (r < 0 && r != -EINVAL)
+		log_error("the agent stops: %s", strerror(-r));
+	/* Order matters: the orchestrator's shutdown still uses the elector and
+	 * the control socket; their threads call back into the orchestrator, so
+	 * it is freed last. */
+	http = http_stop(http);
+	if (orch)
+		orch_shutdown(orch, "agent stopped");
+	control_free(ctl);
 	elector_free(el);
+	orch_free(orch);
+	events = events_stop(events, 2000);
+	fence_methods_done(&methods);
+	metrics_free(metrics);
 	k8s_client_free(client);
 	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -1,0 +1,891 @@
+/* orchestrator: the agent's state machine (see orchestrator.h).
+ *
+ * Locking: `mu` guards what the callbacks (elector and control threads) and
+ * the orchestrator thread share: the queue, the service's flags, the term
+ * and the status snapshot.  Slow work (fencing, API calls) runs on the
+ * orchestrator thread without the lock. */
+#include "config.h"
+
+#include "orchestrator.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "control.h"
+#include "elector.h"
+#include "events.h"
+#include "k8s.h"
+#include "log.h"
+#include "metrics.h"
+#include "pipeline.h"
+#include "util.h"
+
+enum orch_state {
+	ST_FOLLOWER,
+	ST_FENCING,
+	ST_PROMOTING,
+	ST_MASTER,
+	ST_DEMOTING,
+};
+
+static const char *const state_names[] = {
+        [ST_FOLLOWER] = "follower", [ST_FENCING] = "fencing",   [ST_PROMOTING] = "promoting",
+        [ST_MASTER] = "master",     [ST_DEMOTING] = "demoting",
+};
+
+enum ev_type {
+	EV_STARTED,
+	EV_STOPPED,
+	EV_HELLO,
+	EV_STANDBY,
+	EV_READY,
+	EV_FAILED,
+	EV_DEMOTED,
+	EV_GONE,
+	EV_SHUTDOWN,
+};
+
+struct ev {
+	enum ev_type type;
+	usec_t at;
+	struct elector_term term;
+	struct control_msg msg;
+	struct control_peer peer;
+	int64_t epoch;
+	char reason[512];
+};
+
+#define QUEUE_MAX    64
+#define TIMELINE_MAX 24
+
+struct tl_step {
+	char step[32];
+	usec_t at;
+	char detail[256];
+};
+
+struct orchestrator {
+	struct k8s_client *client;
+	struct orch_options o;
+	char node[254], ns[254], label_key[64], label_value[64];
+	struct elector *elector;
+	struct control *control;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cond; /* CLOCK_MONOTONIC */
+	struct ev queue[QUEUE_MAX];
+	size_t q_head, q_len;
+	pthread_t thread;
+	bool started, shutting_down, stopped;
+	char shutdown_reason[256];
+
+	/* shared with callbacks, under mu */
+	bool svc_connected, svc_candidate;
+	struct control_peer peer;
+	bool leading;
+	int64_t epoch;
+	usec_t valid_until;
+	int64_t promoted_epoch; /* epoch of the last PROMOTE sent; RENEW only for it */
+
+	/* orchestrator thread; copied to the snapshot under mu */
+	enum orch_state state;
+	usec_t promote_deadline, demote_deadline;
+	struct tl_step timeline[TIMELINE_MAX];
+	size_t n_timeline;
+	usec_t tl_origin;
+	char last_fence[FENCE_MESSAGE_MAX * 2];
+	int64_t promotions, demotions;
+};
+
+/* ---------------------------------------------------------------- queue */
+
+static void enqueue(struct orchestrator *o, const struct ev *ev)
+{
+	pthread_mutex_lock(&o->mu);
+	if (o->q_len == QUEUE_MAX) {
+		log_error("orchestrator queue full; dropping event %d", (int)ev->type);
+	} else {
+		o->queue[(o->q_head + o->q_len) % QUEUE_MAX] = *ev;
+		o->queue[(o->q_head + o->q_len) % QUEUE_MAX].at = clock_mono_usec();
+		o->q_len++;
+		pthread_cond_signal(&o->cond);
+	}
+	pthread_mutex_unlock(&o->mu);
+}
+
+/* Wait for the next event until `deadline`.  Returns true with *ret, or
+ * false on timeout. */
+static bool dequeue(struct orchestrator *o, usec_t deadline, struct ev *ret)
+{
+	struct timespec ts = {
+	        .tv_sec = (time_t)(deadline / USEC_PER_SEC),
+	        .tv_nsec = (long)(deadline % USEC_PER_SEC) * 1000,
+	};
+	bool got = false;
+
+	pthread_mutex_lock(&o->mu);
+	while (o->q_len == 0 && clock_mono_usec() < deadline)
+		if (pthread_cond_timedwait(&o->cond, &o->mu, &ts) == ETIMEDOUT)
+			break;
+	if (o->q_len > 0) {
+		*ret = o->queue[o->q_head];
+		o->q_head = (o->q_head + 1) % QUEUE_MAX;
+		o->q_len--;
+		got = true;
+	}
+	pthread_mutex_unlock(&o->mu);
+	return got;
+}
+
+/* ------------------------------------------------------------- timeline */
+
+static void tl_begin(struct orchestrator *o, usec_t origin)
+{
+	pthread_mutex_lock(&o->mu);
+	o->n_timeline = 0;
+	o->tl_origin = origin;
+	pthread_mutex_unlock(&o->mu);
+}
+
+static void tl_add(struct orchestrator *o, const char *step, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static void tl_add(struct orchestrator *o, const char *step, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&o->mu);
+	if (o->n_timeline < TIMELINE_MAX) {
+		struct tl_step *s = &o->timeline[o->n_timeline++];
+		str_copy(s->step, sizeof(s->step), step);
+		s->at = clock_mono_usec();
+		va_start(ap, fmt);
+		vsnprintf(s->detail, sizeof(s->detail), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&o->mu);
+}
+
+static void set_state(struct orchestrator *o, enum orch_state st)
+{
+	pthread_mutex_lock(&o->mu);
+	o->state = st;
+	pthread_mutex_unlock(&o->mu);
+}
+
+/* ------------------------------------------------------------ helpers */
+
+/* The write permission to grant now, in ms; <= 0 when none is left. */
+static long grant_ms(struct orchestrator *o, usec_t valid_until)
+{
+	return (long)((valid_until - o->o.write_margin - clock_mono_usec()) / USEC_PER_MSEC);
+}
+
+static bool still_leading(struct orchestrator *o, int64_t epoch)
+{
+	int64_t e;
+
+	return elector_is_leader(o->elector, &e) && e == epoch;
+}
+
+/* Set or remove the role label of a pod, with its uid as precondition so
+ * that a recreated pod of the same name is never touched. */
+static int label_pod(struct orchestrator *o, const char *pod, const char *uid, bool set, char *err,
+                     size_t errlen)
+{
+	char path[512];
+	cJSON *patch, *meta, *labels;
+	int r;
+
+	r = k8s_path(path, sizeof(path), "v1", o->ns, "pods", pod);
+	if (r < 0)
+		return r;
+	patch = cJSON_CreateObject();
+	meta = cJSON_AddObjectToObject(patch, "metadata");
+	labels = meta ? cJSON_AddObjectToObject(meta, "labels") : NULL;
+	if (!labels || (uid && uid[0] && !cJSON_AddStringToObject(meta, "uid", uid)) ||
+	    !(set ? cJSON_AddStringToObject(labels, o->label_key, o->label_value)
+	          : cJSON_AddNullToObject(labels, o->label_key))) {
+		cJSON_Delete(patch);
+		return -ENOMEM;
+	}
+	r = k8s_merge_patch(o->client, path, patch, o->o.request_timeout_ms, NULL, err, errlen);
+	cJSON_Delete(patch);
+	return r;
+}
+
+/* Remove the role label from every pod but `own_pod`.  Returns 0 when no
+ * other pod carries it any more. */
+static int unlabel_others(struct orchestrator *o, const char *own_pod, int *ret_removed)
+{
+	char path[512], sel[200], err[1024] = "";
+	cJSON *list = NULL, *item;
+	int r, removed = 0;
+
+	r = k8s_path(path, sizeof(path), "v1", o->ns, "pods", NULL);
+	if (r < 0)
+		return r;
+	snprintf(sel, sizeof(sel), "%s=%s", o->label_key, o->label_value);
+	r = k8s_list(o->client, path, sel, NULL, o->o.request_timeout_ms, &list, err, sizeof(err));
+	if (r < 0) {
+		log_warning("listing pods labelled %s in '%s' failed: %s", sel, o->ns, err);
+		return r;
+	}
+	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(list, "items"))
+	{
+		const cJSON *meta = cJSON_GetObjectItemCaseSensitive(item, "metadata");
+		const cJSON *name = cJSON_GetObjectItemCaseSensitive(meta, "name");
+		const cJSON *uid = cJSON_GetObjectItemCaseSensitive(meta, "uid");
+
+		if (!cJSON_IsString(name) || (own_pod && strcmp(name->valuestring, own_pod) == 0))
+			continue;
+		r = label_pod(o, name->valuestring, cJSON_IsString(uid) ? uid->valuestring : NULL,
+		              false, err, sizeof(err));
+		if (r < 0 && r != -ENOENT) {
+			log_warning("removing %s from pod '%s/%s' failed: %s", sel, o->ns,
+			            name->valuestring, err);
+			break;
+		}
+		if (r >= 0) {
+			removed++;
+			log_info("removed %s from pod '%s/%s'", sel, o->ns, name->valuestring);
+		}
+		r = 0;
+	}
+	cJSON_Delete(list);
+	if (r >= 0 && ret_removed)
+		*ret_removed = removed;
+	return r;
+}
+
+static void unlabel_own(struct orchestrator *o, const struct control_peer *p)
+{
+	char err[1024] = "";
+	int r;
+
+	if (!p->pod[0])
+		return;
+	r = label_pod(o, p->pod, p->uid, false, err, sizeof(err));
+	if (r < 0 && r != -ENOENT)
+		log_warning("removing %s=%s from own pod '%s/%s' failed: %s", o->label_key,
+		            o->label_value, o->ns, p->pod, err);
+	else
+		tl_add(o, "unlabelled", "%s", p->pod);
+}
+
+static void get_peer(struct orchestrator *o, struct control_peer *ret, bool *ret_connected)
+{
+	pthread_mutex_lock(&o->mu);
+	*ret = o->peer;
+	*ret_connected = o->svc_connected;
+	pthread_mutex_unlock(&o->mu);
+}
+
+/* Post an Event about our service's pod (the object the operator looks
+ * at); never blocks. */
+static void post_event(struct orchestrator *o, const struct control_peer *p,
+                       enum events_reason reason, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static void post_event(struct orchestrator *o, const struct control_peer *p,
+                       enum events_reason reason, const char *fmt, ...)
+{
+	struct events_object obj = {.api_version = "v1",
+	                            .kind = "Pod",
+	                            .namespace = o->ns,
+	                            .name = p->pod,
+	                            .uid = p->uid};
+	char msg[EVENTS_MESSAGE_MAX];
+	va_list ap;
+
+	if (!o->o.events || !p->pod[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	(void)events_post(o->o.events, &obj, reason, "%s", msg);
+}
+
+/* -------------------------------------------------------------- handlers */
+
+static void release(struct orchestrator *o, const char *reason)
+{
+	tl_add(o, "released", "%s", reason);
+	elector_release(o->elector, reason);
+}
+
+static void on_started(struct orchestrator *o, const struct elector_term *t, usec_t at)
+{
+	const char *victim = t->previous.node[0] ? t->previous.node : t->previous.holder;
+	enum fence_level level =
+	        t->verdict == LEASE_EXPIRED ? FENCE_LEVEL_EXPIRED : FENCE_LEVEL_RELEASED;
+	struct control_peer peer;
+	bool connected;
+	int removed = 0;
+
+	metrics_set_role(o->o.metrics, METRICS_ROLE_LEADER);
+	metrics_set_epoch(o->o.metrics, t->epoch);
+	metrics_lease_transition(o->o.metrics);
+	tl_begin(o, at);
+	tl_add(o, "acquired", "epoch %" PRId64 ", lease %s, previous holder '%s'%s%s", t->epoch,
+	       lease_verdict_to_string(t->verdict), t->previous.holder,
+	       t->previous.release_reason[0] ? ", released: " : "", t->previous.release_reason);
+	set_state(o, ST_FENCING);
+
+	if (victim[0] && strcmp(victim, o->node) != 0 && o->o.methods && o->o.methods->n > 0) {
+		for (;;) {
+			struct fence_request req = {.node = victim};
+			struct fence_report rep;
+			char text[2048];
+
+			if (!still_leading(o, t->epoch))
+				goto abandoned;
+			fence_pipeline_run(o->o.fence_opts, o->o.methods->v, o->o.methods->n, level,
+			                   &req, &rep);
+			fence_report_format(&rep, text, sizeof(text));
+			pthread_mutex_lock(&o->mu);
+			str_copy(o->last_fence, sizeof(o->last_fence), text);
+			pthread_mutex_unlock(&o->mu);
+			for (size_t i = 0; i < rep.n_steps; i++)
+				if (!rep.steps[i].skipped)
+					tl_add(o, "fenced", "%s %s: %s (%" PRId64 " ms)",
+					       rep.steps[i].method, rep.steps[i].target,
+					       rep.steps[i].result >= 0
+					               ? "confirmed"
+					               : strerror(-rep.steps[i].result),
+					       (int64_t)(rep.steps[i].duration / USEC_PER_MSEC));
+			for (size_t i = 0; i < rep.n_steps; i++)
+				if (!rep.steps[i].skipped)
+					metrics_observe_fence(o->o.metrics, rep.steps[i].method,
+					                      (double)rep.steps[i].duration /
+					                              USEC_PER_SEC,
+					                      rep.steps[i].result >= 0);
+			get_peer(o, &peer, &connected);
+			post_event(o, &peer, rep.result >= 0 ? EVENTS_FENCED : EVENTS_FENCE_FAILED,
+			           "node %s, epoch %" PRId64 ", %" PRId64 " ms: %s", victim,
+			           t->epoch, (int64_t)(rep.duration / USEC_PER_MSEC), text);
+			if (rep.result >= 0) {
+				log_info("event=fenced node='%s' level=%s epoch=%" PRId64
+				         " duration_ms=%" PRId64 ": %s",
+				         victim, fence_level_to_string(level), t->epoch,
+				         (int64_t)(rep.duration / USEC_PER_MSEC), text);
+				break;
+			}
+			log_error("event=fence-failed node='%s' epoch=%" PRId64
+			          ": %s; not promoting, retrying in %" PRId64 " ms",
+			          victim, t->epoch, text,
+			          (int64_t)(o->o.fence_retry / USEC_PER_MSEC));
+			clock_sleep_until(clock_mono_usec() + o->o.fence_retry);
+		}
+	} else {
+		tl_add(o, "fenced", "nothing to fence (previous holder '%s' on '%s')",
+		       t->previous.holder, victim[0] ? victim : "-");
+	}
+
+	/* The Service must never select two pods: the old label goes first. */
+	get_peer(o, &peer, &connected);
+	for (;;) {
+		if (!still_leading(o, t->epoch))
+			goto abandoned;
+		if (unlabel_others(o, peer.pod, &removed) >= 0)
+			break;
+		clock_sleep_until(clock_mono_usec() + 200 * USEC_PER_MSEC);
+	}
+	if (removed)
+		tl_add(o, "unlabelled", "%d other pod(s)", removed);
+
+	get_peer(o, &peer, &connected);
+	if (!connected) {
+		release(o, "no local service to promote");
+		set_state(o, ST_FOLLOWER);
+		return;
+	}
+	pthread_mutex_lock(&o->mu);
+	long valid = grant_ms(o, o->valid_until);
+	o->promoted_epoch = t->epoch;
+	pthread_mutex_unlock(&o->mu);
+	if (valid <= 0 || control_send_promote(o->control, t->epoch, valid) < 0) {
+		release(o, "could not send PROMOTE to the local service");
+		set_state(o, ST_FOLLOWER);
+		return;
+	}
+	tl_add(o, "promote-sent", "PROMOTE epoch=%" PRId64 " valid_ms=%ld to '%s'", t->epoch, valid,
+	       peer.pod);
+	o->promote_deadline = clock_mono_usec() + o->o.promote_timeout;
+	set_state(o, ST_PROMOTING);
+	return;
+
+abandoned:
+	log_info("term %" PRId64 " ended before the promotion; not promoting", t->epoch);
+	set_state(o, ST_FOLLOWER);
+}
+
+static void on_ready(struct orchestrator *o, const struct control_msg *m)
+{
+	struct control_peer peer;
+	bool connected;
+	char err[1024] = "";
+	int r;
+
+	if (o->state != ST_PROMOTING || m->epoch != o->promoted_epoch) {
+		log_warning("READY epoch=%" PRId64 " while %s (promoted epoch %" PRId64
+		            "); ignored",
+		            m->epoch, state_names[o->state], o->promoted_epoch);
+		return;
+	}
+	tl_add(o, "recovered", "%" PRIu64 " records up to seq %" PRIu64 " in %" PRIu64 " ms",
+	       m->records, m->last_seq, m->recovery_ms);
+	get_peer(o, &peer, &connected);
+	for (;;) {
+		if (!still_leading(o, m->epoch)) {
+			log_info("term %" PRId64 " ended before labelling; not labelling",
+			         m->epoch);
+			set_state(o, ST_FOLLOWER);
+			return;
+		}
+		r = label_pod(o, peer.pod, peer.uid, true, err, sizeof(err));
+		if (r >= 0)
+			break;
+		log_warning("labelling pod '%s/%s' %s=%s failed: %s; retrying", o->ns, peer.pod,
+		            o->label_key, o->label_value, err);
+		clock_sleep_until(clock_mono_usec() + 100 * USEC_PER_MSEC);
+	}
+	tl_add(o, "labelled", "%s=%s on '%s'", o->label_key, o->label_value, peer.pod);
+	set_state(o, ST_MASTER);
+	pthread_mutex_lock(&o->mu);
+	o->promotions++;
+	usec_t took = clock_mono_usec() - o->tl_origin;
+	pthread_mutex_unlock(&o->mu);
+	metrics_promotion(o->o.metrics);
+	metrics_observe_failover(o->o.metrics, (double)took / USEC_PER_SEC);
+	post_event(o, &peer, EVENTS_PROMOTED,
+	           "epoch %" PRId64 ": recovered %" PRIu64 " records in %" PRIu64
+	           " ms, labelled %s=%s, %" PRId64 " ms after the Lease was free",
+	           m->epoch, m->records, m->recovery_ms, o->label_key, o->label_value,
+	           (int64_t)(took / USEC_PER_MSEC));
+	log_info("event=promoted pod='%s/%s' epoch=%" PRId64 " records=%" PRIu64
+	         " failover_ms=%" PRId64,
+	         o->ns, peer.pod, m->epoch, m->records, (int64_t)(took / USEC_PER_MSEC));
+}
+
+static void on_gone(struct orchestrator *o, const char *why)
+{
+	struct control_peer peer;
+	bool connected;
+	char reason[512];
+
+	get_peer(o, &peer, &connected);
+	if (o->state == ST_FENCING || o->state == ST_PROMOTING || o->state == ST_MASTER) {
+		tl_begin(o, clock_mono_usec());
+		tl_add(o, "detected", "service '%s' gone: %s", peer.pod, why);
+		unlabel_own(o, &peer);
+		snprintf(reason, sizeof(reason), "service %.100s on %.100s died: %.200s", peer.pod,
+		         o->node, why);
+		release(o, reason);
+		post_event(o, &peer, EVENTS_RELEASED, "%s", reason);
+	}
+	set_state(o, ST_FOLLOWER);
+}
+
+static void on_stopped(struct orchestrator *o, int64_t epoch, const char *reason)
+{
+	struct control_peer peer;
+	bool connected;
+
+	metrics_set_role(o->o.metrics, METRICS_ROLE_FOLLOWER);
+	if (o->state == ST_PROMOTING || o->state == ST_MASTER || o->state == ST_FENCING) {
+		/* DEMOTE was sent by the callback already. */
+		tl_add(o, "demote-sent", "term %" PRId64 " ended: %s", epoch, reason);
+		get_peer(o, &peer, &connected);
+		o->demote_deadline = clock_mono_usec() + o->o.demote_timeout;
+		set_state(o, connected ? ST_DEMOTING : ST_FOLLOWER);
+		unlabel_own(o, &peer);
+	}
+}
+
+static void on_demote_timeout(struct orchestrator *o)
+{
+	struct control_peer peer;
+	bool connected;
+
+	get_peer(o, &peer, &connected);
+	if (connected && peer.pid > 0) {
+		log_error("event=self-fence service '%s' did not confirm DEMOTE within %" PRId64
+		          " ms; killing pid %d",
+		          peer.pod, (int64_t)(o->o.demote_timeout / USEC_PER_MSEC), (int)peer.pid);
+		if (kill(peer.pid, SIGKILL) < 0)
+			log_error("kill %d: %s", (int)peer.pid, strerror(errno));
+		tl_add(o, "self-fenced", "killed pid %d", (int)peer.pid);
+	}
+	set_state(o, ST_FOLLOWER);
+}
+
+static void shutdown_now(struct orchestrator *o)
+{
+	struct control_peer peer;
+	bool connected;
+	int64_t epoch;
+	struct ev ev;
+
+	get_peer(o, &peer, &connected);
+	pthread_mutex_lock(&o->mu);
+	epoch = o->promoted_epoch;
+	pthread_mutex_unlock(&o->mu);
+	if (o->state == ST_PROMOTING || o->state == ST_MASTER || o->state == ST_FENCING) {
+		usec_t end = clock_mono_usec() + o->o.demote_timeout;
+		if (connected && control_send_demote(o->control, epoch, o->shutdown_reason) >= 0) {
+			while (dequeue(o, end, &ev))
+				if ((ev.type == EV_DEMOTED && ev.epoch == epoch) ||
+				    ev.type == EV_GONE)
+					break;
+		}
+		unlabel_own(o, &peer);
+	}
+	elector_stop(o->elector, o->shutdown_reason);
+	set_state(o, ST_FOLLOWER);
+}
+
+static void *orch_main(void *arg)
+{
+	struct orchestrator *o = arg;
+	struct ev ev;
+
+	for (;;) {
+		usec_t deadline = clock_mono_usec() + USEC_PER_SEC;
+
+		if (o->state == ST_PROMOTING && o->promote_deadline < deadline)
+			deadline = o->promote_deadline;
+		if (o->state == ST_DEMOTING && o->demote_deadline < deadline)
+			deadline = o->demote_deadline;
+		if (!dequeue(o, deadline, &ev)) {
+			usec_t now = clock_mono_usec();
+			if (o->state == ST_PROMOTING && now >= o->promote_deadline) {
+				release(o, "the local service did not answer PROMOTE in time");
+				set_state(o, ST_FOLLOWER);
+			} else if (o->state == ST_DEMOTING && now >= o->demote_deadline) {
+				on_demote_timeout(o);
+			}
+			continue;
+		}
+		switch (ev.type) {
+		case EV_STARTED:
+			on_started(o, &ev.term, ev.at);
+			break;
+		case EV_STOPPED:
+			on_stopped(o, ev.epoch, ev.reason);
+			break;
+		case EV_READY:
+			on_ready(o, &ev.msg);
+			break;
+		case EV_FAILED:
+			if (o->state == ST_PROMOTING && ev.msg.epoch == o->promoted_epoch) {
+				char reason[1100];
+				snprintf(reason, sizeof(reason),
+				         "promotion failed on %.100s: %.200s", o->node,
+				         ev.msg.reason);
+				log_error("event=promote-failed epoch=%" PRId64 ": %s",
+				          ev.msg.epoch, ev.msg.reason);
+				release(o, reason);
+				set_state(o, ST_FOLLOWER);
+			}
+			break;
+		case EV_DEMOTED:
+			if (o->state == ST_DEMOTING) {
+				tl_add(o, "demoted", "epoch %" PRId64, ev.epoch);
+				pthread_mutex_lock(&o->mu);
+				o->demotions++;
+				pthread_mutex_unlock(&o->mu);
+				log_info("event=demoted epoch=%" PRId64, ev.epoch);
+				metrics_demotion(o->o.metrics);
+				{
+					struct control_peer p;
+					bool c;
+					get_peer(o, &p, &c);
+					post_event(o, &p, EVENTS_DEMOTED,
+					           "epoch %" PRId64 " demoted", ev.epoch);
+				}
+				set_state(o, ST_FOLLOWER);
+			}
+			break;
+		case EV_GONE:
+			on_gone(o, ev.reason);
+			break;
+		case EV_HELLO:
+		case EV_STANDBY:
+			break;
+		case EV_SHUTDOWN:
+			shutdown_now(o);
+			return NULL;
+		}
+	}
+}
+
+/* ------------------------------------------------------------ callbacks */
+
+static bool cb_may_acquire(void *ud)
+{
+	struct orchestrator *o = ud;
+	bool r;
+
+	pthread_mutex_lock(&o->mu);
+	r = o->svc_connected && o->svc_candidate && !o->shutting_down;
+	pthread_mutex_unlock(&o->mu);
+	return r;
+}
+
+static void cb_started(void *ud, const struct elector_term *term)
+{
+	struct orchestrator *o = ud;
+	struct ev ev = {.type = EV_STARTED, .term = *term, .epoch = term->epoch};
+
+	pthread_mutex_lock(&o->mu);
+	o->leading = true;
+	o->epoch = term->epoch;
+	o->valid_until = term->valid_until;
+	pthread_mutex_unlock(&o->mu);
+	enqueue(o, &ev);
+}
+
+static void cb_renewed(void *ud, int64_t epoch, usec_t valid_until)
+{
+	struct orchestrator *o = ud;
+	long valid;
+
+	pthread_mutex_lock(&o->mu);
+	o->valid_until = valid_until;
+	valid = grant_ms(o, valid_until);
+	if (o->promoted_epoch == epoch && o->leading && valid > 0)
+		(void)control_send_renew(o->control, epoch, valid);
+	pthread_mutex_unlock(&o->mu);
+}
+
+static void cb_stopped(void *ud, int64_t epoch, const char *reason)
+{
+	struct orchestrator *o = ud;
+	struct ev ev = {.type = EV_STOPPED, .epoch = epoch};
+
+	str_copy(ev.reason, sizeof(ev.reason), reason);
+	pthread_mutex_lock(&o->mu);
+	o->leading = false;
+	/* Stop the service's writes now, not after whatever the orchestrator
+	 * thread is busy with; its own deadline is the backstop. */
+	if (o->promoted_epoch == epoch)
+		(void)control_send_demote(o->control, epoch, reason);
+	pthread_mutex_unlock(&o->mu);
+	enqueue(o, &ev);
+}
+
+static void cb_hello(void *ud, const struct control_peer *peer)
+{
+	struct orchestrator *o = ud;
+	struct ev ev = {.type = EV_HELLO, .peer = *peer};
+
+	pthread_mutex_lock(&o->mu);
+	o->peer = *peer;
+	o->svc_connected = true;
+	o->svc_candidate = false;
+	pthread_mutex_unlock(&o->mu);
+	metrics_set_service_connected(o->o.metrics, true);
+	enqueue(o, &ev);
+}
+
+static void cb_standby(void *ud)
+{
+	struct orchestrator *o = ud;
+	struct ev ev = {.type = EV_STANDBY};
+
+	pthread_mutex_lock(&o->mu);
+	o->svc_candidate = true;
+	pthread_mutex_unlock(&o->mu);
+	enqueue(o, &ev);
+}
+
+static void cb_ready(void *ud, const struct control_msg *m)
+{
+	struct ev ev = {.type = EV_READY, .msg = *m, .epoch = m->epoch};
+
+	enqueue(ud, &ev);
+}
+
+static void cb_failed(void *ud, const struct control_msg *m)
+{
+	struct orchestrator *o = ud;
+	struct ev ev = {.type = EV_FAILED, .msg = *m, .epoch = m->epoch};
+
+	pthread_mutex_lock(&o->mu);
+	o->svc_candidate = true; /* it stays standby */
+	pthread_mutex_unlock(&o->mu);
+	enqueue(o, &ev);
+}
+
+static void cb_demoted(void *ud, int64_t epoch)
+{
+	struct orchestrator *o = ud;
+	struct ev ev = {.type = EV_DEMOTED, .epoch = epoch};
+
+	pthread_mutex_lock(&o->mu);
+	o->svc_candidate = true;
+	pthread_mutex_unlock(&o->mu);
+	enqueue(o, &ev);
+}
+
+static void cb_gone(void *ud, const char *why)
+{
+	struct orchestrator *o = ud;
+	struct ev ev = {.type = EV_GONE};
+
+	str_copy(ev.reason, sizeof(ev.reason), why);
+	pthread_mutex_lock(&o->mu);
+	o->svc_connected = false;
+	o->svc_candidate = false;
+	pthread_mutex_unlock(&o->mu);
+	metrics_set_service_connected(o->o.metrics, false);
+	enqueue(o, &ev);
+}
+
+static const struct elector_callbacks elector_cbs = {
+        .may_acquire = cb_may_acquire,
+        .started_leading = cb_started,
+        .renewed = cb_renewed,
+        .stopped_leading = cb_stopped,
+};
+
+static const struct control_callbacks control_cbs = {
+        .hello = cb_hello,
+        .standby = cb_standby,
+        .ready = cb_ready,
+        .failed = cb_failed,
+        .demoted = cb_demoted,
+        .gone = cb_gone,
+};
+
+const struct elector_callbacks *orch_elector_callbacks(void)
+{
+	return &elector_cbs;
+}
+
+const struct control_callbacks *orch_control_callbacks(void)
+{
+	return &control_cbs;
+}
+
+/* ----------------------------------------------------------------- life */
+
+int orch_new(struct k8s_client *client, const struct orch_options *opts, struct orchestrator **ret)
+{
+	struct orchestrator *o = calloc(1, sizeof(*o));
+	pthread_condattr_t ca;
+
+	if (!o)
+		return -ENOMEM;
+	o->client = client;
+	o->o = *opts;
+	str_copy(o->node, sizeof(o->node), opts->node);
+	str_copy(o->ns, sizeof(o->ns), opts->service_namespace);
+	str_copy(o->label_key, sizeof(o->label_key), opts->label_key);
+	str_copy(o->label_value, sizeof(o->label_value), opts->label_value);
+	pthread_mutex_init(&o->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&o->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	o->promoted_epoch = -1;
+	*ret = o;
+	return 0;
+}
+
+void orch_attach(struct orchestrator *o, struct elector *e, struct control *c)
+{
+	o->elector = e;
+	o->control = c;
+}
+
+int orch_start(struct orchestrator *o)
+{
+	int r = pthread_create(&o->thread, NULL, orch_main, o);
+
+	if (r)
+		return -r;
+	o->started = true;
+	return 0;
+}
+
+void orch_shutdown(struct orchestrator *o, const char *reason)
+{
+	struct ev ev = {.type = EV_SHUTDOWN};
+
+	if (!o->started || o->stopped)
+		return;
+	pthread_mutex_lock(&o->mu);
+	o->shutting_down = true;
+	str_copy(o->shutdown_reason, sizeof(o->shutdown_reason), reason);
+	pthread_mutex_unlock(&o->mu);
+	enqueue(o, &ev);
+	pthread_join(o->thread, NULL);
+	o->stopped = true;
+}
+
+struct orchestrator *orch_free(struct orchestrator *o)
+{
+	if (!o)
+		return NULL;
+	if (o->started && !o->stopped)
+		orch_shutdown(o, "agent stopped");
+	pthread_cond_destroy(&o->cond);
+	pthread_mutex_destroy(&o->mu);
+	free(o);
+	return NULL;
+}
+
+cJSON *orch_status_json(struct orchestrator *o)
+{
+	cJSON *j = cJSON_CreateObject(), *tl, *svc;
+
+	if (!j)
+		return NULL;
+	pthread_mutex_lock(&o->mu);
+	cJSON_AddStringToObject(j, "node", o->node);
+	cJSON_AddStringToObject(j, "state", state_names[o->state]);
+	cJSON_AddBoolToObject(j, "leading", o->leading);
+	cJSON_AddNumberToObject(j, "epoch", (double)o->epoch);
+	cJSON_AddNumberToObject(j, "promotions", (double)o->promotions);
+	cJSON_AddNumberToObject(j, "demotions", (double)o->demotions);
+	svc = cJSON_AddObjectToObject(j, "service");
+	if (svc) {
+		cJSON_AddBoolToObject(svc, "connected", o->svc_connected);
+		cJSON_AddBoolToObject(svc, "candidate", o->svc_candidate);
+		cJSON_AddStringToObject(svc, "pod", o->peer.pod);
+		cJSON_AddNumberToObject(svc, "pid", o->peer.pid);
+	}
+	tl = cJSON_AddArrayToObject(j, "last_failover");
+	for (size_t i = 0; tl && i < o->n_timeline; i++) {
+		cJSON *s = cJSON_CreateObject();
+		cJSON_AddStringToObject(s, "step", o->timeline[i].step);
+		cJSON_AddNumberToObject(s, "at_ms",
+		                        (double)(o->timeline[i].at - o->tl_origin) / USEC_PER_MSEC);
+		cJSON_AddStringToObject(s, "detail", o->timeline[i].detail);
+		cJSON_AddItemToArray(tl, s);
+	}
+	cJSON_AddStringToObject(j, "last_fence", o->last_fence);
+	pthread_mutex_unlock(&o->mu);
+	return j;
+}
+
+bool orch_ready(struct orchestrator *o, char *why, size_t whylen)
+{
+	bool r;
+
+	pthread_mutex_lock(&o->mu);
+	r = o->svc_connected;
+	if (!r)
+		errbuf_set(why, whylen, "no local service is connected to the control socket");
+	pthread_mutex_unlock(&o->mu);
+	return r;
+}

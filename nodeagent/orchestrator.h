@@ -1,0 +1,78 @@
+/* orchestrator: the agent's behaviour, tying election, the local service,
+ * fencing and the role label together.
+ *
+ * State machine (one thread; inputs are queued by the elector's and the
+ * control socket's callbacks):
+ *
+ *   FOLLOWER ──(Lease acquired, epoch N)──► FENCING ──(every required method
+ *   confirmed; role label removed from every other pod)──► PROMOTING
+ *   ──(READY epoch N)──► MASTER ──(label own pod role=master)
+ *
+ *   MASTER/PROMOTING ──(service EOF)──► release Lease "service died" ──► FOLLOWER
+ *   MASTER/PROMOTING ──(lost the Lease)──► DEMOTING ──(DEMOTED, or the
+ *   self-fence deadline: kill the service)──► FOLLOWER
+ *   any ──(SIGTERM)──► DEMOTE, unlabel, release "agent stopped" ──► exit
+ *
+ * Only a node whose service is connected and STANDBY contends for the Lease.
+ * Write permission reaches the service as PROMOTE/RENEW valid_ms, computed
+ * from the term's validity minus a margin, so a stalled agent cannot leave
+ * its service writing past the term.  RENEW and DEMOTE are sent straight
+ * from the elector's callbacks, never queued behind a fence. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clock.h"
+
+struct k8s_client;
+struct elector;
+struct control;
+struct fence_methods;
+struct fence_pipeline_opts;
+struct events;
+struct metrics;
+
+struct orch_options {
+	const char *node;
+	const char *service_namespace;
+	const char *label_key;   /* "role" */
+	const char *label_value; /* "master" */
+	long request_timeout_ms;
+	usec_t write_margin;    /* subtracted from the term's validity for valid_ms */
+	usec_t promote_timeout; /* PROMOTE → READY */
+	usec_t demote_timeout;  /* DEMOTE → DEMOTED, then kill */
+	usec_t fence_retry;     /* pause between failed fence runs while leading */
+	/* NULL when no fence method is configured */
+	const struct fence_methods *methods;
+	const struct fence_pipeline_opts *fence_opts;
+	struct events *events;   /* NULL: no Kubernetes Events */
+	struct metrics *metrics; /* NULL: no metrics */
+};
+
+struct orchestrator;
+
+int orch_new(struct k8s_client *client, const struct orch_options *opts, struct orchestrator **ret);
+
+/* The elector and the control socket are created by the caller with the
+ * callbacks from orch_elector_callbacks()/orch_control_callbacks() and this
+ * orchestrator as userdata, then attached here before orch_start(). */
+void orch_attach(struct orchestrator *o, struct elector *e, struct control *c);
+const struct elector_callbacks *orch_elector_callbacks(void);
+const struct control_callbacks *orch_control_callbacks(void);
+
+int orch_start(struct orchestrator *o);
+
+/* Orderly handover (SIGTERM): demote the local service, remove its label,
+ * stop the elector releasing the Lease with `reason`.  Blocks up to the
+ * demote timeout plus two requests. */
+void orch_shutdown(struct orchestrator *o, const char *reason);
+
+struct orchestrator *orch_free(struct orchestrator *o);
+
+/* A snapshot for /status (JSON object, caller frees). */
+struct cJSON *orch_status_json(struct orchestrator *o);
+
+/* Whether the agent is ready: for /readyz. */
+bool orch_ready(struct orchestrator *o, char *why, size_t whylen);
