@@ -552,6 +552,35 @@ static void shutdown_now(struct orchestrator *o)
 	set_state(o, ST_FOLLOWER);
 }
 
+/* FAILED: a refused promotion, or (unsolicited) a master of our term that
+ * stepped down by itself: a newer epoch holds the volume, the store
+ * failed, or a write became durable after its deadline.  Either way this
+ * node cannot serve: give the Lease up with the reason. */
+static void on_failed(struct orchestrator *o, const struct control_msg *m)
+{
+	struct control_peer peer;
+	bool connected;
+	char reason[1100];
+
+	if ((o->state != ST_PROMOTING && o->state != ST_MASTER) || m->epoch != o->promoted_epoch) {
+		log_info("FAILED epoch=%" PRId64 " while %s: %s", m->epoch, state_names[o->state],
+		         m->reason);
+		return;
+	}
+	snprintf(reason, sizeof(reason), "%s on %.100s: %.200s",
+	         o->state == ST_PROMOTING ? "promotion failed" : "the service stepped down",
+	         o->node, m->reason);
+	log_error("event=%s epoch=%" PRId64 ": %s",
+	          o->state == ST_PROMOTING ? "promote-failed" : "service-stepped-down", m->epoch,
+	          m->reason);
+	get_peer(o, &peer, &connected);
+	if (o->state == ST_MASTER)
+		unlabel_own(o, &peer);
+	release(o, reason);
+	post_event(o, &peer, EVENTS_DEMOTED, "%s", reason);
+	set_state(o, ST_FOLLOWER);
+}
+
 static void *orch_main(void *arg)
 {
 	struct orchestrator *o = arg;
@@ -585,16 +614,7 @@ static void *orch_main(void *arg)
 			on_ready(o, &ev.msg);
 			break;
 		case EV_FAILED:
-			if (o->state == ST_PROMOTING && ev.msg.epoch == o->promoted_epoch) {
-				char reason[1100];
-				snprintf(reason, sizeof(reason),
-				         "promotion failed on %.100s: %.200s", o->node,
-				         ev.msg.reason);
-				log_error("event=promote-failed epoch=%" PRId64 ": %s",
-				          ev.msg.epoch, ev.msg.reason);
-				release(o, reason);
-				set_state(o, ST_FOLLOWER);
-			}
+			on_failed(o, &ev.msg);
 			break;
 		case EV_DEMOTED:
 			if (o->state == ST_DEMOTING) {
