@@ -1,0 +1,95 @@
+/* control: the service side of the agent <-> MetaService control socket
+ * (docs/control-protocol.md).
+ *
+ * metad_control_parse_line() is the pure parser of the agent's lines.  The rest is
+ * one thread that connects to the agent's unix socket (retrying with
+ * back-off while the agent is absent), says HELLO, answers WELCOME with
+ * STANDBY and turns each agent message into a call of the hooks; the hooks
+ * decide and the thread answers READY/FAILED/DEMOTED.  Other threads report
+ * through metad_control_send() (e.g. FAILED when the service stepped down by
+ * itself).  The service does not depend on the agent being there: while
+ * disconnected it keeps its current write deadline, which simply runs out. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clock.h"
+
+#define METAD_CONTROL_LINE_MAX 4096
+
+enum metad_control_verb {
+	METAD_CONTROL_WELCOME = 1,
+	METAD_CONTROL_PROMOTE,
+	METAD_CONTROL_RENEW,
+	METAD_CONTROL_DEMOTE,
+	METAD_CONTROL_MASTER,
+	METAD_CONTROL_ERROR,
+};
+
+struct metad_control_msg {
+	enum metad_control_verb verb;
+	unsigned version;  /* WELCOME */
+	uint64_t epoch;    /* PROMOTE, RENEW, DEMOTE, MASTER */
+	int64_t valid_ms;  /* PROMOTE, RENEW */
+	char node[256];    /* WELCOME */
+	char pod[256];     /* MASTER */
+	char addr[256];    /* MASTER */
+	char reason[1024]; /* DEMOTE, ERROR (may be empty) */
+};
+
+/* Parse one line from the agent (without its "\n").  Returns 0, or -EBADMSG
+ * with the reason in err (unknown verb or field, missing or bad field). */
+int metad_control_parse_line(const char *line, struct metad_control_msg *ret, char *err,
+                             size_t errlen);
+
+/* What PROMOTE reports in READY. */
+struct metad_control_ready {
+	uint64_t records;
+	uint64_t last_seq;
+	uint64_t recovery_ms;
+};
+
+/* The decisions, made by the service; called from the control thread. */
+struct metad_control_hooks {
+	void *userdata;
+	/* Become master of `epoch`; writes allowed until `deadline` (mono).
+	 * Returns 0 and *ret, or -errno with the reason in reason. */
+	int (*promote)(void *userdata, uint64_t epoch, usec_t deadline,
+	               struct metad_control_ready *ret, char *reason, size_t reasonlen);
+	void (*renew)(void *userdata, uint64_t epoch, usec_t deadline);
+	void (*demote)(void *userdata, uint64_t epoch, const char *reason);
+	void (*master)(void *userdata, uint64_t epoch, const char *pod, const char *addr);
+	/* A new connection is up (before HELLO): become standby. */
+	void (*connected)(void *userdata);
+};
+
+struct metad_control_options {
+	const char *path;
+	const char *pod_name;
+	const char *pod_uid;
+	int welcome_timeout_ms; /* 0: 5000 */
+};
+
+struct metad_control;
+
+/* Start the control thread.  Strings are copied.  Returns 0 and *ret, or
+ * -ENOMEM / the error of pthread_create.  Never blocks. */
+int metad_control_start(const struct metad_control_options *opts,
+                        const struct metad_control_hooks *hooks, struct metad_control **ret);
+
+/* Stop the thread and close the connection; metad_control_send then returns
+ * -ENOTCONN.  Accepts NULL; may be called twice.  Blocks until the thread
+ * has returned from its current hook. */
+void metad_control_stop(struct metad_control *c);
+
+/* metad_control_stop, then free; accepts NULL; returns NULL. */
+struct metad_control *metad_control_free(struct metad_control *c);
+
+/* Send one line ("\n" appended) to the agent, from any thread.  Returns 0,
+ * -ENOTCONN when not connected, -ETIMEDOUT when the agent did not read
+ * within 1 s (the connection is then dropped), or another -errno.  Blocks at
+ * most 1 s. */
+int metad_control_send(struct metad_control *c, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));

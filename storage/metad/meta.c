@@ -1,0 +1,769 @@
+/* kubefence-meta: the command-line client of kubefence-metad.  One command
+ * from the command line, an interactive prompt, or a batch of commands from
+ * stdin (one result line each, optionally timed), over one TCP connection
+ * with a deadline on every request.  Exit codes: 0 ok, 1 not found, 3 not
+ * master, 2 any other error (usage, connection, server error). */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "proto.h"
+#include "util.h"
+
+#define EXIT_NOTFOUND  1
+#define EXIT_ERROR     2
+#define EXIT_NOTMASTER 3
+
+enum mode {
+	MODE_ONE,         /* one command from argv */
+	MODE_INTERACTIVE, /* prompt on a TTY */
+	MODE_BATCH,       /* one result line per stdin line */
+};
+
+struct client {
+	const char *server;
+	int timeout_ms;
+	int fd;
+	struct pbuf in;
+};
+
+/* One answer, payloads copied. */
+struct reply {
+	enum proto_resp_kind kind;
+	struct pbuf data; /* VALUE, STATS */
+	char text[PROTO_LINE_MAX];
+	struct pbuf *keys; /* LIST */
+	uint64_t nkeys;
+	bool more;
+};
+
+static void reply_free(struct reply *r)
+{
+	pbuf_free(&r->data);
+	for (uint64_t i = 0; i < r->nkeys; i++)
+		pbuf_free(&r->keys[i]);
+	free(r->keys);
+	memset(r, 0, sizeof(*r));
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "Usage: kubefence-meta [--server HOST:PORT] [options] COMMAND\n"
+	        "       kubefence-meta [--server HOST:PORT]            (interactive, on a TTY)\n"
+	        "       kubefence-meta [--server HOST:PORT] --batch [--timing] < commands\n"
+	        "\n"
+	        "Commands:\n"
+	        "  put KEY VALUE       store VALUE (or the bytes of --value-file) under KEY\n"
+	        "  get KEY             print the value (raw bytes; a newline is added on a TTY)\n"
+	        "  del KEY             delete KEY (also: remove, rm)\n"
+	        "  list [PREFIX]       print the keys beginning with PREFIX, one per line\n"
+	        "  stat                print the server's role and counters\n"
+	        "\n"
+	        "Options:\n"
+	        "  --server HOST:PORT  the MetaService (default 127.0.0.1:7480)\n"
+	        "  --timeout-ms MS     deadline of the connection and of each request (default "
+	        "2000)\n"
+	        "  --value-file FILE   put: the value is the content of FILE (binary safe)\n"
+	        "  --batch             read commands from stdin, print one result line each\n"
+	        "  --timing            with --batch: prefix each result with its latency in us,\n"
+	        "                      and print percentiles to stderr at the end\n"
+	        "  -h, --help          this text\n"
+	        "\n"
+	        "Exit codes: 0 ok, 1 not found, 3 not master, 2 other errors.\n");
+}
+
+/* ------------------------------------------------------------ network */
+
+static int client_connect(struct client *c)
+{
+	struct addrinfo hints = {
+	        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+	struct addrinfo *res = NULL;
+	char host[256], *colon;
+	usec_t deadline = clock_mono_usec() + c->timeout_ms * USEC_PER_MSEC;
+	int fd = -1, r, one = 1, soerr = 0;
+	socklen_t sl = sizeof(soerr);
+
+	if (str_copy(host, sizeof(host), c->server) < 0 || !(colon = strrchr(host, ':')) ||
+	    colon == host || !colon[1]) {
+		fprintf(stderr, "kubefence-meta: --server '%s' is not HOST:PORT\n", c->server);
+		return -EINVAL;
+	}
+	*colon = '\0';
+	if (host[0] == '[' && colon[-1] == ']') {
+		colon[-1] = '\0';
+		memmove(host, host + 1, strlen(host));
+	}
+	r = getaddrinfo(host, colon + 1, &hints, &res);
+	if (r != 0) {
+		fprintf(stderr, "kubefence-meta: cannot resolve '%s': %s\n", c->server,
+		        gai_strerror(r));
+		return -EHOSTUNREACH;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (connect(fd, res->ai_addr, res->ai_addrlen) < 0) {
+		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+		usec_t left = deadline - clock_mono_usec();
+
+		if (errno != EINPROGRESS) {
+			r = -errno;
+			goto fail;
+		}
+		r = poll(&pfd, 1, left > 0 ? (int)((left + 999) / 1000) : 0);
+		if (r == 0) {
+			r = -ETIMEDOUT;
+			goto fail;
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr) {
+			r = soerr ? -soerr : -errno;
+			goto fail;
+		}
+	}
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	freeaddrinfo(res);
+	c->fd = fd;
+	return 0;
+fail:
+	fprintf(stderr, "kubefence-meta: cannot connect to %s: %s\n", c->server,
+	        r == -ETIMEDOUT ? "timed out" : strerror(-r));
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(res);
+	return r;
+}
+
+static int send_all(struct client *c, const uint8_t *p, size_t len, usec_t deadline)
+{
+	while (len > 0) {
+		ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return -errno;
+		usec_t left = deadline - clock_mono_usec();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
+		(void)poll(&pfd, 1, (int)((left + 999) / 1000));
+	}
+	return 0;
+}
+
+/* Parse one response unit, reading more until the deadline. */
+static int recv_unit(struct client *c, struct proto_resp *u, usec_t deadline, size_t *ret_used)
+{
+	for (;;) {
+		int n = proto_parse_response(c->in.data, c->in.len, u);
+
+		if (n < 0)
+			return n;
+		if (n > 0) {
+			*ret_used = (size_t)n;
+			return 0;
+		}
+		usec_t left = deadline - clock_mono_usec();
+		if (left <= 0)
+			return -ETIMEDOUT;
+		struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+		if (poll(&pfd, 1, (int)((left + 999) / 1000)) <= 0)
+			continue;
+		if (c->in.cap - c->in.len < 65536) {
+			uint8_t *d = realloc(c->in.data, c->in.len + 65536);
+
+			if (!d)
+				return -ENOMEM;
+			c->in.data = d;
+			c->in.cap = c->in.len + 65536;
+		}
+		ssize_t r = read(c->fd, c->in.data + c->in.len, 65536);
+		if (r == 0)
+			return -ECONNRESET;
+		if (r < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			return -errno;
+		}
+		c->in.len += (size_t)r;
+	}
+}
+
+/* Send one request and read its whole answer.  Returns 0 or -errno (the
+ * connection is then unusable). */
+static int roundtrip(struct client *c, enum proto_op op, const void *key, size_t klen,
+                     const void *val, size_t vlen, struct reply *ret)
+{
+	usec_t deadline = clock_mono_usec() + c->timeout_ms * USEC_PER_MSEC;
+	struct pbuf req = {0};
+	struct proto_resp u;
+	size_t used;
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	r = proto_encode_request(&req, op, key, klen, val, vlen, 0);
+	if (r >= 0)
+		r = send_all(c, req.data, req.len, deadline);
+	pbuf_free(&req);
+	if (r < 0)
+		return r;
+	r = recv_unit(c, &u, deadline, &used);
+	if (r < 0)
+		return r;
+	ret->kind = u.kind;
+	memcpy(ret->text, u.text, sizeof(ret->text));
+	if (u.kind == PROTO_R_VALUE || u.kind == PROTO_R_STATS)
+		r = pbuf_append(&ret->data, u.data, u.len);
+	if (u.kind == PROTO_R_KEY)
+		r = -EBADMSG;
+	pbuf_consume(&c->in, used);
+	if (r < 0 || u.kind != PROTO_R_KEYS)
+		return r;
+	ret->more = u.more;
+	ret->keys = calloc(u.count ? u.count : 1, sizeof(*ret->keys));
+	if (!ret->keys)
+		return -ENOMEM;
+	for (uint64_t i = 0, n = u.count; i < n; i++) {
+		r = recv_unit(c, &u, deadline, &used);
+		if (r >= 0 && u.kind != PROTO_R_KEY)
+			r = -EBADMSG;
+		if (r >= 0)
+			r = pbuf_append(&ret->keys[i], u.data, u.len);
+		if (r < 0)
+			return r;
+		ret->nkeys++;
+		pbuf_consume(&c->in, used);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------ output */
+
+/* Bytes as one printable token: \\, \n, \xNN; spaces too when escape_space. */
+static void print_escaped(FILE *f, const uint8_t *p, size_t n, bool escape_space)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\\')
+			fputs("\\\\", f);
+		else if (p[i] == '\n')
+			fputs("\\n", f);
+		else if (p[i] < 0x20 || p[i] >= 0x7f || (escape_space && p[i] == ' '))
+			fprintf(f, "\\x%02x", p[i]);
+		else
+			fputc(p[i], f);
+	}
+}
+
+static int exit_code(const struct reply *r)
+{
+	switch (r->kind) {
+	case PROTO_R_OK:
+	case PROTO_R_VALUE:
+	case PROTO_R_KEYS:
+	case PROTO_R_STATS:
+		return 0;
+	case PROTO_R_NOTFOUND:
+		return EXIT_NOTFOUND;
+	case PROTO_R_NOTMASTER:
+		return EXIT_NOTMASTER;
+	default:
+		return EXIT_ERROR;
+	}
+}
+
+/* Human output (one command, interactive). */
+static void print_human(const struct reply *r, const char *key, bool interactive)
+{
+	switch (r->kind) {
+	case PROTO_R_OK:
+		puts("OK");
+		break;
+	case PROTO_R_VALUE:
+		if (interactive) {
+			print_escaped(stdout, r->data.data, r->data.len, false);
+			putchar('\n');
+		} else {
+			fwrite(r->data.data, 1, r->data.len, stdout);
+			if (isatty(STDOUT_FILENO))
+				putchar('\n');
+		}
+		break;
+	case PROTO_R_NOTFOUND:
+		fprintf(interactive ? stdout : stderr, "%s'%s' not found\n",
+		        interactive ? "" : "kubefence-meta: ", key);
+		break;
+	case PROTO_R_NOTMASTER:
+		fprintf(interactive ? stdout : stderr, "%snot master (master: %s)\n",
+		        interactive ? "" : "kubefence-meta: ", r->text);
+		break;
+	case PROTO_R_ERR:
+		fprintf(interactive ? stdout : stderr, "%sserver error: %s\n",
+		        interactive ? "" : "kubefence-meta: ", r->text);
+		break;
+	case PROTO_R_KEYS:
+		for (uint64_t i = 0; i < r->nkeys; i++) {
+			print_escaped(stdout, r->keys[i].data, r->keys[i].len, false);
+			putchar('\n');
+		}
+		if (r->more)
+			fprintf(interactive ? stdout : stderr,
+			        "(%" PRIu64 " keys shown; more exist: the server's list limit)\n",
+			        r->nkeys);
+		break;
+	case PROTO_R_STATS:
+		fwrite(r->data.data, 1, r->data.len, stdout);
+		break;
+	default:
+		break;
+	}
+}
+
+/* One result line (batch). */
+static void print_line(const struct reply *r)
+{
+	switch (r->kind) {
+	case PROTO_R_OK:
+		fputs("OK", stdout);
+		break;
+	case PROTO_R_VALUE:
+		fputs("VALUE ", stdout);
+		print_escaped(stdout, r->data.data, r->data.len, false);
+		break;
+	case PROTO_R_NOTFOUND:
+		fputs("NOTFOUND", stdout);
+		break;
+	case PROTO_R_NOTMASTER:
+		printf("NOTMASTER master=%s", r->text);
+		break;
+	case PROTO_R_ERR:
+		printf("ERR %s", r->text);
+		break;
+	case PROTO_R_KEYS:
+		printf("KEYS %" PRIu64 "%s", r->nkeys, r->more ? " more" : "");
+		for (uint64_t i = 0; i < r->nkeys; i++) {
+			putchar(' ');
+			print_escaped(stdout, r->keys[i].data, r->keys[i].len, true);
+		}
+		break;
+	case PROTO_R_STATS:
+		fputs("STATS ", stdout);
+		for (size_t i = 0; i < r->data.len; i++)
+			if (r->data.data[i] != '\n' || i + 1 < r->data.len)
+				putchar(r->data.data[i] == '\n' ? ' ' : r->data.data[i]);
+
+		break;
+	default:
+		fputs("ERR client unexpected answer", stdout);
+		break;
+	}
+	putchar('\n');
+}
+
+/* ------------------------------------------------------------ commands */
+
+struct cmd {
+	enum proto_op op;
+	const char *key; /* NUL-terminated; LIST: prefix, may be "" */
+	const uint8_t *value;
+	size_t value_len;
+};
+
+/* Parse a command from words; value_rest (if non-NULL) is the raw rest of
+ * the line after the key for put.  Returns 0, 1 for help, 2 for quit, or
+ * -EINVAL with the reason in err. */
+static int parse_cmd(int n, char **w, const char *value_rest, struct cmd *c, char *err,
+                     size_t errlen)
+{
+	memset(c, 0, sizeof(*c));
+	if (n < 1) {
+		errbuf_set(err, errlen, "no command");
+		return -EINVAL;
+	}
+	if (strcmp(w[0], "help") == 0 || strcmp(w[0], "?") == 0)
+		return 1;
+	if (strcmp(w[0], "quit") == 0 || strcmp(w[0], "exit") == 0)
+		return 2;
+	if (strcmp(w[0], "put") == 0) {
+		c->op = PROTO_OP_PUT;
+		if (n < 2 || (n < 3 && !value_rest)) {
+			errbuf_set(err, errlen, "usage: put KEY VALUE");
+			return -EINVAL;
+		}
+		if (!value_rest && n > 3) {
+			errbuf_set(err, errlen, "usage: put KEY VALUE (quote a VALUE with spaces)");
+			return -EINVAL;
+		}
+		c->key = w[1];
+		if (value_rest) {
+			c->value = (const uint8_t *)value_rest;
+			c->value_len = strlen(value_rest);
+		} else {
+			c->value = (const uint8_t *)w[2];
+			c->value_len = strlen(w[2]);
+		}
+		return 0;
+	}
+	if (strcmp(w[0], "get") == 0 || strcmp(w[0], "del") == 0 || strcmp(w[0], "remove") == 0 ||
+	    strcmp(w[0], "rm") == 0) {
+		c->op = strcmp(w[0], "get") == 0 ? PROTO_OP_GET : PROTO_OP_DEL;
+		if (n != 2) {
+			errbuf_set(err, errlen, "usage: %s KEY", w[0]);
+			return -EINVAL;
+		}
+		c->key = w[1];
+		return 0;
+	}
+	if (strcmp(w[0], "list") == 0 || strcmp(w[0], "ls") == 0) {
+		c->op = PROTO_OP_LIST;
+		if (n > 2) {
+			errbuf_set(err, errlen, "usage: list [PREFIX]");
+			return -EINVAL;
+		}
+		c->key = n == 2 ? w[1] : "";
+		return 0;
+	}
+	if (strcmp(w[0], "stat") == 0 || strcmp(w[0], "stats") == 0) {
+		c->op = PROTO_OP_STAT;
+		if (n != 1) {
+			errbuf_set(err, errlen, "usage: stat");
+			return -EINVAL;
+		}
+		c->key = "";
+		return 0;
+	}
+	errbuf_set(err, errlen, "unknown command '%s' (try help)", w[0]);
+	return -EINVAL;
+}
+
+static int run_cmd(struct client *cl, const struct cmd *c, struct reply *r)
+{
+	return roundtrip(cl, c->op, c->key, strlen(c->key), c->value, c->value_len, r);
+}
+
+static const char *const interactive_help =
+        "  put KEY VALUE     store VALUE (the rest of the line) under KEY\n"
+        "  get KEY           show the value (non-printable bytes escaped)\n"
+        "  remove KEY        delete KEY (also: del, rm)\n"
+        "  list [PREFIX]     keys beginning with PREFIX\n"
+        "  stat              the server's role and counters\n"
+        "  help, quit\n";
+
+/* Split a line into at most 3 words; *rest is the raw text after the
+ * second word (the value of put). */
+static int split_line(char *line, char **w, const char **rest)
+{
+	int n = 0;
+	char *p = line;
+
+	*rest = NULL;
+	while (n < 3) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p)
+			break;
+		if (n == 2) {
+			*rest = p; /* keep the value's inner spaces */
+			w[n++] = p;
+			break;
+		}
+		w[n++] = p;
+		while (*p && *p != ' ' && *p != '\t')
+			p++;
+		if (*p)
+			*p++ = '\0';
+	}
+	return n;
+}
+
+static int cmp_usec(const void *a, const void *b)
+{
+	usec_t x = *(const usec_t *)a, y = *(const usec_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void print_percentiles(const char *what, usec_t *v, size_t n)
+{
+	if (n == 0)
+		return;
+	qsort(v, n, sizeof(*v), cmp_usec);
+	fprintf(stderr,
+	        "timing: %s n=%zu p50=%" PRId64 "us p90=%" PRId64 "us p99=%" PRId64
+	        "us max=%" PRId64 "us\n",
+	        what, n, v[n / 2], v[n * 9 / 10], v[n * 99 / 100], v[n - 1]);
+}
+
+/* Interactive and batch: commands from stdin. */
+static int run_stdin(struct client *cl, enum mode mode, bool timing)
+{
+	char *line = NULL, err[256];
+	size_t cap = 0;
+	usec_t *all = NULL, *puts_ = NULL;
+	size_t nall = 0, nput = 0, capt = 0;
+	int ret = 0;
+
+	for (;;) {
+		struct cmd c;
+		struct reply r;
+		char *w[3];
+		const char *rest;
+		ssize_t len;
+		int n, k;
+		usec_t t0, dt;
+
+		if (mode == MODE_INTERACTIVE) {
+			fputs("meta> ", stdout);
+			fflush(stdout);
+		}
+		len = getline(&line, &cap, stdin);
+		if (len < 0)
+			break;
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = '\0';
+		n = split_line(line, w, &rest);
+		if (n == 0 || w[0][0] == '#')
+			continue;
+		k = parse_cmd(n, w, strcmp(w[0], "put") == 0 ? rest : NULL, &c, err, sizeof(err));
+		if (k == 2)
+			break;
+		if (k == 1) {
+			if (mode == MODE_INTERACTIVE)
+				fputs(interactive_help, stdout);
+			else
+				puts("ERR usage commands: put get del list stat");
+			continue;
+		}
+		if (k < 0) {
+			if (mode == MODE_INTERACTIVE)
+				printf("%s\n", err);
+			else
+				printf("%sERR usage %s\n", timing ? "0\t" : "", err);
+			continue;
+		}
+		t0 = clock_mono_usec();
+		k = run_cmd(cl, &c, &r);
+		dt = clock_mono_usec() - t0;
+		if (k < 0) {
+			fprintf(stderr, "kubefence-meta: %s: %s; giving up\n", cl->server,
+			        k == -ETIMEDOUT ? "no answer within --timeout-ms"
+			        : k == -EBADMSG ? "malformed answer"
+			                        : strerror(-k));
+			reply_free(&r);
+			ret = EXIT_ERROR;
+			break;
+		}
+		if (mode == MODE_INTERACTIVE) {
+			print_human(&r, c.key, true);
+		} else {
+			if (timing) {
+				printf("%" PRId64 "\t", dt);
+				if (nall == capt) {
+					capt = capt ? capt * 2 : 1024;
+					all = realloc(all, capt * sizeof(*all));
+					puts_ = realloc(puts_, capt * sizeof(*puts_));
+					if (!all || !puts_) {
+						fprintf(stderr, "kubefence-meta: out of memory\n");
+						ret = EXIT_ERROR;
+						reply_free(&r);
+						break;
+					}
+				}
+				all[nall++] = dt;
+				if (c.op == PROTO_OP_PUT)
+					puts_[nput++] = dt;
+			}
+			print_line(&r);
+		}
+		reply_free(&r);
+	}
+	if (mode == MODE_INTERACTIVE)
+		putchar('\n');
+	fflush(stdout);
+	if (timing) {
+		print_percentiles("all", all, nall);
+		print_percentiles("put", puts_, nput);
+	}
+	free(all);
+	free(puts_);
+	free(line);
+	return ret;
+}
+
+static int read_file(const char *path, struct pbuf *ret)
+{
+	uint8_t buf[8192];
+	FILE *f = fopen(path, "rb");
+	size_t n;
+	int r = 0;
+
+	if (!f) {
+		r = -errno;
+		fprintf(stderr, "kubefence-meta: --value-file '%s': %s\n", path, strerror(-r));
+		return r;
+	}
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+		if (ret->len + n > PROTO_VALUE_MAX + 1)
+			break; /* the server says "too large"; do not read gigabytes */
+		if (pbuf_append(ret, buf, n) < 0) {
+			r = -ENOMEM;
+			break;
+		}
+	}
+	if (r == 0 && ferror(f)) {
+		r = -EIO;
+		fprintf(stderr, "kubefence-meta: --value-file '%s': read error\n", path);
+	}
+	fclose(f);
+	return r;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	        {"server", required_argument, NULL, 's'},
+	        {"timeout-ms", required_argument, NULL, 't'},
+	        {"value-file", required_argument, NULL, 'f'},
+	        {"batch", no_argument, NULL, 'b'},
+	        {"timing", no_argument, NULL, 'T'},
+	        {"help", no_argument, NULL, 'h'},
+	        {0},
+	};
+	struct client cl = {.server = "127.0.0.1:7480", .timeout_ms = 2000, .fd = -1};
+	const char *value_file = NULL;
+	struct pbuf file = {0};
+	bool batch = false, timing = false;
+	enum mode mode = MODE_ONE;
+	struct cmd c;
+	struct reply r = {0};
+	char err[256], *end;
+	long t;
+	int o, k, ret = EXIT_ERROR;
+
+	while ((o = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (o) {
+		case 's':
+			cl.server = optarg;
+			break;
+		case 't':
+			errno = 0;
+			t = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || t < 1 || t > 3600000) {
+				fprintf(stderr,
+				        "kubefence-meta: --timeout-ms: '%s' is not a number of "
+				        "milliseconds in [1, 3600000]\n",
+				        optarg);
+				return EXIT_ERROR;
+			}
+			cl.timeout_ms = (int)t;
+			break;
+		case 'f':
+			value_file = optarg;
+			break;
+		case 'b':
+			batch = true;
+			break;
+		case 'T':
+			timing = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return EXIT_ERROR;
+		}
+	}
+	if (optind < argc) {
+		if (batch) {
+			fprintf(stderr, "kubefence-meta: --batch reads commands from stdin; no "
+			                "command arguments\n");
+			return EXIT_ERROR;
+		}
+		char **w = argv + optind;
+		int n = argc - optind;
+
+		if (value_file && n == 2 && strcmp(w[0], "put") == 0) {
+			if (read_file(value_file, &file) < 0)
+				return EXIT_ERROR;
+			k = parse_cmd(n, w, "", &c, err, sizeof(err));
+			c.value = file.data;
+			c.value_len = file.len;
+		} else if (value_file) {
+			fprintf(stderr, "kubefence-meta: --value-file goes with 'put KEY' only\n");
+			return EXIT_ERROR;
+		} else {
+			k = parse_cmd(n, w, NULL, &c, err, sizeof(err));
+		}
+		if (k == 1) {
+			usage(stdout);
+			return 0;
+		}
+		if (k != 0) {
+			fprintf(stderr, "kubefence-meta: %s\n", k == 2 ? "nothing to do" : err);
+			usage(stderr);
+			pbuf_free(&file);
+			return EXIT_ERROR;
+		}
+	} else if (batch) {
+		mode = MODE_BATCH;
+	} else if (isatty(STDIN_FILENO)) {
+		mode = MODE_INTERACTIVE;
+	} else {
+		fprintf(stderr, "kubefence-meta: no command (use --batch to read commands from "
+		                "stdin)\n");
+		usage(stderr);
+		return EXIT_ERROR;
+	}
+	if ((timing && mode != MODE_BATCH) || (value_file && mode != MODE_ONE)) {
+		fprintf(stderr, "kubefence-meta: --timing needs --batch; --value-file needs a put "
+		                "command\n");
+		pbuf_free(&file);
+		return EXIT_ERROR;
+	}
+	if (client_connect(&cl) < 0)
+		goto out;
+	if (mode != MODE_ONE) {
+		ret = run_stdin(&cl, mode, timing);
+		goto out;
+	}
+	k = run_cmd(&cl, &c, &r);
+	if (k < 0) {
+		fprintf(stderr, "kubefence-meta: %s: %s\n", cl.server,
+		        k == -ETIMEDOUT ? "no answer within --timeout-ms"
+		        : k == -EBADMSG ? "malformed answer"
+		                        : strerror(-k));
+		goto out;
+	}
+	print_human(&r, c.key, false);
+	ret = exit_code(&r);
+out:
+	fflush(stdout);
+	reply_free(&r);
+	pbuf_free(&file);
+	pbuf_free(&cl.in);
+	if (cl.fd >= 0)
+		close(cl.fd);
+	return ret;
+}

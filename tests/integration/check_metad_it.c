@@ -1,0 +1,1019 @@
+/* Integration tests of kubefence-metad and kubefence-meta as real processes
+ * on 127.0.0.1: the standalone master through the CLI and a raw socket,
+ * recovery after a restart and after kill -9 in a stream of writes, the
+ * control socket with the test playing the agent (promotion, the write
+ * deadline, renewal, demotion, a refused promotion, reconnection), two
+ * services on one data directory, and batch mode.  Every process a test
+ * starts is stopped by that test by PID (and dies with it: PDEATHSIG). */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "storage/metad/proto.h"
+
+static char workdir[256];
+
+static const char *metad_path(void)
+{
+	const char *p = getenv("KF_METAD");
+	return p ? p : TEST_BUILDDIR "/storage/metad/kubefence-metad";
+}
+
+static const char *meta_path(void)
+{
+	const char *p = getenv("KF_META");
+	return p ? p : TEST_BUILDDIR "/storage/metad/kubefence-meta";
+}
+
+static void setup(void)
+{
+	signal(SIGPIPE, SIG_IGN); /* a dead service must fail a test, not kill it */
+	snprintf(workdir, sizeof(workdir), "/tmp/kf-metad-it.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(workdir));
+}
+
+static void teardown(void)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", workdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", workdir);
+}
+
+static int free_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+/* ------------------------------------------------------------ processes */
+
+struct metad {
+	pid_t pid;
+	int port;
+	char log[300];
+	char addr[64];
+};
+
+static void metad_dump(const struct metad *m)
+{
+	char buf[4096];
+	FILE *f = fopen(m->log, "r");
+	size_t n;
+
+	if (!f)
+		return;
+	fprintf(stderr, "---- %s\n", m->log);
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		fwrite(buf, 1, n, stderr);
+	fclose(f);
+}
+
+static int try_connect(int port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -1;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+/* Start kubefence-metad with --listen 127.0.0.1:<port> and the NULL-ended
+ * arguments; wait until it accepts connections. */
+static void metad_start(struct metad *m, const char *name, int port, ...)
+{
+	const char *argv[32];
+	int argc = 0, fd;
+	va_list ap;
+	usec_t until;
+
+	m->port = port ? port : free_port();
+	snprintf(m->addr, sizeof(m->addr), "127.0.0.1:%d", m->port);
+	snprintf(m->log, sizeof(m->log), "%s/%s.log", workdir, name);
+	argv[argc++] = metad_path();
+	argv[argc++] = "--listen";
+	argv[argc++] = m->addr;
+	va_start(ap, port);
+	while (argc < 31 && (argv[argc] = va_arg(ap, const char *)))
+		argc++;
+	va_end(ap);
+	argv[argc] = NULL;
+	m->pid = fork();
+	ck_assert_int_ge(m->pid, 0);
+	if (m->pid == 0) {
+		int lfd = open(m->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(lfd, 2);
+		execv(argv[0], (char **)argv);
+		_exit(127);
+	}
+	until = clock_mono_usec() + 10 * USEC_PER_SEC;
+	while ((fd = try_connect(m->port)) < 0) {
+		int st;
+
+		if (waitpid(m->pid, &st, WNOHANG) == m->pid) {
+			m->pid = 0;
+			metad_dump(m);
+			ck_abort_msg("kubefence-metad exited at start");
+		}
+		ck_assert_msg(clock_mono_usec() < until, "kubefence-metad does not listen");
+		usleep(20000);
+	}
+	close(fd);
+}
+
+/* Stop by PID with sig and reap; returns the wait status. */
+static int metad_stop(struct metad *m, int sig)
+{
+	int st = 0;
+	usec_t until = clock_mono_usec() + 10 * USEC_PER_SEC;
+
+	if (m->pid <= 0)
+		return 0;
+	kill(m->pid, sig);
+	while (waitpid(m->pid, &st, WNOHANG) == 0) {
+		if (clock_mono_usec() > until) {
+			kill(m->pid, SIGKILL);
+			waitpid(m->pid, &st, 0);
+			m->pid = 0;
+			metad_dump(m);
+			ck_abort_msg("kubefence-metad did not stop on signal %d", sig);
+		}
+		usleep(10000);
+	}
+	m->pid = 0;
+	return st;
+}
+
+/* Run kubefence-meta --server <addr> ARGS... with `in` on stdin; its stdout
+ * goes to out.  Returns the exit code. */
+static int meta_run(const char *addr, const char *in, char *out, size_t outlen, ...)
+{
+	const char *argv[32];
+	int argc = 0, inp[2], outp[2], st;
+	size_t got = 0;
+	va_list ap;
+	pid_t pid;
+
+	argv[argc++] = meta_path();
+	argv[argc++] = "--server";
+	argv[argc++] = addr;
+	va_start(ap, outlen);
+	while (argc < 31 && (argv[argc] = va_arg(ap, const char *)))
+		argc++;
+	va_end(ap);
+	argv[argc] = NULL;
+	ck_assert_int_eq(pipe(inp), 0);
+	ck_assert_int_eq(pipe(outp), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(inp[0], 0);
+		dup2(outp[1], 1);
+		close(inp[1]);
+		close(outp[0]);
+		execv(argv[0], (char **)argv);
+		_exit(127);
+	}
+	close(inp[0]);
+	close(outp[1]);
+	signal(SIGPIPE, SIG_IGN);
+	if (in)
+		ck_assert_int_eq(write(inp[1], in, strlen(in)), (ssize_t)strlen(in));
+	close(inp[1]);
+	for (;;) {
+		struct pollfd pfd = {.fd = outp[0], .events = POLLIN};
+		char sink[4096];
+		ssize_t n;
+
+		if (poll(&pfd, 1, 20000) <= 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			ck_abort_msg("kubefence-meta did not finish");
+		}
+		if (out && got + 1 < outlen)
+			n = read(outp[0], out + got, outlen - 1 - got);
+		else
+			n = read(outp[0], sink, sizeof(sink));
+		if (n <= 0)
+			break;
+		if (out && got + 1 < outlen)
+			got += (size_t)n;
+	}
+	if (out)
+		out[got] = '\0';
+	close(outp[0]);
+	waitpid(pid, &st, 0);
+	ck_assert_msg(WIFEXITED(st), "kubefence-meta died");
+	return WEXITSTATUS(st);
+}
+
+/* ------------------------------------------------------------ raw client */
+
+struct raw {
+	int fd;
+	struct pbuf in;
+};
+
+static void raw_open(struct raw *r, int port)
+{
+	memset(r, 0, sizeof(*r));
+	r->fd = try_connect(port);
+	ck_assert_int_ge(r->fd, 0);
+}
+
+static void raw_close(struct raw *r)
+{
+	if (r->fd >= 0)
+		close(r->fd);
+	pbuf_free(&r->in);
+	r->fd = -1;
+}
+
+static void raw_send(struct raw *r, const void *p, size_t n)
+{
+	ck_assert_int_eq(send(r->fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+static void raw_req(struct raw *r, enum proto_op op, const void *k, size_t kl, const void *v,
+                    size_t vl)
+{
+	struct pbuf b = {0};
+
+	ck_assert_int_eq(proto_encode_request(&b, op, k, kl, v, vl, 0), 0);
+	raw_send(r, b.data, b.len);
+	pbuf_free(&b);
+}
+
+/* Next response unit; its payload is copied to data (if non-NULL).  Returns
+ * the kind, or 0 on EOF/timeout. */
+static enum proto_resp_kind raw_reply(struct raw *r, struct proto_resp *u, struct pbuf *data)
+{
+	usec_t until = clock_mono_usec() + 10 * USEC_PER_SEC;
+	struct proto_resp tmp;
+	enum proto_resp_kind kind;
+
+	if (!u)
+		u = &tmp;
+	for (;;) {
+		int n = proto_parse_response(r->in.data, r->in.len, u);
+		uint8_t buf[65536];
+		ssize_t got;
+
+		ck_assert_int_ge(n, 0);
+		if (n > 0) {
+			if (data) {
+				data->len = 0;
+				pbuf_append(data, u->data, u->len);
+			}
+			kind = u->kind;
+			pbuf_consume(&r->in, (size_t)n);
+			return kind;
+		}
+		struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
+		usec_t left = until - clock_mono_usec();
+		if (left <= 0 || poll(&pfd, 1, (int)(left / 1000) + 1) <= 0)
+			return 0;
+		got = read(r->fd, buf, sizeof(buf));
+		if (got <= 0)
+			return 0;
+		pbuf_append(&r->in, buf, (size_t)got);
+	}
+}
+
+static enum proto_resp_kind raw_put(struct raw *r, const char *k, const char *v,
+                                    struct proto_resp *u)
+{
+	raw_req(r, PROTO_OP_PUT, k, strlen(k), v, strlen(v));
+	return raw_reply(r, u, NULL);
+}
+
+/* One-shot request on a new connection. */
+static enum proto_resp_kind once(int port, enum proto_op op, const char *k, const char *v,
+                                 struct proto_resp *u)
+{
+	struct raw r;
+	enum proto_resp_kind kind;
+
+	raw_open(&r, port);
+	raw_req(&r, op, k, k ? strlen(k) : 0, v, v ? strlen(v) : 0);
+	kind = raw_reply(&r, u, NULL);
+	raw_close(&r);
+	return kind;
+}
+
+/* ------------------------------------------------------------ fake agent */
+
+struct agent {
+	int lfd, fd;
+	char path[300];
+	char buf[8192];
+	size_t len;
+};
+
+static void agent_listen(struct agent *a, const char *name)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+	memset(a, 0, sizeof(*a));
+	a->fd = -1;
+	snprintf(a->path, sizeof(a->path), "%s/%s.sock", workdir, name);
+	strcpy(sa.sun_path, a->path);
+	a->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(bind(a->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(a->lfd, 4), 0);
+}
+
+static void agent_accept(struct agent *a)
+{
+	struct pollfd pfd = {.fd = a->lfd, .events = POLLIN};
+
+	ck_assert_msg(poll(&pfd, 1, 10000) == 1, "the service did not connect");
+	a->fd = accept(a->lfd, NULL, NULL);
+	ck_assert_int_ge(a->fd, 0);
+	a->len = 0;
+}
+
+/* Next line from the service (without "\n") into line; false on timeout. */
+static bool agent_read(struct agent *a, char *line, size_t n, int timeout_ms)
+{
+	usec_t until = clock_mono_usec() + timeout_ms * USEC_PER_MSEC;
+
+	for (;;) {
+		char *nl = memchr(a->buf, '\n', a->len);
+
+		if (nl) {
+			size_t l = (size_t)(nl - a->buf);
+
+			ck_assert_uint_lt(l, n);
+			memcpy(line, a->buf, l);
+			line[l] = '\0';
+			memmove(a->buf, nl + 1, a->len - l - 1);
+			a->len -= l + 1;
+			return true;
+		}
+		struct pollfd pfd = {.fd = a->fd, .events = POLLIN};
+		usec_t left = until - clock_mono_usec();
+		if (left <= 0 || poll(&pfd, 1, (int)(left / 1000) + 1) <= 0)
+			return false;
+		ssize_t got = read(a->fd, a->buf + a->len, sizeof(a->buf) - a->len);
+		if (got <= 0)
+			return false;
+		a->len += (size_t)got;
+	}
+}
+
+static void agent_expect(struct agent *a, const char *prefix, char *line, size_t n)
+{
+	char tmp[4200];
+
+	if (!line) {
+		line = tmp;
+		n = sizeof(tmp);
+	}
+	ck_assert_msg(agent_read(a, line, n, 15000), "no line from the service (wanted %s)",
+	              prefix);
+	ck_assert_msg(strncmp(line, prefix, strlen(prefix)) == 0, "got '%s', wanted '%s...'", line,
+	              prefix);
+}
+
+static void agent_send(struct agent *a, const char *fmt, ...)
+{
+	char line[4200];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+	va_end(ap);
+	line[n++] = '\n';
+	ck_assert_int_eq(write(a->fd, line, (size_t)n), n);
+}
+
+static void agent_close(struct agent *a)
+{
+	if (a->fd >= 0)
+		close(a->fd);
+	if (a->lfd >= 0)
+		close(a->lfd);
+	a->fd = a->lfd = -1;
+	unlink(a->path);
+}
+
+/* Accept, check HELLO, WELCOME, expect STANDBY. */
+static void agent_handshake(struct agent *a, const struct metad *m, const char *pod)
+{
+	char line[4200], want[64];
+
+	agent_accept(a);
+	agent_expect(a, "HELLO version=1 ", line, sizeof(line));
+	snprintf(want, sizeof(want), " pid=%d", (int)m->pid);
+	ck_assert_msg(strstr(line, want), "HELLO without %s: %s", want, line);
+	snprintf(want, sizeof(want), "pod=%s ", pod);
+	ck_assert_msg(strstr(line, want), "HELLO without %s: %s", want, line);
+	ck_assert_msg(strstr(line, "uid=uid-1"), "HELLO without uid: %s", line);
+	agent_send(a, "WELCOME version=1 node=node-a");
+	agent_expect(a, "STANDBY", NULL, 0);
+}
+
+static const char *dir_of(const char *name)
+{
+	static char d[4][300];
+	static int i;
+
+	i = (i + 1) % 4;
+	snprintf(d[i], sizeof(d[i]), "%s/%s", workdir, name);
+	return d[i];
+}
+
+/* ------------------------------------------------------------ tests */
+
+START_TEST(standalone_cli)
+{
+	struct metad m;
+	char out[65536], bad[64], vf[300];
+	uint8_t bin[3000];
+	FILE *f;
+
+	metad_start(&m, "a", 0, "--standalone", "--epoch", "1", "--data-dir", dir_of("data"), NULL);
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "put", "k1", "hello world", NULL),
+	                 0);
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "get", "k1", NULL), 0);
+	ck_assert_str_eq(out, "hello world");
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "put", "k2", "v2", NULL), 0);
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "put", "other", "v3", NULL), 0);
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "list", "k", NULL), 0);
+	ck_assert_str_eq(out, "k1\nk2\n");
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "list", NULL), 0);
+	ck_assert_str_eq(out, "k1\nk2\nother\n");
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "stat", NULL), 0);
+	ck_assert_ptr_nonnull(strstr(out, "role=master\n"));
+	ck_assert_ptr_nonnull(strstr(out, "epoch=1\n"));
+	ck_assert_ptr_nonnull(strstr(out, "keys=3\n"));
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "del", "k1", NULL), 0);
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "get", "k1", NULL), 1);
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "remove", "k1", NULL), 1);
+
+	/* binary value through --value-file, NULs and newlines included */
+	for (size_t i = 0; i < sizeof(bin); i++)
+		bin[i] = (uint8_t)(i * 7);
+	snprintf(vf, sizeof(vf), "%s/bin", workdir);
+	f = fopen(vf, "wb");
+	fwrite(bin, 1, sizeof(bin), f);
+	fclose(f);
+	ck_assert_int_eq(
+	        meta_run(m.addr, NULL, out, sizeof(out), "--value-file", vf, "put", "b", NULL), 0);
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "get", "b", NULL), 0);
+	ck_assert_mem_eq(out, bin, sizeof(bin));
+
+	/* errors: usage, server error, refused connection */
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "frob", NULL), 2);
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "get", NULL), 2);
+	ck_assert_int_eq(
+	        meta_run(m.addr, NULL, out, sizeof(out), "--timeout-ms", "x", "stat", NULL), 2);
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "--nope", "stat", NULL), 2);
+	{
+		char longkey[PROTO_KEY_MAX + 2];
+
+		memset(longkey, 'k', sizeof(longkey) - 1);
+		longkey[sizeof(longkey) - 1] = '\0';
+		ck_assert_int_eq(
+		        meta_run(m.addr, NULL, out, sizeof(out), "put", longkey, "v", NULL), 2);
+	}
+	snprintf(bad, sizeof(bad), "127.0.0.1:%d", free_port());
+	ck_assert_int_eq(meta_run(bad, NULL, out, sizeof(out), "stat", NULL), 2);
+	ck_assert_int_eq(meta_run("nonsense", NULL, out, sizeof(out), "stat", NULL), 2);
+	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(standalone_raw)
+{
+	static const uint8_t key[] = {'a', 0, '\n', 'b'};
+	static const uint8_t val[] = {0, 'P', 'U', 'T', ' ', '1', ' ', '1', '\n', 'x', 0};
+	struct metad m;
+	struct raw r;
+	struct proto_resp u;
+	struct pbuf data = {0}, big = {0};
+	char line[64];
+
+	metad_start(&m, "a", 0, "--standalone", "--epoch", "2", "--data-dir", dir_of("data"),
+	            "--idle-timeout-ms", "1500", NULL);
+	raw_open(&r, m.port);
+	/* pipelined: PUT, GET, LIST, garbage, GET of a missing key */
+	{
+		struct pbuf b = {0};
+
+		proto_encode_request(&b, PROTO_OP_PUT, key, sizeof(key), val, sizeof(val), 0);
+		proto_encode_request(&b, PROTO_OP_GET, key, sizeof(key), NULL, 0, 0);
+		proto_encode_request(&b, PROTO_OP_LIST, "a", 1, NULL, 0, 0);
+		pbuf_append(&b, "FROB 12\n", 8);
+		proto_encode_request(&b, PROTO_OP_GET, "zz", 2, NULL, 0, 0);
+		raw_send(&r, b.data, b.len);
+		pbuf_free(&b);
+	}
+	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_OK);
+	ck_assert_int_eq(raw_reply(&r, &u, &data), PROTO_R_VALUE);
+	ck_assert_uint_eq(data.len, sizeof(val));
+	ck_assert_mem_eq(data.data, val, sizeof(val));
+	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_KEYS);
+	ck_assert_uint_eq(u.count, 1);
+	ck_assert_int_eq(raw_reply(&r, &u, &data), PROTO_R_KEY);
+	ck_assert_mem_eq(data.data, key, sizeof(key));
+	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_ERR);
+	ck_assert_ptr_nonnull(strstr(u.text, "unknown command"));
+	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_NOTFOUND);
+
+	/* too large: refused before the payload, which is skipped; usable after */
+	snprintf(line, sizeof(line), "PUT 3 %d\n", PROTO_VALUE_MAX + 1);
+	pbuf_append(&big, line, strlen(line));
+	for (int i = 0; i < 3 + PROTO_VALUE_MAX + 1; i++)
+		pbuf_append(&big, "Z", 1);
+	raw_send(&r, big.data, big.len);
+	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_ERR);
+	ck_assert_msg(strncmp(u.text, "toolarge ", 9) == 0, "%s", u.text);
+	ck_assert_int_eq(raw_put(&r, "after", "big", &u), PROTO_R_OK);
+	snprintf(line, sizeof(line), "GET %d\n", PROTO_KEY_MAX + 1);
+	raw_send(&r, line, strlen(line));
+	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_ERR);
+	ck_assert_msg(strncmp(u.text, "toolarge ", 9) == 0, "%s", u.text);
+	big.len = 0;
+	for (int i = 0; i < PROTO_KEY_MAX + 1; i++)
+		pbuf_append(&big, "K", 1);
+	raw_send(&r, big.data, big.len);
+	raw_req(&r, PROTO_OP_GET, "after", 5, NULL, 0);
+	ck_assert_int_eq(raw_reply(&r, &u, &data), PROTO_R_VALUE);
+	ck_assert_mem_eq(data.data, "big", 3);
+
+	/* framing lost: ERR, then the server closes */
+	raw_send(&r, "PUT x y\n", 8);
+	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_ERR);
+	ck_assert_int_eq(raw_reply(&r, &u, NULL), 0);
+	raw_close(&r);
+
+	/* an idle client is disconnected after --idle-timeout-ms */
+	raw_open(&r, m.port);
+	{
+		usec_t t0 = clock_mono_usec();
+		char c;
+		struct pollfd pfd = {.fd = r.fd, .events = POLLIN};
+
+		raw_send(&r, "GE", 2); /* half a request does not keep it alive */
+		ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
+		ck_assert_int_eq(read(r.fd, &c, 1), 0);
+		ck_assert_int_ge(clock_mono_usec() - t0, 1400 * USEC_PER_MSEC);
+	}
+	raw_close(&r);
+	pbuf_free(&data);
+	pbuf_free(&big);
+	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(restart_recovers)
+{
+	struct metad m;
+	struct raw r;
+	struct proto_resp u;
+	struct pbuf data = {0};
+	char k[32], v[32];
+	const char *d = dir_of("data");
+
+	metad_start(&m, "a", 0, "--standalone", "--epoch", "1", "--data-dir", d, NULL);
+	raw_open(&r, m.port);
+	for (int i = 0; i < 200; i++) {
+		snprintf(k, sizeof(k), "key/%03d", i);
+		snprintf(v, sizeof(v), "value-%d", i);
+		ck_assert_int_eq(raw_put(&r, k, v, &u), PROTO_R_OK);
+	}
+	raw_req(&r, PROTO_OP_DEL, "key/007", 7, NULL, 0);
+	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_OK);
+	raw_close(&r);
+	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
+
+	metad_start(&m, "a", m.port, "--standalone", "--epoch", "2", "--data-dir", d, NULL);
+	raw_open(&r, m.port);
+	for (int i = 0; i < 200; i++) {
+		snprintf(k, sizeof(k), "key/%03d", i);
+		snprintf(v, sizeof(v), "value-%d", i);
+		raw_req(&r, PROTO_OP_GET, k, strlen(k), NULL, 0);
+		if (i == 7) {
+			ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_NOTFOUND);
+			continue;
+		}
+		ck_assert_int_eq(raw_reply(&r, &u, &data), PROTO_R_VALUE);
+		ck_assert_uint_eq(data.len, strlen(v));
+		ck_assert_mem_eq(data.data, v, data.len);
+	}
+	raw_close(&r);
+	pbuf_free(&data);
+	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
+	/* an older epoch than the volume's cannot start */
+	{
+		int st;
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			int devnull = open("/dev/null", O_WRONLY);
+			dup2(devnull, 2);
+			execl(metad_path(), metad_path(), "--listen", "127.0.0.1:0", "--standalone",
+			      "--epoch", "1", "--data-dir", d, (char *)NULL);
+			_exit(127);
+		}
+		waitpid(pid, &st, 0);
+		ck_assert(WIFEXITED(st));
+		ck_assert_int_eq(WEXITSTATUS(st), 1);
+	}
+}
+END_TEST
+
+START_TEST(kill9_keeps_acked)
+{
+	enum { WINDOW = 16, KILL_AFTER = 400, MAXK = 100000 };
+	struct metad m;
+	struct raw r;
+	struct proto_resp u;
+	struct pbuf data = {0};
+	static bool acked[MAXK];
+	const char *d = dir_of("data");
+	int sent = 0, answered = 0, nacked = 0;
+	char k[32], v[64];
+
+	memset(acked, 0, sizeof(acked));
+	metad_start(&m, "a", 0, "--standalone", "--epoch", "1", "--data-dir", d, NULL);
+	raw_open(&r, m.port);
+	for (;;) {
+		while (sent - answered < WINDOW && sent < MAXK) {
+			snprintf(k, sizeof(k), "k%06d", sent);
+			snprintf(v, sizeof(v), "v%06d-payload", sent);
+			if (send(r.fd, "", 0, MSG_NOSIGNAL) < 0)
+				break;
+			struct pbuf b = {0};
+			proto_encode_request(&b, PROTO_OP_PUT, k, strlen(k), v, strlen(v), 0);
+			size_t len = b.len;
+			ssize_t n = send(r.fd, b.data, len, MSG_NOSIGNAL);
+			pbuf_free(&b);
+			if (n != (ssize_t)len)
+				break;
+			sent++;
+		}
+		enum proto_resp_kind kind = raw_reply(&r, &u, NULL);
+		if (kind == 0)
+			break; /* the server died */
+		if (kind == PROTO_R_OK) {
+			acked[answered] = true;
+			nacked++;
+		}
+		answered++;
+		if (answered == KILL_AFTER)
+			kill(m.pid, SIGKILL); /* with WINDOW puts in flight */
+	}
+	raw_close(&r);
+	metad_stop(&m, SIGKILL);
+	ck_assert_int_ge(nacked, KILL_AFTER - 1);
+
+	metad_start(&m, "a", m.port, "--standalone", "--epoch", "2", "--data-dir", d, NULL);
+	raw_open(&r, m.port);
+	for (int i = 0; i < sent; i++) {
+		if (!acked[i])
+			continue;
+		snprintf(k, sizeof(k), "k%06d", i);
+		snprintf(v, sizeof(v), "v%06d-payload", i);
+		raw_req(&r, PROTO_OP_GET, k, strlen(k), NULL, 0);
+		ck_assert_msg(raw_reply(&r, &u, &data) == PROTO_R_VALUE,
+		              "acknowledged put %s lost after kill -9", k);
+		ck_assert_mem_eq(data.data, v, strlen(v));
+	}
+	fprintf(stderr, "kill9: %d puts sent, %d acknowledged, all present after restart\n", sent,
+	        nacked);
+	raw_close(&r);
+	pbuf_free(&data);
+	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(control_roles)
+{
+	struct metad m, s;
+	struct agent a;
+	struct raw r;
+	struct proto_resp u;
+	char line[4200], out[4096];
+	const char *d = dir_of("data");
+	usec_t t_promote;
+	unsigned long records = 0;
+
+	/* data from an earlier term */
+	metad_start(&s, "seed", 0, "--standalone", "--epoch", "2", "--data-dir", d, NULL);
+	for (int i = 0; i < 10; i++) {
+		char k[16];
+
+		snprintf(k, sizeof(k), "seed%d", i);
+		ck_assert_int_eq(once(s.port, PROTO_OP_PUT, k, "x", &u), PROTO_R_OK);
+	}
+	ck_assert_int_eq(metad_stop(&s, SIGTERM), 0);
+
+	agent_listen(&a, "agent");
+	metad_start(&m, "svc", 0, "--control-socket", a.path, "--data-dir", d, "--pod-name",
+	            "meta-0", "--pod-uid", "uid-1", NULL);
+	agent_handshake(&a, &m, "meta-0");
+
+	/* standby: no writes, no reads, master unknown */
+	ck_assert_int_eq(once(m.port, PROTO_OP_PUT, "k", "v", &u), PROTO_R_NOTMASTER);
+	ck_assert_str_eq(u.text, "unknown");
+	ck_assert_int_eq(once(m.port, PROTO_OP_GET, "seed1", NULL, &u), PROTO_R_NOTMASTER);
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "put", "k", "v", NULL), 3);
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "get", "k", NULL), 3);
+
+	/* a bad line is answered with ERROR, the connection stays */
+	agent_send(&a, "PROMOTE epoch=banana valid_ms=5");
+	agent_expect(&a, "ERROR reason=", NULL, 0);
+
+	/* promotion: READY with the recovered records */
+	t_promote = clock_mono_usec();
+	agent_send(&a, "PROMOTE epoch=5 valid_ms=1500");
+	agent_expect(&a, "READY epoch=5 ", line, sizeof(line));
+	ck_assert_msg(sscanf(strstr(line, "records="), "records=%lu", &records) == 1, "%s", line);
+	ck_assert_uint_ge(records, 10);
+	ck_assert_ptr_nonnull(strstr(line, "last_seq="));
+	ck_assert_ptr_nonnull(strstr(line, "recovery_ms="));
+	raw_open(&r, m.port);
+	ck_assert_int_eq(raw_put(&r, "k", "v1", &u), PROTO_R_OK);
+	raw_req(&r, PROTO_OP_GET, "seed3", 5, NULL, 0);
+	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_VALUE);
+
+	/* no RENEW: the grant runs out and writes stop by themselves */
+	clock_sleep_until(t_promote + 1600 * USEC_PER_MSEC);
+	ck_assert_int_eq(raw_put(&r, "k", "v2", &u), PROTO_R_ERR);
+	ck_assert_msg(strncmp(u.text, "deadline", 8) == 0, "%s", u.text);
+	raw_req(&r, PROTO_OP_GET, "k", 1, NULL, 0);
+	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_ERR);
+
+	/* RENEW of another epoch is ignored; of ours, extends */
+	agent_send(&a, "RENEW epoch=4 valid_ms=5000");
+	usleep(100000);
+	ck_assert_int_eq(raw_put(&r, "k", "v2", &u), PROTO_R_ERR);
+	agent_send(&a, "RENEW epoch=5 valid_ms=5000");
+	usleep(100000);
+	ck_assert_int_eq(raw_put(&r, "k", "v3", &u), PROTO_R_OK);
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "get", "k", NULL), 0);
+	ck_assert_str_eq(out, "v3");
+
+	/* MASTER then DEMOTE: refused with the master's name */
+	agent_send(&a, "MASTER epoch=6 pod=meta-1 addr=10.1.2.3:7480");
+	agent_send(&a, "DEMOTE epoch=5 reason=handover");
+	agent_expect(&a, "DEMOTED epoch=5", NULL, 0);
+	ck_assert_int_eq(raw_put(&r, "k", "v4", &u), PROTO_R_NOTMASTER);
+	ck_assert_str_eq(u.text, "meta-1@10.1.2.3:7480");
+	raw_close(&r);
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "del", "k", NULL), 3);
+
+	/* a promotion with an older epoch than the volume's fails */
+	agent_send(&a, "PROMOTE epoch=3 valid_ms=5000");
+	agent_expect(&a, "FAILED epoch=3 reason=", line, sizeof(line));
+	agent_expect(&a, "STANDBY", NULL, 0);
+	ck_assert_int_eq(once(m.port, PROTO_OP_PUT, "k", "v", &u), PROTO_R_NOTMASTER);
+
+	/* a newer one works again, with our last write recovered */
+	agent_send(&a, "PROMOTE epoch=7 valid_ms=5000");
+	agent_expect(&a, "READY epoch=7 ", NULL, 0);
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "get", "k", NULL), 0);
+	ck_assert_str_eq(out, "v3");
+
+	/* the agent goes away: writes go on until the grant ends, then stop */
+	agent_send(&a, "RENEW epoch=7 valid_ms=800");
+	usleep(50000);
+	agent_close(&a);
+	ck_assert_int_eq(once(m.port, PROTO_OP_PUT, "k", "v5", &u), PROTO_R_OK);
+	usleep(900000);
+	ck_assert_int_eq(once(m.port, PROTO_OP_PUT, "k", "v6", &u), PROTO_R_ERR);
+	ck_assert_msg(strncmp(u.text, "deadline", 8) == 0, "%s", u.text);
+	/* on reconnection the service starts as standby again */
+	agent_listen(&a, "agent");
+	agent_handshake(&a, &m, "meta-0");
+	ck_assert_int_eq(once(m.port, PROTO_OP_PUT, "k", "v7", &u), PROTO_R_NOTMASTER);
+
+	agent_close(&a);
+	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(control_agent_absent)
+{
+	struct metad m;
+	struct agent a;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char path[300];
+
+	/* start before the agent exists: the service retries */
+	snprintf(path, sizeof(path), "%s/late.sock", workdir);
+	metad_start(&m, "svc", 0, "--control-socket", path, "--data-dir", dir_of("data"), NULL);
+	setenv("POD_NAME", "unused", 1);
+	usleep(600000);
+	memset(&a, 0, sizeof(a));
+	a.fd = -1;
+	strcpy(a.path, path);
+	strcpy(sa.sun_path, path);
+	a.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_eq(bind(a.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(a.lfd, 4), 0);
+	agent_accept(&a);
+	agent_expect(&a, "HELLO version=1 pod=", NULL, 0);
+	agent_close(&a);
+	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(two_services_one_volume)
+{
+	struct metad ma, mb;
+	struct agent aa, ab;
+	struct proto_resp u;
+	char line[4200], out[256];
+	const char *d = dir_of("shared");
+
+	agent_listen(&aa, "agent-a");
+	agent_listen(&ab, "agent-b");
+	metad_start(&ma, "svc-a", 0, "--control-socket", aa.path, "--data-dir", d, "--pod-name",
+	            "meta-a", "--pod-uid", "uid-1", NULL);
+	metad_start(&mb, "svc-b", 0, "--control-socket", ab.path, "--data-dir", d, "--pod-name",
+	            "meta-b", "--pod-uid", "uid-1", NULL);
+	agent_handshake(&aa, &ma, "meta-a");
+	agent_handshake(&ab, &mb, "meta-b");
+
+	agent_send(&aa, "PROMOTE epoch=5 valid_ms=30000");
+	agent_expect(&aa, "READY epoch=5 ", NULL, 0);
+	ck_assert_int_eq(once(ma.port, PROTO_OP_PUT, "a", "1", &u), PROTO_R_OK);
+
+	/* B takes over with a newer epoch while A still believes it is master */
+	agent_send(&ab, "PROMOTE epoch=6 valid_ms=30000");
+	agent_expect(&ab, "READY epoch=6 ", NULL, 0);
+	ck_assert_int_eq(once(mb.port, PROTO_OP_GET, "a", NULL, &u), PROTO_R_VALUE);
+
+	/* A's next write is refused by the store: A demotes itself and says so */
+	ck_assert_int_eq(once(ma.port, PROTO_OP_PUT, "a", "2", &u), PROTO_R_NOTMASTER);
+	agent_expect(&aa, "FAILED epoch=5 reason=", line, sizeof(line));
+	agent_expect(&aa, "STANDBY", NULL, 0);
+	ck_assert_int_eq(once(ma.port, PROTO_OP_PUT, "a", "3", &u), PROTO_R_NOTMASTER);
+	ck_assert_int_eq(once(ma.port, PROTO_OP_GET, "a", NULL, &u), PROTO_R_NOTMASTER);
+
+	/* B is unaffected; A's refused write was never acknowledged nor kept */
+	ck_assert_int_eq(once(mb.port, PROTO_OP_PUT, "b", "1", &u), PROTO_R_OK);
+	ck_assert_int_eq(meta_run(mb.addr, NULL, out, sizeof(out), "get", "a", NULL), 0);
+	ck_assert_str_eq(out, "1");
+	ck_assert_int_eq(metad_stop(&mb, SIGTERM), 0);
+	ck_assert_int_eq(metad_stop(&ma, SIGTERM), 0);
+	agent_close(&aa);
+	agent_close(&ab);
+}
+END_TEST
+
+START_TEST(standby_reads)
+{
+	struct metad s, m;
+	struct agent a;
+	struct proto_resp u;
+	char out[256];
+	const char *d = dir_of("data");
+
+	metad_start(&s, "seed", 0, "--standalone", "--epoch", "1", "--data-dir", d, NULL);
+	ck_assert_int_eq(once(s.port, PROTO_OP_PUT, "k", "old", &u), PROTO_R_OK);
+	ck_assert_int_eq(metad_stop(&s, SIGTERM), 0);
+	agent_listen(&a, "agent");
+	metad_start(&m, "svc", 0, "--control-socket", a.path, "--data-dir", d, "--standby-reads",
+	            "--pod-name", "meta-0", "--pod-uid", "uid-1", NULL);
+	agent_handshake(&a, &m, "meta-0");
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "get", "k", NULL), 0);
+	ck_assert_str_eq(out, "old");
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "put", "k", "new", NULL), 3);
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "stat", NULL), 0);
+	ck_assert_ptr_nonnull(strstr(out, "role=standby"));
+	agent_close(&a);
+	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(batch_mode)
+{
+	struct metad m;
+	struct pbuf in = {0};
+	static char out[1 << 20];
+	char *p, *save = NULL;
+	int lines = 0, ok = 0, values = 0;
+
+	metad_start(&m, "a", 0, "--standalone", "--epoch", "1", "--data-dir", dir_of("data"), NULL);
+	for (int i = 0; i < 500; i++)
+		pbuf_printf(&in, "put key%d value %d with spaces\n", i, i);
+	for (int i = 0; i < 499; i++)
+		pbuf_printf(&in, "get key%d\n", i);
+	pbuf_printf(&in, "get nokey\n");
+	pbuf_append(&in, "", 1);
+	ck_assert_int_eq(meta_run(m.addr, (char *)in.data, out, sizeof(out), "--batch", NULL), 0);
+	for (p = strtok_r(out, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
+		lines++;
+		if (strcmp(p, "OK") == 0)
+			ok++;
+		else if (strncmp(p, "VALUE value ", 12) == 0)
+			values++;
+	}
+	ck_assert_int_eq(lines, 1000);
+	ck_assert_int_eq(ok, 500);
+	ck_assert_int_eq(values, 499);
+
+	/* timed: one latency column per line, percentiles on stderr */
+	in.len = 0;
+	for (int i = 0; i < 1000; i++)
+		pbuf_printf(&in, "put t%d %d\n", i, i);
+	pbuf_append(&in, "", 1);
+	ck_assert_int_eq(
+	        meta_run(m.addr, (char *)in.data, out, sizeof(out), "--batch", "--timing", NULL),
+	        0);
+	lines = 0;
+	save = NULL;
+	for (p = strtok_r(out, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
+		char *tab = strchr(p, '\t');
+
+		ck_assert_ptr_nonnull(tab);
+		ck_assert_str_eq(tab + 1, "OK");
+		lines++;
+	}
+	ck_assert_int_eq(lines, 1000);
+	pbuf_free(&in);
+	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
+}
+END_TEST
+
+static Suite *metad_suite(void)
+{
+	Suite *s = suite_create("metad");
+	struct {
+		const char *name;
+		const TTest *t;
+	} tests[] = {
+	        {"standalone_cli", standalone_cli},
+	        {"standalone_raw", standalone_raw},
+	        {"restart", restart_recovers},
+	        {"kill9", kill9_keeps_acked},
+	        {"control_roles", control_roles},
+	        {"control_agent_absent", control_agent_absent},
+	        {"two_services", two_services_one_volume},
+	        {"standby_reads", standby_reads},
+	        {"batch", batch_mode},
+	};
+
+	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		TCase *tc = tcase_create(tests[i].name);
+
+		tcase_add_checked_fixture(tc, setup, teardown);
+		tcase_set_timeout(tc, 90);
+		tcase_add_test(tc, tests[i].t);
+		suite_add_tcase(s, tc);
+	}
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(metad_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
