@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # The kubefence demo on this machine (Debian, as root).
 #
-# Starts a real control plane (etcd + kube-apiserver with TLS and RBAC, on
-# loopback), three kubefence agents as node processes contending for one
-# Lease, then shows the two failovers that matter:
-#   1. kill -9 of the holder: another agent takes over once the Lease expires;
-#   2. SIGTERM of the holder: it releases with a reason, a follower takes
-#      over at once.
-# and prints the timeline of each from the agents' own logs.  Everything it
-# starts is stopped at the end, by PID.
+# A real control plane (etcd + kube-apiserver with TLS and RBAC, on
+# loopback) and two "nodes", each a kubefence-agent with its own conf file
+# and control socket next to a reference MetaService (kubefence-metad) that
+# keeps its metadata on a shared volume.  The demo:
+#   1. waits for one MetaService to be promoted and labelled role=master;
+#   2. writes metadata through it;
+#   3. kills the master MetaService with SIGKILL (what docker/nerdctl kill do)
+#      and measures how long a client waits for its next acknowledged write;
+#   4. prints the failover timeline the new master's agent recorded;
+#   5. restarts the killed MetaService (as its kubelet would): it comes back
+#      as standby;
+#   6. stops the leader's agent with SIGTERM: an orderly handover.
+# Everything it starts is stopped at the end, by PID.
 set -euo pipefail
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,14 +22,24 @@ cd "$TOP"
 kf_install_deps
 bash lab/k8s-build.sh >/dev/null
 
-BUILD=$TOP/_build/plain
-if [ ! -x "$BUILD/nodeagent/kubefence-agent" ] || [ -n "$(find lib nodeagent -newer "$BUILD/nodeagent/kubefence-agent" -name '*.[ch]' | head -1)" ]; then
-	echo "demo: building kubefence"
-	[ -x configure ] || ./autogen.sh >/dev/null 2>&1
-	mkdir -p "$BUILD"
-	(cd "$BUILD" && "$TOP/configure" -q && make -s -j"$(nproc)") >/dev/null
+# Build: in place when the tree is configured in place, else in _build/plain.
+if [ -f "$TOP/config.status" ]; then
+	BUILD=$TOP
+	make -s -j"$(nproc)" >/dev/null
+else
+	BUILD=$TOP/_build/plain
+	if [ ! -f "$BUILD/config.status" ]; then
+		echo "demo: building kubefence"
+		[ -x configure ] || ./autogen.sh >/dev/null 2>&1
+		mkdir -p "$BUILD"
+		(cd "$BUILD" && "$TOP/configure" -q) >/dev/null
+	fi
+	make -s -C "$BUILD" -j"$(nproc)" >/dev/null
 fi
 AGENT=$BUILD/nodeagent/kubefence-agent
+CTL=$BUILD/nodeagent/kubefencectl
+METAD=$BUILD/storage/metad/kubefence-metad
+META=$BUILD/storage/metad/kubefence-meta
 
 DIR=$(mktemp -d /tmp/kubefence-demo.XXXXXX)
 PIDS=()
@@ -32,48 +47,87 @@ cleanup() {
 	local p
 	for p in "${PIDS[@]}"; do
 		kill -KILL "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
 	done
 	bash tests/harness/control-plane.sh stop "$DIR"
 	echo "demo: stopped everything; logs are in $DIR"
 }
 trap cleanup EXIT
 
-echo "demo: starting etcd and kube-apiserver (TLS, RBAC) on loopback"
+say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+
+say "demo: starting etcd and kube-apiserver (TLS, RBAC) on loopback"
 bash tests/harness/control-plane.sh start "$DIR" 2>/dev/null
 . "$DIR/env"
-LEASE=demo
+NS=$KF_IT_NS
 
-declare -A PID
-start_agent() { # NAME KUBECONFIG
-	cat >"$DIR/$1.conf" <<-EOF
-		node.name = $1
-		kube.config = $2
-		lease.namespace = $KF_IT_NS
-		lease.name = $LEASE
-		lease.duration_ms = 4000
-		lease.renew_deadline_ms = 3000
-		lease.retry_ms = 500
+api() { # METHOD PATH [JSON] -> body on stdout
+	curl -fsS --max-time 5 --cacert "$KF_IT_CA" --cert "$DIR/pki/admin.crt" \
+		--key "$DIR/pki/admin.key" -X "$1" -H 'Content-Type: application/json' \
+		"$KF_IT_SERVER$2" ${3:+-d "$3"}
+}
+jfield() { sed -nE "s/.*\"$1\": ?\"([^\"]*)\".*/\\1/p" | head -1; }
+
+# What the agent needs beyond the Lease: its service's pods (label, delete)
+# and Events.  The same rules are in manifests/.
+api POST /apis/rbac.authorization.k8s.io/v1/namespaces/$NS/roles '{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"Role","metadata":{"name":"kubefence-agent-pods"},"rules":[{"apiGroups":[""],"resources":["pods"],"verbs":["get","list","patch","delete"]},{"apiGroups":[""],"resources":["events"],"verbs":["create"]}]}' >/dev/null
+api POST /apis/rbac.authorization.k8s.io/v1/namespaces/$NS/rolebindings '{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":"kubefence-agent-pods"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"kubefence-agent-pods"},"subjects":[{"kind":"ServiceAccount","name":"kubefence-agent","namespace":"'"$NS"'"}]}' >/dev/null
+api POST /api/v1/namespaces/$NS/serviceaccounts '{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"default"}}' >/dev/null
+
+# The MetaService pods.  No kubelet runs in this demo: the Pod objects carry
+# the labels the Service selects by, and the processes play their containers.
+declare -A UID_OF PORT_OF HTTP_OF AGENT_PID METAD_PID
+NODES=(node-a node-b)
+i=0
+for n in "${NODES[@]}"; do
+	pod=meta-$n
+	UID_OF[$n]=$(api POST /api/v1/namespaces/$NS/pods '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"'"$pod"'","labels":{"app":"metaservice"}},"spec":{"nodeName":"'"$n"'","automountServiceAccountToken":false,"containers":[{"name":"metad","image":"kubefence/metad:lab"}]}}' | jfield uid)
+	PORT_OF[$n]=$((17480 + i))
+	HTTP_OF[$n]=127.0.0.1:$((19464 + i))
+	mkdir -p "$DIR/$n"
+	cat >"$DIR/$n/agent.conf" <<-EOF
+		node.name = $n
+		kube.config = $KF_IT_AGENT_KUBECONFIG_A
+		lease.namespace = $NS
+		lease.name = metaservice
+		lease.duration_ms = 2000
+		lease.renew_deadline_ms = 1500
+		lease.retry_ms = 250
+		kube.request_timeout_ms = 1000
+		agent.control_socket = $DIR/$n/control.sock
+		http.listen = ${HTTP_OF[$n]}
+		service.namespace = $NS
+		service.selector = app=metaservice
+		fence.methods = pod-delete
 		log.monotonic = true
 	EOF
-	"$AGENT" --config "$DIR/$1.conf" 2>>"$DIR/$1.log" &
-	PID[$1]=$!
+	i=$((i + 1))
+done
+mkdir -p "$DIR/shared"
+
+start_agent() {
+	"$AGENT" --config "$DIR/$1/agent.conf" 2>>"$DIR/$1/agent.log" &
+	AGENT_PID[$1]=$!
 	PIDS+=($!)
+	disown $! # no job-control chatter when it is killed
 }
-
-lease_json() {
-	curl -fsS --max-time 2 --cacert "$KF_IT_CA" --cert "$DIR/pki/admin.crt" --key "$DIR/pki/admin.key" \
-		"$KF_IT_SERVER/apis/coordination.k8s.io/v1/namespaces/$KF_IT_NS/leases/$LEASE" 2>/dev/null
+start_metad() {
+	POD_NAME=meta-$1 POD_UID=${UID_OF[$1]} "$METAD" --control-socket "$DIR/$1/control.sock" \
+		--data-dir "$DIR/shared" --listen "127.0.0.1:${PORT_OF[$1]}" 2>>"$DIR/$1/metad.log" &
+	METAD_PID[$1]=$!
+	PIDS+=($!)
+	disown $!
 }
-holder() { lease_json | sed -nE 's/.*"holderIdentity": ?"([^"]*)".*/\1/p' | head -1; }
-epoch() { lease_json | sed -nE 's/.*"leaseTransitions": ?([0-9]+).*/\1/p' | head -1; }
-
-wait_holder_not() { # OLD -> prints the new holder
-	local h
-	for _ in $(seq 1 300); do
-		h=$(holder)
-		if [ -n "$h" ] && [ "$h" != "$1" ]; then
-			echo "$h"
+master_pod() {
+	api GET "/api/v1/namespaces/$NS/pods?labelSelector=role%3Dmaster" | jfield name
+}
+wait_master_not() { # OLD-POD -> the new master pod
+	local m
+	for _ in $(seq 1 500); do
+		m=$(master_pod || true)
+		if [ -n "$m" ] && [ "$m" != "$1" ]; then
+			echo "$m"
 			return 0
 		fi
 		sleep 0.02
@@ -81,45 +135,59 @@ wait_holder_not() { # OLD -> prints the new holder
 	return 1
 }
 
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
-
-timeline() { # FROM (epoch seconds): the agents' decisions since then, in order
-	local from=$1 f stamp rest t
-	for f in "$DIR"/node-*.log; do
-		grep -E 'event=|is free|held by|lost the race|handing over' "$f" |
-			sed "s/^/$(basename "$f" .log) /"
-	done | sort -k2 | while read -r node stamp _mono _level _who _func rest; do
-		t=$(date -d "$stamp" +%s.%N)
-		awk -v t="$t" -v from="$from" -v node="$node" -v rest="$rest" 'BEGIN {
-			if (t >= from - 0.002) printf "  +%6.3f s  %-7s %s\n", t - from, node, rest }'
-	done
-}
-
-for n in node-a node-b node-c; do
-	start_agent "$n" "$KF_IT_AGENT_KUBECONFIG_A"
+for n in "${NODES[@]}"; do
+	start_agent "$n"
+	start_metad "$n"
 done
-H=$(wait_holder_not "")
-echo
-echo "demo: three agents started; '$H' holds lease '$KF_IT_NS/$LEASE' with epoch $(epoch)"
-sleep 2
+M=$(wait_master_not "")
+MN=${M#meta-}
+say "demo: two nodes up; '$M' on $MN is master (pods labelled role=master: $M)"
 
-echo
-echo "== 1. kill -9 of the holder '$H' (lease 4 s, renew deadline 3 s, retry 0.5 s)"
+say "== writing 200 keys through the master"
+for k in $(seq 1 200); do echo "put demo/key-$k value-$k"; done |
+	"$META" --server "127.0.0.1:${PORT_OF[$MN]}" --batch --timing >/dev/null 2>"$DIR/put.timing"
+sed 's/^/   /' "$DIR/put.timing"
+
+OTHER=node-a
+[ "$MN" = node-a ] && OTHER=node-b
+say "== kill -9 of the master MetaService '$M' (pid ${METAD_PID[$MN]})"
 T0=$(now)
-kill -KILL "${PID[$H]}"
-wait "${PID[$H]}" 2>/dev/null || true
-NEW=$(wait_holder_not "$H")
-echo "   '$NEW' took over with epoch $(epoch), $(since "$T0") s after the kill"
-timeline "$T0"
+kill -KILL "${METAD_PID[$MN]}"
+# A client retries on the other MetaService until its write is acknowledged.
+tries=0
+until "$META" --server "127.0.0.1:${PORT_OF[$OTHER]}" --timeout-ms 500 put demo/after-kill yes \
+	>/dev/null 2>&1; do
+	tries=$((tries + 1))
+	sleep 0.01
+done
+echo "   first write acknowledged by meta-$OTHER $(since "$T0") s after the kill ($tries refused tries before)"
+n_ok=$(for k in $(seq 1 200); do echo "get demo/key-$k"; done |
+	"$META" --server "127.0.0.1:${PORT_OF[$OTHER]}" --batch | grep -c "^VALUE value-" || true)
+echo "   keys written before the kill and readable on the new master: $n_ok of 200"
+echo "   pods labelled role=master now: $(master_pod)"
+echo
+echo "   the new master's agent recorded (kubefencectl status):"
+"$CTL" status --agent "${HTTP_OF[$OTHER]}" | sed 's/^/   /'
 
+say "== the killed MetaService restarts in place (as its kubelet would)"
+start_metad "$MN"
 sleep 1
-echo
-echo "== 2. SIGTERM of the holder '$NEW': it releases, a follower takes over at once"
+"$META" --server "127.0.0.1:${PORT_OF[$MN]}" stat | grep -E 'role|epoch' | sed 's/^/   /' || true
+if "$META" --server "127.0.0.1:${PORT_OF[$MN]}" put demo/old-master no >/dev/null 2>&1; then
+	echo "   UNEXPECTED: the restarted MetaService acknowledged a write"
+else
+	echo "   a write to it is refused: it is standby (exit $?)"
+fi
+
+say "== SIGTERM of the leader's agent on $OTHER: orderly handover"
 T0=$(now)
-kill -TERM "${PID[$NEW]}"
-NEXT=$(wait_holder_not "$NEW")
-echo "   '$NEXT' took over with epoch $(epoch), $(since "$T0") s after SIGTERM"
-timeline "$T0"
-echo
-echo "demo: done"
+kill -TERM "${AGENT_PID[$OTHER]}"
+NEW=$(wait_master_not "meta-$OTHER")
+echo "   '$NEW' is master $(since "$T0") s after SIGTERM"
+until "$META" --server "127.0.0.1:${PORT_OF[${NEW#meta-}]}" --timeout-ms 500 put demo/after-term yes \
+	>/dev/null 2>&1; do sleep 0.01; done
+echo "   and acknowledges writes $(since "$T0") s after SIGTERM"
+grep -hE 'event=(released|stopped-leading|leading|promoted|demoted)' "$DIR"/node-*/agent.log |
+	sort | sed -E 's/^[^ ]+ mono=[0-9.]+ [a-z]+ kubefence-agent\[[0-9]+\] [a-z_]+: /   /' | tail -6
+
+say "demo: done"

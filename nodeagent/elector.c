@@ -36,6 +36,8 @@ struct elector {
 	bool pub_leading;
 	usec_t pub_valid_until;
 	int64_t pub_epoch;
+	char pub_holder[LEASE_IDENTITY_MAX];
+	usec_t pub_observed_at;
 
 	struct k8s_watch *watch;
 	pthread_t election_thread, watch_thread;
@@ -53,7 +55,23 @@ static void publish(struct elector *e)
 	e->pub_leading = e->st.leading;
 	e->pub_valid_until = e->st.valid_until;
 	e->pub_epoch = e->st.epoch;
+	str_copy(e->pub_holder, sizeof(e->pub_holder), e->st.absent ? "" : e->st.rec.holder);
+	e->pub_observed_at = e->st.have_record ? e->st.observed_at : 0;
 	pthread_mutex_unlock(&e->mu);
+}
+
+int elector_observed(struct elector *e, char *holder, size_t holder_len, usec_t *ret_age)
+{
+	int r = -ENODATA;
+
+	pthread_mutex_lock(&e->mu);
+	if (e->pub_observed_at) {
+		str_copy(holder, holder_len, e->pub_holder);
+		*ret_age = clock_mono_usec() - e->pub_observed_at;
+		r = 0;
+	}
+	pthread_mutex_unlock(&e->mu);
+	return r;
 }
 
 bool elector_is_leader(struct elector *e, int64_t *ret_epoch)
@@ -360,6 +378,7 @@ static void *election_main(void *arg)
 				wake = next_renew;
 			}
 		}
+		publish(e);
 		if (wait_until(e, wake))
 			break;
 	}

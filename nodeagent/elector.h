@@ -68,6 +68,10 @@ void elector_stop(struct elector *e, const char *reason);
  * Does not block: the election thread does it at once. */
 void elector_release(struct elector *e, const char *reason);
 
+/* The holder last observed and how long ago the Lease was last seen to
+ * change.  Returns 0, or -ENODATA before the first observation. */
+int elector_observed(struct elector *e, char *holder, size_t holder_len, usec_t *ret_age);
+
 /* Whether we lead right now; *ret_epoch gets the term's epoch if so. */
 bool elector_is_leader(struct elector *e, int64_t *ret_epoch);
 

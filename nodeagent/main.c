@@ -89,6 +89,14 @@ static int agent_status(void *userdata, cJSON *obj, char *err, size_t errlen)
 	if (!o)
 		return -ENOMEM;
 	cJSON_AddStringToObject(obj, "identity", a->conf->agent.identity);
+	{
+		char holder[LEASE_IDENTITY_MAX];
+		usec_t age;
+		if (elector_observed(a->elector, holder, sizeof(holder), &age) >= 0) {
+			cJSON_AddStringToObject(obj, "holder", holder);
+			cJSON_AddNumberToObject(obj, "lease_age_ms", (double)(age / USEC_PER_MSEC));
+		}
+	}
 	cJSON_AddStringToObject(obj, "lease", a->conf->lease.name);
 	cJSON_AddStringToObject(obj, "lease_namespace", a->conf->lease.namespace);
 	/* move the orchestrator's fields over */

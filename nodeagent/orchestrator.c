@@ -23,6 +23,7 @@
 #include "control.h"
 #include "elector.h"
 #include "events.h"
+#include "http.h"
 #include "k8s.h"
 #include "log.h"
 #include "metrics.h"
@@ -73,6 +74,13 @@ struct tl_step {
 	char detail[256];
 };
 
+/* One run of the fence pipeline, kept for /status. */
+#define FENCE_HISTORY 10
+struct fence_run {
+	usec_t started_wall;
+	struct fence_report rep;
+};
+
 struct orchestrator {
 	struct k8s_client *client;
 	struct orch_options o;
@@ -101,8 +109,11 @@ struct orchestrator {
 	usec_t promote_deadline, demote_deadline;
 	struct tl_step timeline[TIMELINE_MAX];
 	size_t n_timeline;
-	usec_t tl_origin;
-	char last_fence[FENCE_MESSAGE_MAX * 2];
+	usec_t tl_origin, tl_origin_wall, tl_end;
+	char tl_from[254], tl_to[254];
+	bool tl_ok;
+	struct fence_run fences[FENCE_HISTORY];
+	size_t n_fences; /* total ever; the ring holds the last FENCE_HISTORY */
 	int64_t promotions, demotions;
 };
 
@@ -148,11 +159,26 @@ static bool dequeue(struct orchestrator *o, usec_t deadline, struct ev *ret)
 
 /* ------------------------------------------------------------- timeline */
 
-static void tl_begin(struct orchestrator *o, usec_t origin)
+/* Start the timeline of a failover from `from` to `to`, which began at
+ * mono time `origin`. */
+static void tl_begin(struct orchestrator *o, usec_t origin, const char *from, const char *to)
 {
 	pthread_mutex_lock(&o->mu);
 	o->n_timeline = 0;
 	o->tl_origin = origin;
+	o->tl_origin_wall = clock_real_usec() - (clock_mono_usec() - origin);
+	o->tl_end = 0;
+	o->tl_ok = false;
+	str_copy(o->tl_from, sizeof(o->tl_from), from);
+	str_copy(o->tl_to, sizeof(o->tl_to), to);
+	pthread_mutex_unlock(&o->mu);
+}
+
+static void tl_finish(struct orchestrator *o, bool ok)
+{
+	pthread_mutex_lock(&o->mu);
+	o->tl_end = clock_mono_usec();
+	o->tl_ok = ok;
 	pthread_mutex_unlock(&o->mu);
 }
 
@@ -333,9 +359,9 @@ static void on_started(struct orchestrator *o, const struct elector_term *t, use
 	metrics_set_role(o->o.metrics, METRICS_ROLE_LEADER);
 	metrics_set_epoch(o->o.metrics, t->epoch);
 	metrics_lease_transition(o->o.metrics);
-	tl_begin(o, at);
-	tl_add(o, "acquired", "epoch %" PRId64 ", lease %s, previous holder '%s'%s%s", t->epoch,
-	       lease_verdict_to_string(t->verdict), t->previous.holder,
+	tl_begin(o, at, victim[0] ? victim : t->previous.holder, o->node);
+	tl_add(o, "acquired", "epoch %" PRId64 ", lease %s, previous holder %s%s%s", t->epoch,
+	       lease_verdict_to_string(t->verdict), victim[0] ? victim : "(none)",
 	       t->previous.release_reason[0] ? ", released: " : "", t->previous.release_reason);
 	set_state(o, ST_FENCING);
 
@@ -347,12 +373,15 @@ static void on_started(struct orchestrator *o, const struct elector_term *t, use
 
 			if (!still_leading(o, t->epoch))
 				goto abandoned;
+			usec_t started_wall = clock_real_usec();
 			fence_pipeline_run(o->o.fence_opts, o->o.methods->v, o->o.methods->n, level,
 			                   &req, &rep);
-			fence_report_format(&rep, text, sizeof(text));
 			pthread_mutex_lock(&o->mu);
-			str_copy(o->last_fence, sizeof(o->last_fence), text);
+			o->fences[o->n_fences % FENCE_HISTORY] =
+			        (struct fence_run){.started_wall = started_wall, .rep = rep};
+			o->n_fences++;
 			pthread_mutex_unlock(&o->mu);
+			fence_report_format(&rep, text, sizeof(text));
 			for (size_t i = 0; i < rep.n_steps; i++)
 				if (!rep.steps[i].skipped)
 					tl_add(o, "fenced", "%s %s: %s (%" PRId64 " ms)",
@@ -458,6 +487,7 @@ static void on_ready(struct orchestrator *o, const struct control_msg *m)
 		clock_sleep_until(clock_mono_usec() + 100 * USEC_PER_MSEC);
 	}
 	tl_add(o, "labelled", "%s=%s on '%s'", o->label_key, o->label_value, peer.pod);
+	tl_finish(o, true);
 	set_state(o, ST_MASTER);
 	pthread_mutex_lock(&o->mu);
 	o->promotions++;
@@ -483,7 +513,7 @@ static void on_gone(struct orchestrator *o, const char *why)
 
 	get_peer(o, &peer, &connected);
 	if (o->state == ST_FENCING || o->state == ST_PROMOTING || o->state == ST_MASTER) {
-		tl_begin(o, clock_mono_usec());
+		tl_begin(o, clock_mono_usec(), o->node, "");
 		tl_add(o, "detected", "service '%s' gone: %s", peer.pod, why);
 		unlabel_own(o, &peer);
 		snprintf(reason, sizeof(reason), "service %.100s on %.100s died: %.200s", peer.pod,
@@ -729,9 +759,13 @@ static void cb_standby(void *ud)
 
 static void cb_ready(void *ud, const struct control_msg *m)
 {
+	struct orchestrator *o = ud;
 	struct ev ev = {.type = EV_READY, .msg = *m, .epoch = m->epoch};
 
-	enqueue(ud, &ev);
+	pthread_mutex_lock(&o->mu);
+	o->svc_candidate = false; /* a master is no standby */
+	pthread_mutex_unlock(&o->mu);
+	enqueue(o, &ev);
 }
 
 static void cb_failed(void *ud, const struct control_msg *m)
@@ -864,36 +898,101 @@ struct orchestrator *orch_free(struct orchestrator *o)
 	return NULL;
 }
 
+static void add_wall(cJSON *obj, const char *key, usec_t wall)
+{
+	char t[32];
+
+	clock_format_microtime(wall, t);
+	cJSON_AddStringToObject(obj, key, t);
+}
+
+/* The schema is documented in http.h (version 1).  Steps are timed from
+ * the start of the failover; each step's duration is the time since the
+ * step before it. */
 cJSON *orch_status_json(struct orchestrator *o)
 {
-	cJSON *j = cJSON_CreateObject(), *tl, *svc;
+	cJSON *j = cJSON_CreateObject(), *svc, *fo, *steps, *fences;
+	static const char *const svc_states[] = {
+	        [ST_FOLLOWER] = "standby", [ST_FENCING] = "standby",   [ST_PROMOTING] = "promoting",
+	        [ST_MASTER] = "master",    [ST_DEMOTING] = "demoting",
+	};
+	usec_t now = clock_mono_usec();
 
 	if (!j)
 		return NULL;
 	pthread_mutex_lock(&o->mu);
 	cJSON_AddStringToObject(j, "node", o->node);
+	cJSON_AddStringToObject(j, "role", o->leading ? "leader" : "follower");
 	cJSON_AddStringToObject(j, "state", state_names[o->state]);
-	cJSON_AddBoolToObject(j, "leading", o->leading);
 	cJSON_AddNumberToObject(j, "epoch", (double)o->epoch);
 	cJSON_AddNumberToObject(j, "promotions", (double)o->promotions);
 	cJSON_AddNumberToObject(j, "demotions", (double)o->demotions);
 	svc = cJSON_AddObjectToObject(j, "service");
 	if (svc) {
+		char detail[320];
+		cJSON_AddStringToObject(svc, "state",
+		                        o->svc_connected ? svc_states[o->state] : "disconnected");
 		cJSON_AddBoolToObject(svc, "connected", o->svc_connected);
-		cJSON_AddBoolToObject(svc, "candidate", o->svc_candidate);
-		cJSON_AddStringToObject(svc, "pod", o->peer.pod);
-		cJSON_AddNumberToObject(svc, "pid", o->peer.pid);
+		snprintf(detail, sizeof(detail), "pod %s, pid %d%s",
+		         o->peer.pod[0] ? o->peer.pod : "-", (int)o->peer.pid,
+		         o->svc_candidate ? ", candidate" : "");
+		cJSON_AddStringToObject(svc, "detail", detail);
 	}
-	tl = cJSON_AddArrayToObject(j, "last_failover");
-	for (size_t i = 0; tl && i < o->n_timeline; i++) {
-		cJSON *s = cJSON_CreateObject();
-		cJSON_AddStringToObject(s, "step", o->timeline[i].step);
-		cJSON_AddNumberToObject(s, "at_ms",
-		                        (double)(o->timeline[i].at - o->tl_origin) / USEC_PER_MSEC);
-		cJSON_AddStringToObject(s, "detail", o->timeline[i].detail);
-		cJSON_AddItemToArray(tl, s);
+	if (o->n_timeline > 0) {
+		fo = cJSON_AddObjectToObject(j, "last_failover");
+		cJSON_AddStringToObject(fo, "from", o->tl_from);
+		cJSON_AddStringToObject(fo, "to", o->tl_to);
+		add_wall(fo, "started_at", o->tl_origin_wall);
+		cJSON_AddNumberToObject(
+		        fo, "total_ms",
+		        (double)(((o->tl_end ? o->tl_end : now) - o->tl_origin) / USEC_PER_MSEC));
+		cJSON_AddBoolToObject(fo, "ok", o->tl_ok);
+		steps = cJSON_AddArrayToObject(fo, "steps");
+		for (size_t i = 0; steps && i < o->n_timeline; i++) {
+			usec_t prev = i ? o->timeline[i - 1].at : o->tl_origin;
+			http_status_step(
+			        steps, o->timeline[i].step,
+			        (int64_t)((o->timeline[i].at - o->tl_origin) / USEC_PER_MSEC),
+			        (int64_t)((o->timeline[i].at - prev) / USEC_PER_MSEC),
+			        o->timeline[i].detail);
+		}
 	}
-	cJSON_AddStringToObject(j, "last_fence", o->last_fence);
+	fences = cJSON_AddArrayToObject(j, "fences");
+	for (size_t k = 0; fences && k < o->n_fences && k < FENCE_HISTORY; k++) {
+		/* newest first */
+		const struct fence_run *fr = &o->fences[(o->n_fences - 1 - k) % FENCE_HISTORY];
+		cJSON *f = cJSON_CreateObject();
+		char methods[256] = "";
+		int64_t at = 0;
+
+		for (size_t i = 0; i < fr->rep.n_steps; i++) {
+			if (fr->rep.steps[i].skipped)
+				continue;
+			if (methods[0])
+				strncat(methods, ",", sizeof(methods) - strlen(methods) - 1);
+			strncat(methods, fr->rep.steps[i].method,
+			        sizeof(methods) - strlen(methods) - 1);
+		}
+		cJSON_AddStringToObject(f, "target", fr->rep.node);
+		cJSON_AddStringToObject(f, "method", methods[0] ? methods : "(none required)");
+		cJSON_AddBoolToObject(f, "ok", fr->rep.result >= 0);
+		add_wall(f, "started_at", fr->started_wall);
+		cJSON_AddNumberToObject(f, "total_ms", (double)(fr->rep.duration / USEC_PER_MSEC));
+		steps = cJSON_AddArrayToObject(f, "steps");
+		for (size_t i = 0; steps && i < fr->rep.n_steps; i++) {
+			const struct fence_step *st = &fr->rep.steps[i];
+			char detail[FENCE_MESSAGE_MAX + FENCE_TARGET_MAX + 64];
+			snprintf(detail, sizeof(detail), "%s: %s%s%s", st->target,
+			         st->skipped       ? "skipped"
+			         : st->result >= 0 ? "confirmed"
+			                           : "failed",
+			         st->message[0] ? " - " : "", st->message);
+			http_status_step(steps, st->method, at,
+			                 (int64_t)(st->duration / USEC_PER_MSEC), detail);
+			at += (int64_t)(st->duration / USEC_PER_MSEC);
+		}
+		cJSON_AddItemToArray(fences, f);
+	}
 	pthread_mutex_unlock(&o->mu);
 	return j;
 }
