@@ -7,6 +7,7 @@
 #include "fencing/pipeline.h"
 #include "storage/scsi_pr.h"
 #include "log.h"
+#include "nodeagent/probe.h"
 #include "util.h"
 
 #include <errno.h>
@@ -171,6 +172,14 @@ static int validate_role_label(const union conf_value *v, char *err, size_t errl
 	           "characters each)",
 	           v->str);
 	return -EINVAL;
+}
+
+/* "", "none" or a probe URL (probe.h). */
+static int validate_probe(const union conf_value *v, char *err, size_t errlen)
+{
+	if (v->str[0] == '\0' || strcmp(v->str, "none") == 0)
+		return 0;
+	return probe_parse(v->str, err, errlen);
 }
 
 /* HOST:PORT to listen on, or empty for none. */
@@ -343,6 +352,22 @@ static const struct conf_key agent_keys[] = {
          .validate = validate_role_label,
          .help = "The label the Service selects the master by; the agent puts it on the "
                  "promoted pod after removing it from every other pod."},
+        {.name = "service.probe",
+         .type = CONF_STRING,
+         .def = "",
+         .offset = F(service.probe),
+         .validate = validate_probe,
+         .help = "Empty: the service connects to the control socket. `tcp://HOST:PORT` or "
+                 "`http://HOST:PORT/PATH`: a service that does not integrate, a candidate "
+                 "while the probe passes and promoted by the label alone (no write deadline). "
+                 "`none`: no local service (election and fencing only)."},
+        {.name = "service.probe_interval_ms",
+         .type = CONF_INT,
+         .def = "500",
+         .min = 50,
+         .max = 60000,
+         .offset = F(service.probe_interval_ms),
+         .help = "How often the health probe runs."},
         {.name = "fence.methods",
          .type = CONF_STRLIST,
          .def = "",
@@ -594,6 +619,15 @@ static void check_consistency(const struct agent_conf *c, struct conf_errors *er
 			                       b.other);
 	}
 	check_fence(c, errs);
+
+	/* A probed service is found by its pods' selector and this node. */
+	if (c->service.probe[0] && strcmp(c->service.probe, "none") != 0 &&
+	    !c->service.selector[0] && !conf_key_rejected(s, "service.probe")) {
+		int line = conf_key_line(s, "service.probe");
+		(void)conf_errors_addf(errs, path, (unsigned)(line > 0 ? line : 0), "service.probe",
+		                       "a probed service needs service.selector, to find its pod "
+		                       "on this node");
+	}
 
 	/* The write grant is the term's remaining validity minus the margin:
 	 * a margin as long as the renew deadline would never grant anything. */

@@ -55,6 +55,8 @@ struct agent_conf {
 		char *namespace;  /* where the service's pods and PVC live */
 		char *selector;   /* label selector of its master pod; "" = unset */
 		char *role_label; /* KEY=VALUE the ClusterIP Service selects */
+		char *probe;      /* "", "none" or a probe URL */
+		int64_t probe_interval_ms;
 	} service;
 	struct {
 		char **methods;          /* in order; names of fence_method_names[] */

@@ -556,6 +556,8 @@ bool control_connected(struct control *c)
 {
 	bool r;
 
+	if (!c)
+		return false;
 	pthread_mutex_lock(&c->mu);
 	r = c->conn_fd >= 0 && c->hello_done;
 	pthread_mutex_unlock(&c->mu);
@@ -579,6 +581,9 @@ int control_send_promote(struct control *c, int64_t epoch, long valid_ms)
 {
 	int r;
 
+	if (!c)
+		return -ENOTCONN;
+
 	pthread_mutex_lock(&c->mu);
 	r = send_locked(c, "PROMOTE epoch=%" PRId64 " valid_ms=%ld", epoch, valid_ms);
 	pthread_mutex_unlock(&c->mu);
@@ -588,6 +593,9 @@ int control_send_promote(struct control *c, int64_t epoch, long valid_ms)
 int control_send_renew(struct control *c, int64_t epoch, long valid_ms)
 {
 	int r;
+
+	if (!c)
+		return -ENOTCONN;
 
 	pthread_mutex_lock(&c->mu);
 	r = send_locked(c, "RENEW epoch=%" PRId64 " valid_ms=%ld", epoch, valid_ms);
@@ -599,6 +607,9 @@ int control_send_demote(struct control *c, int64_t epoch, const char *reason)
 {
 	int r;
 
+	if (!c)
+		return -ENOTCONN;
+
 	pthread_mutex_lock(&c->mu);
 	r = send_locked(c, "DEMOTE epoch=%" PRId64 " reason=%s", epoch, reason);
 	pthread_mutex_unlock(&c->mu);
@@ -608,6 +619,9 @@ int control_send_demote(struct control *c, int64_t epoch, const char *reason)
 int control_send_master(struct control *c, int64_t epoch, const char *pod, const char *addr)
 {
 	int r;
+
+	if (!c)
+		return -ENOTCONN;
 
 	pthread_mutex_lock(&c->mu);
 	r = send_locked(c, "MASTER epoch=%" PRId64 " pod=%s addr=%s", epoch, pod, addr);

@@ -5,7 +5,7 @@
  * listener thread reports at once.  Peer credentials are checked on accept.
  * The send functions may be called from any thread; they never block for
  * long (a short write deadline), and fail with -ENOTCONN when no service is
- * connected.
+ * connected (or c is NULL: no control socket is configured).
  *
  * The line grammar (control_parse) is pure and shared by the tests. */
 #pragma once

@@ -185,6 +185,9 @@ static int run(const struct agent_conf *conf)
 	label_value = strchr(label_key, '=');
 	*label_value++ = '\0';
 	oo.node = conf->node.name;
+	oo.selector = conf->service.selector;
+	oo.probe = conf->service.probe;
+	oo.probe_interval = conf->service.probe_interval_ms * USEC_PER_MSEC;
 	oo.service_namespace = conf->service.namespace;
 	oo.label_key = label_key;
 	oo.label_value = label_value;
@@ -202,12 +205,16 @@ static int run(const struct agent_conf *conf)
 		goto out;
 	agent.orch = orch;
 
-	ensure_parent_dir(conf->agent.control_socket);
-	r = control_new(conf->agent.control_socket, (uid_t)conf->agent.control_uid, conf->node.name,
-	                orch_control_callbacks(), orch, &ctl, err, sizeof(err));
-	if (r < 0) {
-		log_error("cannot open the control socket: %s", err);
-		goto out;
+	/* Only a service that integrates uses the control socket. */
+	if (!conf->service.probe[0]) {
+		ensure_parent_dir(conf->agent.control_socket);
+		r = control_new(conf->agent.control_socket, (uid_t)conf->agent.control_uid,
+		                conf->node.name, orch_control_callbacks(), orch, &ctl, err,
+		                sizeof(err));
+		if (r < 0) {
+			log_error("cannot open the control socket: %s", err);
+			goto out;
+		}
 	}
 
 	str_copy(p.lease.identity, sizeof(p.lease.identity), conf->agent.identity);
@@ -241,15 +248,16 @@ static int run(const struct agent_conf *conf)
 		}
 	}
 
-	if ((r = orch_start(orch)) < 0 || (r = control_start(ctl)) < 0 ||
+	if ((r = orch_start(orch)) < 0 || (ctl && (r = control_start(ctl)) < 0) ||
 	    (r = elector_start(el)) < 0) {
 		log_error("cannot start: %s", strerror(-r));
 		goto out;
 	}
 	log_info("started: node '%s', identity '%s' (incarnation %s), lease '%s/%s', server %s, "
-	         "control socket '%s', %zu fence method(s)",
+	         "service %s, %zu fence method(s)",
 	         conf->node.name, conf->agent.identity, p.lease.incarnation, conf->lease.namespace,
-	         conf->lease.name, k8s_client_server(client), conf->agent.control_socket,
+	         conf->lease.name, k8s_client_server(client),
+	         conf->service.probe[0] ? conf->service.probe : conf->agent.control_socket,
 	         methods.n);
 
 	for (;;) {

@@ -28,6 +28,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pipeline.h"
+#include "probe.h"
 #include "util.h"
 
 enum orch_state {
@@ -84,6 +85,11 @@ struct fence_run {
 struct orchestrator {
 	struct k8s_client *client;
 	struct orch_options o;
+	enum orch_service_mode mode;
+	char probe_url[512], selector[512];
+	pthread_t probe_thread;
+	bool probe_started, probe_stop;
+	char last_label_err[512]; /* orchestrator thread */
 	char node[254], ns[254], label_key[64], label_value[64];
 	struct elector *elector;
 	struct control *control;
@@ -128,7 +134,7 @@ static void enqueue(struct orchestrator *o, const struct ev *ev)
 		o->queue[(o->q_head + o->q_len) % QUEUE_MAX] = *ev;
 		o->queue[(o->q_head + o->q_len) % QUEUE_MAX].at = clock_mono_usec();
 		o->q_len++;
-		pthread_cond_signal(&o->cond);
+		pthread_cond_broadcast(&o->cond);
 	}
 	pthread_mutex_unlock(&o->mu);
 }
@@ -215,11 +221,17 @@ static long grant_ms(struct orchestrator *o, usec_t valid_until)
 	return (long)((valid_until - o->o.write_margin - clock_mono_usec()) / USEC_PER_MSEC);
 }
 
+/* Whether work for term `epoch` should go on: we still lead in it, and no
+ * shutdown is pending (a SIGTERM must not wait behind a retry loop). */
 static bool still_leading(struct orchestrator *o, int64_t epoch)
 {
 	int64_t e;
+	bool stopping;
 
-	return elector_is_leader(o->elector, &e) && e == epoch;
+	pthread_mutex_lock(&o->mu);
+	stopping = o->shutting_down;
+	pthread_mutex_unlock(&o->mu);
+	return !stopping && elector_is_leader(o->elector, &e) && e == epoch;
 }
 
 /* Set or remove the role label of a pod, with its uid as precondition so
@@ -262,9 +274,15 @@ static int unlabel_others(struct orchestrator *o, const char *own_pod, int *ret_
 	snprintf(sel, sizeof(sel), "%s=%s", o->label_key, o->label_value);
 	r = k8s_list(o->client, path, sel, NULL, o->o.request_timeout_ms, &list, err, sizeof(err));
 	if (r < 0) {
-		log_warning("listing pods labelled %s in '%s' failed: %s", sel, o->ns, err);
+		/* retried every 200 ms: say it once per distinct error */
+		if (strcmp(err, o->last_label_err) != 0) {
+			log_warning("listing pods labelled %s in '%s' failed: %s; retrying", sel,
+			            o->ns, err);
+			str_copy(o->last_label_err, sizeof(o->last_label_err), err);
+		}
 		return r;
 	}
+	o->last_label_err[0] = '\0';
 	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(list, "items"))
 	{
 		const cJSON *meta = cJSON_GetObjectItemCaseSensitive(item, "metadata");
@@ -347,6 +365,47 @@ static void release(struct orchestrator *o, const char *reason)
 	elector_release(o->elector, reason);
 }
 
+static void on_ready(struct orchestrator *o, const struct control_msg *m);
+
+/* Probe mode: find this node's pod of the service (selector + node). */
+static int find_own_pod(struct orchestrator *o)
+{
+	char path[512], field[300], err[1024] = "";
+	cJSON *list = NULL, *item;
+	int r;
+
+	r = k8s_path(path, sizeof(path), "v1", o->ns, "pods", NULL);
+	if (r < 0)
+		return r;
+	snprintf(field, sizeof(field), "spec.nodeName=%s", o->node);
+	r = k8s_list(o->client, path, o->o.selector, field, o->o.request_timeout_ms, &list, err,
+	             sizeof(err));
+	if (r < 0) {
+		log_warning("listing the service's pods on '%s' failed: %s", o->node, err);
+		return r;
+	}
+	r = -ENOENT;
+	cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(list, "items"))
+	{
+		const cJSON *meta = cJSON_GetObjectItemCaseSensitive(item, "metadata");
+		const cJSON *name = cJSON_GetObjectItemCaseSensitive(meta, "name");
+		const cJSON *uid = cJSON_GetObjectItemCaseSensitive(meta, "uid");
+
+		if (!cJSON_IsString(name) || !cJSON_IsString(uid))
+			continue;
+		pthread_mutex_lock(&o->mu);
+		str_copy(o->peer.pod, sizeof(o->peer.pod), name->valuestring);
+		str_copy(o->peer.uid, sizeof(o->peer.uid), uid->valuestring);
+		pthread_mutex_unlock(&o->mu);
+		r = 0;
+		break;
+	}
+	if (r < 0)
+		log_warning("no pod matching '%s' runs on '%s'", o->o.selector, o->node);
+	cJSON_Delete(list);
+	return r;
+}
+
 static void on_started(struct orchestrator *o, const struct elector_term *t, usec_t at)
 {
 	const char *victim = t->previous.node[0] ? t->previous.node : t->previous.holder;
@@ -418,6 +477,14 @@ static void on_started(struct orchestrator *o, const struct elector_term *t, use
 		       t->previous.holder, victim[0] ? victim : "-");
 	}
 
+	if (o->mode == ORCH_SERVICE_NONE) {
+		/* No local service: the term itself is the product. */
+		tl_add(o, "promoted", "no local service is managed (service.probe = none)");
+		tl_finish(o, true);
+		set_state(o, ST_MASTER);
+		log_info("event=promoted pod='-' epoch=%" PRId64 " (no local service)", t->epoch);
+		return;
+	}
 	/* The Service must never select two pods: the old label goes first. */
 	get_peer(o, &peer, &connected);
 	for (;;) {
@@ -430,6 +497,21 @@ static void on_started(struct orchestrator *o, const struct elector_term *t, use
 	if (removed)
 		tl_add(o, "unlabelled", "%d other pod(s)", removed);
 
+	if (o->mode == ORCH_SERVICE_PROBE) {
+		/* A service that does not integrate: promotion is the label. */
+		struct control_msg m = {.verb = CONTROL_READY, .epoch = t->epoch};
+		if (find_own_pod(o) < 0) {
+			release(o, "the local service's pod was not found");
+			set_state(o, ST_FOLLOWER);
+			return;
+		}
+		pthread_mutex_lock(&o->mu);
+		o->promoted_epoch = t->epoch;
+		pthread_mutex_unlock(&o->mu);
+		set_state(o, ST_PROMOTING);
+		on_ready(o, &m);
+		return;
+	}
 	get_peer(o, &peer, &connected);
 	if (!connected) {
 		release(o, "no local service to promote");
@@ -535,7 +617,9 @@ static void on_stopped(struct orchestrator *o, int64_t epoch, const char *reason
 		tl_add(o, "demote-sent", "term %" PRId64 " ended: %s", epoch, reason);
 		get_peer(o, &peer, &connected);
 		o->demote_deadline = clock_mono_usec() + o->o.demote_timeout;
-		set_state(o, connected ? ST_DEMOTING : ST_FOLLOWER);
+		/* only a service on the control socket answers DEMOTE */
+		set_state(o,
+		          connected && o->mode == ORCH_SERVICE_CONTROL ? ST_DEMOTING : ST_FOLLOWER);
 		unlabel_own(o, &peer);
 	}
 }
@@ -546,13 +630,19 @@ static void on_demote_timeout(struct orchestrator *o)
 	bool connected;
 
 	get_peer(o, &peer, &connected);
-	if (connected && peer.pid > 0) {
+	/* The pid the kernel reported for the socket's peer (SO_PEERCRED) is in
+	 * our PID namespace; the one the service stated in HELLO is in its own
+	 * (often 1 in a container) and may name another process here. */
+	if (connected && peer.cred_pid > 0) {
 		log_error("event=self-fence service '%s' did not confirm DEMOTE within %" PRId64
 		          " ms; killing pid %d",
-		          peer.pod, (int64_t)(o->o.demote_timeout / USEC_PER_MSEC), (int)peer.pid);
-		if (kill(peer.pid, SIGKILL) < 0)
-			log_error("kill %d: %s", (int)peer.pid, strerror(errno));
-		tl_add(o, "self-fenced", "killed pid %d", (int)peer.pid);
+		          peer.pod, (int64_t)(o->o.demote_timeout / USEC_PER_MSEC),
+		          (int)peer.cred_pid);
+		if (kill(peer.cred_pid, SIGKILL) < 0)
+			log_error("kill %d: %s (the agent needs hostPID and CAP_KILL to reach the "
+			          "service's process)",
+			          (int)peer.cred_pid, strerror(errno));
+		tl_add(o, "self-fenced", "killed pid %d", (int)peer.cred_pid);
 	}
 	set_state(o, ST_FOLLOWER);
 }
@@ -685,7 +775,8 @@ static bool cb_may_acquire(void *ud)
 	bool r;
 
 	pthread_mutex_lock(&o->mu);
-	r = o->svc_connected && o->svc_candidate && !o->shutting_down;
+	r = (o->mode == ORCH_SERVICE_NONE || (o->svc_connected && o->svc_candidate)) &&
+	    !o->shutting_down;
 	pthread_mutex_unlock(&o->mu);
 	return r;
 }
@@ -830,6 +921,55 @@ const struct control_callbacks *orch_control_callbacks(void)
 	return &control_cbs;
 }
 
+/* ---------------------------------------------------------------- probe */
+
+/* Probe mode: the probe's verdict stands in for the control connection. */
+static void *probe_main(void *arg)
+{
+	struct orchestrator *o = arg;
+	long timeout = (long)(o->o.probe_interval / USEC_PER_MSEC);
+	bool healthy_before = false, first = true;
+
+	if (timeout > 1000)
+		timeout = 1000;
+	for (;;) {
+		char err[512] = "";
+		bool healthy = probe_check(o->probe_url, timeout, err, sizeof(err)) >= 0;
+		usec_t next = clock_mono_usec() + o->o.probe_interval;
+		struct timespec ts = {.tv_sec = (time_t)(next / USEC_PER_SEC),
+		                      .tv_nsec = (long)(next % USEC_PER_SEC) * 1000};
+		bool stop;
+
+		if (first || healthy != healthy_before) {
+			if (healthy)
+				log_info("service probe %s passes: this node is a candidate",
+				         o->probe_url);
+			else
+				log_warning("service probe failed: %s", err);
+		}
+		pthread_mutex_lock(&o->mu);
+		o->svc_connected = o->svc_candidate = healthy;
+		pthread_mutex_unlock(&o->mu);
+		metrics_set_service_connected(o->o.metrics, healthy);
+		if (healthy_before && !healthy) {
+			struct ev ev = {.type = EV_GONE};
+			snprintf(ev.reason, sizeof(ev.reason), "health probe failed: %.400s", err);
+			enqueue(o, &ev);
+		}
+		healthy_before = healthy;
+		first = false;
+
+		pthread_mutex_lock(&o->mu);
+		while (!o->probe_stop && clock_mono_usec() < next)
+			if (pthread_cond_timedwait(&o->cond, &o->mu, &ts) == ETIMEDOUT)
+				break;
+		stop = o->probe_stop;
+		pthread_mutex_unlock(&o->mu);
+		if (stop)
+			return NULL;
+	}
+}
+
 /* ----------------------------------------------------------------- life */
 
 int orch_new(struct k8s_client *client, const struct orch_options *opts, struct orchestrator **ret)
@@ -845,6 +985,17 @@ int orch_new(struct k8s_client *client, const struct orch_options *opts, struct 
 	str_copy(o->ns, sizeof(o->ns), opts->service_namespace);
 	str_copy(o->label_key, sizeof(o->label_key), opts->label_key);
 	str_copy(o->label_value, sizeof(o->label_value), opts->label_value);
+	str_copy(o->selector, sizeof(o->selector), opts->selector ? opts->selector : "");
+	o->o.selector = o->selector;
+	if (!opts->probe || !opts->probe[0]) {
+		o->mode = ORCH_SERVICE_CONTROL;
+	} else if (strcmp(opts->probe, "none") == 0) {
+		o->mode = ORCH_SERVICE_NONE;
+	} else {
+		o->mode = ORCH_SERVICE_PROBE;
+		str_copy(o->probe_url, sizeof(o->probe_url), opts->probe);
+	}
+	o->o.probe = NULL;
 	pthread_mutex_init(&o->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -868,6 +1019,12 @@ int orch_start(struct orchestrator *o)
 	if (r)
 		return -r;
 	o->started = true;
+	if (o->mode == ORCH_SERVICE_PROBE) {
+		r = pthread_create(&o->probe_thread, NULL, probe_main, o);
+		if (r)
+			return -r;
+		o->probe_started = true;
+	}
 	return 0;
 }
 
@@ -884,6 +1041,14 @@ void orch_shutdown(struct orchestrator *o, const char *reason)
 	enqueue(o, &ev);
 	pthread_join(o->thread, NULL);
 	o->stopped = true;
+	if (o->probe_started) {
+		pthread_mutex_lock(&o->mu);
+		o->probe_stop = true;
+		pthread_cond_broadcast(&o->cond);
+		pthread_mutex_unlock(&o->mu);
+		pthread_join(o->probe_thread, NULL);
+		o->probe_started = false;
+	}
 }
 
 struct orchestrator *orch_free(struct orchestrator *o)
@@ -1002,9 +1167,12 @@ bool orch_ready(struct orchestrator *o, char *why, size_t whylen)
 	bool r;
 
 	pthread_mutex_lock(&o->mu);
-	r = o->svc_connected;
+	r = o->mode == ORCH_SERVICE_NONE || o->svc_connected;
 	if (!r)
-		errbuf_set(why, whylen, "no local service is connected to the control socket");
+		errbuf_set(why, whylen,
+		           o->mode == ORCH_SERVICE_PROBE
+		                   ? "the local service's health probe fails"
+		                   : "no local service is connected to the control socket");
 	pthread_mutex_unlock(&o->mu);
 	return r;
 }

@@ -34,8 +34,17 @@ struct fence_pipeline_opts;
 struct events;
 struct metrics;
 
+enum orch_service_mode {
+	ORCH_SERVICE_CONTROL, /* the service connects to the control socket */
+	ORCH_SERVICE_PROBE,   /* a service that does not integrate: health probe */
+	ORCH_SERVICE_NONE,    /* no local service: election and fencing only */
+};
+
 struct orch_options {
 	const char *node;
+	const char *selector; /* the service's pods (probe mode finds its own) */
+	const char *probe;    /* "" (control socket), "none", or a probe URL */
+	usec_t probe_interval;
 	const char *service_namespace;
 	const char *label_key;   /* "role" */
 	const char *label_value; /* "master" */

@@ -8,7 +8,7 @@ KF_PACKAGES=(
 	libcurl4-openssl-dev libcjson-dev libblkid-dev libiscsi-dev libssl-dev check
 	libinih-dev libmicrohttpd-dev libyaml-dev
 	etcd-server golang-go golang-github-modern-go-reflect2-dev rsync
-	curl openssl iproute2 procps tgt libiscsi-bin
+	curl openssl iproute2 procps tgt libiscsi-bin jq
 )
 
 kf_install_deps() {

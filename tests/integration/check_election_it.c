@@ -23,7 +23,8 @@
 #define RETRY_MS    250
 #define TIMINGS                                                                                    \
 	"lease.duration_ms = 2000\nlease.renew_deadline_ms = 1500\nlease.retry_ms = 250\n"         \
-	"kube.request_timeout_ms = 1000\n"
+	"kube.request_timeout_ms = 1000\n"                                                         \
+	"service.probe = none\nhttp.listen =\n"
 
 static const char *kubeconfig_of(int i)
 {

@@ -343,6 +343,8 @@ START_TEST(test_dump_marks_defaults)
 	                          "service.namespace = default  # default\n"
 	                          "service.selector =   # default\n"
 	                          "service.role_label = role=master  # default\n"
+	                          "service.probe =   # default\n"
+	                          "service.probe_interval_ms = 500  # default\n"
 	                          "fence.methods =   # default\n"
 	                          "fence.released_methods =   # default\n"
 	                          "fence.timeout_ms = 10000  # default\n"
