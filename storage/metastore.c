@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "crc32c.h"
 #include "journal.h"
@@ -30,21 +31,73 @@
 #define DEFAULT_SNAP_BYTES   (64ull << 20)
 #define DEFAULT_SNAP_RECORDS 1000000ull
 #define SNAP_BUF_SIZE        (1u << 20)
+/* Recovery pre-sizes the hash table to one bucket per this many bytes of
+ * journal and snapshot: a record is 40 bytes of header plus its key and
+ * value, so this slightly over-counts stores of ~100-byte records (load
+ * <= 1) without reserving a bucket per minimal 41-byte record (8x the
+ * memory for typical stores). */
+#define RECOVERY_BYTES_PER_KEY 128
 
+/* An index entry: the key and, when it fits, the value live in the same
+ * allocation (key at &fwd[level], the inline value slot of `cap` bytes right
+ * after it).  A value that outgrows the slot is malloc'd (ENTRY_VALUE_HEAP).
+ * Entries made during recovery come from the recovery arena (ENTRY_ARENA):
+ * one allocation per few MiB instead of two per key, freed with the store. */
 struct entry {
 	struct entry *hnext;
-	uint8_t *value; /* malloc'd, value_len bytes + NUL */
+	uint8_t *value; /* value_len bytes + NUL: inline slot or malloc'd */
 	uint32_t hash;
 	uint32_t key_len;
 	uint32_t value_len;
-	uint32_t level;
-	struct entry *fwd[]; /* `level` pointers, then the key bytes */
+	uint32_t cap;        /* bytes of the inline value slot (value_len + 1 fits) */
+	uint8_t level;       /* skip list levels */
+	uint8_t flags;       /* ENTRY_* */
+	struct entry *fwd[]; /* `level` pointers, then the key, then the slot */
 };
+
+#define ENTRY_ARENA      0x01 /* memory belongs to the recovery arena */
+#define ENTRY_VALUE_HEAP 0x02 /* value is malloc'd, not the inline slot */
+#define ENTRY_DEAD       0x04 /* deleted arena entry (skipped by index_link) */
 
 static uint8_t *entry_key(const struct entry *e)
 {
 	return (uint8_t *)&e->fwd[e->level];
 }
+
+static uint8_t *entry_slot(const struct entry *e)
+{
+	return entry_key(e) + e->key_len;
+}
+
+/* Bytes of an entry with these parameters, rounded for alignment. */
+static size_t entry_size(uint32_t level, size_t klen, size_t cap)
+{
+	size_t n = sizeof(struct entry) + level * sizeof(struct entry *) + klen + cap;
+
+	return (n + 7) & ~(size_t)7;
+}
+
+/* The recovery arena: chunks filled in allocation order (so walking them
+ * yields every entry recovery made), 1 MiB first, doubling up to 64 MiB,
+ * backed by transparent huge pages where the kernel allows (page faults were
+ * a tenth of replay time with 4 KiB pages).  Entries that die during
+ * recovery go to per-size free lists and are reused by the next entry of
+ * the same size, so replaying overwrites does not grow the arena. */
+#define ARENA_CHUNK_MIN    (1u << 20)
+#define ARENA_CHUNK_MAX    (64u << 20)
+#define ARENA_HUGE_PAGE    (2u << 20)
+#define ARENA_FREE_CLASSES 512 /* exact sizes 8..4088 bytes */
+
+/* Recovery inserts in batches: each new entry's bucket is prefetched when it
+ * is queued and looked up only when the batch is full, so the cache misses
+ * of a batch overlap instead of costing one memory latency per record. */
+#define RECOVERY_BATCH 16
+
+struct arena_chunk {
+	struct arena_chunk *next;
+	size_t used, size;
+	uint64_t data[]; /* 8-byte aligned entries */
+};
 
 /* Where recovery found damage, for messages and repair. */
 enum damage_kind {
@@ -65,8 +118,13 @@ struct metastore {
 	struct entry **buckets;
 	size_t nbuckets;
 	size_t nkeys;
-	struct entry *head; /* skip list head (level SKIP_MAX_LEVEL, no key) */
-	bool linked;        /* skip list built (false during recovery) */
+	struct entry *head;                     /* skip list head (level SKIP_MAX_LEVEL, no key) */
+	bool linked;                            /* skip list built (false during recovery) */
+	struct arena_chunk *arena, *arena_tail; /* recovery entries, in order */
+	struct entry *arena_free[ARENA_FREE_CLASSES]; /* dead entries by size / 8 */
+	struct entry *pending[RECOVERY_BATCH];        /* recovery puts not yet in the table */
+	size_t npending;
+	size_t nheap; /* malloc'd entries and values: close walks the table only if > 0 */
 	uint64_t rng;
 
 	/* write state, under lock */
@@ -136,9 +194,8 @@ static struct entry *hash_find(struct metastore *m, const void *key, size_t len,
 	return NULL;
 }
 
-static int hash_grow(struct metastore *m)
+static int hash_resize(struct metastore *m, size_t n)
 {
-	size_t n = m->nbuckets * 2;
 	struct entry **nb = calloc(n, sizeof(*nb));
 
 	if (!nb)
@@ -158,6 +215,21 @@ static int hash_grow(struct metastore *m)
 	return 0;
 }
 
+/* Size the table for about `keys` keys before recovery fills it, so that
+ * replay never rehashes.  Only grows; failure is harmless (the table then
+ * grows as it fills). */
+static void hash_presize(struct metastore *m, uint64_t keys)
+{
+	size_t n = m->nbuckets;
+
+	if (keys > (1ull << 26))
+		keys = 1ull << 26;
+	while (n < keys)
+		n *= 2;
+	if (n > m->nbuckets)
+		(void)hash_resize(m, n);
+}
+
 /* Find the skip list predecessors of key at every level. */
 static void skip_seek(struct metastore *m, const void *key, size_t len,
                       struct entry *update[SKIP_MAX_LEVEL])
@@ -171,31 +243,125 @@ static void skip_seek(struct metastore *m, const void *key, size_t len,
 	}
 }
 
-/* Insert or replace; takes ownership of value (malloc'd, NUL-terminated). */
-static int index_put(struct metastore *m, const void *key, size_t klen, uint8_t *value, size_t vlen)
+/* Memory for an entry: from the arena during recovery (before the skip list
+ * is linked), from malloc afterwards. */
+static struct entry *entry_alloc(struct metastore *m, size_t size)
+{
+	struct arena_chunk *c = m->arena_tail;
+	struct entry *e;
+
+	if (m->linked) {
+		e = malloc(size);
+		if (e) {
+			e->flags = 0;
+			m->nheap++;
+		}
+		return e;
+	}
+	if (size / 8 < ARENA_FREE_CLASSES && m->arena_free[size / 8]) {
+		e = m->arena_free[size / 8];
+		m->arena_free[size / 8] = e->hnext;
+		e->flags = ENTRY_ARENA;
+		return e;
+	}
+	if (!c || c->size - c->used < size) {
+		size_t cs = c ? c->size * 2 : ARENA_CHUNK_MIN;
+
+		if (cs > ARENA_CHUNK_MAX)
+			cs = ARENA_CHUNK_MAX;
+		if (cs < size)
+			cs = size;
+		c = aligned_alloc(ARENA_HUGE_PAGE, (sizeof(*c) + cs + ARENA_HUGE_PAGE - 1) &
+		                                           ~(size_t)(ARENA_HUGE_PAGE - 1));
+		if (!c)
+			return NULL;
+		if (cs >= ARENA_HUGE_PAGE)
+			(void)madvise(c, sizeof(*c) + cs, MADV_HUGEPAGE);
+		c->next = NULL;
+		c->used = 0;
+		c->size = cs;
+		if (m->arena_tail)
+			m->arena_tail->next = c;
+		else
+			m->arena = c;
+		m->arena_tail = c;
+	}
+	e = (struct entry *)((uint8_t *)c->data + c->used);
+	c->used += size;
+	e->flags = ENTRY_ARENA;
+	return e;
+}
+
+static void entry_free(struct metastore *m, struct entry *e)
+{
+	size_t size = entry_size(e->level, e->key_len, e->cap);
+
+	if (e->flags & ENTRY_VALUE_HEAP) {
+		free(e->value);
+		m->nheap--;
+	}
+	if (!(e->flags & ENTRY_ARENA)) {
+		free(e);
+		m->nheap--;
+		return;
+	}
+	e->flags = ENTRY_DEAD | ENTRY_ARENA; /* the arena keeps the bytes */
+	if (!m->linked && size / 8 < ARENA_FREE_CLASSES) {
+		e->hnext = m->arena_free[size / 8];
+		m->arena_free[size / 8] = e;
+	}
+}
+
+/* Replace the value of e: into the inline slot when it fits, else into a
+ * new heap buffer.  e keeps its old value on failure. */
+static int entry_set_value(struct metastore *m, struct entry *e, const void *val, size_t vlen)
+{
+	uint8_t *dst = entry_slot(e);
+
+	if (vlen + 1 > e->cap) {
+		dst = malloc(vlen + 1);
+		if (!dst)
+			return -ENOMEM;
+		m->nheap++;
+	}
+	if (e->flags & ENTRY_VALUE_HEAP) {
+		free(e->value);
+		m->nheap--;
+	}
+	if (dst == entry_slot(e))
+		e->flags &= (uint8_t)~ENTRY_VALUE_HEAP;
+	else
+		e->flags |= ENTRY_VALUE_HEAP;
+	if (vlen)
+		memcpy(dst, val, vlen);
+	dst[vlen] = '\0';
+	e->value = dst;
+	e->value_len = (uint32_t)vlen;
+	return 0;
+}
+
+/* Insert or replace key -> a copy of val. */
+static int index_put(struct metastore *m, const void *key, size_t klen, const void *val,
+                     size_t vlen)
 {
 	uint32_t h = key_hash(key, klen);
 	struct entry *e = hash_find(m, key, klen, h);
 	uint32_t level;
 
-	if (e) {
-		free(e->value);
-		e->value = value;
-		e->value_len = (uint32_t)vlen;
-		return 0;
-	}
-	if (m->nkeys >= m->nbuckets && hash_grow(m) < 0)
+	if (e)
+		return entry_set_value(m, e, val, vlen);
+	if (m->nkeys >= m->nbuckets && hash_resize(m, m->nbuckets * 2) < 0)
 		return -ENOMEM;
 	level = random_level(m);
-	e = malloc(sizeof(*e) + level * sizeof(e->fwd[0]) + klen);
+	e = entry_alloc(m, entry_size(level, klen, vlen + 1));
 	if (!e)
 		return -ENOMEM;
 	e->hash = h;
 	e->key_len = (uint32_t)klen;
-	e->value = value;
-	e->value_len = (uint32_t)vlen;
-	e->level = level;
+	e->level = (uint8_t)level;
+	e->cap = (uint32_t)(vlen + 1);
 	memcpy(entry_key(e), key, klen);
+	(void)entry_set_value(m, e, val, vlen); /* fits the slot: cannot fail */
 	e->hnext = m->buckets[h & (m->nbuckets - 1)];
 	m->buckets[h & (m->nbuckets - 1)] = e;
 	m->nkeys++;
@@ -230,8 +396,7 @@ static bool index_delete(struct metastore *m, const void *key, size_t klen)
 			if (update[l]->fwd[l] == e)
 				update[l]->fwd[l] = e->fwd[l];
 	}
-	free(e->value);
-	free(e);
+	entry_free(m, e);
 	m->nkeys--;
 	return true;
 }
@@ -262,26 +427,90 @@ static int sort_item_cmp(const void *a, const void *b)
 	return key_cmp(entry_key(x->e), x->e->key_len, entry_key(y->e), y->e->key_len);
 }
 
-/* After recovery: sort the live entries once and link the skip list. */
+/* Sort by key: a stable LSD radix sort on the 8-byte prefix (byte digits,
+ * skipping digits that are equal in every item), then a comparison sort of
+ * each run of equal prefixes.  tmp has room for n items. */
+static void sort_items(struct sort_item *all, struct sort_item *tmp, size_t n)
+{
+	struct sort_item *src = all, *dst = tmp;
+
+	for (int shift = 0; shift < 64; shift += 8) {
+		size_t count[256] = {0}, pos = 0;
+
+		for (size_t i = 0; i < n; i++)
+			count[(src[i].prefix >> shift) & 0xff]++;
+		if (count[(src[0].prefix >> shift) & 0xff] == n)
+			continue; /* one value: the pass would not move anything */
+		for (int d = 0; d < 256; d++) {
+			size_t c = count[d];
+
+			count[d] = pos;
+			pos += c;
+		}
+		for (size_t i = 0; i < n; i++)
+			dst[count[(src[i].prefix >> shift) & 0xff]++] = src[i];
+		src = dst;
+		dst = src == all ? tmp : all;
+	}
+	if (src != all)
+		memcpy(all, src, n * sizeof(*all));
+	for (size_t i = 0, j; i < n; i = j) {
+		for (j = i + 1; j < n && all[j].prefix == all[i].prefix; j++)
+			;
+		if (j - i > 1)
+			qsort(all + i, j - i, sizeof(*all), sort_item_cmp);
+	}
+}
+
+static int recovery_flush(struct metastore *m);
+
+/* After recovery: sort the live entries once and link the skip list.  The
+ * arena holds them in insertion order, so a store recovered from a snapshot
+ * (written in key order) needs no sort at all. */
 static int index_link(struct metastore *m)
 {
-	struct sort_item *all = NULL;
+	struct sort_item *all = NULL, *tmp = NULL;
 	struct entry *tail[SKIP_MAX_LEVEL];
 	size_t n = 0;
 	bool sorted = true;
+	int r = 0;
 
+	r = recovery_flush(m);
+	if (r < 0)
+		return r;
 	if (m->nkeys) {
 		all = malloc(m->nkeys * sizeof(*all));
 		if (!all)
 			return -ENOMEM;
 	}
-	for (size_t i = 0; i < m->nbuckets; i++)
-		for (struct entry *e = m->buckets[i]; e; e = e->hnext)
+	for (struct arena_chunk *c = m->arena; c; c = c->next) {
+		for (size_t off = 0; off < c->used;) {
+			struct entry *e = (struct entry *)((uint8_t *)c->data + off);
+
+			off += entry_size(e->level, e->key_len, e->cap);
+			if (e->flags & ENTRY_DEAD)
+				continue;
+			if (n == m->nkeys) {
+				r = -EUCLEAN; /* cannot happen: the arena holds every key */
+				goto out;
+			}
 			all[n++] = (struct sort_item){key_prefix(e), e};
+		}
+	}
+	if (n != m->nkeys) {
+		r = -EUCLEAN;
+		goto out;
+	}
 	for (size_t i = 1; i < n && sorted; i++)
 		sorted = sort_item_cmp(&all[i - 1], &all[i]) < 0;
-	if (!sorted)
-		qsort(all, n, sizeof(*all), sort_item_cmp);
+	if (!sorted) {
+		tmp = malloc(n * sizeof(*tmp));
+		if (!tmp) {
+			r = -ENOMEM;
+			goto out;
+		}
+		sort_items(all, tmp, n);
+	}
 	for (int l = 0; l < SKIP_MAX_LEVEL; l++) {
 		tail[l] = m->head;
 		m->head->fwd[l] = NULL;
@@ -295,41 +524,91 @@ static int index_link(struct metastore *m)
 			tail[l] = e;
 		}
 	}
-	free(all);
 	m->linked = true;
-	return 0;
+out:
+	free(tmp);
+	free(all);
+	return r;
 }
 
 static void index_free(struct metastore *m)
 {
-	for (size_t i = 0; m->buckets && i < m->nbuckets; i++) {
+	for (size_t i = 0; m->nheap && m->buckets && i < m->nbuckets; i++) {
 		struct entry *e = m->buckets[i], *next;
 
 		for (; e; e = next) {
 			next = e->hnext;
-			free(e->value);
-			free(e);
+			entry_free(m, e);
 		}
 	}
+	while (m->arena) {
+		struct arena_chunk *c = m->arena;
+
+		m->arena = c->next;
+		free(c);
+	}
+	m->arena_tail = NULL;
 	free(m->buckets);
 	free(m->head);
+}
+
+/* Put the queued recovery entries into the table, in record order: a key
+ * already present is replaced by the newer entry. */
+static int recovery_flush(struct metastore *m)
+{
+	for (size_t i = 0; i < m->npending; i++) {
+		struct entry *e = m->pending[i], **pp, *old;
+
+		pp = &m->buckets[e->hash & (m->nbuckets - 1)];
+		for (; (old = *pp); pp = &old->hnext)
+			if (old->hash == e->hash && old->key_len == e->key_len &&
+			    memcmp(entry_key(old), entry_key(e), e->key_len) == 0)
+				break;
+		if (old) {
+			e->hnext = old->hnext;
+			*pp = e;
+			entry_free(m, old);
+			continue;
+		}
+		e->hnext = *pp;
+		*pp = e;
+		m->nkeys++;
+		if (m->nkeys > m->nbuckets && hash_resize(m, m->nbuckets * 2) < 0) {
+			m->npending = 0; /* the rest stays in the arena, freed with it */
+			return -ENOMEM;
+		}
+	}
+	m->npending = 0;
+	return 0;
+}
+
+/* A PUT replayed during recovery: a new arena entry, queued (see
+ * RECOVERY_BATCH). */
+static int recovery_put(struct metastore *m, const void *key, size_t klen, const void *val,
+                        size_t vlen)
+{
+	uint32_t level = random_level(m);
+	struct entry *e = entry_alloc(m, entry_size(level, klen, vlen + 1));
+
+	if (!e)
+		return -ENOMEM;
+	e->hash = key_hash(key, klen);
+	e->key_len = (uint32_t)klen;
+	e->level = (uint8_t)level;
+	e->cap = (uint32_t)(vlen + 1);
+	memcpy(entry_key(e), key, klen);
+	(void)entry_set_value(m, e, val, vlen); /* fits the slot: cannot fail */
+	__builtin_prefetch(&m->buckets[e->hash & (m->nbuckets - 1)]);
+	m->pending[m->npending++] = e;
+	return m->npending == RECOVERY_BATCH ? recovery_flush(m) : 0;
 }
 
 static int apply_put(struct metastore *m, const void *key, size_t klen, const void *val,
                      size_t vlen)
 {
-	uint8_t *v = malloc(vlen + 1);
-	int r;
-
-	if (!v)
-		return -ENOMEM;
-	if (vlen)
-		memcpy(v, val, vlen);
-	v[vlen] = '\0';
-	r = index_put(m, key, klen, v, vlen);
-	if (r < 0)
-		free(v);
-	return r;
+	if (!m->linked)
+		return recovery_put(m, key, klen, val, vlen);
+	return index_put(m, key, klen, val, vlen);
 }
 
 /* --------------------------------------------------------------- recovery */
@@ -423,9 +702,14 @@ static int segment_record(void *userdata, const struct journal_record *r, uint64
 	switch (r->type) {
 	case JOURNAL_PUT:
 		return apply_put(m, r->key, r->key_len, r->value, r->value_len);
-	case JOURNAL_DEL:
+	case JOURNAL_DEL: {
+		int fr = recovery_flush(m); /* deletes apply in record order */
+
+		if (fr < 0)
+			return fr;
 		(void)index_delete(m, r->key, r->key_len);
 		return 0;
+	}
 	case JOURNAL_BARRIER:
 		return 0;
 	default:
@@ -482,6 +766,34 @@ static int load_snapshot(struct metastore *m, const struct backend_unit *u, char
 	return -EBADMSG;
 }
 
+/* Are the bytes of u from `from` to its end all zeros (what a block backend
+ * leaves after the last record)?  Read errors count as "no": the caller then
+ * treats the bytes as a torn tail. */
+static bool zero_tail(struct backend *b, const struct backend_unit *u, uint64_t from)
+{
+	static const uint8_t zeros[4096];
+	uint8_t *buf = malloc(1u << 20);
+	bool zero = buf != NULL;
+
+	while (zero && from < u->size) {
+		ssize_t n = b->ops->read(b, u, from, buf, 1u << 20);
+
+		if (n <= 0) {
+			zero = n == 0;
+			break;
+		}
+		for (ssize_t i = 0; zero && i < n; i += (ssize_t)sizeof(zeros)) {
+			size_t len =
+			        (size_t)(n - i) < sizeof(zeros) ? (size_t)(n - i) : sizeof(zeros);
+
+			zero = memcmp(buf + i, zeros, len) == 0;
+		}
+		from += (uint64_t)n;
+	}
+	free(buf);
+	return zero;
+}
+
 /* Replay everything; fills the index, last_seq and volume_epoch. */
 static int recover(struct metastore *m, char *err, size_t errlen)
 {
@@ -501,6 +813,16 @@ static int recover(struct metastore *m, char *err, size_t errlen)
 			nseg++;
 		else
 			snap = &units[i]; /* sorted: the last one is the newest */
+	}
+	/* Size the hash table once for what the units can hold: one key per
+	 * RECOVERY_BYTES_PER_KEY bytes (a 40-byte header plus a small key and
+	 * value); the table still grows if the guess is low. */
+	{
+		uint64_t bytes = 0;
+
+		for (size_t i = 0; i < n; i++)
+			bytes += units[i].size;
+		hash_presize(m, bytes / RECOVERY_BYTES_PER_KEY);
 	}
 	m->expected_seq = 1;
 	if (snap) {
@@ -562,7 +884,17 @@ static int recover(struct metastore *m, char *err, size_t errlen)
 			r = -EUCLEAN;
 			goto out;
 		}
-		if (res.status == JOURNAL_SCAN_TORN) {
+		if (res.status == JOURNAL_SCAN_TORN && last && !m->opts.read_only &&
+		    m->b->ops->block_size(m->b) > 1 && zero_tail(m->b, u, res.valid_end)) {
+			/* a block backend's zeroed space after the last record:
+			 * the end of the stream, not a torn write */
+			r = m->b->ops->truncate(m->b, u, res.valid_end);
+			if (r < 0) {
+				errbuf_set(err, errlen, "cannot cut '%s' at its end: %s", u->name,
+				           strerror(-r));
+				goto out;
+			}
+		} else if (res.status == JOURNAL_SCAN_TORN) {
 			uint64_t cut = u->size - res.valid_end;
 
 			if (!last) {
@@ -626,6 +958,7 @@ static struct metastore *store_new(struct backend *b, const struct metastore_opt
 	if (!m->buckets || !m->head || !m->wbuf)
 		return metastore_close(m);
 	m->head->level = SKIP_MAX_LEVEL;
+	m->head->flags = 0;
 	return m;
 }
 
