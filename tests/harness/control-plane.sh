@@ -26,42 +26,9 @@ die() {
 	echo "control-plane: $*" >&2
 	exit 1
 }
+# shellcheck source=tests/harness/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 log() { echo "control-plane: $*" >&2; }
-
-free_port() {
-	local p
-	for _ in $(seq 1 200); do
-		p=$((20000 + RANDOM % 20000))
-		if ! ss -Htln "sport = :$p" | grep -q .; then
-			echo "$p"
-			return 0
-		fi
-	done
-	die "no free port found"
-}
-
-wait_pid_gone() { # PID TIMEOUT_S
-	local i
-	for i in $(seq 1 $(($2 * 10))); do
-		kill -0 "$1" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-stop_pidfile() { # FILE
-	local f=$1 pid
-	[ -f "$f" ] || return 0
-	pid=$(cat "$f")
-	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-		kill -TERM "$pid" 2>/dev/null || true
-		if ! wait_pid_gone "$pid" 10; then
-			kill -KILL "$pid" 2>/dev/null || true
-			wait_pid_gone "$pid" 5 || true
-		fi
-	fi
-	rm -f "$f"
-}
 
 gen_pki() { # DIR
 	local d=$1/pki

@@ -24,27 +24,8 @@ die() {
 	echo "tgtd.sh: $*" >&2
 	exit 1
 }
-
-free_port() {
-	local p
-	for _ in $(seq 1 200); do
-		p=$((20000 + RANDOM % 20000))
-		if ! ss -Htln "sport = :$p" | grep -q .; then
-			echo "$p"
-			return 0
-		fi
-	done
-	die "no free port found"
-}
-
-wait_pid_gone() { # PID TIMEOUT_S
-	local i
-	for i in $(seq 1 $(($2 * 10))); do
-		kill -0 "$1" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	return 1
-}
+# shellcheck source=tests/harness/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 adm() { # tgtadm with our control port
 	tgtadm -C "$CTL" --lld iscsi "$@"

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Shell helpers shared by the test harnesses (sourced, not run).  Each
+# harness defines die() before sourcing this file.
+
+# A free TCP port on loopback, picked at random in 20000..39999.
+free_port() {
+	local p
+	for _ in $(seq 1 200); do
+		p=$((20000 + RANDOM % 20000))
+		if ! ss -Htln "sport = :$p" | grep -q .; then
+			echo "$p"
+			return 0
+		fi
+	done
+	die "no free port found"
+}
+
+# Wait up to TIMEOUT_S seconds for PID to exit; 1 when it still runs.
+wait_pid_gone() { # PID TIMEOUT_S
+	local i
+	for i in $(seq 1 $(($2 * 10))); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# Stop the process whose PID is in FILE: SIGTERM, then SIGKILL after
+# TERM_TIMEOUT_S (default 10) seconds; remove FILE.  Never by name.
+stop_pidfile() { # FILE [TERM_TIMEOUT_S]
+	local f=$1 pid
+	[ -f "$f" ] || return 0
+	pid=$(cat "$f")
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		if ! wait_pid_gone "$pid" "${2:-10}"; then
+			kill -KILL "$pid" 2>/dev/null || true
+			wait_pid_gone "$pid" 5 || true
+		fi
+	fi
+	rm -f "$f"
+}
