@@ -660,10 +660,24 @@ static void shutdown_now(struct orchestrator *o)
 	pthread_mutex_unlock(&o->mu);
 	if (o->state == ST_PROMOTING || o->state == ST_MASTER || o->state == ST_FENCING) {
 		usec_t end = clock_mono_usec() + o->o.demote_timeout;
+		bool confirmed = false;
 		if (connected && control_send_demote(o->control, epoch, o->shutdown_reason) >= 0) {
 			while (dequeue(o, end, &ev))
 				if ((ev.type == EV_DEMOTED && ev.epoch == epoch) ||
-				    ev.type == EV_GONE)
+				    ev.type == EV_GONE) {
+					confirmed = true;
+					break;
+				}
+		}
+		/* The release tells the next master that this service stopped:
+		 * one that did not confirm may still hold a write grant, so it
+		 * is self-fenced first (as on a lost Lease), and its death is
+		 * confirmed by EOF on the control socket. */
+		if (!confirmed && connected) {
+			on_demote_timeout(o);
+			end = clock_mono_usec() + o->o.demote_timeout;
+			while (dequeue(o, end, &ev))
+				if (ev.type == EV_GONE)
 					break;
 		}
 		unlabel_own(o, &peer);
