@@ -1,0 +1,458 @@
+/* End-to-end failover of the agent with real processes: a real
+ * kube-apiserver + etcd (TLS, RBAC) and a real tgtd, two nodes, each with a
+ * kubefence-agent and a kubefence-metad on its control socket, both metads
+ * on one shared data directory.  One scenario per TCase, each with its own
+ * Lease, pods and directory (fo.h describes the setup).
+ *
+ * Throughout every scenario:
+ *   - a watcher polls the pods every 20 ms and counts observations with more
+ *     than one pod labelled role=master (must stay 0);
+ *   - a client writes sequential keys to the last master that acknowledged,
+ *     falling over to the other metad on NOTMASTER/ERR/connection errors,
+ *     and probes the other metad every 20 writes; at the end fo_check()
+ *     verifies that no acknowledged write is lost (read back on the final
+ *     master) and that two masters never acknowledged in overlapping
+ *     periods (epochs, from the agents' logs, never go back in ack order;
+ *     no write is acknowledged in a term once a newer term started).
+ *
+ * Timings: lease 2000 ms, renew deadline 1500 ms, retry 250 ms, request
+ * 1000 ms, write margin 250 ms.  Fencing: scsi-pr on the harness LUN (every
+ * failover), pod-delete (only when the old Lease expired; a released Lease
+ * with the service confirmed dead keeps the pod, so a restarted container
+ * of the same pod comes back).  Times are measured and recorded, never
+ * asserted, except the contract that a service stops writing by its own
+ * deadline. */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fo.h"
+#include "proto.h"
+
+void fo_fail(const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	ck_abort_msg("%s", buf);
+	abort(); /* not reached */
+}
+
+struct scen {
+	struct fo_cluster c;
+	struct fo_workload w;
+	struct fo_watcher wa;
+};
+
+static double secs(usec_t d)
+{
+	return (double)d / USEC_PER_SEC;
+}
+
+static void dump_all(struct scen *s)
+{
+	for (size_t i = 0; i < s->c.n; i++) {
+		fo_dump(s->c.node[i].agent_log);
+		fo_dump(s->c.node[i].metad_log);
+	}
+}
+
+/* Node 0 master, writes flowing to it for 1 s. */
+static void scen_start(struct scen *s, const char *tag)
+{
+	usec_t t0;
+
+	memset(s, 0, sizeof(*s));
+	fo_prepare_rbac();
+	fo_cluster_init(&s->c, tag, 2);
+	fo_watcher_start(&s->wa, &s->c);
+	fo_cluster_start(&s->c);
+	s->w.probe_every = 20;
+	s->w.pause_us = 2000;
+	t0 = clock_mono_usec();
+	fo_workload_start(&s->w, &s->c);
+	ck_assert_msg(fo_wait_ack(&s->w, 0, t0, 5000), "no write acknowledged by %s",
+	              s->c.node[0].name);
+	usleep(1000 * 1000);
+}
+
+static void scen_finish(struct scen *s)
+{
+	char why[2048] = "";
+	int final;
+	bool ok;
+
+	usleep(500 * 1000);
+	fo_workload_stop(&s->w);
+	fo_watcher_stop(&s->wa);
+	final = fo_wait_master(&s->c, -1, 5000);
+	if (final < 0)
+		dump_all(s);
+	ck_assert_msg(final >= 0, "no master at the end");
+	ok = fo_check(&s->c, &s->w, final, why, sizeof(why));
+	printf("%s: %zu writes acknowledged (node-a %zu, node-b %zu), %" PRIu64
+	       " attempts, %" PRIu64 " NOTMASTER, %" PRIu64 " errors/timeouts; watcher: %" PRIu64
+	       " observations, %" PRIu64 " failed lists, %" PRIu64 " with two masters\n",
+	       s->c.tag, s->w.n_acks, fo_acks_count(&s->w, 0, 0), fo_acks_count(&s->w, 1, 0),
+	       s->w.attempts, s->w.refused, s->w.errors, s->wa.observations, s->wa.failed_lists,
+	       s->wa.violations);
+	fflush(stdout);
+	if (!ok || s->wa.violations)
+		dump_all(s);
+	ck_assert_msg(ok, "%s", why);
+	ck_assert_msg(s->wa.violations == 0, "%s", s->wa.violation);
+	ck_assert_msg(s->wa.observations >= 50, "the watcher saw the pods only %" PRIu64 " times",
+	              s->wa.observations);
+	fo_workload_free(&s->w);
+	fo_cluster_stop(&s->c);
+}
+
+/* Direct PUTs to node i for `ms`: how many were acknowledged; the time of
+ * the first NOTMASTER in *first_nm (0: none). */
+static int hammer(struct scen *s, size_t i, long ms, int *notmaster, int *errs, usec_t *first_nm)
+{
+	struct fo_conn cn;
+	usec_t end = clock_mono_usec() + ms * USEC_PER_MSEC;
+	char key[64], txt[256];
+	int ok = 0, k = 0;
+
+	*notmaster = *errs = 0;
+	*first_nm = 0;
+	fo_conn_init(&cn, s->c.node[i].port);
+	while (clock_mono_usec() < end) {
+		snprintf(key, sizeof(key), "h-%s-%d", s->c.tag, k++);
+		switch (fo_request(&cn, PROTO_OP_PUT, key, "stale", 200, txt, sizeof(txt))) {
+		case FO_OK:
+			ok++;
+			break;
+		case FO_NOTMASTER:
+			if (!*first_nm)
+				*first_nm = clock_mono_usec();
+			(*notmaster)++;
+			break;
+		default:
+			(*errs)++;
+			usleep(5000);
+			break;
+		}
+		usleep(2000);
+	}
+	fo_conn_close(&cn);
+	return ok;
+}
+
+/* 1. kill -9 of the master metad; the agent sees EOF and releases at once;
+ * the other node takes over; the killed one is restarted (same pod name and
+ * uid) and stays standby. */
+START_TEST(kill9_master_metad)
+{
+	struct scen s;
+	usec_t t_kill, t_ack, t_restart;
+	int nm, er, ok;
+	usec_t first_nm;
+
+	scen_start(&s, "kill9");
+	t_kill = fo_metad_signal(&s.c, 0, SIGKILL);
+	t_ack = fo_wait_ack(&s.w, 1, t_kill, 15000);
+	if (!t_ack)
+		dump_all(&s);
+	ck_assert_msg(t_ack, "node-b acknowledged nothing within 15 s of kill -9");
+	fo_record("failover-kill9-metad-to-first-ack", secs(t_ack - t_kill));
+	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=released", "service",
+	                              "died", NULL),
+	                 1);
+	/* node-a's key was registered (fo_cluster_start joined it): preempted */
+	ck_assert_int_ge(fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node-a",
+	                              "scsi-pr confirmed", "PREEMPT", NULL),
+	                 1);
+
+	/* restarted as a kubelet would: same pod, same uid */
+	t_restart = clock_mono_usec();
+	fo_metad_start(&s.c, 0);
+	usec_t end = clock_mono_usec() + 10 * USEC_PER_SEC;
+	while (fo_log_count(s.c.node[0].agent_log, NULL, "service '", s.c.node[0].pod, "connected",
+	                    NULL) < 2) {
+		ck_assert_msg(clock_mono_usec() < end, "the restarted metad never reconnected");
+		usleep(10000);
+	}
+	ck_assert(fo_wait_role(&s.c, 0, "standby", 5000));
+	fo_record("kill9-restarted-metad-reconnected", secs(clock_mono_usec() - t_restart));
+	ok = hammer(&s, 0, 1000, &nm, &er, &first_nm);
+	printf("kill9: restarted node-a: %d OK, %d NOTMASTER, %d errors\n", ok, nm, er);
+	ck_assert_int_eq(ok, 0);
+	ck_assert_int_gt(nm, 0);
+	usleep(1000 * 1000); /* more probes of the workload */
+	ck_assert_msg(fo_acks_count(&s.w, 0, t_kill) == 0,
+	              "node-a acknowledged a write after it was killed");
+	ck_assert(fo_wait_role(&s.c, 0, "standby", 100));
+	scen_finish(&s);
+}
+END_TEST
+
+/* 2. SIGSTOP of everything on the master node for longer than the lease,
+ * then SIGCONT: the other node serves; the old metad accepts no write
+ * after the new master's promotion and steps down. */
+START_TEST(sigstop_master_node)
+{
+	struct scen s;
+	usec_t t_stop, t_ack, t_cont, first_nm;
+	int nm, er, ok;
+
+	scen_start(&s, "stopnode");
+	t_stop = fo_agent_signal(&s.c, 0, SIGSTOP);
+	fo_metad_signal(&s.c, 0, SIGSTOP);
+	t_ack = fo_wait_ack(&s.w, 1, t_stop, 15000);
+	if (!t_ack)
+		dump_all(&s);
+	ck_assert_msg(t_ack, "node-b acknowledged nothing within 15 s of SIGSTOP");
+	fo_record("failover-sigstop-node-to-first-ack", secs(t_ack - t_stop));
+	ck_assert_int_ge(
+	        fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", "verdict=expired", NULL),
+	        1);
+	/* stopped for longer than the lease, then resumed */
+	clock_sleep_until(t_stop + (FO_LEASE_MS + 1500) * USEC_PER_MSEC);
+	t_cont = clock_mono_usec();
+	fo_metad_signal(&s.c, 0, SIGCONT);
+	fo_agent_signal(&s.c, 0, SIGCONT);
+	fo_record("sigstop-node-stopped-for", secs(t_cont - t_stop));
+	ok = hammer(&s, 0, 1000, &nm, &er, &first_nm);
+	printf("stopnode: resumed node-a: %d OK, %d NOTMASTER, %d errors (deadline)\n", ok, nm, er);
+	ck_assert_msg(ok == 0, "the resumed old master acknowledged %d writes", ok);
+	ck_assert_msg(fo_wait_role(&s.c, 0, "standby", 5000), "the old master stays master");
+	if (first_nm)
+		fo_record("sigstop-node-old-master-notmaster-after-sigcont",
+		          secs(first_nm - t_cont));
+	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=stopped-leading", NULL),
+	                 1);
+	ck_assert_msg(fo_acks_count(&s.w, 0, t_stop) == 0 ||
+	                      fo_last_ack(&s.w, 0) < fo_first_ack_after(&s.w, 1, t_stop),
+	              "node-a acknowledged after node-b");
+	scen_finish(&s);
+}
+END_TEST
+
+/* 3. SIGSTOP of only the master's agent: its metad stops writing by the
+ * deadline of its last grant, and the other agent takes the Lease after
+ * expiry. */
+START_TEST(sigstop_master_agent)
+{
+	struct scen s;
+	usec_t t_stop, t_ack, last_a;
+
+	scen_start(&s, "stopagent");
+	t_stop = fo_agent_signal(&s.c, 0, SIGSTOP);
+	t_ack = fo_wait_ack(&s.w, 1, t_stop, 15000);
+	if (!t_ack)
+		dump_all(&s);
+	ck_assert_msg(t_ack,
+	              "node-b acknowledged nothing within 15 s of SIGSTOP of node-a's agent");
+	last_a = fo_last_ack(&s.w, 0);
+	fo_record("failover-sigstop-agent-to-first-ack", secs(t_ack - t_stop));
+	fo_record("sigstop-agent-old-master-last-ack-after-stop", secs(last_a - t_stop));
+	printf("stopagent: old master's last ack %+.3f s after SIGSTOP (renew deadline %.3f s, "
+	       "grant <= renew deadline - margin = %.3f s after the last renew); new master's "
+	       "first ack %+.3f s\n",
+	       secs(last_a - t_stop), FO_RENEW_MS / 1000.0, (FO_RENEW_MS - FO_MARGIN_MS) / 1000.0,
+	       secs(t_ack - t_stop));
+	ck_assert_msg(last_a <= t_stop + FO_RENEW_MS * USEC_PER_MSEC,
+	              "node-a acknowledged %.3f s after its agent stopped: past the renew deadline",
+	              secs(last_a - t_stop));
+	ck_assert_msg(last_a < t_ack, "node-a acknowledged after node-b");
+	ck_assert_int_ge(
+	        fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", "verdict=expired", NULL),
+	        1);
+	usleep(500 * 1000);
+	fo_agent_signal(&s.c, 0, SIGCONT);
+	ck_assert_msg(fo_wait_role(&s.c, 0, "standby", 5000), "the old master stays master");
+	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=stopped-leading", NULL),
+	                 1);
+	scen_finish(&s);
+}
+END_TEST
+
+/* 4. SIGTERM of the leader agent: demote, unlabel, release; the other node
+ * serves within about a second. */
+START_TEST(sigterm_leader_agent)
+{
+	struct scen s;
+	usec_t t_term, t_ack, first_nm;
+	int status, nm, er, ok;
+
+	scen_start(&s, "sigterm");
+	t_term = fo_agent_signal(&s.c, 0, SIGTERM);
+	t_ack = fo_wait_ack(&s.w, 1, t_term, 10000);
+	if (!t_ack)
+		dump_all(&s);
+	ck_assert_msg(t_ack, "node-b acknowledged nothing within 10 s of SIGTERM");
+	fo_record("failover-sigterm-agent-to-first-ack", secs(t_ack - t_term));
+	status = fo_agent_wait(&s.c, 0, 5000);
+	ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	              "the stopped agent did not exit 0 (status %d)", status);
+	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=released",
+	                              "stopped by SIGTERM", NULL),
+	                 1);
+	ck_assert_int_ge(fo_log_count(s.c.node[0].metad_log, NULL, "demoted: epoch", NULL), 1);
+	ck_assert_int_ge(
+	        fo_log_count(s.c.node[1].agent_log, NULL, "is free", "stopped by SIGTERM", NULL),
+	        1);
+	ck_assert(fo_wait_role(&s.c, 0, "standby", 1000));
+	ok = hammer(&s, 0, 500, &nm, &er, &first_nm);
+	ck_assert_int_eq(ok, 0);
+	scen_finish(&s);
+}
+END_TEST
+
+/* 4b. SIGTERM of the leader agent while its metad is hung (SIGSTOP): the
+ * DEMOTE is never confirmed, so the agent self-fences (SIGKILL) the service
+ * before it releases the Lease; the release would otherwise tell the next
+ * master that the service stopped while it still held a write grant. */
+START_TEST(sigterm_leader_agent_hung_service)
+{
+	struct scen s;
+	usec_t t_term, t_ack, end;
+	int status = 0;
+	pid_t metad;
+
+	scen_start(&s, "termhung");
+	fo_metad_signal(&s.c, 0, SIGSTOP);
+	t_term = fo_agent_signal(&s.c, 0, SIGTERM);
+	t_ack = fo_wait_ack(&s.w, 1, t_term, 10000);
+	if (!t_ack)
+		dump_all(&s);
+	ck_assert_msg(t_ack, "node-b acknowledged nothing within 10 s of SIGTERM");
+	fo_record("failover-sigterm-agent-hung-service-to-first-ack", secs(t_ack - t_term));
+	status = fo_agent_wait(&s.c, 0, 5000);
+	ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	              "the stopped agent did not exit 0 (status %d)", status);
+	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=self-fence", NULL), 1);
+	metad = s.c.node[0].metad_pid;
+	end = clock_mono_usec() + 2 * USEC_PER_SEC;
+	while (waitpid(metad, &status, WNOHANG) != metad) {
+		ck_assert_msg(clock_mono_usec() < end, "the hung metad was not killed");
+		usleep(10000);
+	}
+	s.c.node[0].metad_pid = 0;
+	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	usec_t t_kill_seen = 0, t_released = 0;
+	fo_log_count(s.c.node[0].agent_log, &t_kill_seen, "disconnected", NULL);
+	fo_log_count(s.c.node[0].agent_log, &t_released, "event=released", NULL);
+	ck_assert_msg(t_kill_seen && t_released && t_kill_seen <= t_released,
+	              "the Lease was released before the hung service was confirmed dead");
+	scen_finish(&s);
+}
+END_TEST
+
+/* The checker itself: made-up agent logs and acks must be refused. */
+static void fake_log(struct fo_node *nd, const char *dir, const char *name, double mono, int epoch)
+{
+	FILE *f;
+
+	snprintf(nd->name, sizeof(nd->name), "%s", name);
+	snprintf(nd->agent_log, sizeof(nd->agent_log), "%s/%s.log", dir, name);
+	f = fopen(nd->agent_log, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f,
+	        "2026-01-01T00:00:00.000Z mono=%.6f info kubefence-agent[1] follow_step: "
+	        "event=leading lease='ns/l' epoch=%d previous='' verdict=free unseen_ms=0\n",
+	        mono, epoch);
+	fclose(f);
+}
+
+static bool check_fake(struct fo_cluster *c, struct fo_ack *acks, size_t n, char *why,
+                       size_t whylen)
+{
+	struct fo_workload w;
+
+	memset(&w, 0, sizeof(w));
+	w.acks = acks;
+	w.n_acks = n;
+	return fo_check(c, &w, 1, why, whylen);
+}
+
+#define ACK(srv_, sent_, acked_)                                                                   \
+	{                                                                                          \
+		.key = "k", .value = "v", .srv = (srv_), .sent = (sent_)*USEC_PER_SEC,             \
+		.acked = (acked_)*USEC_PER_SEC                                                     \
+	}
+
+START_TEST(checker_refuses_overlaps)
+{
+	struct fo_cluster c;
+	char dir[512], why[1024];
+
+	memset(&c, 0, sizeof(c));
+	snprintf(dir, sizeof(dir), "%s/checker",
+	         getenv("KF_IT_DIR") ? getenv("KF_IT_DIR") : "/tmp");
+	(void)mkdir(dir, 0755);
+	c.n = 2;
+	fake_log(&c.node[0], dir, "node-a", 10.0, 1);
+	fake_log(&c.node[1], dir, "node-b", 20.0, 2);
+	{ /* b acknowledged at 25, then a (sent before b led) at 26 */
+		struct fo_ack a[] = {ACK(0, 14, 15), ACK(1, 24, 25), ACK(0, 19.5, 26)};
+		ck_assert(!check_fake(&c, a, 3, why, sizeof(why)));
+		ck_assert_ptr_nonnull(strstr(why, "after node-b acknowledged"));
+	}
+	{ /* a acknowledged a write sent after node-b's term started */
+		struct fo_ack a[] = {ACK(0, 14, 15), ACK(0, 21, 22)};
+		ck_assert(!check_fake(&c, a, 2, why, sizeof(why)));
+		ck_assert_ptr_nonnull(strstr(why, "after node-b started epoch 2"));
+	}
+	{ /* b acknowledged before it ever led */
+		struct fo_ack a[] = {ACK(1, 14, 15)};
+		ck_assert(!check_fake(&c, a, 1, why, sizeof(why)));
+		ck_assert_ptr_nonnull(strstr(why, "without ever leading"));
+	}
+	{ /* one epoch led by two nodes */
+		fake_log(&c.node[1], dir, "node-b", 20.0, 1);
+		struct fo_ack a[] = {ACK(0, 14, 15)};
+		ck_assert(!check_fake(&c, a, 1, why, sizeof(why)));
+		ck_assert_ptr_nonnull(strstr(why, "led twice"));
+	}
+}
+END_TEST
+
+static TCase *tcase(Suite *s, const char *name)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_set_timeout(tc, 90);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
+static Suite *failover_suite(void)
+{
+	Suite *s = suite_create("failover");
+
+	tcase_add_test(tcase(s, "checker"), checker_refuses_overlaps);
+	tcase_add_test(tcase(s, "kill9-metad"), kill9_master_metad);
+	tcase_add_test(tcase(s, "sigstop-node"), sigstop_master_node);
+	tcase_add_test(tcase(s, "sigstop-agent"), sigstop_master_agent);
+	tcase_add_test(tcase(s, "sigterm-agent"), sigterm_leader_agent);
+	tcase_add_test(tcase(s, "sigterm-agent-hung-service"), sigterm_leader_agent_hung_service);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(failover_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_VERBOSE);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

@@ -1,0 +1,1051 @@
+/* fo: the end-to-end failover setup (see fo.h). */
+#include "config.h"
+
+#include "fo.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "k8s.h"
+#include "proto.h"
+
+extern char **environ;
+
+static const char *env(const char *name)
+{
+	const char *v = getenv(name);
+
+	FO_CHECK(v && *v,
+	         "%s is not set: run through tests/failover/failover.test or "
+	         "bench/failover-proc.sh",
+	         name);
+	return v;
+}
+
+void fo_record(const char *what, double seconds)
+{
+	char path[600];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/measurements", env("KF_IT_DIR"));
+	f = fopen(path, "a");
+	if (f) {
+		fprintf(f, "%s %.3f\n", what, seconds);
+		fclose(f);
+	}
+	printf("measured: %s %.3f s\n", what, seconds);
+	fflush(stdout);
+}
+
+void fo_dump(const char *path)
+{
+	char line[4096];
+	FILE *f = fopen(path, "r");
+
+	fprintf(stderr, "----- %s\n", path);
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		fputs(line, stderr);
+	fclose(f);
+}
+
+static int free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	FO_CHECK(fd >= 0, "socket: %s", strerror(errno));
+	FO_CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	                 getsockname(fd, (struct sockaddr *)&a, &len) == 0,
+	         "bind: %s", strerror(errno));
+	port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+/* ----------------------------------------------------------- kubernetes */
+
+static struct k8s_client *admin_client(void)
+{
+	struct k8s_client *c = NULL;
+	char err[512] = "";
+	int r = k8s_client_new(env("KF_IT_ADMIN_KUBECONFIG"), NULL, &c, err, sizeof(err));
+
+	FO_CHECK(r == 0, "admin client: %s", err);
+	return c;
+}
+
+static void create_json(struct k8s_client *c, const char *gv, const char *resource,
+                        const char *json, cJSON **ret)
+{
+	char path[512], err[1024] = "";
+	cJSON *obj = cJSON_Parse(json);
+	int r;
+
+	FO_CHECK(obj, "bad JSON: %s", json);
+	FO_CHECK(k8s_path(path, sizeof(path), gv, env("KF_IT_NS"), resource, NULL) >= 0, "path");
+	r = k8s_create(c, path, obj, 5000, ret, err, sizeof(err));
+	cJSON_Delete(obj);
+	FO_CHECK(r == 0 || (r == -EEXIST && !ret), "create %s: %s", resource, err);
+}
+
+void fo_prepare_rbac(void)
+{
+	struct k8s_client *c = admin_client();
+	const char *ns = env("KF_IT_NS");
+	char json[2048];
+
+	create_json(c, "v1", "serviceaccounts",
+	            "{\"apiVersion\":\"v1\",\"kind\":\"ServiceAccount\","
+	            "\"metadata\":{\"name\":\"default\"}}",
+	            NULL);
+	create_json(c, "rbac.authorization.k8s.io/v1", "roles",
+	            "{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"Role\","
+	            "\"metadata\":{\"name\":\"kubefence-failover\"},\"rules\":["
+	            "{\"apiGroups\":[\"\"],\"resources\":[\"pods\"],"
+	            "\"verbs\":[\"get\",\"list\",\"patch\",\"delete\"]},"
+	            "{\"apiGroups\":[\"\"],\"resources\":[\"events\"],\"verbs\":[\"create\"]}]}",
+	            NULL);
+	snprintf(json, sizeof(json),
+	         "{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"RoleBinding\","
+	         "\"metadata\":{\"name\":\"kubefence-failover\"},"
+	         "\"roleRef\":{\"apiGroup\":\"rbac.authorization.k8s.io\",\"kind\":\"Role\","
+	         "\"name\":\"kubefence-failover\"},"
+	         "\"subjects\":[{\"kind\":\"ServiceAccount\",\"name\":\"kubefence-agent\","
+	         "\"namespace\":\"%s\"}]}",
+	         ns);
+	create_json(c, "rbac.authorization.k8s.io/v1", "rolebindings", json, NULL);
+	k8s_client_free(c);
+}
+
+static void create_pod(struct fo_cluster *c, struct fo_node *nd)
+{
+	char json[1024];
+	cJSON *ret = NULL;
+	const cJSON *uid;
+
+	snprintf(json, sizeof(json),
+	         "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"%s\","
+	         "\"labels\":{\"app\":\"metaservice\",\"failover\":\"%s\"}},"
+	         "\"spec\":{\"nodeName\":\"%s\",\"automountServiceAccountToken\":false,"
+	         "\"containers\":[{\"name\":\"metad\",\"image\":\"kubefence/metad:test\"}]}}",
+	         nd->pod, c->tag, nd->name);
+	create_json(c->admin, "v1", "pods", json, &ret);
+	uid = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ret, "metadata"),
+	                                       "uid");
+	FO_CHECK(cJSON_IsString(uid), "pod %s has no uid", nd->pod);
+	snprintf(nd->uid, sizeof(nd->uid), "%s", uid->valuestring);
+	cJSON_Delete(ret);
+}
+
+/* Pods of an earlier run that failed half-way would keep their labels. */
+static void delete_leftover_pods(struct fo_cluster *c)
+{
+	char path[512], err[512];
+	cJSON *list = NULL, *it;
+
+	FO_CHECK(k8s_path(path, sizeof(path), "v1", env("KF_IT_NS"), "pods", NULL) >= 0, "path");
+	if (k8s_list(c->admin, path, "app=metaservice", NULL, 5000, &list, err, sizeof(err)) < 0)
+		return;
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(list, "items"))
+	{
+		const cJSON *nm = cJSON_GetObjectItemCaseSensitive(
+		        cJSON_GetObjectItemCaseSensitive(it, "metadata"), "name");
+		char p[512];
+		if (cJSON_IsString(nm) &&
+		    k8s_path(p, sizeof(p), "v1", env("KF_IT_NS"), "pods", nm->valuestring) >= 0)
+			(void)k8s_delete(c->admin, p, 0, NULL, NULL, 5000, err, sizeof(err));
+	}
+	cJSON_Delete(list);
+}
+
+/* ------------------------------------------------------------ processes */
+
+/* fork + exec with PR_SET_PDEATHSIG, stdout/stderr appended to log.  The
+ * environment is prepared before fork: the child only calls
+ * async-signal-safe functions (other threads may hold malloc's lock). */
+static pid_t spawn(const char *log, char *const argv[], const char *pod, const char *uid)
+{
+	size_t n = 0, k = 0;
+	char **envp, podenv[128], uidenv[128];
+	pid_t parent = getpid(), pid;
+
+	while (environ[n])
+		n++;
+	envp = calloc(n + 3, sizeof(*envp));
+	FO_CHECK(envp, "ENOMEM");
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], "POD_NAME=", 9) != 0 &&
+		    strncmp(environ[i], "POD_UID=", 8) != 0)
+			envp[k++] = environ[i];
+	if (pod) {
+		snprintf(podenv, sizeof(podenv), "POD_NAME=%s", pod);
+		snprintf(uidenv, sizeof(uidenv), "POD_UID=%s", uid);
+		envp[k++] = podenv;
+		envp[k++] = uidenv;
+	}
+	envp[k] = NULL;
+	pid = fork();
+	FO_CHECK(pid >= 0, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		int fd;
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, STDOUT_FILENO);
+			dup2(fd, STDERR_FILENO);
+			close(fd);
+		}
+		execve(argv[0], argv, envp);
+		_exit(127);
+	}
+	free(envp);
+	return pid;
+}
+
+static void write_conf(struct fo_cluster *c, struct fo_node *nd, size_t i)
+{
+	static const char *const kc[] = {"KF_IT_AGENT_KUBECONFIG_A", "KF_IT_AGENT_KUBECONFIG_B",
+	                                 "KF_IT_AGENT_KUBECONFIG_C"};
+	char lun[512];
+	const char *sp;
+	FILE *f;
+
+	/* the first LUN of the harness target */
+	snprintf(lun, sizeof(lun), "%s", env("KF_TGT_LUN_URLS"));
+	sp = strchr(lun, ' ');
+	if (sp)
+		lun[sp - lun] = '\0';
+	f = fopen(nd->conf, "w");
+	FO_CHECK(f, "%s: %s", nd->conf, strerror(errno));
+	fprintf(f,
+	        "# written by tests/failover (fo.c)\n"
+	        "node.name = %s\n"
+	        "kube.config = %s\n"
+	        "kube.request_timeout_ms = %d\n"
+	        "lease.name = %s\n"
+	        "lease.namespace = %s\n"
+	        "lease.duration_ms = %d\n"
+	        "lease.renew_deadline_ms = %d\n"
+	        "lease.retry_ms = %d\n"
+	        "agent.control_socket = %s\n"
+	        "agent.write_margin_ms = %d\n"
+	        "agent.promote_timeout_ms = 5000\n"
+	        "http.listen = 127.0.0.1:%d\n"
+	        "service.namespace = %s\n"
+	        "service.selector = app=metaservice\n"
+	        "fence.methods = scsi-pr, pod-delete\n"
+	        "fence.scsi_luns = %s\n"
+	        "fence.timeout_ms = 3000\n"
+	        "fence.total_timeout_ms = 6000\n"
+	        "fence.retries = 2\n"
+	        "fence.retry_ms = 100\n"
+	        "selffence.stop_timeout_ms = 1000\n"
+	        "log.level = info\n"
+	        "log.monotonic = true\n",
+	        nd->name, env(kc[i]), FO_REQUEST_MS, c->lease, env("KF_IT_NS"), FO_LEASE_MS,
+	        FO_RENEW_MS, FO_RETRY_MS, nd->sock, FO_MARGIN_MS, nd->http_port, env("KF_IT_NS"),
+	        lun);
+	fclose(f);
+}
+
+void fo_cluster_init(struct fo_cluster *c, const char *tag, size_t n)
+{
+	char d[600];
+
+	FO_CHECK(n >= 2 && n <= FO_MAX_NODES, "bad node count %zu", n);
+	memset(c, 0, sizeof(*c));
+	snprintf(c->tag, sizeof(c->tag), "%s", tag);
+	snprintf(c->lease, sizeof(c->lease), "failover-%s", tag);
+	snprintf(d, sizeof(d), "%s/failover", env("KF_IT_DIR"));
+	mkdir(d, 0755);
+	snprintf(c->base, sizeof(c->base), "%s/failover/%s", env("KF_IT_DIR"), tag);
+	if (mkdir(c->base, 0755) < 0 && errno == EEXIST) {
+		/* a run before in the same control plane: keep its logs and
+		 * data aside, the checkers read this run's only */
+		char old[600];
+		snprintf(old, sizeof(old), "%s.%" PRId64, c->base, (int64_t)clock_mono_usec());
+		FO_CHECK(rename(c->base, old) == 0 && mkdir(c->base, 0755) == 0, "mkdir %s: %s",
+		         c->base, strerror(errno));
+	}
+	FO_CHECK(access(c->base, W_OK) == 0, "%s: %s", c->base, strerror(errno));
+	snprintf(c->data, sizeof(c->data), "%s/data", c->base);
+	FO_CHECK(mkdir(c->data, 0755) == 0 || errno == EEXIST, "mkdir %s", c->data);
+	c->n = n;
+	c->admin = admin_client();
+	delete_leftover_pods(c);
+	for (size_t i = 0; i < n; i++) {
+		struct fo_node *nd = &c->node[i];
+		snprintf(nd->name, sizeof(nd->name), "node-%c", (char)('a' + i));
+		snprintf(nd->dir, sizeof(nd->dir), "%s/%s", c->base, nd->name);
+		FO_CHECK(mkdir(nd->dir, 0755) == 0 || errno == EEXIST, "mkdir %s", nd->dir);
+		snprintf(nd->conf, sizeof(nd->conf), "%s/agent.conf", nd->dir);
+		snprintf(nd->agent_log, sizeof(nd->agent_log), "%s/agent.log", nd->dir);
+		snprintf(nd->metad_log, sizeof(nd->metad_log), "%s/metad.log", nd->dir);
+		snprintf(nd->sock, sizeof(nd->sock), "%s/control.sock", nd->dir);
+		snprintf(nd->pod, sizeof(nd->pod), "%s-meta-%c", tag, (char)('a' + i));
+		nd->port = free_port();
+		nd->http_port = free_port();
+		create_pod(c, nd);
+		write_conf(c, nd, i);
+	}
+}
+
+void fo_agent_start(struct fo_cluster *c, size_t i)
+{
+	struct fo_node *nd = &c->node[i];
+	char *argv[] = {(char *)env("KF_IT_AGENT"), "--config", nd->conf, NULL};
+
+	FO_CHECK(nd->agent_pid <= 0, "agent %s already runs", nd->name);
+	nd->agent_pid = spawn(nd->agent_log, argv, NULL, NULL);
+}
+
+void fo_metad_start(struct fo_cluster *c, size_t i)
+{
+	struct fo_node *nd = &c->node[i];
+	char listen[64];
+	char *argv[] = {(char *)env("KF_METAD"),
+	                "--control-socket",
+	                nd->sock,
+	                "--data-dir",
+	                c->data,
+	                "--listen",
+	                listen,
+	                "--idle-timeout-ms",
+	                "10000",
+	                NULL};
+
+	FO_CHECK(nd->metad_pid <= 0, "metad %s already runs", nd->name);
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", nd->port);
+	nd->metad_pid = spawn(nd->metad_log, argv, nd->pod, nd->uid);
+	nd->metad_started = clock_mono_usec();
+}
+
+static usec_t signal_pid(pid_t *pid, int sig, const char *what)
+{
+	usec_t t;
+
+	FO_CHECK(*pid > 0, "%s does not run", what);
+	t = clock_mono_usec();
+	FO_CHECK(kill(*pid, sig) == 0, "kill %s: %s", what, strerror(errno));
+	if (sig == SIGKILL) {
+		waitpid(*pid, NULL, 0);
+		*pid = 0;
+	}
+	return t;
+}
+
+usec_t fo_agent_signal(struct fo_cluster *c, size_t i, int sig)
+{
+	return signal_pid(&c->node[i].agent_pid, sig, "agent");
+}
+
+usec_t fo_metad_signal(struct fo_cluster *c, size_t i, int sig)
+{
+	return signal_pid(&c->node[i].metad_pid, sig, "metad");
+}
+
+int fo_agent_wait(struct fo_cluster *c, size_t i, long timeout_ms)
+{
+	struct fo_node *nd = &c->node[i];
+	usec_t end = clock_mono_usec() + timeout_ms * USEC_PER_MSEC;
+	int status;
+
+	while (nd->agent_pid > 0 && clock_mono_usec() < end) {
+		if (waitpid(nd->agent_pid, &status, WNOHANG) == nd->agent_pid) {
+			nd->agent_pid = 0;
+			return status;
+		}
+		usleep(10000);
+	}
+	return -1;
+}
+
+static void stop_pid(pid_t *pid)
+{
+	if (*pid <= 0)
+		return;
+	kill(*pid, SIGCONT);
+	kill(*pid, SIGKILL);
+	waitpid(*pid, NULL, 0);
+	*pid = 0;
+}
+
+void fo_cluster_stop(struct fo_cluster *c)
+{
+	char path[512], err[512];
+
+	for (size_t i = 0; i < c->n; i++) {
+		stop_pid(&c->node[i].agent_pid);
+		stop_pid(&c->node[i].metad_pid);
+	}
+	for (size_t i = 0; c->admin && i < c->n; i++)
+		if (k8s_path(path, sizeof(path), "v1", env("KF_IT_NS"), "pods", c->node[i].pod) >=
+		    0)
+			(void)k8s_delete(c->admin, path, 0, NULL, NULL, 5000, err, sizeof(err));
+	c->admin = k8s_client_free(c->admin);
+}
+
+int fo_log_count(const char *path, usec_t *ret_mono, ...)
+{
+	const char *needles[8];
+	size_t n = 0;
+	char line[4096];
+	va_list ap;
+	int count = 0;
+	FILE *f;
+
+	va_start(ap, ret_mono);
+	for (const char *s; (s = va_arg(ap, const char *)) && n < 8;)
+		needles[n++] = s;
+	va_end(ap);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		size_t i;
+		for (i = 0; i < n; i++)
+			if (!strstr(line, needles[i]))
+				break;
+		if (i < n)
+			continue;
+		if (count++ == 0 && ret_mono) {
+			const char *m = strstr(line, " mono=");
+			long long s = 0, us = 0;
+			*ret_mono = m && sscanf(m, " mono=%lld.%lld", &s, &us) == 2
+			                    ? (usec_t)s * USEC_PER_SEC + us
+			                    : 0;
+		}
+	}
+	fclose(f);
+	return count;
+}
+
+/* Register node i's key on the LUN (kubefencectl scsi join), as a node that
+ * writes to the LUN would be: a fence then has a key to preempt. */
+static void scsi_join(struct fo_cluster *c, size_t i)
+{
+	char lun[512], log[600];
+	char *argv[] = {(char *)env("KF_IT_CTL"), "scsi", "join", "--lun", lun, "--node",
+	                c->node[i].name,          NULL};
+	const char *sp;
+	int status;
+	pid_t pid;
+
+	snprintf(lun, sizeof(lun), "%s", env("KF_TGT_LUN_URLS"));
+	sp = strchr(lun, ' ');
+	if (sp)
+		lun[sp - lun] = '\0';
+	snprintf(log, sizeof(log), "%s/scsi-join.log", c->node[i].dir);
+	pid = spawn(log, argv, NULL, NULL);
+	FO_CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	         "kubefencectl scsi join --node %s failed (status %d, see %s)", c->node[i].name,
+	         status, log);
+}
+
+void fo_cluster_start(struct fo_cluster *c)
+{
+	struct stat st;
+	usec_t end;
+
+	for (size_t i = 0; i < c->n; i++)
+		scsi_join(c, i);
+	for (size_t i = 0; i < c->n; i++)
+		fo_agent_start(c, i);
+	end = clock_mono_usec() + 10 * USEC_PER_SEC;
+	for (size_t i = 0; i < c->n; i++)
+		while (stat(c->node[i].sock, &st) < 0) {
+			if (clock_mono_usec() > end) {
+				fo_dump(c->node[i].agent_log);
+				fo_fail("agent %s did not create its control socket",
+				        c->node[i].name);
+			}
+			usleep(10000);
+		}
+	fo_metad_start(c, 0);
+	if (fo_wait_master(c, -1, 15000) != 0) {
+		fo_dump(c->node[0].agent_log);
+		fo_dump(c->node[0].metad_log);
+		fo_fail("%s did not become master", c->node[0].name);
+	}
+	for (size_t i = 1; i < c->n; i++)
+		fo_metad_start(c, i);
+	end = clock_mono_usec() + 10 * USEC_PER_SEC;
+	for (size_t i = 1; i < c->n; i++)
+		while (fo_log_count(c->node[i].agent_log, NULL, "service '", c->node[i].pod,
+		                    "connected", NULL) < 1) {
+			FO_CHECK(clock_mono_usec() < end, "metad %s never connected to its agent",
+			         c->node[i].name);
+			usleep(10000);
+		}
+}
+
+/* --------------------------------------------------------------- client */
+
+void fo_conn_init(struct fo_conn *cn, int port)
+{
+	cn->fd = -1;
+	cn->port = port;
+	cn->len = 0;
+}
+
+void fo_conn_close(struct fo_conn *cn)
+{
+	if (cn->fd >= 0)
+		close(cn->fd);
+	cn->fd = -1;
+	cn->len = 0;
+}
+
+static int wait_fd(int fd, short events, usec_t deadline)
+{
+	for (;;) {
+		usec_t left = deadline - clock_mono_usec();
+		struct pollfd p = {.fd = fd, .events = events};
+		int r;
+		if (left <= 0)
+			return -ETIMEDOUT;
+		r = poll(&p, 1, (int)((left + 999) / 1000));
+		if (r > 0)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return -errno;
+	}
+}
+
+static int conn_open(struct fo_conn *cn, usec_t deadline)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET,
+	                        .sin_port = htons((uint16_t)cn->port),
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1, e = 0;
+	socklen_t len = sizeof(e);
+
+	if (fd < 0)
+		return -errno;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		if (errno != EINPROGRESS) {
+			e = errno;
+			close(fd);
+			return -e;
+		}
+		if (wait_fd(fd, POLLOUT, deadline) < 0 ||
+		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0 || e) {
+			close(fd);
+			return -(e ? e : ETIMEDOUT);
+		}
+	}
+	cn->fd = fd;
+	cn->len = 0;
+	return 0;
+}
+
+enum fo_result fo_request(struct fo_conn *cn, int op, const char *key, const char *value,
+                          long timeout_ms, char *val, size_t vallen)
+{
+	usec_t deadline = clock_mono_usec() + timeout_ms * USEC_PER_MSEC;
+	struct pbuf out = {0};
+	struct proto_resp resp;
+	size_t off = 0;
+	int r;
+
+	if (val && vallen)
+		val[0] = '\0';
+	if (cn->fd < 0 && conn_open(cn, deadline) < 0)
+		return FO_CONN;
+	r = proto_encode_request(&out, (enum proto_op)op, key, key ? strlen(key) : 0, value,
+	                         value ? strlen(value) : 0, 0);
+	if (r < 0) {
+		pbuf_free(&out);
+		return FO_CONN;
+	}
+	while (off < out.len) {
+		ssize_t k = send(cn->fd, out.data + off, out.len - off, MSG_NOSIGNAL);
+		if (k > 0) {
+			off += (size_t)k;
+			continue;
+		}
+		if (k < 0 && (errno == EAGAIN || errno == EINTR) &&
+		    wait_fd(cn->fd, POLLOUT, deadline) == 0)
+			continue;
+		pbuf_free(&out);
+		fo_conn_close(cn);
+		return FO_CONN;
+	}
+	pbuf_free(&out);
+	for (;;) {
+		ssize_t k;
+		r = proto_parse_response(cn->buf, cn->len, &resp);
+		if (r > 0)
+			break;
+		if (r < 0 || cn->len == sizeof(cn->buf) || wait_fd(cn->fd, POLLIN, deadline) < 0) {
+			fo_conn_close(cn);
+			return FO_CONN;
+		}
+		k = recv(cn->fd, cn->buf + cn->len, sizeof(cn->buf) - cn->len, 0);
+		if (k > 0)
+			cn->len += (size_t)k;
+		else if (k == 0 || (errno != EAGAIN && errno != EINTR)) {
+			fo_conn_close(cn);
+			return FO_CONN;
+		}
+	}
+	enum fo_result res;
+	switch (resp.kind) {
+	case PROTO_R_OK:
+		res = FO_OK;
+		break;
+	case PROTO_R_VALUE:
+	case PROTO_R_STATS:
+		res = FO_VALUE;
+		if (val && vallen) {
+			size_t n = resp.len < vallen - 1 ? resp.len : vallen - 1;
+			memcpy(val, resp.data, n);
+			val[n] = '\0';
+		}
+		break;
+	case PROTO_R_NOTFOUND:
+		res = FO_NOTFOUND;
+		break;
+	case PROTO_R_NOTMASTER:
+		res = FO_NOTMASTER;
+		if (val && vallen)
+			snprintf(val, vallen, "%s", resp.text);
+		break;
+	case PROTO_R_ERR:
+		res = FO_ERR;
+		if (val && vallen)
+			snprintf(val, vallen, "%s", resp.text);
+		break;
+	default:
+		fo_conn_close(cn);
+		return FO_CONN;
+	}
+	memmove(cn->buf, cn->buf + r, cn->len - (size_t)r);
+	cn->len -= (size_t)r;
+	return res;
+}
+
+int fo_stat(const struct fo_cluster *c, size_t i, char *role, size_t rolelen, int64_t *epoch)
+{
+	struct fo_conn cn;
+	char text[4096];
+	const char *p;
+	enum fo_result r;
+
+	fo_conn_init(&cn, c->node[i].port);
+	r = fo_request(&cn, PROTO_OP_STAT, NULL, NULL, 300, text, sizeof(text));
+	fo_conn_close(&cn);
+	if (r != FO_VALUE)
+		return -EIO;
+	if (role && rolelen) {
+		role[0] = '\0';
+		p = strstr(text, "role=");
+		if (p)
+			snprintf(role, rolelen, "%.*s", (int)strcspn(p + 5, "\n"), p + 5);
+	}
+	if (epoch) {
+		p = strstr(text, "\nepoch=");
+		*epoch = p ? atoll(p + 7) : -1;
+	}
+	return 0;
+}
+
+int fo_wait_master(struct fo_cluster *c, int not, long timeout_ms)
+{
+	usec_t end = clock_mono_usec() + timeout_ms * USEC_PER_MSEC;
+	char role[32];
+
+	do {
+		for (size_t i = 0; i < c->n; i++)
+			if ((int)i != not &&c->node[i].metad_pid > 0 &&
+			    fo_stat(c, i, role, sizeof(role), NULL) == 0 &&
+			    strcmp(role, "master") == 0)
+				return (int)i;
+		usleep(20000);
+	} while (clock_mono_usec() < end);
+	return -1;
+}
+
+bool fo_wait_role(struct fo_cluster *c, size_t i, const char *want, long timeout_ms)
+{
+	usec_t end = clock_mono_usec() + timeout_ms * USEC_PER_MSEC;
+	char role[32];
+
+	do {
+		if (fo_stat(c, i, role, sizeof(role), NULL) == 0 && strcmp(role, want) == 0)
+			return true;
+		usleep(20000);
+	} while (clock_mono_usec() < end);
+	return false;
+}
+
+/* ------------------------------------------------------------- workload */
+
+static void add_ack(struct fo_workload *w, const struct fo_ack *a)
+{
+	pthread_mutex_lock(&w->mu);
+	if (w->n_acks == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 4096;
+		struct fo_ack *v = realloc(w->acks, cap * sizeof(*v));
+		if (!v) {
+			pthread_mutex_unlock(&w->mu);
+			return;
+		}
+		w->acks = v;
+		w->cap = cap;
+	}
+	w->acks[w->n_acks++] = *a;
+	pthread_mutex_unlock(&w->mu);
+}
+
+static void *wl_main(void *arg)
+{
+	struct fo_workload *w = arg;
+	struct fo_cluster *c = w->c;
+	struct fo_conn cn[FO_MAX_NODES];
+	uint64_t since_probe = 0;
+	char txt[512];
+
+	for (size_t i = 0; i < c->n; i++)
+		fo_conn_init(&cn[i], c->node[i].port);
+	while (!w->stop) {
+		bool acked = false;
+		for (size_t k = 0; k < c->n && !w->stop; k++) {
+			int s = (int)((w->current + k) % c->n);
+			struct fo_ack a = {.seq = w->next_seq++, .srv = s};
+			enum fo_result r;
+
+			/* a new key per attempt: a timed-out write that lands
+			 * late can never overwrite an acknowledged one */
+			snprintf(a.key, sizeof(a.key), "w%010" PRIu64, a.seq);
+			snprintf(a.value, sizeof(a.value), "seq=%" PRIu64 " srv=%d", a.seq, s);
+			a.sent = clock_mono_usec();
+			r = fo_request(&cn[s], PROTO_OP_PUT, a.key, a.value, w->timeout_ms, txt,
+			               sizeof(txt));
+			__atomic_add_fetch(&w->attempts, 1, __ATOMIC_RELAXED);
+			if (r == FO_OK) {
+				a.acked = clock_mono_usec();
+				add_ack(w, &a);
+				w->current = s;
+				acked = true;
+				break;
+			}
+			if (r == FO_NOTMASTER)
+				__atomic_add_fetch(&w->refused, 1, __ATOMIC_RELAXED);
+			else
+				__atomic_add_fetch(&w->errors, 1, __ATOMIC_RELAXED);
+		}
+		if (!acked) {
+			usleep(1000);
+			continue;
+		}
+		if (w->probe_every > 0 && ++since_probe >= (uint64_t)w->probe_every) {
+			since_probe = 0;
+			for (size_t s = 0; s < c->n; s++) {
+				struct fo_ack a = {
+				        .seq = w->next_probe++, .srv = (int)s, .probe = true};
+				if ((int)s == w->current)
+					continue;
+				snprintf(a.key, sizeof(a.key), "p%010" PRIu64, a.seq);
+				snprintf(a.value, sizeof(a.value), "probe=%" PRIu64 " srv=%zu",
+				         a.seq, s);
+				a.sent = clock_mono_usec();
+				if (fo_request(&cn[s], PROTO_OP_PUT, a.key, a.value, 100, txt,
+				               sizeof(txt)) == FO_OK) {
+					a.acked = clock_mono_usec();
+					add_ack(w, &a);
+				}
+			}
+		}
+		if (w->pause_us > 0)
+			usleep((useconds_t)w->pause_us);
+	}
+	for (size_t i = 0; i < c->n; i++)
+		fo_conn_close(&cn[i]);
+	return NULL;
+}
+
+void fo_workload_start(struct fo_workload *w, struct fo_cluster *c)
+{
+	/* the caller may have set probe_every, timeout_ms, pause_us, current */
+	w->c = c;
+	w->stop = false;
+	if (!w->timeout_ms)
+		w->timeout_ms = 200;
+	pthread_mutex_init(&w->mu, NULL);
+	FO_CHECK(pthread_create(&w->thread, NULL, wl_main, w) == 0, "pthread_create");
+}
+
+void fo_workload_stop(struct fo_workload *w)
+{
+	w->stop = true;
+	pthread_join(w->thread, NULL);
+}
+
+void fo_workload_free(struct fo_workload *w)
+{
+	free(w->acks);
+	w->acks = NULL;
+	w->n_acks = w->cap = 0;
+	pthread_mutex_destroy(&w->mu);
+}
+
+usec_t fo_first_ack_after(struct fo_workload *w, int srv, usec_t t)
+{
+	usec_t r = 0;
+
+	pthread_mutex_lock(&w->mu);
+	for (size_t i = 0; i < w->n_acks; i++)
+		if ((srv < 0 || w->acks[i].srv == srv) && w->acks[i].acked >= t) {
+			r = w->acks[i].acked;
+			break;
+		}
+	pthread_mutex_unlock(&w->mu);
+	return r;
+}
+
+usec_t fo_last_ack(struct fo_workload *w, int srv)
+{
+	usec_t r = 0;
+
+	pthread_mutex_lock(&w->mu);
+	for (size_t i = w->n_acks; i-- > 0;)
+		if (srv < 0 || w->acks[i].srv == srv) {
+			r = w->acks[i].acked;
+			break;
+		}
+	pthread_mutex_unlock(&w->mu);
+	return r;
+}
+
+size_t fo_acks_count(struct fo_workload *w, int srv, usec_t from)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&w->mu);
+	for (size_t i = 0; i < w->n_acks; i++)
+		if ((srv < 0 || w->acks[i].srv == srv) && w->acks[i].acked >= from)
+			n++;
+	pthread_mutex_unlock(&w->mu);
+	return n;
+}
+
+usec_t fo_wait_ack(struct fo_workload *w, int srv, usec_t t, long timeout_ms)
+{
+	usec_t end = clock_mono_usec() + timeout_ms * USEC_PER_MSEC, r;
+
+	while (!(r = fo_first_ack_after(w, srv, t))) {
+		if (clock_mono_usec() > end)
+			return 0;
+		usleep(1000);
+	}
+	return r;
+}
+
+/* -------------------------------------------------------------- watcher */
+
+struct wa_args {
+	struct fo_watcher *wa;
+	struct k8s_client *client;
+};
+
+static void *wa_main(void *arg)
+{
+	struct wa_args *x = arg;
+	struct fo_watcher *wa = x->wa;
+	char path[512], err[512];
+
+	(void)k8s_path(path, sizeof(path), "v1", env("KF_IT_NS"), "pods", NULL);
+	while (!wa->stop) {
+		cJSON *list = NULL, *items, *it;
+		int r = k8s_list(x->client, path, "role=master", NULL, 1000, &list, err,
+		                 sizeof(err));
+		usec_t now = clock_mono_usec();
+
+		pthread_mutex_lock(&wa->mu);
+		if (r < 0) {
+			wa->failed_lists++;
+		} else {
+			char names[400] = "";
+			int n = 0;
+			items = cJSON_GetObjectItemCaseSensitive(list, "items");
+			cJSON_ArrayForEach(it, items)
+			{
+				const cJSON *nm = cJSON_GetObjectItemCaseSensitive(
+				        cJSON_GetObjectItemCaseSensitive(it, "metadata"), "name");
+				size_t l = strlen(names);
+				if (cJSON_IsString(nm))
+					snprintf(names + l, sizeof(names) - l, "%s%s", n ? "," : "",
+					         nm->valuestring);
+				n++;
+			}
+			wa->observations++;
+			if (n > 1) {
+				wa->violations++;
+				snprintf(wa->violation, sizeof(wa->violation),
+				         "%d pods labelled role=master at mono %" PRId64 ": %s", n,
+				         (int64_t)now, names);
+			}
+			if (strcmp(names, wa->last_master) != 0) {
+				snprintf(wa->last_master, sizeof(wa->last_master), "%s", names);
+				wa->last_change = now;
+			}
+		}
+		pthread_mutex_unlock(&wa->mu);
+		cJSON_Delete(list);
+		usleep((useconds_t)wa->interval_ms * 1000);
+	}
+	k8s_client_free(x->client);
+	free(x);
+	return NULL;
+}
+
+void fo_watcher_start(struct fo_watcher *wa, struct fo_cluster *c)
+{
+	struct wa_args *x = calloc(1, sizeof(*x));
+
+	FO_CHECK(x, "ENOMEM");
+	memset(wa, 0, sizeof(*wa));
+	wa->c = c;
+	wa->interval_ms = 20;
+	pthread_mutex_init(&wa->mu, NULL);
+	x->wa = wa;
+	x->client = admin_client();
+	FO_CHECK(pthread_create(&wa->thread, NULL, wa_main, x) == 0, "pthread_create");
+}
+
+void fo_watcher_stop(struct fo_watcher *wa)
+{
+	wa->stop = true;
+	pthread_join(wa->thread, NULL);
+	pthread_mutex_destroy(&wa->mu);
+}
+
+/* ------------------------------------------------------------- checkers */
+
+size_t fo_terms(const struct fo_cluster *c, struct fo_term *out, size_t max)
+{
+	size_t n = 0;
+	char line[4096];
+
+	for (size_t i = 0; i < c->n; i++) {
+		FILE *f = fopen(c->node[i].agent_log, "r");
+		if (!f)
+			continue;
+		while (n < max && fgets(line, sizeof(line), f)) {
+			const char *m, *ep;
+			long long s, us;
+			if (!strstr(line, "event=leading"))
+				continue;
+			m = strstr(line, " mono=");
+			ep = strstr(line, " epoch=");
+			if (!m || !ep || sscanf(m, " mono=%lld.%lld", &s, &us) != 2)
+				continue;
+			out[n].from = (usec_t)s * USEC_PER_SEC + us;
+			out[n].epoch = atoll(ep + 7);
+			out[n].node = (int)i;
+			n++;
+		}
+		fclose(f);
+	}
+	return n;
+}
+
+#define WHY(...)                                                                                   \
+	do {                                                                                       \
+		snprintf(why, whylen, __VA_ARGS__);                                                \
+		ok = false;                                                                        \
+		goto out;                                                                          \
+	} while (0)
+
+bool fo_check(struct fo_cluster *c, struct fo_workload *w, int final, char *why, size_t whylen)
+{
+	struct fo_term terms[256];
+	size_t nt = fo_terms(c, terms, 256);
+	int64_t max_epoch = -1;
+	const struct fo_ack *max_ack = NULL;
+	struct fo_conn cn;
+	char val[256];
+	bool ok = true;
+
+	fo_conn_init(&cn, c->node[final].port);
+	for (size_t i = 0; i < nt; i++)
+		for (size_t j = i + 1; j < nt; j++)
+			if (terms[i].epoch == terms[j].epoch)
+				WHY("epoch %" PRId64 " led twice (%s and %s)", terms[i].epoch,
+				    c->node[terms[i].node].name, c->node[terms[j].node].name);
+	for (size_t i = 0; i < w->n_acks; i++) {
+		const struct fo_ack *a = &w->acks[i];
+		const struct fo_term *t = NULL;
+
+		for (size_t j = 0; j < nt; j++)
+			if (terms[j].node == a->srv && terms[j].from <= a->acked &&
+			    (!t || terms[j].from > t->from))
+				t = &terms[j];
+		if (!t)
+			WHY("%s acknowledged '%s' at mono %" PRId64 " without ever leading before",
+			    c->node[a->srv].name, a->key, (int64_t)a->acked);
+		/* no newer term had started when the write was sent */
+		for (size_t j = 0; j < nt; j++)
+			if (terms[j].epoch > t->epoch && terms[j].from < a->sent)
+				WHY("%s acknowledged '%s' (sent at mono %" PRId64
+				    ") in epoch %" PRId64 ", after %s started epoch %" PRId64
+				    " at mono %" PRId64,
+				    c->node[a->srv].name, a->key, (int64_t)a->sent, t->epoch,
+				    c->node[terms[j].node].name, terms[j].epoch,
+				    (int64_t)terms[j].from);
+		/* epochs never go back in ack order: once a newer master acknowledged,
+		 * an older one never does again */
+		if (t->epoch < max_epoch)
+			WHY("%s acknowledged '%s' at mono %" PRId64 " in epoch %" PRId64
+			    " after %s acknowledged '%s' at mono %" PRId64 " in epoch %" PRId64,
+			    c->node[a->srv].name, a->key, (int64_t)a->acked, t->epoch,
+			    c->node[max_ack->srv].name, max_ack->key, (int64_t)max_ack->acked,
+			    max_epoch);
+		if (t->epoch > max_epoch) {
+			max_epoch = t->epoch;
+			max_ack = a;
+		}
+	}
+	/* every acknowledged write is on the final master */
+	for (size_t i = 0; i < w->n_acks; i++) {
+		const struct fo_ack *a = &w->acks[i];
+		enum fo_result r =
+		        fo_request(&cn, PROTO_OP_GET, a->key, NULL, 2000, val, sizeof(val));
+		if (r != FO_VALUE || strcmp(val, a->value) != 0)
+			WHY("acknowledged write '%s'='%s' (%s, mono %" PRId64
+			    ") lost on the final master %s: %s '%s'",
+			    a->key, a->value, c->node[a->srv].name, (int64_t)a->acked,
+			    c->node[final].name,
+			    r == FO_VALUE      ? "reads"
+			    : r == FO_NOTFOUND ? "not found"
+			                       : "error",
+			    val);
+	}
+out:
+	fo_conn_close(&cn);
+	return ok;
+}

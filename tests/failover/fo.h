@@ -1,0 +1,209 @@
+/* fo: the end-to-end failover setup shared by tests/failover/check_failover.c
+ * and bench/failover.c.
+ *
+ * Runs inside the real control plane of tests/harness/control-plane.sh (its
+ * DIR/env in the environment) and next to the tgtd of tests/harness/tgtd.sh
+ * (its tgt.env).  One "cluster" is a set of nodes (node-a, node-b, node-c);
+ * per node: a Pod object created as admin (spec.nodeName, app=metaservice;
+ * no kubelet runs, the object only carries labels), an agent conf and log,
+ * a kubefence-agent process and a kubefence-metad process on its control
+ * socket.  Every metad serves the same data directory (the DIRECTORY
+ * backend, fenced by the store's epoch barrier); the agents fence with
+ * scsi-pr on the harness LUN and pod-delete.
+ *
+ * Every process is started here as a child with PR_SET_PDEATHSIG and stopped
+ * by PID by fo_cluster_stop().  Failures call fo_fail(), which each program
+ * defines (the test: ck_abort_msg; the benchmark: print and exit). */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "clock.h"
+
+struct k8s_client;
+
+/* Defined by the program that links fo.c; must not return. */
+void fo_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+#define FO_CHECK(cond, ...)                                                                        \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			fo_fail(__VA_ARGS__);                                                      \
+	} while (0)
+
+/* Timings of every agent (ms). */
+#define FO_LEASE_MS   2000
+#define FO_RENEW_MS   1500
+#define FO_RETRY_MS   250
+#define FO_REQUEST_MS 1000
+#define FO_MARGIN_MS  250
+
+#define FO_MAX_NODES 3
+
+struct fo_node {
+	char name[16]; /* node-a */
+	char dir[480];
+	char conf[600], agent_log[600], metad_log[600], sock[600];
+	char pod[64], uid[64];
+	int port, http_port;
+	pid_t agent_pid, metad_pid;
+	usec_t metad_started;
+};
+
+struct fo_cluster {
+	char tag[32]; /* names the lease, the pods and the directory */
+	char base[400], data[480];
+	char lease[64];
+	size_t n;
+	struct fo_node node[FO_MAX_NODES];
+	struct k8s_client *admin;
+};
+
+/* Once per process: the ServiceAccount `default` and the agent's Role for
+ * pods (get/list/patch/delete) and events (create), bound to its
+ * ServiceAccount.  Existing objects are fine. */
+void fo_prepare_rbac(void);
+
+/* Directories, pods, confs for n nodes; nothing started yet. */
+void fo_cluster_init(struct fo_cluster *c, const char *tag, size_t n);
+/* Stop every process (SIGKILL by PID, SIGCONT first), delete the pods,
+ * free the admin client. */
+void fo_cluster_stop(struct fo_cluster *c);
+
+void fo_agent_start(struct fo_cluster *c, size_t i);
+void fo_metad_start(struct fo_cluster *c, size_t i);
+/* Signal a node's agent / metad; SIGKILL reaps. Returns the mono time of the
+ * signal. */
+usec_t fo_agent_signal(struct fo_cluster *c, size_t i, int sig);
+usec_t fo_metad_signal(struct fo_cluster *c, size_t i, int sig);
+/* Wait for the agent to exit; its wait status or -1 on timeout. */
+int fo_agent_wait(struct fo_cluster *c, size_t i, long timeout_ms);
+
+/* Start all agents, then node 0's metad; once it is master, the other
+ * metads.  Returns with node 0 master and the others connected standby. */
+void fo_cluster_start(struct fo_cluster *c);
+
+/* STAT of a node's metad (timeout 300 ms): role ("master"/"standby"),
+ * epoch.  Returns 0 or -errno. */
+int fo_stat(const struct fo_cluster *c, size_t i, char *role, size_t rolelen, int64_t *epoch);
+/* Poll until some metad reports role=master (other than `not`, -1 = any);
+ * its index or -1 on timeout. */
+int fo_wait_master(struct fo_cluster *c, int not, long timeout_ms);
+/* Poll until metad i reports `role`; true when it did. */
+bool fo_wait_role(struct fo_cluster *c, size_t i, const char *role, long timeout_ms);
+
+/* ------------------------------------------------------------ client */
+
+struct fo_conn {
+	int fd;
+	int port;
+	uint8_t buf[8192];
+	size_t len;
+};
+
+enum fo_result {
+	FO_OK = 1,
+	FO_VALUE,
+	FO_NOTFOUND,
+	FO_NOTMASTER,
+	FO_ERR,      /* ERR deadline / io / ... (text in resp) */
+	FO_CONN = -1 /* connect/send/receive failed or timed out */
+};
+
+void fo_conn_init(struct fo_conn *cn, int port);
+void fo_conn_close(struct fo_conn *cn);
+/* One request; the value of GET into val (NUL-terminated, cut to vallen-1),
+ * the ERR/NOTMASTER text too. */
+enum fo_result fo_request(struct fo_conn *cn, int op /* enum proto_op */, const char *key,
+                          const char *value, long timeout_ms, char *val, size_t vallen);
+
+/* ---------------------------------------------------------- workload */
+
+struct fo_ack {
+	uint64_t seq;
+	char key[32];
+	char value[64];
+	int srv;
+	bool probe;
+	usec_t sent, acked;
+};
+
+/* A thread writing sequential keys "wNNNNNNNN": it tries the last server
+ * that acknowledged first and the next ones on NOTMASTER, ERR or
+ * connection errors, and records each acknowledged write.  Every
+ * `probe_every` acknowledged writes it also PUTs a probe key to each other
+ * server; an OK there is recorded too (it must never overlap). */
+struct fo_workload {
+	struct fo_cluster *c;
+	pthread_t thread;
+	volatile bool stop;
+	int probe_every;
+	long timeout_ms;
+	long pause_us; /* between acknowledged writes */
+	pthread_mutex_t mu;
+	struct fo_ack *acks;
+	size_t n_acks, cap;
+	uint64_t attempts, refused, errors;
+	int current;
+	uint64_t next_seq, next_probe;
+};
+
+void fo_workload_start(struct fo_workload *w, struct fo_cluster *c);
+void fo_workload_stop(struct fo_workload *w);
+void fo_workload_free(struct fo_workload *w);
+/* First ack from server srv (-1: any) acknowledged at or after t; its mono
+ * ack time or 0.  last: the last ack from srv, 0 if none. */
+usec_t fo_first_ack_after(struct fo_workload *w, int srv, usec_t t);
+usec_t fo_last_ack(struct fo_workload *w, int srv);
+size_t fo_acks_count(struct fo_workload *w, int srv, usec_t from);
+/* Wait until server srv acknowledged a write after t (0 on timeout). */
+usec_t fo_wait_ack(struct fo_workload *w, int srv, usec_t t, long timeout_ms);
+
+/* ----------------------------------------------------------- watcher */
+
+/* Polls the pods labelled role=master (admin client, every interval) and
+ * counts the observations with more than one. */
+struct fo_watcher {
+	struct fo_cluster *c;
+	pthread_t thread;
+	volatile bool stop;
+	long interval_ms;
+	pthread_mutex_t mu;
+	uint64_t observations, failed_lists, violations;
+	char violation[512];
+	char last_master[64];
+	usec_t last_change;
+};
+
+void fo_watcher_start(struct fo_watcher *wa, struct fo_cluster *c);
+void fo_watcher_stop(struct fo_watcher *wa);
+
+/* --------------------------------------------------------- checkers */
+
+/* Terms from the agents' logs: each "event=leading" line (mono, epoch). */
+struct fo_term {
+	usec_t from;
+	int64_t epoch;
+	int node;
+};
+size_t fo_terms(const struct fo_cluster *c, struct fo_term *out, size_t max);
+
+/* Every acknowledged write: its server led a term at that time (from the
+ * agent logs), epochs never go back in ack order, one epoch has one server
+ * (so two masters never acknowledged in overlapping periods), and each
+ * acknowledged key reads back its acknowledged value on the master
+ * `final`.  On failure, fills why and returns false. */
+bool fo_check(struct fo_cluster *c, struct fo_workload *w, int final, char *why, size_t whylen);
+
+/* Lines of a node's agent log containing every NULL-ended needle; with
+ * ret_mono the mono= stamp of the first one. */
+int fo_log_count(const char *path, usec_t *ret_mono, ...) __attribute__((sentinel));
+
+/* Append "what seconds" to $KF_IT_DIR/measurements and print it. */
+void fo_record(const char *what, double seconds);
+/* Print a file to stderr (for failures). */
+void fo_dump(const char *path);
