@@ -264,14 +264,17 @@ static int label_pod(struct orchestrator *o, const char *pod, const char *uid, b
  * other pod carries it any more. */
 static int unlabel_others(struct orchestrator *o, const char *own_pod, int *ret_removed)
 {
-	char path[512], sel[200], err[1024] = "";
+	char path[512], sel[700], err[1024] = "";
 	cJSON *list = NULL, *item;
 	int r, removed = 0;
 
 	r = k8s_path(path, sizeof(path), "v1", o->ns, "pods", NULL);
 	if (r < 0)
 		return r;
-	snprintf(sel, sizeof(sel), "%s=%s", o->label_key, o->label_value);
+	/* Only the service's own pods: the role label may mean something else
+	 * to other workloads of the namespace. */
+	snprintf(sel, sizeof(sel), "%s%s%s=%s", o->selector, o->selector[0] ? "," : "",
+	         o->label_key, o->label_value);
 	r = k8s_list(o->client, path, sel, NULL, o->o.request_timeout_ms, &list, err, sizeof(err));
 	if (r < 0) {
 		/* retried every 200 ms: say it once per distinct error */
@@ -564,6 +567,19 @@ static void on_ready(struct orchestrator *o, const struct control_msg *m)
 		r = label_pod(o, peer.pod, peer.uid, true, err, sizeof(err));
 		if (r >= 0)
 			break;
+		if (r == -ENOENT || r == -EINVAL || r == -ESTALE) {
+			/* The pod is gone or was replaced (uid precondition): the
+			 * service we promoted is not the one the Service would
+			 * select.  Give the term up rather than retry forever. */
+			char reason[1200];
+			snprintf(reason, sizeof(reason), "cannot label own pod %.100s: %.900s",
+			         peer.pod, err);
+			log_error("%s; releasing", reason);
+			control_send_demote(o->control, m->epoch, "own pod cannot be labelled");
+			release(o, reason);
+			set_state(o, ST_FOLLOWER);
+			return;
+		}
 		log_warning("labelling pod '%s/%s' %s=%s failed: %s; retrying", o->ns, peer.pod,
 		            o->label_key, o->label_value, err);
 		clock_sleep_until(clock_mono_usec() + 100 * USEC_PER_MSEC);
