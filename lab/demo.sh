@@ -173,10 +173,10 @@ say "== the killed MetaService restarts in place (as its kubelet would)"
 start_metad "$MN"
 sleep 1
 "$META" --server "127.0.0.1:${PORT_OF[$MN]}" stat | grep -E 'role|epoch' | sed 's/^/   /' || true
-if "$META" --server "127.0.0.1:${PORT_OF[$MN]}" put demo/old-master no >/dev/null 2>&1; then
+if out=$("$META" --server "127.0.0.1:${PORT_OF[$MN]}" put demo/old-master no 2>&1); then
 	echo "   UNEXPECTED: the restarted MetaService acknowledged a write"
 else
-	echo "   a write to it is refused: it is standby (exit $?)"
+	echo "   a write to it is refused (exit $?): $out"
 fi
 
 say "== SIGTERM of the leader's agent on $OTHER: orderly handover"

@@ -38,6 +38,7 @@ struct elector {
 	int64_t pub_epoch;
 	char pub_holder[LEASE_IDENTITY_MAX];
 	usec_t pub_observed_at;
+	int64_t pub_observed_epoch;
 
 	struct k8s_watch *watch;
 	pthread_t election_thread, watch_thread;
@@ -57,10 +58,12 @@ static void publish(struct elector *e)
 	e->pub_epoch = e->st.epoch;
 	str_copy(e->pub_holder, sizeof(e->pub_holder), e->st.absent ? "" : e->st.rec.holder);
 	e->pub_observed_at = e->st.have_record ? e->st.observed_at : 0;
+	e->pub_observed_epoch = e->st.absent ? 0 : e->st.rec.transitions;
 	pthread_mutex_unlock(&e->mu);
 }
 
-int elector_observed(struct elector *e, char *holder, size_t holder_len, usec_t *ret_age)
+int elector_observed(struct elector *e, char *holder, size_t holder_len, usec_t *ret_age,
+                     int64_t *ret_epoch)
 {
 	int r = -ENODATA;
 
@@ -68,6 +71,8 @@ int elector_observed(struct elector *e, char *holder, size_t holder_len, usec_t 
 	if (e->pub_observed_at) {
 		str_copy(holder, holder_len, e->pub_holder);
 		*ret_age = clock_mono_usec() - e->pub_observed_at;
+		if (ret_epoch)
+			*ret_epoch = e->pub_observed_epoch;
 		r = 0;
 	}
 	pthread_mutex_unlock(&e->mu);

@@ -68,9 +68,11 @@ void elector_stop(struct elector *e, const char *reason);
  * Does not block: the election thread does it at once. */
 void elector_release(struct elector *e, const char *reason);
 
-/* The holder last observed and how long ago the Lease was last seen to
- * change.  Returns 0, or -ENODATA before the first observation. */
-int elector_observed(struct elector *e, char *holder, size_t holder_len, usec_t *ret_age);
+/* The holder last observed, how long ago the Lease was last seen to change,
+ * and its epoch (ret_epoch may be NULL).  Returns 0, or -ENODATA before the
+ * first observation. */
+int elector_observed(struct elector *e, char *holder, size_t holder_len, usec_t *ret_age,
+                     int64_t *ret_epoch);
 
 /* Whether we lead right now; *ret_epoch gets the term's epoch if so. */
 bool elector_is_leader(struct elector *e, int64_t *ret_epoch);

@@ -92,7 +92,7 @@ static int agent_status(void *userdata, cJSON *obj, char *err, size_t errlen)
 	{
 		char holder[LEASE_IDENTITY_MAX];
 		usec_t age;
-		if (elector_observed(a->elector, holder, sizeof(holder), &age) >= 0) {
+		if (elector_observed(a->elector, holder, sizeof(holder), &age, NULL) >= 0) {
 			cJSON_AddStringToObject(obj, "holder", holder);
 			cJSON_AddNumberToObject(obj, "lease_age_ms", (double)(age / USEC_PER_MSEC));
 		}

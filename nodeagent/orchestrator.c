@@ -90,6 +90,7 @@ struct orchestrator {
 	pthread_t probe_thread;
 	bool probe_started, probe_stop;
 	char last_label_err[512]; /* orchestrator thread */
+	char master_told[600];    /* the MASTER line last sent to our standby */
 	char node[254], ns[254], label_key[64], label_value[64];
 	struct elector *elector;
 	struct control *control;
@@ -731,6 +732,58 @@ static void on_failed(struct orchestrator *o, const struct control_msg *m)
 	set_state(o, ST_FOLLOWER);
 }
 
+/* Tell our standby service who the master is, so that it can name it when
+ * it refuses a write: the pod of the service carrying the role label, its
+ * IP and its first container port.  Sent when it changes; looked up about
+ * once a second while following (one LIST). */
+static void tell_master(struct orchestrator *o)
+{
+	char path[512], sel[700], err[1024] = "", line[600], holder[LEASE_IDENTITY_MAX];
+	cJSON *list = NULL;
+	const cJSON *pod, *meta, *spec, *status, *name, *ip, *port = NULL, *c;
+	struct control_peer peer;
+	bool connected;
+	usec_t age;
+	int64_t epoch;
+
+	get_peer(o, &peer, &connected);
+	if (!connected || o->mode != ORCH_SERVICE_CONTROL || !o->elector ||
+	    elector_observed(o->elector, holder, sizeof(holder), &age, &epoch) < 0 || !holder[0])
+		return;
+	if (k8s_path(path, sizeof(path), "v1", o->ns, "pods", NULL) < 0)
+		return;
+	snprintf(sel, sizeof(sel), "%s%s%s=%s", o->selector, o->selector[0] ? "," : "",
+	         o->label_key, o->label_value);
+	if (k8s_list(o->client, path, sel, NULL, o->o.request_timeout_ms, &list, err, sizeof(err)) <
+	    0) {
+		log_debug("looking up the master pod: %s", err);
+		return;
+	}
+	pod = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(list, "items"), 0);
+	meta = cJSON_GetObjectItemCaseSensitive(pod, "metadata");
+	spec = cJSON_GetObjectItemCaseSensitive(pod, "spec");
+	status = cJSON_GetObjectItemCaseSensitive(pod, "status");
+	name = cJSON_GetObjectItemCaseSensitive(meta, "name");
+	ip = cJSON_GetObjectItemCaseSensitive(status, "podIP");
+	c = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(spec, "containers"), 0);
+	port = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(c, "ports"), 0);
+	port = cJSON_GetObjectItemCaseSensitive(port, "containerPort");
+	if (cJSON_IsString(name) && strcmp(name->valuestring, peer.pod) != 0) {
+		char addr[300] = "-";
+		if (cJSON_IsString(ip) && cJSON_IsNumber(port))
+			snprintf(addr, sizeof(addr), "%s:%d", ip->valuestring, port->valueint);
+		snprintf(line, sizeof(line), "%" PRId64 " %s %s", o->epoch, name->valuestring,
+		         addr);
+		if (strcmp(line, o->master_told) != 0 &&
+		    control_send_master(o->control, o->epoch, name->valuestring, addr) >= 0) {
+			str_copy(o->master_told, sizeof(o->master_told), line);
+			log_debug("told the standby: master is '%s' at %s", name->valuestring,
+			          addr);
+		}
+	}
+	cJSON_Delete(list);
+}
+
 static void *orch_main(void *arg)
 {
 	struct orchestrator *o = arg;
@@ -750,6 +803,8 @@ static void *orch_main(void *arg)
 				set_state(o, ST_FOLLOWER);
 			} else if (o->state == ST_DEMOTING && now >= o->demote_deadline) {
 				on_demote_timeout(o);
+			} else if (o->state == ST_FOLLOWER) {
+				tell_master(o);
 			}
 			continue;
 		}
