@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the Kubernetes v1.20.2 server binaries from Debian's `kubernetes`
+# Build the Kubernetes v1.20.2 server binaries (and kubectl) from Debian's `kubernetes`
 # source package once, and cache them outside the checkout.
 #
 # Debian ships no kube-apiserver binary; its source package carries the
@@ -15,7 +15,9 @@ VERSION=1.20.2
 # Bump PATCHLEVEL whenever the build below changes what it produces.
 PATCHLEVEL=r1
 BINDIR="$CACHE/k8s-$VERSION-$PATCHLEVEL/bin"
-WANT=(kube-apiserver kube-controller-manager kube-scheduler kubelet)
+# kubectl too: Debian bookworm has no kubectl package, and a client of the
+# same version as the servers is what the lab should use anyway.
+WANT=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 
 have_all() {
 	local b
@@ -92,7 +94,7 @@ ln -sfn "$TREE" "$TREE/.go/src/k8s.io/kubernetes"
 (
 	cd "$TREE/.go/src/k8s.io/kubernetes"
 	export GOPATH="$TREE/.go" CGO_ENABLED=0 HOME="$WORK/home" GOFLAGS=-mod=vendor GO111MODULE=off
-	make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubelet" >&2
+	make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubelet cmd/kubectl" >&2
 )
 for b in "${WANT[@]}"; do
 	f=$(find "$TREE/_output" -type f -name "$b" -perm -u+x | head -1)

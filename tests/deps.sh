@@ -9,6 +9,7 @@ KF_PACKAGES=(
 	libinih-dev libmicrohttpd-dev libyaml-dev
 	etcd-server golang-go golang-github-modern-go-reflect2-dev rsync
 	curl openssl iproute2 procps tgt libiscsi-bin jq
+	containerd runc containernetworking-plugins iptables
 )
 
 kf_install_deps() {

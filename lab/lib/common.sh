@@ -1,0 +1,130 @@
+# Shared definitions for lab/lab.sh and lab/images.sh (sourced, not run).
+# shellcheck shell=bash disable=SC2034
+
+LAB_TOP=${LAB_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+LABDIR=${KUBEFENCE_LAB_DIR:-/var/lib/kubefence-lab}
+
+# Addresses: everything lives in 198.18.0.0/24.
+#   198.18.0.0/27   the bridge: host .1 (API server), node i at .(10+i)
+#   198.18.0.32/27  the Service range (the `kubernetes` Service is .33)
+#   198.18.0.64/26, .128/26, .192/26   the pod networks of nodes 1, 2, 3
+LAB_BRIDGE=kflab0
+LAB_HOST_IP=198.18.0.1
+LAB_PREFIX=27
+LAB_SERVICE_RANGE=198.18.0.32/27
+LAB_SERVICE_IP=198.18.0.33
+LAB_API_PORT=6443
+LAB_ETCD_PORT=12379
+LAB_ETCD_PEER_PORT=12380
+LAB_CGROUP=kubefence-lab
+LAB_CNI_NET=kflab
+LAB_CNI_BIN=${KUBEFENCE_LAB_CNI_BIN:-/usr/lib/cni}
+LAB_NS=${KUBEFENCE_LAB_NS:-kubefence}
+
+log() { echo "lab: $*" >&2; }
+die() {
+	echo "lab: $*" >&2
+	exit 1
+}
+
+node_name() { echo "lab-node-$1"; }            # INDEX
+node_index() { echo "${1#lab-node-}"; }        # NAME
+node_ip() { echo "198.18.0.$((10 + $1))"; }     # INDEX
+node_podnet() { echo "198.18.0.$((64 * $1))/26"; } # INDEX
+node_podgw() { echo "198.18.0.$((64 * $1 + 1))"; } # INDEX
+node_dir() { echo "$LABDIR/nodes/$1"; }         # NAME
+node_sock() { echo "$LABDIR/nodes/$1/containerd.sock"; }
+node_netns() { echo "/var/run/netns/$1"; }
+
+# The nodes of the running lab (recorded at `up`), else the wanted count.
+lab_nodes() {
+	local n
+	if [ -f "$LABDIR/nodes.list" ]; then
+		cat "$LABDIR/nodes.list"
+		return
+	fi
+	n=${KUBEFENCE_LAB_NODES:-2}
+	for i in $(seq 1 "$n"); do node_name "$i"; done
+}
+
+pid_alive() { # PIDFILE
+	local p
+	[ -f "$1" ] || return 1
+	p=$(cat "$1")
+	[ -n "$p" ] && ! pid_gone "$p"
+}
+
+# A process is gone when it no longer exists or is a zombie (its parent,
+# often init after our setsid, reaps it when it likes).
+pid_gone() { # PID
+	local st
+	kill -0 "$1" 2>/dev/null || return 0
+	st=$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null) || return 0
+	[ -z "$st" ] || [ "$st" = Z ] || [ "$st" = X ]
+}
+
+wait_pid_gone() { # PID TIMEOUT_S
+	local i
+	for i in $(seq 1 $(($2 * 20))); do
+		pid_gone "$1" && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+stop_pidfile() { # FILE [TERM_TIMEOUT_S]
+	local f=$1 pid
+	[ -f "$f" ] || return 0
+	pid=$(cat "$f")
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		if ! wait_pid_gone "$pid" "${2:-10}"; then
+			kill -KILL "$pid" 2>/dev/null || true
+			wait_pid_gone "$pid" 5 || true
+		fi
+	fi
+	rm -f "$f"
+}
+
+# stop_pidfiles SIGNAL FILE...: signal all at once, then wait for each
+# (SIGKILL after 10 s), so that a shutdown takes as long as the slowest,
+# not the sum.
+stop_pidfiles() {
+	local sig=$1 f pid pids=()
+	shift
+	for f in "$@"; do
+		[ -f "$f" ] || continue
+		pid=$(cat "$f")
+		if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+			kill -"$sig" "$pid" 2>/dev/null || true
+			pids+=("$pid")
+		fi
+	done
+	for pid in "${pids[@]}"; do
+		if ! wait_pid_gone "$pid" 10; then
+			kill -KILL "$pid" 2>/dev/null || true
+			wait_pid_gone "$pid" 5 || true
+		fi
+	done
+	rm -f "$@"
+}
+
+# The hierarchies under /sys/fs/cgroup: v1 (cpu, memory, freezer,
+# name=systemd, ...) and, on a hybrid host, the unified one, where runc also
+# makes the containers' cgroups.
+cgroup_hierarchies() {
+	awk '($3 == "cgroup" || $3 == "cgroup2") && $2 ~ "^/sys/fs/cgroup/" {print $2}' /proc/self/mounts
+}
+freezer_dir() { echo "/sys/fs/cgroup/freezer/$LAB_CGROUP/$1"; } # NODE
+
+# kubectl is our own v1.20 build (lab/k8s-build.sh caches it beside the
+# servers): Debian bookworm has no kubectl package, and a client of the
+# servers' version is the right one anyway.  The function shadows any
+# kubectl on PATH; KUBEFENCE_KUBECTL overrides it.
+kubectl() {
+	if [ -z "${KUBEFENCE_KUBECTL:-}" ]; then
+		KUBEFENCE_KUBECTL=$(bash "$LAB_TOP/lab/k8s-build.sh")/kubectl || return 1
+	fi
+	"$KUBEFENCE_KUBECTL" "$@"
+}
+kctl() { kubectl --kubeconfig "$LABDIR/admin.kubeconfig" "$@"; }
