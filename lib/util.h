@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
@@ -15,6 +16,11 @@ void errbuf_set(char *err, size_t errlen, const char *fmt, ...)
 /* Copy at most n-1 bytes of src into dst and NUL-terminate.  Returns
  * -ENAMETOOLONG when src did not fit (dst then holds the truncated copy). */
 int str_copy(char *dst, size_t n, const char *src);
+
+/* Send all `len` bytes of buf on the socket fd before the monotonic
+ * `deadline` (usec), waiting with poll() while the socket is full; never
+ * raises SIGPIPE.  Returns 0, -ETIMEDOUT, or the -errno of send(). */
+int fd_send_all(int fd, const void *buf, size_t len, int64_t deadline);
 
 /* free() that returns NULL, for `p = freep(p)`. */
 static inline void *mfree(void *p)

@@ -286,8 +286,7 @@ fail:
 static int vsend_locked(struct control *c, bool any_peer, const char *fmt, va_list ap)
 {
 	char line[CONTROL_LINE_MAX + 2];
-	usec_t end = clock_mono_usec() + 200 * USEC_PER_MSEC;
-	size_t len, off = 0;
+	size_t len;
 	int n;
 
 	if (c->conn_fd < 0 || (!c->hello_done && !any_peer))
@@ -297,21 +296,7 @@ static int vsend_locked(struct control *c, bool any_peer, const char *fmt, va_li
 		return -EMSGSIZE;
 	len = (size_t)n;
 	line[len++] = '\n';
-	while (off < len) {
-		ssize_t w = send(c->conn_fd, line + off, len - off, MSG_NOSIGNAL);
-		if (w > 0) {
-			off += (size_t)w;
-			continue;
-		}
-		if (w < 0 && errno != EAGAIN && errno != EINTR)
-			return -errno;
-		usec_t now = clock_mono_usec();
-		if (now >= end)
-			return -ETIMEDOUT;
-		struct pollfd pfd = {.fd = c->conn_fd, .events = POLLOUT};
-		(void)poll(&pfd, 1, (int)((end - now) / USEC_PER_MSEC) + 1);
-	}
-	return 0;
+	return fd_send_all(c->conn_fd, line, len, clock_mono_usec() + 200 * USEC_PER_MSEC);
 }
 
 static int send_locked(struct control *c, const char *fmt, ...)

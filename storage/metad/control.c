@@ -189,25 +189,7 @@ out:
 /* Write all of buf within timeout_ms.  Called with c->lock held. */
 static int write_all(int fd, const char *buf, size_t len, int timeout_ms)
 {
-	usec_t deadline = clock_mono_usec() + timeout_ms * USEC_PER_MSEC;
-
-	while (len > 0) {
-		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-		if (n > 0) {
-			buf += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno != EAGAIN && errno != EINTR)
-			return -errno;
-		usec_t left = deadline - clock_mono_usec();
-		if (left <= 0)
-			return -ETIMEDOUT;
-		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-		(void)poll(&pfd, 1, (int)((left + 999) / 1000));
-	}
-	return 0;
+	return fd_send_all(fd, buf, len, clock_mono_usec() + timeout_ms * USEC_PER_MSEC);
 }
 
 int metad_control_send(struct metad_control *c, const char *fmt, ...)

@@ -154,23 +154,7 @@ fail:
 
 static int send_all(struct client *c, const uint8_t *p, size_t len, usec_t deadline)
 {
-	while (len > 0) {
-		ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
-
-		if (n > 0) {
-			p += n;
-			len -= (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno != EAGAIN && errno != EINTR)
-			return -errno;
-		usec_t left = deadline - clock_mono_usec();
-		if (left <= 0)
-			return -ETIMEDOUT;
-		struct pollfd pfd = {.fd = c->fd, .events = POLLOUT};
-		(void)poll(&pfd, 1, (int)((left + 999) / 1000));
-	}
-	return 0;
+	return fd_send_all(c->fd, p, len, deadline);
 }
 
 /* Parse one response unit, reading more until the deadline. */
