@@ -772,10 +772,11 @@ static void tell_master(struct orchestrator *o)
 		char addr[300] = "-";
 		if (cJSON_IsString(ip) && cJSON_IsNumber(port))
 			snprintf(addr, sizeof(addr), "%s:%d", ip->valuestring, port->valueint);
-		snprintf(line, sizeof(line), "%" PRId64 " %s %s", o->epoch, name->valuestring,
-		         addr);
-		if (strcmp(line, o->master_told) != 0 &&
-		    control_send_master(o->control, o->epoch, name->valuestring, addr) >= 0) {
+		/* The observed Lease's epoch: a follower that never led has no
+		 * term of its own (o->epoch 0, which the service refuses). */
+		snprintf(line, sizeof(line), "%" PRId64 " %s %s", epoch, name->valuestring, addr);
+		if (epoch > 0 && strcmp(line, o->master_told) != 0 &&
+		    control_send_master(o->control, epoch, name->valuestring, addr) >= 0) {
 			str_copy(o->master_told, sizeof(o->master_told), line);
 			log_debug("told the standby: master is '%s' at %s", name->valuestring,
 			          addr);
