@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The kubefence demo on this machine (Debian, as root).
+# The kubefence demo without Kubernetes nodes (Debian, as root): the same
+# failover as lab/demo.sh, with agents and MetaServices as plain processes
+# against a real control plane.  Quicker to start and easier to trace.
 #
 # A real control plane (etcd + kube-apiserver with TLS and RBAC, on
 # loopback) and two "nodes", each a kubefence-agent with its own conf file

@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Failover benchmark in the real Kubernetes lab (lab/lab.sh), `make bench-lab`.
+#
+#   bash bench/failover-lab.sh [--kills N] [--freezes N] [--baseline-kills N] [--out FILE]
+#
+# 1. kubefence (the lab overlay, tgtd on the lab portal): N SIGKILLs of the
+#    master's container through its node's containerd (lab.sh kill-master);
+#    each sample is the time from the kill (when `ctr task kill` returned) to
+#    the first write acknowledged to a client that reaches the master through
+#    the Service's Endpoints (tests/e2e/kf-labclient workload, writing
+#    continuously).  The killed pod comes back as standby: restarted in place
+#    the first time, recreated when its kubelet would back off.
+# 2. kubefence, node freeze: the master's node frozen (cgroup freezer); from
+#    the freeze to the first write acknowledged by the new master.
+# 3. The baseline without kubefence: ONE MetaService pod
+#    (`kubefence-metad --standalone --epoch 1`, no readiness probe, so its
+#    endpoint is back as soon as the container runs), the same kill, restarted
+#    in place by its kubelet; the same client through that Service's
+#    Endpoints.  Each sample uses a fresh pod, so that no sample waits out the
+#    kubelet's CrashLoopBackOff (the baseline's best case).
+# Writes FILE (default bench/results/failover-lab.json): the distributions
+# and the ratio baseline/kubefence.  Never asserts timing.  Refuses to run
+# when a lab is already up; always takes the lab down.
+set -uo pipefail
+
+top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
+top_builddir=${top_builddir:-$top_srcdir}
+KILLS=20
+FREEZES=3
+BKILLS=
+OUT=$top_builddir/bench/results/failover-lab.json
+while [ $# -gt 0 ]; do
+	case $1 in
+	--kills) KILLS=$2; shift 2 ;;
+	--freezes) FREEZES=$2; shift 2 ;;
+	--baseline-kills) BKILLS=$2; shift 2 ;;
+	--out) OUT=$2; shift 2 ;;
+	*) echo "usage: $0 [--kills N] [--freezes N] [--baseline-kills N] [--out FILE]" >&2; exit 2 ;;
+	esac
+done
+BKILLS=${BKILLS:-$KILLS}
+# shellcheck source=tests/e2e/lib.sh
+. "$top_srcdir/tests/e2e/lib.sh"
+if lab_is_up; then
+	echo "bench: a lab is already up (only one fits on a machine): lab/lab.sh down first" >&2
+	exit 2
+fi
+e2e_skip() {
+	echo "bench: cannot run: $*" >&2
+	exit 2
+}
+e2e_init
+cleanup() {
+	local rc=$?
+	e2e_cleanup
+	rm -rf "$WORK"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+die() {
+	echo "bench: $*" >&2
+	exit 1
+}
+ms() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", (a-b)/1000}'; }
+
+e2e_up >/dev/null || die "lab up"
+e2e_deploy || die "deploy"
+
+# ------------------------------------------------------------ kubefence: kills
+ACKS=$WORK/acks
+bg_start "$CLIENT" --pause-us 500 workload "$ACKS" >/dev/null
+WL=$BG_PID
+wait_ack_after "$ACKS" 0 30 >/dev/null || die "workload"
+: >"$WORK/kill.ms"
+for i in $(seq 1 "$KILLS"); do
+	wait_both_ready 90 || die "not ready before kill $i"
+	old=$(masters)
+	old_ip=$(pod_ip "$old")
+	before=$(restarts "$old")
+	kill_master_at || die "kill $i"
+	wait_new_master "$old" 30 >/dev/null || die "no new master after kill $i"
+	a=$(wait_ack_after "$ACKS" "$KILL_US" 30 "$old_ip:7480") || die "no ack after kill $i"
+	v=$(ms "${a%% *}" "$KILL_US")
+	echo "$v" >>"$WORK/kill.ms"
+	say "kubefence kill $i/$KILLS: $v ms"
+	if [ "$before" = 0 ]; then wait_restarted "$old" 0 60 || die "$old not restarted"; else recycle "$old"; fi
+done
+
+# ------------------------------------------------------------ kubefence: freezes
+: >"$WORK/freeze.ms"
+for i in $(seq 1 "$FREEZES"); do
+	wait_both_ready 120 || die "not ready before freeze $i"
+	old=$(masters)
+	old_ip=$(pod_ip "$old")
+	node=$(pod_node "$old")
+	t=$(now_us)
+	bash "$LAB" freeze "$node" >/dev/null || die "freeze"
+	a=$(wait_ack_after "$ACKS" "$t" 30 "$old_ip:7480") || die "no ack after freeze $i"
+	v=$(ms "${a%% *}" "$t")
+	echo "$v" >>"$WORK/freeze.ms"
+	say "kubefence freeze $i/$FREEZES ($node): $v ms"
+	while [ $(($(now_us) - t)) -lt 4000000 ]; do sleep 0.2; done
+	bash "$LAB" thaw "$node" >/dev/null || die "thaw"
+done
+bg_stop "$WL"
+"$CLIENT" --timeout-ms 10000 check "$ACKS" >"$WORK/check.out" || die "acknowledged writes lost: $(cat "$WORK/check.out")"
+say "kubefence: $(cat "$WORK/check.out")"
+EPOCH=$(lease_epoch)
+
+# ------------------------------------------------------------ baseline
+# Without kubefence: take the agents away (so nothing else moves), then one
+# plain MetaService pod and a Service for it, in their own namespace.
+kc delete daemonset -n $NS kubefence-agent --wait=false >/dev/null
+kc delete statefulset -n $NS metaservice --wait=false >/dev/null
+kc create namespace baseline >/dev/null
+for i in $(seq 1 100); do kc get serviceaccount default -n baseline >/dev/null 2>&1 && break; sleep 0.2; done
+baseline_pod() {
+	cat <<-EOF | kc apply -f - >/dev/null
+		apiVersion: v1
+		kind: Pod
+		metadata: {name: meta-baseline, namespace: baseline, labels: {app: meta-baseline}}
+		spec:
+		  nodeName: lab-node-1
+		  terminationGracePeriodSeconds: 1
+		  containers:
+		  - name: metad
+		    image: kubefence/metad:lab
+		    imagePullPolicy: Never
+		    command: [kubefence-metad, --standalone, --epoch, "1", --data-dir, /data, --listen, "0.0.0.0:7480"]
+		    ports: [{name: client, containerPort: 7480}]
+		    volumeMounts: [{name: data, mountPath: /data}]
+		  volumes: [{name: data, emptyDir: {}}]
+	EOF
+}
+cat <<-EOF | kc apply -f - >/dev/null
+	apiVersion: v1
+	kind: Service
+	metadata: {name: meta-baseline, namespace: baseline}
+	spec:
+	  selector: {app: meta-baseline}
+	  ports: [{name: client, port: 7480, targetPort: client}]
+EOF
+: >"$WORK/base.ms"
+BACKS=$WORK/base-acks
+for i in $(seq 1 "$BKILLS"); do
+	kc delete pod -n baseline meta-baseline --grace-period=0 --force >/dev/null 2>&1 || true
+	for _ in $(seq 1 100); do kc get pod -n baseline meta-baseline >/dev/null 2>&1 || break; sleep 0.1; done
+	baseline_pod
+	kc wait -n baseline --for=condition=Ready pod/meta-baseline --timeout=60s >/dev/null || die "baseline pod not Ready"
+	rm -f "$BACKS"
+	bg_start "$CLIENT" --namespace baseline --service meta-baseline --pause-us 500 --prefix b$i- workload "$BACKS" >/dev/null
+	BW=$BG_PID
+	wait_ack_after "$BACKS" 0 30 >/dev/null || die "baseline workload"
+	sleep 0.3
+	kill_pod_at meta-baseline baseline || die "baseline kill"
+	a=$(wait_ack_after "$BACKS" "$KILL_DONE_US" 60) || die "baseline: no ack after kill $i"
+	v=$(ms "${a%% *}" "$KILL_US")
+	echo "$v" >>"$WORK/base.ms"
+	say "baseline kill $i/$BKILLS: $v ms (restartCount $(kc get pod -n baseline meta-baseline -o jsonpath='{.status.containerStatuses[0].restartCount}'))"
+	bg_stop "$BW"
+done
+
+# ------------------------------------------------------------ results
+dist() { # FILE -> JSON
+	sort -n "$1" | awk '{v[NR]=$1; s+=$1} END {
+		if (NR == 0) { print "{\"n\": 0}"; exit }
+		p50 = v[int((NR * 50 + 99) / 100)]; p99 = v[int((NR * 99 + 99) / 100)]
+		printf "{\"n\": %d, \"p50_ms\": %s, \"p99_ms\": %s, \"min_ms\": %s, \"max_ms\": %s, \"mean_ms\": %.1f, \"samples_ms\": [", NR, p50, p99, v[1], v[NR], s / NR
+		for (i = 1; i <= NR; i++) printf "%s%s", (i > 1 ? ", " : ""), v[i]
+		printf "]}"
+	}'
+}
+K=$(dist "$WORK/kill.ms")
+F=$(dist "$WORK/freeze.ms")
+B=$(dist "$WORK/base.ms")
+mkdir -p "$(dirname "$OUT")"
+jq -n --argjson k "$K" --argjson f "$F" --argjson b "$B" --arg at "$(date -u +%FT%TZ)" \
+	--arg epoch "$EPOCH" --arg kernel "$(uname -r)" --arg cpus "$(nproc)" '{
+	benchmark: "failover-lab",
+	at: $at,
+	setup: {kubernetes: "v1.20.2 lab (lab/lab.sh), 2 nodes, no kube-proxy", cpus: ($cpus|tonumber), kernel: $kernel,
+		lease_ms: 2000, renew_deadline_ms: 1500, retry_ms: 250,
+		fence_methods: "scsi-pr (tgtd on 198.18.0.1:3260), pod-delete", store: "directory backend on a shared hostPath",
+		client: "tests/e2e/kf-labclient workload: PUTs through the Endpoints of the Service (re-read from the API on every error), 0.5 ms between acknowledged writes",
+		kill: "ctr -n k8s.io task kill -s SIGKILL of the container (lab.sh kill-master / kill-pod); t0 = when ctr returned",
+		freeze: "cgroup freezer on the master node (lab.sh freeze); t0 = before the freeze",
+		baseline: "one pod kubefence-metad --standalone --epoch 1, no readiness probe, restarted in place by its kubelet (a fresh pod per sample: no CrashLoopBackOff)",
+		last_epoch: ($epoch|tonumber)},
+	kubefence_container_kill: $k,
+	kubefence_node_freeze: $f,
+	baseline_container_kill: $b,
+	ratio_baseline_over_kubefence: {
+		p50: (if $k.n > 0 and $k.p50_ms > 0 then (($b.p50_ms / $k.p50_ms) * 10 | round / 10) else null end),
+		p99: (if $k.n > 0 and $k.p99_ms > 0 then (($b.p99_ms / $k.p99_ms) * 10 | round / 10) else null end)}
+}' >"$OUT"
+cat "$OUT" | jq -c '{kill: .kubefence_container_kill | {n, p50_ms, p99_ms}, freeze: .kubefence_node_freeze | {n, p50_ms, p99_ms}, baseline: .baseline_container_kill | {n, p50_ms, p99_ms}, ratio: .ratio_baseline_over_kubefence}'
+echo "bench: wrote $OUT"
