@@ -614,10 +614,13 @@ static void on_gone(struct orchestrator *o, const char *why)
 	if (o->state == ST_FENCING || o->state == ST_PROMOTING || o->state == ST_MASTER) {
 		tl_begin(o, clock_mono_usec(), o->node, "");
 		tl_add(o, "detected", "service '%s' gone: %s", peer.pod, why);
-		unlabel_own(o, &peer);
+		/* Release first: the successor removes a stale label itself before
+		 * it labels its own pod, so the Service never selects two pods,
+		 * and the dead service's label costs no failover time. */
 		snprintf(reason, sizeof(reason), "service %.100s on %.100s died: %.200s", peer.pod,
 		         o->node, why);
 		release(o, reason);
+		unlabel_own(o, &peer);
 		post_event(o, &peer, EVENTS_RELEASED, "%s", reason);
 	}
 	set_state(o, ST_FOLLOWER);
