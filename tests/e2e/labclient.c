@@ -137,8 +137,8 @@ static int endpoints(char *buf, size_t len)
 			cJSON *ip = cJSON_GetObjectItemCaseSensitive(a, "ip");
 			if (!cJSON_IsString(ip))
 				continue;
-			r = snprintf(buf + used, len - used, "%s%s:%d", n ? "," : "", ip->valuestring,
-			             port->valueint);
+			r = snprintf(buf + used, len - used, "%s%s:%d", n ? "," : "",
+			             ip->valuestring, port->valueint);
 			if (r > 0 && (size_t)r < len - used)
 				used += (size_t)r;
 			n++;
@@ -223,12 +223,18 @@ enum res { RS_OK = 1, RS_VALUE, RS_NOTFOUND, RS_NOTMASTER, RS_ERR, RS_CONN = -1 
 static const char *res_name(int r)
 {
 	switch (r) {
-	case RS_OK: return "OK";
-	case RS_VALUE: return "VALUE";
-	case RS_NOTFOUND: return "NOTFOUND";
-	case RS_NOTMASTER: return "NOTMASTER";
-	case RS_ERR: return "ERR";
-	default: return "CONN";
+	case RS_OK:
+		return "OK";
+	case RS_VALUE:
+		return "VALUE";
+	case RS_NOTFOUND:
+		return "NOTFOUND";
+	case RS_NOTMASTER:
+		return "NOTMASTER";
+	case RS_ERR:
+		return "ERR";
+	default:
+		return "CONN";
 	}
 }
 
@@ -254,7 +260,8 @@ static int request(struct conn *c, enum proto_op op, const char *key, const char
 			off += (size_t)k;
 			continue;
 		}
-		if (k < 0 && (errno == EAGAIN || errno == EINTR) && wait_fd(c->fd, POLLOUT, deadline) == 0)
+		if (k < 0 && (errno == EAGAIN || errno == EINTR) &&
+		    wait_fd(c->fd, POLLOUT, deadline) == 0)
 			continue;
 		pbuf_free(&out);
 		conn_close(c);
@@ -279,13 +286,17 @@ static int request(struct conn *c, enum proto_op op, const char *key, const char
 		}
 	}
 	switch (resp.kind) {
-	case PROTO_R_OK: res = RS_OK; break;
+	case PROTO_R_OK:
+		res = RS_OK;
+		break;
 	case PROTO_R_VALUE:
 	case PROTO_R_STATS:
 		res = RS_VALUE;
 		snprintf(text, textlen, "%.*s", (int)resp.len, (const char *)resp.data);
 		break;
-	case PROTO_R_NOTFOUND: res = RS_NOTFOUND; break;
+	case PROTO_R_NOTFOUND:
+		res = RS_NOTFOUND;
+		break;
 	case PROTO_R_NOTMASTER:
 		res = RS_NOTMASTER;
 		snprintf(text, textlen, "%s", resp.text);
@@ -294,7 +305,9 @@ static int request(struct conn *c, enum proto_op op, const char *key, const char
 		res = RS_ERR;
 		snprintf(text, textlen, "%s", resp.text);
 		break;
-	default: res = RS_CONN; break;
+	default:
+		res = RS_CONN;
+		break;
 	}
 	memmove(c->buf, c->buf + r, c->len - (size_t)r);
 	c->len -= (size_t)r;
@@ -344,7 +357,8 @@ static int mode_put(const char *key, const char *value)
 	char text[PROTO_LINE_MAX];
 	unsigned tries = 0;
 	int r = svc_request(&c, PROTO_OP_PUT, key, value,
-	                    now_mono() + opt_timeout_ms * USEC_PER_MSEC, text, sizeof(text), &tries);
+	                    now_mono() + opt_timeout_ms * USEC_PER_MSEC, text, sizeof(text),
+	                    &tries);
 
 	if (r != RS_OK) {
 		printf("fail %s %s\n", res_name(r), text);
@@ -359,8 +373,8 @@ static int mode_get(const char *key, const char *want)
 {
 	struct conn c = {.fd = -1};
 	static char text[PROTO_VALUE_MAX + 1];
-	int r = svc_request(&c, PROTO_OP_GET, key, NULL, now_mono() + opt_timeout_ms * USEC_PER_MSEC,
-	                    text, sizeof(text), NULL);
+	int r = svc_request(&c, PROTO_OP_GET, key, NULL,
+	                    now_mono() + opt_timeout_ms * USEC_PER_MSEC, text, sizeof(text), NULL);
 
 	if (r != RS_VALUE) {
 		printf("fail %s %s\n", res_name(r), text);
@@ -389,13 +403,15 @@ static int mode_session(void)
 		if (strcmp(verb, "quit") == 0)
 			break;
 		if (strcmp(verb, "put") == 0 && k && v) {
-			r = svc_request(&c, PROTO_OP_PUT, k, v, deadline, text, sizeof(text), &tries);
+			r = svc_request(&c, PROTO_OP_PUT, k, v, deadline, text, sizeof(text),
+			                &tries);
 			if (r == RS_OK)
 				printf("ok put %s %s tries=%u\n", k, c.addr, tries);
 			else
 				printf("fail put %s %s %s\n", k, res_name(r), text);
 		} else if (strcmp(verb, "get") == 0 && k) {
-			r = svc_request(&c, PROTO_OP_GET, k, NULL, deadline, text, sizeof(text), &tries);
+			r = svc_request(&c, PROTO_OP_GET, k, NULL, deadline, text, sizeof(text),
+			                &tries);
 			if (r == RS_VALUE && (!v || strcmp(v, text) == 0))
 				printf("ok get %s %s %s tries=%u\n", k, text, c.addr, tries);
 			else
@@ -430,7 +446,8 @@ static int mode_workload(const char *path)
 		snprintf(value, sizeof(value), "v%" PRIu64 "-%lu", seq, pid);
 		sent = now_real();
 		/* No deadline of our own: retry until told to stop. */
-		r = svc_request(&c, PROTO_OP_PUT, key, value, INT64_MAX, text, sizeof(text), &tries);
+		r = svc_request(&c, PROTO_OP_PUT, key, value, INT64_MAX, text, sizeof(text),
+		                &tries);
 		refused += tries;
 		if (r != RS_OK)
 			break; /* stopping */
@@ -462,16 +479,17 @@ static int mode_check(const char *path)
 	}
 	while (fgets(line, sizeof(line), f)) {
 		int r;
-		if (sscanf(line, "%" SCNu64 " %" SCNd64 " %" SCNd64 " %63s %127s %127s", &seq, &sent,
-		           &acked, addr, key, value) != 6)
+		if (sscanf(line, "%" SCNu64 " %" SCNd64 " %" SCNd64 " %63s %127s %127s", &seq,
+		           &sent, &acked, addr, key, value) != 6)
 			continue;
 		n++;
-		r = svc_request(&c, PROTO_OP_GET, key, NULL, now_mono() + opt_timeout_ms * USEC_PER_MSEC,
-		                text, sizeof(text), NULL);
+		r = svc_request(&c, PROTO_OP_GET, key, NULL,
+		                now_mono() + opt_timeout_ms * USEC_PER_MSEC, text, sizeof(text),
+		                NULL);
 		if (r != RS_VALUE || strcmp(text, value) != 0) {
 			if (bad < 20)
-				printf("LOST key %s acknowledged by %s: %s %s (want %s)\n", key, addr,
-				       res_name(r), text, value);
+				printf("LOST key %s acknowledged by %s: %s %s (want %s)\n", key,
+				       addr, res_name(r), text, value);
 			bad++;
 		}
 	}
@@ -536,8 +554,8 @@ static int mode_watch(const char *path)
 				int r;
 				if (!cJSON_IsString(name))
 					continue;
-				r = snprintf(pods + used, sizeof(pods) - used, "%s%s", np ? "," : "",
-				             name->valuestring);
+				r = snprintf(pods + used, sizeof(pods) - used, "%s%s",
+				             np ? "," : "", name->valuestring);
 				if (r > 0 && (size_t)r < sizeof(pods) - used)
 					used += (size_t)r;
 				np++;
@@ -550,7 +568,8 @@ static int mode_watch(const char *path)
 				ne = 0;
 			}
 			obs++;
-			snprintf(cur, sizeof(cur), "pods=%s eps=%s", np ? pods : "-", *eps ? eps : "-");
+			snprintf(cur, sizeof(cur), "pods=%s eps=%s", np ? pods : "-",
+			         *eps ? eps : "-");
 			if (np > 1) {
 				viol++;
 				fprintf(f, "%" PRId64 " VIOLATION %s\n", (int64_t)now_real(), cur);
@@ -558,7 +577,8 @@ static int mode_watch(const char *path)
 				/* Not kubefence's label: the endpoints controller lagging
 				 * behind the label move (seen after an API server restart). */
 				eps2++;
-				fprintf(f, "%" PRId64 " TWO-ENDPOINTS %s\n", (int64_t)now_real(), cur);
+				fprintf(f, "%" PRId64 " TWO-ENDPOINTS %s\n", (int64_t)now_real(),
+				        cur);
 			}
 			if (strcmp(cur, last) != 0) {
 				fprintf(f, "%" PRId64 " %s\n", (int64_t)now_real(), cur);
