@@ -20,24 +20,8 @@ set -euo pipefail
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 cd "$TOP"
-. tests/deps.sh
-kf_install_deps
-bash lab/k8s-build.sh >/dev/null
-
-# Build: in place when the tree is configured in place, else in _build/plain.
-if [ -f "$TOP/config.status" ]; then
-	BUILD=$TOP
-	make -s -j"$(nproc)" >/dev/null
-else
-	BUILD=$TOP/_build/plain
-	if [ ! -f "$BUILD/config.status" ]; then
-		echo "demo: building kubefence"
-		[ -x configure ] || ./autogen.sh >/dev/null 2>&1
-		mkdir -p "$BUILD"
-		(cd "$BUILD" && "$TOP/configure" -q) >/dev/null
-	fi
-	make -s -C "$BUILD" -j"$(nproc)" >/dev/null
-fi
+. lab/lib/build.sh
+kf_demo_build
 AGENT=$BUILD/nodeagent/kubefence-agent
 CTL=$BUILD/nodeagent/kubefencectl
 METAD=$BUILD/storage/metad/kubefence-metad

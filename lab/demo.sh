@@ -13,22 +13,7 @@ set -euo pipefail
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 cd "$TOP"
-. tests/deps.sh
-kf_install_deps
-bash lab/k8s-build.sh >/dev/null
-
-# Build: in place when the tree is configured in place, else in _build/plain.
-if [ -f "$TOP/config.status" ]; then
-	BUILD=$TOP
-else
-	BUILD=$TOP/_build/plain
-	if [ ! -f "$BUILD/config.status" ]; then
-		echo "demo: building kubefence"
-		[ -x configure ] || ./autogen.sh >/dev/null 2>&1
-		mkdir -p "$BUILD"
-		(cd "$BUILD" && "$TOP/configure" -q) >/dev/null
-	fi
-fi
-make -s -C "$BUILD" -j"$(nproc)" >/dev/null
+. lab/lib/build.sh
+kf_demo_build
 make -s -C "$BUILD" tests/e2e/kf-labclient >/dev/null
 KUBEFENCE_BUILD=$BUILD top_builddir=$BUILD exec bash lab/demo-lab.sh "$@"

@@ -26,6 +26,9 @@ die() {
 	echo "lab: $*" >&2
 	exit 1
 }
+# pid_gone, wait_pid_gone, stop_pidfile, free_port: shared with the test harnesses
+# shellcheck source=tests/harness/lib.sh
+. "$LAB_TOP/tests/harness/lib.sh"
 
 node_name() { echo "lab-node-$1"; }            # INDEX
 node_index() { echo "${1#lab-node-}"; }        # NAME
@@ -52,38 +55,6 @@ pid_alive() { # PIDFILE
 	[ -f "$1" ] || return 1
 	p=$(cat "$1")
 	[ -n "$p" ] && ! pid_gone "$p"
-}
-
-# A process is gone when it no longer exists or is a zombie (its parent,
-# often init after our setsid, reaps it when it likes).
-pid_gone() { # PID
-	local st
-	kill -0 "$1" 2>/dev/null || return 0
-	st=$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null) || return 0
-	[ -z "$st" ] || [ "$st" = Z ] || [ "$st" = X ]
-}
-
-wait_pid_gone() { # PID TIMEOUT_S
-	local i
-	for i in $(seq 1 $(($2 * 20))); do
-		pid_gone "$1" && return 0
-		sleep 0.05
-	done
-	return 1
-}
-
-stop_pidfile() { # FILE [TERM_TIMEOUT_S]
-	local f=$1 pid
-	[ -f "$f" ] || return 0
-	pid=$(cat "$f")
-	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-		kill -TERM "$pid" 2>/dev/null || true
-		if ! wait_pid_gone "$pid" "${2:-10}"; then
-			kill -KILL "$pid" 2>/dev/null || true
-			wait_pid_gone "$pid" 5 || true
-		fi
-	fi
-	rm -f "$f"
 }
 
 # stop_pidfiles SIGNAL FILE...: signal all at once, then wait for each

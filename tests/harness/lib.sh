@@ -15,12 +15,20 @@ free_port() {
 	die "no free port found"
 }
 
+# Whether PID has exited: gone, or a zombie its parent has not reaped yet.
+pid_gone() { # PID
+	local st
+	kill -0 "$1" 2>/dev/null || return 0
+	st=$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null) || return 0
+	[ -z "$st" ] || [ "$st" = Z ] || [ "$st" = X ]
+}
+
 # Wait up to TIMEOUT_S seconds for PID to exit; 1 when it still runs.
 wait_pid_gone() { # PID TIMEOUT_S
 	local i
-	for i in $(seq 1 $(($2 * 10))); do
-		kill -0 "$1" 2>/dev/null || return 0
-		sleep 0.1
+	for i in $(seq 1 $(($2 * 20))); do
+		pid_gone "$1" && return 0
+		sleep 0.05
 	done
 	return 1
 }
