@@ -19,6 +19,7 @@
 #include "control.h"
 #include "elector.h"
 #include "events.h"
+#include "fence_volume.h"
 #include "http.h"
 #include "k8s.h"
 #include "log.h"
@@ -246,6 +247,22 @@ static int run(const struct agent_conf *conf)
 			log_error("cannot serve HTTP on '%s': %s", conf->http.listen, err);
 			goto out;
 		}
+	}
+
+	/* A node that was fenced with the out-of-service taint has recovered
+	 * once its agent runs again: lift the taint (non-graceful shutdown is
+	 * over), so that pods may schedule here again. */
+	if (conf->fence.out_of_service_taint) {
+		int t = fence_volume_untaint_node(
+		        client, conf->node.name,
+		        clock_mono_usec() + conf->kube.request_timeout_ms * USEC_PER_MSEC, err,
+		        sizeof(err));
+		if (t == 0)
+			log_info("removed the out-of-service taint from node '%s': it is back",
+			         conf->node.name);
+		else if (t < 0)
+			log_warning("cannot check node '%s' for the out-of-service taint: %s",
+			            conf->node.name, err);
 	}
 
 	if ((r = orch_start(orch)) < 0 || (ctl && (r = control_start(ctl)) < 0) ||

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -474,6 +475,41 @@ START_TEST(test_out_of_service_taint)
 }
 END_TEST
 
+/* A node fenced with the out-of-service taint has recovered once its agent
+ * runs again: the agent lifts the taint at start, keeping the others. */
+START_TEST(test_recovered_node_lifts_taint)
+{
+	struct k8s_client *admin = it_admin_client(),
+	                  *agent = client_for("KF_IT_AGENT_KUBECONFIG_B");
+	usec_t dl = clock_mono_usec() + 5000 * USEC_PER_MSEC;
+	struct it_agent a;
+	char err[1024] = "";
+	int status;
+
+	create_node(admin, "node-back",
+	            "[{\"key\":\"example.com/keep\",\"value\":\"x\",\"effect\":\"NoSchedule\"}]");
+	ck_assert_int_eq(fence_volume_taint_node(agent, "node-back", dl, err, sizeof(err)), 0);
+	ck_assert(node_has_taint(admin, "node-back", FENCE_OOS_TAINT_KEY));
+
+	it_agent_start(&a, "node-back", it_env("KF_IT_AGENT_KUBECONFIG_B"), "taint-lift",
+	               "fence.methods = volume-detach\nfence.pvc = data\n"
+	               "fence.out_of_service_taint = true\nservice.probe = none\nhttp.listen =\n");
+	while (node_has_taint(admin, "node-back", FENCE_OOS_TAINT_KEY)) {
+		if (clock_mono_usec() > dl)
+			it_agent_dump(&a);
+		ck_assert_msg(clock_mono_usec() < dl, "the taint is still there after 5 s");
+		usleep(20000);
+	}
+	ck_assert(node_has_taint(admin, "node-back", "example.com/keep"));
+	ck_assert_int_eq(it_log_count(&a, NULL, "removed the out-of-service taint", NULL), 1);
+	it_agent_signal(&a, SIGTERM);
+	status = it_agent_wait(&a, 5000);
+	ck_assert(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	k8s_client_free(agent);
+	k8s_client_free(admin);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ RBAC */
 
 START_TEST(test_rbac_errors_named)
@@ -750,6 +786,7 @@ static Suite *fence_it_suite(void)
 	ADD("pipeline_with_attacher", test_pipeline_with_attacher);
 	ADD("volume_detach_deadline", test_volume_detach_deadline);
 	ADD("out_of_service_taint", test_out_of_service_taint);
+	ADD("recovered_node_lifts_taint", test_recovered_node_lifts_taint);
 	ADD("rbac_errors_named", test_rbac_errors_named);
 	ADD("ctl_fence", test_ctl_fence);
 	ADD("ctl_fence_failure", test_ctl_fence_failure);
