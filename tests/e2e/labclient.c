@@ -62,6 +62,7 @@
 #include <cjson/cJSON.h>
 
 #include "clock.h"
+#include "util.h"
 #include "k8s.h"
 #include "proto.h"
 
@@ -245,7 +246,6 @@ static int request(struct conn *c, enum proto_op op, const char *key, const char
 	usec_t deadline = now_mono() + timeout_ms * USEC_PER_MSEC;
 	struct pbuf out = {0};
 	struct proto_resp resp;
-	size_t off = 0;
 	int r, res;
 
 	text[0] = '\0';
@@ -254,15 +254,7 @@ static int request(struct conn *c, enum proto_op op, const char *key, const char
 		pbuf_free(&out);
 		return RS_CONN;
 	}
-	while (off < out.len) {
-		ssize_t k = send(c->fd, out.data + off, out.len - off, MSG_NOSIGNAL);
-		if (k > 0) {
-			off += (size_t)k;
-			continue;
-		}
-		if (k < 0 && (errno == EAGAIN || errno == EINTR) &&
-		    wait_fd(c->fd, POLLOUT, deadline) == 0)
-			continue;
+	if (fd_send_all(c->fd, out.data, out.len, deadline) < 0) {
 		pbuf_free(&out);
 		conn_close(c);
 		return RS_CONN;

@@ -25,6 +25,7 @@
 
 #include "k8s.h"
 #include "proto.h"
+#include "util.h"
 
 extern char **environ;
 
@@ -568,7 +569,6 @@ enum fo_result fo_request(struct fo_conn *cn, int op, const char *key, const cha
 	usec_t deadline = clock_mono_usec() + timeout_ms * USEC_PER_MSEC;
 	struct pbuf out = {0};
 	struct proto_resp resp;
-	size_t off = 0;
 	int r;
 
 	if (val && vallen)
@@ -581,15 +581,7 @@ enum fo_result fo_request(struct fo_conn *cn, int op, const char *key, const cha
 		pbuf_free(&out);
 		return FO_CONN;
 	}
-	while (off < out.len) {
-		ssize_t k = send(cn->fd, out.data + off, out.len - off, MSG_NOSIGNAL);
-		if (k > 0) {
-			off += (size_t)k;
-			continue;
-		}
-		if (k < 0 && (errno == EAGAIN || errno == EINTR) &&
-		    wait_fd(cn->fd, POLLOUT, deadline) == 0)
-			continue;
+	if (fd_send_all(cn->fd, out.data, out.len, deadline) < 0) {
 		pbuf_free(&out);
 		fo_conn_close(cn);
 		return FO_CONN;
