@@ -17,6 +17,18 @@ void errbuf_set(char *err, size_t errlen, const char *fmt, ...)
  * -ENAMETOOLONG when src did not fit (dst then holds the truncated copy). */
 int str_copy(char *dst, size_t n, const char *src);
 
+struct sockaddr;
+
+/* Wait until fd is ready for `events` (POLLIN, POLLOUT) or the monotonic
+ * `deadline` (usec) passes.  Returns 0, -ETIMEDOUT, or the -errno of poll(). */
+int fd_wait(int fd, short events, int64_t deadline);
+
+/* Connect a new non-blocking TCP socket (TCP_NODELAY, close-on-exec) to sa
+ * before the monotonic `deadline`.  Returns 0 and *ret_fd, -ETIMEDOUT, or
+ * the -errno of the connect (e.g. -ECONNREFUSED); no fd is left open on
+ * failure. */
+int tcp_connect(const struct sockaddr *sa, unsigned sa_len, int64_t deadline, int *ret_fd);
+
 /* Send all `len` bytes of buf on the socket fd before the monotonic
  * `deadline` (usec), waiting with poll() while the socket is full; never
  * raises SIGPIPE.  Returns 0, -ETIMEDOUT, or the -errno of send(). */

@@ -97,8 +97,7 @@ static int client_connect(struct client *c)
 	struct addrinfo *res = NULL;
 	char host[256], *colon;
 	usec_t deadline = clock_mono_usec() + c->timeout_ms * USEC_PER_MSEC;
-	int fd = -1, r, one = 1, soerr = 0;
-	socklen_t sl = sizeof(soerr);
+	int fd = -1, r;
 
 	if (str_copy(host, sizeof(host), c->server) < 0 || !(colon = strrchr(host, ':')) ||
 	    colon == host || !colon[1]) {
@@ -116,38 +115,15 @@ static int client_connect(struct client *c)
 		        gai_strerror(r));
 		return -EHOSTUNREACH;
 	}
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		r = -errno;
+	r = tcp_connect(res->ai_addr, (unsigned)res->ai_addrlen, deadline, &fd);
+	if (r < 0)
 		goto fail;
-	}
-	if (connect(fd, res->ai_addr, res->ai_addrlen) < 0) {
-		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-		usec_t left = deadline - clock_mono_usec();
-
-		if (errno != EINPROGRESS) {
-			r = -errno;
-			goto fail;
-		}
-		r = poll(&pfd, 1, left > 0 ? (int)((left + 999) / 1000) : 0);
-		if (r == 0) {
-			r = -ETIMEDOUT;
-			goto fail;
-		}
-		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr) {
-			r = soerr ? -soerr : -errno;
-			goto fail;
-		}
-	}
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	freeaddrinfo(res);
 	c->fd = fd;
 	return 0;
 fail:
 	fprintf(stderr, "kubefence-meta: cannot connect to %s: %s\n", c->server,
 	        r == -ETIMEDOUT ? "timed out" : strerror(-r));
-	if (fd >= 0)
-		close(fd);
 	freeaddrinfo(res);
 	return r;
 }
@@ -169,12 +145,9 @@ static int recv_unit(struct client *c, struct proto_resp *u, usec_t deadline, si
 			*ret_used = (size_t)n;
 			return 0;
 		}
-		usec_t left = deadline - clock_mono_usec();
-		if (left <= 0)
-			return -ETIMEDOUT;
-		struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
-		if (poll(&pfd, 1, (int)((left + 999) / 1000)) <= 0)
-			continue;
+		int w = fd_wait(c->fd, POLLIN, deadline);
+		if (w < 0)
+			return w;
 		if (c->in.cap - c->in.len < 65536) {
 			uint8_t *d = realloc(c->in.data, c->in.len + 65536);
 

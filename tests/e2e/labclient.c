@@ -166,30 +166,12 @@ static void conn_close(struct conn *c)
 	c->len = 0;
 }
 
-static int wait_fd(int fd, short ev, usec_t deadline)
-{
-	for (;;) {
-		usec_t left = deadline - now_mono();
-		struct pollfd p = {.fd = fd, .events = ev};
-		int r;
-
-		if (left <= 0)
-			return -ETIMEDOUT;
-		r = poll(&p, 1, (int)((left + 999) / 1000));
-		if (r > 0)
-			return 0;
-		if (r < 0 && errno != EINTR)
-			return -errno;
-	}
-}
-
 static int conn_open(struct conn *c, const char *addr, usec_t deadline)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET};
 	char host[64];
 	const char *colon = strrchr(addr, ':');
-	int one = 1, err = 0;
-	socklen_t el = sizeof(err);
+	int r;
 
 	conn_close(c);
 	if (!colon || (size_t)(colon - addr) >= sizeof(host))
@@ -199,21 +181,10 @@ static int conn_open(struct conn *c, const char *addr, usec_t deadline)
 	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
 		return -EINVAL;
 	sa.sin_port = htons((uint16_t)atoi(colon + 1));
-	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->fd < 0)
-		return -errno;
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		if (errno != EINPROGRESS) {
-			int e = -errno;
-			conn_close(c);
-			return e;
-		}
-		if (wait_fd(c->fd, POLLOUT, deadline) < 0 ||
-		    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err) {
-			conn_close(c);
-			return -ECONNREFUSED;
-		}
+	r = tcp_connect((struct sockaddr *)&sa, sizeof(sa), deadline, &c->fd);
+	if (r < 0) {
+		c->fd = -1;
+		return r;
 	}
 	snprintf(c->addr, sizeof(c->addr), "%s", addr);
 	return 0;
@@ -265,7 +236,7 @@ static int request(struct conn *c, enum proto_op op, const char *key, const char
 		r = proto_parse_response(c->buf, c->len, &resp);
 		if (r > 0)
 			break;
-		if (r < 0 || c->len == sizeof(c->buf) || wait_fd(c->fd, POLLIN, deadline) < 0) {
+		if (r < 0 || c->len == sizeof(c->buf) || fd_wait(c->fd, POLLIN, deadline) < 0) {
 			conn_close(c);
 			return RS_CONN;
 		}

@@ -519,48 +519,17 @@ void fo_conn_close(struct fo_conn *cn)
 	cn->len = 0;
 }
 
-static int wait_fd(int fd, short events, usec_t deadline)
-{
-	for (;;) {
-		usec_t left = deadline - clock_mono_usec();
-		struct pollfd p = {.fd = fd, .events = events};
-		int r;
-		if (left <= 0)
-			return -ETIMEDOUT;
-		r = poll(&p, 1, (int)((left + 999) / 1000));
-		if (r > 0)
-			return 0;
-		if (r < 0 && errno != EINTR)
-			return -errno;
-	}
-}
-
 static int conn_open(struct fo_conn *cn, usec_t deadline)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET,
 	                        .sin_port = htons((uint16_t)cn->port),
 	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1, e = 0;
-	socklen_t len = sizeof(e);
+	int r = tcp_connect((struct sockaddr *)&a, sizeof(a), deadline, &cn->fd);
 
-	if (fd < 0)
-		return -errno;
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		if (errno != EINPROGRESS) {
-			e = errno;
-			close(fd);
-			return -e;
-		}
-		if (wait_fd(fd, POLLOUT, deadline) < 0 ||
-		    getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0 || e) {
-			close(fd);
-			return -(e ? e : ETIMEDOUT);
-		}
-	}
-	cn->fd = fd;
 	cn->len = 0;
-	return 0;
+	if (r < 0)
+		cn->fd = -1;
+	return r;
 }
 
 enum fo_result fo_request(struct fo_conn *cn, int op, const char *key, const char *value,
@@ -592,7 +561,7 @@ enum fo_result fo_request(struct fo_conn *cn, int op, const char *key, const cha
 		r = proto_parse_response(cn->buf, cn->len, &resp);
 		if (r > 0)
 			break;
-		if (r < 0 || cn->len == sizeof(cn->buf) || wait_fd(cn->fd, POLLIN, deadline) < 0) {
+		if (r < 0 || cn->len == sizeof(cn->buf) || fd_wait(cn->fd, POLLIN, deadline) < 0) {
 			fo_conn_close(cn);
 			return FO_CONN;
 		}
