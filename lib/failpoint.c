@@ -1,0 +1,4 @@
+/* failpoint: placeholder. */
+#include "config.h"
+
+#include "failpoint.h"

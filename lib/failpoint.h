@@ -1,0 +1,2 @@
+/* failpoint: named fault points compiled into every program (placeholder). */
+#pragma once

@@ -1,0 +1,2 @@
+/* failpoint_table: the table of fault points (placeholder). */
+#pragma once

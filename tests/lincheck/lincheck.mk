@@ -1,0 +1,1 @@
+# tests/lincheck/: the history checker kf-lincheck (included by Makefile.am).

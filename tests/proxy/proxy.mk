@@ -1,0 +1,1 @@
+# tests/proxy/: the API fault proxy kf-faultproxy (included by Makefile.am).
