@@ -17,6 +17,7 @@
 #include "fence_pod.h"
 #include "fence_scsi.h"
 #include "fence_volume.h"
+#include "failpoint.h"
 #include "k8s.h"
 #include "log.h"
 #include "nodeagent/agent_conf.h"
@@ -115,8 +116,14 @@ static void run_step(const struct fence_pipeline_opts *o, const struct fence_clo
 		st->target[0] = '\0';
 		st->message[0] = '\0';
 		st->attempts++;
-		r = m->run(m->data, req, deadline, st->target, sizeof(st->target), st->message,
-		           sizeof(st->message));
+		r = FAILPOINT(FENCE_METHOD_BEFORE);
+		if (r < 0)
+			snprintf(st->message, sizeof(st->message), "fault point: %s", strerror(-r));
+		else
+			r = m->run(m->data, req, deadline, st->target, sizeof(st->target),
+			           st->message, sizeof(st->message));
+		if (r >= 0 && (r = FAILPOINT(FENCE_METHOD_AFTER)) < 0)
+			snprintf(st->message, sizeof(st->message), "fault point: %s", strerror(-r));
 		if (r >= 0)
 			break;
 		if (!fence_error_is_retryable(r))

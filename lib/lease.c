@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "failpoint.h"
 #include "k8s.h"
 #include "util.h"
 
@@ -406,6 +407,19 @@ int lease_fetch(struct k8s_client *c, const char *ns, const char *name, struct l
 	return r < 0 ? r : 0;
 }
 
+/* A fault point after a write was answered: an error there stands for the
+ * answer being lost on its way back, so the write landed but the caller
+ * only learns `fp`.  Returns fp (0: nothing happened). */
+static int lost_response(int fp, cJSON **got, char *err, size_t errlen)
+{
+	if (fp < 0) {
+		cJSON_Delete(*got);
+		*got = NULL;
+		errbuf_set(err, errlen, "fault point: the answer was lost: %s", strerror(-fp));
+	}
+	return fp;
+}
+
 int lease_acquire(struct k8s_client *c, const struct lease_config *cfg, const char *ns,
                   const char *name, struct lease_state *s, long timeout_ms, char *err,
                   size_t errlen)
@@ -424,7 +438,10 @@ int lease_acquire(struct k8s_client *c, const struct lease_config *cfg, const ch
 	want = lease_build_acquire(cfg, s, ns, name, clock_real_usec());
 	if (!want)
 		return -ENOMEM;
-	if (v == LEASE_ABSENT) {
+	r = FAILPOINT(LEASE_ACQUIRE_BEFORE_SEND);
+	if (r < 0)
+		errbuf_set(err, errlen, "fault point: %s", strerror(-r));
+	else if (v == LEASE_ABSENT) {
 		r = k8s_path(path, sizeof(path), LEASE_GV, ns, "leases", NULL);
 		if (r >= 0)
 			r = k8s_create(c, path, want, timeout_ms, &got, err, errlen);
@@ -433,6 +450,8 @@ int lease_acquire(struct k8s_client *c, const struct lease_config *cfg, const ch
 		if (r >= 0)
 			r = k8s_update(c, path, want, timeout_ms, &got, err, errlen);
 	}
+	if (r >= 0)
+		r = lost_response(FAILPOINT(LEASE_ACQUIRE_AFTER_SEND), &got, err, errlen);
 	if (r >= 0) {
 		r = lease_state_won(s, cfg, got, started, clock_mono_usec(), err, errlen);
 	} else if (r == -ESTALE || r == -EEXIST) {
@@ -464,7 +483,13 @@ int lease_renew(struct k8s_client *c, const struct lease_config *cfg, const char
 	want = lease_build_renew(s, clock_real_usec());
 	if (!want)
 		return -ENOMEM;
-	r = k8s_update(c, path, want, timeout_ms, &got, err, errlen);
+	r = FAILPOINT(LEASE_RENEW_BEFORE_SEND);
+	if (r < 0)
+		errbuf_set(err, errlen, "fault point: %s", strerror(-r));
+	else
+		r = k8s_update(c, path, want, timeout_ms, &got, err, errlen);
+	if (r >= 0)
+		r = lost_response(FAILPOINT(LEASE_RENEW_AFTER_SEND), &got, err, errlen);
 	if (r >= 0) {
 		r = lease_state_won(s, cfg, got, started, clock_mono_usec(), err, errlen);
 	} else if (r == -ESTALE || r == -ENOENT) {
@@ -504,7 +529,13 @@ int lease_release(struct k8s_client *c, const struct lease_config *cfg, const ch
 	want = lease_build_release(s, reason, clock_real_usec());
 	if (!want)
 		return -ENOMEM;
-	r = k8s_update(c, path, want, timeout_ms, &got, err, errlen);
+	r = FAILPOINT(LEASE_RELEASE_BEFORE_SEND);
+	if (r < 0)
+		errbuf_set(err, errlen, "fault point: %s", strerror(-r));
+	else
+		r = k8s_update(c, path, want, timeout_ms, &got, err, errlen);
+	if (r >= 0)
+		r = lost_response(FAILPOINT(LEASE_RELEASE_AFTER_SEND), &got, err, errlen);
 	if (r >= 0)
 		r = lease_state_observe(s, got, clock_mono_usec(), err, errlen);
 	cJSON_Delete(want);

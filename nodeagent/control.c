@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "failpoint.h"
 #include "log.h"
 #include "util.h"
 
@@ -569,6 +570,9 @@ int control_send_promote(struct control *c, int64_t epoch, long valid_ms)
 	if (!c)
 		return -ENOTCONN;
 
+	r = FAILPOINT(AGENT_CONTROL_BEFORE_PROMOTE);
+	if (r < 0)
+		return r;
 	pthread_mutex_lock(&c->mu);
 	r = send_locked(c, "PROMOTE epoch=%" PRId64 " valid_ms=%ld", epoch, valid_ms);
 	pthread_mutex_unlock(&c->mu);
@@ -582,6 +586,9 @@ int control_send_renew(struct control *c, int64_t epoch, long valid_ms)
 	if (!c)
 		return -ENOTCONN;
 
+	r = FAILPOINT(AGENT_CONTROL_BEFORE_RENEW);
+	if (r < 0)
+		return r;
 	pthread_mutex_lock(&c->mu);
 	r = send_locked(c, "RENEW epoch=%" PRId64 " valid_ms=%ld", epoch, valid_ms);
 	pthread_mutex_unlock(&c->mu);
@@ -595,6 +602,9 @@ int control_send_demote(struct control *c, int64_t epoch, const char *reason)
 	if (!c)
 		return -ENOTCONN;
 
+	r = FAILPOINT(AGENT_CONTROL_BEFORE_DEMOTE);
+	if (r < 0)
+		return r;
 	pthread_mutex_lock(&c->mu);
 	r = send_locked(c, "DEMOTE epoch=%" PRId64 " reason=%s", epoch, reason);
 	pthread_mutex_unlock(&c->mu);

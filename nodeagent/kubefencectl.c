@@ -7,11 +7,22 @@
 
 #include "ctl.h"
 #include "fencing/fence_scsi.h"
+#include "failpoint.h"
 #include "log.h"
 #include "nodeagent/http.h"
 #include "nodeagent/ctl_fence.h"
 #include "storage/metastore.h"
 #include "util.h"
+
+static int ctl_failpoints_main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "--help") != 0) {
+		fprintf(stderr, "Usage: kubefencectl failpoints\n");
+		return 2;
+	}
+	failpoint_print_reference(stdout);
+	return 0;
+}
 
 /* One line per command, tab-indented. */
 /* clang-format off */
@@ -20,6 +31,7 @@ static const struct ctl_command commands[] = {
 	{"journal", "check or repair a metadata journal", ctl_journal_main},
 	{"fence", "run the configured fence pipeline against a node", ctl_fence_main},
 	{"status", "show the agent's view: holder, epoch, last failover, fence history", ctl_status_main},
+	{"failpoints", "list the fault points tests can arm (Markdown, docs/failpoints.md)", ctl_failpoints_main},
 	{NULL, NULL, NULL},
 };
 /* clang-format on */
@@ -35,6 +47,14 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
 	log_set_ident("kubefencectl");
+	{
+		char fperr[512];
+
+		if (failpoint_setup(fperr, sizeof(fperr)) < 0) {
+			fprintf(stderr, "kubefencectl: fault points: %s\n", fperr);
+			return 2;
+		}
+	}
 	log_max_level = LOG_LEVEL_WARNING;
 	if (argc < 2) {
 		usage(stderr);

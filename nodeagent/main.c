@@ -22,6 +22,7 @@
 #include "fence_volume.h"
 #include "http.h"
 #include "k8s.h"
+#include "failpoint.h"
 #include "log.h"
 #include "metrics.h"
 #include "orchestrator.h"
@@ -334,6 +335,14 @@ int main(int argc, char **argv)
 	int c, r;
 
 	log_set_ident("kubefence-agent");
+	{
+		char fperr[512];
+
+		if (failpoint_setup(fperr, sizeof(fperr)) < 0) {
+			fprintf(stderr, "kubefence-agent: fault points: %s\n", fperr);
+			return 2;
+		}
+	}
 	while ((c = getopt_long(argc, argv, "c:tdVh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':

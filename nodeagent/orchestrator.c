@@ -23,6 +23,7 @@
 #include "control.h"
 #include "elector.h"
 #include "events.h"
+#include "failpoint.h"
 #include "http.h"
 #include "k8s.h"
 #include "log.h"
@@ -256,8 +257,19 @@ static int label_pod(struct orchestrator *o, const char *pod, const char *uid, b
 		cJSON_Delete(patch);
 		return -ENOMEM;
 	}
-	r = k8s_merge_patch(o->client, path, patch, o->o.request_timeout_ms, NULL, err, errlen);
+	r = set ? FAILPOINT(AGENT_LABEL_BEFORE_PATCH) : FAILPOINT(AGENT_UNLABEL_BEFORE_PATCH);
+	if (r < 0)
+		errbuf_set(err, errlen, "fault point: %s", strerror(-r));
+	else
+		r = k8s_merge_patch(o->client, path, patch, o->o.request_timeout_ms, NULL, err,
+		                    errlen);
 	cJSON_Delete(patch);
+	if (r >= 0) {
+		r = set ? FAILPOINT(AGENT_LABEL_AFTER_PATCH) : FAILPOINT(AGENT_UNLABEL_AFTER_PATCH);
+		if (r < 0)
+			errbuf_set(err, errlen, "fault point: the answer was lost: %s",
+			           strerror(-r));
+	}
 	return r;
 }
 
@@ -365,6 +377,7 @@ static void post_event(struct orchestrator *o, const struct control_peer *p,
 
 static void release(struct orchestrator *o, const char *reason)
 {
+	(void)FAILPOINT(AGENT_RELEASE_BEFORE);
 	tl_add(o, "released", "%s", reason);
 	elector_release(o->elector, reason);
 }
@@ -481,6 +494,7 @@ static void on_started(struct orchestrator *o, const struct elector_term *t, use
 		       t->previous.holder, victim[0] ? victim : "-");
 	}
 
+	(void)FAILPOINT(AGENT_FENCE_BEFORE_PROMOTE);
 	if (o->mode == ORCH_SERVICE_NONE) {
 		/* No local service: the term itself is the product. */
 		tl_add(o, "promoted", "no local service is managed (service.probe = none)");

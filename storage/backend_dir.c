@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "failpoint.h"
 #include "journal.h"
 #include "util.h"
 
@@ -333,6 +334,10 @@ static int dir_truncate(struct backend *b, const struct backend_unit *u, uint64_
 {
 	struct backend_dir *d = DIRB(b);
 	int fd, r = 0;
+	int fp = FAILPOINT(BACKEND_UNIT_BEFORE_TRUNCATE);
+
+	if (fp < 0)
+		return fp;
 
 	fd = openat(d->dir_fd, base_name(u->name), O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -347,6 +352,10 @@ static int dir_truncate(struct backend *b, const struct backend_unit *u, uint64_
 static int dir_remove(struct backend *b, const struct backend_unit *u)
 {
 	struct backend_dir *d = DIRB(b);
+	int fp = FAILPOINT(BACKEND_UNIT_BEFORE_REMOVE);
+
+	if (fp < 0)
+		return fp;
 
 	drop_reader(d);
 	if (unlinkat(d->dir_fd, base_name(u->name), 0) < 0 && errno != ENOENT)
@@ -426,6 +435,10 @@ static int dir_segment_start(struct backend *b, uint64_t first_seq)
 	struct backend_dir *d = DIRB(b);
 	char name[64];
 	int fd;
+	int fp = FAILPOINT(BACKEND_SEGMENT_BEFORE_CREATE);
+
+	if (fp < 0)
+		return fp;
 
 	seg_name(first_seq, name);
 	fd = openat(d->dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "failpoint.h"
 #include "fencing/fence_scsi.h"
 #include "journal.h"
 #include "log.h"
@@ -523,6 +524,10 @@ static int lun_truncate(struct backend *b, const struct backend_unit *u, uint64_
 	uint8_t *blk = NULL;
 	uint64_t pos;
 	int i, r;
+	int fp = FAILPOINT(BACKEND_UNIT_BEFORE_TRUNCATE);
+
+	if (fp < 0)
+		return fp;
 
 	pthread_mutex_lock(&l->lock);
 	i = find_seg(l, u->id);
@@ -557,6 +562,10 @@ static int lun_remove(struct backend *b, const struct backend_unit *u)
 	struct backend_lun *l = LUNB(b);
 	struct lun_table t;
 	int i, r = 0;
+	int fp = FAILPOINT(BACKEND_UNIT_BEFORE_REMOVE);
+
+	if (fp < 0)
+		return fp;
 
 	pthread_mutex_lock(&l->lock);
 	t = l->t;
@@ -600,6 +609,10 @@ static int lun_segment_start(struct backend *b, uint64_t first_seq)
 	struct backend_lun *l = LUNB(b);
 	struct lun_table t;
 	int r;
+	int fp = FAILPOINT(BACKEND_SEGMENT_BEFORE_CREATE);
+
+	if (fp < 0)
+		return fp;
 
 	pthread_mutex_lock(&l->lock);
 	t = l->t;

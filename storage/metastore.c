@@ -23,6 +23,7 @@
 #include <sys/mman.h>
 
 #include "crc32c.h"
+#include "failpoint.h"
 #include "journal.h"
 #include "log.h"
 #include "util.h"
@@ -826,6 +827,7 @@ static int recover(struct metastore *m, char *err, size_t errlen)
 	}
 	m->expected_seq = 1;
 	if (snap) {
+		(void)FAILPOINT(METASTORE_RECOVER_UNIT);
 		r = load_snapshot(m, snap, err, errlen);
 		if (r < 0)
 			goto out;
@@ -853,6 +855,7 @@ static int recover(struct metastore *m, char *err, size_t errlen)
 		}
 		m->replay_error = NULL;
 		m->leftover = 0;
+		(void)FAILPOINT(METASTORE_RECOVER_UNIT);
 		r = journal_scan(unit_read, &ur, u->size, segment_record, m, &res);
 		if (r == -EUCLEAN) {
 			set_damage(m, DAMAGE_SEGMENT, u, m->damage_offset);
@@ -1057,6 +1060,7 @@ int metastore_open(struct backend *b, const struct metastore_options *opts, stru
 			goto fail;
 		}
 	}
+	(void)FAILPOINT(METASTORE_OPEN_AFTER_CLAIM);
 	r = recover(m, err, errlen);
 	note_epoch(m, cell);
 	if (r < 0)
@@ -1071,7 +1075,11 @@ int metastore_open(struct backend *b, const struct metastore_options *opts, stru
 		goto fail;
 	}
 	if (!m->opts.read_only) {
-		r = write_barrier(m, err, errlen);
+		r = FAILPOINT(METASTORE_OPEN_BEFORE_BARRIER);
+		if (r < 0)
+			errbuf_set(err, errlen, "fault point: %s", strerror(-r));
+		else
+			r = write_barrier(m, err, errlen);
 		if (r < 0)
 			goto fail;
 	}
@@ -1425,9 +1433,15 @@ static int snapshot_locked(struct metastore *m, char *err, size_t errlen)
 		m->b->ops->snapshot_abort(m->b);
 		goto fail_write;
 	}
+	r = FAILPOINT(METASTORE_SNAPSHOT_BEFORE_RENAME);
+	if (r < 0) {
+		m->b->ops->snapshot_abort(m->b);
+		goto fail_write;
+	}
 	r = m->b->ops->snapshot_commit(m->b);
 	if (r < 0)
 		goto fail_write;
+	(void)FAILPOINT(METASTORE_SNAPSHOT_AFTER_RENAME);
 	/* (3) */
 	r = m->b->ops->segment_start(m->b, S + 1);
 	if (r < 0) {

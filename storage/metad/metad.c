@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "failpoint.h"
 #include "log.h"
 #include "server.h"
 #include "util.h"
@@ -271,6 +272,14 @@ int main(int argc, char **argv)
 	int r, sig = 0, ret = 1;
 
 	log_set_ident("kubefence-metad");
+	{
+		char fperr[512];
+
+		if (failpoint_setup(fperr, sizeof(fperr)) < 0) {
+			fprintf(stderr, "kubefence-metad: fault points: %s\n", fperr);
+			return 2;
+		}
+	}
 	if (parse_args(argc, argv, &a) < 0) {
 		usage(stderr);
 		return 2;

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "failpoint.h"
 #include "log.h"
 #include "proto.h"
 #include "storage/metastore.h"
@@ -139,7 +140,11 @@ int server_promote(struct server *s, uint64_t epoch, usec_t deadline, uint64_t *
 	/* Recovery runs without the role lock: requests are answered (as a
 	 * standby) meanwhile. */
 	t0 = clock_mono_usec();
-	r = metastore_open_dir(s->data_dir, &o, &m, err, errlen);
+	r = FAILPOINT(METAD_PROMOTE_BEFORE_CLAIM);
+	if (r < 0)
+		errbuf_set(err, errlen, "fault point: %s", strerror(-r));
+	else
+		r = metastore_open_dir(s->data_dir, &o, &m, err, errlen);
 	t1 = clock_mono_usec();
 	if (r < 0) {
 		log_error("promotion to epoch %" PRIu64 " failed after %" PRId64 " ms: %s; standby",
@@ -397,8 +402,10 @@ static void do_write(struct server *s, struct conn *c, const struct proto_req *q
 		                  sizeof(err));
 	else
 		r = metastore_delete(s->store, q->key, q->key_len, err, sizeof(err));
-	done = clock_mono_usec();
 	pthread_rwlock_unlock(&s->role_lock);
+	if (r == 0 || r == -ENOENT)
+		(void)FAILPOINT(METAD_WRITE_AFTER_DURABLE);
+	done = clock_mono_usec();
 
 	switch (r) {
 	case 0:
@@ -434,6 +441,7 @@ static void do_write(struct server *s, struct conn *c, const struct proto_req *q
 		        "durable after the write deadline; not acknowledged, demoted");
 		return;
 	}
+	(void)FAILPOINT(METAD_WRITE_BEFORE_OK);
 	if (r == -ENOENT)
 		(void)proto_encode_notfound(out);
 	else
