@@ -122,8 +122,15 @@ static void run_step(const struct fence_pipeline_opts *o, const struct fence_clo
 		else
 			r = m->run(m->data, req, deadline, st->target, sizeof(st->target),
 			           st->message, sizeof(st->message));
-		if (r >= 0 && (r = FAILPOINT(FENCE_METHOD_AFTER)) < 0)
-			snprintf(st->message, sizeof(st->message), "fault point: %s", strerror(-r));
+		if (r >= 0) {
+			int fp = FAILPOINT(FENCE_METHOD_AFTER);
+
+			if (fp < 0) {
+				snprintf(st->message, sizeof(st->message), "fault point: %s",
+				         strerror(-fp));
+				r = fp;
+			}
+		}
 		if (r >= 0)
 			break;
 		if (!fence_error_is_retryable(r))
