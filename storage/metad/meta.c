@@ -2,7 +2,26 @@
  * from the command line, an interactive prompt, or a batch of commands from
  * stdin (one result line each, optionally timed), over one TCP connection
  * with a deadline on every request.  Exit codes: 0 ok, 1 not found, 3 not
- * master, 2 any other error (usage, connection, server error). */
+ * master, 2 any other error (usage, connection, server error).
+ *
+ * With --history FILE (one command or --batch), every put, get and del is
+ * appended to FILE as one operation of an operation history (lib/history.h,
+ * docs/history.md) that kf-lincheck judges: client --client ID (default
+ * meta-PID), the key, the value written or read, invocation and completion
+ * times, MASTER = the --server address, and the result:
+ *   put/del  OK (and del's NOTFOUND): ok.  ERR badrequest, toolarge, busy,
+ *            unavailable: fail.  ERR deadline (PROTOCOL.md: a write durable
+ *            only after the deadline is answered so too), ERR io, another
+ *            ERR code, NOTMASTER (the server answers it to a write that
+ *            became durable while it was being demoted), a time-out, a
+ *            connection lost once the request was (partly) sent: info.
+ *   get      VALUE, NOTFOUND: ok; anything else: fail.
+ * A history can only carry tokens, so with --history a put or del whose key
+ * or value is not 1..1024 printable bytes without spaces (or a value "-") is
+ * refused before it is sent; the value of each put must be unique in the
+ * history (the caller's choice of values).  A get whose value cannot be
+ * recorded is left out of the history (a read left out only weakens the
+ * check), with a warning.  list and stat are not recorded. */
 #include "config.h"
 
 #include <errno.h>
@@ -22,6 +41,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "history.h"
 #include "proto.h"
 #include "util.h"
 
@@ -40,6 +60,9 @@ struct client {
 	int timeout_ms;
 	int fd;
 	struct pbuf in;
+	bool sent;                /* some byte of the last request may have reached the server */
+	struct hist_writer *hist; /* --history, or NULL */
+	const char *client_id;    /* --client */
 };
 
 /* One answer, payloads copied. */
@@ -67,6 +90,8 @@ static void usage(FILE *f)
 	        "Usage: kubefence-meta [--server HOST:PORT] [options] COMMAND\n"
 	        "       kubefence-meta [--server HOST:PORT]            (interactive, on a TTY)\n"
 	        "       kubefence-meta [--server HOST:PORT] --batch [--timing] < commands\n"
+	        "       kubefence-meta ... --history FILE [--client ID] (--batch | COMMAND)\n"
+	        "                      (also record each put/get/del in an operation history)\n"
 	        "\n"
 	        "Commands:\n"
 	        "  put KEY VALUE       store VALUE (or the bytes of --value-file) under KEY\n"
@@ -83,6 +108,10 @@ static void usage(FILE *f)
 	        "  --batch             read commands from stdin, print one result line each\n"
 	        "  --timing            with --batch: prefix each result with its latency in us,\n"
 	        "                      and print percentiles to stderr at the end\n"
+	        "  --history FILE      append each put/get/del to the operation history FILE\n"
+	        "                      (kf-lincheck's format; keys and values must be tokens:\n"
+	        "                      printable, no spaces; a put's value unique in FILE)\n"
+	        "  --client ID         the client's name in the history (default meta-PID)\n"
 	        "  -h, --help          this text\n"
 	        "\n"
 	        "Exit codes: 0 ok, 1 not found, 3 not master, 2 other errors.\n");
@@ -180,9 +209,13 @@ static int roundtrip(struct client *c, enum proto_op op, const void *key, size_t
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
+	c->sent = false;
 	r = proto_encode_request(&req, op, key, klen, val, vlen, 0);
-	if (r >= 0)
+	if (r >= 0) {
+		/* a failed send may still have delivered a part, or all */
+		c->sent = true;
 		r = send_all(c, req.data, req.len, deadline);
+	}
 	pbuf_free(&req);
 	if (r < 0)
 		return r;
@@ -414,9 +447,122 @@ static int parse_cmd(int n, char **w, const char *value_rest, struct cmd *c, cha
 	return -EINVAL;
 }
 
-static int run_cmd(struct client *cl, const struct cmd *c, struct reply *r)
+/* ------------------------------------------------------------ history */
+
+/* Whether s[0..n) is a history token: 1..1024 printable ASCII bytes, no
+ * space (lib/history.h). */
+static bool is_token(const uint8_t *s, size_t n)
 {
-	return roundtrip(cl, c->op, c->key, strlen(c->key), c->value, c->value_len, r);
+	if (n < 1 || n > 1024)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] <= ' ' || s[i] >= 0x7f)
+			return false;
+	return true;
+}
+
+/* The history result of answer r (k: roundtrip's return) to op; see the
+ * header comment. */
+static enum hist_result classify(enum proto_op op, int k, const struct reply *r, bool sent)
+{
+	static const char *const certain[] = {"badrequest", "toolarge", "busy", "unavailable"};
+
+	if (op == PROTO_OP_GET)
+		return k == 0 && (r->kind == PROTO_R_VALUE || r->kind == PROTO_R_NOTFOUND)
+		               ? HIST_OK
+		               : HIST_FAIL;
+	if (k < 0)
+		return sent ? HIST_INFO : HIST_FAIL;
+	switch (r->kind) {
+	case PROTO_R_OK:
+	case PROTO_R_NOTFOUND:
+		return HIST_OK;
+	case PROTO_R_ERR:
+		for (size_t i = 0; i < sizeof(certain) / sizeof(certain[0]); i++) {
+			size_t n = strlen(certain[i]);
+
+			if (strncmp(r->text, certain[i], n) == 0 &&
+			    (r->text[n] == ' ' || r->text[n] == '\0'))
+				return HIST_FAIL;
+		}
+		return HIST_INFO;
+	default: /* NOTMASTER (see the header comment), or an odd answer */
+		return HIST_INFO;
+	}
+}
+
+/* Refuse (-EINVAL, err says why) a put/del that the history could not
+ * carry; anything else is fine. */
+static int check_recordable(const struct client *cl, const struct cmd *c, char *err, size_t errlen)
+{
+	if (!cl->hist || (c->op != PROTO_OP_PUT && c->op != PROTO_OP_GET && c->op != PROTO_OP_DEL))
+		return 0;
+	if (!is_token((const uint8_t *)c->key, strlen(c->key))) {
+		errbuf_set(err, errlen,
+		           "--history: the key is not a history token (1..1024 printable bytes, no "
+		           "spaces); not sent");
+		return -EINVAL;
+	}
+	if (c->op == PROTO_OP_PUT &&
+	    (!is_token(c->value, c->value_len) || (c->value_len == 1 && c->value[0] == '-'))) {
+		errbuf_set(err, errlen,
+		           "--history: the value is not a history token (1..1024 printable bytes, "
+		           "no spaces, not \"-\"); not sent");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Append the operation c, invoked at t0 and answered (r, or k < 0) at t1.
+ * Returns 0 or the -errno of the write (reported here). */
+static int record(struct client *cl, const struct cmd *c, int k, const struct reply *r, uint64_t t0,
+                  uint64_t t1)
+{
+	enum hist_op hop;
+	enum hist_result res;
+	char *value = NULL;
+	int w;
+
+	if (!cl->hist || (c->op != PROTO_OP_PUT && c->op != PROTO_OP_GET && c->op != PROTO_OP_DEL))
+		return 0;
+	hop = c->op == PROTO_OP_PUT ? HIST_PUT : c->op == PROTO_OP_GET ? HIST_GET : HIST_DEL;
+	res = classify(c->op, k, r, cl->sent);
+	if (c->op == PROTO_OP_PUT) {
+		value = strndup((const char *)c->value, c->value_len);
+	} else if (c->op == PROTO_OP_GET && res == HIST_OK && r->kind == PROTO_R_VALUE) {
+		if (!is_token(r->data.data, r->data.len) ||
+		    (r->data.len == 1 && r->data.data[0] == '-')) {
+			fprintf(stderr,
+			        "kubefence-meta: --history: the value read from '%s' is not a "
+			        "history token; this get is left out of the history\n",
+			        c->key);
+			return 0;
+		}
+		value = strndup((const char *)r->data.data, r->data.len);
+	}
+	if (!value &&
+	    (hop == HIST_PUT || (hop == HIST_GET && res == HIST_OK && r->kind == PROTO_R_VALUE))) {
+		fprintf(stderr, "kubefence-meta: out of memory\n");
+		return -ENOMEM;
+	}
+	w = hist_record(cl->hist, cl->client_id, hop, c->key, value, t0, t1, res, cl->server);
+	free(value);
+	if (w < 0)
+		fprintf(stderr, "kubefence-meta: --history: cannot record %s '%s': %s\n",
+		        hist_op_name(hop), c->key, strerror(-w));
+	return w;
+}
+
+/* Send c and read its answer into r (roundtrip's contract); with --history,
+ * also record it.  *ret_hist: the -errno of a failed record, else 0. */
+static int run_cmd(struct client *cl, const struct cmd *c, struct reply *r, int *ret_hist)
+{
+	uint64_t t0 = hist_now_us(), t1;
+	int k = roundtrip(cl, c->op, c->key, strlen(c->key), c->value, c->value_len, r);
+
+	t1 = hist_now_us();
+	*ret_hist = record(cl, c, k, r, t0, t1);
+	return k;
 }
 
 static const char *const interactive_help =
@@ -487,7 +633,7 @@ static int run_stdin(struct client *cl, enum mode mode, bool timing)
 		char *w[3];
 		const char *rest;
 		ssize_t len;
-		int n, k;
+		int n, k, hk;
 		usec_t t0, dt;
 
 		if (mode == MODE_INTERACTIVE) {
@@ -519,9 +665,23 @@ static int run_stdin(struct client *cl, enum mode mode, bool timing)
 				printf("%sERR usage %s\n", timing ? "0\t" : "", err);
 			continue;
 		}
+		if (check_recordable(cl, &c, err, sizeof(err)) < 0) {
+			if (mode == MODE_INTERACTIVE)
+				printf("%s\n", err);
+			else
+				printf("%sERR usage %s\n", timing ? "0\t" : "", err);
+			continue;
+		}
 		t0 = clock_mono_usec();
-		k = run_cmd(cl, &c, &r);
+		k = run_cmd(cl, &c, &r, &hk);
 		dt = clock_mono_usec() - t0;
+		if (hk < 0) {
+			/* a history with a write missing would mislead its checker */
+			fprintf(stderr, "kubefence-meta: --history is incomplete; giving up\n");
+			reply_free(&r);
+			ret = EXIT_ERROR;
+			break;
+		}
 		if (k < 0) {
 			fprintf(stderr, "kubefence-meta: %s: %s; giving up\n", cl->server,
 			        k == -ETIMEDOUT ? "no answer within --timeout-ms"
@@ -604,6 +764,8 @@ int main(int argc, char **argv)
 	        {"value-file", required_argument, NULL, 'f'},
 	        {"batch", no_argument, NULL, 'b'},
 	        {"timing", no_argument, NULL, 'T'},
+	        {"history", required_argument, NULL, 'H'},
+	        {"client", required_argument, NULL, 'C'},
 	        {"help", no_argument, NULL, 'h'},
 	        {0},
 	};
@@ -614,9 +776,10 @@ int main(int argc, char **argv)
 	enum mode mode = MODE_ONE;
 	struct cmd c;
 	struct reply r = {0};
-	char err[256], *end;
+	char err[256], *end, client_id[32];
+	const char *history = NULL;
 	long t;
-	int o, k, ret = EXIT_ERROR;
+	int o, k, hk, ret = EXIT_ERROR;
 
 	while ((o = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
 		switch (o) {
@@ -643,6 +806,19 @@ int main(int argc, char **argv)
 			break;
 		case 'T':
 			timing = true;
+			break;
+		case 'H':
+			history = optarg;
+			break;
+		case 'C':
+			if (!is_token((const uint8_t *)optarg, strlen(optarg))) {
+				fprintf(stderr,
+				        "kubefence-meta: --client: '%s' is not 1..1024 printable "
+				        "bytes without spaces\n",
+				        optarg);
+				return EXIT_ERROR;
+			}
+			cl.client_id = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -699,13 +875,50 @@ int main(int argc, char **argv)
 		pbuf_free(&file);
 		return EXIT_ERROR;
 	}
+	if (cl.client_id && !history) {
+		fprintf(stderr, "kubefence-meta: --client needs --history\n");
+		pbuf_free(&file);
+		return EXIT_ERROR;
+	}
+	if (history) {
+		if (mode == MODE_INTERACTIVE) {
+			fprintf(stderr, "kubefence-meta: --history needs --batch or a command\n");
+			pbuf_free(&file);
+			return EXIT_ERROR;
+		}
+		if (!cl.client_id) {
+			snprintf(client_id, sizeof(client_id), "meta-%ld", (long)getpid());
+			cl.client_id = client_id;
+		}
+		if (!is_token((const uint8_t *)cl.server, strlen(cl.server))) {
+			fprintf(stderr,
+			        "kubefence-meta: --history: --server '%s' cannot be recorded as "
+			        "the master (spaces or control bytes)\n",
+			        cl.server);
+			pbuf_free(&file);
+			return EXIT_ERROR;
+		}
+		k = hist_open(history, &cl.hist);
+		if (k < 0) {
+			fprintf(stderr, "kubefence-meta: --history '%s': %s\n", history,
+			        strerror(-k));
+			pbuf_free(&file);
+			return EXIT_ERROR;
+		}
+	}
 	if (client_connect(&cl) < 0)
 		goto out;
 	if (mode != MODE_ONE) {
 		ret = run_stdin(&cl, mode, timing);
 		goto out;
 	}
-	k = run_cmd(&cl, &c, &r);
+	if (check_recordable(&cl, &c, err, sizeof(err)) < 0) {
+		fprintf(stderr, "kubefence-meta: %s\n", err);
+		goto out;
+	}
+	k = run_cmd(&cl, &c, &r, &hk);
+	if (hk < 0)
+		goto out;
 	if (k < 0) {
 		fprintf(stderr, "kubefence-meta: %s: %s\n", cl.server,
 		        k == -ETIMEDOUT ? "no answer within --timeout-ms"
@@ -722,5 +935,6 @@ out:
 	pbuf_free(&cl.in);
 	if (cl.fd >= 0)
 		close(cl.fd);
+	cl.hist = hist_close(cl.hist);
 	return ret;
 }

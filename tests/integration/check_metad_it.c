@@ -3,7 +3,8 @@
  * recovery after a restart and after kill -9 in a stream of writes, the
  * control socket with the test playing the agent (promotion, the write
  * deadline, renewal, demotion, a refused promotion, reconnection), two
- * services on one data directory, and batch mode.  Every process a test
+ * services on one data directory, batch mode, and the operation history
+ * that kubefence-meta --history records.  Every process a test
  * starts is stopped by that test by PID (and dies with it: PDEATHSIG). */
 #include "config.h"
 
@@ -978,6 +979,142 @@ START_TEST(batch_mode)
 }
 END_TEST
 
+/* Split one history record into its 8 fields (in place); false when it
+ * has another number of fields. */
+static bool hist_fields(char *line, char **f)
+{
+	char *save = NULL, *p;
+	int n = 0;
+
+	for (p = strtok_r(line, " ", &save); p; p = strtok_r(NULL, " ", &save)) {
+		if (n == 8)
+			return false;
+		f[n++] = p;
+	}
+	return n == 8;
+}
+
+/* The records of history file path (comments skipped), at most max, each
+ * split into fields; returns how many. */
+static int hist_read(const char *path, char lines[][512], char *fields[][8], int max)
+{
+	FILE *f = fopen(path, "r");
+	char buf[512];
+	int n = 0;
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(buf, sizeof(buf), f));
+	ck_assert_str_eq(buf, "# kfhistory 1\n");
+	while (n < max && fgets(lines[n], sizeof(lines[n]), f)) {
+		lines[n][strcspn(lines[n], "\n")] = '\0';
+		if (lines[n][0] == '#')
+			continue;
+		ck_assert_msg(hist_fields(lines[n], fields[n]), "bad history record %d", n);
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* Field by field: client, op, key, value, result, master; times sane. */
+static void hist_expect(char **f, const char *client, const char *op, const char *key,
+                        const char *value, const char *result, const char *master)
+{
+	unsigned long long t0 = strtoull(f[4], NULL, 10), t1 = strtoull(f[5], NULL, 10);
+
+	ck_assert_str_eq(f[0], client);
+	ck_assert_str_eq(f[1], op);
+	ck_assert_str_eq(f[2], key);
+	ck_assert_str_eq(f[3], value);
+	ck_assert_str_eq(f[6], result);
+	ck_assert_str_eq(f[7], master);
+	/* CLOCK_REALTIME microseconds, invocation before completion */
+	ck_assert_uint_gt(t0, 1600000000ull * 1000000ull);
+	ck_assert_uint_le(t0, t1);
+}
+
+START_TEST(batch_history)
+{
+	static char lines[32][512];
+	static char *f[32][8];
+	struct metad m, sb;
+	char out[4096], hist[300], sock[300];
+	int n;
+
+	snprintf(hist, sizeof(hist), "%s/history", workdir);
+	metad_start(&m, "a", 0, "--standalone", "--epoch", "1", "--data-dir", dir_of("data"), NULL);
+	ck_assert_int_eq(meta_run(m.addr,
+	                          "put k1 v1\n"
+	                          "get k1\n"
+	                          "get nokey\n"
+	                          "put k2 two words\n" /* not a token: refused, not sent */
+	                          "list\n"
+	                          "stat\n"
+	                          "del k1\n"
+	                          "del k1\n"
+	                          "get k2\n",
+	                          out, sizeof(out), "--batch", "--history", hist, "--client", "cA",
+	                          NULL),
+	                 0);
+	ck_assert_ptr_nonnull(strstr(out, "OK\nVALUE v1\nNOTFOUND\nERR usage --history:"));
+	/* one command, the default client name meta-PID */
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "--history", hist, "put", "k3",
+	                          "v3", NULL),
+	                 0);
+	/* a value the history cannot carry is refused unsent */
+	ck_assert_int_eq(
+	        meta_run(m.addr, NULL, out, sizeof(out), "--history", hist, "put", "k4", "-", NULL),
+	        2);
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "get", "k4", NULL), 1);
+	/* --client without --history, a client name with a space */
+	ck_assert_int_eq(
+	        meta_run(m.addr, NULL, out, sizeof(out), "--client", "x", "get", "k3", NULL), 2);
+	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "--history", hist, "--client",
+	                          "a b", "get", "k3", NULL),
+	                 2);
+
+	/* a standby (its agent absent): NOTMASTER, which server.c also answers
+	 * to a write already durable when a demotion came in, so info for a
+	 * put or del; a get refused is fail */
+	snprintf(sock, sizeof(sock), "%s/absent.sock", workdir);
+	setenv("POD_NAME", "unused", 1);
+	metad_start(&sb, "sb", 0, "--control-socket", sock, "--data-dir", dir_of("data2"), NULL);
+	ck_assert_int_eq(meta_run(sb.addr, "put k5 v5\ndel k5\nget k5\n", out, sizeof(out),
+	                          "--batch", "--history", hist, "--client", "cB", NULL),
+	                 0);
+	ck_assert_int_eq(metad_stop(&sb, SIGTERM), 0);
+
+	/* the connection lost after the request went out: a time-out, info
+	 * for a put (the server may have it), fail for a get */
+	ck_assert_int_eq(kill(m.pid, SIGSTOP), 0);
+	ck_assert_int_eq(meta_run(m.addr, "put k6 v6\n", out, sizeof(out), "--batch",
+	                          "--timeout-ms", "300", "--history", hist, "--client", "cC", NULL),
+	                 2);
+	ck_assert_int_eq(meta_run(m.addr, "get k6\n", out, sizeof(out), "--batch", "--timeout-ms",
+	                          "300", "--history", hist, "--client", "cD", NULL),
+	                 2);
+	ck_assert_int_eq(kill(m.pid, SIGCONT), 0);
+
+	n = hist_read(hist, lines, f, 32);
+	ck_assert_int_eq(n, 12);
+	hist_expect(f[0], "cA", "put", "k1", "v1", "ok", m.addr);
+	hist_expect(f[1], "cA", "get", "k1", "v1", "ok", m.addr);
+	hist_expect(f[2], "cA", "get", "nokey", "-", "ok", m.addr);
+	hist_expect(f[3], "cA", "del", "k1", "-", "ok", m.addr);
+	hist_expect(f[4], "cA", "del", "k1", "-", "ok", m.addr); /* NOTFOUND: nothing to do */
+	hist_expect(f[5], "cA", "get", "k2", "-", "ok", m.addr);
+	ck_assert_str_eq(f[6][1], "put");
+	ck_assert_int_eq(strncmp(f[6][0], "meta-", 5), 0);
+	hist_expect(f[6], f[6][0], "put", "k3", "v3", "ok", m.addr);
+	hist_expect(f[7], "cB", "put", "k5", "v5", "info", sb.addr);
+	hist_expect(f[8], "cB", "del", "k5", "-", "info", sb.addr);
+	hist_expect(f[9], "cB", "get", "k5", "-", "fail", sb.addr);
+	hist_expect(f[10], "cC", "put", "k6", "v6", "info", m.addr);
+	hist_expect(f[11], "cD", "get", "k6", "-", "fail", m.addr);
+	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
+}
+END_TEST
+
 static Suite *metad_suite(void)
 {
 	Suite *s = suite_create("metad");
@@ -994,6 +1131,7 @@ static Suite *metad_suite(void)
 	        {"two_services", two_services_one_volume},
 	        {"standby_reads", standby_reads},
 	        {"batch", batch_mode},
+	        {"batch_history", batch_history},
 	};
 
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
