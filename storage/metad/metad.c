@@ -28,6 +28,7 @@ struct args {
 	uint64_t epoch;
 	int max_clients, idle_timeout_ms, standby_refresh_ms;
 	long list_max;
+	long long snapshot_records;
 };
 
 struct metad {
@@ -60,6 +61,8 @@ static void usage(FILE *f)
 	        "  --idle-timeout-ms MS    a client must send each request and read each answer\n"
 	        "                          within MS, or it is disconnected (default 60000)\n"
 	        "  --list-max N            most keys per LIST (default 10000)\n"
+	        "  --snapshot-records N    journal records between automatic snapshots\n"
+	        "                          (default 1000000; a snapshot also follows 64 MiB)\n"
 	        "  --log-level LEVEL       error, warning, info (default) or debug\n"
 	        "  -h, --help              this text\n");
 }
@@ -95,6 +98,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		O_MAXCL,
 		O_IDLE,
 		O_LISTMAX,
+		O_SNAPREC,
 		O_LOG,
 	};
 	static const struct option opts[] = {
@@ -110,6 +114,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	        {"max-clients", required_argument, NULL, O_MAXCL},
 	        {"idle-timeout-ms", required_argument, NULL, O_IDLE},
 	        {"list-max", required_argument, NULL, O_LISTMAX},
+	        {"snapshot-records", required_argument, NULL, O_SNAPREC},
 	        {"log-level", required_argument, NULL, O_LOG},
 	        {"help", no_argument, NULL, 'h'},
 	        {0},
@@ -166,6 +171,11 @@ static int parse_args(int argc, char **argv, struct args *a)
 			if (parse_num("--list-max", optarg, 1, 100000, &x) < 0)
 				return -EINVAL;
 			a->list_max = (long)x;
+			break;
+		case O_SNAPREC:
+			if (parse_num("--snapshot-records", optarg, 1, 1000000000LL, &x) < 0)
+				return -EINVAL;
+			a->snapshot_records = x;
 			break;
 		case O_LOG:
 			lvl = log_level_from_string(optarg);
@@ -300,6 +310,7 @@ int main(int argc, char **argv)
 	        .max_clients = a.max_clients,
 	        .idle_timeout_ms = a.idle_timeout_ms,
 	        .list_max = (uint32_t)a.list_max,
+	        .snapshot_records = (uint64_t)a.snapshot_records,
 	        .on_self_demote = on_self_demote,
 	        .userdata = &d,
 	};

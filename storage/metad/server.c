@@ -54,6 +54,7 @@ struct server {
 	bool standby_reads;
 	int standby_refresh_ms, max_clients, idle_timeout_ms;
 	uint32_t list_max;
+	uint64_t snapshot_records;
 	void (*on_self_demote)(void *userdata, uint64_t epoch, const char *reason);
 	void *userdata;
 
@@ -108,7 +109,7 @@ static void count(uint64_t *c)
 int server_promote(struct server *s, uint64_t epoch, usec_t deadline, uint64_t *ret_records,
                    uint64_t *ret_last_seq, uint64_t *ret_recovery_ms, char *err, size_t errlen)
 {
-	struct metastore_options o = {.epoch = epoch};
+	struct metastore_options o = {.epoch = epoch, .snapshot_records = s->snapshot_records};
 	struct metastore_stats st;
 	struct metastore *m = NULL, *old = NULL, *old_ro = NULL;
 	usec_t t0, t1;
@@ -843,6 +844,7 @@ int server_new(const struct server_options *o, struct server **ret, char *err, s
 	s->max_clients = o->max_clients > 0 ? o->max_clients : 256;
 	s->idle_timeout_ms = o->idle_timeout_ms > 0 ? o->idle_timeout_ms : 60000;
 	s->list_max = o->list_max > 0 ? o->list_max : 10000;
+	s->snapshot_records = o->snapshot_records;
 	if (s->list_max > PROTO_LIST_MAX)
 		s->list_max = PROTO_LIST_MAX;
 	s->on_self_demote = o->on_self_demote;

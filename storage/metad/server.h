@@ -31,6 +31,8 @@ struct server_options {
 	int max_clients;        /* 0: 256 */
 	int idle_timeout_ms;    /* 0: 60000 */
 	uint32_t list_max;      /* most keys per LIST (0: 10000; at most PROTO_LIST_MAX) */
+	uint64_t
+	        snapshot_records; /* records between automatic snapshots (0: the store's default) */
 	/* The server stepped down by itself (stale epoch, I/O error, write
 	 * durable after the deadline).  Called from a connection thread without
 	 * any server lock held; may be NULL. */
