@@ -35,6 +35,7 @@ enum backend_unit_kind {
 struct backend_unit {
 	enum backend_unit_kind kind;
 	uint64_t id;    /* segment: first seq; snapshot: the seq it holds */
+	uint64_t epoch; /* the epoch of the writer that created it (0: not recorded) */
 	uint64_t size;  /* bytes (an upper bound for block backends) */
 	char name[128]; /* for messages: a file path or "lun:extent" */
 };
@@ -56,8 +57,8 @@ struct backend_ops {
 	 * re-read only when the backend can tell it may have changed. */
 	int (*epoch_check)(struct backend *b, uint64_t *ret_epoch);
 
-	/* All units, segments by id then snapshots by id, in a new array
-	 * owned by the caller (free()). */
+	/* All units, segments by (id, epoch) then snapshots by (id, epoch),
+	 * in a new array owned by the caller (free()). */
 	int (*list)(struct backend *b, struct backend_unit **ret_units, size_t *ret_n);
 	/* Read like pread() from a unit; 0 at its end. */
 	ssize_t (*read)(struct backend *b, const struct backend_unit *u, uint64_t off, void *buf,
@@ -94,12 +95,28 @@ struct backend_ops {
 struct backend {
 	const struct backend_ops *ops;
 	char desc[256]; /* e.g. "dir:/var/lib/meta" for messages */
+	/* The epoch of the writer using this backend, set by the store before
+	 * it writes anything (0: a reader or an offline tool).  With it set, a
+	 * backend creates units that carry this epoch, never replaces, cuts or
+	 * removes a unit of a newer epoch, and re-checks the epoch cell
+	 * immediately before every creation, cut, rename or removal, failing
+	 * with -ESTALE once a newer epoch holds the medium: a writer that was
+	 * paused past its term cannot destroy what its successor wrote. */
+	uint64_t epoch;
 };
 
 /* Directory backend (storage/backend_dir.c).  Files in `dir`:
- *   journal-<16 hex first seq>.log   segments
- *   snapshot-<16 hex seq>.snap       snapshots (written as *.tmp, renamed)
+ *   journal-<16 hex first seq>-<16 hex epoch>.log   segments (created
+ *                                    exclusively; the epoch is the writer's)
+ *   snapshot-<16 hex seq>-<16 hex epoch>.snap       snapshots (written as
+ *                                    *.tmp, renamed without replacing)
  *   epoch                            the epoch cell (24 bytes, see FORMAT.md)
+ *   epoch-<16 hex>                   one empty marker per claimed epoch: the
+ *                                    volume's epoch is the largest of the cell
+ *                                    and the markers, so two claims racing on
+ *                                    the cell can never lower it
+ * Names without the epoch (journal-<seq>.log, snapshot-<seq>.snap) are read
+ * as epoch 0, for stores written before epochs were in the names.
  * The directory is created (0700) when missing and create is set.
  * Returns 0 and a new backend in *ret (close with b->ops->close(b)),
  * -ENOENT/-ENOTDIR/-EACCES with a message in err.  Blocks on the file system. */

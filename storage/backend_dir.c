@@ -43,7 +43,8 @@ struct backend_dir {
 	int seg_fd; /* current append target, -1 when none */
 	int snap_fd;
 	uint64_t snap_seq;
-	int rd_fd; /* cached reader */
+	char snap_tmp[96]; /* the open snapshot's temporary name */
+	int rd_fd;         /* cached reader */
 	char rd_name[128];
 	/* epoch cell cache for epoch_check */
 	bool epoch_cached;
@@ -83,26 +84,30 @@ static int path_of(struct backend_dir *d, const char *name, char *buf, size_t le
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-static void seg_name(uint64_t seq, char buf[64])
+/* Every unit's name carries the epoch of the writer that created it, so two
+ * writers never compute the same name: a fenced writer's segment or snapshot
+ * is a file of its own, never the newer master's. */
+static void seg_name(uint64_t seq, uint64_t epoch, char buf[80])
 {
-	snprintf(buf, 64, "journal-%016" PRIx64 ".log", seq);
+	snprintf(buf, 80, "journal-%016" PRIx64 "-%016" PRIx64 ".log", seq, epoch);
 }
 
-static void snap_name(uint64_t seq, char buf[64])
+static void snap_name(uint64_t seq, uint64_t epoch, char buf[80])
 {
-	snprintf(buf, 64, "snapshot-%016" PRIx64 ".snap", seq);
+	snprintf(buf, 80, "snapshot-%016" PRIx64 "-%016" PRIx64 ".snap", seq, epoch);
 }
 
-/* Parse "<prefix><16 hex><suffix>" exactly. */
-static bool parse_name(const char *name, const char *prefix, const char *suffix, uint64_t *ret)
+static void marker_name(uint64_t epoch, char buf[32])
 {
-	size_t pl = strlen(prefix), sl = strlen(suffix), nl = strlen(name);
+	snprintf(buf, 32, "epoch-%016" PRIx64, epoch);
+}
+
+static bool parse_hex16(const char *s, uint64_t *ret)
+{
 	uint64_t v = 0;
 
-	if (nl != pl + 16 + sl || strncmp(name, prefix, pl) != 0 || strcmp(name + pl + 16, suffix))
-		return false;
-	for (size_t i = pl; i < pl + 16; i++) {
-		char c = name[i];
+	for (size_t i = 0; i < 16; i++) {
+		char c = s[i];
 
 		if (c >= '0' && c <= '9')
 			v = v << 4 | (uint64_t)(c - '0');
@@ -113,6 +118,23 @@ static bool parse_name(const char *name, const char *prefix, const char *suffix,
 	}
 	*ret = v;
 	return true;
+}
+
+/* Parse "<prefix><16 hex>-<16 hex><suffix>" (id, epoch), or the older
+ * "<prefix><16 hex><suffix>" (epoch 0), exactly. */
+static bool parse_name(const char *name, const char *prefix, const char *suffix, uint64_t *ret_id,
+                       uint64_t *ret_epoch)
+{
+	size_t pl = strlen(prefix), sl = strlen(suffix), nl = strlen(name);
+
+	if (nl < pl + 16 + sl || strncmp(name, prefix, pl) != 0 || strcmp(name + nl - sl, suffix))
+		return false;
+	if (nl == pl + 16 + sl) {
+		*ret_epoch = 0;
+		return parse_hex16(name + pl, ret_id);
+	}
+	return nl == pl + 33 + sl && name[pl + 16] == '-' && parse_hex16(name + pl, ret_id) &&
+	       parse_hex16(name + pl + 17, ret_epoch);
 }
 
 static void dir_close(struct backend *b)
@@ -137,6 +159,33 @@ static size_t dir_block_size(struct backend *b)
 	return 1;
 }
 
+/* The largest epoch among the markers epoch-<hex> (0 when none). */
+static int max_marker(struct backend_dir *d, uint64_t *ret)
+{
+	uint64_t mx = 0, v;
+	struct dirent *de;
+	DIR *dh;
+	int fd;
+
+	fd = openat(d->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	dh = fdopendir(fd);
+	if (!dh) {
+		int r = -errno;
+
+		(void)close(fd);
+		return r;
+	}
+	while ((de = readdir(dh)))
+		if (strncmp(de->d_name, "epoch-", 6) == 0 && strlen(de->d_name) == 22 &&
+		    parse_hex16(de->d_name + 6, &v) && v > mx)
+			mx = v;
+	(void)closedir(dh);
+	*ret = mx;
+	return 0;
+}
+
 static int dir_epoch_get(struct backend *b, uint64_t *ret_epoch)
 {
 	struct backend_dir *d = DIRB(b);
@@ -145,10 +194,15 @@ static int dir_epoch_get(struct backend *b, uint64_t *ret_epoch)
 	ssize_t n;
 	struct stat st;
 
+	uint64_t mk = 0;
+
+	r = max_marker(d, &mk);
+	if (r < 0)
+		return r;
 	fd = openat(d->dir_fd, "epoch", O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ENOENT) {
-			*ret_epoch = 0;
+			*ret_epoch = mk;
 			d->epoch_cached = false;
 			return 0;
 		}
@@ -170,6 +224,8 @@ static int dir_epoch_get(struct backend *b, uint64_t *ret_epoch)
 		goto out;
 	}
 	d->epoch_value = journal_get_le64(buf + 8);
+	if (mk > d->epoch_value)
+		d->epoch_value = mk;
 	d->epoch_ino = st.st_ino;
 	d->epoch_size = st.st_size;
 	d->epoch_mtim = st.st_mtim;
@@ -181,17 +237,41 @@ out:
 	return r;
 }
 
+/* Claim `epoch`.  A rename cannot compare-and-set: two claims racing on the
+ * cell could leave the older one's value in it.  So each claim first creates
+ * its own marker epoch-<hex> (exclusively, never removed by a newer writer),
+ * and the volume's epoch is the largest of the cell and the markers
+ * (dir_epoch_get): a claim never lowers it, and a claimer that finds a
+ * larger marker before or after writing the cell gets -ESTALE.  The cell
+ * remains what the per-commit check looks at (one stat); a changed cell
+ * makes that check read the markers too. */
 static int dir_epoch_set(struct backend *b, uint64_t epoch)
 {
 	struct backend_dir *d = DIRB(b);
 	uint8_t buf[EPOCH_SIZE] = {0};
+	char marker[32], tmp[48];
+	uint64_t mx = 0;
 	int fd, r;
 
+	marker_name(epoch, marker);
+	fd = openat(d->dir_fd, marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 && errno != EEXIST)
+		return -errno;
+	if (fd >= 0)
+		(void)close(fd);
+	if (fsync(d->dir_fd) < 0)
+		return -errno;
+	r = max_marker(d, &mx);
+	if (r < 0)
+		return r;
+	if (mx > epoch)
+		return -ESTALE;
 	journal_put_le32(buf, EPOCH_MAGIC);
 	journal_put_le32(buf + 4, EPOCH_VERSION);
 	journal_put_le64(buf + 8, epoch);
 	journal_put_le32(buf + 20, crc32c(0, buf, 20));
-	fd = openat(d->dir_fd, "epoch.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	snprintf(tmp, sizeof(tmp), "epoch.tmp-%016" PRIx64, epoch);
+	fd = openat(d->dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 	r = write_all(fd, buf, sizeof(buf));
@@ -200,11 +280,21 @@ static int dir_epoch_set(struct backend *b, uint64_t epoch)
 	(void)close(fd);
 	if (r < 0)
 		return r;
-	if (renameat(d->dir_fd, "epoch.tmp", d->dir_fd, "epoch") < 0)
+	if (renameat(d->dir_fd, tmp, d->dir_fd, "epoch") < 0)
 		return -errno;
 	if (fsync(d->dir_fd) < 0)
 		return -errno;
 	d->epoch_cached = false;
+	r = max_marker(d, &mx);
+	if (r < 0)
+		return r;
+	if (mx > epoch)
+		return -ESTALE;
+	/* older markers say nothing any more; a failure here costs nothing */
+	for (uint64_t e = epoch > 64 ? epoch - 64 : 1; e < epoch; e++) {
+		marker_name(e, marker);
+		(void)unlinkat(d->dir_fd, marker, 0);
+	}
 	return 0;
 }
 
@@ -224,13 +314,33 @@ static int dir_epoch_check(struct backend *b, uint64_t *ret_epoch)
 	return dir_epoch_get(b, ret_epoch);
 }
 
+/* Immediately before a unit is created, cut, renamed or removed: refuse
+ * (-ESTALE) when the unit belongs to a newer epoch or a newer epoch holds
+ * the volume.  Nothing to check for readers and offline tools (epoch 0). */
+static int guard(struct backend_dir *d, uint64_t unit_epoch)
+{
+	uint64_t cur = 0;
+	int r;
+
+	if (!d->b.epoch)
+		return 0;
+	if (unit_epoch > d->b.epoch)
+		return -ESTALE;
+	r = dir_epoch_check(&d->b, &cur);
+	if (r < 0)
+		return r;
+	return cur > d->b.epoch ? -ESTALE : 0;
+}
+
 static int unit_cmp(const void *a, const void *b)
 {
 	const struct backend_unit *x = a, *y = b;
 
 	if (x->kind != y->kind)
 		return x->kind < y->kind ? -1 : 1;
-	return x->id < y->id ? -1 : x->id > y->id;
+	if (x->id != y->id)
+		return x->id < y->id ? -1 : 1;
+	return x->epoch < y->epoch ? -1 : x->epoch > y->epoch;
 }
 
 static int dir_list(struct backend *b, struct backend_unit **ret_units, size_t *ret_n)
@@ -255,9 +365,9 @@ static int dir_list(struct backend *b, struct backend_unit **ret_units, size_t *
 		struct backend_unit u = {0};
 		struct stat st;
 
-		if (parse_name(de->d_name, "journal-", ".log", &u.id))
+		if (parse_name(de->d_name, "journal-", ".log", &u.id, &u.epoch))
 			u.kind = BACKEND_SEGMENT;
-		else if (parse_name(de->d_name, "snapshot-", ".snap", &u.id))
+		else if (parse_name(de->d_name, "snapshot-", ".snap", &u.id, &u.epoch))
 			u.kind = BACKEND_SNAPSHOT;
 		else
 			continue;
@@ -338,7 +448,9 @@ static int dir_truncate(struct backend *b, const struct backend_unit *u, uint64_
 
 	if (fp < 0)
 		return fp;
-
+	r = guard(d, u->epoch);
+	if (r < 0)
+		return r;
 	fd = openat(d->dir_fd, base_name(u->name), O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -356,7 +468,9 @@ static int dir_remove(struct backend *b, const struct backend_unit *u)
 
 	if (fp < 0)
 		return fp;
-
+	fp = guard(d, u->epoch);
+	if (fp < 0)
+		return fp;
 	drop_reader(d);
 	if (unlinkat(d->dir_fd, base_name(u->name), 0) < 0 && errno != ENOENT)
 		return -errno;
@@ -374,6 +488,9 @@ static int dir_quarantine(struct backend *b, const struct backend_unit *u, uint6
 	int src = -1, dst = -1, r;
 	uint8_t *buf = NULL;
 
+	r = guard(d, u->epoch);
+	if (r < 0)
+		return r;
 	drop_reader(d);
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
@@ -433,15 +550,28 @@ out:
 static int dir_segment_start(struct backend *b, uint64_t first_seq)
 {
 	struct backend_dir *d = DIRB(b);
-	char name[64];
+	char name[80];
+	struct stat st;
 	int fd;
 	int fp = FAILPOINT(BACKEND_SEGMENT_BEFORE_CREATE);
 
 	if (fp < 0)
 		return fp;
-
-	seg_name(first_seq, name);
-	fd = openat(d->dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	fp = guard(d, 0);
+	if (fp < 0)
+		return fp;
+	/* Exclusive creation: never truncate what exists.  The one file that
+	 * may exist is this writer's own empty segment of an attempt that
+	 * stopped before its first record (same seq, same epoch). */
+	seg_name(first_seq, d->b.epoch, name);
+	fd = openat(d->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0 && errno == EEXIST) {
+		fd = openat(d->dir_fd, name, O_WRONLY | O_APPEND | O_CLOEXEC);
+		if (fd >= 0 && (fstat(fd, &st) < 0 || st.st_size != 0)) {
+			(void)close(fd);
+			return -EEXIST;
+		}
+	}
 	if (fd < 0)
 		return -errno;
 	/* the new name must be durable before a record in it is acknowledged */
@@ -483,12 +613,18 @@ static int dir_snapshot_begin(struct backend *b, uint64_t seq)
 {
 	struct backend_dir *d = DIRB(b);
 	char name[80];
+	int r;
 
 	if (d->snap_fd >= 0)
 		return -EBUSY;
-	snap_name(seq, name);
-	strcat(name, ".tmp");
-	d->snap_fd = openat(d->dir_fd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	r = guard(d, 0);
+	if (r < 0)
+		return r;
+	snap_name(seq, d->b.epoch, name);
+	snprintf(d->snap_tmp, sizeof(d->snap_tmp), "%s.tmp", name);
+	/* the name is this writer's own: a leftover is from its own crash */
+	(void)unlinkat(d->dir_fd, d->snap_tmp, 0);
+	d->snap_fd = openat(d->dir_fd, d->snap_tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (d->snap_fd < 0)
 		return -errno;
 	d->snap_seq = seq;
@@ -505,21 +641,18 @@ static int dir_snapshot_write(struct backend *b, const void *buf, size_t len)
 static void dir_snapshot_abort(struct backend *b)
 {
 	struct backend_dir *d = DIRB(b);
-	char name[80];
 
 	if (d->snap_fd < 0)
 		return;
 	(void)close(d->snap_fd);
 	d->snap_fd = -1;
-	snap_name(d->snap_seq, name);
-	strcat(name, ".tmp");
-	(void)unlinkat(d->dir_fd, name, 0);
+	(void)unlinkat(d->dir_fd, d->snap_tmp, 0);
 }
 
 static int dir_snapshot_commit(struct backend *b)
 {
 	struct backend_dir *d = DIRB(b);
-	char name[64], tmp[80];
+	char name[80];
 	int r;
 
 	if (d->snap_fd < 0)
@@ -529,12 +662,22 @@ static int dir_snapshot_commit(struct backend *b)
 		dir_snapshot_abort(b);
 		return r;
 	}
+	/* a snapshot that outlived its writer's term commits nothing */
+	r = guard(d, 0);
+	if (r < 0) {
+		dir_snapshot_abort(b);
+		return r;
+	}
 	(void)close(d->snap_fd);
 	d->snap_fd = -1;
-	snap_name(d->snap_seq, name);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
-	if (renameat(d->dir_fd, tmp, d->dir_fd, name) < 0)
-		return -errno;
+	snap_name(d->snap_seq, d->b.epoch, name);
+	if (renameat2(d->dir_fd, d->snap_tmp, d->dir_fd, name, RENAME_NOREPLACE) < 0) {
+		/* EEXIST: this writer committed the state at this seq already
+		 * (the same records, so the same snapshot); keep that one */
+		r = errno == EEXIST ? 0 : -errno;
+		(void)unlinkat(d->dir_fd, d->snap_tmp, 0);
+		return r;
+	}
 	return fsync(d->dir_fd) < 0 ? -errno : 0;
 }
 

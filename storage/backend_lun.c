@@ -518,6 +518,24 @@ out:
 /* Cut the last segment back to `size` bytes: the rest of its block and every
  * block up to zeroed_until become zeros again, so the next segment starts in
  * clean space. */
+/* Immediately before the table is changed (a segment started, cut or
+ * removed, a snapshot committed): refuse with -ESTALE once a newer epoch
+ * holds the LUN.  This narrows a paused writer's window to the time of one
+ * table write; the target's reservation (a preempted writer's WRITE is
+ * refused) closes it. */
+static int lun_guard(struct backend *b)
+{
+	uint64_t cur = 0;
+	int r;
+
+	if (!b->epoch)
+		return 0;
+	r = lun_epoch_get(b, &cur);
+	if (r < 0)
+		return r;
+	return cur > b->epoch ? -ESTALE : 0;
+}
+
 static int lun_truncate(struct backend *b, const struct backend_unit *u, uint64_t size)
 {
 	struct backend_lun *l = LUNB(b);
@@ -528,7 +546,9 @@ static int lun_truncate(struct backend *b, const struct backend_unit *u, uint64_
 
 	if (fp < 0)
 		return fp;
-
+	fp = lun_guard(b);
+	if (fp < 0)
+		return fp;
 	pthread_mutex_lock(&l->lock);
 	i = find_seg(l, u->id);
 	if (i < 0 || (uint32_t)i + 1 != l->t.nseg || l->seg_open) {
@@ -566,7 +586,9 @@ static int lun_remove(struct backend *b, const struct backend_unit *u)
 
 	if (fp < 0)
 		return fp;
-
+	fp = lun_guard(b);
+	if (fp < 0)
+		return fp;
 	pthread_mutex_lock(&l->lock);
 	t = l->t;
 	if (u->kind == BACKEND_SNAPSHOT) {
@@ -613,7 +635,9 @@ static int lun_segment_start(struct backend *b, uint64_t first_seq)
 
 	if (fp < 0)
 		return fp;
-
+	fp = lun_guard(b);
+	if (fp < 0)
+		return fp;
 	pthread_mutex_lock(&l->lock);
 	t = l->t;
 	if (l->pend_len) {
@@ -780,12 +804,18 @@ out:
 	return r;
 }
 
+static void lun_snapshot_abort(struct backend *b);
+
 static int lun_snapshot_commit(struct backend *b)
 {
 	struct backend_lun *l = LUNB(b);
 	struct lun_table t;
-	int r = 0;
+	int r = lun_guard(b);
 
+	if (r < 0) {
+		lun_snapshot_abort(b);
+		return r;
+	}
 	pthread_mutex_lock(&l->lock);
 	if (!l->snap_open) {
 		r = -EINVAL;

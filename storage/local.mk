@@ -36,16 +36,21 @@ bench_recovery_SOURCES = bench/recovery.c
 bench_recovery_LDADD = $(KF_LIBS)
 
 # crash.test SIGKILLs crash_writer at random times and verifies every
-# acknowledged write; fuzz/run.test builds the libFuzzer target with clang
+# acknowledged write; stale-writer.test runs two kubefence-metad on one
+# directory with the older one paused by a fault point inside a snapshot
+# commit or inside recovery, and judges the history with kf-lincheck;
+# fuzz/run.test builds the libFuzzer target with clang
 # (skipped when clang is missing) and runs it for 10 s.
 TESTS += \
 	tests/unit/check_journal \
 	tests/unit/check_metastore \
 	tests/unit/check_blkdev \
 	tests/storage/crash.test \
+	tests/storage/stale-writer.test \
 	tests/fuzz/run.test
 
-EXTRA_DIST += storage/FORMAT.md tests/storage/crash.test tests/fuzz/run.test \
+EXTRA_DIST += storage/FORMAT.md tests/storage/crash.test tests/storage/stale-writer.test \
+	tests/fuzz/run.test \
 	tests/fuzz/fuzz_record.c tests/fuzz/corpus bench/README.md
 
 # `make bench`: recovery speed and put latency; prints JSON and writes

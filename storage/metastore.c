@@ -147,6 +147,9 @@ struct metastore {
 	uint64_t seg_limit;    /* first seq of the following segment */
 	uint64_t leftover;     /* records of fenced writers discarded */
 	uint64_t snap_seq, snap_count, snap_seen;
+	uint64_t snap_covered; /* seq the chosen snapshot holds (0: none) */
+	uint64_t unit_epoch;   /* the epoch in the name of the unit being read */
+	uint64_t stale_units;  /* units of fenced writers left out */
 	bool snap_begun, snap_ended;
 	const char *replay_error;
 	char hint[9000];
@@ -642,6 +645,10 @@ static int snapshot_record(void *userdata, const struct journal_record *r, uint6
 		m->replay_error = "record sequence differs from the snapshot's";
 		return -EBADMSG;
 	}
+	if (m->unit_epoch && r->epoch != m->unit_epoch) {
+		m->replay_error = "record epoch differs from the snapshot's";
+		return -EBADMSG;
+	}
 	note_epoch(m, r->epoch);
 	switch (r->type) {
 	case JOURNAL_SNAP_BEGIN:
@@ -680,8 +687,22 @@ static int segment_record(void *userdata, const struct journal_record *r, uint64
 
 	if (r->type == JOURNAL_PAD)
 		return 0;
-	if (r->seq < m->expected_seq)
+	if (m->unit_epoch && r->epoch != m->unit_epoch) {
+		/* every record of a segment is its creator's */
+		m->replay_error = "a record of another epoch than the segment's: two writers "
+		                  "interleaved";
+		m->damage_offset = off;
+		return -EUCLEAN;
+	}
+	if (r->seq <= m->snap_covered)
 		return 0; /* covered by the snapshot */
+	if (r->seq < m->expected_seq) {
+		/* never skipped: a record whose seq was replayed already means
+		 * two writers appended to one segment */
+		m->replay_error = "a sequence number seen before: two writers interleaved";
+		m->damage_offset = off;
+		return -EUCLEAN;
+	}
 	if (r->seq >= m->seg_limit) {
 		m->leftover++;
 		return 1; /* a fenced writer's late records: the next segment wins */
@@ -796,9 +817,62 @@ static bool zero_tail(struct backend *b, const struct backend_unit *u, uint64_t 
 }
 
 /* Replay everything; fills the index, last_seq and volume_epoch. */
+/* Which units make up the history.  Units carry the epoch of the writer
+ * that created them, and a writer of epoch E begins its segment at the seq
+ * after everything it recovered; so, in (first seq, epoch) order, a segment
+ * of an epoch older than one already seen was created by a fenced writer
+ * after a newer one began: none of its records was acknowledged, and it is
+ * left out.  A snapshot is left out for the same reason when a segment of a
+ * newer epoch begins at or before the seq it holds (a fenced writer took
+ * it; it may hold records nobody acknowledged).  Returns the number of
+ * segments kept in segs (in order) and the snapshot to start from. */
+static size_t history_units(struct metastore *m, const struct backend_unit *units, size_t n,
+                            const struct backend_unit **segs, const struct backend_unit **ret_snap)
+{
+	size_t nseg = 0;
+	uint64_t maxe = 0;
+
+	*ret_snap = NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (units[i].kind != BACKEND_SEGMENT)
+			continue;
+		if (units[i].epoch < maxe) {
+			log_warning("journal '%s' of epoch %" PRIu64
+			            " was created after epoch %" PRIu64
+			            " began: a fenced writer's, never acknowledged; left out",
+			            units[i].name, units[i].epoch, maxe);
+			m->stale_units++;
+			continue;
+		}
+		maxe = units[i].epoch;
+		segs[nseg++] = &units[i];
+	}
+	for (size_t i = n; i-- > 0;) {
+		const struct backend_unit *u = &units[i];
+		const struct backend_unit *newer = NULL;
+
+		if (u->kind != BACKEND_SNAPSHOT)
+			continue;
+		for (size_t k = 0; k < nseg && !newer; k++)
+			if (segs[k]->epoch > u->epoch && segs[k]->id <= u->id)
+				newer = segs[k];
+		if (!newer) {
+			*ret_snap = u; /* sorted: the newest usable one */
+			break;
+		}
+		log_warning("snapshot '%s' of epoch %" PRIu64 " covers seq %" PRIu64
+		            " but epoch %" PRIu64 " began at seq %" PRIu64
+		            " ('%s'): a fenced writer's; left out",
+		            u->name, u->epoch, u->id, newer->epoch, newer->id, newer->name);
+		m->stale_units++;
+	}
+	return nseg;
+}
+
 static int recover(struct metastore *m, char *err, size_t errlen)
 {
 	struct backend_unit *units = NULL;
+	const struct backend_unit **segs = NULL;
 	size_t n = 0, nseg = 0;
 	const struct backend_unit *snap = NULL;
 	uint64_t first_needed;
@@ -809,12 +883,13 @@ static int recover(struct metastore *m, char *err, size_t errlen)
 		errbuf_set(err, errlen, "cannot list '%s': %s", m->b->desc, strerror(-r));
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
-		if (units[i].kind == BACKEND_SEGMENT)
-			nseg++;
-		else
-			snap = &units[i]; /* sorted: the last one is the newest */
+	segs = calloc(n ? n : 1, sizeof(*segs));
+	if (!segs) {
+		r = -ENOMEM;
+		errbuf_set(err, errlen, "out of memory");
+		goto out;
 	}
+	nseg = history_units(m, units, n, segs, &snap);
 	/* Size the hash table once for what the units can hold: one key per
 	 * RECOVERY_BYTES_PER_KEY bytes (a 40-byte header plus a small key and
 	 * value); the table still grows if the guess is low. */
@@ -826,21 +901,25 @@ static int recover(struct metastore *m, char *err, size_t errlen)
 		hash_presize(m, bytes / RECOVERY_BYTES_PER_KEY);
 	}
 	m->expected_seq = 1;
+	m->snap_covered = 0;
 	if (snap) {
 		(void)FAILPOINT(METASTORE_RECOVER_UNIT);
+		m->unit_epoch = snap->epoch;
 		r = load_snapshot(m, snap, err, errlen);
 		if (r < 0)
 			goto out;
 		m->expected_seq = snap->id + 1;
+		m->snap_covered = snap->id;
 	}
 	first_needed = m->expected_seq;
 	for (size_t k = 0; k < nseg; k++) {
-		const struct backend_unit *u = &units[k];
+		const struct backend_unit *u = segs[k];
 		struct unit_reader ur = {m->b, u};
 		struct journal_scan_result res;
 		bool last = k + 1 == nseg;
 
-		m->seg_limit = last ? UINT64_MAX : units[k + 1].id;
+		m->unit_epoch = u->epoch;
+		m->seg_limit = last ? UINT64_MAX : segs[k + 1]->id;
 		if (m->seg_limit <= first_needed)
 			continue; /* wholly covered by the snapshot */
 		if (u->id > m->expected_seq) {
@@ -875,7 +954,7 @@ static int recover(struct metastore *m, char *err, size_t errlen)
 		if (m->leftover)
 			log_warning("journal '%s': discarding records from seq %" PRIu64
 			            " on, written by a fenced writer after '%s' began",
-			            u->name, m->seg_limit, units[k + 1].name);
+			            u->name, m->seg_limit, segs[k + 1]->name);
 		if (res.status == JOURNAL_SCAN_CORRUPT) {
 			set_damage(m, DAMAGE_SEGMENT, u, res.bad_offset);
 			errbuf_set(err, errlen,
@@ -932,6 +1011,7 @@ static int recover(struct metastore *m, char *err, size_t errlen)
 	if (r < 0)
 		errbuf_set(err, errlen, "out of memory building the index");
 out:
+	free(segs);
 	free(units);
 	return r;
 }
@@ -1024,6 +1104,9 @@ int metastore_open(struct backend *b, const struct metastore_options *opts, stru
 		errbuf_set(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
+	/* from here on the backend creates units of this epoch only and
+	 * touches nothing of a newer one */
+	b->epoch = opts->read_only ? 0 : opts->epoch;
 	r = b->ops->epoch_get(b, &cell);
 	if (r < 0) {
 		if (r == -EBADMSG) {
@@ -1451,10 +1534,15 @@ static int snapshot_locked(struct metastore *m, char *err, size_t errlen)
 		goto out;
 	}
 	/* (4) */
+	/* Every unit of an older epoch goes too: this writer's first segment
+	 * began after all records of older epochs it recovered, so such a
+	 * unit is either covered by S or a fenced writer's leftover.  (Units
+	 * whose epoch the backend does not record, 0, only by their seq.) */
 	r = m->b->ops->list(m->b, &units, &n);
 	for (size_t i = 0; r >= 0 && i < n; i++)
 		if ((units[i].kind == BACKEND_SEGMENT && units[i].id <= S) ||
-		    (units[i].kind == BACKEND_SNAPSHOT && units[i].id < S))
+		    (units[i].kind == BACKEND_SNAPSHOT && units[i].id < S) ||
+		    (units[i].epoch && units[i].epoch < m->opts.epoch))
 			r = m->b->ops->remove(m->b, &units[i]);
 	if (r < 0)
 		log_warning("'%s': cannot remove units covered by snapshot %" PRIu64
@@ -1469,7 +1557,7 @@ static int snapshot_locked(struct metastore *m, char *err, size_t errlen)
 fail_write:
 	errbuf_set(err, errlen, "cannot write snapshot %" PRIu64 " of '%s': %s", S, m->b->desc,
 	           strerror(-r));
-	if (r == -EACCES || r == -EBADE)
+	if (r == -EACCES || r == -EBADE || r == -ESTALE)
 		store_die(m, r, "snapshot");
 out:
 	m->syncing = false;

@@ -12,12 +12,14 @@
 #include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "crc32c.h"
 #include "storage/journal.h"
 #include "storage/metastore.h"
 
@@ -659,6 +661,157 @@ START_TEST(group_commit_threads)
 }
 END_TEST
 
+/* ------------------------------------------------------- fenced writers */
+
+/* Append one encoded record to the file at path (created when missing). */
+static void append_record(const char *path, uint8_t type, uint64_t seq, uint64_t epoch,
+                          const char *key, const char *value)
+{
+	static const uint8_t zero8[8];
+	bool barrier = type == JOURNAL_BARRIER; /* its value: the last seq recovered */
+	uint8_t buf[4096];
+	ssize_t n = journal_encode(buf, sizeof(buf), type, seq, epoch, key, key ? strlen(key) : 0,
+	                           barrier ? (const void *)zero8 : value,
+	                           barrier ? 8
+	                           : value ? strlen(value)
+	                                   : 0);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, buf, (size_t)n), n);
+	close(fd);
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void unit_path(char *buf, size_t len, const char *kind, uint64_t seq, uint64_t epoch,
+                      const char *suffix)
+{
+	snprintf(buf, len, "%s/%s-%016" PRIx64 "-%016" PRIx64 "%s", tmpdir, kind, seq, epoch,
+	         suffix);
+}
+
+START_TEST(fenced_writers_units_are_left_out)
+{
+	struct metastore *m = open_store(tmpdir, 1);
+	struct metastore_stats st;
+	char path[512], err[512];
+	uint8_t cnt[8];
+
+	/* epoch 1: barrier (seq 1) and a (seq 2); epoch 2: barrier (seq 3), b (4) */
+	put_str(m, "a", "va");
+	m = metastore_close(m);
+	m = open_store(tmpdir, 2);
+	put_str(m, "b", "vb");
+	metastore_get_stats(m, &st);
+	ck_assert_uint_eq(st.last_seq, 4);
+	m = metastore_close(m);
+	/* what a fenced epoch-1 writer leaves when it resumes after epoch 2
+	 * began: a segment after epoch 2's first record, and a snapshot that
+	 * covers seq 3 but holds a write nobody acknowledged */
+	unit_path(path, sizeof(path), "journal", 4, 1, ".log");
+	append_record(path, JOURNAL_PUT, 4, 1, "phantom", "x");
+	append_record(path, JOURNAL_PUT, 5, 1, "phantom2", "y");
+	unit_path(path, sizeof(path), "snapshot", 3, 1, ".snap");
+	put_le64(cnt, 2);
+	{
+		uint8_t buf[4096];
+		ssize_t n;
+		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+
+		ck_assert_int_ge(fd, 0);
+		n = journal_encode(buf, sizeof(buf), JOURNAL_SNAP_BEGIN, 3, 1, NULL, 0, cnt, 8);
+		ck_assert_int_eq(write(fd, buf, (size_t)n), n);
+		n = journal_encode(buf, sizeof(buf), JOURNAL_PUT, 3, 1, "a", 1, "va", 2);
+		ck_assert_int_eq(write(fd, buf, (size_t)n), n);
+		n = journal_encode(buf, sizeof(buf), JOURNAL_PUT, 3, 1, "phantom3", 8, "z", 1);
+		ck_assert_int_eq(write(fd, buf, (size_t)n), n);
+		n = journal_encode(buf, sizeof(buf), JOURNAL_SNAP_END, 3, 1, NULL, 0, cnt, 8);
+		ck_assert_int_eq(write(fd, buf, (size_t)n), n);
+		close(fd);
+	}
+	m = open_store(tmpdir, 3);
+	assert_value(m, "a", "va");
+	assert_value(m, "b", "vb");
+	assert_absent(m, "phantom");
+	assert_absent(m, "phantom2");
+	assert_absent(m, "phantom3");
+	metastore_get_stats(m, &st);
+	ck_assert_uint_eq(st.last_seq, 5); /* epoch 3's barrier follows b */
+	/* the next snapshot removes the fenced writer's units */
+	ck_assert_int_eq(metastore_snapshot(m, err, sizeof(err)), 0);
+	unit_path(path, sizeof(path), "journal", 4, 1, ".log");
+	ck_assert_int_eq(access(path, F_OK), -1);
+	unit_path(path, sizeof(path), "snapshot", 3, 1, ".snap");
+	ck_assert_int_eq(access(path, F_OK), -1);
+	m = metastore_close(m);
+	m = open_store(tmpdir, 4);
+	assert_value(m, "b", "vb");
+	assert_absent(m, "phantom3");
+	metastore_close(m);
+}
+END_TEST
+
+/* A record whose seq was replayed already, or a record of another epoch
+ * than its segment's, means two writers appended to one file: refused,
+ * never skipped. */
+START_TEST(interleaved_writers_refused)
+{
+	struct metastore_options o = {.epoch = 5};
+	struct metastore *m = NULL;
+	char path[512], err[1024] = "";
+
+	unit_path(path, sizeof(path), "journal", 1, 1, ".log");
+	append_record(path, JOURNAL_BARRIER, 1, 1, NULL, NULL);
+	append_record(path, JOURNAL_PUT, 2, 1, "k", "first");
+	if (_i == 0)
+		append_record(path, JOURNAL_PUT, 2, 1, "k", "second"); /* seq 2 again */
+	else
+		append_record(path, JOURNAL_PUT, 3, 2, "k", "other"); /* epoch 2 in epoch 1's */
+	append_record(path, JOURNAL_PUT, _i == 0 ? 3 : 4, 1, "j", "v");
+	ck_assert_int_eq(metastore_open_dir(tmpdir, &o, &m, err, sizeof(err)), -EUCLEAN);
+	ck_assert_msg(strstr(err, "two writers interleaved") != NULL, "got: %s", err);
+	ck_assert_ptr_null(m);
+}
+END_TEST
+
+/* Two claims racing on the epoch cell cannot lower the volume's epoch: the
+ * markers keep the largest, so a writer of an older epoch stays out even
+ * when the cell was overwritten with its value. */
+START_TEST(claim_never_lowers_the_epoch)
+{
+	struct metastore_options o = {.epoch = 2};
+	struct metastore *m = open_store(tmpdir, 3);
+	char path[512], err[1024] = "";
+	uint8_t cell[24] = {'K', 'F', 'E', 'P', 1, 0, 0, 0};
+	uint32_t crc;
+	int fd;
+
+	put_str(m, "k", "v");
+	m = metastore_close(m);
+	/* the cell as a slower claim of epoch 2 would leave it */
+	put_le64(cell + 8, 2);
+	crc = crc32c(0, cell, 20);
+	for (int i = 0; i < 4; i++)
+		cell[20 + i] = (uint8_t)(crc >> (8 * i));
+	snprintf(path, sizeof(path), "%s/epoch", tmpdir);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, cell, sizeof(cell)), (ssize_t)sizeof(cell));
+	close(fd);
+	ck_assert_int_eq(metastore_open_dir(tmpdir, &o, &m, err, sizeof(err)), -ESTALE);
+	ck_assert_ptr_nonnull(strstr(err, "epoch 3"));
+	m = open_store(tmpdir, 4);
+	assert_value(m, "k", "v");
+	metastore_close(m);
+}
+END_TEST
+
 static Suite *metastore_suite(void)
 {
 	Suite *s = suite_create("metastore");
@@ -693,6 +846,10 @@ static Suite *metastore_suite(void)
 	tcase_add_test(tc, open_with_older_epoch_is_stale);
 	tcase_add_test(tc, newer_writer_makes_old_step_down);
 	tcase_add_test(tc, backend_refusal_steps_down);
+	TC("fenced_writers");
+	tcase_add_test(tc, fenced_writers_units_are_left_out);
+	tcase_add_loop_test(tc, interleaved_writers_refused, 0, 2);
+	tcase_add_test(tc, claim_never_lowers_the_epoch);
 	TC("group_commit");
 	tcase_add_loop_test(tc, group_commit_threads, 0, 2);
 	return s;
