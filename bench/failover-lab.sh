@@ -18,6 +18,9 @@
 #    in place by its kubelet; the same client through that Service's
 #    Endpoints.  Each sample uses a fresh pod, so that no sample waits out the
 #    kubelet's CrashLoopBackOff (the baseline's best case).
+# The kubefence client's operations (with 20 % reads) are recorded and judged
+# by kf-lincheck; the verdict goes into the JSON, and a violation (printed)
+# makes the benchmark exit 1 after writing it.
 # Writes FILE (default bench/results/failover-lab.json): the distributions
 # and the ratio baseline/kubefence.  Never asserts timing.  Refuses to run
 # when a lab is already up; always takes the lab down.
@@ -69,7 +72,7 @@ e2e_deploy || die "deploy"
 
 # ------------------------------------------------------------ kubefence: kills
 ACKS=$WORK/acks
-bg_start "$CLIENT" --pause-us 500 workload "$ACKS" >/dev/null
+bg_start "$CLIENT" --pause-us 500 --history "$HIST/kubefence.hist" --client workload workload "$ACKS" >/dev/null
 WL=$BG_PID
 wait_ack_after "$ACKS" 0 30 >/dev/null || die "workload"
 : >"$WORK/kill.ms"
@@ -104,8 +107,12 @@ for i in $(seq 1 "$FREEZES"); do
 	bash "$LAB" thaw "$node" >/dev/null || die "thaw"
 done
 bg_stop "$WL"
-"$CLIENT" --timeout-ms 10000 check "$ACKS" >"$WORK/check.out" || die "acknowledged writes lost: $(cat "$WORK/check.out")"
+"$CLIENT" --timeout-ms 10000 --history "$HIST/kubefence.hist" --client final check "$ACKS" >"$WORK/check.out" || die "acknowledged writes lost: $(cat "$WORK/check.out")"
 say "kubefence: $(cat "$WORK/check.out")"
+LIN_RC=0
+e2e_lincheck bench "$HIST/kubefence.hist" || LIN_RC=$?
+VERDICT=$(jq -r '.verdict // "error"' "$WORK/lincheck.bench.json" 2>/dev/null || echo error)
+LIN_OPS=$(jq -r '.ops // 0' "$WORK/lincheck.bench.json" 2>/dev/null || echo 0)
 EPOCH=$(lease_epoch)
 
 # ------------------------------------------------------------ baseline
@@ -176,7 +183,8 @@ F=$(dist "$WORK/freeze.ms")
 B=$(dist "$WORK/base.ms")
 mkdir -p "$(dirname "$OUT")"
 jq -n --argjson k "$K" --argjson f "$F" --argjson b "$B" --arg at "$(date -u +%FT%TZ)" \
-	--arg epoch "$EPOCH" --arg kernel "$(uname -r)" --arg cpus "$(nproc)" '{
+	--arg epoch "$EPOCH" --arg kernel "$(uname -r)" --arg cpus "$(nproc)" \
+	--arg verdict "$VERDICT" --arg linops "$LIN_OPS" '{
 	benchmark: "failover-lab",
 	at: $at,
 	setup: {kubernetes: "v1.20.2 lab (lab/lab.sh), 2 nodes, no kube-proxy", cpus: ($cpus|tonumber), kernel: $kernel,
@@ -187,6 +195,7 @@ jq -n --argjson k "$K" --argjson f "$F" --argjson b "$B" --arg at "$(date -u +%F
 		freeze: "cgroup freezer on the master node (lab.sh freeze); t0 = before the freeze",
 		baseline: "one pod kubefence-metad --standalone --epoch 1, no readiness probe, restarted in place by its kubelet (a fresh pod per sample: no CrashLoopBackOff)",
 		last_epoch: ($epoch|tonumber)},
+	linearizability: {checker: "tests/lincheck/kf-lincheck", ops: ($linops|tonumber), verdict: $verdict},
 	kubefence_container_kill: $k,
 	kubefence_node_freeze: $f,
 	baseline_container_kill: $b,
@@ -196,3 +205,4 @@ jq -n --argjson k "$K" --argjson f "$F" --argjson b "$B" --arg at "$(date -u +%F
 }' >"$OUT"
 cat "$OUT" | jq -c '{kill: .kubefence_container_kill | {n, p50_ms, p99_ms}, freeze: .kubefence_node_freeze | {n, p50_ms, p99_ms}, baseline: .baseline_container_kill | {n, p50_ms, p99_ms}, ratio: .ratio_baseline_over_kubefence}'
 echo "bench: wrote $OUT"
+[ "$LIN_RC" = 0 ] || die "kf-lincheck: the kubefence client's history is not linearizable (verdict $VERDICT, above)"

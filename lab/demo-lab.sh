@@ -3,7 +3,8 @@
 # overlay, write metadata through the master, SIGKILL the master's container
 # through its node's containerd (`ctr -n k8s.io task kill -s SIGKILL`, what
 # `docker kill` does) and show the timeline of the failover, then the killed
-# pod restarted in place by its kubelet, as standby.
+# pod restarted in place by its kubelet, as standby; at the end kf-lincheck
+# judges every operation the demo's clients recorded.
 #
 #   bash lab/demo-lab.sh [--keep] [--keys N]
 #
@@ -67,14 +68,16 @@ M=$(masters)
 echo "== master: $M on $(pod_node "$M"), Service metaservice -> $(endpoint)"
 
 echo "== writing $KEYS keys through the master (Service endpoints)"
-for i in $(seq 1 "$KEYS"); do echo "put demo-$i value-$i"; done | "$CLIENT" session >"$WORK/put.out"
+for i in $(seq 1 "$KEYS"); do echo "put demo-$i value-$i"; done |
+	"$CLIENT" --history "$HIST/demo.hist" --client demo-put session >"$WORK/put.out"
 n=$(grep -c '^ok put' "$WORK/put.out")
 echo "   $n of $KEYS acknowledged"
 [ "$n" = "$KEYS" ] || die "writes failed: $(grep -v '^ok' "$WORK/put.out" | head -3)"
 
 # A client writing continuously through the Service: it measures when the
 # first write after the kill is acknowledged.
-bg_start "$CLIENT" --pause-us 1000 --prefix live- workload "$WORK/acks" >/dev/null
+bg_start "$CLIENT" --pause-us 1000 --prefix live- --history "$HIST/workload.hist" --client workload \
+	workload "$WORK/acks" >/dev/null
 sleep 1
 OLD=$M
 OLD_NODE=$(pod_node "$OLD")
@@ -119,7 +122,8 @@ echo "== the new master's agent (kubefencectl status --agent $NEW_AGENT_IP:9464)
 "$KFCTL" status --agent "$NEW_AGENT_IP:9464" 2>&1 | sed -n '1,20p' | sed 's/^/   /' | cut -c1-200
 
 echo "== the $KEYS keys written before the kill, read through the Service"
-for i in $(seq 1 "$KEYS"); do echo "get demo-$i value-$i"; done | "$CLIENT" session >"$WORK/get.out"
+for i in $(seq 1 "$KEYS"); do echo "get demo-$i value-$i"; done |
+	"$CLIENT" --history "$HIST/demo.hist" --client demo-get session >"$WORK/get.out"
 echo "   $(grep -c '^ok get' "$WORK/get.out") of $KEYS readable on $NEW"
 
 echo "== the killed pod, restarted in place by its kubelet"
@@ -130,4 +134,10 @@ echo "   $OLD: restartCount $BEFORE -> $(restarts "$OLD"), $st"
 echo "   a write sent to it directly: $r"
 bg_stop "${E2E_BG_PIDS[0]}"
 kc get pods -n $NS -o wide -L role | sed 's/^/   /'
+echo "== every operation the clients recorded, judged by kf-lincheck (linearizability)"
+"$CLIENT" --timeout-ms 10000 --history "$HIST/final.hist" --client final check "$WORK/acks" >"$WORK/check.out" ||
+	die "acknowledged writes lost: $(cat "$WORK/check.out")"
+echo "   $(cat "$WORK/check.out")"
+e2e_lincheck demo "$HIST"/*.hist | sed 's/^/   /'
+[ "${PIPESTATUS[0]}" = 0 ] || die "the recorded operations are not linearizable (kf-lincheck above)"
 echo "== done"

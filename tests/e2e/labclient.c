@@ -1,5 +1,6 @@
-/* kf-labclient: the MetaService client of the lab's end-to-end tests, demo
- * and benchmark (tests/e2e/e2e.test, lab/demo-lab.sh, bench/failover-lab.sh).
+/* kf-labclient: the MetaService client of the lab's end-to-end tests, demo,
+ * benchmark and nemesis campaign (tests/e2e/e2e.test, lab/demo-lab.sh,
+ * bench/failover-lab.sh, bench/nemesis.sh).
  *
  * The lab has no kube-proxy, so a ClusterIP does not route.  This client
  * does what kube-proxy would program: it reads the Endpoints object of the
@@ -12,14 +13,27 @@
  *   kf-labclient [OPTIONS] get KEY [VALUE]    prints the value; exit 1 when it differs
  *                                             from VALUE or is missing
  *   kf-labclient [OPTIONS] session            lines on stdin: "put K V", "get K [V]",
- *                                             "quit"; one answer line each ("ok ..." or
- *                                             "fail ..."), one connection kept across
- *   kf-labclient [OPTIONS] workload FILE      writes keys PREFIXNNNNNNNN until SIGTERM;
- *                                             each acknowledged write is appended to FILE:
- *                                             "seq sent_us acked_us addr key value"
- *                                             (CLOCK_REALTIME µs); a summary on stdout
- *   kf-labclient [OPTIONS] check FILE         GETs every key of a workload FILE from the
- *                                             master: each must hold its acknowledged value
+ *                                             "del K", "quit"; one answer line each
+ *                                             ("ok ..." or "fail ..."), one connection
+ *                                             kept across
+ *   kf-labclient [OPTIONS] workload FILE      writes until SIGTERM, with --read-pct % GETs
+ *                                             (and --del-pct % DELs) mixed in: keys
+ *                                             PREFIXNNNNNNNN, one per write, or with
+ *                                             --keys N the N keys PREFIXkNNNN overwritten
+ *                                             again and again; values unique per write.
+ *                                             Each acknowledged write is appended to FILE:
+ *                                             "seq sent_us acked_us addr key value"; a
+ *                                             summary on stdout
+ *   kf-labclient [OPTIONS] check FILE...      GETs every key of the workload FILEs from
+ *                                             the master: each must hold its last
+ *                                             acknowledged value (by acked_us)
+ *   kf-labclient [OPTIONS] pinned ADDR [FILE] a client that, like a node-local service,
+ *                                             keeps one connection to the master it knows
+ *                                             (ADDR, then the address a NOTMASTER names)
+ *                                             and never asks the API: the same mix of
+ *                                             operations as the workload, until SIGTERM;
+ *                                             each operation is tried once (reconnecting
+ *                                             to the same address after a lost connection)
  *   kf-labclient [OPTIONS] direct ADDR put|get|stat KEY [VALUE]
  *                                             one request to ADDR (HOST:PORT), no Endpoints;
  *                                             prints the answer (OK, VALUE v, NOTMASTER ...,
@@ -34,12 +48,44 @@
  *                                             (two addresses in the Endpoints are logged as
  *                                             TWO-ENDPOINTS and counted, not failed: that
  *                                             is the endpoints controller's lag)
+ *   kf-labclient clockjump SECONDS HOLD_MS    step CLOCK_REALTIME by SECONDS (+/-), hold
+ *                                             HOLD_MS, then set it back to what it would
+ *                                             have been (measured on CLOCK_MONOTONIC), also
+ *                                             on SIGTERM; root only
+ *
+ * Histories (--history FILE, --client ID; lib/history.h, docs/history.md):
+ * session, workload, check, pinned, put and get append one record per
+ * operation, whatever came of it.  An operation of the Service modes spans
+ * all its tries (invocation at the first, completion at the last); a put or
+ * del is "ok" when its last try is done, "info" when some try may have
+ * written, else "fail".  Per try:
+ *
+ *   OK, NOTFOUND (del)                         done
+ *   ERR badrequest|toolarge|busy|unavailable   certainly not done
+ *   a connection that failed before sending    certainly not done
+ *   ERR deadline, ERR io, other ERR codes      indeterminate (PROTOCOL.md: a write
+ *                                              durable after its deadline is answered
+ *                                              ERR deadline)
+ *   NOTMASTER                                  indeterminate: kubefence-metad answers
+ *                                              NOTMASTER to a write that is already
+ *                                              durable when its agent asked it to demote
+ *                                              meanwhile (storage/metad/server.c)
+ *   a time-out, a connection lost after the    indeterminate
+ *   request was (partly) sent
+ *
+ * A get is ok with the value read (VALUE, or NOTFOUND as "-"), else fail.
+ * MASTER is the address the (last) try was sent to.  Times are
+ * CLOCK_REALTIME as it was when the process started, advanced on
+ * CLOCK_MONOTONIC: a wall-clock step during a run (the nemesis' clock
+ * jumps) does not reorder the records of processes started before it.
  *
  * Options: --kubeconfig FILE (default $KUBECONFIG), --namespace NS
  * (kubefence), --service NAME (metaservice), --timeout-ms N (overall, 30000),
- * --pause-us N (workload: between acknowledged writes, 2000), --prefix P
- * (workload keys, "w"), --interval-ms N (watch, 50), --selector S (watch,
- * "role=master").
+ * --request-ms N (one try, 1000), --pause-us N (workload, pinned: between
+ * operations, 2000), --prefix P (workload keys, "w"), --keys N (0: a new key
+ * per write), --read-pct N (workload, pinned: 20), --del-pct N (0), --seed N,
+ * --history FILE, --client ID (default "labclient-PID"), --interval-ms N
+ * (watch, 50), --selector S (watch, "role=master").
  */
 #include "config.h"
 
@@ -62,15 +108,22 @@
 #include <cjson/cJSON.h>
 
 #include "clock.h"
+#include "history.h"
 #include "util.h"
 #include "k8s.h"
 #include "proto.h"
 
 static const char *opt_kubeconfig, *opt_ns = "kubefence", *opt_svc = "metaservice";
 static const char *opt_prefix = "w", *opt_selector = "role=master";
+static const char *opt_history, *opt_client;
 static long opt_timeout_ms = 30000, opt_pause_us = 2000, opt_interval_ms = 50;
+static long opt_request_ms = 1000, opt_keys = 0, opt_read_pct = 20, opt_del_pct = 0;
+static unsigned long opt_seed;
 static volatile sig_atomic_t stopping;
 static struct k8s_client *api;
+static struct hist_writer *hw;
+static char client_id[128];
+static usec_t real_base, mono_base;
 
 static void on_signal(int sig)
 {
@@ -78,14 +131,16 @@ static void on_signal(int sig)
 	stopping = 1;
 }
 
-static usec_t now_real(void)
-{
-	return clock_real_usec();
-}
-
 static usec_t now_mono(void)
 {
 	return clock_mono_usec();
+}
+
+/* CLOCK_REALTIME of the start, advanced on the monotonic clock: immune to
+ * wall-clock steps while the process runs (see the file's comment). */
+static usec_t now_real(void)
+{
+	return real_base + (now_mono() - mono_base);
 }
 
 /* ---------------------------------------------------------------- API */
@@ -149,6 +204,39 @@ static int endpoints(char *buf, size_t len)
 	return n;
 }
 
+/* ---------------------------------------------------------------- history */
+
+static void hist_start(void)
+{
+	int r;
+
+	if (!opt_client) {
+		snprintf(client_id, sizeof(client_id), "labclient-%lu", (unsigned long)getpid());
+		opt_client = client_id;
+	}
+	if (!opt_history)
+		return;
+	r = hist_open(opt_history, &hw);
+	if (r < 0) {
+		fprintf(stderr, "kf-labclient: %s: %s\n", opt_history, strerror(-r));
+		exit(2);
+	}
+}
+
+static void record(enum hist_op op, const char *key, const char *value, usec_t invoke,
+                   usec_t complete, enum hist_result res, const char *master)
+{
+	int r;
+
+	if (!hw)
+		return;
+	r = hist_record(hw, opt_client, op, key, value && *value ? value : NULL, (uint64_t)invoke,
+	                (uint64_t)complete, res, master && *master ? master : NULL);
+	if (r < 0)
+		fprintf(stderr, "kf-labclient: history %s: %s %s: %s\n", opt_history,
+		        hist_op_name(op), key, strerror(-r));
+}
+
 /* ---------------------------------------------------------------- conn */
 
 struct conn {
@@ -174,6 +262,7 @@ static int conn_open(struct conn *c, const char *addr, usec_t deadline)
 	int r;
 
 	conn_close(c);
+	snprintf(c->addr, sizeof(c->addr), "%s", addr);
 	if (!colon || (size_t)(colon - addr) >= sizeof(host))
 		return -EINVAL;
 	memcpy(host, addr, (size_t)(colon - addr));
@@ -186,7 +275,6 @@ static int conn_open(struct conn *c, const char *addr, usec_t deadline)
 		c->fd = -1;
 		return r;
 	}
-	snprintf(c->addr, sizeof(c->addr), "%s", addr);
 	return 0;
 }
 
@@ -210,9 +298,10 @@ static const char *res_name(int r)
 	}
 }
 
-/* One request on an open connection; text gets the value / message. */
+/* One request on an open connection; text gets the value / message.  *sent
+ * is set once any byte of the request may have reached the server. */
 static int request(struct conn *c, enum proto_op op, const char *key, const char *value,
-                   long timeout_ms, char *text, size_t textlen)
+                   long timeout_ms, char *text, size_t textlen, bool *sent)
 {
 	usec_t deadline = now_mono() + timeout_ms * USEC_PER_MSEC;
 	struct pbuf out = {0};
@@ -220,11 +309,16 @@ static int request(struct conn *c, enum proto_op op, const char *key, const char
 	int r, res;
 
 	text[0] = '\0';
+	if (sent)
+		*sent = false;
 	if (proto_encode_request(&out, op, key, key ? strlen(key) : 0, value,
 	                         value ? strlen(value) : 0, 0) < 0) {
 		pbuf_free(&out);
 		return RS_CONN;
 	}
+	/* A send that fails may have put part of the request on the wire. */
+	if (sent)
+		*sent = true;
 	if (fd_send_all(c->fd, out.data, out.len, deadline) < 0) {
 		pbuf_free(&out);
 		conn_close(c);
@@ -279,15 +373,84 @@ static int request(struct conn *c, enum proto_op op, const char *key, const char
 	return res;
 }
 
+/* Whether a try of a put/del answered r (text: ERR's "code message") may
+ * have written; sent: whether the request went out at all. */
+static bool write_indeterminate(int r, const char *text, bool sent)
+{
+	static const char *const certain[] = {"badrequest", "toolarge", "busy", "unavailable"};
+	size_t n;
+
+	switch (r) {
+	case RS_OK:
+	case RS_NOTFOUND:
+		return false;
+	case RS_NOTMASTER:
+		return true; /* see the file's comment: durable, then demoting */
+	case RS_ERR:
+		n = strcspn(text, " ");
+		for (size_t i = 0; i < ELEMENTSOF(certain); i++)
+			if (strlen(certain[i]) == n && strncmp(text, certain[i], n) == 0)
+				return false;
+		return true; /* deadline, io, and any code this client does not know */
+	default:
+		return sent;
+	}
+}
+
+static bool is_write(enum proto_op op)
+{
+	return op == PROTO_OP_PUT || op == PROTO_OP_DEL;
+}
+
+static enum hist_op hist_op_of(enum proto_op op)
+{
+	return op == PROTO_OP_PUT ? HIST_PUT : op == PROTO_OP_DEL ? HIST_DEL : HIST_GET;
+}
+
+/* The history result of an operation whose last try answered r; maybe:
+ * some try may have written. */
+static enum hist_result classify(enum proto_op op, int r, bool maybe)
+{
+	if (is_write(op))
+		return r == RS_OK || (op == PROTO_OP_DEL && r == RS_NOTFOUND) ? HIST_OK
+		       : maybe                                                ? HIST_INFO
+		                                                              : HIST_FAIL;
+	return r == RS_VALUE || r == RS_NOTFOUND ? HIST_OK : HIST_FAIL;
+}
+
+/* Record one operation of op on key (value: what a put writes) whose last
+ * try answered r with text; master: where that try went. */
+static void record_op(enum proto_op op, const char *key, const char *value, usec_t invoke, int r,
+                      const char *text, bool maybe, const char *master)
+{
+	enum hist_result res = classify(op, r, maybe);
+	const char *v = op == PROTO_OP_PUT                    ? value
+	                : op == PROTO_OP_GET && r == RS_VALUE ? text
+	                                                      : NULL;
+
+	/* A read of an empty value cannot be told from "none" in the format. */
+	if (op == PROTO_OP_GET && r == RS_VALUE && !*text)
+		res = HIST_FAIL;
+	record(hist_op_of(op), key, v, invoke, now_real(), res, master);
+}
+
 /* A request through the Service: connect to the Endpoints' address when
  * not connected; on CONN/NOTMASTER/ERR re-read the Endpoints and retry until
- * the deadline.  Returns the last result; *tries counts the refused tries. */
+ * the deadline.  Returns the last result; *tries counts the refused tries;
+ * *maybe (when not NULL) tells whether some try of a write may have written;
+ * master gets the address of the last try. */
 static int svc_request(struct conn *c, enum proto_op op, const char *key, const char *value,
-                       usec_t deadline, char *text, size_t textlen, unsigned *tries)
+                       usec_t deadline, char *text, size_t textlen, unsigned *tries, bool *maybe,
+                       char *master, size_t masterlen)
 {
 	char eps[512];
 	int r = RS_CONN;
 
+	if (maybe)
+		*maybe = false;
+	if (master)
+		master[0] = '\0';
+	text[0] = '\0';
 	for (;;) {
 		if (c->fd < 0) {
 			int n = endpoints(eps, sizeof(eps));
@@ -299,7 +462,13 @@ static int svc_request(struct conn *c, enum proto_op op, const char *key, const 
 			}
 		}
 		if (c->fd >= 0) {
-			r = request(c, op, key, value, 1000, text, textlen);
+			bool sent = false;
+
+			if (master)
+				snprintf(master, masterlen, "%s", c->addr);
+			r = request(c, op, key, value, opt_request_ms, text, textlen, &sent);
+			if (maybe && is_write(op) && write_indeterminate(r, text, sent))
+				*maybe = true;
 			if (r == RS_OK || r == RS_VALUE || r == RS_NOTFOUND)
 				return r;
 			conn_close(c); /* re-resolve: the master may have moved */
@@ -312,6 +481,61 @@ static int svc_request(struct conn *c, enum proto_op op, const char *key, const 
 	}
 }
 
+/* svc_request and its history record. */
+static int svc_op(struct conn *c, enum proto_op op, const char *key, const char *value,
+                  usec_t deadline, char *text, size_t textlen, unsigned *tries)
+{
+	char master[64];
+	usec_t invoke = now_real();
+	bool maybe;
+	int r = svc_request(c, op, key, value, deadline, text, textlen, tries, &maybe, master,
+	                    sizeof(master));
+
+	record_op(op, key, value, invoke, r, text, maybe, master);
+	return r;
+}
+
+/* ---------------------------------------------------------------- op mix */
+
+static unsigned long rng_state;
+
+static unsigned long rnd(unsigned long n)
+{
+	/* xorshift64*: reproducible from --seed, good enough for a mix */
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return n ? (unsigned long)((rng_state * 2685821657736338717ull) >> 33) % n : 0;
+}
+
+static void rng_init(void)
+{
+	rng_state = (opt_seed ? opt_seed : (unsigned long)getpid() * 0x9E3779B97F4A7C15ull) | 1;
+}
+
+/* The next operation of the mix: its verb and key (seq: writes so far). */
+static enum proto_op next_op(uint64_t seq, char *key, size_t keylen)
+{
+	unsigned long roll = rnd(100);
+	enum proto_op op = roll < (unsigned long)opt_read_pct                   ? PROTO_OP_GET
+	                   : roll < (unsigned long)(opt_read_pct + opt_del_pct) ? PROTO_OP_DEL
+	                                                                        : PROTO_OP_PUT;
+
+	if (opt_keys > 0) {
+		snprintf(key, keylen, "%sk%04lu", opt_prefix, rnd((unsigned long)opt_keys));
+		return op;
+	}
+	/* A key per write: no deletes (the acknowledged values stay to be
+	 * checked); a read is of one of the last 256 keys written or being
+	 * written. */
+	if (op != PROTO_OP_GET || seq == 0) {
+		snprintf(key, keylen, "%s%08" PRIu64, opt_prefix, seq);
+		return PROTO_OP_PUT;
+	}
+	snprintf(key, keylen, "%s%08" PRIu64, opt_prefix, seq - 1 - rnd(seq < 256 ? seq : 256));
+	return op;
+}
+
 /* ---------------------------------------------------------------- modes */
 
 static int mode_put(const char *key, const char *value)
@@ -319,9 +543,8 @@ static int mode_put(const char *key, const char *value)
 	struct conn c = {.fd = -1};
 	char text[PROTO_LINE_MAX];
 	unsigned tries = 0;
-	int r = svc_request(&c, PROTO_OP_PUT, key, value,
-	                    now_mono() + opt_timeout_ms * USEC_PER_MSEC, text, sizeof(text),
-	                    &tries);
+	int r = svc_op(&c, PROTO_OP_PUT, key, value, now_mono() + opt_timeout_ms * USEC_PER_MSEC,
+	               text, sizeof(text), &tries);
 
 	if (r != RS_OK) {
 		printf("fail %s %s\n", res_name(r), text);
@@ -336,8 +559,8 @@ static int mode_get(const char *key, const char *want)
 {
 	struct conn c = {.fd = -1};
 	static char text[PROTO_VALUE_MAX + 1];
-	int r = svc_request(&c, PROTO_OP_GET, key, NULL,
-	                    now_mono() + opt_timeout_ms * USEC_PER_MSEC, text, sizeof(text), NULL);
+	int r = svc_op(&c, PROTO_OP_GET, key, NULL, now_mono() + opt_timeout_ms * USEC_PER_MSEC,
+	               text, sizeof(text), NULL);
 
 	if (r != RS_VALUE) {
 		printf("fail %s %s\n", res_name(r), text);
@@ -366,99 +589,255 @@ static int mode_session(void)
 		if (strcmp(verb, "quit") == 0)
 			break;
 		if (strcmp(verb, "put") == 0 && k && v) {
-			r = svc_request(&c, PROTO_OP_PUT, k, v, deadline, text, sizeof(text),
-			                &tries);
+			r = svc_op(&c, PROTO_OP_PUT, k, v, deadline, text, sizeof(text), &tries);
 			if (r == RS_OK)
 				printf("ok put %s %s tries=%u\n", k, c.addr, tries);
 			else
 				printf("fail put %s %s %s\n", k, res_name(r), text);
+		} else if (strcmp(verb, "del") == 0 && k) {
+			r = svc_op(&c, PROTO_OP_DEL, k, NULL, deadline, text, sizeof(text), &tries);
+			if (r == RS_OK || r == RS_NOTFOUND)
+				printf("ok del %s %s %s tries=%u\n", k, res_name(r), c.addr, tries);
+			else
+				printf("fail del %s %s %s\n", k, res_name(r), text);
 		} else if (strcmp(verb, "get") == 0 && k) {
-			r = svc_request(&c, PROTO_OP_GET, k, NULL, deadline, text, sizeof(text),
-			                &tries);
+			r = svc_op(&c, PROTO_OP_GET, k, NULL, deadline, text, sizeof(text), &tries);
 			if (r == RS_VALUE && (!v || strcmp(v, text) == 0))
 				printf("ok get %s %s %s tries=%u\n", k, text, c.addr, tries);
 			else
 				printf("fail get %s %s %s\n", k, res_name(r), text);
 		} else {
-			printf("fail usage: put K V | get K [V] | quit\n");
+			printf("fail usage: put K V | get K [V] | del K | quit\n");
 		}
 	}
 	conn_close(&c);
 	return 0;
+}
+
+struct tally {
+	uint64_t ops, ok, fail, info, acked;
+};
+
+static void tally_add(struct tally *t, enum proto_op op, int r, bool maybe)
+{
+	enum hist_result res = classify(op, r, maybe);
+
+	t->ops++;
+	if (res == HIST_OK)
+		t->ok++;
+	else if (res == HIST_FAIL)
+		t->fail++;
+	else
+		t->info++;
 }
 
 static int mode_workload(const char *path)
 {
 	struct conn c = {.fd = -1};
 	FILE *f = fopen(path, "a");
-	char key[64], value[64], text[PROTO_LINE_MAX];
-	uint64_t seq = 0, acked = 0, refused = 0;
+	char key[64], value[128], master[64];
+	static char text[PROTO_VALUE_MAX + 1];
+	uint64_t seq = 0, refused = 0;
 	unsigned long pid = (unsigned long)getpid();
+	struct tally t = {0};
 
 	if (!f) {
 		fprintf(stderr, "kf-labclient: %s: %s\n", path, strerror(errno));
 		return 2;
 	}
 	setvbuf(f, NULL, _IOLBF, 0);
+	rng_init();
 	while (!stopping) {
+		enum proto_op op = next_op(seq, key, sizeof(key));
 		usec_t sent;
 		unsigned tries = 0;
+		bool maybe;
 		int r;
 
-		snprintf(key, sizeof(key), "%s%08" PRIu64, opt_prefix, seq);
-		snprintf(value, sizeof(value), "v%" PRIu64 "-%lu", seq, pid);
+		snprintf(value, sizeof(value), "v%" PRIu64 "-%lu-%s", seq, pid, opt_client);
 		sent = now_real();
 		/* No deadline of our own: retry until told to stop. */
-		r = svc_request(&c, PROTO_OP_PUT, key, value, INT64_MAX, text, sizeof(text),
-		                &tries);
+		r = svc_request(&c, op, key, op == PROTO_OP_PUT ? value : NULL, INT64_MAX, text,
+		                sizeof(text), &tries, &maybe, master, sizeof(master));
 		refused += tries;
-		if (r != RS_OK)
+		record_op(op, key, value, sent, r, text, maybe, master);
+		tally_add(&t, op, r, maybe);
+		if (is_write(op) && classify(op, r, maybe) == HIST_OK) {
+			fprintf(f, "%" PRIu64 " %" PRId64 " %" PRId64 " %s %s %s\n", seq,
+			        (int64_t)sent, (int64_t)now_real(), c.addr, key,
+			        op == PROTO_OP_PUT ? value : "-");
+			t.acked++;
+		}
+		if (op == PROTO_OP_PUT)
+			seq++;
+		if (r != RS_OK && r != RS_VALUE && r != RS_NOTFOUND)
 			break; /* stopping */
-		fprintf(f, "%" PRIu64 " %" PRId64 " %" PRId64 " %s %s %s\n", seq, (int64_t)sent,
-		        (int64_t)now_real(), c.addr, key, value);
-		acked++;
-		seq++;
 		if (opt_pause_us > 0)
 			usleep((useconds_t)opt_pause_us);
 	}
 	fclose(f);
 	conn_close(&c);
-	printf("workload acked=%" PRIu64 " refused_tries=%" PRIu64 "\n", acked, refused);
+	printf("workload acked=%" PRIu64 " refused_tries=%" PRIu64 " ops=%" PRIu64 " ok=%" PRIu64
+	       " fail=%" PRIu64 " info=%" PRIu64 "\n",
+	       t.acked, refused, t.ops, t.ok, t.fail, t.info);
 	return 0;
 }
 
-static int mode_check(const char *path)
+/* "host:port" of a NOTMASTER's "[master=]pod@host:port" into out; false
+ * when it names none. */
+static bool hint_addr(const char *text, char *out, size_t outlen)
+{
+	const char *at = strchr(text, '@');
+
+	if (!at || !at[1] || strchr(at + 1, ' '))
+		return false;
+	snprintf(out, outlen, "%s", at + 1);
+	return strchr(out, ':') != NULL;
+}
+
+static int mode_pinned(const char *addr0, const char *path)
 {
 	struct conn c = {.fd = -1};
-	FILE *f = fopen(path, "r");
-	char line[512], addr[64], key[128], value[128];
+	FILE *f = path ? fopen(path, "a") : NULL;
+	char addr[64], key[64], value[128], hint[64];
 	static char text[PROTO_VALUE_MAX + 1];
-	uint64_t n = 0, bad = 0, seq;
-	int64_t sent, acked;
+	uint64_t seq = 0, switches = 0, conn_fail = 0;
+	unsigned long pid = (unsigned long)getpid();
+	struct tally t = {0};
 
-	if (!f) {
+	if (path && !f) {
 		fprintf(stderr, "kf-labclient: %s: %s\n", path, strerror(errno));
 		return 2;
 	}
-	while (fgets(line, sizeof(line), f)) {
+	if (f)
+		setvbuf(f, NULL, _IOLBF, 0);
+	snprintf(addr, sizeof(addr), "%s", addr0);
+	rng_init();
+	while (!stopping) {
+		enum proto_op op;
+		usec_t invoke;
+		bool sent = false;
 		int r;
-		if (sscanf(line, "%" SCNu64 " %" SCNd64 " %" SCNd64 " %63s %127s %127s", &seq,
-		           &sent, &acked, addr, key, value) != 6)
+
+		if (c.fd < 0 &&
+		    conn_open(&c, addr, now_mono() + opt_request_ms * USEC_PER_MSEC) < 0) {
+			conn_fail++;
+			usleep(100000); /* nothing sent: nothing to record */
 			continue;
-		n++;
-		r = svc_request(&c, PROTO_OP_GET, key, NULL,
-		                now_mono() + opt_timeout_ms * USEC_PER_MSEC, text, sizeof(text),
-		                NULL);
-		if (r != RS_VALUE || strcmp(text, value) != 0) {
+		}
+		op = next_op(seq, key, sizeof(key));
+		snprintf(value, sizeof(value), "p%" PRIu64 "-%lu-%s", seq, pid, opt_client);
+		invoke = now_real();
+		r = request(&c, op, key, op == PROTO_OP_PUT ? value : NULL, opt_request_ms, text,
+		            sizeof(text), &sent);
+		record_op(op, key, value, invoke, r, text, write_indeterminate(r, text, sent),
+		          addr);
+		tally_add(&t, op, r, write_indeterminate(r, text, sent));
+		if (is_write(op) && classify(op, r, false) == HIST_OK) {
+			if (f)
+				fprintf(f, "%" PRIu64 " %" PRId64 " %" PRId64 " %s %s %s\n", seq,
+				        (int64_t)invoke, (int64_t)now_real(), addr, key,
+				        op == PROTO_OP_PUT ? value : "-");
+			t.acked++;
+		}
+		if (op == PROTO_OP_PUT)
+			seq++;
+		if (r == RS_NOTMASTER && hint_addr(text, hint, sizeof(hint)) &&
+		    strcmp(hint, addr) != 0) {
+			snprintf(addr, sizeof(addr), "%s", hint);
+			conn_close(&c);
+			switches++;
+		}
+		if (r == RS_CONN || r == RS_NOTMASTER || r == RS_ERR)
+			usleep(50000);
+		else if (opt_pause_us > 0)
+			usleep((useconds_t)opt_pause_us);
+	}
+	if (f)
+		fclose(f);
+	conn_close(&c);
+	printf("pinned ops=%" PRIu64 " ok=%" PRIu64 " fail=%" PRIu64 " info=%" PRIu64
+	       " acked=%" PRIu64 " switches=%" PRIu64 " connect_failures=%" PRIu64 " last=%s\n",
+	       t.ops, t.ok, t.fail, t.info, t.acked, switches, conn_fail, addr);
+	return 0;
+}
+
+struct ack {
+	char key[128], value[128], addr[64];
+	int64_t acked;
+};
+
+static int ack_cmp(const void *a, const void *b)
+{
+	const struct ack *x = a, *y = b;
+	int c = strcmp(x->key, y->key);
+
+	if (c)
+		return c;
+	return x->acked < y->acked ? -1 : x->acked > y->acked;
+}
+
+static int mode_check(int nfiles, char **paths)
+{
+	struct conn c = {.fd = -1};
+	char line[512];
+	static char text[PROTO_VALUE_MAX + 1];
+	struct ack *acks = NULL;
+	size_t n = 0, cap = 0, keys = 0;
+	uint64_t bad = 0, seq;
+	int64_t sent;
+
+	for (int i = 0; i < nfiles; i++) {
+		FILE *f = fopen(paths[i], "r");
+
+		if (!f) {
+			fprintf(stderr, "kf-labclient: %s: %s\n", paths[i], strerror(errno));
+			free(acks);
+			return 2;
+		}
+		while (fgets(line, sizeof(line), f)) {
+			struct ack a;
+			if (sscanf(line, "%" SCNu64 " %" SCNd64 " %" SCNd64 " %63s %127s %127s",
+			           &seq, &sent, &a.acked, a.addr, a.key, a.value) != 6)
+				continue;
+			if (n == cap) {
+				struct ack *m;
+				cap = cap ? 2 * cap : 1024;
+				m = realloc(acks, cap * sizeof(*acks));
+				if (!m) {
+					fprintf(stderr, "kf-labclient: out of memory\n");
+					free(acks);
+					fclose(f);
+					return 2;
+				}
+				acks = m;
+			}
+			acks[n++] = a;
+		}
+		fclose(f);
+	}
+	if (n)
+		qsort(acks, n, sizeof(*acks), ack_cmp);
+	for (size_t i = 0; i < n; i++) {
+		const struct ack *a = &acks[i];
+		bool want_none = strcmp(a->value, "-") == 0;
+		int r;
+
+		if (i + 1 < n && strcmp(acks[i + 1].key, a->key) == 0)
+			continue; /* only the last acknowledged write of each key */
+		keys++;
+		r = svc_op(&c, PROTO_OP_GET, a->key, NULL,
+		           now_mono() + opt_timeout_ms * USEC_PER_MSEC, text, sizeof(text), NULL);
+		if (want_none ? r != RS_NOTFOUND : r != RS_VALUE || strcmp(text, a->value) != 0) {
 			if (bad < 20)
-				printf("LOST key %s acknowledged by %s: %s %s (want %s)\n", key,
-				       addr, res_name(r), text, value);
+				printf("LOST key %s acknowledged by %s: %s %s (want %s)\n", a->key,
+				       a->addr, res_name(r), text, a->value);
 			bad++;
 		}
 	}
-	fclose(f);
+	free(acks);
 	conn_close(&c);
-	printf("check acknowledged=%" PRIu64 " lost_or_wrong=%" PRIu64 "\n", n, bad);
+	printf("check acknowledged=%zu keys=%zu lost_or_wrong=%" PRIu64 "\n", n, keys, bad);
 	return bad || n == 0 ? 1 : 0;
 }
 
@@ -476,7 +855,7 @@ static int mode_direct(const char *addr, const char *verb, const char *key, cons
 		return 1;
 	}
 	r = request(&c, op, op == PROTO_OP_STAT ? NULL : key, op == PROTO_OP_PUT ? value : NULL,
-	            opt_timeout_ms, text, sizeof(text));
+	            opt_timeout_ms, text, sizeof(text), NULL);
 	conn_close(&c);
 	if (r == RS_VALUE && op == PROTO_OP_STAT) {
 		for (char *p = text; *p; p++)
@@ -559,13 +938,46 @@ static int mode_watch(const char *path)
 	return viol ? 1 : 0;
 }
 
+/* Step the wall clock by secs, hold, then set it to the time it would show
+ * had it never been stepped (the monotonic clock measures the hold). */
+static int mode_clockjump(const char *secs_s, const char *hold_s)
+{
+	struct timespec r0, m0, m1, set;
+	long secs = strtol(secs_s, NULL, 10), hold_ms = atol(hold_s);
+	int64_t target_ns;
+
+	clock_gettime(CLOCK_MONOTONIC, &m0);
+	clock_gettime(CLOCK_REALTIME, &r0);
+	set = r0;
+	set.tv_sec += secs;
+	if (clock_settime(CLOCK_REALTIME, &set) < 0) {
+		fprintf(stderr, "kf-labclient: clock_settime: %s\n", strerror(errno));
+		return 1;
+	}
+	for (long waited = 0; waited < hold_ms && !stopping; waited += 5)
+		usleep(5000);
+	clock_gettime(CLOCK_MONOTONIC, &m1);
+	target_ns = (int64_t)r0.tv_sec * 1000000000 + r0.tv_nsec +
+	            ((int64_t)m1.tv_sec - m0.tv_sec) * 1000000000 + (m1.tv_nsec - m0.tv_nsec);
+	set.tv_sec = (time_t)(target_ns / 1000000000);
+	set.tv_nsec = (long)(target_ns % 1000000000);
+	if (clock_settime(CLOCK_REALTIME, &set) < 0) {
+		fprintf(stderr, "kf-labclient: clock_settime (undo): %s\n", strerror(errno));
+		return 1;
+	}
+	printf("clockjump %+lds held %ld ms, undone\n", secs, hold_ms);
+	return 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: kf-labclient [--kubeconfig F] [--namespace NS] [--service S] "
-	                "[--timeout-ms N] [--pause-us N] [--prefix P] [--interval-ms N] "
-	                "[--selector S]\n"
-	                "  put K V | get K [V] | session | workload FILE | check FILE |\n"
-	                "  direct ADDR put|get|stat [K [V]] | watch FILE\n");
+	                "[--timeout-ms N] [--request-ms N] [--pause-us N] [--prefix P] [--keys N] "
+	                "[--read-pct N] [--del-pct N] [--seed N] [--history F] [--client ID] "
+	                "[--interval-ms N] [--selector S]\n"
+	                "  put K V | get K [V] | session | workload FILE | check FILE... |\n"
+	                "  pinned ADDR [FILE] | direct ADDR put|get|stat [K [V]] | watch FILE |\n"
+	                "  clockjump SECONDS HOLD_MS\n");
 	exit(2);
 }
 
@@ -574,6 +986,8 @@ int main(int argc, char **argv)
 	struct sigaction sa = {.sa_handler = on_signal};
 	int i = 1;
 
+	real_base = clock_real_usec();
+	mono_base = clock_mono_usec();
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
@@ -589,10 +1003,24 @@ int main(int argc, char **argv)
 			opt_svc = v;
 		else if (!strcmp(o, "--timeout-ms"))
 			opt_timeout_ms = atol(v);
+		else if (!strcmp(o, "--request-ms"))
+			opt_request_ms = atol(v);
 		else if (!strcmp(o, "--pause-us"))
 			opt_pause_us = atol(v);
 		else if (!strcmp(o, "--prefix"))
 			opt_prefix = v;
+		else if (!strcmp(o, "--keys"))
+			opt_keys = atol(v);
+		else if (!strcmp(o, "--read-pct"))
+			opt_read_pct = atol(v);
+		else if (!strcmp(o, "--del-pct"))
+			opt_del_pct = atol(v);
+		else if (!strcmp(o, "--seed"))
+			opt_seed = strtoul(v, NULL, 10);
+		else if (!strcmp(o, "--history"))
+			opt_history = v;
+		else if (!strcmp(o, "--client"))
+			opt_client = v;
 		else if (!strcmp(o, "--interval-ms"))
 			opt_interval_ms = atol(v);
 		else if (!strcmp(o, "--selector"))
@@ -602,15 +1030,23 @@ int main(int argc, char **argv)
 	}
 	if (i >= argc)
 		usage();
+	if (opt_read_pct < 0 || opt_del_pct < 0 || opt_read_pct + opt_del_pct > 100 ||
+	    opt_keys < 0 || opt_keys > 9999 || opt_request_ms <= 0)
+		usage();
 	const char *m = argv[i];
 	int left = argc - i - 1;
 	char **a = argv + i + 1;
 
+	if (!strcmp(m, "clockjump") && left == 2)
+		return mode_clockjump(a[0], a[1]);
 	if (!strcmp(m, "direct")) {
 		if (left < 2)
 			usage();
 		return mode_direct(a[0], a[1], left > 2 ? a[2] : "x", left > 3 ? a[3] : "");
 	}
+	hist_start();
+	if (!strcmp(m, "pinned") && (left == 1 || left == 2))
+		return mode_pinned(a[0], left == 2 ? a[1] : NULL);
 	api_open();
 	if (!strcmp(m, "put") && left == 2)
 		return mode_put(a[0], a[1]);
@@ -620,8 +1056,8 @@ int main(int argc, char **argv)
 		return mode_session();
 	if (!strcmp(m, "workload") && left == 1)
 		return mode_workload(a[0]);
-	if (!strcmp(m, "check") && left == 1)
-		return mode_check(a[0]);
+	if (!strcmp(m, "check") && left >= 1)
+		return mode_check(left, a);
 	if (!strcmp(m, "watch") && left == 1)
 		return mode_watch(a[0]);
 	usage();

@@ -39,6 +39,10 @@ e2e_init() {
 	[ -x "$KUBEFENCE_BUILD/nodeagent/kubefence-agent" ] || e2e_skip "kubefence not built in $KUBEFENCE_BUILD"
 	CLIENT=$top_builddir/tests/e2e/kf-labclient
 	[ -x "$CLIENT" ] || e2e_skip "$CLIENT not built (make tests/e2e/kf-labclient)"
+	# The history checker (tests/lincheck): every lab test judges the
+	# operations its clients recorded.
+	LINCHECK=$top_builddir/tests/lincheck/kf-lincheck
+	[ -x "$LINCHECK" ] || e2e_skip "$LINCHECK not built (make tests/lincheck/kf-lincheck)"
 	KFCTL=$KUBEFENCE_BUILD/nodeagent/kubefencectl
 	# The lab's kubectl (v1.20, built by lab/k8s-build.sh beside the servers).
 	if [ ! -x "$E2E_KUBECTL" ]; then
@@ -51,8 +55,32 @@ e2e_init() {
 	unset KUBECONFIG KUBEFENCE_LAB_DIR KUBEFENCE_LAB_NS
 	export KUBEFENCE_LAB_NODES=2
 	WORK=${WORK:-$(mktemp -d /tmp/kubefence-e2e.XXXXXX)}
+	HIST=$WORK/hist
+	mkdir -p "$HIST"
 	HAD_RUN_KUBEFENCE=0
 	[ -d /run/kubefence ] && HAD_RUN_KUBEFENCE=1
+	HAD_RUN_KUBEFENCE_FP=0
+	[ -d /run/kubefence-fp ] && HAD_RUN_KUBEFENCE_FP=1
+}
+
+# e2e_lincheck NAME HISTORY...: kf-lincheck over the histories (their
+# operations judged together, as one system's); the report goes to
+# $WORK/lincheck.NAME.out and .json.  Prints the summary line; on a violation
+# (exit 1) or bad input (2) prints the checker's output (its first 300
+# lines) and returns that status.
+e2e_lincheck() {
+	local name=$1 out rc
+	shift
+	out=$WORK/lincheck.$name
+	"$LINCHECK" --json "$out.json" "$@" >"$out.out" 2>&1
+	rc=$?
+	if [ $rc = 0 ]; then
+		grep '^lincheck:' "$out.out" | tail -1
+		return 0
+	fi
+	echo "# kf-lincheck $name: exit $rc (1: not linearizable, 2: bad input); its output:"
+	head -300 "$out.out"
+	return $rc
 }
 
 lab_is_up() { [ -d /sys/class/net/kflab0 ] || [ -f /var/lib/kubefence-lab/state ]; }
@@ -92,6 +120,11 @@ e2e_cleanup() {
 		rm -f /run/kubefence/lab-node-*/control.sock 2>/dev/null || true
 		rmdir /run/kubefence/lab-node-* 2>/dev/null || true
 		[ "$HAD_RUN_KUBEFENCE" = 1 ] || rmdir /run/kubefence 2>/dev/null || true
+		# The per-node fault-point control directories (lab overlay).
+		rm -f /run/kubefence-fp/lab-node-*/failpoints /run/kubefence-fp/lab-node-*/fired \
+			/run/kubefence-fp/lab-node-*/*.paused 2>/dev/null || true
+		rmdir /run/kubefence-fp/lab-node-* 2>/dev/null || true
+		[ "$HAD_RUN_KUBEFENCE_FP" = 1 ] || rmdir /run/kubefence-fp 2>/dev/null || true
 	fi
 }
 
