@@ -13,7 +13,18 @@
  *     verifies that no acknowledged write is lost (read back on the final
  *     master) and that two masters never acknowledged in overlapping
  *     periods (epochs, from the agents' logs, never go back in ack order;
- *     no write is acknowledged in a term once a newer term started).
+ *     no write is acknowledged in a term once a newer term started);
+ *   - two more clients put, delete and read a few shared registers and read
+ *     the writer's latest keys; every operation of every client (and the
+ *     final read-back of every key written) is recorded in the scenario's
+ *     history, which kf-lincheck must find linearizable (fo_check_history;
+ *     a missing kf-lincheck fails under CI=true, and is a warning
+ *     otherwise).
+ *
+ * Two scenarios arm fault points (lib/failpoint.h) in one process: the
+ * master's metad crashing right after a write became durable (its client
+ * sees a lost connection: an operation of unknown outcome), and the new
+ * leader's agent crashing after fencing, before it promotes its service.
  *
  * Timings: lease 2000 ms, renew deadline 1500 ms, retry 250 ms, request
  * 1000 ms, write margin 250 ms.  Fencing: scsi-pr on the harness LUN (every
@@ -36,6 +47,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "failpoint.h"
 #include "fo.h"
 #include "proto.h"
 
@@ -70,18 +82,29 @@ static void dump_all(struct scen *s)
 	}
 }
 
-/* Node 0 master, writes flowing to it for 1 s. */
-static void scen_start(struct scen *s, const char *tag)
+/* A fault-point spec armed in one process from its first start. */
+struct fp_arm {
+	size_t node;
+	enum fo_proc proc;
+	const char *spec;
+};
+
+/* Node 0 master, writes flowing to it for 1 s; the processes named in arms
+ * (n of them) started with their fault points armed. */
+static void scen_start_armed(struct scen *s, const char *tag, const struct fp_arm *arms, size_t n)
 {
 	usec_t t0;
 
 	memset(s, 0, sizeof(*s));
 	fo_prepare_rbac();
 	fo_cluster_init(&s->c, tag, 2);
+	for (size_t i = 0; i < n; i++)
+		fo_arm(&s->c, arms[i].node, arms[i].proc, arms[i].spec);
 	fo_watcher_start(&s->wa, &s->c);
 	fo_cluster_start(&s->c);
 	s->w.probe_every = 20;
 	s->w.pause_us = 2000;
+	s->w.mixed = 2;
 	t0 = clock_mono_usec();
 	fo_workload_start(&s->w, &s->c);
 	ck_assert_msg(fo_wait_ack(&s->w, 0, t0, 5000), "no write acknowledged by %s",
@@ -89,11 +112,17 @@ static void scen_start(struct scen *s, const char *tag)
 	usleep(1000 * 1000);
 }
 
+static void scen_start(struct scen *s, const char *tag)
+{
+	scen_start_armed(s, tag, NULL, 0);
+}
+
 static void scen_finish(struct scen *s)
 {
-	char why[2048] = "";
+	char why[2048] = "", hwhy[2048] = "";
+	struct fo_verdict v;
 	int final;
-	bool ok;
+	bool ok, hok;
 
 	usleep(500 * 1000);
 	fo_workload_stop(&s->w);
@@ -103,16 +132,20 @@ static void scen_finish(struct scen *s)
 		dump_all(s);
 	ck_assert_msg(final >= 0, "no master at the end");
 	ok = fo_check(&s->c, &s->w, final, why, sizeof(why));
+	hok = fo_check_history(&s->c, final, &v, hwhy, sizeof(hwhy));
 	printf("%s: %zu writes acknowledged (node-a %zu, node-b %zu), %" PRIu64
-	       " attempts, %" PRIu64 " NOTMASTER, %" PRIu64 " errors/timeouts; watcher: %" PRIu64
-	       " observations, %" PRIu64 " failed lists, %" PRIu64 " with two masters\n",
+	       " attempts, %" PRIu64 " NOTMASTER, %" PRIu64
+	       " errors/timeouts; mixed clients: %" PRIu64 " ops, %" PRIu64
+	       " answered; watcher: %" PRIu64 " observations, %" PRIu64 " failed lists, %" PRIu64
+	       " with two masters\n",
 	       s->c.tag, s->w.n_acks, fo_acks_count(&s->w, 0, 0), fo_acks_count(&s->w, 1, 0),
-	       s->w.attempts, s->w.refused, s->w.errors, s->wa.observations, s->wa.failed_lists,
-	       s->wa.violations);
+	       s->w.attempts, s->w.refused, s->w.errors, s->w.mixed_ops, s->w.mixed_ok,
+	       s->wa.observations, s->wa.failed_lists, s->wa.violations);
 	fflush(stdout);
 	if (!ok || s->wa.violations)
 		dump_all(s);
 	ck_assert_msg(ok, "%s", why);
+	ck_assert_msg(hok, "%s", hwhy);
 	ck_assert_msg(s->wa.violations == 0, "%s", s->wa.violation);
 	ck_assert_msg(s->wa.observations >= 50, "the watcher saw the pods only %" PRIu64 " times",
 	              s->wa.observations);
@@ -120,21 +153,27 @@ static void scen_finish(struct scen *s)
 	fo_cluster_stop(&s->c);
 }
 
-/* Direct PUTs to node i for `ms`: how many were acknowledged; the time of
- * the first NOTMASTER in *first_nm (0: none). */
+/* Direct PUTs to node i for `ms` (client "hammer" of the history): how many
+ * were acknowledged; the time of the first NOTMASTER in *first_nm (0:
+ * none). */
 static int hammer(struct scen *s, size_t i, long ms, int *notmaster, int *errs, usec_t *first_nm)
 {
 	struct fo_conn cn;
 	usec_t end = clock_mono_usec() + ms * USEC_PER_MSEC;
-	char key[64], txt[256];
+	static unsigned calls;
+	char key[64], value[64], txt[256];
 	int ok = 0, k = 0;
+	unsigned call = calls++;
 
 	*notmaster = *errs = 0;
 	*first_nm = 0;
 	fo_conn_init(&cn, s->c.node[i].port);
 	while (clock_mono_usec() < end) {
+		/* values unique in the history, whatever the number of calls */
+		snprintf(value, sizeof(value), "hammer-%u-%d", call, k);
 		snprintf(key, sizeof(key), "h-%s-%d", s->c.tag, k++);
-		switch (fo_request(&cn, PROTO_OP_PUT, key, "stale", 200, txt, sizeof(txt))) {
+		switch (fo_op(&s->c, &cn, "hammer", PROTO_OP_PUT, key, value, 200, txt,
+		              sizeof(txt))) {
 		case FO_OK:
 			ok++;
 			break;
@@ -355,6 +394,150 @@ START_TEST(sigterm_leader_agent_hung_service)
 }
 END_TEST
 
+/* Wait up to timeout_ms for node i's metad to exit; its wait status or -1. */
+static int metad_wait(struct scen *s, size_t i, long timeout_ms)
+{
+	usec_t end = clock_mono_usec() + timeout_ms * USEC_PER_MSEC;
+	pid_t pid = s->c.node[i].metad_pid;
+	int status;
+
+	while (pid > 0 && clock_mono_usec() < end) {
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			s->c.node[i].metad_pid = 0;
+			return status;
+		}
+		usleep(5000);
+	}
+	return -1;
+}
+
+/* Of the puts and dels sent to `master` that the history has as info, how
+ * many (*n_info), and how many puts whose value the client "final" read
+ * (*n_seen). */
+static void info_writes(const char *path, const char *master, int *n_info, int *n_seen)
+{
+	char line[4096], cl[1100], op[8], key[1100], val[1100], res[8], m[1100];
+	char(*seen)[2][64] = calloc(4096, sizeof(*seen));
+	size_t ns = 0;
+	FILE *f = fopen(path, "r");
+
+	*n_info = *n_seen = 0;
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(seen);
+	while (fgets(line, sizeof(line), f)) {
+		if (line[0] == '#' || sscanf(line, "%1099s %7s %1099s %1099s %*s %*s %7s %1099s",
+		                             cl, op, key, val, res, m) != 6)
+			continue;
+		if (strcmp(op, "get") != 0 && strcmp(res, "info") == 0 && strcmp(m, master) == 0) {
+			(*n_info)++;
+			if (strcmp(op, "put") == 0 && ns < 4096) {
+				snprintf(seen[ns][0], sizeof(seen[ns][0]), "%.63s", key);
+				snprintf(seen[ns][1], sizeof(seen[ns][1]), "%.63s", val);
+				ns++;
+			}
+		} else if (strcmp(cl, "final") == 0) {
+			for (size_t i = 0; i < ns; i++)
+				if (strcmp(seen[i][0], key) == 0 && strcmp(seen[i][1], val) == 0)
+					(*n_seen)++;
+		}
+	}
+	fclose(f);
+	free(seen);
+}
+
+/* 5. Fault point metad.write.after_durable=crash in the master's metad: a
+ * write is durable, and the process dies before it checks the deadline or
+ * answers.  Its client sees the connection lost (info in the history); the
+ * agent sees EOF and releases, the other node recovers the journal (with
+ * that write) and serves; the final read-back shows the write, and the
+ * history must stay linearizable. */
+START_TEST(crash_after_durable)
+{
+	static const struct fp_arm arm[] = {
+	        /* past the writes of scen_start's first second */
+	        {0, FO_METAD, "metad.write.after_durable=400*off->crash"},
+	};
+	struct scen s;
+	usec_t t_crash, t_ack;
+	char history[480];
+	int status, n_info, n_seen;
+
+	scen_start_armed(&s, "crashdurable", arm, 1);
+	status = metad_wait(&s, 0, 15000);
+	if (status == -1)
+		dump_all(&s);
+	ck_assert_msg(status != -1, "node-a's metad did not crash at the fault point");
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == FAILPOINT_CRASH_STATUS,
+	              "node-a's metad ended with status %d, not the crash of the fault point",
+	              status);
+	ck_assert_int_eq(fo_fired(&s.c, 0, "metad.write.after_durable", &t_crash), 1);
+	t_ack = fo_wait_ack(&s.w, 1, 0, 15000);
+	if (!t_ack)
+		dump_all(&s);
+	ck_assert_msg(t_ack, "node-b acknowledged nothing within 15 s of the crash");
+	fo_record("failover-crash-after-durable-to-first-ack", secs(t_ack - t_crash));
+	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=released", "service",
+	                              "died", NULL),
+	                 1);
+	/* back without the fault point, as a restarted container: standby */
+	fo_arm(&s.c, 0, FO_METAD, NULL);
+	fo_metad_start(&s.c, 0);
+	ck_assert_msg(fo_wait_role(&s.c, 0, "standby", 10000),
+	              "the restarted metad is not standby");
+	usleep(500 * 1000);
+	snprintf(history, sizeof(history), "%s", s.c.history);
+	scen_finish(&s);
+	/* the write in flight at the crash: its client lost the connection
+	 * after sending (info); being durable, the final read shows it unless
+	 * a later write of its key (a register) hid it */
+	info_writes(history, "node-a", &n_info, &n_seen);
+	printf("crashdurable: %d info writes to node-a, %d of them read back by the final "
+	       "read\n",
+	       n_info, n_seen);
+	ck_assert_int_ge(n_info, 1);
+}
+END_TEST
+
+/* 6. Fault point agent.fence.before_promote=crash in node-b's agent: after
+ * kill -9 of node-a's metad, node-b's agent takes the Lease, fences node-a,
+ * and dies before it removes the old label or promotes its metad.  Nobody
+ * serves until the Lease it holds expires; node-a's restarted metad then
+ * becomes master again through its own agent (which fences node-b).  No
+ * write may be acknowledged by node-b, and the history stays
+ * linearizable. */
+START_TEST(crash_before_promote)
+{
+	static const struct fp_arm arm[] = {
+	        {1, FO_AGENT, "agent.fence.before_promote=crash"},
+	};
+	struct scen s;
+	usec_t t_kill, t_ack;
+	int status;
+
+	scen_start_armed(&s, "crashpromote", arm, 1);
+	t_kill = fo_metad_signal(&s.c, 0, SIGKILL);
+	status = fo_agent_wait(&s.c, 1, 15000);
+	if (status == -1)
+		dump_all(&s);
+	ck_assert_msg(status != -1, "node-b's agent did not crash at the fault point");
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == FAILPOINT_CRASH_STATUS,
+	              "node-b's agent ended with status %d, not the crash of the fault point",
+	              status);
+	ck_assert_int_eq(fo_fired(&s.c, 1, "agent.fence.before_promote", NULL), 1);
+	ck_assert_int_ge(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 1);
+	fo_metad_start(&s.c, 0);
+	t_ack = fo_wait_ack(&s.w, 0, t_kill, 20000);
+	if (!t_ack)
+		dump_all(&s);
+	ck_assert_msg(t_ack, "node-a acknowledged nothing within 20 s of the crash");
+	fo_record("failover-crash-before-promote-to-first-ack", secs(t_ack - t_kill));
+	ck_assert_msg(fo_acks_count(&s.w, 1, 0) == 0, "node-b acknowledged a write");
+	ck_assert(!fo_wait_role(&s.c, 1, "master", 100));
+	usleep(500 * 1000);
+	scen_finish(&s);
+}
+END_TEST
+
 /* The checker itself: made-up agent logs and acks must be refused. */
 static void fake_log(struct fo_node *nd, const char *dir, const char *name, double mono, int epoch)
 {
@@ -424,6 +607,52 @@ START_TEST(checker_refuses_overlaps)
 }
 END_TEST
 
+/* The history judge itself: a read that misses an acknowledged write must
+ * fail the scenario, with kf-lincheck's counterexample; a clean history
+ * passes.  No servers: the final read-back finds every key read already. */
+START_TEST(history_checker_refuses_stale_read)
+{
+	struct fo_cluster c;
+	struct fo_verdict v;
+	char why[2048];
+	uint64_t t = hist_now_us();
+	bool ok;
+
+	memset(&c, 0, sizeof(c));
+	c.n = 2;
+	snprintf(c.base, sizeof(c.base), "%s/checker-history",
+	         getenv("KF_IT_DIR") ? getenv("KF_IT_DIR") : "/tmp");
+	(void)mkdir(c.base, 0755);
+	snprintf(c.history, sizeof(c.history), "%s/history", c.base);
+	snprintf(c.tag, sizeof(c.tag), "checker");
+	(void)unlink(c.history);
+	ck_assert_int_eq(hist_open(c.history, &c.hist), 0);
+	ck_assert_int_eq(
+	        hist_record(c.hist, "c0", HIST_PUT, "k", "c0-0", t, t + 10, HIST_OK, "node-a"), 0);
+	ck_assert_int_eq(hist_record(c.hist, "final", HIST_GET, "k", "c0-0", t + 20, t + 30,
+	                             HIST_OK, "node-b"),
+	                 0);
+	ok = fo_check_history(&c, 1, &v, why, sizeof(why));
+	ck_assert_msg(ok, "%s", why);
+	if (!v.judged) {
+		/* outside CI without kf-lincheck: fo_check_history said so */
+		c.hist = hist_close(c.hist);
+		return;
+	}
+	ck_assert_int_eq(v.status, 0);
+	ck_assert_int_eq(v.ops, 2);
+	/* node-a, deposed, answers a read after node-b read the value */
+	ck_assert_int_eq(
+	        hist_record(c.hist, "c1", HIST_GET, "k", NULL, t + 40, t + 50, HIST_OK, "node-a"),
+	        0);
+	ok = fo_check_history(&c, 1, &v, why, sizeof(why));
+	ck_assert(!ok);
+	ck_assert_int_eq(v.status, 1);
+	ck_assert_ptr_nonnull(strstr(why, "found a violation"));
+	c.hist = hist_close(c.hist);
+}
+END_TEST
+
 static TCase *tcase(Suite *s, const char *name)
 {
 	TCase *tc = tcase_create(name);
@@ -437,12 +666,17 @@ static Suite *failover_suite(void)
 {
 	Suite *s = suite_create("failover");
 
-	tcase_add_test(tcase(s, "checker"), checker_refuses_overlaps);
+	TCase *checker = tcase(s, "checker");
+
+	tcase_add_test(checker, checker_refuses_overlaps);
+	tcase_add_test(checker, history_checker_refuses_stale_read);
 	tcase_add_test(tcase(s, "kill9-metad"), kill9_master_metad);
 	tcase_add_test(tcase(s, "sigstop-node"), sigstop_master_node);
 	tcase_add_test(tcase(s, "sigstop-agent"), sigstop_master_agent);
 	tcase_add_test(tcase(s, "sigterm-agent"), sigterm_leader_agent);
 	tcase_add_test(tcase(s, "sigterm-agent-hung-service"), sigterm_leader_agent_hung_service);
+	tcase_add_test(tcase(s, "crash-after-durable"), crash_after_durable);
+	tcase_add_test(tcase(s, "crash-before-promote"), crash_before_promote);
 	return s;
 }
 

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -181,10 +182,22 @@ static void delete_leftover_pods(struct fo_cluster *c)
 
 /* ------------------------------------------------------------ processes */
 
+/* Whether environment entry e ("NAME=VALUE") sets the variable of entry
+ * or name n ("NAME=..." or "NAME"). */
+static bool env_same(const char *e, const char *n)
+{
+	size_t len = strcspn(n, "=");
+
+	return strncmp(e, n, len) == 0 && e[len] == '=';
+}
+
 /* fork + exec with PR_SET_PDEATHSIG, stdout/stderr appended to log.  The
- * environment is prepared before fork: the child only calls
- * async-signal-safe functions (other threads may hold malloc's lock). */
-static pid_t spawn(const char *log, char *const argv[], const char *pod, const char *uid)
+ * environment (ours, with POD_NAME/POD_UID and the NULL-ended `extra`
+ * entries replacing what they name) is prepared before fork: the child only
+ * calls async-signal-safe functions (other threads may hold malloc's
+ * lock). */
+static pid_t spawn(const char *log, char *const argv[], const char *pod, const char *uid,
+                   char (*extra)[600])
 {
 	size_t n = 0, k = 0;
 	char **envp, podenv[128], uidenv[128];
@@ -192,18 +205,26 @@ static pid_t spawn(const char *log, char *const argv[], const char *pod, const c
 
 	while (environ[n])
 		n++;
-	envp = calloc(n + 3, sizeof(*envp));
+	envp = calloc(n + 3 + FO_MAX_ENV, sizeof(*envp));
 	FO_CHECK(envp, "ENOMEM");
-	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "POD_NAME=", 9) != 0 &&
+	for (size_t i = 0; i < n; i++) {
+		bool replaced = false;
+		for (size_t j = 0; extra && j < FO_MAX_ENV; j++)
+			if (extra[j][0] && env_same(environ[i], extra[j]))
+				replaced = true;
+		if (!replaced && strncmp(environ[i], "POD_NAME=", 9) != 0 &&
 		    strncmp(environ[i], "POD_UID=", 8) != 0)
 			envp[k++] = environ[i];
+	}
 	if (pod) {
 		snprintf(podenv, sizeof(podenv), "POD_NAME=%s", pod);
 		snprintf(uidenv, sizeof(uidenv), "POD_UID=%s", uid);
 		envp[k++] = podenv;
 		envp[k++] = uidenv;
 	}
+	for (size_t j = 0; extra && j < FO_MAX_ENV; j++)
+		if (extra[j][0])
+			envp[k++] = extra[j];
 	envp[k] = NULL;
 	pid = fork();
 	FO_CHECK(pid >= 0, "fork: %s", strerror(errno));
@@ -223,6 +244,75 @@ static pid_t spawn(const char *log, char *const argv[], const char *pod, const c
 	}
 	free(envp);
 	return pid;
+}
+
+void fo_setenv(struct fo_cluster *c, size_t i, enum fo_proc p, const char *name, const char *value)
+{
+	char(*e)[600] = c->node[i].env[p];
+	int slot = -1;
+
+	for (int j = 0; j < FO_MAX_ENV; j++)
+		if (e[j][0] && env_same(e[j], name)) {
+			e[j][0] = '\0';
+			if (slot < 0)
+				slot = j;
+		}
+	if (!value)
+		return;
+	for (int j = 0; slot < 0 && j < FO_MAX_ENV; j++)
+		if (!e[j][0])
+			slot = j;
+	FO_CHECK(slot >= 0, "more than %d extra environment entries for %s", FO_MAX_ENV,
+	         c->node[i].name);
+	FO_CHECK((size_t)snprintf(e[slot], sizeof(e[slot]), "%s=%s", name, value) < sizeof(e[slot]),
+	         "environment entry %s too long", name);
+}
+
+void fo_arm(struct fo_cluster *c, size_t i, enum fo_proc p, const char *spec)
+{
+	fo_setenv(c, i, p, "KUBEFENCE_FAILPOINTS", spec);
+	fo_setenv(c, i, p, "KUBEFENCE_FAILPOINT_DIR", spec ? c->node[i].fp_dir : NULL);
+}
+
+void fo_arm_running(struct fo_cluster *c, size_t i, const char *spec)
+{
+	char tmp[700], path[700];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s/failpoints.tmp", c->node[i].fp_dir);
+	snprintf(path, sizeof(path), "%s/failpoints", c->node[i].fp_dir);
+	f = fopen(tmp, "w");
+	FO_CHECK(f, "%s: %s", tmp, strerror(errno));
+	fprintf(f, "%s\n", spec ? spec : "");
+	FO_CHECK(fclose(f) == 0 && rename(tmp, path) == 0, "%s: %s", path, strerror(errno));
+}
+
+int fo_fired(const struct fo_cluster *c, size_t i, const char *name, usec_t *ret_mono)
+{
+	char path[700], line[1024], pt[256];
+	unsigned long long us;
+	int n = 0;
+	FILE *f;
+
+	if (ret_mono)
+		*ret_mono = 0;
+
+	snprintf(path, sizeof(path), "%s/fired", c->node[i].fp_dir);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	/* "REALTIME_US PID NAME ACTION" */
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%llu %*s %255s", &us, pt) != 2 || strcmp(pt, name) != 0)
+			continue;
+		/* the file has CLOCK_REALTIME; the harness measures on the
+		 * monotonic clock */
+		if (n++ == 0 && ret_mono)
+			*ret_mono = (usec_t)((int64_t)clock_mono_usec() -
+			                     ((int64_t)hist_now_us() - (int64_t)us));
+	}
+	fclose(f);
+	return n;
 }
 
 static void write_conf(struct fo_cluster *c, struct fo_node *nd, size_t i)
@@ -293,6 +383,11 @@ void fo_cluster_init(struct fo_cluster *c, const char *tag, size_t n)
 	FO_CHECK(access(c->base, W_OK) == 0, "%s: %s", c->base, strerror(errno));
 	snprintf(c->data, sizeof(c->data), "%s/data", c->base);
 	FO_CHECK(mkdir(c->data, 0755) == 0 || errno == EEXIST, "mkdir %s", c->data);
+	snprintf(c->history, sizeof(c->history), "%s/history", c->base);
+	{
+		int r = hist_open(c->history, &c->hist);
+		FO_CHECK(r == 0, "history %s: %s", c->history, strerror(-r));
+	}
 	c->n = n;
 	c->admin = admin_client();
 	delete_leftover_pods(c);
@@ -305,6 +400,8 @@ void fo_cluster_init(struct fo_cluster *c, const char *tag, size_t n)
 		snprintf(nd->agent_log, sizeof(nd->agent_log), "%s/agent.log", nd->dir);
 		snprintf(nd->metad_log, sizeof(nd->metad_log), "%s/metad.log", nd->dir);
 		snprintf(nd->sock, sizeof(nd->sock), "%s/control.sock", nd->dir);
+		snprintf(nd->fp_dir, sizeof(nd->fp_dir), "%s/fp", nd->dir);
+		FO_CHECK(mkdir(nd->fp_dir, 0755) == 0 || errno == EEXIST, "mkdir %s", nd->fp_dir);
 		snprintf(nd->pod, sizeof(nd->pod), "%s-meta-%c", tag, (char)('a' + i));
 		nd->port = free_port();
 		nd->http_port = free_port();
@@ -319,7 +416,7 @@ void fo_agent_start(struct fo_cluster *c, size_t i)
 	char *argv[] = {(char *)env("KF_IT_AGENT"), "--config", nd->conf, NULL};
 
 	FO_CHECK(nd->agent_pid <= 0, "agent %s already runs", nd->name);
-	nd->agent_pid = spawn(nd->agent_log, argv, NULL, NULL);
+	nd->agent_pid = spawn(nd->agent_log, argv, NULL, NULL, nd->env[FO_AGENT]);
 }
 
 void fo_metad_start(struct fo_cluster *c, size_t i)
@@ -339,7 +436,7 @@ void fo_metad_start(struct fo_cluster *c, size_t i)
 
 	FO_CHECK(nd->metad_pid <= 0, "metad %s already runs", nd->name);
 	snprintf(listen, sizeof(listen), "127.0.0.1:%d", nd->port);
-	nd->metad_pid = spawn(nd->metad_log, argv, nd->pod, nd->uid);
+	nd->metad_pid = spawn(nd->metad_log, argv, nd->pod, nd->uid, nd->env[FO_METAD]);
 	nd->metad_started = clock_mono_usec();
 }
 
@@ -406,6 +503,7 @@ void fo_cluster_stop(struct fo_cluster *c)
 		    0)
 			(void)k8s_delete(c->admin, path, 0, NULL, NULL, 5000, err, sizeof(err));
 	c->admin = k8s_client_free(c->admin);
+	c->hist = hist_close(c->hist);
 }
 
 int fo_log_count(const char *path, usec_t *ret_mono, ...)
@@ -459,7 +557,7 @@ static void scsi_join(struct fo_cluster *c, size_t i)
 	if (sp)
 		lun[sp - lun] = '\0';
 	snprintf(log, sizeof(log), "%s/scsi-join.log", c->node[i].dir);
-	pid = spawn(log, argv, NULL, NULL);
+	pid = spawn(log, argv, NULL, NULL, NULL);
 	FO_CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	         "kubefencectl scsi join --node %s failed (status %d, see %s)", c->node[i].name,
 	         status, log);
@@ -542,6 +640,7 @@ enum fo_result fo_request(struct fo_conn *cn, int op, const char *key, const cha
 
 	if (val && vallen)
 		val[0] = '\0';
+	cn->sent = false;
 	if (cn->fd < 0 && conn_open(cn, deadline) < 0)
 		return FO_CONN;
 	r = proto_encode_request(&out, (enum proto_op)op, key, key ? strlen(key) : 0, value,
@@ -550,6 +649,9 @@ enum fo_result fo_request(struct fo_conn *cn, int op, const char *key, const cha
 		pbuf_free(&out);
 		return FO_CONN;
 	}
+	/* from here on the server may have the request, or a part of it:
+	 * fd_send_all() does not say how much went out before a failure */
+	cn->sent = true;
 	if (fd_send_all(cn->fd, out.data, out.len, deadline) < 0) {
 		pbuf_free(&out);
 		fo_conn_close(cn);
@@ -607,6 +709,84 @@ enum fo_result fo_request(struct fo_conn *cn, int op, const char *key, const cha
 	memmove(cn->buf, cn->buf + r, cn->len - (size_t)r);
 	cn->len -= (size_t)r;
 	return res;
+}
+
+enum hist_result fo_classify(int op, enum fo_result r, const char *text, bool sent)
+{
+	static const char *const certain[] = {"badrequest", "toolarge", "busy", "unavailable"};
+
+	if (op == PROTO_OP_GET)
+		return r == FO_VALUE || r == FO_NOTFOUND ? HIST_OK : HIST_FAIL;
+	switch (r) {
+	case FO_OK:
+	case FO_NOTFOUND: /* DEL of a missing key: done, nothing to delete */
+		return HIST_OK;
+	case FO_NOTMASTER:
+		/* Not "certainly not done": do_write() in storage/metad/server.c
+		 * answers NOTMASTER to a write that is already durable when a
+		 * DEMOTE arrived meanwhile. */
+		return HIST_INFO;
+	case FO_ERR:
+		for (size_t i = 0; i < sizeof(certain) / sizeof(certain[0]); i++) {
+			size_t n = strlen(certain[i]);
+			if (text && strncmp(text, certain[i], n) == 0 &&
+			    (text[n] == ' ' || text[n] == '\0'))
+				return HIST_FAIL;
+		}
+		/* deadline (a write durable after the deadline is answered so),
+		 * io, or a code this client does not know */
+		return HIST_INFO;
+	case FO_CONN:
+		return sent ? HIST_INFO : HIST_FAIL;
+	default: /* VALUE or STATS to a write: a confused server */
+		return HIST_INFO;
+	}
+}
+
+/* The name a history gives the server on port: its node, or the address. */
+static void master_name(const struct fo_cluster *c, int port, char *buf, size_t len)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (c->node[i].port == port) {
+			snprintf(buf, len, "%s", c->node[i].name);
+			return;
+		}
+	snprintf(buf, len, "127.0.0.1:%d", port);
+}
+
+enum fo_result fo_op(struct fo_cluster *c, struct fo_conn *cn, const char *client, int op,
+                     const char *key, const char *value, long timeout_ms, char *val, size_t vallen)
+{
+	char master[64], got[1100];
+	enum hist_op hop = op == PROTO_OP_PUT ? HIST_PUT : op == PROTO_OP_GET ? HIST_GET : HIST_DEL;
+	enum hist_result res;
+	enum fo_result r;
+	uint64_t t0, t1;
+	int k;
+
+	FO_CHECK(op == PROTO_OP_PUT || op == PROTO_OP_GET || op == PROTO_OP_DEL,
+	         "fo_op: op %d is not PUT/GET/DEL", op);
+	t0 = hist_now_us();
+	r = fo_request(cn, op, key, value, timeout_ms, got, sizeof(got));
+	t1 = hist_now_us();
+	res = fo_classify(op, r, got, cn->sent);
+	if (!c->hist)
+		goto out;
+	master_name(c, cn->port, master, sizeof(master));
+	k = hist_record(c->hist, client, hop, key,
+	                op == PROTO_OP_PUT                    ? value
+	                : op == PROTO_OP_GET && r == FO_VALUE ? got
+	                                                      : NULL,
+	                t0, t1, res, master);
+	/* A record missing makes the history unjudgeable; workload threads
+	 * must not abort, so fo_check_history() reports it. */
+	if (k < 0 && __atomic_fetch_add(&c->hist_errors, 1, __ATOMIC_RELAXED) == 0)
+		snprintf(c->hist_error, sizeof(c->hist_error), "cannot record %s %s '%.64s': %s",
+		         client, hist_op_name(hop), key, strerror(-k));
+out:
+	if (val && vallen)
+		snprintf(val, vallen, "%s", got);
+	return r;
 }
 
 int fo_stat(const struct fo_cluster *c, size_t i, char *role, size_t rolelen, int64_t *epoch)
@@ -687,7 +867,7 @@ static void *wl_main(void *arg)
 	struct fo_workload *w = arg;
 	struct fo_cluster *c = w->c;
 	struct fo_conn cn[FO_MAX_NODES];
-	uint64_t since_probe = 0;
+	uint64_t since_probe = 0, vseq = 0;
 	char txt[512];
 
 	for (size_t i = 0; i < c->n; i++)
@@ -695,22 +875,22 @@ static void *wl_main(void *arg)
 	while (!w->stop) {
 		bool acked = false;
 		for (size_t k = 0; k < c->n && !w->stop; k++) {
-			int s = (int)((w->current + k) % c->n);
+			int s = (int)((__atomic_load_n(&w->current, __ATOMIC_RELAXED) + k) % c->n);
 			struct fo_ack a = {.seq = w->next_seq++, .srv = s};
 			enum fo_result r;
 
 			/* a new key per attempt: a timed-out write that lands
 			 * late can never overwrite an acknowledged one */
 			snprintf(a.key, sizeof(a.key), "w%010" PRIu64, a.seq);
-			snprintf(a.value, sizeof(a.value), "seq=%" PRIu64 " srv=%d", a.seq, s);
+			snprintf(a.value, sizeof(a.value), "c0-%" PRIu64, vseq++);
 			a.sent = clock_mono_usec();
-			r = fo_request(&cn[s], PROTO_OP_PUT, a.key, a.value, w->timeout_ms, txt,
-			               sizeof(txt));
+			r = fo_op(c, &cn[s], "c0", PROTO_OP_PUT, a.key, a.value, w->timeout_ms, txt,
+			          sizeof(txt));
 			__atomic_add_fetch(&w->attempts, 1, __ATOMIC_RELAXED);
 			if (r == FO_OK) {
 				a.acked = clock_mono_usec();
 				add_ack(w, &a);
-				w->current = s;
+				__atomic_store_n(&w->current, s, __ATOMIC_RELAXED);
 				acked = true;
 				break;
 			}
@@ -731,11 +911,10 @@ static void *wl_main(void *arg)
 				if ((int)s == w->current)
 					continue;
 				snprintf(a.key, sizeof(a.key), "p%010" PRIu64, a.seq);
-				snprintf(a.value, sizeof(a.value), "probe=%" PRIu64 " srv=%zu",
-				         a.seq, s);
+				snprintf(a.value, sizeof(a.value), "c0-%" PRIu64, vseq++);
 				a.sent = clock_mono_usec();
-				if (fo_request(&cn[s], PROTO_OP_PUT, a.key, a.value, 100, txt,
-				               sizeof(txt)) == FO_OK) {
+				if (fo_op(c, &cn[s], "c0", PROTO_OP_PUT, a.key, a.value, 100, txt,
+				          sizeof(txt)) == FO_OK) {
 					a.acked = clock_mono_usec();
 					add_ack(w, &a);
 				}
@@ -749,21 +928,108 @@ static void *wl_main(void *arg)
 	return NULL;
 }
 
+struct mixed_arg {
+	struct fo_workload *w;
+	int id;
+};
+
+/* A recently acknowledged key of the writer (one of its last 16), or false
+ * when it acknowledged nothing yet. */
+static bool recent_ack(struct fo_workload *w, uint64_t rnd, char *key, size_t keylen)
+{
+	bool found = false;
+
+	pthread_mutex_lock(&w->mu);
+	if (w->n_acks > 0) {
+		size_t back = (size_t)(rnd % 16);
+		if (back >= w->n_acks)
+			back = w->n_acks - 1;
+		snprintf(key, keylen, "%s", w->acks[w->n_acks - 1 - back].key);
+		found = true;
+	}
+	pthread_mutex_unlock(&w->mu);
+	return found;
+}
+
+static void *mixed_main(void *arg)
+{
+	struct mixed_arg *x = arg;
+	struct fo_workload *w = x->w;
+	struct fo_cluster *c = w->c;
+	struct fo_conn cn[FO_MAX_NODES];
+	char client[16], key[64], value[64], txt[512];
+	uint64_t rnd = 0x9e3779b97f4a7c15ull * (uint64_t)(x->id + 1), vseq = 0;
+	usec_t t0 = clock_mono_usec();
+	int s = __atomic_load_n(&w->current, __ATOMIC_RELAXED);
+
+	snprintf(client, sizeof(client), "c%d", x->id);
+	for (size_t i = 0; i < c->n; i++)
+		fo_conn_init(&cn[i], c->node[i].port);
+	while (!w->stop) {
+		uint64_t gen = (clock_mono_usec() - t0) / (2 * USEC_PER_SEC);
+		int op = PROTO_OP_GET, pick;
+		enum fo_result r;
+
+		/* xorshift64: reproducible per client, no shared state */
+		rnd ^= rnd << 13;
+		rnd ^= rnd >> 7;
+		rnd ^= rnd << 17;
+		pick = (int)(rnd % 10);
+		snprintf(key, sizeof(key), "r%" PRIu64 "-%d", gen, (int)((rnd >> 8) % 8));
+		if (pick < 3) {
+			op = PROTO_OP_PUT;
+			snprintf(value, sizeof(value), "%s-%" PRIu64, client, vseq++);
+		} else if (pick == 3) {
+			op = PROTO_OP_DEL;
+		} else if (pick >= 7 && !recent_ack(w, rnd >> 16, key, sizeof(key))) {
+			snprintf(key, sizeof(key), "r%" PRIu64 "-0", gen);
+		}
+		r = fo_op(c, &cn[s], client, op, key, op == PROTO_OP_PUT ? value : NULL,
+		          w->timeout_ms, txt, sizeof(txt));
+		__atomic_add_fetch(&w->mixed_ops, 1, __ATOMIC_RELAXED);
+		if (r == FO_OK || r == FO_VALUE || r == FO_NOTFOUND) {
+			__atomic_add_fetch(&w->mixed_ok, 1, __ATOMIC_RELAXED);
+		} else {
+			/* follow the writer, or try the next metad */
+			int cur = __atomic_load_n(&w->current, __ATOMIC_RELAXED);
+			s = cur != s ? cur : (s + 1) % (int)c->n;
+			usleep(1000);
+		}
+		usleep(w->pause_us > 0 ? (useconds_t)w->pause_us * 2 : 2000);
+	}
+	for (size_t i = 0; i < c->n; i++)
+		fo_conn_close(&cn[i]);
+	free(x);
+	return NULL;
+}
+
 void fo_workload_start(struct fo_workload *w, struct fo_cluster *c)
 {
-	/* the caller may have set probe_every, timeout_ms, pause_us, current */
+	/* the caller may have set probe_every, timeout_ms, pause_us, current,
+	 * mixed */
 	w->c = c;
 	w->stop = false;
 	if (!w->timeout_ms)
 		w->timeout_ms = 200;
+	FO_CHECK(w->mixed >= 0 && w->mixed <= FO_MAX_MIXED, "bad mixed client count %d", w->mixed);
 	pthread_mutex_init(&w->mu, NULL);
 	FO_CHECK(pthread_create(&w->thread, NULL, wl_main, w) == 0, "pthread_create");
+	for (int i = 0; i < w->mixed; i++) {
+		struct mixed_arg *x = calloc(1, sizeof(*x));
+		FO_CHECK(x, "ENOMEM");
+		x->w = w;
+		x->id = i + 1;
+		FO_CHECK(pthread_create(&w->mixed_thread[i], NULL, mixed_main, x) == 0,
+		         "pthread_create");
+	}
 }
 
 void fo_workload_stop(struct fo_workload *w)
 {
 	w->stop = true;
 	pthread_join(w->thread, NULL);
+	for (int i = 0; i < w->mixed; i++)
+		pthread_join(w->mixed_thread[i], NULL);
 }
 
 void fo_workload_free(struct fo_workload *w)
@@ -995,7 +1261,7 @@ bool fo_check(struct fo_cluster *c, struct fo_workload *w, int final, char *why,
 	for (size_t i = 0; i < w->n_acks; i++) {
 		const struct fo_ack *a = &w->acks[i];
 		enum fo_result r =
-		        fo_request(&cn, PROTO_OP_GET, a->key, NULL, 2000, val, sizeof(val));
+		        fo_op(c, &cn, "final", PROTO_OP_GET, a->key, NULL, 2000, val, sizeof(val));
 		if (r != FO_VALUE || strcmp(val, a->value) != 0)
 			WHY("acknowledged write '%s'='%s' (%s, mono %" PRId64
 			    ") lost on the final master %s: %s '%s'",
@@ -1009,4 +1275,235 @@ bool fo_check(struct fo_cluster *c, struct fo_workload *w, int final, char *why,
 out:
 	fo_conn_close(&cn);
 	return ok;
+}
+
+/* ------------------------------------------------------------ histories */
+
+struct keyset {
+	char **v;
+	size_t n, cap;
+};
+
+static void keyset_add(struct keyset *k, const char *key)
+{
+	if (k->n == k->cap) {
+		size_t cap = k->cap ? k->cap * 2 : 1024;
+		char **v = realloc(k->v, cap * sizeof(*v));
+		FO_CHECK(v, "ENOMEM");
+		k->v = v;
+		k->cap = cap;
+	}
+	k->v[k->n] = strdup(key);
+	FO_CHECK(k->v[k->n], "ENOMEM");
+	k->n++;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted, without duplicates. */
+static void keyset_sort(struct keyset *k)
+{
+	size_t j = 0;
+
+	if (k->n)
+		qsort(k->v, k->n, sizeof(*k->v), cmp_str);
+	for (size_t i = 0; i < k->n; i++) {
+		if (j > 0 && strcmp(k->v[j - 1], k->v[i]) == 0) {
+			free(k->v[i]);
+			continue;
+		}
+		k->v[j++] = k->v[i];
+	}
+	k->n = j;
+}
+
+static bool keyset_has(const struct keyset *k, const char *key)
+{
+	return k->n && bsearch(&key, k->v, k->n, sizeof(*k->v), cmp_str);
+}
+
+static void keyset_free(struct keyset *k)
+{
+	for (size_t i = 0; i < k->n; i++)
+		free(k->v[i]);
+	free(k->v);
+	memset(k, 0, sizeof(*k));
+}
+
+/* GET from the master `final` every key the history wrote that the client
+ * "final" has not read yet, recorded.  Returns the reads made. */
+static long final_reads(struct fo_cluster *c, int final)
+{
+	struct keyset written = {0}, read = {0};
+	char line[4096], client[1100], op[8], key[1100], val[256];
+	struct fo_conn cn;
+	long n = 0;
+	FILE *f = fopen(c->history, "r");
+
+	FO_CHECK(f, "%s: %s", c->history, strerror(errno));
+	while (fgets(line, sizeof(line), f)) {
+		if (line[0] == '#' || sscanf(line, "%1099s %7s %1099s", client, op, key) != 3)
+			continue;
+		if (strcmp(op, "put") == 0 || strcmp(op, "del") == 0)
+			keyset_add(&written, key);
+		else if (strcmp(client, "final") == 0)
+			keyset_add(&read, key);
+	}
+	fclose(f);
+	keyset_sort(&written);
+	keyset_sort(&read);
+	fo_conn_init(&cn, c->node[final].port);
+	for (size_t i = 0; i < written.n; i++) {
+		if (keyset_has(&read, written.v[i]))
+			continue;
+		(void)fo_op(c, &cn, "final", PROTO_OP_GET, written.v[i], NULL, 2000, val,
+		            sizeof(val));
+		n++;
+	}
+	fo_conn_close(&cn);
+	keyset_free(&written);
+	keyset_free(&read);
+	return n;
+}
+
+/* "lincheck: N ops, ..., verdict V" from kf-lincheck's output. */
+static void read_summary(struct fo_verdict *v)
+{
+	char line[4096];
+	FILE *f = fopen(v->output, "r");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		const char *p = strstr(line, "lincheck: "), *vd;
+		long ops;
+		if (!p)
+			continue;
+		if (sscanf(p, "lincheck: %ld ops", &ops) == 1)
+			v->ops = ops;
+		vd = strstr(p, "verdict ");
+		if (vd)
+			snprintf(v->verdict, sizeof(v->verdict), "%.*s",
+			         (int)strcspn(vd + 8, " ,\n"), vd + 8);
+	}
+	fclose(f);
+}
+
+/* Counts and the verdict from kf-lincheck's --json file. */
+static void read_json(struct fo_verdict *v, const char *path)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} nums[] = {
+	        {"ops", offsetof(struct fo_verdict, ops)},
+	        {"ok", offsetof(struct fo_verdict, ok)},
+	        {"fail", offsetof(struct fo_verdict, fail)},
+	        {"info", offsetof(struct fo_verdict, info)},
+	        {"info_dropped", offsetof(struct fo_verdict, info_dropped)},
+	};
+	char *text = NULL;
+	size_t len = 0;
+	cJSON *j, *it;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return;
+	if (getdelim(&text, &len, '\0', f) < 0) {
+		free(text);
+		fclose(f);
+		return;
+	}
+	fclose(f);
+	j = cJSON_Parse(text);
+	free(text);
+	for (size_t i = 0; j && i < sizeof(nums) / sizeof(nums[0]); i++) {
+		it = cJSON_GetObjectItemCaseSensitive(j, nums[i].name);
+		if (cJSON_IsNumber(it))
+			*(long *)((char *)v + nums[i].off) = (long)it->valuedouble;
+	}
+	it = cJSON_GetObjectItemCaseSensitive(j, "verdict");
+	if (cJSON_IsString(it))
+		snprintf(v->verdict, sizeof(v->verdict), "%s", it->valuestring);
+	cJSON_Delete(j);
+}
+
+bool fo_check_history(struct fo_cluster *c, int final, struct fo_verdict *v, char *why,
+                      size_t whylen)
+{
+	const char *lc = getenv("KF_LINCHECK"), *ci = getenv("CI");
+	char json[600];
+	char *argv[] = {(char *)lc, "--json", json, c->history, NULL};
+	usec_t end;
+	int status = 0;
+	pid_t pid;
+
+	memset(v, 0, sizeof(*v));
+	v->ops = v->ok = v->fail = v->info = v->info_dropped = -1;
+	v->status = -1;
+	if (c->hist_errors) {
+		snprintf(why, whylen, "history %s: %" PRIu64 " records missing; the first: %s",
+		         c->history, c->hist_errors, c->hist_error);
+		return false;
+	}
+	v->final_reads = final_reads(c, final);
+	if (c->hist_errors) {
+		snprintf(why, whylen, "history %s: %" PRIu64 " records missing; the first: %s",
+		         c->history, c->hist_errors, c->hist_error);
+		return false;
+	}
+	if (!lc || !*lc || access(lc, X_OK) != 0) {
+		if (ci && strcmp(ci, "true") == 0) {
+			snprintf(why, whylen,
+			         "kf-lincheck is not there (KF_LINCHECK='%s'): the history %s "
+			         "cannot be judged, and CI=true",
+			         lc ? lc : "", c->history);
+			return false;
+		}
+		printf("%s: WARNING: kf-lincheck is not built (KF_LINCHECK='%s'); history %s "
+		       "NOT judged\n",
+		       c->tag, lc ? lc : "", c->history);
+		fflush(stdout);
+		return true;
+	}
+	snprintf(json, sizeof(json), "%s/lincheck.json", c->base);
+	snprintf(v->output, sizeof(v->output), "%s/lincheck.out", c->base);
+	(void)unlink(v->output);
+	(void)unlink(json);
+	pid = spawn(v->output, argv, NULL, NULL, NULL);
+	end = clock_mono_usec() + 300 * USEC_PER_SEC;
+	while (waitpid(pid, &status, WNOHANG) != pid) {
+		if (clock_mono_usec() > end) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			snprintf(why, whylen, "kf-lincheck took more than 300 s on %s", c->history);
+			return false;
+		}
+		usleep(20000);
+	}
+	v->judged = true;
+	v->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	read_summary(v);
+	read_json(v, json);
+	if (v->status == 0) {
+		printf("%s: history %s: %ld ops (%ld ok, %ld fail, %ld info of which %ld never "
+		       "observable; %ld final reads), verdict %s\n",
+		       c->tag, c->history, v->ops, v->ok, v->fail, v->info, v->info_dropped,
+		       v->final_reads, v->verdict[0] ? v->verdict : "?");
+		fflush(stdout);
+		return true;
+	}
+	fo_dump(v->output);
+	snprintf(why, whylen,
+	         "kf-lincheck %s: exit %d (%s) on %s (%ld ops); its output is above "
+	         "and in %s",
+	         v->status == 1 ? "found a violation" : "could not judge", v->status,
+	         v->verdict[0]    ? v->verdict
+	         : v->status == 2 ? "bad input"
+	                          : "?",
+	         c->history, v->ops, v->output);
+	return false;
 }

@@ -13,7 +13,15 @@
  *
  * Every process is started here as a child with PR_SET_PDEATHSIG and stopped
  * by PID by fo_cluster_stop().  Failures call fo_fail(), which each program
- * defines (the test: ck_abort_msg; the benchmark: print and exit). */
+ * defines (the test: ck_abort_msg; the benchmark: print and exit).
+ *
+ * Every operation a client of this harness sends (the workload threads, the
+ * tests' direct writes, the final read-back) goes through fo_op(), which
+ * records it in the cluster's history (lib/history.h, CLUSTER_BASE/history);
+ * fo_check_history() then judges that history with kf-lincheck.  Per node,
+ * a fault-point control directory (NODE_DIR/fp) and extra environment for
+ * the next start of its agent or metad arm fault points (lib/failpoint.h)
+ * in that one process. */
 #pragma once
 
 #include <pthread.h>
@@ -23,6 +31,7 @@
 #include <sys/types.h>
 
 #include "clock.h"
+#include "history.h"
 
 struct k8s_client;
 
@@ -43,12 +52,22 @@ void fo_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn
 #define FO_MARGIN_MS  250
 
 #define FO_MAX_NODES 3
+#define FO_MAX_ENV   4 /* extra environment entries per process */
+#define FO_MAX_MIXED 4 /* mixed clients per workload */
+
+/* Which process of a node. */
+enum fo_proc { FO_AGENT, FO_METAD };
 
 struct fo_node {
 	char name[16]; /* node-a */
 	char dir[480];
 	char conf[600], agent_log[600], metad_log[600], sock[600];
 	char pod[64], uid[64];
+	char fp_dir[600]; /* fault-point control directory (created by init) */
+	/* "NAME=VALUE" entries added to (or replacing in) the environment of
+	 * the next start of the agent [FO_AGENT] or metad [FO_METAD]; "" is
+	 * unused.  Set with fo_setenv() / fo_arm(). */
+	char env[2][FO_MAX_ENV][600];
 	int port, http_port;
 	pid_t agent_pid, metad_pid;
 	usec_t metad_started;
@@ -61,6 +80,10 @@ struct fo_cluster {
 	size_t n;
 	struct fo_node node[FO_MAX_NODES];
 	struct k8s_client *admin;
+	char history[480];        /* base/history */
+	struct hist_writer *hist; /* open from init to stop; shared by every thread */
+	uint64_t hist_errors;     /* records that could not be written */
+	char hist_error[256];     /* the first of them */
 };
 
 /* Once per process: the ServiceAccount `default` and the agent's Role for
@@ -73,6 +96,22 @@ void fo_cluster_init(struct fo_cluster *c, const char *tag, size_t n);
 /* Stop every process (SIGKILL by PID, SIGCONT first), delete the pods,
  * free the admin client. */
 void fo_cluster_stop(struct fo_cluster *c);
+
+/* Add (or replace) NAME=VALUE in the environment of the next start of node
+ * i's agent or metad; value NULL removes NAME.  Fails the test when more
+ * than FO_MAX_ENV names are set. */
+void fo_setenv(struct fo_cluster *c, size_t i, enum fo_proc p, const char *name, const char *value);
+/* Arm fault points in that process from its start: KUBEFENCE_FAILPOINTS=spec
+ * and KUBEFENCE_FAILPOINT_DIR=the node's fp_dir; spec NULL disarms (both
+ * removed). */
+void fo_arm(struct fo_cluster *c, size_t i, enum fo_proc p, const char *spec);
+/* Re-arm the running processes of node i that were started with fo_arm():
+ * writes spec to fp_dir/failpoints (atomically, by rename), which they
+ * re-read at their next hit of any point. */
+void fo_arm_running(struct fo_cluster *c, size_t i, const char *spec);
+/* How many times point `name` fired on node i (lines of fp_dir/fired);
+ * with ret_mono, the monotonic time of the first (0: none). */
+int fo_fired(const struct fo_cluster *c, size_t i, const char *name, usec_t *ret_mono);
 
 void fo_agent_start(struct fo_cluster *c, size_t i);
 void fo_metad_start(struct fo_cluster *c, size_t i);
@@ -103,6 +142,9 @@ struct fo_conn {
 	int port;
 	uint8_t buf[8192];
 	size_t len;
+	/* fo_request: whether any byte of the last request may have reached
+	 * the server (a lost connection after that is an unknown outcome) */
+	bool sent;
 };
 
 enum fo_result {
@@ -121,6 +163,25 @@ void fo_conn_close(struct fo_conn *cn);
 enum fo_result fo_request(struct fo_conn *cn, int op /* enum proto_op */, const char *key,
                           const char *value, long timeout_ms, char *val, size_t vallen);
 
+/* fo_request() of a PUT, GET or DEL by client `client` (a history token:
+ * "c0", "hammer", "final"), recorded in c's history: invocation and
+ * completion times, the value written (PUT) or read (GET answered VALUE),
+ * the node name of cn's port as MASTER, and the result classified by
+ * fo_classify().  key and value must be history tokens and a PUT's value
+ * unique in the history.  Thread-safe for distinct cn. */
+enum fo_result fo_op(struct fo_cluster *c, struct fo_conn *cn, const char *client, int op,
+                     const char *key, const char *value, long timeout_ms, char *val, size_t vallen);
+
+/* The history result (enum hist_result) of an answer r to op: for PUT/DEL,
+ * OK (and DEL's NOTFOUND) are ok; ERR badrequest/toolarge/busy/unavailable
+ * and a connection that failed before any byte was sent are fail; ERR
+ * deadline/io (or an unknown code), a time-out or a connection lost after
+ * sending are info, and so is NOTMASTER: storage/metad/server.c answers
+ * NOTMASTER to a write that is already durable when a DEMOTE came in
+ * meanwhile.  For GET: VALUE/NOTFOUND are ok, anything else fail.  text is
+ * the ERR text ("CODE message"). */
+enum hist_result fo_classify(int op, enum fo_result r, const char *text, bool sent);
+
 /* ---------------------------------------------------------- workload */
 
 struct fo_ack {
@@ -132,14 +193,24 @@ struct fo_ack {
 	usec_t sent, acked;
 };
 
-/* A thread writing sequential keys "wNNNNNNNN": it tries the last server
+/* A thread (client "c0") writing sequential keys "wNNNNNNNN" with values
+ * "c0-N" unique in the history: it tries the last server
  * that acknowledged first and the next ones on NOTMASTER, ERR or
  * connection errors, and records each acknowledged write.  Every
  * `probe_every` acknowledged writes it also PUTs a probe key to each other
  * server; an OK there is recorded too (it must never overlap). */
+/* With `mixed` > 0 (at most FO_MAX_MIXED), that many more client threads
+ * ("c1", "c2", ...) run next to the writer ("c0"): PUTs and DELs of a few
+ * registers shared by all of them (keys "rGEN-SLOT", GEN advancing every
+ * 2 s so that each key's history stays short), GETs of those and of the
+ * writer's last acknowledged keys, each thread following whichever metad
+ * answered last.  Only the history judges them (fo_check_history). */
 struct fo_workload {
 	struct fo_cluster *c;
 	pthread_t thread;
+	int mixed;
+	pthread_t mixed_thread[FO_MAX_MIXED];
+	uint64_t mixed_ops, mixed_ok;
 	volatile bool stop;
 	int probe_every;
 	long timeout_ms;
@@ -198,6 +269,28 @@ size_t fo_terms(const struct fo_cluster *c, struct fo_term *out, size_t max);
  * acknowledged key reads back its acknowledged value on the master
  * `final`.  On failure, fills why and returns false. */
 bool fo_check(struct fo_cluster *c, struct fo_workload *w, int final, char *why, size_t whylen);
+
+/* The verdict of kf-lincheck on a cluster's history. */
+struct fo_verdict {
+	bool judged; /* false: kf-lincheck missing (allowed outside CI) */
+	int status;  /* its exit status: 0 linearizable, 1 violation, 2 bad input */
+	long ops;    /* operations it read (-1: unknown) */
+	long ok, fail, info, info_dropped; /* by result (its JSON; -1: unknown) */
+	long final_reads;                  /* GETs recorded by the final read-back */
+	char verdict[32];                  /* "linearizable", "violation", ... ("" unknown) */
+	char output[600];                  /* path of its stdout+stderr */
+};
+
+/* The end of a scenario, after fo_check() (whose read-back of every
+ * acknowledged key is recorded as client "final"): GET from the master
+ * `final` every other key the history wrote (recorded too), then run
+ * $KF_LINCHECK --json base/lincheck.json base/history.  Returns true when
+ * the history is linearizable (or, outside CI=true, kf-lincheck is not
+ * built: v->judged false, a warning printed); false with why otherwise (a
+ * violation: kf-lincheck's output is printed to stderr; bad input; a
+ * missing kf-lincheck under CI=true).  Blocks up to 5 minutes. */
+bool fo_check_history(struct fo_cluster *c, int final, struct fo_verdict *v, char *why,
+                      size_t whylen);
 
 /* Lines of a node's agent log containing every NULL-ended needle; with
  * ret_mono the mono= stamp of the first one. */
