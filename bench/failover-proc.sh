@@ -31,5 +31,7 @@ bash "$tgt_harness" start "$dir/tgt" --luns 1 --size 8 || { rc=1; exit 1; }
 export KF_IT_AGENT="$top_builddir/nodeagent/kubefence-agent"
 export KF_METAD="$top_builddir/storage/metad/kubefence-metad"
 export KF_IT_CTL="$top_builddir/nodeagent/kubefencectl"
+# the history checker; a missing one fails the run under CI=true
+export KF_LINCHECK="$top_builddir/tests/lincheck/kf-lincheck"
 "$top_builddir/bench/failover-proc" "$@" || rc=1
 exit $rc

@@ -13,10 +13,15 @@
  * recovered, labelled role=master; the first write may be acknowledged
  * before the label is set).
  *
- * Prints the samples and writes JSON (--out).  Never asserts timing; it
- * fails only when the setup breaks or the safety checks of fo_check() fail
- * (a lost acknowledged write, overlapping masters, two pods labelled
- * role=master). */
+ * Two more clients (fo.h: the mixed clients) put, delete and read shared
+ * registers and read the writer's latest keys; every operation is recorded
+ * in the run's history, and kf-lincheck judges it at the end.
+ *
+ * Prints the samples and writes JSON (--out), with the history's verdict.
+ * Never asserts timing; it fails only when the setup breaks or the safety
+ * checks fail: fo_check() (a lost acknowledged write, overlapping masters),
+ * the watcher (two pods labelled role=master), or kf-lincheck (a history
+ * that is not linearizable; a missing kf-lincheck only under CI=true). */
 #include "config.h"
 
 #include <errno.h>
@@ -131,6 +136,7 @@ int main(int argc, char **argv)
 	int n = 25, opt, final;
 	double *samples, *lead, *promoted;
 	char why[2048] = "";
+	struct fo_verdict v;
 	struct utsname un;
 	FILE *f;
 
@@ -168,6 +174,7 @@ int main(int argc, char **argv)
 	memset(&w, 0, sizeof(w));
 	w.probe_every = 50;
 	w.pause_us = 1000;
+	w.mixed = 2;
 	fo_workload_start(&w, &c);
 	FO_CHECK(fo_wait_ack(&w, 0, 0, 5000), "no write acknowledged by node-a");
 
@@ -229,9 +236,13 @@ int main(int argc, char **argv)
 	if (!fo_check(&c, &w, final, why, sizeof(why)))
 		fo_fail("safety check failed: %s", why);
 	FO_CHECK(wa.violations == 0, "%s", wa.violation);
+	if (!fo_check_history(&c, final, &v, why, sizeof(why)))
+		fo_fail("history check failed: %s", why);
 	printf("checks: %zu acknowledged writes all readable on %s; watcher: %" PRIu64
-	       " observations, none with two role=master pods\n",
-	       w.n_acks, c.node[final].name, wa.observations);
+	       " observations, none with two role=master pods; mixed clients: %" PRIu64
+	       " ops; history: %s\n",
+	       w.n_acks, c.node[final].name, wa.observations, w.mixed_ops,
+	       v.judged ? v.verdict : "not judged (kf-lincheck not built)");
 
 	for (int pass = 0; pass < 2; pass++) {
 		if (pass == 1 && !out)
@@ -269,12 +280,22 @@ int main(int argc, char **argv)
 		fprintf(f, "  \"setup\": \"2 nodes as processes on one machine; kube-apiserver "
 		           "v1.20 + etcd (--unsafe-no-fsync) on loopback with TLS and RBAC; tgtd "
 		           "file-backed LUN; directory store on one shared data dir; client "
-		           "pausing 1 ms between writes\",\n");
+		           "pausing 1 ms between writes; 2 mixed clients (put/del/get of shared "
+		           "registers, gets of the writer's keys) pausing 2 ms\",\n");
 		fprintf(f,
 		        "  \"checks\": {\"acknowledged_writes\": %zu, \"lost\": 0, "
 		        "\"overlapping_masters\": 0, \"watcher_observations\": %" PRIu64
 		        ", \"two_role_master_pods\": 0},\n",
 		        w.n_acks, wa.observations);
+		fprintf(f,
+		        "  \"history\": {\"checker\": \"kf-lincheck\", \"judged\": %s, \"ops\": "
+		        "%ld, "
+		        "\"ok\": %ld, \"fail\": %ld, \"info\": %ld, \"info_unobservable\": %ld, "
+		        "\"final_reads\": %ld, \"mixed_client_ops\": %" PRIu64
+		        ", \"verdict\": \"%s\"},\n",
+		        v.judged ? "true" : "false", v.ops, v.ok, v.fail, v.info, v.info_dropped,
+		        v.final_reads, w.mixed_ops,
+		        v.judged ? (v.verdict[0] ? v.verdict : "linearizable") : "not judged");
 		fprintf(f, "  \"machine\": {\"nproc\": %ld, \"kernel\": \"%s %s\"}\n",
 		        sysconf(_SC_NPROCESSORS_ONLN), un.sysname, un.release);
 		fprintf(f, "}\n");

@@ -22,11 +22,14 @@ TESTS += tests/failover/failover.test
 EXTRA_DIST += tests/failover/failover.test bench/failover-proc.sh
 
 # `make bench-failover`: >= 20 kill -9 of the master metad with real
-# processes; prints and writes bench/results/failover-proc.json.  Never
-# asserts timing.  BENCH_FAILOVER_ARGS, e.g. "-n 40".
+# processes; prints and writes bench/results/failover-proc.json, with the
+# verdict of kf-lincheck on the run's history (built first when
+# tests/lincheck/lincheck.mk provides it).  Never asserts timing.
+# BENCH_FAILOVER_ARGS, e.g. "-n 40".
 .PHONY: bench-failover
 bench-failover: bench/failover-proc nodeagent/kubefence-agent nodeagent/kubefencectl \
-		storage/metad/kubefence-metad
+		storage/metad/kubefence-metad \
+		$(filter tests/lincheck/kf-lincheck$(EXEEXT),$(check_PROGRAMS))
 	@mkdir -p $(builddir)/bench/results
 	top_srcdir='$(abs_top_srcdir)' top_builddir='$(abs_top_builddir)' \
 		bash $(srcdir)/bench/failover-proc.sh --out $(abs_builddir)/bench/results/failover-proc.json $(BENCH_FAILOVER_ARGS)
