@@ -69,6 +69,12 @@
 	X(METASTORE_OPEN_BEFORE_BARRIER, "metastore.open.before_barrier",                          \
 	  "Store: recovery finished; the epoch barrier record is not yet written. "                 \
 	  "error(E): the barrier write fails.")                                                    \
+	X(METASTORE_COMMIT_BEFORE_SYNC, "metastore.commit.before_sync",                            \
+	  "Store: a group commit is about to sync the records appended so far (they are in the "   \
+	  "index already). error(E): the sync fails.")                                             \
+	X(METASTORE_COMMIT_BEFORE_CHECK, "metastore.commit.before_check",                          \
+	  "Store: a group commit's records are durable; the epoch is not yet re-checked, so "      \
+	  "nothing is acknowledged yet.")                                                          \
 	X(METAD_WRITE_AFTER_DURABLE, "metad.write.after_durable",                                  \
 	  "MetaService: a PUT/DEL is durable; the write deadline is not yet checked.")             \
 	X(METAD_WRITE_BEFORE_OK, "metad.write.before_ok",                                          \

@@ -1219,9 +1219,13 @@ static int sync_once(struct metastore *m)
 	m->syncing = true;
 	if (group)
 		pthread_mutex_unlock(&m->lock);
-	r = m->b->ops->sync(m->b);
+	r = FAILPOINT(METASTORE_COMMIT_BEFORE_SYNC);
 	if (r >= 0)
+		r = m->b->ops->sync(m->b);
+	if (r >= 0) {
+		(void)FAILPOINT(METASTORE_COMMIT_BEFORE_CHECK);
 		r = m->b->ops->epoch_check(m->b, &cur);
+	}
 	if (group)
 		pthread_mutex_lock(&m->lock);
 	m->syncing = false;
@@ -1301,11 +1305,14 @@ static int store_write(struct metastore *m, uint8_t type, const void *key, size_
 		r = (int)n;
 		goto out;
 	}
+	/* From here on the record may be on the medium whatever fails: a
+	 * newer master may recover it.  Such failures are -EINPROGRESS, the
+	 * outcome unknown, never a definite "not written". */
 	r = m->b->ops->append(m->b, m->wbuf, (size_t)n, false);
 	if (r < 0) {
 		store_die(m, r, "append");
-		r = m->dead;
-		errbuf_set(err, errlen, "write to '%s' failed: %s", m->b->desc, strerror(-r));
+		errbuf_set(err, errlen, "write to '%s' failed: %s", m->b->desc, strerror(-m->dead));
+		r = -EINPROGRESS;
 		goto out;
 	}
 	m->last_seq = seq;
@@ -1315,6 +1322,8 @@ static int store_write(struct metastore *m, uint8_t type, const void *key, size_
 	                        : (index_delete(m, key, klen), 0);
 	if (r < 0) {
 		store_die(m, r, "index update");
+		errbuf_set(err, errlen, "index update failed: %s", strerror(-r));
+		r = -EINPROGRESS;
 		goto out;
 	}
 	r = commit_wait(m, seq);
@@ -1323,6 +1332,7 @@ static int store_write(struct metastore *m, uint8_t type, const void *key, size_
 		           r == -ESTALE ? "stepped down: a newer epoch owns '%s'"
 		                        : "sync of '%s' failed; the store accepts no more writes",
 		           m->b->desc);
+		r = -EINPROGRESS;
 		goto out;
 	}
 	m->st.writes++;

@@ -99,8 +99,13 @@ struct metastore *metastore_close(struct metastore *m);
  *   -ENAMETOOLONG key longer than METASTORE_KEY_MAX;
  *   -E2BIG        value longer than METASTORE_VALUE_MAX;
  *   -EROFS        opened read_only;
- *   -ESTALE       stepped down (see above);
- *   -EIO etc.     write or sync failed (the store is then unusable).
+ *   -ESTALE       stepped down (see above) before anything was written;
+ *   -EIO etc.     the store failed earlier; nothing was written;
+ *   -EINPROGRESS  the record was written but could not be confirmed durable
+ *                 under this writer's epoch (a newer epoch took over during
+ *                 the commit, or the write or sync failed): the outcome is
+ *                 unknown, a newer master may recover it.  The store then
+ *                 accepts no more writes (err says why).
  * Detail in err (may be NULL).  Blocks until durable. */
 int metastore_put(struct metastore *m, const void *key, size_t key_len, const void *value,
                   size_t value_len, char *err, size_t errlen);

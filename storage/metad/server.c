@@ -419,10 +419,18 @@ static void do_write(struct server *s, struct conn *c, const struct proto_req *q
 		                       err[0] ? err : strerror(-r));
 		return;
 	case -ESTALE:
+		/* refused before anything was written: certainly not made */
 		snprintf(reason, sizeof(reason), "stepped down: %s",
 		         err[0] ? err : "a newer epoch holds the volume");
 		self_demote(s, epoch, gen, reason);
 		answer_notmaster(s, out);
+		return;
+	case -EINPROGRESS:
+		/* written, but not confirmed under our epoch: a newer master may
+		 * have recovered it, so "not made" would be a lie */
+		snprintf(reason, sizeof(reason), "stepped down: %s", err[0] ? err : strerror(-r));
+		self_demote(s, epoch, gen, reason);
+		(void)proto_encode_err(out, "indeterminate", reason);
 		return;
 	default:
 		snprintf(reason, sizeof(reason), "store failed: %s", err[0] ? err : strerror(-r));
@@ -431,14 +439,17 @@ static void do_write(struct server *s, struct conn *c, const struct proto_req *q
 		return;
 	}
 	if (__atomic_load_n(&s->demoting, __ATOMIC_ACQUIRE)) {
-		/* durable, but the agent asked us to stop: not acknowledged */
-		answer_notmaster(s, out);
+		/* durable, but the agent asked us to stop: not acknowledged, and
+		 * made all the same (the next master recovers it) */
+		(void)proto_encode_err(
+		        out, "indeterminate",
+		        "durable, but this master is stepping down; not acknowledged");
 		return;
 	}
 	if (done > deadline_get(s)) {
 		self_demote(s, epoch, gen, "a write became durable after the write deadline");
 		(void)proto_encode_err(
-		        out, "deadline",
+		        out, "indeterminate",
 		        "durable after the write deadline; not acknowledged, demoted");
 		return;
 	}

@@ -886,14 +886,17 @@ START_TEST(two_services_one_volume)
 	agent_expect(&ab, "READY epoch=6 ", NULL, 0);
 	ck_assert_int_eq(once(mb.port, PROTO_OP_GET, "a", NULL, &u), PROTO_R_VALUE);
 
-	/* A's next write is refused by the store: A demotes itself and says so */
-	ck_assert_int_eq(once(ma.port, PROTO_OP_PUT, "a", "2", &u), PROTO_R_NOTMASTER);
+	/* A's next write is written, then found fenced in its commit: its
+	 * outcome is unknown (never "not made"); A demotes itself and says so */
+	ck_assert_int_eq(once(ma.port, PROTO_OP_PUT, "a", "2", &u), PROTO_R_ERR);
+	ck_assert_msg(strncmp(u.text, "indeterminate", 13) == 0, "%s", u.text);
 	agent_expect(&aa, "FAILED epoch=5 reason=", line, sizeof(line));
 	agent_expect(&aa, "STANDBY", NULL, 0);
 	ck_assert_int_eq(once(ma.port, PROTO_OP_PUT, "a", "3", &u), PROTO_R_NOTMASTER);
 	ck_assert_int_eq(once(ma.port, PROTO_OP_GET, "a", NULL, &u), PROTO_R_NOTMASTER);
 
-	/* B is unaffected; A's refused write was never acknowledged nor kept */
+	/* B is unaffected; A's write, left in A's segment after B's began, was
+	 * never acknowledged nor kept */
 	ck_assert_int_eq(once(mb.port, PROTO_OP_PUT, "b", "1", &u), PROTO_R_OK);
 	ck_assert_int_eq(meta_run(mb.addr, NULL, out, sizeof(out), "get", "a", NULL), 0);
 	ck_assert_str_eq(out, "1");
