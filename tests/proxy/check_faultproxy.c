@@ -121,12 +121,13 @@ START_TEST(bad_lines_refuse_the_file)
 	                              "PUT\n"
 	                              "PUT /x prob=1.5 reset\n"
 	                              "PUT /x retry_after=1 reset\n"
-	                              "PUT /x reframe malformed\n",
+	                              "PUT /x reframe malformed\n"
+	                              "PUT /x delay_response=5 status=503\n",
 	                              &n, err, sizeof(err));
 
 	ck_assert_int_eq(n, -EINVAL);
 	ck_assert_ptr_null(rs);
-	for (int line = 2; line <= 11; line++) {
+	for (int line = 2; line <= 12; line++) {
 		char want[32];
 		snprintf(want, sizeof(want), "rules:%d: ", line);
 		ck_assert_msg(strstr(err, want), "no '%s' in:\n%s", want, err);

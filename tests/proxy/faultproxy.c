@@ -730,6 +730,15 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
 	return SSL_TLSEXT_ERR_OK;
 }
 
+/* OpenSSL's reason for the last failure, which a missing file leaves unset. */
+static const char *ssl_reason(void)
+{
+	const char *r = ERR_reason_error_string(ERR_get_error());
+
+	ERR_clear_error();
+	return r ? r : "cannot be read";
+}
+
 static int tls_setup(struct proxy *p, const char *cert, const char *key, const char *ca,
                      const char *up_cert, const char *up_key, char *err, size_t errlen)
 {
@@ -744,16 +753,14 @@ static int tls_setup(struct proxy *p, const char *cert, const char *key, const c
 	if (SSL_CTX_use_certificate_chain_file(p->server_ctx, cert) != 1 ||
 	    SSL_CTX_use_PrivateKey_file(p->server_ctx, key, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(p->server_ctx) != 1) {
-		errbuf_set(err, errlen, "--cert '%s' / --key '%s': %s", cert, key,
-		           ERR_reason_error_string(ERR_get_error()));
+		errbuf_set(err, errlen, "--cert '%s' / --key '%s': %s", cert, key, ssl_reason());
 		return -EINVAL;
 	}
 	SSL_CTX_set_alpn_select_cb(p->server_ctx, alpn_select, NULL);
 	/* The upstream is always verified: there is no switch to turn it off. */
 	SSL_CTX_set_verify(p->upstream_ctx, SSL_VERIFY_PEER, NULL);
 	if (SSL_CTX_load_verify_locations(p->upstream_ctx, ca, NULL) != 1) {
-		errbuf_set(err, errlen, "--upstream-ca '%s': %s", ca,
-		           ERR_reason_error_string(ERR_get_error()));
+		errbuf_set(err, errlen, "--upstream-ca '%s': %s", ca, ssl_reason());
 		return -EINVAL;
 	}
 	if (up_cert &&
@@ -761,7 +768,7 @@ static int tls_setup(struct proxy *p, const char *cert, const char *key, const c
 	     SSL_CTX_use_PrivateKey_file(p->upstream_ctx, up_key, SSL_FILETYPE_PEM) != 1 ||
 	     SSL_CTX_check_private_key(p->upstream_ctx) != 1)) {
 		errbuf_set(err, errlen, "--upstream-cert '%s' / --upstream-key '%s': %s", up_cert,
-		           up_key, ERR_reason_error_string(ERR_get_error()));
+		           up_key, ssl_reason());
 		return -EINVAL;
 	}
 	ERR_clear_error();

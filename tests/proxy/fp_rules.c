@@ -231,8 +231,8 @@ static int parse_rule(char *s, int lineno, long max_ms, struct rule *ru, const c
 			if ((is_skip ? have_skip : have_count) ||
 			    parse_u64(val, UINT32_MAX, &u) < 0 || (!is_skip && u == 0)) {
 				add_error(err, errlen, name, lineno,
-				          "%s=%s: want one %s count in %s..4294967295", key, val,
-				          is_skip ? "skip" : "", is_skip ? "0" : "1");
+				          "%s=%s: want one number in %s..4294967295", key, val,
+				          is_skip ? "0" : "1");
 				return -EINVAL;
 			}
 			if (is_skip) {
@@ -373,6 +373,14 @@ static int parse_rule(char *s, int lineno, long max_ms, struct rule *ru, const c
 	}
 	if ((v->retry_after >= 0 || v->reason[0]) && v->action != FP_ACT_STATUS) {
 		add_error(err, errlen, name, lineno, "retry_after and reason need status=");
+		return -EINVAL;
+	}
+	if (v->delay_response_ms && v->action != FP_ACT_PASS && v->action != FP_ACT_TRUNCATE &&
+	    v->action != FP_ACT_MALFORMED) {
+		/* drop_response has drop_response_after; the others send no
+		 * upstream response to hold. */
+		add_error(err, errlen, name, lineno,
+		          "delay_response goes with pass, truncate or malformed only");
 		return -EINVAL;
 	}
 	if (have_reframe && v->action != FP_ACT_TRUNCATE) {
