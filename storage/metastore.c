@@ -1379,6 +1379,20 @@ int metastore_delete(struct metastore *m, const void *key, size_t key_len, char 
 	return store_write(m, JOURNAL_DEL, key, key_len, NULL, 0, err, errlen);
 }
 
+/* Reads see only durable state.  The index takes a write before its group
+ * commit's sync (so that the commit can batch), so a read first waits until
+ * every write appended before it is durable and confirmed under this epoch:
+ * a value read is one that no crash or failover can take back.  Lock held.
+ * Returns 0, or the error the store died of (-ESTALE when fenced). */
+static int read_barrier(struct metastore *m)
+{
+	if (m->opts.read_only)
+		return 0;
+	if (m->dead)
+		return m->dead;
+	return commit_wait(m, m->last_seq);
+}
+
 int metastore_get(struct metastore *m, const void *key, size_t key_len, void **ret_value,
                   size_t *ret_len)
 {
@@ -1390,6 +1404,9 @@ int metastore_get(struct metastore *m, const void *key, size_t key_len, void **r
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&m->lock);
+	r = read_barrier(m);
+	if (r < 0)
+		goto out;
 	e = hash_find(m, key, key_len, key_hash(key, key_len));
 	if (!e) {
 		r = -ENOENT;
@@ -1420,6 +1437,11 @@ int metastore_list(struct metastore *m, const void *prefix, size_t prefix_len, m
 	int count = 0, r = 0;
 
 	pthread_mutex_lock(&m->lock);
+	r = read_barrier(m);
+	if (r < 0) {
+		pthread_mutex_unlock(&m->lock);
+		return r;
+	}
 	skip_seek(m, prefix, prefix_len, update);
 	for (e = update[0]->fwd[0]; e; e = e->fwd[0]) {
 		if (e->key_len < prefix_len ||

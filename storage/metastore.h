@@ -116,8 +116,12 @@ int metastore_delete(struct metastore *m, const void *key, size_t key_len, char 
                      size_t errlen);
 
 /* Copy the value of key into a new buffer (*ret_value, free() it; one extra
- * NUL byte is appended for convenience, not counted in *ret_len).  Returns 0,
- * -ENOENT, -EINVAL, -ENAMETOOLONG, -ENOMEM.  Never blocks on I/O. */
+ * NUL byte is appended for convenience, not counted in *ret_len).  Only
+ * durable state is read: a write whose group commit is still running is
+ * waited for (the read may then run the sync itself).  Returns 0, -ENOENT,
+ * -EINVAL, -ENAMETOOLONG, -ENOMEM, or the error the store stepped down with
+ * (-ESTALE: a newer epoch holds the volume; -EIO etc.).  Blocks only while a
+ * commit is running. */
 int metastore_get(struct metastore *m, const void *key, size_t key_len, void **ret_value,
                   size_t *ret_len);
 
@@ -128,8 +132,9 @@ int metastore_get(struct metastore *m, const void *key, size_t key_len, void **r
 typedef int (*metastore_list_fn)(void *userdata, const void *key, size_t key_len, const void *value,
                                  size_t value_len);
 
-/* Walk the keys that begin with prefix (prefix_len 0: all keys).  Returns the
- * number of keys visited, or the callback's non-zero value. */
+/* Walk the keys that begin with prefix (prefix_len 0: all keys), durable
+ * state only, as metastore_get.  Returns the number of keys visited, the
+ * callback's non-zero value, or metastore_get's store errors (< 0). */
 int metastore_list(struct metastore *m, const void *prefix, size_t prefix_len, metastore_list_fn cb,
                    void *userdata);
 

@@ -274,6 +274,32 @@ static struct metastore *read_store(struct server *s, struct pbuf *out)
 }
 
 /* Standby reads: (re)load the read-only copy when missing or too old. */
+/* After a read from the master's store: was it made inside the term?  The
+ * deadline is checked again after the read, as a write's is after it is
+ * durable, so a read delayed past the grant (when another master may
+ * already write) is not served; and a store that stepped down serves
+ * nothing.  Returns true when the read may be answered; otherwise the
+ * refusal is in out.  Role lock held for reading. */
+static bool read_in_term(struct server *s, struct metastore *m, int r, struct pbuf *out)
+{
+	if (m != s->store)
+		return true; /* a standby's read-only copy: no term */
+	if (r == -ESTALE) {
+		answer_notmaster(s, out);
+		return false;
+	}
+	if (r < 0 && r != -ENOENT && r != -ENOMEM && r != -EINVAL && r != -ENAMETOOLONG) {
+		(void)proto_encode_err(out, "io", "the store failed; reads stopped");
+		return false;
+	}
+	if (clock_mono_usec() > deadline_get(s)) {
+		(void)proto_encode_err(out, "deadline",
+		                       "write deadline passed: reads stopped until renewed");
+		return false;
+	}
+	return true;
+}
+
 static void refresh_ro(struct server *s)
 {
 	struct metastore_options o = {.read_only = true, .epoch = UINT64_MAX};
@@ -493,7 +519,9 @@ static void handle(struct server *s, struct conn *c, const struct proto_req *q, 
 		goto out;
 	if (q->op == PROTO_OP_GET) {
 		r = metastore_get(m, q->key, q->key_len, &v, &vlen);
-		if (r == -ENOENT)
+		if (!read_in_term(s, m, r, out))
+			; /* answered */
+		else if (r == -ENOENT)
 			(void)proto_encode_notfound(out);
 		else if (r < 0)
 			(void)proto_encode_err(out, r == -ENOMEM ? "nomem" : "badrequest",
@@ -507,8 +535,10 @@ static void handle(struct server *s, struct conn *c, const struct proto_req *q, 
 
 		if (q->limit && q->limit < lc.limit)
 			lc.limit = q->limit;
-		(void)metastore_list(m, q->key, q->key_len, list_cb, &lc);
-		if (lc.err < 0) {
+		r = metastore_list(m, q->key, q->key_len, list_cb, &lc);
+		if (!read_in_term(s, m, r < 0 ? r : 0, out)) {
+			/* answered */
+		} else if (lc.err < 0) {
 			(void)proto_encode_err(out, "nomem", "out of memory");
 		} else {
 			(void)proto_encode_keys(out, lc.n, lc.more);

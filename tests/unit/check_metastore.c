@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "crc32c.h"
+#include "failpoint.h"
 #include "storage/journal.h"
 #include "storage/metastore.h"
 
@@ -813,6 +815,79 @@ START_TEST(claim_never_lowers_the_epoch)
 }
 END_TEST
 
+/* ------------------------------------------------------ durable reads */
+
+struct get_ctx {
+	struct metastore *m;
+	int r;
+	char value[32];
+	volatile int done;
+};
+
+static void *get_thread(void *arg)
+{
+	struct get_ctx *g = arg;
+	void *v = NULL;
+	size_t len = 0;
+
+	g->r = metastore_get(g->m, "k", 1, &v, &len);
+	if (g->r == 0)
+		snprintf(g->value, sizeof(g->value), "%.*s", (int)len, (const char *)v);
+	free(v);
+	__atomic_store_n(&g->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void *put_thread(void *arg)
+{
+	struct metastore *m = arg;
+	char err[256];
+	intptr_t r = metastore_put(m, "k", 1, "new", 3, err, sizeof(err));
+
+	return (void *)r;
+}
+
+/* A read returns only durable state: while the group commit that holds a
+ * write is paused before its sync, a GET of that key waits for it instead
+ * of returning a value no master may have after a crash. */
+START_TEST(read_waits_for_the_commit)
+{
+	char fpdir[300], marker[512];
+	struct metastore *m;
+	struct get_ctx g = {0};
+	pthread_t tp, tg;
+	void *ret;
+
+	snprintf(fpdir, sizeof(fpdir), "%s.fp", tmpdir);
+	ck_assert_int_eq(mkdir(fpdir, 0700), 0);
+	m = open_store(tmpdir, 1);
+	put_str(m, "k", "old");
+	ck_assert_int_eq(failpoint_set_dir(fpdir), 0);
+	ck_assert_int_eq(failpoint_set("metastore.commit.before_sync=1*pause", NULL, 0), 0);
+	ck_assert_int_eq(pthread_create(&tp, NULL, put_thread, m), 0);
+	snprintf(marker, sizeof(marker), "%s/metastore.commit.before_sync.%ld.paused", fpdir,
+	         (long)getpid());
+	for (int i = 0; i < 5000 && access(marker, F_OK) != 0; i++)
+		usleep(1000);
+	ck_assert_msg(access(marker, F_OK) == 0, "the commit never paused");
+	g.m = m;
+	ck_assert_int_eq(pthread_create(&tg, NULL, get_thread, &g), 0);
+	usleep(200000);
+	ck_assert_msg(!__atomic_load_n(&g.done, __ATOMIC_ACQUIRE),
+	              "GET returned '%s' while the write was not durable", g.value);
+	ck_assert_int_eq(unlink(marker), 0);
+	ck_assert_int_eq(pthread_join(tp, &ret), 0);
+	ck_assert_int_eq((intptr_t)ret, 0);
+	ck_assert_int_eq(pthread_join(tg, NULL), 0);
+	ck_assert_int_eq(g.r, 0);
+	ck_assert_str_eq(g.value, "new");
+	(void)failpoint_set(NULL, NULL, 0);
+	(void)failpoint_set_dir(NULL);
+	metastore_close(m);
+	rmdir(fpdir);
+}
+END_TEST
+
 static Suite *metastore_suite(void)
 {
 	Suite *s = suite_create("metastore");
@@ -851,6 +926,8 @@ static Suite *metastore_suite(void)
 	tcase_add_test(tc, fenced_writers_units_are_left_out);
 	tcase_add_loop_test(tc, interleaved_writers_refused, 0, 2);
 	tcase_add_test(tc, claim_never_lowers_the_epoch);
+	TC("durable_reads");
+	tcase_add_test(tc, read_waits_for_the_commit);
 	TC("group_commit");
 	tcase_add_loop_test(tc, group_commit_threads, 0, 2);
 	return s;
