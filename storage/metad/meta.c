@@ -9,12 +9,11 @@
  * docs/history.md) that kf-lincheck judges: client --client ID (default
  * meta-PID), the key, the value written or read, invocation and completion
  * times, MASTER = the --server address, and the result:
- *   put/del  OK (and del's NOTFOUND): ok.  ERR badrequest, toolarge, busy,
- *            unavailable: fail.  ERR deadline (PROTOCOL.md: a write durable
- *            only after the deadline is answered so too), ERR io, another
- *            ERR code, NOTMASTER (the server answers it to a write that
- *            became durable while it was being demoted), a time-out, a
- *            connection lost once the request was (partly) sent: info.
+ *   put/del  as proto_write_outcome() (PROTOCOL.md, "What a client may
+ *            conclude"): OK (and del's NOTFOUND): ok.  NOTMASTER, ERR
+ *            badrequest, toolarge, busy, unavailable, deadline, io: fail.
+ *            ERR indeterminate, another ERR code, a time-out, a connection
+ *            lost once the request was (partly) sent: info.
  *   get      VALUE, NOTFOUND: ok; anything else: fail.
  * A history can only carry tokens, so with --history a put or del whose key
  * or value is not 1..1024 printable bytes without spaces (or a value "-") is
@@ -465,30 +464,14 @@ static bool is_token(const uint8_t *s, size_t n)
  * header comment. */
 static enum hist_result classify(enum proto_op op, int k, const struct reply *r, bool sent)
 {
-	static const char *const certain[] = {"badrequest", "toolarge", "busy", "unavailable"};
+	static const enum hist_result of[] = {
+	        [PROTO_MADE] = HIST_OK, [PROTO_NOT_MADE] = HIST_FAIL, [PROTO_UNKNOWN] = HIST_INFO};
 
 	if (op == PROTO_OP_GET)
 		return k == 0 && (r->kind == PROTO_R_VALUE || r->kind == PROTO_R_NOTFOUND)
 		               ? HIST_OK
 		               : HIST_FAIL;
-	if (k < 0)
-		return sent ? HIST_INFO : HIST_FAIL;
-	switch (r->kind) {
-	case PROTO_R_OK:
-	case PROTO_R_NOTFOUND:
-		return HIST_OK;
-	case PROTO_R_ERR:
-		for (size_t i = 0; i < sizeof(certain) / sizeof(certain[0]); i++) {
-			size_t n = strlen(certain[i]);
-
-			if (strncmp(r->text, certain[i], n) == 0 &&
-			    (r->text[n] == ' ' || r->text[n] == '\0'))
-				return HIST_FAIL;
-		}
-		return HIST_INFO;
-	default: /* NOTMASTER (see the header comment), or an odd answer */
-		return HIST_INFO;
-	}
+	return of[proto_write_outcome(k < 0 ? PROTO_R_NONE : r->kind, r->text, sent)];
 }
 
 /* Refuse (-EINVAL, err says why) a put/del that the history could not

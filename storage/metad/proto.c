@@ -476,3 +476,30 @@ int proto_parse_response(const void *buf, size_t len, struct proto_resp *r)
 	}
 	return (int)line_len;
 }
+
+enum proto_outcome proto_write_outcome(enum proto_resp_kind kind, const char *err_text, bool sent)
+{
+	static const char *const not_made[] = {"badrequest",  "toolarge", "busy",
+	                                       "unavailable", "deadline", "io"};
+
+	switch (kind) {
+	case PROTO_R_OK:
+	case PROTO_R_NOTFOUND:
+		return PROTO_MADE;
+	case PROTO_R_NOTMASTER:
+		return PROTO_NOT_MADE;
+	case PROTO_R_NONE:
+		return sent ? PROTO_UNKNOWN : PROTO_NOT_MADE;
+	case PROTO_R_ERR:
+		for (size_t i = 0; err_text && i < sizeof(not_made) / sizeof(not_made[0]); i++) {
+			size_t n = strlen(not_made[i]);
+
+			if (strncmp(err_text, not_made[i], n) == 0 &&
+			    (err_text[n] == ' ' || err_text[n] == '\0'))
+				return PROTO_NOT_MADE;
+		}
+		return PROTO_UNKNOWN; /* indeterminate, or a code this client does not know */
+	default:
+		return PROTO_UNKNOWN; /* VALUE, KEYS or STATS to a write: a confused server */
+	}
+}

@@ -103,6 +103,20 @@ struct proto_resp {
 	                              ERR: "<code> <message>" */
 };
 
+/* What a client may conclude from the answer to a PUT or DEL (PROTOCOL.md,
+ * "What a client may conclude").  kind/err_text: the answer (err_text is the
+ * ERR line's "<code> <message>"), or PROTO_R_NONE when none came (a
+ * time-out, a lost connection); sent: whether any byte of the request left.
+ * OK (and NOTFOUND for DEL) is made; NOTMASTER and the ERR codes badrequest,
+ * toolarge, busy, unavailable, deadline, io are not made; ERR indeterminate,
+ * an unknown ERR code, an odd answer, or no answer after sending is unknown. */
+enum proto_outcome {
+	PROTO_MADE,
+	PROTO_NOT_MADE,
+	PROTO_UNKNOWN,
+};
+enum proto_outcome proto_write_outcome(enum proto_resp_kind kind, const char *err_text, bool sent);
+
 /* Parse one response unit at the start of buf[0..len).  Returns the bytes it
  * used (> 0), 0 when more input is needed, or -EBADMSG when the input is not
  * a valid response (the connection must then be closed). */

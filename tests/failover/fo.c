@@ -713,34 +713,34 @@ enum fo_result fo_request(struct fo_conn *cn, int op, const char *key, const cha
 
 enum hist_result fo_classify(int op, enum fo_result r, const char *text, bool sent)
 {
-	static const char *const certain[] = {"badrequest", "toolarge", "busy", "unavailable"};
+	static const enum hist_result of[] = {
+	        [PROTO_MADE] = HIST_OK, [PROTO_NOT_MADE] = HIST_FAIL, [PROTO_UNKNOWN] = HIST_INFO};
+	enum proto_resp_kind kind;
 
 	if (op == PROTO_OP_GET)
 		return r == FO_VALUE || r == FO_NOTFOUND ? HIST_OK : HIST_FAIL;
 	switch (r) {
 	case FO_OK:
-	case FO_NOTFOUND: /* DEL of a missing key: done, nothing to delete */
-		return HIST_OK;
+		kind = PROTO_R_OK;
+		break;
+	case FO_NOTFOUND:
+		kind = PROTO_R_NOTFOUND;
+		break;
 	case FO_NOTMASTER:
-		/* Not "certainly not done": do_write() in storage/metad/server.c
-		 * answers NOTMASTER to a write that is already durable when a
-		 * DEMOTE arrived meanwhile. */
-		return HIST_INFO;
+		kind = PROTO_R_NOTMASTER;
+		break;
 	case FO_ERR:
-		for (size_t i = 0; i < sizeof(certain) / sizeof(certain[0]); i++) {
-			size_t n = strlen(certain[i]);
-			if (text && strncmp(text, certain[i], n) == 0 &&
-			    (text[n] == ' ' || text[n] == '\0'))
-				return HIST_FAIL;
-		}
-		/* deadline (a write durable after the deadline is answered so),
-		 * io, or a code this client does not know */
-		return HIST_INFO;
+		kind = PROTO_R_ERR;
+		break;
 	case FO_CONN:
-		return sent ? HIST_INFO : HIST_FAIL;
-	default: /* VALUE or STATS to a write: a confused server */
-		return HIST_INFO;
+		kind = PROTO_R_NONE;
+		break;
+	default:
+		kind = PROTO_R_VALUE; /* a value to a write: a confused server */
+		break;
 	}
+	/* PROTOCOL.md, "What a client may conclude" */
+	return of[proto_write_outcome(kind, text, sent)];
 }
 
 /* The name a history gives the server on port: its node, or the address. */

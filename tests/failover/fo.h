@@ -173,13 +173,11 @@ enum fo_result fo_op(struct fo_cluster *c, struct fo_conn *cn, const char *clien
                      const char *key, const char *value, long timeout_ms, char *val, size_t vallen);
 
 /* The history result (enum hist_result) of an answer r to op: for PUT/DEL,
- * OK (and DEL's NOTFOUND) are ok; ERR badrequest/toolarge/busy/unavailable
- * and a connection that failed before any byte was sent are fail; ERR
- * deadline/io (or an unknown code), a time-out or a connection lost after
- * sending are info, and so is NOTMASTER: storage/metad/server.c answers
- * NOTMASTER to a write that is already durable when a DEMOTE came in
- * meanwhile.  For GET: VALUE/NOTFOUND are ok, anything else fail.  text is
- * the ERR text ("CODE message"). */
+ * what proto_write_outcome() says (made: ok, not made: fail, unknown: info;
+ * PROTOCOL.md, "What a client may conclude"); a connection that failed
+ * before any byte was sent is fail, after sending info.  For GET:
+ * VALUE/NOTFOUND are ok, anything else fail.  text is the ERR text ("CODE
+ * message"). */
 enum hist_result fo_classify(int op, enum fo_result r, const char *text, bool sent);
 
 /* ---------------------------------------------------------- workload */

@@ -421,6 +421,28 @@ START_TEST(metad_control_bad_lines)
 }
 END_TEST
 
+/* PROTOCOL.md's "What a client may conclude", as code. */
+START_TEST(write_outcomes)
+{
+	ck_assert_int_eq(proto_write_outcome(PROTO_R_OK, NULL, true), PROTO_MADE);
+	ck_assert_int_eq(proto_write_outcome(PROTO_R_NOTFOUND, NULL, true), PROTO_MADE);
+	ck_assert_int_eq(proto_write_outcome(PROTO_R_NOTMASTER, "unknown", true), PROTO_NOT_MADE);
+	ck_assert_int_eq(proto_write_outcome(PROTO_R_ERR, "deadline write deadline passed", true),
+	                 PROTO_NOT_MADE);
+	ck_assert_int_eq(proto_write_outcome(PROTO_R_ERR, "io the store failed", true),
+	                 PROTO_NOT_MADE);
+	ck_assert_int_eq(proto_write_outcome(PROTO_R_ERR, "busy", true), PROTO_NOT_MADE);
+	ck_assert_int_eq(proto_write_outcome(PROTO_R_ERR, "indeterminate durable after", true),
+	                 PROTO_UNKNOWN);
+	/* a code this client does not know, or a prefix of a known one */
+	ck_assert_int_eq(proto_write_outcome(PROTO_R_ERR, "iox", true), PROTO_UNKNOWN);
+	ck_assert_int_eq(proto_write_outcome(PROTO_R_ERR, "newcode msg", true), PROTO_UNKNOWN);
+	ck_assert_int_eq(proto_write_outcome(PROTO_R_NONE, NULL, true), PROTO_UNKNOWN);
+	ck_assert_int_eq(proto_write_outcome(PROTO_R_NONE, NULL, false), PROTO_NOT_MADE);
+	ck_assert_int_eq(proto_write_outcome(PROTO_R_VALUE, NULL, true), PROTO_UNKNOWN);
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
 	Suite *s = suite_create("proto");
@@ -441,6 +463,7 @@ static Suite *proto_suite(void)
 	tc = tcase_create("control");
 	tcase_add_test(tc, metad_control_lines);
 	tcase_add_test(tc, metad_control_bad_lines);
+	tcase_add_test(tc, write_outcomes);
 	suite_add_tcase(s, tc);
 	return s;
 }
