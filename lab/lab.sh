@@ -17,6 +17,12 @@
 #   lab.sh ctr NODE ARGS...     ctr against the node's containerd, namespace k8s.io
 #   lab.sh images               rebuild the kubefence images and import them anew
 #   lab.sh pids                 every process the lab started: "PID NAME"
+#   lab.sh pod-api [HOST:PORT|direct]   where the nodes' DNAT sends the pods'
+#                               `kubernetes` Service (198.18.0.33:443): the API
+#                               server (direct, the default) or, e.g., a fault
+#                               proxy on the bridge; without an argument, print it
+#   lab.sh proxy-cert           a serving certificate from the lab CA for the
+#                               bridge and Service addresses: prints "CERT KEY CA"
 #
 # Environment: KUBEFENCE_LAB_DIR (state, default /var/lib/kubefence-lab),
 # KUBEFENCE_LAB_NODES (2, at most 3), KUBEFENCE_LAB_NS (kubefence, for
@@ -185,16 +191,50 @@ ensure_node_net() { # NAME
 	# /proc/sys/net is the opener's namespace's: this sets the node's.
 	nsx "$n" sh -c 'echo 1 >/proc/sys/net/ipv4/ip_forward'
 	# The `kubernetes` Service without kube-proxy: DNAT its ClusterIP to the
-	# API server, for pods (PREROUTING) and host-network processes (OUTPUT).
-	local c
-	for c in PREROUTING OUTPUT; do
-		nsx "$n" iptables -t nat -C "$c" -d "$LAB_SERVICE_IP/32" -p tcp --dport 443 \
-			-j DNAT --to-destination "$LAB_HOST_IP:$LAB_API_PORT" 2>/dev/null ||
-			nsx "$n" iptables -t nat -A "$c" -d "$LAB_SERVICE_IP/32" -p tcp --dport 443 \
-				-j DNAT --to-destination "$LAB_HOST_IP:$LAB_API_PORT"
-	done
+	# API server (or what `pod-api` chose), for pods (PREROUTING) and
+	# host-network processes (OUTPUT).
+	service_dnat "$n" "$(pod_api)"
 	# The host reaches each node's pods through the node.
 	ip route replace "$(node_podnet "$i")" via "$(node_ip "$i")" dev "$LAB_BRIDGE"
+}
+
+# Where the pods' `kubernetes` Service goes: $LABDIR/pod-api, else the API
+# server itself.
+pod_api() {
+	cat "$LABDIR/pod-api" 2>/dev/null || echo "$LAB_HOST_IP:$LAB_API_PORT"
+}
+service_dnat() { # NODE HOST:PORT: exactly one DNAT rule per chain, to HOST:PORT
+	local n=$1 to=$2 c rule
+	for c in PREROUTING OUTPUT; do
+		nsx "$n" iptables -t nat -S "$c" | grep -F -- "-d $LAB_SERVICE_IP/32 " | grep -F -- "--dport 443 " |
+			grep -vF -- "--to-destination $to" | sed 's/^-A //' | while read -r rule; do
+			# shellcheck disable=SC2086
+			nsx "$n" iptables -t nat -D $rule
+		done || true
+		nsx "$n" iptables -t nat -C "$c" -d "$LAB_SERVICE_IP/32" -p tcp --dport 443 \
+			-j DNAT --to-destination "$to" 2>/dev/null ||
+			nsx "$n" iptables -t nat -A "$c" -d "$LAB_SERVICE_IP/32" -p tcp --dport 443 \
+				-j DNAT --to-destination "$to"
+	done
+}
+
+cmd_pod_api() { # [HOST:PORT|direct]
+	external && unsupported "redirecting the pods' API traffic"
+	need_root
+	need_lab
+	local to n
+	if [ $# = 0 ]; then
+		pod_api
+		return 0
+	fi
+	case $1 in
+	direct) rm -f "$LABDIR/pod-api" ;;
+	198.18.0.*:[0-9]*) echo "$1" >"$LABDIR/pod-api" ;;
+	*) die "pod-api: HOST:PORT in 198.18.0.0/24, or direct" ;;
+	esac
+	to=$(pod_api)
+	for n in $(lab_nodes); do service_dnat "$n" "$to"; done
+	echo "pods' API server: $to (new connections; established ones keep their path)"
 }
 
 # ---------------------------------------------------------------- cgroups
@@ -817,6 +857,15 @@ images)
 	bash "$LAB_TOP/lab/images.sh" import $(lab_nodes)
 	;;
 pids) cmd_pids ;;
+pod-api) cmd_pod_api "$@" ;;
+proxy-cert)
+	need_root
+	need_lab
+	pki_cert faultproxy "/CN=kubefence-lab-faultproxy" \
+		"subjectAltName=IP:$LAB_HOST_IP,IP:$LAB_SERVICE_IP,DNS:kubernetes.default.svc
+extendedKeyUsage=serverAuth"
+	echo "$PKI/faultproxy.crt $PKI/faultproxy.key $PKI/ca.crt"
+	;;
 *)
 	sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
 	exit 2
