@@ -80,6 +80,10 @@
 	X(METAD_WRITE_BEFORE_OK, "metad.write.before_ok",                                          \
 	  "MetaService: a durable write passed the deadline check; OK is not yet queued for the "  \
 	  "client.")                                                                               \
+	X(METAD_SHUTDOWN_BETWEEN, "metad.shutdown.between",                                        \
+	  "MetaService shutting down (SIGTERM, SIGINT): between its two steps, serving clients "   \
+	  "stopped and the control connection closed.  The agent takes EOF for the service's "     \
+	  "death, so serving must stop first.")                                                    \
 	X(METASTORE_SNAPSHOT_BEFORE_RENAME, "metastore.snapshot.before_rename",                    \
 	  "Store: a snapshot's data is written; it is not yet committed (renamed into place). "    \
 	  "error(E): the commit fails.")                                                           \

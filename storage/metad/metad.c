@@ -362,8 +362,14 @@ int main(int argc, char **argv)
 		log_info("signal %s: shutting down", strsignal(sig));
 	ret = 0;
 out:
-	/* the server's threads may still report through d.control: stop the
-	 * control thread first, free it last */
+	/* The agent takes EOF on the control socket for this service's death
+	 * (and may let the next master skip the pod fence), so serving stops
+	 * first: by the time the control connection closes, nothing is
+	 * acknowledged any more.  The server's threads may report through
+	 * d.control meanwhile, and the control thread calls into the server:
+	 * both are freed only after the control thread stopped. */
+	(void)server_stop(d.server);
+	(void)FAILPOINT(METAD_SHUTDOWN_BETWEEN);
 	metad_control_stop(d.control);
 	d.server = server_free(d.server);
 	d.control = metad_control_free(d.control);

@@ -919,6 +919,34 @@ int server_start(struct server *s)
 	return r;
 }
 
+bool server_stop(struct server *s)
+{
+	struct timespec ts;
+	bool idle;
+
+	if (!s)
+		return true;
+	/* No write is acknowledged from here on: a new one is refused (not
+	 * made), one already in the store ends as "durable after the
+	 * deadline" (ERR indeterminate). */
+	deadline_set(s, 0);
+	if (!__atomic_exchange_n(&s->stopping, true, __ATOMIC_ACQ_REL) && s->started) {
+		(void)!write(s->wake[1], "x", 1);
+		pthread_join(s->accept_thread, NULL);
+	}
+	pthread_mutex_lock(&s->conns_lock);
+	for (struct conn *c = s->conns; c; c = c->next)
+		(void)shutdown(c->fd, SHUT_RDWR);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += STOP_WAIT_MS / 1000;
+	while (s->nconns > 0)
+		if (pthread_cond_timedwait(&s->conns_cond, &s->conns_lock, &ts) == ETIMEDOUT)
+			break;
+	idle = s->nconns == 0;
+	pthread_mutex_unlock(&s->conns_lock);
+	return idle;
+}
+
 struct server *server_free(struct server *s)
 {
 	struct timespec ts;
@@ -926,8 +954,7 @@ struct server *server_free(struct server *s)
 
 	if (!s)
 		return NULL;
-	__atomic_store_n(&s->stopping, true, __ATOMIC_RELEASE);
-	if (s->started) {
+	if (!__atomic_exchange_n(&s->stopping, true, __ATOMIC_ACQ_REL) && s->started) {
 		(void)!write(s->wake[1], "x", 1);
 		pthread_join(s->accept_thread, NULL);
 	}

@@ -57,6 +57,14 @@ int server_start(struct server *s);
  * close the store, free.  Accepts NULL; returns NULL. */
 struct server *server_free(struct server *s);
 
+/* Stop serving: no write is acknowledged any more (new ones are refused,
+ * one already under way is answered ERR indeterminate), the listener and
+ * every client connection are closed, and their threads are waited for (up
+ * to 5 s).  The store stays open and the role unchanged, so the control
+ * socket may still be served until server_free().  Returns true when every
+ * connection ended.  Idempotent; accepts NULL. */
+bool server_stop(struct server *s);
+
 /* Become master of `epoch`, with writes allowed until `deadline` (mono;
  * USEC_INFINITY: no deadline): open the store with the epoch (recovery,
  * barrier).  Already master of `epoch`: only the deadline changes.  Returns

@@ -860,6 +860,43 @@ START_TEST(control_agent_absent)
 }
 END_TEST
 
+/* SIGTERM: the agent takes EOF on the control socket for the service's
+ * death (and lets the next master skip the pod fence), so by the time it
+ * sees EOF the service must acknowledge nothing any more.  A fault point
+ * holds the shutdown between its two steps for a second. */
+START_TEST(sigterm_stops_serving_before_eof)
+{
+	struct metad m;
+	struct agent a;
+	struct raw r;
+	struct proto_resp u;
+	char line[4200];
+	enum proto_resp_kind k;
+	usec_t t0;
+
+	agent_listen(&a, "agent-t");
+	setenv("KUBEFENCE_FAILPOINTS", "metad.shutdown.between=delay(1000)", 1);
+	metad_start(&m, "svc-t", 0, "--control-socket", a.path, "--data-dir", dir_of("term"),
+	            "--pod-name", "meta-t", "--pod-uid", "uid-1", NULL);
+	unsetenv("KUBEFENCE_FAILPOINTS");
+	agent_handshake(&a, &m, "meta-t");
+	agent_send(&a, "PROMOTE epoch=3 valid_ms=30000");
+	agent_expect(&a, "READY epoch=3 ", NULL, 0);
+	raw_open(&r, m.port);
+	ck_assert_int_eq(raw_put(&r, "k", "v1", &u), PROTO_R_OK);
+	ck_assert_int_eq(kill(m.pid, SIGTERM), 0);
+	t0 = clock_mono_usec();
+	while (agent_read(&a, line, sizeof(line), 5000))
+		; /* whatever it says before it goes */
+	ck_assert_msg(clock_mono_usec() - t0 < 4 * USEC_PER_SEC, "no EOF after SIGTERM");
+	k = raw_put(&r, "k", "v2", &u);
+	ck_assert_msg(k != PROTO_R_OK, "the service acknowledged a write after its agent saw EOF");
+	raw_close(&r);
+	agent_close(&a);
+	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
+}
+END_TEST
+
 START_TEST(two_services_one_volume)
 {
 	struct metad ma, mb;
@@ -1076,9 +1113,9 @@ START_TEST(batch_history)
 	                          "a b", "get", "k3", NULL),
 	                 2);
 
-	/* a standby (its agent absent): NOTMASTER, which server.c also answers
-	 * to a write already durable when a demotion came in, so info for a
-	 * put or del; a get refused is fail */
+	/* a standby (its agent absent): NOTMASTER, "not made" (a write whose
+	 * outcome is unknown is answered ERR indeterminate), so fail for a put
+	 * or del, and a get refused is fail too */
 	snprintf(sock, sizeof(sock), "%s/absent.sock", workdir);
 	setenv("POD_NAME", "unused", 1);
 	metad_start(&sb, "sb", 0, "--control-socket", sock, "--data-dir", dir_of("data2"), NULL);
@@ -1109,8 +1146,8 @@ START_TEST(batch_history)
 	ck_assert_str_eq(f[6][1], "put");
 	ck_assert_int_eq(strncmp(f[6][0], "meta-", 5), 0);
 	hist_expect(f[6], f[6][0], "put", "k3", "v3", "ok", m.addr);
-	hist_expect(f[7], "cB", "put", "k5", "v5", "info", sb.addr);
-	hist_expect(f[8], "cB", "del", "k5", "-", "info", sb.addr);
+	hist_expect(f[7], "cB", "put", "k5", "v5", "fail", sb.addr);
+	hist_expect(f[8], "cB", "del", "k5", "-", "fail", sb.addr);
 	hist_expect(f[9], "cB", "get", "k5", "-", "fail", sb.addr);
 	hist_expect(f[10], "cC", "put", "k6", "v6", "info", m.addr);
 	hist_expect(f[11], "cD", "get", "k6", "-", "fail", m.addr);
@@ -1135,6 +1172,7 @@ static Suite *metad_suite(void)
 	        {"standby_reads", standby_reads},
 	        {"batch", batch_mode},
 	        {"batch_history", batch_history},
+	        {"sigterm_order", sigterm_stops_serving_before_eof},
 	};
 
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
