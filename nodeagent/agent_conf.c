@@ -249,7 +249,7 @@ static const struct conf_key agent_keys[] = {
          .max = 60000,
          .offset = F(agent.write_margin_ms),
          .help = "Subtracted from the term's remaining validity when granting the service its "
-                 "write deadline (PROMOTE/RENEW valid_ms). Less than "
+                 "write deadline (PROMOTE/RENEW until_us). Less than "
                  "lease.renew_deadline_ms."},
         {.name = "agent.promote_timeout_ms",
          .type = CONF_INT,

@@ -34,6 +34,7 @@ enum {
 	F_LAST_SEQ = 1 << 6,
 	F_RECOVERY_MS = 1 << 7,
 	F_REASON = 1 << 8,
+	F_MONO = 1 << 9,
 };
 
 static const struct {
@@ -41,7 +42,7 @@ static const struct {
 	enum control_verb verb;
 	unsigned required;
 } verbs[] = {
-        {"HELLO", CONTROL_HELLO, F_VERSION | F_POD | F_UID | F_PID},
+        {"HELLO", CONTROL_HELLO, F_VERSION | F_POD | F_UID | F_PID | F_MONO},
         {"READY", CONTROL_READY, F_EPOCH | F_RECORDS | F_LAST_SEQ | F_RECOVERY_MS},
         {"FAILED", CONTROL_FAILED, F_EPOCH | F_REASON},
         {"DEMOTED", CONTROL_DEMOTED, F_EPOCH},
@@ -133,6 +134,8 @@ int control_parse(const char *line, struct control_msg *ret, char *err, size_t e
 			f = F_RECOVERY_MS;
 		else if (strcmp(tok, "reason") == 0)
 			f = F_REASON;
+		else if (strcmp(tok, "mono_us") == 0)
+			f = F_MONO;
 		else {
 			errbuf_set(err, errlen, "%s: unknown field '%.32s'", verbs[i].name, tok);
 			return -EBADMSG;
@@ -171,14 +174,19 @@ int control_parse(const char *line, struct control_msg *ret, char *err, size_t e
 		}
 		switch (f) {
 		case F_VERSION:
-			if (v != 1) {
+			if (v != CONTROL_VERSION) {
 				errbuf_set(err, errlen,
 				           "HELLO: protocol version %" PRIu64
-				           " is not supported (this agent speaks 1)",
-				           v);
+				           " is not supported (this agent speaks %d, whose write "
+				           "grants are absolute CLOCK_MONOTONIC times; upgrade the "
+				           "service)",
+				           v, CONTROL_VERSION);
 				return -EBADMSG;
 			}
 			m.version = (int)v;
+			break;
+		case F_MONO:
+			m.mono_us = (int64_t)v;
 			break;
 		case F_PID:
 			m.pid = (pid_t)v;
@@ -198,9 +206,9 @@ int control_parse(const char *line, struct control_msg *ret, char *err, size_t e
 		}
 	}
 	if ((seen & required) != required) {
-		static const char *const names[] = {"version",  "pod",         "uid",
-		                                    "pid",      "epoch",       "records",
-		                                    "last_seq", "recovery_ms", "reason"};
+		static const char *const names[] = {"version", "pod",     "uid",      "pid",
+		                                    "epoch",   "records", "last_seq", "recovery_ms",
+		                                    "reason",  "mono_us"};
 		for (i = 0; i < ELEMENTSOF(names); i++)
 			if ((required & ~seen) & (1u << i))
 				break;
@@ -411,11 +419,33 @@ static void handle_line(struct control *c, const char *line)
 			log_warning("control: second HELLO from '%s' ignored", c->peer.pod);
 			return;
 		}
+		{
+			int64_t skew = clock_mono_usec() - m.mono_us;
+
+			if (skew < -CONTROL_CLOCK_SKEW_MAX_USEC ||
+			    skew > CONTROL_CLOCK_SKEW_MAX_USEC) {
+				/* not said HELLO yet: the answer goes to any peer */
+				(void)send_any_locked(
+				        c,
+				        "ERROR reason=your CLOCK_MONOTONIC is %" PRId64
+				        " ms away from the agent's; write grants are "
+				        "times on it",
+				        skew / 1000);
+				pthread_mutex_unlock(&c->mu);
+				log_error("control: service '%s' reads CLOCK_MONOTONIC %" PRId64
+				          " ms away from ours (another time namespace?): its write "
+				          "grants would be wrong; refusing it",
+				          m.pod, skew / 1000);
+				close_conn(c, "CLOCK_MONOTONIC differs");
+				return;
+			}
+		}
 		str_copy(c->peer.pod, sizeof(c->peer.pod), m.pod);
 		str_copy(c->peer.uid, sizeof(c->peer.uid), m.uid);
 		c->peer.pid = m.pid;
 		c->hello_done = true;
-		(void)send_locked(c, "WELCOME version=1 node=%s", c->node);
+		(void)send_locked(c, "WELCOME version=%d node=%s mono_us=%" PRId64, CONTROL_VERSION,
+		                  c->node, (int64_t)clock_mono_usec());
 		pthread_mutex_unlock(&c->mu);
 		log_info("service '%s' (uid %s, pid %d) connected", m.pod, m.uid, (int)m.pid);
 		if (c->cb.hello)
@@ -563,7 +593,7 @@ int control_get_peer(struct control *c, struct control_peer *ret)
 	return r;
 }
 
-int control_send_promote(struct control *c, int64_t epoch, long valid_ms)
+int control_send_promote(struct control *c, int64_t epoch, int64_t until)
 {
 	int r;
 
@@ -574,12 +604,12 @@ int control_send_promote(struct control *c, int64_t epoch, long valid_ms)
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&c->mu);
-	r = send_locked(c, "PROMOTE epoch=%" PRId64 " valid_ms=%ld", epoch, valid_ms);
+	r = send_locked(c, "PROMOTE epoch=%" PRId64 " until_us=%" PRId64, epoch, until);
 	pthread_mutex_unlock(&c->mu);
 	return r;
 }
 
-int control_send_renew(struct control *c, int64_t epoch, long valid_ms)
+int control_send_renew(struct control *c, int64_t epoch, int64_t until)
 {
 	int r;
 
@@ -590,7 +620,7 @@ int control_send_renew(struct control *c, int64_t epoch, long valid_ms)
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&c->mu);
-	r = send_locked(c, "RENEW epoch=%" PRId64 " valid_ms=%ld", epoch, valid_ms);
+	r = send_locked(c, "RENEW epoch=%" PRId64 " until_us=%" PRId64, epoch, until);
 	pthread_mutex_unlock(&c->mu);
 	return r;
 }

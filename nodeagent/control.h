@@ -16,6 +16,13 @@
 
 #define CONTROL_LINE_MAX 4096
 
+/* The protocol version (docs/control-protocol.md); version 1, whose grants
+ * were relative to when the service read them, is refused. */
+#define CONTROL_VERSION 2
+/* How far the service's CLOCK_MONOTONIC (HELLO mono_us) may be from ours:
+ * grants are absolute times on it, so both must read the same clock. */
+#define CONTROL_CLOCK_SKEW_MAX_USEC (500 * 1000)
+
 enum control_verb {
 	CONTROL_HELLO,
 	CONTROL_READY,
@@ -28,6 +35,7 @@ enum control_verb {
 struct control_msg {
 	enum control_verb verb;
 	int version;
+	int64_t mono_us; /* HELLO: the service's CLOCK_MONOTONIC when it sent it */
 	char pod[254];
 	char uid[64];
 	pid_t pid;
@@ -80,7 +88,10 @@ struct control *control_free(struct control *c);
 bool control_connected(struct control *c);
 int control_get_peer(struct control *c, struct control_peer *ret);
 
-int control_send_promote(struct control *c, int64_t epoch, long valid_ms);
-int control_send_renew(struct control *c, int64_t epoch, long valid_ms);
+/* PROMOTE and RENEW carry the end of the write grant as an absolute
+ * CLOCK_MONOTONIC time (`until`, usec), so a line that waits in the socket
+ * can never extend the grant. */
+int control_send_promote(struct control *c, int64_t epoch, int64_t until);
+int control_send_renew(struct control *c, int64_t epoch, int64_t until);
 int control_send_demote(struct control *c, int64_t epoch, const char *reason);
 int control_send_master(struct control *c, int64_t epoch, const char *pod, const char *addr);

@@ -217,10 +217,11 @@ static void set_state(struct orchestrator *o, enum orch_state st)
 
 /* ------------------------------------------------------------ helpers */
 
-/* The write permission to grant now, in ms; <= 0 when none is left. */
-static long grant_ms(struct orchestrator *o, usec_t valid_until)
+/* The end of the write permission to grant (CLOCK_MONOTONIC, usec): the
+ * term's validity less the margin.  None is left when it is not after now. */
+static usec_t grant_until(struct orchestrator *o, usec_t valid_until)
 {
-	return (long)((valid_until - o->o.write_margin - clock_mono_usec()) / USEC_PER_MSEC);
+	return valid_until - o->o.write_margin;
 }
 
 /* Whether work for term `epoch` should go on: we still lead in it, and no
@@ -537,16 +538,16 @@ static void on_started(struct orchestrator *o, const struct elector_term *t, use
 		return;
 	}
 	pthread_mutex_lock(&o->mu);
-	long valid = grant_ms(o, o->valid_until);
+	usec_t until = grant_until(o, o->valid_until);
 	o->promoted_epoch = t->epoch;
 	pthread_mutex_unlock(&o->mu);
-	if (valid <= 0 || control_send_promote(o->control, t->epoch, valid) < 0) {
+	if (until <= clock_mono_usec() || control_send_promote(o->control, t->epoch, until) < 0) {
 		release(o, "could not send PROMOTE to the local service");
 		set_state(o, ST_FOLLOWER);
 		return;
 	}
-	tl_add(o, "promote-sent", "PROMOTE epoch=%" PRId64 " valid_ms=%ld to '%s'", t->epoch, valid,
-	       peer.pod);
+	tl_add(o, "promote-sent", "PROMOTE epoch=%" PRId64 " (writes for %" PRId64 " ms) to '%s'",
+	       t->epoch, (int64_t)((until - clock_mono_usec()) / USEC_PER_MSEC), peer.pod);
 	o->promote_deadline = clock_mono_usec() + o->o.promote_timeout;
 	set_state(o, ST_PROMOTING);
 	return;
@@ -900,13 +901,13 @@ static void cb_started(void *ud, const struct elector_term *term)
 static void cb_renewed(void *ud, int64_t epoch, usec_t valid_until)
 {
 	struct orchestrator *o = ud;
-	long valid;
+	usec_t until;
 
 	pthread_mutex_lock(&o->mu);
 	o->valid_until = valid_until;
-	valid = grant_ms(o, valid_until);
-	if (o->promoted_epoch == epoch && o->leading && valid > 0)
-		(void)control_send_renew(o->control, epoch, valid);
+	until = grant_until(o, valid_until);
+	if (o->promoted_epoch == epoch && o->leading && until > clock_mono_usec())
+		(void)control_send_renew(o->control, epoch, until);
 	pthread_mutex_unlock(&o->mu);
 }
 

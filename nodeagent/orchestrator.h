@@ -14,7 +14,9 @@
  *   any ──(SIGTERM)──► DEMOTE, unlabel, release "agent stopped" ──► exit
  *
  * Only a node whose service is connected and STANDBY contends for the Lease.
- * Write permission reaches the service as PROMOTE/RENEW valid_ms, computed
+ * Write permission reaches the service as PROMOTE/RENEW until_us (an
+ * absolute CLOCK_MONOTONIC time, so a line that waits in the socket cannot
+ * extend it), computed
  * from the term's validity minus a margin, so a stalled agent cannot leave
  * its service writing past the term.  RENEW and DEMOTE are sent straight
  * from the elector's callbacks, never queued behind a fence. */
@@ -49,7 +51,7 @@ struct orch_options {
 	const char *label_key;   /* "role" */
 	const char *label_value; /* "master" */
 	long request_timeout_ms;
-	usec_t write_margin;    /* subtracted from the term's validity for valid_ms */
+	usec_t write_margin;    /* subtracted from the term's validity for until_us */
 	usec_t promote_timeout; /* PROMOTE → READY */
 	usec_t demote_timeout;  /* DEMOTE → DEMOTED, then kill */
 	usec_t fence_retry;     /* pause between failed fence runs while leading */

@@ -62,7 +62,7 @@ int metad_control_parse_line(const char *line, struct metad_control_msg *ret, ch
 	char buf[METAD_CONTROL_LINE_MAX + 1];
 	char *verb, *p, *save = NULL;
 	bool have_epoch = false, have_valid = false, have_pod = false, have_addr = false,
-	     have_version = false, have_node = false;
+	     have_version = false, have_node = false, have_mono = false;
 	int r = -EBADMSG;
 
 	memset(&m, 0, sizeof(m));
@@ -120,14 +120,21 @@ int metad_control_parse_line(const char *line, struct metad_control_msg *ret, ch
 				goto out;
 			}
 			have_epoch = true;
-		} else if (strcmp(p, "valid_ms") == 0 &&
+		} else if (strcmp(p, "until_us") == 0 &&
 		           (m.verb == METAD_CONTROL_PROMOTE || m.verb == METAD_CONTROL_RENEW)) {
-			if (parse_u64_field(v, &x) < 0 || x > INT32_MAX) {
-				errbuf_set(err, errlen, "%s: bad valid_ms '%.64s'", verb, v);
+			if (parse_u64_field(v, &x) < 0 || x > INT64_MAX) {
+				errbuf_set(err, errlen, "%s: bad until_us '%.64s'", verb, v);
 				goto out;
 			}
-			m.valid_ms = (int64_t)x;
+			m.until_us = (int64_t)x;
 			have_valid = true;
+		} else if (strcmp(p, "mono_us") == 0 && m.verb == METAD_CONTROL_WELCOME) {
+			if (parse_u64_field(v, &x) < 0 || x > INT64_MAX) {
+				errbuf_set(err, errlen, "%s: bad mono_us '%.64s'", verb, v);
+				goto out;
+			}
+			m.mono_us = (int64_t)x;
+			have_mono = true;
 		} else if (strcmp(p, "version") == 0 && m.verb == METAD_CONTROL_WELCOME) {
 			if (parse_u64_field(v, &x) < 0 || x > 1000) {
 				errbuf_set(err, errlen, "%s: bad version '%.64s'", verb, v);
@@ -151,15 +158,24 @@ int metad_control_parse_line(const char *line, struct metad_control_msg *ret, ch
 	}
 	switch (m.verb) {
 	case METAD_CONTROL_WELCOME:
-		if (!have_version || !have_node || m.version != 1) {
-			errbuf_set(err, errlen, "WELCOME needs version=1 and node=");
+		if (have_version && m.version != METAD_CONTROL_VERSION) {
+			errbuf_set(err, errlen,
+			           "WELCOME: the agent speaks protocol version %u, this service %d "
+			           "(write grants as absolute CLOCK_MONOTONIC times); upgrade the "
+			           "agent",
+			           m.version, METAD_CONTROL_VERSION);
+			goto out;
+		}
+		if (!have_version || !have_node || !have_mono) {
+			errbuf_set(err, errlen, "WELCOME needs version=%d, node= and mono_us=",
+			           METAD_CONTROL_VERSION);
 			goto out;
 		}
 		break;
 	case METAD_CONTROL_PROMOTE:
 	case METAD_CONTROL_RENEW:
 		if (!have_epoch || !have_valid) {
-			errbuf_set(err, errlen, "%s needs epoch= and valid_ms=", verb);
+			errbuf_set(err, errlen, "%s needs epoch= and until_us=", verb);
 			goto out;
 		}
 		break;
@@ -249,7 +265,7 @@ static int connect_agent(const char *path)
 	return fd;
 }
 
-static void handle_line(struct metad_control *c, const char *line, usec_t received, bool *welcomed)
+static void handle_line(struct metad_control *c, const char *line, bool *welcomed)
 {
 	struct metad_control_msg m;
 	struct metad_control_ready ready;
@@ -267,15 +283,31 @@ static void handle_line(struct metad_control *c, const char *line, usec_t receiv
 		return;
 	}
 	switch (m.verb) {
-	case METAD_CONTROL_WELCOME:
+	case METAD_CONTROL_WELCOME: {
+		int64_t skew = clock_mono_usec() - m.mono_us;
+
+		if (skew < -METAD_CONTROL_CLOCK_SKEW_MAX_US ||
+		    skew > METAD_CONTROL_CLOCK_SKEW_MAX_US) {
+			/* its grants would be times on another clock: never master */
+			log_error("the agent on node '%s' reads CLOCK_MONOTONIC %" PRId64
+			          " ms away from ours (another time namespace?); staying standby",
+			          m.node, skew / 1000);
+			(void)metad_control_send(c,
+			                         "ERROR reason=CLOCK_MONOTONIC differs by %" PRId64
+			                         " ms; refusing write grants",
+			                         skew / 1000);
+			return;
+		}
 		log_info("agent on node '%s' accepted us; standby", m.node);
 		*welcomed = true;
 		(void)metad_control_send(c, "STANDBY");
 		break;
+	}
 	case METAD_CONTROL_PROMOTE:
 		reason[0] = '\0';
-		r = c->hooks.promote(c->hooks.userdata, m.epoch,
-		                     received + m.valid_ms * USEC_PER_MSEC, &ready, reason,
+		/* the grant is absolute: however long this line waited in the
+		 * socket, it never lets writes go on past the agent's term */
+		r = c->hooks.promote(c->hooks.userdata, m.epoch, m.until_us, &ready, reason,
 		                     sizeof(reason));
 		if (r < 0) {
 			(void)metad_control_send(c, "FAILED epoch=%" PRIu64 " reason=%s", m.epoch,
@@ -290,7 +322,7 @@ static void handle_line(struct metad_control *c, const char *line, usec_t receiv
 		}
 		break;
 	case METAD_CONTROL_RENEW:
-		c->hooks.renew(c->hooks.userdata, m.epoch, received + m.valid_ms * USEC_PER_MSEC);
+		c->hooks.renew(c->hooks.userdata, m.epoch, m.until_us);
 		break;
 	case METAD_CONTROL_DEMOTE:
 		c->hooks.demote(c->hooks.userdata, m.epoch, m.reason);
@@ -318,7 +350,6 @@ static void serve(struct metad_control *c, int fd)
 		struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN},
 		                        {.fd = c->wake[0], .events = POLLIN}};
 		int timeout = 1000;
-		usec_t received;
 		ssize_t n;
 		char *nl;
 
@@ -338,8 +369,6 @@ static void serve(struct metad_control *c, int fd)
 			return;
 		if (!pfd[0].revents)
 			continue;
-		/* the deadline of a grant counts from before the read: conservative */
-		received = clock_mono_usec();
 		n = read(fd, buf + len, sizeof(buf) - 1 - len);
 		if (n == 0) {
 			log_warning("the agent closed the control connection, reconnecting");
@@ -359,7 +388,7 @@ static void serve(struct metad_control *c, int fd)
 			*nl = '\0';
 			if (nl > buf && nl[-1] == '\r')
 				nl[-1] = '\0';
-			handle_line(c, buf, received, &welcomed);
+			handle_line(c, buf, &welcomed);
 			memmove(buf, buf + l, len - l);
 			len -= l;
 			buf[len] = '\0';
@@ -400,8 +429,10 @@ static void *metad_control_main(void *arg)
 		pthread_mutex_lock(&c->lock);
 		c->fd = fd;
 		pthread_mutex_unlock(&c->lock);
-		(void)metad_control_send(c, "HELLO version=1 pod=%s uid=%s pid=%d", c->pod, c->uid,
-		                         (int)getpid());
+		(void)metad_control_send(c,
+		                         "HELLO version=%d pod=%s uid=%s pid=%d mono_us=%" PRId64,
+		                         METAD_CONTROL_VERSION, c->pod, c->uid, (int)getpid(),
+		                         (int64_t)clock_mono_usec());
 		serve(c, fd);
 		pthread_mutex_lock(&c->lock);
 		c->fd = -1;

@@ -19,6 +19,12 @@
 
 #define METAD_CONTROL_LINE_MAX 4096
 
+/* The control protocol's version (docs/control-protocol.md).  Write grants
+ * are absolute CLOCK_MONOTONIC times, which agent and service read from the
+ * one kernel; the WELCOME's mono_us must be within this of ours. */
+#define METAD_CONTROL_VERSION           2
+#define METAD_CONTROL_CLOCK_SKEW_MAX_US (500 * 1000)
+
 enum metad_control_verb {
 	METAD_CONTROL_WELCOME = 1,
 	METAD_CONTROL_PROMOTE,
@@ -31,8 +37,9 @@ enum metad_control_verb {
 struct metad_control_msg {
 	enum metad_control_verb verb;
 	unsigned version;  /* WELCOME */
+	int64_t mono_us;   /* WELCOME: the agent's CLOCK_MONOTONIC when it sent it */
 	uint64_t epoch;    /* PROMOTE, RENEW, DEMOTE, MASTER */
-	int64_t valid_ms;  /* PROMOTE, RENEW */
+	int64_t until_us;  /* PROMOTE, RENEW: end of the write grant (CLOCK_MONOTONIC) */
 	char node[256];    /* WELCOME */
 	char pod[256];     /* MASTER */
 	char addr[256];    /* MASTER */

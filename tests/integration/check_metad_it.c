@@ -15,6 +15,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -435,19 +436,28 @@ static void agent_close(struct agent *a)
 	unlink(a->path);
 }
 
+/* PROMOTE or RENEW granting writes for `ms` from now: an absolute
+ * CLOCK_MONOTONIC time, as the agent sends it. */
+static void agent_grant(struct agent *a, const char *verb, int epoch, long ms)
+{
+	agent_send(a, "%s epoch=%d until_us=%" PRId64, verb, epoch,
+	           (int64_t)(clock_mono_usec() + ms * USEC_PER_MSEC));
+}
+
 /* Accept, check HELLO, WELCOME, expect STANDBY. */
 static void agent_handshake(struct agent *a, const struct metad *m, const char *pod)
 {
 	char line[4200], want[64];
 
 	agent_accept(a);
-	agent_expect(a, "HELLO version=1 ", line, sizeof(line));
+	agent_expect(a, "HELLO version=2 ", line, sizeof(line));
+	ck_assert_msg(strstr(line, " mono_us="), "HELLO without mono_us: %s", line);
 	snprintf(want, sizeof(want), " pid=%d", (int)m->pid);
 	ck_assert_msg(strstr(line, want), "HELLO without %s: %s", want, line);
 	snprintf(want, sizeof(want), "pod=%s ", pod);
 	ck_assert_msg(strstr(line, want), "HELLO without %s: %s", want, line);
 	ck_assert_msg(strstr(line, "uid=uid-1"), "HELLO without uid: %s", line);
-	agent_send(a, "WELCOME version=1 node=node-a");
+	agent_send(a, "WELCOME version=2 node=node-a mono_us=%" PRId64, (int64_t)clock_mono_usec());
 	agent_expect(a, "STANDBY", NULL, 0);
 }
 
@@ -762,12 +772,12 @@ START_TEST(control_roles)
 	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "get", "k", NULL), 3);
 
 	/* a bad line is answered with ERROR, the connection stays */
-	agent_send(&a, "PROMOTE epoch=banana valid_ms=5");
+	agent_send(&a, "PROMOTE epoch=banana until_us=5");
 	agent_expect(&a, "ERROR reason=", NULL, 0);
 
 	/* promotion: READY with the recovered records */
 	t_promote = clock_mono_usec();
-	agent_send(&a, "PROMOTE epoch=5 valid_ms=1500");
+	agent_grant(&a, "PROMOTE", 5, 1500);
 	agent_expect(&a, "READY epoch=5 ", line, sizeof(line));
 	ck_assert_msg(sscanf(strstr(line, "records="), "records=%lu", &records) == 1, "%s", line);
 	ck_assert_uint_ge(records, 10);
@@ -786,10 +796,10 @@ START_TEST(control_roles)
 	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_ERR);
 
 	/* RENEW of another epoch is ignored; of ours, extends */
-	agent_send(&a, "RENEW epoch=4 valid_ms=5000");
+	agent_grant(&a, "RENEW", 4, 5000);
 	usleep(100000);
 	ck_assert_int_eq(raw_put(&r, "k", "v2", &u), PROTO_R_ERR);
-	agent_send(&a, "RENEW epoch=5 valid_ms=5000");
+	agent_grant(&a, "RENEW", 5, 5000);
 	usleep(100000);
 	ck_assert_int_eq(raw_put(&r, "k", "v3", &u), PROTO_R_OK);
 	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "get", "k", NULL), 0);
@@ -805,19 +815,19 @@ START_TEST(control_roles)
 	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "del", "k", NULL), 3);
 
 	/* a promotion with an older epoch than the volume's fails */
-	agent_send(&a, "PROMOTE epoch=3 valid_ms=5000");
+	agent_grant(&a, "PROMOTE", 3, 5000);
 	agent_expect(&a, "FAILED epoch=3 reason=", line, sizeof(line));
 	agent_expect(&a, "STANDBY", NULL, 0);
 	ck_assert_int_eq(once(m.port, PROTO_OP_PUT, "k", "v", &u), PROTO_R_NOTMASTER);
 
 	/* a newer one works again, with our last write recovered */
-	agent_send(&a, "PROMOTE epoch=7 valid_ms=5000");
+	agent_grant(&a, "PROMOTE", 7, 5000);
 	agent_expect(&a, "READY epoch=7 ", NULL, 0);
 	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "get", "k", NULL), 0);
 	ck_assert_str_eq(out, "v3");
 
 	/* the agent goes away: writes go on until the grant ends, then stop */
-	agent_send(&a, "RENEW epoch=7 valid_ms=800");
+	agent_grant(&a, "RENEW", 7, 800);
 	usleep(50000);
 	agent_close(&a);
 	ck_assert_int_eq(once(m.port, PROTO_OP_PUT, "k", "v5", &u), PROTO_R_OK);
@@ -854,7 +864,7 @@ START_TEST(control_agent_absent)
 	ck_assert_int_eq(bind(a.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	ck_assert_int_eq(listen(a.lfd, 4), 0);
 	agent_accept(&a);
-	agent_expect(&a, "HELLO version=1 pod=", NULL, 0);
+	agent_expect(&a, "HELLO version=2 pod=", NULL, 0);
 	agent_close(&a);
 	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
 }
@@ -880,7 +890,7 @@ START_TEST(sigterm_stops_serving_before_eof)
 	            "--pod-name", "meta-t", "--pod-uid", "uid-1", NULL);
 	unsetenv("KUBEFENCE_FAILPOINTS");
 	agent_handshake(&a, &m, "meta-t");
-	agent_send(&a, "PROMOTE epoch=3 valid_ms=30000");
+	agent_grant(&a, "PROMOTE", 3, 30000);
 	agent_expect(&a, "READY epoch=3 ", NULL, 0);
 	raw_open(&r, m.port);
 	ck_assert_int_eq(raw_put(&r, "k", "v1", &u), PROTO_R_OK);
@@ -892,6 +902,63 @@ START_TEST(sigterm_stops_serving_before_eof)
 	k = raw_put(&r, "k", "v2", &u);
 	ck_assert_msg(k != PROTO_R_OK, "the service acknowledged a write after its agent saw EOF");
 	raw_close(&r);
+	agent_close(&a);
+	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
+}
+END_TEST
+
+/* A grant waits in the socket while a long recovery runs on the control
+ * thread (a fault point stretches it to 1.5 s); read only afterwards, it
+ * must still end where the agent's term ends, not 500 ms after it was read:
+ * grants are absolute times.  And the service refuses an agent of protocol
+ * version 1, or one whose CLOCK_MONOTONIC is not its own. */
+START_TEST(grant_read_late_ends_on_time)
+{
+	struct metad m;
+	struct agent a;
+	struct proto_resp u;
+	char line[4200];
+
+	agent_listen(&a, "agent-g");
+	setenv("KUBEFENCE_FAILPOINTS", "metad.promote.before_claim=1*delay(1500)", 1);
+	metad_start(&m, "svc-g", 0, "--control-socket", a.path, "--data-dir", dir_of("grant"),
+	            "--pod-name", "meta-g", "--pod-uid", "uid-1", NULL);
+	unsetenv("KUBEFENCE_FAILPOINTS");
+	agent_handshake(&a, &m, "meta-g");
+	agent_grant(&a, "PROMOTE", 3, 600);
+	usleep(100000);
+	agent_grant(&a, "RENEW", 3, 500); /* the term ends 600 ms after PROMOTE */
+	agent_expect(&a, "READY epoch=3 ", line, sizeof(line));
+	usleep(100000); /* the RENEW is read by now */
+	ck_assert_int_eq(once(m.port, PROTO_OP_PUT, "k", "late", &u), PROTO_R_ERR);
+	ck_assert_msg(strncmp(u.text, "deadline", 8) == 0, "%s", u.text);
+	agent_close(&a);
+	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
+}
+END_TEST
+
+START_TEST(old_protocol_and_foreign_clock_refused)
+{
+	struct metad m;
+	struct agent a;
+	struct proto_resp u;
+	char line[4200];
+
+	agent_listen(&a, "agent-v");
+	metad_start(&m, "svc-v", 0, "--control-socket", a.path, "--data-dir", dir_of("ver"),
+	            "--pod-name", "meta-v", "--pod-uid", "uid-1", NULL);
+	agent_accept(&a);
+	agent_expect(&a, "HELLO version=2 ", NULL, 0);
+	agent_send(&a, "WELCOME version=1 node=node-a");
+	agent_expect(&a, "ERROR reason=", line, sizeof(line));
+	ck_assert_msg(strstr(line, "version 1"), "%s", line);
+	/* a clock 10 s away: refused, never welcomed, never master */
+	agent_send(&a, "WELCOME version=2 node=node-a mono_us=%" PRId64,
+	           (int64_t)(clock_mono_usec() - 10 * USEC_PER_SEC));
+	agent_expect(&a, "ERROR reason=CLOCK_MONOTONIC differs", NULL, 0);
+	agent_grant(&a, "PROMOTE", 3, 30000);
+	agent_expect(&a, "ERROR reason=expected WELCOME", NULL, 0);
+	ck_assert_int_eq(once(m.port, PROTO_OP_PUT, "k", "v", &u), PROTO_R_NOTMASTER);
 	agent_close(&a);
 	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
 }
@@ -914,12 +981,12 @@ START_TEST(two_services_one_volume)
 	agent_handshake(&aa, &ma, "meta-a");
 	agent_handshake(&ab, &mb, "meta-b");
 
-	agent_send(&aa, "PROMOTE epoch=5 valid_ms=30000");
+	agent_grant(&aa, "PROMOTE", 5, 30000);
 	agent_expect(&aa, "READY epoch=5 ", NULL, 0);
 	ck_assert_int_eq(once(ma.port, PROTO_OP_PUT, "a", "1", &u), PROTO_R_OK);
 
 	/* B takes over with a newer epoch while A still believes it is master */
-	agent_send(&ab, "PROMOTE epoch=6 valid_ms=30000");
+	agent_grant(&ab, "PROMOTE", 6, 30000);
 	agent_expect(&ab, "READY epoch=6 ", NULL, 0);
 	ck_assert_int_eq(once(mb.port, PROTO_OP_GET, "a", NULL, &u), PROTO_R_VALUE);
 
@@ -1173,6 +1240,8 @@ static Suite *metad_suite(void)
 	        {"batch", batch_mode},
 	        {"batch_history", batch_history},
 	        {"sigterm_order", sigterm_stops_serving_before_eof},
+	        {"grant_absolute", grant_read_late_ends_on_time},
+	        {"protocol_version", old_protocol_and_foreign_clock_refused},
 	};
 
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {

@@ -21,9 +21,11 @@ START_TEST(parse_good)
 	char err[256];
 
 	ck_assert_int_eq(
-	        control_parse("HELLO version=1 pod=meta-0 uid=abc-1 pid=42", &m, err, sizeof(err)),
+	        control_parse("HELLO version=2 pod=meta-0 uid=abc-1 pid=42 mono_us=123456789", &m,
+	                      err, sizeof(err)),
 	        0);
 	ck_assert_int_eq(m.verb, CONTROL_HELLO);
+	ck_assert_int_eq(m.mono_us, 123456789);
 	ck_assert_str_eq(m.pod, "meta-0");
 	ck_assert_str_eq(m.uid, "abc-1");
 	ck_assert_int_eq(m.pid, 42);
@@ -54,14 +56,17 @@ static const struct {
 } BAD[] = {
         {"", "unknown verb ''"},
         {"HELO version=1", "unknown verb 'HELO'"},
-        {"HELLO version=2 pod=p uid=u pid=1",
-         "HELLO: protocol version 2 is not supported (this agent speaks 1)"},
-        {"HELLO version=1 pod=p uid=u", "HELLO: field 'pid' is missing"},
-        {"HELLO version=1 pod=p uid=u pid=0", "HELLO: '0' is not a valid pid"},
-        {"HELLO version=1 pod=p uid=u pid=-3", "HELLO: '-3' is not a valid pid"},
-        {"HELLO version=1 pod=p pod=q uid=u pid=1", "HELLO: field 'pod' given twice"},
-        {"HELLO version=1 pod= uid=u pid=1", "pod: empty or longer than 253 bytes"},
-        {"HELLO version=1 pod=p uid=u pid=1 color=red", "HELLO: unknown field 'color'"},
+        {"HELLO version=1 pod=p uid=u pid=1",
+         "HELLO: protocol version 1 is not supported (this agent speaks 2, whose write grants "
+         "are absolute CLOCK_MONOTONIC times; upgrade the service)"},
+        {"HELLO version=2 pod=p uid=u pid=1", "HELLO: field 'mono_us' is missing"},
+        {"HELLO version=2 pod=p uid=u pid=1 mono_us=x", "HELLO: 'x' is not a valid mono_us"},
+        {"HELLO version=2 mono_us=1 pod=p uid=u", "HELLO: field 'pid' is missing"},
+        {"HELLO version=2 mono_us=1 pod=p uid=u pid=0", "HELLO: '0' is not a valid pid"},
+        {"HELLO version=2 mono_us=1 pod=p uid=u pid=-3", "HELLO: '-3' is not a valid pid"},
+        {"HELLO version=2 mono_us=1 pod=p pod=q uid=u pid=1", "HELLO: field 'pod' given twice"},
+        {"HELLO version=2 mono_us=1 pod= uid=u pid=1", "pod: empty or longer than 253 bytes"},
+        {"HELLO version=2 mono_us=1 pod=p uid=u pid=1 color=red", "HELLO: unknown field 'color'"},
         {"READY epoch=1 records=2 last_seq=3", "READY: field 'recovery_ms' is missing"},
         {"READY epoch=x records=2 last_seq=3 recovery_ms=1", "READY: 'x' is not a valid epoch"},
         {"READY epoch=1 records=2 last_seq=3 recovery_ms=1 pod=p",
@@ -159,6 +164,16 @@ static void say(int fd, const char *line)
 	ck_assert_int_eq(write(fd, line, strlen(line)), (ssize_t)strlen(line));
 }
 
+/* HELLO as a service of this machine says it: version 2, our clock. */
+static void hello(int fd, const char *pod, const char *uid, int pid)
+{
+	char line[256];
+
+	snprintf(line, sizeof(line), "HELLO version=2 pod=%s uid=%s pid=%d mono_us=%lld\n", pod,
+	         uid, pid, (long long)clock_mono_usec());
+	say(fd, line);
+}
+
 /* Read one line with a 2 s deadline. */
 static void hear(int fd, char *buf, size_t n)
 {
@@ -211,9 +226,18 @@ START_TEST(server_session)
 	close(fd);
 
 	fd = dial(path);
-	say(fd, "HELLO version=1 pod=meta-0 uid=u-1 pid=4242\n");
+	/* a service on another CLOCK_MONOTONIC (a time namespace) is refused */
+	say(fd, "HELLO version=2 pod=meta-0 uid=u-1 pid=4242 mono_us=1\n");
 	hear(fd, line, sizeof(line));
-	ck_assert_str_eq(line, "WELCOME version=1 node=node-a");
+	ck_assert_msg(strncmp(line, "ERROR reason=your CLOCK_MONOTONIC is ", 37) == 0, "%s", line);
+	ck_assert_int_eq(read(fd, line, sizeof(line)), 0);
+	close(fd);
+	ck_assert_int_eq(s.hello, 0);
+
+	fd = dial(path);
+	hello(fd, "meta-0", "u-1", 4242);
+	hear(fd, line, sizeof(line));
+	ck_assert_msg(strncmp(line, "WELCOME version=2 node=node-a mono_us=", 38) == 0, "%s", line);
 	WAIT_FOR(s.hello == 1);
 	ck_assert_str_eq(s.pod, "meta-0");
 	ck_assert(control_connected(c));
@@ -231,16 +255,16 @@ START_TEST(server_session)
 
 	say(fd, "STANDBY\n");
 	WAIT_FOR(s.standby == 1);
-	ck_assert_int_eq(control_send_promote(c, 5, 1500), 0);
+	ck_assert_int_eq(control_send_promote(c, 5, 1500000), 0);
 	hear(fd, line, sizeof(line));
-	ck_assert_str_eq(line, "PROMOTE epoch=5 valid_ms=1500");
+	ck_assert_str_eq(line, "PROMOTE epoch=5 until_us=1500000");
 	/* two messages in one write */
 	say(fd, "READY epoch=5 records=10 last_seq=11 recovery_ms=3\nSTANDBY\n");
 	WAIT_FOR(s.ready == 1 && s.standby == 2);
 	ck_assert_int_eq(s.ready_epoch, 5);
-	ck_assert_int_eq(control_send_renew(c, 5, 900), 0);
+	ck_assert_int_eq(control_send_renew(c, 5, 2400000), 0);
 	hear(fd, line, sizeof(line));
-	ck_assert_str_eq(line, "RENEW epoch=5 valid_ms=900");
+	ck_assert_str_eq(line, "RENEW epoch=5 until_us=2400000");
 	ck_assert_int_eq(control_send_demote(c, 5, "lost the lease"), 0);
 	hear(fd, line, sizeof(line));
 	ck_assert_str_eq(line, "DEMOTE epoch=5 reason=lost the lease");
@@ -253,7 +277,7 @@ START_TEST(server_session)
 
 	/* a line that never ends is cut off */
 	fd = dial(path);
-	say(fd, "HELLO version=1 pod=meta-1 uid=u-2 pid=1\n");
+	hello(fd, "meta-1", "u-2", 1);
 	hear(fd, line, sizeof(line));
 	char big[CONTROL_LINE_MAX + 16];
 	memset(big, 'x', sizeof(big));

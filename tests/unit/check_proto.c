@@ -351,16 +351,19 @@ START_TEST(metad_control_lines)
 	struct metad_control_msg m;
 	char err[256];
 
-	ck_assert_int_eq(
-	        metad_control_parse_line("WELCOME version=1 node=n1", &m, err, sizeof(err)), 0);
+	ck_assert_int_eq(metad_control_parse_line("WELCOME version=2 node=n1 mono_us=77", &m, err,
+	                                          sizeof(err)),
+	                 0);
 	ck_assert_int_eq(m.verb, METAD_CONTROL_WELCOME);
 	ck_assert_str_eq(m.node, "n1");
+	ck_assert_int_eq(m.mono_us, 77);
 	ck_assert_int_eq(
-	        metad_control_parse_line("PROMOTE epoch=5 valid_ms=1500", &m, err, sizeof(err)), 0);
+	        metad_control_parse_line("PROMOTE epoch=5 until_us=1500000", &m, err, sizeof(err)),
+	        0);
 	ck_assert_int_eq(m.verb, METAD_CONTROL_PROMOTE);
 	ck_assert_uint_eq(m.epoch, 5);
-	ck_assert_int_eq(m.valid_ms, 1500);
-	ck_assert_int_eq(metad_control_parse_line("RENEW valid_ms=0 epoch=7", &m, err, sizeof(err)),
+	ck_assert_int_eq(m.until_us, 1500000);
+	ck_assert_int_eq(metad_control_parse_line("RENEW until_us=0 epoch=7", &m, err, sizeof(err)),
 	                 0);
 	ck_assert_int_eq(m.verb, METAD_CONTROL_RENEW);
 	ck_assert_uint_eq(m.epoch, 7);
@@ -387,22 +390,24 @@ START_TEST(metad_control_bad_lines)
 	        "",
 	        "PING",
 	        "PROMOTE epoch=5",
-	        "PROMOTE valid_ms=5",
-	        "PROMOTE epoch=0 valid_ms=5",
-	        "PROMOTE epoch=-1 valid_ms=5",
-	        "PROMOTE epoch=x valid_ms=5",
-	        "PROMOTE epoch=5 valid_ms=99999999999",
-	        "PROMOTE epoch=5 valid_ms=5 color=red",
-	        "PROMOTE epoch=5 valid_ms=5 reason=x",
-	        "RENEW epoch=5 valid_ms=1x",
+	        "PROMOTE until_us=5",
+	        "PROMOTE epoch=0 until_us=5",
+	        "PROMOTE epoch=-1 until_us=5",
+	        "PROMOTE epoch=x until_us=5",
+	        "PROMOTE epoch=5 until_us=99999999999999999999",
+	        "PROMOTE epoch=5 until_us=5 color=red",
+	        "PROMOTE epoch=5 until_us=5 reason=x",
+	        "PROMOTE epoch=5 valid_ms=5", /* protocol version 1 */
+	        "RENEW epoch=5 until_us=1x",
 	        "DEMOTE",
 	        "MASTER epoch=5 pod=p",
 	        "MASTER epoch=5 pod= addr=a",
+	        "WELCOME version=1 node=n mono_us=1",
 	        "WELCOME version=2 node=n",
-	        "WELCOME node=n",
-	        "WELCOME version=1 node=n epoch=3",
-	        "PROMOTE epoch5 valid_ms=5",
-	        "PROMOTE =5 valid_ms=5",
+	        "WELCOME node=n mono_us=1",
+	        "WELCOME version=2 node=n mono_us=1 epoch=3",
+	        "PROMOTE epoch5 until_us=5",
+	        "PROMOTE =5 until_us=5",
 	};
 	struct metad_control_msg m;
 	char err[256], *huge;
