@@ -55,10 +55,13 @@
  *
  * Histories (--history FILE, --client ID; lib/history.h, docs/history.md):
  * session, workload, check, pinned, put and get append one record per
- * operation, whatever came of it.  An operation of the Service modes spans
- * all its tries (invocation at the first, completion at the last); a put or
- * del is "ok" when its last try is done, "info" when some try may have
- * written, else "fail".  Per try:
+ * operation, whatever came of it.  The workload and pinned modes record
+ * every try as an operation of its own (a retried PUT writes a new value,
+ * suffixed ".rN"); in the other modes an operation spans all its tries
+ * (invocation at the first, completion at the last), and a put or del is
+ * "ok" only when its last try is done and no earlier try may have written
+ * (a request given up on can still arrive later), "info" when some try may
+ * have written, else "fail".  Per try:
  *
  *   OK, NOTFOUND (del)                         done
  *   ERR badrequest|toolarge|busy|unavailable   certainly not done
@@ -408,13 +411,16 @@ static enum hist_op hist_op_of(enum proto_op op)
 }
 
 /* The history result of an operation whose last try answered r; maybe:
- * some try may have written. */
+ * some try may have written without being answered.  A write answered OK
+ * after such a try is indeterminate too: the earlier try's request may still
+ * be on its way (a connection given up on during a partition delivers it
+ * later, after the retry and after later operations). */
 static enum hist_result classify(enum proto_op op, int r, bool maybe)
 {
 	if (is_write(op))
-		return r == RS_OK || (op == PROTO_OP_DEL && r == RS_NOTFOUND) ? HIST_OK
-		       : maybe                                                ? HIST_INFO
-		                                                              : HIST_FAIL;
+		return maybe                                                    ? HIST_INFO
+		       : r == RS_OK || (op == PROTO_OP_DEL && r == RS_NOTFOUND) ? HIST_OK
+		                                                                : HIST_FAIL;
 	return r == RS_VALUE || r == RS_NOTFOUND ? HIST_OK : HIST_FAIL;
 }
 
@@ -437,15 +443,21 @@ static void record_op(enum proto_op op, const char *key, const char *value, usec
 /* A request through the Service: connect to the Endpoints' address when
  * not connected; on CONN/NOTMASTER/ERR re-read the Endpoints and retry until
  * the deadline.  Returns the last result; *tries counts the refused tries;
- * *maybe (when not NULL) tells whether some try of a write may have written;
- * master gets the address of the last try. */
-static int svc_request(struct conn *c, enum proto_op op, const char *key, const char *value,
-                       usec_t deadline, char *text, size_t textlen, unsigned *tries, bool *maybe,
-                       char *master, size_t masterlen)
+ * *maybe (when not NULL) tells whether some try of a write may have written
+ * without being answered; master gets the address of the last try.
+ * With per_try, every try sent is recorded as an operation of its own, and a
+ * PUT's value (a buffer of valuelen bytes) gets a suffix ".rN" on the Nth
+ * retry, so that values stay unique per write: the one written last is left
+ * in value. */
+static int svc_request(struct conn *c, enum proto_op op, const char *key, char *value,
+                       size_t valuelen, bool per_try, usec_t deadline, char *text, size_t textlen,
+                       unsigned *tries, bool *maybe, char *master, size_t masterlen)
 {
-	char eps[512];
-	int r = RS_CONN;
+	char eps[512], base[256] = "";
+	int r = RS_CONN, ntry = 0;
 
+	if (value)
+		snprintf(base, sizeof(base), "%s", value);
 	if (maybe)
 		*maybe = false;
 	if (master)
@@ -462,12 +474,21 @@ static int svc_request(struct conn *c, enum proto_op op, const char *key, const 
 			}
 		}
 		if (c->fd >= 0) {
-			bool sent = false;
+			bool sent = false, ind;
+			usec_t invoke;
 
 			if (master)
 				snprintf(master, masterlen, "%s", c->addr);
-			r = request(c, op, key, value, opt_request_ms, text, textlen, &sent);
-			if (maybe && is_write(op) && write_indeterminate(r, text, sent))
+			if (per_try && op == PROTO_OP_PUT && value && ntry > 0)
+				snprintf(value, valuelen, "%s.r%d", base, ntry);
+			invoke = now_real();
+			r = request(c, op, key, op == PROTO_OP_PUT ? value : NULL, opt_request_ms,
+			            text, textlen, &sent);
+			ntry++;
+			ind = is_write(op) && write_indeterminate(r, text, sent);
+			if (per_try)
+				record_op(op, key, value, invoke, r, text, ind, c->addr);
+			else if (maybe && ind)
 				*maybe = true;
 			if (r == RS_OK || r == RS_VALUE || r == RS_NOTFOUND)
 				return r;
@@ -481,16 +502,19 @@ static int svc_request(struct conn *c, enum proto_op op, const char *key, const 
 	}
 }
 
-/* svc_request and its history record. */
+/* svc_request of one operation (value given by the caller: the same for
+ * every try) and its history record, spanning all the tries. */
 static int svc_op(struct conn *c, enum proto_op op, const char *key, const char *value,
                   usec_t deadline, char *text, size_t textlen, unsigned *tries)
 {
-	char master[64];
+	char master[64], v[256];
 	usec_t invoke = now_real();
 	bool maybe;
-	int r = svc_request(c, op, key, value, deadline, text, textlen, tries, &maybe, master,
-	                    sizeof(master));
+	int r;
 
+	snprintf(v, sizeof(v), "%s", value ? value : "");
+	r = svc_request(c, op, key, value ? v : NULL, sizeof(v), false, deadline, text, textlen,
+	                tries, &maybe, master, sizeof(master));
 	record_op(op, key, value, invoke, r, text, maybe, master);
 	return r;
 }
@@ -604,6 +628,8 @@ static int mode_session(void)
 			r = svc_op(&c, PROTO_OP_GET, k, NULL, deadline, text, sizeof(text), &tries);
 			if (r == RS_VALUE && (!v || strcmp(v, text) == 0))
 				printf("ok get %s %s %s tries=%u\n", k, text, c.addr, tries);
+			else if (r == RS_NOTFOUND && !v)
+				printf("ok get %s NOTFOUND %s tries=%u\n", k, c.addr, tries);
 			else
 				printf("fail get %s %s %s\n", k, res_name(r), text);
 		} else {
@@ -656,13 +682,14 @@ static int mode_workload(const char *path)
 
 		snprintf(value, sizeof(value), "v%" PRIu64 "-%lu-%s", seq, pid, opt_client);
 		sent = now_real();
-		/* No deadline of our own: retry until told to stop. */
-		r = svc_request(&c, op, key, op == PROTO_OP_PUT ? value : NULL, INT64_MAX, text,
-		                sizeof(text), &tries, &maybe, master, sizeof(master));
+		/* No deadline of our own: retry until told to stop; every try is
+		 * an operation of the history. */
+		r = svc_request(&c, op, key, op == PROTO_OP_PUT ? value : NULL, sizeof(value), true,
+		                INT64_MAX, text, sizeof(text), &tries, &maybe, master,
+		                sizeof(master));
 		refused += tries;
-		record_op(op, key, value, sent, r, text, maybe, master);
-		tally_add(&t, op, r, maybe);
-		if (is_write(op) && classify(op, r, maybe) == HIST_OK) {
+		tally_add(&t, op, r, false);
+		if (is_write(op) && classify(op, r, false) == HIST_OK) {
 			fprintf(f, "%" PRIu64 " %" PRId64 " %" PRId64 " %s %s %s\n", seq,
 			        (int64_t)sent, (int64_t)now_real(), c.addr, key,
 			        op == PROTO_OP_PUT ? value : "-");
@@ -699,7 +726,7 @@ static int mode_pinned(const char *addr0, const char *path)
 {
 	struct conn c = {.fd = -1};
 	FILE *f = path ? fopen(path, "a") : NULL;
-	char addr[64], key[64], value[128], hint[64];
+	char addr[64], key[64], value[128], hint[64], answer[256], last_answer[256] = "";
 	static char text[PROTO_VALUE_MAX + 1];
 	uint64_t seq = 0, switches = 0, conn_fail = 0;
 	unsigned long pid = (unsigned long)getpid();
@@ -742,6 +769,13 @@ static int mode_pinned(const char *addr0, const char *path)
 		}
 		if (op == PROTO_OP_PUT)
 			seq++;
+		/* The answers, as they change, for the campaign's logs. */
+		snprintf(answer, sizeof(answer), "%s %s %.80s", addr, res_name(r),
+		         r == RS_VALUE ? "" : text);
+		if (strcmp(answer, last_answer) != 0) {
+			fprintf(stderr, "%" PRId64 " %s\n", (int64_t)now_real(), answer);
+			snprintf(last_answer, sizeof(last_answer), "%s", answer);
+		}
 		if (r == RS_NOTMASTER && hint_addr(text, hint, sizeof(hint)) &&
 		    strcmp(hint, addr) != 0) {
 			snprintf(addr, sizeof(addr), "%s", hint);
