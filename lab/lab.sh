@@ -20,7 +20,8 @@
 #   lab.sh pod-api [HOST:PORT|direct]   where the nodes' DNAT sends the pods'
 #                               `kubernetes` Service (198.18.0.33:443): the API
 #                               server (direct, the default) or, e.g., a fault
-#                               proxy on the bridge; without an argument, print it
+#                               proxy on the bridge, or on 127.0.0.1:PORT in each
+#                               node's namespace; without an argument, print it
 #   lab.sh proxy-cert           a serving certificate from the lab CA for the
 #                               bridge and Service addresses: prints "CERT KEY CA"
 #
@@ -229,11 +230,17 @@ cmd_pod_api() { # [HOST:PORT|direct]
 	fi
 	case $1 in
 	direct) rm -f "$LABDIR/pod-api" ;;
-	198.18.0.*:[0-9]*) echo "$1" >"$LABDIR/pod-api" ;;
-	*) die "pod-api: HOST:PORT in 198.18.0.0/24, or direct" ;;
+	198.18.0.*:[0-9]* | 127.0.0.1:[0-9]*) echo "$1" >"$LABDIR/pod-api" ;;
+	*) die "pod-api: HOST:PORT in 198.18.0.0/24 or 127.0.0.1:PORT, or direct" ;;
 	esac
 	to=$(pod_api)
-	for n in $(lab_nodes); do service_dnat "$n" "$to"; done
+	for n in $(lab_nodes); do
+		# 127.0.0.1: a listener in each node's own namespace (lab.sh exec
+		# NODE ...); the pods' packets may be sent to the node's loopback
+		# only with route_localnet (this sysctl is the node namespace's).
+		case $to in 127.*) nsx "$n" sh -c 'echo 1 >/proc/sys/net/ipv4/conf/all/route_localnet' ;; esac
+		service_dnat "$n" "$to"
+	done
 	echo "pods' API server: $to (new connections; established ones keep their path)"
 }
 
