@@ -332,7 +332,7 @@ int main(int argc, char **argv)
 		        "    \"results\": \"%.1f%% fail, %.1f%% info (half of the info writes "
 		        "take effect, up to 2 ms after the client gave up), the rest ok\",\n"
 		        "    \"op_us\": \"20..320 per op, 1..50 between a client's ops\",\n"
-		        "    \"seed\": %llu,\n    \"file\": \"%s\"\n  },\n"
+		        "    \"seed\": %llu,\n    \"dir\": \"%s\"\n  },\n"
 		        "  \"ops\": %zu,\n  \"keys\": %zu,\n  \"ok\": %zu,\n  \"fail\": %zu,\n"
 		        "  \"info\": %zu,\n  \"file_bytes\": %lld,\n  \"generate_write_s\": %.3f,\n"
 		        "  \"load_s\": %.3f,\n  \"check_s\": %.3f,\n  \"peak_rss_kb\": %ld,\n"

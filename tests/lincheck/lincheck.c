@@ -1086,6 +1086,37 @@ static int add_violation(struct ctx *c, struct lc_report *rep, uint32_t key, con
 	return 0;
 }
 
+/* Bound or drop the info writes of sub[0..*n) again from the reads left in
+ * it, as reduce_key() does for a whole key, so that a trial subset is
+ * judged as a history of its own: an info put kept only for a read that was
+ * removed must go with that read. */
+static void rereduce(const struct ctx *c, struct wop *sub, size_t *n)
+{
+	size_t i, j, m = 0;
+
+	for (i = 0; i < *n; i++) {
+		struct wop *w = &sub[i];
+		uint64_t by = w->kind == HIST_PUT ? UINT64_MAX : 0;
+		int found = 0;
+
+		if (c->h->ops[w->src].result == HIST_INFO) {
+			for (j = 0; j < *n; j++) {
+				if (sub[j].kind != HIST_GET || sub[j].val != w->val ||
+				    sub[j].eff < w->inv)
+					continue;
+				found = 1;
+				if (w->kind == HIST_PUT ? sub[j].eff < by : sub[j].eff > by)
+					by = sub[j].eff;
+			}
+			if (!found)
+				continue;
+			w->eff = by;
+		}
+		sub[m++] = *w;
+	}
+	*n = m;
+}
+
 /* Greedily shrink the window ops[0..n), failing from start[], to a
  * 1-minimal failing subset in keep[].  Only removals that keep a
  * linearizable history linearizable are tried, so that what remains fails
@@ -1126,6 +1157,7 @@ static int minimise(struct ctx *c, const struct wop *ops, size_t n, const uint32
 			for (j = 0, m = 0; j < n; j++)
 				if (keep[j] && !rm[j])
 					sub[m++] = ops[j];
+			rereduce(c, sub, &m);
 			if (grow((void **)&cur, &curcap, nstart, sizeof(*cur)) < 0) {
 				r = -ENOMEM;
 				goto out;
@@ -1162,6 +1194,7 @@ static int report_violation(struct ctx *c, struct lc_report *rep, uint32_t key,
 {
 	uint32_t *cur = NULL;
 	uint8_t *keep = NULL;
+	struct wop *sub = NULL;
 	size_t curcap = 0, ncur, w = fa, i, j, a, b;
 	uint64_t maxe;
 	int r;
@@ -1211,10 +1244,22 @@ static int report_violation(struct ctx *c, struct lc_report *rep, uint32_t key,
 	r = minimise(c, ops + w, fb - w, cur, ncur, keep);
 	if (r < 0)
 		goto out;
-	r = add_violation(c, rep, key, ops + w, fb - w, keep, fb - fa, cur, ncur);
+	/* Show the counterexample as it was judged: re-reduced on its own. */
+	sub = malloc((fb - w) * sizeof(*sub));
+	if (!sub) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0, j = 0; i < fb - w; i++)
+		if (keep[i])
+			sub[j++] = ops[w + i];
+	rereduce(c, sub, &j);
+	memset(keep, 1, j);
+	r = add_violation(c, rep, key, sub, j, keep, fb - fa, cur, ncur);
 out:
 	free(cur);
 	free(keep);
+	free(sub);
 	return r;
 }
 

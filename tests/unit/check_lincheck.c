@@ -255,6 +255,32 @@ START_TEST(minimised_counterexample)
 }
 END_TEST
 
+START_TEST(minimised_keeps_what_forces_an_info_write)
+{
+	struct lc_history *h = NULL;
+	struct lc_report *rep = NULL;
+	const struct lc_violation *v;
+	char err[256];
+
+	/* The info put of y counts only because b read y: the counterexample
+	 * must keep that read, or it would not fail on its own. */
+	ck_assert_int_eq(judge_full(HDR "a put k x 1000 11000 ok m1\n"
+	                                "a put k y 12000 13000 info m1\n"
+	                                "b get k y 20000 30000 ok m2\n"
+	                                "b get k x 31000 32000 ok m2\n",
+	                            &h, &rep, err, sizeof(err)),
+	                 LC_VIOLATION);
+	v = lc_report_violation(rep, 0);
+	ck_assert_uint_eq(v->nops, 4);
+	ck_assert_int_eq(v->ops[1].result, HIST_INFO);
+	ck_assert_uint_eq(v->ops[1].effect_by_us, 30000);
+	ck_assert_int_eq(v->ops[1].optional, 0);
+	ck_assert_str_eq(v->ops[2].value, "y");
+	lc_report_free(rep);
+	lc_history_free(h);
+}
+END_TEST
+
 START_TEST(report_text_and_json)
 {
 	struct lc_history *h = NULL;
@@ -689,6 +715,7 @@ static Suite *lincheck_suite(void)
 
 	tc = tcase_create("report");
 	tcase_add_test(tc, minimised_counterexample);
+	tcase_add_test(tc, minimised_keeps_what_forces_an_info_write);
 	tcase_add_test(tc, report_text_and_json);
 	tcase_add_test(tc, counts);
 	suite_add_tcase(s, tc);
