@@ -112,6 +112,8 @@ int lease_record_from_json(const cJSON *obj, struct lease_record *ret, char *err
 		                    "annotations", err, errlen)) < 0 ||
 		    (k = get_string(ann, LEASE_ANN_RELEASE_REASON, false, r.release_reason,
 		                    sizeof(r.release_reason), "annotations", err, errlen)) < 0 ||
+		    (k = get_string(ann, LEASE_ANN_FENCE_OWED, false, r.fence_owed,
+		                    sizeof(r.fence_owed), "annotations", err, errlen)) < 0 ||
 		    (k = get_string(ann, LEASE_ANN_DURATION, false, dur, sizeof(dur), "annotations",
 		                    err, errlen)) < 0)
 			return k;
@@ -131,6 +133,60 @@ int lease_record_from_json(const cJSON *obj, struct lease_record *ret, char *err
 		}
 	}
 	*ret = r;
+	return 0;
+}
+
+/* ----------------------------------------------------------- fence-owed */
+
+bool lease_owed_next(const char **cursor, char *node, size_t nodelen, char *level, size_t levellen)
+{
+	const char *p = *cursor, *colon, *end;
+
+	while (*p == ',')
+		p++;
+	if (!*p)
+		return false;
+	end = p + strcspn(p, ",");
+	colon = memchr(p, ':', (size_t)(end - p));
+	snprintf(node, nodelen, "%.*s", (int)((colon ? colon : end) - p), p);
+	snprintf(level, levellen, "%.*s", colon ? (int)(end - colon - 1) : 7,
+	         colon ? colon + 1 : "expired"); /* no level: the stronger */
+	*cursor = end;
+	return true;
+}
+
+void lease_owed_remove(char *list, const char *node)
+{
+	char out[LEASE_OWED_MAX] = "", n[254], l[16];
+	const char *p = list;
+	size_t used = 0;
+
+	while (lease_owed_next(&p, n, sizeof(n), l, sizeof(l)))
+		if (strcmp(n, node) != 0)
+			used += (size_t)snprintf(out + used, sizeof(out) - used, "%s%s:%s",
+			                         used ? "," : "", n, l);
+	strcpy(list, out);
+}
+
+int lease_owed_add(char *list, size_t n, const char *node, const char *level)
+{
+	char cur[16] = "", name[254], l[16];
+	const char *p = list;
+	size_t len;
+
+	if (!node[0] || strpbrk(node, ",: ") ||
+	    (strcmp(level, "expired") != 0 && strcmp(level, "released") != 0))
+		return -EINVAL;
+	while (lease_owed_next(&p, name, sizeof(name), l, sizeof(l)))
+		if (strcmp(name, node) == 0)
+			str_copy(cur, sizeof(cur), l);
+	if (strcmp(cur, "expired") == 0 || strcmp(cur, level) == 0)
+		return 0; /* already owed, at least as strongly */
+	lease_owed_remove(list, node);
+	len = strlen(list);
+	if (len + (len ? 1 : 0) + strlen(node) + 1 + strlen(level) + 1 > n)
+		return -ENOSPC;
+	snprintf(list + len, n - len, "%s%s:%s", len ? "," : "", node, level);
 	return 0;
 }
 
@@ -277,9 +333,26 @@ cJSON *lease_build_acquire(const struct lease_config *cfg, const struct lease_st
                            const char *ns, const char *name, usec_t wall)
 {
 	cJSON *o, *meta, *spec, *ann;
-	char t[32], dur[32];
+	char t[32], dur[32], owed[LEASE_OWED_MAX] = "";
 	int64_t secs = (cfg->duration + USEC_PER_SEC - 1) / USEC_PER_SEC;
 	int64_t transitions = s->absent || !s->obj ? 1 : s->rec.transitions + 1;
+	const char *self = cfg->node[0] ? cfg->node : cfg->identity;
+
+	/* The duty to fence goes into the very update that starts the term. */
+	if (s->obj && !s->absent) {
+		const char *prev = s->rec.node[0] ? s->rec.node : s->rec.holder;
+		bool own_record = strcmp(s->rec.holder, cfg->identity) == 0 &&
+		                  strcmp(s->rec.incarnation, cfg->incarnation) == 0;
+		int k = 0;
+
+		str_copy(owed, sizeof(owed), s->rec.fence_owed);
+		if (prev[0] && !own_record)
+			k = lease_owed_add(owed, sizeof(owed), prev,
+			                   s->rec.holder[0] ? "expired" : "released");
+		if (k == -ENOSPC)
+			return NULL;
+		lease_owed_remove(owed, self); /* a node never fences itself */
+	}
 
 	if (s->obj && !s->absent) {
 		o = cJSON_Duplicate(s->obj, true);
@@ -314,6 +387,12 @@ cJSON *lease_build_acquire(const struct lease_config *cfg, const struct lease_st
 		return NULL;
 	}
 	cJSON_DeleteItemFromObjectCaseSensitive(ann, LEASE_ANN_RELEASE_REASON);
+	if (!owed[0])
+		cJSON_DeleteItemFromObjectCaseSensitive(ann, LEASE_ANN_FENCE_OWED);
+	else if (obj_set(ann, LEASE_ANN_FENCE_OWED, cJSON_CreateString(owed)) < 0) {
+		cJSON_Delete(o);
+		return NULL;
+	}
 	return o;
 }
 
@@ -332,6 +411,13 @@ cJSON *lease_build_renew(const struct lease_state *s, usec_t wall)
 	if (!spec || obj_set(spec, "renewTime", cJSON_CreateString(t)) < 0) {
 		cJSON_Delete(o);
 		return NULL;
+	}
+	if (s->settle_fence) {
+		cJSON *meta = cJSON_GetObjectItemCaseSensitive(o, "metadata");
+		cJSON *ann = meta ? cJSON_GetObjectItemCaseSensitive(meta, "annotations") : NULL;
+
+		if (ann)
+			cJSON_DeleteItemFromObjectCaseSensitive(ann, LEASE_ANN_FENCE_OWED);
 	}
 	return o;
 }
@@ -454,6 +540,7 @@ int lease_acquire(struct k8s_client *c, const struct lease_config *cfg, const ch
 		r = lost_response(FAILPOINT(LEASE_ACQUIRE_AFTER_SEND), &got, err, errlen);
 	if (r >= 0) {
 		r = lease_state_won(s, cfg, got, started, clock_mono_usec(), err, errlen);
+		s->settle_fence = false; /* a new term owes what its record says */
 	} else if (r == -ESTALE || r == -EEXIST) {
 		/* Someone else wrote first: learn what they wrote.  The error the
 		 * caller sees stays the race, not the refresh's outcome. */
@@ -492,6 +579,8 @@ int lease_renew(struct k8s_client *c, const struct lease_config *cfg, const char
 		r = lost_response(FAILPOINT(LEASE_RENEW_AFTER_SEND), &got, err, errlen);
 	if (r >= 0) {
 		r = lease_state_won(s, cfg, got, started, clock_mono_usec(), err, errlen);
+		if (r >= 0 && s->settle_fence && !s->rec.fence_owed[0])
+			s->settle_fence = false; /* the duty is off the Lease */
 	} else if (r == -ESTALE || r == -ENOENT) {
 		/* The record changed under us.  If it still names this incarnation
 		 * (our own earlier write landed after a timeout) the next renew

@@ -29,6 +29,15 @@
  *   incarnation        random id of the holding agent process
  *   release-reason     why the last holder released (cleared on acquire)
  *   node               the node the holder runs on (the fencing target)
+ *   fence-owed         the duty to fence: "node:level,node:level" (level
+ *                      expired or released), the nodes whose fence is not
+ *                      yet confirmed.  The acquire that starts a term adds
+ *                      the previous holder to it in the same conditional
+ *                      update, and only the holder's renewal after every
+ *                      required method was confirmed clears it; so the duty
+ *                      outlives a lost answer, a crash or a term that ends
+ *                      part-way through a fence: whoever holds the Lease
+ *                      next inherits it.
  */
 #pragma once
 
@@ -45,6 +54,8 @@ struct k8s_client;
 #define LEASE_ANN_INCARNATION    "kubefence.io/incarnation"
 #define LEASE_ANN_RELEASE_REASON "kubefence.io/release-reason"
 #define LEASE_ANN_NODE           "kubefence.io/node"
+#define LEASE_ANN_FENCE_OWED     "kubefence.io/fence-owed"
+#define LEASE_OWED_MAX           1024
 
 #define LEASE_IDENTITY_MAX    254
 #define LEASE_INCARNATION_MAX 40
@@ -56,8 +67,9 @@ struct lease_record {
 	char incarnation[LEASE_INCARNATION_MAX]; /* "" when not set */
 	char node[254];                          /* the holder's node, "" when not set */
 	char release_reason[256];
-	char renew_time[40]; /* as written by the holder; informational only */
-	int64_t duration_ms; /* 0 when the record states none */
+	char fence_owed[LEASE_OWED_MAX]; /* "node:level,..."; "" when nothing is owed */
+	char renew_time[40];             /* as written by the holder; informational only */
+	int64_t duration_ms;             /* 0 when the record states none */
 	int64_t transitions;
 };
 
@@ -88,7 +100,16 @@ struct lease_state {
 	bool leading;       /* we hold a term ... */
 	usec_t valid_until; /* ... valid until this mono time */
 	int64_t epoch;      /* the epoch of our current or last term */
+	bool settle_fence;  /* the next renewal clears the fence-owed duty */
 };
+
+/* The fence-owed list: add node with level ("expired" or "released"; an
+ * entry of the same node keeps the stronger, expired), remove a node, and
+ * walk the entries (*cursor starts at the list; returns false at its end).
+ * add returns 0, -EINVAL for a name that cannot be listed, or -ENOSPC. */
+int lease_owed_add(char *list, size_t n, const char *node, const char *level);
+void lease_owed_remove(char *list, const char *node);
+bool lease_owed_next(const char **cursor, char *node, size_t nodelen, char *level, size_t levellen);
 
 void lease_state_init(struct lease_state *s);
 void lease_state_done(struct lease_state *s);
@@ -125,8 +146,11 @@ bool lease_state_is_leader(const struct lease_state *s, usec_t now);
  * acquireTime/renewTime.  The result is a new object (caller frees) based on
  * the observed one, so that labels and foreign annotations survive.
  *  - acquire: holder = us, transitions + 1 (1 when creating), acquire and
- *    renew time = wall, release reason cleared;
- *  - renew: renewTime = wall;
+ *    renew time = wall, release reason cleared, the previous holder's node
+ *    added to fence-owed (expired when it still held the Lease, released
+ *    when it gave it up; not when the record is our own incarnation's, nor
+ *    our own node); NULL when the list is full;
+ *  - renew: renewTime = wall, fence-owed removed when s->settle_fence;
  *  - release: holder cleared, reason recorded, duration 1 s so that clients
  *    that only read the spec also see it free soon. */
 cJSON *lease_build_acquire(const struct lease_config *cfg, const struct lease_state *s,

@@ -30,9 +30,10 @@ struct elector {
 	pthread_cond_t cond; /* CLOCK_MONOTONIC */
 	bool stopping;
 	char *release_reason;
-	char *release_now; /* elector_release() request, owned */
-	cJSON *pending;    /* latest watched object, owned */
-	bool pending_set;  /* pending holds news (NULL pending = deleted) */
+	char *release_now;     /* elector_release() request, owned */
+	int64_t settled_epoch; /* elector_fence_settled() request (0: none) */
+	cJSON *pending;        /* latest watched object, owned */
+	bool pending_set;      /* pending holds news (NULL pending = deleted) */
 	bool pub_leading;
 	usec_t pub_valid_until;
 	int64_t pub_epoch;
@@ -219,6 +220,11 @@ static void lead_step(struct elector *e, usec_t *next_renew)
 	}
 	if (now < *next_renew)
 		return;
+	pthread_mutex_lock(&e->mu);
+	if (e->settled_epoch && e->settled_epoch == e->st.epoch && e->st.rec.fence_owed[0])
+		e->st.settle_fence = true;
+	e->settled_epoch = 0;
+	pthread_mutex_unlock(&e->mu);
 	r = lease_renew(e->client, &e->p.lease, e->ns, e->name, &e->st,
 	                req_timeout(e, now, e->st.valid_until), err, sizeof(err));
 	if (r >= 0) {
@@ -299,6 +305,11 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 			         lease_verdict_to_string(v), unseen);
 			term.epoch = e->st.epoch;
 			term.valid_until = e->st.valid_until;
+			str_copy(term.fence_owed, sizeof(term.fence_owed), e->st.rec.fence_owed);
+			if (term.fence_owed[0])
+				log_info("event=fence-owed lease='%s/%s' epoch=%" PRId64
+				         " owed='%s'",
+				         e->ns, e->name, e->st.epoch, term.fence_owed);
 			if (e->cb.started_leading)
 				e->cb.started_leading(e->userdata, &term);
 			*ret_wake = now;
@@ -397,6 +408,13 @@ static void *election_main(void *arg)
 		end_term(e, reason);
 	free(reason);
 	return NULL;
+}
+
+void elector_fence_settled(struct elector *e, int64_t epoch)
+{
+	pthread_mutex_lock(&e->mu);
+	e->settled_epoch = epoch;
+	pthread_mutex_unlock(&e->mu);
 }
 
 void elector_release(struct elector *e, const char *reason)

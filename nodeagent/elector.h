@@ -27,6 +27,11 @@ struct elector_term {
 	usec_t valid_until;           /* mono time; extended by renewals */
 	enum lease_verdict verdict;   /* ABSENT, FREE, EXPIRED or OURS */
 	struct lease_record previous; /* the record replaced (holder, node, reason) */
+	/* The duty this term inherits, as its own record states it (lib/lease.h,
+	 * fence-owed): the nodes to fence before promoting.  It comes from the
+	 * Lease, not from `previous`, so a lost answer to the acquire (the next
+	 * poll then sees the Lease already ours) loses nothing. */
+	char fence_owed[LEASE_OWED_MAX];
 };
 
 struct elector_callbacks {
@@ -63,6 +68,11 @@ int elector_start(struct elector *e);
  * (NULL: do not release, just stop renewing).  Blocks up to one request
  * timeout.  Safe to call more than once. */
 void elector_stop(struct elector *e, const char *reason);
+
+/* Every fence term `epoch` owed is confirmed: its next renewal removes the
+ * duty from the Lease.  Ignored when that term is over.  Thread-safe, never
+ * blocks. */
+void elector_fence_settled(struct elector *e, int64_t epoch);
 
 /* Release the Lease now with `reason` if we lead, and go on following.
  * Does not block: the election thread does it at once. */

@@ -424,76 +424,103 @@ static int find_own_pod(struct orchestrator *o)
 	return r;
 }
 
-static void on_started(struct orchestrator *o, const struct elector_term *t, usec_t at)
+/* Fence `victim` at `level` for term `t`, retrying while the term lasts.
+ * Returns true when every required method is confirmed, false when the term
+ * ended (or a shutdown began) first. */
+static bool fence_node(struct orchestrator *o, const struct elector_term *t, const char *victim,
+                       enum fence_level level)
 {
-	const char *victim = t->previous.node[0] ? t->previous.node : t->previous.holder;
-	enum fence_level level =
-	        t->verdict == LEASE_EXPIRED ? FENCE_LEVEL_EXPIRED : FENCE_LEVEL_RELEASED;
 	struct control_peer peer;
 	bool connected;
+
+	for (;;) {
+		struct fence_request req = {.node = victim};
+		struct fence_report rep;
+		char text[2048];
+
+		if (!still_leading(o, t->epoch))
+			return false;
+		usec_t started_wall = clock_real_usec();
+		fence_pipeline_run(o->o.fence_opts, o->o.methods->v, o->o.methods->n, level, &req,
+		                   &rep);
+		pthread_mutex_lock(&o->mu);
+		o->fences[o->n_fences % FENCE_HISTORY] =
+		        (struct fence_run){.started_wall = started_wall, .rep = rep};
+		o->n_fences++;
+		pthread_mutex_unlock(&o->mu);
+		fence_report_format(&rep, text, sizeof(text));
+		for (size_t i = 0; i < rep.n_steps; i++)
+			if (!rep.steps[i].skipped)
+				tl_add(o, "fenced", "%s %s: %s (%" PRId64 " ms)",
+				       rep.steps[i].method, rep.steps[i].target,
+				       rep.steps[i].result >= 0 ? "confirmed"
+				                                : strerror(-rep.steps[i].result),
+				       (int64_t)(rep.steps[i].duration / USEC_PER_MSEC));
+		for (size_t i = 0; i < rep.n_steps; i++)
+			if (!rep.steps[i].skipped)
+				metrics_observe_fence(o->o.metrics, rep.steps[i].method,
+				                      (double)rep.steps[i].duration / USEC_PER_SEC,
+				                      rep.steps[i].result >= 0);
+		get_peer(o, &peer, &connected);
+		post_event(o, &peer, rep.result >= 0 ? EVENTS_FENCED : EVENTS_FENCE_FAILED,
+		           "node %s, epoch %" PRId64 ", %" PRId64 " ms: %s", victim, t->epoch,
+		           (int64_t)(rep.duration / USEC_PER_MSEC), text);
+		if (rep.result >= 0) {
+			log_info("event=fenced node='%s' level=%s epoch=%" PRId64
+			         " duration_ms=%" PRId64 ": %s",
+			         victim, fence_level_to_string(level), t->epoch,
+			         (int64_t)(rep.duration / USEC_PER_MSEC), text);
+			return true;
+		}
+		log_error("event=fence-failed node='%s' epoch=%" PRId64
+		          ": %s; not promoting, retrying in %" PRId64 " ms",
+		          victim, t->epoch, text, (int64_t)(o->o.fence_retry / USEC_PER_MSEC));
+		clock_sleep_until(clock_mono_usec() + o->o.fence_retry);
+	}
+}
+
+static void on_started(struct orchestrator *o, const struct elector_term *t, usec_t at)
+{
+	const char *prev = t->previous.node[0] ? t->previous.node : t->previous.holder;
+	const char *cursor = t->fence_owed;
+	char victim[254], level[16];
+	struct control_peer peer;
+	bool connected, fenced_any = false;
 	int removed = 0;
 
 	metrics_set_role(o->o.metrics, METRICS_ROLE_LEADER);
 	metrics_set_epoch(o->o.metrics, t->epoch);
 	metrics_lease_transition(o->o.metrics);
-	tl_begin(o, at, victim[0] ? victim : t->previous.holder, o->node);
-	tl_add(o, "acquired", "epoch %" PRId64 ", lease %s, previous holder %s%s%s", t->epoch,
-	       lease_verdict_to_string(t->verdict), victim[0] ? victim : "(none)",
-	       t->previous.release_reason[0] ? ", released: " : "", t->previous.release_reason);
+	tl_begin(o, at, prev[0] ? prev : t->previous.holder, o->node);
+	tl_add(o, "acquired", "epoch %" PRId64 ", lease %s, previous holder %s%s%s, fence owed: %s",
+	       t->epoch, lease_verdict_to_string(t->verdict), prev[0] ? prev : "(none)",
+	       t->previous.release_reason[0] ? ", released: " : "", t->previous.release_reason,
+	       t->fence_owed[0] ? t->fence_owed : "none");
 	set_state(o, ST_FENCING);
 
-	if (victim[0] && strcmp(victim, o->node) != 0 && o->o.methods && o->o.methods->n > 0) {
-		for (;;) {
-			struct fence_request req = {.node = victim};
-			struct fence_report rep;
-			char text[2048];
-
-			if (!still_leading(o, t->epoch))
-				goto abandoned;
-			usec_t started_wall = clock_real_usec();
-			fence_pipeline_run(o->o.fence_opts, o->o.methods->v, o->o.methods->n, level,
-			                   &req, &rep);
-			pthread_mutex_lock(&o->mu);
-			o->fences[o->n_fences % FENCE_HISTORY] =
-			        (struct fence_run){.started_wall = started_wall, .rep = rep};
-			o->n_fences++;
-			pthread_mutex_unlock(&o->mu);
-			fence_report_format(&rep, text, sizeof(text));
-			for (size_t i = 0; i < rep.n_steps; i++)
-				if (!rep.steps[i].skipped)
-					tl_add(o, "fenced", "%s %s: %s (%" PRId64 " ms)",
-					       rep.steps[i].method, rep.steps[i].target,
-					       rep.steps[i].result >= 0
-					               ? "confirmed"
-					               : strerror(-rep.steps[i].result),
-					       (int64_t)(rep.steps[i].duration / USEC_PER_MSEC));
-			for (size_t i = 0; i < rep.n_steps; i++)
-				if (!rep.steps[i].skipped)
-					metrics_observe_fence(o->o.metrics, rep.steps[i].method,
-					                      (double)rep.steps[i].duration /
-					                              USEC_PER_SEC,
-					                      rep.steps[i].result >= 0);
-			get_peer(o, &peer, &connected);
-			post_event(o, &peer, rep.result >= 0 ? EVENTS_FENCED : EVENTS_FENCE_FAILED,
-			           "node %s, epoch %" PRId64 ", %" PRId64 " ms: %s", victim,
-			           t->epoch, (int64_t)(rep.duration / USEC_PER_MSEC), text);
-			if (rep.result >= 0) {
-				log_info("event=fenced node='%s' level=%s epoch=%" PRId64
-				         " duration_ms=%" PRId64 ": %s",
-				         victim, fence_level_to_string(level), t->epoch,
-				         (int64_t)(rep.duration / USEC_PER_MSEC), text);
-				break;
-			}
-			log_error("event=fence-failed node='%s' epoch=%" PRId64
-			          ": %s; not promoting, retrying in %" PRId64 " ms",
-			          victim, t->epoch, text,
-			          (int64_t)(o->o.fence_retry / USEC_PER_MSEC));
-			clock_sleep_until(clock_mono_usec() + o->o.fence_retry);
+	/* The duty comes from the Lease record this term wrote (fence-owed),
+	 * never from what this process remembers of its predecessor: a lost
+	 * answer, a crash or a term that ended mid-fence leave it there for
+	 * whoever holds the Lease next. */
+	while (lease_owed_next(&cursor, victim, sizeof(victim), level, sizeof(level))) {
+		if (strcmp(victim, o->node) == 0)
+			continue;
+		if (!o->o.methods || o->o.methods->n == 0) {
+			tl_add(o, "fenced", "'%s' owed a fence, but no method is configured",
+			       victim);
+			continue;
 		}
-	} else {
-		tl_add(o, "fenced", "nothing to fence (previous holder '%s' on '%s')",
-		       t->previous.holder, victim[0] ? victim : "-");
+		if (!fence_node(o, t, victim,
+		                strcmp(level, "released") == 0 ? FENCE_LEVEL_RELEASED
+		                                               : FENCE_LEVEL_EXPIRED))
+			goto abandoned;
+		fenced_any = true;
 	}
+	if (!fenced_any)
+		tl_add(o, "fenced", "nothing to fence (previous holder '%s' on '%s', owed: %s)",
+		       t->previous.holder, prev[0] ? prev : "-",
+		       t->fence_owed[0] ? t->fence_owed : "none");
+	elector_fence_settled(o->elector, t->epoch);
 
 	(void)FAILPOINT(AGENT_FENCE_BEFORE_PROMOTE);
 	if (o->mode == ORCH_SERVICE_NONE) {

@@ -538,6 +538,43 @@ START_TEST(crash_before_promote)
 }
 END_TEST
 
+/* The answer to the acquire is lost (a fault point after the API server
+ * applied it): the next poll finds the Lease already ours and starts the
+ * term again.  The expired holder must be fenced all the same: the duty to
+ * fence is written into the Lease by the acquire itself, not remembered
+ * from the answer. */
+START_TEST(lost_acquire_response_still_fences)
+{
+	static const struct fp_arm arm[] = {
+	        {1, FO_AGENT, "lease.acquire.after_send=1*error(ETIMEDOUT)"},
+	};
+	struct scen s;
+	usec_t t_stop, t_ack, first_nm;
+	int nm, er, ok;
+
+	scen_start_armed(&s, "lostacquire", arm, 1);
+	t_stop = fo_agent_signal(&s.c, 0, SIGSTOP);
+	fo_metad_signal(&s.c, 0, SIGSTOP);
+	t_ack = fo_wait_ack(&s.w, 1, t_stop, 15000);
+	if (!t_ack)
+		dump_all(&s);
+	ck_assert_msg(t_ack, "node-b acknowledged nothing within 15 s of SIGSTOP");
+	ck_assert_int_eq(fo_fired(&s.c, 1, "lease.acquire.after_send", NULL), 1);
+	if (fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'", NULL) < 1)
+		dump_all(&s);
+	ck_assert_msg(fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'",
+	                           "level=lease expired", NULL) >= 1,
+	              "node-b promoted itself without fencing node-a (the lost answer "
+	              "made it its own predecessor)");
+	clock_sleep_until(t_stop + (FO_LEASE_MS + 1500) * USEC_PER_MSEC);
+	fo_metad_signal(&s.c, 0, SIGCONT);
+	fo_agent_signal(&s.c, 0, SIGCONT);
+	ok = hammer(&s, 0, 1000, &nm, &er, &first_nm);
+	ck_assert_msg(ok == 0, "the resumed old master acknowledged %d writes", ok);
+	scen_finish(&s);
+}
+END_TEST
+
 /* The checker itself: made-up agent logs and acks must be refused. */
 static void fake_log(struct fo_node *nd, const char *dir, const char *name, double mono, int epoch)
 {
@@ -677,6 +714,7 @@ static Suite *failover_suite(void)
 	tcase_add_test(tcase(s, "sigterm-agent-hung-service"), sigterm_leader_agent_hung_service);
 	tcase_add_test(tcase(s, "crash-after-durable"), crash_after_durable);
 	tcase_add_test(tcase(s, "crash-before-promote"), crash_before_promote);
+	tcase_add_test(tcase(s, "lost-acquire-response"), lost_acquire_response_still_fences);
 	return s;
 }
 

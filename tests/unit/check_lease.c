@@ -186,6 +186,105 @@ START_TEST(judge_identity_and_incarnation)
 }
 END_TEST
 
+/* The duty to fence (fence-owed): the list, and how acquire and renew
+ * carry it. */
+START_TEST(owed_list)
+{
+	char l[64] = "", n[32], lv[16];
+	const char *p;
+
+	ck_assert_int_eq(lease_owed_add(l, sizeof(l), "node-a", "released"), 0);
+	ck_assert_str_eq(l, "node-a:released");
+	ck_assert_int_eq(lease_owed_add(l, sizeof(l), "node-b", "expired"), 0);
+	/* expired is stronger than released, never the other way round */
+	ck_assert_int_eq(lease_owed_add(l, sizeof(l), "node-a", "expired"), 0);
+	ck_assert_int_eq(lease_owed_add(l, sizeof(l), "node-a", "released"), 0);
+	ck_assert_str_eq(l, "node-b:expired,node-a:expired");
+	p = l;
+	ck_assert(lease_owed_next(&p, n, sizeof(n), lv, sizeof(lv)));
+	ck_assert_str_eq(n, "node-b");
+	ck_assert_str_eq(lv, "expired");
+	ck_assert(lease_owed_next(&p, n, sizeof(n), lv, sizeof(lv)));
+	ck_assert_str_eq(n, "node-a");
+	ck_assert(!lease_owed_next(&p, n, sizeof(n), lv, sizeof(lv)));
+	lease_owed_remove(l, "node-b");
+	ck_assert_str_eq(l, "node-a:expired");
+	ck_assert_int_eq(lease_owed_add(l, sizeof(l), "a,b", "expired"), -EINVAL);
+	ck_assert_int_eq(lease_owed_add(l, sizeof(l), "x", "maybe"), -EINVAL);
+	ck_assert_int_eq(lease_owed_add(l, 20, "node-long-name", "expired"), -ENOSPC);
+	/* an entry without a level is taken at the stronger one */
+	strcpy(l, "node-z");
+	p = l;
+	ck_assert(lease_owed_next(&p, n, sizeof(n), lv, sizeof(lv)));
+	ck_assert_str_eq(lv, "expired");
+}
+END_TEST
+
+static const char *owed_of(cJSON *w)
+{
+	cJSON *ann = cJSON_GetObjectItem(cJSON_GetObjectItem(w, "metadata"), "annotations");
+	cJSON *v = cJSON_GetObjectItem(ann, LEASE_ANN_FENCE_OWED);
+
+	return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+START_TEST(acquire_writes_the_duty_to_fence)
+{
+	struct lease_config b;
+	struct lease_state s;
+	cJSON *o, *w, *w2;
+
+	cfg_init(&b, "node-b", "bbb");
+	strcpy(b.node, "node-b");
+	lease_state_init(&s);
+	/* node-a held it (expired): owed at level expired */
+	o = parse(FULL); /* holder node-a, no node annotation */
+	lease_state_observe(&s, o, 0, NULL, 0);
+	w = lease_build_acquire(&b, &s, "ns", "kf", 0);
+	ck_assert_str_eq(owed_of(w), "node-a:expired");
+	/* our write landed but its answer was lost: the next acquire starts
+	 * from our own record and keeps the duty as it stands */
+	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(w, "metadata"), "resourceVersion",
+	                          cJSON_CreateString("8"));
+	lease_state_observe(&s, w, MS(10), NULL, 0);
+	w2 = lease_build_acquire(&b, &s, "ns", "kf", 0);
+	ck_assert_str_eq(owed_of(w2), "node-a:expired");
+	cJSON_Delete(w2);
+	/* renewals carry it until the term settles it */
+	w2 = lease_build_renew(&s, 0);
+	ck_assert_str_eq(owed_of(w2), "node-a:expired");
+	cJSON_Delete(w2);
+	s.settle_fence = true;
+	w2 = lease_build_renew(&s, 0);
+	ck_assert_str_eq(owed_of(w2), "");
+	cJSON_Delete(w2);
+	s.settle_fence = false;
+	/* released by node-b's term, taken by node-c: node-b is owed at level
+	 * released, node-a is still owed; a node never owes itself */
+	{
+		cJSON *rel = lease_build_release(&s, "service died", 0);
+		struct lease_config c;
+
+		cJSON_ReplaceItemInObject(cJSON_GetObjectItem(rel, "metadata"), "resourceVersion",
+		                          cJSON_CreateString("9"));
+		lease_state_observe(&s, rel, MS(20), NULL, 0);
+		cfg_init(&c, "node-c", "ccc");
+		strcpy(c.node, "node-c");
+		w2 = lease_build_acquire(&c, &s, "ns", "kf", 0);
+		ck_assert_str_eq(owed_of(w2), "node-a:expired,node-b:released");
+		cJSON_Delete(w2);
+		strcpy(c.node, "node-a"); /* node-a itself takes it back */
+		w2 = lease_build_acquire(&c, &s, "ns", "kf", 0);
+		ck_assert_str_eq(owed_of(w2), "node-b:released");
+		cJSON_Delete(w2);
+		cJSON_Delete(rel);
+	}
+	cJSON_Delete(w);
+	cJSON_Delete(o);
+	lease_state_done(&s);
+}
+END_TEST
+
 START_TEST(build_acquire_increments_epoch_and_keeps_foreign_fields)
 {
 	struct lease_config b;
@@ -455,6 +554,8 @@ static Suite *lease_suite(void)
 	tc = tcase_create("build");
 	tcase_add_test(tc, build_acquire_increments_epoch_and_keeps_foreign_fields);
 	tcase_add_test(tc, release_frees_with_reason);
+	tcase_add_test(tc, owed_list);
+	tcase_add_test(tc, acquire_writes_the_duty_to_fence);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("validity");
