@@ -82,6 +82,9 @@ struct backend_ops {
 	int (*append)(struct backend *b, const void *buf, size_t len, bool durable);
 	/* Make everything appended so far durable. */
 	int (*sync)(struct backend *b);
+	/* Make a unit durable as it stands (a new writer adopts the records a
+	 * previous writer may have left unsynced; 0 where nothing can be). */
+	int (*sync_unit)(struct backend *b, const struct backend_unit *u);
 
 	/* Write a snapshot: begin, write in order, commit makes it durable and
 	 * visible atomically (only then does it appear in list()); abort drops

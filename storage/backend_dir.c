@@ -596,6 +596,19 @@ static int dir_sync(struct backend *b)
 	return fdatasync(d->seg_fd) < 0 ? -errno : 0;
 }
 
+static int dir_sync_unit(struct backend *b, const struct backend_unit *u)
+{
+	struct backend_dir *d = DIRB(b);
+	int fd = openat(d->dir_fd, base_name(u->name), O_RDONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	(void)close(fd);
+	return r;
+}
+
 static int dir_append(struct backend *b, const void *buf, size_t len, bool durable)
 {
 	struct backend_dir *d = DIRB(b);
@@ -696,6 +709,7 @@ static const struct backend_ops dir_ops = {
         .segment_start = dir_segment_start,
         .append = dir_append,
         .sync = dir_sync,
+        .sync_unit = dir_sync_unit,
         .snapshot_begin = dir_snapshot_begin,
         .snapshot_write = dir_snapshot_write,
         .snapshot_commit = dir_snapshot_commit,

@@ -806,6 +806,14 @@ out:
 
 static void lun_snapshot_abort(struct backend *b);
 
+/* Every WRITE reaches the LUN with FUA: what is on it is durable already. */
+static int lun_sync_unit(struct backend *b, const struct backend_unit *u)
+{
+	(void)b;
+	(void)u;
+	return 0;
+}
+
 static int lun_snapshot_commit(struct backend *b)
 {
 	struct backend_lun *l = LUNB(b);
@@ -890,6 +898,7 @@ static const struct backend_ops lun_ops = {
         .segment_start = lun_segment_start,
         .append = lun_append,
         .sync = lun_sync,
+        .sync_unit = lun_sync_unit,
         .snapshot_begin = lun_snapshot_begin,
         .snapshot_write = lun_snapshot_write,
         .snapshot_commit = lun_snapshot_commit,

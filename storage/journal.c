@@ -39,6 +39,8 @@ const char *journal_type_to_string(uint8_t type)
 		return "SNAP_END";
 	case JOURNAL_PAD:
 		return "PAD";
+	case JOURNAL_COMMIT:
+		return "COMMIT";
 	default:
 		return "unknown";
 	}
@@ -57,6 +59,7 @@ static const char *check_lengths(uint8_t type, uint64_t key_len, uint64_t value_
 	case JOURNAL_BARRIER:
 	case JOURNAL_SNAP_BEGIN:
 	case JOURNAL_SNAP_END:
+	case JOURNAL_COMMIT:
 		return key_len != 0 || value_len != 8 ? "control record lengths" : NULL;
 	case JOURNAL_PAD:
 		return key_len != 0 ? "PAD with key" : NULL;

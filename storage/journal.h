@@ -27,6 +27,7 @@ enum journal_type {
 	JOURNAL_SNAP_BEGIN = 4, /* no key; value = u64 number of PUT records that follow */
 	JOURNAL_SNAP_END = 5,   /* no key; value = u64 number of PUT records written */
 	JOURNAL_PAD = 6,        /* filler up to a block boundary; skipped; no seq meaning */
+	JOURNAL_COMMIT = 7,     /* no key; value = u64 last seq already durable; seq 0 */
 };
 
 /* A decoded record.  key and value point into the decoded buffer. */

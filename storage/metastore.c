@@ -129,10 +129,11 @@ struct metastore {
 	uint64_t rng;
 
 	/* write state, under lock */
-	uint64_t last_seq;   /* last record written */
-	uint64_t synced_seq; /* last record known durable */
-	bool syncing;        /* a sync (or a snapshot) is running */
-	int dead;            /* 0, or the error every later write returns */
+	uint64_t last_seq;    /* last record written */
+	uint64_t synced_seq;  /* last record known durable */
+	uint64_t commit_mark; /* the value of the last COMMIT record appended */
+	bool syncing;         /* a sync (or a snapshot) is running */
+	int dead;             /* 0, or the error every later write returns */
 	uint8_t *wbuf;
 	struct metastore_stats st;
 	uint64_t journal_records;
@@ -147,9 +148,12 @@ struct metastore {
 	uint64_t seg_limit;    /* first seq of the following segment */
 	uint64_t leftover;     /* records of fenced writers discarded */
 	uint64_t snap_seq, snap_count, snap_seen;
-	uint64_t snap_covered; /* seq the chosen snapshot holds (0: none) */
-	uint64_t unit_epoch;   /* the epoch in the name of the unit being read */
-	uint64_t stale_units;  /* units of fenced writers left out */
+	uint64_t snap_covered;         /* seq the chosen snapshot holds (0: none) */
+	uint64_t unit_epoch;           /* the epoch in the name of the unit being read */
+	uint64_t stale_units;          /* units of fenced writers left out */
+	uint64_t seg_commit;           /* the largest COMMIT value in the segment being read */
+	struct backend_unit last_unit; /* the last segment recovery read */
+	bool have_last_unit;
 	bool snap_begun, snap_ended;
 	const char *replay_error;
 	char hint[9000];
@@ -687,6 +691,13 @@ static int segment_record(void *userdata, const struct journal_record *r, uint64
 
 	if (r->type == JOURNAL_PAD)
 		return 0;
+	if (r->type == JOURNAL_COMMIT) {
+		uint64_t v = journal_get_le64(r->value);
+
+		if (v > m->seg_commit)
+			m->seg_commit = v;
+		return 0;
+	}
 	if (m->unit_epoch && r->epoch != m->unit_epoch) {
 		/* every record of a segment is its creator's */
 		m->replay_error = "a record of another epoch than the segment's: two writers "
@@ -869,6 +880,48 @@ static size_t history_units(struct metastore *m, const struct backend_unit *unit
 	return nseg;
 }
 
+struct offset_reader {
+	struct backend *b;
+	const struct backend_unit *u;
+	uint64_t base;
+};
+
+static ssize_t offset_read(void *userdata, uint64_t off, void *buf, size_t len)
+{
+	struct offset_reader * or = userdata;
+
+	return or->b->ops->read(or->b, or->u, or->base + off, buf, len);
+}
+
+static int commit_record(void *userdata, const struct journal_record *r, uint64_t off)
+{
+	struct metastore *m = userdata;
+
+	(void)off;
+	if (r->type == JOURNAL_COMMIT && journal_get_le64(r->value) > m->seg_commit)
+		m->seg_commit = journal_get_le64(r->value);
+	return 0;
+}
+
+/* The largest COMMIT value anywhere in u from `from` on, across further
+ * damage: what the writer knew durable when it wrote the batch in flight.
+ * Returns 0 or -errno. */
+static int commits_from(struct metastore *m, const struct backend_unit *u, uint64_t from)
+{
+	while (from < u->size) {
+		struct offset_reader or = {m->b, u, from};
+		struct journal_scan_result res;
+		int r = journal_scan(offset_read, & or, u->size - from, commit_record, m, &res);
+
+		if (r < 0)
+			return r;
+		if (res.status != JOURNAL_SCAN_CORRUPT || res.next_valid == 0)
+			return 0;
+		from += res.next_valid;
+	}
+	return 0;
+}
+
 static int recover(struct metastore *m, char *err, size_t errlen)
 {
 	struct backend_unit *units = NULL;
@@ -919,6 +972,9 @@ static int recover(struct metastore *m, char *err, size_t errlen)
 		bool last = k + 1 == nseg;
 
 		m->unit_epoch = u->epoch;
+		m->seg_commit = 0;
+		m->last_unit = *u;
+		m->have_last_unit = true;
 		m->seg_limit = last ? UINT64_MAX : segs[k + 1]->id;
 		if (m->seg_limit <= first_needed)
 			continue; /* wholly covered by the snapshot */
@@ -955,6 +1011,31 @@ static int recover(struct metastore *m, char *err, size_t errlen)
 			log_warning("journal '%s': discarding records from seq %" PRIu64
 			            " on, written by a fenced writer after '%s' began",
 			            u->name, m->seg_limit, segs[k + 1]->name);
+		if (res.status == JOURNAL_SCAN_CORRUPT && last) {
+			/* Valid records after bad bytes: damage to what was
+			 * acknowledged, or a power cut that kept the later bytes
+			 * of the unsynced batch in flight but not earlier ones?
+			 * Each group commit appends COMMIT(last seq durable
+			 * before it); if no COMMIT, even after the bad bytes,
+			 * names a seq beyond what replayed cleanly, everything
+			 * from the bad bytes on belongs to a batch that was never
+			 * synced, never acknowledged: a tail to cut, not damage. */
+			r = commits_from(m, u, res.next_valid);
+			if (r < 0) {
+				errbuf_set(err, errlen, "cannot read journal '%s': %s", u->name,
+				           strerror(-r));
+				goto out;
+			}
+			if (m->seg_commit <= m->expected_seq - 1) {
+				log_warning(
+				        "journal '%s': bad bytes at offset %" PRIu64
+				        " (%s) with valid records after them, all past seq %" PRIu64
+				        ", the last one known durable: an unsynced batch that "
+				        "a power cut kept in part",
+				        u->name, res.bad_offset, res.why, m->seg_commit);
+				res.status = JOURNAL_SCAN_TORN;
+			}
+		}
 		if (res.status == JOURNAL_SCAN_CORRUPT) {
 			set_damage(m, DAMAGE_SEGMENT, u, res.bad_offset);
 			errbuf_set(err, errlen,
@@ -1157,6 +1238,16 @@ int metastore_open(struct backend *b, const struct metastore_options *opts, stru
 		r = -ESTALE;
 		goto fail;
 	}
+	/* The previous writer's last batch may be in the page cache only; this
+	 * writer builds on it, so it must not vanish in a power cut now. */
+	if (!m->opts.read_only && m->have_last_unit && m->b->ops->sync_unit) {
+		r = m->b->ops->sync_unit(m->b, &m->last_unit);
+		if (r < 0) {
+			errbuf_set(err, errlen, "cannot sync '%s': %s", m->last_unit.name,
+			           strerror(-r));
+			goto fail;
+		}
+	}
 	if (!m->opts.read_only) {
 		r = FAILPOINT(METASTORE_OPEN_BEFORE_BARRIER);
 		if (r < 0)
@@ -1216,6 +1307,21 @@ static int sync_once(struct metastore *m)
 	bool group = !m->opts.no_group_commit;
 	int r;
 
+	/* COMMIT(what is durable already) goes into this batch: recovery
+	 * learns from it that bad bytes after those records are an unsynced
+	 * batch's, not damage (see recover()). */
+	if (m->synced_seq > m->commit_mark && !m->dead) {
+		uint8_t c[JOURNAL_HEADER_SIZE + 8], v[8];
+		ssize_t n;
+
+		journal_put_le64(v, m->synced_seq);
+		n = journal_encode(c, sizeof(c), JOURNAL_COMMIT, 0, m->opts.epoch, NULL, 0, v,
+		                   sizeof(v));
+		if (n > 0 && m->b->ops->append(m->b, c, (size_t)n, false) >= 0) {
+			m->commit_mark = m->synced_seq;
+			m->st.journal_bytes += (uint64_t)n;
+		}
+	}
 	m->syncing = true;
 	if (group)
 		pthread_mutex_unlock(&m->lock);
