@@ -1655,6 +1655,9 @@ static int snapshot_locked(struct metastore *m, char *err, size_t errlen)
 		goto fail_write;
 	}
 	r = FAILPOINT(METASTORE_SNAPSHOT_BEFORE_RENAME);
+	if (r >= 0 && m->opts.in_term && !m->opts.in_term(m->opts.in_term_userdata))
+		r = -ETIME; /* outlived its term: commit nothing (the epoch is
+		               re-checked by the backend, just before the rename) */
 	if (r < 0) {
 		m->b->ops->snapshot_abort(m->b);
 		goto fail_write;

@@ -58,6 +58,12 @@ struct metastore_options {
 	bool no_group_commit;      /* sync each write on its own (benchmarks) */
 	bool read_only;            /* recover and serve gets only: no truncation of a
 	                              torn tail, no epoch update, no barrier */
+	/* Whether this writer's term still runs (its write grant); NULL: always.
+	 * A snapshot checks it before it commits: one that outlived its term
+	 * commits nothing.  Called with the store's lock held; must not block
+	 * or call into the store. */
+	bool (*in_term)(void *userdata);
+	void *in_term_userdata;
 };
 
 struct metastore_stats {

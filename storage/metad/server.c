@@ -106,10 +106,21 @@ static void count(uint64_t *c)
 
 /* ------------------------------------------------------------ role */
 
+/* The store's in_term: the write grant has not run out. */
+static bool grant_running(void *userdata)
+{
+	struct server *s = userdata;
+
+	return clock_mono_usec() <= deadline_get(s);
+}
+
 int server_promote(struct server *s, uint64_t epoch, usec_t deadline, uint64_t *ret_records,
                    uint64_t *ret_last_seq, uint64_t *ret_recovery_ms, char *err, size_t errlen)
 {
-	struct metastore_options o = {.epoch = epoch, .snapshot_records = s->snapshot_records};
+	struct metastore_options o = {.epoch = epoch,
+	                              .snapshot_records = s->snapshot_records,
+	                              .in_term = grant_running,
+	                              .in_term_userdata = s};
 	struct metastore_stats st;
 	struct metastore *m = NULL, *old = NULL, *old_ro = NULL;
 	usec_t t0, t1;

@@ -1023,6 +1023,38 @@ START_TEST(power_cut_unsynced_batch_is_cut)
 }
 END_TEST
 
+static bool term_over(void *userdata)
+{
+	return !*(bool *)userdata;
+}
+
+/* A snapshot that outlives its writer's term commits nothing. */
+START_TEST(snapshot_after_the_term_commits_nothing)
+{
+	bool over = false;
+	struct metastore_options o = {.epoch = 1, .in_term = term_over, .in_term_userdata = &over};
+	struct metastore *m = NULL;
+	char err[1024];
+	struct dirent **names;
+	int n, snaps = 0;
+
+	ck_assert_int_eq(metastore_open_dir(tmpdir, &o, &m, err, sizeof(err)), 0);
+	put_str(m, "k", "v");
+	over = true;
+	ck_assert_int_eq(metastore_snapshot(m, err, sizeof(err)), -ETIME);
+	n = scandir(tmpdir, &names, NULL, alphasort);
+	for (int i = 0; i < n; i++) {
+		snaps += strncmp(names[i]->d_name, "snapshot-", 9) == 0;
+		free(names[i]);
+	}
+	free(names);
+	ck_assert_int_eq(snaps, 0);
+	over = false;
+	ck_assert_int_eq(metastore_snapshot(m, err, sizeof(err)), 0);
+	metastore_close(m);
+}
+END_TEST
+
 static Suite *metastore_suite(void)
 {
 	Suite *s = suite_create("metastore");
@@ -1053,6 +1085,7 @@ static Suite *metastore_suite(void)
 	TC("snapshot");
 	tcase_add_loop_test(tc, snapshot_replay_equals_journal_replay, 0, 4);
 	tcase_add_test(tc, snapshot_removes_covered_segments);
+	tcase_add_test(tc, snapshot_after_the_term_commits_nothing);
 	TC("epoch");
 	tcase_add_test(tc, open_with_older_epoch_is_stale);
 	tcase_add_test(tc, newer_writer_makes_old_step_down);
