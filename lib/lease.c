@@ -79,6 +79,8 @@ int lease_record_from_json(const cJSON *obj, struct lease_record *ret, char *err
 	}
 	if ((k = get_string(meta, "name", true, r.name, sizeof(r.name), "metadata", err, errlen)) <
 	            0 ||
+	    (k = get_string(meta, "uid", false, r.uid, sizeof(r.uid), "metadata", err, errlen)) <
+	            0 ||
 	    (k = get_string(meta, "resourceVersion", true, r.resource_version,
 	                    sizeof(r.resource_version), "metadata", err, errlen)) < 0)
 		return k;
@@ -239,6 +241,10 @@ int lease_state_observe(struct lease_state *s, const cJSON *obj, usec_t now, cha
 	k = lease_record_from_json(obj, &r, err, errlen);
 	if (k < 0)
 		return k;
+	if (s->have_record && !s->absent && r.uid[0] && strcmp(r.uid, s->rec.uid) == 0 &&
+	    (r.transitions < s->rec.transitions ||
+	     (r.transitions == s->rec.transitions && !s->rec.holder[0] && r.holder[0])))
+		return 0; /* older than what we hold: a late event */
 	copy = cJSON_Duplicate(obj, true);
 	if (!copy)
 		return -ENOMEM;

@@ -62,6 +62,7 @@ struct k8s_client;
 
 struct lease_record {
 	char name[254];
+	char uid[64]; /* metadata.uid: which incarnation of the object ("" unknown) */
 	char resource_version[64];
 	char holder[LEASE_IDENTITY_MAX];         /* "" when nobody holds it */
 	char incarnation[LEASE_INCARNATION_MAX]; /* "" when not set */
@@ -117,7 +118,13 @@ void lease_state_done(struct lease_state *s);
 /* Record an observation made at `now`: the object (NULL when the Lease does
  * not exist).  The expiry clock restarts only when the resourceVersion (or
  * existence) changed.  Returns true when it changed.  On a parse error
- * returns -EBADMSG and leaves the state as it was. */
+ * returns -EBADMSG and leaves the state as it was.
+ *
+ * An observation older than the one held is ignored (returns 0): a watch
+ * event can arrive after the answer to our own newer write.  resourceVersion
+ * is opaque, so age is judged from the Lease's own fields, for the same
+ * object (metadata.uid): fewer leaseTransitions is an older term; and a
+ * held record of a term already seen released is older than the release. */
 int lease_state_observe(struct lease_state *s, const cJSON *obj, usec_t now, char *err,
                         size_t errlen);
 

@@ -106,6 +106,48 @@ START_TEST(record_bad)
 }
 END_TEST
 
+/* A watch event can arrive after the answer to our own newer write: the
+ * previous holder's release, seen after our acquire, is older and must not
+ * be taken for "the Lease was given up" (a spurious demotion). */
+START_TEST(late_event_of_an_older_term_is_ignored)
+{
+	struct lease_state s;
+	cJSON *ours = parse(FULL), *late = parse(FULL), *other = parse(FULL);
+	cJSON *meta;
+
+	/* ours: held by node-b, term 5; late: node-a's release of term 4 */
+	meta = cJSON_GetObjectItem(ours, "metadata");
+	cJSON_AddStringToObject(meta, "uid", "u-1");
+	cJSON_ReplaceItemInObject(meta, "resourceVersion", cJSON_CreateString("9"));
+	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(ours, "spec"), "holderIdentity",
+	                          cJSON_CreateString("node-b"));
+	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(ours, "spec"), "leaseTransitions",
+	                          cJSON_CreateNumber(5));
+	meta = cJSON_GetObjectItem(late, "metadata");
+	cJSON_AddStringToObject(meta, "uid", "u-1");
+	cJSON_ReplaceItemInObject(meta, "resourceVersion", cJSON_CreateString("8"));
+	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(late, "spec"), "holderIdentity",
+	                          cJSON_CreateString(""));
+	lease_state_init(&s);
+	ck_assert_int_eq(lease_state_observe(&s, ours, MS(100), NULL, 0), 1);
+	ck_assert_int_eq(lease_state_observe(&s, late, MS(200), NULL, 0), 0);
+	ck_assert_str_eq(s.rec.holder, "node-b");
+	ck_assert_int_eq(s.rec.transitions, 5);
+	ck_assert_int_eq(s.observed_at, MS(100));
+	/* the same object recreated (another uid) is news, whatever its count */
+	meta = cJSON_GetObjectItem(other, "metadata");
+	cJSON_AddStringToObject(meta, "uid", "u-2");
+	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(other, "spec"), "leaseTransitions",
+	                          cJSON_CreateNumber(1));
+	ck_assert_int_eq(lease_state_observe(&s, other, MS(300), NULL, 0), 1);
+	ck_assert_int_eq(s.rec.transitions, 1);
+	cJSON_Delete(ours);
+	cJSON_Delete(late);
+	cJSON_Delete(other);
+	lease_state_done(&s);
+}
+END_TEST
+
 START_TEST(observe_restarts_clock_only_on_change)
 {
 	struct lease_state s;
@@ -544,6 +586,7 @@ static Suite *lease_suite(void)
 
 	tc = tcase_create("observe");
 	tcase_add_test(tc, observe_restarts_clock_only_on_change);
+	tcase_add_test(tc, late_event_of_an_older_term_is_ignored);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("judge");
