@@ -274,13 +274,19 @@ bg_start "$CLIENT" --interval-ms 50 watch "$WORK/watch.log" >"$WORK/watch.out"
 WATCH_PID=$BG_PID
 CLIENT_PIDS=()
 for c in svc-a svc-b; do
-	bg_start "$CLIENT" "${COMMON[@]}" --pause-us 5000 --seed "$((SEED * 7 + ${#CLIENT_PIDS[@]}))" \
+	# 100 ms between the tries of one operation: every try is recorded, and
+	# a try refused every 5 ms through a failover leaves dozens of
+	# indeterminate writes on one key, more than the checker can search.
+	bg_start "$CLIENT" "${COMMON[@]}" --pause-us 5000 --retry-us 100000 --seed "$((SEED * 7 + ${#CLIENT_PIDS[@]}))" \
 		--history "$HIST/$c.hist" --client "$c" workload "$WORK/acks.$c" >"$WORK/$c.out" 2>"$WORK/$c.log"
 	CLIENT_PIDS+=("$BG_PID")
 done
 M0=$(masters)
 for n in $NODES; do
-	bg_start bash "$LAB" exec "$n" "$CLIENT" "${COMMON[@]}" --pause-us 20000 --request-ms 1000 \
+	# No deletes from the pinned clients: every NOTMASTER they get is an
+	# indeterminate write, and an indeterminate delete stays possible until
+	# the last read of "no value", which makes the checker's search explode.
+	bg_start bash "$LAB" exec "$n" "$CLIENT" "${COMMON[@]}" --del-pct 0 --pause-us 20000 --request-ms 1000 \
 		--seed "$((SEED * 7 + 10 + ${#CLIENT_PIDS[@]}))" --history "$HIST/pinned-$n.hist" \
 		--client "pinned-$n" pinned "$(pod_ip "$M0"):7480" "$WORK/acks.pinned-$n" \
 		>"$WORK/pinned-$n.out" 2>"$WORK/pinned-$n.log"
@@ -574,6 +580,7 @@ FINAL_FAILED=$(grep -vc "^ok get" "$WORK/final.out")
 cat "$WORK"/svc-*.out "$WORK"/pinned-*.out 2>/dev/null | sed 's/^/   /'
 
 LIN_RC=0
+LINCHECK_ARGS=(--max-configs "${NEMESIS_MAX_CONFIGS:-40000000}")
 e2e_lincheck nemesis "$HIST"/*.hist >"$WORK/lincheck.summary" || LIN_RC=$?
 cat "$WORK/lincheck.summary"
 LJ=$WORK/lincheck.nemesis.json
@@ -669,7 +676,11 @@ say "nemesis: wrote $OUT"
 
 rc=0
 [ "${TWO:-0}" = 0 ] || { echo "FAIL: $TWO observations of two pods labelled role=master:"; grep ' VIOLATION ' "$WORK/watch.log" | head -5; rc=1; }
-[ "$LIN_RC" = 0 ] || { echo "FAIL: kf-lincheck: the histories are not linearizable (verdict $(jq -r .verdict "$LJ"); see $LOGS/violation-*.txt)"; rc=1; }
+case $LIN_RC in
+0) ;;
+3) echo "FAIL: kf-lincheck could not decide (search limit; NEMESIS_MAX_CONFIGS): linearizability not shown"; rc=1 ;;
+*) echo "FAIL: kf-lincheck: the histories are not linearizable (verdict $(jq -r .verdict "$LJ"); see $LOGS/violation-*.txt)"; rc=1 ;;
+esac
 [ "${LOST:-0}" = 0 ] || { echo "FAIL: $LOST acknowledged writes lost"; rc=1; }
 [ "${FINAL_FAILED:-0}" = 0 ] || { echo "FAIL: $FINAL_FAILED final reads failed"; rc=1; }
 [ $rc = 0 ] && echo "PASS: $NF faults, $OPS operations, $ACKED acknowledged writes, none lost, linearizable, never two role=master pods"

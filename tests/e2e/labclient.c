@@ -33,7 +33,9 @@
  *                                             and never asks the API: the same mix of
  *                                             operations as the workload, until SIGTERM;
  *                                             each operation is tried once (reconnecting
- *                                             to the same address after a lost connection)
+ *                                             to the same address after a lost connection;
+ *                                             after 3 s of refusals it asks the Service's
+ *                                             Endpoints once, when it has a kubeconfig)
  *   kf-labclient [OPTIONS] direct ADDR put|get|stat KEY [VALUE]
  *                                             one request to ADDR (HOST:PORT), no Endpoints;
  *                                             prints the answer (OK, VALUE v, NOTMASTER ...,
@@ -85,7 +87,8 @@
  * Options: --kubeconfig FILE (default $KUBECONFIG), --namespace NS
  * (kubefence), --service NAME (metaservice), --timeout-ms N (overall, 30000),
  * --request-ms N (one try, 1000), --pause-us N (workload, pinned: between
- * operations, 2000), --prefix P (workload keys, "w"), --keys N (0: a new key
+ * operations, 2000), --retry-us N (between the tries of an operation
+ * through the Service, 5000), --prefix P (workload keys, "w"), --keys N (0: a new key
  * per write), --read-pct N (workload, pinned: 20), --del-pct N (0), --seed N,
  * --history FILE, --client ID (default "labclient-PID"), --interval-ms N
  * (watch, 50), --selector S (watch, "role=master").
@@ -121,6 +124,7 @@ static const char *opt_prefix = "w", *opt_selector = "role=master";
 static const char *opt_history, *opt_client;
 static long opt_timeout_ms = 30000, opt_pause_us = 2000, opt_interval_ms = 50;
 static long opt_request_ms = 1000, opt_keys = 0, opt_read_pct = 20, opt_del_pct = 0;
+static long opt_retry_us = 5000;
 static unsigned long opt_seed;
 static volatile sig_atomic_t stopping;
 static struct k8s_client *api;
@@ -440,6 +444,20 @@ static void record_op(enum proto_op op, const char *key, const char *value, usec
 	record(hist_op_of(op), key, v, invoke, now_real(), res, master);
 }
 
+/* The answers of the recording clients, as they change, on stderr (the
+ * campaign's logs say what made a write indeterminate). */
+static void log_answer(const char *addr, int r, const char *text)
+{
+	static char last[256];
+	char cur[256];
+
+	snprintf(cur, sizeof(cur), "%s %s %.80s", addr, res_name(r), r == RS_VALUE ? "" : text);
+	if (strcmp(cur, last) != 0) {
+		fprintf(stderr, "%" PRId64 " %s\n", (int64_t)now_real(), cur);
+		snprintf(last, sizeof(last), "%s", cur);
+	}
+}
+
 /* A request through the Service: connect to the Endpoints' address when
  * not connected; on CONN/NOTMASTER/ERR re-read the Endpoints and retry until
  * the deadline.  Returns the last result; *tries counts the refused tries;
@@ -486,9 +504,10 @@ static int svc_request(struct conn *c, enum proto_op op, const char *key, char *
 			            text, textlen, &sent);
 			ntry++;
 			ind = is_write(op) && write_indeterminate(r, text, sent);
-			if (per_try)
+			if (per_try) {
 				record_op(op, key, value, invoke, r, text, ind, c->addr);
-			else if (maybe && ind)
+				log_answer(c->addr, r, text);
+			} else if (maybe && ind)
 				*maybe = true;
 			if (r == RS_OK || r == RS_VALUE || r == RS_NOTFOUND)
 				return r;
@@ -498,7 +517,7 @@ static int svc_request(struct conn *c, enum proto_op op, const char *key, char *
 			(*tries)++;
 		if (now_mono() >= deadline || stopping)
 			return r;
-		usleep(5000);
+		usleep((useconds_t)opt_retry_us);
 	}
 }
 
@@ -722,13 +741,37 @@ static bool hint_addr(const char *text, char *out, size_t outlen)
 	return strchr(out, ':') != NULL;
 }
 
+/* The pinned client's fallback: the Service's first endpoint into addr
+ * when there is one and it differs.  Without a kubeconfig, or when the API
+ * cannot be reached (the node cut off), nothing changes. */
+static bool rediscover(char *addr, size_t addrlen)
+{
+	const char *kc = opt_kubeconfig ? opt_kubeconfig : getenv("KUBECONFIG");
+	char eps[512], err[512];
+	char *comma;
+
+	if (!api && kc && *kc && k8s_client_new(kc, NULL, &api, err, sizeof(err)) < 0)
+		api = NULL;
+	if (!api || endpoints(eps, sizeof(eps)) <= 0)
+		return false;
+	comma = strchr(eps, ',');
+	if (comma)
+		*comma = '\0';
+	if (strcmp(eps, addr) == 0 || strlen(eps) >= addrlen)
+		return false;
+	fprintf(stderr, "%" PRId64 " rediscovered %s (was %s)\n", (int64_t)now_real(), eps, addr);
+	memcpy(addr, eps, strlen(eps) + 1);
+	return true;
+}
+
 static int mode_pinned(const char *addr0, const char *path)
 {
 	struct conn c = {.fd = -1};
 	FILE *f = path ? fopen(path, "a") : NULL;
 	char addr[64], key[64], value[128], hint[64], answer[256], last_answer[256] = "";
 	static char text[PROTO_VALUE_MAX + 1];
-	uint64_t seq = 0, switches = 0, conn_fail = 0;
+	uint64_t seq = 0, switches = 0, conn_fail = 0, rediscoveries = 0;
+	usec_t refused_since = 0;
 	unsigned long pid = (unsigned long)getpid();
 	struct tally t = {0};
 
@@ -746,9 +789,21 @@ static int mode_pinned(const char *addr0, const char *path)
 		bool sent = false;
 		int r;
 
+		/* Refused or unreachable for 3 s: the pod may be gone for good (a
+		 * recreated pod has a new address), so ask the Service once, as a
+		 * node-local service would ask its agent. */
+		if (refused_since && now_mono() - refused_since > 3 * USEC_PER_SEC) {
+			refused_since = now_mono();
+			if (rediscover(addr, sizeof(addr))) {
+				conn_close(&c);
+				rediscoveries++;
+			}
+		}
 		if (c.fd < 0 &&
 		    conn_open(&c, addr, now_mono() + opt_request_ms * USEC_PER_MSEC) < 0) {
 			conn_fail++;
+			if (!refused_since)
+				refused_since = now_mono();
 			usleep(100000); /* nothing sent: nothing to record */
 			continue;
 		}
@@ -782,17 +837,23 @@ static int mode_pinned(const char *addr0, const char *path)
 			conn_close(&c);
 			switches++;
 		}
-		if (r == RS_CONN || r == RS_NOTMASTER || r == RS_ERR)
+		if (r == RS_CONN || r == RS_NOTMASTER || r == RS_ERR) {
+			if (!refused_since)
+				refused_since = now_mono();
 			usleep(50000);
-		else if (opt_pause_us > 0)
-			usleep((useconds_t)opt_pause_us);
+		} else {
+			refused_since = 0;
+			if (opt_pause_us > 0)
+				usleep((useconds_t)opt_pause_us);
+		}
 	}
 	if (f)
 		fclose(f);
 	conn_close(&c);
 	printf("pinned ops=%" PRIu64 " ok=%" PRIu64 " fail=%" PRIu64 " info=%" PRIu64
-	       " acked=%" PRIu64 " switches=%" PRIu64 " connect_failures=%" PRIu64 " last=%s\n",
-	       t.ops, t.ok, t.fail, t.info, t.acked, switches, conn_fail, addr);
+	       " acked=%" PRIu64 " switches=%" PRIu64 " rediscoveries=%" PRIu64
+	       " connect_failures=%" PRIu64 " last=%s\n",
+	       t.ops, t.ok, t.fail, t.info, t.acked, switches, rediscoveries, conn_fail, addr);
 	return 0;
 }
 
@@ -1006,7 +1067,8 @@ static int mode_clockjump(const char *secs_s, const char *hold_s)
 static void usage(void)
 {
 	fprintf(stderr, "usage: kf-labclient [--kubeconfig F] [--namespace NS] [--service S] "
-	                "[--timeout-ms N] [--request-ms N] [--pause-us N] [--prefix P] [--keys N] "
+	                "[--timeout-ms N] [--request-ms N] [--pause-us N] [--retry-us N] [--prefix "
+	                "P] [--keys N] "
 	                "[--read-pct N] [--del-pct N] [--seed N] [--history F] [--client ID] "
 	                "[--interval-ms N] [--selector S]\n"
 	                "  put K V | get K [V] | session | workload FILE | check FILE... |\n"
@@ -1041,6 +1103,8 @@ int main(int argc, char **argv)
 			opt_request_ms = atol(v);
 		else if (!strcmp(o, "--pause-us"))
 			opt_pause_us = atol(v);
+		else if (!strcmp(o, "--retry-us"))
+			opt_retry_us = atol(v);
 		else if (!strcmp(o, "--prefix"))
 			opt_prefix = v;
 		else if (!strcmp(o, "--keys"))
@@ -1065,7 +1129,7 @@ int main(int argc, char **argv)
 	if (i >= argc)
 		usage();
 	if (opt_read_pct < 0 || opt_del_pct < 0 || opt_read_pct + opt_del_pct > 100 ||
-	    opt_keys < 0 || opt_keys > 9999 || opt_request_ms <= 0)
+	    opt_keys < 0 || opt_keys > 9999 || opt_request_ms <= 0 || opt_retry_us < 0)
 		usage();
 	const char *m = argv[i];
 	int left = argc - i - 1;

@@ -10,6 +10,7 @@ E2E_KUBECTL=/var/cache/kubefence/k8s-1.20.2-r1/bin/kubectl
 LAB="$top_srcdir/lab/lab.sh"
 NS=kubefence
 E2E_BG_PIDS=()
+LINCHECK_ARGS=()
 
 now() { date +%s.%N; }
 now_us() { echo $(($(date +%s%N) / 1000)); }
@@ -64,21 +65,22 @@ e2e_init() {
 }
 
 # e2e_lincheck NAME HISTORY...: kf-lincheck over the histories (their
-# operations judged together, as one system's); the report goes to
-# $WORK/lincheck.NAME.out and .json.  Prints the summary line; on a violation
-# (exit 1) or bad input (2) prints the checker's output (its first 300
-# lines) and returns that status.
+# operations judged together, as one system's; extra options in the array
+# LINCHECK_ARGS); the report goes to $WORK/lincheck.NAME.out and .json.
+# Prints the summary line; on a violation (exit 1), bad input (2) or an
+# undecided key (3: the search limit) prints the checker's output (its
+# first 300 lines) and returns that status.
 e2e_lincheck() {
 	local name=$1 out rc
 	shift
 	out=$WORK/lincheck.$name
-	"$LINCHECK" --json "$out.json" "$@" >"$out.out" 2>&1
+	"$LINCHECK" "${LINCHECK_ARGS[@]}" --json "$out.json" "$@" >"$out.out" 2>&1
 	rc=$?
 	if [ $rc = 0 ]; then
 		grep '^lincheck:' "$out.out" | tail -1
 		return 0
 	fi
-	echo "# kf-lincheck $name: exit $rc (1: not linearizable, 2: bad input); its output:"
+	echo "# kf-lincheck $name: exit $rc (1: not linearizable, 2: bad input, 3: undecided); its output:"
 	head -300 "$out.out"
 	return $rc
 }
@@ -112,6 +114,7 @@ e2e_cleanup() {
 	local p
 	for p in "${E2E_BG_PIDS[@]}"; do bg_stop "$p"; done
 	E2E_BG_PIDS=()
+LINCHECK_ARGS=()
 	# Thaw anything a failed test left frozen, so that down can kill it.
 	if [ "${1:-}" != keep ]; then
 		bash "$LAB" down >/dev/null 2>&1 || bash "$LAB" down || true
