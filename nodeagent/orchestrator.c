@@ -237,22 +237,63 @@ static bool still_leading(struct orchestrator *o, int64_t epoch)
 	return !stopping && elector_is_leader(o->elector, &e) && e == epoch;
 }
 
-/* Set or remove the role label of a pod, with its uid as precondition so
- * that a recreated pod of the same name is never touched. */
-static int label_pod(struct orchestrator *o, const char *pod, const char *uid, bool set, char *err,
-                     size_t errlen)
+/* The role label changes only under preconditions that a newer term
+ * invalidates.  Every change writes the pod's kubefence.io/role-epoch
+ * annotation with the term's epoch, and carries the pod's uid (a recreated
+ * pod of the same name is never touched) and the resourceVersion just read,
+ * whose role-epoch was no newer than the term.  A newer term's first step is
+ * to write its epoch on every other pod of the service (label removed), so a
+ * PATCH of an older term that reaches the API server after that — issued
+ * just before its term ended, delivered late — fails on the resourceVersion
+ * instead of putting the label back: the Service never selects two pods. */
+#define ROLE_EPOCH_ANN "kubefence.io/role-epoch"
+
+static int64_t pod_role_epoch(const cJSON *pod)
 {
-	char path[512];
-	cJSON *patch, *meta, *labels;
+	const cJSON *ann = cJSON_GetObjectItemCaseSensitive(
+	        cJSON_GetObjectItemCaseSensitive(pod, "metadata"), "annotations");
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(ann, ROLE_EPOCH_ANN);
+
+	return cJSON_IsString(v) ? strtoll(v->valuestring, NULL, 10) : 0;
+}
+
+static bool pod_labelled(struct orchestrator *o, const cJSON *pod)
+{
+	const cJSON *labels = cJSON_GetObjectItemCaseSensitive(
+	        cJSON_GetObjectItemCaseSensitive(pod, "metadata"), "labels");
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(labels, o->label_key);
+
+	return cJSON_IsString(v) && strcmp(v->valuestring, o->label_value) == 0;
+}
+
+/* One conditional PATCH of pod (an object just read): label set or removed,
+ * role-epoch = epoch.  -ESTALE when the pod changed since it was read. */
+static int role_patch(struct orchestrator *o, const cJSON *pod, int64_t epoch, bool set, char *err,
+                      size_t errlen)
+{
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(pod, "metadata");
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(m, "name");
+	const cJSON *uid = cJSON_GetObjectItemCaseSensitive(m, "uid");
+	const cJSON *rv = cJSON_GetObjectItemCaseSensitive(m, "resourceVersion");
+	char path[512], e[32];
+	cJSON *patch, *meta, *labels, *ann;
 	int r;
 
-	r = k8s_path(path, sizeof(path), "v1", o->ns, "pods", pod);
+	if (!cJSON_IsString(name) || !cJSON_IsString(uid) || !cJSON_IsString(rv)) {
+		errbuf_set(err, errlen, "pod without name, uid or resourceVersion");
+		return -EBADMSG;
+	}
+	r = k8s_path(path, sizeof(path), "v1", o->ns, "pods", name->valuestring);
 	if (r < 0)
 		return r;
+	snprintf(e, sizeof(e), "%" PRId64, epoch);
 	patch = cJSON_CreateObject();
 	meta = cJSON_AddObjectToObject(patch, "metadata");
 	labels = meta ? cJSON_AddObjectToObject(meta, "labels") : NULL;
-	if (!labels || (uid && uid[0] && !cJSON_AddStringToObject(meta, "uid", uid)) ||
+	ann = meta ? cJSON_AddObjectToObject(meta, "annotations") : NULL;
+	if (!labels || !ann || !cJSON_AddStringToObject(meta, "uid", uid->valuestring) ||
+	    !cJSON_AddStringToObject(meta, "resourceVersion", rv->valuestring) ||
+	    !cJSON_AddStringToObject(ann, ROLE_EPOCH_ANN, e) ||
 	    !(set ? cJSON_AddStringToObject(labels, o->label_key, o->label_value)
 	          : cJSON_AddNullToObject(labels, o->label_key))) {
 		cJSON_Delete(patch);
@@ -274,11 +315,62 @@ static int label_pod(struct orchestrator *o, const char *pod, const char *uid, b
 	return r;
 }
 
-/* Remove the role label from every pod but `own_pod`.  Returns 0 when no
- * other pod carries it any more. */
-static int unlabel_others(struct orchestrator *o, const char *own_pod, int *ret_removed)
+/* Set or remove the role label of this node's pod for term `epoch`: read
+ * it, check it, patch it conditionally; a pod that changed meanwhile (a
+ * status update) is read again.  Returns 0; 1 when a newer term owns the
+ * pod (nothing done: this term is over); -ENOENT when the pod is gone,
+ * -ESTALE when it was replaced (another uid); or another -errno. */
+static int set_own_role(struct orchestrator *o, const char *pod, const char *uid, int64_t epoch,
+                        bool set, char *err, size_t errlen)
 {
-	char path[512], sel[700], err[1024] = "";
+	char path[512];
+	int r = k8s_path(path, sizeof(path), "v1", o->ns, "pods", pod);
+
+	for (int attempt = 0; r >= 0 && attempt < 5; attempt++) {
+		cJSON *obj = NULL;
+		const cJSON *u;
+
+		r = k8s_get(o->client, path, o->o.request_timeout_ms, &obj, err, errlen);
+		if (r < 0)
+			return r;
+		u = cJSON_GetObjectItemCaseSensitive(
+		        cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "uid");
+		if (uid && uid[0] && (!cJSON_IsString(u) || strcmp(u->valuestring, uid) != 0)) {
+			errbuf_set(err, errlen, "pod '%s' was replaced (uid %s, not %s)", pod,
+			           cJSON_IsString(u) ? u->valuestring : "?", uid);
+			cJSON_Delete(obj);
+			return -ESTALE;
+		}
+		if (pod_role_epoch(obj) > epoch) {
+			errbuf_set(err, errlen,
+			           "pod '%s' was claimed by term %" PRId64 " (ours %" PRId64 ")",
+			           pod, pod_role_epoch(obj), epoch);
+			cJSON_Delete(obj);
+			return 1;
+		}
+		if (!set && !pod_labelled(o, obj)) {
+			cJSON_Delete(obj);
+			return 0; /* nothing to remove */
+		}
+		r = role_patch(o, obj, epoch, set, err, errlen);
+		cJSON_Delete(obj);
+		if (r != -ESTALE)
+			return r;
+		r = 0; /* changed since read: read again */
+	}
+	return r < 0 ? r : -EAGAIN;
+}
+
+/* Claim every other pod of the service for term `epoch`: remove the role
+ * label and write the term's role-epoch, on labelled and unlabelled pods
+ * alike, so that no older term's PATCH can land on them any more.  Returns
+ * 0 when every other pod is claimed (*ret_removed: labels removed), 1 when
+ * some pod belongs to a newer term (this term is over), or -errno (the
+ * caller retries). */
+static int claim_others(struct orchestrator *o, const char *own_pod, int64_t epoch,
+                        int *ret_removed)
+{
+	char path[512], err[1024] = "";
 	cJSON *list = NULL, *item;
 	int r, removed = 0;
 
@@ -287,14 +379,13 @@ static int unlabel_others(struct orchestrator *o, const char *own_pod, int *ret_
 		return r;
 	/* Only the service's own pods: the role label may mean something else
 	 * to other workloads of the namespace. */
-	snprintf(sel, sizeof(sel), "%s%s%s=%s", o->selector, o->selector[0] ? "," : "",
-	         o->label_key, o->label_value);
-	r = k8s_list(o->client, path, sel, NULL, o->o.request_timeout_ms, &list, err, sizeof(err));
+	r = k8s_list(o->client, path, o->selector, NULL, o->o.request_timeout_ms, &list, err,
+	             sizeof(err));
 	if (r < 0) {
 		/* retried every 200 ms: say it once per distinct error */
 		if (strcmp(err, o->last_label_err) != 0) {
-			log_warning("listing pods labelled %s in '%s' failed: %s; retrying", sel,
-			            o->ns, err);
+			log_warning("listing the pods of '%s' in '%s' failed: %s; retrying",
+			            o->selector, o->ns, err);
 			str_copy(o->last_label_err, sizeof(o->last_label_err), err);
 		}
 		return r;
@@ -304,38 +395,63 @@ static int unlabel_others(struct orchestrator *o, const char *own_pod, int *ret_
 	{
 		const cJSON *meta = cJSON_GetObjectItemCaseSensitive(item, "metadata");
 		const cJSON *name = cJSON_GetObjectItemCaseSensitive(meta, "name");
-		const cJSON *uid = cJSON_GetObjectItemCaseSensitive(meta, "uid");
+		bool had = pod_labelled(o, item);
+		int64_t re = pod_role_epoch(item);
 
 		if (!cJSON_IsString(name) || (own_pod && strcmp(name->valuestring, own_pod) == 0))
 			continue;
-		r = label_pod(o, name->valuestring, cJSON_IsString(uid) ? uid->valuestring : NULL,
-		              false, err, sizeof(err));
-		if (r < 0 && r != -ENOENT) {
-			log_warning("removing %s from pod '%s/%s' failed: %s", sel, o->ns,
-			            name->valuestring, err);
+		if (re > epoch) {
+			log_info("pod '%s/%s' was claimed by term %" PRId64 " (ours %" PRId64
+			         "): this term is over",
+			         o->ns, name->valuestring, re, epoch);
+			r = 1;
 			break;
 		}
-		if (r >= 0) {
+		if (re == epoch && !had)
+			continue; /* claimed already */
+		r = role_patch(o, item, epoch, false, err, sizeof(err));
+		if (r < 0 && r != -ENOENT) {
+			/* -ESTALE: it changed since the list; the next round reads it again */
+			log_warning("claiming pod '%s/%s' for term %" PRId64
+			            " failed: %s; retrying",
+			            o->ns, name->valuestring, epoch, err);
+			break;
+		}
+		if (r >= 0 && had) {
 			removed++;
-			log_info("removed %s from pod '%s/%s'", sel, o->ns, name->valuestring);
+			log_info("removed %s=%s from pod '%s/%s'", o->label_key, o->label_value,
+			         o->ns, name->valuestring);
 		}
 		r = 0;
 	}
 	cJSON_Delete(list);
-	if (r >= 0 && ret_removed)
+	if (r == 0 && ret_removed)
 		*ret_removed = removed;
 	return r;
 }
 
+/* Remove the role label from our own pod (stepping down), retried for a
+ * while: a label left behind would keep a dead master selected until the
+ * successor claims the pod. */
 static void unlabel_own(struct orchestrator *o, const struct control_peer *p)
 {
 	char err[1024] = "";
+	usec_t until = clock_mono_usec() + 3 * USEC_PER_SEC;
+	int64_t epoch;
 	int r;
 
 	if (!p->pod[0])
 		return;
-	r = label_pod(o, p->pod, p->uid, false, err, sizeof(err));
-	if (r < 0 && r != -ENOENT)
+	pthread_mutex_lock(&o->mu);
+	epoch = o->promoted_epoch;
+	pthread_mutex_unlock(&o->mu);
+	for (;;) {
+		r = set_own_role(o, p->pod, p->uid, epoch, false, err, sizeof(err));
+		if (r >= 0 || r == -ENOENT || r == -ESTALE || clock_mono_usec() >= until)
+			break;
+		clock_sleep_until(clock_mono_usec() + 200 * USEC_PER_MSEC);
+	}
+	if (r < 0 && r != -ENOENT && r != -ESTALE)
 		log_warning("removing %s=%s from own pod '%s/%s' failed: %s", o->label_key,
 		            o->label_value, o->ns, p->pod, err);
 	else
@@ -534,10 +650,15 @@ static void on_started(struct orchestrator *o, const struct elector_term *t, use
 	/* The Service must never select two pods: the old label goes first. */
 	get_peer(o, &peer, &connected);
 	for (;;) {
+		int k;
+
 		if (!still_leading(o, t->epoch))
 			goto abandoned;
-		if (unlabel_others(o, peer.pod, &removed) >= 0)
+		k = claim_others(o, peer.pod, t->epoch, &removed);
+		if (k == 0)
 			break;
+		if (k == 1)
+			goto abandoned; /* a newer term claimed a pod: ours is over */
 		clock_sleep_until(clock_mono_usec() + 200 * USEC_PER_MSEC);
 	}
 	if (removed)
@@ -607,10 +728,10 @@ static void on_ready(struct orchestrator *o, const struct control_msg *m)
 			set_state(o, ST_FOLLOWER);
 			return;
 		}
-		r = label_pod(o, peer.pod, peer.uid, true, err, sizeof(err));
-		if (r >= 0)
+		r = set_own_role(o, peer.pod, peer.uid, m->epoch, true, err, sizeof(err));
+		if (r == 0)
 			break;
-		if (r == -ENOENT || r == -EINVAL || r == -ESTALE) {
+		if (r == 1 || r == -ENOENT || r == -EINVAL || r == -ESTALE) {
 			/* The pod is gone or was replaced (uid precondition): the
 			 * service we promoted is not the one the Service would
 			 * select.  Give the term up rather than retry forever. */

@@ -47,8 +47,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "failpoint.h"
 #include "fo.h"
+#include "k8s.h"
 #include "proto.h"
 
 void fo_fail(const char *fmt, ...)
@@ -91,13 +94,18 @@ struct fp_arm {
 
 /* Node 0 master, writes flowing to it for 1 s; the processes named in arms
  * (n of them) started with their fault points armed. */
-static void scen_start_armed(struct scen *s, const char *tag, const struct fp_arm *arms, size_t n)
+/* proxied: a node whose agent reaches the API server through
+ * kf-faultproxy (-1: none). */
+static void scen_start_full(struct scen *s, const char *tag, const struct fp_arm *arms, size_t n,
+                            int proxied)
 {
 	usec_t t0;
 
 	memset(s, 0, sizeof(*s));
 	fo_prepare_rbac();
 	fo_cluster_init(&s->c, tag, 2);
+	if (proxied >= 0)
+		fo_proxy(&s->c, (size_t)proxied);
 	for (size_t i = 0; i < n; i++)
 		fo_arm(&s->c, arms[i].node, arms[i].proc, arms[i].spec);
 	fo_watcher_start(&s->wa, &s->c);
@@ -112,9 +120,46 @@ static void scen_start_armed(struct scen *s, const char *tag, const struct fp_ar
 	usleep(1000 * 1000);
 }
 
+static void scen_start_armed(struct scen *s, const char *tag, const struct fp_arm *arms, size_t n)
+{
+	scen_start_full(s, tag, arms, n, -1);
+}
+
 static void scen_start(struct scen *s, const char *tag)
 {
 	scen_start_armed(s, tag, NULL, 0);
+}
+
+/* Whether node i's pod carries role=master now (read as admin). */
+static bool labelled(struct scen *s, size_t i)
+{
+	char path[512], err[512];
+	cJSON *pod = NULL, *labels;
+	bool yes;
+
+	ck_assert_int_ge(
+	        k8s_path(path, sizeof(path), "v1", getenv("KF_IT_NS"), "pods", s->c.node[i].pod),
+	        0);
+	if (k8s_get(s->c.admin, path, 5000, &pod, err, sizeof(err)) < 0)
+		return false;
+	labels = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(pod, "metadata"),
+	                                          "labels");
+	yes = cJSON_IsString(cJSON_GetObjectItemCaseSensitive(labels, "role")) &&
+	      strcmp(cJSON_GetObjectItemCaseSensitive(labels, "role")->valuestring, "master") == 0;
+	cJSON_Delete(pod);
+	return yes;
+}
+
+static bool wait_labelled(struct scen *s, size_t i, long ms)
+{
+	usec_t end = clock_mono_usec() + ms * USEC_PER_MSEC;
+
+	while (clock_mono_usec() < end) {
+		if (labelled(s, i))
+			return true;
+		usleep(20000);
+	}
+	return false;
 }
 
 static void scen_finish(struct scen *s)
@@ -575,6 +620,53 @@ START_TEST(lost_acquire_response_still_fences)
 }
 END_TEST
 
+/* A label PATCH that reaches the API server late: node-b's first
+ * labelling PATCH is held by the API fault proxy for 2.5 s and then
+ * delivered although node-b's client gave up after 1 s (it retried and
+ * labelled its pod).  Meanwhile node-b's service dies, node-a takes over,
+ * removes the label from node-b's pod and labels its own.  The late PATCH
+ * must not put role=master back on node-b's pod. */
+START_TEST(late_label_patch_never_makes_two_masters)
+{
+	struct scen s;
+	char rules[512];
+	usec_t t_kill;
+
+	scen_start_full(&s, "latelabel", NULL, 0, 1);
+	snprintf(rules, sizeof(rules),
+	         "PATCH ^/api/v1/namespaces/[^/]+/pods/%s$ count=1 late=2500\n", s.c.node[1].pod);
+	fo_proxy_rules(&s.c, 1, rules);
+	/* node-a's service dies: node-b takes over and labels (the second try) */
+	t_kill = fo_metad_signal(&s.c, 0, SIGKILL);
+	fo_metad_start(&s.c, 0);
+	if (!wait_labelled(&s, 1, 8000))
+		dump_all(&s);
+	ck_assert_msg(labelled(&s, 1), "node-b never labelled its pod");
+	ck_assert_msg(clock_mono_usec() - t_kill < 2500 * USEC_PER_MSEC,
+	              "node-b labelled too late for this test (%.3f s)",
+	              secs(clock_mono_usec() - t_kill));
+	/* node-b's service dies: node-a takes over before the late PATCH lands */
+	fo_metad_signal(&s.c, 1, SIGKILL);
+	ck_assert_msg(wait_labelled(&s, 0, 8000), "node-a never labelled its pod");
+	printf("latelabel: node-a labelled %.3f s after the first kill\n",
+	       secs(clock_mono_usec() - t_kill));
+	fo_metad_start(&s.c, 1);
+	/* the late PATCH has been delivered by now */
+	clock_sleep_until(t_kill + 4000 * USEC_PER_MSEC);
+	ck_assert_int_ge(fo_log_count(s.c.node[1].proxy_log, NULL, "late=2500", NULL), 1);
+	{
+		char cmd[800];
+
+		snprintf(cmd, sizeof(cmd), "grep -h 'PATCH' '%s' | head -5", s.c.node[1].proxy_log);
+		(void)!system(cmd);
+	}
+	ck_assert_msg(labelled(&s, 0), "node-a lost its label");
+	ck_assert_msg(!labelled(&s, 1),
+	              "two pods carry role=master: node-b's late PATCH relabelled its pod");
+	scen_finish(&s);
+}
+END_TEST
+
 /* The checker itself: made-up agent logs and acks must be refused. */
 static void fake_log(struct fo_node *nd, const char *dir, const char *name, double mono, int epoch)
 {
@@ -715,6 +807,7 @@ static Suite *failover_suite(void)
 	tcase_add_test(tcase(s, "crash-after-durable"), crash_after_durable);
 	tcase_add_test(tcase(s, "crash-before-promote"), crash_before_promote);
 	tcase_add_test(tcase(s, "lost-acquire-response"), lost_acquire_response_still_fences);
+	tcase_add_test(tcase(s, "late-label-patch"), late_label_patch_never_makes_two_masters);
 	return s;
 }
 

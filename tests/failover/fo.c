@@ -355,9 +355,9 @@ static void write_conf(struct fo_cluster *c, struct fo_node *nd, size_t i)
 	        "selffence.stop_timeout_ms = 1000\n"
 	        "log.level = info\n"
 	        "log.monotonic = true\n",
-	        nd->name, env(kc[i]), FO_REQUEST_MS, c->lease, env("KF_IT_NS"), FO_LEASE_MS,
-	        FO_RENEW_MS, FO_RETRY_MS, nd->sock, FO_MARGIN_MS, nd->http_port, env("KF_IT_NS"),
-	        lun);
+	        nd->name, nd->kubeconfig[0] ? nd->kubeconfig : env(kc[i]), FO_REQUEST_MS, c->lease,
+	        env("KF_IT_NS"), FO_LEASE_MS, FO_RENEW_MS, FO_RETRY_MS, nd->sock, FO_MARGIN_MS,
+	        nd->http_port, env("KF_IT_NS"), lun);
 	fclose(f);
 }
 
@@ -408,6 +408,98 @@ void fo_cluster_init(struct fo_cluster *c, const char *tag, size_t n)
 		create_pod(c, nd);
 		write_conf(c, nd, i);
 	}
+}
+
+void fo_proxy_rules(struct fo_cluster *c, size_t i, const char *rules)
+{
+	struct fo_node *nd = &c->node[i];
+	char tmp[620];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", nd->proxy_rules);
+	f = fopen(tmp, "w");
+	FO_CHECK(f && fputs(rules, f) >= 0 && fclose(f) == 0, "%s: %s", tmp, strerror(errno));
+	FO_CHECK(rename(tmp, nd->proxy_rules) == 0, "rename %s: %s", tmp, strerror(errno));
+}
+
+void fo_proxy(struct fo_cluster *c, size_t i)
+{
+	static const char *const kc[] = {"KF_IT_AGENT_KUBECONFIG_A", "KF_IT_AGENT_KUBECONFIG_B",
+	                                 "KF_IT_AGENT_KUBECONFIG_C"};
+	struct fo_node *nd = &c->node[i];
+	char pki[600], cert[700], key[700], portf[700], cmd[2200], line[1024], url[64];
+	const char *ca = env("KF_IT_CA"), *bin = env("KF_FAULTPROXY");
+	FILE *in, *out;
+	int port = 0;
+	char dir[480];
+
+	snprintf(dir, sizeof(dir), "%s", nd->dir); /* not to alias nd's fields */
+	/* the harness CA (DIR/pki/ca.*) signs the proxy's certificate */
+	snprintf(pki, sizeof(pki), "%s", ca);
+	*strrchr(pki, '/') = '\0';
+	*strrchr(pki, '/') = '\0';
+	snprintf(cert, sizeof(cert), "%s/proxy.crt", dir);
+	snprintf(key, sizeof(key), "%s/proxy.key", dir);
+	snprintf(cmd, sizeof(cmd), "bash '%s/tests/proxy/mkcert.sh' '%s' '%s' >/dev/null 2>&1",
+	         env("top_srcdir"), pki, dir);
+	FO_CHECK(system(cmd) == 0 && access(cert, R_OK) == 0, "mkcert for %s failed", nd->name);
+	snprintf(nd->proxy_rules, sizeof(nd->proxy_rules), "%s/proxy.rules", dir);
+	snprintf(nd->proxy_log, sizeof(nd->proxy_log), "%s/proxy.log", dir);
+	snprintf(portf, sizeof(portf), "%s/proxy.port", dir);
+	fo_proxy_rules(c, i, "# no rule: every request passes\n");
+	{
+		char *argv[] = {(char *)bin,
+		                "--listen",
+		                "127.0.0.1:0",
+		                "--port-file",
+		                portf,
+		                "--cert",
+		                cert,
+		                "--key",
+		                key,
+		                "--upstream",
+		                (char *)env("KF_IT_SERVER"),
+		                "--upstream-ca",
+		                (char *)ca,
+		                "--rules",
+		                nd->proxy_rules,
+		                "--log",
+		                nd->proxy_log,
+		                NULL};
+		char plog[700];
+
+		snprintf(plog, sizeof(plog), "%s/proxy.stderr", dir);
+		nd->proxy_pid = spawn(plog, argv, NULL, NULL, NULL);
+	}
+	for (int t = 0; t < 500 && !port; t++) {
+		FILE *pf = fopen(portf, "r");
+
+		if (pf) {
+			if (fscanf(pf, "%d", &port) != 1)
+				port = 0;
+			fclose(pf);
+		}
+		if (!port)
+			usleep(10000);
+	}
+	FO_CHECK(port > 0, "kf-faultproxy for %s did not start", nd->name);
+	/* the agent's own kubeconfig, its server replaced by the proxy */
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d", port);
+	snprintf(nd->kubeconfig, sizeof(nd->kubeconfig), "%s/proxy.kubeconfig", dir);
+	in = fopen(env(kc[i]), "r");
+	out = fopen(nd->kubeconfig, "w");
+	FO_CHECK(in && out, "kubeconfig copy: %s", strerror(errno));
+	while (fgets(line, sizeof(line), in)) {
+		const char *srv = strstr(line, "server:");
+
+		if (srv)
+			fprintf(out, "%.*sserver: %s\n", (int)(srv - line), line, url);
+		else
+			fputs(line, out);
+	}
+	fclose(in);
+	fclose(out);
+	write_conf(c, nd, i);
 }
 
 void fo_agent_start(struct fo_cluster *c, size_t i)
@@ -497,6 +589,7 @@ void fo_cluster_stop(struct fo_cluster *c)
 	for (size_t i = 0; i < c->n; i++) {
 		stop_pid(&c->node[i].agent_pid);
 		stop_pid(&c->node[i].metad_pid);
+		stop_pid(&c->node[i].proxy_pid);
 	}
 	for (size_t i = 0; c->admin && i < c->n; i++)
 		if (k8s_path(path, sizeof(path), "v1", env("KF_IT_NS"), "pods", c->node[i].pod) >=

@@ -63,7 +63,8 @@ struct fo_node {
 	char dir[480];
 	char conf[600], agent_log[600], metad_log[600], sock[600];
 	char pod[64], uid[64];
-	char fp_dir[600]; /* fault-point control directory (created by init) */
+	char fp_dir[600];     /* fault-point control directory (created by init) */
+	char kubeconfig[700]; /* the agent's kubeconfig when not the harness's */
 	/* "NAME=VALUE" entries added to (or replacing in) the environment of
 	 * the next start of the agent [FO_AGENT] or metad [FO_METAD]; "" is
 	 * unused.  Set with fo_setenv() / fo_arm(). */
@@ -71,6 +72,9 @@ struct fo_node {
 	int port, http_port;
 	pid_t agent_pid, metad_pid;
 	usec_t metad_started;
+	/* fo_proxy(): the agent reaches the API server through kf-faultproxy */
+	pid_t proxy_pid;
+	char proxy_rules[600], proxy_log[600];
 };
 
 struct fo_cluster {
@@ -112,6 +116,15 @@ void fo_arm_running(struct fo_cluster *c, size_t i, const char *spec);
 /* How many times point `name` fired on node i (lines of fp_dir/fired);
  * with ret_mono, the monotonic time of the first (0: none). */
 int fo_fired(const struct fo_cluster *c, size_t i, const char *name, usec_t *ret_mono);
+
+/* Put a kf-faultproxy (tests/proxy, $KF_FAULTPROXY) between node i's agent
+ * and the API server, with an empty rules file node->proxy_rules: the agent's
+ * conf is rewritten to a kubeconfig naming the proxy.  Call before the
+ * agent starts; the proxy is stopped by fo_cluster_stop(). */
+void fo_proxy(struct fo_cluster *c, size_t i);
+/* Replace node i's proxy rules (docs/fault-proxy.md), atomically: the next
+ * request is judged by them. */
+void fo_proxy_rules(struct fo_cluster *c, size_t i, const char *rules);
 
 void fo_agent_start(struct fo_cluster *c, size_t i);
 void fo_metad_start(struct fo_cluster *c, size_t i);

@@ -56,6 +56,20 @@ START_TEST(skip_then_count)
 }
 END_TEST
 
+START_TEST(late_is_an_action)
+{
+	char err[512] = "";
+	int n;
+	struct fp_ruleset *rs = parse("PATCH ^/api/v1/namespaces/[^/]+/pods/ count=1 late=2500\n",
+	                              &n, err, sizeof(err));
+
+	ck_assert_msg(n == 1, "%d: %s", n, err);
+	ck_assert_str_eq(act(rs, "PATCH", "/api/v1/namespaces/ns/pods/p"), "late=2500");
+	ck_assert_str_eq(act(rs, "PATCH", "/api/v1/namespaces/ns/pods/p"), "pass");
+	fp_ruleset_free(rs);
+}
+END_TEST
+
 START_TEST(first_applying_rule_wins)
 {
 	char err[512] = "";
@@ -298,6 +312,7 @@ static Suite *faultproxy_suite(void)
 
 	tc = tcase_create("rules");
 	tcase_add_test(tc, skip_then_count);
+	tcase_add_test(tc, late_is_an_action);
 	tcase_add_test(tc, first_applying_rule_wins);
 	tcase_add_test(tc, prob_is_seeded);
 	tcase_add_test(tc, bad_lines_refuse_the_file);

@@ -79,6 +79,7 @@ struct session {
 	struct fp_conn *client;
 	struct fp_conn *up;
 	bool reset_client;
+	bool unwatched; /* `late`: the upstream exchange goes on without the client */
 	struct session *prev, *next;
 };
 
@@ -435,7 +436,7 @@ static int upstream_open(struct session *s, char *err, size_t errlen)
 	r = fp_conn_new(p->upstream_ctx, fd, false, p->upstream_host, deadline, &c, err, errlen);
 	if (r < 0)
 		return r;
-	c->watch = s->client;
+	c->watch = s->unwatched ? NULL : s->client;
 	session_set_up(s, c);
 	return 0;
 }
@@ -638,10 +639,27 @@ static int serve_one(struct session *s)
 		goto out;
 	}
 
+	if (s->unwatched) { /* the last request was `late`: its upstream goes */
+		session_set_up(s, NULL);
+		s->unwatched = false;
+	}
 	fp_rules_match(p->rules, req.method, req.target, &v);
 	if (v.delay_ms && hold(s, v.delay_ms) < 0) {
 		access_log(s, &req, 0, &v, "client-gone");
 		goto out;
+	}
+	if (v.late_ms) {
+		/* the request is on its way already: it reaches the server late,
+		 * whether or not its sender still waits for the answer */
+		struct timespec ts = {v.late_ms / 1000, (v.late_ms % 1000) * 1000000L};
+
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+		/* on a connection of its own (the kept one may have been
+		 * closed by the server meanwhile) that does not end when the
+		 * client does */
+		session_set_up(s, NULL);
+		s->unwatched = true;
 	}
 	switch (v.action) {
 	case FP_ACT_STATUS: {

@@ -121,9 +121,11 @@ static void describe(struct fp_verdict *v)
 #define PUT(...) n += (size_t)snprintf(t + n, n < len ? len - n : 0, __VA_ARGS__)
 	if (v->delay_ms)
 		PUT("%sdelay=%ld", n ? "," : "", v->delay_ms);
+	if (v->late_ms)
+		PUT("%slate=%ld", n ? "," : "", v->late_ms);
 	switch (v->action) {
 	case FP_ACT_PASS:
-		if (!v->delay_ms && !v->delay_response_ms)
+		if (!v->delay_ms && !v->late_ms && !v->delay_response_ms)
 			PUT("pass");
 		break;
 	case FP_ACT_DROP_RESPONSE:
@@ -261,6 +263,8 @@ static int parse_rule(char *s, int lineno, long max_ms, struct rule *ru, const c
 		}
 		if (strcmp(key, "delay") == 0)
 			ms = &v->delay_ms;
+		else if (strcmp(key, "late") == 0)
+			ms = &v->late_ms;
 		else if (strcmp(key, "delay_response") == 0)
 			ms = &v->delay_response_ms;
 		else if (strcmp(key, "drop_response_after") == 0) {

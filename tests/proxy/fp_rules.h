@@ -45,6 +45,7 @@ struct fp_verdict {
 	enum fp_action action;
 	int line; /* the rule's line, 0 when no rule applied */
 	long delay_ms;
+	long late_ms; /* held, then forwarded even when the client gave up meanwhile */
 	long delay_response_ms;
 	long drop_after_ms;
 	int status;
