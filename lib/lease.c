@@ -119,6 +119,13 @@ int lease_record_from_json(const cJSON *obj, struct lease_record *ret, char *err
 		    (k = get_string(ann, LEASE_ANN_DURATION, false, dur, sizeof(dur), "annotations",
 		                    err, errlen)) < 0)
 			return k;
+		{
+			const cJSON *d =
+			        cJSON_GetObjectItemCaseSensitive(ann, LEASE_ANN_RELEASE_DEAD);
+
+			r.release_dead =
+			        cJSON_IsString(d) && strcmp(d->valuestring, "confirmed") == 0;
+		}
 		if (dur[0]) {
 			char *end;
 			long long ms;
@@ -352,9 +359,12 @@ cJSON *lease_build_acquire(const struct lease_config *cfg, const struct lease_st
 		int k = 0;
 
 		str_copy(owed, sizeof(owed), s->rec.fence_owed);
+		/* the lighter fence only after a release whose service was
+		 * confirmed dead; any other release may leave it serving */
 		if (prev[0] && !own_record)
 			k = lease_owed_add(owed, sizeof(owed), prev,
-			                   s->rec.holder[0] ? "expired" : "released");
+			                   !s->rec.holder[0] && s->rec.release_dead ? "released"
+			                                                            : "expired");
 		if (k == -ENOSPC)
 			return NULL;
 		lease_owed_remove(owed, self); /* a node never fences itself */
@@ -393,6 +403,7 @@ cJSON *lease_build_acquire(const struct lease_config *cfg, const struct lease_st
 		return NULL;
 	}
 	cJSON_DeleteItemFromObjectCaseSensitive(ann, LEASE_ANN_RELEASE_REASON);
+	cJSON_DeleteItemFromObjectCaseSensitive(ann, LEASE_ANN_RELEASE_DEAD);
 	if (!owed[0])
 		cJSON_DeleteItemFromObjectCaseSensitive(ann, LEASE_ANN_FENCE_OWED);
 	else if (obj_set(ann, LEASE_ANN_FENCE_OWED, cJSON_CreateString(owed)) < 0) {
@@ -454,6 +465,12 @@ cJSON *lease_build_release(const struct lease_state *s, const char *reason, usec
 		return NULL;
 	}
 	cJSON_DeleteItemFromObjectCaseSensitive(ann, LEASE_ANN_INCARNATION);
+	if (!s->release_dead)
+		cJSON_DeleteItemFromObjectCaseSensitive(ann, LEASE_ANN_RELEASE_DEAD);
+	else if (obj_set(ann, LEASE_ANN_RELEASE_DEAD, cJSON_CreateString("confirmed")) < 0) {
+		cJSON_Delete(o);
+		return NULL;
+	}
 	return o;
 }
 

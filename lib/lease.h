@@ -28,6 +28,10 @@
  *   lease-duration-ms  the holder's exact duration (spec only has seconds)
  *   incarnation        random id of the holding agent process
  *   release-reason     why the last holder released (cleared on acquire)
+ *   release-dead       "confirmed" when the releaser saw its service's
+ *                      process exit: only then does the successor owe the
+ *                      lighter fence of an orderly release (cleared on
+ *                      acquire)
  *   node               the node the holder runs on (the fencing target)
  *   fence-owed         the duty to fence: "node:level,node:level" (level
  *                      expired or released), the nodes whose fence is not
@@ -55,6 +59,7 @@ struct k8s_client;
 #define LEASE_ANN_RELEASE_REASON "kubefence.io/release-reason"
 #define LEASE_ANN_NODE           "kubefence.io/node"
 #define LEASE_ANN_FENCE_OWED     "kubefence.io/fence-owed"
+#define LEASE_ANN_RELEASE_DEAD   "kubefence.io/release-dead"
 #define LEASE_OWED_MAX           1024
 
 #define LEASE_IDENTITY_MAX    254
@@ -68,6 +73,7 @@ struct lease_record {
 	char incarnation[LEASE_INCARNATION_MAX]; /* "" when not set */
 	char node[254];                          /* the holder's node, "" when not set */
 	char release_reason[256];
+	bool release_dead;               /* the releaser confirmed its service dead */
 	char fence_owed[LEASE_OWED_MAX]; /* "node:level,..."; "" when nothing is owed */
 	char renew_time[40];             /* as written by the holder; informational only */
 	int64_t duration_ms;             /* 0 when the record states none */
@@ -102,6 +108,7 @@ struct lease_state {
 	usec_t valid_until; /* ... valid until this mono time */
 	int64_t epoch;      /* the epoch of our current or last term */
 	bool settle_fence;  /* the next renewal clears the fence-owed duty */
+	bool release_dead;  /* a release writes release-dead=confirmed */
 };
 
 /* The fence-owed list: add node with level ("expired" or "released"; an
@@ -154,9 +161,9 @@ bool lease_state_is_leader(const struct lease_state *s, usec_t now);
  * the observed one, so that labels and foreign annotations survive.
  *  - acquire: holder = us, transitions + 1 (1 when creating), acquire and
  *    renew time = wall, release reason cleared, the previous holder's node
- *    added to fence-owed (expired when it still held the Lease, released
- *    when it gave it up; not when the record is our own incarnation's, nor
- *    our own node); NULL when the list is full;
+ *    added to fence-owed (released only when it gave the Lease up with
+ *    its service confirmed dead, expired otherwise; not when the record is
+ *    our own incarnation's, nor our own node); NULL when the list is full;
  *  - renew: renewTime = wall, fence-owed removed when s->settle_fence;
  *  - release: holder cleared, reason recorded, duration 1 s so that clients
  *    that only read the spec also see it free soon. */

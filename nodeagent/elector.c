@@ -31,6 +31,7 @@ struct elector {
 	bool stopping;
 	char *release_reason;
 	char *release_now;     /* elector_release() request, owned */
+	bool release_now_dead; /* ... with the service confirmed dead */
 	int64_t settled_epoch; /* elector_fence_settled() request (0: none) */
 	cJSON *pending;        /* latest watched object, owned */
 	bool pending_set;      /* pending holds news (NULL pending = deleted) */
@@ -356,6 +357,7 @@ static char *take_release_request(struct elector *e)
 	pthread_mutex_lock(&e->mu);
 	r = e->release_now;
 	e->release_now = NULL;
+	e->st.release_dead = r && e->release_now_dead;
 	pthread_mutex_unlock(&e->mu);
 	return r;
 }
@@ -404,6 +406,7 @@ static void *election_main(void *arg)
 	reason = e->release_reason;
 	e->release_reason = NULL;
 	pthread_mutex_unlock(&e->mu);
+	e->st.release_dead = false; /* stopping says nothing of the service */
 	if (e->st.leading)
 		end_term(e, reason);
 	free(reason);
@@ -417,7 +420,7 @@ void elector_fence_settled(struct elector *e, int64_t epoch)
 	pthread_mutex_unlock(&e->mu);
 }
 
-void elector_release(struct elector *e, const char *reason)
+void elector_release(struct elector *e, const char *reason, bool service_dead)
 {
 	char *copy = strdup(reason ? reason : "released");
 
@@ -426,6 +429,7 @@ void elector_release(struct elector *e, const char *reason)
 	pthread_mutex_lock(&e->mu);
 	free(e->release_now);
 	e->release_now = copy;
+	e->release_now_dead = service_dead;
 	pthread_cond_signal(&e->cond);
 	pthread_mutex_unlock(&e->mu);
 }

@@ -11,12 +11,15 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -492,11 +495,41 @@ static void post_event(struct orchestrator *o, const struct control_peer *p,
 
 /* -------------------------------------------------------------- handlers */
 
-static void release(struct orchestrator *o, const char *reason)
+/* Give the Lease up.  service_dead only when the service's process was
+ * seen to exit (confirm_exit): a release of any other kind — a promotion
+ * that timed out, a label that failed, a kill not confirmed, a service that
+ * closed its socket but may still serve — makes the successor run the full
+ * fence. */
+static void release_as(struct orchestrator *o, const char *reason, bool service_dead)
 {
 	(void)FAILPOINT(AGENT_RELEASE_BEFORE);
-	tl_add(o, "released", "%s", reason);
-	elector_release(o->elector, reason);
+	tl_add(o, "released", "%s%s", reason, service_dead ? " (service confirmed dead)" : "");
+	elector_release(o->elector, reason, service_dead);
+}
+
+static void release(struct orchestrator *o, const char *reason)
+{
+	release_as(o, reason, false);
+}
+
+/* Whether process pid has exited, waiting up to timeout for it: a pidfd
+ * becomes readable when the process ends (a zombie counts); ESRCH means it
+ * is gone already.  No pid, or no pidfd support: not confirmed. */
+static bool confirm_exit(pid_t pid, usec_t timeout)
+{
+	struct pollfd p = {.events = POLLIN};
+	int fd;
+	bool dead;
+
+	if (pid <= 0)
+		return false;
+	fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0)
+		return errno == ESRCH;
+	p.fd = fd;
+	dead = poll(&p, 1, (int)(timeout / USEC_PER_MSEC)) == 1 && (p.revents & POLLIN);
+	close(fd);
+	return dead;
 }
 
 static void on_ready(struct orchestrator *o, const struct control_msg *m);
@@ -782,7 +815,9 @@ static void on_gone(struct orchestrator *o, const char *why)
 		 * and the dead service's label costs no failover time. */
 		snprintf(reason, sizeof(reason), "service %.100s on %.100s died: %.200s", peer.pod,
 		         o->node, why);
-		release(o, reason);
+		/* EOF alone is no proof: a service can close its socket and go
+		 * on serving.  Its process must be seen to exit. */
+		release_as(o, reason, confirm_exit(peer.cred_pid, 300 * USEC_PER_MSEC));
 		unlabel_own(o, &peer);
 		post_event(o, &peer, EVENTS_RELEASED, "%s", reason);
 	}

@@ -667,6 +667,53 @@ START_TEST(late_label_patch_never_makes_two_masters)
 }
 END_TEST
 
+/* A release is not a confirmed death: node-b's service takes PROMOTE and
+ * then hangs (a fault point pauses it before it claims the store), so
+ * node-b's agent gives the Lease up when the promotion times out.  The
+ * service may still come back and serve; node-a must run the full fence
+ * (pod-delete included), not the lighter one of an orderly release. */
+START_TEST(release_without_confirmed_death_gets_the_full_fence)
+{
+	static const struct fp_arm arm[] = {
+	        {1, FO_METAD, "metad.promote.before_claim=1*pause"},
+	};
+	struct scen s;
+	usec_t t_kill, t_ack, first_nm;
+	int nm, er, ok;
+	char cmd[800];
+
+	scen_start_armed(&s, "promotetimeout", arm, 1);
+	t_kill = fo_metad_signal(&s.c, 0, SIGKILL);
+	/* node-a's service comes back only once node-b holds the Lease */
+	for (int i = 0;
+	     i < 500 && fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL) < 1; i++)
+		usleep(10000);
+	ck_assert_int_ge(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 1);
+	fo_metad_start(&s.c, 0);
+	/* node-b takes over, its service hangs in PROMOTE, its agent gives up
+	 * after agent.promote_timeout_ms; node-a takes over again */
+	t_ack = fo_wait_ack(&s.w, 0, t_kill + 500 * USEC_PER_MSEC, 25000);
+	if (!t_ack)
+		dump_all(&s);
+	ck_assert_msg(t_ack, "node-a acknowledged nothing within 25 s");
+	ck_assert_int_ge(fo_log_count(s.c.node[1].agent_log, NULL, "did not answer PROMOTE", NULL),
+	                 1);
+	if (fo_log_count(s.c.node[0].agent_log, NULL, "event=fenced", "node='node-b'",
+	                 "level=lease expired", NULL) < 1)
+		dump_all(&s);
+	ck_assert_msg(fo_log_count(s.c.node[0].agent_log, NULL, "event=fenced", "node='node-b'",
+	                           "level=lease expired", NULL) >= 1,
+	              "node-a fenced node-b as an orderly release, although node-b's service "
+	              "was never confirmed dead");
+	/* the hung service comes back: it must not serve as master */
+	snprintf(cmd, sizeof(cmd), "rm -f '%s'/*.paused", s.c.node[1].fp_dir);
+	ck_assert_int_eq(system(cmd), 0);
+	ok = hammer(&s, 1, 1000, &nm, &er, &first_nm);
+	ck_assert_msg(ok == 0, "node-b's resumed service acknowledged %d writes", ok);
+	scen_finish(&s);
+}
+END_TEST
+
 /* The checker itself: made-up agent logs and acks must be refused. */
 static void fake_log(struct fo_node *nd, const char *dir, const char *name, double mono, int epoch)
 {
@@ -808,6 +855,8 @@ static Suite *failover_suite(void)
 	tcase_add_test(tcase(s, "crash-before-promote"), crash_before_promote);
 	tcase_add_test(tcase(s, "lost-acquire-response"), lost_acquire_response_still_fences);
 	tcase_add_test(tcase(s, "late-label-patch"), late_label_patch_never_makes_two_masters);
+	tcase_add_test(tcase(s, "release-not-dead"),
+	               release_without_confirmed_death_gets_the_full_fence);
 	return s;
 }
 

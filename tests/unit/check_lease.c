@@ -301,11 +301,16 @@ START_TEST(acquire_writes_the_duty_to_fence)
 	ck_assert_str_eq(owed_of(w2), "");
 	cJSON_Delete(w2);
 	s.settle_fence = false;
-	/* released by node-b's term, taken by node-c: node-b is owed at level
-	 * released, node-a is still owed; a node never owes itself */
+	/* released by node-b's term, its service confirmed dead, taken by
+	 * node-c: node-b is owed at level released, node-a is still owed; a
+	 * node never owes itself */
 	{
-		cJSON *rel = lease_build_release(&s, "service died", 0);
+		cJSON *rel;
 		struct lease_config c;
+
+		s.release_dead = true;
+		rel = lease_build_release(&s, "service died", 0);
+		s.release_dead = false;
 
 		cJSON_ReplaceItemInObject(cJSON_GetObjectItem(rel, "metadata"), "resourceVersion",
 		                          cJSON_CreateString("9"));
@@ -318,6 +323,16 @@ START_TEST(acquire_writes_the_duty_to_fence)
 		strcpy(c.node, "node-a"); /* node-a itself takes it back */
 		w2 = lease_build_acquire(&c, &s, "ns", "kf", 0);
 		ck_assert_str_eq(owed_of(w2), "node-b:released");
+		cJSON_Delete(w2);
+		cJSON_Delete(rel);
+		/* a release without its service confirmed dead owes the full fence */
+		rel = lease_build_release(&s, "promotion timed out", 0);
+		cJSON_ReplaceItemInObject(cJSON_GetObjectItem(rel, "metadata"), "resourceVersion",
+		                          cJSON_CreateString("10"));
+		lease_state_observe(&s, rel, MS(30), NULL, 0);
+		strcpy(c.node, "node-c");
+		w2 = lease_build_acquire(&c, &s, "ns", "kf", 0);
+		ck_assert_str_eq(owed_of(w2), "node-a:expired,node-b:expired");
 		cJSON_Delete(w2);
 		cJSON_Delete(rel);
 	}
