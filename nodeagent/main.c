@@ -197,6 +197,8 @@ static int run(const struct agent_conf *conf)
 	oo.write_margin = conf->agent.write_margin_ms * USEC_PER_MSEC;
 	oo.promote_timeout = conf->agent.promote_timeout_ms * USEC_PER_MSEC;
 	oo.demote_timeout = conf->selffence.stop_timeout_ms * USEC_PER_MSEC;
+	oo.kill_timeout = conf->selffence.kill_timeout_ms * USEC_PER_MSEC;
+	oo.watchdog_device = conf->selffence.watchdog_device;
 	oo.fence_retry = conf->fence.retry_ms * USEC_PER_MSEC;
 	oo.methods = methods.n ? &methods : NULL;
 	oo.fence_opts = &fopts;

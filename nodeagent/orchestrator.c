@@ -32,6 +32,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pipeline.h"
+#include "selffence.h"
 #include "probe.h"
 #include "util.h"
 
@@ -118,6 +119,14 @@ struct orchestrator {
 	/* orchestrator thread; copied to the snapshot under mu */
 	enum orch_state state;
 	usec_t promote_deadline, demote_deadline;
+	/* the watchdog: fed by wd_thread while the orchestrator thread makes
+	 * progress (heartbeat, atomic) and may write */
+	struct selffence_watchdog *wd;
+	pthread_t wd_thread;
+	bool wd_started, wd_stop; /* wd_stop under mu */
+	usec_t heartbeat;         /* atomic */
+	bool selffence_failed;    /* atomic: a killed service survived */
+	char wd_why[128];         /* wd thread only: why it is not fed */
 	struct tl_step timeline[TIMELINE_MAX];
 	size_t n_timeline;
 	usec_t tl_origin, tl_origin_wall, tl_end;
@@ -621,6 +630,7 @@ static bool fence_node(struct orchestrator *o, const struct elector_term *t, con
 			         (int64_t)(rep.duration / USEC_PER_MSEC), text);
 			return true;
 		}
+		__atomic_store_n(&o->heartbeat, clock_mono_usec(), __ATOMIC_RELEASE);
 		log_error("event=fence-failed node='%s' epoch=%" PRId64
 		          ": %s; not promoting, retrying in %" PRId64 " ms",
 		          victim, t->epoch, text, (int64_t)(o->o.fence_retry / USEC_PER_MSEC));
@@ -852,15 +862,34 @@ static void on_demote_timeout(struct orchestrator *o)
 	 * our PID namespace; the one the service stated in HELLO is in its own
 	 * (often 1 in a container) and may name another process here. */
 	if (connected && peer.cred_pid > 0) {
+		struct selffence_opts so = {.pid = peer.cred_pid,
+		                            .kill_timeout = o->o.kill_timeout};
+		int r;
+
 		log_error("event=self-fence service '%s' did not confirm DEMOTE within %" PRId64
 		          " ms; killing pid %d",
 		          peer.pod, (int64_t)(o->o.demote_timeout / USEC_PER_MSEC),
 		          (int)peer.cred_pid);
-		if (kill(peer.cred_pid, SIGKILL) < 0)
-			log_error("kill %d: %s (the agent needs hostPID and CAP_KILL to reach the "
-			          "service's process)",
-			          (int)peer.cred_pid, strerror(errno));
-		tl_add(o, "self-fenced", "killed pid %d", (int)peer.cred_pid);
+		/* the kill is confirmed (pidfd) or the node is left to its
+		 * watchdog: a service that survives SIGKILL may still write */
+		r = selffence_run(&so);
+		if (r >= 0) {
+			log_info("event=self-fenced pid=%d outcome=%s", (int)peer.cred_pid,
+			         r == SELFFENCE_GONE ? "gone" : "killed, confirmed dead");
+			tl_add(o, "self-fenced", "pid %d %s", (int)peer.cred_pid,
+			       r == SELFFENCE_GONE ? "gone" : "killed, confirmed dead");
+		} else {
+			__atomic_store_n(&o->selffence_failed, true, __ATOMIC_RELEASE);
+			log_error("event=self-fence-failed pid=%d: %s; %s", (int)peer.cred_pid,
+			          strerror(-r),
+			          o->wd ? "the watchdog is not fed any more: this node resets"
+			                : "no watchdog (selffence.watchdog_device) to reset the "
+			                  "node");
+			if (o->wd)
+				selffence_watchdog_starve(o->wd);
+			tl_add(o, "self-fence-failed", "pid %d: %s", (int)peer.cred_pid,
+			       strerror(-r));
+		}
 	}
 	set_state(o, ST_FOLLOWER);
 }
@@ -994,6 +1023,7 @@ static void *orch_main(void *arg)
 	for (;;) {
 		usec_t deadline = clock_mono_usec() + USEC_PER_SEC;
 
+		__atomic_store_n(&o->heartbeat, clock_mono_usec(), __ATOMIC_RELEASE);
 		if (o->state == ST_PROMOTING && o->promote_deadline < deadline)
 			deadline = o->promote_deadline;
 		if (o->state == ST_DEMOTING && o->demote_deadline < deadline)
@@ -1299,10 +1329,69 @@ void orch_attach(struct orchestrator *o, struct elector *e, struct control *c)
 	o->control = c;
 }
 
+/* How long the orchestrator thread may go without a turn of its loop (or of
+ * a fence retry) before the watchdog is no longer fed. */
+#define WD_STALE (30 * USEC_PER_SEC)
+
+static void *wd_main(void *arg)
+{
+	struct orchestrator *o = arg;
+
+	for (;;) {
+		usec_t now = clock_mono_usec(),
+		       hb = __atomic_load_n(&o->heartbeat, __ATOMIC_ACQUIRE);
+		const char *why = NULL;
+		struct timespec ts;
+		bool stop;
+
+		pthread_mutex_lock(&o->mu);
+		if (__atomic_load_n(&o->selffence_failed, __ATOMIC_ACQUIRE))
+			why = "a killed service survived";
+		else if (o->state == ST_DEMOTING)
+			why = "the service has not confirmed it stopped writing";
+		pthread_mutex_unlock(&o->mu);
+		if (!why && now - hb > WD_STALE)
+			why = "the orchestrator makes no progress";
+		if (!why && selffence_watchdog_feed(o->wd) < 0)
+			why = "feeding failed";
+		if (why && strcmp(why, o->wd_why) != 0)
+			log_warning("watchdog not fed: %s", why);
+		else if (!why && o->wd_why[0])
+			log_info("watchdog fed again");
+		str_copy(o->wd_why, sizeof(o->wd_why), why ? why : "");
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += 1;
+		pthread_mutex_lock(&o->mu);
+		if (!o->wd_stop)
+			pthread_cond_timedwait(&o->cond, &o->mu, &ts);
+		stop = o->wd_stop;
+		pthread_mutex_unlock(&o->mu);
+		if (stop)
+			return NULL;
+	}
+}
+
 int orch_start(struct orchestrator *o)
 {
-	int r = pthread_create(&o->thread, NULL, orch_main, o);
+	int r;
 
+	__atomic_store_n(&o->heartbeat, clock_mono_usec(), __ATOMIC_RELEASE);
+	if (o->o.watchdog_device && o->o.watchdog_device[0]) {
+		char err[512] = "";
+
+		r = selffence_watchdog_open(o->o.watchdog_device, &o->wd, err, sizeof(err));
+		if (r < 0) {
+			log_error("cannot open the watchdog '%s': %s", o->o.watchdog_device, err);
+			return r;
+		}
+		r = pthread_create(&o->wd_thread, NULL, wd_main, o);
+		if (r)
+			return -r;
+		o->wd_started = true;
+		log_info("feeding the watchdog '%s' while this node may write",
+		         o->o.watchdog_device);
+	}
+	r = pthread_create(&o->thread, NULL, orch_main, o);
 	if (r)
 		return -r;
 	o->started = true;
@@ -1344,6 +1433,17 @@ struct orchestrator *orch_free(struct orchestrator *o)
 		return NULL;
 	if (o->started && !o->stopped)
 		orch_shutdown(o, "agent stopped");
+	if (o->wd_started) {
+		pthread_mutex_lock(&o->mu);
+		o->wd_stop = true;
+		pthread_cond_broadcast(&o->cond);
+		pthread_mutex_unlock(&o->mu);
+		pthread_join(o->wd_thread, NULL);
+	}
+	/* disarmed only when no self-fence failed: a starved watchdog must go
+	 * on to reset the node */
+	o->wd = selffence_watchdog_close(o->wd,
+	                                 !__atomic_load_n(&o->selffence_failed, __ATOMIC_ACQUIRE));
 	pthread_cond_destroy(&o->cond);
 	pthread_mutex_destroy(&o->mu);
 	free(o);

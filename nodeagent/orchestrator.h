@@ -54,7 +54,13 @@ struct orch_options {
 	usec_t write_margin;    /* subtracted from the term's validity for until_us */
 	usec_t promote_timeout; /* PROMOTE → READY */
 	usec_t demote_timeout;  /* DEMOTE → DEMOTED, then kill */
-	usec_t fence_retry;     /* pause between failed fence runs while leading */
+	usec_t kill_timeout;    /* the killed service's death must be confirmed by then */
+	/* A watchdog device fed while this node may write (selffence.h), ""
+	 * or NULL: none.  Fed every second while the orchestrator makes
+	 * progress, its service is not in an unconfirmed demotion, and no
+	 * self-fence failed; never fed again once a killed service survived. */
+	const char *watchdog_device;
+	usec_t fence_retry; /* pause between failed fence runs while leading */
 	/* NULL when no fence method is configured */
 	const struct fence_methods *methods;
 	const struct fence_pipeline_opts *fence_opts;

@@ -421,7 +421,12 @@ START_TEST(sigterm_leader_agent_hung_service)
 	status = fo_agent_wait(&s.c, 0, 5000);
 	ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	              "the stopped agent did not exit 0 (status %d)", status);
-	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=self-fence", NULL), 1);
+	ck_assert_int_eq(
+	        fo_log_count(s.c.node[0].agent_log, NULL, "event=self-fence service", NULL), 1);
+	/* the kill is confirmed, not assumed */
+	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=self-fenced",
+	                              "confirmed dead", NULL),
+	                 1);
 	metad = s.c.node[0].metad_pid;
 	end = clock_mono_usec() + 2 * USEC_PER_SEC;
 	while (waitpid(metad, &status, WNOHANG) != metad) {
@@ -714,6 +719,43 @@ START_TEST(release_without_confirmed_death_gets_the_full_fence)
 }
 END_TEST
 
+static off_t watchdog_size(struct scen *s, size_t i)
+{
+	char path[700];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/watchdog", s->c.node[i].dir);
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* Self-fencing's last line: the agent feeds its watchdog (a file stands in
+ * for the device) only while its process runs; a stopped agent stops
+ * feeding, so a real watchdog would reset the node. */
+START_TEST(watchdog_fed_only_while_the_agent_runs)
+{
+	struct scen s;
+	off_t a0, a1, a2;
+
+	scen_start(&s, "watchdog");
+	a0 = watchdog_size(&s, 0);
+	usleep(2500 * 1000);
+	a1 = watchdog_size(&s, 0);
+	ck_assert_msg(a1 > a0, "node-a's agent does not feed its watchdog (%lld -> %lld)",
+	              (long long)a0, (long long)a1);
+	fo_agent_signal(&s.c, 0, SIGSTOP);
+	usleep(200 * 1000);
+	a1 = watchdog_size(&s, 0);
+	usleep(2500 * 1000);
+	a2 = watchdog_size(&s, 0);
+	ck_assert_msg(a2 == a1, "a stopped agent fed its watchdog (%lld -> %lld)", (long long)a1,
+	              (long long)a2);
+	fo_agent_signal(&s.c, 0, SIGCONT);
+	usleep(2500 * 1000);
+	ck_assert_msg(watchdog_size(&s, 0) > a2, "the resumed agent does not feed again");
+	scen_finish(&s);
+}
+END_TEST
+
 /* The checker itself: made-up agent logs and acks must be refused. */
 static void fake_log(struct fo_node *nd, const char *dir, const char *name, double mono, int epoch)
 {
@@ -857,6 +899,7 @@ static Suite *failover_suite(void)
 	tcase_add_test(tcase(s, "late-label-patch"), late_label_patch_never_makes_two_masters);
 	tcase_add_test(tcase(s, "release-not-dead"),
 	               release_without_confirmed_death_gets_the_full_fence);
+	tcase_add_test(tcase(s, "watchdog"), watchdog_fed_only_while_the_agent_runs);
 	return s;
 }
 

@@ -353,11 +353,12 @@ static void write_conf(struct fo_cluster *c, struct fo_node *nd, size_t i)
 	        "fence.retries = 2\n"
 	        "fence.retry_ms = 100\n"
 	        "selffence.stop_timeout_ms = 1000\n"
+	        "selffence.watchdog_device = %s/watchdog\n"
 	        "log.level = info\n"
 	        "log.monotonic = true\n",
 	        nd->name, nd->kubeconfig[0] ? nd->kubeconfig : env(kc[i]), FO_REQUEST_MS, c->lease,
 	        env("KF_IT_NS"), FO_LEASE_MS, FO_RENEW_MS, FO_RETRY_MS, nd->sock, FO_MARGIN_MS,
-	        nd->http_port, env("KF_IT_NS"), lun);
+	        nd->http_port, env("KF_IT_NS"), lun, nd->dir);
 	fclose(f);
 }
 
@@ -400,6 +401,16 @@ void fo_cluster_init(struct fo_cluster *c, const char *tag, size_t n)
 		snprintf(nd->agent_log, sizeof(nd->agent_log), "%s/agent.log", nd->dir);
 		snprintf(nd->metad_log, sizeof(nd->metad_log), "%s/metad.log", nd->dir);
 		snprintf(nd->sock, sizeof(nd->sock), "%s/control.sock", nd->dir);
+		{
+			/* a regular file stands in for /dev/watchdog: the agent's
+			 * feeding is what the tests read */
+			char wd[620];
+			FILE *f;
+
+			snprintf(wd, sizeof(wd), "%s/watchdog", nd->dir);
+			f = fopen(wd, "w");
+			FO_CHECK(f && fclose(f) == 0, "%s: %s", wd, strerror(errno));
+		}
 		snprintf(nd->fp_dir, sizeof(nd->fp_dir), "%s/fp", nd->dir);
 		FO_CHECK(mkdir(nd->fp_dir, 0755) == 0 || errno == EEXIST, "mkdir %s", nd->fp_dir);
 		snprintf(nd->pod, sizeof(nd->pod), "%s-meta-%c", tag, (char)('a' + i));
