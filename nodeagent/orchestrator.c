@@ -107,6 +107,12 @@ struct orchestrator {
 	pthread_t thread;
 	bool started, shutting_down, stopped;
 	char shutdown_reason[256];
+	/* Sticky, never queued (a full queue cannot drop them): a stop
+	 * request, and the newest term that ended.  dequeue() hands each out
+	 * once, before anything queued.  Under mu. */
+	bool shutdown_taken;
+	int64_t lost_epoch, lost_taken;
+	char lost_reason[512];
 
 	/* shared with callbacks, under mu */
 	bool svc_connected, svc_candidate;
@@ -164,10 +170,21 @@ static bool dequeue(struct orchestrator *o, usec_t deadline, struct ev *ret)
 	bool got = false;
 
 	pthread_mutex_lock(&o->mu);
-	while (o->q_len == 0 && clock_mono_usec() < deadline)
+	while (o->q_len == 0 && !(o->shutting_down && !o->shutdown_taken) &&
+	       o->lost_epoch <= o->lost_taken && clock_mono_usec() < deadline)
 		if (pthread_cond_timedwait(&o->cond, &o->mu, &ts) == ETIMEDOUT)
 			break;
-	if (o->q_len > 0) {
+	if (o->shutting_down && !o->shutdown_taken) {
+		*ret = (struct ev){.type = EV_SHUTDOWN, .at = clock_mono_usec()};
+		o->shutdown_taken = true;
+		got = true;
+	} else if (o->lost_epoch > o->lost_taken) {
+		*ret = (struct ev){
+		        .type = EV_STOPPED, .at = clock_mono_usec(), .epoch = o->lost_epoch};
+		str_copy(ret->reason, sizeof(ret->reason), o->lost_reason);
+		o->lost_taken = o->lost_epoch;
+		got = true;
+	} else if (o->q_len > 0) {
 		*ret = o->queue[o->q_head];
 		o->q_head = (o->q_head + 1) % QUEUE_MAX;
 		o->q_len--;
@@ -1127,17 +1144,20 @@ static void cb_renewed(void *ud, int64_t epoch, usec_t valid_until)
 static void cb_stopped(void *ud, int64_t epoch, const char *reason)
 {
 	struct orchestrator *o = ud;
-	struct ev ev = {.type = EV_STOPPED, .epoch = epoch};
 
-	str_copy(ev.reason, sizeof(ev.reason), reason);
 	pthread_mutex_lock(&o->mu);
 	o->leading = false;
 	/* Stop the service's writes now, not after whatever the orchestrator
 	 * thread is busy with; its own deadline is the backstop. */
 	if (o->promoted_epoch == epoch)
 		(void)control_send_demote(o->control, epoch, reason);
+	/* sticky: the end of a term is never lost to a full queue */
+	if (epoch > o->lost_epoch) {
+		o->lost_epoch = epoch;
+		str_copy(o->lost_reason, sizeof(o->lost_reason), reason);
+	}
+	pthread_cond_broadcast(&o->cond);
 	pthread_mutex_unlock(&o->mu);
-	enqueue(o, &ev);
 }
 
 static void cb_hello(void *ud, const struct control_peer *peer)
@@ -1406,15 +1426,13 @@ int orch_start(struct orchestrator *o)
 
 void orch_shutdown(struct orchestrator *o, const char *reason)
 {
-	struct ev ev = {.type = EV_SHUTDOWN};
-
 	if (!o->started || o->stopped)
 		return;
 	pthread_mutex_lock(&o->mu);
 	o->shutting_down = true;
 	str_copy(o->shutdown_reason, sizeof(o->shutdown_reason), reason);
+	pthread_cond_broadcast(&o->cond);
 	pthread_mutex_unlock(&o->mu);
-	enqueue(o, &ev);
 	pthread_join(o->thread, NULL);
 	o->stopped = true;
 	if (o->probe_started) {
