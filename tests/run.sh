@@ -5,7 +5,8 @@
 #   3. build kubefence with warnings as errors and run `make check`: unit
 #      tests and the integration tests against a real etcd + kube-apiserver;
 #   4. build again with ASan + UBSan and run the unit tests there too.
-# The last line is the summary: "tests: N passed, N failed".
+# The last line is the summary: "tests: N passed, N failed, N skipped"
+# (a skip under CI=true counts as a failure too).
 set -uo pipefail
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -66,6 +67,7 @@ fi
 # Sum the Check results of every test program that ran, in both builds.
 passed=0
 failed=0
+skipped=0
 while read -r checks failures errors; do
 	passed=$((passed + checks - failures - errors))
 	failed=$((failed + failures + errors))
@@ -79,9 +81,19 @@ for t in $(find _build/*/tests -name '*.trs' 2>/dev/null); do
 		failed=$((failed + 1))
 	elif grep -qE '^:test-result: PASS' "$t"; then
 		passed=$((passed + 1))
+	elif grep -qE '^:test-result: SKIP' "$t"; then
+		skipped=$((skipped + 1))
+		# a skip says why, in its log; never silently
+		echo "skipped: ${t%.trs}: $(grep -m1 -iE 'skip|missing|needs' "${t%.trs}.log" 2>/dev/null || echo 'no reason printed')" >&2
 	fi
 done
+# Check's own skipped cases are not a thing here; a whole test that
+# skips is counted above.  CI must not skip anything.
+if [ "${CI:-}" = true ] && [ "$skipped" -gt 0 ]; then
+	echo "tests: $skipped test(s) skipped under CI=true" >&2
+	failed=$((failed + skipped))
+fi
 [ "$status" = 0 ] || [ "$failed" -gt 0 ] || failed=1
 grep -h "^measured:" _build/plain/tests/*/*.log 2>/dev/null
-echo "tests: $passed passed, $failed failed"
+echo "tests: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" = 0 ] && [ "$status" = 0 ]

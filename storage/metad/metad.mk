@@ -21,7 +21,7 @@ storage_metad_kubefence_meta_LDADD = $(KF_METAD_LIBS)
 # check_proto: the codec alone.  check_metad_it runs both programs as real
 # processes on 127.0.0.1 (metad.test passes their paths).  proto.test builds
 # tests/fuzz/fuzz_proto.c with clang's libFuzzer and runs it for 10 s
-# (skipped when clang is missing).
+# (a missing clang is an error: tests/deps.sh installs it).
 check_PROGRAMS += \
 	tests/unit/check_proto \
 	tests/integration/check_metad_it
