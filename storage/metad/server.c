@@ -960,26 +960,9 @@ bool server_stop(struct server *s)
 
 struct server *server_free(struct server *s)
 {
-	struct timespec ts;
-	bool leak = false;
-
 	if (!s)
 		return NULL;
-	if (!__atomic_exchange_n(&s->stopping, true, __ATOMIC_ACQ_REL) && s->started) {
-		(void)!write(s->wake[1], "x", 1);
-		pthread_join(s->accept_thread, NULL);
-	}
-	pthread_mutex_lock(&s->conns_lock);
-	for (struct conn *c = s->conns; c; c = c->next)
-		(void)shutdown(c->fd, SHUT_RDWR);
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += STOP_WAIT_MS / 1000;
-	while (s->nconns > 0)
-		if (pthread_cond_timedwait(&s->conns_cond, &s->conns_lock, &ts) == ETIMEDOUT)
-			break;
-	leak = s->nconns > 0;
-	pthread_mutex_unlock(&s->conns_lock);
-	if (leak) {
+	if (!server_stop(s)) {
 		/* a request is stuck in the store: leave it all to exit() */
 		log_warning("%d connections still busy after %d ms; not closing the store",
 		            s->nconns, STOP_WAIT_MS);
