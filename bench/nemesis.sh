@@ -35,6 +35,11 @@
 #   failpoint      one fault point armed in a running agent or MetaService
 #                  through its node's control directory (the lab overlay's
 #                  /run/kubefence-fp/NODE/failpoints), disarmed after a hold
+#   failover-failpoint  a fault point of the takeover path (a lost acquire
+#                  response, a failed fence or label PATCH, a slow promote)
+#                  armed on the standby's node, then a failover forced (the
+#                  master's container killed, its node frozen, or its
+#                  MetaService stopped), so that the point is hit
 #
 # --short (tests/e2e/nemesis.test): about 90 s of faults of the kinds today's
 # code survives (SHORT_KINDS below), no clock jumps.  Without --short: until
@@ -57,7 +62,7 @@ top_builddir=${top_builddir:-$top_srcdir}
 # The kinds the short run uses: those that left today's code linearizable
 # in the runs recorded in docs/nemesis.md.
 SHORT_KINDS=master-kill,agent-kill,node-freeze,node-netdown,api-pause,tgtd-restart,metad-stop
-ALL_KINDS=master-kill,agent-kill,metad-stop,agent-stop,node-freeze,node-netdown,api-pause,api-restart,proxy-drop,proxy-delay,tgtd-restart,clock-jump,failpoint
+ALL_KINDS=master-kill,agent-kill,metad-stop,agent-stop,node-freeze,node-netdown,api-pause,api-restart,proxy-drop,proxy-delay,tgtd-restart,clock-jump,failpoint,failover-failpoint
 
 SEED=1
 DURATION=
@@ -244,7 +249,7 @@ K=()
 for k in ${KINDS//,/ }; do
 	case $k in
 	proxy-*) [ -n "$PROXY_PID" ] || continue ;;
-	failpoint) [ -d "$FPDIR/lab-node-1" ] || { say "no fault-point control dirs: no failpoint faults"; continue; } ;;
+	failpoint | failover-failpoint) [ -d "$FPDIR/lab-node-1" ] || { say "no fault-point control dirs: no $k faults"; continue; } ;;
 	master-kill | agent-kill | metad-stop | agent-stop | node-freeze | node-netdown | api-pause | api-restart | tgtd-restart | clock-jump) ;;
 	*) hard "unknown fault kind '$k'" ;;
 	esac
@@ -254,7 +259,7 @@ done
 # Weights: how often each kind is drawn.
 declare -A W=([master-kill]=12 [agent-kill]=6 [metad-stop]=10 [agent-stop]=8 [node-freeze]=10
 	[node-netdown]=10 [api-pause]=8 [api-restart]=2 [proxy-drop]=6 [proxy-delay]=6
-	[tgtd-restart]=4 [clock-jump]=4 [failpoint]=14)
+	[tgtd-restart]=4 [clock-jump]=4 [failpoint]=14 [failover-failpoint]=10)
 WTOTAL=0
 for k in "${K[@]}"; do WTOTAL=$((WTOTAL + W[$k])); done
 pick_kind() { # KIND = a kind, drawn by weight
@@ -350,6 +355,23 @@ FAILPOINT_SPECS=(
 	'metastore.open.before_barrier=1*error(EIO)'
 	'metastore.recover.unit=1*delay(1500)'
 )
+# The takeover path's points, for failover-failpoint.
+FAILOVER_SPECS=(
+	'lease.acquire.after_send=1*error(ETIMEDOUT)'
+	'lease.acquire.before_send=1*error(ETIMEDOUT)'
+	'agent.fence.before_promote=1*delay(1500)'
+	'fence.method.after=1*error(EIO)'
+	'fence.method.before=1*error(EIO)'
+	'agent.unlabel.before_patch=1*error(EIO)'
+	'agent.unlabel.after_patch=1*error(EIO)'
+	'agent.label.after_patch=1*error(EIO)'
+	'agent.label.before_patch=1*error(EIO)'
+	'agent.control.before_promote=1*error(EPIPE)'
+	'metad.promote.before_claim=1*error(EIO)'
+	'metastore.open.before_barrier=1*error(EIO)'
+	'metastore.recover.unit=1*delay(1500)'
+)
+FAILOVER_TRIGGERS=(master-kill node-freeze metad-stop)
 PROXY_SPECS=(
 	'PUT /apis/coordination.k8s.io/v1/namespaces/kubefence/leases/metaservice count=1 drop_response'
 	'PUT /apis/coordination.k8s.io/v1/namespaces/kubefence/leases/metaservice count=3 drop_response'
@@ -436,6 +458,35 @@ do_fault() {
 		"$CLIENT" clockjump "$1" "$2" >/dev/null
 		flog "HEAL clock-jump (set back)"
 		;;
+	failover-failpoint)
+		# $1 spec, $2 trigger, $3 hold_ms: armed on the node that is not
+		# the master's, then the master made to fail.
+		local mn sn
+		mn=$(master_node)
+		if [ -z "$mn" ]; then
+			flog "SKIP failover-failpoint: no single master"
+			return
+		fi
+		for sn in "${NODE_LIST[@]}"; do [ "$sn" != "$mn" ] && break; done
+		printf '%s\n' "$1" >"$FPDIR/$sn/failpoints"
+		pod=$(masters)
+		case $2 in
+		master-kill) kill_master_at >/dev/null 2>&1 ;;
+		node-freeze) bash "$LAB" freeze "$mn" >/dev/null 2>&1 ;;
+		metad-stop)
+			pid=$(container_pid "$pod")
+			[ -n "$pid" ] && echo "$pid" >>"$STOPPED" && kill -STOP "$pid"
+			;;
+		esac
+		flog "FAULT failover-failpoint node=$sn spec='$1' trigger=$2 master=$pod@$mn hold_ms=$3"
+		sleep_ms "$3"
+		: >"$FPDIR/$sn/failpoints"
+		case $2 in
+		node-freeze) bash "$LAB" thaw "$mn" >/dev/null 2>&1 ;;
+		metad-stop) [ -n "$pid" ] && kill -CONT "$pid" 2>/dev/null ;;
+		esac
+		flog "HEAL failover-failpoint node=$sn (disarmed; $2 undone)"
+		;;
 	failpoint)
 		printf '%s\n' "$2" >"$FPDIR/$1/failpoints"
 		flog "FAULT failpoint node=$1 spec='$2' hold_ms=$3 master=$(masters | tr ' ' ,)"
@@ -490,6 +541,14 @@ fault_args() {
 		rnd 2
 		ARGS=($((R ? 30 : -30)))
 		rnd_range 50 300
+		ARGS+=("$R")
+		;;
+	failover-failpoint)
+		rnd ${#FAILOVER_SPECS[@]}
+		ARGS=("${FAILOVER_SPECS[$R]}")
+		rnd ${#FAILOVER_TRIGGERS[@]}
+		ARGS+=("${FAILOVER_TRIGGERS[$R]}")
+		rnd_range 3000 6000
 		ARGS+=("$R")
 		;;
 	failpoint)
@@ -552,7 +611,14 @@ while [ "$NF" -lt "$FAULTS" ] && [ "$(now_us)" -lt "$END_US" ]; do
 	# failover rather than on a lab stuck in back-off.
 	if [ $((NF % 10)) = 0 ] || [ "$(masters | wc -w)" != 1 ]; then
 		if ! wait_both_ready 60; then
-			flog "STALL not ready 60 s after fault $NF: pods $(kc get pods -n $NS -o wide --no-headers 2>/dev/null | awk '{printf "%s:%s:%s ", $1, $3, $7}') masters '$(masters)'"
+			# The pods' logs now: a recreated pod takes its logs with it.
+			mkdir -p "$LOGS/stall-$NF"
+			for p in $(kc get pods -n $NS -o name 2>/dev/null); do
+				kc logs -n $NS "$p" >"$LOGS/stall-$NF/${p#pod/}.log" 2>&1
+				kc logs -n $NS "$p" --previous >"$LOGS/stall-$NF/${p#pod/}.previous.log" 2>/dev/null
+			done
+			kc get pods,lease,endpoints -n $NS -o wide --show-labels >"$LOGS/stall-$NF/objects.txt" 2>&1
+			flog "STALL not ready 60 s after fault $NF (pods' logs in stall-$NF/): pods $(kc get pods -n $NS -o wide --no-headers 2>/dev/null | awk '{printf "%s:%s:%s ", $1, $3, $7}') masters '$(masters)'"
 			heal_all
 			bash "$LAB" up >/dev/null 2>&1
 			janitor
@@ -647,13 +713,15 @@ jq -n --arg at "$(date -u +%FT%TZ)" --argjson seed "$SEED" --argjson dur "$DUR" 
 	--argjson lost "${LOST:-0}" --argjson unread "${UNREAD:-0}" --argjson two "${TWO:-0}" --argjson obs "${OBS:-0}" \
 	--argjson eps2 "${EPS2:-0}" --argjson lin "$(jq '{verdict, ops, keys, ok, fail, info, undecided_keys}' "$LJ" 2>/dev/null || echo '{"verdict": "error"}')" \
 	--argjson viol "$VJ" --argjson short "$SHORT" --arg kinds "$(echo "${K[@]}" | tr ' ' ,)" \
+	--arg code "$(git -C "$top_srcdir" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$top_srcdir" diff --quiet 2>/dev/null || echo ' + uncommitted changes')" \
 	--argjson finalfail "${FINAL_FAILED:-0}" --arg proxy "$([ -n "$PROXY_PID" ] && echo yes || echo no)" '{
 	benchmark: "nemesis",
 	at: $at,
 	seed: $seed,
 	short: ($short == 1),
 	setup: {lab: "lab/lab.sh, 2 nodes, lab overlay (fault-point control dir per node), tgtd on 198.18.0.1:3260",
-		clients: "2 x kf-labclient workload through the Service + 1 kf-labclient pinned per node (its netns), 32 keys, 30 % reads, 5 % deletes, values unique per write",
+		clients: "2 x kf-labclient workload through the Service (30 % reads, 5 % deletes, 100 ms between tries) + 1 kf-labclient pinned per node (its netns; 30 % reads, no deletes), 32 keys, values unique per write",
+		code: $code,
 		fault_proxy: $proxy, kinds: ($kinds | split(","))},
 	duration_s: $dur,
 	duration_limit_s: $limit_s,
