@@ -66,15 +66,12 @@
  * have written, else "fail".  Per try:
  *
  *   OK, NOTFOUND (del)                         done
- *   ERR badrequest|toolarge|busy|unavailable   certainly not done
+ *   ERR badrequest|toolarge|busy|unavailable|
+ *       deadline|io                            certainly not done
  *   a connection that failed before sending    certainly not done
- *   ERR deadline, ERR io, other ERR codes      indeterminate (PROTOCOL.md: a write
- *                                              durable after its deadline is answered
- *                                              ERR deadline)
- *   NOTMASTER                                  indeterminate: kubefence-metad answers
- *                                              NOTMASTER to a write that is already
- *                                              durable when its agent asked it to demote
- *                                              meanwhile (storage/metad/server.c)
+ *   ERR indeterminate, other ERR codes        indeterminate (PROTOCOL.md)
+ *   NOTMASTER                                  certainly not done (a write whose outcome
+ *                                              is unknown is answered ERR indeterminate)
  *   a time-out, a connection lost after the    indeterminate
  *   request was (partly) sent
  *
@@ -381,27 +378,31 @@ static int request(struct conn *c, enum proto_op op, const char *key, const char
 }
 
 /* Whether a try of a put/del answered r (text: ERR's "code message") may
- * have written; sent: whether the request went out at all. */
+ * have written; sent: whether the request went out at all.  As PROTOCOL.md
+ * says (proto_write_outcome): NOTMASTER, ERR deadline/io/... are "not made",
+ * ERR indeterminate and an unanswered request after sending are unknown. */
 static bool write_indeterminate(int r, const char *text, bool sent)
 {
-	static const char *const certain[] = {"badrequest", "toolarge", "busy", "unavailable"};
-	size_t n;
+	enum proto_resp_kind kind;
 
 	switch (r) {
 	case RS_OK:
+		kind = PROTO_R_OK;
+		break;
 	case RS_NOTFOUND:
-		return false;
+		kind = PROTO_R_NOTFOUND;
+		break;
 	case RS_NOTMASTER:
-		return true; /* see the file's comment: durable, then demoting */
+		kind = PROTO_R_NOTMASTER;
+		break;
 	case RS_ERR:
-		n = strcspn(text, " ");
-		for (size_t i = 0; i < ELEMENTSOF(certain); i++)
-			if (strlen(certain[i]) == n && strncmp(text, certain[i], n) == 0)
-				return false;
-		return true; /* deadline, io, and any code this client does not know */
+		kind = PROTO_R_ERR;
+		break;
 	default:
-		return sent;
+		kind = PROTO_R_NONE;
+		break;
 	}
+	return proto_write_outcome(kind, text, sent) == PROTO_UNKNOWN;
 }
 
 static bool is_write(enum proto_op op)
