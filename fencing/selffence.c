@@ -171,6 +171,20 @@ static int wait_dead(pid_t pid, int pidfd, usec_t deadline)
 	}
 }
 
+int selffence_wait_exit(pid_t pid, usec_t deadline)
+{
+	int pidfd, r;
+
+	if (pid <= 0)
+		return -EINVAL;
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0)
+		return errno == ESRCH ? 0 : -ENOSYS;
+	r = wait_dead(pid, pidfd, deadline);
+	close(pidfd);
+	return r;
+}
+
 int selffence_run(const struct selffence_opts *o)
 {
 	usec_t start = clock_mono_usec(), deadline;

@@ -55,6 +55,12 @@ int selffence_run(const struct selffence_opts *opts);
 /* Whether process pid exists and is not a zombie.  Pure read of /proc. */
 bool selffence_pid_alive(pid_t pid);
 
+/* Wait until process pid has exited (a zombie counts), seen through a
+ * pidfd, or the monotonic deadline passes.  Returns 0 when it exited (or is
+ * gone already), -ETIMEDOUT, -ENOSYS without pidfd support (no proof that
+ * a recycled pid cannot fake), -EINVAL for pid <= 0.  Blocks. */
+int selffence_wait_exit(pid_t pid, usec_t deadline);
+
 /* -------------------------------------------------------------- watchdog */
 
 struct selffence_watchdog;

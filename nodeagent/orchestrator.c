@@ -11,15 +11,12 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -538,24 +535,11 @@ static void release(struct orchestrator *o, const char *reason)
 	release_as(o, reason, false);
 }
 
-/* Whether process pid has exited, waiting up to timeout for it: a pidfd
- * becomes readable when the process ends (a zombie counts); ESRCH means it
- * is gone already.  No pid, or no pidfd support: not confirmed. */
+/* Whether the service's process was seen to exit within timeout (through a
+ * pidfd: no pid, or no pidfd support, is no confirmation). */
 static bool confirm_exit(pid_t pid, usec_t timeout)
 {
-	struct pollfd p = {.events = POLLIN};
-	int fd;
-	bool dead;
-
-	if (pid <= 0)
-		return false;
-	fd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (fd < 0)
-		return errno == ESRCH;
-	p.fd = fd;
-	dead = poll(&p, 1, (int)(timeout / USEC_PER_MSEC)) == 1 && (p.revents & POLLIN);
-	close(fd);
-	return dead;
+	return selffence_wait_exit(pid, clock_mono_usec() + timeout) == 0;
 }
 
 static void on_ready(struct orchestrator *o, const struct control_msg *m);
