@@ -551,7 +551,6 @@ static int dir_segment_start(struct backend *b, uint64_t first_seq)
 {
 	struct backend_dir *d = DIRB(b);
 	char name[80];
-	struct stat st;
 	int fd;
 	int fp = FAILPOINT(BACKEND_SEGMENT_BEFORE_CREATE);
 
@@ -560,18 +559,16 @@ static int dir_segment_start(struct backend *b, uint64_t first_seq)
 	fp = guard(d, 0);
 	if (fp < 0)
 		return fp;
-	/* Exclusive creation: never truncate what exists.  The one file that
-	 * may exist is this writer's own empty segment of an attempt that
-	 * stopped before its first record (same seq, same epoch). */
+	/* Exclusive creation: a file of another epoch is never touched (the
+	 * names differ).  The one file that may exist is this writer's own
+	 * (same seq, same epoch), left by an earlier run of this epoch that
+	 * stopped early in it: recovery replayed it to first_seq - 1, so it
+	 * holds no record of this seq or later (at most COMMIT, PAD or a torn
+	 * record) and is cut. */
 	seg_name(first_seq, d->b.epoch, name);
 	fd = openat(d->dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
-	if (fd < 0 && errno == EEXIST) {
-		fd = openat(d->dir_fd, name, O_WRONLY | O_APPEND | O_CLOEXEC);
-		if (fd >= 0 && (fstat(fd, &st) < 0 || st.st_size != 0)) {
-			(void)close(fd);
-			return -EEXIST;
-		}
-	}
+	if (fd < 0 && errno == EEXIST)
+		fd = openat(d->dir_fd, name, O_WRONLY | O_TRUNC | O_APPEND | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	/* the new name must be durable before a record in it is acknowledged */
