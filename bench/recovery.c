@@ -233,11 +233,14 @@ static int measure_puts(const char *dir, bool group, int threads, int per_thread
 	return 0;
 }
 
+#define STALL_MAX_PUTS (1u << 20)
+
 struct stall_writer {
 	struct metastore *m;
 	volatile bool stop;
 	usec_t max_lat;
 	uint64_t puts;
+	usec_t *start, *lat; /* of each put, STALL_MAX_PUTS at most */
 };
 
 static void *stall_worker(void *p)
@@ -256,13 +259,18 @@ static void *stall_worker(void *p)
 		d = clock_mono_usec() - t0;
 		if (d > w->max_lat)
 			w->max_lat = d;
+		if (w->puts < STALL_MAX_PUTS) {
+			w->start[w->puts] = t0;
+			w->lat[w->puts] = d;
+		}
 		w->puts++;
 	}
 	return NULL;
 }
 
 /* How long a snapshot of the recovered store holds writers up: one writer
- * puts continuously; the longest put while the snapshot runs is the stall. */
+ * puts continuously; the longest put while the snapshot runs is the stall,
+ * and p50/p99 are those of the puts that began while it ran. */
 static int measure_snapshot_stall(const char *dir, FILE *json)
 {
 	struct metastore_options o = {.epoch = 2};
@@ -271,8 +279,15 @@ static int measure_snapshot_stall(const char *dir, FILE *json)
 	struct metastore *m;
 	pthread_t th;
 	char err[512];
-	usec_t t0, snap;
+	usec_t t0, snap, *during;
+	size_t nd = 0;
 	int r;
+
+	w.start = calloc(STALL_MAX_PUTS, sizeof(usec_t));
+	w.lat = calloc(STALL_MAX_PUTS, sizeof(usec_t));
+	during = calloc(STALL_MAX_PUTS, sizeof(usec_t));
+	if (!w.start || !w.lat || !during)
+		return -ENOMEM;
 
 	r = metastore_open_dir(dir, &o, &m, err, sizeof(err));
 	if (r < 0) {
@@ -294,10 +309,20 @@ static int measure_snapshot_stall(const char *dir, FILE *json)
 		fprintf(stderr, "snapshot: %s\n", err);
 		return r;
 	}
+	for (uint64_t i = 0; i < w.puts && i < STALL_MAX_PUTS; i++)
+		if (w.start[i] + w.lat[i] >= t0 && w.start[i] <= t0 + snap)
+			during[nd++] = w.lat[i];
+	qsort(during, nd, sizeof(usec_t), cmp_usec);
 	fprintf(json,
 	        "  \"snapshot_stall\": {\"keys\": %" PRIu64 ", \"snapshot_seconds\": %.3f, "
-	        "\"max_put_us\": %" PRId64 ", \"puts\": %" PRIu64 "},\n",
-	        st.keys, (double)snap / 1e6, (int64_t)w.max_lat, w.puts);
+	        "\"max_put_us\": %" PRId64 ", \"puts\": %" PRIu64
+	        ", \"puts_during_snapshot\": %zu, \"p50_during_us\": %" PRId64
+	        ", \"p99_during_us\": %" PRId64 "},\n",
+	        st.keys, (double)snap / 1e6, (int64_t)w.max_lat, w.puts, nd,
+	        nd ? (int64_t)during[nd / 2] : 0, nd ? (int64_t)during[nd * 99 / 100] : 0);
+	free(w.start);
+	free(w.lat);
+	free(during);
 	return 0;
 }
 
