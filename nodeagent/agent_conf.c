@@ -7,11 +7,13 @@
 #include "fencing/pipeline.h"
 #include "storage/scsi_pr.h"
 #include "log.h"
+#include "nodeagent/http.h"
 #include "nodeagent/probe.h"
 #include "util.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,24 +184,30 @@ static int validate_probe(const union conf_value *v, char *err, size_t errlen)
 	return probe_parse(v->str, err, errlen);
 }
 
-/* HOST:PORT to listen on, or empty for none. */
+/* HOST:PORT to listen on, or empty for none.  Read by the HTTP server's
+ * own parser, so that a value accepted here is one the server binds; the
+ * only rule added is that a conf file names its port: port 0 would bind one
+ * picked at random, which no scraper or probe could find. */
 static int validate_listen(const union conf_value *v, char *err, size_t errlen)
 {
-	const char *colon = strrchr(v->str, ':');
-	char *end;
-	long port;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int r;
 
 	if (v->str[0] == '\0')
 		return 0;
-	if (!colon || colon == v->str)
-		goto bad;
-	port = strtol(colon + 1, &end, 10);
-	if (*end || end == colon + 1 || port < 1 || port > 65535)
-		goto bad;
+	r = http_parse_listen(v->str, &ss, &len, err, errlen);
+	if (r < 0)
+		return r;
+	if ((ss.ss_family == AF_INET && ((struct sockaddr_in *)&ss)->sin_port == 0) ||
+	    (ss.ss_family == AF_INET6 && ((struct sockaddr_in6 *)&ss)->sin6_port == 0)) {
+		errbuf_set(err, errlen,
+		           "'%s': port 0 would listen on a port picked at random; give one in "
+		           "1..65535",
+		           v->str);
+		return -EINVAL;
+	}
 	return 0;
-bad:
-	errbuf_set(err, errlen, "'%s' is not HOST:PORT (e.g. 0.0.0.0:9464 or [::1]:9464)", v->str);
-	return -EINVAL;
 }
 
 static const struct conf_choice log_levels[] = {
@@ -329,8 +337,9 @@ static const struct conf_key agent_keys[] = {
          .def = "0.0.0.0:9464",
          .offset = F(http.listen),
          .validate = validate_listen,
-         .help = "HOST:PORT of /healthz, /readyz, /metrics and /status; empty: no HTTP "
-                 "endpoint."},
+         .help = "Address of /healthz, /readyz, /metrics and /status: `IPV4:PORT`, "
+                 "`[IPV6]:PORT`, `localhost:PORT`, or `:PORT` (every IPv4 address); PORT "
+                 "1..65535; host names are not resolved. Empty: no HTTP endpoint."},
         {.name = "service.namespace",
          .type = CONF_STRING,
          .def = "default",

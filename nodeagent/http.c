@@ -41,25 +41,26 @@ struct http_server {
 
 /* ---------------------------------------------------------------- address */
 
+/* The one reader of a listen address: the conf check (agent_conf.c) calls
+ * it too, so that what --config-test accepts is what http_start() binds.
+ * Every message names the whole text, so that it reads the same after
+ * "FILE:LINE: http.listen: " and after "cannot serve HTTP on ...". */
 static int parse_port(const char *s, const char *whole, uint16_t *ret, char *err, size_t errlen)
 {
 	unsigned long v = 0;
 
 	if (!*s) {
-		errbuf_set(err, errlen, "listen address '%s': the port is missing (HOST:PORT)",
-		           whole);
+		errbuf_set(err, errlen, "'%s': the port is missing (HOST:PORT)", whole);
 		return -EINVAL;
 	}
 	for (const char *p = s; *p; p++) {
 		if (*p < '0' || *p > '9') {
-			errbuf_set(err, errlen, "listen address '%s': port '%s' is not a number",
-			           whole, s);
+			errbuf_set(err, errlen, "'%s': port '%s' is not a number", whole, s);
 			return -EINVAL;
 		}
 		v = v * 10 + (unsigned long)(*p - '0');
 		if (v > 65535) {
-			errbuf_set(err, errlen, "listen address '%s': port '%s' is not in 0..65535",
-			           whole, s);
+			errbuf_set(err, errlen, "'%s': port '%s' is not in 0..65535", whole, s);
 			return -EINVAL;
 		}
 	}
@@ -67,98 +68,106 @@ static int parse_port(const char *s, const char *whole, uint16_t *ret, char *err
 	return 0;
 }
 
+static int parse_ipv6(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len, char *err,
+                      size_t errlen)
+{
+	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6};
+	const char *close = strchr(s, ']');
+	char host[INET6_ADDRSTRLEN + 1];
+	uint16_t port;
+	size_t hlen;
+	int r;
+
+	if (!close) {
+		errbuf_set(err, errlen, "'%s': missing ']' after the IPv6 address", s);
+		return -EINVAL;
+	}
+	if (close[1] != ':') {
+		errbuf_set(err, errlen, "'%s': want ':PORT' after ']' (e.g. [::1]:9464)", s);
+		return -EINVAL;
+	}
+	hlen = (size_t)(close - s - 1);
+	if (hlen >= sizeof(host)) {
+		errbuf_set(err, errlen, "'%s': '%.*s' is not an IPv6 address", s, (int)hlen, s + 1);
+		return -EINVAL;
+	}
+	memcpy(host, s + 1, hlen);
+	host[hlen] = '\0';
+	if (inet_pton(AF_INET6, host, &sin6.sin6_addr) != 1) {
+		errbuf_set(err, errlen, "'%s': '%s' is not an IPv6 address", s, host);
+		return -EINVAL;
+	}
+	r = parse_port(close + 2, s, &port, err, errlen);
+	if (r < 0)
+		return r;
+	sin6.sin6_port = htons(port);
+	memset(ret, 0, sizeof(*ret));
+	memcpy(ret, &sin6, sizeof(sin6));
+	*ret_len = sizeof(sin6);
+	return 0;
+}
+
 int http_parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len, char *err,
                       size_t errlen)
 {
-	struct sockaddr_storage ss = {0};
-	char host[INET6_ADDRSTRLEN + 1];
-	const char *colon, *port_s;
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	char host[INET_ADDRSTRLEN + 1];
+	const char *colon;
 	uint16_t port;
 	size_t hlen;
 	int r;
 
 	if (!s || !*s) {
-		errbuf_set(err, errlen, "listen address is empty (want HOST:PORT, e.g. %s)",
+		errbuf_set(err, errlen, "the listen address is empty (want HOST:PORT, e.g. %s)",
 		           "0.0.0.0:9464");
 		return -EINVAL;
 	}
-	if (s[0] == '[') {
-		const char *close = strchr(s, ']');
-
-		if (!close) {
-			errbuf_set(err, errlen,
-			           "listen address '%s': missing ']' after IPv6 address", s);
-			return -EINVAL;
-		}
-		if (close[1] != ':') {
-			errbuf_set(err, errlen,
-			           "listen address '%s': want ':PORT' after ']' (e.g. [::1]:9464)",
-			           s);
-			return -EINVAL;
-		}
-		hlen = (size_t)(close - s - 1);
-		port_s = close + 2;
-		if (hlen == 0 || hlen >= sizeof(host)) {
-			errbuf_set(err, errlen, "listen address '%s': bad IPv6 address", s);
-			return -EINVAL;
-		}
-		memcpy(host, s + 1, hlen);
-		host[hlen] = '\0';
-		r = parse_port(port_s, s, &port, err, errlen);
-		if (r < 0)
-			return r;
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1) {
-			errbuf_set(err, errlen, "listen address '%s': '%s' is not an IPv6 address",
-			           s, host);
-			return -EINVAL;
-		}
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons(port);
-		*ret = ss;
-		*ret_len = sizeof(*sin6);
-		return 0;
-	}
+	if (s[0] == '[')
+		return parse_ipv6(s, ret, ret_len, err, errlen);
 
 	colon = strrchr(s, ':');
 	if (!colon) {
-		errbuf_set(err, errlen, "listen address '%s': the port is missing (HOST:PORT)", s);
-		return -EINVAL;
-	}
-	if (strchr(s, ':') != colon) {
-		errbuf_set(err, errlen,
-		           "listen address '%s': an IPv6 address needs brackets, e.g. [::1]:9464",
+		errbuf_set(err, errlen, "'%s' is not HOST:PORT (e.g. 0.0.0.0:9464 or [::1]:9464)",
 		           s);
 		return -EINVAL;
 	}
-	hlen = (size_t)(colon - s);
-	if (hlen >= sizeof(host)) {
-		errbuf_set(err, errlen, "listen address '%s': '%.*s' is not an IPv4 address", s,
-		           (int)hlen, s);
+	if (strchr(s, ':') != colon) {
+		errbuf_set(err, errlen, "'%s': an IPv6 address needs brackets, e.g. [::1]:9464", s);
 		return -EINVAL;
 	}
-	memcpy(host, s, hlen);
-	host[hlen] = '\0';
+	hlen = (size_t)(colon - s);
+	if (hlen == 0 || (hlen == 1 && s[0] == '*')) {
+		sin.sin_addr.s_addr = htonl(INADDR_ANY);
+	} else if (hlen == strlen("localhost") && strncmp(s, "localhost", hlen) == 0) {
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	} else if (strspn(s, "0123456789.") < hlen) {
+		/* A name: resolving it could block the start, and a name
+		 * with several addresses would leave the choice to chance. */
+		errbuf_set(err, errlen,
+		           "'%s': host '%.*s' is not resolved (give an IPv4 address, [IPV6], "
+		           "'localhost', '*' or nothing before ':PORT')",
+		           s, (int)hlen, s);
+		return -EINVAL;
+	} else {
+		if (hlen >= sizeof(host)) {
+			errbuf_set(err, errlen, "'%s': '%.*s' is not an IPv4 address", s, (int)hlen,
+			           s);
+			return -EINVAL;
+		}
+		memcpy(host, s, hlen);
+		host[hlen] = '\0';
+		if (inet_pton(AF_INET, host, &sin.sin_addr) != 1) {
+			errbuf_set(err, errlen, "'%s': '%s' is not an IPv4 address", s, host);
+			return -EINVAL;
+		}
+	}
 	r = parse_port(colon + 1, s, &port, err, errlen);
 	if (r < 0)
 		return r;
-
-	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-	sin->sin_family = AF_INET;
-	sin->sin_port = htons(port);
-	if (hlen == 0 || strcmp(host, "*") == 0)
-		sin->sin_addr.s_addr = htonl(INADDR_ANY);
-	else if (strcmp(host, "localhost") == 0)
-		sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
-		errbuf_set(err, errlen,
-		           "listen address '%s': '%s' is not an IPv4 address (names other than "
-		           "'localhost' are not resolved)",
-		           s, host);
-		return -EINVAL;
-	}
-	*ret = ss;
-	*ret_len = sizeof(*sin);
+	sin.sin_port = htons(port);
+	memset(ret, 0, sizeof(*ret));
+	memcpy(ret, &sin, sizeof(sin));
+	*ret_len = sizeof(sin);
 	return 0;
 }
 

@@ -77,11 +77,20 @@ struct http_options {
 	struct metrics *metrics;
 };
 
-/* Parse a listen address: "IPV4:PORT", "[IPV6]:PORT", "localhost:PORT"
- * (127.0.0.1), "*:PORT" or ":PORT" (every IPv4 address, 0.0.0.0).  Hosts are
- * numeric (no name resolution, which could block); PORT is 0..65535, 0
- * picking a free port.  Returns 0 with the address in *ret and its length in
- * *ret_len, or -EINVAL with the reason in err (naming the text).  Pure. */
+/* Parse a listen address, the one reader of `http.listen` (the conf check
+ * calls it too, so a value --config-test accepts is one http_start() binds):
+ *
+ *   IPV4:PORT     a numeric IPv4 address, e.g. 127.0.0.1:9464
+ *   [IPV6]:PORT   a numeric IPv6 address in brackets, e.g. [::1]:9464, [::]:9464
+ *   localhost:PORT  127.0.0.1
+ *   *:PORT, :PORT   every IPv4 address (0.0.0.0)
+ *
+ * Host names other than localhost are refused, not resolved (resolving
+ * could block, and a name of several addresses would leave the choice to
+ * chance); so is an IPv6 address without brackets.  PORT is decimal
+ * 0..65535, 0 picking a free port.  Returns 0 with the address in *ret and
+ * its length in *ret_len, or -EINVAL with the reason in err: one sentence
+ * that quotes the whole text, fit to follow "FILE:LINE: KEY: ".  Pure. */
 int http_parse_listen(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len, char *err,
                       size_t errlen);
 

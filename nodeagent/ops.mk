@@ -32,3 +32,10 @@ TESTS += \
 	tests/integration/ops.test
 
 EXTRA_DIST += tests/integration/ops.test
+
+# http.listen read the same by the conf check and the HTTP server.
+check_PROGRAMS += tests/unit/check_listen
+tests_unit_check_listen_SOURCES = tests/unit/check_listen.c
+tests_unit_check_listen_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_listen_LDADD = $(TEST_LIBS)
+TESTS += tests/unit/check_listen

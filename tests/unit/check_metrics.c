@@ -448,7 +448,7 @@ static const struct {
 	const char *in, *says;
 } bad_listen[] = {
         {"", "empty"},
-        {"127.0.0.1", "port is missing"},
+        {"127.0.0.1", "is not HOST:PORT"},
         {"127.0.0.1:", "port is missing"},
         {"127.0.0.1:http", "not a number"},
         {"127.0.0.1:65536", "not in 0..65535"},
@@ -461,7 +461,7 @@ static const struct {
         {"[::1:9464", "missing ']'"},
         {"[::1]9464", "want ':PORT'"},
         {"[::1]:", "port is missing"},
-        {"[]:80", "bad IPv6"},
+        {"[]:80", "not an IPv6 address"},
         {"[1.2.3.4]:80", "not an IPv6 address"},
         {"[::g]:80", "not an IPv6 address"},
 };
@@ -756,7 +756,7 @@ START_TEST(test_http_start_errors)
 	/* Not an address at all. */
 	o.listen = "127.0.0.1";
 	ck_assert_int_eq(http_start(&o, &s2, err, sizeof(err)), -EINVAL);
-	ck_assert_ptr_nonnull(strstr(err, "port is missing"));
+	ck_assert_ptr_nonnull(strstr(err, "is not HOST:PORT"));
 	http_stop(s);
 }
 END_TEST
