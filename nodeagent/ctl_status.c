@@ -1,7 +1,8 @@
 /* ctl_status: `kubefencectl status` — ask a running agent for its view
  * (GET /status on its operations endpoint, see http.h) and print it for an
  * operator: who holds the Lease at which epoch, this agent's role, the local
- * service, the last failover step by step and the recent fence runs.  With
+ * service, the last failover step by step and the recent fence runs (newest
+ * first, as the agent sends them).  With
  * --json the agent's answer is printed as it came.
  *
  * Exit codes (see ctl.h): 0 the agent answered; 2 bad usage; 3 the agent is
@@ -238,8 +239,9 @@ static void print_summary(const char *agent, const cJSON *st)
 		printf("\nlast failover: none seen by this agent\n");
 	}
 
+	/* Printed in the agent's order, which http.h fixes: newest first. */
 	if (cJSON_IsArray(fences) && cJSON_GetArraySize(fences) > 0) {
-		printf("\nfence history (%d, newest last):\n", cJSON_GetArraySize(fences));
+		printf("\nfence history (%d, newest first):\n", cJSON_GetArraySize(fences));
 		cJSON_ArrayForEach(f, fences)
 		{
 			printf("  %s  %s fenced %s by %s", str_of(f, "started_at", "?"), ok_word(f),

@@ -30,6 +30,10 @@
  *    "fences": [{"target": "n2", "method": "pod", "ok": true,
  *                "started_at": "...", "total_ms": 120, "steps": [STEP...]}...]}
  *
+ *   "fences" holds the agent's last fence runs (at most 10), newest first:
+ *   element 0 is the run that started last.  `kubefencectl status` prints
+ *   them in that order and says so.
+ *
  *   STEP = {"step": "detect", "at_ms": 0, "duration_ms": 12, "detail": "..."}
  *          at_ms counts from the start of the failover or fence run.
  *

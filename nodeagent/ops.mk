@@ -39,3 +39,10 @@ tests_unit_check_listen_SOURCES = tests/unit/check_listen.c
 tests_unit_check_listen_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_listen_LDADD = $(TEST_LIBS)
 TESTS += tests/unit/check_listen
+
+# kubefencectl status against /status as the agent builds it.
+check_PROGRAMS += tests/unit/check_ctl_status
+tests_unit_check_ctl_status_SOURCES = tests/unit/check_ctl_status.c nodeagent/ctl_status.c
+tests_unit_check_ctl_status_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_ctl_status_LDADD = $(TEST_LIBS)
+TESTS += tests/unit/check_ctl_status

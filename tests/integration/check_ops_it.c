@@ -446,7 +446,7 @@ START_TEST(test_ctl_status)
 	        "detect-lease-expired",
 	        "fence                     1800 ms  pod it-node-b deleted\n",
 	        "label-master                 6 ms\n",
-	        "fence history (1, newest last):\n",
+	        "fence history (1, newest first):\n",
 	        "ok fenced it-node-b by pod, 1800 ms\n",
 	        "confirm-gone",
 	};
