@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define CONF_DIR   TEST_SRCDIR "/unit/conf"
 #define DOC_PATH   TEST_SRCDIR "/../docs/configuration.md"
@@ -172,15 +173,157 @@ END_TEST
 
 /* ------------------------------------------------------------ agent */
 
+/* The value of `key` in a dump (the text after "KEY = " up to the end of
+ * its line), copied into buf; false when the dump has no such line. */
+static bool dump_value(const char *dump, const char *key, char *buf, size_t len)
+{
+	size_t klen = strlen(key);
+	const char *p = dump, *end;
+
+	while ((p = strstr(p, key))) {
+		if ((p == dump || p[-1] == '\n') && strncmp(p + klen, " = ", 3) == 0) {
+			p += klen + 3;
+			end = strchr(p, '\n');
+			if (!end)
+				end = p + strlen(p);
+			snprintf(buf, len, "%.*s", (int)(end - p), p);
+			return true;
+		}
+		p += klen;
+	}
+	return false;
+}
+
+/* The value of line `line` of file `path` when that line sets `key`, as
+ * conf_dump() would write it for a key of type `type` (booleans as
+ * true/false, lists joined by ", "); false when the line sets another key. */
+static bool file_value(const char *path, int line, const char *key, const char *type, char *buf,
+                       size_t len)
+{
+	char text[1024], *v, *e;
+	FILE *f = fopen(path, "re");
+	size_t klen = strlen(key);
+	int n = 0;
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(text, sizeof(text), f) && ++n < line)
+		;
+	fclose(f);
+	if (n != line || strncmp(text, key, klen) != 0)
+		return false;
+	v = text + klen + strspn(text + klen, " \t");
+	if (*v != '=')
+		return false;
+	v += 1 + strspn(v + 1, " \t");
+	e = v + strlen(v);
+	while (e > v && (e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t'))
+		*--e = '\0';
+	if (strcmp(type, "boolean") == 0) {
+		static const char *const yes[] = {"true", "yes", "on", "1"};
+		static const char *const no[] = {"false", "no", "off", "0"};
+
+		snprintf(buf, len, "%s", v);
+		for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
+			if (strcasecmp(v, yes[i]) == 0)
+				snprintf(buf, len, "true");
+			if (strcasecmp(v, no[i]) == 0)
+				snprintf(buf, len, "false");
+		}
+	} else if (strcmp(type, "list") == 0) {
+		size_t o = 0;
+
+		buf[0] = '\0';
+		for (char *save = NULL, *t = strtok_r(v, ",", &save); t;
+		     t = strtok_r(NULL, ",", &save)) {
+			char *te = t + strlen(t);
+
+			t += strspn(t, " \t");
+			while (te > t && (te[-1] == ' ' || te[-1] == '\t'))
+				*--te = '\0';
+			o += (size_t)snprintf(buf + o, o < len ? len - o : 0, "%s%s", o ? ", " : "",
+			                      t);
+		}
+	} else {
+		snprintf(buf, len, "%s", v);
+	}
+	return true;
+}
+
+/* Every key of the agent's table: all_keys.conf sets it, away from its
+ * default, and the agent read exactly the value the file gives.  The keys
+ * come from the table itself (its reference, printed by the program), so a
+ * new key that this file does not set fails here. */
 START_TEST(test_all_keys_values)
 {
 	struct conf_errors errs = {0};
-	struct agent_conf *c = NULL;
+	struct agent_conf *c = NULL, *d = NULL;
 	char *path = corpus_path("good", "all_keys.conf");
+	char *minimal = corpus_path("good", "minimal.conf");
+	char *ref, *dump, *defaults, *p, *save = NULL;
+	struct capture cap;
+	size_t n_keys = 0, n_dump = 0, n_file = 0;
+	char text[1024];
+	FILE *f;
 
 	ck_assert_int_eq(agent_conf_load(path, &c, &errs), 0);
+	ck_assert_int_eq(agent_conf_load(minimal, &d, &errs), 0);
+	capture_start(&cap);
+	agent_conf_print_reference(cap.f);
+	ref = capture_end(&cap);
+	capture_start(&cap);
+	agent_conf_dump(c, cap.f);
+	dump = capture_end(&cap);
+	capture_start(&cap);
+	agent_conf_dump(d, cap.f);
+	defaults = capture_end(&cap);
+
+	/* The reference's key table: "| `KEY` | TYPE | ...", one row per key. */
+	p = strstr(ref, "\n| Key | Type |");
+	ck_assert_ptr_nonnull(p);
+	for (char *row = strtok_r(p, "\n", &save); row; row = strtok_r(NULL, "\n", &save)) {
+		char key[128], type[32], got[1024], want[1024], def[1024];
+		int line;
+
+		if (sscanf(row, "| `%127[^`]` | %31[a-z] |", key, type) != 2)
+			continue;
+		n_keys++;
+		line = conf_key_line(c->source, key);
+		ck_assert_msg(line > 0, "%s: all_keys.conf does not set it", key);
+		ck_assert_msg(dump_value(dump, key, got, sizeof(got)), "%s: not in the dump", key);
+		ck_assert_msg(!strstr(got, "  # "), "%s: dumped as '%s'", key, got);
+		ck_assert_msg(file_value(path, line, key, type, want, sizeof(want)),
+		              "%s: line %d of all_keys.conf does not set it", key, line);
+		ck_assert_msg(strcmp(got, want) == 0,
+		              "%s (%s): the file says '%s', the agent read '%s'", key, type, want,
+		              got);
+		ck_assert_msg(dump_value(defaults, key, def, sizeof(def)), "%s: not in the dump",
+		              key);
+		def[strcspn(def, "#")] = '\0';
+		for (size_t l = strlen(def); l > 0 && def[l - 1] == ' '; l--)
+			def[l - 1] = '\0';
+		ck_assert_msg(strcmp(got, def) != 0, "%s: all_keys.conf sets its default '%s'", key,
+		              def);
+	}
+	/* as many keys as the dump has lines (after its heading) and the file
+	 * has settings: none missed, none extra */
+	for (p = dump; (p = strchr(p, '\n')) && p[1]; p++)
+		n_dump++;
+	f = fopen(path, "re");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(text, sizeof(text), f))
+		n_file += text[0] != '#' && strchr(text, '=') != NULL;
+	fclose(f);
+	ck_assert_uint_gt(n_keys, 0);
+	ck_assert_uint_eq(n_dump, n_keys);
+	ck_assert_uint_eq(n_file, n_keys);
+
+	/* The typed fields behind the keys, one by one. */
 	ck_assert_str_eq(c->node.name, "worker-1.example");
 	ck_assert_str_eq(c->agent.identity, "worker-1-agent");
+	ck_assert_str_eq(c->agent.control_socket, "/var/run/kubefence/agent.sock");
+	ck_assert_int_eq(c->agent.control_uid, 1000);
+	ck_assert_int_eq(c->agent.write_margin_ms, 500);
+	ck_assert_int_eq(c->agent.promote_timeout_ms, 30000);
 	ck_assert_str_eq(c->lease.name, "db-primary");
 	ck_assert_str_eq(c->lease.namespace, "databases");
 	ck_assert_int_eq(c->lease.duration_ms, 10000);
@@ -191,9 +334,40 @@ START_TEST(test_all_keys_values)
 	ck_assert_int_eq(c->kube.request_timeout_ms, 5000);
 	ck_assert_int_eq(c->log.level, LOG_LEVEL_DEBUG);
 	ck_assert(c->log.monotonic);
+	ck_assert_str_eq(c->http.listen, "[::1]:9100");
+	ck_assert_str_eq(c->service.namespace, "metadata");
+	ck_assert_str_eq(c->service.selector, "app=metaservice,role in (master)");
+	ck_assert_str_eq(c->service.role_label, "kubefence.io-role=primary");
+	ck_assert_str_eq(c->service.probe, "http://127.0.0.1:7480/healthz");
+	ck_assert_int_eq(c->service.probe_interval_ms, 1000);
+	ck_assert_str_eq(c->fence.methods[0], "scsi-pr");
+	ck_assert_str_eq(c->fence.methods[1], "pod-delete");
+	ck_assert_str_eq(c->fence.methods[2], "volume-detach");
+	ck_assert_ptr_null(c->fence.methods[3]);
+	ck_assert_str_eq(c->fence.released_methods[0], "volume-detach");
+	ck_assert_ptr_null(c->fence.released_methods[1]);
+	ck_assert_int_eq(c->fence.timeout_ms, 5000);
+	ck_assert_int_eq(c->fence.total_timeout_ms, 12000);
+	ck_assert_int_eq(c->fence.retries, 1);
+	ck_assert_int_eq(c->fence.retry_ms, 250);
+	ck_assert_str_eq(c->fence.pvc, "metaservice-data");
+	ck_assert(c->fence.out_of_service_taint);
+	ck_assert_str_eq(c->fence.scsi_luns[0], "iscsi://10.0.0.5/iqn.2003-01.org.example:meta/1");
+	ck_assert_str_eq(c->fence.scsi_luns[1],
+	                 "iscsi://10.0.0.6:3261/iqn.2003-01.org.example:meta/2");
+	ck_assert_ptr_null(c->fence.scsi_luns[2]);
+	ck_assert_str_eq(c->fence.scsi_iqn_prefix, "iqn.2024-01.example.kubefence");
+	ck_assert_int_eq(c->selffence.stop_timeout_ms, 1500);
+	ck_assert_int_eq(c->selffence.kill_timeout_ms, 3000);
+	ck_assert_str_eq(c->selffence.watchdog_device, "/dev/watchdog0");
 	ck_assert_int_eq(conf_key_line(c->source, "node.name"), 2);
 	ck_assert_int_eq(conf_key_line(c->source, "log.monotonic"), 13);
+	free(defaults);
+	free(dump);
+	free(ref);
+	agent_conf_free(d);
 	agent_conf_free(c);
+	free(minimal);
 	free(path);
 }
 END_TEST
