@@ -18,6 +18,7 @@ check_PROGRAMS += \
 	tests/unit/check_journal \
 	tests/unit/check_metastore \
 	tests/unit/check_blkdev \
+	tests/unit/check_blkdev_loop \
 	tests/storage/crash_writer \
 	bench/recovery
 
@@ -30,6 +31,10 @@ tests_unit_check_metastore_LDADD = $(TEST_LIBS)
 tests_unit_check_blkdev_SOURCES = tests/unit/check_blkdev.c
 tests_unit_check_blkdev_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_blkdev_LDADD = $(TEST_LIBS)
+# the loop-device tests of the same file: root only, a counted skip elsewhere
+tests_unit_check_blkdev_loop_SOURCES = tests/unit/check_blkdev.c
+tests_unit_check_blkdev_loop_CFLAGS = $(TEST_CFLAGS) -DKF_BLKDEV_LOOP
+tests_unit_check_blkdev_loop_LDADD = $(TEST_LIBS)
 tests_storage_crash_writer_SOURCES = tests/storage/crash_writer.c
 tests_storage_crash_writer_LDADD = $(KF_LIBS)
 bench_recovery_SOURCES = bench/recovery.c
@@ -45,6 +50,7 @@ TESTS += \
 	tests/unit/check_journal \
 	tests/unit/check_metastore \
 	tests/unit/check_blkdev \
+	tests/unit/check_blkdev_loop \
 	tests/storage/crash.test \
 	tests/storage/stale-writer.test \
 	tests/fuzz/run.test
