@@ -84,6 +84,9 @@
 	  "MetaService shutting down (SIGTERM, SIGINT): between its two steps, serving clients "   \
 	  "stopped and the control connection closed.  The agent takes EOF for the service's "     \
 	  "death, so serving must stop first.")                                                    \
+	X(METASTORE_SNAPSHOT_AFTER_CUT, "metastore.snapshot.after_cut",                            \
+	  "Store: at a snapshot point the writer synced its journal and started the next "         \
+	  "segment; the snapshot thread has not yet read anything (directory backend).")           \
 	X(METASTORE_SNAPSHOT_BEFORE_RENAME, "metastore.snapshot.before_rename",                    \
 	  "Store: a snapshot's data is written; it is not yet committed (renamed into place). "    \
 	  "error(E): the commit fails.")                                                           \

@@ -93,6 +93,15 @@ struct backend_ops {
 	int (*snapshot_write)(struct backend *b, const void *buf, size_t len);
 	int (*snapshot_commit)(struct backend *b);
 	void (*snapshot_abort)(struct backend *b);
+
+	/* Open a second handle on the same medium with the same epoch, for a
+	 * snapshot built on another thread (list, read, snapshot_*, remove)
+	 * while this handle goes on appending: the two share no memory, the
+	 * medium orders their operations, and the clone's guard re-checks the
+	 * epoch like this handle's.  Close it with its own close.  NULL when
+	 * the backend cannot: the store then writes snapshots in the
+	 * foreground, holding writers. */
+	int (*clone)(struct backend *b, struct backend **ret);
 };
 
 struct backend {

@@ -619,6 +619,38 @@ static int dir_append(struct backend *b, const void *buf, size_t len, bool durab
 	return durable ? dir_sync(b) : 0;
 }
 
+/* Remove the temporary files of snapshots that were never committed (a
+ * writer killed while building one), of this epoch or an older one: each
+ * may be as large as the store.  A newer epoch's are never touched.  The
+ * caller has just checked the epoch.  Failures are harmless. */
+static void remove_stale_tmps(struct backend_dir *d)
+{
+	struct dirent *de;
+	DIR *dh;
+	int fd = openat(d->dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	dh = fdopendir(fd);
+	if (!dh) {
+		(void)close(fd);
+		return;
+	}
+	while ((de = readdir(dh))) {
+		char unit[128];
+		size_t len = strlen(de->d_name);
+		uint64_t id, epoch;
+
+		if (len < 4 || len >= sizeof(unit) || strcmp(de->d_name + len - 4, ".tmp") != 0)
+			continue;
+		memcpy(unit, de->d_name, len - 4);
+		unit[len - 4] = '\0';
+		if (parse_name(unit, "snapshot-", ".snap", &id, &epoch) && epoch <= d->b.epoch)
+			(void)unlinkat(d->dir_fd, de->d_name, 0);
+	}
+	(void)closedir(dh);
+}
+
 static int dir_snapshot_begin(struct backend *b, uint64_t seq)
 {
 	struct backend_dir *d = DIRB(b);
@@ -632,8 +664,9 @@ static int dir_snapshot_begin(struct backend *b, uint64_t seq)
 		return r;
 	snap_name(seq, d->b.epoch, name);
 	snprintf(d->snap_tmp, sizeof(d->snap_tmp), "%s.tmp", name);
-	/* the name is this writer's own: a leftover is from its own crash */
-	(void)unlinkat(d->dir_fd, d->snap_tmp, 0);
+	/* this name and older ones are this writer's or a fenced writer's:
+	 * leftovers of a crash during a snapshot */
+	remove_stale_tmps(d);
 	d->snap_fd = openat(d->dir_fd, d->snap_tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (d->snap_fd < 0)
 		return -errno;
@@ -691,6 +724,18 @@ static int dir_snapshot_commit(struct backend *b)
 	return fsync(d->dir_fd) < 0 ? -errno : 0;
 }
 
+static int dir_clone(struct backend *b, struct backend **ret)
+{
+	struct backend *c;
+	int r = backend_dir_open(DIRB(b)->dir, false, &c, NULL, 0);
+
+	if (r < 0)
+		return r;
+	c->epoch = b->epoch;
+	*ret = c;
+	return 0;
+}
+
 static const struct backend_ops dir_ops = {
         .name = "dir",
         .close = dir_close,
@@ -711,6 +756,7 @@ static const struct backend_ops dir_ops = {
         .snapshot_write = dir_snapshot_write,
         .snapshot_commit = dir_snapshot_commit,
         .snapshot_abort = dir_snapshot_abort,
+        .clone = dir_clone,
 };
 
 int backend_dir_open(const char *dir, bool create, struct backend **ret, char *err, size_t errlen)

@@ -137,6 +137,16 @@ struct metastore {
 	uint8_t *wbuf;
 	struct metastore_stats st;
 	uint64_t journal_records;
+	uint64_t seg_first; /* first seq of the current segment */
+
+	/* background snapshots (backends with clone), under lock */
+	pthread_t snap_thread;
+	bool snap_thread_started;
+	bool snap_stop;     /* metastore_close: the builder gives up and ends */
+	uint64_t snap_want; /* newest snapshot point cut (0: none) */
+	uint64_t snap_done; /* newest snapshot point the builder finished with */
+	int snap_result;    /* its outcome */
+	char snap_err[512];
 
 	/* recovery */
 	uint64_t volume_epoch;
@@ -155,6 +165,8 @@ struct metastore {
 	struct backend_unit last_unit; /* the last segment recovery read */
 	bool have_last_unit;
 	bool snap_begun, snap_ended;
+	uint64_t recover_limit; /* > 0: read only the units of seqs <= this */
+	bool compacting;        /* a background snapshot's private store */
 	const char *replay_error;
 	char hint[9000];
 };
@@ -936,6 +948,15 @@ static int recover(struct metastore *m, char *err, size_t errlen)
 		errbuf_set(err, errlen, "cannot list '%s': %s", m->b->desc, strerror(-r));
 		goto out;
 	}
+	if (m->recover_limit) {
+		/* a background snapshot at S: the sealed units, none after S */
+		size_t kept = 0;
+
+		for (size_t i = 0; i < n; i++)
+			if (units[i].id <= m->recover_limit)
+				units[kept++] = units[i];
+		n = kept;
+	}
 	segs = calloc(n ? n : 1, sizeof(*segs));
 	if (!segs) {
 		r = -ENOMEM;
@@ -956,7 +977,8 @@ static int recover(struct metastore *m, char *err, size_t errlen)
 	m->expected_seq = 1;
 	m->snap_covered = 0;
 	if (snap) {
-		(void)FAILPOINT(METASTORE_RECOVER_UNIT);
+		if (!m->compacting)
+			(void)FAILPOINT(METASTORE_RECOVER_UNIT);
 		m->unit_epoch = snap->epoch;
 		r = load_snapshot(m, snap, err, errlen);
 		if (r < 0)
@@ -990,7 +1012,8 @@ static int recover(struct metastore *m, char *err, size_t errlen)
 		}
 		m->replay_error = NULL;
 		m->leftover = 0;
-		(void)FAILPOINT(METASTORE_RECOVER_UNIT);
+		if (!m->compacting)
+			(void)FAILPOINT(METASTORE_RECOVER_UNIT);
 		r = journal_scan(unit_read, &ur, u->size, segment_record, m, &res);
 		if (r == -EUCLEAN) {
 			set_damage(m, DAMAGE_SEGMENT, u, m->damage_offset);
@@ -1130,6 +1153,13 @@ struct metastore *metastore_close(struct metastore *m)
 {
 	if (!m)
 		return NULL;
+	if (m->snap_thread_started) {
+		pthread_mutex_lock(&m->lock);
+		__atomic_store_n(&m->snap_stop, true, __ATOMIC_RELAXED);
+		pthread_cond_broadcast(&m->cond);
+		pthread_mutex_unlock(&m->lock);
+		(void)pthread_join(m->snap_thread, NULL);
+	}
 	index_free(m);
 	free(m->wbuf);
 	if (m->b)
@@ -1168,6 +1198,7 @@ static int write_barrier(struct metastore *m, char *err, size_t errlen)
 		return -ESTALE;
 	}
 	m->last_seq = m->synced_seq = seq;
+	m->seg_first = seq;
 	m->st.journal_bytes += (uint64_t)n;
 	return 0;
 }
@@ -1363,7 +1394,7 @@ static int commit_wait(struct metastore *m, uint64_t seq)
 	return 0;
 }
 
-static int snapshot_locked(struct metastore *m, char *err, size_t errlen);
+static int snapshot_locked(struct metastore *m, bool wait, char *err, size_t errlen);
 
 static int check_key(const void *key, size_t klen, char *err, size_t errlen)
 {
@@ -1448,7 +1479,7 @@ static int store_write(struct metastore *m, uint8_t type, const void *key, size_
 
 		/* the write is durable either way; a failed snapshot is retried
 		 * at the next write */
-		if (snapshot_locked(m, serr, sizeof(serr)) < 0)
+		if (snapshot_locked(m, false, serr, sizeof(serr)) < 0)
 			log_warning("automatic snapshot failed: %s", serr);
 	}
 	r = 0;
@@ -1599,16 +1630,63 @@ static int snap_emit(struct snap_writer *w, uint8_t type, const void *key, size_
 	return 0;
 }
 
-/* Write order: (1) journal synced up to S; (2) snapshot S written, fsynced,
- * renamed, directory fsynced (snapshot_commit); (3) segment S+1 started;
- * (4) only now segments < S+1 and older snapshots are removed.  A crash
- * between any two steps leaves a recoverable store. */
-static int snapshot_locked(struct metastore *m, char *err, size_t errlen)
+/* Emit the whole index of w->m as a snapshot body (SNAP_BEGIN, the PUTs in
+ * key order, SNAP_END) through the backend's snapshot_write.  stop, when
+ * set, is polled now and then: once true, gives up with -ECANCELED. */
+static int snap_write_index(struct snap_writer *w, const bool *stop)
 {
-	struct snap_writer w = {.m = m};
+	struct metastore *m = w->m;
+	uint8_t cnt[8];
+	size_t i = 0;
+	int r;
+
+	journal_put_le64(cnt, m->nkeys);
+	r = snap_emit(w, JOURNAL_SNAP_BEGIN, NULL, 0, cnt, 8);
+	for (struct entry *e = m->head->fwd[0]; e && r >= 0; e = e->fwd[0]) {
+		if (stop && (++i & 4095) == 0 && __atomic_load_n(stop, __ATOMIC_RELAXED))
+			return -ECANCELED;
+		r = snap_emit(w, JOURNAL_PUT, entry_key(e), e->key_len, e->value, e->value_len);
+	}
+	if (r >= 0)
+		r = snap_emit(w, JOURNAL_SNAP_END, NULL, 0, cnt, 8);
+	if (r >= 0 && w->len)
+		r = m->b->ops->snapshot_write(m->b, w->buf, w->len);
+	return r;
+}
+
+/* After snapshot S of epoch `epoch` is durable: remove the segments it
+ * covers, older snapshots and every unit of an older epoch (this writer's
+ * first segment began after all records of older epochs it recovered, so
+ * such a unit is either covered by S or a fenced writer's leftover; units
+ * whose epoch the backend does not record, 0, go only by their seq).  The
+ * backend re-checks the epoch before each removal.  Failures are logged
+ * and retried at the next snapshot. */
+static void remove_covered(struct backend *b, uint64_t epoch, uint64_t S)
+{
 	struct backend_unit *units = NULL;
 	size_t n = 0;
-	uint8_t cnt[8];
+	int r = b->ops->list(b, &units, &n);
+
+	for (size_t i = 0; r >= 0 && i < n; i++)
+		if ((units[i].kind == BACKEND_SEGMENT && units[i].id <= S) ||
+		    (units[i].kind == BACKEND_SNAPSHOT && units[i].id < S) ||
+		    (units[i].epoch && units[i].epoch < epoch))
+			r = b->ops->remove(b, &units[i]);
+	if (r < 0)
+		log_warning("'%s': cannot remove units covered by snapshot %" PRIu64
+		            ": %s; will retry at the next snapshot",
+		            b->desc, S, strerror(-r));
+	free(units);
+}
+
+/* Foreground snapshot, for backends without clone (the raw LUN).
+ * Write order: (1) journal synced up to S; (2) snapshot S written, made
+ * durable and visible (snapshot_commit); (3) segment S+1 started; (4) only
+ * now segments < S+1 and older snapshots are removed.  A crash between any
+ * two steps leaves a recoverable store.  Writers wait throughout. */
+static int snapshot_fg_locked(struct metastore *m, char *err, size_t errlen)
+{
+	struct snap_writer w = {.m = m};
 	uint64_t S;
 	int r;
 
@@ -1642,14 +1720,7 @@ static int snapshot_locked(struct metastore *m, char *err, size_t errlen)
 	r = m->b->ops->snapshot_begin(m->b, S);
 	if (r < 0)
 		goto fail_write;
-	journal_put_le64(cnt, m->nkeys);
-	r = snap_emit(&w, JOURNAL_SNAP_BEGIN, NULL, 0, cnt, 8);
-	for (struct entry *e = m->head->fwd[0]; e && r >= 0; e = e->fwd[0])
-		r = snap_emit(&w, JOURNAL_PUT, entry_key(e), e->key_len, e->value, e->value_len);
-	if (r >= 0)
-		r = snap_emit(&w, JOURNAL_SNAP_END, NULL, 0, cnt, 8);
-	if (r >= 0 && w.len)
-		r = m->b->ops->snapshot_write(m->b, w.buf, w.len);
+	r = snap_write_index(&w, NULL);
 	if (r < 0) {
 		m->b->ops->snapshot_abort(m->b);
 		goto fail_write;
@@ -1666,6 +1737,18 @@ static int snapshot_locked(struct metastore *m, char *err, size_t errlen)
 	if (r < 0)
 		goto fail_write;
 	(void)FAILPOINT(METASTORE_SNAPSHOT_AFTER_RENAME);
+	if (m->opts.in_term && !m->opts.in_term(m->opts.in_term_userdata)) {
+		/* The term ended after the commit: start nothing, remove
+		 * nothing.  Later records go on into the current segment, which
+		 * S covers only in part; the next snapshot removes it once it
+		 * covers it whole (it starts its own segment first). */
+		log_info("'%s': snapshot at seq %" PRIu64 " committed as the term ended; "
+		         "no new segment",
+		         m->b->desc, S);
+		m->st.snapshots++;
+		r = 0;
+		goto out;
+	}
 	/* (3) */
 	r = m->b->ops->segment_start(m->b, S + 1);
 	if (r < 0) {
@@ -1674,21 +1757,13 @@ static int snapshot_locked(struct metastore *m, char *err, size_t errlen)
 		r = m->dead;
 		goto out;
 	}
+	m->seg_first = S + 1;
 	/* (4) */
 	/* Every unit of an older epoch goes too: this writer's first segment
 	 * began after all records of older epochs it recovered, so such a
 	 * unit is either covered by S or a fenced writer's leftover.  (Units
 	 * whose epoch the backend does not record, 0, only by their seq.) */
-	r = m->b->ops->list(m->b, &units, &n);
-	for (size_t i = 0; r >= 0 && i < n; i++)
-		if ((units[i].kind == BACKEND_SEGMENT && units[i].id <= S) ||
-		    (units[i].kind == BACKEND_SNAPSHOT && units[i].id < S) ||
-		    (units[i].epoch && units[i].epoch < m->opts.epoch))
-			r = m->b->ops->remove(m->b, &units[i]);
-	if (r < 0)
-		log_warning("'%s': cannot remove units covered by snapshot %" PRIu64
-		            ": %s; will retry at the next snapshot",
-		            m->b->desc, S, strerror(-r));
+	remove_covered(m->b, m->opts.epoch, S);
 	m->st.snapshots++;
 	m->st.journal_bytes = 0;
 	m->journal_records = 0;
@@ -1704,8 +1779,211 @@ out:
 	m->syncing = false;
 	pthread_cond_broadcast(&m->cond);
 	free(w.buf);
-	free(units);
 	return r;
+}
+
+/* Background snapshot S, on the builder thread, without the store's lock:
+ * everything it reads is a file.  A private read-only store on a clone of
+ * the backend recovers the newest snapshot and the segments of seqs <= S
+ * (sealed: the writer has moved on to segment S+1), so the state after S is
+ * rebuilt from what is durable, never from the live index.  Then: write the
+ * snapshot, check the writer's term and the store's health under the lock,
+ * commit (the backend re-checks the epoch just before the rename), and
+ * remove what S covers.  Returns 0 or -errno with the reason in err. */
+static int snapshot_build(struct metastore *m, uint64_t S, char *err, size_t errlen)
+{
+	struct metastore_options o = {.read_only = true, .epoch = m->opts.epoch};
+	struct backend *b = NULL;
+	struct metastore *t = NULL;
+	struct snap_writer w = {0};
+	bool begun = false;
+	uint64_t cur = 0;
+	int r;
+
+	(void)FAILPOINT(METASTORE_SNAPSHOT_AFTER_CUT);
+	r = m->b->ops->clone(m->b, &b);
+	if (r < 0) {
+		errbuf_set(err, errlen, "cannot open a second handle on '%s': %s", m->b->desc,
+		           strerror(-r));
+		goto out;
+	}
+	t = store_new(b, &o);
+	if (!t) {
+		b->ops->close(b);
+		r = -ENOMEM;
+		errbuf_set(err, errlen, "out of memory");
+		goto out;
+	}
+	t->compacting = true;
+	t->recover_limit = S;
+	r = recover(t, err, errlen);
+	if (r >= 0 && t->last_seq != S) {
+		errbuf_set(err, errlen, "the units up to seq %" PRIu64 " replay to seq %" PRIu64, S,
+		           t->last_seq);
+		r = -EUCLEAN;
+	}
+	if (r < 0 && b->ops->epoch_check(b, &cur) >= 0 && cur > m->opts.epoch) {
+		errbuf_set(err, errlen, "epoch %" PRIu64 " holds '%s'", cur, m->b->desc);
+		r = -ESTALE; /* what a successor did to the units, not damage */
+	}
+	if (r < 0)
+		goto out;
+	w.m = t;
+	w.buf = malloc(SNAP_BUF_SIZE);
+	if (!w.buf) {
+		r = -ENOMEM;
+		errbuf_set(err, errlen, "out of memory");
+		goto out;
+	}
+	r = b->ops->snapshot_begin(b, S);
+	begun = r >= 0;
+	if (r >= 0)
+		r = snap_write_index(&w, &m->snap_stop);
+	if (r >= 0)
+		r = FAILPOINT(METASTORE_SNAPSHOT_BEFORE_RENAME);
+	if (r < 0) {
+		errbuf_set(err, errlen, "cannot write snapshot %" PRIu64 " of '%s': %s", S,
+		           m->b->desc, strerror(-r));
+		goto out;
+	}
+	pthread_mutex_lock(&m->lock);
+	if (m->dead) {
+		r = m->dead;
+		errbuf_set(err, errlen, "the store stepped down or failed meanwhile");
+	} else if (m->snap_stop) {
+		r = -ECANCELED;
+		errbuf_set(err, errlen, "the store is closing");
+	} else if (m->opts.in_term && !m->opts.in_term(m->opts.in_term_userdata)) {
+		r = -ETIME; /* outlived the writer's term: commit nothing */
+		errbuf_set(err, errlen, "the writer's term ended while it was written");
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (r < 0)
+		goto out;
+	begun = false;
+	r = b->ops->snapshot_commit(b);
+	if (r < 0) {
+		errbuf_set(err, errlen, "cannot commit snapshot %" PRIu64 " of '%s': %s", S,
+		           m->b->desc, strerror(-r));
+		goto out;
+	}
+	(void)FAILPOINT(METASTORE_SNAPSHOT_AFTER_RENAME);
+	remove_covered(b, m->opts.epoch, S);
+	log_info("'%s': snapshot at seq %" PRIu64 " with %zu keys (built beside the writers)",
+	         m->b->desc, S, t->nkeys);
+out:
+	if (begun)
+		b->ops->snapshot_abort(b);
+	free(w.buf);
+	metastore_close(t); /* closes the clone too */
+	return r;
+}
+
+static void *snapshot_main(void *arg)
+{
+	struct metastore *m = arg;
+	char err[sizeof(m->snap_err)];
+
+	pthread_mutex_lock(&m->lock);
+	for (;;) {
+		uint64_t S;
+		int r;
+
+		while (!m->snap_stop && m->snap_want <= m->snap_done)
+			pthread_cond_wait(&m->cond, &m->lock);
+		if (m->snap_stop)
+			break;
+		S = m->snap_want;
+		pthread_mutex_unlock(&m->lock);
+		err[0] = '\0';
+		r = snapshot_build(m, S, err, sizeof(err));
+		pthread_mutex_lock(&m->lock);
+		if (r < 0 && r != -ECANCELED)
+			log_warning("'%s': snapshot at seq %" PRIu64 " not made: %s", m->b->desc, S,
+			            err);
+		if (r == -EACCES || r == -EBADE || r == -ESTALE)
+			store_die(m, r, "snapshot");
+		if (r >= 0)
+			m->st.snapshots++;
+		m->snap_done = S;
+		m->snap_result = r;
+		memcpy(m->snap_err, err, sizeof(err));
+		pthread_cond_broadcast(&m->cond);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return NULL;
+}
+
+/* A snapshot point S = the last seq written, without writing the snapshot:
+ * sync the journal, check the term, start segment S+1 (the backend
+ * re-checks the epoch before it creates it) and hand S to the builder
+ * thread.  Lock held; costs one sync and one file creation.  With wait,
+ * also waits (releasing the lock, so writers go on) until the builder is
+ * done with S and returns its outcome. */
+static int snapshot_cut_locked(struct metastore *m, bool wait, char *err, size_t errlen)
+{
+	uint64_t S;
+	bool saved;
+	int r;
+
+	while (m->syncing && !m->dead)
+		pthread_cond_wait(&m->cond, &m->lock);
+	if (m->dead) {
+		errbuf_set(err, errlen, "store is stepped down or failed");
+		return m->dead;
+	}
+	if (m->opts.in_term && !m->opts.in_term(m->opts.in_term_userdata)) {
+		errbuf_set(err, errlen, "the writer's term has ended: no snapshot");
+		return -ETIME;
+	}
+	saved = m->opts.no_group_commit;
+	m->opts.no_group_commit = true; /* a plain sync under the lock */
+	r = sync_once(m);
+	m->opts.no_group_commit = saved;
+	if (r < 0) {
+		errbuf_set(err, errlen, "sync before snapshot failed: %s", strerror(-r));
+		return m->dead;
+	}
+	S = m->last_seq;
+	if (m->seg_first != S + 1) {
+		r = m->b->ops->segment_start(m->b, S + 1);
+		if (r < 0) {
+			store_die(m, r, "starting a new segment");
+			errbuf_set(err, errlen, "cannot start a new segment: %s", strerror(-r));
+			return m->dead;
+		}
+		m->seg_first = S + 1;
+	}
+	m->st.journal_bytes = 0;
+	m->journal_records = 0;
+	if (!m->snap_thread_started) {
+		r = -pthread_create(&m->snap_thread, NULL, snapshot_main, m);
+		if (r < 0) {
+			errbuf_set(err, errlen, "cannot start the snapshot thread: %s",
+			           strerror(-r));
+			return r;
+		}
+		m->snap_thread_started = true;
+	}
+	if (S > m->snap_want)
+		m->snap_want = S;
+	pthread_cond_broadcast(&m->cond);
+	if (!wait)
+		return 0;
+	while (m->snap_done < S)
+		pthread_cond_wait(&m->cond, &m->lock);
+	if (m->snap_result < 0)
+		errbuf_set(err, errlen, "%s", m->snap_err);
+	return m->snap_result;
+}
+
+static int snapshot_locked(struct metastore *m, bool wait, char *err, size_t errlen)
+{
+	if (m->opts.read_only)
+		return -EROFS;
+	if (!m->b->ops->clone)
+		return snapshot_fg_locked(m, err, errlen);
+	return snapshot_cut_locked(m, wait, err, errlen);
 }
 
 int metastore_snapshot(struct metastore *m, char *err, size_t errlen)
@@ -1713,7 +1991,7 @@ int metastore_snapshot(struct metastore *m, char *err, size_t errlen)
 	int r;
 
 	pthread_mutex_lock(&m->lock);
-	r = snapshot_locked(m, err, errlen);
+	r = snapshot_locked(m, true, err, errlen);
 	pthread_mutex_unlock(&m->lock);
 	return r;
 }

@@ -34,7 +34,10 @@
  *
  * Thread safety: all functions may be called from several threads on one
  * store; they serialise on an internal mutex, except that the sync of a group
- * commit runs without it.  A get may observe a put that is still syncing. */
+ * commit runs without it.  A get may observe a put that is still syncing.
+ * On the directory backend the store runs one thread of its own, started at
+ * the first snapshot and joined by metastore_close, that builds snapshots
+ * from the files (see metastore_snapshot). */
 #pragma once
 
 #include <stdbool.h>
@@ -59,9 +62,10 @@ struct metastore_options {
 	bool read_only;            /* recover and serve gets only: no truncation of a
 	                              torn tail, no epoch update, no barrier */
 	/* Whether this writer's term still runs (its write grant); NULL: always.
-	 * A snapshot checks it before it commits: one that outlived its term
-	 * commits nothing.  Called with the store's lock held; must not block
-	 * or call into the store. */
+	 * A snapshot checks it before it starts a segment and before it
+	 * commits: one that outlived its term commits nothing.  Called with
+	 * the store's lock held, possibly from the store's snapshot thread;
+	 * must not block or call into the store. */
 	bool (*in_term)(void *userdata);
 	void *in_term_userdata;
 };
@@ -144,8 +148,16 @@ typedef int (*metastore_list_fn)(void *userdata, const void *key, size_t key_len
 int metastore_list(struct metastore *m, const void *prefix, size_t prefix_len, metastore_list_fn cb,
                    void *userdata);
 
-/* Write a snapshot now, start a new segment and remove what it covers.
- * Returns 0 or the errors of metastore_put.  Blocks writers meanwhile. */
+/* Write a snapshot of the state after the last write now, and remove what
+ * it covers.  On a backend with clone (the directory backend) the store
+ * only cuts a new segment under its lock (one sync, one file creation) and
+ * a background thread builds the snapshot from the files; the caller waits
+ * for it, writers do not.  Automatic snapshots (snapshot_bytes/_records)
+ * work the same way without anyone waiting.  On other backends (the raw
+ * LUN) the snapshot is written from the index and writers wait meanwhile.
+ * Returns 0, -ETIME when the writer's term (in_term) ended before the cut
+ * or before the commit (nothing committed), or the errors of metastore_put
+ * (-ESTALE: a newer epoch took over; nothing committed). */
 int metastore_snapshot(struct metastore *m, char *err, size_t errlen);
 
 void metastore_get_stats(struct metastore *m, struct metastore_stats *ret);

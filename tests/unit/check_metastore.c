@@ -1057,6 +1057,262 @@ START_TEST(snapshot_after_the_term_commits_nothing)
 }
 END_TEST
 
+/* ------------------------------------------- snapshots beside writers */
+
+static int count_files(const char *prefix, const char *suffix)
+{
+	struct dirent **names;
+	int n = scandir(tmpdir, &names, NULL, alphasort), count = 0;
+
+	for (int i = 0; i < n; i++) {
+		size_t l = strlen(names[i]->d_name), sl = strlen(suffix);
+
+		count += strncmp(names[i]->d_name, prefix, strlen(prefix)) == 0 && l >= sl &&
+		         strcmp(names[i]->d_name + l - sl, suffix) == 0;
+		free(names[i]);
+	}
+	free(names);
+	return count;
+}
+
+struct snap_ctx {
+	struct metastore *m;
+	int r;
+	char err[1024];
+};
+
+static void *snap_thread(void *arg)
+{
+	struct snap_ctx *c = arg;
+
+	c->r = metastore_snapshot(c->m, c->err, sizeof(c->err));
+	return NULL;
+}
+
+/* Wait (bounded) until the fault point `name` holds a thread of this
+ * process; marker gets the pause file's path. */
+static void wait_paused(const char *fpdir, const char *name, char *marker, size_t len)
+{
+	snprintf(marker, len, "%s/%s.%ld.paused", fpdir, name, (long)getpid());
+	for (int i = 0; i < 10000 && access(marker, F_OK) != 0; i++)
+		usleep(1000);
+	ck_assert_msg(access(marker, F_OK) == 0, "'%s' never paused", name);
+}
+
+/* A snapshot does not hold writers up: while one is paused with its data
+ * written but not yet committed, puts and deletes are acknowledged and
+ * readable, and afterwards both the snapshot and those writes survive a
+ * reopen.  (Writers that wait for the snapshot hang here until the test's
+ * timeout.) */
+START_TEST(writers_proceed_during_snapshot)
+{
+	char fpdir[300], marker[512], k[32], v[32];
+	struct snap_ctx c = {0};
+	struct metastore *m;
+	pthread_t th;
+
+	snprintf(fpdir, sizeof(fpdir), "%s.fp", tmpdir);
+	ck_assert_int_eq(mkdir(fpdir, 0700), 0);
+	m = open_store(tmpdir, 1);
+	for (int i = 0; i < 50; i++) {
+		snprintf(k, sizeof(k), "before/%02d", i);
+		put_str(m, k, "b");
+	}
+	ck_assert_int_eq(failpoint_set_dir(fpdir), 0);
+	ck_assert_int_eq(failpoint_set("metastore.snapshot.before_rename=1*pause", NULL, 0), 0);
+	c.m = m;
+	ck_assert_int_eq(pthread_create(&th, NULL, snap_thread, &c), 0);
+	wait_paused(fpdir, "metastore.snapshot.before_rename", marker, sizeof(marker));
+	for (int i = 0; i < 200; i++) {
+		snprintf(k, sizeof(k), "during/%03d", i);
+		snprintf(v, sizeof(v), "d%d", i);
+		put_str(m, k, v);
+	}
+	ck_assert_int_eq(metastore_delete(m, "before/00", 9, NULL, 0), 0);
+	assert_value(m, "during/199", "d199");
+	assert_absent(m, "before/00");
+	ck_assert_int_eq(count_files("snapshot-", ".snap"), 0); /* not committed yet */
+	ck_assert_int_eq(unlink(marker), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_msg(c.r == 0, "snapshot: %d %s", c.r, c.err);
+	ck_assert_int_eq(count_files("snapshot-", ".snap"), 1);
+	(void)failpoint_set(NULL, NULL, 0);
+	(void)failpoint_set_dir(NULL);
+	m = metastore_close(m);
+	m = open_store(tmpdir, 1);
+	assert_absent(m, "before/00");
+	assert_value(m, "before/49", "b");
+	for (int i = 0; i < 200; i++) {
+		snprintf(k, sizeof(k), "during/%03d", i);
+		snprintf(v, sizeof(v), "d%d", i);
+		assert_value(m, k, v);
+	}
+	metastore_close(m);
+	rmdir(fpdir);
+}
+END_TEST
+
+/* A snapshot whose writer's term ends (_i 0: the grant runs out; 1: a newer
+ * epoch claims the volume) while it is being built commits nothing and
+ * removes nothing: no snapshot file, every segment still there, and the
+ * store recovers every write. */
+START_TEST(snapshot_outliving_its_term_commits_nothing)
+{
+	bool over = false;
+	struct metastore_options o = {.epoch = 1, .in_term = term_over, .in_term_userdata = &over};
+	char fpdir[300], marker[512], err[1024], k[32];
+	struct snap_ctx c = {0};
+	struct metastore *m = NULL, *nw = NULL;
+	pthread_t th;
+	int segs;
+
+	snprintf(fpdir, sizeof(fpdir), "%s.fp", tmpdir);
+	ck_assert_int_eq(mkdir(fpdir, 0700), 0);
+	ck_assert_int_eq(metastore_open_dir(tmpdir, &o, &m, err, sizeof(err)), 0);
+	for (int i = 0; i < 20; i++) {
+		snprintf(k, sizeof(k), "k/%02d", i);
+		put_str(m, k, "v");
+	}
+	ck_assert_int_eq(failpoint_set_dir(fpdir), 0);
+	ck_assert_int_eq(failpoint_set("metastore.snapshot.before_rename=1*pause", NULL, 0), 0);
+	c.m = m;
+	ck_assert_int_eq(pthread_create(&th, NULL, snap_thread, &c), 0);
+	wait_paused(fpdir, "metastore.snapshot.before_rename", marker, sizeof(marker));
+	if (_i == 0)
+		over = true;
+	else
+		nw = open_store(tmpdir, 2);
+	segs = count_files("journal-", ".log");
+	ck_assert_int_eq(unlink(marker), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_msg(c.r == (_i == 0 ? -ETIME : -ESTALE), "snapshot: %d %s", c.r, c.err);
+	ck_assert_int_eq(count_files("snapshot-", ".snap"), 0);
+	ck_assert_int_eq(count_files("snapshot-", ".tmp"), 0);
+	ck_assert_int_eq(count_files("journal-", ".log"), segs);
+	(void)failpoint_set(NULL, NULL, 0);
+	(void)failpoint_set_dir(NULL);
+	m = metastore_close(m);
+	if (nw) {
+		put_str(nw, "new", "2");
+		nw = metastore_close(nw);
+	}
+	m = open_store(tmpdir, 3);
+	for (int i = 0; i < 20; i++) {
+		snprintf(k, sizeof(k), "k/%02d", i);
+		assert_value(m, k, "v");
+	}
+	if (_i == 1)
+		assert_value(m, "new", "2");
+	metastore_close(m);
+	rmdir(fpdir);
+}
+END_TEST
+
+/* The points at which a writer process is crashed during a snapshot. */
+static const char *const SNAP_CRASH[] = {
+        "backend.segment.before_create=1*crash",     /* cutting the segment */
+        "metastore.snapshot.after_cut=1*crash",      /* cut, nothing read yet */
+        "metastore.snapshot.before_rename=1*crash",  /* data written, not committed */
+        "metastore.snapshot.after_rename=1*crash",   /* committed, nothing removed */
+        "backend.unit.before_remove=1*crash",        /* before the first removal */
+        "backend.unit.before_remove=1*off->1*crash", /* between two removals */
+};
+
+struct ack_writer {
+	struct metastore *m;
+	int fd;
+};
+
+/* Put keys forever, writing each one to fd after its put returned. */
+static void *ack_thread(void *arg)
+{
+	struct ack_writer *w = arg;
+	char k[32], line[40];
+
+	for (int i = 0;; i++) {
+		int len;
+
+		snprintf(k, sizeof(k), "w/%06d", i);
+		if (metastore_put(w->m, k, strlen(k), k, strlen(k), NULL, 0) != 0)
+			_exit(3);
+		len = snprintf(line, sizeof(line), "%s\n", k);
+		if (write(w->fd, line, (size_t)len) != len)
+			_exit(4);
+	}
+	return NULL;
+}
+
+/* A writer crashed at each step of a snapshot, with another thread writing
+ * meanwhile: the reopened store holds every acknowledged key. */
+START_TEST(crash_at_each_snapshot_step)
+{
+	char acks[300], line[64];
+	struct metastore *m;
+	pid_t pid;
+	int st;
+	long acked = 0;
+	FILE *f;
+
+	snprintf(acks, sizeof(acks), "%s.acks", tmpdir);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct ack_writer w;
+		pthread_t th;
+		char k[32];
+
+		m = open_store(tmpdir, 1);
+		for (int round = 0; round < 2; round++) {
+			for (int i = 0; i < 300; i++) {
+				snprintf(k, sizeof(k), "r%d/%03d", round, i);
+				put_str(m, k, k);
+			}
+			if (round == 0 && metastore_snapshot(m, NULL, 0) != 0)
+				_exit(5);
+			m = metastore_close(m); /* two segments, one snapshot */
+			m = open_store(tmpdir, 1);
+		}
+		w.m = m;
+		w.fd = open(acks, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+		if (w.fd < 0 || failpoint_set(SNAP_CRASH[_i], NULL, 0) != 0)
+			_exit(6);
+		pthread_create(&th, NULL, ack_thread, &w);
+		usleep(20000);
+		(void)metastore_snapshot(m, NULL, 0);
+		_exit(7); /* the crash point was never reached */
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == FAILPOINT_CRASH_STATUS,
+	              "'%s': the writer did not crash there (status %d)", SNAP_CRASH[_i], st);
+	m = open_store(tmpdir, 2);
+	for (int round = 0; round < 2; round++)
+		for (int i = 0; i < 300; i++) {
+			snprintf(line, sizeof(line), "r%d/%03d", round, i);
+			assert_value(m, line, line);
+		}
+	f = fopen(acks, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		size_t len = strlen(line);
+
+		if (len == 0 || line[len - 1] != '\n')
+			continue; /* cut while being written */
+		line[len - 1] = '\0';
+		assert_value(m, line, line);
+		acked++;
+	}
+	fclose(f);
+	unlink(acks);
+	ck_assert_int_gt(acked, 0);
+	/* and the store goes on: a snapshot of the recovered state works and
+	 * clears what the crash left half-written */
+	ck_assert_int_eq(metastore_snapshot(m, NULL, 0), 0);
+	ck_assert_int_eq(count_files("snapshot-", ".tmp"), 0);
+	ck_assert_int_eq(count_files("snapshot-", ".snap"), 1);
+	metastore_close(m);
+}
+END_TEST
+
 static Suite *metastore_suite(void)
 {
 	Suite *s = suite_create("metastore");
@@ -1088,6 +1344,11 @@ static Suite *metastore_suite(void)
 	tcase_add_loop_test(tc, snapshot_replay_equals_journal_replay, 0, 4);
 	tcase_add_test(tc, snapshot_removes_covered_segments);
 	tcase_add_test(tc, snapshot_after_the_term_commits_nothing);
+	TC("snapshot_beside_writers");
+	tcase_add_test(tc, writers_proceed_during_snapshot);
+	tcase_add_loop_test(tc, snapshot_outliving_its_term_commits_nothing, 0, 2);
+	tcase_add_loop_test(tc, crash_at_each_snapshot_step, 0,
+	                    (int)(sizeof(SNAP_CRASH) / sizeof(SNAP_CRASH[0])));
 	TC("epoch");
 	tcase_add_test(tc, open_with_older_epoch_is_stale);
 	tcase_add_test(tc, newer_writer_makes_old_step_down);
