@@ -162,7 +162,8 @@ struct attacher {
 	char va[128];
 	long delay_ms;
 	int result;
-	usec_t done_at;
+	usec_t sent_at; /* the finalizers' removal was sent */
+	usec_t done_at; /* and answered */
 };
 
 static void *attacher_thread(void *arg)
@@ -174,6 +175,7 @@ static void *attacher_thread(void *arg)
 	usleep((useconds_t)a->delay_ms * 1000);
 	a->result =
 	        k8s_client_new(getenv("KF_IT_ADMIN_KUBECONFIG"), NULL, &admin, err, sizeof(err));
+	a->sent_at = clock_mono_usec();
 	if (a->result == 0)
 		a->result = remove_finalizers(admin, a->va);
 	a->done_at = clock_mono_usec();
@@ -337,7 +339,7 @@ START_TEST(test_pipeline_with_attacher)
 	struct agent_conf *conf;
 	struct fence_report rep;
 	pthread_t th;
-	usec_t t0;
+	usec_t t0, returned_at;
 	cJSON *obj = NULL;
 	int r;
 
@@ -352,6 +354,7 @@ START_TEST(test_pipeline_with_attacher)
 	t0 = clock_mono_usec();
 	ck_assert_int_eq(pthread_create(&th, NULL, attacher_thread, &at), 0);
 	r = run_pipeline(conf, agent, "node-att", NULL, NULL, &rep);
+	returned_at = clock_mono_usec();
 	pthread_join(th, NULL);
 	ck_assert_int_eq(at.result, 0);
 	ck_assert_msg(r == 0, "%d: %s", r, rep.steps[1].message);
@@ -362,9 +365,18 @@ START_TEST(test_pipeline_with_attacher)
 	              rep.steps[1].message);
 	ck_assert_msg(strstr(rep.steps[1].message, "tainted out-of-service"), "%s",
 	              rep.steps[1].message);
-	/* It waited for the attacher, and no longer than needed. */
+	/* It waited for the attacher: the pipeline returned only after the
+	 * finalizers' removal was sent (the VolumeAttachment cannot vanish
+	 * before), so no fixed pause can pass for it.  And no longer than
+	 * needed: within a few 100 ms polls and the taint after the answer. */
 	ck_assert_int_ge(rep.duration, 600 * USEC_PER_MSEC);
-	ck_assert_int_ge(clock_mono_usec() - t0, at.done_at - t0);
+	ck_assert_msg(returned_at >= at.sent_at,
+	              "the pipeline returned %.3f s after start, before the attacher removed "
+	              "the finalizers at %.3f s",
+	              secs(returned_at - t0), secs(at.sent_at - t0));
+	ck_assert_msg(returned_at - at.done_at < 1000 * USEC_PER_MSEC,
+	              "the pipeline returned %.3f s after the finalizers were removed",
+	              secs(returned_at - at.done_at));
 	ck_assert_int_lt(rep.steps[1].duration, 5000 * USEC_PER_MSEC);
 	it_record("pod-delete-in-pipeline", secs(rep.steps[0].duration));
 	it_record("volume-detach-attacher-700ms", secs(rep.steps[1].duration));
