@@ -319,7 +319,10 @@ int main(void)
 	SRunner *sr = srunner_create(lun_suite());
 	int failed;
 
-	srunner_set_fork_status(sr, CK_NOFORK);
+	/* Each test in its own process: Check enforces the 60 s timeouts only
+	 * there, so a hung iSCSI exchange fails its test instead of hanging
+	 * the run (and CK_FORK=no in the environment cannot switch that off). */
+	srunner_set_fork_status(sr, CK_FORK);
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
