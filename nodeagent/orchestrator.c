@@ -1,9 +1,20 @@
-/* orchestrator: the agent's state machine (see orchestrator.h).
+/* orchestrator: the agent's behaviour (see orchestrator.h), as three parts:
  *
- * Locking: `mu` guards what the callbacks (elector and control threads) and
- * the orchestrator thread share: the queue, the service's flags, the term
- * and the status snapshot.  Slow work (fencing, API calls) runs on the
- * orchestrator thread without the lock. */
+ *   - the transition function (orch_sm.c): pure, unit-tested;
+ *   - the orchestrator thread: takes one input at a time, steps the machine
+ *     and carries out the quick effects (control-socket lines, Lease
+ *     release, Events, metrics, the timeline); it never waits on the API;
+ *   - the worker thread: runs the slow effects (jobs: a fence run, a label
+ *     PATCH, waiting for a process to exit, a kill) one at a time and posts
+ *     each result back as an input.
+ *
+ * Inputs never get lost: a stop, the newest term that began and the newest
+ * that ended are sticky slots (the elector's callbacks must not block); the
+ * service's messages and the jobs' results go through a FIFO whose
+ * producers wait for room instead of dropping.
+ *
+ * Locking: `mu` guards the inputs, the service's flags, the term and the
+ * status snapshot.  The machine itself belongs to the orchestrator thread. */
 #include "config.h"
 
 #include "orchestrator.h"
@@ -28,47 +39,14 @@
 #include "k8s.h"
 #include "log.h"
 #include "metrics.h"
+#include "orch_sm.h"
 #include "pipeline.h"
 #include "selffence.h"
 #include "probe.h"
 #include "util.h"
 
-enum orch_state {
-	ST_FOLLOWER,
-	ST_FENCING,
-	ST_PROMOTING,
-	ST_MASTER,
-	ST_DEMOTING,
-};
-
-static const char *const state_names[] = {
-        [ST_FOLLOWER] = "follower", [ST_FENCING] = "fencing",   [ST_PROMOTING] = "promoting",
-        [ST_MASTER] = "master",     [ST_DEMOTING] = "demoting",
-};
-
-enum ev_type {
-	EV_STARTED,
-	EV_STOPPED,
-	EV_HELLO,
-	EV_STANDBY,
-	EV_READY,
-	EV_FAILED,
-	EV_DEMOTED,
-	EV_GONE,
-	EV_SHUTDOWN,
-};
-
-struct ev {
-	enum ev_type type;
-	usec_t at;
-	struct elector_term term;
-	struct control_msg msg;
-	struct control_peer peer;
-	int64_t epoch;
-	char reason[512];
-};
-
 #define QUEUE_MAX    64
+#define JOBS_MAX     16
 #define TIMELINE_MAX 24
 
 struct tl_step {
@@ -91,25 +69,34 @@ struct orchestrator {
 	char probe_url[512], selector[512];
 	pthread_t probe_thread;
 	bool probe_started, probe_stop;
-	char last_label_err[512]; /* orchestrator thread */
-	char master_told[600];    /* the MASTER line last sent to our standby */
+	char last_label_err[512]; /* worker thread */
+	char master_told[600];    /* worker: the MASTER line last sent to our standby */
 	char node[254], ns[254], label_key[64], label_value[64];
 	struct elector *elector;
 	struct control *control;
 
 	pthread_mutex_t mu;
-	pthread_cond_t cond; /* CLOCK_MONOTONIC */
-	struct ev queue[QUEUE_MAX];
-	size_t q_head, q_len;
-	pthread_t thread;
-	bool started, shutting_down, stopped;
+	pthread_cond_t cond;  /* CLOCK_MONOTONIC; inputs arrived, or stop */
+	pthread_cond_t space; /* room in the FIFO */
+	pthread_t thread, worker;
+	bool started, stopped, worker_started;
+	/* Inputs, under mu.  Sticky: a stop; the newest term that began and
+	 * the newest that ended, each handed out once, in epoch order. */
+	bool shutting_down, shutdown_taken;
 	char shutdown_reason[256];
-	/* Sticky, never queued (a full queue cannot drop them): a stop
-	 * request, and the newest term that ended.  dequeue() hands each out
-	 * once, before anything queued.  Under mu. */
-	bool shutdown_taken;
+	int64_t start_epoch, start_taken;
+	struct elector_term start_term;
+	usec_t start_at;
 	int64_t lost_epoch, lost_taken;
 	char lost_reason[512];
+	struct sm_event queue[QUEUE_MAX]; /* FIFO: service messages, job results */
+	size_t q_head, q_len;
+	bool orch_done; /* the orchestrator thread has exited: results are dropped */
+
+	/* jobs for the worker, under mu */
+	struct sm_effect jobs[JOBS_MAX];
+	size_t j_head, j_len;
+	bool worker_stop;
 
 	/* shared with callbacks, under mu */
 	bool svc_connected, svc_candidate;
@@ -119,9 +106,13 @@ struct orchestrator {
 	usec_t valid_until;
 	int64_t promoted_epoch; /* epoch of the last PROMOTE sent; RENEW only for it */
 
-	/* orchestrator thread; copied to the snapshot under mu */
-	enum orch_state state;
-	usec_t promote_deadline, demote_deadline;
+	/* the machine: orchestrator thread only */
+	struct sm sm;
+	/* its snapshot, under mu */
+	enum sm_state state;
+	bool unconfirmed; /* a demotion not confirmed yet: the watchdog waits */
+	int64_t promotions, demotions;
+
 	/* the watchdog: fed by wd_thread while the orchestrator thread makes
 	 * progress (heartbeat, atomic) and may write */
 	struct selffence_watchdog *wd;
@@ -137,55 +128,76 @@ struct orchestrator {
 	bool tl_ok;
 	struct fence_run fences[FENCE_HISTORY];
 	size_t n_fences; /* total ever; the ring holds the last FENCE_HISTORY */
-	int64_t promotions, demotions;
 };
 
-/* ---------------------------------------------------------------- queue */
+/* --------------------------------------------------------------- inputs */
 
-static void enqueue(struct orchestrator *o, const struct ev *ev)
+/* Append to the FIFO, waiting for room (a producer is slowed, an input is
+ * never dropped).  Once the orchestrator thread is gone nothing reads it. */
+static void enqueue(struct orchestrator *o, const struct sm_event *ev)
 {
 	pthread_mutex_lock(&o->mu);
-	if (o->q_len == QUEUE_MAX) {
-		log_error("orchestrator queue full; dropping event %d", (int)ev->type);
-	} else {
-		o->queue[(o->q_head + o->q_len) % QUEUE_MAX] = *ev;
-		o->queue[(o->q_head + o->q_len) % QUEUE_MAX].at = clock_mono_usec();
+	while (o->q_len == QUEUE_MAX && !o->orch_done)
+		pthread_cond_wait(&o->space, &o->mu);
+	if (!o->orch_done) {
+		struct sm_event *q = &o->queue[(o->q_head + o->q_len) % QUEUE_MAX];
+		*q = *ev;
+		q->at = clock_mono_usec();
 		o->q_len++;
 		pthread_cond_broadcast(&o->cond);
 	}
 	pthread_mutex_unlock(&o->mu);
 }
 
-/* Wait for the next event until `deadline`.  Returns true with *ret, or
- * false on timeout. */
-static bool dequeue(struct orchestrator *o, usec_t deadline, struct ev *ret)
+static bool input_pending_locked(struct orchestrator *o)
+{
+	return (o->shutting_down && !o->shutdown_taken) || o->start_epoch > o->start_taken ||
+	       o->lost_epoch > o->lost_taken || o->q_len > 0;
+}
+
+/* The next input, waiting until `deadline`: false on time-out.  Order: a
+ * stop; then the pending term start and end, lower epoch first (a start
+ * before the end of the same term); then the FIFO. */
+static bool dequeue(struct orchestrator *o, usec_t deadline, struct sm_event *ret)
 {
 	struct timespec ts = {
 	        .tv_sec = (time_t)(deadline / USEC_PER_SEC),
 	        .tv_nsec = (long)(deadline % USEC_PER_SEC) * 1000,
 	};
-	bool got = false;
+	bool got = true;
+	bool start, lost;
 
 	pthread_mutex_lock(&o->mu);
-	while (o->q_len == 0 && !(o->shutting_down && !o->shutdown_taken) &&
-	       o->lost_epoch <= o->lost_taken && clock_mono_usec() < deadline)
+	while (!input_pending_locked(o) && clock_mono_usec() < deadline)
 		if (pthread_cond_timedwait(&o->cond, &o->mu, &ts) == ETIMEDOUT)
 			break;
+	start = o->start_epoch > o->start_taken;
+	lost = o->lost_epoch > o->lost_taken;
+	memset(ret, 0, sizeof(*ret));
 	if (o->shutting_down && !o->shutdown_taken) {
-		*ret = (struct ev){.type = EV_SHUTDOWN, .at = clock_mono_usec()};
+		ret->type = SE_SHUTDOWN;
+		ret->at = clock_mono_usec();
+		str_copy(ret->text, sizeof(ret->text), o->shutdown_reason);
 		o->shutdown_taken = true;
-		got = true;
-	} else if (o->lost_epoch > o->lost_taken) {
-		*ret = (struct ev){
-		        .type = EV_STOPPED, .at = clock_mono_usec(), .epoch = o->lost_epoch};
-		str_copy(ret->reason, sizeof(ret->reason), o->lost_reason);
+	} else if (start && (!lost || o->start_epoch <= o->lost_epoch)) {
+		ret->type = SE_STARTED;
+		ret->at = o->start_at;
+		ret->epoch = o->start_epoch;
+		ret->term = o->start_term;
+		o->start_taken = o->start_epoch;
+	} else if (lost) {
+		ret->type = SE_LOST;
+		ret->at = clock_mono_usec();
+		ret->epoch = o->lost_epoch;
+		str_copy(ret->text, sizeof(ret->text), o->lost_reason);
 		o->lost_taken = o->lost_epoch;
-		got = true;
 	} else if (o->q_len > 0) {
 		*ret = o->queue[o->q_head];
 		o->q_head = (o->q_head + 1) % QUEUE_MAX;
 		o->q_len--;
-		got = true;
+		pthread_cond_broadcast(&o->space);
+	} else {
+		got = false;
 	}
 	pthread_mutex_unlock(&o->mu);
 	return got;
@@ -211,8 +223,10 @@ static void tl_begin(struct orchestrator *o, usec_t origin, const char *from, co
 static void tl_finish(struct orchestrator *o, bool ok)
 {
 	pthread_mutex_lock(&o->mu);
-	o->tl_end = clock_mono_usec();
-	o->tl_ok = ok;
+	if (!o->tl_end) {
+		o->tl_end = clock_mono_usec();
+		o->tl_ok = ok;
+	}
 	pthread_mutex_unlock(&o->mu);
 }
 
@@ -234,13 +248,6 @@ static void tl_add(struct orchestrator *o, const char *step, const char *fmt, ..
 	pthread_mutex_unlock(&o->mu);
 }
 
-static void set_state(struct orchestrator *o, enum orch_state st)
-{
-	pthread_mutex_lock(&o->mu);
-	o->state = st;
-	pthread_mutex_unlock(&o->mu);
-}
-
 /* ------------------------------------------------------------ helpers */
 
 /* The end of the write permission to grant (CLOCK_MONOTONIC, usec): the
@@ -251,7 +258,7 @@ static usec_t grant_until(struct orchestrator *o, usec_t valid_until)
 }
 
 /* Whether work for term `epoch` should go on: we still lead in it, and no
- * shutdown is pending (a SIGTERM must not wait behind a retry loop). */
+ * shutdown is pending (a SIGTERM must not wait behind a job). */
 static bool still_leading(struct orchestrator *o, int64_t epoch)
 {
 	int64_t e;
@@ -459,29 +466,26 @@ static int claim_others(struct orchestrator *o, const char *own_pod, int64_t epo
 /* Remove the role label from our own pod (stepping down), retried for a
  * while: a label left behind would keep a dead master selected until the
  * successor claims the pod. */
-static void unlabel_own(struct orchestrator *o, const struct control_peer *p)
+static int unlabel_own(struct orchestrator *o, const char *pod, const char *uid, int64_t epoch)
 {
 	char err[1024] = "";
 	usec_t until = clock_mono_usec() + 3 * USEC_PER_SEC;
-	int64_t epoch;
 	int r;
 
-	if (!p->pod[0])
-		return;
-	pthread_mutex_lock(&o->mu);
-	epoch = o->promoted_epoch;
-	pthread_mutex_unlock(&o->mu);
+	if (!pod[0])
+		return 0;
 	for (;;) {
-		r = set_own_role(o, p->pod, p->uid, epoch, false, err, sizeof(err));
+		r = set_own_role(o, pod, uid, epoch, false, err, sizeof(err));
 		if (r >= 0 || r == -ENOENT || r == -ESTALE || clock_mono_usec() >= until)
 			break;
 		clock_sleep_until(clock_mono_usec() + 200 * USEC_PER_MSEC);
 	}
 	if (r < 0 && r != -ENOENT && r != -ESTALE)
 		log_warning("removing %s=%s from own pod '%s/%s' failed: %s", o->label_key,
-		            o->label_value, o->ns, p->pod, err);
+		            o->label_value, o->ns, pod, err);
 	else
-		tl_add(o, "unlabelled", "%s", p->pod);
+		tl_add(o, "unlabelled", "%s", pod);
+	return r;
 }
 
 static void get_peer(struct orchestrator *o, struct control_peer *ret, bool *ret_connected)
@@ -516,36 +520,8 @@ static void post_event(struct orchestrator *o, const struct control_peer *p,
 	(void)events_post(o->o.events, &obj, reason, "%s", msg);
 }
 
-/* -------------------------------------------------------------- handlers */
-
-/* Give the Lease up.  service_dead only when the service's process was
- * seen to exit (confirm_exit): a release of any other kind — a promotion
- * that timed out, a label that failed, a kill not confirmed, a service that
- * closed its socket but may still serve — makes the successor run the full
- * fence. */
-static void release_as(struct orchestrator *o, const char *reason, bool service_dead)
-{
-	(void)FAILPOINT(AGENT_RELEASE_BEFORE);
-	tl_add(o, "released", "%s%s", reason, service_dead ? " (service confirmed dead)" : "");
-	elector_release(o->elector, reason, service_dead);
-}
-
-static void release(struct orchestrator *o, const char *reason)
-{
-	release_as(o, reason, false);
-}
-
-/* Whether the service's process was seen to exit within timeout (through a
- * pidfd: no pid, or no pidfd support, is no confirmation). */
-static bool confirm_exit(pid_t pid, usec_t timeout)
-{
-	return selffence_wait_exit(pid, clock_mono_usec() + timeout) == 0;
-}
-
-static void on_ready(struct orchestrator *o, const struct control_msg *m);
-
 /* Probe mode: find this node's pod of the service (selector + node). */
-static int find_own_pod(struct orchestrator *o)
+static int find_own_pod(struct orchestrator *o, struct control_peer *ret)
 {
 	char path[512], field[300], err[1024] = "";
 	cJSON *list = NULL, *item;
@@ -570,6 +546,8 @@ static int find_own_pod(struct orchestrator *o)
 
 		if (!cJSON_IsString(name) || !cJSON_IsString(uid))
 			continue;
+		str_copy(ret->pod, sizeof(ret->pod), name->valuestring);
+		str_copy(ret->uid, sizeof(ret->uid), uid->valuestring);
 		pthread_mutex_lock(&o->mu);
 		str_copy(o->peer.pod, sizeof(o->peer.pod), name->valuestring);
 		str_copy(o->peer.uid, sizeof(o->peer.uid), uid->valuestring);
@@ -583,384 +561,102 @@ static int find_own_pod(struct orchestrator *o)
 	return r;
 }
 
-/* Fence `victim` at `level` for term `t`, retrying while the term lasts.
- * Returns true when every required method is confirmed, false when the term
- * ended (or a shutdown began) first. */
-static bool fence_node(struct orchestrator *o, const struct elector_term *t, const char *victim,
-                       enum fence_level level)
+/* One run of the fence pipeline against `victim` for term `epoch`.  The
+ * machine retries a failed run after fence_retry, while the term lasts. */
+static int job_fence(struct orchestrator *o, int64_t epoch, const char *victim,
+                     enum fence_level level)
 {
+	struct fence_request req = {.node = victim};
+	struct fence_report rep;
 	struct control_peer peer;
 	bool connected;
+	char text[2048];
 
-	for (;;) {
-		struct fence_request req = {.node = victim};
-		struct fence_report rep;
-		char text[2048];
-
-		if (!still_leading(o, t->epoch))
-			return false;
-		usec_t started_wall = clock_real_usec();
-		fence_pipeline_run(o->o.fence_opts, o->o.methods->v, o->o.methods->n, level, &req,
-		                   &rep);
-		pthread_mutex_lock(&o->mu);
-		o->fences[o->n_fences % FENCE_HISTORY] =
-		        (struct fence_run){.started_wall = started_wall, .rep = rep};
-		o->n_fences++;
-		pthread_mutex_unlock(&o->mu);
-		fence_report_format(&rep, text, sizeof(text));
-		for (size_t i = 0; i < rep.n_steps; i++)
-			if (!rep.steps[i].skipped)
-				tl_add(o, "fenced", "%s %s: %s (%" PRId64 " ms)",
-				       rep.steps[i].method, rep.steps[i].target,
-				       rep.steps[i].result >= 0 ? "confirmed"
-				                                : strerror(-rep.steps[i].result),
-				       (int64_t)(rep.steps[i].duration / USEC_PER_MSEC));
-		for (size_t i = 0; i < rep.n_steps; i++)
-			if (!rep.steps[i].skipped)
-				metrics_observe_fence(o->o.metrics, rep.steps[i].method,
-				                      (double)rep.steps[i].duration / USEC_PER_SEC,
-				                      rep.steps[i].result >= 0);
-		get_peer(o, &peer, &connected);
-		post_event(o, &peer, rep.result >= 0 ? EVENTS_FENCED : EVENTS_FENCE_FAILED,
-		           "node %s, epoch %" PRId64 ", %" PRId64 " ms: %s", victim, t->epoch,
-		           (int64_t)(rep.duration / USEC_PER_MSEC), text);
-		if (rep.result >= 0) {
-			log_info("event=fenced node='%s' level=%s epoch=%" PRId64
-			         " duration_ms=%" PRId64 ": %s",
-			         victim, fence_level_to_string(level), t->epoch,
-			         (int64_t)(rep.duration / USEC_PER_MSEC), text);
-			return true;
-		}
-		__atomic_store_n(&o->heartbeat, clock_mono_usec(), __ATOMIC_RELEASE);
-		log_error("event=fence-failed node='%s' epoch=%" PRId64
-		          ": %s; not promoting, retrying in %" PRId64 " ms",
-		          victim, t->epoch, text, (int64_t)(o->o.fence_retry / USEC_PER_MSEC));
-		clock_sleep_until(clock_mono_usec() + o->o.fence_retry);
-	}
-}
-
-static void on_started(struct orchestrator *o, const struct elector_term *t, usec_t at)
-{
-	const char *prev = t->previous.node[0] ? t->previous.node : t->previous.holder;
-	const char *cursor = t->fence_owed;
-	char victim[254], level[16];
-	struct control_peer peer;
-	bool connected, fenced_any = false;
-	int removed = 0;
-
-	metrics_set_role(o->o.metrics, METRICS_ROLE_LEADER);
-	metrics_set_epoch(o->o.metrics, t->epoch);
-	metrics_lease_transition(o->o.metrics);
-	tl_begin(o, at, prev[0] ? prev : t->previous.holder, o->node);
-	tl_add(o, "acquired", "epoch %" PRId64 ", lease %s, previous holder %s%s%s, fence owed: %s",
-	       t->epoch, lease_verdict_to_string(t->verdict), prev[0] ? prev : "(none)",
-	       t->previous.release_reason[0] ? ", released: " : "", t->previous.release_reason,
-	       t->fence_owed[0] ? t->fence_owed : "none");
-	set_state(o, ST_FENCING);
-
-	/* The duty comes from the Lease record this term wrote (fence-owed),
-	 * never from what this process remembers of its predecessor: a lost
-	 * answer, a crash or a term that ended mid-fence leave it there for
-	 * whoever holds the Lease next. */
-	while (lease_owed_next(&cursor, victim, sizeof(victim), level, sizeof(level))) {
-		if (strcmp(victim, o->node) == 0)
-			continue;
-		if (!o->o.methods || o->o.methods->n == 0) {
-			tl_add(o, "fenced", "'%s' owed a fence, but no method is configured",
-			       victim);
-			continue;
-		}
-		if (!fence_node(o, t, victim,
-		                strcmp(level, "released") == 0 ? FENCE_LEVEL_RELEASED
-		                                               : FENCE_LEVEL_EXPIRED))
-			goto abandoned;
-		fenced_any = true;
-	}
-	if (!fenced_any)
-		tl_add(o, "fenced", "nothing to fence (previous holder '%s' on '%s', owed: %s)",
-		       t->previous.holder, prev[0] ? prev : "-",
-		       t->fence_owed[0] ? t->fence_owed : "none");
-	elector_fence_settled(o->elector, t->epoch);
-
-	(void)FAILPOINT(AGENT_FENCE_BEFORE_PROMOTE);
-	if (o->mode == ORCH_SERVICE_NONE) {
-		/* No local service: the term itself is the product. */
-		tl_add(o, "promoted", "no local service is managed (service.probe = none)");
-		tl_finish(o, true);
-		set_state(o, ST_MASTER);
-		log_info("event=promoted pod='-' epoch=%" PRId64 " (no local service)", t->epoch);
-		return;
-	}
-	/* The Service must never select two pods: the old label goes first. */
-	get_peer(o, &peer, &connected);
-	for (;;) {
-		int k;
-
-		if (!still_leading(o, t->epoch))
-			goto abandoned;
-		k = claim_others(o, peer.pod, t->epoch, &removed);
-		if (k == 0)
-			break;
-		if (k == 1)
-			goto abandoned; /* a newer term claimed a pod: ours is over */
-		clock_sleep_until(clock_mono_usec() + 200 * USEC_PER_MSEC);
-	}
-	if (removed)
-		tl_add(o, "unlabelled", "%d other pod(s)", removed);
-
-	if (o->mode == ORCH_SERVICE_PROBE) {
-		/* A service that does not integrate: promotion is the label. */
-		struct control_msg m = {.verb = CONTROL_READY, .epoch = t->epoch};
-		if (find_own_pod(o) < 0) {
-			release(o, "the local service's pod was not found");
-			set_state(o, ST_FOLLOWER);
-			return;
-		}
-		pthread_mutex_lock(&o->mu);
-		o->promoted_epoch = t->epoch;
-		pthread_mutex_unlock(&o->mu);
-		set_state(o, ST_PROMOTING);
-		on_ready(o, &m);
-		return;
-	}
-	get_peer(o, &peer, &connected);
-	if (!connected) {
-		release(o, "no local service to promote");
-		set_state(o, ST_FOLLOWER);
-		return;
-	}
+	if (!still_leading(o, epoch))
+		return JOB_CANCELLED;
+	usec_t started_wall = clock_real_usec();
+	fence_pipeline_run(o->o.fence_opts, o->o.methods->v, o->o.methods->n, level, &req, &rep);
 	pthread_mutex_lock(&o->mu);
-	usec_t until = grant_until(o, o->valid_until);
-	o->promoted_epoch = t->epoch;
+	o->fences[o->n_fences % FENCE_HISTORY] =
+	        (struct fence_run){.started_wall = started_wall, .rep = rep};
+	o->n_fences++;
 	pthread_mutex_unlock(&o->mu);
-	if (until <= clock_mono_usec() || control_send_promote(o->control, t->epoch, until) < 0) {
-		release(o, "could not send PROMOTE to the local service");
-		set_state(o, ST_FOLLOWER);
-		return;
+	fence_report_format(&rep, text, sizeof(text));
+	for (size_t i = 0; i < rep.n_steps; i++)
+		if (!rep.steps[i].skipped)
+			tl_add(o, "fenced", "%s %s: %s (%" PRId64 " ms)", rep.steps[i].method,
+			       rep.steps[i].target,
+			       rep.steps[i].result >= 0 ? "confirmed" : strerror(-rep.steps[i].result),
+			       (int64_t)(rep.steps[i].duration / USEC_PER_MSEC));
+	for (size_t i = 0; i < rep.n_steps; i++)
+		if (!rep.steps[i].skipped)
+			metrics_observe_fence(o->o.metrics, rep.steps[i].method,
+			                      (double)rep.steps[i].duration / USEC_PER_SEC,
+			                      rep.steps[i].result >= 0);
+	get_peer(o, &peer, &connected);
+	post_event(o, &peer, rep.result >= 0 ? EVENTS_FENCED : EVENTS_FENCE_FAILED,
+	           "node %s, epoch %" PRId64 ", %" PRId64 " ms: %s", victim, epoch,
+	           (int64_t)(rep.duration / USEC_PER_MSEC), text);
+	if (rep.result >= 0) {
+		log_info("event=fenced node='%s' level=%s epoch=%" PRId64 " duration_ms=%" PRId64
+		         ": %s",
+		         victim, fence_level_to_string(level), epoch,
+		         (int64_t)(rep.duration / USEC_PER_MSEC), text);
+		return 0;
 	}
-	tl_add(o, "promote-sent", "PROMOTE epoch=%" PRId64 " (writes for %" PRId64 " ms) to '%s'",
-	       t->epoch, (int64_t)((until - clock_mono_usec()) / USEC_PER_MSEC), peer.pod);
-	o->promote_deadline = clock_mono_usec() + o->o.promote_timeout;
-	set_state(o, ST_PROMOTING);
-	return;
-
-abandoned:
-	log_info("term %" PRId64 " ended before the promotion; not promoting", t->epoch);
-	set_state(o, ST_FOLLOWER);
+	log_error("event=fence-failed node='%s' epoch=%" PRId64
+	          ": %s; not promoting, retrying in %" PRId64 " ms",
+	          victim, epoch, text, (int64_t)(o->o.fence_retry / USEC_PER_MSEC));
+	return rep.result < 0 ? rep.result : -EIO;
 }
 
-static void on_ready(struct orchestrator *o, const struct control_msg *m)
+static int job_claim(struct orchestrator *o, int64_t epoch, const char *own_pod)
 {
-	struct control_peer peer;
-	bool connected;
-	char err[1024] = "";
+	int removed = 0, k;
+
+	if (!still_leading(o, epoch))
+		return JOB_CANCELLED;
+	k = claim_others(o, own_pod[0] ? own_pod : NULL, epoch, &removed);
+	if (k == 0 && removed)
+		tl_add(o, "unlabelled", "%d other pod(s)", removed);
+	return k;
+}
+
+static int job_label(struct orchestrator *o, int64_t epoch, const char *pod, const char *uid,
+                     char *err, size_t errlen)
+{
 	int r;
 
-	if (o->state != ST_PROMOTING || m->epoch != o->promoted_epoch) {
-		log_warning("READY epoch=%" PRId64 " while %s (promoted epoch %" PRId64
-		            "); ignored",
-		            m->epoch, state_names[o->state], o->promoted_epoch);
-		return;
-	}
-	tl_add(o, "recovered", "%" PRIu64 " records up to seq %" PRIu64 " in %" PRIu64 " ms",
-	       m->records, m->last_seq, m->recovery_ms);
-	get_peer(o, &peer, &connected);
-	for (;;) {
-		if (!still_leading(o, m->epoch)) {
-			log_info("term %" PRId64 " ended before labelling; not labelling",
-			         m->epoch);
-			set_state(o, ST_FOLLOWER);
-			return;
-		}
-		r = set_own_role(o, peer.pod, peer.uid, m->epoch, true, err, sizeof(err));
-		if (r == 0)
-			break;
-		if (r == 1 || r == -ENOENT || r == -EINVAL || r == -ESTALE) {
-			/* The pod is gone or was replaced (uid precondition): the
-			 * service we promoted is not the one the Service would
-			 * select.  Give the term up rather than retry forever. */
-			char reason[1200];
-			snprintf(reason, sizeof(reason), "cannot label own pod %.100s: %.900s",
-			         peer.pod, err);
-			log_error("%s; releasing", reason);
-			control_send_demote(o->control, m->epoch, "own pod cannot be labelled");
-			release(o, reason);
-			set_state(o, ST_FOLLOWER);
-			return;
-		}
-		log_warning("labelling pod '%s/%s' %s=%s failed: %s; retrying", o->ns, peer.pod,
+	if (!still_leading(o, epoch))
+		return JOB_CANCELLED;
+	r = set_own_role(o, pod, uid, epoch, true, err, errlen);
+	if (r < 0 && r != -ENOENT && r != -EINVAL && r != -ESTALE)
+		log_warning("labelling pod '%s/%s' %s=%s failed: %s; retrying", o->ns, pod,
 		            o->label_key, o->label_value, err);
-		clock_sleep_until(clock_mono_usec() + 100 * USEC_PER_MSEC);
-	}
-	tl_add(o, "labelled", "%s=%s on '%s'", o->label_key, o->label_value, peer.pod);
-	tl_finish(o, true);
-	set_state(o, ST_MASTER);
-	pthread_mutex_lock(&o->mu);
-	o->promotions++;
-	usec_t took = clock_mono_usec() - o->tl_origin;
-	pthread_mutex_unlock(&o->mu);
-	metrics_promotion(o->o.metrics);
-	metrics_observe_failover(o->o.metrics, (double)took / USEC_PER_SEC);
-	post_event(o, &peer, EVENTS_PROMOTED,
-	           "epoch %" PRId64 ": recovered %" PRIu64 " records in %" PRIu64
-	           " ms, labelled %s=%s, %" PRId64 " ms after the Lease was free",
-	           m->epoch, m->records, m->recovery_ms, o->label_key, o->label_value,
-	           (int64_t)(took / USEC_PER_MSEC));
-	log_info("event=promoted pod='%s/%s' epoch=%" PRId64 " records=%" PRIu64
-	         " failover_ms=%" PRId64,
-	         o->ns, peer.pod, m->epoch, m->records, (int64_t)(took / USEC_PER_MSEC));
+	return r;
 }
 
-static void on_gone(struct orchestrator *o, const char *why)
+/* Kill the service that did not confirm DEMOTE, and confirm its death
+ * (pidfd) within kill_timeout; otherwise the watchdog is starved so that
+ * the node resets.  The pid is the one the kernel reported for the
+ * socket's peer (SO_PEERCRED), in our PID namespace. */
+static int job_kill(struct orchestrator *o, pid_t pid)
 {
-	struct control_peer peer;
-	bool connected;
-	char reason[512];
+	struct selffence_opts so = {.pid = pid, .kill_timeout = o->o.kill_timeout};
+	int r = selffence_run(&so);
 
-	get_peer(o, &peer, &connected);
-	if (o->state == ST_FENCING || o->state == ST_PROMOTING || o->state == ST_MASTER) {
-		tl_begin(o, clock_mono_usec(), o->node, "");
-		tl_add(o, "detected", "service '%s' gone: %s", peer.pod, why);
-		/* Release first: the successor removes a stale label itself before
-		 * it labels its own pod, so the Service never selects two pods,
-		 * and the dead service's label costs no failover time. */
-		snprintf(reason, sizeof(reason), "service %.100s on %.100s died: %.200s", peer.pod,
-		         o->node, why);
-		/* EOF alone is no proof: a service can close its socket and go
-		 * on serving.  Its process must be seen to exit. */
-		release_as(o, reason, confirm_exit(peer.cred_pid, 300 * USEC_PER_MSEC));
-		unlabel_own(o, &peer);
-		post_event(o, &peer, EVENTS_RELEASED, "%s", reason);
+	if (r >= 0) {
+		log_info("event=self-fenced pid=%d outcome=%s", (int)pid,
+		         r == SELFFENCE_GONE ? "gone" : "killed, confirmed dead");
+		return 0;
 	}
-	set_state(o, ST_FOLLOWER);
-}
-
-static void on_stopped(struct orchestrator *o, int64_t epoch, const char *reason)
-{
-	struct control_peer peer;
-	bool connected;
-
-	metrics_set_role(o->o.metrics, METRICS_ROLE_FOLLOWER);
-	if (o->state == ST_PROMOTING || o->state == ST_MASTER || o->state == ST_FENCING) {
-		/* DEMOTE was sent by the callback already. */
-		tl_add(o, "demote-sent", "term %" PRId64 " ended: %s", epoch, reason);
-		get_peer(o, &peer, &connected);
-		o->demote_deadline = clock_mono_usec() + o->o.demote_timeout;
-		/* only a service on the control socket answers DEMOTE */
-		set_state(o,
-		          connected && o->mode == ORCH_SERVICE_CONTROL ? ST_DEMOTING : ST_FOLLOWER);
-		unlabel_own(o, &peer);
-	}
-}
-
-static void on_demote_timeout(struct orchestrator *o)
-{
-	struct control_peer peer;
-	bool connected;
-
-	get_peer(o, &peer, &connected);
-	/* The pid the kernel reported for the socket's peer (SO_PEERCRED) is in
-	 * our PID namespace; the one the service stated in HELLO is in its own
-	 * (often 1 in a container) and may name another process here. */
-	if (connected && peer.cred_pid > 0) {
-		struct selffence_opts so = {.pid = peer.cred_pid,
-		                            .kill_timeout = o->o.kill_timeout};
-		int r;
-
-		log_error("event=self-fence service '%s' did not confirm DEMOTE within %" PRId64
-		          " ms; killing pid %d",
-		          peer.pod, (int64_t)(o->o.demote_timeout / USEC_PER_MSEC),
-		          (int)peer.cred_pid);
-		/* the kill is confirmed (pidfd) or the node is left to its
-		 * watchdog: a service that survives SIGKILL may still write */
-		r = selffence_run(&so);
-		if (r >= 0) {
-			log_info("event=self-fenced pid=%d outcome=%s", (int)peer.cred_pid,
-			         r == SELFFENCE_GONE ? "gone" : "killed, confirmed dead");
-			tl_add(o, "self-fenced", "pid %d %s", (int)peer.cred_pid,
-			       r == SELFFENCE_GONE ? "gone" : "killed, confirmed dead");
-		} else {
-			__atomic_store_n(&o->selffence_failed, true, __ATOMIC_RELEASE);
-			log_error("event=self-fence-failed pid=%d: %s; %s", (int)peer.cred_pid,
-			          strerror(-r),
-			          o->wd ? "the watchdog is not fed any more: this node resets"
-			                : "no watchdog (selffence.watchdog_device) to reset the "
-			                  "node");
-			if (o->wd)
-				selffence_watchdog_starve(o->wd);
-			tl_add(o, "self-fence-failed", "pid %d: %s", (int)peer.cred_pid,
-			       strerror(-r));
-		}
-	}
-	set_state(o, ST_FOLLOWER);
-}
-
-static void shutdown_now(struct orchestrator *o)
-{
-	struct control_peer peer;
-	bool connected;
-	int64_t epoch;
-	struct ev ev;
-
-	get_peer(o, &peer, &connected);
-	pthread_mutex_lock(&o->mu);
-	epoch = o->promoted_epoch;
-	pthread_mutex_unlock(&o->mu);
-	if (o->state == ST_PROMOTING || o->state == ST_MASTER || o->state == ST_FENCING) {
-		usec_t end = clock_mono_usec() + o->o.demote_timeout;
-		bool confirmed = false;
-		if (connected && control_send_demote(o->control, epoch, o->shutdown_reason) >= 0) {
-			while (dequeue(o, end, &ev))
-				if ((ev.type == EV_DEMOTED && ev.epoch == epoch) ||
-				    ev.type == EV_GONE) {
-					confirmed = true;
-					break;
-				}
-		}
-		/* The release tells the next master that this service stopped:
-		 * one that did not confirm may still hold a write grant, so it
-		 * is self-fenced first (as on a lost Lease), and its death is
-		 * confirmed by EOF on the control socket. */
-		if (!confirmed && connected) {
-			on_demote_timeout(o);
-			end = clock_mono_usec() + o->o.demote_timeout;
-			while (dequeue(o, end, &ev))
-				if (ev.type == EV_GONE)
-					break;
-		}
-		unlabel_own(o, &peer);
-	}
-	elector_stop(o->elector, o->shutdown_reason);
-	set_state(o, ST_FOLLOWER);
-}
-
-/* FAILED: a refused promotion, or (unsolicited) a master of our term that
- * stepped down by itself: a newer epoch holds the volume, the store
- * failed, or a write became durable after its deadline.  Either way this
- * node cannot serve: give the Lease up with the reason. */
-static void on_failed(struct orchestrator *o, const struct control_msg *m)
-{
-	struct control_peer peer;
-	bool connected;
-	char reason[1100];
-
-	if ((o->state != ST_PROMOTING && o->state != ST_MASTER) || m->epoch != o->promoted_epoch) {
-		log_info("FAILED epoch=%" PRId64 " while %s: %s", m->epoch, state_names[o->state],
-		         m->reason);
-		return;
-	}
-	snprintf(reason, sizeof(reason), "%s on %.100s: %.200s",
-	         o->state == ST_PROMOTING ? "promotion failed" : "the service stepped down",
-	         o->node, m->reason);
-	log_error("event=%s epoch=%" PRId64 ": %s",
-	          o->state == ST_PROMOTING ? "promote-failed" : "service-stepped-down", m->epoch,
-	          m->reason);
-	get_peer(o, &peer, &connected);
-	if (o->state == ST_MASTER)
-		unlabel_own(o, &peer);
-	release(o, reason);
-	post_event(o, &peer, EVENTS_DEMOTED, "%s", reason);
-	set_state(o, ST_FOLLOWER);
+	__atomic_store_n(&o->selffence_failed, true, __ATOMIC_RELEASE);
+	log_error("event=self-fence-failed pid=%d: %s; %s", (int)pid, strerror(-r),
+	          o->wd ? "the watchdog is not fed any more: this node resets"
+	                : "no watchdog (selffence.watchdog_device) to reset the node");
+	if (o->wd)
+		selffence_watchdog_starve(o->wd);
+	return r;
 }
 
 /* Tell our standby service who the master is, so that it can name it when
@@ -1016,73 +712,221 @@ static void tell_master(struct orchestrator *o)
 	cJSON_Delete(list);
 }
 
+/* --------------------------------------------------------------- worker */
+
+static void *worker_main(void *arg)
+{
+	struct orchestrator *o = arg;
+
+	for (;;) {
+		struct sm_effect j;
+		struct sm_event res = {.type = SE_JOB_DONE};
+
+		pthread_mutex_lock(&o->mu);
+		while (o->j_len == 0 && !o->worker_stop)
+			pthread_cond_wait(&o->cond, &o->mu);
+		if (o->j_len == 0) {
+			pthread_mutex_unlock(&o->mu);
+			return NULL; /* stopped, and every queued job done */
+		}
+		j = o->jobs[o->j_head];
+		o->j_head = (o->j_head + 1) % JOBS_MAX;
+		o->j_len--;
+		pthread_mutex_unlock(&o->mu);
+
+		res.job = j.job;
+		res.job_id = j.job_id;
+		res.epoch = j.epoch;
+		switch (j.job) {
+		case JOB_FENCE:
+			res.result = job_fence(o, j.epoch, j.a, (enum fence_level)j.level);
+			break;
+		case JOB_CLAIM:
+			res.result = job_claim(o, j.epoch, j.a);
+			break;
+		case JOB_FIND_POD:
+			res.result = find_own_pod(o, &res.peer);
+			break;
+		case JOB_LABEL:
+			res.result = job_label(o, j.epoch, j.a, j.b, res.text, sizeof(res.text));
+			break;
+		case JOB_UNLABEL:
+			res.result = unlabel_own(o, j.a, j.b, j.epoch);
+			break;
+		case JOB_CONFIRM_EXIT:
+			/* no pid, or no pidfd support, is no confirmation */
+			res.result = selffence_wait_exit(j.pid, clock_mono_usec() + j.timeout);
+			break;
+		case JOB_KILL:
+			res.result = job_kill(o, j.pid);
+			break;
+		case JOB_TELL_MASTER:
+			tell_master(o);
+			res.result = 0;
+			break;
+		default:
+			res.result = -EINVAL;
+			break;
+		}
+		enqueue(o, &res);
+	}
+}
+
+/* ------------------------------------------------------------- effects */
+
+/* Carry out the machine's effects, in order.  Inputs that an effect
+ * produces at once (a job that could not be queued, a PROMOTE that could
+ * not be sent) go to `more`. */
+static void run_effects(struct orchestrator *o, const struct sm_effects *fx,
+                        struct sm_event *more, size_t *n_more)
+{
+	for (size_t i = 0; i < fx->n; i++) {
+		const struct sm_effect *e = &fx->v[i];
+		struct control_peer *p = &o->sm.peer;
+
+		switch (e->type) {
+		case FX_JOB:
+			pthread_mutex_lock(&o->mu);
+			if (o->j_len < JOBS_MAX) {
+				o->jobs[(o->j_head + o->j_len) % JOBS_MAX] = *e;
+				o->j_len++;
+				pthread_cond_broadcast(&o->cond);
+				pthread_mutex_unlock(&o->mu);
+			} else {
+				pthread_mutex_unlock(&o->mu);
+				log_error("too many jobs queued; %s failed", sm_job_name(e->job));
+				if (*n_more < 4)
+					more[(*n_more)++] = (struct sm_event){.type = SE_JOB_DONE,
+					                                      .job = e->job,
+					                                      .job_id = e->job_id,
+					                                      .result = -EAGAIN};
+			}
+			break;
+		case FX_SEND_PROMOTE: {
+			usec_t until, now = clock_mono_usec();
+			int r = -ETIME;
+
+			/* under mu: no RENEW of this term can overtake its PROMOTE */
+			pthread_mutex_lock(&o->mu);
+			until = grant_until(o, o->valid_until);
+			o->promoted_epoch = e->epoch;
+			if (until > now && o->leading && o->epoch == e->epoch)
+				r = control_send_promote(o->control, e->epoch, until);
+			pthread_mutex_unlock(&o->mu);
+			if (r < 0) {
+				if (*n_more < 4)
+					more[(*n_more)++] = (struct sm_event){
+					        .type = SE_PROMOTE_UNSENT, .epoch = e->epoch};
+			} else {
+				tl_add(o, "promote-sent",
+				       "PROMOTE epoch=%" PRId64 " (writes for %" PRId64 " ms) to '%s'",
+				       e->epoch, (int64_t)((until - now) / USEC_PER_MSEC), p->pod);
+			}
+			break;
+		}
+		case FX_SEND_DEMOTE:
+			if (o->mode == ORCH_SERVICE_CONTROL)
+				(void)control_send_demote(o->control, e->epoch, e->text);
+			break;
+		case FX_RELEASE:
+			(void)FAILPOINT(AGENT_RELEASE_BEFORE);
+			elector_release(o->elector, e->text, e->flag);
+			break;
+		case FX_FENCE_SETTLED:
+			elector_fence_settled(o->elector, e->epoch);
+			(void)FAILPOINT(AGENT_FENCE_BEFORE_PROMOTE);
+			break;
+		case FX_STOP_ELECTOR:
+			elector_stop(o->elector, e->text);
+			break;
+		case FX_EVENT:
+			post_event(o, p, (enum events_reason)e->code, "%s", e->text);
+			break;
+		case FX_TL_BEGIN:
+			tl_begin(o, e->at, e->a, e->b);
+			break;
+		case FX_TL_ADD:
+			tl_add(o, e->a, "%s", e->text);
+			break;
+		case FX_TL_FINISH:
+			tl_finish(o, e->flag);
+			break;
+		case FX_METRIC:
+			switch ((enum sm_metric)e->code) {
+			case SMM_LEADER:
+				metrics_set_role(o->o.metrics, METRICS_ROLE_LEADER);
+				metrics_set_epoch(o->o.metrics, e->epoch);
+				metrics_lease_transition(o->o.metrics);
+				break;
+			case SMM_FOLLOWER:
+				metrics_set_role(o->o.metrics, METRICS_ROLE_FOLLOWER);
+				break;
+			case SMM_PROMOTION:
+				metrics_promotion(o->o.metrics);
+				metrics_observe_failover(o->o.metrics, e->seconds);
+				break;
+			case SMM_DEMOTION:
+				metrics_demotion(o->o.metrics);
+				break;
+			}
+			break;
+		case FX_LOG:
+			log_full(e->code, "%s", e->text);
+			break;
+		}
+	}
+}
+
+static void step(struct orchestrator *o, const struct sm_event *ev)
+{
+	struct sm_event more[4];
+	size_t n_more = 0;
+	struct sm_effects fx;
+
+	sm_step(&o->sm, ev, clock_mono_usec(), &fx);
+	run_effects(o, &fx, more, &n_more);
+	/* inputs the effects produced at once; each of these yields at most
+	 * a release or a retry timer, never another immediate input */
+	for (size_t i = 0; i < n_more; i++) {
+		struct sm_event extra[4];
+		size_t n_extra = 0;
+
+		more[i].at = clock_mono_usec();
+		sm_step(&o->sm, &more[i], more[i].at, &fx);
+		run_effects(o, &fx, extra, &n_extra);
+		if (n_extra)
+			log_error("orchestrator: %zu input(s) of a failed effect dropped", n_extra);
+	}
+	pthread_mutex_lock(&o->mu);
+	o->state = o->sm.st;
+	o->unconfirmed = sm_unconfirmed_demotion(&o->sm);
+	o->promotions = o->sm.promotions;
+	o->demotions = o->sm.demotions;
+	pthread_mutex_unlock(&o->mu);
+}
+
 static void *orch_main(void *arg)
 {
 	struct orchestrator *o = arg;
-	struct ev ev;
+	struct sm_event ev;
 
-	for (;;) {
-		usec_t deadline = clock_mono_usec() + USEC_PER_SEC;
+	while (o->sm.st != SM_STOPPED) {
+		usec_t now = clock_mono_usec(), deadline = now + USEC_PER_SEC,
+		       wake = sm_wake_at(&o->sm);
 
-		__atomic_store_n(&o->heartbeat, clock_mono_usec(), __ATOMIC_RELEASE);
-		if (o->state == ST_PROMOTING && o->promote_deadline < deadline)
-			deadline = o->promote_deadline;
-		if (o->state == ST_DEMOTING && o->demote_deadline < deadline)
-			deadline = o->demote_deadline;
-		if (!dequeue(o, deadline, &ev)) {
-			usec_t now = clock_mono_usec();
-			if (o->state == ST_PROMOTING && now >= o->promote_deadline) {
-				release(o, "the local service did not answer PROMOTE in time");
-				set_state(o, ST_FOLLOWER);
-			} else if (o->state == ST_DEMOTING && now >= o->demote_deadline) {
-				on_demote_timeout(o);
-			} else if (o->state == ST_FOLLOWER) {
-				tell_master(o);
-			}
-			continue;
-		}
-		switch (ev.type) {
-		case EV_STARTED:
-			on_started(o, &ev.term, ev.at);
-			break;
-		case EV_STOPPED:
-			on_stopped(o, ev.epoch, ev.reason);
-			break;
-		case EV_READY:
-			on_ready(o, &ev.msg);
-			break;
-		case EV_FAILED:
-			on_failed(o, &ev.msg);
-			break;
-		case EV_DEMOTED:
-			if (o->state == ST_DEMOTING) {
-				tl_add(o, "demoted", "epoch %" PRId64, ev.epoch);
-				pthread_mutex_lock(&o->mu);
-				o->demotions++;
-				pthread_mutex_unlock(&o->mu);
-				log_info("event=demoted epoch=%" PRId64, ev.epoch);
-				metrics_demotion(o->o.metrics);
-				{
-					struct control_peer p;
-					bool c;
-					get_peer(o, &p, &c);
-					post_event(o, &p, EVENTS_DEMOTED,
-					           "epoch %" PRId64 " demoted", ev.epoch);
-				}
-				set_state(o, ST_FOLLOWER);
-			}
-			break;
-		case EV_GONE:
-			on_gone(o, ev.reason);
-			break;
-		case EV_HELLO:
-		case EV_STANDBY:
-			break;
-		case EV_SHUTDOWN:
-			shutdown_now(o);
-			return NULL;
-		}
+		__atomic_store_n(&o->heartbeat, now, __ATOMIC_RELEASE);
+		if (wake < deadline)
+			deadline = wake;
+		if (dequeue(o, deadline, &ev))
+			step(o, &ev);
+		else if (clock_mono_usec() >= wake)
+			step(o, &(struct sm_event){.type = SE_TICK});
 	}
+	pthread_mutex_lock(&o->mu);
+	o->orch_done = true;
+	pthread_cond_broadcast(&o->space);
+	pthread_mutex_unlock(&o->mu);
+	return NULL;
 }
 
 /* ------------------------------------------------------------ callbacks */
@@ -1102,14 +946,19 @@ static bool cb_may_acquire(void *ud)
 static void cb_started(void *ud, const struct elector_term *term)
 {
 	struct orchestrator *o = ud;
-	struct ev ev = {.type = EV_STARTED, .term = *term, .epoch = term->epoch};
 
 	pthread_mutex_lock(&o->mu);
 	o->leading = true;
 	o->epoch = term->epoch;
 	o->valid_until = term->valid_until;
+	/* sticky: the newest term that began; never blocks the elector */
+	if (term->epoch > o->start_epoch) {
+		o->start_epoch = term->epoch;
+		o->start_term = *term;
+		o->start_at = clock_mono_usec();
+	}
+	pthread_cond_broadcast(&o->cond);
 	pthread_mutex_unlock(&o->mu);
-	enqueue(o, &ev);
 }
 
 static void cb_renewed(void *ud, int64_t epoch, usec_t valid_until)
@@ -1135,7 +984,7 @@ static void cb_stopped(void *ud, int64_t epoch, const char *reason)
 	 * thread is busy with; its own deadline is the backstop. */
 	if (o->promoted_epoch == epoch)
 		(void)control_send_demote(o->control, epoch, reason);
-	/* sticky: the end of a term is never lost to a full queue */
+	/* sticky: the end of a term is never lost */
 	if (epoch > o->lost_epoch) {
 		o->lost_epoch = epoch;
 		str_copy(o->lost_reason, sizeof(o->lost_reason), reason);
@@ -1147,7 +996,7 @@ static void cb_stopped(void *ud, int64_t epoch, const char *reason)
 static void cb_hello(void *ud, const struct control_peer *peer)
 {
 	struct orchestrator *o = ud;
-	struct ev ev = {.type = EV_HELLO, .peer = *peer};
+	struct sm_event ev = {.type = SE_HELLO, .peer = *peer};
 
 	pthread_mutex_lock(&o->mu);
 	o->peer = *peer;
@@ -1161,18 +1010,17 @@ static void cb_hello(void *ud, const struct control_peer *peer)
 static void cb_standby(void *ud)
 {
 	struct orchestrator *o = ud;
-	struct ev ev = {.type = EV_STANDBY};
 
 	pthread_mutex_lock(&o->mu);
 	o->svc_candidate = true;
 	pthread_mutex_unlock(&o->mu);
-	enqueue(o, &ev);
+	enqueue(o, &(struct sm_event){.type = SE_STANDBY});
 }
 
 static void cb_ready(void *ud, const struct control_msg *m)
 {
 	struct orchestrator *o = ud;
-	struct ev ev = {.type = EV_READY, .msg = *m, .epoch = m->epoch};
+	struct sm_event ev = {.type = SE_READY, .msg = *m, .epoch = m->epoch};
 
 	pthread_mutex_lock(&o->mu);
 	o->svc_candidate = false; /* a master is no standby */
@@ -1183,7 +1031,7 @@ static void cb_ready(void *ud, const struct control_msg *m)
 static void cb_failed(void *ud, const struct control_msg *m)
 {
 	struct orchestrator *o = ud;
-	struct ev ev = {.type = EV_FAILED, .msg = *m, .epoch = m->epoch};
+	struct sm_event ev = {.type = SE_FAILED, .msg = *m, .epoch = m->epoch};
 
 	pthread_mutex_lock(&o->mu);
 	o->svc_candidate = true; /* it stays standby */
@@ -1194,20 +1042,19 @@ static void cb_failed(void *ud, const struct control_msg *m)
 static void cb_demoted(void *ud, int64_t epoch)
 {
 	struct orchestrator *o = ud;
-	struct ev ev = {.type = EV_DEMOTED, .epoch = epoch};
 
 	pthread_mutex_lock(&o->mu);
 	o->svc_candidate = true;
 	pthread_mutex_unlock(&o->mu);
-	enqueue(o, &ev);
+	enqueue(o, &(struct sm_event){.type = SE_DEMOTED, .epoch = epoch});
 }
 
 static void cb_gone(void *ud, const char *why)
 {
 	struct orchestrator *o = ud;
-	struct ev ev = {.type = EV_GONE};
+	struct sm_event ev = {.type = SE_GONE};
 
-	str_copy(ev.reason, sizeof(ev.reason), why);
+	str_copy(ev.text, sizeof(ev.text), why);
 	pthread_mutex_lock(&o->mu);
 	o->svc_connected = false;
 	o->svc_candidate = false;
@@ -1272,9 +1119,11 @@ static void *probe_main(void *arg)
 		o->svc_connected = o->svc_candidate = healthy;
 		pthread_mutex_unlock(&o->mu);
 		metrics_set_service_connected(o->o.metrics, healthy);
+		if (healthy && !healthy_before)
+			enqueue(o, &(struct sm_event){.type = SE_HELLO});
 		if (healthy_before && !healthy) {
-			struct ev ev = {.type = EV_GONE};
-			snprintf(ev.reason, sizeof(ev.reason), "health probe failed: %.400s", err);
+			struct sm_event ev = {.type = SE_GONE};
+			snprintf(ev.text, sizeof(ev.text), "health probe failed: %.400s", err);
 			enqueue(o, &ev);
 		}
 		healthy_before = healthy;
@@ -1297,6 +1146,7 @@ int orch_new(struct k8s_client *client, const struct orch_options *opts, struct 
 {
 	struct orchestrator *o = calloc(1, sizeof(*o));
 	pthread_condattr_t ca;
+	struct sm_config sc = {0};
 
 	if (!o)
 		return -ENOMEM;
@@ -1322,7 +1172,25 @@ int orch_new(struct k8s_client *client, const struct orch_options *opts, struct 
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&o->cond, &ca);
 	pthread_condattr_destroy(&ca);
+	pthread_cond_init(&o->space, NULL);
 	o->promoted_epoch = -1;
+
+	sc.mode = o->mode == ORCH_SERVICE_CONTROL ? SM_MODE_CONTROL
+	          : o->mode == ORCH_SERVICE_PROBE ? SM_MODE_PROBE
+	                                          : SM_MODE_NONE;
+	str_copy(sc.node, sizeof(sc.node), o->node);
+	str_copy(sc.ns, sizeof(sc.ns), o->ns);
+	snprintf(sc.label, sizeof(sc.label), "%s=%s", o->label_key, o->label_value);
+	sc.have_methods = opts->methods && opts->methods->n > 0;
+	sc.promote_timeout = opts->promote_timeout;
+	sc.demote_timeout = opts->demote_timeout;
+	sc.fence_retry = opts->fence_retry;
+	sc.claim_retry = 200 * USEC_PER_MSEC;
+	sc.label_retry = 100 * USEC_PER_MSEC;
+	sc.exit_wait = 300 * USEC_PER_MSEC;
+	sc.tell_interval = USEC_PER_SEC;
+	sm_init(&o->sm, &sc);
+	o->state = o->sm.st;
 	*ret = o;
 	return 0;
 }
@@ -1333,8 +1201,8 @@ void orch_attach(struct orchestrator *o, struct elector *e, struct control *c)
 	o->control = c;
 }
 
-/* How long the orchestrator thread may go without a turn of its loop (or of
- * a fence retry) before the watchdog is no longer fed. */
+/* How long the orchestrator thread may go without a turn of its loop
+ * before the watchdog is no longer fed. */
 #define WD_STALE (30 * USEC_PER_SEC)
 
 static void *wd_main(void *arg)
@@ -1351,7 +1219,7 @@ static void *wd_main(void *arg)
 		pthread_mutex_lock(&o->mu);
 		if (__atomic_load_n(&o->selffence_failed, __ATOMIC_ACQUIRE))
 			why = "a killed service survived";
-		else if (o->state == ST_DEMOTING)
+		else if (o->unconfirmed)
 			why = "the service has not confirmed it stopped writing";
 		pthread_mutex_unlock(&o->mu);
 		if (!why && now - hb > WD_STALE)
@@ -1395,6 +1263,10 @@ int orch_start(struct orchestrator *o)
 		log_info("feeding the watchdog '%s' while this node may write",
 		         o->o.watchdog_device);
 	}
+	r = pthread_create(&o->worker, NULL, worker_main, o);
+	if (r)
+		return -r;
+	o->worker_started = true;
 	r = pthread_create(&o->thread, NULL, orch_main, o);
 	if (r)
 		return -r;
@@ -1406,6 +1278,20 @@ int orch_start(struct orchestrator *o)
 		o->probe_started = true;
 	}
 	return 0;
+}
+
+static void stop_worker(struct orchestrator *o)
+{
+	if (!o->worker_started)
+		return;
+	pthread_mutex_lock(&o->mu);
+	o->worker_stop = true;
+	pthread_cond_broadcast(&o->cond);
+	pthread_mutex_unlock(&o->mu);
+	/* it finishes the jobs queued (an unlabel, a fence run: each bounded
+	 * by its request time-outs) */
+	pthread_join(o->worker, NULL);
+	o->worker_started = false;
 }
 
 void orch_shutdown(struct orchestrator *o, const char *reason)
@@ -1423,10 +1309,12 @@ void orch_shutdown(struct orchestrator *o, const char *reason)
 		pthread_mutex_lock(&o->mu);
 		o->probe_stop = true;
 		pthread_cond_broadcast(&o->cond);
+		pthread_cond_broadcast(&o->space);
 		pthread_mutex_unlock(&o->mu);
 		pthread_join(o->probe_thread, NULL);
 		o->probe_started = false;
 	}
+	stop_worker(o);
 }
 
 struct orchestrator *orch_free(struct orchestrator *o)
@@ -1435,6 +1323,7 @@ struct orchestrator *orch_free(struct orchestrator *o)
 		return NULL;
 	if (o->started && !o->stopped)
 		orch_shutdown(o, "agent stopped");
+	stop_worker(o);
 	if (o->wd_started) {
 		pthread_mutex_lock(&o->mu);
 		o->wd_stop = true;
@@ -1446,6 +1335,7 @@ struct orchestrator *orch_free(struct orchestrator *o)
 	 * on to reset the node */
 	o->wd = selffence_watchdog_close(o->wd,
 	                                 !__atomic_load_n(&o->selffence_failed, __ATOMIC_ACQUIRE));
+	pthread_cond_destroy(&o->space);
 	pthread_cond_destroy(&o->cond);
 	pthread_mutex_destroy(&o->mu);
 	free(o);
@@ -1466,9 +1356,12 @@ static void add_wall(cJSON *obj, const char *key, usec_t wall)
 cJSON *orch_status_json(struct orchestrator *o)
 {
 	cJSON *j = cJSON_CreateObject(), *svc, *fo, *steps, *fences;
+	/* the service's side of each state */
 	static const char *const svc_states[] = {
-	        [ST_FOLLOWER] = "standby", [ST_FENCING] = "standby",   [ST_PROMOTING] = "promoting",
-	        [ST_MASTER] = "master",    [ST_DEMOTING] = "demoting",
+	        [SM_FOLLOWER] = "standby",    [SM_FENCING] = "standby",     [SM_CLAIMING] = "standby",
+	        [SM_FINDING] = "standby",     [SM_PROMOTING] = "promoting", [SM_LABELLING] = "promoting",
+	        [SM_MASTER] = "master",       [SM_RELEASING] = "standby",   [SM_DEMOTING] = "demoting",
+	        [SM_KILLING] = "demoting",    [SM_STOPPED] = "standby",
 	};
 	usec_t now = clock_mono_usec();
 
@@ -1477,7 +1370,7 @@ cJSON *orch_status_json(struct orchestrator *o)
 	pthread_mutex_lock(&o->mu);
 	cJSON_AddStringToObject(j, "node", o->node);
 	cJSON_AddStringToObject(j, "role", o->leading ? "leader" : "follower");
-	cJSON_AddStringToObject(j, "state", state_names[o->state]);
+	cJSON_AddStringToObject(j, "state", sm_state_name(o->state));
 	cJSON_AddNumberToObject(j, "epoch", (double)o->epoch);
 	cJSON_AddNumberToObject(j, "promotions", (double)o->promotions);
 	cJSON_AddNumberToObject(j, "demotions", (double)o->demotions);

@@ -719,6 +719,59 @@ START_TEST(release_without_confirmed_death_gets_the_full_fence)
 }
 END_TEST
 
+/* The orchestrator never waits inside a retry loop: node-b takes over from
+ * node-a, but every fence run of node-b fails (a fault point), so node-b
+ * retries without promoting.  Then node-b's own service dies.  node-b's
+ * agent must give the term up at once — it has nobody to promote, and the
+ * Lease keeps the unsettled duty for the next holder — instead of holding
+ * the Lease until a fence succeeds (before the state machine, the service's
+ * EOF waited in the queue behind the fence-retry loop). */
+START_TEST(service_dies_while_fence_fails)
+{
+	static const struct fp_arm arm[] = {
+	        {1, FO_AGENT, "fence.method.before=error(EIO)"},
+	};
+	struct scen s;
+	usec_t t_kill, t_rel = 0, t_ack;
+	int i;
+
+	scen_start_armed(&s, "fencefails", arm, 1);
+	fo_metad_signal(&s.c, 0, SIGKILL);
+	for (i = 0; i < 1000 &&
+	            fo_log_count(s.c.node[1].agent_log, NULL, "event=fence-failed", NULL) < 2;
+	     i++)
+		usleep(10000);
+	if (i == 1000)
+		dump_all(&s);
+	ck_assert_msg(i < 1000, "node-b never tried (and failed) to fence node-a");
+	t_kill = fo_metad_signal(&s.c, 1, SIGKILL);
+	for (i = 0; i < 300; i++) {
+		if (fo_log_count(s.c.node[1].agent_log, &t_rel, "event=released", "died", NULL) >= 1)
+			break;
+		usleep(10000);
+	}
+	if (i == 300)
+		dump_all(&s);
+	ck_assert_msg(i < 300,
+	              "node-b's agent still holds the Lease 3 s after its service died: the "
+	              "service's EOF waits behind the fence retries");
+	printf("fencefails: node-b released %.3f s after its service died\n",
+	       secs(t_rel - t_kill));
+	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", NULL), 0);
+	/* both services come back; node-a (whose fence works) takes over */
+	fo_metad_start(&s.c, 0);
+	fo_metad_start(&s.c, 1);
+	t_ack = fo_wait_ack(&s.w, 0, t_kill, 20000);
+	if (!t_ack)
+		dump_all(&s);
+	ck_assert_msg(t_ack, "node-a acknowledged nothing within 20 s");
+	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=fenced", "node='node-b'",
+	                              NULL),
+	                 1);
+	scen_finish(&s);
+}
+END_TEST
+
 static off_t watchdog_size(struct scen *s, size_t i)
 {
 	char path[700];
@@ -900,6 +953,7 @@ static Suite *failover_suite(void)
 	tcase_add_test(tcase(s, "release-not-dead"),
 	               release_without_confirmed_death_gets_the_full_fence);
 	tcase_add_test(tcase(s, "watchdog"), watchdog_fed_only_while_the_agent_runs);
+	tcase_add_test(tcase(s, "service-dies-while-fence-fails"), service_dies_while_fence_fails);
 	return s;
 }
 

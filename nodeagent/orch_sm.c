@@ -1,0 +1,720 @@
+/* orch_sm: the orchestrator's transition function (see orch_sm.h).  Pure:
+ * everything it knows comes in the event and `now`, everything it does
+ * goes out as effects. */
+#include "config.h"
+
+#include "nodeagent/orch_sm.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fencing/pipeline.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "nodeagent/events.h"
+
+static const char *const state_names[] = {
+        [SM_FOLLOWER] = "follower",   [SM_FENCING] = "fencing",     [SM_CLAIMING] = "claiming",
+        [SM_FINDING] = "finding",     [SM_PROMOTING] = "promoting", [SM_LABELLING] = "labelling",
+        [SM_MASTER] = "master",       [SM_RELEASING] = "releasing", [SM_DEMOTING] = "demoting",
+        [SM_KILLING] = "killing",     [SM_STOPPED] = "stopped",
+};
+
+static const char *const job_names[] = {
+        [JOB_FENCE] = "fence",         [JOB_CLAIM] = "claim",       [JOB_FIND_POD] = "find-pod",
+        [JOB_LABEL] = "label",         [JOB_UNLABEL] = "unlabel",   [JOB_CONFIRM_EXIT] = "confirm-exit",
+        [JOB_KILL] = "kill",           [JOB_TELL_MASTER] = "tell-master",
+};
+
+const char *sm_state_name(enum sm_state st)
+{
+	return st < _SM_STATE_MAX ? state_names[st] : "?";
+}
+
+const char *sm_job_name(enum sm_job j)
+{
+	return j < _JOB_MAX ? job_names[j] : "?";
+}
+
+void sm_init(struct sm *s, const struct sm_config *cfg)
+{
+	memset(s, 0, sizeof(*s));
+	s->cfg = *cfg;
+	s->st = SM_FOLLOWER;
+	s->promoted_epoch = -1;
+	s->next_job_id = 1;
+	s->svc_connected = cfg->mode == SM_MODE_NONE;
+}
+
+bool sm_unconfirmed_demotion(const struct sm *s)
+{
+	return s->st == SM_DEMOTING || s->st == SM_KILLING;
+}
+
+usec_t sm_wake_at(const struct sm *s)
+{
+	usec_t w = USEC_INFINITY;
+
+	if (s->retry_at && s->retry_at < w)
+		w = s->retry_at;
+	if (s->deadline && s->deadline < w)
+		w = s->deadline;
+	if (s->st == SM_FOLLOWER && s->cfg.mode == SM_MODE_CONTROL && s->svc_connected &&
+	    !s->tell_busy && s->tell_at < w)
+		w = s->tell_at;
+	return w;
+}
+
+/* ------------------------------------------------------------- effects */
+
+static struct sm_effect *fx_add(struct sm_effects *fx, enum sm_fx_type type)
+{
+	static struct sm_effect overflow;
+	struct sm_effect *e;
+
+	if (fx->n == SM_FX_MAX) {
+		/* a programming error the unit tests catch: say so loudly,
+		 * never write past the array */
+		memset(&overflow, 0, sizeof(overflow));
+		return &overflow;
+	}
+	e = &fx->v[fx->n++];
+	memset(e, 0, sizeof(*e));
+	e->type = type;
+	return e;
+}
+
+static void fx_text(struct sm_effect *e, const char *fmt, va_list ap)
+{
+	vsnprintf(e->text, sizeof(e->text), fmt, ap);
+}
+
+static void tl(struct sm_effects *fx, const char *step, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static void tl(struct sm_effects *fx, const char *step, const char *fmt, ...)
+{
+	struct sm_effect *e = fx_add(fx, FX_TL_ADD);
+	va_list ap;
+
+	str_copy(e->a, sizeof(e->a), step);
+	va_start(ap, fmt);
+	fx_text(e, fmt, ap);
+	va_end(ap);
+}
+
+static void say(struct sm_effects *fx, enum log_level lvl, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static void say(struct sm_effects *fx, enum log_level lvl, const char *fmt, ...)
+{
+	struct sm_effect *e = fx_add(fx, FX_LOG);
+	va_list ap;
+
+	e->code = (int)lvl;
+	va_start(ap, fmt);
+	fx_text(e, fmt, ap);
+	va_end(ap);
+}
+
+static void event(struct sm_effects *fx, int reason, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static void event(struct sm_effects *fx, int reason, const char *fmt, ...)
+{
+	struct sm_effect *e = fx_add(fx, FX_EVENT);
+	va_list ap;
+
+	e->code = reason;
+	va_start(ap, fmt);
+	fx_text(e, fmt, ap);
+	va_end(ap);
+}
+
+static void metric(struct sm_effects *fx, enum sm_metric m, int64_t epoch, double seconds)
+{
+	struct sm_effect *e = fx_add(fx, FX_METRIC);
+
+	e->code = (int)m;
+	e->epoch = epoch;
+	e->seconds = seconds;
+}
+
+static void release(struct sm *s, struct sm_effects *fx, bool dead, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static void release(struct sm *s, struct sm_effects *fx, bool dead, const char *fmt, ...)
+{
+	struct sm_effect *e = fx_add(fx, FX_RELEASE);
+	va_list ap;
+
+	e->flag = dead;
+	e->epoch = s->epoch;
+	va_start(ap, fmt);
+	fx_text(e, fmt, ap);
+	va_end(ap);
+	str_copy(s->release_reason, sizeof(s->release_reason), e->text);
+}
+
+static void send_demote(struct sm *s, struct sm_effects *fx, usec_t now, const char *reason)
+{
+	struct sm_effect *e = fx_add(fx, FX_SEND_DEMOTE);
+
+	e->epoch = s->promoted_epoch;
+	str_copy(e->text, sizeof(e->text), reason);
+	s->demote_sent = now;
+}
+
+/* Queue a job; `wait`: the state waits for its result (a newer wait
+ * replaces it, so the result of an abandoned job is ignored). */
+static struct sm_effect *job(struct sm *s, struct sm_effects *fx, enum sm_job j, bool wait)
+{
+	struct sm_effect *e = fx_add(fx, FX_JOB);
+
+	e->job = j;
+	e->job_id = s->next_job_id++;
+	e->epoch = s->epoch;
+	if (wait) {
+		s->wait_job = e->job_id;
+		s->retry_at = 0;
+	}
+	return e;
+}
+
+static void unlabel(struct sm *s, struct sm_effects *fx)
+{
+	struct sm_effect *e;
+
+	if (s->cfg.mode == SM_MODE_NONE || !s->peer.pod[0])
+		return;
+	e = job(s, fx, JOB_UNLABEL, false);
+	str_copy(e->a, sizeof(e->a), s->peer.pod);
+	str_copy(e->b, sizeof(e->b), s->peer.uid);
+}
+
+/* -------------------------------------------------------------- states */
+
+static void enter(struct sm *s, enum sm_state st)
+{
+	s->st = st;
+	s->retry_at = 0;
+	s->deadline = 0;
+	if (st == SM_FOLLOWER || st == SM_STOPPED)
+		s->wait_job = 0;
+}
+
+/* FOLLOWER, or — once a stop is pending — stop: the elector releases the
+ * Lease if we still lead (the successor then runs the full fence: a
+ * release at a stop never says the service is confirmed dead). */
+static void follow(struct sm *s, struct sm_effects *fx)
+{
+	enter(s, SM_FOLLOWER);
+	if (!s->stopping)
+		return;
+	if (s->leading)
+		event(fx, EVENTS_RELEASED, "epoch %" PRId64 " released: %s", s->epoch,
+		      s->stop_reason);
+	struct sm_effect *e = fx_add(fx, FX_STOP_ELECTOR);
+	str_copy(e->text, sizeof(e->text), s->stop_reason);
+	s->leading = false;
+	enter(s, SM_STOPPED);
+}
+
+static void demoting(struct sm *s, usec_t now)
+{
+	enter(s, SM_DEMOTING);
+	s->deadline = now + s->cfg.demote_timeout;
+}
+
+static void promote(struct sm *s, struct sm_effects *fx, usec_t now);
+
+/* The next node the term owes a fence, or — none left — the duty is
+ * settled and the promotion begins. */
+static void next_fence(struct sm *s, struct sm_effects *fx, usec_t now)
+{
+	const char *cursor = s->owed + s->owed_pos;
+	char victim[254], level[16];
+
+	while (lease_owed_next(&cursor, victim, sizeof(victim), level, sizeof(level))) {
+		s->owed_pos = (size_t)(cursor - s->owed);
+		if (strcmp(victim, s->cfg.node) == 0)
+			continue;
+		if (!s->cfg.have_methods) {
+			tl(fx, "fenced", "'%s' owed a fence, but no method is configured", victim);
+			continue;
+		}
+		str_copy(s->victim, sizeof(s->victim), victim);
+		s->level = strcmp(level, "released") == 0 ? FENCE_LEVEL_RELEASED
+		                                          : FENCE_LEVEL_EXPIRED;
+		struct sm_effect *e = job(s, fx, JOB_FENCE, true);
+		str_copy(e->a, sizeof(e->a), s->victim);
+		e->level = s->level;
+		return;
+	}
+	if (!s->fenced_any)
+		tl(fx, "fenced", "nothing to fence (owed: %s)", s->owed[0] ? s->owed : "none");
+	fx_add(fx, FX_FENCE_SETTLED)->epoch = s->epoch;
+	promote(s, fx, now);
+}
+
+static void promote(struct sm *s, struct sm_effects *fx, usec_t now)
+{
+	(void)now;
+	if (s->cfg.mode == SM_MODE_NONE) {
+		tl(fx, "promoted", "no local service is managed (service.probe = none)");
+		fx_add(fx, FX_TL_FINISH)->flag = true;
+		say(fx, LOG_LEVEL_INFO, "event=promoted pod='-' epoch=%" PRId64 " (no local service)",
+		    s->epoch);
+		enter(s, SM_MASTER);
+		return;
+	}
+	/* The Service must never select two pods: the old label goes first. */
+	struct sm_effect *e = job(s, fx, JOB_CLAIM, true);
+	str_copy(e->a, sizeof(e->a), s->peer.pod);
+	enter(s, SM_CLAIMING);
+	s->wait_job = e->job_id;
+}
+
+static void label(struct sm *s, struct sm_effects *fx)
+{
+	struct sm_effect *e = job(s, fx, JOB_LABEL, true);
+
+	str_copy(e->a, sizeof(e->a), s->peer.pod);
+	str_copy(e->b, sizeof(e->b), s->peer.uid);
+	enter(s, SM_LABELLING);
+	s->wait_job = e->job_id;
+}
+
+static bool promoted_state(enum sm_state st)
+{
+	return st == SM_PROMOTING || st == SM_LABELLING || st == SM_MASTER;
+}
+
+static bool term_state(enum sm_state st)
+{
+	return st == SM_FENCING || st == SM_CLAIMING || st == SM_FINDING || promoted_state(st);
+}
+
+static void started(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effects *fx)
+{
+	const struct elector_term *t = &ev->term;
+	const char *prev = t->previous.node[0] ? t->previous.node : t->previous.holder;
+
+	if (s->stopping || s->st == SM_STOPPED) {
+		/* The duty stays in the Lease for whoever holds it next. */
+		say(fx, LOG_LEVEL_INFO, "term %" PRId64 " began while stopping; not acting on it",
+		    t->epoch);
+		return;
+	}
+	if (term_state(s->st) || s->st == SM_RELEASING)
+		say(fx, LOG_LEVEL_WARNING, "term %" PRId64 " began while %s in term %" PRId64,
+		    t->epoch, sm_state_name(s->st), s->epoch);
+	s->leading = true;
+	s->epoch = t->epoch;
+	s->origin = ev->at ? ev->at : now;
+	str_copy(s->owed, sizeof(s->owed), t->fence_owed);
+	s->owed_pos = 0;
+	s->fenced_any = false;
+	metric(fx, SMM_LEADER, t->epoch, 0);
+	struct sm_effect *b = fx_add(fx, FX_TL_BEGIN);
+	b->at = s->origin;
+	str_copy(b->a, sizeof(b->a), prev[0] ? prev : t->previous.holder);
+	str_copy(b->b, sizeof(b->b), s->cfg.node);
+	tl(fx, "acquired", "epoch %" PRId64 ", lease %s, previous holder %s%s%s, fence owed: %s",
+	   t->epoch, lease_verdict_to_string(t->verdict), prev[0] ? prev : "(none)",
+	   t->previous.release_reason[0] ? ", released: " : "", t->previous.release_reason,
+	   t->fence_owed[0] ? t->fence_owed : "none");
+	enter(s, SM_FENCING);
+	/* The duty comes from the Lease record this term wrote (fence-owed),
+	 * never from what this process remembers of its predecessor. */
+	next_fence(s, fx, now);
+}
+
+static void lost(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effects *fx)
+{
+	if (ev->epoch != s->epoch || !s->leading)
+		return; /* a term already over for us */
+	s->leading = false;
+	metric(fx, SMM_FOLLOWER, ev->epoch, 0);
+	if (promoted_state(s->st)) {
+		/* DEMOTE was sent by the elector's callback already. */
+		tl(fx, "demote-sent", "term %" PRId64 " ended: %s", ev->epoch, ev->text);
+		s->demote_sent = now;
+		unlabel(s, fx);
+		if (s->cfg.mode == SM_MODE_CONTROL && s->svc_connected)
+			demoting(s, now);
+		else
+			follow(s, fx);
+	} else if (term_state(s->st)) {
+		say(fx, LOG_LEVEL_INFO, "term %" PRId64 " ended before the promotion (%s); not promoting",
+		    ev->epoch, ev->text);
+		tl(fx, "abandoned", "term %" PRId64 " ended: %s", ev->epoch, ev->text);
+		fx_add(fx, FX_TL_FINISH)->flag = false;
+		follow(s, fx);
+	}
+	/* RELEASING, DEMOTING, KILLING: already stepping down */
+}
+
+static void shutdown(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effects *fx)
+{
+	if (s->stopping)
+		return;
+	s->stopping = true;
+	str_copy(s->stop_reason, sizeof(s->stop_reason), ev->text[0] ? ev->text : "agent stopped");
+	if (promoted_state(s->st)) {
+		unlabel(s, fx);
+		if (s->cfg.mode == SM_MODE_CONTROL && s->svc_connected) {
+			send_demote(s, fx, now, s->stop_reason);
+			tl(fx, "demote-sent", "stopping: %s", s->stop_reason);
+			demoting(s, now);
+			return;
+		}
+		follow(s, fx);
+	} else if (term_state(s->st)) {
+		tl(fx, "abandoned", "the agent is stopping: %s", s->stop_reason);
+		fx_add(fx, FX_TL_FINISH)->flag = false;
+		follow(s, fx);
+	} else if (s->st == SM_FOLLOWER) {
+		follow(s, fx);
+	}
+	/* RELEASING, DEMOTING, KILLING: follow() stops once they end */
+}
+
+/* The service went away (EOF, or its probe failed). */
+static void gone(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effects *fx)
+{
+	bool was_connected = s->svc_connected;
+
+	(void)now;
+	if (s->cfg.mode != SM_MODE_NONE)
+		s->svc_connected = false;
+	if (s->st == SM_DEMOTING) {
+		/* a service that is gone writes no more (its death is what a
+		 * kill would have confirmed; the EOF is as good once demoting
+		 * began, since the term is over and its grant with it) */
+		tl(fx, "demoted", "service '%s' gone while demoting: %s", s->peer.pod, ev->text);
+		follow(s, fx);
+		return;
+	}
+	if (!term_state(s->st) || !was_connected)
+		return;
+	struct sm_effect *b = fx_add(fx, FX_TL_BEGIN);
+	b->at = now;
+	str_copy(b->a, sizeof(b->a), s->cfg.node);
+	tl(fx, "detected", "service '%s' gone: %s", s->peer.pod, ev->text);
+	snprintf(s->release_reason, sizeof(s->release_reason), "service %.100s on %.100s died: %.200s",
+	         s->peer.pod, s->cfg.node, ev->text);
+	if (promoted_state(s->st)) {
+		s->demotions++;
+		metric(fx, SMM_DEMOTION, s->epoch, 0);
+	}
+	/* EOF alone is no proof: a service can close its socket and go on
+	 * serving.  Its process must be seen to exit. */
+	struct sm_effect *e = job(s, fx, JOB_CONFIRM_EXIT, true);
+	e->pid = s->peer.cred_pid;
+	e->timeout = s->cfg.exit_wait;
+	enter(s, SM_RELEASING);
+	s->wait_job = e->job_id;
+}
+
+static void ready(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effects *fx)
+{
+	const struct control_msg *m = &ev->msg;
+
+	(void)now;
+	if (s->st != SM_PROMOTING || m->epoch != s->promoted_epoch) {
+		say(fx, LOG_LEVEL_WARNING,
+		    "READY epoch=%" PRId64 " while %s (promoted epoch %" PRId64 "); ignored", m->epoch,
+		    sm_state_name(s->st), s->promoted_epoch);
+		return;
+	}
+	tl(fx, "recovered", "%" PRIu64 " records up to seq %" PRIu64 " in %" PRIu64 " ms", m->records,
+	   m->last_seq, m->recovery_ms);
+	s->ready_records = m->records;
+	s->ready_recovery_ms = m->recovery_ms;
+	label(s, fx);
+}
+
+/* FAILED: a refused promotion, or (unsolicited) a master of our term that
+ * stepped down by itself.  Either way this node cannot serve. */
+static void failed(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effects *fx)
+{
+	const struct control_msg *m = &ev->msg;
+	bool promoting = s->st == SM_PROMOTING;
+
+	if (s->st == SM_DEMOTING && m->epoch == s->promoted_epoch) {
+		/* it stepped down by itself: as good as DEMOTED */
+		tl(fx, "demoted", "epoch %" PRId64 " stepped down: %s", m->epoch, m->reason);
+		follow(s, fx);
+		return;
+	}
+	if (!promoted_state(s->st) || m->epoch != s->promoted_epoch) {
+		say(fx, LOG_LEVEL_INFO, "FAILED epoch=%" PRId64 " while %s: %s", m->epoch,
+		    sm_state_name(s->st), m->reason);
+		return;
+	}
+	say(fx, LOG_LEVEL_ERROR, "event=%s epoch=%" PRId64 ": %s",
+	    promoting ? "promote-failed" : "service-stepped-down", m->epoch, m->reason);
+	release(s, fx, false, "%s on %.100s: %.200s",
+	        promoting ? "promotion failed" : "the service stepped down", s->cfg.node, m->reason);
+	event(fx, EVENTS_DEMOTED, "epoch %" PRId64 ": %s after %" PRId64 " ms in the term",
+	      m->epoch, s->release_reason, (int64_t)((now - s->origin) / USEC_PER_MSEC));
+	s->demotions++;
+	metric(fx, SMM_DEMOTION, m->epoch, 0);
+	if (!promoting)
+		unlabel(s, fx);
+	tl(fx, "released", "%s", s->release_reason);
+	fx_add(fx, FX_TL_FINISH)->flag = false;
+	follow(s, fx);
+}
+
+static void demoted(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effects *fx)
+{
+	if (s->st != SM_DEMOTING || ev->epoch != s->promoted_epoch) {
+		say(fx, LOG_LEVEL_INFO, "DEMOTED epoch=%" PRId64 " while %s; ignored", ev->epoch,
+		    sm_state_name(s->st));
+		return;
+	}
+	int64_t took = (int64_t)((now - s->demote_sent) / USEC_PER_MSEC);
+	tl(fx, "demoted", "epoch %" PRId64 " in %" PRId64 " ms", ev->epoch, took);
+	s->demotions++;
+	metric(fx, SMM_DEMOTION, ev->epoch, 0);
+	say(fx, LOG_LEVEL_INFO, "event=demoted epoch=%" PRId64 " demote_ms=%" PRId64, ev->epoch, took);
+	event(fx, EVENTS_DEMOTED, "epoch %" PRId64 " demoted: confirmed %" PRId64 " ms after DEMOTE",
+	      ev->epoch, took);
+	follow(s, fx);
+}
+
+static void tick(struct sm *s, usec_t now, struct sm_effects *fx)
+{
+	if (s->retry_at && now >= s->retry_at) {
+		s->retry_at = 0;
+		switch (s->st) {
+		case SM_FENCING: {
+			struct sm_effect *e = job(s, fx, JOB_FENCE, true);
+			str_copy(e->a, sizeof(e->a), s->victim);
+			e->level = s->level;
+			break;
+		}
+		case SM_CLAIMING: {
+			struct sm_effect *e = job(s, fx, JOB_CLAIM, true);
+			str_copy(e->a, sizeof(e->a), s->peer.pod);
+			break;
+		}
+		case SM_LABELLING:
+			label(s, fx);
+			break;
+		default:
+			break;
+		}
+	}
+	if (s->deadline && now >= s->deadline) {
+		s->deadline = 0;
+		if (s->st == SM_PROMOTING) {
+			say(fx, LOG_LEVEL_ERROR,
+			    "the local service did not answer PROMOTE epoch=%" PRId64 " in time; "
+			    "demoting and releasing",
+			    s->promoted_epoch);
+			send_demote(s, fx, now, "PROMOTE timed out");
+			release(s, fx, false, "the local service did not answer PROMOTE in time");
+			tl(fx, "released", "%s", s->release_reason);
+			fx_add(fx, FX_TL_FINISH)->flag = false;
+			demoting(s, now);
+		} else if (s->st == SM_DEMOTING) {
+			if (s->svc_connected && s->peer.cred_pid > 0) {
+				say(fx, LOG_LEVEL_ERROR,
+				    "event=self-fence service '%s' did not confirm DEMOTE within %" PRId64
+				    " ms; killing pid %d",
+				    s->peer.pod, (int64_t)(s->cfg.demote_timeout / USEC_PER_MSEC),
+				    (int)s->peer.cred_pid);
+				struct sm_effect *e = job(s, fx, JOB_KILL, true);
+				e->pid = s->peer.cred_pid;
+				str_copy(e->a, sizeof(e->a), s->peer.pod);
+				enter(s, SM_KILLING);
+				s->wait_job = e->job_id;
+			} else {
+				follow(s, fx);
+			}
+		}
+	}
+	if (s->st == SM_FOLLOWER && s->cfg.mode == SM_MODE_CONTROL && s->svc_connected &&
+	    !s->tell_busy && now >= s->tell_at) {
+		job(s, fx, JOB_TELL_MASTER, false);
+		s->tell_busy = true;
+		s->tell_at = now + s->cfg.tell_interval;
+	}
+}
+
+static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effects *fx)
+{
+	if (ev->job == JOB_TELL_MASTER) {
+		s->tell_busy = false;
+		return;
+	}
+	if (ev->job_id != s->wait_job || !ev->job_id)
+		return; /* an abandoned job's result, or one nobody waits for */
+	s->wait_job = 0;
+	switch (s->st) {
+	case SM_FENCING:
+		if (ev->result >= 0) {
+			s->fenced_any = true;
+			next_fence(s, fx, now);
+		} else if (ev->result != JOB_CANCELLED) {
+			/* not promoting; the Lease keeps the duty; again soon */
+			s->retry_at = now + s->cfg.fence_retry;
+		}
+		/* JOB_CANCELLED: the term is over; LOST follows */
+		break;
+	case SM_CLAIMING:
+		if (ev->result == 0) {
+			if (s->cfg.mode == SM_MODE_PROBE) {
+				job(s, fx, JOB_FIND_POD, true);
+				enter(s, SM_FINDING);
+				s->wait_job = s->next_job_id - 1;
+			} else if (!s->svc_connected) {
+				release(s, fx, false, "no local service to promote");
+				tl(fx, "released", "%s", s->release_reason);
+				fx_add(fx, FX_TL_FINISH)->flag = false;
+				follow(s, fx);
+			} else {
+				s->promoted_epoch = s->epoch;
+				fx_add(fx, FX_SEND_PROMOTE)->epoch = s->epoch;
+				enter(s, SM_PROMOTING);
+				s->deadline = now + s->cfg.promote_timeout;
+			}
+		} else if (ev->result == JOB_CLAIM_SUPERSEDED) {
+			say(fx, LOG_LEVEL_INFO,
+			    "term %" PRId64 ": a newer term has claimed a pod; not promoting", s->epoch);
+			fx_add(fx, FX_TL_FINISH)->flag = false;
+			follow(s, fx);
+		} else if (ev->result != JOB_CANCELLED) {
+			s->retry_at = now + s->cfg.claim_retry;
+		}
+		break;
+	case SM_FINDING:
+		if (ev->result == 0) {
+			str_copy(s->peer.pod, sizeof(s->peer.pod), ev->peer.pod);
+			str_copy(s->peer.uid, sizeof(s->peer.uid), ev->peer.uid);
+			s->promoted_epoch = s->epoch;
+			label(s, fx);
+		} else if (ev->result != JOB_CANCELLED) {
+			release(s, fx, false, "the local service's pod was not found");
+			tl(fx, "released", "%s", s->release_reason);
+			fx_add(fx, FX_TL_FINISH)->flag = false;
+			follow(s, fx);
+		}
+		break;
+	case SM_LABELLING:
+		if (ev->result == 0) {
+			int64_t took = (int64_t)((now - s->origin) / USEC_PER_MSEC);
+			tl(fx, "labelled", "%s on '%s'", s->cfg.label, s->peer.pod);
+			fx_add(fx, FX_TL_FINISH)->flag = true;
+			s->promotions++;
+			metric(fx, SMM_PROMOTION, s->epoch, (double)took / 1000.0);
+			event(fx, EVENTS_PROMOTED,
+			      "epoch %" PRId64 ": recovered %" PRIu64 " records in %" PRIu64
+			      " ms, labelled %s, %" PRId64 " ms after the Lease was free",
+			      s->epoch, s->ready_records, s->ready_recovery_ms, s->cfg.label, took);
+			say(fx, LOG_LEVEL_INFO,
+			    "event=promoted pod='%s/%s' epoch=%" PRId64 " records=%" PRIu64
+			    " failover_ms=%" PRId64,
+			    s->cfg.ns, s->peer.pod, s->epoch, s->ready_records, took);
+			enter(s, SM_MASTER);
+		} else if (ev->result == 1 || ev->result == -ENOENT || ev->result == -EINVAL ||
+		           ev->result == -ESTALE) {
+			/* The pod is gone or was replaced: the service we promoted
+			 * is not the one the Service would select.  Give the term
+			 * up rather than retry forever. */
+			say(fx, LOG_LEVEL_ERROR, "cannot label own pod '%s' (%s); releasing",
+			    s->peer.pod, strerror(ev->result > 0 ? ESTALE : -ev->result));
+			send_demote(s, fx, now, "own pod cannot be labelled");
+			release(s, fx, false, "cannot label own pod %.100s: %.300s", s->peer.pod,
+			        ev->text[0] ? ev->text : strerror(ev->result > 0 ? ESTALE : -ev->result));
+			tl(fx, "released", "%s", s->release_reason);
+			fx_add(fx, FX_TL_FINISH)->flag = false;
+			event(fx, EVENTS_DEMOTED, "epoch %" PRId64 ": %s", s->epoch, s->release_reason);
+			s->demotions++;
+			metric(fx, SMM_DEMOTION, s->epoch, 0);
+			if (s->cfg.mode == SM_MODE_CONTROL && s->svc_connected)
+				demoting(s, now);
+			else
+				follow(s, fx);
+		} else {
+			/* transient (or the term ended: LOST follows) */
+			s->retry_at = now + s->cfg.label_retry;
+		}
+		break;
+	case SM_RELEASING: {
+		bool dead = ev->result == 0;
+		release(s, fx, dead, "%s", s->release_reason);
+		tl(fx, "released", "%s%s", s->release_reason, dead ? " (service confirmed dead)" : "");
+		fx_add(fx, FX_TL_FINISH)->flag = false;
+		unlabel(s, fx);
+		event(fx, EVENTS_RELEASED, "epoch %" PRId64 ": %s%s", s->epoch, s->release_reason,
+		      dead ? " (service confirmed dead)" : " (exit not confirmed: full fence)");
+		follow(s, fx);
+		break;
+	}
+	case SM_KILLING:
+		/* the job confirmed the death or starved the watchdog */
+		tl(fx, ev->result >= 0 ? "self-fenced" : "self-fence-failed", "pid %d: %s",
+		   (int)s->peer.cred_pid, ev->result >= 0 ? "confirmed dead" : strerror(-ev->result));
+		follow(s, fx);
+		break;
+	default:
+		break;
+	}
+}
+
+void sm_step(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effects *fx)
+{
+	fx->n = 0;
+	if (s->st == SM_STOPPED && ev->type != SE_JOB_DONE)
+		return;
+	switch (ev->type) {
+	case SE_TICK:
+		tick(s, now, fx);
+		break;
+	case SE_STARTED:
+		started(s, ev, now, fx);
+		break;
+	case SE_LOST:
+		lost(s, ev, now, fx);
+		break;
+	case SE_SHUTDOWN:
+		shutdown(s, ev, now, fx);
+		break;
+	case SE_HELLO:
+		s->svc_connected = true;
+		/* probe mode: "healthy"; the pod is what FINDING found */
+		if (s->cfg.mode == SM_MODE_CONTROL)
+			s->peer = ev->peer;
+		break;
+	case SE_STANDBY:
+		break;
+	case SE_READY:
+		ready(s, ev, now, fx);
+		break;
+	case SE_FAILED:
+		failed(s, ev, now, fx);
+		break;
+	case SE_DEMOTED:
+		demoted(s, ev, now, fx);
+		break;
+	case SE_GONE:
+		gone(s, ev, now, fx);
+		break;
+	case SE_PROMOTE_UNSENT:
+		if (s->st == SM_PROMOTING && ev->epoch == s->promoted_epoch) {
+			release(s, fx, false, "could not send PROMOTE to the local service");
+			tl(fx, "released", "%s", s->release_reason);
+			fx_add(fx, FX_TL_FINISH)->flag = false;
+			follow(s, fx);
+		}
+		break;
+	case SE_JOB_DONE:
+		job_done(s, ev, now, fx);
+		break;
+	default:
+		break;
+	}
+}

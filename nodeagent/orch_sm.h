@@ -1,0 +1,228 @@
+/* orch_sm: the agent's orchestrator as a pure transition function.
+ *
+ *   sm_step(machine, event, now) -> new state of the machine + effects
+ *
+ * It performs nothing itself: no API call, no socket write, no clock read,
+ * no lock.  The orchestrator (orchestrator.c) feeds it events — from the
+ * elector, the control socket, the worker that runs slow effects, and ticks
+ * of its own timer — and carries out the effects it returns.  Slow effects
+ * (a fence run, a label PATCH, waiting for a process to exit) are jobs: the
+ * worker runs them one at a time and posts each result back as an
+ * SE_JOB_DONE event, so no state waits inside a retry loop and a stop or
+ * the end of a term is acted on at once.
+ *
+ * States and the transitions of one term (mode = control socket):
+ *
+ *   FOLLOWER --STARTED N--> FENCING: a fence job per node the Lease owes a
+ *      fence (fence-owed), each retried every fence_retry until confirmed
+ *   FENCING --every one confirmed--> fence settled; CLAIMING: remove the
+ *      role label from every other pod (epoch precondition)
+ *   CLAIMING --done--> PROMOTE sent; PROMOTING (promote_timeout)
+ *   PROMOTING --READY N--> LABELLING: label own pod, retried
+ *   LABELLING --labelled--> MASTER
+ *
+ *   FENCING..MASTER --LOST N--> DEMOTING (DEMOTE was sent by the elector's
+ *      callback already) --DEMOTED | FAILED | GONE--> FOLLOWER
+ *   DEMOTING --demote_timeout--> KILLING: self-fence (kill, confirmed by a
+ *      pidfd) --done--> FOLLOWER
+ *   FENCING..MASTER --GONE--> RELEASING: wait up to 300 ms for the process to
+ *      exit --> release ("service confirmed dead" only if it did) --> FOLLOWER
+ *   PROMOTING --promote_timeout | FAILED--> DEMOTE sent, release --> DEMOTING
+ *   LABELLING --the pod cannot be labelled--> DEMOTE sent, release --> DEMOTING
+ *   MASTER --FAILED (it stepped down)--> release --> FOLLOWER
+ *
+ *   SHUTDOWN sets a sticky flag: a promoted service is demoted (DEMOTING,
+ *   then KILLING if it does not answer), and whenever the machine reaches
+ *   FOLLOWER with the flag set it stops the elector (releasing the Lease)
+ *   and enters STOPPED.
+ *
+ * Probe mode has FINDING (look up our own pod) in place of PROMOTING; with
+ * no local service (mode none), the term itself is the product: MASTER
+ * once the fences are settled. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "lib/clock.h"
+#include "lib/lease.h"
+#include "nodeagent/control.h"
+#include "nodeagent/elector.h"
+
+enum sm_state {
+	SM_FOLLOWER,
+	SM_FENCING,
+	SM_CLAIMING,
+	SM_FINDING,
+	SM_PROMOTING,
+	SM_LABELLING,
+	SM_MASTER,
+	SM_RELEASING,
+	SM_DEMOTING,
+	SM_KILLING,
+	SM_STOPPED,
+	_SM_STATE_MAX,
+};
+
+enum sm_mode {
+	SM_MODE_CONTROL, /* the service speaks the control protocol */
+	SM_MODE_PROBE,   /* a health probe stands in for it */
+	SM_MODE_NONE,    /* no local service */
+};
+
+enum sm_event_type {
+	SE_TICK,           /* the time sm_wake_at() asked for has come */
+	SE_STARTED,        /* term: a term began */
+	SE_LOST,           /* epoch, text: a term ended */
+	SE_SHUTDOWN,       /* text: stop (sticky) */
+	SE_HELLO,          /* peer: a service connected */
+	SE_STANDBY,        /* the service is a candidate */
+	SE_READY,          /* msg */
+	SE_FAILED,         /* msg */
+	SE_DEMOTED,        /* epoch */
+	SE_GONE,           /* text: the service went away */
+	SE_PROMOTE_UNSENT, /* epoch: PROMOTE could not be sent */
+	SE_JOB_DONE,       /* job, job_id, result, peer (FIND) */
+	_SE_MAX,
+};
+
+enum sm_job {
+	JOB_FENCE,        /* epoch, victim, level: one fence pipeline run */
+	JOB_CLAIM,        /* epoch: remove the label from every other pod */
+	JOB_FIND_POD,     /* probe mode: our own pod */
+	JOB_LABEL,        /* epoch, pod, uid: label our own pod */
+	JOB_UNLABEL,      /* pod, uid: remove our own label */
+	JOB_CONFIRM_EXIT, /* pid, timeout: wait for the process to exit */
+	JOB_KILL,         /* pid: self-fence (kill, confirm) */
+	JOB_TELL_MASTER,  /* tell our standby who the master is */
+	_JOB_MAX,
+};
+
+/* Results of jobs: 0 done; JOB_CANCELLED the term was over before it ran;
+ * other negative errno: failed (retried where the state retries). */
+#define JOB_CANCELLED (-ECANCELED)
+/* JOB_CLAIM: a newer term has claimed a pod: ours is over. */
+#define JOB_CLAIM_SUPERSEDED 1
+/* JOB_LABEL: 1, or -ENOENT/-EINVAL/-ESTALE, mean the pod cannot be
+ * labelled (gone, replaced, or claimed by a newer term). */
+
+struct sm_event {
+	enum sm_event_type type;
+	usec_t at; /* when the input arrived (mono) */
+	int64_t epoch;
+	struct elector_term term; /* STARTED */
+	struct control_msg msg;   /* READY, FAILED */
+	struct control_peer peer; /* HELLO; JOB_DONE of JOB_FIND_POD */
+	enum sm_job job;          /* JOB_DONE */
+	uint64_t job_id;
+	int result;
+	char text[512]; /* reason, why */
+};
+
+enum sm_fx_type {
+	FX_JOB,           /* job, job_id, epoch, a (victim / pod), b (uid), level, pid, timeout */
+	FX_SEND_PROMOTE,  /* epoch */
+	FX_SEND_DEMOTE,   /* epoch, text */
+	FX_RELEASE,       /* text, flag: service confirmed dead */
+	FX_FENCE_SETTLED, /* epoch */
+	FX_STOP_ELECTOR,  /* text */
+	FX_EVENT,         /* code (enum events_reason), text */
+	FX_TL_BEGIN,      /* at, a (from), b (to) */
+	FX_TL_ADD,        /* a (step), text */
+	FX_TL_FINISH,     /* flag: ok */
+	FX_METRIC,        /* code (enum sm_metric), epoch, seconds */
+	FX_LOG,           /* code (enum log_level), text */
+};
+
+enum sm_metric {
+	SMM_LEADER,     /* role leader, epoch, a transition */
+	SMM_FOLLOWER,   /* role follower */
+	SMM_PROMOTION,  /* seconds: the failover's duration */
+	SMM_DEMOTION,   /* the local service stopped being master */
+};
+
+struct sm_effect {
+	enum sm_fx_type type;
+	enum sm_job job;
+	uint64_t job_id;
+	int64_t epoch;
+	int code;
+	int level; /* enum fence_level */
+	pid_t pid;
+	usec_t at, timeout;
+	bool flag;
+	double seconds;
+	char a[254], b[254];
+	char text[768];
+};
+
+#define SM_FX_MAX 16
+struct sm_effects {
+	size_t n;
+	struct sm_effect v[SM_FX_MAX];
+};
+
+struct sm_config {
+	enum sm_mode mode;
+	char node[254];
+	char ns[254];     /* the service's namespace (for the log) */
+	char label[130];  /* "role=master" (for the log and Events) */
+	bool have_methods;      /* a fence method is configured */
+	usec_t promote_timeout; /* PROMOTE -> READY */
+	usec_t demote_timeout;  /* DEMOTE -> DEMOTED, then kill */
+	usec_t fence_retry;     /* between failed fence runs */
+	usec_t claim_retry;     /* between failed claims of the other pods */
+	usec_t label_retry;     /* between failed label PATCHes */
+	usec_t exit_wait;       /* how long a gone service's exit is awaited */
+	usec_t tell_interval;   /* MASTER lines to a standby, at most this often */
+};
+
+struct sm {
+	struct sm_config cfg;
+	enum sm_state st;
+	int64_t epoch; /* of the current (or last) term */
+	bool leading;
+	bool stopping;
+	char stop_reason[256];
+	bool svc_connected;
+	struct control_peer peer;
+	int64_t promoted_epoch; /* the term PROMOTE (or the label) was for; -1 none */
+
+	/* FENCING */
+	char owed[LEASE_OWED_MAX];
+	size_t owed_pos;
+	bool fenced_any;
+	char victim[254];
+	int level;
+
+	uint64_t next_job_id;
+	uint64_t wait_job; /* the job the state waits for; 0 none */
+	usec_t retry_at;   /* when to run the state's job again; 0 none */
+	usec_t deadline;   /* PROMOTING/DEMOTING time-out; 0 none */
+	usec_t demote_sent;
+	usec_t tell_at;
+	bool tell_busy;
+	usec_t origin; /* start of the current failover (mono) */
+	char release_reason[512];
+	uint64_t ready_records, ready_recovery_ms; /* the last READY */
+	int64_t promotions, demotions;
+};
+
+void sm_init(struct sm *s, const struct sm_config *cfg);
+
+/* Apply one event at time `now`; fx is reset and receives the effects, in
+ * the order they are to be carried out. */
+void sm_step(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effects *fx);
+
+/* When the machine needs an SE_TICK next (mono usec); USEC_INFINITY: no
+ * timer is pending. */
+usec_t sm_wake_at(const struct sm *s);
+
+const char *sm_state_name(enum sm_state st);
+const char *sm_job_name(enum sm_job j);
+
+/* Whether a service of ours may hold a write grant that it has not
+ * confirmed giving up (the watchdog is not fed meanwhile). */
+bool sm_unconfirmed_demotion(const struct sm *s);

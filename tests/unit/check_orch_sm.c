@@ -1,0 +1,800 @@
+/* Unit tests of the orchestrator's transition function (nodeagent/orch_sm.c)
+ * with an injected clock: every transition of a term, and each fault the
+ * agent must survive — a lost acquire answer, a stop while a term start is
+ * queued, a term that ends mid-fence, a fence that keeps failing, a service
+ * that never answers, a pod that cannot be labelled, a job result that
+ * arrives after its term. */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fencing/pipeline.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "nodeagent/events.h"
+#include "nodeagent/orch_sm.h"
+
+#define MS USEC_PER_MSEC
+
+static struct sm S;
+static struct sm_effects FX;
+static usec_t NOW;
+
+static void init_mode(enum sm_mode mode, bool methods)
+{
+	struct sm_config c = {
+	        .mode = mode,
+	        .have_methods = methods,
+	        .promote_timeout = 5000 * MS,
+	        .demote_timeout = 2000 * MS,
+	        .fence_retry = 1000 * MS,
+	        .claim_retry = 200 * MS,
+	        .label_retry = 100 * MS,
+	        .exit_wait = 300 * MS,
+	        .tell_interval = 1000 * MS,
+	};
+	str_copy(c.node, sizeof(c.node), "node-a");
+	str_copy(c.ns, sizeof(c.ns), "kf");
+	str_copy(c.label, sizeof(c.label), "role=master");
+	sm_init(&S, &c);
+	NOW = 1000 * USEC_PER_SEC;
+}
+
+static void feed(const struct sm_event *ev)
+{
+	sm_step(&S, ev, NOW, &FX);
+	ck_assert_uint_lt(FX.n, SM_FX_MAX); /* room to spare: nothing cut */
+}
+
+static void hello(void)
+{
+	struct sm_event ev = {.type = SE_HELLO};
+	str_copy(ev.peer.pod, sizeof(ev.peer.pod), "meta-a");
+	str_copy(ev.peer.uid, sizeof(ev.peer.uid), "uid-a");
+	ev.peer.cred_pid = 4242;
+	feed(&ev);
+	ck_assert_uint_eq(FX.n, 0);
+}
+
+static void setup(void)
+{
+	init_mode(SM_MODE_CONTROL, true);
+	hello();
+}
+
+static void started(int64_t epoch, const char *owed)
+{
+	struct sm_event ev = {.type = SE_STARTED, .epoch = epoch, .at = NOW};
+	ev.term.epoch = epoch;
+	ev.term.verdict = LEASE_EXPIRED;
+	str_copy(ev.term.previous.holder, sizeof(ev.term.previous.holder), "agent-b");
+	str_copy(ev.term.previous.node, sizeof(ev.term.previous.node), "node-b");
+	str_copy(ev.term.fence_owed, sizeof(ev.term.fence_owed), owed);
+	feed(&ev);
+}
+
+static void simple(enum sm_event_type t, int64_t epoch, const char *text)
+{
+	struct sm_event ev = {.type = t, .epoch = epoch};
+	if (text)
+		str_copy(ev.text, sizeof(ev.text), text);
+	ev.msg.epoch = epoch;
+	if (text)
+		str_copy(ev.msg.reason, sizeof(ev.msg.reason), text);
+	feed(&ev);
+}
+
+static void tick_at(usec_t t)
+{
+	NOW = t;
+	simple(SE_TICK, 0, NULL);
+}
+
+static const struct sm_effect *fx(enum sm_fx_type t)
+{
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].type == t)
+			return &FX.v[i];
+	return NULL;
+}
+
+static const struct sm_effect *fx_job(enum sm_job j)
+{
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].type == FX_JOB && FX.v[i].job == j)
+			return &FX.v[i];
+	return NULL;
+}
+
+static const struct sm_effect *fx_event(int reason)
+{
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].type == FX_EVENT && FX.v[i].code == reason)
+			return &FX.v[i];
+	return NULL;
+}
+
+static const struct sm_effect *fx_metric(enum sm_metric m)
+{
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].type == FX_METRIC && FX.v[i].code == (int)m)
+			return &FX.v[i];
+	return NULL;
+}
+
+static void done(const struct sm_effect *job, int result)
+{
+	struct sm_event ev = {.type = SE_JOB_DONE, .job = job->job, .job_id = job->job_id,
+	                      .epoch = job->epoch, .result = result};
+	feed(&ev);
+}
+
+static void done_id(enum sm_job j, uint64_t id, int result)
+{
+	struct sm_event ev = {.type = SE_JOB_DONE, .job = j, .job_id = id, .result = result};
+	feed(&ev);
+}
+
+/* Drive a term of epoch 5 from its start to MASTER; returns with FX of the
+ * last step. */
+static void to_master(void)
+{
+	const struct sm_effect *e;
+	uint64_t id;
+
+	started(5, "node-b:expired");
+	e = fx_job(JOB_FENCE);
+	ck_assert_ptr_nonnull(e);
+	done(e, 0);
+	e = fx_job(JOB_CLAIM);
+	ck_assert_ptr_nonnull(e);
+	done(e, 0);
+	ck_assert_int_eq(S.st, SM_PROMOTING);
+	struct sm_event r = {.type = SE_READY, .epoch = 5};
+	r.msg.epoch = 5;
+	r.msg.records = 7;
+	feed(&r);
+	e = fx_job(JOB_LABEL);
+	ck_assert_ptr_nonnull(e);
+	id = e->job_id;
+	done_id(JOB_LABEL, id, 0);
+	ck_assert_int_eq(S.st, SM_MASTER);
+}
+
+START_TEST(test_term_to_master)
+{
+	const struct sm_effect *e;
+
+	started(5, "node-b:expired");
+	ck_assert_int_eq(S.st, SM_FENCING);
+	ck_assert_ptr_nonnull(fx_metric(SMM_LEADER));
+	ck_assert_ptr_nonnull(fx(FX_TL_BEGIN));
+	e = fx_job(JOB_FENCE);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_str_eq(e->a, "node-b");
+	ck_assert_int_eq(e->level, FENCE_LEVEL_EXPIRED);
+	ck_assert_int_eq(e->epoch, 5);
+	ck_assert_ptr_null(fx(FX_FENCE_SETTLED));
+
+	NOW += 50 * MS;
+	done(e, 0);
+	ck_assert_ptr_nonnull(fx(FX_FENCE_SETTLED));
+	ck_assert_int_eq(fx(FX_FENCE_SETTLED)->epoch, 5);
+	e = fx_job(JOB_CLAIM);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_str_eq(e->a, "meta-a"); /* our own pod is left alone */
+	ck_assert_int_eq(S.st, SM_CLAIMING);
+
+	done(e, 0);
+	ck_assert_ptr_nonnull(fx(FX_SEND_PROMOTE));
+	ck_assert_int_eq(fx(FX_SEND_PROMOTE)->epoch, 5);
+	ck_assert_int_eq(S.st, SM_PROMOTING);
+	ck_assert_int_eq(sm_wake_at(&S), NOW + 5000 * MS);
+
+	struct sm_event r = {.type = SE_READY, .epoch = 5};
+	r.msg.epoch = 5;
+	r.msg.records = 7;
+	r.msg.recovery_ms = 3;
+	NOW += 20 * MS;
+	feed(&r);
+	ck_assert_int_eq(S.st, SM_LABELLING);
+	e = fx_job(JOB_LABEL);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_str_eq(e->a, "meta-a");
+	ck_assert_str_eq(e->b, "uid-a");
+
+	NOW += 30 * MS;
+	done(e, 0);
+	ck_assert_int_eq(S.st, SM_MASTER);
+	ck_assert_ptr_nonnull(fx_metric(SMM_PROMOTION));
+	ck_assert_double_eq_tol(fx_metric(SMM_PROMOTION)->seconds, 0.1, 1e-9);
+	ck_assert_ptr_nonnull(fx_event(EVENTS_PROMOTED));
+	ck_assert_ptr_nonnull(strstr(fx_event(EVENTS_PROMOTED)->text, "recovered 7 records"));
+	ck_assert_int_eq(S.promotions, 1);
+	ck_assert(!sm_unconfirmed_demotion(&S));
+}
+END_TEST
+
+/* A lost answer to the acquire: the next poll sees the Lease already ours,
+ * so "the previous holder" is ourselves.  The duty comes from the Lease's
+ * fence-owed, which names the expired holder: it is fenced all the same. */
+START_TEST(test_duty_from_lease_not_previous)
+{
+	const struct sm_effect *e;
+
+	struct sm_event ev = {.type = SE_STARTED, .epoch = 9, .at = NOW};
+	ev.term.epoch = 9;
+	ev.term.verdict = LEASE_OURS;
+	str_copy(ev.term.previous.node, sizeof(ev.term.previous.node), "node-a");
+	str_copy(ev.term.fence_owed, sizeof(ev.term.fence_owed), "node-a:expired,node-b:expired");
+	feed(&ev);
+	e = fx_job(JOB_FENCE);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_str_eq(e->a, "node-b"); /* never ourselves */
+	ck_assert_ptr_null(fx(FX_FENCE_SETTLED));
+}
+END_TEST
+
+START_TEST(test_two_victims_in_order)
+{
+	const struct sm_effect *e;
+
+	started(5, "node-b:released,node-c:expired");
+	e = fx_job(JOB_FENCE);
+	ck_assert_str_eq(e->a, "node-b");
+	ck_assert_int_eq(e->level, FENCE_LEVEL_RELEASED);
+	done(e, 0);
+	ck_assert_ptr_null(fx(FX_FENCE_SETTLED));
+	e = fx_job(JOB_FENCE);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_str_eq(e->a, "node-c");
+	ck_assert_int_eq(e->level, FENCE_LEVEL_EXPIRED);
+	done(e, 0);
+	ck_assert_ptr_nonnull(fx(FX_FENCE_SETTLED));
+}
+END_TEST
+
+START_TEST(test_nothing_owed)
+{
+	started(5, "");
+	ck_assert_ptr_null(fx_job(JOB_FENCE));
+	ck_assert_ptr_nonnull(fx(FX_FENCE_SETTLED));
+	ck_assert_ptr_nonnull(fx_job(JOB_CLAIM));
+}
+END_TEST
+
+START_TEST(test_no_method_configured)
+{
+	init_mode(SM_MODE_CONTROL, false);
+	hello();
+	started(5, "node-b:expired");
+	ck_assert_ptr_null(fx_job(JOB_FENCE));
+	ck_assert_ptr_nonnull(fx(FX_FENCE_SETTLED));
+	bool said = false;
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].type == FX_TL_ADD && strstr(FX.v[i].text, "no method is configured"))
+			said = true;
+	ck_assert(said);
+}
+END_TEST
+
+/* A fence that fails is retried every fence_retry, and the duty is never
+ * settled (the Lease keeps it) until a run confirms. */
+START_TEST(test_fence_retry)
+{
+	const struct sm_effect *e;
+	uint64_t first;
+
+	started(5, "node-b:expired");
+	e = fx_job(JOB_FENCE);
+	first = e->job_id;
+	done(e, -EHOSTUNREACH);
+	ck_assert_uint_eq(FX.n, 0);
+	ck_assert_int_eq(S.st, SM_FENCING);
+	ck_assert_int_eq(sm_wake_at(&S), NOW + 1000 * MS);
+	tick_at(NOW + 999 * MS);
+	ck_assert_ptr_null(fx_job(JOB_FENCE));
+	tick_at(NOW + 1 * MS);
+	e = fx_job(JOB_FENCE);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_str_eq(e->a, "node-b");
+	ck_assert_uint_gt(e->job_id, first);
+	/* the old run's late answer is not this run's */
+	done_id(JOB_FENCE, first, 0);
+	ck_assert_ptr_null(fx(FX_FENCE_SETTLED));
+	done(e, 0);
+	ck_assert_ptr_nonnull(fx(FX_FENCE_SETTLED));
+}
+END_TEST
+
+/* The term ends while the fence runs: nothing is settled, nothing
+ * promoted, and the run's answer — arriving afterwards — changes nothing. */
+START_TEST(test_term_ends_mid_fence)
+{
+	const struct sm_effect *e;
+	struct sm_effect fence;
+
+	started(5, "node-b:expired");
+	fence = *fx_job(JOB_FENCE);
+	simple(SE_LOST, 5, "renewal failed");
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+	ck_assert_ptr_nonnull(fx_metric(SMM_FOLLOWER));
+	ck_assert_ptr_null(fx(FX_FENCE_SETTLED));
+	ck_assert_ptr_null(fx(FX_RELEASE));
+	done(&fence, 0);
+	ck_assert_uint_eq(FX.n, 0);
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+	/* a later term of ours starts over from its own record */
+	started(7, "node-b:expired");
+	e = fx_job(JOB_FENCE);
+	ck_assert_ptr_nonnull(e);
+	done(&fence, 0); /* term 5's answer, once more */
+	ck_assert_ptr_null(fx(FX_FENCE_SETTLED));
+	ck_assert_int_eq(S.st, SM_FENCING);
+}
+END_TEST
+
+/* SIGTERM arrives while the start of a term is still queued (the stop is
+ * handed out first): the term is not acted on, its duty stays in the Lease
+ * for whoever holds it next. */
+START_TEST(test_stop_before_queued_start)
+{
+	simple(SE_SHUTDOWN, 0, "SIGTERM");
+	ck_assert_ptr_nonnull(fx(FX_STOP_ELECTOR));
+	ck_assert_str_eq(fx(FX_STOP_ELECTOR)->text, "SIGTERM");
+	ck_assert_ptr_null(fx_event(EVENTS_RELEASED)); /* we did not lead */
+	ck_assert_int_eq(S.st, SM_STOPPED);
+	started(5, "node-b:expired");
+	ck_assert_ptr_null(fx_job(JOB_FENCE));
+	ck_assert_ptr_null(fx(FX_FENCE_SETTLED));
+	ck_assert_uint_eq(FX.n, 0);
+	simple(SE_LOST, 5, "released");
+	ck_assert_uint_eq(FX.n, 0);
+}
+END_TEST
+
+/* A stop while a failing fence waits for its retry is acted on at once. */
+START_TEST(test_stop_during_fence_retry)
+{
+	const struct sm_effect *e;
+
+	started(5, "node-b:expired");
+	e = fx_job(JOB_FENCE);
+	done(e, -EIO);
+	simple(SE_SHUTDOWN, 0, "SIGTERM");
+	ck_assert_ptr_nonnull(fx(FX_STOP_ELECTOR));
+	ck_assert_ptr_nonnull(fx_event(EVENTS_RELEASED));
+	ck_assert_ptr_null(fx(FX_FENCE_SETTLED));
+	ck_assert_ptr_null(fx(FX_SEND_DEMOTE)); /* nothing was promoted */
+	ck_assert_int_eq(S.st, SM_STOPPED);
+	ck_assert_int_eq(sm_wake_at(&S), USEC_INFINITY);
+}
+END_TEST
+
+/* An orderly stop of a master: DEMOTE, unlabel, and only once the service
+ * confirmed, the release (with a Released Event). */
+START_TEST(test_stop_master_confirmed)
+{
+	to_master();
+	NOW += USEC_PER_SEC;
+	simple(SE_SHUTDOWN, 0, "agent stopped");
+	ck_assert_ptr_nonnull(fx(FX_SEND_DEMOTE));
+	ck_assert_int_eq(fx(FX_SEND_DEMOTE)->epoch, 5);
+	ck_assert_ptr_nonnull(fx_job(JOB_UNLABEL));
+	ck_assert_ptr_null(fx(FX_STOP_ELECTOR));
+	ck_assert_int_eq(S.st, SM_DEMOTING);
+	ck_assert(sm_unconfirmed_demotion(&S));
+	NOW += 40 * MS;
+	simple(SE_DEMOTED, 5, NULL);
+	ck_assert_ptr_nonnull(fx_metric(SMM_DEMOTION));
+	ck_assert_ptr_nonnull(fx_event(EVENTS_DEMOTED));
+	ck_assert_ptr_nonnull(strstr(fx_event(EVENTS_DEMOTED)->text, "40 ms"));
+	ck_assert_ptr_nonnull(fx_event(EVENTS_RELEASED));
+	ck_assert_ptr_nonnull(fx(FX_STOP_ELECTOR));
+	ck_assert_int_eq(S.st, SM_STOPPED);
+}
+END_TEST
+
+/* A master that does not answer the stop's DEMOTE is killed (confirmed)
+ * before the Lease is released. */
+START_TEST(test_stop_master_unanswered_kill)
+{
+	const struct sm_effect *e;
+
+	to_master();
+	simple(SE_SHUTDOWN, 0, "agent stopped");
+	tick_at(NOW + 1999 * MS);
+	ck_assert_ptr_null(fx_job(JOB_KILL));
+	tick_at(NOW + 1 * MS);
+	e = fx_job(JOB_KILL);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(e->pid, 4242);
+	ck_assert_int_eq(S.st, SM_KILLING);
+	ck_assert(sm_unconfirmed_demotion(&S));
+	ck_assert_ptr_null(fx(FX_STOP_ELECTOR));
+	done(e, 0);
+	ck_assert_ptr_nonnull(fx(FX_STOP_ELECTOR));
+	ck_assert_int_eq(S.st, SM_STOPPED);
+}
+END_TEST
+
+/* The term ends while master: unlabel, wait for DEMOTED (DEMOTE itself
+ * went out from the elector's callback); no release (nothing to release). */
+START_TEST(test_lost_as_master)
+{
+	to_master();
+	simple(SE_LOST, 5, "renewal failed");
+	ck_assert_ptr_nonnull(fx_job(JOB_UNLABEL));
+	ck_assert_ptr_null(fx(FX_RELEASE));
+	ck_assert_ptr_null(fx(FX_SEND_DEMOTE));
+	ck_assert_int_eq(S.st, SM_DEMOTING);
+	simple(SE_DEMOTED, 4, NULL); /* an older term's answer */
+	ck_assert_int_eq(S.st, SM_DEMOTING);
+	simple(SE_DEMOTED, 5, NULL);
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+	ck_assert_int_eq(S.demotions, 1);
+	ck_assert_ptr_null(fx(FX_STOP_ELECTOR));
+}
+END_TEST
+
+START_TEST(test_lost_as_master_no_answer)
+{
+	to_master();
+	simple(SE_LOST, 5, "renewal failed");
+	tick_at(NOW + 2000 * MS);
+	ck_assert_ptr_nonnull(fx_job(JOB_KILL));
+	ck_assert_int_eq(S.st, SM_KILLING);
+	/* a stop meanwhile waits for the kill's answer */
+	simple(SE_SHUTDOWN, 0, "SIGTERM");
+	ck_assert_ptr_null(fx(FX_STOP_ELECTOR));
+	done_id(JOB_KILL, S.wait_job, -ESRCH);
+	ck_assert_ptr_nonnull(fx(FX_STOP_ELECTOR));
+	ck_assert_int_eq(S.st, SM_STOPPED);
+}
+END_TEST
+
+START_TEST(test_gone_while_demoting)
+{
+	to_master();
+	simple(SE_LOST, 5, "renewal failed");
+	simple(SE_GONE, 0, "EOF");
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+	ck_assert_int_eq(sm_wake_at(&S), USEC_INFINITY); /* no kill pending */
+}
+END_TEST
+
+/* The service goes away while master: the release says "confirmed dead"
+ * only when its process was seen to exit. */
+START_TEST(test_gone_confirmed_dead)
+{
+	const struct sm_effect *e;
+
+	to_master();
+	simple(SE_GONE, 0, "EOF");
+	e = fx_job(JOB_CONFIRM_EXIT);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(e->pid, 4242);
+	ck_assert_int_eq(e->timeout, 300 * MS);
+	ck_assert_ptr_null(fx(FX_RELEASE));
+	ck_assert_int_eq(S.st, SM_RELEASING);
+	done(e, 0);
+	ck_assert_ptr_nonnull(fx(FX_RELEASE));
+	ck_assert(fx(FX_RELEASE)->flag);
+	ck_assert_ptr_nonnull(fx_job(JOB_UNLABEL));
+	ck_assert_ptr_nonnull(fx_event(EVENTS_RELEASED));
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+}
+END_TEST
+
+START_TEST(test_gone_not_confirmed)
+{
+	const struct sm_effect *e;
+
+	to_master();
+	simple(SE_GONE, 0, "EOF");
+	e = fx_job(JOB_CONFIRM_EXIT);
+	done(e, -ETIMEDOUT);
+	ck_assert_ptr_nonnull(fx(FX_RELEASE));
+	ck_assert(!fx(FX_RELEASE)->flag); /* the successor runs the full fence */
+}
+END_TEST
+
+/* The service dies while our fence keeps failing: the term is given up at
+ * once (nobody here to promote), not after the fence succeeds. */
+START_TEST(test_gone_during_fence)
+{
+	const struct sm_effect *e;
+
+	started(5, "node-b:expired");
+	e = fx_job(JOB_FENCE);
+	done(e, -EIO);
+	simple(SE_GONE, 0, "EOF");
+	e = fx_job(JOB_CONFIRM_EXIT);
+	ck_assert_ptr_nonnull(e);
+	done(e, 0);
+	ck_assert_ptr_nonnull(fx(FX_RELEASE));
+	ck_assert_ptr_null(fx(FX_FENCE_SETTLED)); /* the duty stays owed */
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+	tick_at(NOW + 5000 * MS);
+	ck_assert_ptr_null(fx_job(JOB_FENCE)); /* no retry after the term */
+}
+END_TEST
+
+/* PROMOTE unanswered: DEMOTE, release (full fence for the successor), and
+ * the death or the DEMOTED is still awaited. */
+START_TEST(test_promote_timeout)
+{
+	const struct sm_effect *e;
+
+	started(5, "");
+	e = fx_job(JOB_CLAIM);
+	done(e, 0);
+	ck_assert_int_eq(S.st, SM_PROMOTING);
+	tick_at(NOW + 4999 * MS);
+	ck_assert_uint_eq(FX.n, 0);
+	tick_at(NOW + 1 * MS);
+	ck_assert_ptr_nonnull(fx(FX_SEND_DEMOTE));
+	ck_assert_ptr_nonnull(fx(FX_RELEASE));
+	ck_assert(!fx(FX_RELEASE)->flag);
+	ck_assert_int_eq(S.st, SM_DEMOTING);
+	/* a READY that comes after is not a promotion */
+	struct sm_event r = {.type = SE_READY, .epoch = 5};
+	r.msg.epoch = 5;
+	feed(&r);
+	ck_assert_ptr_null(fx_job(JOB_LABEL));
+}
+END_TEST
+
+START_TEST(test_promote_unsent)
+{
+	const struct sm_effect *e;
+
+	started(5, "");
+	e = fx_job(JOB_CLAIM);
+	done(e, 0);
+	simple(SE_PROMOTE_UNSENT, 5, NULL);
+	ck_assert_ptr_nonnull(fx(FX_RELEASE));
+	ck_assert(!fx(FX_RELEASE)->flag);
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+}
+END_TEST
+
+START_TEST(test_promotion_refused)
+{
+	const struct sm_effect *e;
+
+	started(5, "");
+	e = fx_job(JOB_CLAIM);
+	done(e, 0);
+	simple(SE_FAILED, 5, "a newer epoch holds the volume");
+	ck_assert_ptr_nonnull(fx(FX_RELEASE));
+	ck_assert(!fx(FX_RELEASE)->flag);
+	ck_assert_ptr_nonnull(strstr(fx(FX_RELEASE)->text, "promotion failed"));
+	ck_assert_ptr_nonnull(fx_event(EVENTS_DEMOTED));
+	ck_assert_ptr_nonnull(fx_metric(SMM_DEMOTION));
+	ck_assert_ptr_null(fx_job(JOB_UNLABEL)); /* never labelled */
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+}
+END_TEST
+
+START_TEST(test_master_steps_down)
+{
+	to_master();
+	simple(SE_FAILED, 4, "old"); /* another term's */
+	ck_assert_uint_eq(FX.n, 1);  /* only a log line */
+	ck_assert_int_eq(S.st, SM_MASTER);
+	simple(SE_FAILED, 5, "write durable after its deadline");
+	ck_assert_ptr_nonnull(fx(FX_RELEASE));
+	ck_assert_ptr_nonnull(fx_job(JOB_UNLABEL));
+	ck_assert_ptr_nonnull(fx_event(EVENTS_DEMOTED));
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+}
+END_TEST
+
+START_TEST(test_label_transient_retry)
+{
+	const struct sm_effect *e;
+	uint64_t id;
+
+	started(5, "");
+	done(fx_job(JOB_CLAIM), 0);
+	struct sm_event r = {.type = SE_READY, .epoch = 5};
+	r.msg.epoch = 5;
+	feed(&r);
+	id = fx_job(JOB_LABEL)->job_id;
+	done_id(JOB_LABEL, id, -EIO);
+	ck_assert_int_eq(S.st, SM_LABELLING);
+	ck_assert_int_eq(sm_wake_at(&S), NOW + 100 * MS);
+	tick_at(NOW + 100 * MS);
+	e = fx_job(JOB_LABEL);
+	ck_assert_ptr_nonnull(e);
+	done(e, 0);
+	ck_assert_int_eq(S.st, SM_MASTER);
+}
+END_TEST
+
+/* The pod was replaced (uid precondition) or claimed by a newer term: the
+ * promoted service is demoted, the Lease released, never retried forever. */
+START_TEST(test_label_fatal)
+{
+	started(5, "");
+	done(fx_job(JOB_CLAIM), 0);
+	struct sm_event r = {.type = SE_READY, .epoch = 5};
+	r.msg.epoch = 5;
+	feed(&r);
+	done(fx_job(JOB_LABEL), -ESTALE);
+	ck_assert_ptr_nonnull(fx(FX_SEND_DEMOTE));
+	ck_assert_ptr_nonnull(fx(FX_RELEASE));
+	ck_assert(!fx(FX_RELEASE)->flag);
+	ck_assert_int_eq(S.st, SM_DEMOTING);
+	simple(SE_DEMOTED, 5, NULL);
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+}
+END_TEST
+
+START_TEST(test_claim_superseded_and_retry)
+{
+	const struct sm_effect *e;
+
+	started(5, "");
+	e = fx_job(JOB_CLAIM);
+	done(e, -EIO);
+	ck_assert_int_eq(S.st, SM_CLAIMING);
+	tick_at(NOW + 200 * MS);
+	e = fx_job(JOB_CLAIM);
+	ck_assert_ptr_nonnull(e);
+	done(e, JOB_CLAIM_SUPERSEDED);
+	ck_assert_ptr_null(fx(FX_SEND_PROMOTE));
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+}
+END_TEST
+
+START_TEST(test_no_service_at_promotion)
+{
+	const struct sm_effect *e;
+
+	started(5, "");
+	e = fx_job(JOB_CLAIM);
+	simple(SE_GONE, 0, "EOF"); /* gone while claiming: releasing */
+	ck_assert_int_eq(S.st, SM_RELEASING);
+	done(e, 0); /* the claim's answer is no longer awaited */
+	ck_assert_ptr_null(fx(FX_SEND_PROMOTE));
+}
+END_TEST
+
+START_TEST(test_mode_none)
+{
+	init_mode(SM_MODE_NONE, true);
+	started(5, "");
+	ck_assert_ptr_nonnull(fx(FX_FENCE_SETTLED));
+	ck_assert_ptr_null(fx_job(JOB_CLAIM));
+	ck_assert_int_eq(S.st, SM_MASTER);
+	simple(SE_LOST, 5, "x");
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+	ck_assert_ptr_null(fx_job(JOB_UNLABEL));
+}
+END_TEST
+
+START_TEST(test_mode_probe)
+{
+	const struct sm_effect *e;
+
+	init_mode(SM_MODE_PROBE, true);
+	simple(SE_HELLO, 0, NULL);
+	started(5, "");
+	done(fx_job(JOB_CLAIM), 0);
+	e = fx_job(JOB_FIND_POD);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(S.st, SM_FINDING);
+	struct sm_event ev = {.type = SE_JOB_DONE, .job = JOB_FIND_POD, .job_id = e->job_id};
+	str_copy(ev.peer.pod, sizeof(ev.peer.pod), "web-0");
+	str_copy(ev.peer.uid, sizeof(ev.peer.uid), "uid-w");
+	feed(&ev);
+	e = fx_job(JOB_LABEL);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_str_eq(e->a, "web-0");
+	done(e, 0);
+	ck_assert_int_eq(S.st, SM_MASTER);
+	/* the probe fails: there is no process to confirm, so no "dead" */
+	simple(SE_GONE, 0, "probe failed");
+	e = fx_job(JOB_CONFIRM_EXIT);
+	ck_assert_ptr_nonnull(e);
+	done(e, -ESRCH);
+	ck_assert(!fx(FX_RELEASE)->flag);
+}
+END_TEST
+
+START_TEST(test_tell_master)
+{
+	const struct sm_effect *e;
+
+	tick_at(NOW);
+	e = fx_job(JOB_TELL_MASTER);
+	ck_assert_ptr_nonnull(e);
+	tick_at(NOW + 2000 * MS);
+	ck_assert_ptr_null(fx_job(JOB_TELL_MASTER)); /* the last one still runs */
+	done(e, 0);
+	tick_at(NOW + 1 * MS);
+	ck_assert_ptr_nonnull(fx_job(JOB_TELL_MASTER));
+}
+END_TEST
+
+/* A stop during a demotion of a lost term: the demotion finishes first. */
+START_TEST(test_stop_while_demoting)
+{
+	to_master();
+	simple(SE_LOST, 5, "taken");
+	simple(SE_SHUTDOWN, 0, "SIGTERM");
+	ck_assert_ptr_null(fx(FX_STOP_ELECTOR));
+	ck_assert_ptr_null(fx(FX_SEND_DEMOTE)); /* sent already */
+	simple(SE_DEMOTED, 5, NULL);
+	ck_assert_ptr_nonnull(fx(FX_STOP_ELECTOR));
+	ck_assert_ptr_null(fx_event(EVENTS_RELEASED)); /* the term had ended */
+	ck_assert_int_eq(S.st, SM_STOPPED);
+}
+END_TEST
+
+START_TEST(test_names)
+{
+	for (int i = 0; i < _SM_STATE_MAX; i++)
+		ck_assert_str_ne(sm_state_name((enum sm_state)i), "?");
+	for (int i = 0; i < _JOB_MAX; i++)
+		ck_assert_ptr_nonnull(sm_job_name((enum sm_job)i));
+	ck_assert_str_eq(sm_state_name(_SM_STATE_MAX), "?");
+}
+END_TEST
+
+static Suite *sm_suite(void)
+{
+	Suite *s = suite_create("orch_sm");
+	TCase *tc = tcase_create("transitions");
+
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_test(tc, test_term_to_master);
+	tcase_add_test(tc, test_duty_from_lease_not_previous);
+	tcase_add_test(tc, test_two_victims_in_order);
+	tcase_add_test(tc, test_nothing_owed);
+	tcase_add_test(tc, test_no_method_configured);
+	tcase_add_test(tc, test_fence_retry);
+	tcase_add_test(tc, test_term_ends_mid_fence);
+	tcase_add_test(tc, test_stop_before_queued_start);
+	tcase_add_test(tc, test_stop_during_fence_retry);
+	tcase_add_test(tc, test_stop_master_confirmed);
+	tcase_add_test(tc, test_stop_master_unanswered_kill);
+	tcase_add_test(tc, test_lost_as_master);
+	tcase_add_test(tc, test_lost_as_master_no_answer);
+	tcase_add_test(tc, test_gone_while_demoting);
+	tcase_add_test(tc, test_gone_confirmed_dead);
+	tcase_add_test(tc, test_gone_not_confirmed);
+	tcase_add_test(tc, test_gone_during_fence);
+	tcase_add_test(tc, test_promote_timeout);
+	tcase_add_test(tc, test_promote_unsent);
+	tcase_add_test(tc, test_promotion_refused);
+	tcase_add_test(tc, test_master_steps_down);
+	tcase_add_test(tc, test_label_transient_retry);
+	tcase_add_test(tc, test_label_fatal);
+	tcase_add_test(tc, test_claim_superseded_and_retry);
+	tcase_add_test(tc, test_no_service_at_promotion);
+	tcase_add_test(tc, test_mode_none);
+	tcase_add_test(tc, test_mode_probe);
+	tcase_add_test(tc, test_tell_master);
+	tcase_add_test(tc, test_stop_while_demoting);
+	tcase_add_test(tc, test_names);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(sm_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
