@@ -1,25 +1,28 @@
 /* orchestrator: the agent's behaviour, tying election, the local service,
  * fencing and the role label together.
  *
- * State machine (one thread; inputs are queued by the elector's and the
- * control socket's callbacks):
+ * The states and transitions are orch_sm.h's pure transition function;
+ * this module feeds it inputs and carries out its effects:
  *
- *   FOLLOWER ──(Lease acquired, epoch N)──► FENCING ──(every required method
- *   confirmed; role label removed from every other pod)──► PROMOTING
- *   ──(READY epoch N)──► MASTER ──(label own pod role=master)
+ *   - the orchestrator thread takes one input at a time (sticky slots for a
+ *     stop and for the newest term start and end; a FIFO that never drops
+ *     for the service's messages and the jobs' results), steps the machine,
+ *     and does the quick effects: control-socket lines, the Lease release,
+ *     Events, metrics, the failover timeline;
+ *   - one worker thread runs the slow effects (a fence pipeline run, the
+ *     claim and label PATCHes, waiting for a process to exit, a kill) one
+ *     at a time and posts each result back;
+ *   - RENEW and DEMOTE are sent straight from the elector's callbacks, never
+ *     queued behind anything; write permission reaches the service as
+ *     PROMOTE/RENEW until_us (an absolute CLOCK_MONOTONIC time: a line that
+ *     waits in the socket cannot extend it), the term's validity less a
+ *     margin;
+ *   - a watchdog thread (when configured) feeds the device once a second
+ *     while the orchestrator thread makes progress and no demotion is
+ *     unconfirmed.
  *
- *   MASTER/PROMOTING ──(service EOF)──► release Lease "service died" ──► FOLLOWER
- *   MASTER/PROMOTING ──(lost the Lease)──► DEMOTING ──(DEMOTED, or the
- *   self-fence deadline: kill the service)──► FOLLOWER
- *   any ──(SIGTERM)──► DEMOTE, unlabel, release "agent stopped" ──► exit
- *
- * Only a node whose service is connected and STANDBY contends for the Lease.
- * Write permission reaches the service as PROMOTE/RENEW until_us (an
- * absolute CLOCK_MONOTONIC time, so a line that waits in the socket cannot
- * extend it), computed
- * from the term's validity minus a margin, so a stalled agent cannot leave
- * its service writing past the term.  RENEW and DEMOTE are sent straight
- * from the elector's callbacks, never queued behind a fence. */
+ * Only a node whose service is connected and STANDBY contends for the
+ * Lease. */
 #pragma once
 
 #include <stdbool.h>
