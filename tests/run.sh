@@ -13,7 +13,14 @@ TOP=$(cd "$(dirname "$0")/.." && pwd)
 cd "$TOP"
 . tests/deps.sh
 kf_install_deps || exit 1
-bash lab/k8s-build.sh >/dev/null || { echo "tests: cannot build the Kubernetes binaries" >&2; exit 1; }
+# k8s-build.sh prints where the binaries are; the tests use that kubectl
+# when the machine has no newer one (tests/integration/manifests.test).
+if ! KUBEFENCE_K8S_BIN=$(bash lab/k8s-build.sh) || [ ! -x "$KUBEFENCE_K8S_BIN/kubectl" ]; then
+	echo "tests: cannot build the Kubernetes binaries" >&2
+	exit 1
+fi
+export KUBEFENCE_K8S_BIN
+echo "== Kubernetes binaries: $KUBEFENCE_K8S_BIN"
 
 JOBS=$(nproc 2>/dev/null || echo 2)
 status=0
