@@ -934,6 +934,14 @@ static int commits_from(struct metastore *m, const struct backend_unit *u, uint6
 	return 0;
 }
 
+static bool open_cancelled(struct metastore *m, char *err, size_t errlen)
+{
+	if (!m->opts.cancelled || !m->opts.cancelled(m->opts.cancelled_userdata))
+		return false;
+	errbuf_set(err, errlen, "opening '%s' was called off", m->b->desc);
+	return true;
+}
+
 static int recover(struct metastore *m, char *err, size_t errlen)
 {
 	struct backend_unit *units = NULL;
@@ -1014,6 +1022,10 @@ static int recover(struct metastore *m, char *err, size_t errlen)
 		m->leftover = 0;
 		if (!m->compacting)
 			(void)FAILPOINT(METASTORE_RECOVER_UNIT);
+		if (open_cancelled(m, err, errlen)) {
+			r = -ECANCELED;
+			goto out;
+		}
 		r = journal_scan(unit_read, &ur, u->size, segment_record, m, &res);
 		if (r == -EUCLEAN) {
 			set_damage(m, DAMAGE_SEGMENT, u, m->damage_offset);
@@ -1245,6 +1257,10 @@ int metastore_open(struct backend *b, const struct metastore_options *opts, stru
 		r = -ESTALE;
 		goto fail;
 	}
+	if (open_cancelled(m, err, errlen)) {
+		r = -ECANCELED;
+		goto fail;
+	}
 	if (!m->opts.read_only && m->opts.epoch > cell) {
 		r = b->ops->epoch_set(b, m->opts.epoch);
 		if (r < 0) {
@@ -1283,6 +1299,8 @@ int metastore_open(struct backend *b, const struct metastore_options *opts, stru
 		r = FAILPOINT(METASTORE_OPEN_BEFORE_BARRIER);
 		if (r < 0)
 			errbuf_set(err, errlen, "fault point: %s", strerror(-r));
+		else if (open_cancelled(m, err, errlen))
+			r = -ECANCELED;
 		else
 			r = write_barrier(m, err, errlen);
 		if (r < 0)

@@ -68,6 +68,14 @@ struct metastore_options {
 	 * must not block or call into the store. */
 	bool (*in_term)(void *userdata);
 	void *in_term_userdata;
+	/* Whether metastore_open should give up (the promotion it serves was
+	 * called off); NULL: never.  Checked, from the opening thread, before
+	 * the epoch is claimed, before each unit recovery reads and before the
+	 * barrier: once it returns true the open fails with -ECANCELED and
+	 * writes nothing more (a claim already made stays: it only fences
+	 * older writers).  Must not block or call into the store. */
+	bool (*cancelled)(void *userdata);
+	void *cancelled_userdata;
 };
 
 struct metastore_stats {
@@ -89,6 +97,7 @@ struct metastore_stats {
  *   -EUCLEAN    a journal segment is damaged before its tail, or a segment
  *               is missing (sequence gap);
  *   -EBADMSG    a snapshot or the epoch cell is damaged;
+ *   -ECANCELED  opts->cancelled said so (see above);
  *   -ENOMEM, or an I/O error from the backend.
  * Every failure is described in err; damage messages name the file, the
  * offset and the repair commands.  Blocks for the whole recovery. */
