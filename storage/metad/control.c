@@ -33,9 +33,24 @@ struct metad_control {
 	pthread_t thread;
 	bool started;
 	int wake[2];          /* a pipe: metad_control_stop writes to wake the thread */
-	pthread_mutex_t lock; /* fd and writes */
+	pthread_mutex_t lock; /* fd, conn_gen and writes */
 	int fd;
+	uint64_t conn_gen; /* bumped by every connection */
 	bool stop;
+	/* The promotion in flight, on a thread of its own so that the
+	 * connection is served while its recovery runs (RENEW, DEMOTE, EOF).
+	 * promo_epoch: its epoch while it runs, 0 once it answered (atomic);
+	 * promo_started: promo_thread is to be joined (control thread only). */
+	pthread_t promo_thread;
+	bool promo_started;
+	uint64_t promo_epoch;
+};
+
+struct promotion {
+	struct metad_control *c;
+	uint64_t epoch;
+	usec_t until;
+	uint64_t gen; /* the connection it came on, the only one to answer on */
 };
 
 /* ------------------------------------------------------------ parsing */
@@ -208,22 +223,20 @@ static int write_all(int fd, const char *buf, size_t len, int timeout_ms)
 	return fd_send_all(fd, buf, len, clock_mono_usec() + timeout_ms * USEC_PER_MSEC);
 }
 
-int metad_control_send(struct metad_control *c, const char *fmt, ...)
+/* Send a line on connection gen (0: whichever is up). */
+static int control_vsend(struct metad_control *c, uint64_t gen, const char *fmt, va_list ap)
 {
 	char line[METAD_CONTROL_LINE_MAX + 2];
-	va_list ap;
 	int n, r;
 
-	va_start(ap, fmt);
 	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
-	va_end(ap);
 	if (n < 0)
 		return -EINVAL;
 	if ((size_t)n > METAD_CONTROL_LINE_MAX - 1)
 		n = METAD_CONTROL_LINE_MAX - 1;
 	line[n++] = '\n';
 	pthread_mutex_lock(&c->lock);
-	if (c->fd < 0) {
+	if (c->fd < 0 || (gen && gen != c->conn_gen)) {
 		r = -ENOTCONN;
 	} else {
 		r = write_all(c->fd, line, (size_t)n, SEND_TIMEOUT_MS);
@@ -233,6 +246,109 @@ int metad_control_send(struct metad_control *c, const char *fmt, ...)
 	}
 	pthread_mutex_unlock(&c->lock);
 	return r;
+}
+
+int metad_control_send(struct metad_control *c, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = control_vsend(c, 0, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+static int __attribute__((format(printf, 3, 4)))
+send_on(struct metad_control *c, uint64_t gen, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = control_vsend(c, gen, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+/* The promotion thread: the whole recovery, then READY or FAILED on the
+ * connection the PROMOTE came on (none when it has closed since: the agent
+ * took that EOF for the end of this service's part, and a new connection
+ * starts as standby). */
+static void *promotion_main(void *arg)
+{
+	struct promotion *p = arg;
+	struct metad_control *c = p->c;
+	struct metad_control_ready ready;
+	char reason[512] = "";
+	int r;
+
+	/* the grant is absolute: however long this line waited in the
+	 * socket, it never lets writes go on past the agent's term */
+	r = c->hooks.promote(c->hooks.userdata, p->epoch, p->until, &ready, reason, sizeof(reason));
+	if (r < 0) {
+		(void)send_on(c, p->gen, "FAILED epoch=%" PRIu64 " reason=%s", p->epoch,
+		              reason[0] ? reason : strerror(-r));
+		(void)send_on(c, p->gen, "STANDBY");
+	} else {
+		(void)send_on(c, p->gen,
+		              "READY epoch=%" PRIu64 " records=%" PRIu64 " last_seq=%" PRIu64
+		              " recovery_ms=%" PRIu64,
+		              p->epoch, ready.records, ready.last_seq, ready.recovery_ms);
+	}
+	__atomic_store_n(&c->promo_epoch, 0, __ATOMIC_RELEASE);
+	free(p);
+	return NULL;
+}
+
+/* Wait for the promotion thread, if any (it is called off first when
+ * `cancel` names why). */
+static void promotion_join(struct metad_control *c, const char *cancel)
+{
+	uint64_t e = __atomic_load_n(&c->promo_epoch, __ATOMIC_ACQUIRE);
+
+	if (!c->promo_started)
+		return;
+	if (cancel && e)
+		c->hooks.demote(c->hooks.userdata, e, cancel);
+	pthread_join(c->promo_thread, NULL);
+	c->promo_started = false;
+}
+
+static void promotion_start(struct metad_control *c, const struct metad_control_msg *m)
+{
+	struct promotion *p = malloc(sizeof(*p));
+	uint64_t running = __atomic_load_n(&c->promo_epoch, __ATOMIC_ACQUIRE);
+	int r;
+
+	if (running == m->epoch) {
+		/* the same promotion again: only its grant is news */
+		c->hooks.renew(c->hooks.userdata, m->epoch, m->until_us);
+		free(p);
+		return;
+	}
+	promotion_join(c, running ? "replaced by a promotion to a newer epoch" : NULL);
+	if (!p) {
+		(void)metad_control_send(c, "FAILED epoch=%" PRIu64 " reason=out of memory",
+		                         m->epoch);
+		return;
+	}
+	pthread_mutex_lock(&c->lock);
+	*p = (struct promotion){c, m->epoch, m->until_us, c->conn_gen};
+	pthread_mutex_unlock(&c->lock);
+	__atomic_store_n(&c->promo_epoch, m->epoch, __ATOMIC_RELEASE);
+	r = -pthread_create(&c->promo_thread, NULL, promotion_main, p);
+	if (r < 0) {
+		__atomic_store_n(&c->promo_epoch, 0, __ATOMIC_RELEASE);
+		free(p);
+		log_error("cannot start the promotion to epoch %" PRIu64 ": %s", m->epoch,
+		          strerror(-r));
+		(void)metad_control_send(c, "FAILED epoch=%" PRIu64 " reason=%s", m->epoch,
+		                         strerror(-r));
+		(void)metad_control_send(c, "STANDBY");
+		return;
+	}
+	c->promo_started = true;
 }
 
 /* Sleep ms, or less when woken.  Returns true when asked to stop. */
@@ -268,9 +384,7 @@ static int connect_agent(const char *path)
 static void handle_line(struct metad_control *c, const char *line, bool *welcomed)
 {
 	struct metad_control_msg m;
-	struct metad_control_ready ready;
-	char err[512], reason[512];
-	int r;
+	char err[512];
 
 	if (metad_control_parse_line(line, &m, err, sizeof(err)) < 0) {
 		log_warning("bad line from the agent: %s; answering ERROR", err);
@@ -304,22 +418,8 @@ static void handle_line(struct metad_control *c, const char *line, bool *welcome
 		break;
 	}
 	case METAD_CONTROL_PROMOTE:
-		reason[0] = '\0';
-		/* the grant is absolute: however long this line waited in the
-		 * socket, it never lets writes go on past the agent's term */
-		r = c->hooks.promote(c->hooks.userdata, m.epoch, m.until_us, &ready, reason,
-		                     sizeof(reason));
-		if (r < 0) {
-			(void)metad_control_send(c, "FAILED epoch=%" PRIu64 " reason=%s", m.epoch,
-			                         reason[0] ? reason : strerror(-r));
-			(void)metad_control_send(c, "STANDBY");
-		} else {
-			(void)metad_control_send(c,
-			                         "READY epoch=%" PRIu64 " records=%" PRIu64
-			                         " last_seq=%" PRIu64 " recovery_ms=%" PRIu64,
-			                         m.epoch, ready.records, ready.last_seq,
-			                         ready.recovery_ms);
-		}
+		/* recovery runs on its own thread; this one goes on reading */
+		promotion_start(c, &m);
 		break;
 	case METAD_CONTROL_RENEW:
 		c->hooks.renew(c->hooks.userdata, m.epoch, m.until_us);
@@ -428,6 +528,7 @@ static void *metad_control_main(void *arg)
 		c->hooks.connected(c->hooks.userdata);
 		pthread_mutex_lock(&c->lock);
 		c->fd = fd;
+		c->conn_gen++;
 		pthread_mutex_unlock(&c->lock);
 		(void)metad_control_send(c,
 		                         "HELLO version=%d pod=%s uid=%s pid=%d mono_us=%" PRId64,
@@ -438,6 +539,15 @@ static void *metad_control_main(void *arg)
 		c->fd = -1;
 		close(fd);
 		pthread_mutex_unlock(&c->lock);
+		{
+			uint64_t e = __atomic_load_n(&c->promo_epoch, __ATOMIC_ACQUIRE);
+
+			/* the agent takes EOF for this service's end: a promotion
+			 * it asked for on that connection must not go on */
+			if (e)
+				c->hooks.demote(c->hooks.userdata, e,
+				                "the control connection closed during recovery");
+		}
 		if (pause_ms(c, BACKOFF_MIN_MS))
 			break;
 	}
@@ -497,6 +607,7 @@ void metad_control_stop(struct metad_control *c)
 	(void)!write(c->wake[1], "x", 1);
 	pthread_join(c->thread, NULL);
 	c->started = false;
+	promotion_join(c, "the service is shutting down");
 }
 
 struct metad_control *metad_control_free(struct metad_control *c)

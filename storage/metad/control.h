@@ -5,7 +5,11 @@
  * one thread that connects to the agent's unix socket (retrying with
  * back-off while the agent is absent), says HELLO, answers WELCOME with
  * STANDBY and turns each agent message into a call of the hooks; the hooks
- * decide and the thread answers READY/FAILED/DEMOTED.  Other threads report
+ * decide and the thread answers READY/FAILED/DEMOTED.  PROMOTE's hook (the
+ * whole recovery) runs on a thread of its own, which answers READY or
+ * FAILED, so the connection is served meanwhile: RENEW and DEMOTE reach
+ * their hooks during a recovery, and the end of the connection calls the
+ * demote hook for a promotion still running.  Other threads report
  * through metad_control_send() (e.g. FAILED when the service stepped down by
  * itself).  The service does not depend on the agent being there: while
  * disconnected it keeps its current write deadline, which simply runs out. */
@@ -62,7 +66,10 @@ struct metad_control_ready {
 struct metad_control_hooks {
 	void *userdata;
 	/* Become master of `epoch`; writes allowed until `deadline` (mono).
-	 * Returns 0 and *ret, or -errno with the reason in reason. */
+	 * Returns 0 and *ret, or -errno with the reason in reason.  Called on
+	 * the promotion thread; renew and demote (of this epoch) may be called
+	 * from the control thread while it runs, and demote must then call
+	 * the promotion off. */
 	int (*promote)(void *userdata, uint64_t epoch, usec_t deadline,
 	               struct metad_control_ready *ret, char *reason, size_t reasonlen);
 	void (*renew)(void *userdata, uint64_t epoch, usec_t deadline);
@@ -87,8 +94,9 @@ int metad_control_start(const struct metad_control_options *opts,
                         const struct metad_control_hooks *hooks, struct metad_control **ret);
 
 /* Stop the thread and close the connection; metad_control_send then returns
- * -ENOTCONN.  Accepts NULL; may be called twice.  Blocks until the thread
- * has returned from its current hook. */
+ * -ENOTCONN.  A promotion still running is called off (demote hook) and
+ * waited for.  Accepts NULL; may be called twice.  Blocks until the threads
+ * have returned from their current hooks. */
 void metad_control_stop(struct metad_control *c);
 
 /* metad_control_stop, then free; accepts NULL; returns NULL. */

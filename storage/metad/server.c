@@ -80,6 +80,12 @@ struct server {
 	usec_t ro_opened;
 	usec_t deadline; /* atomic */
 	bool demoting;   /* atomic: a DEMOTE waits for the writes in flight */
+	/* A promotion whose recovery runs: its epoch (under role_lock; 0:
+	 * none), the grant it will start with (RENEWs meanwhile update it) and
+	 * whether a DEMOTE called it off (both atomic). */
+	uint64_t promoting_epoch;
+	usec_t promote_deadline;
+	bool promote_cancelled;
 
 	pthread_mutex_t master_lock;
 	char master[600];
@@ -114,13 +120,24 @@ static bool grant_running(void *userdata)
 	return clock_mono_usec() <= deadline_get(s);
 }
 
+/* The store's cancelled: a DEMOTE (or a lost control connection) called
+ * the promotion off while its recovery ran. */
+static bool promotion_cancelled(void *userdata)
+{
+	struct server *s = userdata;
+
+	return __atomic_load_n(&s->promote_cancelled, __ATOMIC_ACQUIRE);
+}
+
 int server_promote(struct server *s, uint64_t epoch, usec_t deadline, uint64_t *ret_records,
                    uint64_t *ret_last_seq, uint64_t *ret_recovery_ms, char *err, size_t errlen)
 {
 	struct metastore_options o = {.epoch = epoch,
 	                              .snapshot_records = s->snapshot_records,
 	                              .in_term = grant_running,
-	                              .in_term_userdata = s};
+	                              .in_term_userdata = s,
+	                              .cancelled = promotion_cancelled,
+	                              .cancelled_userdata = s};
 	struct metastore_stats st;
 	struct metastore *m = NULL, *old = NULL, *old_ro = NULL;
 	usec_t t0, t1;
@@ -145,12 +162,17 @@ int server_promote(struct server *s, uint64_t epoch, usec_t deadline, uint64_t *
 	s->role = ROLE_STANDBY;
 	s->generation++;
 	deadline_set(s, 0);
+	s->promoting_epoch = epoch;
+	__atomic_store_n(&s->promote_deadline, deadline, __ATOMIC_RELEASE);
+	__atomic_store_n(&s->promote_cancelled, false, __ATOMIC_RELEASE);
 	pthread_rwlock_unlock(&s->role_lock);
 	old = metastore_close(old);
 	old_ro = metastore_close(old_ro);
 
 	/* Recovery runs without the role lock: requests are answered (as a
-	 * standby) meanwhile. */
+	 * standby) meanwhile, and so is the control socket: a RENEW updates
+	 * promote_deadline, a DEMOTE sets promote_cancelled, which the store
+	 * checks before each unit and before its barrier. */
 	t0 = clock_mono_usec();
 	r = FAILPOINT(METAD_PROMOTE_BEFORE_CLAIM);
 	if (r < 0)
@@ -158,17 +180,28 @@ int server_promote(struct server *s, uint64_t epoch, usec_t deadline, uint64_t *
 	else
 		r = metastore_open_dir(s->data_dir, &o, &m, err, errlen);
 	t1 = clock_mono_usec();
+	pthread_rwlock_wrlock(&s->role_lock);
+	s->promoting_epoch = 0;
+	if (r >= 0 && promotion_cancelled(s)) {
+		/* called off after the barrier: never master */
+		old = m;
+		m = NULL;
+		errbuf_set(err, errlen, "called off during recovery");
+		r = -ECANCELED;
+	}
 	if (r < 0) {
+		pthread_rwlock_unlock(&s->role_lock);
+		old = metastore_close(old);
 		log_error("promotion to epoch %" PRIu64 " failed after %" PRId64 " ms: %s; standby",
 		          epoch, (t1 - t0) / USEC_PER_MSEC, err && *err ? err : strerror(-r));
 		goto out;
 	}
 	metastore_get_stats(m, &st);
-	pthread_rwlock_wrlock(&s->role_lock);
 	s->store = m;
 	s->epoch = epoch;
 	s->role = ROLE_MASTER;
 	s->generation++;
+	deadline = __atomic_load_n(&s->promote_deadline, __ATOMIC_ACQUIRE);
 	deadline_set(s, deadline);
 	pthread_rwlock_unlock(&s->role_lock);
 	log_info("promoted: epoch %" PRIu64 " after recovering %" PRIu64
@@ -195,6 +228,8 @@ void server_renew(struct server *s, uint64_t epoch, usec_t deadline)
 	pthread_rwlock_rdlock(&s->role_lock);
 	if (s->role == ROLE_MASTER && s->epoch == epoch)
 		deadline_set(s, deadline);
+	else if (s->promoting_epoch == epoch)
+		__atomic_store_n(&s->promote_deadline, deadline, __ATOMIC_RELEASE);
 	else
 		log_debug("RENEW for epoch %" PRIu64 " ignored: not its master", epoch);
 	pthread_rwlock_unlock(&s->role_lock);
@@ -219,6 +254,12 @@ static int demote(struct server *s, uint64_t epoch, uint64_t gen, const char *re
 		s->generation++;
 		deadline_set(s, 0);
 		r = 1;
+	}
+	if (gen == 0 && s->promoting_epoch && (epoch == 0 || s->promoting_epoch == epoch) &&
+	    !promotion_cancelled(s)) {
+		__atomic_store_n(&s->promote_cancelled, true, __ATOMIC_RELEASE);
+		log_info("promotion to epoch %" PRIu64 " called off during recovery: %s",
+		         s->promoting_epoch, reason);
 	}
 	__atomic_store_n(&s->demoting, false, __ATOMIC_RELEASE);
 	pthread_rwlock_unlock(&s->role_lock);

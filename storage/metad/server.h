@@ -69,17 +69,22 @@ bool server_stop(struct server *s);
  * USEC_INFINITY: no deadline): open the store with the epoch (recovery,
  * barrier).  Already master of `epoch`: only the deadline changes.  Returns
  * 0 with the recovered records, last seq and recovery time in ret (may be
- * NULL); or -ESTALE (the volume holds a newer epoch), another error of
+ * NULL); or -ESTALE (the volume holds a newer epoch), -ECANCELED (a
+ * server_demote of this epoch or of 0 during the recovery called it off:
+ * the store is left before its barrier, never master), another error of
  * metastore_open_dir; the reason is in err.  Logs the decision.  Blocks for
- * the recovery. */
+ * the recovery; server_renew and server_demote may be called from other
+ * threads meanwhile. */
 int server_promote(struct server *s, uint64_t epoch, usec_t deadline, uint64_t *ret_records,
                    uint64_t *ret_last_seq, uint64_t *ret_recovery_ms, char *err, size_t errlen);
 
-/* New write deadline for `epoch`; ignored unless master of that epoch. */
+/* New write deadline for `epoch`; ignored unless master of that epoch or
+ * promoting to it (the promotion then starts with this deadline). */
 void server_renew(struct server *s, uint64_t epoch, usec_t deadline);
 
 /* Stop being master of `epoch` (0: of any epoch), waiting for the writes in
- * flight.  Returns 1 when it was master, 0 otherwise.  Logs the decision. */
+ * flight; a promotion to it whose recovery runs is called off.  Returns 1
+ * when it was master, 0 otherwise.  Logs the decision. */
 int server_demote(struct server *s, uint64_t epoch, const char *reason);
 
 /* Who the master is, named in NOTMASTER answers.  Older epochs than the

@@ -907,10 +907,9 @@ START_TEST(sigterm_stops_serving_before_eof)
 }
 END_TEST
 
-/* A grant waits in the socket while a long recovery runs on the control
- * thread (a fault point stretches it to 1.5 s); read only afterwards, it
- * must still end where the agent's term ends, not 500 ms after it was read:
- * grants are absolute times.  And the service refuses an agent of protocol
+/* A grant given while a long recovery runs (a fault point stretches it to
+ * 1.5 s) must still end where the agent's term ends, however late it is
+ * applied: grants are absolute times.  And the service refuses an agent of protocol
  * version 1, or one whose CLOCK_MONOTONIC is not its own. */
 START_TEST(grant_read_late_ends_on_time)
 {
@@ -932,6 +931,104 @@ START_TEST(grant_read_late_ends_on_time)
 	usleep(100000); /* the RENEW is read by now */
 	ck_assert_int_eq(once(m.port, PROTO_OP_PUT, "k", "late", &u), PROTO_R_ERR);
 	ck_assert_msg(strncmp(u.text, "deadline", 8) == 0, "%s", u.text);
+	agent_close(&a);
+	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
+}
+END_TEST
+
+/* Wait (bounded) for the service's thread to pause at fault point `name`
+ * (the marker is in fpdir), then return the marker's path. */
+static void fp_wait_paused(const char *fpdir, const struct metad *m, const char *name,
+                           char *marker, size_t len)
+{
+	snprintf(marker, len, "%s/%s.%ld.paused", fpdir, name, (long)m->pid);
+	for (int i = 0; i < 1500 && access(marker, F_OK) != 0; i++)
+		usleep(10000);
+	ck_assert_msg(access(marker, F_OK) == 0, "the service never paused at '%s'", name);
+}
+
+/* Does the data directory hold a journal segment of `epoch` (the barrier of
+ * a store opened for writing)? */
+static bool has_segment_of(const char *dir, int epoch)
+{
+	char suffix[40], cmd[600], out[4096] = "";
+	FILE *p;
+	size_t n;
+
+	snprintf(suffix, sizeof(suffix), "-%016x.log", epoch);
+	snprintf(cmd, sizeof(cmd), "ls '%s'", dir);
+	p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	pclose(p);
+	return strstr(out, suffix) != NULL;
+}
+
+/* The control connection is served while a promotion's recovery runs (a
+ * fault point holds the recovery): a DEMOTE is answered at once and calls
+ * the promotion off, so the store is never opened for writing (no barrier
+ * of that epoch) and the service stays standby; a RENEW during the
+ * recovery is the grant the master starts with; and the end of the
+ * connection during a recovery calls that promotion off too. */
+START_TEST(control_served_during_recovery)
+{
+	struct metad m;
+	struct agent a;
+	struct proto_resp u;
+	char fpdir[300], marker[512], line[4200];
+	const char *d = dir_of("rec");
+	usec_t t0;
+
+	snprintf(fpdir, sizeof(fpdir), "%s/fp", workdir);
+	ck_assert_int_eq(mkdir(fpdir, 0700), 0);
+	agent_listen(&a, "agent-r");
+	setenv("KUBEFENCE_FAILPOINTS", "metastore.open.after_claim=pause", 1);
+	setenv("KUBEFENCE_FAILPOINT_DIR", fpdir, 1);
+	metad_start(&m, "svc-r", 0, "--control-socket", a.path, "--data-dir", d, "--pod-name",
+	            "meta-r", "--pod-uid", "uid-1", NULL);
+	unsetenv("KUBEFENCE_FAILPOINTS");
+	unsetenv("KUBEFENCE_FAILPOINT_DIR");
+	agent_handshake(&a, &m, "meta-r");
+
+	/* DEMOTE during the recovery: answered while it is held */
+	agent_grant(&a, "PROMOTE", 3, 60000);
+	fp_wait_paused(fpdir, &m, "metastore.open.after_claim", marker, sizeof(marker));
+	agent_send(&a, "DEMOTE epoch=3 reason=lost the lease");
+	agent_expect(&a, "DEMOTED epoch=3", NULL, 0);
+	ck_assert_int_eq(unlink(marker), 0);
+	agent_expect(&a, "FAILED epoch=3 reason=", line, sizeof(line));
+	agent_expect(&a, "STANDBY", NULL, 0);
+	ck_assert_msg(!has_segment_of(d, 3), "the called-off promotion wrote its barrier");
+	ck_assert_int_eq(once(m.port, PROTO_OP_PUT, "k", "v", &u), PROTO_R_NOTMASTER);
+
+	/* RENEW during the recovery: the grant that PROMOTE gave has run out
+	 * when the recovery ends, the renewed one has not */
+	t0 = clock_mono_usec();
+	agent_grant(&a, "PROMOTE", 4, 1000);
+	fp_wait_paused(fpdir, &m, "metastore.open.after_claim", marker, sizeof(marker));
+	agent_grant(&a, "RENEW", 4, 60000);
+	clock_sleep_until(t0 + 1200 * USEC_PER_MSEC);
+	ck_assert_int_eq(unlink(marker), 0);
+	agent_expect(&a, "READY epoch=4 ", NULL, 0);
+	ck_assert_int_eq(once(m.port, PROTO_OP_PUT, "k", "v4", &u), PROTO_R_OK);
+
+	/* EOF during the recovery: called off; the service reconnects as
+	 * standby, and a later promotion recovers the last write */
+	agent_grant(&a, "PROMOTE", 5, 60000);
+	fp_wait_paused(fpdir, &m, "metastore.open.after_claim", marker, sizeof(marker));
+	close(a.fd);
+	a.fd = -1;
+	agent_handshake(&a, &m, "meta-r");
+	ck_assert_int_eq(unlink(marker), 0);
+	agent_grant(&a, "PROMOTE", 6, 60000);
+	fp_wait_paused(fpdir, &m, "metastore.open.after_claim", marker, sizeof(marker));
+	ck_assert_int_eq(unlink(marker), 0);
+	agent_expect(&a, "READY epoch=6 ", NULL, 0);
+	ck_assert_msg(!has_segment_of(d, 5), "the promotion whose connection closed went on");
+	ck_assert_msg(has_segment_of(d, 6), "no barrier of epoch 6");
+	ck_assert_int_eq(once(m.port, PROTO_OP_GET, "k", NULL, &u), PROTO_R_VALUE);
+
 	agent_close(&a);
 	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
 }
@@ -1241,6 +1338,7 @@ static Suite *metad_suite(void)
 	        {"batch_history", batch_history},
 	        {"sigterm_order", sigterm_stops_serving_before_eof},
 	        {"grant_absolute", grant_read_late_ends_on_time},
+	        {"control_during_recovery", control_served_during_recovery},
 	        {"protocol_version", old_protocol_and_foreign_clock_refused},
 	};
 
