@@ -64,6 +64,8 @@ struct k8s_client {
 
 	k8s_transport_fn transport; /* NULL = libcurl */
 	void *transport_userdata;
+	k8s_error_fn error_hook;
+	void *error_userdata;
 };
 
 struct k8s_watch {
@@ -510,6 +512,12 @@ void k8s_client_set_transport(struct k8s_client *c, k8s_transport_fn fn, void *u
 {
 	c->transport = fn;
 	c->transport_userdata = userdata;
+}
+
+void k8s_client_set_error_hook(struct k8s_client *c, k8s_error_fn fn, void *userdata)
+{
+	c->error_hook = fn;
+	c->error_userdata = userdata;
 }
 
 /* A copy of the current token (NULL when there is none), re-reading the
@@ -992,6 +1000,8 @@ static int do_request(struct k8s_client *c, struct k8s_watch *w, const char *met
 	}
 	r = 0;
 out:
+	if (r < 0 && !parser && c->error_hook)
+		c->error_hook(c->error_userdata, r);
 	cJSON_Delete(obj);
 	free(resp.data);
 	free(url.s);

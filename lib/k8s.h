@@ -240,6 +240,13 @@ typedef int (*k8s_transport_fn)(const struct k8s_http_request *req, k8s_sink_fn 
 /* Replace libcurl by fn (NULL restores libcurl).  Not thread-safe. */
 void k8s_client_set_transport(struct k8s_client *c, k8s_transport_fn fn, void *userdata);
 
+/* Called after every request of c that failed (an error status, no answer,
+ * a bad answer), with its -errno, on the calling thread; must not block.
+ * Watch streams are not requests here: their end is routine.  Set before
+ * the client is shared; NULL: none. */
+typedef void (*k8s_error_fn)(void *userdata, int r);
+void k8s_client_set_error_hook(struct k8s_client *c, k8s_error_fn fn, void *userdata);
+
 /* The error of a non-2xx response: parses the Status object in body (any
  * shape, even not JSON), writes `VERB resource "name" in "ns": CODE Phrase:
  * message` to err and returns k8s_status_to_errno().  Pure. */

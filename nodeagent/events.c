@@ -129,7 +129,8 @@ static void post_one(struct events *e, struct item *it)
 	/* An answer from the API (RBAC, validation) vs no answer in time. */
 	metrics_event_dropped(e->metrics, k8s_error_is_retryable(r) ? METRICS_EVENT_DROP_FAILED
 	                                                            : METRICS_EVENT_DROP_REFUSED);
-	metrics_api_error(e->metrics, r);
+	/* the failed POST itself is counted by the client's error hook
+	 * (metrics_watch_api) with every other failed request */
 	snprintf(what, sizeof(what), "posting Event '%s' failed: %s",
 	         cJSON_GetStringValue(cJSON_GetObjectItem(it->event, "reason")),
 	         *err ? err : strerror(-r));

@@ -164,6 +164,7 @@ static int run(const struct agent_conf *conf)
 	r = metrics_agent_new(&metrics);
 	if (r < 0)
 		goto out;
+	metrics_watch_api(metrics, client);
 	r = fence_methods_from_conf(conf, client, &methods, err, sizeof(err));
 	if (r < 0) {
 		log_error("cannot set up the fence methods: %s", err);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "k8s.h"
 #include "util.h"
 
 struct series {
@@ -502,11 +503,13 @@ int metrics_agent_new(struct metrics **ret)
 	        {&m->agent.epoch, METRICS_GAUGE, "kubefence_epoch", "Epoch of the Lease last seen.",
 	         NULL},
 	        {&m->agent.transitions, METRICS_COUNTER, "kubefence_lease_transitions_total",
-	         "Changes of the Lease holder seen by this agent.", NULL},
+	         "Changes of the Lease holder seen by this agent: new terms, its own or another "
+	         "agent's (the first observation is the baseline).", NULL},
 	        {&m->agent.promotions, METRICS_COUNTER, "kubefence_promotions_total",
 	         "Times the local service was promoted to master.", NULL},
 	        {&m->agent.demotions, METRICS_COUNTER, "kubefence_demotions_total",
-	         "Times the local service was demoted or this agent lost the Lease.", NULL},
+	         "Times the local service stopped being master: each term in which it was sent "
+	         "PROMOTE ends (demoted, stepped down, died, killed or stopped).", NULL},
 	        {&m->agent.service_connected, METRICS_GAUGE, "kubefence_service_connected",
 	         "Whether the agent is connected to the local service (0/1).", NULL},
 	        {&m->agent.fence_duration, METRICS_HISTOGRAM, "kubefence_fence_duration_seconds",
@@ -517,7 +520,8 @@ int metrics_agent_new(struct metrics **ret)
 	         "kubefence_failover_duration_seconds",
 	         "Failovers: from detecting the old master gone to the new master labelled.", NULL},
 	        {&m->agent.api_errors, METRICS_COUNTER, "kubefence_api_errors_total",
-	         "Failed Kubernetes API calls, by HTTP status or transport error.", "code"},
+	         "Failed Kubernetes API requests of this agent (Lease, pods, Events, fencing; not "
+	         "watch streams), by HTTP status or transport error.", "code"},
 	        {&m->agent.events_posted, METRICS_COUNTER, "kubefence_events_posted_total",
 	         "Kubernetes Events posted.", NULL},
 	        {&m->agent.events_dropped, METRICS_COUNTER, "kubefence_events_dropped_total",
@@ -643,6 +647,17 @@ void metrics_api_error(struct metrics *m, int r)
 {
 	if (m)
 		(void)metrics_add(m->agent.api_errors, metrics_api_error_code(r), 1);
+}
+
+static void api_error_hook(void *userdata, int r)
+{
+	metrics_api_error(userdata, r);
+}
+
+void metrics_watch_api(struct metrics *m, struct k8s_client *client)
+{
+	if (m && client)
+		k8s_client_set_error_hook(client, api_error_hook, m);
 }
 
 void metrics_event_posted(struct metrics *m)

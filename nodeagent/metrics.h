@@ -156,6 +156,10 @@ void metrics_observe_failover(struct metrics *m, double seconds);
  * HTTP status when r maps back to one status (see metrics_api_error_code()). */
 void metrics_api_error(struct metrics *m, int r);
 
+/* Count every failed request of `client` (k8s_client_set_error_hook). */
+struct k8s_client;
+void metrics_watch_api(struct metrics *m, struct k8s_client *client);
+
 /* The `code` label of r: "400" -EBADMSG, "401" -EACCES, "403" -EPERM, "404"
  * -ENOENT, "409" -EEXIST and -ESTALE, "410" -EIDRM, "413" -EFBIG, "422"
  * -EINVAL, "429_503" -EAGAIN, "5xx" -EIO, "timeout" -ETIMEDOUT, "connect"

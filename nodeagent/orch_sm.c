@@ -219,6 +219,14 @@ static void follow(struct sm *s, struct sm_effects *fx)
 	enter(s, SM_STOPPED);
 }
 
+/* A term in which PROMOTE was sent ends: the service stops being master
+ * (kubefence_demotions_total), however it ends. */
+static void count_demotion(struct sm *s, struct sm_effects *fx)
+{
+	s->demotions++;
+	metric(fx, SMM_DEMOTION, s->epoch, 0);
+}
+
 static void demoting(struct sm *s, usec_t now)
 {
 	enter(s, SM_DEMOTING);
@@ -339,6 +347,7 @@ static void lost(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_
 		/* DEMOTE was sent by the elector's callback already. */
 		tl(fx, "demote-sent", "term %" PRId64 " ended: %s", ev->epoch, ev->text);
 		s->demote_sent = now;
+		count_demotion(s, fx);
 		unlabel(s, fx);
 		if (s->cfg.mode == SM_MODE_CONTROL && s->svc_connected)
 			demoting(s, now);
@@ -361,6 +370,7 @@ static void shutdown(struct sm *s, const struct sm_event *ev, usec_t now, struct
 	s->stopping = true;
 	str_copy(s->stop_reason, sizeof(s->stop_reason), ev->text[0] ? ev->text : "agent stopped");
 	if (promoted_state(s->st)) {
+		count_demotion(s, fx);
 		unlabel(s, fx);
 		if (s->cfg.mode == SM_MODE_CONTROL && s->svc_connected) {
 			send_demote(s, fx, now, s->stop_reason);
@@ -403,10 +413,8 @@ static void gone(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_
 	tl(fx, "detected", "service '%s' gone: %s", s->peer.pod, ev->text);
 	snprintf(s->release_reason, sizeof(s->release_reason), "service %.100s on %.100s died: %.200s",
 	         s->peer.pod, s->cfg.node, ev->text);
-	if (promoted_state(s->st)) {
-		s->demotions++;
-		metric(fx, SMM_DEMOTION, s->epoch, 0);
-	}
+	if (promoted_state(s->st))
+		count_demotion(s, fx);
 	/* EOF alone is no proof: a service can close its socket and go on
 	 * serving.  Its process must be seen to exit. */
 	struct sm_effect *e = job(s, fx, JOB_CONFIRM_EXIT, true);
@@ -458,8 +466,7 @@ static void failed(struct sm *s, const struct sm_event *ev, usec_t now, struct s
 	        promoting ? "promotion failed" : "the service stepped down", s->cfg.node, m->reason);
 	event(fx, EVENTS_DEMOTED, "epoch %" PRId64 ": %s after %" PRId64 " ms in the term",
 	      m->epoch, s->release_reason, (int64_t)((now - s->origin) / USEC_PER_MSEC));
-	s->demotions++;
-	metric(fx, SMM_DEMOTION, m->epoch, 0);
+	count_demotion(s, fx);
 	if (!promoting)
 		unlabel(s, fx);
 	tl(fx, "released", "%s", s->release_reason);
@@ -476,8 +483,6 @@ static void demoted(struct sm *s, const struct sm_event *ev, usec_t now, struct 
 	}
 	int64_t took = (int64_t)((now - s->demote_sent) / USEC_PER_MSEC);
 	tl(fx, "demoted", "epoch %" PRId64 " in %" PRId64 " ms", ev->epoch, took);
-	s->demotions++;
-	metric(fx, SMM_DEMOTION, ev->epoch, 0);
 	say(fx, LOG_LEVEL_INFO, "event=demoted epoch=%" PRId64 " demote_ms=%" PRId64, ev->epoch, took);
 	event(fx, EVENTS_DEMOTED, "epoch %" PRId64 " demoted: confirmed %" PRId64 " ms after DEMOTE",
 	      ev->epoch, took);
@@ -515,6 +520,7 @@ static void tick(struct sm *s, usec_t now, struct sm_effects *fx)
 			    "demoting and releasing",
 			    s->promoted_epoch);
 			send_demote(s, fx, now, "PROMOTE timed out");
+			count_demotion(s, fx);
 			release(s, fx, false, "the local service did not answer PROMOTE in time");
 			tl(fx, "released", "%s", s->release_reason);
 			fx_add(fx, FX_TL_FINISH)->flag = false;
@@ -632,8 +638,7 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 			tl(fx, "released", "%s", s->release_reason);
 			fx_add(fx, FX_TL_FINISH)->flag = false;
 			event(fx, EVENTS_DEMOTED, "epoch %" PRId64 ": %s", s->epoch, s->release_reason);
-			s->demotions++;
-			metric(fx, SMM_DEMOTION, s->epoch, 0);
+			count_demotion(s, fx);
 			if (s->cfg.mode == SM_MODE_CONTROL && s->svc_connected)
 				demoting(s, now);
 			else

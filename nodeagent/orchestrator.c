@@ -105,6 +105,7 @@ struct orchestrator {
 	int64_t epoch;
 	usec_t valid_until;
 	int64_t promoted_epoch; /* epoch of the last PROMOTE sent; RENEW only for it */
+	int64_t seen_epoch;     /* the newest term seen (-1: none yet): a transition each */
 
 	/* the machine: orchestrator thread only */
 	struct sm sm;
@@ -856,7 +857,6 @@ static void run_effects(struct orchestrator *o, const struct sm_effects *fx,
 			case SMM_LEADER:
 				metrics_set_role(o->o.metrics, METRICS_ROLE_LEADER);
 				metrics_set_epoch(o->o.metrics, e->epoch);
-				metrics_lease_transition(o->o.metrics);
 				break;
 			case SMM_FOLLOWER:
 				metrics_set_role(o->o.metrics, METRICS_ROLE_FOLLOWER);
@@ -943,11 +943,37 @@ static bool cb_may_acquire(void *ud)
 	return r;
 }
 
+/* kubefence_lease_transitions_total: a change of holder is a new term (the
+ * Lease's epoch grows by one per acquisition), seen in an observation of
+ * another holder or in our own acquisition; the first observation is the
+ * baseline, not a change. */
+static void note_epoch(struct orchestrator *o, int64_t epoch, bool ours)
+{
+	if (epoch > o->seen_epoch) {
+		if (o->seen_epoch >= 0 || ours)
+			metrics_lease_transition(o->o.metrics);
+		o->seen_epoch = epoch;
+	}
+}
+
+static void cb_observed(void *ud, const struct lease_record *rec)
+{
+	struct orchestrator *o = ud;
+
+	pthread_mutex_lock(&o->mu);
+	if (rec->holder[0])
+		note_epoch(o, rec->transitions, false);
+	else if (o->seen_epoch < 0)
+		o->seen_epoch = rec->transitions; /* free: the baseline */
+	pthread_mutex_unlock(&o->mu);
+}
+
 static void cb_started(void *ud, const struct elector_term *term)
 {
 	struct orchestrator *o = ud;
 
 	pthread_mutex_lock(&o->mu);
+	note_epoch(o, term->epoch, true);
 	o->leading = true;
 	o->epoch = term->epoch;
 	o->valid_until = term->valid_until;
@@ -1068,6 +1094,7 @@ static const struct elector_callbacks elector_cbs = {
         .started_leading = cb_started,
         .renewed = cb_renewed,
         .stopped_leading = cb_stopped,
+        .observed_holder = cb_observed,
 };
 
 static const struct control_callbacks control_cbs = {
@@ -1174,6 +1201,7 @@ int orch_new(struct k8s_client *client, const struct orch_options *opts, struct 
 	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&o->space, NULL);
 	o->promoted_epoch = -1;
+	o->seen_epoch = -1;
 
 	sc.mode = o->mode == ORCH_SERVICE_CONTROL ? SM_MODE_CONTROL
 	          : o->mode == ORCH_SERVICE_PROBE ? SM_MODE_PROBE

@@ -48,11 +48,13 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <curl/curl.h>
 
 #include "failpoint.h"
 #include "fo.h"
 #include "k8s.h"
 #include "proto.h"
+#include "util.h"
 
 void fo_fail(const char *fmt, ...)
 {
@@ -198,6 +200,92 @@ static void scen_finish(struct scen *s)
 	fo_cluster_stop(&s->c);
 }
 
+/* ---- what the agents say about it: /metrics, /status, Events ---- */
+
+static size_t on_body(char *p, size_t sz, size_t n, void *ud)
+{
+	char **b = ud;
+	size_t have = *b ? strlen(*b) : 0;
+	char *nb = realloc(*b, have + sz * n + 1);
+
+	if (!nb)
+		return 0;
+	memcpy(nb + have, p, sz * n);
+	nb[have + sz * n] = '\0';
+	*b = nb;
+	return sz * n;
+}
+
+/* GET http://127.0.0.1:<node i's http.listen><path>; the body (caller frees). */
+static char *agent_get(struct scen *s, size_t i, const char *path)
+{
+	char url[128], *body = NULL;
+	CURL *h = curl_easy_init();
+	long code = 0;
+
+	ck_assert_ptr_nonnull(h);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", s->c.node[i].http_port, path);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 3000L);
+	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+	ck_assert_msg(curl_easy_perform(h) == CURLE_OK, "GET %s failed", url);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(h);
+	ck_assert_msg(code == 200, "GET %s: %ld", url, code);
+	ck_assert_ptr_nonnull(body);
+	return body;
+}
+
+/* The value of one series of node i's /metrics ("name" or
+ * "name{label=\"v\"}"); -1 when absent. */
+static double metric_of(struct scen *s, size_t i, const char *series)
+{
+	char *text = agent_get(s, i, "/metrics"), *p = text;
+	size_t n = strlen(series);
+	double v = -1;
+
+	while ((p = strstr(p, series))) {
+		if ((p == text || p[-1] == '\n') && p[n] == ' ') {
+			v = strtod(p + n + 1, NULL);
+			break;
+		}
+		p += n;
+	}
+	free(text);
+	return v;
+}
+
+/* Whether an Event with `reason` about node i's pod was posted, waiting up
+ * to 5 s (Events are posted asynchronously); its message in msg. */
+static bool event_posted(struct scen *s, size_t i, const char *reason, char *msg, size_t msglen)
+{
+	char path[256], field[200], err[512];
+	usec_t end = clock_mono_usec() + 5 * USEC_PER_SEC;
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", getenv("KF_IT_NS"));
+	snprintf(field, sizeof(field), "involvedObject.name=%s,reason=%s", s->c.node[i].pod,
+	         reason);
+	do {
+		cJSON *list = NULL;
+		if (k8s_list(s->c.admin, path, NULL, field, 5000, &list, err, sizeof(err)) == 0) {
+			const cJSON *it =
+			        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(list, "items"), 0);
+			const char *m = cJSON_GetStringValue(
+			        cJSON_GetObjectItemCaseSensitive(it, "message"));
+			if (it) {
+				str_copy(msg, msglen, m ? m : "");
+				cJSON_Delete(list);
+				return true;
+			}
+			cJSON_Delete(list);
+		}
+		usleep(100 * 1000);
+	} while (clock_mono_usec() < end);
+	return false;
+}
+
 /* Direct PUTs to node i for `ms` (client "hammer" of the history): how many
  * were acknowledged; the time of the first NOTMASTER in *first_nm (0:
  * none). */
@@ -274,6 +362,54 @@ START_TEST(kill9_master_metad)
 	}
 	ck_assert(fo_wait_role(&s.c, 0, "standby", 5000));
 	fo_record("kill9-restarted-metad-reconnected", secs(clock_mono_usec() - t_restart));
+
+	/* What the agents report, as an operator reads it: counters, Events,
+	 * kubefencectl status, all from the real agents. */
+	{
+		char msg[1024], cmd[4096];
+		double v;
+
+		/* node-a: its term (1) and node-b's (2); promoted once; its
+		 * service died as master: one demotion */
+		v = metric_of(&s, 0, "kubefence_lease_transitions_total");
+		ck_assert_msg(v >= 2, "node-a saw %.0f Lease transitions (its own term and node-b's)",
+		              v);
+		ck_assert_double_eq(metric_of(&s, 0, "kubefence_promotions_total"), 1);
+		ck_assert_double_eq(metric_of(&s, 0, "kubefence_demotions_total"), 1);
+		ck_assert_double_eq(metric_of(&s, 0, "kubefence_role"), 0);
+		/* node-b: the first observation (node-a's term) is the baseline;
+		 * its own term is a transition */
+		ck_assert_double_eq(metric_of(&s, 1, "kubefence_lease_transitions_total"), 1);
+		ck_assert_double_eq(metric_of(&s, 1, "kubefence_promotions_total"), 1);
+		ck_assert_double_eq(metric_of(&s, 1, "kubefence_demotions_total"), 0);
+		ck_assert_double_eq(metric_of(&s, 1, "kubefence_role"), 1);
+		ck_assert_msg(event_posted(&s, 0, "Released", msg, sizeof(msg)),
+		              "no Released Event about node-a's pod");
+		ck_assert_ptr_nonnull(strstr(msg, "died"));
+		ck_assert_msg(event_posted(&s, 1, "Fenced", msg, sizeof(msg)),
+		              "no Fenced Event about node-b's pod");
+		ck_assert_ptr_nonnull(strstr(msg, "node node-a"));
+		ck_assert_msg(event_posted(&s, 1, "Promoted", msg, sizeof(msg)),
+		              "no Promoted Event about node-b's pod");
+		ck_assert_ptr_nonnull(strstr(msg, "ms after the Lease was free"));
+		snprintf(cmd, sizeof(cmd),
+		         "'%s' status --agent 127.0.0.1:%d > '%s/status.out' 2>&1 && "
+		         "grep -q 'master' '%s/status.out' && grep -q 'node-a' '%s/status.out' && "
+		         "grep -q 'scsi-pr' '%s/status.out'",
+		         getenv("KF_IT_CTL"), s.c.node[1].http_port, s.c.node[1].dir,
+		         s.c.node[1].dir, s.c.node[1].dir, s.c.node[1].dir);
+		if (system(cmd) != 0) {
+			snprintf(cmd, sizeof(cmd), "cat '%s/status.out'", s.c.node[1].dir);
+			(void)!system(cmd);
+		}
+		snprintf(cmd, sizeof(cmd),
+		         "grep -q 'master' '%s/status.out' && grep -q 'node-a' '%s/status.out' && "
+		         "grep -q 'scsi-pr' '%s/status.out'",
+		         s.c.node[1].dir, s.c.node[1].dir, s.c.node[1].dir);
+		ck_assert_msg(system(cmd) == 0,
+		              "kubefencectl status of node-b does not show it master with its "
+		              "fence of node-a");
+	}
 	ok = hammer(&s, 0, 1000, &nm, &er, &first_nm);
 	printf("kill9: restarted node-a: %d OK, %d NOTMASTER, %d errors\n", ok, nm, er);
 	ck_assert_int_eq(ok, 0);
@@ -392,6 +528,17 @@ START_TEST(sigterm_leader_agent)
 	ck_assert_int_ge(
 	        fo_log_count(s.c.node[1].agent_log, NULL, "is free", "stopped by SIGTERM", NULL),
 	        1);
+	{
+		char msg[1024];
+
+		/* the orderly handover says so, with how long the demotion took */
+		ck_assert_msg(event_posted(&s, 0, "Released", msg, sizeof(msg)),
+		              "the SIGTERM handover posted no Released Event");
+		ck_assert_ptr_nonnull(strstr(msg, "SIGTERM"));
+		ck_assert_msg(event_posted(&s, 0, "Demoted", msg, sizeof(msg)),
+		              "the SIGTERM handover posted no Demoted Event");
+		ck_assert_msg(strstr(msg, " ms after DEMOTE"), "Demoted without a duration: %s", msg);
+	}
 	ck_assert(fo_wait_role(&s.c, 0, "standby", 1000));
 	ok = hammer(&s, 0, 500, &nm, &er, &first_nm);
 	ck_assert_int_eq(ok, 0);
@@ -666,6 +813,9 @@ START_TEST(late_label_patch_never_makes_two_masters)
 		(void)!system(cmd);
 	}
 	ck_assert_msg(labelled(&s, 0), "node-a lost its label");
+	/* the PATCH the proxy held is a failed API request of node-b's agent */
+	ck_assert_msg(metric_of(&s, 1, "kubefence_api_errors_total{code=\"timeout\"}") >= 1,
+	              "node-b's timed-out label PATCH is not in kubefence_api_errors_total");
 	ck_assert_msg(!labelled(&s, 1),
 	              "two pods carry role=master: node-b's late PATCH relabelled its pod");
 	scen_finish(&s);

@@ -254,6 +254,7 @@ START_TEST(test_refused_counted_logged_once)
 	close(fd);
 
 	ck_assert_int_eq(metrics_agent_new(&m), 0);
+	metrics_watch_api(m, norbac);
 	o.metrics = m;
 	ck_assert_int_eq(events_start(&o, &e, NULL, 0), 0);
 	for (int i = 0; i < 5; i++) {

@@ -1051,6 +1051,7 @@ START_TEST(test_events_refused_counted)
 	f.status = 403;
 	c = fake_client(&f);
 	ck_assert_int_eq(metrics_agent_new(&m), 0);
+	metrics_watch_api(m, c);
 	o.client = c;
 	o.metrics = m;
 	ck_assert_int_eq(events_start(&o, &e, NULL, 0), 0);
@@ -1064,6 +1065,17 @@ START_TEST(test_events_refused_counted)
 	t = render(m);
 	ck_assert(has_line(t, "kubefence_events_dropped_total{reason=\"refused\"} 3"));
 	ck_assert(has_line(t, "kubefence_api_errors_total{code=\"403\"} 3"));
+	free(t);
+	/* any other failed request of the same client counts too, once */
+	{
+		cJSON *obj = NULL;
+		char err[256];
+		ck_assert_int_eq(k8s_get(c, "/api/v1/namespaces/kf/pods/p", 1000, &obj, err,
+		                         sizeof(err)),
+		                 -EPERM);
+	}
+	t = render(m);
+	ck_assert(has_line(t, "kubefence_api_errors_total{code=\"403\"} 4"));
 	free(t);
 	events_stop(e, 0);
 	metrics_free(m);

@@ -384,13 +384,14 @@ START_TEST(test_stop_master_confirmed)
 	simple(SE_SHUTDOWN, 0, "agent stopped");
 	ck_assert_ptr_nonnull(fx(FX_SEND_DEMOTE));
 	ck_assert_int_eq(fx(FX_SEND_DEMOTE)->epoch, 5);
+	ck_assert_ptr_nonnull(fx_metric(SMM_DEMOTION));
 	ck_assert_ptr_nonnull(fx_job(JOB_UNLABEL));
 	ck_assert_ptr_null(fx(FX_STOP_ELECTOR));
 	ck_assert_int_eq(S.st, SM_DEMOTING);
 	ck_assert(sm_unconfirmed_demotion(&S));
 	NOW += 40 * MS;
 	simple(SE_DEMOTED, 5, NULL);
-	ck_assert_ptr_nonnull(fx_metric(SMM_DEMOTION));
+	ck_assert_ptr_null(fx_metric(SMM_DEMOTION)); /* counted once, at the stop */
 	ck_assert_ptr_nonnull(fx_event(EVENTS_DEMOTED));
 	ck_assert_ptr_nonnull(strstr(fx_event(EVENTS_DEMOTED)->text, "40 ms"));
 	ck_assert_ptr_nonnull(fx_event(EVENTS_RELEASED));
@@ -428,6 +429,7 @@ START_TEST(test_lost_as_master)
 {
 	to_master();
 	simple(SE_LOST, 5, "renewal failed");
+	ck_assert_ptr_nonnull(fx_metric(SMM_DEMOTION));
 	ck_assert_ptr_nonnull(fx_job(JOB_UNLABEL));
 	ck_assert_ptr_null(fx(FX_RELEASE));
 	ck_assert_ptr_null(fx(FX_SEND_DEMOTE));
