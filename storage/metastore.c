@@ -653,6 +653,16 @@ static void note_epoch(struct metastore *m, uint64_t epoch)
 		m->volume_epoch = epoch;
 }
 
+/* Every this many records, recovery asks opts.cancelled again, so that a
+ * long replay can be called off within it. */
+#define RECOVERY_CANCEL_EVERY 65536
+
+static bool replay_cancelled(struct metastore *m)
+{
+	return (m->st.records_replayed % RECOVERY_CANCEL_EVERY) == 0 && m->opts.cancelled &&
+	       m->opts.cancelled(m->opts.cancelled_userdata);
+}
+
 static int snapshot_record(void *userdata, const struct journal_record *r, uint64_t off)
 {
 	struct metastore *m = userdata;
@@ -682,6 +692,8 @@ static int snapshot_record(void *userdata, const struct journal_record *r, uint6
 		}
 		m->snap_seen++;
 		m->st.records_replayed++;
+		if (replay_cancelled(m))
+			return -ECANCELED;
 		return apply_put(m, r->key, r->key_len, r->value, r->value_len);
 	case JOURNAL_SNAP_END:
 		if (!m->snap_begun || m->snap_ended || journal_get_le64(r->value) != m->snap_seen ||
@@ -743,6 +755,8 @@ static int segment_record(void *userdata, const struct journal_record *r, uint64
 	note_epoch(m, r->epoch);
 	m->expected_seq++;
 	m->st.records_replayed++;
+	if (replay_cancelled(m))
+		return -ECANCELED;
 	m->journal_records++;
 	switch (r->type) {
 	case JOURNAL_PUT:
@@ -1808,9 +1822,20 @@ out:
  * snapshot, check the writer's term and the store's health under the lock,
  * commit (the backend re-checks the epoch just before the rename), and
  * remove what S covers.  Returns 0 or -errno with the reason in err. */
+/* The builder's private store gives up when the writer's store closes. */
+static bool store_closing(void *userdata)
+{
+	struct metastore *m = userdata;
+
+	return __atomic_load_n(&m->snap_stop, __ATOMIC_RELAXED);
+}
+
 static int snapshot_build(struct metastore *m, uint64_t S, char *err, size_t errlen)
 {
-	struct metastore_options o = {.read_only = true, .epoch = m->opts.epoch};
+	struct metastore_options o = {.read_only = true,
+	                              .epoch = m->opts.epoch,
+	                              .cancelled = store_closing,
+	                              .cancelled_userdata = m};
 	struct backend *b = NULL;
 	struct metastore *t = NULL;
 	struct snap_writer w = {0};

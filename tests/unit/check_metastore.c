@@ -1027,7 +1027,7 @@ END_TEST
 
 static bool term_over(void *userdata)
 {
-	return !*(bool *)userdata;
+	return !__atomic_load_n((bool *)userdata, __ATOMIC_ACQUIRE);
 }
 
 /* A snapshot that outlives its writer's term commits nothing. */
@@ -1179,7 +1179,7 @@ START_TEST(snapshot_outliving_its_term_commits_nothing)
 	ck_assert_int_eq(pthread_create(&th, NULL, snap_thread, &c), 0);
 	wait_paused(fpdir, "metastore.snapshot.before_rename", marker, sizeof(marker));
 	if (_i == 0)
-		over = true;
+		__atomic_store_n(&over, true, __ATOMIC_RELEASE);
 	else
 		nw = open_store(tmpdir, 2);
 	segs = count_files("journal-", ".log");
