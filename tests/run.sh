@@ -78,9 +78,9 @@ skipped=0
 while read -r checks failures errors; do
 	passed=$((passed + checks - failures - errors))
 	failed=$((failed + failures + errors))
-done < <(find _build/*/tests -name '*.log' -exec cat {} + 2>/dev/null |
+done < <(find _build/plain/tests _build/asan/tests -name '*.log' -exec cat {} + 2>/dev/null |
 	sed -nE 's/^[0-9]+%: Checks: ([0-9]+), Failures: ([0-9]+), Errors: ([0-9]+)$/\1 \2 \3/p')
-for t in $(find _build/*/tests -name '*.trs' 2>/dev/null); do
+for t in $(find _build/plain/tests _build/asan/tests -name '*.trs' 2>/dev/null); do
 	# a test without a Check summary (a script, or a program that died
 	# before printing it) counts as one test
 	grep -qE '^[0-9]+%: Checks:' "${t%.trs}.log" 2>/dev/null && continue
