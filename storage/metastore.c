@@ -2008,7 +2008,9 @@ static int snapshot_cut_locked(struct metastore *m, bool wait, char *err, size_t
 		}
 		m->snap_thread_started = true;
 	}
-	if (S > m->snap_want)
+	if (S == m->snap_done && m->snap_result < 0)
+		m->snap_done = 0; /* nothing written since a failed build of S: again */
+	if (S > m->snap_want || m->snap_done < S)
 		m->snap_want = S;
 	pthread_cond_broadcast(&m->cond);
 	if (!wait)
