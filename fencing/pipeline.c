@@ -316,6 +316,19 @@ static int method_pod_delete(void *data, const struct fence_request *req, usec_t
 		n = 1;
 		(void)str_copy(v[0].name, sizeof(v[0].name), req->pod);
 		(void)str_copy(v[0].uid, sizeof(v[0].uid), req->pod_uid ? req->pod_uid : "");
+	} else if (req->pins && req->pins->set) {
+		/* this duty's pods, as its first run found them */
+		n = req->pins->n;
+		for (int i = 0; i < n; i++) {
+			(void)str_copy(v[i].name, sizeof(v[i].name), req->pins->name[i]);
+			(void)str_copy(v[i].uid, sizeof(v[i].uid), req->pins->uid[i]);
+		}
+		if (n == 0) {
+			snprintf(target, targetlen, "pods '%s' in '%s' on node '%s'",
+			         mc->conf->service.selector, ns, req->node);
+			snprintf(msg, msglen, "no such pod on the node when this fence began");
+			return FENCE_ALREADY_GONE;
+		}
 	} else {
 		n = fence_pod_find(mc->client, ns, mc->conf->service.selector, req->node, deadline,
 		                   v, msg, msglen);
@@ -323,6 +336,15 @@ static int method_pod_delete(void *data, const struct fence_request *req, usec_t
 			snprintf(target, targetlen, "pods '%s' on node '%s'",
 			         mc->conf->service.selector, req->node);
 			return n;
+		}
+		if (req->pins && !req->dry_run) {
+			req->pins->n = n < FENCE_PINS_MAX ? n : FENCE_PINS_MAX;
+			for (int i = 0; i < req->pins->n; i++) {
+				(void)str_copy(req->pins->name[i], sizeof(req->pins->name[i]),
+				               v[i].name);
+				(void)str_copy(req->pins->uid[i], sizeof(req->pins->uid[i]), v[i].uid);
+			}
+			req->pins->set = true;
 		}
 		if (n == 0) {
 			snprintf(target, targetlen, "pods '%s' in '%s' on node '%s'",

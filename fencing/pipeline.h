@@ -46,11 +46,27 @@ enum fence_level {
 };
 
 /* Who is fenced.  Strings are borrowed for the duration of the run. */
+/* The victim's pods as the first pod-delete of a duty found them.  Every
+ * later run of the same duty deletes exactly these, by uid, so a pod
+ * created meanwhile — a replacement of the same name with a new uid, which
+ * the StatefulSet makes once the old one is gone — survives.  Zero it when
+ * the duty begins; pod-delete fills it. */
+#define FENCE_PINS_MAX 8
+struct fence_pins {
+	bool set;
+	int n;
+	char name[FENCE_PINS_MAX][254];
+	char uid[FENCE_PINS_MAX][64];
+};
+
 struct fence_request {
 	const char *node;    /* the victim node; required */
 	const char *pod;     /* its master pod's name, when the caller knows it; NULL = find it */
 	const char *pod_uid; /* and that pod's uid (with pod); NULL = take the uid found */
-	bool dry_run;        /* methods only read and say what they would do */
+	/* without pod: the pods found by the duty's first run (NULL: found
+	 * afresh at every run) */
+	struct fence_pins *pins;
+	bool dry_run; /* methods only read and say what they would do */
 };
 
 /* Run one attempt of a method.  Must return by `deadline` (mono usec):

@@ -45,6 +45,7 @@ struct elector {
 	struct k8s_watch *watch;
 	pthread_t election_thread, watch_thread;
 	bool started;
+	usec_t heartbeat; /* atomic: the election thread's last turn of its loop */
 
 	/* election thread only */
 	struct lease_state st;
@@ -62,6 +63,13 @@ static void publish(struct elector *e)
 	e->pub_observed_at = e->st.have_record ? e->st.observed_at : 0;
 	e->pub_observed_epoch = e->st.absent ? 0 : e->st.rec.transitions;
 	pthread_mutex_unlock(&e->mu);
+}
+
+usec_t elector_idle(struct elector *e)
+{
+	usec_t hb = __atomic_load_n(&e->heartbeat, __ATOMIC_ACQUIRE);
+
+	return e->started && hb ? clock_mono_usec() - hb : 0;
 }
 
 int elector_observed(struct elector *e, char *holder, size_t holder_len, usec_t *ret_age,
@@ -371,6 +379,7 @@ static void *election_main(void *arg)
 	for (;;) {
 		usec_t wake;
 
+		__atomic_store_n(&e->heartbeat, clock_mono_usec(), __ATOMIC_RELEASE);
 		take_pending(e);
 		reason = take_release_request(e);
 		if (reason) {

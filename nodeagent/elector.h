@@ -87,6 +87,11 @@ void elector_release(struct elector *e, const char *reason, bool service_dead);
 int elector_observed(struct elector *e, char *holder, size_t holder_len, usec_t *ret_age,
                      int64_t *ret_epoch);
 
+/* How long the election thread has not been through its loop (0 before it
+ * started): it goes round at least once per retry period, or one request
+ * time-out when the API does not answer.  For /healthz. */
+usec_t elector_idle(struct elector *e);
+
 /* Whether we lead right now; *ret_epoch gets the term's epoch if so. */
 bool elector_is_leader(struct elector *e, int64_t *ret_epoch);
 

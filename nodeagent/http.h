@@ -1,7 +1,8 @@
 /* http: the agent's operations endpoints, served by libmicrohttpd on one
  * internal polling thread.
  *
- *   GET /healthz  200 "ok" while the agent's threads are alive, else 503
+ *   GET /healthz  200 "ok" while the agent's threads are alive (the
+ *                 orchestrator and election loops turn, no job is stuck), else 503
  *                 with the reason (a liveness probe: failing restarts the pod)
  *   GET /readyz   200 "ok" when the agent is ready (connected to the API
  *                 server and, if configured, to the local service), else 503

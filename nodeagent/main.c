@@ -66,12 +66,13 @@ struct agent {
 	struct elector *elector;
 };
 
+/* Alive: the orchestrator and election threads go round their loops, and
+ * no job is stuck (orch_alive). */
 static bool agent_healthy(void *userdata, char *reason, size_t len)
 {
-	(void)userdata;
-	(void)reason;
-	(void)len;
-	return true; /* answering at all means the process is not wedged */
+	struct agent *a = userdata;
+
+	return orch_alive(a->orch, reason, len);
 }
 
 static bool agent_ready(void *userdata, char *reason, size_t len)

@@ -120,6 +120,8 @@ struct orchestrator {
 	pthread_t wd_thread;
 	bool wd_started, wd_stop; /* wd_stop under mu */
 	usec_t heartbeat;         /* atomic */
+	usec_t job_since;         /* atomic: when the worker's current job began, 0: idle */
+	enum sm_job job_kind;     /* under mu: the worker's current job */
 	bool selffence_failed;    /* atomic: a killed service survived */
 	char wd_why[128];         /* wd thread only: why it is not fed */
 	struct tl_step timeline[TIMELINE_MAX];
@@ -129,6 +131,14 @@ struct orchestrator {
 	bool tl_ok;
 	struct fence_run fences[FENCE_HISTORY];
 	size_t n_fences; /* total ever; the ring holds the last FENCE_HISTORY */
+	/* worker: the pods each duty's first pod-delete found (fence_pins),
+	 * by term and victim */
+	struct {
+		int64_t epoch;
+		char victim[254];
+		struct fence_pins pins;
+	} pins[4];
+	size_t pins_next;
 };
 
 /* --------------------------------------------------------------- inputs */
@@ -569,12 +579,25 @@ static int job_fence(struct orchestrator *o, int64_t epoch, const char *victim,
 {
 	struct fence_request req = {.node = victim};
 	struct fence_report rep;
+	size_t k;
 	struct control_peer peer;
 	bool connected;
 	char text[2048];
 
 	if (!still_leading(o, epoch))
 		return JOB_CANCELLED;
+	/* a retry of this term's duty deletes the pods its first run found,
+	 * never a replacement made since */
+	for (k = 0; k < 4; k++)
+		if (o->pins[k].epoch == epoch && strcmp(o->pins[k].victim, victim) == 0)
+			break;
+	if (k == 4) {
+		k = o->pins_next++ % 4;
+		memset(&o->pins[k], 0, sizeof(o->pins[k]));
+		o->pins[k].epoch = epoch;
+		str_copy(o->pins[k].victim, sizeof(o->pins[k].victim), victim);
+	}
+	req.pins = &o->pins[k].pins;
 	usec_t started_wall = clock_real_usec();
 	fence_pipeline_run(o->o.fence_opts, o->o.methods->v, o->o.methods->n, level, &req, &rep);
 	pthread_mutex_lock(&o->mu);
@@ -733,6 +756,8 @@ static void *worker_main(void *arg)
 		j = o->jobs[o->j_head];
 		o->j_head = (o->j_head + 1) % JOBS_MAX;
 		o->j_len--;
+		o->job_kind = j.job;
+		__atomic_store_n(&o->job_since, clock_mono_usec(), __ATOMIC_RELEASE);
 		pthread_mutex_unlock(&o->mu);
 
 		res.job = j.job;
@@ -769,6 +794,7 @@ static void *worker_main(void *arg)
 			res.result = -EINVAL;
 			break;
 		}
+		__atomic_store_n(&o->job_since, 0, __ATOMIC_RELEASE);
 		enqueue(o, &res);
 	}
 }
@@ -1470,6 +1496,34 @@ cJSON *orch_status_json(struct orchestrator *o)
 	}
 	pthread_mutex_unlock(&o->mu);
 	return j;
+}
+
+bool orch_alive(struct orchestrator *o, char *why, size_t whylen)
+{
+	usec_t now = clock_mono_usec(), hb = __atomic_load_n(&o->heartbeat, __ATOMIC_ACQUIRE),
+	       js = __atomic_load_n(&o->job_since, __ATOMIC_ACQUIRE), idle;
+	enum sm_job kind;
+
+	if (o->started && !o->stopped && now - hb > ORCH_LIVE_STALE) {
+		errbuf_set(why, whylen, "the orchestrator thread has not run for %" PRId64 " s",
+		           (int64_t)((now - hb) / USEC_PER_SEC));
+		return false;
+	}
+	if (js && now - js > ORCH_JOB_STALE) {
+		pthread_mutex_lock(&o->mu);
+		kind = o->job_kind;
+		pthread_mutex_unlock(&o->mu);
+		errbuf_set(why, whylen, "the %s job has run for %" PRId64 " s", sm_job_name(kind),
+		           (int64_t)((now - js) / USEC_PER_SEC));
+		return false;
+	}
+	idle = o->elector && !o->stopped ? elector_idle(o->elector) : 0;
+	if (idle > ORCH_LIVE_STALE) {
+		errbuf_set(why, whylen, "the election thread has not run for %" PRId64 " s",
+		           (int64_t)(idle / USEC_PER_SEC));
+		return false;
+	}
+	return true;
 }
 
 bool orch_ready(struct orchestrator *o, char *why, size_t whylen)

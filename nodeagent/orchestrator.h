@@ -94,5 +94,14 @@ struct orchestrator *orch_free(struct orchestrator *o);
 /* A snapshot for /status (JSON object, caller frees). */
 struct cJSON *orch_status_json(struct orchestrator *o);
 
+/* Whether the agent is alive: for /healthz.  False (with the reason) when
+ * the orchestrator thread has not been through its loop for
+ * ORCH_LIVE_STALE, a job has run for longer than ORCH_JOB_STALE, or the
+ * election thread has been idle for ORCH_LIVE_STALE: a wedged agent, which
+ * the kubelet's liveness probe then restarts. */
+#define ORCH_LIVE_STALE (10 * USEC_PER_SEC)
+#define ORCH_JOB_STALE  (120 * USEC_PER_SEC)
+bool orch_alive(struct orchestrator *o, char *why, size_t whylen);
+
 /* Whether the agent is ready: for /readyz. */
 bool orch_ready(struct orchestrator *o, char *why, size_t whylen);

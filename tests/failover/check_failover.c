@@ -56,6 +56,9 @@
 #include "proto.h"
 #include "util.h"
 
+/* orchestrator.h's ORCH_LIVE_STALE, in seconds */
+#define ORCH_LIVE_S 10
+
 void fo_fail(const char *fmt, ...)
 {
 	char buf[2048];
@@ -922,6 +925,72 @@ START_TEST(service_dies_while_fence_fails)
 }
 END_TEST
 
+/* GET node i's /healthz: its HTTP status, the body in body. */
+static long healthz(struct scen *s, size_t i, char *body, size_t len)
+{
+	char url[128], *b = NULL;
+	CURL *h = curl_easy_init();
+	long code = 0;
+
+	ck_assert_ptr_nonnull(h);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", s->c.node[i].http_port);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 3000L);
+	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+	if (curl_easy_perform(h) == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(h);
+	str_copy(body, len, b ? b : "");
+	free(b);
+	return code;
+}
+
+/* /healthz means the agent works, not only that its HTTP thread answers:
+ * node-b's orchestrator thread is held at a fault point (after the fence,
+ * before the promotion) while everything else of the agent runs; /healthz
+ * turns 503 naming the orchestrator, and 200 again once it resumes and
+ * promotes. */
+START_TEST(healthz_reports_a_wedged_orchestrator)
+{
+	static const struct fp_arm arm[] = {
+	        {1, FO_AGENT, "agent.fence.before_promote=1*pause"},
+	};
+	struct scen s;
+	char body[512];
+	usec_t t_kill, end;
+	long code;
+	char cmd[800];
+
+	scen_start_armed(&s, "healthz", arm, 1);
+	ck_assert_int_eq(healthz(&s, 1, body, sizeof(body)), 200);
+	t_kill = fo_metad_signal(&s.c, 0, SIGKILL);
+	end = t_kill + (ORCH_LIVE_S + 8) * USEC_PER_SEC;
+	do {
+		code = healthz(&s, 1, body, sizeof(body));
+		if (code == 503)
+			break;
+		usleep(200 * 1000);
+	} while (clock_mono_usec() < end);
+	if (code != 503)
+		dump_all(&s);
+	ck_assert_msg(code == 503, "node-b's /healthz said %ld (%s) with its orchestrator held",
+	              code, body);
+	ck_assert_ptr_nonnull(strstr(body, "orchestrator"));
+	printf("healthz: 503 '%s' %.3f s after the kill\n", body, secs(clock_mono_usec() - t_kill));
+	ck_assert_int_eq(fo_fired(&s.c, 1, "agent.fence.before_promote", NULL), 1);
+	fo_metad_start(&s.c, 0);
+	snprintf(cmd, sizeof(cmd), "rm -f '%s'/*.paused", s.c.node[1].fp_dir);
+	ck_assert_int_eq(system(cmd), 0);
+	end = clock_mono_usec() + 5 * USEC_PER_SEC;
+	while ((code = healthz(&s, 1, body, sizeof(body))) != 200 && clock_mono_usec() < end)
+		usleep(100 * 1000);
+	ck_assert_msg(code == 200, "node-b's /healthz said %ld (%s) after it resumed", code, body);
+	scen_finish(&s);
+}
+END_TEST
+
 static off_t watchdog_size(struct scen *s, size_t i)
 {
 	char path[700];
@@ -1104,6 +1173,7 @@ static Suite *failover_suite(void)
 	               release_without_confirmed_death_gets_the_full_fence);
 	tcase_add_test(tcase(s, "watchdog"), watchdog_fed_only_while_the_agent_runs);
 	tcase_add_test(tcase(s, "service-dies-while-fence-fails"), service_dies_while_fence_fails);
+	tcase_add_test(tcase(s, "healthz"), healthz_reports_a_wedged_orchestrator);
 	return s;
 }
 

@@ -209,13 +209,15 @@ static struct agent_conf *load_conf(const char *name, const char *kubeconfig_env
 	return conf;
 }
 
-/* Run conf's pipeline against node with client c. */
-static int run_pipeline(struct agent_conf *conf, struct k8s_client *c, const char *node,
-                        const char *pod, const char *uid, struct fence_report *rep)
+/* Run conf's pipeline against node with client c (pins: the duty's pods,
+ * or NULL). */
+static int run_pipeline_pinned(struct agent_conf *conf, struct k8s_client *c, const char *node,
+                               const char *pod, const char *uid, struct fence_pins *pins,
+                               struct fence_report *rep)
 {
 	struct fence_methods m = {0};
 	struct fence_pipeline_opts o;
-	struct fence_request req = {.node = node, .pod = pod, .pod_uid = uid};
+	struct fence_request req = {.node = node, .pod = pod, .pod_uid = uid, .pins = pins};
 	char err[512] = "", line[4096];
 	int r;
 
@@ -227,6 +229,12 @@ static int run_pipeline(struct agent_conf *conf, struct k8s_client *c, const cha
 	fflush(stdout);
 	fence_methods_done(&m);
 	return r;
+}
+
+static int run_pipeline(struct agent_conf *conf, struct k8s_client *c, const char *node,
+                        const char *pod, const char *uid, struct fence_report *rep)
+{
+	return run_pipeline_pinned(conf, c, node, pod, uid, NULL, rep);
 }
 
 static double secs(usec_t u)
@@ -270,6 +278,61 @@ START_TEST(test_pod_recreated_survives)
 	ck_assert_int_eq(get(admin, "v1", ns, "pods", "meta-recreated", &obj), 0);
 	ck_assert_str_eq(uid_of(obj), uid2); /* the new pod survived */
 	cJSON_Delete(obj);
+	agent_conf_free(conf);
+	k8s_client_free(agent);
+	k8s_client_free(admin);
+}
+END_TEST
+
+/* A duty's retry deletes only the pods its first run found: the first run
+ * force-deletes the victim's pod (and a later method fails, so the duty is
+ * retried); meanwhile the StatefulSet has made a replacement of the same
+ * name on the node.  The retry leaves the replacement alone (before, each
+ * run listed the node's pods afresh and deleted whatever it found). */
+START_TEST(test_duty_retry_spares_replacement)
+{
+	struct k8s_client *admin = it_admin_client(),
+	                  *agent = client_for("KF_IT_AGENT_KUBECONFIG_A");
+	const char *ns = it_env("KF_IT_NS");
+	char uid1[64] = "", uid2[64] = "";
+	struct fence_pins pins = {0};
+	struct agent_conf *conf;
+	struct fence_report rep;
+	cJSON *obj = NULL;
+
+	create_pod(admin, "meta-rep", "meta-rep", "node-rep", uid1, sizeof(uid1));
+	conf = load_conf("replacement", "KF_IT_AGENT_KUBECONFIG_A",
+	                 "service.selector = app=meta-rep\nfence.methods = pod-delete\n"
+	                 "fence.timeout_ms = 5000\n");
+	ck_assert_int_eq(run_pipeline_pinned(conf, agent, "node-rep", NULL, NULL, &pins, &rep), 0);
+	ck_assert_int_eq(rep.steps[0].result, FENCE_CONFIRMED);
+	ck_assert(pins.set);
+	ck_assert_int_eq(pins.n, 1);
+	ck_assert_str_eq(pins.uid[0], uid1);
+	ck_assert_int_eq(get(admin, "v1", ns, "pods", "meta-rep", NULL), -ENOENT);
+
+	create_pod(admin, "meta-rep", "meta-rep", "node-rep", uid2, sizeof(uid2));
+	ck_assert_str_ne(uid1, uid2);
+	ck_assert_int_eq(run_pipeline_pinned(conf, agent, "node-rep", NULL, NULL, &pins, &rep), 0);
+	ck_assert_int_eq(rep.steps[0].result, FENCE_ALREADY_GONE);
+	ck_assert_msg(strstr(rep.steps[0].target, uid1), "%s", rep.steps[0].target);
+	ck_assert_int_eq(get(admin, "v1", ns, "pods", "meta-rep", &obj), 0);
+	ck_assert_str_eq(uid_of(obj), uid2); /* the replacement survived */
+	cJSON_Delete(obj);
+
+	/* a duty that found no pod at its start touches none later either */
+	struct fence_pins none = {0};
+	ck_assert_int_eq(run_pipeline_pinned(conf, agent, "node-rep-empty", NULL, NULL, &none,
+	                                     &rep),
+	                 0);
+	ck_assert(none.set);
+	ck_assert_int_eq(none.n, 0);
+	create_pod(admin, "meta-rep-late", "meta-rep", "node-rep-empty", NULL, 0);
+	ck_assert_int_eq(run_pipeline_pinned(conf, agent, "node-rep-empty", NULL, NULL, &none,
+	                                     &rep),
+	                 0);
+	ck_assert_int_eq(rep.steps[0].result, FENCE_ALREADY_GONE);
+	ck_assert_int_eq(get(admin, "v1", ns, "pods", "meta-rep-late", NULL), 0);
 	agent_conf_free(conf);
 	k8s_client_free(agent);
 	k8s_client_free(admin);
@@ -799,6 +862,7 @@ static Suite *fence_it_suite(void)
 		suite_add_tcase(s, tc);                                                            \
 	} while (0)
 	ADD("pod_recreated_survives", test_pod_recreated_survives);
+	ADD("duty_retry_spares_replacement", test_duty_retry_spares_replacement);
 	ADD("pod_force_delete_confirmed", test_pod_force_delete_confirmed);
 	ADD("pipeline_with_attacher", test_pipeline_with_attacher);
 	ADD("volume_detach_deadline", test_volume_detach_deadline);
