@@ -265,11 +265,13 @@ static void hook_connected(void *u)
 static void on_self_demote(void *u, uint64_t epoch, const char *reason)
 {
 	struct metad *d = u;
+	/* set by main once the control thread runs, which may promote first */
+	struct metad_control *c = __atomic_load_n(&d->control, __ATOMIC_ACQUIRE);
 
-	if (!d->control)
+	if (!c)
 		return;
-	(void)metad_control_send(d->control, "FAILED epoch=%" PRIu64 " reason=%s", epoch, reason);
-	(void)metad_control_send(d->control, "STANDBY");
+	(void)metad_control_send(c, "FAILED epoch=%" PRIu64 " reason=%s", epoch, reason);
+	(void)metad_control_send(c, "STANDBY");
 }
 
 int main(int argc, char **argv)
@@ -343,6 +345,7 @@ int main(int argc, char **argv)
 		        .master = hook_master,
 		        .connected = hook_connected,
 		};
+		struct metad_control *c = NULL;
 
 		co.pod_name = a.pod_name ? a.pod_name : getenv("POD_NAME");
 		if (!co.pod_name || !*co.pod_name) {
@@ -352,7 +355,8 @@ int main(int argc, char **argv)
 			co.pod_name = host;
 		}
 		co.pod_uid = a.pod_uid ? a.pod_uid : getenv("POD_UID");
-		r = metad_control_start(&co, &h, &d.control);
+		r = metad_control_start(&co, &h, &c);
+		__atomic_store_n(&d.control, c, __ATOMIC_RELEASE);
 		if (r < 0) {
 			log_error("cannot start the control thread: %s; exiting", strerror(-r));
 			goto out;
