@@ -42,7 +42,12 @@ static void setup(void)
 
 static void teardown(void)
 {
+	char fpdir[300];
+
 	(void)nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+	/* the fault point directory of a test, with its log of fired points */
+	snprintf(fpdir, sizeof(fpdir), "%s.fp", tmpdir);
+	(void)nftw(fpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static struct metastore *open_store(const char *dir, uint64_t epoch)
