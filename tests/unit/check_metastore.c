@@ -1218,6 +1218,78 @@ START_TEST(snapshot_outliving_its_term_commits_nothing)
 }
 END_TEST
 
+/* Backends without a second handle (the raw LUN) snapshot in the
+ * foreground; here the directory backend without its clone op plays one.
+ * When the writer's term ends between the commit and the next segment, the
+ * snapshot stands but no segment is started and nothing is removed; the
+ * writes that follow go into the current segment, and both a reopen and
+ * the next snapshot keep every one of them. */
+START_TEST(foreground_snapshot_term_ends_after_commit)
+{
+	bool over = false;
+	struct metastore_options o = {.epoch = 1, .in_term = term_over, .in_term_userdata = &over};
+	static struct backend_ops ops;
+	char fpdir[300], marker[512], err[1024], k[32], seg[512], now[512];
+	struct snap_ctx c = {0};
+	struct metastore *m = NULL;
+	struct backend *b;
+	pthread_t th;
+	int segs;
+
+	snprintf(fpdir, sizeof(fpdir), "%s.fp", tmpdir);
+	ck_assert_int_eq(mkdir(fpdir, 0700), 0);
+	ck_assert_int_eq(backend_dir_open(tmpdir, true, &b, err, sizeof(err)), 0);
+	ops = *b->ops;
+	ops.clone = NULL;
+	b->ops = &ops;
+	ck_assert_int_eq(metastore_open(b, &o, &m, err, sizeof(err)), 0);
+	for (int i = 0; i < 10; i++) {
+		snprintf(k, sizeof(k), "a/%02d", i);
+		put_str(m, k, k);
+	}
+	segs = count_files("journal-", ".log");
+	segment_path(-1, seg, sizeof(seg));
+	ck_assert_int_eq(failpoint_set_dir(fpdir), 0);
+	ck_assert_int_eq(failpoint_set("metastore.snapshot.after_rename=1*pause", NULL, 0), 0);
+	c.m = m;
+	ck_assert_int_eq(pthread_create(&th, NULL, snap_thread, &c), 0);
+	wait_paused(fpdir, "metastore.snapshot.after_rename", marker, sizeof(marker));
+	__atomic_store_n(&over, true, __ATOMIC_RELEASE);
+	ck_assert_int_eq(unlink(marker), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_msg(c.r == 0, "snapshot: %d %s", c.r, c.err);
+	(void)failpoint_set(NULL, NULL, 0);
+	(void)failpoint_set_dir(NULL);
+	ck_assert_int_eq(count_files("snapshot-", ".snap"), 1);
+	/* none started, none removed: the newest segment is still the one
+	 * written before the snapshot */
+	ck_assert_int_eq(count_files("journal-", ".log"), segs);
+	segment_path(-1, now, sizeof(now));
+	ck_assert_str_eq(now, seg);
+	__atomic_store_n(&over, false, __ATOMIC_RELEASE);
+	for (int i = 0; i < 10; i++) {
+		snprintf(k, sizeof(k), "b/%02d", i);
+		put_str(m, k, k);
+	}
+	m = metastore_close(m);
+	m = open_store(tmpdir, 1);
+	for (int i = 0; i < 10; i++) {
+		snprintf(k, sizeof(k), "a/%02d", i);
+		assert_value(m, k, k);
+		snprintf(k, sizeof(k), "b/%02d", i);
+		assert_value(m, k, k);
+	}
+	ck_assert_int_eq(metastore_snapshot(m, err, sizeof(err)), 0);
+	put_str(m, "c", "c");
+	m = metastore_close(m);
+	m = open_store(tmpdir, 2);
+	assert_value(m, "a/00", "a/00");
+	assert_value(m, "b/09", "b/09");
+	assert_value(m, "c", "c");
+	metastore_close(m);
+}
+END_TEST
+
 /* The points at which a writer process is crashed during a snapshot. */
 static const char *const SNAP_CRASH[] = {
         "backend.segment.before_create=1*crash",     /* cutting the segment */
@@ -1357,6 +1429,7 @@ static Suite *metastore_suite(void)
 	TC("snapshot_beside_writers");
 	tcase_add_test(tc, writers_proceed_during_snapshot);
 	tcase_add_loop_test(tc, snapshot_outliving_its_term_commits_nothing, 0, 2);
+	tcase_add_test(tc, foreground_snapshot_term_ends_after_commit);
 	tcase_add_loop_test(tc, crash_at_each_snapshot_step, 0,
 	                    (int)(sizeof(SNAP_CRASH) / sizeof(SNAP_CRASH[0])));
 	TC("epoch");
