@@ -19,6 +19,20 @@ usec_t clock_mono_usec(void)
 	return ts_to_usec(&ts);
 }
 
+usec_t clock_boot_usec(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return ts_to_usec(&ts);
+}
+
+usec_t clock_boot_until(usec_t mono_until, usec_t mono_now, usec_t boot_now)
+{
+	if (mono_until == USEC_INFINITY)
+		return USEC_INFINITY;
+	return boot_now + (mono_until - mono_now);
+}
+
 usec_t clock_real_usec(void)
 {
 	struct timespec ts;

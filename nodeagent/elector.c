@@ -37,6 +37,7 @@ struct elector {
 	bool pending_set;      /* pending holds news (NULL pending = deleted) */
 	bool pub_leading;
 	usec_t pub_valid_until;
+	usec_t pub_boot_until; /* pub_valid_until on CLOCK_BOOTTIME (a suspend counts) */
 	int64_t pub_epoch;
 	char pub_holder[LEASE_IDENTITY_MAX];
 	usec_t pub_observed_at;
@@ -57,6 +58,11 @@ static void publish(struct elector *e)
 {
 	pthread_mutex_lock(&e->mu);
 	e->pub_leading = e->st.leading;
+	/* the BOOTTIME twin is computed once per validity, when it changes, so
+	 * that a suspend between two publications is not forgiven */
+	if (e->pub_valid_until != e->st.valid_until)
+		e->pub_boot_until = clock_boot_until(e->st.valid_until, clock_mono_usec(),
+		                                     clock_boot_usec());
 	e->pub_valid_until = e->st.valid_until;
 	e->pub_epoch = e->st.epoch;
 	str_copy(e->pub_holder, sizeof(e->pub_holder), e->st.absent ? "" : e->st.rec.holder);
@@ -94,7 +100,8 @@ bool elector_is_leader(struct elector *e, int64_t *ret_epoch)
 	bool r;
 
 	pthread_mutex_lock(&e->mu);
-	r = e->pub_leading && clock_mono_usec() < e->pub_valid_until;
+	r = e->pub_leading && clock_mono_usec() < e->pub_valid_until &&
+	    clock_boot_usec() < e->pub_boot_until;
 	if (r && ret_epoch)
 		*ret_epoch = e->pub_epoch;
 	pthread_mutex_unlock(&e->mu);

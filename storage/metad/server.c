@@ -78,7 +78,8 @@ struct server {
 	struct metastore *store;
 	struct metastore *ro; /* standby reads: read-only copy */
 	usec_t ro_opened;
-	usec_t deadline; /* atomic */
+	usec_t deadline;      /* atomic */
+	usec_t boot_deadline; /* atomic: the same on CLOCK_BOOTTIME (a suspend counts) */
 	bool demoting;   /* atomic: a DEMOTE waits for the writes in flight */
 	/* A promotion whose recovery runs: its epoch (under role_lock; 0:
 	 * none), the grant it will start with (RENEWs meanwhile update it) and
@@ -100,9 +101,23 @@ static usec_t deadline_get(struct server *s)
 	return __atomic_load_n(&s->deadline, __ATOMIC_ACQUIRE);
 }
 
+/* The BOOTTIME twin is written first and read second, so a reader that
+ * sees a new deadline sees its twin too. */
 static void deadline_set(struct server *s, usec_t d)
 {
+	__atomic_store_n(&s->boot_deadline, clock_boot_until(d, clock_mono_usec(), clock_boot_usec()),
+	                 __ATOMIC_RELEASE);
 	__atomic_store_n(&s->deadline, d, __ATOMIC_RELEASE);
+}
+
+/* Whether the grant has run out at mono time `now`: on CLOCK_MONOTONIC,
+ * or on CLOCK_BOOTTIME — which a system suspend does not stop, so a
+ * master that resumes does not take the suspension as not having been. */
+static bool grant_over(struct server *s, usec_t now)
+{
+	if (now > deadline_get(s))
+		return true;
+	return clock_boot_usec() > __atomic_load_n(&s->boot_deadline, __ATOMIC_ACQUIRE);
 }
 
 static void count(uint64_t *c)
@@ -117,7 +132,7 @@ static bool grant_running(void *userdata)
 {
 	struct server *s = userdata;
 
-	return clock_mono_usec() <= deadline_get(s);
+	return !grant_over(s, clock_mono_usec());
 }
 
 /* The store's cancelled: a DEMOTE (or a lost control connection) called
@@ -308,7 +323,7 @@ static void answer_notmaster(struct server *s, struct pbuf *out)
 static struct metastore *read_store(struct server *s, struct pbuf *out)
 {
 	if (s->role == ROLE_MASTER) {
-		if (clock_mono_usec() > deadline_get(s)) {
+		if (grant_over(s, clock_mono_usec())) {
 			(void)proto_encode_err(
 			        out, "deadline",
 			        "write deadline passed: reads stopped until renewed");
@@ -344,7 +359,7 @@ static bool read_in_term(struct server *s, struct metastore *m, int r, struct pb
 		(void)proto_encode_err(out, "io", "the store failed; reads stopped");
 		return false;
 	}
-	if (clock_mono_usec() > deadline_get(s)) {
+	if (grant_over(s, clock_mono_usec())) {
 		(void)proto_encode_err(out, "deadline",
 		                       "write deadline passed: reads stopped until renewed");
 		return false;
@@ -470,7 +485,7 @@ static void do_write(struct server *s, struct conn *c, const struct proto_req *q
 	}
 	epoch = s->epoch;
 	gen = s->generation;
-	if (clock_mono_usec() > deadline_get(s)) {
+	if (grant_over(s, clock_mono_usec())) {
 		count(&s->refused_writes);
 		pthread_rwlock_unlock(&s->role_lock);
 		(void)proto_encode_err(out, "deadline", "write deadline passed; not written");
@@ -524,7 +539,7 @@ static void do_write(struct server *s, struct conn *c, const struct proto_req *q
 		        "durable, but this master is stepping down; not acknowledged");
 		return;
 	}
-	if (done > deadline_get(s)) {
+	if (grant_over(s, done)) {
 		self_demote(s, epoch, gen, "a write became durable after the write deadline");
 		(void)proto_encode_err(
 		        out, "indeterminate",

@@ -588,6 +588,26 @@ START_TEST(simulated_takeover_never_overlaps)
 }
 END_TEST
 
+/* A term measured on CLOCK_MONOTONIC keeps its length on CLOCK_BOOTTIME:
+ * after a suspend (BOOTTIME ran on, MONOTONIC did not) it is over. */
+START_TEST(boot_deadline_counts_a_suspend)
+{
+	usec_t mono0 = 5000 * USEC_PER_SEC, boot0 = 9000 * USEC_PER_SEC;
+	usec_t until = mono0 + 2 * USEC_PER_SEC;
+	usec_t boot_until = clock_boot_until(until, mono0, boot0);
+
+	ck_assert_int_eq(boot_until, boot0 + 2 * USEC_PER_SEC);
+	/* 1 s later, no suspend: both clocks agree it is still valid */
+	ck_assert(mono0 + USEC_PER_SEC < until && boot0 + USEC_PER_SEC < boot_until);
+	/* 1 s later on MONOTONIC, after a 60 s suspend: BOOTTIME says over */
+	ck_assert(mono0 + USEC_PER_SEC < until);
+	ck_assert(!(boot0 + 61 * USEC_PER_SEC < boot_until));
+	ck_assert_int_eq(clock_boot_until(USEC_INFINITY, mono0, boot0), USEC_INFINITY);
+	/* the real clocks: BOOTTIME is never behind MONOTONIC */
+	ck_assert_int_ge(clock_boot_usec(), clock_mono_usec());
+}
+END_TEST
+
 static Suite *lease_suite(void)
 {
 	Suite *s = suite_create("lease");
@@ -618,6 +638,7 @@ static Suite *lease_suite(void)
 
 	tc = tcase_create("validity");
 	tcase_add_test(tc, won_sets_validity_from_request_start);
+	tcase_add_test(tc, boot_deadline_counts_a_suspend);
 	tcase_add_loop_test(tc, simulated_takeover_never_overlaps, 0, 10);
 	suite_add_tcase(s, tc);
 	return s;
