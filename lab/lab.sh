@@ -9,7 +9,9 @@
 #   lab.sh nodes                print "NAME IP PODNET" per node
 #   lab.sh kill-master          SIGKILL the container of the pod labelled role=master
 #   lab.sh kill-pod POD [CONTAINER]   the same for any pod of $KUBEFENCE_LAB_NS
-#   lab.sh freeze NODE | thaw NODE    cgroup v1 freezer on all of a node's processes
+#   lab.sh freeze NODE | thaw NODE    stop / resume all of a node's processes (cgroup
+#                               v2 cgroup.freeze where the unified hierarchy is
+#                               mounted, else the v1 freezer)
 #   lab.sh netdown NODE | netup NODE  link down/up of the node's interface
 #   lab.sh restart-apiserver | stop-apiserver | start-apiserver
 #   lab.sh exec NODE CMD...     run CMD in the node's network namespace
@@ -28,13 +30,14 @@
 # Environment: KUBEFENCE_LAB_DIR (state, default /var/lib/kubefence-lab),
 # KUBEFENCE_LAB_NODES (2, at most 3), KUBEFENCE_LAB_NS (kubefence, for
 # kill-master), KUBEFENCE_BUILD (where the kubefence binaries are built),
-# KUBEFENCE_CACHE (the Kubernetes binaries' cache), KUBECONFIG (an existing
+# KUBEFENCE_CACHE (the Kubernetes binaries' cache), KUBEFENCE_LAB_FREEZER (v2,
+# v1 or auto: the cgroup freezer `up` uses), KUBECONFIG (an existing
 # cluster: only what can be done through the API is done; the rest says so
 # and exits 77).
 #
 # Every process is recorded in $LABDIR/run/*.pid and stopped by that PID; the
 # processes of a node (kubelet, containerd, shims, containers) also sit in
-# the freezer cgroup /sys/fs/cgroup/freezer/kubefence-lab/NODE.
+# the cgroup kubefence-lab/NODE of the freezing hierarchy (KUBEFENCE_LAB_FREEZER).
 set -euo pipefail
 
 LAB_TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -247,16 +250,29 @@ cmd_pod_api() { # [HOST:PORT|direct]
 # ---------------------------------------------------------------- cgroups
 
 ensure_node_cgroups() { # NAME
-	local n=$1 h d
+	local n=$1 h d c
 	for h in $(cgroup_hierarchies); do
 		for d in "$h/$LAB_CGROUP" "$h/$LAB_CGROUP/$n"; do
 			[ -d "$d" ] || mkdir "$d"
-			if [ -f "$d/cpuset.cpus" ]; then
+			# A v1 cpuset cgroup starts with no CPUs and no memory nodes
+			# (v2 inherits them).
+			if [ -f "$d/cpuset.cpus" ] && [ "$(stat -f -c %T "$h")" = cgroupfs ]; then
 				[ -n "$(cat "$d/cpuset.cpus")" ] || cat "$(dirname "$d")/cpuset.cpus" >"$d/cpuset.cpus"
 				[ -n "$(cat "$d/cpuset.mems")" ] || cat "$(dirname "$d")/cpuset.mems" >"$d/cpuset.mems"
 			fi
 		done
 	done
+	# On a v2 host the kubelet's --cgroup-root is a v2 cgroup, which has the
+	# controllers (cpu, memory, pids, ...) only if its parent delegates them:
+	# delegate what the host gives the lab's cgroup.  (The parent holds no
+	# process itself, as v2 requires of a cgroup that delegates.)
+	if cgroup_v2_host; then
+		d=/sys/fs/cgroup/$LAB_CGROUP
+		for c in $(cat "$d/cgroup.controllers"); do
+			grep -qw "$c" "$d/cgroup.subtree_control" || echo "+$c" >"$d/cgroup.subtree_control" ||
+				log "warning: cannot delegate the $c controller to the nodes' cgroups"
+		done
+	fi
 }
 
 # All PIDs in a cgroup subtree (freezer hierarchy).
@@ -266,17 +282,19 @@ cgroup_pids() { # DIR
 }
 
 # The containers of a node: containerd (CRI) gives them the cgroup
-# /k8s.io/<id> in every hierarchy, outside the node's own cgroup, since the
-# kubelet with --cgroups-per-qos=false passes no cgroup parent.  The task
-# directories in the node's containerd state name them.
+# /k8s.io/<id> in every hierarchy (runc makes it in the unified one too on
+# a hybrid host), outside the node's own cgroup, since the kubelet with
+# --cgroups-per-qos=false passes no cgroup parent.  The task directories in
+# the node's containerd state name them.
 node_task_ids() { # NODE
 	ls "$(node_dir "$1")/containerd/state/io.containerd.runtime.v2.task/k8s.io" 2>/dev/null || true
 }
-node_freezers() { # NODE: the node's freezer cgroup, then its containers'
-	local id
-	freezer_dir "$1"
+node_freezers() { # NODE: the node's cgroup, then its containers', in the freezing hierarchy
+	local id root
+	root=$(freezer_root)
+	echo "$root/$LAB_CGROUP/$1"
 	for id in $(node_task_ids "$1"); do
-		[ -d "/sys/fs/cgroup/freezer/k8s.io/$id" ] && echo "/sys/fs/cgroup/freezer/k8s.io/$id"
+		[ -d "$root/k8s.io/$id" ] && echo "$root/k8s.io/$id"
 	done
 	return 0
 }
@@ -286,7 +304,7 @@ node_pids() { # NODE: every process of the node
 }
 set_freezer() { # NODE FROZEN|THAWED
 	local d
-	for d in $(node_freezers "$1"); do { echo "$2" >"$d/freezer.state"; } 2>/dev/null || true; done
+	for d in $(node_freezers "$1"); do { freezer_set "$d" "$2"; } 2>/dev/null || true; done
 }
 # After its processes are gone: the containers' cgroups (runc would have
 # removed them, had its shims lived).
@@ -317,7 +335,8 @@ remove_cgroups() {
 
 # start_daemon NAME LOG [--node NODE] CMD...: setsid, recorded in run/NAME.pid.
 # With --node the process enters that node's network namespace and its
-# freezer cgroup (its children, e.g. containerd's shims, inherit both).
+# cgroup in the freezing hierarchy (its children, e.g. containerd's shims,
+# inherit both).
 start_daemon() {
 	local name=$1 logf=$2 node=""
 	shift 2
@@ -517,6 +536,8 @@ cmd_up() {
 	done
 	[ -x "$LAB_CNI_BIN/bridge" ] || die "no CNI bridge plugin in $LAB_CNI_BIN (containernetworking-plugins)"
 	mkdir -p "$LABDIR" "$RUN" "$LOGS"
+	# The freezing hierarchy, chosen once per lab (see lab_freezer).
+	[ -s "$LABDIR/freezer" ] || { lab_freezer >"$LABDIR/freezer.new" && mv "$LABDIR/freezer.new" "$LABDIR/freezer"; }
 	if [ ! -f "$LABDIR/state" ]; then
 		{
 			echo "created=$(date -u +%FT%TZ)"
@@ -525,7 +546,7 @@ cmd_up() {
 			[ -d /var/lib/cni ] && echo "had_var_lib_cni=1"
 			[ -d /run/containerd ] && echo "had_run_containerd=1"
 			[ -d /run/netns ] && echo "had_run_netns=1"
-			[ -d /sys/fs/cgroup/freezer/k8s.io ] && echo "had_k8s_io_cgroup=1"
+			for h in $(cgroup_hierarchies); do [ -d "$h/k8s.io" ] && echo "had_k8s_io_cgroup=1" && break; done
 			[ -d /var/lib/kubelet ] && echo "had_var_lib_kubelet=1"
 		} >"$LABDIR/state"
 	fi
@@ -693,8 +714,8 @@ cmd_status() {
 		fi
 	done
 	for n in $(lab_nodes); do
-		printf '%-26s freezer %s, %s container cgroups\n' "$n" \
-			"$(cat "$(freezer_dir "$n")/freezer.state" 2>/dev/null || echo '?')" \
+		printf '%-26s freezer %s (%s), %s container cgroups\n' "$n" \
+			"$(freezer_state "$(freezer_dir "$n")")" "$(lab_freezer)" \
 			"$(($(node_freezers "$n" | wc -l) - 1))"
 	done
 	kctl get nodes -o wide --request-timeout=5s || rc=1
@@ -754,18 +775,18 @@ cmd_freeze() { # NODE FROZEN|THAWED
 	if [ "$2" = FROZEN ]; then
 		set_freezer "$1" FROZEN
 	else
-		for d in $(node_freezers "$1" | tac); do echo THAWED >"$d/freezer.state"; done
+		for d in $(node_freezers "$1" | tac); do freezer_set "$d" THAWED; done
 	fi
 	for i in $(seq 1 100); do
 		ok=1
 		for d in $(node_freezers "$1"); do
-			[ "$(cat "$d/freezer.state")" = "$2" ] || ok=0
+			[ "$(freezer_state "$d")" = "$2" ] || ok=0
 		done
 		[ $ok = 1 ] && break
 		sleep 0.1
 	done
 	[ $ok = 1 ] || die "$1: not all of its cgroups reached $2"
-	echo "$1 $2 cgroups=$(node_freezers "$1" | wc -l) at=$(date -u +%FT%T.%3NZ) epoch=$(date +%s.%N)"
+	echo "$1 $2 cgroups=$(node_freezers "$1" | wc -l) freezer=$(lab_freezer) at=$(date -u +%FT%T.%3NZ) epoch=$(date +%s.%N)"
 }
 
 cmd_net() { # NODE down|up
