@@ -377,6 +377,24 @@ static const struct conf_key agent_keys[] = {
          .max = 60000,
          .offset = F(service.probe_interval_ms),
          .help = "How often the health probe runs."},
+        {.name = "service.heartbeat_ms",
+         .type = CONF_INT,
+         .def = "200",
+         .min = 0,
+         .max = 10000,
+         .offset = F(service.heartbeat_ms),
+         .help = "How often the agent sends PING on the control socket; the service answers "
+                 "PONG. 0: no liveness exchange (a hung service is then never replaced)."},
+        {.name = "service.heartbeat_timeout_ms",
+         .type = CONF_INT,
+         .def = "1000",
+         .min = 100,
+         .max = 600000,
+         .offset = F(service.heartbeat_timeout_ms),
+         .help = "A service that leaves a PING unanswered this long is hung (stopped, "
+                 "wedged): the agent kills it, confirms its death, and if it was part of "
+                 "the term releases the Lease for the full fence. More than "
+                 "service.heartbeat_ms."},
         {.name = "fence.methods",
          .type = CONF_STRLIST,
          .def = "",
@@ -627,6 +645,15 @@ static void check_consistency(const struct agent_conf *c, struct conf_errors *er
 			                       c->fence.timeout_ms, c->fence.total_timeout_ms,
 			                       b.other);
 	}
+	if (c->service.heartbeat_ms > 0 &&
+	    c->service.heartbeat_timeout_ms <= c->service.heartbeat_ms &&
+	    blame_pick(s, "service.heartbeat_timeout_ms", "service.heartbeat_ms", &b))
+		(void)conf_errors_addf(errs, path, (unsigned)b.line, b.key,
+		                       "service.heartbeat_timeout_ms (%" PRId64
+		                       ") must be greater than service.heartbeat_ms (%" PRId64
+		                       ", %s): every PING would count as unanswered",
+		                       c->service.heartbeat_timeout_ms, c->service.heartbeat_ms,
+		                       b.other);
 	check_fence(c, errs);
 
 	/* A probed service is found by its pods' selector and this node. */

@@ -57,6 +57,8 @@ struct agent_conf {
 		char *role_label; /* KEY=VALUE the ClusterIP Service selects */
 		char *probe;      /* "", "none" or a probe URL */
 		int64_t probe_interval_ms;
+		int64_t heartbeat_ms;         /* PING interval on the control socket; 0: none */
+		int64_t heartbeat_timeout_ms; /* an unanswered PING this old: hung */
 	} service;
 	struct {
 		char **methods;          /* in order; names of fence_method_names[] */

@@ -35,6 +35,7 @@ enum {
 	F_RECOVERY_MS = 1 << 7,
 	F_REASON = 1 << 8,
 	F_MONO = 1 << 9,
+	F_SEQ = 1 << 10,
 };
 
 static const struct {
@@ -47,6 +48,7 @@ static const struct {
         {"FAILED", CONTROL_FAILED, F_EPOCH | F_REASON},
         {"DEMOTED", CONTROL_DEMOTED, F_EPOCH},
         {"STANDBY", CONTROL_STANDBY, 0},
+        {"PONG", CONTROL_PONG, F_SEQ},
         {"ERROR", CONTROL_ERROR, F_REASON},
 };
 
@@ -136,6 +138,8 @@ int control_parse(const char *line, struct control_msg *ret, char *err, size_t e
 			f = F_REASON;
 		else if (strcmp(tok, "mono_us") == 0)
 			f = F_MONO;
+		else if (strcmp(tok, "seq") == 0)
+			f = F_SEQ;
 		else {
 			errbuf_set(err, errlen, "%s: unknown field '%.32s'", verbs[i].name, tok);
 			return -EBADMSG;
@@ -177,9 +181,9 @@ int control_parse(const char *line, struct control_msg *ret, char *err, size_t e
 			if (v != CONTROL_VERSION) {
 				errbuf_set(err, errlen,
 				           "HELLO: protocol version %" PRIu64
-				           " is not supported (this agent speaks %d, whose write "
-				           "grants are absolute CLOCK_MONOTONIC times; upgrade the "
-				           "service)",
+				           " is not supported (this agent speaks %d: write grants "
+				           "are absolute CLOCK_MONOTONIC times, and PING must be "
+				           "answered with PONG; upgrade the service)",
 				           v, CONTROL_VERSION);
 				return -EBADMSG;
 			}
@@ -187,6 +191,9 @@ int control_parse(const char *line, struct control_msg *ret, char *err, size_t e
 			break;
 		case F_MONO:
 			m.mono_us = (int64_t)v;
+			break;
+		case F_SEQ:
+			m.seq = v;
 			break;
 		case F_PID:
 			m.pid = (pid_t)v;
@@ -208,7 +215,7 @@ int control_parse(const char *line, struct control_msg *ret, char *err, size_t e
 	if ((seen & required) != required) {
 		static const char *const names[] = {"version", "pod",     "uid",      "pid",
 		                                    "epoch",   "records", "last_seq", "recovery_ms",
-		                                    "reason",  "mono_us"};
+		                                    "reason",  "mono_us", "seq"};
 		for (i = 0; i < ELEMENTSOF(names); i++)
 			if ((required & ~seen) & (1u << i))
 				break;
@@ -467,6 +474,10 @@ static void handle_line(struct control *c, const char *line)
 		if (c->cb.demoted)
 			c->cb.demoted(c->userdata, m.epoch);
 		break;
+	case CONTROL_PONG:
+		if (c->cb.pong)
+			c->cb.pong(c->userdata, m.seq);
+		break;
 	case CONTROL_ERROR:
 		log_warning("control: service '%s' reports an error: %s", c->peer.pod, m.reason);
 		break;
@@ -621,6 +632,18 @@ int control_send_renew(struct control *c, int64_t epoch, int64_t until)
 		return r;
 	pthread_mutex_lock(&c->mu);
 	r = send_locked(c, "RENEW epoch=%" PRId64 " until_us=%" PRId64, epoch, until);
+	pthread_mutex_unlock(&c->mu);
+	return r;
+}
+
+int control_send_ping(struct control *c, uint64_t seq)
+{
+	int r;
+
+	if (!c)
+		return -ENOTCONN;
+	pthread_mutex_lock(&c->mu);
+	r = send_locked(c, "PING seq=%" PRIu64, seq);
 	pthread_mutex_unlock(&c->mu);
 	return r;
 }

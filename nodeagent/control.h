@@ -16,9 +16,10 @@
 
 #define CONTROL_LINE_MAX 4096
 
-/* The protocol version (docs/control-protocol.md); version 1, whose grants
- * were relative to when the service read them, is refused. */
-#define CONTROL_VERSION 2
+/* The protocol version (docs/control-protocol.md).  Version 1, whose grants
+ * were relative to when the service read them, and version 2, which had no
+ * liveness exchange (PING/PONG), are refused. */
+#define CONTROL_VERSION 3
 /* How far the service's CLOCK_MONOTONIC (HELLO mono_us) may be from ours:
  * grants are absolute times on it, so both must read the same clock. */
 #define CONTROL_CLOCK_SKEW_MAX_USEC (500 * 1000)
@@ -29,6 +30,7 @@ enum control_verb {
 	CONTROL_FAILED,
 	CONTROL_DEMOTED,
 	CONTROL_STANDBY,
+	CONTROL_PONG,
 	CONTROL_ERROR,
 };
 
@@ -41,6 +43,7 @@ struct control_msg {
 	pid_t pid;
 	int64_t epoch;
 	uint64_t records, last_seq, recovery_ms;
+	uint64_t seq; /* PONG: the PING it answers */
 	char reason[1024];
 };
 
@@ -64,6 +67,8 @@ struct control_callbacks {
 	void (*ready)(void *userdata, const struct control_msg *m);
 	void (*failed)(void *userdata, const struct control_msg *m);
 	void (*demoted)(void *userdata, int64_t epoch);
+	/* PONG seq=N: the service answered PING seq=N. */
+	void (*pong)(void *userdata, uint64_t seq);
 	/* The connection ended (EOF, error, protocol violation); why is for
 	 * the log.  Called only for connections that said HELLO. */
 	void (*gone)(void *userdata, const char *why);
@@ -95,3 +100,5 @@ int control_send_promote(struct control *c, int64_t epoch, int64_t until);
 int control_send_renew(struct control *c, int64_t epoch, int64_t until);
 int control_send_demote(struct control *c, int64_t epoch, const char *reason);
 int control_send_master(struct control *c, int64_t epoch, const char *pod, const char *addr);
+/* The liveness exchange: the service answers PING seq=N with PONG seq=N. */
+int control_send_ping(struct control *c, uint64_t seq);

@@ -201,6 +201,8 @@ static int run(const struct agent_conf *conf)
 	oo.demote_timeout = conf->selffence.stop_timeout_ms * USEC_PER_MSEC;
 	oo.kill_timeout = conf->selffence.kill_timeout_ms * USEC_PER_MSEC;
 	oo.watchdog_device = conf->selffence.watchdog_device;
+	oo.heartbeat = conf->service.heartbeat_ms * USEC_PER_MSEC;
+	oo.heartbeat_timeout = conf->service.heartbeat_timeout_ms * USEC_PER_MSEC;
 	oo.fence_retry = conf->fence.retry_ms * USEC_PER_MSEC;
 	oo.methods = methods.n ? &methods : NULL;
 	oo.fence_opts = &fopts;

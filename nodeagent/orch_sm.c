@@ -54,6 +54,14 @@ bool sm_unconfirmed_demotion(const struct sm *s)
 	return s->st == SM_DEMOTING || s->st == SM_KILLING;
 }
 
+/* Whether the liveness exchange runs: a control-socket service is
+ * connected and not already being killed or stopped. */
+static bool pinging(const struct sm *s)
+{
+	return s->cfg.mode == SM_MODE_CONTROL && s->cfg.heartbeat > 0 && s->svc_connected &&
+	       s->st != SM_KILLING && s->st != SM_STOPPED;
+}
+
 usec_t sm_wake_at(const struct sm *s)
 {
 	usec_t w = USEC_INFINITY;
@@ -65,6 +73,12 @@ usec_t sm_wake_at(const struct sm *s)
 	if (s->st == SM_FOLLOWER && s->cfg.mode == SM_MODE_CONTROL && s->svc_connected &&
 	    !s->tell_busy && s->tell_at < w)
 		w = s->tell_at;
+	if (pinging(s)) {
+		if (s->ping_at < w)
+			w = s->ping_at;
+		if (s->unanswered_since && s->unanswered_since + s->cfg.heartbeat_timeout < w)
+			w = s->unanswered_since + s->cfg.heartbeat_timeout;
+	}
 	return w;
 }
 
@@ -397,6 +411,7 @@ static void gone(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_
 	(void)now;
 	if (s->cfg.mode != SM_MODE_NONE)
 		s->svc_connected = false;
+	s->unanswered_since = 0;
 	if (s->st == SM_DEMOTING) {
 		/* a service that is gone writes no more (its death is what a
 		 * kill would have confirmed; the EOF is as good once demoting
@@ -489,6 +504,56 @@ static void demoted(struct sm *s, const struct sm_event *ev, usec_t now, struct 
 	follow(s, fx);
 }
 
+/* The service left a PING unanswered for heartbeat_timeout: a stopped or
+ * wedged process, its socket still open.  It is killed, its death
+ * confirmed; a term it was part of is given up for the full fence (a
+ * confirmed kill is no orderly stop: what it had in flight is unknown). */
+static void hung(struct sm *s, usec_t now, struct sm_effects *fx)
+{
+	int64_t quiet = (int64_t)((now - s->unanswered_since) / USEC_PER_MSEC);
+
+	say(fx, LOG_LEVEL_ERROR,
+	    "event=service-hung service '%s' left PING unanswered for %" PRId64
+	    " ms; killing pid %d",
+	    s->peer.pod, quiet, (int)s->peer.cred_pid);
+	s->release_after_kill = false;
+	if (term_state(s->st)) {
+		struct sm_effect *b = fx_add(fx, FX_TL_BEGIN);
+		b->at = now;
+		str_copy(b->a, sizeof(b->a), s->cfg.node);
+		tl(fx, "detected", "service '%s' hung: no PONG for %" PRId64 " ms", s->peer.pod,
+		   quiet);
+		snprintf(s->release_reason, sizeof(s->release_reason),
+		         "service %.100s on %.100s hung: no PONG for %" PRId64 " ms", s->peer.pod,
+		         s->cfg.node, quiet);
+		if (promoted_state(s->st)) {
+			count_demotion(s, fx);
+			/* its grant may still run: DEMOTE in case it wakes first */
+			send_demote(s, fx, now, "hung: no PONG");
+			unlabel(s, fx);
+		}
+		s->release_after_kill = true;
+	}
+	s->unanswered_since = 0;
+	if (s->peer.cred_pid <= 0) {
+		/* nothing to kill: the release cannot say it is dead */
+		if (s->release_after_kill) {
+			release(s, fx, false, "%s", s->release_reason);
+			tl(fx, "released", "%s (no pid to kill)", s->release_reason);
+			fx_add(fx, FX_TL_FINISH)->flag = false;
+			event(fx, EVENTS_RELEASED, "epoch %" PRId64 ": %s", s->epoch,
+			      s->release_reason);
+		}
+		follow(s, fx);
+		return;
+	}
+	struct sm_effect *e = job(s, fx, JOB_KILL, true);
+	e->pid = s->peer.cred_pid;
+	str_copy(e->a, sizeof(e->a), s->peer.pod);
+	enter(s, SM_KILLING);
+	s->wait_job = e->job_id;
+}
+
 static void tick(struct sm *s, usec_t now, struct sm_effects *fx)
 {
 	if (s->retry_at && now >= s->retry_at) {
@@ -541,6 +606,19 @@ static void tick(struct sm *s, usec_t now, struct sm_effects *fx)
 				follow(s, fx);
 			}
 		}
+	}
+	if (pinging(s) && s->unanswered_since &&
+	    now >= s->unanswered_since + s->cfg.heartbeat_timeout) {
+		hung(s, now, fx);
+		return;
+	}
+	if (pinging(s) && now >= s->ping_at) {
+		struct sm_effect *e = fx_add(fx, FX_SEND_PING);
+		e->seq = ++s->ping_seq;
+		s->ping_last = now;
+		s->ping_at = now + s->cfg.heartbeat;
+		if (!s->unanswered_since)
+			s->unanswered_since = now;
 	}
 	if (s->st == SM_FOLLOWER && s->cfg.mode == SM_MODE_CONTROL && s->svc_connected &&
 	    !s->tell_busy && now >= s->tell_at) {
@@ -663,6 +741,15 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 		/* the job confirmed the death or starved the watchdog */
 		tl(fx, ev->result >= 0 ? "self-fenced" : "self-fence-failed", "pid %d: %s",
 		   (int)s->peer.cred_pid, ev->result >= 0 ? "confirmed dead" : strerror(-ev->result));
+		if (s->release_after_kill) {
+			s->release_after_kill = false;
+			release(s, fx, false, "%s", s->release_reason);
+			tl(fx, "released", "%s", s->release_reason);
+			fx_add(fx, FX_TL_FINISH)->flag = false;
+			event(fx, EVENTS_RELEASED, "epoch %" PRId64 ": %s (killed%s; full fence)",
+			      s->epoch, s->release_reason,
+			      ev->result >= 0 ? ", confirmed dead" : ", death not confirmed");
+		}
 		follow(s, fx);
 		break;
 	default:
@@ -690,11 +777,21 @@ void sm_step(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effe
 		break;
 	case SE_HELLO:
 		s->svc_connected = true;
+		s->unanswered_since = 0;
+		s->ping_at = now; /* the first PING at once */
 		/* probe mode: "healthy"; the pod is what FINDING found */
 		if (s->cfg.mode == SM_MODE_CONTROL)
 			s->peer = ev->peer;
 		break;
 	case SE_STANDBY:
+		break;
+	case SE_PONG:
+		/* an answer to the latest PING clears the clock; to an older one,
+		 * the later PINGs are counted from the last sent (never early) */
+		if (ev->seq == s->ping_seq)
+			s->unanswered_since = 0;
+		else if (ev->seq < s->ping_seq && s->unanswered_since)
+			s->unanswered_since = s->ping_last;
 		break;
 	case SE_READY:
 		ready(s, ev, now, fx);

@@ -84,6 +84,7 @@ enum sm_event_type {
 	SE_DEMOTED,        /* epoch */
 	SE_GONE,           /* text: the service went away */
 	SE_PROMOTE_UNSENT, /* epoch: PROMOTE could not be sent */
+	SE_PONG,           /* seq: the service answered PING seq */
 	SE_JOB_DONE,       /* job, job_id, result, peer (FIND) */
 	_SE_MAX,
 };
@@ -118,6 +119,7 @@ struct sm_event {
 	enum sm_job job;          /* JOB_DONE */
 	uint64_t job_id;
 	int result;
+	uint64_t seq;   /* PONG */
 	char text[512]; /* reason, why */
 };
 
@@ -134,6 +136,7 @@ enum sm_fx_type {
 	FX_TL_FINISH,     /* flag: ok */
 	FX_METRIC,        /* code (enum sm_metric), epoch, seconds */
 	FX_LOG,           /* code (enum log_level), text */
+	FX_SEND_PING,     /* seq */
 };
 
 enum sm_metric {
@@ -153,6 +156,7 @@ struct sm_effect {
 	pid_t pid;
 	usec_t at, timeout;
 	bool flag;
+	uint64_t seq;
 	double seconds;
 	char a[254], b[254];
 	char text[768];
@@ -177,6 +181,12 @@ struct sm_config {
 	usec_t label_retry;     /* between failed label PATCHes */
 	usec_t exit_wait;       /* how long a gone service's exit is awaited */
 	usec_t tell_interval;   /* MASTER lines to a standby, at most this often */
+	/* The liveness exchange (mode control): a PING every heartbeat (0: none);
+	 * a service that leaves one unanswered for heartbeat_timeout is hung:
+	 * killed (death confirmed), and a term it was part of released for the
+	 * full fence. */
+	usec_t heartbeat;
+	usec_t heartbeat_timeout;
 };
 
 struct sm {
@@ -207,6 +217,12 @@ struct sm {
 	usec_t origin; /* start of the current failover (mono) */
 	char release_reason[512];
 	uint64_t ready_records, ready_recovery_ms; /* the last READY */
+	/* liveness */
+	uint64_t ping_seq;       /* the last PING sent */
+	usec_t ping_at;          /* when the next PING is due */
+	usec_t ping_last;        /* when the last PING went out */
+	usec_t unanswered_since; /* the oldest PING not answered yet; 0: none */
+	bool release_after_kill; /* KILLING a hung service of a term: release then */
 	int64_t promotions, demotions;
 };
 

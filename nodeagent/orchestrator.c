@@ -899,6 +899,9 @@ static void run_effects(struct orchestrator *o, const struct sm_effects *fx,
 		case FX_LOG:
 			log_full(e->code, "%s", e->text);
 			break;
+		case FX_SEND_PING:
+			(void)control_send_ping(o->control, e->seq);
+			break;
 		}
 	}
 }
@@ -1101,6 +1104,13 @@ static void cb_demoted(void *ud, int64_t epoch)
 	enqueue(o, &(struct sm_event){.type = SE_DEMOTED, .epoch = epoch});
 }
 
+static void cb_pong(void *ud, uint64_t seq)
+{
+	struct orchestrator *o = ud;
+
+	enqueue(o, &(struct sm_event){.type = SE_PONG, .seq = seq});
+}
+
 static void cb_gone(void *ud, const char *why)
 {
 	struct orchestrator *o = ud;
@@ -1129,6 +1139,7 @@ static const struct control_callbacks control_cbs = {
         .ready = cb_ready,
         .failed = cb_failed,
         .demoted = cb_demoted,
+        .pong = cb_pong,
         .gone = cb_gone,
 };
 
@@ -1243,6 +1254,8 @@ int orch_new(struct k8s_client *client, const struct orch_options *opts, struct 
 	sc.label_retry = 100 * USEC_PER_MSEC;
 	sc.exit_wait = 300 * USEC_PER_MSEC;
 	sc.tell_interval = USEC_PER_SEC;
+	sc.heartbeat = opts->heartbeat;
+	sc.heartbeat_timeout = opts->heartbeat_timeout;
 	sm_init(&o->sm, &sc);
 	o->state = o->sm.st;
 	*ret = o;

@@ -58,6 +58,8 @@ struct orch_options {
 	usec_t promote_timeout; /* PROMOTE → READY */
 	usec_t demote_timeout;  /* DEMOTE → DEMOTED, then kill */
 	usec_t kill_timeout;    /* the killed service's death must be confirmed by then */
+	usec_t heartbeat;         /* PING the service this often (0: never) */
+	usec_t heartbeat_timeout; /* an unanswered PING this old: the service is hung */
 	/* A watchdog device fed while this node may write (selffence.h), ""
 	 * or NULL: none.  Fed every second while the orchestrator makes
 	 * progress, its service is not in an unconfirmed demotion, and no

@@ -77,7 +77,7 @@ int metad_control_parse_line(const char *line, struct metad_control_msg *ret, ch
 	char buf[METAD_CONTROL_LINE_MAX + 1];
 	char *verb, *p, *save = NULL;
 	bool have_epoch = false, have_valid = false, have_pod = false, have_addr = false,
-	     have_version = false, have_node = false, have_mono = false;
+	     have_version = false, have_node = false, have_mono = false, have_seq = false;
 	int r = -EBADMSG;
 
 	memset(&m, 0, sizeof(m));
@@ -107,6 +107,8 @@ int metad_control_parse_line(const char *line, struct metad_control_msg *ret, ch
 		m.verb = METAD_CONTROL_DEMOTE;
 	else if (strcmp(verb, "MASTER") == 0)
 		m.verb = METAD_CONTROL_MASTER;
+	else if (strcmp(verb, "PING") == 0)
+		m.verb = METAD_CONTROL_PING;
 	else if (strcmp(verb, "ERROR") == 0)
 		m.verb = METAD_CONTROL_ERROR;
 	else {
@@ -128,8 +130,14 @@ int metad_control_parse_line(const char *line, struct metad_control_msg *ret, ch
 		}
 		*eq = '\0';
 		v = eq + 1;
-		if (strcmp(p, "epoch") == 0 && m.verb != METAD_CONTROL_WELCOME &&
-		    m.verb != METAD_CONTROL_ERROR) {
+		if (strcmp(p, "seq") == 0 && m.verb == METAD_CONTROL_PING) {
+			if (parse_u64_field(v, &m.seq) < 0) {
+				errbuf_set(err, errlen, "%s: bad seq '%.64s'", verb, v);
+				goto out;
+			}
+			have_seq = true;
+		} else if (strcmp(p, "epoch") == 0 && m.verb != METAD_CONTROL_WELCOME &&
+		           m.verb != METAD_CONTROL_ERROR && m.verb != METAD_CONTROL_PING) {
 			if (parse_u64_field(v, &m.epoch) < 0 || m.epoch == 0) {
 				errbuf_set(err, errlen, "%s: bad epoch '%.64s'", verb, v);
 				goto out;
@@ -176,8 +184,8 @@ int metad_control_parse_line(const char *line, struct metad_control_msg *ret, ch
 		if (have_version && m.version != METAD_CONTROL_VERSION) {
 			errbuf_set(err, errlen,
 			           "WELCOME: the agent speaks protocol version %u, this service %d "
-			           "(write grants as absolute CLOCK_MONOTONIC times); upgrade the "
-			           "agent",
+			           "(write grants as absolute CLOCK_MONOTONIC times, PING answered "
+			           "with PONG); upgrade the agent",
 			           m.version, METAD_CONTROL_VERSION);
 			goto out;
 		}
@@ -203,6 +211,12 @@ int metad_control_parse_line(const char *line, struct metad_control_msg *ret, ch
 	case METAD_CONTROL_MASTER:
 		if (!have_epoch || !have_pod || !have_addr) {
 			errbuf_set(err, errlen, "MASTER needs epoch=, pod= and addr=");
+			goto out;
+		}
+		break;
+	case METAD_CONTROL_PING:
+		if (!have_seq) {
+			errbuf_set(err, errlen, "PING needs seq=");
 			goto out;
 		}
 		break;
@@ -430,6 +444,11 @@ static void handle_line(struct metad_control *c, const char *line, bool *welcome
 		break;
 	case METAD_CONTROL_MASTER:
 		c->hooks.master(c->hooks.userdata, m.epoch, m.pod, m.addr);
+		break;
+	case METAD_CONTROL_PING:
+		/* the liveness exchange: answered by this thread, which a stopped
+		 * or wedged process does not run */
+		(void)metad_control_send(c, "PONG seq=%" PRIu64, m.seq);
 		break;
 	case METAD_CONTROL_ERROR:
 		/* never answered, or two sides could ping-pong errors */

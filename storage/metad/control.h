@@ -26,7 +26,7 @@
 /* The control protocol's version (docs/control-protocol.md).  Write grants
  * are absolute CLOCK_MONOTONIC times, which agent and service read from the
  * one kernel; the WELCOME's mono_us must be within this of ours. */
-#define METAD_CONTROL_VERSION           2
+#define METAD_CONTROL_VERSION           3
 #define METAD_CONTROL_CLOCK_SKEW_MAX_US (500 * 1000)
 
 enum metad_control_verb {
@@ -35,6 +35,7 @@ enum metad_control_verb {
 	METAD_CONTROL_RENEW,
 	METAD_CONTROL_DEMOTE,
 	METAD_CONTROL_MASTER,
+	METAD_CONTROL_PING,
 	METAD_CONTROL_ERROR,
 };
 
@@ -43,6 +44,7 @@ struct metad_control_msg {
 	unsigned version;  /* WELCOME */
 	int64_t mono_us;   /* WELCOME: the agent's CLOCK_MONOTONIC when it sent it */
 	uint64_t epoch;    /* PROMOTE, RENEW, DEMOTE, MASTER */
+	uint64_t seq;      /* PING */
 	int64_t until_us;  /* PROMOTE, RENEW: end of the write grant (CLOCK_MONOTONIC) */
 	char node[256];    /* WELCOME */
 	char pod[256];     /* MASTER */

@@ -425,6 +425,46 @@ START_TEST(kill9_master_metad)
 }
 END_TEST
 
+/* SIGSTOP of the master's MetaService alone: its socket stays open, so no
+ * EOF tells its agent; only the liveness exchange does (PING unanswered for
+ * service.heartbeat_timeout_ms).  The agent kills it, confirms its death and
+ * releases for the full fence; node-b takes over.  The stopped service
+ * acknowledges nothing afterwards (it is dead), and the history checker
+ * judges the whole run. */
+static int metad_wait(struct scen *s, size_t i, long timeout_ms);
+
+START_TEST(sigstop_master_metad)
+{
+	struct scen s;
+	usec_t t_stop, t_ack;
+	int status;
+
+	scen_start(&s, "stopmetad");
+	t_stop = fo_metad_signal(&s.c, 0, SIGSTOP);
+	t_ack = fo_wait_ack(&s.w, 1, t_stop, 10000);
+	if (!t_ack)
+		dump_all(&s);
+	ck_assert_msg(t_ack,
+	              "node-b acknowledged nothing within 10 s of SIGSTOP of node-a's service "
+	              "(a hung service is never replaced)");
+	fo_record("failover-sigstop-metad-to-first-ack", secs(t_ack - t_stop));
+	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=service-hung", NULL),
+	                 1);
+	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=self-fenced", NULL), 1);
+	ck_assert_int_ge(fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'",
+	                              "level=lease expired", NULL),
+	                 1);
+	ck_assert_msg(fo_acks_count(&s.w, 0, t_stop) == 0,
+	              "node-a's stopped service acknowledged a write");
+	status = metad_wait(&s, 0, 5000);
+	ck_assert_msg(status >= 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+	              "node-a's stopped service was not killed (status %d)", status);
+	fo_metad_start(&s.c, 0);
+	ck_assert(fo_wait_role(&s.c, 0, "standby", 5000));
+	scen_finish(&s);
+}
+END_TEST
+
 /* 2. SIGSTOP of everything on the master node for longer than the lease,
  * then SIGCONT: the other node serves; the old metad accepts no write
  * after the new master's promotion and steps down. */
@@ -1161,6 +1201,7 @@ static Suite *failover_suite(void)
 	tcase_add_test(checker, checker_refuses_overlaps);
 	tcase_add_test(checker, history_checker_refuses_stale_read);
 	tcase_add_test(tcase(s, "kill9-metad"), kill9_master_metad);
+	tcase_add_test(tcase(s, "sigstop-metad"), sigstop_master_metad);
 	tcase_add_test(tcase(s, "sigstop-node"), sigstop_master_node);
 	tcase_add_test(tcase(s, "sigstop-agent"), sigstop_master_agent);
 	tcase_add_test(tcase(s, "sigterm-agent"), sigterm_leader_agent);

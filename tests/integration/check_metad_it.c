@@ -450,15 +450,18 @@ static void agent_handshake(struct agent *a, const struct metad *m, const char *
 	char line[4200], want[64];
 
 	agent_accept(a);
-	agent_expect(a, "HELLO version=2 ", line, sizeof(line));
+	agent_expect(a, "HELLO version=3 ", line, sizeof(line));
 	ck_assert_msg(strstr(line, " mono_us="), "HELLO without mono_us: %s", line);
 	snprintf(want, sizeof(want), " pid=%d", (int)m->pid);
 	ck_assert_msg(strstr(line, want), "HELLO without %s: %s", want, line);
 	snprintf(want, sizeof(want), "pod=%s ", pod);
 	ck_assert_msg(strstr(line, want), "HELLO without %s: %s", want, line);
 	ck_assert_msg(strstr(line, "uid=uid-1"), "HELLO without uid: %s", line);
-	agent_send(a, "WELCOME version=2 node=node-a mono_us=%" PRId64, (int64_t)clock_mono_usec());
+	agent_send(a, "WELCOME version=3 node=node-a mono_us=%" PRId64, (int64_t)clock_mono_usec());
 	agent_expect(a, "STANDBY", NULL, 0);
+	/* the liveness exchange, answered by the real service */
+	agent_send(a, "PING seq=41");
+	agent_expect(a, "PONG seq=41", NULL, 0);
 }
 
 static const char *dir_of(const char *name)
@@ -864,7 +867,7 @@ START_TEST(control_agent_absent)
 	ck_assert_int_eq(bind(a.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	ck_assert_int_eq(listen(a.lfd, 4), 0);
 	agent_accept(&a);
-	agent_expect(&a, "HELLO version=2 pod=", NULL, 0);
+	agent_expect(&a, "HELLO version=3 pod=", NULL, 0);
 	agent_close(&a);
 	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
 }
@@ -1045,12 +1048,12 @@ START_TEST(old_protocol_and_foreign_clock_refused)
 	metad_start(&m, "svc-v", 0, "--control-socket", a.path, "--data-dir", dir_of("ver"),
 	            "--pod-name", "meta-v", "--pod-uid", "uid-1", NULL);
 	agent_accept(&a);
-	agent_expect(&a, "HELLO version=2 ", NULL, 0);
+	agent_expect(&a, "HELLO version=3 ", NULL, 0);
 	agent_send(&a, "WELCOME version=1 node=node-a");
 	agent_expect(&a, "ERROR reason=", line, sizeof(line));
 	ck_assert_msg(strstr(line, "version 1"), "%s", line);
 	/* a clock 10 s away: refused, never welcomed, never master */
-	agent_send(&a, "WELCOME version=2 node=node-a mono_us=%" PRId64,
+	agent_send(&a, "WELCOME version=3 node=node-a mono_us=%" PRId64,
 	           (int64_t)(clock_mono_usec() - 10 * USEC_PER_SEC));
 	agent_expect(&a, "ERROR reason=CLOCK_MONOTONIC differs", NULL, 0);
 	agent_grant(&a, "PROMOTE", 3, 30000);

@@ -519,6 +519,8 @@ START_TEST(test_dump_marks_defaults)
 	                          "service.role_label = role=master  # default\n"
 	                          "service.probe =   # default\n"
 	                          "service.probe_interval_ms = 500  # default\n"
+	                          "service.heartbeat_ms = 200  # default\n"
+	                          "service.heartbeat_timeout_ms = 1000  # default\n"
 	                          "fence.methods =   # default\n"
 	                          "fence.released_methods =   # default\n"
 	                          "fence.timeout_ms = 10000  # default\n"

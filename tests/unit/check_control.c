@@ -21,7 +21,11 @@ START_TEST(parse_good)
 	char err[256];
 
 	ck_assert_int_eq(
-	        control_parse("HELLO version=2 pod=meta-0 uid=abc-1 pid=42 mono_us=123456789", &m,
+	        control_parse("PONG seq=77", &m, err, sizeof(err)), 0);
+	ck_assert_int_eq(m.verb, CONTROL_PONG);
+	ck_assert_uint_eq(m.seq, 77);
+	ck_assert_int_eq(
+	        control_parse("HELLO version=3 pod=meta-0 uid=abc-1 pid=42 mono_us=123456789", &m,
 	                      err, sizeof(err)),
 	        0);
 	ck_assert_int_eq(m.verb, CONTROL_HELLO);
@@ -57,16 +61,24 @@ static const struct {
         {"", "unknown verb ''"},
         {"HELO version=1", "unknown verb 'HELO'"},
         {"HELLO version=1 pod=p uid=u pid=1",
-         "HELLO: protocol version 1 is not supported (this agent speaks 2, whose write grants "
-         "are absolute CLOCK_MONOTONIC times; upgrade the service)"},
-        {"HELLO version=2 pod=p uid=u pid=1", "HELLO: field 'mono_us' is missing"},
-        {"HELLO version=2 pod=p uid=u pid=1 mono_us=x", "HELLO: 'x' is not a valid mono_us"},
-        {"HELLO version=2 mono_us=1 pod=p uid=u", "HELLO: field 'pid' is missing"},
-        {"HELLO version=2 mono_us=1 pod=p uid=u pid=0", "HELLO: '0' is not a valid pid"},
-        {"HELLO version=2 mono_us=1 pod=p uid=u pid=-3", "HELLO: '-3' is not a valid pid"},
-        {"HELLO version=2 mono_us=1 pod=p pod=q uid=u pid=1", "HELLO: field 'pod' given twice"},
-        {"HELLO version=2 mono_us=1 pod= uid=u pid=1", "pod: empty or longer than 253 bytes"},
-        {"HELLO version=2 mono_us=1 pod=p uid=u pid=1 color=red", "HELLO: unknown field 'color'"},
+         "HELLO: protocol version 1 is not supported (this agent speaks 3: write grants are "
+         "absolute CLOCK_MONOTONIC times, and PING must be answered with PONG; upgrade the "
+         "service)"},
+        {"HELLO version=2 pod=p uid=u pid=1 mono_us=1",
+         "HELLO: protocol version 2 is not supported (this agent speaks 3: write grants are "
+         "absolute CLOCK_MONOTONIC times, and PING must be answered with PONG; upgrade the "
+         "service)"},
+        {"PONG", "PONG: field 'seq' is missing"},
+        {"PONG seq=x", "PONG: 'x' is not a valid seq"},
+        {"PONG seq=1 epoch=2", "PONG: field 'epoch' does not belong here"},
+        {"HELLO version=3 pod=p uid=u pid=1", "HELLO: field 'mono_us' is missing"},
+        {"HELLO version=3 pod=p uid=u pid=1 mono_us=x", "HELLO: 'x' is not a valid mono_us"},
+        {"HELLO version=3 mono_us=1 pod=p uid=u", "HELLO: field 'pid' is missing"},
+        {"HELLO version=3 mono_us=1 pod=p uid=u pid=0", "HELLO: '0' is not a valid pid"},
+        {"HELLO version=3 mono_us=1 pod=p uid=u pid=-3", "HELLO: '-3' is not a valid pid"},
+        {"HELLO version=3 mono_us=1 pod=p pod=q uid=u pid=1", "HELLO: field 'pod' given twice"},
+        {"HELLO version=3 mono_us=1 pod= uid=u pid=1", "pod: empty or longer than 253 bytes"},
+        {"HELLO version=3 mono_us=1 pod=p uid=u pid=1 color=red", "HELLO: unknown field 'color'"},
         {"READY epoch=1 records=2 last_seq=3", "READY: field 'recovery_ms' is missing"},
         {"READY epoch=x records=2 last_seq=3 recovery_ms=1", "READY: 'x' is not a valid epoch"},
         {"READY epoch=1 records=2 last_seq=3 recovery_ms=1 pod=p",
@@ -169,7 +181,7 @@ static void hello(int fd, const char *pod, const char *uid, int pid)
 {
 	char line[256];
 
-	snprintf(line, sizeof(line), "HELLO version=2 pod=%s uid=%s pid=%d mono_us=%lld\n", pod,
+	snprintf(line, sizeof(line), "HELLO version=3 pod=%s uid=%s pid=%d mono_us=%lld\n", pod,
 	         uid, pid, (long long)clock_mono_usec());
 	say(fd, line);
 }
@@ -227,7 +239,7 @@ START_TEST(server_session)
 
 	fd = dial(path);
 	/* a service on another CLOCK_MONOTONIC (a time namespace) is refused */
-	say(fd, "HELLO version=2 pod=meta-0 uid=u-1 pid=4242 mono_us=1\n");
+	say(fd, "HELLO version=3 pod=meta-0 uid=u-1 pid=4242 mono_us=1\n");
 	hear(fd, line, sizeof(line));
 	ck_assert_msg(strncmp(line, "ERROR reason=your CLOCK_MONOTONIC is ", 37) == 0, "%s", line);
 	ck_assert_int_eq(read(fd, line, sizeof(line)), 0);
@@ -237,7 +249,7 @@ START_TEST(server_session)
 	fd = dial(path);
 	hello(fd, "meta-0", "u-1", 4242);
 	hear(fd, line, sizeof(line));
-	ck_assert_msg(strncmp(line, "WELCOME version=2 node=node-a mono_us=", 38) == 0, "%s", line);
+	ck_assert_msg(strncmp(line, "WELCOME version=3 node=node-a mono_us=", 38) == 0, "%s", line);
 	WAIT_FOR(s.hello == 1);
 	ck_assert_str_eq(s.pod, "meta-0");
 	ck_assert(control_connected(c));

@@ -740,6 +740,142 @@ START_TEST(test_stop_while_demoting)
 }
 END_TEST
 
+/* ---- the liveness exchange ---- */
+
+static void setup_ping(void)
+{
+	S.cfg.heartbeat = 200 * MS;
+	S.cfg.heartbeat_timeout = 1000 * MS;
+	hello(); /* the first PING is due at once */
+}
+
+static void pong(uint64_t seq)
+{
+	struct sm_event ev = {.type = SE_PONG, .seq = seq};
+	feed(&ev);
+}
+
+START_TEST(test_ping_answered)
+{
+	usec_t t0;
+
+	setup_ping();
+	t0 = NOW;
+	ck_assert_int_le(sm_wake_at(&S), t0);
+	tick_at(t0);
+	ck_assert_ptr_nonnull(fx(FX_SEND_PING));
+	ck_assert_uint_eq(fx(FX_SEND_PING)->seq, 1);
+	NOW = t0 + 5 * MS;
+	pong(1);
+	ck_assert_int_eq(sm_wake_at(&S) <= t0 + 200 * MS, 1);
+	for (int i = 1; i <= 20; i++) {
+		tick_at(t0 + i * 200 * MS);
+		ck_assert_ptr_nonnull(fx(FX_SEND_PING));
+		ck_assert_ptr_null(fx_job(JOB_KILL));
+		NOW += 10 * MS;
+		pong(fx(FX_SEND_PING) ? (uint64_t)(i + 1) : 0);
+	}
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+}
+END_TEST
+
+/* SIGSTOP of a master: its socket stays open, no EOF, no PONG.  After
+ * heartbeat_timeout it is killed (death confirmed by the job), DEMOTE goes
+ * out in case it wakes first, the label comes off, and the Lease is
+ * released for the full fence. */
+START_TEST(test_hung_master_killed_and_released)
+{
+	const struct sm_effect *e;
+	usec_t t0;
+
+	to_master();
+	setup_ping();
+	t0 = NOW;
+	tick_at(t0); /* PING 1, never answered */
+	for (int i = 1; i < 5; i++) {
+		tick_at(t0 + i * 200 * MS);
+		ck_assert_ptr_null(fx_job(JOB_KILL));
+	}
+	tick_at(t0 + 999 * MS);
+	ck_assert_ptr_null(fx_job(JOB_KILL));
+	ck_assert_int_eq(sm_wake_at(&S), t0 + 1000 * MS);
+	tick_at(t0 + 1000 * MS);
+	e = fx_job(JOB_KILL);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(e->pid, 4242);
+	ck_assert_ptr_nonnull(fx(FX_SEND_DEMOTE));
+	ck_assert_ptr_nonnull(fx_job(JOB_UNLABEL));
+	ck_assert_ptr_nonnull(fx_metric(SMM_DEMOTION));
+	ck_assert_ptr_null(fx(FX_RELEASE)); /* not before the death is known */
+	ck_assert_int_eq(S.st, SM_KILLING);
+	ck_assert(sm_unconfirmed_demotion(&S));
+	tick_at(t0 + 1400 * MS);
+	ck_assert_ptr_null(fx(FX_SEND_PING)); /* no PING to a service being killed */
+	done(e, 0);
+	ck_assert_ptr_nonnull(fx(FX_RELEASE));
+	ck_assert(!fx(FX_RELEASE)->flag); /* a kill is no orderly stop: full fence */
+	ck_assert_ptr_nonnull(strstr(fx(FX_RELEASE)->text, "hung"));
+	ck_assert_ptr_nonnull(fx_event(EVENTS_RELEASED));
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+	simple(SE_GONE, 0, "EOF"); /* the killed process's socket closes */
+	ck_assert_ptr_null(fx(FX_RELEASE));
+}
+END_TEST
+
+/* A hung standby is killed too (its pod restarts), with nothing to release. */
+START_TEST(test_hung_standby_killed)
+{
+	const struct sm_effect *e;
+
+	setup_ping();
+	tick_at(NOW);
+	tick_at(NOW + 1000 * MS);
+	e = fx_job(JOB_KILL);
+	ck_assert_ptr_nonnull(e);
+	done(e, 0);
+	ck_assert_ptr_null(fx(FX_RELEASE));
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+}
+END_TEST
+
+/* An answer to an older PING does not clear the clock of the later ones
+ * (counted from the last one sent: never a kill too early). */
+START_TEST(test_old_pong_keeps_clock)
+{
+	usec_t t0;
+
+	setup_ping();
+	t0 = NOW;
+	tick_at(t0);            /* PING 1 */
+	tick_at(t0 + 200 * MS); /* PING 2 */
+	NOW = t0 + 300 * MS;
+	pong(1);
+	tick_at(t0 + 1100 * MS); /* PINGs 3..; 2 unanswered since +200 */
+	ck_assert_ptr_null(fx_job(JOB_KILL));
+	tick_at(t0 + 1200 * MS);
+	ck_assert_ptr_nonnull(fx_job(JOB_KILL));
+}
+END_TEST
+
+/* A new connection starts a fresh exchange. */
+START_TEST(test_reconnect_resets_clock)
+{
+	usec_t t0;
+
+	setup_ping();
+	t0 = NOW;
+	tick_at(t0);
+	NOW = t0 + 900 * MS;
+	simple(SE_GONE, 0, "EOF");
+	hello();
+	tick_at(t0 + 1100 * MS);
+	ck_assert_ptr_nonnull(fx(FX_SEND_PING));
+	ck_assert_ptr_null(fx_job(JOB_KILL));
+	tick_at(t0 + 2099 * MS);
+	ck_assert_ptr_null(fx_job(JOB_KILL));
+}
+END_TEST
+
 START_TEST(test_names)
 {
 	for (int i = 0; i < _SM_STATE_MAX; i++)
@@ -785,6 +921,11 @@ static Suite *sm_suite(void)
 	tcase_add_test(tc, test_mode_probe);
 	tcase_add_test(tc, test_tell_master);
 	tcase_add_test(tc, test_stop_while_demoting);
+	tcase_add_test(tc, test_ping_answered);
+	tcase_add_test(tc, test_hung_master_killed_and_released);
+	tcase_add_test(tc, test_hung_standby_killed);
+	tcase_add_test(tc, test_old_pong_keeps_clock);
+	tcase_add_test(tc, test_reconnect_resets_clock);
 	tcase_add_test(tc, test_names);
 	suite_add_tcase(s, tc);
 	return s;

@@ -351,7 +351,10 @@ START_TEST(metad_control_lines)
 	struct metad_control_msg m;
 	char err[256];
 
-	ck_assert_int_eq(metad_control_parse_line("WELCOME version=2 node=n1 mono_us=77", &m, err,
+	ck_assert_int_eq(metad_control_parse_line("PING seq=12", &m, err, sizeof(err)), 0);
+	ck_assert_int_eq(m.verb, METAD_CONTROL_PING);
+	ck_assert_uint_eq(m.seq, 12);
+	ck_assert_int_eq(metad_control_parse_line("WELCOME version=3 node=n1 mono_us=77", &m, err,
 	                                          sizeof(err)),
 	                 0);
 	ck_assert_int_eq(m.verb, METAD_CONTROL_WELCOME);
@@ -403,9 +406,14 @@ START_TEST(metad_control_bad_lines)
 	        "MASTER epoch=5 pod=p",
 	        "MASTER epoch=5 pod= addr=a",
 	        "WELCOME version=1 node=n mono_us=1",
-	        "WELCOME version=2 node=n",
+	        "WELCOME version=2 node=n mono_us=1", /* no PING/PONG */
+	        "PING",
+	        "PING seq=x",
+	        "PING seq=1 epoch=2",
+	        "PING seq=1 reason=x",
+	        "WELCOME version=3 node=n",
 	        "WELCOME node=n mono_us=1",
-	        "WELCOME version=2 node=n mono_us=1 epoch=3",
+	        "WELCOME version=3 node=n mono_us=1 epoch=3",
 	        "PROMOTE epoch5 until_us=5",
 	        "PROMOTE =5 until_us=5",
 	};
