@@ -115,6 +115,13 @@ static void run_step(const struct fence_pipeline_opts *o, const struct fence_clo
 	for (;;) {
 		st->target[0] = '\0';
 		st->message[0] = '\0';
+		if (o->keep_going && !o->keep_going(o->keep_going_data)) {
+			r = -ECANCELED;
+			snprintf(st->message, sizeof(st->message),
+			         "stopped before attempt %d: the term it ran for is over",
+			         st->attempts + 1);
+			break;
+		}
 		st->attempts++;
 		r = FAILPOINT(FENCE_METHOD_BEFORE);
 		if (r < 0)

@@ -99,6 +99,11 @@ struct fence_pipeline_opts {
 	usec_t retry_pause;              /* pause before each retry */
 	char *const *released_methods;   /* NULL-terminated; NULL = none */
 	const struct fence_clock *clock; /* NULL = the real monotonic clock */
+	/* Checked before each attempt: false stops the run there (the step
+	 * fails with -ECANCELED), e.g. when the term it runs for is over.
+	 * NULL: always go on. */
+	bool (*keep_going)(void *data);
+	void *keep_going_data;
 };
 
 struct fence_step {

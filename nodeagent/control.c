@@ -244,6 +244,7 @@ struct control {
 	int conn_fd;
 	bool hello_done;
 	struct control_peer peer;
+	uint64_t gens; /* accepted HELLOs so far */
 };
 
 int control_new(const char *path, uid_t allowed_uid, const char *node,
@@ -450,6 +451,7 @@ static void handle_line(struct control *c, const char *line)
 		str_copy(c->peer.pod, sizeof(c->peer.pod), m.pod);
 		str_copy(c->peer.uid, sizeof(c->peer.uid), m.uid);
 		c->peer.pid = m.pid;
+		c->peer.gen = ++c->gens;
 		c->hello_done = true;
 		(void)send_locked(c, "WELCOME version=%d node=%s mono_us=%" PRId64, CONTROL_VERSION,
 		                  c->node, (int64_t)clock_mono_usec());
@@ -604,7 +606,7 @@ int control_get_peer(struct control *c, struct control_peer *ret)
 	return r;
 }
 
-int control_send_promote(struct control *c, int64_t epoch, int64_t until)
+int control_send_promote(struct control *c, uint64_t gen, int64_t epoch, int64_t until)
 {
 	int r;
 
@@ -615,12 +617,14 @@ int control_send_promote(struct control *c, int64_t epoch, int64_t until)
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&c->mu);
-	r = send_locked(c, "PROMOTE epoch=%" PRId64 " until_us=%" PRId64, epoch, until);
+	r = c->hello_done && c->peer.gen != gen
+	            ? -ESTALE
+	            : send_locked(c, "PROMOTE epoch=%" PRId64 " until_us=%" PRId64, epoch, until);
 	pthread_mutex_unlock(&c->mu);
 	return r;
 }
 
-int control_send_renew(struct control *c, int64_t epoch, int64_t until)
+int control_send_renew(struct control *c, uint64_t gen, int64_t epoch, int64_t until)
 {
 	int r;
 
@@ -631,7 +635,9 @@ int control_send_renew(struct control *c, int64_t epoch, int64_t until)
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&c->mu);
-	r = send_locked(c, "RENEW epoch=%" PRId64 " until_us=%" PRId64, epoch, until);
+	r = c->hello_done && c->peer.gen != gen
+	            ? -ESTALE
+	            : send_locked(c, "RENEW epoch=%" PRId64 " until_us=%" PRId64, epoch, until);
 	pthread_mutex_unlock(&c->mu);
 	return r;
 }

@@ -58,6 +58,9 @@ struct control_peer {
 	pid_t pid;      /* as the service stated it */
 	pid_t cred_pid; /* from SO_PEERCRED */
 	uid_t cred_uid;
+	/* Which connection: counts up from 1 with each accepted HELLO, so a
+	 * grant decided for one process never reaches the next one. */
+	uint64_t gen;
 };
 
 struct control_callbacks {
@@ -95,9 +98,11 @@ int control_get_peer(struct control *c, struct control_peer *ret);
 
 /* PROMOTE and RENEW carry the end of the write grant as an absolute
  * CLOCK_MONOTONIC time (`until`, usec), so a line that waits in the socket
- * can never extend the grant. */
-int control_send_promote(struct control *c, int64_t epoch, int64_t until);
-int control_send_renew(struct control *c, int64_t epoch, int64_t until);
+ * can never extend the grant.  They go only to connection `gen` (the
+ * peer's, from the hello callback): -ESTALE when another process is
+ * connected now. */
+int control_send_promote(struct control *c, uint64_t gen, int64_t epoch, int64_t until);
+int control_send_renew(struct control *c, uint64_t gen, int64_t epoch, int64_t until);
 int control_send_demote(struct control *c, int64_t epoch, const char *reason);
 int control_send_master(struct control *c, int64_t epoch, const char *pod, const char *addr);
 /* The liveness exchange: the service answers PING seq=N with PONG seq=N. */

@@ -32,6 +32,7 @@ struct elector {
 	char *release_reason;
 	char *release_now;     /* elector_release() request, owned */
 	bool release_now_dead; /* ... with the service confirmed dead */
+	int64_t release_now_epoch; /* ... for this term only */
 	int64_t settled_epoch; /* elector_fence_settled() request (0: none) */
 	cJSON *pending;        /* latest watched object, owned */
 	bool pending_set;      /* pending holds news (NULL pending = deleted) */
@@ -365,7 +366,7 @@ static void end_term(struct elector *e, const char *reason)
 	lost(e, reason ? reason : "elector stopped");
 }
 
-static char *take_release_request(struct elector *e)
+static char *take_release_request(struct elector *e, int64_t *ret_epoch)
 {
 	char *r;
 
@@ -373,6 +374,7 @@ static char *take_release_request(struct elector *e)
 	r = e->release_now;
 	e->release_now = NULL;
 	e->st.release_dead = r && e->release_now_dead;
+	*ret_epoch = e->release_now_epoch;
 	pthread_mutex_unlock(&e->mu);
 	return r;
 }
@@ -381,6 +383,7 @@ static void *election_main(void *arg)
 {
 	struct elector *e = arg;
 	usec_t next_poll = 0, next_renew = 0;
+	int64_t rel_epoch;
 	char *reason;
 
 	for (;;) {
@@ -388,11 +391,15 @@ static void *election_main(void *arg)
 
 		__atomic_store_n(&e->heartbeat, clock_mono_usec(), __ATOMIC_RELEASE);
 		take_pending(e);
-		reason = take_release_request(e);
+		reason = take_release_request(e, &rel_epoch);
 		if (reason) {
-			if (e->st.leading) {
+			if (e->st.leading && e->st.epoch == rel_epoch) {
 				end_term(e, reason);
 				next_poll = 0;
+			} else if (e->st.leading) {
+				log_info("release of term %" PRId64 " ignored: this term is %" PRId64,
+				         rel_epoch, e->st.epoch);
+				e->st.release_dead = false;
 			}
 			free(reason);
 		}
@@ -436,7 +443,7 @@ void elector_fence_settled(struct elector *e, int64_t epoch)
 	pthread_mutex_unlock(&e->mu);
 }
 
-void elector_release(struct elector *e, const char *reason, bool service_dead)
+void elector_release(struct elector *e, int64_t epoch, const char *reason, bool service_dead)
 {
 	char *copy = strdup(reason ? reason : "released");
 
@@ -446,6 +453,7 @@ void elector_release(struct elector *e, const char *reason, bool service_dead)
 	free(e->release_now);
 	e->release_now = copy;
 	e->release_now_dead = service_dead;
+	e->release_now_epoch = epoch;
 	pthread_cond_signal(&e->cond);
 	pthread_mutex_unlock(&e->mu);
 }

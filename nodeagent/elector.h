@@ -74,12 +74,14 @@ void elector_stop(struct elector *e, const char *reason);
  * blocks. */
 void elector_fence_settled(struct elector *e, int64_t epoch);
 
-/* Release the Lease now with `reason` if we lead, and go on following.
+/* Release the Lease now with `reason` if we lead in term `epoch` (a
+ * request for a term already over is ignored: it must not end the next
+ * one), and go on following.
  * service_dead: the local service's process was seen to exit (pidfd), so
  * the successor may run the lighter fence of an orderly release; false
  * makes it run the full one.  Does not block: the election thread does it
  * at once. */
-void elector_release(struct elector *e, const char *reason, bool service_dead);
+void elector_release(struct elector *e, int64_t epoch, const char *reason, bool service_dead);
 
 /* The holder last observed, how long ago the Lease was last seen to change,
  * and its epoch (ret_epoch may be NULL).  Returns 0, or -ENODATA before the

@@ -156,17 +156,24 @@ static void metric(struct sm_effects *fx, enum sm_metric m, int64_t epoch, doubl
 
 static void release(struct sm *s, struct sm_effects *fx, bool dead, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
+/* Give the Lease of the current term up — only while we lead in it: a
+ * release that comes after the term ended must not end a later one (the
+ * elector also checks the epoch). */
 static void release(struct sm *s, struct sm_effects *fx, bool dead, const char *fmt, ...)
 {
-	struct sm_effect *e = fx_add(fx, FX_RELEASE);
+	char text[768];
 	va_list ap;
 
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	str_copy(s->release_reason, sizeof(s->release_reason), text);
+	if (!s->leading)
+		return;
+	struct sm_effect *e = fx_add(fx, FX_RELEASE);
 	e->flag = dead;
 	e->epoch = s->epoch;
-	va_start(ap, fmt);
-	fx_text(e, fmt, ap);
-	va_end(ap);
-	str_copy(s->release_reason, sizeof(s->release_reason), e->text);
+	str_copy(e->text, sizeof(e->text), text);
 }
 
 static void send_demote(struct sm *s, struct sm_effects *fx, usec_t now, const char *reason)
@@ -289,9 +296,12 @@ static void promote(struct sm *s, struct sm_effects *fx, usec_t now)
 		enter(s, SM_MASTER);
 		return;
 	}
-	/* The Service must never select two pods: the old label goes first. */
+	/* The Service must never select two pods: the old label goes first.
+	 * Probe mode finds its own pod only afterwards: every pod is claimed
+	 * (one found in an earlier term may have been replaced since). */
 	struct sm_effect *e = job(s, fx, JOB_CLAIM, true);
-	str_copy(e->a, sizeof(e->a), s->peer.pod);
+	if (s->cfg.mode == SM_MODE_CONTROL)
+		str_copy(e->a, sizeof(e->a), s->peer.pod);
 	enter(s, SM_CLAIMING);
 	s->wait_job = e->job_id;
 }
@@ -316,6 +326,8 @@ static bool term_state(enum sm_state st)
 	return st == SM_FENCING || st == SM_CLAIMING || st == SM_FINDING || promoted_state(st);
 }
 
+static void lost(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effects *fx);
+
 static void started(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effects *fx)
 {
 	const struct elector_term *t = &ev->term;
@@ -327,7 +339,32 @@ static void started(struct sm *s, const struct sm_event *ev, usec_t now, struct 
 		    t->epoch);
 		return;
 	}
-	if (term_state(s->st) || s->st == SM_RELEASING)
+	if (promoted_state(s->st) && s->leading && t->epoch != s->epoch) {
+		/* the end of our last term was never seen (two ended before
+		 * the inputs were read): it ends now, demotion first */
+		struct sm_event end = {.type = SE_LOST, .epoch = s->epoch};
+		str_copy(end.text, sizeof(end.text), "a newer term began");
+		lost(s, &end, now, fx);
+	}
+	if (s->st == SM_DEMOTING || s->st == SM_KILLING || s->st == SM_RELEASING) {
+		/* A service that has not confirmed it stopped may not be
+		 * promoted again, nor the watchdog fed: the new term is given
+		 * up at once (the successor fences us fully) and the demotion
+		 * goes on. */
+		say(fx, LOG_LEVEL_WARNING,
+		    "term %" PRId64 " began while %s (epoch %" PRId64 " not confirmed stopped); "
+		    "releasing it",
+		    t->epoch, sm_state_name(s->st), s->promoted_epoch);
+		s->leading = true;
+		s->epoch = t->epoch;
+		struct sm_effect *r = fx_add(fx, FX_RELEASE);
+		r->epoch = t->epoch;
+		snprintf(r->text, sizeof(r->text),
+		         "term began while the service of epoch %" PRId64 " was not confirmed stopped",
+		         s->promoted_epoch);
+		return;
+	}
+	if (term_state(s->st))
 		say(fx, LOG_LEVEL_WARNING, "term %" PRId64 " began while %s in term %" PRId64,
 		    t->epoch, sm_state_name(s->st), s->epoch);
 	s->leading = true;
@@ -393,6 +430,13 @@ static void shutdown(struct sm *s, const struct sm_event *ev, usec_t now, struct
 			return;
 		}
 		follow(s, fx);
+	} else if (s->st == SM_FENCING && s->wait_job) {
+		/* a fence run is in flight: the Lease is kept until it ends (it
+		 * stops at its next attempt), so that it never acts after our
+		 * release, in a term of its victim's */
+		tl(fx, "abandoned", "the agent is stopping once the fence run ends: %s",
+		   s->stop_reason);
+		fx_add(fx, FX_TL_FINISH)->flag = false;
 	} else if (term_state(s->st)) {
 		tl(fx, "abandoned", "the agent is stopping: %s", s->stop_reason);
 		fx_add(fx, FX_TL_FINISH)->flag = false;
@@ -413,11 +457,17 @@ static void gone(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_
 		s->svc_connected = false;
 	s->unanswered_since = 0;
 	if (s->st == SM_DEMOTING) {
-		/* a service that is gone writes no more (its death is what a
-		 * kill would have confirmed; the EOF is as good once demoting
-		 * began, since the term is over and its grant with it) */
-		tl(fx, "demoted", "service '%s' gone while demoting: %s", s->peer.pod, ev->text);
-		follow(s, fx);
+		/* EOF is no proof that it stopped writing (its grant may still
+		 * run): its exit must be seen, or it is killed */
+		tl(fx, "detected", "service '%s' gone while demoting: %s", s->peer.pod, ev->text);
+		if (s->peer.cred_pid <= 0 || s->wait_job) {
+			if (!s->wait_job)
+				follow(s, fx);
+			return;
+		}
+		struct sm_effect *e = job(s, fx, JOB_CONFIRM_EXIT, true);
+		e->pid = s->peer.cred_pid;
+		e->timeout = s->cfg.exit_wait;
 		return;
 	}
 	if (!term_state(s->st) || !was_connected)
@@ -567,6 +617,16 @@ static void tick(struct sm *s, usec_t now, struct sm_effects *fx)
 		}
 		case SM_CLAIMING: {
 			struct sm_effect *e = job(s, fx, JOB_CLAIM, true);
+			if (s->cfg.mode == SM_MODE_CONTROL)
+				str_copy(e->a, sizeof(e->a), s->peer.pod);
+			break;
+		}
+		case SM_FINDING:
+			job(s, fx, JOB_FIND_POD, true);
+			break;
+		case SM_KILLING: {
+			struct sm_effect *e = job(s, fx, JOB_KILL, true);
+			e->pid = s->peer.cred_pid;
 			str_copy(e->a, sizeof(e->a), s->peer.pod);
 			break;
 		}
@@ -590,6 +650,8 @@ static void tick(struct sm *s, usec_t now, struct sm_effects *fx)
 			tl(fx, "released", "%s", s->release_reason);
 			fx_add(fx, FX_TL_FINISH)->flag = false;
 			demoting(s, now);
+		} else if (s->st == SM_DEMOTING && s->wait_job) {
+			/* the exit confirmation answers (then a kill if need be) */
 		} else if (s->st == SM_DEMOTING) {
 			if (s->svc_connected && s->peer.cred_pid > 0) {
 				say(fx, LOG_LEVEL_ERROR,
@@ -639,14 +701,19 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 	s->wait_job = 0;
 	switch (s->st) {
 	case SM_FENCING:
-		if (ev->result >= 0) {
+		if (s->stopping) {
+			/* the stop waited for this run to end */
+			follow(s, fx);
+		} else if (ev->result >= 0) {
 			s->fenced_any = true;
 			next_fence(s, fx, now);
-		} else if (ev->result != JOB_CANCELLED) {
-			/* not promoting; the Lease keeps the duty; again soon */
+		} else {
+			/* not promoting; the Lease keeps the duty; again soon (also
+			 * when the run was cancelled: LOST ends the term if it is
+			 * over, but the elector can briefly say "not leader" within
+			 * a term that goes on) */
 			s->retry_at = now + s->cfg.fence_retry;
 		}
-		/* JOB_CANCELLED: the term is over; LOST follows */
 		break;
 	case SM_CLAIMING:
 		if (ev->result == 0) {
@@ -661,16 +728,23 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 				follow(s, fx);
 			} else {
 				s->promoted_epoch = s->epoch;
-				fx_add(fx, FX_SEND_PROMOTE)->epoch = s->epoch;
+				struct sm_effect *p = fx_add(fx, FX_SEND_PROMOTE);
+				p->epoch = s->epoch;
+				p->seq = s->peer.gen; /* to this connection only */
 				enter(s, SM_PROMOTING);
 				s->deadline = now + s->cfg.promote_timeout;
 			}
 		} else if (ev->result == JOB_CLAIM_SUPERSEDED) {
-			say(fx, LOG_LEVEL_INFO,
-			    "term %" PRId64 ": a newer term has claimed a pod; not promoting", s->epoch);
+			/* The Lease goes too: kept, it would be renewed with nothing
+			 * promoted (a pod can carry a role-epoch above every epoch
+			 * this Lease will give, e.g. after it was recreated); the
+			 * next terms climb past it. */
+			say(fx, LOG_LEVEL_WARNING,
+			    "term %" PRId64 ": a pod carries a newer term's claim; releasing", s->epoch);
+			release(s, fx, false, "term %" PRId64 " was superseded on a pod", s->epoch);
 			fx_add(fx, FX_TL_FINISH)->flag = false;
 			follow(s, fx);
-		} else if (ev->result != JOB_CANCELLED) {
+		} else {
 			s->retry_at = now + s->cfg.claim_retry;
 		}
 		break;
@@ -680,7 +754,9 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 			str_copy(s->peer.uid, sizeof(s->peer.uid), ev->peer.uid);
 			s->promoted_epoch = s->epoch;
 			label(s, fx);
-		} else if (ev->result != JOB_CANCELLED) {
+		} else if (ev->result == JOB_CANCELLED) {
+			s->retry_at = now + s->cfg.claim_retry;
+		} else {
 			release(s, fx, false, "the local service's pod was not found");
 			tl(fx, "released", "%s", s->release_reason);
 			fx_add(fx, FX_TL_FINISH)->flag = false;
@@ -737,7 +813,29 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 		follow(s, fx);
 		break;
 	}
+	case SM_DEMOTING:
+		/* the service's EOF while demoting: its exit, seen or not */
+		if (ev->job == JOB_CONFIRM_EXIT && ev->result == 0) {
+			tl(fx, "demoted", "pid %d exited", (int)s->peer.cred_pid);
+			follow(s, fx);
+		} else if (ev->job == JOB_CONFIRM_EXIT) {
+			say(fx, LOG_LEVEL_ERROR,
+			    "event=self-fence service '%s' closed its socket while demoting but pid "
+			    "%d did not exit; killing it",
+			    s->peer.pod, (int)s->peer.cred_pid);
+			struct sm_effect *e = job(s, fx, JOB_KILL, true);
+			e->pid = s->peer.cred_pid;
+			str_copy(e->a, sizeof(e->a), s->peer.pod);
+			enter(s, SM_KILLING);
+			s->wait_job = e->job_id;
+		}
+		break;
 	case SM_KILLING:
+		if (ev->result == -EAGAIN) {
+			/* the kill never ran (no room for the job): again */
+			s->retry_at = now + 100 * USEC_PER_MSEC;
+			break;
+		}
 		/* the job confirmed the death or starved the watchdog */
 		tl(fx, ev->result >= 0 ? "self-fenced" : "self-fence-failed", "pid %d: %s",
 		   (int)s->peer.cred_pid, ev->result >= 0 ? "confirmed dead" : strerror(-ev->result));

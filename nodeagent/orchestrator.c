@@ -84,10 +84,14 @@ struct orchestrator {
 	 * the newest that ended, each handed out once, in epoch order. */
 	bool shutting_down, shutdown_taken;
 	char shutdown_reason[256];
-	int64_t start_epoch, start_taken;
+	/* by arrival, not by epoch (a recreated Lease counts from 1 again):
+	 * seq of the slot's input (0: empty), handed out once */
+	uint64_t input_seq;
+	uint64_t start_seq;
 	struct elector_term start_term;
 	usec_t start_at;
-	int64_t lost_epoch, lost_taken;
+	uint64_t lost_seq;
+	int64_t lost_epoch;
 	char lost_reason[512];
 	struct sm_event queue[QUEUE_MAX]; /* FIFO: service messages, job results */
 	size_t q_head, q_len;
@@ -105,6 +109,7 @@ struct orchestrator {
 	int64_t epoch;
 	usec_t valid_until;
 	int64_t promoted_epoch; /* epoch of the last PROMOTE sent; RENEW only for it */
+	uint64_t promoted_gen;  /* ... and the connection it went to */
 	int64_t seen_epoch;     /* the newest term seen (-1: none yet): a transition each */
 
 	/* the machine: orchestrator thread only */
@@ -162,13 +167,13 @@ static void enqueue(struct orchestrator *o, const struct sm_event *ev)
 
 static bool input_pending_locked(struct orchestrator *o)
 {
-	return (o->shutting_down && !o->shutdown_taken) || o->start_epoch > o->start_taken ||
-	       o->lost_epoch > o->lost_taken || o->q_len > 0;
+	return (o->shutting_down && !o->shutdown_taken) || o->start_seq || o->lost_seq ||
+	       o->q_len > 0;
 }
 
 /* The next input, waiting until `deadline`: false on time-out.  Order: a
- * stop; then the pending term start and end, lower epoch first (a start
- * before the end of the same term); then the FIFO. */
+ * stop; then the pending term start and end, in the order they came; then
+ * the FIFO. */
 static bool dequeue(struct orchestrator *o, usec_t deadline, struct sm_event *ret)
 {
 	struct timespec ts = {
@@ -182,26 +187,26 @@ static bool dequeue(struct orchestrator *o, usec_t deadline, struct sm_event *re
 	while (!input_pending_locked(o) && clock_mono_usec() < deadline)
 		if (pthread_cond_timedwait(&o->cond, &o->mu, &ts) == ETIMEDOUT)
 			break;
-	start = o->start_epoch > o->start_taken;
-	lost = o->lost_epoch > o->lost_taken;
+	start = o->start_seq != 0;
+	lost = o->lost_seq != 0;
 	memset(ret, 0, sizeof(*ret));
 	if (o->shutting_down && !o->shutdown_taken) {
 		ret->type = SE_SHUTDOWN;
 		ret->at = clock_mono_usec();
 		str_copy(ret->text, sizeof(ret->text), o->shutdown_reason);
 		o->shutdown_taken = true;
-	} else if (start && (!lost || o->start_epoch <= o->lost_epoch)) {
+	} else if (start && (!lost || o->start_seq < o->lost_seq)) {
 		ret->type = SE_STARTED;
 		ret->at = o->start_at;
-		ret->epoch = o->start_epoch;
+		ret->epoch = o->start_term.epoch;
 		ret->term = o->start_term;
-		o->start_taken = o->start_epoch;
+		o->start_seq = 0;
 	} else if (lost) {
 		ret->type = SE_LOST;
 		ret->at = clock_mono_usec();
 		ret->epoch = o->lost_epoch;
 		str_copy(ret->text, sizeof(ret->text), o->lost_reason);
-		o->lost_taken = o->lost_epoch;
+		o->lost_seq = 0;
 	} else if (o->q_len > 0) {
 		*ret = o->queue[o->q_head];
 		o->q_head = (o->q_head + 1) % QUEUE_MAX;
@@ -572,6 +577,20 @@ static int find_own_pod(struct orchestrator *o, struct control_peer *ret)
 	return r;
 }
 
+struct term_check {
+	struct orchestrator *o;
+	int64_t epoch;
+};
+
+/* A fence run goes on only while its term does (checked before each
+ * attempt of each method). */
+static bool term_goes_on(void *data)
+{
+	const struct term_check *tc = data;
+
+	return still_leading(tc->o, tc->epoch);
+}
+
 /* One run of the fence pipeline against `victim` for term `epoch`.  The
  * machine retries a failed run after fence_retry, while the term lasts. */
 static int job_fence(struct orchestrator *o, int64_t epoch, const char *victim,
@@ -598,8 +617,12 @@ static int job_fence(struct orchestrator *o, int64_t epoch, const char *victim,
 		str_copy(o->pins[k].victim, sizeof(o->pins[k].victim), victim);
 	}
 	req.pins = &o->pins[k].pins;
+	struct fence_pipeline_opts fo = *o->o.fence_opts;
+	struct term_check tc = {o, epoch};
+	fo.keep_going = term_goes_on;
+	fo.keep_going_data = &tc;
 	usec_t started_wall = clock_real_usec();
-	fence_pipeline_run(o->o.fence_opts, o->o.methods->v, o->o.methods->n, level, &req, &rep);
+	fence_pipeline_run(&fo, o->o.methods->v, o->o.methods->n, level, &req, &rep);
 	pthread_mutex_lock(&o->mu);
 	o->fences[o->n_fences % FENCE_HISTORY] =
 	        (struct fence_run){.started_wall = started_wall, .rep = rep};
@@ -814,7 +837,14 @@ static void run_effects(struct orchestrator *o, const struct sm_effects *fx,
 		switch (e->type) {
 		case FX_JOB:
 			pthread_mutex_lock(&o->mu);
-			if (o->j_len < JOBS_MAX) {
+			if (o->j_len < JOBS_MAX && e->job == JOB_KILL) {
+				/* a kill waits for nothing queued (an unlabel's retries) */
+				o->j_head = (o->j_head + JOBS_MAX - 1) % JOBS_MAX;
+				o->jobs[o->j_head] = *e;
+				o->j_len++;
+				pthread_cond_broadcast(&o->cond);
+				pthread_mutex_unlock(&o->mu);
+			} else if (o->j_len < JOBS_MAX) {
 				o->jobs[(o->j_head + o->j_len) % JOBS_MAX] = *e;
 				o->j_len++;
 				pthread_cond_broadcast(&o->cond);
@@ -833,12 +863,15 @@ static void run_effects(struct orchestrator *o, const struct sm_effects *fx,
 			usec_t until, now = clock_mono_usec();
 			int r = -ETIME;
 
-			/* under mu: no RENEW of this term can overtake its PROMOTE */
+			/* under mu: no RENEW of this term can overtake its PROMOTE;
+			 * only to the connection the machine decided for */
 			pthread_mutex_lock(&o->mu);
 			until = grant_until(o, o->valid_until);
 			o->promoted_epoch = e->epoch;
+			o->promoted_gen = e->seq;
+			o->svc_candidate = false; /* promoted: no candidate any more */
 			if (until > now && o->leading && o->epoch == e->epoch)
-				r = control_send_promote(o->control, e->epoch, until);
+				r = control_send_promote(o->control, e->seq, e->epoch, until);
 			pthread_mutex_unlock(&o->mu);
 			if (r < 0) {
 				if (*n_more < 4)
@@ -852,12 +885,21 @@ static void run_effects(struct orchestrator *o, const struct sm_effects *fx,
 			break;
 		}
 		case FX_SEND_DEMOTE:
+			/* no RENEW of that term after its DEMOTE */
+			pthread_mutex_lock(&o->mu);
+			if (o->promoted_epoch == e->epoch)
+				o->promoted_epoch = -1;
+			pthread_mutex_unlock(&o->mu);
 			if (o->mode == ORCH_SERVICE_CONTROL)
 				(void)control_send_demote(o->control, e->epoch, e->text);
 			break;
 		case FX_RELEASE:
+			pthread_mutex_lock(&o->mu);
+			if (o->promoted_epoch == e->epoch)
+				o->promoted_epoch = -1;
+			pthread_mutex_unlock(&o->mu);
 			(void)FAILPOINT(AGENT_RELEASE_BEFORE);
-			elector_release(o->elector, e->text, e->flag);
+			elector_release(o->elector, e->epoch, e->text, e->flag);
 			break;
 		case FX_FENCE_SETTLED:
 			elector_fence_settled(o->elector, e->epoch);
@@ -944,12 +986,15 @@ static void *orch_main(void *arg)
 		       wake = sm_wake_at(&o->sm);
 
 		__atomic_store_n(&o->heartbeat, now, __ATOMIC_RELEASE);
+		/* a due timer first: a steady stream of inputs cannot hold it off */
+		if (now >= wake) {
+			step(o, &(struct sm_event){.type = SE_TICK});
+			continue;
+		}
 		if (wake < deadline)
 			deadline = wake;
 		if (dequeue(o, deadline, &ev))
 			step(o, &ev);
-		else if (clock_mono_usec() >= wake)
-			step(o, &(struct sm_event){.type = SE_TICK});
 	}
 	pthread_mutex_lock(&o->mu);
 	o->orch_done = true;
@@ -966,8 +1011,10 @@ static bool cb_may_acquire(void *ud)
 	bool r;
 
 	pthread_mutex_lock(&o->mu);
+	/* never while a service of ours has not confirmed it stopped: it may
+	 * not be promoted again, and the watchdog must not be fed */
 	r = (o->mode == ORCH_SERVICE_NONE || (o->svc_connected && o->svc_candidate)) &&
-	    !o->shutting_down;
+	    !o->shutting_down && !o->unconfirmed && o->state != SM_RELEASING;
 	pthread_mutex_unlock(&o->mu);
 	return r;
 }
@@ -1007,11 +1054,9 @@ static void cb_started(void *ud, const struct elector_term *term)
 	o->epoch = term->epoch;
 	o->valid_until = term->valid_until;
 	/* sticky: the newest term that began; never blocks the elector */
-	if (term->epoch > o->start_epoch) {
-		o->start_epoch = term->epoch;
-		o->start_term = *term;
-		o->start_at = clock_mono_usec();
-	}
+	o->start_seq = ++o->input_seq;
+	o->start_term = *term;
+	o->start_at = clock_mono_usec();
 	pthread_cond_broadcast(&o->cond);
 	pthread_mutex_unlock(&o->mu);
 }
@@ -1025,7 +1070,7 @@ static void cb_renewed(void *ud, int64_t epoch, usec_t valid_until)
 	o->valid_until = valid_until;
 	until = grant_until(o, valid_until);
 	if (o->promoted_epoch == epoch && o->leading && until > clock_mono_usec())
-		(void)control_send_renew(o->control, epoch, until);
+		(void)control_send_renew(o->control, o->promoted_gen, epoch, until);
 	pthread_mutex_unlock(&o->mu);
 }
 
@@ -1039,11 +1084,10 @@ static void cb_stopped(void *ud, int64_t epoch, const char *reason)
 	 * thread is busy with; its own deadline is the backstop. */
 	if (o->promoted_epoch == epoch)
 		(void)control_send_demote(o->control, epoch, reason);
-	/* sticky: the end of a term is never lost */
-	if (epoch > o->lost_epoch) {
-		o->lost_epoch = epoch;
-		str_copy(o->lost_reason, sizeof(o->lost_reason), reason);
-	}
+	/* sticky: the end of a term is never lost (the newest one's) */
+	o->lost_seq = ++o->input_seq;
+	o->lost_epoch = epoch;
+	str_copy(o->lost_reason, sizeof(o->lost_reason), reason);
 	pthread_cond_broadcast(&o->cond);
 	pthread_mutex_unlock(&o->mu);
 }

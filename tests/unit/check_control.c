@@ -229,7 +229,7 @@ START_TEST(server_session)
 	ck_assert_int_eq(control_new(path, (uid_t)-1, "node-a", &CBS, &s, &c, err, sizeof(err)), 0);
 	ck_assert_int_eq(control_start(c), 0);
 	ck_assert(!control_connected(c));
-	ck_assert_int_eq(control_send_promote(c, 1, 100), -ENOTCONN);
+	ck_assert_int_eq(control_send_promote(c, 1, 1, 100), -ENOTCONN);
 
 	fd = dial(path);
 	/* speaking before HELLO closes the connection */
@@ -267,14 +267,15 @@ START_TEST(server_session)
 
 	say(fd, "STANDBY\n");
 	WAIT_FOR(s.standby == 1);
-	ck_assert_int_eq(control_send_promote(c, 5, 1500000), 0);
+	ck_assert_int_eq(control_send_promote(c, 2, 5, 1500000), -ESTALE); /* not this one */
+	ck_assert_int_eq(control_send_promote(c, 1, 5, 1500000), 0);
 	hear(fd, line, sizeof(line));
 	ck_assert_str_eq(line, "PROMOTE epoch=5 until_us=1500000");
 	/* two messages in one write */
 	say(fd, "READY epoch=5 records=10 last_seq=11 recovery_ms=3\nSTANDBY\n");
 	WAIT_FOR(s.ready == 1 && s.standby == 2);
 	ck_assert_int_eq(s.ready_epoch, 5);
-	ck_assert_int_eq(control_send_renew(c, 5, 2400000), 0);
+	ck_assert_int_eq(control_send_renew(c, 1, 5, 2400000), 0);
 	hear(fd, line, sizeof(line));
 	ck_assert_str_eq(line, "RENEW epoch=5 until_us=2400000");
 	ck_assert_int_eq(control_send_demote(c, 5, "lost the lease"), 0);

@@ -459,13 +459,31 @@ START_TEST(test_lost_as_master_no_answer)
 }
 END_TEST
 
+/* EOF while demoting is no proof: the exit is awaited, then a kill if it
+ * did not come. */
 START_TEST(test_gone_while_demoting)
 {
+	const struct sm_effect *e;
+
 	to_master();
 	simple(SE_LOST, 5, "renewal failed");
 	simple(SE_GONE, 0, "EOF");
+	e = fx_job(JOB_CONFIRM_EXIT);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(S.st, SM_DEMOTING);
+	ck_assert(sm_unconfirmed_demotion(&S));
+	done(e, 0);
 	ck_assert_int_eq(S.st, SM_FOLLOWER);
 	ck_assert_int_eq(sm_wake_at(&S), USEC_INFINITY); /* no kill pending */
+
+	/* the same, but the process does not exit: killed */
+	hello();
+	to_master();
+	simple(SE_LOST, 5, "renewal failed");
+	simple(SE_GONE, 0, "EOF");
+	done(fx_job(JOB_CONFIRM_EXIT), -ETIMEDOUT);
+	ck_assert_ptr_nonnull(fx_job(JOB_KILL));
+	ck_assert_int_eq(S.st, SM_KILLING);
 }
 END_TEST
 

@@ -227,6 +227,37 @@ START_TEST(test_retries_then_success)
 }
 END_TEST
 
+/* keep_going is asked before every attempt: once the term the run is for
+ * is over, no method acts again (the step fails -ECANCELED). */
+static int keep_calls, keep_until;
+static bool keep(void *data)
+{
+	(void)data;
+	return ++keep_calls <= keep_until;
+}
+
+START_TEST(test_keep_going_stops_the_run)
+{
+	struct rig r;
+
+	rig_init(&r, 2);
+	r.fm[0] = (struct fake_method){.clk = &r.clk,
+	                               .name = "scsi-pr",
+	                               .res = {-EAGAIN, FENCE_CONFIRMED},
+	                               .cost = {50 * MS, 50 * MS},
+	                               .n = 2};
+	r.o.keep_going = keep;
+	keep_calls = 0;
+	keep_until = 1; /* the first attempt only */
+	ck_assert_int_eq(rig_run(&r, 2, FENCE_LEVEL_EXPIRED, "node-old"), -ECANCELED);
+	ck_assert_int_eq(r.fm[0].calls, 1);
+	ck_assert_int_eq(r.fm[1].calls, 0);
+	ck_assert_int_eq(r.rep.steps[0].result, -ECANCELED);
+	ck_assert_ptr_nonnull(strstr(r.rep.steps[0].message, "term it ran for is over"));
+	ck_assert_int_eq(r.rep.steps[1].result, -ECANCELED);
+}
+END_TEST
+
 START_TEST(test_retries_exhausted)
 {
 	struct rig r;
@@ -477,6 +508,7 @@ static Suite *pipeline_suite(void)
 	ADD("total_deadline", test_total_deadline);
 	ADD("retries_then_success", test_retries_then_success);
 	ADD("retries_exhausted", test_retries_exhausted);
+	ADD("keep_going_stops_the_run", test_keep_going_stops_the_run);
 	ADD("no_retry_when_not_retryable", test_no_retry_when_not_retryable);
 	ADD("no_retry_without_time", test_no_retry_without_time);
 	ADD("aggregation", test_aggregation);
