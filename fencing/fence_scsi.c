@@ -134,6 +134,52 @@ int fence_scsi_join_lun(struct scsi_pr *h, uint64_t key, usec_t deadline, char *
 	return 0;
 }
 
+int fence_scsi_keep_lun(struct scsi_pr *h, uint64_t key, bool reserve, uint32_t *last_gen,
+                        usec_t deadline, bool *ret_restored, char *detail, size_t len)
+{
+	struct scsi_pr_keys keys;
+	bool taken = false, registered = false, restarted;
+	int r;
+
+	*ret_restored = false;
+	r = scsi_pr_read_keys(h, deadline, &keys, detail, len);
+	if (r < 0)
+		return r;
+	/* The PR generation only grows while the target keeps its state; it
+	 * went back: the target restarted (and lost every registration). */
+	restarted = *last_gen && keys.generation < *last_gen;
+	*last_gen = keys.generation ? keys.generation : 1;
+	if (!keys_has(&keys, key)) {
+		if (keys.total > 0 && !reserve && !restarted) {
+			/* others are registered and we are not: a fence removed our
+			 * key, and only our own next term may register it again */
+			errbuf_set(detail, len,
+			           "key 0x%016llx not registered, %zu other registration(s): this "
+			           "node was fenced; not registering again",
+			           (unsigned long long)key, keys.total);
+			return -EBADE;
+		}
+		r = scsi_pr_register_ignore(h, key, deadline, detail, len);
+		if (r < 0)
+			return r;
+		registered = true;
+	}
+	if (reserve) {
+		r = ensure_reservation(h, key, deadline, &taken, detail, len);
+		if (r < 0)
+			return r;
+	}
+	*ret_restored = registered || taken;
+	errbuf_set(detail, len, "key 0x%016llx %s%s", (unsigned long long)key,
+	           registered ? (keys.total == 0 || restarted
+	                                 ? "registered again (the target had lost every "
+	                                   "registration)"
+	                                 : "registered again")
+	                      : "registered",
+	           taken ? "; WE-RO reservation taken again" : reserve ? "; reservation held" : "");
+	return 0;
+}
+
 int fence_scsi_fence_lun(struct scsi_pr *h, uint64_t key, uint64_t victim_key, usec_t deadline,
                          char *detail, size_t len)
 {
@@ -221,6 +267,9 @@ struct method_ctx {
 	char initiator[SCSI_PR_IQN_MAX];
 	uint64_t key, victim_key;
 	bool fence;
+	bool keep, reserve; /* fence_scsi_keep() */
+	bool restored[FENCE_SCSI_LUNS_MAX];
+	uint32_t *gens;
 };
 
 static usec_t mono_clock(void *userdata)
@@ -243,7 +292,10 @@ static int method_lun(void *userdata, size_t i, usec_t deadline, char *detail, s
 	r = scsi_pr_open(&url, m->initiator, &so, deadline, &h, detail, len);
 	if (r < 0)
 		return r;
-	if (m->fence)
+	if (m->keep)
+		r = fence_scsi_keep_lun(h, m->key, m->reserve, &m->gens[i], deadline,
+		                        &m->restored[i], detail, len);
+	else if (m->fence)
 		r = fence_scsi_fence_lun(h, m->key, m->victim_key, deadline, detail, len);
 	else
 		r = fence_scsi_join_lun(h, m->key, deadline, detail, len);
@@ -251,29 +303,29 @@ static int method_lun(void *userdata, size_t i, usec_t deadline, char *detail, s
 	return r;
 }
 
-static int method_run(const char *action, const char *self, const char *victim,
-                      const char *const *luns, size_t n, const struct fence_scsi_options *opts,
-                      usec_t deadline, struct fence_scsi_report *ret)
+static int method_run(const char *action, const char *self, const char *victim, size_t n,
+                      usec_t deadline, struct fence_scsi_report *ret, struct method_ctx *m)
 {
-	struct method_ctx m = {.luns = luns, .opts = opts, .fence = victim != NULL};
+	const struct fence_scsi_options *opts = m->opts;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
 	ret->failed = -1;
+	m->fence = victim != NULL;
 	if (opts && opts->initiator)
-		r = str_copy(m.initiator, sizeof(m.initiator), opts->initiator);
+		r = str_copy(m->initiator, sizeof(m->initiator), opts->initiator);
 	else
-		r = scsi_pr_iqn_for_node(opts ? opts->iqn_prefix : NULL, self, m.initiator,
-		                         sizeof(m.initiator));
+		r = scsi_pr_iqn_for_node(opts ? opts->iqn_prefix : NULL, self, m->initiator,
+		                         sizeof(m->initiator));
 	if (r == 0)
-		r = scsi_pr_key_for_node(self, &m.key);
+		r = scsi_pr_key_for_node(self, &m->key);
 	if (r == 0 && victim)
-		r = scsi_pr_key_for_node(victim, &m.victim_key);
+		r = scsi_pr_key_for_node(victim, &m->victim_key);
 	if (r < 0) {
 		ret->result = r;
 		return r;
 	}
-	return fence_scsi_run(action, luns, n, deadline, method_lun, &m, mono_clock, NULL, ret);
+	return fence_scsi_run(action, m->luns, n, deadline, method_lun, m, mono_clock, NULL, ret);
 }
 
 /* These two do not log: the report goes back to the caller (the agent's
@@ -282,7 +334,22 @@ int fence_scsi_join(const char *node, const char *const *luns, size_t n,
                     const struct fence_scsi_options *opts, usec_t deadline,
                     struct fence_scsi_report *ret)
 {
-	return method_run("join", node, NULL, luns, n, opts, deadline, ret);
+	struct method_ctx m = {.luns = luns, .opts = opts};
+
+	return method_run("join", node, NULL, n, deadline, ret, &m);
+}
+
+int fence_scsi_keep(const char *node, const char *const *luns, size_t n,
+                    const struct fence_scsi_options *opts, bool reserve, usec_t deadline,
+                    uint32_t gens[static FENCE_SCSI_LUNS_MAX], struct fence_scsi_report *ret,
+                    bool restored[static FENCE_SCSI_LUNS_MAX])
+{
+	struct method_ctx m = {
+	        .luns = luns, .opts = opts, .keep = true, .reserve = reserve, .gens = gens};
+	int r = method_run("keep", node, NULL, n, deadline, ret, &m);
+
+	memcpy(restored, m.restored, sizeof(m.restored));
+	return r;
 }
 
 int fence_scsi_fence(const char *self, const char *victim, const char *const *luns, size_t n,
@@ -295,5 +362,7 @@ int fence_scsi_fence(const char *self, const char *victim, const char *const *lu
 		ret->result = -EINVAL;
 		return -EINVAL;
 	}
-	return method_run("fence", self, victim, luns, n, opts, deadline, ret);
+	struct method_ctx m = {.luns = luns, .opts = opts};
+
+	return method_run("fence", self, victim, n, deadline, ret, &m);
 }

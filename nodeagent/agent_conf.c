@@ -468,6 +468,17 @@ static const struct conf_key agent_keys[] = {
          .offset = F(fence.scsi_iqn_prefix),
          .help = "`scsi-pr`: initiator IQN prefix (the IQN is PREFIX:NODE); empty means "
                  "`iqn.2026-11.io.kubefence`."},
+        {.name = "fence.scsi_check_ms",
+         .type = CONF_INT,
+         .def = "2000",
+         .min = 0,
+         .max = 600000,
+         .offset = F(fence.scsi_check_ms),
+         .help = "`scsi-pr`: how often this node checks its registration on every LUN "
+                 "(READ KEYS): after a target restart lost every registration it registers "
+                 "again, and the master's node takes the reservation again (Event "
+                 "ReservationRestored). A key a fence removed is never registered again "
+                 "here. 0: no check."},
         {.name = "selffence.stop_timeout_ms",
          .type = CONF_INT,
          .def = "2000",

@@ -71,6 +71,7 @@ struct agent_conf {
 		bool out_of_service_taint;
 		char **scsi_luns;      /* scsi-pr: iscsi:// URLs */
 		char *scsi_iqn_prefix; /* "" = the built-in prefix */
+		int64_t scsi_check_ms; /* registration check interval; 0 = none */
 	} fence;
 	struct {
 		int64_t stop_timeout_ms;

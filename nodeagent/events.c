@@ -64,6 +64,7 @@ static const struct {
         [EVENTS_PROMOTED] = {"Promoted", "Normal"},
         [EVENTS_DEMOTED] = {"Demoted", "Warning"},
         [EVENTS_RELEASED] = {"Released", "Normal"},
+        [EVENTS_RESERVATION_RESTORED] = {"ReservationRestored", "Warning"},
 };
 
 const char *events_reason_to_string(enum events_reason r)

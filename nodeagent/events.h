@@ -39,6 +39,7 @@ enum events_reason {
 	EVENTS_PROMOTED,     /* Normal: the local service became master */
 	EVENTS_DEMOTED,      /* Warning: the local service stopped being master */
 	EVENTS_RELEASED,     /* Normal: the Lease was released (shutdown) */
+	EVENTS_RESERVATION_RESTORED, /* Warning: a LUN had lost its registration/reservation */
 	_EVENTS_REASON_MAX,
 };
 

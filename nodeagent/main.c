@@ -201,6 +201,17 @@ static int run(const struct agent_conf *conf)
 	oo.demote_timeout = conf->selffence.stop_timeout_ms * USEC_PER_MSEC;
 	oo.kill_timeout = conf->selffence.kill_timeout_ms * USEC_PER_MSEC;
 	oo.watchdog_device = conf->selffence.watchdog_device;
+	oo.scsi_luns = (const char *const *)conf->fence.scsi_luns;
+	for (char **l = conf->fence.scsi_luns; l && *l; l++)
+		oo.n_scsi_luns++;
+	oo.scsi_iqn_prefix = conf->fence.scsi_iqn_prefix && conf->fence.scsi_iqn_prefix[0]
+	                             ? conf->fence.scsi_iqn_prefix
+	                             : NULL;
+	/* only where scsi-pr is a fence method */
+	bool scsi_pr = false;
+	for (char **mth = conf->fence.methods; mth && *mth; mth++)
+		scsi_pr |= strcmp(*mth, "scsi-pr") == 0;
+	oo.scsi_check = scsi_pr ? conf->fence.scsi_check_ms * USEC_PER_MSEC : 0;
 	oo.heartbeat = conf->service.heartbeat_ms * USEC_PER_MSEC;
 	oo.heartbeat_timeout = conf->service.heartbeat_timeout_ms * USEC_PER_MSEC;
 	oo.fence_retry = conf->fence.retry_ms * USEC_PER_MSEC;

@@ -43,7 +43,8 @@ struct metrics {
 	struct {
 		struct metrics_family *role, *epoch, *transitions, *fence_duration, *fence_failures,
 		        *failover_duration, *api_errors, *service_connected, *promotions,
-		        *demotions, *events_posted, *events_dropped;
+		        *demotions, *events_posted, *events_dropped, *scsi_registered,
+		        *scsi_restored;
 	} agent;
 };
 
@@ -526,6 +527,12 @@ int metrics_agent_new(struct metrics **ret)
 	         "Kubernetes Events posted.", NULL},
 	        {&m->agent.events_dropped, METRICS_COUNTER, "kubefence_events_dropped_total",
 	         "Kubernetes Events not posted, by reason.", "reason"},
+	        {&m->agent.scsi_registered, METRICS_GAUGE, "kubefence_scsi_registered",
+	         "scsi-pr: whether this node's key is registered on the LUN at the last check "
+	         "(fence.scsi_check_ms), 0/1.", "lun"},
+	        {&m->agent.scsi_restored, METRICS_COUNTER, "kubefence_scsi_restored_total",
+	         "scsi-pr: times this node's registration, or the master's reservation, was "
+	         "taken again after the target had lost it (a target restart).", "lun"},
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(table); i++) {
@@ -597,6 +604,18 @@ void metrics_observe_fence(struct metrics *m, const char *method, double seconds
 		(void)metrics_declare(m->agent.fence_failures, method);
 	else
 		(void)metrics_add(m->agent.fence_failures, method, 1);
+}
+
+void metrics_scsi_registered(struct metrics *m, const char *lun, bool registered)
+{
+	if (m && lun)
+		(void)metrics_set(m->agent.scsi_registered, lun, registered ? 1 : 0);
+}
+
+void metrics_scsi_restored(struct metrics *m, const char *lun)
+{
+	if (m && lun)
+		(void)metrics_add(m->agent.scsi_restored, lun, 1);
 }
 
 void metrics_observe_failover(struct metrics *m, double seconds)

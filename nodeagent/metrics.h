@@ -152,6 +152,12 @@ void metrics_observe_fence(struct metrics *m, const char *method, double seconds
  * labelled. */
 void metrics_observe_failover(struct metrics *m, double seconds);
 
+/* scsi-pr: whether this node's key is registered on `lun` at the last
+ * check, and each time it (or the master's reservation) had to be taken
+ * again after the target lost its state. */
+void metrics_scsi_registered(struct metrics *m, const char *lun, bool registered);
+void metrics_scsi_restored(struct metrics *m, const char *lun);
+
 /* An API call failed with r (a k8s_*() -errno).  The label `code` is the
  * HTTP status when r maps back to one status (see metrics_api_error_code()). */
 void metrics_api_error(struct metrics *m, int r);

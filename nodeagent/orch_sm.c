@@ -27,6 +27,7 @@ static const char *const job_names[] = {
         [JOB_FENCE] = "fence",         [JOB_CLAIM] = "claim",       [JOB_FIND_POD] = "find-pod",
         [JOB_LABEL] = "label",         [JOB_UNLABEL] = "unlabel",   [JOB_CONFIRM_EXIT] = "confirm-exit",
         [JOB_KILL] = "kill",           [JOB_TELL_MASTER] = "tell-master",
+        [JOB_SCSI_KEEP] = "scsi-keep",
 };
 
 const char *sm_state_name(enum sm_state st)
@@ -73,6 +74,8 @@ usec_t sm_wake_at(const struct sm *s)
 	if (s->st == SM_FOLLOWER && s->cfg.mode == SM_MODE_CONTROL && s->svc_connected &&
 	    !s->tell_busy && s->tell_at < w)
 		w = s->tell_at;
+	if (s->cfg.scsi_check && !s->scsi_busy && s->st != SM_STOPPED && s->scsi_at < w)
+		w = s->scsi_at;
 	if (pinging(s)) {
 		if (s->ping_at < w)
 			w = s->ping_at;
@@ -669,6 +672,13 @@ static void tick(struct sm *s, usec_t now, struct sm_effects *fx)
 			}
 		}
 	}
+	if (s->cfg.scsi_check && !s->scsi_busy && now >= s->scsi_at) {
+		/* after a target restart (reservations lost) the registrations
+		 * come back; the master's node takes the reservation again */
+		struct sm_effect *e = job(s, fx, JOB_SCSI_KEEP, false);
+		e->flag = s->st == SM_MASTER && s->leading;
+		s->scsi_busy = true;
+	}
 	if (pinging(s) && s->unanswered_since &&
 	    now >= s->unanswered_since + s->cfg.heartbeat_timeout) {
 		hung(s, now, fx);
@@ -694,6 +704,11 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 {
 	if (ev->job == JOB_TELL_MASTER) {
 		s->tell_busy = false;
+		return;
+	}
+	if (ev->job == JOB_SCSI_KEEP) {
+		s->scsi_busy = false;
+		s->scsi_at = now + s->cfg.scsi_check;
 		return;
 	}
 	if (ev->job_id != s->wait_job || !ev->job_id)

@@ -98,6 +98,7 @@ enum sm_job {
 	JOB_CONFIRM_EXIT, /* pid, timeout: wait for the process to exit */
 	JOB_KILL,         /* pid: self-fence (kill, confirm) */
 	JOB_TELL_MASTER,  /* tell our standby who the master is */
+	JOB_SCSI_KEEP,    /* flag (reserve): keep our registration, the master's reservation */
 	_JOB_MAX,
 };
 
@@ -187,6 +188,8 @@ struct sm_config {
 	 * full fence. */
 	usec_t heartbeat;
 	usec_t heartbeat_timeout;
+	/* scsi-pr: how often the registrations are checked (0: never) */
+	usec_t scsi_check;
 };
 
 struct sm {
@@ -223,6 +226,8 @@ struct sm {
 	usec_t ping_last;        /* when the last PING went out */
 	usec_t unanswered_since; /* the oldest PING not answered yet; 0: none */
 	bool release_after_kill; /* KILLING a hung service of a term: release then */
+	usec_t scsi_at;          /* the next registration check */
+	bool scsi_busy;
 	int64_t promotions, demotions;
 };
 

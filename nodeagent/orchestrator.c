@@ -35,6 +35,7 @@
 #include "elector.h"
 #include "events.h"
 #include "failpoint.h"
+#include "fence_scsi.h"
 #include "http.h"
 #include "k8s.h"
 #include "log.h"
@@ -144,6 +145,9 @@ struct orchestrator {
 		struct fence_pins pins;
 	} pins[4];
 	size_t pins_next;
+	/* worker: each LUN's last registration check (0 unknown, 1 ok, -errno) */
+	int scsi_state[FENCE_SCSI_LUNS_MAX];
+	uint32_t scsi_gen[FENCE_SCSI_LUNS_MAX]; /* the PR generation each last showed */
 };
 
 /* --------------------------------------------------------------- inputs */
@@ -683,6 +687,41 @@ static int job_label(struct orchestrator *o, int64_t epoch, const char *pod, con
 	return r;
 }
 
+/* The registration check (fence_scsi_keep): say so when a LUN's state
+ * changes, and when something was registered or reserved again. */
+static int job_scsi_keep(struct orchestrator *o, bool reserve)
+{
+	struct fence_scsi_options so = {.iqn_prefix = o->o.scsi_iqn_prefix};
+	struct fence_scsi_report rep;
+	bool restored[FENCE_SCSI_LUNS_MAX] = {false};
+	struct control_peer peer;
+	bool connected;
+	int r;
+
+	r = fence_scsi_keep(o->node, o->o.scsi_luns, o->o.n_scsi_luns, &so, reserve,
+	                    clock_mono_usec() + 2 * USEC_PER_SEC, o->scsi_gen, &rep, restored);
+	get_peer(o, &peer, &connected);
+	for (size_t i = 0; i < rep.n; i++) {
+		const struct fence_scsi_step *st = &rep.steps[i];
+		int now = st->result < 0 ? st->result : 1;
+
+		metrics_scsi_registered(o->o.metrics, st->target, st->result >= 0);
+		if (restored[i]) {
+			log_warning("event=reservation-restored lun='%s': %s", st->target, st->detail);
+			metrics_scsi_restored(o->o.metrics, st->target);
+			post_event(o, &peer, EVENTS_RESERVATION_RESTORED, "LUN %s: %s", st->target,
+			           st->detail);
+		} else if (now != o->scsi_state[i]) {
+			if (st->result < 0)
+				log_warning("registration on LUN '%s': %s", st->target, st->detail);
+			else
+				log_info("registration on LUN '%s': %s", st->target, st->detail);
+		}
+		o->scsi_state[i] = now;
+	}
+	return r;
+}
+
 /* Kill the service that did not confirm DEMOTE, and confirm its death
  * (pidfd) within kill_timeout; otherwise the watchdog is starved so that
  * the node resets.  The pid is the one the kernel reported for the
@@ -812,6 +851,9 @@ static void *worker_main(void *arg)
 		case JOB_TELL_MASTER:
 			tell_master(o);
 			res.result = 0;
+			break;
+		case JOB_SCSI_KEEP:
+			res.result = job_scsi_keep(o, j.flag);
 			break;
 		default:
 			res.result = -EINVAL;
@@ -1298,6 +1340,7 @@ int orch_new(struct k8s_client *client, const struct orch_options *opts, struct 
 	sc.label_retry = 100 * USEC_PER_MSEC;
 	sc.exit_wait = 300 * USEC_PER_MSEC;
 	sc.tell_interval = USEC_PER_SEC;
+	sc.scsi_check = opts->n_scsi_luns ? opts->scsi_check : 0;
 	sc.heartbeat = opts->heartbeat;
 	sc.heartbeat_timeout = opts->heartbeat_timeout;
 	sm_init(&o->sm, &sc);

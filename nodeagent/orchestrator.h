@@ -68,6 +68,12 @@ struct orch_options {
 	usec_t fence_retry; /* pause between failed fence runs while leading */
 	/* NULL when no fence method is configured */
 	const struct fence_methods *methods;
+	/* scsi-pr's LUNs (NULL/0: none) and IQN prefix (NULL: the default),
+	 * whose registrations are checked every scsi_check (0: never) */
+	const char *const *scsi_luns;
+	size_t n_scsi_luns;
+	const char *scsi_iqn_prefix;
+	usec_t scsi_check;
 	const struct fence_pipeline_opts *fence_opts;
 	struct events *events;   /* NULL: no Kubernetes Events */
 	struct metrics *metrics; /* NULL: no metrics */

@@ -54,6 +54,7 @@
 #include "fo.h"
 #include "k8s.h"
 #include "proto.h"
+#include "storage/scsi_pr.h"
 #include "util.h"
 
 /* orchestrator.h's ORCH_LIVE_STALE, in seconds */
@@ -1031,6 +1032,130 @@ START_TEST(healthz_reports_a_wedged_orchestrator)
 }
 END_TEST
 
+/* The LUN as an independent initiator sees it: node i's key registered?
+ * reservation held?  Opens its own session (not a node's). */
+static int lun_look(bool *a_reg, bool *b_reg, bool *held, int *write_result)
+{
+	char url_s[512], err[512];
+	struct scsi_pr_url url;
+	struct scsi_pr *h = NULL;
+	struct scsi_pr_keys keys;
+	struct scsi_pr_reservation res;
+	struct scsi_pr_options so = {.ua_retries = 5};
+	uint64_t ka, kb;
+	usec_t dl = clock_mono_usec() + 3 * USEC_PER_SEC;
+	char *sp;
+	int r;
+
+	str_copy(url_s, sizeof(url_s), getenv("KF_TGT_LUN_URLS"));
+	sp = strchr(url_s, ' ');
+	if (sp)
+		*sp = '\0';
+	ck_assert_int_eq(scsi_pr_url_parse(url_s, &url, err, sizeof(err)), 0);
+	ck_assert_int_eq(scsi_pr_key_for_node("node-a", &ka), 0);
+	ck_assert_int_eq(scsi_pr_key_for_node("node-b", &kb), 0);
+	r = scsi_pr_open(&url, "iqn.2026-11.io.kubefence.test:observer", &so, dl, &h, err,
+	                 sizeof(err));
+	if (r < 0)
+		return r;
+	r = scsi_pr_read_keys(h, dl, &keys, err, sizeof(err));
+	if (r == 0)
+		r = scsi_pr_read_reservation(h, dl, &res, err, sizeof(err));
+	if (r == 0) {
+		*a_reg = *b_reg = false;
+		for (size_t i = 0; i < keys.n; i++) {
+			*a_reg |= keys.keys[i] == ka;
+			*b_reg |= keys.keys[i] == kb;
+		}
+		*held = res.held;
+		if (write_result) {
+			/* an unregistered initiator: WE-RO must refuse it */
+			static uint8_t block[4096];
+			*write_result = scsi_pr_write(h, scsi_pr_num_blocks(h) - 8, block,
+			                              scsi_pr_block_size(h), dl, err, sizeof(err));
+		}
+	}
+	scsi_pr_close(h);
+	return r;
+}
+
+/* A restart of the iSCSI target loses every registration and the
+ * reservation (tgt keeps them in memory): every agent registers again (the
+ * PR generation went back) and the master's node takes the reservation
+ * again, within seconds, with an Event and a metric.  A fence afterwards
+ * still removes the old master's key, and the fenced node does not
+ * register itself again. */
+START_TEST(tgtd_restart_restores_reservations)
+{
+	struct scen s;
+	bool a, b, held;
+	int wr = 0, r;
+	usec_t t_restart, end, t_kill;
+	char cmd[1200], msg[1024];
+
+	scen_start(&s, "tgtrestart");
+	ck_assert_int_eq(lun_look(&a, &b, &held, NULL), 0);
+	ck_assert_msg(a && b && held, "before the restart: node-a %d node-b %d held %d", a, b,
+	              held);
+	snprintf(cmd, sizeof(cmd), "bash '%s' restart '%s' >/dev/null", getenv("KF_TGT_HARNESS"),
+	         getenv("KF_TGT_DIR"));
+	t_restart = clock_mono_usec();
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_int_eq(lun_look(&a, &b, &held, NULL), 0);
+	printf("tgtrestart: right after the restart: node-a %d node-b %d reservation %d\n", a, b,
+	       held);
+	end = t_restart + 15 * USEC_PER_SEC;
+	do {
+		r = lun_look(&a, &b, &held, NULL);
+		if (r == 0 && a && b && held)
+			break;
+		usleep(100 * 1000);
+	} while (clock_mono_usec() < end);
+	if (!(a && b && held))
+		dump_all(&s);
+	ck_assert_msg(a && b && held,
+	              "15 s after the target restart: node-a registered %d, node-b %d, "
+	              "reservation held %d",
+	              a, b, held);
+	fo_record("tgtd-restart-to-reservations-restored", secs(clock_mono_usec() - t_restart));
+	ck_assert_int_eq(lun_look(&a, &b, &held, &wr), 0);
+	ck_assert_msg(wr == -EBADE, "an unregistered initiator's WRITE: %d (want -EBADE, "
+	                            "RESERVATION CONFLICT)", wr);
+	ck_assert_msg(event_posted(&s, 0, "ReservationRestored", msg, sizeof(msg)),
+	              "no ReservationRestored Event about node-a's pod");
+	{
+		char series[700], lun[512], *sp;
+
+		str_copy(lun, sizeof(lun), getenv("KF_TGT_LUN_URLS"));
+		sp = strchr(lun, ' ');
+		if (sp)
+			*sp = '\0';
+		snprintf(series, sizeof(series), "kubefence_scsi_restored_total{lun=\"%s\"}", lun);
+		ck_assert_msg(metric_of(&s, 0, series) >= 1, "%s on node-a: %.0f", series,
+		              metric_of(&s, 0, series));
+		snprintf(series, sizeof(series), "kubefence_scsi_registered{lun=\"%s\"}", lun);
+		ck_assert_double_eq(metric_of(&s, 1, series), 1);
+	}
+	/* the fence still works on the restored LUN */
+	t_kill = fo_metad_signal(&s.c, 0, SIGKILL);
+	ck_assert_msg(fo_wait_ack(&s.w, 1, t_kill, 15000), "node-b never took over");
+	ck_assert_int_ge(fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'",
+	                              "scsi-pr confirmed", NULL),
+	                 1);
+	fo_metad_start(&s.c, 0);
+	/* node-a's agent goes on checking: a key a fence removed stays away */
+	usleep(5 * 1000 * 1000);
+	ck_assert_int_eq(lun_look(&a, &b, &held, NULL), 0);
+	ck_assert_msg(!a && b && held,
+	              "after node-a was fenced: node-a registered %d (must stay 0), node-b %d, "
+	              "held %d",
+	              a, b, held);
+	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "this node was fenced", NULL),
+	                 1);
+	scen_finish(&s);
+}
+END_TEST
+
 static off_t watchdog_size(struct scen *s, size_t i)
 {
 	char path[700];
@@ -1215,6 +1340,7 @@ static Suite *failover_suite(void)
 	tcase_add_test(tcase(s, "watchdog"), watchdog_fed_only_while_the_agent_runs);
 	tcase_add_test(tcase(s, "service-dies-while-fence-fails"), service_dies_while_fence_fails);
 	tcase_add_test(tcase(s, "healthz"), healthz_reports_a_wedged_orchestrator);
+	tcase_add_test(tcase(s, "tgtd-restart"), tgtd_restart_restores_reservations);
 	return s;
 }
 

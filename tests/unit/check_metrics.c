@@ -968,7 +968,7 @@ START_TEST(test_events_reasons)
 {
 	static const char *const names[][2] = {
 	        {"Fenced", "Normal"},   {"FenceFailed", "Warning"}, {"Promoted", "Normal"},
-	        {"Demoted", "Warning"}, {"Released", "Normal"},
+	        {"Demoted", "Warning"}, {"Released", "Normal"}, {"ReservationRestored", "Warning"},
 	};
 
 	for (int i = 0; i < _EVENTS_REASON_MAX; i++) {
