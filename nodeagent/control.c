@@ -8,7 +8,6 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,210 +17,101 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "ctlproto.h"
 #include "failpoint.h"
 #include "log.h"
 #include "util.h"
 
 /* ---------------------------------------------------------------- parse */
 
+/* What the agent receives (docs/control-protocol.md): the fields, in the
+ * order in which a missing one is named, and the service's verbs. */
 enum {
-	F_VERSION = 1 << 0,
-	F_POD = 1 << 1,
-	F_UID = 1 << 2,
-	F_PID = 1 << 3,
-	F_EPOCH = 1 << 4,
-	F_RECORDS = 1 << 5,
-	F_LAST_SEQ = 1 << 6,
-	F_RECOVERY_MS = 1 << 7,
-	F_REASON = 1 << 8,
-	F_MONO = 1 << 9,
-	F_SEQ = 1 << 10,
+	F_VERSION,
+	F_POD,
+	F_UID,
+	F_PID,
+	F_EPOCH,
+	F_RECORDS,
+	F_LAST_SEQ,
+	F_RECOVERY_MS,
+	F_REASON,
+	F_MONO,
+	F_SEQ,
 };
 
-static const struct {
-	const char *name;
-	enum control_verb verb;
-	unsigned required;
-} verbs[] = {
-        {"HELLO", CONTROL_HELLO, F_VERSION | F_POD | F_UID | F_PID | F_MONO},
-        {"READY", CONTROL_READY, F_EPOCH | F_RECORDS | F_LAST_SEQ | F_RECOVERY_MS},
-        {"FAILED", CONTROL_FAILED, F_EPOCH | F_REASON},
-        {"DEMOTED", CONTROL_DEMOTED, F_EPOCH},
-        {"STANDBY", CONTROL_STANDBY, 0},
-        {"PONG", CONTROL_PONG, F_SEQ},
-        {"ERROR", CONTROL_ERROR, F_REASON},
+static int check_version(uint64_t v, char *err, size_t errlen)
+{
+	if (v == CONTROL_VERSION)
+		return 0;
+	errbuf_set(err, errlen,
+	           "HELLO: protocol version %" PRIu64 " is not supported (this agent speaks %d: "
+	           "write grants are absolute CLOCK_MONOTONIC times, and PING must be answered "
+	           "with PONG; upgrade the service)",
+	           v, CONTROL_VERSION);
+	return -EBADMSG;
+}
+
+#define NUM(name)       {name, CTLPROTO_U64, 0, INT64_MAX, NULL}
+#define TEXT(name, buf) {name, CTLPROTO_TEXT, 1, sizeof(buf) - 1, NULL}
+
+static const struct ctlproto_field fields[] = {
+        [F_VERSION] = {"version", CTLPROTO_U64, 0, INT64_MAX, check_version},
+        [F_POD] = TEXT("pod", ((struct control_msg *)0)->pod),
+        [F_UID] = TEXT("uid", ((struct control_msg *)0)->uid),
+        [F_PID] = {"pid", CTLPROTO_U64, 1, INT32_MAX, NULL},
+        [F_EPOCH] = NUM("epoch"),
+        [F_RECORDS] = NUM("records"),
+        [F_LAST_SEQ] = NUM("last_seq"),
+        [F_RECOVERY_MS] = NUM("recovery_ms"),
+        [F_REASON] = {"reason", CTLPROTO_REST, 1, sizeof(((struct control_msg *)0)->reason) - 1,
+                      NULL},
+        [F_MONO] = NUM("mono_us"),
+        [F_SEQ] = NUM("seq"),
 };
 
-static int parse_u64(const char *s, uint64_t max, uint64_t *ret)
-{
-	char *end;
-	unsigned long long v;
+#define F CTLPROTO_F
 
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end || v > max)
-		return -EINVAL;
-	*ret = v;
-	return 0;
-}
+/* Every field a verb takes is required. */
+static const struct ctlproto_verb verbs[] = {
+        {"HELLO", CONTROL_HELLO, F(F_VERSION) | F(F_POD) | F(F_UID) | F(F_PID) | F(F_MONO), 0},
+        {"READY", CONTROL_READY, F(F_EPOCH) | F(F_RECORDS) | F(F_LAST_SEQ) | F(F_RECOVERY_MS),
+         0},
+        {"FAILED", CONTROL_FAILED, F(F_EPOCH) | F(F_REASON), 0},
+        {"DEMOTED", CONTROL_DEMOTED, F(F_EPOCH), 0},
+        {"STANDBY", CONTROL_STANDBY, 0, 0},
+        {"PONG", CONTROL_PONG, F(F_SEQ), 0},
+        {"ERROR", CONTROL_ERROR, F(F_REASON), 0},
+};
 
-static int set_text(char *dst, size_t n, const char *v, const char *key, char *err, size_t errlen)
-{
-	if (!*v || str_copy(dst, n, v) < 0) {
-		errbuf_set(err, errlen, "%s: empty or longer than %zu bytes", key, n - 1);
-		return -EBADMSG;
-	}
-	return 0;
-}
+static const struct ctlproto_grammar grammar = {fields, ELEMENTSOF(fields), verbs,
+                                                ELEMENTSOF(verbs)};
 
 int control_parse(const char *line, struct control_msg *ret, char *err, size_t errlen)
 {
+	struct ctlproto_line l;
 	struct control_msg m = {0};
-	char buf[CONTROL_LINE_MAX + 1], *p, *tok;
-	unsigned seen = 0, required = 0;
-	size_t i, len = strlen(line);
 
-	if (len > CONTROL_LINE_MAX) {
-		errbuf_set(err, errlen, "line longer than %d bytes", CONTROL_LINE_MAX);
+	if (ctlproto_parse(&grammar, line, &l, err, errlen) < 0)
 		return -EBADMSG;
-	}
-	memcpy(buf, line, len + 1);
-	p = buf;
-	tok = strsep(&p, " ");
-	for (i = 0; i < ELEMENTSOF(verbs); i++)
-		if (strcmp(tok, verbs[i].name) == 0)
-			break;
-	if (i == ELEMENTSOF(verbs)) {
-		errbuf_set(err, errlen, "unknown verb '%.32s'", tok);
-		return -EBADMSG;
-	}
-	m.verb = verbs[i].verb;
-	required = verbs[i].required;
-
-	while (p && *p) {
-		char *eq;
-		unsigned f;
-		uint64_t v;
-
-		/* reason= takes the rest of the line, spaces included */
-		if (strncmp(p, "reason=", 7) == 0) {
-			tok = p;
-			p = NULL;
-		} else {
-			tok = strsep(&p, " ");
-		}
-		eq = strchr(tok, '=');
-		if (!eq || eq == tok) {
-			errbuf_set(err, errlen, "'%.32s' is not key=value", tok);
-			return -EBADMSG;
-		}
-		*eq++ = '\0';
-		if (strcmp(tok, "version") == 0)
-			f = F_VERSION;
-		else if (strcmp(tok, "pod") == 0)
-			f = F_POD;
-		else if (strcmp(tok, "uid") == 0)
-			f = F_UID;
-		else if (strcmp(tok, "pid") == 0)
-			f = F_PID;
-		else if (strcmp(tok, "epoch") == 0)
-			f = F_EPOCH;
-		else if (strcmp(tok, "records") == 0)
-			f = F_RECORDS;
-		else if (strcmp(tok, "last_seq") == 0)
-			f = F_LAST_SEQ;
-		else if (strcmp(tok, "recovery_ms") == 0)
-			f = F_RECOVERY_MS;
-		else if (strcmp(tok, "reason") == 0)
-			f = F_REASON;
-		else if (strcmp(tok, "mono_us") == 0)
-			f = F_MONO;
-		else if (strcmp(tok, "seq") == 0)
-			f = F_SEQ;
-		else {
-			errbuf_set(err, errlen, "%s: unknown field '%.32s'", verbs[i].name, tok);
-			return -EBADMSG;
-		}
-		if (!(required & f)) {
-			errbuf_set(err, errlen, "%s: field '%s' does not belong here",
-			           verbs[i].name, tok);
-			return -EBADMSG;
-		}
-		if (seen & f) {
-			errbuf_set(err, errlen, "%s: field '%s' given twice", verbs[i].name, tok);
-			return -EBADMSG;
-		}
-		seen |= f;
-		switch (f) {
-		case F_POD:
-			if (set_text(m.pod, sizeof(m.pod), eq, tok, err, errlen) < 0)
-				return -EBADMSG;
-			continue;
-		case F_UID:
-			if (set_text(m.uid, sizeof(m.uid), eq, tok, err, errlen) < 0)
-				return -EBADMSG;
-			continue;
-		case F_REASON:
-			if (set_text(m.reason, sizeof(m.reason), eq, tok, err, errlen) < 0)
-				return -EBADMSG;
-			continue;
-		default:
-			break;
-		}
-		if (parse_u64(eq, f == F_PID ? (uint64_t)INT32_MAX : (uint64_t)INT64_MAX, &v) < 0 ||
-		    (f == F_PID && v == 0)) {
-			errbuf_set(err, errlen, "%s: '%.32s' is not a valid %s", verbs[i].name, eq,
-			           tok);
-			return -EBADMSG;
-		}
-		switch (f) {
-		case F_VERSION:
-			if (v != CONTROL_VERSION) {
-				errbuf_set(err, errlen,
-				           "HELLO: protocol version %" PRIu64
-				           " is not supported (this agent speaks %d: write grants "
-				           "are absolute CLOCK_MONOTONIC times, and PING must be "
-				           "answered with PONG; upgrade the service)",
-				           v, CONTROL_VERSION);
-				return -EBADMSG;
-			}
-			m.version = (int)v;
-			break;
-		case F_MONO:
-			m.mono_us = (int64_t)v;
-			break;
-		case F_SEQ:
-			m.seq = v;
-			break;
-		case F_PID:
-			m.pid = (pid_t)v;
-			break;
-		case F_EPOCH:
-			m.epoch = (int64_t)v;
-			break;
-		case F_RECORDS:
-			m.records = v;
-			break;
-		case F_LAST_SEQ:
-			m.last_seq = v;
-			break;
-		case F_RECOVERY_MS:
-			m.recovery_ms = v;
-			break;
-		}
-	}
-	if ((seen & required) != required) {
-		static const char *const names[] = {"version", "pod",     "uid",      "pid",
-		                                    "epoch",   "records", "last_seq", "recovery_ms",
-		                                    "reason",  "mono_us", "seq"};
-		for (i = 0; i < ELEMENTSOF(names); i++)
-			if ((required & ~seen) & (1u << i))
-				break;
-		errbuf_set(err, errlen, "%s: field '%s' is missing", verbs[m.verb].name, names[i]);
-		return -EBADMSG;
-	}
+	m.verb = (enum control_verb)l.verb->id;
+	/* the grammar checked every length and bound */
+	if (ctlproto_has(&l, F_VERSION))
+		m.version = (int)l.u64[F_VERSION];
+	if (ctlproto_has(&l, F_POD))
+		str_copy(m.pod, sizeof(m.pod), l.text[F_POD]);
+	if (ctlproto_has(&l, F_UID))
+		str_copy(m.uid, sizeof(m.uid), l.text[F_UID]);
+	if (ctlproto_has(&l, F_PID))
+		m.pid = (pid_t)l.u64[F_PID];
+	if (ctlproto_has(&l, F_REASON))
+		str_copy(m.reason, sizeof(m.reason), l.text[F_REASON]);
+	m.mono_us = (int64_t)l.u64[F_MONO];
+	m.epoch = (int64_t)l.u64[F_EPOCH];
+	m.records = l.u64[F_RECORDS];
+	m.last_seq = l.u64[F_LAST_SEQ];
+	m.recovery_ms = l.u64[F_RECOVERY_MS];
+	m.seq = l.u64[F_SEQ];
 	*ret = m;
 	return 0;
 }
@@ -298,48 +188,53 @@ fail:
 	return r;
 }
 
-/* Write a whole line within 200 ms, to a peer that said HELLO unless
+/* Write the line o within 200 ms, to a peer that said HELLO unless
  * `any_peer`.  Caller holds mu. */
-static int vsend_locked(struct control *c, bool any_peer, const char *fmt, va_list ap)
+static int send_out_locked(struct control *c, bool any_peer, struct ctlproto_out *o)
 {
-	char line[CONTROL_LINE_MAX + 2];
-	size_t len;
 	int n;
 
 	if (c->conn_fd < 0 || (!c->hello_done && !any_peer))
 		return -ENOTCONN;
-	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
-	if (n < 0 || (size_t)n > CONTROL_LINE_MAX)
-		return -EMSGSIZE;
-	len = (size_t)n;
-	line[len++] = '\n';
-	return fd_send_all(c->conn_fd, line, len, clock_mono_usec() + 200 * USEC_PER_MSEC);
+	n = ctlproto_out_end(o);
+	if (n < 0)
+		return n;
+	return fd_send_all(c->conn_fd, o->buf, (size_t)n, clock_mono_usec() + 200 * USEC_PER_MSEC);
 }
 
-static int send_locked(struct control *c, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
-static int send_locked(struct control *c, const char *fmt, ...)
+/* "VERB epoch=E until_us=T" (PROMOTE, RENEW) */
+static int send_grant_locked(struct control *c, const char *verb, int64_t epoch, int64_t until)
 {
-	va_list ap;
-	int r;
+	struct ctlproto_out o;
 
-	va_start(ap, fmt);
-	r = vsend_locked(c, false, fmt, ap);
-	va_end(ap);
-	return r;
+	ctlproto_out_begin(&o, verb);
+	ctlproto_out_i64(&o, "epoch", epoch);
+	ctlproto_out_i64(&o, "until_us", until);
+	return send_out_locked(c, false, &o);
 }
 
-static int send_any_locked(struct control *c, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
-static int send_any_locked(struct control *c, const char *fmt, ...)
+/* "ERROR reason=..." to the connected peer, HELLO or not.  Caller holds mu. */
+static int send_error_locked(struct control *c, const char *reason)
 {
-	va_list ap;
-	int r;
+	struct ctlproto_out o;
 
-	va_start(ap, fmt);
-	r = vsend_locked(c, true, fmt, ap);
-	va_end(ap);
-	return r;
+	ctlproto_out_begin(&o, "ERROR");
+	ctlproto_out_rest(&o, "reason", reason);
+	return send_out_locked(c, true, &o);
+}
+
+/* The same to a peer that is refused before it becomes the connection. */
+static void refuse(int fd, const char *reason)
+{
+	struct ctlproto_out o;
+	int n;
+
+	ctlproto_out_begin(&o, "ERROR");
+	ctlproto_out_rest(&o, "reason", reason);
+	n = ctlproto_out_end(&o);
+	if (n > 0)
+		(void)!write(fd, o.buf, (size_t)n);
+	close(fd);
 }
 
 static void close_conn(struct control *c, const char *why)
@@ -381,8 +276,7 @@ static void accept_one(struct control *c)
 		log_warning("control: refusing pid %d with uid %u (allowed: root%s)", (int)cred.pid,
 		            (unsigned)cred.uid,
 		            c->allowed_uid == (uid_t)-1 ? "" : " and agent.control_uid");
-		(void)!write(fd, "ERROR reason=peer uid not allowed\n", 34);
-		close(fd);
+		refuse(fd, "peer uid not allowed");
 		return;
 	}
 	pthread_mutex_lock(&c->mu);
@@ -390,8 +284,7 @@ static void accept_one(struct control *c)
 		pthread_mutex_unlock(&c->mu);
 		log_warning("control: refusing pid %d: service '%s' is already connected",
 		            (int)cred.pid, c->peer.pod);
-		(void)!write(fd, "ERROR reason=another service is connected\n", 42);
-		close(fd);
+		refuse(fd, "another service is connected");
 		return;
 	}
 	c->conn_fd = fd;
@@ -410,7 +303,7 @@ static void handle_line(struct control *c, const char *line)
 	if (control_parse(line, &m, err, sizeof(err)) < 0) {
 		log_warning("control: invalid line from pid %d: %s", (int)c->peer.cred_pid, err);
 		pthread_mutex_lock(&c->mu);
-		(void)send_any_locked(c, "ERROR reason=%s", err);
+		(void)send_error_locked(c, err);
 		pthread_mutex_unlock(&c->mu);
 		return;
 	}
@@ -433,12 +326,13 @@ static void handle_line(struct control *c, const char *line)
 			if (skew < -CONTROL_CLOCK_SKEW_MAX_USEC ||
 			    skew > CONTROL_CLOCK_SKEW_MAX_USEC) {
 				/* not said HELLO yet: the answer goes to any peer */
-				(void)send_any_locked(
-				        c,
-				        "ERROR reason=your CLOCK_MONOTONIC is %" PRId64
-				        " ms away from the agent's; write grants are "
-				        "times on it",
-				        skew / 1000);
+				char why[128];
+
+				snprintf(why, sizeof(why),
+				         "your CLOCK_MONOTONIC is %" PRId64
+				         " ms away from the agent's; write grants are times on it",
+				         skew / 1000);
+				(void)send_error_locked(c, why);
 				pthread_mutex_unlock(&c->mu);
 				log_error("control: service '%s' reads CLOCK_MONOTONIC %" PRId64
 				          " ms away from ours (another time namespace?): its write "
@@ -453,8 +347,15 @@ static void handle_line(struct control *c, const char *line)
 		c->peer.pid = m.pid;
 		c->peer.gen = ++c->gens;
 		c->hello_done = true;
-		(void)send_locked(c, "WELCOME version=%d node=%s mono_us=%" PRId64, CONTROL_VERSION,
-		                  c->node, (int64_t)clock_mono_usec());
+		{
+			struct ctlproto_out o;
+
+			ctlproto_out_begin(&o, "WELCOME");
+			ctlproto_out_u64(&o, "version", CONTROL_VERSION);
+			ctlproto_out_text(&o, "node", c->node);
+			ctlproto_out_i64(&o, "mono_us", clock_mono_usec());
+			(void)send_out_locked(c, false, &o);
+		}
 		pthread_mutex_unlock(&c->mu);
 		log_info("service '%s' (uid %s, pid %d) connected", m.pod, m.uid, (int)m.pid);
 		if (c->cb.hello)
@@ -619,7 +520,7 @@ int control_send_promote(struct control *c, uint64_t gen, int64_t epoch, int64_t
 	pthread_mutex_lock(&c->mu);
 	r = c->hello_done && c->peer.gen != gen
 	            ? -ESTALE
-	            : send_locked(c, "PROMOTE epoch=%" PRId64 " until_us=%" PRId64, epoch, until);
+	            : send_grant_locked(c, "PROMOTE", epoch, until);
 	pthread_mutex_unlock(&c->mu);
 	return r;
 }
@@ -637,25 +538,29 @@ int control_send_renew(struct control *c, uint64_t gen, int64_t epoch, int64_t u
 	pthread_mutex_lock(&c->mu);
 	r = c->hello_done && c->peer.gen != gen
 	            ? -ESTALE
-	            : send_locked(c, "RENEW epoch=%" PRId64 " until_us=%" PRId64, epoch, until);
+	            : send_grant_locked(c, "RENEW", epoch, until);
 	pthread_mutex_unlock(&c->mu);
 	return r;
 }
 
 int control_send_ping(struct control *c, uint64_t seq)
 {
+	struct ctlproto_out o;
 	int r;
 
 	if (!c)
 		return -ENOTCONN;
+	ctlproto_out_begin(&o, "PING");
+	ctlproto_out_u64(&o, "seq", seq);
 	pthread_mutex_lock(&c->mu);
-	r = send_locked(c, "PING seq=%" PRIu64, seq);
+	r = send_out_locked(c, false, &o);
 	pthread_mutex_unlock(&c->mu);
 	return r;
 }
 
 int control_send_demote(struct control *c, int64_t epoch, const char *reason)
 {
+	struct ctlproto_out o;
 	int r;
 
 	if (!c)
@@ -664,21 +569,29 @@ int control_send_demote(struct control *c, int64_t epoch, const char *reason)
 	r = FAILPOINT(AGENT_CONTROL_BEFORE_DEMOTE);
 	if (r < 0)
 		return r;
+	ctlproto_out_begin(&o, "DEMOTE");
+	ctlproto_out_i64(&o, "epoch", epoch);
+	ctlproto_out_rest(&o, "reason", reason);
 	pthread_mutex_lock(&c->mu);
-	r = send_locked(c, "DEMOTE epoch=%" PRId64 " reason=%s", epoch, reason);
+	r = send_out_locked(c, false, &o);
 	pthread_mutex_unlock(&c->mu);
 	return r;
 }
 
 int control_send_master(struct control *c, int64_t epoch, const char *pod, const char *addr)
 {
+	struct ctlproto_out o;
 	int r;
 
 	if (!c)
 		return -ENOTCONN;
 
+	ctlproto_out_begin(&o, "MASTER");
+	ctlproto_out_i64(&o, "epoch", epoch);
+	ctlproto_out_text(&o, "pod", pod);
+	ctlproto_out_text(&o, "addr", addr);
 	pthread_mutex_lock(&c->mu);
-	r = send_locked(c, "MASTER epoch=%" PRId64 " pod=%s addr=%s", epoch, pod, addr);
+	r = send_out_locked(c, false, &o);
 	pthread_mutex_unlock(&c->mu);
 	return r;
 }

@@ -7,19 +7,23 @@
  * long (a short write deadline), and fail with -ENOTCONN when no service is
  * connected (or c is NULL: no control socket is configured).
  *
- * The line grammar (control_parse) is pure and shared by the tests. */
+ * The lines are parsed and written by lib/ctlproto; this module holds the
+ * agent's grammar (what a service may send it) and what the messages mean.
+ * control_parse is pure and shared by the tests. */
 #pragma once
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#define CONTROL_LINE_MAX 4096
+#include "ctlproto.h"
+
+#define CONTROL_LINE_MAX CTLPROTO_LINE_MAX
 
 /* The protocol version (docs/control-protocol.md).  Version 1, whose grants
  * were relative to when the service read them, and version 2, which had no
  * liveness exchange (PING/PONG), are refused. */
-#define CONTROL_VERSION 3
+#define CONTROL_VERSION CTLPROTO_VERSION
 /* How far the service's CLOCK_MONOTONIC (HELLO mono_us) may be from ours:
  * grants are absolute times on it, so both must read the same clock. */
 #define CONTROL_CLOCK_SKEW_MAX_USEC (500 * 1000)
