@@ -19,6 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "ctlproto.h"
 #include "log.h"
 #include "util.h"
 
@@ -55,178 +56,89 @@ struct promotion {
 
 /* ------------------------------------------------------------ parsing */
 
-static int parse_u64_field(const char *v, uint64_t *ret)
-{
-	char *end;
-	unsigned long long x;
+/* What the service receives (docs/control-protocol.md): the fields, in the
+ * order in which a missing one is named, and the agent's verbs. */
+enum {
+	F_VERSION,
+	F_NODE,
+	F_MONO,
+	F_EPOCH,
+	F_UNTIL,
+	F_POD,
+	F_ADDR,
+	F_SEQ,
+	F_REASON,
+};
 
-	if (*v < '0' || *v > '9')
-		return -EINVAL;
-	errno = 0;
-	x = strtoull(v, &end, 10);
-	if (errno || *end)
-		return -EINVAL;
-	*ret = x;
-	return 0;
+static int check_version(uint64_t v, char *err, size_t errlen)
+{
+	if (v == METAD_CONTROL_VERSION)
+		return 0;
+	errbuf_set(err, errlen,
+	           "WELCOME: the agent speaks protocol version %" PRIu64
+	           ", this service %d (write grants as absolute CLOCK_MONOTONIC times, PING "
+	           "answered with PONG); upgrade the agent",
+	           v, METAD_CONTROL_VERSION);
+	return -EBADMSG;
 }
+
+#define MSG_TEXT_MAX(f) (sizeof(((struct metad_control_msg *)0)->f) - 1)
+
+static const struct ctlproto_field fields[] = {
+        [F_VERSION] = {"version", CTLPROTO_U64, 0, UINT64_MAX, check_version},
+        [F_NODE] = {"node", CTLPROTO_TEXT, 0, MSG_TEXT_MAX(node), NULL},
+        [F_MONO] = {"mono_us", CTLPROTO_U64, 0, INT64_MAX, NULL},
+        /* epoch 0 is no term's */
+        [F_EPOCH] = {"epoch", CTLPROTO_U64, 1, UINT64_MAX, NULL},
+        [F_UNTIL] = {"until_us", CTLPROTO_U64, 0, INT64_MAX, NULL},
+        [F_POD] = {"pod", CTLPROTO_TEXT, 1, MSG_TEXT_MAX(pod), NULL},
+        [F_ADDR] = {"addr", CTLPROTO_TEXT, 1, MSG_TEXT_MAX(addr), NULL},
+        [F_SEQ] = {"seq", CTLPROTO_U64, 0, UINT64_MAX, NULL},
+        /* informational: may be empty, and is cut to fit */
+        [F_REASON] = {"reason", CTLPROTO_REST, 0, CTLPROTO_LINE_MAX, NULL},
+};
+
+#define F CTLPROTO_F
+
+static const struct ctlproto_verb verbs[] = {
+        {"WELCOME", METAD_CONTROL_WELCOME, F(F_VERSION) | F(F_NODE) | F(F_MONO), 0},
+        {"PROMOTE", METAD_CONTROL_PROMOTE, F(F_EPOCH) | F(F_UNTIL), 0},
+        {"RENEW", METAD_CONTROL_RENEW, F(F_EPOCH) | F(F_UNTIL), 0},
+        {"DEMOTE", METAD_CONTROL_DEMOTE, F(F_EPOCH), F(F_REASON)},
+        {"MASTER", METAD_CONTROL_MASTER, F(F_EPOCH) | F(F_POD) | F(F_ADDR), 0},
+        {"PING", METAD_CONTROL_PING, F(F_SEQ), 0},
+        {"ERROR", METAD_CONTROL_ERROR, 0, F(F_REASON)},
+};
+
+static const struct ctlproto_grammar grammar = {fields, ELEMENTSOF(fields), verbs,
+                                                ELEMENTSOF(verbs)};
 
 int metad_control_parse_line(const char *line, struct metad_control_msg *ret, char *err,
                              size_t errlen)
 {
+	struct ctlproto_line l;
 	struct metad_control_msg m;
-	char buf[METAD_CONTROL_LINE_MAX + 1];
-	char *verb, *p, *save = NULL;
-	bool have_epoch = false, have_valid = false, have_pod = false, have_addr = false,
-	     have_version = false, have_node = false, have_mono = false, have_seq = false;
-	int r = -EBADMSG;
 
+	if (ctlproto_parse(&grammar, line, &l, err, errlen) < 0)
+		return -EBADMSG;
 	memset(&m, 0, sizeof(m));
-	if (strlen(line) > METAD_CONTROL_LINE_MAX) {
-		errbuf_set(err, errlen, "line longer than %d bytes", METAD_CONTROL_LINE_MAX);
-		goto out;
-	}
-	strcpy(buf, line);
-	/* reason= takes the rest of the line, spaces included */
-	p = strstr(buf, " reason=");
-	if (p) {
-		*p = '\0';
-		str_copy(m.reason, sizeof(m.reason), p + strlen(" reason="));
-	}
-	verb = strtok_r(buf, " ", &save);
-	if (!verb) {
-		errbuf_set(err, errlen, "empty line");
-		goto out;
-	}
-	if (strcmp(verb, "WELCOME") == 0)
-		m.verb = METAD_CONTROL_WELCOME;
-	else if (strcmp(verb, "PROMOTE") == 0)
-		m.verb = METAD_CONTROL_PROMOTE;
-	else if (strcmp(verb, "RENEW") == 0)
-		m.verb = METAD_CONTROL_RENEW;
-	else if (strcmp(verb, "DEMOTE") == 0)
-		m.verb = METAD_CONTROL_DEMOTE;
-	else if (strcmp(verb, "MASTER") == 0)
-		m.verb = METAD_CONTROL_MASTER;
-	else if (strcmp(verb, "PING") == 0)
-		m.verb = METAD_CONTROL_PING;
-	else if (strcmp(verb, "ERROR") == 0)
-		m.verb = METAD_CONTROL_ERROR;
-	else {
-		errbuf_set(err, errlen, "unknown verb '%.64s'", verb);
-		goto out;
-	}
-	if (p && m.verb != METAD_CONTROL_DEMOTE && m.verb != METAD_CONTROL_ERROR) {
-		errbuf_set(err, errlen, "%s takes no reason field", verb);
-		goto out;
-	}
-	while ((p = strtok_r(NULL, " ", &save))) {
-		char *eq = strchr(p, '=');
-		const char *v;
-		uint64_t x;
-
-		if (!eq || eq == p) {
-			errbuf_set(err, errlen, "%s: field '%.64s' is not key=value", verb, p);
-			goto out;
-		}
-		*eq = '\0';
-		v = eq + 1;
-		if (strcmp(p, "seq") == 0 && m.verb == METAD_CONTROL_PING) {
-			if (parse_u64_field(v, &m.seq) < 0) {
-				errbuf_set(err, errlen, "%s: bad seq '%.64s'", verb, v);
-				goto out;
-			}
-			have_seq = true;
-		} else if (strcmp(p, "epoch") == 0 && m.verb != METAD_CONTROL_WELCOME &&
-		           m.verb != METAD_CONTROL_ERROR && m.verb != METAD_CONTROL_PING) {
-			if (parse_u64_field(v, &m.epoch) < 0 || m.epoch == 0) {
-				errbuf_set(err, errlen, "%s: bad epoch '%.64s'", verb, v);
-				goto out;
-			}
-			have_epoch = true;
-		} else if (strcmp(p, "until_us") == 0 &&
-		           (m.verb == METAD_CONTROL_PROMOTE || m.verb == METAD_CONTROL_RENEW)) {
-			if (parse_u64_field(v, &x) < 0 || x > INT64_MAX) {
-				errbuf_set(err, errlen, "%s: bad until_us '%.64s'", verb, v);
-				goto out;
-			}
-			m.until_us = (int64_t)x;
-			have_valid = true;
-		} else if (strcmp(p, "mono_us") == 0 && m.verb == METAD_CONTROL_WELCOME) {
-			if (parse_u64_field(v, &x) < 0 || x > INT64_MAX) {
-				errbuf_set(err, errlen, "%s: bad mono_us '%.64s'", verb, v);
-				goto out;
-			}
-			m.mono_us = (int64_t)x;
-			have_mono = true;
-		} else if (strcmp(p, "version") == 0 && m.verb == METAD_CONTROL_WELCOME) {
-			if (parse_u64_field(v, &x) < 0 || x > 1000) {
-				errbuf_set(err, errlen, "%s: bad version '%.64s'", verb, v);
-				goto out;
-			}
-			m.version = (unsigned)x;
-			have_version = true;
-		} else if (strcmp(p, "node") == 0 && m.verb == METAD_CONTROL_WELCOME) {
-			str_copy(m.node, sizeof(m.node), v);
-			have_node = true;
-		} else if (strcmp(p, "pod") == 0 && m.verb == METAD_CONTROL_MASTER) {
-			str_copy(m.pod, sizeof(m.pod), v);
-			have_pod = *v != '\0';
-		} else if (strcmp(p, "addr") == 0 && m.verb == METAD_CONTROL_MASTER) {
-			str_copy(m.addr, sizeof(m.addr), v);
-			have_addr = *v != '\0';
-		} else {
-			errbuf_set(err, errlen, "%s: unknown field '%.64s'", verb, p);
-			goto out;
-		}
-	}
-	switch (m.verb) {
-	case METAD_CONTROL_WELCOME:
-		if (have_version && m.version != METAD_CONTROL_VERSION) {
-			errbuf_set(err, errlen,
-			           "WELCOME: the agent speaks protocol version %u, this service %d "
-			           "(write grants as absolute CLOCK_MONOTONIC times, PING answered "
-			           "with PONG); upgrade the agent",
-			           m.version, METAD_CONTROL_VERSION);
-			goto out;
-		}
-		if (!have_version || !have_node || !have_mono) {
-			errbuf_set(err, errlen, "WELCOME needs version=%d, node= and mono_us=",
-			           METAD_CONTROL_VERSION);
-			goto out;
-		}
-		break;
-	case METAD_CONTROL_PROMOTE:
-	case METAD_CONTROL_RENEW:
-		if (!have_epoch || !have_valid) {
-			errbuf_set(err, errlen, "%s needs epoch= and until_us=", verb);
-			goto out;
-		}
-		break;
-	case METAD_CONTROL_DEMOTE:
-		if (!have_epoch) {
-			errbuf_set(err, errlen, "DEMOTE needs epoch=");
-			goto out;
-		}
-		break;
-	case METAD_CONTROL_MASTER:
-		if (!have_epoch || !have_pod || !have_addr) {
-			errbuf_set(err, errlen, "MASTER needs epoch=, pod= and addr=");
-			goto out;
-		}
-		break;
-	case METAD_CONTROL_PING:
-		if (!have_seq) {
-			errbuf_set(err, errlen, "PING needs seq=");
-			goto out;
-		}
-		break;
-	case METAD_CONTROL_ERROR:
-		break;
-	}
+	m.verb = (enum metad_control_verb)l.verb->id;
+	/* the grammar checked every length and bound */
+	m.version = (unsigned)l.u64[F_VERSION];
+	m.mono_us = (int64_t)l.u64[F_MONO];
+	m.epoch = l.u64[F_EPOCH];
+	m.until_us = (int64_t)l.u64[F_UNTIL];
+	m.seq = l.u64[F_SEQ];
+	if (ctlproto_has(&l, F_NODE))
+		str_copy(m.node, sizeof(m.node), l.text[F_NODE]);
+	if (ctlproto_has(&l, F_POD))
+		str_copy(m.pod, sizeof(m.pod), l.text[F_POD]);
+	if (ctlproto_has(&l, F_ADDR))
+		str_copy(m.addr, sizeof(m.addr), l.text[F_ADDR]);
+	if (ctlproto_has(&l, F_REASON))
+		(void)str_copy(m.reason, sizeof(m.reason), l.text[F_REASON]);
 	*ret = m;
-	r = 0;
-out:
-	return r;
+	return 0;
 }
 
 /* ------------------------------------------------------------ connection */
@@ -237,23 +149,17 @@ static int write_all(int fd, const char *buf, size_t len, int timeout_ms)
 	return fd_send_all(fd, buf, len, clock_mono_usec() + timeout_ms * USEC_PER_MSEC);
 }
 
-/* Send a line on connection gen (0: whichever is up). */
-static int control_vsend(struct metad_control *c, uint64_t gen, const char *fmt, va_list ap)
+/* Send len bytes (one or more whole lines) on connection gen (0: whichever
+ * is up). */
+static int send_bytes(struct metad_control *c, uint64_t gen, const char *line, size_t len)
 {
-	char line[METAD_CONTROL_LINE_MAX + 2];
-	int n, r;
+	int r;
 
-	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
-	if (n < 0)
-		return -EINVAL;
-	if ((size_t)n > METAD_CONTROL_LINE_MAX - 1)
-		n = METAD_CONTROL_LINE_MAX - 1;
-	line[n++] = '\n';
 	pthread_mutex_lock(&c->lock);
 	if (c->fd < 0 || (gen && gen != c->conn_gen)) {
 		r = -ENOTCONN;
 	} else {
-		r = write_all(c->fd, line, (size_t)n, SEND_TIMEOUT_MS);
+		r = write_all(c->fd, line, len, SEND_TIMEOUT_MS);
 		if (r < 0)
 			/* the reader sees the shut-down socket and reconnects */
 			(void)shutdown(c->fd, SHUT_RDWR);
@@ -262,27 +168,61 @@ static int control_vsend(struct metad_control *c, uint64_t gen, const char *fmt,
 	return r;
 }
 
-int metad_control_send(struct metad_control *c, const char *fmt, ...)
+/* Send the line o on connection gen (0: whichever is up). */
+static int send_out(struct metad_control *c, uint64_t gen, struct ctlproto_out *o)
 {
-	va_list ap;
-	int r;
+	int n = ctlproto_out_end(o);
 
-	va_start(ap, fmt);
-	r = control_vsend(c, 0, fmt, ap);
-	va_end(ap);
-	return r;
+	if (n < 0)
+		return n;
+	return send_bytes(c, gen, o->buf, (size_t)n);
 }
 
-static int __attribute__((format(printf, 3, 4)))
-send_on(struct metad_control *c, uint64_t gen, const char *fmt, ...)
+/* A line of its verb alone (STANDBY). */
+static int send_verb(struct metad_control *c, uint64_t gen, const char *verb)
 {
+	struct ctlproto_out o;
+
+	ctlproto_out_begin(&o, verb);
+	return send_out(c, gen, &o);
+}
+
+/* FAILED epoch=E reason=R: a promotion that did not happen. */
+static int send_failed(struct metad_control *c, uint64_t gen, uint64_t epoch, const char *reason)
+{
+	struct ctlproto_out o;
+
+	ctlproto_out_begin(&o, "FAILED");
+	ctlproto_out_u64(&o, "epoch", epoch);
+	ctlproto_out_rest(&o, "reason", reason);
+	return send_out(c, gen, &o);
+}
+
+/* ERROR reason=R: the agent's last line was refused. */
+static int send_error(struct metad_control *c, const char *reason)
+{
+	struct ctlproto_out o;
+
+	ctlproto_out_begin(&o, "ERROR");
+	ctlproto_out_rest(&o, "reason", reason);
+	return send_out(c, 0, &o);
+}
+
+int metad_control_send(struct metad_control *c, const char *fmt, ...)
+{
+	char line[METAD_CONTROL_LINE_MAX + 2];
 	va_list ap;
-	int r;
+	int n;
 
 	va_start(ap, fmt);
-	r = control_vsend(c, gen, fmt, ap);
+	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
 	va_end(ap);
-	return r;
+	if (n < 0)
+		return -EINVAL;
+	if ((size_t)n > METAD_CONTROL_LINE_MAX - 1)
+		n = METAD_CONTROL_LINE_MAX - 1;
+	line[n++] = '\n';
+	return send_bytes(c, 0, line, (size_t)n);
 }
 
 /* The promotion thread: the whole recovery, then READY or FAILED on the
@@ -301,14 +241,17 @@ static void *promotion_main(void *arg)
 	 * socket, it never lets writes go on past the agent's term */
 	r = c->hooks.promote(c->hooks.userdata, p->epoch, p->until, &ready, reason, sizeof(reason));
 	if (r < 0) {
-		(void)send_on(c, p->gen, "FAILED epoch=%" PRIu64 " reason=%s", p->epoch,
-		              reason[0] ? reason : strerror(-r));
-		(void)send_on(c, p->gen, "STANDBY");
+		(void)send_failed(c, p->gen, p->epoch, reason[0] ? reason : strerror(-r));
+		(void)send_verb(c, p->gen, "STANDBY");
 	} else {
-		(void)send_on(c, p->gen,
-		              "READY epoch=%" PRIu64 " records=%" PRIu64 " last_seq=%" PRIu64
-		              " recovery_ms=%" PRIu64,
-		              p->epoch, ready.records, ready.last_seq, ready.recovery_ms);
+		struct ctlproto_out o;
+
+		ctlproto_out_begin(&o, "READY");
+		ctlproto_out_u64(&o, "epoch", p->epoch);
+		ctlproto_out_u64(&o, "records", ready.records);
+		ctlproto_out_u64(&o, "last_seq", ready.last_seq);
+		ctlproto_out_u64(&o, "recovery_ms", ready.recovery_ms);
+		(void)send_out(c, p->gen, &o);
 	}
 	__atomic_store_n(&c->promo_epoch, 0, __ATOMIC_RELEASE);
 	free(p);
@@ -343,8 +286,7 @@ static void promotion_start(struct metad_control *c, const struct metad_control_
 	}
 	promotion_join(c, running ? "replaced by a promotion to a newer epoch" : NULL);
 	if (!p) {
-		(void)metad_control_send(c, "FAILED epoch=%" PRIu64 " reason=out of memory",
-		                         m->epoch);
+		(void)send_failed(c, 0, m->epoch, "out of memory");
 		return;
 	}
 	pthread_mutex_lock(&c->lock);
@@ -357,9 +299,8 @@ static void promotion_start(struct metad_control *c, const struct metad_control_
 		free(p);
 		log_error("cannot start the promotion to epoch %" PRIu64 ": %s", m->epoch,
 		          strerror(-r));
-		(void)metad_control_send(c, "FAILED epoch=%" PRIu64 " reason=%s", m->epoch,
-		                         strerror(-r));
-		(void)metad_control_send(c, "STANDBY");
+		(void)send_failed(c, 0, m->epoch, strerror(-r));
+		(void)send_verb(c, 0, "STANDBY");
 		return;
 	}
 	c->promo_started = true;
@@ -402,12 +343,12 @@ static void handle_line(struct metad_control *c, const char *line, bool *welcome
 
 	if (metad_control_parse_line(line, &m, err, sizeof(err)) < 0) {
 		log_warning("bad line from the agent: %s; answering ERROR", err);
-		(void)metad_control_send(c, "ERROR reason=%s", err);
+		(void)send_error(c, err);
 		return;
 	}
 	if (!*welcomed && m.verb != METAD_CONTROL_WELCOME && m.verb != METAD_CONTROL_ERROR) {
 		log_warning("agent sent a command before WELCOME; answering ERROR");
-		(void)metad_control_send(c, "ERROR reason=expected WELCOME");
+		(void)send_error(c, "expected WELCOME");
 		return;
 	}
 	switch (m.verb) {
@@ -420,15 +361,17 @@ static void handle_line(struct metad_control *c, const char *line, bool *welcome
 			log_error("the agent on node '%s' reads CLOCK_MONOTONIC %" PRId64
 			          " ms away from ours (another time namespace?); staying standby",
 			          m.node, skew / 1000);
-			(void)metad_control_send(c,
-			                         "ERROR reason=CLOCK_MONOTONIC differs by %" PRId64
-			                         " ms; refusing write grants",
-			                         skew / 1000);
+			char why[128];
+
+			snprintf(why, sizeof(why),
+			         "CLOCK_MONOTONIC differs by %" PRId64 " ms; refusing write grants",
+			         skew / 1000);
+			(void)send_error(c, why);
 			return;
 		}
 		log_info("agent on node '%s' accepted us; standby", m.node);
 		*welcomed = true;
-		(void)metad_control_send(c, "STANDBY");
+		(void)send_verb(c, 0, "STANDBY");
 		break;
 	}
 	case METAD_CONTROL_PROMOTE:
@@ -440,7 +383,13 @@ static void handle_line(struct metad_control *c, const char *line, bool *welcome
 		break;
 	case METAD_CONTROL_DEMOTE:
 		c->hooks.demote(c->hooks.userdata, m.epoch, m.reason);
-		(void)metad_control_send(c, "DEMOTED epoch=%" PRIu64, m.epoch);
+		{
+			struct ctlproto_out o;
+
+			ctlproto_out_begin(&o, "DEMOTED");
+			ctlproto_out_u64(&o, "epoch", m.epoch);
+			(void)send_out(c, 0, &o);
+		}
 		break;
 	case METAD_CONTROL_MASTER:
 		c->hooks.master(c->hooks.userdata, m.epoch, m.pod, m.addr);
@@ -448,7 +397,13 @@ static void handle_line(struct metad_control *c, const char *line, bool *welcome
 	case METAD_CONTROL_PING:
 		/* the liveness exchange: answered by this thread, which a stopped
 		 * or wedged process does not run */
-		(void)metad_control_send(c, "PONG seq=%" PRIu64, m.seq);
+		{
+			struct ctlproto_out o;
+
+			ctlproto_out_begin(&o, "PONG");
+			ctlproto_out_u64(&o, "seq", m.seq);
+			(void)send_out(c, 0, &o);
+		}
 		break;
 	case METAD_CONTROL_ERROR:
 		/* never answered, or two sides could ping-pong errors */
@@ -549,10 +504,17 @@ static void *metad_control_main(void *arg)
 		c->fd = fd;
 		c->conn_gen++;
 		pthread_mutex_unlock(&c->lock);
-		(void)metad_control_send(c,
-		                         "HELLO version=%d pod=%s uid=%s pid=%d mono_us=%" PRId64,
-		                         METAD_CONTROL_VERSION, c->pod, c->uid, (int)getpid(),
-		                         (int64_t)clock_mono_usec());
+		{
+			struct ctlproto_out o;
+
+			ctlproto_out_begin(&o, "HELLO");
+			ctlproto_out_u64(&o, "version", METAD_CONTROL_VERSION);
+			ctlproto_out_text(&o, "pod", c->pod);
+			ctlproto_out_text(&o, "uid", c->uid);
+			ctlproto_out_i64(&o, "pid", getpid());
+			ctlproto_out_i64(&o, "mono_us", clock_mono_usec());
+			(void)send_out(c, 0, &o);
+		}
 		serve(c, fd);
 		pthread_mutex_lock(&c->lock);
 		c->fd = -1;
@@ -573,14 +535,14 @@ static void *metad_control_main(void *arg)
 	return NULL;
 }
 
-/* Values of HELLO are single tokens. */
+/* Values of HELLO are single tokens (no space, no control character). */
 static char *token_dup(const char *s)
 {
 	char *d = strdup(s && *s ? s : "-");
 
 	if (d)
 		for (char *p = d; *p; p++)
-			if (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
+			if ((unsigned char)*p <= ' ' || *p == 0x7f)
 				*p = '_';
 	return d;
 }

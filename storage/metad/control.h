@@ -1,7 +1,8 @@
 /* control: the service side of the agent <-> MetaService control socket
  * (docs/control-protocol.md).
  *
- * metad_control_parse_line() is the pure parser of the agent's lines.  The rest is
+ * The lines are parsed and written by lib/ctlproto; metad_control_parse_line()
+ * applies this side's grammar (what the agent may send) to one.  The rest is
  * one thread that connects to the agent's unix socket (retrying with
  * back-off while the agent is absent), says HELLO, answers WELCOME with
  * STANDBY and turns each agent message into a call of the hooks; the hooks
@@ -20,13 +21,14 @@
 #include <stdint.h>
 
 #include "clock.h"
+#include "ctlproto.h"
 
-#define METAD_CONTROL_LINE_MAX 4096
+#define METAD_CONTROL_LINE_MAX CTLPROTO_LINE_MAX
 
 /* The control protocol's version (docs/control-protocol.md).  Write grants
  * are absolute CLOCK_MONOTONIC times, which agent and service read from the
  * one kernel; the WELCOME's mono_us must be within this of ours. */
-#define METAD_CONTROL_VERSION           3
+#define METAD_CONTROL_VERSION           CTLPROTO_VERSION
 #define METAD_CONTROL_CLOCK_SKEW_MAX_US (500 * 1000)
 
 enum metad_control_verb {
@@ -104,7 +106,9 @@ void metad_control_stop(struct metad_control *c);
 /* metad_control_stop, then free; accepts NULL; returns NULL. */
 struct metad_control *metad_control_free(struct metad_control *c);
 
-/* Send one line ("\n" appended) to the agent, from any thread.  Returns 0,
+/* Send one line ("\n" appended; cut to METAD_CONTROL_LINE_MAX - 1 bytes) to
+ * the agent, from any thread: for reports written elsewhere (the FAILED of a
+ * master that stepped down by itself).  Returns 0,
  * -ENOTCONN when not connected, -ETIMEDOUT when the agent did not read
  * within 1 s (the connection is then dropped), or another -errno.  Blocks at
  * most 1 s. */
