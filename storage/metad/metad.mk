@@ -31,7 +31,7 @@ tests_unit_check_proto_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_proto_LDADD = storage/metad/libkfproto.a $(TEST_LIBS)
 tests_integration_check_metad_it_SOURCES = tests/integration/check_metad_it.c
 tests_integration_check_metad_it_CFLAGS = $(TEST_CFLAGS)
-tests_integration_check_metad_it_LDADD = $(KF_METAD_LIBS) $(CHECK_LIBS)
+tests_integration_check_metad_it_LDADD = $(KF_TEST_LIB) $(KF_METAD_LIBS) $(CHECK_LIBS)
 
 TESTS += \
 	tests/unit/check_proto \
