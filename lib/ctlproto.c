@@ -68,8 +68,9 @@ static int check_length(const struct ctlproto_field *f, const char *v, char *err
 		errbuf_set(err, errlen, "%s: empty or longer than %" PRIu64 " bytes", f->name,
 		           f->max);
 	else
-		errbuf_set(err, errlen, "%s: shorter than %" PRIu64 " or longer than %" PRIu64 " bytes",
-		           f->name, f->min, f->max);
+		errbuf_set(err, errlen,
+		           "%s: shorter than %" PRIu64 " or longer than %" PRIu64 " bytes", f->name,
+		           f->min, f->max);
 	return -EBADMSG;
 }
 

@@ -66,9 +66,9 @@ struct ctlproto_grammar {
  * field the line does not carry reads 0 (u64) or NULL (text). */
 struct ctlproto_line {
 	const struct ctlproto_verb *verb;
-	uint32_t seen;                              /* CTLPROTO_F() of the fields present */
-	uint64_t u64[CTLPROTO_FIELDS_MAX];          /* U64 fields, by field index */
-	const char *text[CTLPROTO_FIELDS_MAX];      /* TEXT and REST fields (NUL-terminated) */
+	uint32_t seen;                         /* CTLPROTO_F() of the fields present */
+	uint64_t u64[CTLPROTO_FIELDS_MAX];     /* U64 fields, by field index */
+	const char *text[CTLPROTO_FIELDS_MAX]; /* TEXT and REST fields (NUL-terminated) */
 	char buf[CTLPROTO_LINE_MAX + 1];
 };
 

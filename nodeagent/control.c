@@ -52,22 +52,20 @@ static int check_version(uint64_t v, char *err, size_t errlen)
 	return -EBADMSG;
 }
 
-#define NUM(name)       {name, CTLPROTO_U64, 0, INT64_MAX, NULL}
-#define TEXT(name, buf) {name, CTLPROTO_TEXT, 1, sizeof(buf) - 1, NULL}
+#define TEXT_MAX(f) (sizeof(((struct control_msg *)0)->f) - 1)
 
 static const struct ctlproto_field fields[] = {
         [F_VERSION] = {"version", CTLPROTO_U64, 0, INT64_MAX, check_version},
-        [F_POD] = TEXT("pod", ((struct control_msg *)0)->pod),
-        [F_UID] = TEXT("uid", ((struct control_msg *)0)->uid),
+        [F_POD] = {"pod", CTLPROTO_TEXT, 1, TEXT_MAX(pod), NULL},
+        [F_UID] = {"uid", CTLPROTO_TEXT, 1, TEXT_MAX(uid), NULL},
         [F_PID] = {"pid", CTLPROTO_U64, 1, INT32_MAX, NULL},
-        [F_EPOCH] = NUM("epoch"),
-        [F_RECORDS] = NUM("records"),
-        [F_LAST_SEQ] = NUM("last_seq"),
-        [F_RECOVERY_MS] = NUM("recovery_ms"),
-        [F_REASON] = {"reason", CTLPROTO_REST, 1, sizeof(((struct control_msg *)0)->reason) - 1,
-                      NULL},
-        [F_MONO] = NUM("mono_us"),
-        [F_SEQ] = NUM("seq"),
+        [F_EPOCH] = {"epoch", CTLPROTO_U64, 0, INT64_MAX, NULL},
+        [F_RECORDS] = {"records", CTLPROTO_U64, 0, INT64_MAX, NULL},
+        [F_LAST_SEQ] = {"last_seq", CTLPROTO_U64, 0, INT64_MAX, NULL},
+        [F_RECOVERY_MS] = {"recovery_ms", CTLPROTO_U64, 0, INT64_MAX, NULL},
+        [F_REASON] = {"reason", CTLPROTO_REST, 1, TEXT_MAX(reason), NULL},
+        [F_MONO] = {"mono_us", CTLPROTO_U64, 0, INT64_MAX, NULL},
+        [F_SEQ] = {"seq", CTLPROTO_U64, 0, INT64_MAX, NULL},
 };
 
 #define F CTLPROTO_F
@@ -75,8 +73,7 @@ static const struct ctlproto_field fields[] = {
 /* Every field a verb takes is required. */
 static const struct ctlproto_verb verbs[] = {
         {"HELLO", CONTROL_HELLO, F(F_VERSION) | F(F_POD) | F(F_UID) | F(F_PID) | F(F_MONO), 0},
-        {"READY", CONTROL_READY, F(F_EPOCH) | F(F_RECORDS) | F(F_LAST_SEQ) | F(F_RECOVERY_MS),
-         0},
+        {"READY", CONTROL_READY, F(F_EPOCH) | F(F_RECORDS) | F(F_LAST_SEQ) | F(F_RECOVERY_MS), 0},
         {"FAILED", CONTROL_FAILED, F(F_EPOCH) | F(F_REASON), 0},
         {"DEMOTED", CONTROL_DEMOTED, F(F_EPOCH), 0},
         {"STANDBY", CONTROL_STANDBY, 0, 0},
@@ -518,9 +515,8 @@ int control_send_promote(struct control *c, uint64_t gen, int64_t epoch, int64_t
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&c->mu);
-	r = c->hello_done && c->peer.gen != gen
-	            ? -ESTALE
-	            : send_grant_locked(c, "PROMOTE", epoch, until);
+	r = c->hello_done && c->peer.gen != gen ? -ESTALE
+	                                        : send_grant_locked(c, "PROMOTE", epoch, until);
 	pthread_mutex_unlock(&c->mu);
 	return r;
 }
@@ -536,9 +532,8 @@ int control_send_renew(struct control *c, uint64_t gen, int64_t epoch, int64_t u
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&c->mu);
-	r = c->hello_done && c->peer.gen != gen
-	            ? -ESTALE
-	            : send_grant_locked(c, "RENEW", epoch, until);
+	r = c->hello_done && c->peer.gen != gen ? -ESTALE
+	                                        : send_grant_locked(c, "RENEW", epoch, until);
 	pthread_mutex_unlock(&c->mu);
 	return r;
 }

@@ -50,9 +50,9 @@ START_TEST(parse_fields)
 {
 	char err[256] = "";
 
-	ck_assert_int_eq(ctlproto_parse(&G, "SET num=18446744073709551615 name=abc", &L, err,
-	                                sizeof(err)),
-	                 0);
+	ck_assert_int_eq(
+	        ctlproto_parse(&G, "SET num=18446744073709551615 name=abc", &L, err, sizeof(err)),
+	        0);
 	ck_assert_int_eq(L.verb->id, V_SET);
 	ck_assert_str_eq(L.verb->name, "SET");
 	ck_assert(ctlproto_has(&L, T_NUM) && ctlproto_has(&L, T_NAME));
@@ -64,9 +64,8 @@ START_TEST(parse_fields)
 	ck_assert_ptr_null(L.text[T_WHY]);
 
 	/* any order; an optional field; the bounds are inclusive */
-	ck_assert_int_eq(ctlproto_parse(&G, "SET small=10 name=12345678 num=0", &L, err,
-	                                sizeof(err)),
-	                 0);
+	ck_assert_int_eq(
+	        ctlproto_parse(&G, "SET small=10 name=12345678 num=0", &L, err, sizeof(err)), 0);
 	ck_assert_uint_eq(L.u64[T_SMALL], 10);
 	ck_assert_uint_eq(L.u64[T_NUM], 0);
 	ck_assert_int_eq(ctlproto_parse(&G, "SET small=2 name=x num=1", &L, err, sizeof(err)), 0);
@@ -93,9 +92,8 @@ START_TEST(parse_rest)
 	char err[256];
 
 	/* the rest of the line, spaces, '=' and field-like words included */
-	ck_assert_int_eq(ctlproto_parse(&G, "SAY num=3 why=a b=c  num=4 why=x ", &L, err,
-	                                sizeof(err)),
-	                 0);
+	ck_assert_int_eq(
+	        ctlproto_parse(&G, "SAY num=3 why=a b=c  num=4 why=x ", &L, err, sizeof(err)), 0);
 	ck_assert_uint_eq(L.u64[T_NUM], 3);
 	ck_assert_str_eq(L.text[T_WHY], "a b=c  num=4 why=x ");
 	/* so nothing after it is a field */
