@@ -14,6 +14,7 @@
 
 #include "fp_http.h"
 #include "fp_rules.h"
+#include "kftest.h"
 
 #define LEASE "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l1"
 
@@ -328,11 +329,5 @@ static Suite *faultproxy_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(faultproxy_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return kft_main(faultproxy_suite(), NULL);
 }

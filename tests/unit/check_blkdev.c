@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "storage/blkdev.h"
+#include "kftest.h"
 
 static char tmpdir[64];
 static char loops_file[300];
@@ -276,13 +277,7 @@ static Suite *blkdev_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(blkdev_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return kft_main(blkdev_suite(), NULL);
 }
 #else
 /* Loop devices need root (a missing losetup or mkfs.ext4 there fails the

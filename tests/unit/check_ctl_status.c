@@ -22,6 +22,7 @@
 
 #include "nodeagent/http.h"
 #include "util.h"
+#include "kftest.h"
 
 /* As FENCE_HISTORY in orchestrator.c. */
 #define RING 10
@@ -202,11 +203,5 @@ static Suite *ctl_status_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(ctl_status_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return kft_main(ctl_status_suite(), NULL);
 }

@@ -19,6 +19,7 @@
 
 #include "clock.h"
 #include "failpoint.h"
+#include "kftest.h"
 
 #define DOC_PATH TEST_SRCDIR "/../docs/failpoints.md"
 
@@ -333,11 +334,5 @@ static Suite *failpoint_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(failpoint_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return kft_main(failpoint_suite(), NULL);
 }

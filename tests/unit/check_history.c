@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "history.h"
+#include "kftest.h"
 
 static char *tmp_path(void)
 {
@@ -213,11 +214,5 @@ static Suite *history_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(history_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return kft_main(history_suite(), NULL);
 }

@@ -11,6 +11,7 @@
 
 #include "crc32c.h"
 #include "storage/journal.h"
+#include "kftest.h"
 
 START_TEST(crc_vectors)
 {
@@ -240,11 +241,5 @@ static Suite *journal_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(journal_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return kft_main(journal_suite(), NULL);
 }

@@ -25,6 +25,7 @@
 #include "k8s.h"
 #include "kubeconfig.h"
 #include "util.h"
+#include "kftest.h"
 
 #ifndef TEST_SRCDIR
 #define TEST_SRCDIR "tests"
@@ -1528,59 +1529,52 @@ END_TEST
 static Suite *k8s_suite(void)
 {
 	Suite *s = suite_create("k8s");
-	TCase *tc;
 
-#define ADD(name, fn)                                                                              \
-	do {                                                                                       \
-		tc = tcase_create(name);                                                           \
-		tcase_set_timeout(tc, 60);                                                         \
-		tcase_add_test(tc, fn);                                                            \
-		suite_add_tcase(s, tc);                                                            \
-	} while (0)
-	ADD("status_table", test_status_table);
-	ADD("retryable", test_retryable);
-	ADD("response_error_status_objects", test_response_error_status_objects);
-	ADD("response_error_malformed", test_response_error_malformed);
-	ADD("path", test_path);
-	ADD("kubeconfig_token_current_context", test_kubeconfig_token_current_context);
-	ADD("kubeconfig_token_file_explicit_context", test_kubeconfig_token_file_explicit_context);
-	ADD("kubeconfig_relative_kubeconfig_path", test_kubeconfig_relative_kubeconfig_path);
-	ADD("kubeconfig_client_cert_files_and_data", test_kubeconfig_client_cert_files_and_data);
-	ADD("kubeconfig_json", test_kubeconfig_json);
-	ADD("kubeconfig_errors", test_kubeconfig_errors);
-	ADD("kubeconfig_odd_yaml", test_kubeconfig_odd_yaml);
-	ADD("in_cluster", test_in_cluster);
-	ADD("request_get_and_shapes", test_request_get_and_shapes);
-	ADD("request_errors", test_request_errors);
-	ADD("request_too_large", test_request_too_large);
-	ADD("request_verbs", test_request_verbs);
-	ADD("token_rotation", test_token_rotation);
-	ADD("in_cluster_client", test_in_cluster_client);
-	ADD("parser_every_split", test_parser_every_split);
-	ADD("parser_byte_by_byte_and_whole", test_parser_byte_by_byte_and_whole);
-	ADD("parser_truncated", test_parser_truncated);
-	ADD("parser_malformed", test_parser_malformed);
-	ADD("parser_oversized", test_parser_oversized);
-	ADD("parser_error_events", test_parser_error_events);
-	ADD("parser_callback_failure", test_parser_callback_failure);
-	ADD("watch_once", test_watch_once);
-	ADD("watch_loop_relist_and_resume", test_watch_loop_relist_and_resume);
-	ADD("watch_loop_stop_and_callback_error", test_watch_loop_stop_and_callback_error);
-	ADD("curl_refused", test_curl_refused);
-	ADD("curl_deadline", test_curl_deadline);
-	ADD("curl_stop_blocked_watch", test_curl_stop_blocked_watch);
-	ADD("threads_share_client", test_threads_share_client);
-#undef ADD
+	kft_add(s, "status_table", test_status_table, 60, NULL, NULL);
+	kft_add(s, "retryable", test_retryable, 60, NULL, NULL);
+	kft_add(s, "response_error_status_objects", test_response_error_status_objects, 60, NULL,
+	        NULL);
+	kft_add(s, "response_error_malformed", test_response_error_malformed, 60, NULL, NULL);
+	kft_add(s, "path", test_path, 60, NULL, NULL);
+	kft_add(s, "kubeconfig_token_current_context", test_kubeconfig_token_current_context, 60,
+	        NULL, NULL);
+	kft_add(s, "kubeconfig_token_file_explicit_context",
+	        test_kubeconfig_token_file_explicit_context, 60, NULL, NULL);
+	kft_add(s, "kubeconfig_relative_kubeconfig_path", test_kubeconfig_relative_kubeconfig_path,
+	        60, NULL, NULL);
+	kft_add(s, "kubeconfig_client_cert_files_and_data",
+	        test_kubeconfig_client_cert_files_and_data, 60, NULL, NULL);
+	kft_add(s, "kubeconfig_json", test_kubeconfig_json, 60, NULL, NULL);
+	kft_add(s, "kubeconfig_errors", test_kubeconfig_errors, 60, NULL, NULL);
+	kft_add(s, "kubeconfig_odd_yaml", test_kubeconfig_odd_yaml, 60, NULL, NULL);
+	kft_add(s, "in_cluster", test_in_cluster, 60, NULL, NULL);
+	kft_add(s, "request_get_and_shapes", test_request_get_and_shapes, 60, NULL, NULL);
+	kft_add(s, "request_errors", test_request_errors, 60, NULL, NULL);
+	kft_add(s, "request_too_large", test_request_too_large, 60, NULL, NULL);
+	kft_add(s, "request_verbs", test_request_verbs, 60, NULL, NULL);
+	kft_add(s, "token_rotation", test_token_rotation, 60, NULL, NULL);
+	kft_add(s, "in_cluster_client", test_in_cluster_client, 60, NULL, NULL);
+	kft_add(s, "parser_every_split", test_parser_every_split, 60, NULL, NULL);
+	kft_add(s, "parser_byte_by_byte_and_whole", test_parser_byte_by_byte_and_whole, 60, NULL,
+	        NULL);
+	kft_add(s, "parser_truncated", test_parser_truncated, 60, NULL, NULL);
+	kft_add(s, "parser_malformed", test_parser_malformed, 60, NULL, NULL);
+	kft_add(s, "parser_oversized", test_parser_oversized, 60, NULL, NULL);
+	kft_add(s, "parser_error_events", test_parser_error_events, 60, NULL, NULL);
+	kft_add(s, "parser_callback_failure", test_parser_callback_failure, 60, NULL, NULL);
+	kft_add(s, "watch_once", test_watch_once, 60, NULL, NULL);
+	kft_add(s, "watch_loop_relist_and_resume", test_watch_loop_relist_and_resume, 60, NULL,
+	        NULL);
+	kft_add(s, "watch_loop_stop_and_callback_error", test_watch_loop_stop_and_callback_error,
+	        60, NULL, NULL);
+	kft_add(s, "curl_refused", test_curl_refused, 60, NULL, NULL);
+	kft_add(s, "curl_deadline", test_curl_deadline, 60, NULL, NULL);
+	kft_add(s, "curl_stop_blocked_watch", test_curl_stop_blocked_watch, 60, NULL, NULL);
+	kft_add(s, "threads_share_client", test_threads_share_client, 60, NULL, NULL);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(k8s_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return kft_main(k8s_suite(), NULL);
 }

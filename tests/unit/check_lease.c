@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "lease.h"
+#include "kftest.h"
 
 #define MS(x) ((usec_t)(x)*USEC_PER_MSEC)
 
@@ -646,11 +647,5 @@ static Suite *lease_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(lease_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return kft_main(lease_suite(), NULL);
 }

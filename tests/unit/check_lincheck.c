@@ -15,6 +15,7 @@
 
 #include "history.h"
 #include "lincheck.h"
+#include "kftest.h"
 
 #define HDR "# kfhistory 1\n"
 
@@ -740,11 +741,5 @@ static Suite *lincheck_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(lincheck_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return kft_main(lincheck_suite(), NULL);
 }

@@ -24,6 +24,7 @@
 #include "nodeagent/agent_conf.h"
 #include "nodeagent/http.h"
 #include "util.h"
+#include "kftest.h"
 
 struct listen_case {
 	const char *in;
@@ -235,11 +236,5 @@ static Suite *listen_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(listen_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return kft_main(listen_suite(), NULL);
 }

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "nodeagent/agent_conf.h"
 #include "util.h"
+#include "kftest.h"
 
 #define MS USEC_PER_MSEC
 
@@ -495,42 +496,30 @@ END_TEST
 static Suite *pipeline_suite(void)
 {
 	Suite *s = suite_create("pipeline");
-	TCase *tc;
 
-#define ADD(name, fn)                                                                              \
-	do {                                                                                       \
-		tc = tcase_create(name);                                                           \
-		tcase_add_test(tc, fn);                                                            \
-		suite_add_tcase(s, tc);                                                            \
-	} while (0)
-	ADD("order_and_success", test_order_and_success);
-	ADD("step_deadline", test_step_deadline);
-	ADD("total_deadline", test_total_deadline);
-	ADD("retries_then_success", test_retries_then_success);
-	ADD("retries_exhausted", test_retries_exhausted);
-	ADD("keep_going_stops_the_run", test_keep_going_stops_the_run);
-	ADD("no_retry_when_not_retryable", test_no_retry_when_not_retryable);
-	ADD("no_retry_without_time", test_no_retry_without_time);
-	ADD("aggregation", test_aggregation);
-	ADD("refuse_local_node", test_refuse_local_node);
-	ADD("bad_input", test_bad_input);
-	ADD("level_released", test_level_released);
-	ADD("level_expired", test_level_expired);
-	ADD("report_format", test_report_format);
-	ADD("names_and_retryable", test_names_and_retryable);
-	ADD("from_conf", test_from_conf);
-#undef ADD
+	kft_add(s, "order_and_success", test_order_and_success, 0, NULL, NULL);
+	kft_add(s, "step_deadline", test_step_deadline, 0, NULL, NULL);
+	kft_add(s, "total_deadline", test_total_deadline, 0, NULL, NULL);
+	kft_add(s, "retries_then_success", test_retries_then_success, 0, NULL, NULL);
+	kft_add(s, "retries_exhausted", test_retries_exhausted, 0, NULL, NULL);
+	kft_add(s, "keep_going_stops_the_run", test_keep_going_stops_the_run, 0, NULL, NULL);
+	kft_add(s, "no_retry_when_not_retryable", test_no_retry_when_not_retryable, 0, NULL, NULL);
+	kft_add(s, "no_retry_without_time", test_no_retry_without_time, 0, NULL, NULL);
+	kft_add(s, "aggregation", test_aggregation, 0, NULL, NULL);
+	kft_add(s, "refuse_local_node", test_refuse_local_node, 0, NULL, NULL);
+	kft_add(s, "bad_input", test_bad_input, 0, NULL, NULL);
+	kft_add(s, "level_released", test_level_released, 0, NULL, NULL);
+	kft_add(s, "level_expired", test_level_expired, 0, NULL, NULL);
+	kft_add(s, "report_format", test_report_format, 0, NULL, NULL);
+	kft_add(s, "names_and_retryable", test_names_and_retryable, 0, NULL, NULL);
+	kft_add(s, "from_conf", test_from_conf, 0, NULL, NULL);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(pipeline_suite());
-	int failed;
+	/* the pipeline's step lines are not under test */
+	static const struct kft_opts opts = {.log_level = LOG_LEVEL_ERROR - 1};
 
-	log_max_level = LOG_LEVEL_ERROR - 1; /* the pipeline's step lines are not under test */
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return kft_main(pipeline_suite(), &opts);
 }

@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "probe.h"
+#include "kftest.h"
 
 static const char *const GOOD[] = {
         "tcp://127.0.0.1:7480",
@@ -191,11 +192,5 @@ static Suite *probe_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(probe_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return kft_main(probe_suite(), NULL);
 }

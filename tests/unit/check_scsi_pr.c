@@ -16,6 +16,7 @@
 
 #include "fencing/fence_scsi.h"
 #include "storage/scsi_pr.h"
+#include "kftest.h"
 
 #define MS(x) ((usec_t)(x)*USEC_PER_MSEC)
 
@@ -488,11 +489,5 @@ static Suite *scsi_pr_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(scsi_pr_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return kft_main(scsi_pr_suite(), NULL);
 }

@@ -16,6 +16,7 @@
 
 #include "fencing/selffence.h"
 #include "log.h"
+#include "kftest.h"
 
 #define MS USEC_PER_MSEC
 
@@ -262,35 +263,23 @@ END_TEST
 static Suite *selffence_suite(void)
 {
 	Suite *s = suite_create("selffence");
-	TCase *tc;
 
-#define ADD(name, fn)                                                                              \
-	do {                                                                                       \
-		tc = tcase_create(name);                                                           \
-		tcase_add_test(tc, fn);                                                            \
-		suite_add_tcase(s, tc);                                                            \
-	} while (0)
-	ADD("stop_confirmed", test_stop_confirmed);
-	ADD("stubborn_child_killed", test_stubborn_child_killed);
-	ADD("hanging_callback_abandoned", test_hanging_callback_abandoned);
-	ADD("kill_only", test_kill_only);
-	ADD("already_gone", test_already_gone);
-	ADD("nothing_to_do", test_nothing_to_do);
-	ADD("watchdog_orderly_close", test_watchdog_orderly_close);
-	ADD("watchdog_starved", test_watchdog_starved);
-	ADD("watchdog_abrupt_close_and_errors", test_watchdog_abrupt_close_and_errors);
-#undef ADD
+	kft_add(s, "stop_confirmed", test_stop_confirmed, 0, NULL, NULL);
+	kft_add(s, "stubborn_child_killed", test_stubborn_child_killed, 0, NULL, NULL);
+	kft_add(s, "hanging_callback_abandoned", test_hanging_callback_abandoned, 0, NULL, NULL);
+	kft_add(s, "kill_only", test_kill_only, 0, NULL, NULL);
+	kft_add(s, "already_gone", test_already_gone, 0, NULL, NULL);
+	kft_add(s, "nothing_to_do", test_nothing_to_do, 0, NULL, NULL);
+	kft_add(s, "watchdog_orderly_close", test_watchdog_orderly_close, 0, NULL, NULL);
+	kft_add(s, "watchdog_starved", test_watchdog_starved, 0, NULL, NULL);
+	kft_add(s, "watchdog_abrupt_close_and_errors", test_watchdog_abrupt_close_and_errors, 0,
+	        NULL, NULL);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(selffence_suite());
-	int failed;
+	static const struct kft_opts opts = {.log_level = LOG_LEVEL_ERROR - 1};
 
-	log_max_level = LOG_LEVEL_ERROR - 1;
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return kft_main(selffence_suite(), &opts);
 }
