@@ -12,6 +12,7 @@
 #include "log.h"
 #include "nodeagent/agent_conf.h"
 #include "util.h"
+#include "kftest.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -1077,15 +1078,11 @@ static Suite *conf_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
+	int status;
 
 	n_good = list_corpus(CONF_DIR "/good", good_files);
 	n_bad = list_corpus(CONF_DIR "/bad", bad_files);
-	sr = srunner_create(conf_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	status = kft_main(conf_suite(), NULL);
 	corpus_free();
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return status;
 }

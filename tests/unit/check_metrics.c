@@ -27,6 +27,7 @@
 #include "nodeagent/http.h"
 #include "nodeagent/metrics.h"
 #include "util.h"
+#include "kftest.h"
 
 #define KUBECONFIG TEST_SRCDIR "/unit/data/k8s/token.yaml"
 
@@ -1210,13 +1211,10 @@ static Suite *ops_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(ops_suite());
-	int failed;
+	int status;
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	status = kft_main(ops_suite(), NULL);
 	curl_global_cleanup();
-	return failed ? 1 : 0;
+	return status;
 }
