@@ -496,7 +496,17 @@ extendedKeyUsage=serverAuth"
 	for img in k8s.gcr.io/pause:3.2 docker.io/kubefence/agent:lab docker.io/kubefence/metad:lab; do
 		echo "$have" | grep -qx "$img" || missing=1
 	done
-	[ $missing = 0 ] || bash "$LAB_TOP/lab/images.sh" import "$n"
+	if [ $missing = 1 ]; then
+		# Built once (cached by content hash), then loaded into each node
+		# in the background: Ready needs no image, so the loading overlaps
+		# the kubelet's start; cmd_up waits for it.
+		if [ "$IMAGES_BUILT" = 0 ]; then
+			bash "$LAB_TOP/lab/images.sh" build "$LABDIR/images"
+			IMAGES_BUILT=1
+		fi
+		bash "$LAB_TOP/lab/images.sh" load "$n" &
+		IMAGE_LOADS+=("$!:$n")
+	fi
 
 	if ! pid_alive "$RUN/$n.kubelet.pid"; then
 		k8s_bin
@@ -519,6 +529,16 @@ extendedKeyUsage=serverAuth"
 }
 
 # ---------------------------------------------------------------- commands
+
+IMAGES_BUILT=0
+IMAGE_LOADS=() # "PID:NODE" of the image loads ensure_node started
+wait_image_loads() {
+	local l
+	for l in "${IMAGE_LOADS[@]}"; do
+		wait "${l%%:*}" || die "loading the images into ${l#*:} failed"
+	done
+	IMAGE_LOADS=()
+}
 
 cmd_up() {
 	need_root
@@ -577,6 +597,7 @@ cmd_up() {
 		sleep 0.1
 	done
 	[ "$ready" -ge "$(echo "$nodes" | wc -w)" ] || die "nodes not Ready after 120s; see $LOGS"
+	wait_image_loads
 	# Pods need their namespace's ServiceAccount, which the controller
 	# manager creates: wait for the default one.
 	for i in $(seq 1 300); do

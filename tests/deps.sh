@@ -10,6 +10,7 @@ KF_PACKAGES=(
 	etcd-server golang-go golang-github-modern-go-reflect2-dev rsync
 	curl openssl iproute2 procps tgt libiscsi-bin jq
 	containerd runc containernetworking-plugins iptables
+	buildah mmdebstrap
 )
 # Wanted for one program each, not for the services they ship: installed
 # without Recommends, and a service the install started is stopped again.
