@@ -9,6 +9,7 @@ storage_libkfstorage_a_SOURCES = \
 	lib/crc32c.c lib/crc32c.h \
 	storage/journal.c storage/journal.h \
 	storage/backend.h storage/backend_dir.c \
+	storage/index.c storage/index.h \
 	storage/metastore.c storage/metastore.h \
 	storage/blkdev.c storage/blkdev.h
 
@@ -16,6 +17,7 @@ KF_CTL_SOURCES += nodeagent/ctl_journal.c
 
 check_PROGRAMS += \
 	tests/unit/check_journal \
+	tests/unit/check_index \
 	tests/unit/check_metastore \
 	tests/unit/check_blkdev \
 	tests/unit/check_blkdev_loop \
@@ -25,6 +27,9 @@ check_PROGRAMS += \
 tests_unit_check_journal_SOURCES = tests/unit/check_journal.c
 tests_unit_check_journal_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_journal_LDADD = $(TEST_LIBS)
+tests_unit_check_index_SOURCES = tests/unit/check_index.c
+tests_unit_check_index_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_index_LDADD = $(TEST_LIBS)
 tests_unit_check_metastore_SOURCES = tests/unit/check_metastore.c
 tests_unit_check_metastore_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_metastore_LDADD = $(TEST_LIBS)
@@ -48,6 +53,7 @@ bench_recovery_LDADD = $(KF_LIBS)
 # (skipped when clang is missing) and runs it for 10 s.
 TESTS += \
 	tests/unit/check_journal \
+	tests/unit/check_index \
 	tests/unit/check_metastore \
 	tests/unit/check_blkdev \
 	tests/unit/check_blkdev_loop \

@@ -1,6 +1,7 @@
-/* metastore: recovery, the in-memory index, the write path with group commit,
- * snapshots and the offline check/repair.  See metastore.h for the contract
- * and storage/FORMAT.md for what is on the volume.
+/* metastore: recovery into the in-memory index (index.c), the write path
+ * with group commit, snapshots and the offline check/repair.  See
+ * metastore.h for the contract and storage/FORMAT.md for what is on the
+ * volume.
  *
  * Recovery order: newest snapshot S (must be complete: SNAP_BEGIN, PUTs,
  * SNAP_END with the right count), then segments in first-seq order.  Segment
@@ -20,15 +21,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
-#include "crc32c.h"
 #include "failpoint.h"
+#include "index.h"
 #include "journal.h"
 #include "log.h"
 #include "util.h"
 
-#define SKIP_MAX_LEVEL       24
 #define DEFAULT_SNAP_BYTES   (64ull << 20)
 #define DEFAULT_SNAP_RECORDS 1000000ull
 #define SNAP_BUF_SIZE        (1u << 20)
@@ -38,67 +37,6 @@
  * <= 1) without reserving a bucket per minimal 41-byte record (8x the
  * memory for typical stores). */
 #define RECOVERY_BYTES_PER_KEY 128
-
-/* An index entry: the key and, when it fits, the value live in the same
- * allocation (key at &fwd[level], the inline value slot of `cap` bytes right
- * after it).  A value that outgrows the slot is malloc'd (ENTRY_VALUE_HEAP).
- * Entries made during recovery come from the recovery arena (ENTRY_ARENA):
- * one allocation per few MiB instead of two per key, freed with the store. */
-struct entry {
-	struct entry *hnext;
-	uint8_t *value; /* value_len bytes + NUL: inline slot or malloc'd */
-	uint32_t hash;
-	uint32_t key_len;
-	uint32_t value_len;
-	uint32_t cap;        /* bytes of the inline value slot (value_len + 1 fits) */
-	uint8_t level;       /* skip list levels */
-	uint8_t flags;       /* ENTRY_* */
-	struct entry *fwd[]; /* `level` pointers, then the key, then the slot */
-};
-
-#define ENTRY_ARENA      0x01 /* memory belongs to the recovery arena */
-#define ENTRY_VALUE_HEAP 0x02 /* value is malloc'd, not the inline slot */
-#define ENTRY_DEAD       0x04 /* deleted arena entry (skipped by index_link) */
-
-static uint8_t *entry_key(const struct entry *e)
-{
-	return (uint8_t *)&e->fwd[e->level];
-}
-
-static uint8_t *entry_slot(const struct entry *e)
-{
-	return entry_key(e) + e->key_len;
-}
-
-/* Bytes of an entry with these parameters, rounded for alignment. */
-static size_t entry_size(uint32_t level, size_t klen, size_t cap)
-{
-	size_t n = sizeof(struct entry) + level * sizeof(struct entry *) + klen + cap;
-
-	return (n + 7) & ~(size_t)7;
-}
-
-/* The recovery arena: chunks filled in allocation order (so walking them
- * yields every entry recovery made), 1 MiB first, doubling up to 64 MiB,
- * backed by transparent huge pages where the kernel allows (page faults were
- * a tenth of replay time with 4 KiB pages).  Entries that die during
- * recovery go to per-size free lists and are reused by the next entry of
- * the same size, so replaying overwrites does not grow the arena. */
-#define ARENA_CHUNK_MIN    (1u << 20)
-#define ARENA_CHUNK_MAX    (64u << 20)
-#define ARENA_HUGE_PAGE    (2u << 20)
-#define ARENA_FREE_CLASSES 512 /* exact sizes 8..4088 bytes */
-
-/* Recovery inserts in batches: each new entry's bucket is prefetched when it
- * is queued and looked up only when the batch is full, so the cache misses
- * of a batch overlap instead of costing one memory latency per record. */
-#define RECOVERY_BATCH 16
-
-struct arena_chunk {
-	struct arena_chunk *next;
-	size_t used, size;
-	uint64_t data[]; /* 8-byte aligned entries */
-};
 
 /* Where recovery found damage, for messages and repair. */
 enum damage_kind {
@@ -115,18 +53,8 @@ struct metastore {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 
-	/* index */
-	struct entry **buckets;
-	size_t nbuckets;
-	size_t nkeys;
-	struct entry *head;                     /* skip list head (level SKIP_MAX_LEVEL, no key) */
-	bool linked;                            /* skip list built (false during recovery) */
-	struct arena_chunk *arena, *arena_tail; /* recovery entries, in order */
-	struct entry *arena_free[ARENA_FREE_CLASSES]; /* dead entries by size / 8 */
-	struct entry *pending[RECOVERY_BATCH];        /* recovery puts not yet in the table */
-	size_t npending;
-	size_t nheap; /* malloc'd entries and values: close walks the table only if > 0 */
-	uint64_t rng;
+	/* the live state: loaded by recovery, sealed before the store opens */
+	struct index *ix;
 
 	/* write state, under lock */
 	uint64_t last_seq;    /* last record written */
@@ -170,466 +98,6 @@ struct metastore {
 	const char *replay_error;
 	char hint[9000];
 };
-
-/* ------------------------------------------------------------------ index */
-
-static uint32_t key_hash(const void *key, size_t len)
-{
-	return crc32c(0x9e3779b9u, key, len);
-}
-
-static int key_cmp(const void *a, size_t alen, const void *b, size_t blen)
-{
-	size_t n = alen < blen ? alen : blen;
-	int c = n ? memcmp(a, b, n) : 0;
-
-	if (c)
-		return c;
-	return alen < blen ? -1 : alen > blen;
-}
-
-static uint32_t random_level(struct metastore *m)
-{
-	uint32_t level = 1;
-	uint64_t x;
-
-	/* xorshift64; p = 1/4 per level */
-	x = m->rng;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	m->rng = x;
-	while (level < SKIP_MAX_LEVEL && (x & 3) == 0) {
-		level++;
-		x >>= 2;
-	}
-	return level;
-}
-
-static struct entry *hash_find(struct metastore *m, const void *key, size_t len, uint32_t h)
-{
-	for (struct entry *e = m->buckets[h & (m->nbuckets - 1)]; e; e = e->hnext)
-		if (e->hash == h && e->key_len == len && memcmp(entry_key(e), key, len) == 0)
-			return e;
-	return NULL;
-}
-
-static int hash_resize(struct metastore *m, size_t n)
-{
-	struct entry **nb = calloc(n, sizeof(*nb));
-
-	if (!nb)
-		return -ENOMEM;
-	for (size_t i = 0; i < m->nbuckets; i++) {
-		struct entry *e = m->buckets[i], *next;
-
-		for (; e; e = next) {
-			next = e->hnext;
-			e->hnext = nb[e->hash & (n - 1)];
-			nb[e->hash & (n - 1)] = e;
-		}
-	}
-	free(m->buckets);
-	m->buckets = nb;
-	m->nbuckets = n;
-	return 0;
-}
-
-/* Size the table for about `keys` keys before recovery fills it, so that
- * replay never rehashes.  Only grows; failure is harmless (the table then
- * grows as it fills). */
-static void hash_presize(struct metastore *m, uint64_t keys)
-{
-	size_t n = m->nbuckets;
-
-	if (keys > (1ull << 26))
-		keys = 1ull << 26;
-	while (n < keys)
-		n *= 2;
-	if (n > m->nbuckets)
-		(void)hash_resize(m, n);
-}
-
-/* Find the skip list predecessors of key at every level. */
-static void skip_seek(struct metastore *m, const void *key, size_t len,
-                      struct entry *update[SKIP_MAX_LEVEL])
-{
-	struct entry *x = m->head;
-
-	for (int l = SKIP_MAX_LEVEL - 1; l >= 0; l--) {
-		while (x->fwd[l] && key_cmp(entry_key(x->fwd[l]), x->fwd[l]->key_len, key, len) < 0)
-			x = x->fwd[l];
-		update[l] = x;
-	}
-}
-
-/* Memory for an entry: from the arena during recovery (before the skip list
- * is linked), from malloc afterwards. */
-static struct entry *entry_alloc(struct metastore *m, size_t size)
-{
-	struct arena_chunk *c = m->arena_tail;
-	struct entry *e;
-
-	if (m->linked) {
-		e = malloc(size);
-		if (e) {
-			e->flags = 0;
-			m->nheap++;
-		}
-		return e;
-	}
-	if (size / 8 < ARENA_FREE_CLASSES && m->arena_free[size / 8]) {
-		e = m->arena_free[size / 8];
-		m->arena_free[size / 8] = e->hnext;
-		e->flags = ENTRY_ARENA;
-		return e;
-	}
-	if (!c || c->size - c->used < size) {
-		size_t cs = c ? c->size * 2 : ARENA_CHUNK_MIN;
-
-		if (cs > ARENA_CHUNK_MAX)
-			cs = ARENA_CHUNK_MAX;
-		if (cs < size)
-			cs = size;
-		c = aligned_alloc(ARENA_HUGE_PAGE, (sizeof(*c) + cs + ARENA_HUGE_PAGE - 1) &
-		                                           ~(size_t)(ARENA_HUGE_PAGE - 1));
-		if (!c)
-			return NULL;
-		if (cs >= ARENA_HUGE_PAGE)
-			(void)madvise(c, sizeof(*c) + cs, MADV_HUGEPAGE);
-		c->next = NULL;
-		c->used = 0;
-		c->size = cs;
-		if (m->arena_tail)
-			m->arena_tail->next = c;
-		else
-			m->arena = c;
-		m->arena_tail = c;
-	}
-	e = (struct entry *)((uint8_t *)c->data + c->used);
-	c->used += size;
-	e->flags = ENTRY_ARENA;
-	return e;
-}
-
-static void entry_free(struct metastore *m, struct entry *e)
-{
-	size_t size = entry_size(e->level, e->key_len, e->cap);
-
-	if (e->flags & ENTRY_VALUE_HEAP) {
-		free(e->value);
-		m->nheap--;
-	}
-	if (!(e->flags & ENTRY_ARENA)) {
-		free(e);
-		m->nheap--;
-		return;
-	}
-	e->flags = ENTRY_DEAD | ENTRY_ARENA; /* the arena keeps the bytes */
-	if (!m->linked && size / 8 < ARENA_FREE_CLASSES) {
-		e->hnext = m->arena_free[size / 8];
-		m->arena_free[size / 8] = e;
-	}
-}
-
-/* Replace the value of e: into the inline slot when it fits, else into a
- * new heap buffer.  e keeps its old value on failure. */
-static int entry_set_value(struct metastore *m, struct entry *e, const void *val, size_t vlen)
-{
-	uint8_t *dst = entry_slot(e);
-
-	if (vlen + 1 > e->cap) {
-		dst = malloc(vlen + 1);
-		if (!dst)
-			return -ENOMEM;
-		m->nheap++;
-	}
-	if (e->flags & ENTRY_VALUE_HEAP) {
-		free(e->value);
-		m->nheap--;
-	}
-	if (dst == entry_slot(e))
-		e->flags &= (uint8_t)~ENTRY_VALUE_HEAP;
-	else
-		e->flags |= ENTRY_VALUE_HEAP;
-	if (vlen)
-		memcpy(dst, val, vlen);
-	dst[vlen] = '\0';
-	e->value = dst;
-	e->value_len = (uint32_t)vlen;
-	return 0;
-}
-
-/* Insert or replace key -> a copy of val. */
-static int index_put(struct metastore *m, const void *key, size_t klen, const void *val,
-                     size_t vlen)
-{
-	uint32_t h = key_hash(key, klen);
-	struct entry *e = hash_find(m, key, klen, h);
-	uint32_t level;
-
-	if (e)
-		return entry_set_value(m, e, val, vlen);
-	if (m->nkeys >= m->nbuckets && hash_resize(m, m->nbuckets * 2) < 0)
-		return -ENOMEM;
-	level = random_level(m);
-	e = entry_alloc(m, entry_size(level, klen, vlen + 1));
-	if (!e)
-		return -ENOMEM;
-	e->hash = h;
-	e->key_len = (uint32_t)klen;
-	e->level = (uint8_t)level;
-	e->cap = (uint32_t)(vlen + 1);
-	memcpy(entry_key(e), key, klen);
-	(void)entry_set_value(m, e, val, vlen); /* fits the slot: cannot fail */
-	e->hnext = m->buckets[h & (m->nbuckets - 1)];
-	m->buckets[h & (m->nbuckets - 1)] = e;
-	m->nkeys++;
-	if (m->linked) {
-		struct entry *update[SKIP_MAX_LEVEL];
-
-		skip_seek(m, key, klen, update);
-		for (uint32_t l = 0; l < level; l++) {
-			e->fwd[l] = update[l]->fwd[l];
-			update[l]->fwd[l] = e;
-		}
-	}
-	return 0;
-}
-
-static bool index_delete(struct metastore *m, const void *key, size_t klen)
-{
-	uint32_t h = key_hash(key, klen);
-	struct entry **pp = &m->buckets[h & (m->nbuckets - 1)], *e;
-
-	for (; (e = *pp); pp = &e->hnext)
-		if (e->hash == h && e->key_len == klen && memcmp(entry_key(e), key, klen) == 0)
-			break;
-	if (!e)
-		return false;
-	*pp = e->hnext;
-	if (m->linked) {
-		struct entry *update[SKIP_MAX_LEVEL];
-
-		skip_seek(m, key, klen, update);
-		for (uint32_t l = 0; l < e->level; l++)
-			if (update[l]->fwd[l] == e)
-				update[l]->fwd[l] = e->fwd[l];
-	}
-	entry_free(m, e);
-	m->nkeys--;
-	return true;
-}
-
-/* Sort element: the first 8 key bytes as a big-endian integer, so most
- * comparisons never touch the entry (a cache miss each). */
-struct sort_item {
-	uint64_t prefix;
-	struct entry *e;
-};
-
-static uint64_t key_prefix(const struct entry *e)
-{
-	const uint8_t *k = entry_key(e);
-	uint64_t p = 0;
-
-	for (uint32_t i = 0; i < 8; i++)
-		p = p << 8 | (i < e->key_len ? k[i] : 0);
-	return p;
-}
-
-static int sort_item_cmp(const void *a, const void *b)
-{
-	const struct sort_item *x = a, *y = b;
-
-	if (x->prefix != y->prefix)
-		return x->prefix < y->prefix ? -1 : 1;
-	return key_cmp(entry_key(x->e), x->e->key_len, entry_key(y->e), y->e->key_len);
-}
-
-/* Sort by key: a stable LSD radix sort on the 8-byte prefix (byte digits,
- * skipping digits that are equal in every item), then a comparison sort of
- * each run of equal prefixes.  tmp has room for n items. */
-static void sort_items(struct sort_item *all, struct sort_item *tmp, size_t n)
-{
-	struct sort_item *src = all, *dst = tmp;
-
-	for (int shift = 0; shift < 64; shift += 8) {
-		size_t count[256] = {0}, pos = 0;
-
-		for (size_t i = 0; i < n; i++)
-			count[(src[i].prefix >> shift) & 0xff]++;
-		if (count[(src[0].prefix >> shift) & 0xff] == n)
-			continue; /* one value: the pass would not move anything */
-		for (int d = 0; d < 256; d++) {
-			size_t c = count[d];
-
-			count[d] = pos;
-			pos += c;
-		}
-		for (size_t i = 0; i < n; i++)
-			dst[count[(src[i].prefix >> shift) & 0xff]++] = src[i];
-		src = dst;
-		dst = src == all ? tmp : all;
-	}
-	if (src != all)
-		memcpy(all, src, n * sizeof(*all));
-	for (size_t i = 0, j; i < n; i = j) {
-		for (j = i + 1; j < n && all[j].prefix == all[i].prefix; j++)
-			;
-		if (j - i > 1)
-			qsort(all + i, j - i, sizeof(*all), sort_item_cmp);
-	}
-}
-
-static int recovery_flush(struct metastore *m);
-
-/* After recovery: sort the live entries once and link the skip list.  The
- * arena holds them in insertion order, so a store recovered from a snapshot
- * (written in key order) needs no sort at all. */
-static int index_link(struct metastore *m)
-{
-	struct sort_item *all = NULL, *tmp = NULL;
-	struct entry *tail[SKIP_MAX_LEVEL];
-	size_t n = 0;
-	bool sorted = true;
-	int r = 0;
-
-	r = recovery_flush(m);
-	if (r < 0)
-		return r;
-	if (m->nkeys) {
-		all = malloc(m->nkeys * sizeof(*all));
-		if (!all)
-			return -ENOMEM;
-	}
-	for (struct arena_chunk *c = m->arena; c; c = c->next) {
-		for (size_t off = 0; off < c->used;) {
-			struct entry *e = (struct entry *)((uint8_t *)c->data + off);
-
-			off += entry_size(e->level, e->key_len, e->cap);
-			if (e->flags & ENTRY_DEAD)
-				continue;
-			if (n == m->nkeys) {
-				r = -EUCLEAN; /* cannot happen: the arena holds every key */
-				goto out;
-			}
-			all[n++] = (struct sort_item){key_prefix(e), e};
-		}
-	}
-	if (n != m->nkeys) {
-		r = -EUCLEAN;
-		goto out;
-	}
-	for (size_t i = 1; i < n && sorted; i++)
-		sorted = sort_item_cmp(&all[i - 1], &all[i]) < 0;
-	if (!sorted) {
-		tmp = malloc(n * sizeof(*tmp));
-		if (!tmp) {
-			r = -ENOMEM;
-			goto out;
-		}
-		sort_items(all, tmp, n);
-	}
-	for (int l = 0; l < SKIP_MAX_LEVEL; l++) {
-		tail[l] = m->head;
-		m->head->fwd[l] = NULL;
-	}
-	for (size_t i = 0; i < n; i++) {
-		struct entry *e = all[i].e;
-
-		for (uint32_t l = 0; l < e->level; l++) {
-			e->fwd[l] = NULL;
-			tail[l]->fwd[l] = e;
-			tail[l] = e;
-		}
-	}
-	m->linked = true;
-out:
-	free(tmp);
-	free(all);
-	return r;
-}
-
-static void index_free(struct metastore *m)
-{
-	for (size_t i = 0; m->nheap && m->buckets && i < m->nbuckets; i++) {
-		struct entry *e = m->buckets[i], *next;
-
-		for (; e; e = next) {
-			next = e->hnext;
-			entry_free(m, e);
-		}
-	}
-	while (m->arena) {
-		struct arena_chunk *c = m->arena;
-
-		m->arena = c->next;
-		free(c);
-	}
-	m->arena_tail = NULL;
-	free(m->buckets);
-	free(m->head);
-}
-
-/* Put the queued recovery entries into the table, in record order: a key
- * already present is replaced by the newer entry. */
-static int recovery_flush(struct metastore *m)
-{
-	for (size_t i = 0; i < m->npending; i++) {
-		struct entry *e = m->pending[i], **pp, *old;
-
-		pp = &m->buckets[e->hash & (m->nbuckets - 1)];
-		for (; (old = *pp); pp = &old->hnext)
-			if (old->hash == e->hash && old->key_len == e->key_len &&
-			    memcmp(entry_key(old), entry_key(e), e->key_len) == 0)
-				break;
-		if (old) {
-			e->hnext = old->hnext;
-			*pp = e;
-			entry_free(m, old);
-			continue;
-		}
-		e->hnext = *pp;
-		*pp = e;
-		m->nkeys++;
-		if (m->nkeys > m->nbuckets && hash_resize(m, m->nbuckets * 2) < 0) {
-			m->npending = 0; /* the rest stays in the arena, freed with it */
-			return -ENOMEM;
-		}
-	}
-	m->npending = 0;
-	return 0;
-}
-
-/* A PUT replayed during recovery: a new arena entry, queued (see
- * RECOVERY_BATCH). */
-static int recovery_put(struct metastore *m, const void *key, size_t klen, const void *val,
-                        size_t vlen)
-{
-	uint32_t level = random_level(m);
-	struct entry *e = entry_alloc(m, entry_size(level, klen, vlen + 1));
-
-	if (!e)
-		return -ENOMEM;
-	e->hash = key_hash(key, klen);
-	e->key_len = (uint32_t)klen;
-	e->level = (uint8_t)level;
-	e->cap = (uint32_t)(vlen + 1);
-	memcpy(entry_key(e), key, klen);
-	(void)entry_set_value(m, e, val, vlen); /* fits the slot: cannot fail */
-	__builtin_prefetch(&m->buckets[e->hash & (m->nbuckets - 1)]);
-	m->pending[m->npending++] = e;
-	return m->npending == RECOVERY_BATCH ? recovery_flush(m) : 0;
-}
-
-static int apply_put(struct metastore *m, const void *key, size_t klen, const void *val,
-                     size_t vlen)
-{
-	if (!m->linked)
-		return recovery_put(m, key, klen, val, vlen);
-	return index_put(m, key, klen, val, vlen);
-}
 
 /* --------------------------------------------------------------- recovery */
 
@@ -694,7 +162,7 @@ static int snapshot_record(void *userdata, const struct journal_record *r, uint6
 		m->st.records_replayed++;
 		if (replay_cancelled(m))
 			return -ECANCELED;
-		return apply_put(m, r->key, r->key_len, r->value, r->value_len);
+		return index_put(m->ix, r->key, r->key_len, r->value, r->value_len);
 	case JOURNAL_SNAP_END:
 		if (!m->snap_begun || m->snap_ended || journal_get_le64(r->value) != m->snap_seen ||
 		    m->snap_seen != m->snap_count) {
@@ -760,14 +228,11 @@ static int segment_record(void *userdata, const struct journal_record *r, uint64
 	m->journal_records++;
 	switch (r->type) {
 	case JOURNAL_PUT:
-		return apply_put(m, r->key, r->key_len, r->value, r->value_len);
+		return index_put(m->ix, r->key, r->key_len, r->value, r->value_len);
 	case JOURNAL_DEL: {
-		int fr = recovery_flush(m); /* deletes apply in record order */
+		int dr = index_delete(m->ix, r->key, r->key_len); /* in record order */
 
-		if (fr < 0)
-			return fr;
-		(void)index_delete(m, r->key, r->key_len);
-		return 0;
+		return dr < 0 ? dr : 0;
 	}
 	case JOURNAL_BARRIER:
 		return 0;
@@ -994,7 +459,7 @@ static int recover(struct metastore *m, char *err, size_t errlen)
 
 		for (size_t i = 0; i < n; i++)
 			bytes += units[i].size;
-		hash_presize(m, bytes / RECOVERY_BYTES_PER_KEY);
+		index_presize(m->ix, bytes / RECOVERY_BYTES_PER_KEY);
 	}
 	m->expected_seq = 1;
 	m->snap_covered = 0;
@@ -1137,7 +602,7 @@ static int recover(struct metastore *m, char *err, size_t errlen)
 	}
 	m->last_seq = m->expected_seq - 1;
 	m->synced_seq = m->last_seq;
-	r = index_link(m);
+	r = index_seal(m->ix);
 	if (r < 0)
 		errbuf_set(err, errlen, "out of memory building the index");
 out:
@@ -1163,15 +628,10 @@ static struct metastore *store_new(struct backend *b, const struct metastore_opt
 		m->opts.snapshot_records = DEFAULT_SNAP_RECORDS;
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->cond, NULL);
-	m->nbuckets = 1024;
-	m->buckets = calloc(m->nbuckets, sizeof(*m->buckets));
-	m->head = calloc(1, sizeof(*m->head) + SKIP_MAX_LEVEL * sizeof(m->head->fwd[0]));
+	m->ix = index_new();
 	m->wbuf = malloc(JOURNAL_RECORD_MAX);
-	m->rng = 0x2545F4914F6CDD1Dull ^ (uint64_t)(uintptr_t)m;
-	if (!m->buckets || !m->head || !m->wbuf)
+	if (!m->ix || !m->wbuf)
 		return metastore_close(m);
-	m->head->level = SKIP_MAX_LEVEL;
-	m->head->flags = 0;
 	return m;
 }
 
@@ -1186,7 +646,7 @@ struct metastore *metastore_close(struct metastore *m)
 		pthread_mutex_unlock(&m->lock);
 		(void)pthread_join(m->snap_thread, NULL);
 	}
-	index_free(m);
+	index_free(m->ix);
 	free(m->wbuf);
 	if (m->b)
 		m->b->ops->close(m->b);
@@ -1322,7 +782,7 @@ int metastore_open(struct backend *b, const struct metastore_options *opts, stru
 	}
 	log_info("opened '%s' at epoch %" PRIu64 ": %zu keys, last seq %" PRIu64 ", %" PRIu64
 	         " records replayed",
-	         b->desc, m->opts.epoch, m->nkeys, m->last_seq, m->st.records_replayed);
+	         b->desc, m->opts.epoch, index_count(m->ix), m->last_seq, m->st.records_replayed);
 	*ret = m;
 	return 0;
 fail:
@@ -1463,7 +923,7 @@ static int store_write(struct metastore *m, uint8_t type, const void *key, size_
 		           m->b->desc);
 		goto out;
 	}
-	if (type == JOURNAL_DEL && !hash_find(m, key, klen, key_hash(key, klen))) {
+	if (type == JOURNAL_DEL && !index_get(m->ix, key, klen, NULL, NULL)) {
 		r = -ENOENT;
 		goto out;
 	}
@@ -1487,8 +947,10 @@ static int store_write(struct metastore *m, uint8_t type, const void *key, size_
 	m->last_seq = seq;
 	m->st.journal_bytes += (uint64_t)n;
 	m->journal_records++;
-	r = type == JOURNAL_PUT ? apply_put(m, key, klen, value, vlen)
-	                        : (index_delete(m, key, klen), 0);
+	if (type == JOURNAL_PUT)
+		r = index_put(m->ix, key, klen, value, vlen);
+	else
+		r = index_delete(m->ix, key, klen) < 0 ? -ENOMEM : 0; /* sealed: cannot fail */
 	if (r < 0) {
 		store_die(m, r, "index update");
 		errbuf_set(err, errlen, "index update failed: %s", strerror(-r));
@@ -1565,7 +1027,7 @@ static int read_barrier(struct metastore *m)
 int metastore_get(struct metastore *m, const void *key, size_t key_len, void **ret_value,
                   size_t *ret_len)
 {
-	struct entry *e;
+	const void *value;
 	uint8_t *copy = NULL;
 	size_t len = 0;
 	int r = check_key(key, key_len, NULL, 0);
@@ -1576,18 +1038,16 @@ int metastore_get(struct metastore *m, const void *key, size_t key_len, void **r
 	r = read_barrier(m);
 	if (r < 0)
 		goto out;
-	e = hash_find(m, key, key_len, key_hash(key, key_len));
-	if (!e) {
+	if (!index_get(m->ix, key, key_len, &value, &len)) {
 		r = -ENOENT;
 		goto out;
 	}
-	len = e->value_len;
 	copy = malloc(len + 1);
 	if (!copy) {
 		r = -ENOMEM;
 		goto out;
 	}
-	memcpy(copy, e->value, len + 1);
+	memcpy(copy, value, len + 1); /* with the index's NUL */
 	r = 0;
 out:
 	pthread_mutex_unlock(&m->lock);
@@ -1602,34 +1062,21 @@ out:
 int metastore_list(struct metastore *m, const void *prefix, size_t prefix_len, metastore_list_fn cb,
                    void *userdata)
 {
-	struct entry *update[SKIP_MAX_LEVEL], *e;
-	int count = 0, r = 0;
+	int r;
 
 	pthread_mutex_lock(&m->lock);
 	r = read_barrier(m);
-	if (r < 0) {
-		pthread_mutex_unlock(&m->lock);
-		return r;
-	}
-	skip_seek(m, prefix, prefix_len, update);
-	for (e = update[0]->fwd[0]; e; e = e->fwd[0]) {
-		if (e->key_len < prefix_len ||
-		    (prefix_len && memcmp(entry_key(e), prefix, prefix_len) != 0))
-			break;
-		r = cb(userdata, entry_key(e), e->key_len, e->value, e->value_len);
-		if (r)
-			break;
-		count++;
-	}
+	if (r >= 0)
+		r = index_walk(m->ix, prefix, prefix_len, cb, userdata);
 	pthread_mutex_unlock(&m->lock);
-	return r ? r : count;
+	return r;
 }
 
 void metastore_get_stats(struct metastore *m, struct metastore_stats *ret)
 {
 	pthread_mutex_lock(&m->lock);
 	*ret = m->st;
-	ret->keys = m->nkeys;
+	ret->keys = index_count(m->ix);
 	ret->last_seq = m->last_seq;
 	pthread_mutex_unlock(&m->lock);
 }
@@ -1640,6 +1087,8 @@ struct snap_writer {
 	struct metastore *m;
 	uint8_t *buf;
 	size_t len;
+	const bool *stop; /* snap_write_index's */
+	size_t visited;
 };
 
 static int snap_emit(struct snap_writer *w, uint8_t type, const void *key, size_t klen,
@@ -1662,6 +1111,16 @@ static int snap_emit(struct snap_writer *w, uint8_t type, const void *key, size_
 	return 0;
 }
 
+/* One PUT of the snapshot body (an index walk's callback). */
+static int snap_emit_put(void *userdata, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct snap_writer *w = userdata;
+
+	if (w->stop && (++w->visited & 4095) == 0 && __atomic_load_n(w->stop, __ATOMIC_RELAXED))
+		return -ECANCELED;
+	return snap_emit(w, JOURNAL_PUT, key, klen, val, vlen);
+}
+
 /* Emit the whole index of w->m as a snapshot body (SNAP_BEGIN, the PUTs in
  * key order, SNAP_END) through the backend's snapshot_write.  stop, when
  * set, is polled now and then: once true, gives up with -ECANCELED. */
@@ -1669,15 +1128,16 @@ static int snap_write_index(struct snap_writer *w, const bool *stop)
 {
 	struct metastore *m = w->m;
 	uint8_t cnt[8];
-	size_t i = 0;
 	int r;
 
-	journal_put_le64(cnt, m->nkeys);
+	w->stop = stop;
+	w->visited = 0;
+	journal_put_le64(cnt, index_count(m->ix));
 	r = snap_emit(w, JOURNAL_SNAP_BEGIN, NULL, 0, cnt, 8);
-	for (struct entry *e = m->head->fwd[0]; e && r >= 0; e = e->fwd[0]) {
-		if (stop && (++i & 4095) == 0 && __atomic_load_n(stop, __ATOMIC_RELAXED))
-			return -ECANCELED;
-		r = snap_emit(w, JOURNAL_PUT, entry_key(e), e->key_len, e->value, e->value_len);
+	if (r >= 0) {
+		r = index_walk(m->ix, NULL, 0, snap_emit_put, w);
+		if (r > 0)
+			r = 0; /* the number of keys */
 	}
 	if (r >= 0)
 		r = snap_emit(w, JOURNAL_SNAP_END, NULL, 0, cnt, 8);
@@ -1799,7 +1259,8 @@ static int snapshot_fg_locked(struct metastore *m, char *err, size_t errlen)
 	m->st.snapshots++;
 	m->st.journal_bytes = 0;
 	m->journal_records = 0;
-	log_info("'%s': snapshot at seq %" PRIu64 " with %zu keys", m->b->desc, S, m->nkeys);
+	log_info("'%s': snapshot at seq %" PRIu64 " with %zu keys", m->b->desc, S,
+	         index_count(m->ix));
 	r = 0;
 	goto out;
 fail_write:
@@ -1913,7 +1374,7 @@ static int snapshot_build(struct metastore *m, uint64_t S, char *err, size_t err
 	(void)FAILPOINT(METASTORE_SNAPSHOT_AFTER_RENAME);
 	remove_covered(b, m->opts.epoch, S);
 	log_info("'%s': snapshot at seq %" PRIu64 " with %zu keys (built beside the writers)",
-	         m->b->desc, S, t->nkeys);
+	         m->b->desc, S, index_count(t->ix));
 out:
 	if (begun)
 		b->ops->snapshot_abort(b);
@@ -2075,7 +1536,7 @@ int metastore_check(struct backend *b, bool repair, void *out_)
 			fprintf(out,
 			        "ok: %zu keys, last seq %" PRIu64 ", epoch %" PRIu64 ", %" PRIu64
 			        " records replayed%s\n",
-			        m->nkeys, m->last_seq,
+			        index_count(m->ix), m->last_seq,
 			        cell > m->volume_epoch ? cell : m->volume_epoch,
 			        m->st.records_replayed,
 			        m->st.torn_bytes_cut ? " (torn tail: cut at next open)" : "");

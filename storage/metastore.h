@@ -6,11 +6,10 @@
  * per put/delete and makes it durable before returning (group commit batches
  * concurrent writers into one sync).  Snapshots bound recovery time.
  *
- * Index: a hash table (gets, puts, deletes in O(1)) whose entries are also
- * linked into a skip list ordered by key (memcmp, then length), so
- * list-by-prefix is a seek plus a walk over the matches.  Recovery fills only
- * the hash table and then sorts the live entries once and links the skip
- * list in linear time, so replay cost does not depend on key order.
+ * The live state is an index (storage/index.h: a hash table whose entries
+ * are also linked into a skip list ordered by key), which recovery loads in
+ * bulk and seals before the store opens, so replay cost does not depend on
+ * key order and list-by-prefix is a seek plus a walk.
  *
  * Epoch semantics ("stepping down"):
  *   - metastore_open(epoch E) refuses with -ESTALE when the volume holds an
