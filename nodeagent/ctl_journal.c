@@ -19,6 +19,24 @@
 #include "storage/backend.h"
 #include "storage/metastore.h"
 
+/* One finding as a line: "LABEL: TEXT" (an unrepairable one says so
+ * itself). */
+static void print_finding(FILE *out, const struct metastore_check_entry *e)
+{
+	static const char *const label[] = {
+	        [METASTORE_FOUND_OK] = "ok",
+	        [METASTORE_FOUND_PROBLEM] = "problem",
+	        [METASTORE_FOUND_REPAIRED] = "repaired",
+	        [METASTORE_FOUND_UNREPAIRABLE] = NULL,
+	        [METASTORE_FOUND_ERROR] = "error",
+	};
+
+	if (label[e->kind])
+		fprintf(out, "%s: %s\n", label[e->kind], e->text);
+	else
+		fprintf(out, "%s\n", e->text);
+}
+
 static void journal_usage(FILE *out)
 {
 	fprintf(out, "Usage: kubefencectl journal check --data-dir DIR\n"
@@ -37,6 +55,7 @@ int ctl_journal_main(int argc, char **argv)
 	};
 	const char *dir = NULL, *action;
 	struct backend *b = NULL;
+	struct metastore_check_report rep;
 	char err[512];
 	bool repair;
 	int c, r;
@@ -79,8 +98,11 @@ int ctl_journal_main(int argc, char **argv)
 		fprintf(stderr, "kubefencectl journal: %s\n", err);
 		return 3;
 	}
-	r = metastore_check(b, repair, stdout);
+	r = metastore_check(b, repair, &rep);
 	b->ops->close(b);
+	for (size_t i = 0; i < rep.n; i++)
+		print_finding(stdout, &rep.entries[i]);
+	metastore_check_report_done(&rep);
 	if (r < 0) {
 		fprintf(stderr, "kubefencectl journal: %s failed: %s\n", action, strerror(-r));
 		return 3;

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1504,109 +1505,169 @@ int metastore_snapshot(struct metastore *m, char *err, size_t errlen)
 
 /* ---------------------------------------------------------- check/repair */
 
-int metastore_check(struct backend *b, bool repair, void *out_)
+/* Append one finding to the report.  Returns 0 or -ENOMEM. */
+static int __attribute__((format(printf, 3, 4)))
+report_add(struct metastore_check_report *rep, enum metastore_finding kind, const char *fmt, ...)
 {
-	FILE *out = out_;
-	struct metastore_options o = {.read_only = true, .epoch = UINT64_MAX};
-	int r = 0;
+	struct metastore_check_entry *e;
+	va_list ap;
 
+	if (rep->n == rep->cap) {
+		size_t cap = rep->cap ? rep->cap * 2 : 8;
+
+		e = realloc(rep->entries, cap * sizeof(*e));
+		if (!e)
+			return -ENOMEM;
+		rep->entries = e;
+		rep->cap = cap;
+	}
+	e = &rep->entries[rep->n++];
+	e->kind = kind;
+	va_start(ap, fmt);
+	vsnprintf(e->text, sizeof(e->text), fmt, ap);
+	va_end(ap);
+	return 0;
+}
+
+/* One round: recover read-only; report the store or the damage.  Returns
+ * 0 (healthy), -errno (the check failed), or 1 with the damage in *kind,
+ * *bad and *off. */
+static int check_round(struct backend *b, struct metastore_check_report *rep,
+                       enum damage_kind *kind, struct backend_unit *bad, uint64_t *off)
+{
+	struct metastore_options o = {.read_only = true, .epoch = UINT64_MAX};
+	struct metastore *m = store_new(b, &o);
+	char err[1024] = "";
+	uint64_t cell = 0;
+	int r, ar;
+
+	if (!m)
+		return -ENOMEM;
+	r = b->ops->epoch_get(b, &cell);
+	if (r == -EBADMSG) {
+		m->damage = DAMAGE_EPOCH;
+		snprintf(err, sizeof(err), "the epoch cell is damaged");
+	} else if (r >= 0) {
+		r = recover(m, err, sizeof(err));
+	}
+	*kind = m->damage;
+	*bad = m->damage_unit;
+	*off = m->damage_offset;
+	if (r >= 0) {
+		rep->keys = index_count(m->ix);
+		rep->last_seq = m->last_seq;
+		rep->epoch = cell > m->volume_epoch ? cell : m->volume_epoch;
+		rep->records_replayed = m->st.records_replayed;
+		rep->torn_tail = m->st.torn_bytes_cut > 0;
+		ar = report_add(rep, METASTORE_FOUND_OK,
+		                "%zu keys, last seq %" PRIu64 ", epoch %" PRIu64 ", %" PRIu64
+		                " records replayed%s",
+		                rep->keys, rep->last_seq, rep->epoch, rep->records_replayed,
+		                rep->torn_tail ? " (torn tail: cut at next open)" : "");
+	} else if (*kind == DAMAGE_NONE) {
+		ar = report_add(rep, METASTORE_FOUND_ERROR, "%s", err);
+	} else {
+		ar = report_add(rep, METASTORE_FOUND_PROBLEM, "%s", err);
+		r = 1;
+	}
+	m->b = NULL; /* keep the backend */
+	metastore_close(m);
+	return ar < 0 ? ar : r;
+}
+
+/* Move the damaged unit aside keeping its valid prefix, and every later
+ * segment, which cannot be replayed after the cut.  Returns 0, 1 when it
+ * cannot be done automatically, or -errno. */
+static int repair_round(struct backend *b, struct metastore_check_report *rep,
+                        enum damage_kind kind, const struct backend_unit *bad, uint64_t off)
+{
+	struct backend_unit *units = NULL;
+	size_t n = 0;
+	int r = 0, ar = 0;
+
+	if (kind == DAMAGE_SNAPSHOT) {
+		bool older = false;
+
+		r = b->ops->list(b, &units, &n);
+		for (size_t i = 0; r >= 0 && i < n; i++)
+			older |= units[i].kind == BACKEND_SNAPSHOT && units[i].id < bad->id;
+		units = mfree(units);
+		if (!older) {
+			ar = report_add(rep, METASTORE_FOUND_UNREPAIRABLE,
+			                "cannot repair automatically: '%s' holds the only copy of "
+			                "the records up to seq %" PRIu64
+			                "; restore it from a backup",
+			                bad->name, bad->id);
+			return ar < 0 ? ar : 1;
+		}
+	}
+	if (kind == DAMAGE_EPOCH) {
+		ar = report_add(
+		        rep, METASTORE_FOUND_UNREPAIRABLE,
+		        "cannot repair the epoch cell automatically: restore it or remove it "
+		        "and reopen with the current lease epoch");
+		return ar < 0 ? ar : 1;
+	}
+	r = b->ops->list(b, &units, &n);
+	for (size_t i = 0; r >= 0 && ar >= 0 && i < n; i++) {
+		const struct backend_unit *u = &units[i];
+		char aside[512];
+		uint64_t keep = 0;
+		bool hit = strcmp(u->name, bad->name) == 0;
+
+		if (hit && kind == DAMAGE_SEGMENT)
+			keep = off;
+		else if (!hit && !(u->kind == BACKEND_SEGMENT && bad->kind == BACKEND_SEGMENT &&
+		                   u->id > bad->id))
+			continue;
+		r = b->ops->quarantine(b, u, keep, aside, sizeof(aside));
+		if (r < 0)
+			ar = report_add(rep, METASTORE_FOUND_ERROR, "cannot move '%s' aside: %s",
+			                u->name, strerror(-r));
+		else if (keep)
+			ar = report_add(rep, METASTORE_FOUND_REPAIRED,
+			                "moved '%s' to '%s' and kept its first %" PRIu64
+			                " bytes (valid records) in place",
+			                u->name, aside, keep);
+		else
+			ar = report_add(rep, METASTORE_FOUND_REPAIRED,
+			                "moved '%s' to '%s' (not deleted)", u->name, aside);
+	}
+	free(units);
+	return ar < 0 ? ar : r < 0 ? r : 0;
+}
+
+int metastore_check(struct backend *b, bool repair, struct metastore_check_report *ret)
+{
+	int r;
+
+	*ret = (struct metastore_check_report){0};
 	for (int round = 0; round < 64; round++) {
-		struct metastore *m = store_new(b, &o);
-		struct backend_unit *units = NULL;
-		size_t n = 0;
-		char err[1024] = "";
-		uint64_t cell = 0;
 		enum damage_kind kind;
 		struct backend_unit bad;
 		uint64_t off;
 
-		if (!m)
-			return -ENOMEM;
-		r = b->ops->epoch_get(b, &cell);
-		if (r == -EBADMSG) {
-			m->damage = DAMAGE_EPOCH;
-			snprintf(err, sizeof(err), "the epoch cell is damaged");
-		} else if (r >= 0) {
-			r = recover(m, err, sizeof(err));
-		}
-		kind = m->damage;
-		bad = m->damage_unit;
-		off = m->damage_offset;
-		if (r >= 0) {
-			fprintf(out,
-			        "ok: %zu keys, last seq %" PRIu64 ", epoch %" PRIu64 ", %" PRIu64
-			        " records replayed%s\n",
-			        index_count(m->ix), m->last_seq,
-			        cell > m->volume_epoch ? cell : m->volume_epoch,
-			        m->st.records_replayed,
-			        m->st.torn_bytes_cut ? " (torn tail: cut at next open)" : "");
-		}
-		m->b = NULL; /* keep the backend */
-		metastore_close(m);
-		if (r >= 0)
-			return 0;
-		if (kind == DAMAGE_NONE) {
-			fprintf(out, "error: %s\n", err);
-			return r;
-		}
-		fprintf(out, "problem: %s\n", err);
+		r = check_round(b, ret, &kind, &bad, &off);
+		if (r <= 0)
+			goto out; /* healthy, or the check failed */
 		if (!repair)
-			return 1;
-		if (kind == DAMAGE_SNAPSHOT) {
-			bool older = false;
-
-			r = b->ops->list(b, &units, &n);
-			for (size_t i = 0; r >= 0 && i < n; i++)
-				older |= units[i].kind == BACKEND_SNAPSHOT && units[i].id < bad.id;
-			free(units);
-			units = NULL;
-			if (!older) {
-				fprintf(out,
-				        "cannot repair automatically: '%s' holds the only copy of "
-				        "the records up to seq %" PRIu64 "; restore it from a "
-				        "backup\n",
-				        bad.name, bad.id);
-				return 1;
-			}
-		}
-		if (kind == DAMAGE_EPOCH) {
-			fprintf(out, "cannot repair the epoch cell automatically: restore it or "
-			             "remove it and reopen with the current lease epoch\n");
-			return 1;
-		}
-		/* move the damaged unit aside keeping its valid prefix, and every
-		 * later segment, which cannot be replayed after the cut */
-		r = b->ops->list(b, &units, &n);
-		for (size_t i = 0; r >= 0 && i < n; i++) {
-			const struct backend_unit *u = &units[i];
-			char aside[512];
-			uint64_t keep = 0;
-			bool hit = strcmp(u->name, bad.name) == 0;
-
-			if (hit && kind == DAMAGE_SEGMENT)
-				keep = off;
-			else if (!hit && !(u->kind == BACKEND_SEGMENT &&
-			                   bad.kind == BACKEND_SEGMENT && u->id > bad.id))
-				continue;
-			r = b->ops->quarantine(b, u, keep, aside, sizeof(aside));
-			if (r < 0) {
-				fprintf(out, "error: cannot move '%s' aside: %s\n", u->name,
-				        strerror(-r));
-				break;
-			}
-			if (keep)
-				fprintf(out,
-				        "repaired: moved '%s' to '%s' and kept its first %" PRIu64
-				        " bytes (valid records) in place\n",
-				        u->name, aside, keep);
-			else
-				fprintf(out, "repaired: moved '%s' to '%s' (not deleted)\n",
-				        u->name, aside);
-		}
-		free(units);
-		if (r < 0)
-			return r;
+			goto out;
+		r = repair_round(b, ret, kind, &bad, off);
+		if (r != 0)
+			goto out;
 	}
-	fprintf(out, "error: repair did not converge\n");
-	return 1;
+	r = report_add(ret, METASTORE_FOUND_ERROR, "repair did not converge");
+	if (r >= 0)
+		r = 1;
+out:
+	ret->result = r;
+	return r;
+}
+
+void metastore_check_report_done(struct metastore_check_report *rep)
+{
+	if (!rep)
+		return;
+	free(rep->entries);
+	*rep = (struct metastore_check_report){0};
 }

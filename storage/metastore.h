@@ -170,14 +170,49 @@ int metastore_snapshot(struct metastore *m, char *err, size_t errlen);
 
 void metastore_get_stats(struct metastore *m, struct metastore_stats *ret);
 
+/* What an offline check or repair found and did, in order. */
+enum metastore_finding {
+	METASTORE_FOUND_OK,           /* the store recovers cleanly: its summary */
+	METASTORE_FOUND_PROBLEM,      /* damage that keeps the store from opening */
+	METASTORE_FOUND_REPAIRED,     /* a repair action (a unit moved aside, nothing deleted) */
+	METASTORE_FOUND_UNREPAIRABLE, /* damage repair leaves alone; the text says what to do */
+	METASTORE_FOUND_ERROR,        /* the check or the repair itself failed */
+};
+
+struct metastore_check_entry {
+	enum metastore_finding kind;
+	char text[1200]; /* one line, without a newline or a label */
+};
+
+struct metastore_check_report {
+	int result; /* what metastore_check returned */
+	/* The store, from the last round that found it healthy (an OK entry). */
+	size_t keys;
+	uint64_t last_seq;
+	uint64_t epoch; /* the volume's: the epoch cell or the newest record's */
+	uint64_t records_replayed;
+	bool torn_tail; /* a torn tail that the next open cuts */
+	/* Every finding and action, in order (n of them; cap is allocated). */
+	struct metastore_check_entry *entries;
+	size_t n, cap;
+};
+
 /* Offline check / repair of a store, for `kubefencectl journal`.  Validates
  * every unit without changing anything (check) or, with repair, moves each
  * damaged unit aside as "<name>.corrupt-<timestamp>", keeping the valid
  * prefix in place, and moves aside the later segments that can no longer be
- * replayed after the cut.  Every finding and action is printed to `out`.
- * Returns 0 when the store is healthy (or was repaired), 1 when problems were
- * found (check) or remain (repair), -errno on failure. */
-int metastore_check(struct backend *b, bool repair, void *out /* FILE * */);
+ * replayed after the cut; repair then checks again, until the store is
+ * healthy or nothing more can be done.  Every finding and action goes into
+ * *ret, which is filled in every case (on failure, the findings up to it,
+ * usually an ERROR entry last) and is released with
+ * metastore_check_report_done.  Prints and logs nothing of its own.
+ * Returns 0 when the store is healthy (or was repaired), 1 when problems
+ * were found (check) or remain (repair), -errno on failure.  Blocks for a
+ * whole recovery per round. */
+int metastore_check(struct backend *b, bool repair, struct metastore_check_report *ret);
+
+/* Free what a report holds and reset it; accepts NULL. */
+void metastore_check_report_done(struct metastore_check_report *rep);
 
 /* kubefencectl journal: see nodeagent/ctl_journal.c. */
 int ctl_journal_main(int argc, char **argv);

@@ -353,8 +353,8 @@ START_TEST(check_and_repair)
 {
 	struct metastore *m = open_store(tmpdir, 1);
 	struct backend *b;
+	struct metastore_check_report rep;
 	char seg[512], err[512];
-	FILE *out = tmpfile();
 	uint8_t byte;
 	int fd;
 
@@ -374,11 +374,36 @@ START_TEST(check_and_repair)
 	close(fd);
 
 	ck_assert_int_eq(backend_dir_open(tmpdir, false, &b, err, sizeof(err)), 0);
-	ck_assert_int_eq(metastore_check(b, false, out), 1);
-	ck_assert_int_eq(metastore_check(b, true, out), 0);
-	ck_assert_int_eq(metastore_check(b, false, out), 0);
+	/* check: the damage, nothing changed */
+	ck_assert_int_eq(metastore_check(b, false, &rep), 1);
+	ck_assert_int_eq(rep.result, 1);
+	ck_assert_uint_eq(rep.n, 1);
+	ck_assert_int_eq(rep.entries[0].kind, METASTORE_FOUND_PROBLEM);
+	ck_assert_msg(strstr(rep.entries[0].text, seg), "%s", rep.entries[0].text);
+	metastore_check_report_done(&rep);
+	/* repair: the damage, the damaged segment cut, the later one moved
+	 * aside, then the store as it now recovers */
+	ck_assert_int_eq(metastore_check(b, true, &rep), 0);
+	ck_assert_uint_eq(rep.n, 4);
+	ck_assert_int_eq(rep.entries[0].kind, METASTORE_FOUND_PROBLEM);
+	ck_assert_int_eq(rep.entries[1].kind, METASTORE_FOUND_REPAIRED);
+	ck_assert_msg(strstr(rep.entries[1].text, " and kept its first 108 bytes (valid records)"),
+	              "%s", rep.entries[1].text);
+	ck_assert_int_eq(rep.entries[2].kind, METASTORE_FOUND_REPAIRED);
+	ck_assert_msg(strstr(rep.entries[2].text, "(not deleted)"), "%s", rep.entries[2].text);
+	ck_assert_int_eq(rep.entries[3].kind, METASTORE_FOUND_OK);
+	ck_assert_str_eq(rep.entries[3].text, "1 keys, last seq 2, epoch 1, 2 records replayed");
+	ck_assert_uint_eq(rep.keys, 1);
+	ck_assert_uint_eq(rep.last_seq, 2);
+	ck_assert_uint_eq(rep.epoch, 1);
+	metastore_check_report_done(&rep);
+	ck_assert_uint_eq(rep.n, 0);
+	ck_assert_ptr_null(rep.entries);
+	ck_assert_int_eq(metastore_check(b, false, &rep), 0);
+	ck_assert_uint_eq(rep.n, 1);
+	ck_assert_int_eq(rep.entries[0].kind, METASTORE_FOUND_OK);
+	metastore_check_report_done(&rep);
 	b->ops->close(b);
-	fclose(out);
 
 	m = open_store(tmpdir, 1);
 	assert_value(m, "k000", "value-0000000000");
@@ -396,6 +421,44 @@ START_TEST(check_and_repair)
 		free(names);
 		ck_assert_int_eq(corrupt, 2);
 	}
+}
+END_TEST
+
+/* The only snapshot damaged: repair says what to do and changes nothing. */
+START_TEST(check_report_unrepairable)
+{
+	struct metastore *m = open_store(tmpdir, 1);
+	struct metastore_check_report rep;
+	struct backend *b;
+	char err[1024], path[600] = "";
+	struct dirent **names;
+	int n;
+
+	put_str(m, "a", "1");
+	ck_assert_int_eq(metastore_snapshot(m, err, sizeof(err)), 0);
+	m = metastore_close(m);
+	n = scandir(tmpdir, &names, NULL, alphasort);
+	for (int i = 0; i < n; i++) {
+		if (strncmp(names[i]->d_name, "snapshot-", 9) == 0)
+			snprintf(path, sizeof(path), "%s/%s", tmpdir, names[i]->d_name);
+		free(names[i]);
+	}
+	free(names);
+	ck_assert(path[0]);
+	ck_assert_int_eq(truncate(path, file_size(path) - 10), 0);
+
+	ck_assert_int_eq(backend_dir_open(tmpdir, false, &b, err, sizeof(err)), 0);
+	ck_assert_int_eq(metastore_check(b, true, &rep), 1);
+	ck_assert_int_eq(rep.result, 1);
+	ck_assert_uint_eq(rep.n, 2);
+	ck_assert_int_eq(rep.entries[0].kind, METASTORE_FOUND_PROBLEM);
+	ck_assert_int_eq(rep.entries[1].kind, METASTORE_FOUND_UNREPAIRABLE);
+	ck_assert_msg(strncmp(rep.entries[1].text, "cannot repair automatically: '", 30) == 0 &&
+	                      strstr(rep.entries[1].text, "; restore it from a backup"),
+	              "%s", rep.entries[1].text);
+	metastore_check_report_done(&rep);
+	b->ops->close(b);
+	ck_assert_int_eq(access(path, F_OK), 0); /* left in place */
 }
 END_TEST
 
@@ -1422,6 +1485,7 @@ static Suite *metastore_suite(void)
 	tcase_add_test(tc, damaged_snapshot_refused);
 	TC("repair");
 	tcase_add_test(tc, check_and_repair);
+	tcase_add_test(tc, check_report_unrepairable);
 	TC("snapshot");
 	tcase_add_loop_test(tc, snapshot_replay_equals_journal_replay, 0, 4);
 	tcase_add_test(tc, snapshot_removes_covered_segments);
