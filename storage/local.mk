@@ -1,8 +1,9 @@
 # storage/: sources, programs and tests of this subsystem (included by Makefile.am).
 #
 # libkfstorage.a: the metadata persistence library (journal format, the
-# metadata store, the directory backend, libblkid checks).  lib/crc32c.c is
-# built here because lib/'s source list belongs to the top Makefile.am.
+# metadata store and its in-memory index, the directory backend, libblkid
+# checks).  lib/crc32c.c is built here because lib/'s source list belongs to
+# the top Makefile.am.
 noinst_LIBRARIES += storage/libkfstorage.a
 KF_SUBSYS_LIBS += storage/libkfstorage.a
 storage_libkfstorage_a_SOURCES = \
