@@ -17,6 +17,7 @@
 
 #include "it.h"
 #include "k8s.h"
+#include "kftest.h"
 
 #define DURATION_MS 2000
 #define RENEW_MS    1500
@@ -336,11 +337,7 @@ static Suite *election_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(election_suite());
-	int failed;
+	static const struct kft_opts opts = {.verbose = true};
 
-	srunner_run_all(sr, CK_VERBOSE);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return kft_main(election_suite(), &opts);
 }

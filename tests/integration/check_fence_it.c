@@ -30,18 +30,9 @@
 #include "k8s.h"
 #include "log.h"
 #include "nodeagent/agent_conf.h"
+#include "kftest.h"
 
 #define T_MS 5000 /* one admin request */
-
-static struct k8s_client *client_for(const char *env)
-{
-	struct k8s_client *c = NULL;
-	char err[512] = "";
-
-	ck_assert_msg(k8s_client_new(it_env(env), NULL, &c, err, sizeof(err)) == 0, "%s: %s", env,
-	              err);
-	return c;
-}
 
 /* POST the JSON text (printf-style) to collection gv/ns/resource as admin
  * or whoever c is; -EEXIST is fine.  Returns the new object's uid in uid. */
@@ -249,7 +240,7 @@ static double secs(usec_t u)
 START_TEST(test_pod_recreated_survives)
 {
 	struct k8s_client *admin = it_admin_client(),
-	                  *agent = client_for("KF_IT_AGENT_KUBECONFIG_A");
+	                  *agent = it_client_for("KF_IT_AGENT_KUBECONFIG_A");
 	const char *ns = it_env("KF_IT_NS");
 	char uid1[64] = "", uid2[64] = "", path[512], err[1024] = "";
 	struct agent_conf *conf;
@@ -292,7 +283,7 @@ END_TEST
 START_TEST(test_duty_retry_spares_replacement)
 {
 	struct k8s_client *admin = it_admin_client(),
-	                  *agent = client_for("KF_IT_AGENT_KUBECONFIG_A");
+	                  *agent = it_client_for("KF_IT_AGENT_KUBECONFIG_A");
 	const char *ns = it_env("KF_IT_NS");
 	char uid1[64] = "", uid2[64] = "";
 	struct fence_pins pins = {0};
@@ -322,15 +313,13 @@ START_TEST(test_duty_retry_spares_replacement)
 
 	/* a duty that found no pod at its start touches none later either */
 	struct fence_pins none = {0};
-	ck_assert_int_eq(run_pipeline_pinned(conf, agent, "node-rep-empty", NULL, NULL, &none,
-	                                     &rep),
-	                 0);
+	ck_assert_int_eq(
+	        run_pipeline_pinned(conf, agent, "node-rep-empty", NULL, NULL, &none, &rep), 0);
 	ck_assert(none.set);
 	ck_assert_int_eq(none.n, 0);
 	create_pod(admin, "meta-rep-late", "meta-rep", "node-rep-empty", NULL, 0);
-	ck_assert_int_eq(run_pipeline_pinned(conf, agent, "node-rep-empty", NULL, NULL, &none,
-	                                     &rep),
-	                 0);
+	ck_assert_int_eq(
+	        run_pipeline_pinned(conf, agent, "node-rep-empty", NULL, NULL, &none, &rep), 0);
 	ck_assert_int_eq(rep.steps[0].result, FENCE_ALREADY_GONE);
 	ck_assert_int_eq(get(admin, "v1", ns, "pods", "meta-rep-late", NULL), 0);
 	agent_conf_free(conf);
@@ -344,7 +333,7 @@ END_TEST
 START_TEST(test_pod_force_delete_confirmed)
 {
 	struct k8s_client *admin = it_admin_client(),
-	                  *agent = client_for("KF_IT_AGENT_KUBECONFIG_B");
+	                  *agent = it_client_for("KF_IT_AGENT_KUBECONFIG_B");
 	const char *ns = it_env("KF_IT_NS");
 	struct agent_conf *conf;
 	struct fence_report rep;
@@ -396,7 +385,7 @@ static bool node_has_taint(struct k8s_client *admin, const char *node, const cha
 START_TEST(test_pipeline_with_attacher)
 {
 	struct k8s_client *admin = it_admin_client(),
-	                  *agent = client_for("KF_IT_AGENT_KUBECONFIG_A");
+	                  *agent = it_client_for("KF_IT_AGENT_KUBECONFIG_A");
 	const char *ns = it_env("KF_IT_NS");
 	struct attacher at = {.va = "va-att", .delay_ms = 700};
 	struct agent_conf *conf;
@@ -464,7 +453,7 @@ END_TEST
 START_TEST(test_volume_detach_deadline)
 {
 	struct k8s_client *admin = it_admin_client(),
-	                  *agent = client_for("KF_IT_AGENT_KUBECONFIG_C");
+	                  *agent = it_client_for("KF_IT_AGENT_KUBECONFIG_C");
 	struct agent_conf *conf;
 	struct fence_report rep;
 	cJSON *obj = NULL;
@@ -503,7 +492,7 @@ END_TEST
 START_TEST(test_out_of_service_taint)
 {
 	struct k8s_client *admin = it_admin_client(),
-	                  *agent = client_for("KF_IT_AGENT_KUBECONFIG_B");
+	                  *agent = it_client_for("KF_IT_AGENT_KUBECONFIG_B");
 	usec_t dl = clock_mono_usec() + 5000 * USEC_PER_MSEC;
 	char err[1024] = "";
 	cJSON *obj = NULL;
@@ -555,7 +544,7 @@ END_TEST
 START_TEST(test_recovered_node_lifts_taint)
 {
 	struct k8s_client *admin = it_admin_client(),
-	                  *agent = client_for("KF_IT_AGENT_KUBECONFIG_B");
+	                  *agent = it_client_for("KF_IT_AGENT_KUBECONFIG_B");
 	usec_t dl = clock_mono_usec() + 5000 * USEC_PER_MSEC;
 	struct it_agent a;
 	char err[1024] = "";
@@ -594,7 +583,8 @@ END_TEST
 
 START_TEST(test_rbac_errors_named)
 {
-	struct k8s_client *admin = it_admin_client(), *nor = client_for("KF_IT_NORBAC_KUBECONFIG");
+	struct k8s_client *admin = it_admin_client(),
+	                  *nor = it_client_for("KF_IT_NORBAC_KUBECONFIG");
 	const char *ns = it_env("KF_IT_NS");
 	char uid[64] = "", err[1024] = "", want[512];
 	struct agent_conf *conf;
@@ -852,40 +842,29 @@ static void setup_rbac(void)
 static Suite *fence_it_suite(void)
 {
 	Suite *s = suite_create("fence_it");
-	TCase *tc;
 
-#define ADD(name, fn)                                                                              \
-	do {                                                                                       \
-		tc = tcase_create(name);                                                           \
-		tcase_set_timeout(tc, 60);                                                         \
-		tcase_add_test(tc, fn);                                                            \
-		suite_add_tcase(s, tc);                                                            \
-	} while (0)
-	ADD("pod_recreated_survives", test_pod_recreated_survives);
-	ADD("duty_retry_spares_replacement", test_duty_retry_spares_replacement);
-	ADD("pod_force_delete_confirmed", test_pod_force_delete_confirmed);
-	ADD("pipeline_with_attacher", test_pipeline_with_attacher);
-	ADD("volume_detach_deadline", test_volume_detach_deadline);
-	ADD("out_of_service_taint", test_out_of_service_taint);
-	ADD("recovered_node_lifts_taint", test_recovered_node_lifts_taint);
-	ADD("rbac_errors_named", test_rbac_errors_named);
-	ADD("ctl_fence", test_ctl_fence);
-	ADD("ctl_fence_failure", test_ctl_fence_failure);
-#undef ADD
+	kft_add(s, "pod_recreated_survives", test_pod_recreated_survives, 60, NULL, NULL);
+	kft_add(s, "duty_retry_spares_replacement", test_duty_retry_spares_replacement, 60, NULL,
+	        NULL);
+	kft_add(s, "pod_force_delete_confirmed", test_pod_force_delete_confirmed, 60, NULL, NULL);
+	kft_add(s, "pipeline_with_attacher", test_pipeline_with_attacher, 60, NULL, NULL);
+	kft_add(s, "volume_detach_deadline", test_volume_detach_deadline, 60, NULL, NULL);
+	kft_add(s, "out_of_service_taint", test_out_of_service_taint, 60, NULL, NULL);
+	kft_add(s, "recovered_node_lifts_taint", test_recovered_node_lifts_taint, 60, NULL, NULL);
+	kft_add(s, "rbac_errors_named", test_rbac_errors_named, 60, NULL, NULL);
+	kft_add(s, "ctl_fence", test_ctl_fence, 60, NULL, NULL);
+	kft_add(s, "ctl_fence_failure", test_ctl_fence_failure, 60, NULL, NULL);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
+	static const struct kft_opts opts = {.ident = "check_fence_it",
+	                                     .log_level = LOG_LEVEL_INFO};
 
-	log_set_ident("check_fence_it");
-	log_max_level = LOG_LEVEL_INFO;
+	/* before the runner: setup_rbac() logs under the same ident and level */
+	log_set_ident(opts.ident);
+	log_max_level = opts.log_level;
 	setup_rbac();
-	sr = srunner_create(fence_it_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return kft_main(fence_it_suite(), &opts);
 }

@@ -25,19 +25,10 @@
 #include "k8s.h"
 #include "kubeconfig.h"
 #include "util.h"
+#include "kftest.h"
 
 #define LEASE_GV   "coordination.k8s.io/v1"
 #define TIMEOUT_MS 10000L
-
-static struct k8s_client *client_for(const char *env)
-{
-	struct k8s_client *c = NULL;
-	char err[512] = "";
-
-	ck_assert_msg(k8s_client_new(it_env(env), NULL, &c, err, sizeof(err)) == 0, "%s: %s", env,
-	              err);
-	return c;
-}
 
 /* A name unique to this run and test. */
 static void unique_name(char *buf, size_t len, const char *what)
@@ -171,7 +162,7 @@ static char *agent_token(void)
 
 START_TEST(test_get_create_update_patch)
 {
-	struct k8s_client *c = client_for("KF_IT_AGENT_KUBECONFIG_A");
+	struct k8s_client *c = it_client_for("KF_IT_AGENT_KUBECONFIG_A");
 	struct k8s_client *admin = it_admin_client();
 	cJSON *got = NULL, *v1 = NULL, *v2 = NULL, *patch, *obj;
 	char name[128], path[256], coll[256], err[1024] = "";
@@ -294,7 +285,7 @@ END_TEST
 
 START_TEST(test_list_selectors)
 {
-	struct k8s_client *c = client_for("KF_IT_AGENT_KUBECONFIG_B");
+	struct k8s_client *c = it_client_for("KF_IT_AGENT_KUBECONFIG_B");
 	struct k8s_client *admin = it_admin_client();
 	char group[128], other[128], n1[160], n2[160], n3[160], coll[256], sel[320];
 	char err[1024] = "";
@@ -449,7 +440,7 @@ START_TEST(test_watch_loop_sees_changes)
 	lease_path(path, sizeof(path), name);
 	seen.name = name;
 
-	a.c = client_for("KF_IT_AGENT_KUBECONFIG_C");
+	a.c = it_client_for("KF_IT_AGENT_KUBECONFIG_C");
 	a.coll = coll;
 	a.opts.label_selector = sel;
 	a.opts.timeout_seconds = 2; /* exercise resuming after the server ends a watch */
@@ -487,7 +478,7 @@ END_TEST
 
 START_TEST(test_watch_deadline)
 {
-	struct k8s_client *c = client_for("KF_IT_AGENT_KUBECONFIG_A");
+	struct k8s_client *c = it_client_for("KF_IT_AGENT_KUBECONFIG_A");
 	struct seen seen = {.lock = PTHREAD_MUTEX_INITIALIZER, .name = "none"};
 	struct k8s_watch_opts opts = {.label_selector = "kf-it-group=quiet-nothing-here"};
 	char coll[256], rv[K8S_RV_MAX], err[1024] = "";
@@ -517,7 +508,7 @@ END_TEST
 
 START_TEST(test_forbidden_names_verb_and_resource)
 {
-	struct k8s_client *c = client_for("KF_IT_NORBAC_KUBECONFIG");
+	struct k8s_client *c = it_client_for("KF_IT_NORBAC_KUBECONFIG");
 	struct k8s_client *admin = it_admin_client();
 	char name[128], path[256], err[1024] = "", want[512];
 	cJSON *obj = NULL;
@@ -680,36 +671,23 @@ END_TEST
 static Suite *k8s_it_suite(void)
 {
 	Suite *s = suite_create("k8s_it");
-	TCase *tc;
 
-#define ADD(name, fn)                                                                              \
-	do {                                                                                       \
-		tc = tcase_create(name);                                                           \
-		tcase_set_timeout(tc, 60);                                                         \
-		tcase_add_test(tc, fn);                                                            \
-		suite_add_tcase(s, tc);                                                            \
-	} while (0)
-	ADD("get_create_update_patch", test_get_create_update_patch);
-	ADD("delete_preconditions", test_delete_preconditions);
-	ADD("list_selectors", test_list_selectors);
-	ADD("watch_loop_sees_changes", test_watch_loop_sees_changes);
-	ADD("watch_deadline", test_watch_deadline);
-	ADD("forbidden_names_verb_and_resource", test_forbidden_names_verb_and_resource);
-	ADD("unauthenticated", test_unauthenticated);
-	ADD("wrong_ca", test_wrong_ca);
-	ADD("blobs_and_token_file_rotation", test_blobs_and_token_file_rotation);
-	ADD("connection_refused", test_connection_refused);
-#undef ADD
+	kft_add(s, "get_create_update_patch", test_get_create_update_patch, 60, NULL, NULL);
+	kft_add(s, "delete_preconditions", test_delete_preconditions, 60, NULL, NULL);
+	kft_add(s, "list_selectors", test_list_selectors, 60, NULL, NULL);
+	kft_add(s, "watch_loop_sees_changes", test_watch_loop_sees_changes, 60, NULL, NULL);
+	kft_add(s, "watch_deadline", test_watch_deadline, 60, NULL, NULL);
+	kft_add(s, "forbidden_names_verb_and_resource", test_forbidden_names_verb_and_resource, 60,
+	        NULL, NULL);
+	kft_add(s, "unauthenticated", test_unauthenticated, 60, NULL, NULL);
+	kft_add(s, "wrong_ca", test_wrong_ca, 60, NULL, NULL);
+	kft_add(s, "blobs_and_token_file_rotation", test_blobs_and_token_file_rotation, 60, NULL,
+	        NULL);
+	kft_add(s, "connection_refused", test_connection_refused, 60, NULL, NULL);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(k8s_it_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return kft_main(k8s_it_suite(), NULL);
 }

@@ -23,58 +23,20 @@
 #include "storage/metastore.h"
 #include "storage/scsi_pr.h"
 #include "util.h"
+#include "kft_lun.h"
+#include "kftest.h"
 
 #define DEADLINE() (clock_mono_usec() + 5 * USEC_PER_SEC)
 #define N_RECORDS  200
 
 static char lun1[SCSI_PR_URL_MAX], lun2[SCSI_PR_URL_MAX];
 
-static const char *env(const char *name)
-{
-	const char *v = getenv(name);
-	ck_assert_msg(v && *v, "%s is not set (run through lun.test)", name);
-	return v;
-}
-
-static struct scsi_pr *open_as(const char *url, const char *node)
-{
-	struct scsi_pr_options so = {.ua_retries = 5};
-	struct scsi_pr_url u;
-	struct scsi_pr *h = NULL;
-	char iqn[SCSI_PR_IQN_MAX], err[512];
-
-	ck_assert_int_eq(scsi_pr_url_parse(url, &u, err, sizeof(err)), 0);
-	ck_assert_int_eq(scsi_pr_iqn_for_node(NULL, node, iqn, sizeof(iqn)), 0);
-	ck_assert_msg(scsi_pr_open(&u, iqn, &so, DEADLINE(), &h, err, sizeof(err)) == 0, "open: %s",
-	              err);
-	return h;
-}
-
-static void clear_lun(const char *url)
-{
-	struct scsi_pr *h = open_as(url, "cleaner");
-	uint64_t k;
-	char err[512];
-
-	ck_assert_int_eq(scsi_pr_key_for_node("cleaner", &k), 0);
-	ck_assert_msg(scsi_pr_register_ignore(h, k, DEADLINE(), err, sizeof(err)) == 0, "%s", err);
-	ck_assert_msg(scsi_pr_clear(h, k, DEADLINE(), err, sizeof(err)) == 0, "%s", err);
-	scsi_pr_close(h);
-}
-
 static void setup(void)
 {
-	const char *urls = env("KF_TGT_LUN_URLS");
-	const char *sp = strchr(urls, ' ');
-
-	ck_assert_msg(sp, "KF_TGT_LUN_URLS needs two LUNs");
-	snprintf(lun1, sizeof(lun1), "%.*s", (int)(sp - urls), urls);
-	snprintf(lun2, sizeof(lun2), "%s", sp + 1);
-	if ((sp = strchr(lun2, ' ')))
-		lun2[sp - lun2] = 0;
+	kft_lun_urls("lun.test", lun1, lun2);
 	log_max_level = LOG_LEVEL_WARNING;
-	clear_lun(lun1);
-	clear_lun(lun2);
+	kft_lun_clear(lun1);
+	kft_lun_clear(lun2);
 }
 
 static void key_of(int i, char *buf, size_t len)
@@ -134,7 +96,7 @@ START_TEST(test_format_refuses_ext4)
 	int st, r;
 
 	/* mkfs on the backing file of LUN 2 (tgt's rdwr store keeps no cache) */
-	snprintf(img, sizeof(img), "%s/lun2.img", env("KF_TGT_DIR"));
+	snprintf(img, sizeof(img), "%s/lun2.img", kft_env("KF_TGT_DIR", "lun.test"));
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
@@ -156,7 +118,7 @@ END_TEST
 
 START_TEST(test_format_blank)
 {
-	struct scsi_pr *h = open_as(lun1, "node-a");
+	struct scsi_pr *h = kft_lun_open_as(lun1, "node-a");
 	size_t bs = scsi_pr_block_size(h);
 	uint8_t *z = calloc(1, 4u << 20);
 	char err[1024];
@@ -250,7 +212,7 @@ START_TEST(test_torn_tail)
 		put(m, i, 0);
 	metastore_close(m);
 
-	h = open_as(lun1, "node-a");
+	h = kft_lun_open_as(lun1, "node-a");
 	bs = scsi_pr_block_size(h);
 	ck_assert_int_eq(scsi_pr_key_for_node("node-a", &key), 0);
 	ck_assert_int_eq(scsi_pr_register_ignore(h, key, DEADLINE(), err, sizeof(err)), 0);
@@ -316,15 +278,10 @@ static Suite *lun_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(lun_suite());
-	int failed;
-
 	/* Each test in its own process: Check enforces the 60 s timeouts only
 	 * there, so a hung iSCSI exchange fails its test instead of hanging
 	 * the run (and CK_FORK=no in the environment cannot switch that off). */
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : 0;
+	static const struct kft_opts opts = {.fork = true};
+
+	return kft_main(lun_suite(), &opts);
 }

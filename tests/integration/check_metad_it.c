@@ -29,6 +29,8 @@
 
 #include "clock.h"
 #include "storage/metad/proto.h"
+#include "kft_meta.h"
+#include "kftest.h"
 
 static char workdir[256];
 
@@ -97,21 +99,6 @@ static void metad_dump(const struct metad *m)
 	fclose(f);
 }
 
-static int try_connect(int port)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET,
-	                         .sin_port = htons((uint16_t)port),
-	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		close(fd);
-		return -1;
-	}
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return fd;
-}
-
 /* Start kubefence-metad with --listen 127.0.0.1:<port> and the NULL-ended
  * arguments; wait until it accepts connections. */
 static void metad_start(struct metad *m, const char *name, int port, ...)
@@ -143,7 +130,7 @@ static void metad_start(struct metad *m, const char *name, int port, ...)
 		_exit(127);
 	}
 	until = clock_mono_usec() + 10 * USEC_PER_SEC;
-	while ((fd = try_connect(m->port)) < 0) {
+	while ((fd = kft_meta_connect(m->port)) < 0) {
 		int st;
 
 		if (waitpid(m->pid, &st, WNOHANG) == m->pid) {
@@ -246,95 +233,24 @@ static int meta_run(const char *addr, const char *in, char *out, size_t outlen, 
 
 /* ------------------------------------------------------------ raw client */
 
-struct raw {
-	int fd;
-	struct pbuf in;
-};
-
-static void raw_open(struct raw *r, int port)
-{
-	memset(r, 0, sizeof(*r));
-	r->fd = try_connect(port);
-	ck_assert_int_ge(r->fd, 0);
-}
-
-static void raw_close(struct raw *r)
-{
-	if (r->fd >= 0)
-		close(r->fd);
-	pbuf_free(&r->in);
-	r->fd = -1;
-}
-
-static void raw_send(struct raw *r, const void *p, size_t n)
-{
-	ck_assert_int_eq(send(r->fd, p, n, MSG_NOSIGNAL), (ssize_t)n);
-}
-
-static void raw_req(struct raw *r, enum proto_op op, const void *k, size_t kl, const void *v,
-                    size_t vl)
-{
-	struct pbuf b = {0};
-
-	ck_assert_int_eq(proto_encode_request(&b, op, k, kl, v, vl, 0), 0);
-	raw_send(r, b.data, b.len);
-	pbuf_free(&b);
-}
-
-/* Next response unit; its payload is copied to data (if non-NULL).  Returns
- * the kind, or 0 on EOF/timeout. */
-static enum proto_resp_kind raw_reply(struct raw *r, struct proto_resp *u, struct pbuf *data)
-{
-	usec_t until = clock_mono_usec() + 10 * USEC_PER_SEC;
-	struct proto_resp tmp;
-	enum proto_resp_kind kind;
-
-	if (!u)
-		u = &tmp;
-	for (;;) {
-		int n = proto_parse_response(r->in.data, r->in.len, u);
-		uint8_t buf[65536];
-		ssize_t got;
-
-		ck_assert_int_ge(n, 0);
-		if (n > 0) {
-			if (data) {
-				data->len = 0;
-				pbuf_append(data, u->data, u->len);
-			}
-			kind = u->kind;
-			pbuf_consume(&r->in, (size_t)n);
-			return kind;
-		}
-		struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
-		usec_t left = until - clock_mono_usec();
-		if (left <= 0 || poll(&pfd, 1, (int)(left / 1000) + 1) <= 0)
-			return 0;
-		got = read(r->fd, buf, sizeof(buf));
-		if (got <= 0)
-			return 0;
-		pbuf_append(&r->in, buf, (size_t)got);
-	}
-}
-
-static enum proto_resp_kind raw_put(struct raw *r, const char *k, const char *v,
+static enum proto_resp_kind raw_put(struct kft_meta *r, const char *k, const char *v,
                                     struct proto_resp *u)
 {
-	raw_req(r, PROTO_OP_PUT, k, strlen(k), v, strlen(v));
-	return raw_reply(r, u, NULL);
+	kft_meta_request(r, PROTO_OP_PUT, k, strlen(k), v, strlen(v));
+	return kft_meta_reply(r, u, NULL);
 }
 
 /* One-shot request on a new connection. */
 static enum proto_resp_kind once(int port, enum proto_op op, const char *k, const char *v,
                                  struct proto_resp *u)
 {
-	struct raw r;
+	struct kft_meta r;
 	enum proto_resp_kind kind;
 
-	raw_open(&r, port);
-	raw_req(&r, op, k, k ? strlen(k) : 0, v, v ? strlen(v) : 0);
-	kind = raw_reply(&r, u, NULL);
-	raw_close(&r);
+	kft_meta_open(&r, port);
+	kft_meta_request(&r, op, k, k ? strlen(k) : 0, v, v ? strlen(v) : 0);
+	kind = kft_meta_reply(&r, u, NULL);
+	kft_meta_close(&r);
 	return kind;
 }
 
@@ -540,14 +456,14 @@ START_TEST(standalone_raw)
 	static const uint8_t key[] = {'a', 0, '\n', 'b'};
 	static const uint8_t val[] = {0, 'P', 'U', 'T', ' ', '1', ' ', '1', '\n', 'x', 0};
 	struct metad m;
-	struct raw r;
+	struct kft_meta r;
 	struct proto_resp u;
 	struct pbuf data = {0}, big = {0};
 	char line[64];
 
 	metad_start(&m, "a", 0, "--standalone", "--epoch", "2", "--data-dir", dir_of("data"),
 	            "--idle-timeout-ms", "1500", NULL);
-	raw_open(&r, m.port);
+	kft_meta_open(&r, m.port);
 	/* pipelined: PUT, GET, LIST, garbage, GET of a missing key */
 	{
 		struct pbuf b = {0};
@@ -557,61 +473,61 @@ START_TEST(standalone_raw)
 		proto_encode_request(&b, PROTO_OP_LIST, "a", 1, NULL, 0, 0);
 		pbuf_append(&b, "FROB 12\n", 8);
 		proto_encode_request(&b, PROTO_OP_GET, "zz", 2, NULL, 0, 0);
-		raw_send(&r, b.data, b.len);
+		kft_meta_send(&r, b.data, b.len);
 		pbuf_free(&b);
 	}
-	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_OK);
-	ck_assert_int_eq(raw_reply(&r, &u, &data), PROTO_R_VALUE);
+	ck_assert_int_eq(kft_meta_reply(&r, &u, NULL), PROTO_R_OK);
+	ck_assert_int_eq(kft_meta_reply(&r, &u, &data), PROTO_R_VALUE);
 	ck_assert_uint_eq(data.len, sizeof(val));
 	ck_assert_mem_eq(data.data, val, sizeof(val));
-	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_KEYS);
+	ck_assert_int_eq(kft_meta_reply(&r, &u, NULL), PROTO_R_KEYS);
 	ck_assert_uint_eq(u.count, 1);
-	ck_assert_int_eq(raw_reply(&r, &u, &data), PROTO_R_KEY);
+	ck_assert_int_eq(kft_meta_reply(&r, &u, &data), PROTO_R_KEY);
 	ck_assert_mem_eq(data.data, key, sizeof(key));
-	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_ERR);
+	ck_assert_int_eq(kft_meta_reply(&r, &u, NULL), PROTO_R_ERR);
 	ck_assert_ptr_nonnull(strstr(u.text, "unknown command"));
-	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_NOTFOUND);
+	ck_assert_int_eq(kft_meta_reply(&r, &u, NULL), PROTO_R_NOTFOUND);
 
 	/* too large: refused before the payload, which is skipped; usable after */
 	snprintf(line, sizeof(line), "PUT 3 %d\n", PROTO_VALUE_MAX + 1);
 	pbuf_append(&big, line, strlen(line));
 	for (int i = 0; i < 3 + PROTO_VALUE_MAX + 1; i++)
 		pbuf_append(&big, "Z", 1);
-	raw_send(&r, big.data, big.len);
-	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_ERR);
+	kft_meta_send(&r, big.data, big.len);
+	ck_assert_int_eq(kft_meta_reply(&r, &u, NULL), PROTO_R_ERR);
 	ck_assert_msg(strncmp(u.text, "toolarge ", 9) == 0, "%s", u.text);
 	ck_assert_int_eq(raw_put(&r, "after", "big", &u), PROTO_R_OK);
 	snprintf(line, sizeof(line), "GET %d\n", PROTO_KEY_MAX + 1);
-	raw_send(&r, line, strlen(line));
-	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_ERR);
+	kft_meta_send(&r, line, strlen(line));
+	ck_assert_int_eq(kft_meta_reply(&r, &u, NULL), PROTO_R_ERR);
 	ck_assert_msg(strncmp(u.text, "toolarge ", 9) == 0, "%s", u.text);
 	big.len = 0;
 	for (int i = 0; i < PROTO_KEY_MAX + 1; i++)
 		pbuf_append(&big, "K", 1);
-	raw_send(&r, big.data, big.len);
-	raw_req(&r, PROTO_OP_GET, "after", 5, NULL, 0);
-	ck_assert_int_eq(raw_reply(&r, &u, &data), PROTO_R_VALUE);
+	kft_meta_send(&r, big.data, big.len);
+	kft_meta_request(&r, PROTO_OP_GET, "after", 5, NULL, 0);
+	ck_assert_int_eq(kft_meta_reply(&r, &u, &data), PROTO_R_VALUE);
 	ck_assert_mem_eq(data.data, "big", 3);
 
 	/* framing lost: ERR, then the server closes */
-	raw_send(&r, "PUT x y\n", 8);
-	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_ERR);
-	ck_assert_int_eq(raw_reply(&r, &u, NULL), 0);
-	raw_close(&r);
+	kft_meta_send(&r, "PUT x y\n", 8);
+	ck_assert_int_eq(kft_meta_reply(&r, &u, NULL), PROTO_R_ERR);
+	ck_assert_int_eq(kft_meta_reply(&r, &u, NULL), 0);
+	kft_meta_close(&r);
 
 	/* an idle client is disconnected after --idle-timeout-ms */
-	raw_open(&r, m.port);
+	kft_meta_open(&r, m.port);
 	{
 		usec_t t0 = clock_mono_usec();
 		char c;
 		struct pollfd pfd = {.fd = r.fd, .events = POLLIN};
 
-		raw_send(&r, "GE", 2); /* half a request does not keep it alive */
+		kft_meta_send(&r, "GE", 2); /* half a request does not keep it alive */
 		ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
 		ck_assert_int_eq(read(r.fd, &c, 1), 0);
 		ck_assert_int_ge(clock_mono_usec() - t0, 1400 * USEC_PER_MSEC);
 	}
-	raw_close(&r);
+	kft_meta_close(&r);
 	pbuf_free(&data);
 	pbuf_free(&big);
 	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
@@ -621,39 +537,39 @@ END_TEST
 START_TEST(restart_recovers)
 {
 	struct metad m;
-	struct raw r;
+	struct kft_meta r;
 	struct proto_resp u;
 	struct pbuf data = {0};
 	char k[32], v[32];
 	const char *d = dir_of("data");
 
 	metad_start(&m, "a", 0, "--standalone", "--epoch", "1", "--data-dir", d, NULL);
-	raw_open(&r, m.port);
+	kft_meta_open(&r, m.port);
 	for (int i = 0; i < 200; i++) {
 		snprintf(k, sizeof(k), "key/%03d", i);
 		snprintf(v, sizeof(v), "value-%d", i);
 		ck_assert_int_eq(raw_put(&r, k, v, &u), PROTO_R_OK);
 	}
-	raw_req(&r, PROTO_OP_DEL, "key/007", 7, NULL, 0);
-	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_OK);
-	raw_close(&r);
+	kft_meta_request(&r, PROTO_OP_DEL, "key/007", 7, NULL, 0);
+	ck_assert_int_eq(kft_meta_reply(&r, &u, NULL), PROTO_R_OK);
+	kft_meta_close(&r);
 	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
 
 	metad_start(&m, "a", m.port, "--standalone", "--epoch", "2", "--data-dir", d, NULL);
-	raw_open(&r, m.port);
+	kft_meta_open(&r, m.port);
 	for (int i = 0; i < 200; i++) {
 		snprintf(k, sizeof(k), "key/%03d", i);
 		snprintf(v, sizeof(v), "value-%d", i);
-		raw_req(&r, PROTO_OP_GET, k, strlen(k), NULL, 0);
+		kft_meta_request(&r, PROTO_OP_GET, k, strlen(k), NULL, 0);
 		if (i == 7) {
-			ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_NOTFOUND);
+			ck_assert_int_eq(kft_meta_reply(&r, &u, NULL), PROTO_R_NOTFOUND);
 			continue;
 		}
-		ck_assert_int_eq(raw_reply(&r, &u, &data), PROTO_R_VALUE);
+		ck_assert_int_eq(kft_meta_reply(&r, &u, &data), PROTO_R_VALUE);
 		ck_assert_uint_eq(data.len, strlen(v));
 		ck_assert_mem_eq(data.data, v, data.len);
 	}
-	raw_close(&r);
+	kft_meta_close(&r);
 	pbuf_free(&data);
 	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
 	/* an older epoch than the volume's cannot start */
@@ -680,7 +596,7 @@ START_TEST(kill9_keeps_acked)
 {
 	enum { WINDOW = 16, KILL_AFTER = 400, MAXK = 100000 };
 	struct metad m;
-	struct raw r;
+	struct kft_meta r;
 	struct proto_resp u;
 	struct pbuf data = {0};
 	static bool acked[MAXK];
@@ -690,7 +606,7 @@ START_TEST(kill9_keeps_acked)
 
 	memset(acked, 0, sizeof(acked));
 	metad_start(&m, "a", 0, "--standalone", "--epoch", "1", "--data-dir", d, NULL);
-	raw_open(&r, m.port);
+	kft_meta_open(&r, m.port);
 	for (;;) {
 		while (sent - answered < WINDOW && sent < MAXK) {
 			snprintf(k, sizeof(k), "k%06d", sent);
@@ -706,7 +622,7 @@ START_TEST(kill9_keeps_acked)
 				break;
 			sent++;
 		}
-		enum proto_resp_kind kind = raw_reply(&r, &u, NULL);
+		enum proto_resp_kind kind = kft_meta_reply(&r, &u, NULL);
 		if (kind == 0)
 			break; /* the server died */
 		if (kind == PROTO_R_OK) {
@@ -717,25 +633,25 @@ START_TEST(kill9_keeps_acked)
 		if (answered == KILL_AFTER)
 			kill(m.pid, SIGKILL); /* with WINDOW puts in flight */
 	}
-	raw_close(&r);
+	kft_meta_close(&r);
 	metad_stop(&m, SIGKILL);
 	ck_assert_int_ge(nacked, KILL_AFTER - 1);
 
 	metad_start(&m, "a", m.port, "--standalone", "--epoch", "2", "--data-dir", d, NULL);
-	raw_open(&r, m.port);
+	kft_meta_open(&r, m.port);
 	for (int i = 0; i < sent; i++) {
 		if (!acked[i])
 			continue;
 		snprintf(k, sizeof(k), "k%06d", i);
 		snprintf(v, sizeof(v), "v%06d-payload", i);
-		raw_req(&r, PROTO_OP_GET, k, strlen(k), NULL, 0);
-		ck_assert_msg(raw_reply(&r, &u, &data) == PROTO_R_VALUE,
+		kft_meta_request(&r, PROTO_OP_GET, k, strlen(k), NULL, 0);
+		ck_assert_msg(kft_meta_reply(&r, &u, &data) == PROTO_R_VALUE,
 		              "acknowledged put %s lost after kill -9", k);
 		ck_assert_mem_eq(data.data, v, strlen(v));
 	}
 	fprintf(stderr, "kill9: %d puts sent, %d acknowledged, all present after restart\n", sent,
 	        nacked);
-	raw_close(&r);
+	kft_meta_close(&r);
 	pbuf_free(&data);
 	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
 }
@@ -745,7 +661,7 @@ START_TEST(control_roles)
 {
 	struct metad m, s;
 	struct agent a;
-	struct raw r;
+	struct kft_meta r;
 	struct proto_resp u;
 	char line[4200], out[4096];
 	const char *d = dir_of("data");
@@ -786,17 +702,17 @@ START_TEST(control_roles)
 	ck_assert_uint_ge(records, 10);
 	ck_assert_ptr_nonnull(strstr(line, "last_seq="));
 	ck_assert_ptr_nonnull(strstr(line, "recovery_ms="));
-	raw_open(&r, m.port);
+	kft_meta_open(&r, m.port);
 	ck_assert_int_eq(raw_put(&r, "k", "v1", &u), PROTO_R_OK);
-	raw_req(&r, PROTO_OP_GET, "seed3", 5, NULL, 0);
-	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_VALUE);
+	kft_meta_request(&r, PROTO_OP_GET, "seed3", 5, NULL, 0);
+	ck_assert_int_eq(kft_meta_reply(&r, &u, NULL), PROTO_R_VALUE);
 
 	/* no RENEW: the grant runs out and writes stop by themselves */
 	clock_sleep_until(t_promote + 1600 * USEC_PER_MSEC);
 	ck_assert_int_eq(raw_put(&r, "k", "v2", &u), PROTO_R_ERR);
 	ck_assert_msg(strncmp(u.text, "deadline", 8) == 0, "%s", u.text);
-	raw_req(&r, PROTO_OP_GET, "k", 1, NULL, 0);
-	ck_assert_int_eq(raw_reply(&r, &u, NULL), PROTO_R_ERR);
+	kft_meta_request(&r, PROTO_OP_GET, "k", 1, NULL, 0);
+	ck_assert_int_eq(kft_meta_reply(&r, &u, NULL), PROTO_R_ERR);
 
 	/* RENEW of another epoch is ignored; of ours, extends */
 	agent_grant(&a, "RENEW", 4, 5000);
@@ -814,7 +730,7 @@ START_TEST(control_roles)
 	agent_expect(&a, "DEMOTED epoch=5", NULL, 0);
 	ck_assert_int_eq(raw_put(&r, "k", "v4", &u), PROTO_R_NOTMASTER);
 	ck_assert_str_eq(u.text, "meta-1@10.1.2.3:7480");
-	raw_close(&r);
+	kft_meta_close(&r);
 	ck_assert_int_eq(meta_run(m.addr, NULL, out, sizeof(out), "del", "k", NULL), 3);
 
 	/* a promotion with an older epoch than the volume's fails */
@@ -881,7 +797,7 @@ START_TEST(sigterm_stops_serving_before_eof)
 {
 	struct metad m;
 	struct agent a;
-	struct raw r;
+	struct kft_meta r;
 	struct proto_resp u;
 	char line[4200];
 	enum proto_resp_kind k;
@@ -895,7 +811,7 @@ START_TEST(sigterm_stops_serving_before_eof)
 	agent_handshake(&a, &m, "meta-t");
 	agent_grant(&a, "PROMOTE", 3, 30000);
 	agent_expect(&a, "READY epoch=3 ", NULL, 0);
-	raw_open(&r, m.port);
+	kft_meta_open(&r, m.port);
 	ck_assert_int_eq(raw_put(&r, "k", "v1", &u), PROTO_R_OK);
 	ck_assert_int_eq(kill(m.pid, SIGTERM), 0);
 	t0 = clock_mono_usec();
@@ -904,7 +820,7 @@ START_TEST(sigterm_stops_serving_before_eof)
 	ck_assert_msg(clock_mono_usec() - t0 < 4 * USEC_PER_SEC, "no EOF after SIGTERM");
 	k = raw_put(&r, "k", "v2", &u);
 	ck_assert_msg(k != PROTO_R_OK, "the service acknowledged a write after its agent saw EOF");
-	raw_close(&r);
+	kft_meta_close(&r);
 	agent_close(&a);
 	ck_assert_int_eq(metad_stop(&m, SIGTERM), 0);
 }
@@ -941,8 +857,8 @@ END_TEST
 
 /* Wait (bounded) for the service's thread to pause at fault point `name`
  * (the marker is in fpdir), then return the marker's path. */
-static void fp_wait_paused(const char *fpdir, const struct metad *m, const char *name,
-                           char *marker, size_t len)
+static void fp_wait_paused(const char *fpdir, const struct metad *m, const char *name, char *marker,
+                           size_t len)
 {
 	snprintf(marker, len, "%s/%s.%ld.paused", fpdir, name, (long)m->pid);
 	for (int i = 0; i < 1500 && access(marker, F_OK) != 0; i++)
@@ -1358,11 +1274,5 @@ static Suite *metad_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(metad_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return kft_main(metad_suite(), NULL);
 }

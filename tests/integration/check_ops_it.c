@@ -31,20 +31,11 @@
 #include "nodeagent/http.h"
 #include "nodeagent/metrics.h"
 #include "util.h"
+#include "kftest.h"
 
 #define TIMEOUT_MS 10000L
 #define RBAC_GV    "rbac.authorization.k8s.io/v1"
 #define ROLE       "kubefence-agent-events"
-
-static struct k8s_client *client_for(const char *env)
-{
-	struct k8s_client *c = NULL;
-	char err[512] = "";
-
-	ck_assert_msg(k8s_client_new(it_env(env), NULL, &c, err, sizeof(err)) == 0, "%s: %s", env,
-	              err);
-	return c;
-}
 
 static void create_ok(struct k8s_client *c, const char *coll, const char *json)
 {
@@ -63,7 +54,7 @@ static void create_ok(struct k8s_client *c, const char *coll, const char *json)
 static void grant_events(void)
 {
 	struct k8s_client *admin = it_admin_client(),
-	                  *agent = client_for("KF_IT_AGENT_KUBECONFIG_A");
+	                  *agent = it_client_for("KF_IT_AGENT_KUBECONFIG_A");
 	const char *ns = it_env("KF_IT_NS");
 	char coll[256], json[1024], err[1024] = "";
 	usec_t deadline = clock_mono_usec() + 20 * USEC_PER_SEC;
@@ -143,7 +134,7 @@ static const char *jstr(const cJSON *o, const char *a, const char *b)
 START_TEST(test_events_listed_back)
 {
 	struct k8s_client *admin = it_admin_client(),
-	                  *agent = client_for("KF_IT_AGENT_KUBECONFIG_A");
+	                  *agent = it_client_for("KF_IT_AGENT_KUBECONFIG_A");
 	const char *ns = it_env("KF_IT_NS");
 	char lease[96], uid[64], coll[256], sel[256], err[1024] = "";
 	struct events_options o = {.client = agent, .node = "it-node-a"};
@@ -230,7 +221,7 @@ static int count_lines(const char *path, const char *needle)
 
 START_TEST(test_refused_counted_logged_once)
 {
-	struct k8s_client *norbac = client_for("KF_IT_NORBAC_KUBECONFIG");
+	struct k8s_client *norbac = it_client_for("KF_IT_NORBAC_KUBECONFIG");
 	struct events_options o = {.client = norbac, .node = "it-node-n"};
 	struct events_object obj = {.api_version = "coordination.k8s.io/v1",
 	                            .kind = "Lease",
@@ -289,7 +280,7 @@ END_TEST
 
 START_TEST(test_overflow_drops_and_counts)
 {
-	struct k8s_client *agent = client_for("KF_IT_AGENT_KUBECONFIG_A");
+	struct k8s_client *agent = it_client_for("KF_IT_AGENT_KUBECONFIG_A");
 	struct events_options o = {.client = agent, .node = "it-node-a", .queue_len = 2};
 	struct events_object obj = {.api_version = "coordination.k8s.io/v1",
 	                            .kind = "Lease",
@@ -509,11 +500,5 @@ static Suite *ops_it_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(ops_it_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return kft_main(ops_it_suite(), NULL);
 }

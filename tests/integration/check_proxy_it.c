@@ -26,30 +26,21 @@
 #include "clock.h"
 #include "it.h"
 #include "k8s.h"
+#include "kftest.h"
 
 #define LEASE_GV   "coordination.k8s.io/v1"
 #define TIMEOUT_MS 5000L
 
-static struct k8s_client *client_for(const char *env)
-{
-	struct k8s_client *c = NULL;
-	char err[512] = "";
-
-	ck_assert_msg(k8s_client_new(it_env(env), NULL, &c, err, sizeof(err)) == 0, "%s: %s", env,
-	              err);
-	return c;
-}
-
 /* Through the proxy: a new client, so a new connection. */
 static struct k8s_client *proxy_client(void)
 {
-	return client_for("KF_IT_PROXY_KUBECONFIG");
+	return it_client_for("KF_IT_PROXY_KUBECONFIG");
 }
 
 /* The same identity, straight to the API server: the truth. */
 static struct k8s_client *direct_client(void)
 {
-	return client_for("KF_IT_AGENT_KUBECONFIG_A");
+	return it_client_for("KF_IT_AGENT_KUBECONFIG_A");
 }
 
 static void unique_name(char *buf, size_t len, const char *what)
@@ -762,11 +753,7 @@ static Suite *proxy_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(proxy_suite());
-	int failed;
+	static const struct kft_opts opts = {.verbose = true};
 
-	srunner_run_all(sr, CK_VERBOSE);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return kft_main(proxy_suite(), &opts);
 }

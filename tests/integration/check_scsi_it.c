@@ -25,6 +25,8 @@
 #include "fencing/fence_scsi.h"
 #include "storage/scsi_pr.h"
 #include "util.h"
+#include "kft_lun.h"
+#include "kftest.h"
 
 #define MS(x)      ((usec_t)(x)*USEC_PER_MSEC)
 #define DEADLINE() (clock_mono_usec() + MS(5000))
@@ -32,57 +34,15 @@
 static char lun1[SCSI_PR_URL_MAX], lun2[SCSI_PR_URL_MAX], lun_missing[SCSI_PR_URL_MAX];
 static uint64_t key_a, key_b;
 
-static const char *env(const char *name)
-{
-	const char *v = getenv(name);
-	ck_assert_msg(v && *v, "%s is not set (run through iscsi.test)", name);
-	return v;
-}
-
 static void setup(void)
 {
-	const char *urls = env("KF_TGT_LUN_URLS");
-	const char *sp = strchr(urls, ' ');
 	const char *slash;
 
-	ck_assert_msg(sp, "KF_TGT_LUN_URLS needs two LUNs");
-	ck_assert_int_lt(sp - urls, (long)sizeof(lun1));
-	memcpy(lun1, urls, (size_t)(sp - urls));
-	lun1[sp - urls] = 0;
-	snprintf(lun2, sizeof(lun2), "%s", sp + 1);
-	if ((sp = strchr(lun2, ' ')))
-		lun2[sp - lun2] = 0;
+	kft_lun_urls("iscsi.test", lun1, lun2);
 	slash = strrchr(lun1, '/');
 	snprintf(lun_missing, sizeof(lun_missing), "%.*s/77", (int)(slash - lun1), lun1);
 	ck_assert_int_eq(scsi_pr_key_for_node("node-a", &key_a), 0);
 	ck_assert_int_eq(scsi_pr_key_for_node("node-b", &key_b), 0);
-}
-
-static struct scsi_pr *open_as(const char *url, const char *node)
-{
-	struct scsi_pr_options so = {.ua_retries = 5};
-	struct scsi_pr_url u;
-	struct scsi_pr *h = NULL;
-	char iqn[SCSI_PR_IQN_MAX], err[512];
-
-	ck_assert_int_eq(scsi_pr_url_parse(url, &u, err, sizeof(err)), 0);
-	ck_assert_int_eq(scsi_pr_iqn_for_node(NULL, node, iqn, sizeof(iqn)), 0);
-	ck_assert_msg(scsi_pr_open(&u, iqn, &so, DEADLINE(), &h, err, sizeof(err)) == 0, "open: %s",
-	              err);
-	return h;
-}
-
-/* Start every test from a LUN without registrations or reservation. */
-static void clear_lun(const char *url)
-{
-	struct scsi_pr *h = open_as(url, "cleaner");
-	uint64_t k;
-	char err[512];
-
-	ck_assert_int_eq(scsi_pr_key_for_node("cleaner", &k), 0);
-	ck_assert_msg(scsi_pr_register_ignore(h, k, DEADLINE(), err, sizeof(err)) == 0, "%s", err);
-	ck_assert_msg(scsi_pr_clear(h, k, DEADLINE(), err, sizeof(err)) == 0, "%s", err);
-	scsi_pr_close(h);
 }
 
 static int write_block(struct scsi_pr *h, uint64_t lba, char fill)
@@ -106,7 +66,7 @@ static void last_sense(struct scsi_pr *h, int *st, int *key, int *asc, int *ascq
 
 static bool only_key(const char *url, uint64_t key, size_t *ret_n)
 {
-	struct scsi_pr *h = open_as(url, "observer");
+	struct scsi_pr *h = kft_lun_open_as(url, "observer");
 	struct scsi_pr_keys keys;
 	char err[512];
 	bool ok = true;
@@ -122,7 +82,7 @@ static bool only_key(const char *url, uint64_t key, size_t *ret_n)
 
 static struct scsi_pr_reservation reservation(const char *url)
 {
-	struct scsi_pr *h = open_as(url, "observer");
+	struct scsi_pr *h = kft_lun_open_as(url, "observer");
 	struct scsi_pr_reservation res;
 	char err[512];
 
@@ -152,8 +112,8 @@ START_TEST(fence_then_victim_writes_fail)
 	usec_t t0;
 	size_t n;
 
-	clear_lun(lun1);
-	ha = open_as(lun1, "node-a");
+	kft_lun_clear(lun1);
+	ha = kft_lun_open_as(lun1, "node-a");
 	t0 = clock_mono_usec();
 	ck_assert_msg(fence_scsi_join_lun(ha, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
 	              detail);
@@ -197,7 +157,7 @@ START_TEST(fence_then_victim_writes_fail)
 	ck_assert_uint_eq(reservation(lun1).key, key_b);
 
 	/* B writes through its own session, once registered on it */
-	hb = open_as(lun1, "node-b");
+	hb = kft_lun_open_as(lun1, "node-b");
 	ck_assert_int_eq(write_block(hb, 2, 'B'), -EBADE);
 	ck_assert_msg(fence_scsi_join_lun(hb, key_b, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
 	              detail);
@@ -221,7 +181,8 @@ static void run_harness(const char *cmd)
 
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		execlp("bash", "bash", env("KF_TGT_HARNESS"), cmd, env("KF_TGT_DIR"), (char *)NULL);
+		execlp("bash", "bash", kft_env("KF_TGT_HARNESS", "iscsi.test"), cmd,
+		       kft_env("KF_TGT_DIR", "iscsi.test"), (char *)NULL);
 		_exit(127);
 	}
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
@@ -238,8 +199,8 @@ START_TEST(fence_after_target_restart)
 	int r, tries;
 	size_t n;
 
-	clear_lun(lun1);
-	ha = open_as(lun1, "node-a");
+	kft_lun_clear(lun1);
+	ha = kft_lun_open_as(lun1, "node-a");
 	ck_assert_msg(fence_scsi_join_lun(ha, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
 	              detail);
 	ck_assert_int_eq(write_block(ha, 3, 'A'), 0);
@@ -292,8 +253,8 @@ START_TEST(two_luns_all_or_nothing)
 	struct fence_scsi_report rep;
 	size_t n;
 
-	clear_lun(lun1);
-	clear_lun(lun2);
+	kft_lun_clear(lun1);
+	kft_lun_clear(lun2);
 	ck_assert_int_eq(fence_scsi_join("node-a", both, 2, NULL, DEADLINE(), &rep), 0);
 	print_report("join", &rep);
 	printf("measured: scsi-pr join 2 LUNs: %.2f ms (%.2f + %.2f)\n",
@@ -311,7 +272,7 @@ START_TEST(two_luns_all_or_nothing)
 	ck_assert(only_key(lun2, key_b, &n));
 
 	/* one LUN that does not exist: overall failure naming that LUN */
-	clear_lun(lun1);
+	kft_lun_clear(lun1);
 	ck_assert_int_eq(fence_scsi_join("node-a", both, 1, NULL, DEADLINE(), &rep), 0);
 	ck_assert_int_eq(
 	        fence_scsi_fence("node-b", "node-a", one_missing, 2, NULL, DEADLINE(), &rep),
@@ -337,7 +298,7 @@ static pid_t start_silent(int *ret_port)
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
-		execl(env("KF_IT_SILENT"), "silent_target", pf, (char *)NULL);
+		execl(kft_env("KF_IT_SILENT", "iscsi.test"), "silent_target", pf, (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 100 && port == 0; i++) {
@@ -415,9 +376,9 @@ START_TEST(second_process_of_same_node)
 	const char *luns[] = {lun1};
 	struct fence_scsi_report rep;
 
-	clear_lun(lun1);
-	h1 = open_as(lun1, "node-a");
-	h2 = open_as(lun1, "node-a"); /* same IQN, its own ISID: another I_T nexus */
+	kft_lun_clear(lun1);
+	h1 = kft_lun_open_as(lun1, "node-a");
+	h2 = kft_lun_open_as(lun1, "node-a"); /* same IQN, its own ISID: another I_T nexus */
 	ck_assert_msg(fence_scsi_join_lun(h1, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
 	              detail);
 	ck_assert_int_eq(write_block(h1, 4, '1'), 0);
@@ -443,7 +404,7 @@ END_TEST
 /* Whether exactly nodes a and b are registered on the LUN. */
 static bool keys_are_a_and_b(const char *url)
 {
-	struct scsi_pr *h = open_as(url, "observer");
+	struct scsi_pr *h = kft_lun_open_as(url, "observer");
 	struct scsi_pr_keys keys;
 	char err[512];
 	bool a = false, b = false;
@@ -479,9 +440,9 @@ START_TEST(target_capabilities)
 	size_t n;
 
 	ck_assert_ptr_nonnull(fs);
-	clear_lun(lun1);
-	ha = open_as(lun1, "node-a");
-	hb = open_as(lun1, "node-b");
+	kft_lun_clear(lun1);
+	ha = kft_lun_open_as(lun1, "node-a");
+	hb = kft_lun_open_as(lun1, "node-b");
 	ck_assert_int_eq(scsi_pr_register_ignore(ha, key_a, DEADLINE(), err, sizeof(err)), 0);
 	ck_assert_int_eq(scsi_pr_register_ignore(hb, key_b, DEADLINE(), err, sizeof(err)), 0);
 
@@ -526,7 +487,7 @@ START_TEST(target_capabilities)
 	ck_assert_uint_eq(res.key, key_b);
 
 	/* all-registrants reservation: PREEMPT of one registrant's key */
-	clear_lun(lun1);
+	kft_lun_clear(lun1);
 	ck_assert_int_eq(scsi_pr_register_ignore(ha, key_a, DEADLINE(), err, sizeof(err)), 0);
 	ck_assert_int_eq(scsi_pr_register_ignore(hb, key_b, DEADLINE(), err, sizeof(err)), 0);
 	ck_assert_int_eq(scsi_pr_reserve(ha, key_a, SCSI_PR_TYPE_WE_ALL_REGISTRANTS, DEADLINE(),
@@ -557,7 +518,7 @@ static int run_ctl(char *out, size_t outlen, const char *const *args)
 	ssize_t got;
 	pid_t pid;
 
-	argv[k++] = env("KF_IT_CTL");
+	argv[k++] = kft_env("KF_IT_CTL", "iscsi.test");
 	argv[k++] = "scsi";
 	for (; *args && k < ELEMENTSOF(argv) - 1; args++)
 		argv[k++] = *args;
@@ -588,8 +549,8 @@ START_TEST(ctl_end_to_end)
 	int port;
 	pid_t pid;
 
-	clear_lun(lun1);
-	clear_lun(lun2);
+	kft_lun_clear(lun1);
+	kft_lun_clear(lun2);
 	{
 		const char *a[] = {"join", "--lun", lun1, "--lun", lun2, "--node", "node-a", NULL};
 		ck_assert_int_eq(run_ctl(out, sizeof(out), a), 0);
@@ -677,12 +638,5 @@ static Suite *scsi_it_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(scsi_it_suite());
-	int failed;
-
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return kft_main(scsi_it_suite(), NULL);
 }

@@ -17,17 +17,22 @@
 #include <unistd.h>
 
 #include "k8s.h"
+#include "kftest.h"
 #include "util.h"
 
 const char *it_env(const char *name)
 {
-	const char *v = getenv(name);
+	return kft_env(name, "tests/integration/control-plane.test (make check)");
+}
 
-	ck_assert_msg(v && *v,
-	              "%s is not set: run the integration tests through "
-	              "tests/integration/control-plane.test (make check)",
-	              name);
-	return v;
+struct k8s_client *it_client_for(const char *kubeconfig_env)
+{
+	struct k8s_client *c = NULL;
+	char err[512] = "";
+
+	ck_assert_msg(k8s_client_new(it_env(kubeconfig_env), NULL, &c, err, sizeof(err)) == 0,
+	              "%s: %s", kubeconfig_env, err);
+	return c;
 }
 
 struct k8s_client *it_admin_client(void)
@@ -276,15 +281,5 @@ void it_agent_dump(const struct it_agent *a)
 
 void it_record(const char *what, double seconds)
 {
-	char path[512];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/measurements", it_env("KF_IT_DIR"));
-	f = fopen(path, "a");
-	if (f) {
-		fprintf(f, "%s %.3f\n", what, seconds);
-		fclose(f);
-	}
-	printf("measured: %s %.3f s\n", what, seconds);
-	fflush(stdout);
+	kft_measured(it_env("KF_IT_DIR"), what, seconds);
 }

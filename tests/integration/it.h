@@ -20,6 +20,10 @@ const char *it_env(const char *name);
 /* A client with the admin kubeconfig. */
 struct k8s_client *it_admin_client(void);
 
+/* A client with the kubeconfig that environment variable kubeconfig_env
+ * names (one of the harness's identities); fails the test on error. */
+struct k8s_client *it_client_for(const char *kubeconfig_env);
+
 struct it_agent {
 	char name[32];
 	char conf[512];
@@ -72,5 +76,6 @@ void it_assert_no_overlap(struct it_agent *agents, size_t n);
 /* Print an agent's log to stderr (for failures). */
 void it_agent_dump(const struct it_agent *a);
 
-/* Append one benchmark-style measurement line to $KF_IT_DIR/measurements. */
+/* Append one benchmark-style measurement line to $KF_IT_DIR/measurements
+ * and print it as a measured: line (kft_measured). */
 void it_record(const char *what, double seconds);
