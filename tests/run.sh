@@ -6,7 +6,7 @@
 #      tests and the integration tests against a real etcd + kube-apiserver;
 #   4. build again with ASan + UBSan and run the unit tests there too.
 # The last line is the summary: "tests: N passed, N failed, N skipped"
-# (a skip under CI=true counts as a failure too).
+# (tests/summary.sh; a skip under CI=true counts as a failure too).
 set -uo pipefail
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -71,36 +71,12 @@ else
 	status=1
 fi
 
-# Sum the Check results of every test program that ran, in both builds.
-passed=0
-failed=0
-skipped=0
-while read -r checks failures errors; do
-	passed=$((passed + checks - failures - errors))
-	failed=$((failed + failures + errors))
-done < <(find _build/plain/tests _build/asan/tests -name '*.log' -exec cat {} + 2>/dev/null |
-	sed -nE 's/^[0-9]+%: Checks: ([0-9]+), Failures: ([0-9]+), Errors: ([0-9]+)$/\1 \2 \3/p')
-for t in $(find _build/plain/tests _build/asan/tests -name '*.trs' 2>/dev/null); do
-	# a test without a Check summary (a script, or a program that died
-	# before printing it) counts as one test
-	grep -qE '^[0-9]+%: Checks:' "${t%.trs}.log" 2>/dev/null && continue
-	if grep -qE '^:test-result: (FAIL|ERROR)' "$t"; then
-		failed=$((failed + 1))
-	elif grep -qE '^:test-result: PASS' "$t"; then
-		passed=$((passed + 1))
-	elif grep -qE '^:test-result: SKIP' "$t"; then
-		skipped=$((skipped + 1))
-		# a skip says why, in its log; never silently
-		echo "skipped: ${t%.trs}: $(grep -m1 -iE 'skip|missing|needs' "${t%.trs}.log" 2>/dev/null || echo 'no reason printed')" >&2
-	fi
-done
-# Check's own skipped cases are not a thing here; a whole test that
-# skips is counted above.  CI must not skip anything.
-if [ "${CI:-}" = true ] && [ "$skipped" -gt 0 ]; then
-	echo "tests: $skipped test(s) skipped under CI=true" >&2
-	failed=$((failed + skipped))
-fi
-[ "$status" = 0 ] || [ "$failed" -gt 0 ] || failed=1
 grep -h "^measured:" _build/plain/tests/*/*.log 2>/dev/null
-echo "tests: $passed passed, $failed failed, $skipped skipped"
-[ "$failed" = 0 ] && [ "$status" = 0 ]
+# Count what the test drivers wrote in both builds: the .trs files and the
+# TAP file of every Check program (tests/summary.sh says how); its last line
+# is the summary, and a failed build fails the run.
+if [ "$status" = 0 ]; then
+	bash tests/summary.sh _build/plain _build/asan
+else
+	bash tests/summary.sh --build-failed _build/plain _build/asan
+fi
