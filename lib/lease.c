@@ -574,6 +574,56 @@ int lease_acquire(struct k8s_client *c, const struct lease_config *cfg, const ch
 	return r;
 }
 
+bool lease_succession_possible(const struct lease_config *cfg, const struct lease_state *s)
+{
+	return s->have_record && !s->absent && s->obj && s->rec.holder[0] && cfg->node[0] &&
+	       strcmp(s->rec.node, cfg->node) == 0 &&
+	       strcmp(s->rec.incarnation, cfg->incarnation) != 0;
+}
+
+int lease_succeed(struct k8s_client *c, const struct lease_config *cfg, const char *ns,
+                  const char *name, struct lease_state *s, long timeout_ms, char *err,
+                  size_t errlen)
+{
+	cJSON *want, *got = NULL, *meta, *spec, *ann;
+	usec_t started = clock_mono_usec();
+	char path[512], t[32], dur[32];
+	int r;
+
+	if (!lease_succession_possible(cfg, s)) {
+		errbuf_set(err, errlen, "the Lease is not held by a predecessor on this node");
+		return -EBUSY;
+	}
+	want = cJSON_Duplicate(s->obj, true); /* its resourceVersion: conditional */
+	if (!want)
+		return -ENOMEM;
+	clock_format_microtime(clock_real_usec(), t);
+	snprintf(dur, sizeof(dur), "%" PRId64, (int64_t)(cfg->duration / USEC_PER_MSEC));
+	meta = obj_child(want, "metadata");
+	spec = obj_child(want, "spec");
+	ann = meta ? obj_child(meta, "annotations") : NULL;
+	if (!meta || !spec || !ann ||
+	    obj_set(ann, LEASE_ANN_INCARNATION, cJSON_CreateString(cfg->incarnation)) < 0 ||
+	    obj_set(ann, LEASE_ANN_DURATION, cJSON_CreateString(dur)) < 0 ||
+	    obj_set(spec, "holderIdentity", cJSON_CreateString(cfg->identity)) < 0 ||
+	    obj_set(spec, "renewTime", cJSON_CreateString(t)) < 0) {
+		cJSON_Delete(want);
+		return -ENOMEM;
+	}
+	r = k8s_path(path, sizeof(path), LEASE_GV, ns, "leases", name);
+	if (r >= 0)
+		r = k8s_update(c, path, want, timeout_ms, &got, err, errlen);
+	if (r >= 0) {
+		r = lease_state_won(s, cfg, got, started, clock_mono_usec(), err, errlen);
+		s->settle_fence = false; /* the duty stays what the record says */
+	} else if (r == -ESTALE || r == -EEXIST) {
+		(void)lease_fetch(c, ns, name, s, timeout_ms, NULL, 0);
+	}
+	cJSON_Delete(want);
+	cJSON_Delete(got);
+	return r;
+}
+
 int lease_renew(struct k8s_client *c, const struct lease_config *cfg, const char *ns,
                 const char *name, struct lease_state *s, long timeout_ms, char *err, size_t errlen)
 {

@@ -196,6 +196,23 @@ int lease_acquire(struct k8s_client *c, const struct lease_config *cfg, const ch
                   const char *name, struct lease_state *s, long timeout_ms, char *err,
                   size_t errlen);
 
+/* Same-node succession.  Whether the observed record is a term held by
+ * this node (its node annotation is cfg->node) under another incarnation
+ * of this agent: a predecessor of ours on this node.  Only a process that
+ * knows that predecessor is gone (the agent's node lock: a dead process
+ * releases it, a paused one still holds it) may continue its term. */
+bool lease_succession_possible(const struct lease_config *cfg, const struct lease_state *s);
+
+/* Continue that term: a conditional update (the resourceVersion observed)
+ * that records our identity and incarnation and renews it, keeping its
+ * epoch (leaseTransitions), acquireTime and fence-owed: the service, still
+ * master of that epoch, keeps its role.  Returns as lease_acquire(): 0 when
+ * we now lead (s->epoch the continued epoch), -ESTALE/-EEXIST when another
+ * writer got there first, -EBUSY when the record is no predecessor's. */
+int lease_succeed(struct k8s_client *c, const struct lease_config *cfg, const char *ns,
+                  const char *name, struct lease_state *s, long timeout_ms, char *err,
+                  size_t errlen);
+
 /* Renew our term.  Returns 0 (valid_until extended), -ENOLCK when the record
  * shows we no longer hold it (leadership is then cleared), or the request's
  * -errno (leadership stays until valid_until; the caller retries). */

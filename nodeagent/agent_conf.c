@@ -210,6 +210,21 @@ static int validate_listen(const union conf_value *v, char *err, size_t errlen)
 	return 0;
 }
 
+static const struct conf_choice sigterm_modes[] = {
+        {"handover", AGENT_SIGTERM_HANDOVER},
+        {"keep", AGENT_SIGTERM_KEEP},
+        {NULL, 0},
+};
+
+static int validate_lock_file(const union conf_value *v, char *err, size_t errlen)
+{
+	if (strcmp(v->str, "none") != 0 && v->str[0] != '/') {
+		errbuf_set(err, errlen, "'%s' is not an absolute path (nor `none`)", v->str);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static const struct conf_choice log_levels[] = {
         {"error", LOG_LEVEL_ERROR},
         {"warning", LOG_LEVEL_WARNING},
@@ -259,6 +274,29 @@ static const struct conf_key agent_keys[] = {
          .help = "Subtracted from the term's remaining validity when granting the service its "
                  "write deadline (PROMOTE/RENEW until_us). Less than "
                  "lease.renew_deadline_ms."},
+        {.name = "agent.lock_file",
+         .type = CONF_STRING,
+         .def = "none",
+         .offset = F(agent.lock_file),
+         .validate = validate_lock_file,
+         .help = "A file the agent holds locked (flock) for its whole life, in the hostPath "
+                 "directory its incarnations on this node share (and no other node's: "
+                 "e.g. /run/kubefence/agent.lock beside the control socket). A new "
+                 "incarnation waits for it; once it has it, its predecessor is gone, and a "
+                 "term this node still holds is continued (same epoch: the master keeps "
+                 "its role) instead of failed over. `none`: no lock, no succession (a new "
+                 "incarnation waits for the Lease to expire)."},
+        {.name = "agent.on_sigterm",
+         .type = CONF_ENUM,
+         .def = "handover",
+         .choices = sigterm_modes,
+         .offset = F(agent.on_sigterm),
+         .help = "What SIGTERM does to a term this node holds. `handover`: DEMOTE, unlabel, "
+                 "release (another node takes over at once). `keep`: stop without a word, "
+                 "the service keeps its grant, and the next incarnation on this node "
+                 "(agent.lock_file) continues the term (a rolling update of the DaemonSet "
+                 "without a failover); if none comes, the Lease expires and another node "
+                 "fences this one as usual."},
         {.name = "agent.promote_timeout_ms",
          .type = CONF_INT,
          .def = "15000",
@@ -746,6 +784,8 @@ int agent_conf_load(const char *path, struct agent_conf **ret, struct conf_error
 		free(c->agent.identity);
 		c->agent.identity = id;
 	}
+	if (c->agent.lock_file && strcmp(c->agent.lock_file, "none") == 0)
+		c->agent.lock_file[0] = '\0';
 	if (conf_errors_count(errs) > before) {
 		r = -EINVAL;
 		goto out;

@@ -21,6 +21,11 @@
 
 /* Every field is filled after a successful load; strings are owned by the
  * struct and never NULL. */
+enum {
+	AGENT_SIGTERM_HANDOVER, /* DEMOTE, unlabel, release: another node takes over */
+	AGENT_SIGTERM_KEEP,     /* stop, keep the term: the next incarnation continues it */
+};
+
 struct agent_conf {
 	struct {
 		char *name; /* this node; a DNS-1123 subdomain */
@@ -31,6 +36,8 @@ struct agent_conf {
 		int64_t control_uid; /* -1: root only */
 		int64_t write_margin_ms;
 		int64_t promote_timeout_ms;
+		char *lock_file; /* held for the process's life; "" = none */
+		int on_sigterm;  /* AGENT_SIGTERM_* */
 	} agent;
 	struct {
 		char *listen; /* "" = off */

@@ -291,7 +291,9 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 	note_holder(e);
 	now = clock_mono_usec();
 	v = lease_judge(&e->p.lease, &e->st, now, &expires);
-	if (v == LEASE_HELD) {
+	bool succeed = e->p.succession && (v == LEASE_HELD || v == LEASE_EXPIRED) &&
+	               lease_succession_possible(&e->p.lease, &e->st);
+	if (v == LEASE_HELD && !succeed) {
 		*ret_wake = expires < *next_poll ? expires : *next_poll;
 		return;
 	}
@@ -311,15 +313,22 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 		}
 		if (!e->st.absent)
 			term.previous = e->st.rec;
-		r = lease_acquire(e->client, &e->p.lease, e->ns, e->name, &e->st,
-		                  req_timeout(e, now, USEC_INFINITY), err, sizeof(err));
+		if (succeed)
+			r = lease_succeed(e->client, &e->p.lease, e->ns, e->name, &e->st,
+			                  req_timeout(e, now, USEC_INFINITY), err, sizeof(err));
+		else
+			r = lease_acquire(e->client, &e->p.lease, e->ns, e->name, &e->st,
+			                  req_timeout(e, now, USEC_INFINITY), err, sizeof(err));
 		if (r >= 0) {
 			clear_error(e);
 			publish(e);
+			term.continued = succeed;
 			log_info("event=leading lease='%s/%s' epoch=%" PRId64
-			         " previous='%s' verdict=%s unseen_ms=%" PRId64,
+			         " previous='%s' verdict=%s unseen_ms=%" PRId64 "%s",
 			         e->ns, e->name, e->st.epoch, term.previous.holder,
-			         lease_verdict_to_string(v), unseen);
+			         lease_verdict_to_string(v), unseen,
+			         succeed ? " succession=continued (a predecessor on this node, gone)"
+			                 : "");
 			term.epoch = e->st.epoch;
 			term.valid_until = e->st.valid_until;
 			str_copy(term.fence_owed, sizeof(term.fence_owed), e->st.rec.fence_owed);

@@ -26,6 +26,7 @@ struct elector_term {
 	int64_t epoch;
 	usec_t valid_until;           /* mono time; extended by renewals */
 	enum lease_verdict verdict;   /* ABSENT, FREE, EXPIRED or OURS */
+	bool continued;               /* a predecessor's term on this node, continued */
 	struct lease_record previous; /* the record replaced (holder, node, reason) */
 	/* The duty this term inherits, as its own record states it (lib/lease.h,
 	 * fence-owed): the nodes to fence before promoting.  It comes from the
@@ -54,6 +55,10 @@ struct elector_params {
 	const char *namespace;
 	const char *name;
 	long request_timeout_ms;
+	/* This process holds the node lock (agent.lock_file): a term of this
+	 * node held under another incarnation is a dead predecessor's, and is
+	 * continued (lease_succeed) instead of waited out. */
+	bool succession;
 };
 
 /* Create an elector; nothing runs until elector_start().  The client and

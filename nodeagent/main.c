@@ -7,11 +7,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -128,6 +131,51 @@ static void ensure_parent_dir(const char *path)
 		log_info("created the control socket directory '%s'", dir);
 }
 
+/* The node lock (agent.lock_file): held for the whole life of this
+ * process, released by the kernel when it exits however it exits, and kept
+ * by a predecessor that is only paused.  Waits for it, answering SIGTERM /
+ * SIGINT (in `set`, blocked) meanwhile.  Returns the fd (>= 0), -ECANCELED
+ * when a signal came first, or -errno. */
+static int take_node_lock(const char *path, const sigset_t *set)
+{
+	const struct timespec tick = {.tv_sec = 0, .tv_nsec = 200 * 1000 * 1000};
+	usec_t waiting_since = 0, said = 0;
+	int fd;
+
+	ensure_parent_dir(path);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		log_error("cannot open the node lock '%s': %s", path, strerror(errno));
+		return -errno;
+	}
+	for (;;) {
+		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			if (waiting_since)
+				log_info("took the node lock '%s' after %" PRId64
+				         " ms: the previous incarnation is gone",
+				         path, (int64_t)((clock_mono_usec() - waiting_since) / USEC_PER_MSEC));
+			return fd;
+		}
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			log_error("cannot lock '%s': %s", path, strerror(errno));
+			close(fd);
+			return -errno;
+		}
+		if (!waiting_since)
+			waiting_since = clock_mono_usec();
+		if (clock_mono_usec() - said > 10 * USEC_PER_SEC) {
+			log_warning("another incarnation of the agent on this node holds '%s' (it may "
+			            "be paused): waiting for it",
+			            path);
+			said = clock_mono_usec();
+		}
+		if (sigtimedwait(set, NULL, &tick) > 0) {
+			close(fd);
+			return -ECANCELED;
+		}
+	}
+}
+
 static int run(const struct agent_conf *conf)
 {
 	struct k8s_client *client = NULL;
@@ -144,7 +192,7 @@ static int run(const struct agent_conf *conf)
 	struct agent agent = {.conf = conf};
 	char err[1024] = "", label_key[64] = "", *label_value;
 	sigset_t set;
-	int sig = 0, r;
+	int sig = 0, r, lock_fd = -1;
 
 	/* Block the signals before any thread exists, so that every thread
 	 * inherits the mask and only sigwait() below sees them. */
@@ -154,6 +202,19 @@ static int run(const struct agent_conf *conf)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+
+	if (conf->agent.lock_file[0]) {
+		lock_fd = take_node_lock(conf->agent.lock_file, &set);
+		if (lock_fd == -ECANCELED) {
+			log_info("stopped while waiting for the node lock");
+			return EXIT_SUCCESS;
+		}
+		if (lock_fd < 0)
+			return EXIT_FAILURE;
+		/* a term of this node under another incarnation is a gone
+		 * predecessor's: continue it (same epoch) instead of waiting it out */
+		p.succession = true;
+	}
 
 	r = k8s_client_new(conf->kube.config, conf->kube.context[0] ? conf->kube.context : NULL,
 	                   &client, err, sizeof(err));
@@ -310,9 +371,16 @@ static int run(const struct agent_conf *conf)
 		char reason[300];
 		snprintf(reason, sizeof(reason), "agent on %s stopped by %s", conf->node.name,
 		         sig == SIGTERM ? "SIGTERM" : "SIGINT");
-		log_info("%s; handing over", reason);
-		/* demote the service, unlabel, release: see orchestrator.h */
-		orch_shutdown(orch, reason);
+		if (conf->agent.on_sigterm == AGENT_SIGTERM_KEEP && sig == SIGTERM) {
+			log_info("%s; keeping the term for the next incarnation (agent.on_sigterm = "
+			         "keep)",
+			         reason);
+			orch_stop_keeping_term(orch, reason);
+		} else {
+			log_info("%s; handing over", reason);
+			/* demote the service, unlabel, release: see orchestrator.h */
+			orch_shutdown(orch, reason);
+		}
 	}
 	r = 0;
 out:

@@ -234,11 +234,12 @@ static void follow(struct sm *s, struct sm_effects *fx)
 	enter(s, SM_FOLLOWER);
 	if (!s->stopping)
 		return;
-	if (s->leading)
+	if (s->leading && !s->keep_term)
 		event(fx, EVENTS_RELEASED, "epoch %" PRId64 " released: %s", s->epoch,
 		      s->stop_reason);
 	struct sm_effect *e = fx_add(fx, FX_STOP_ELECTOR);
 	str_copy(e->text, sizeof(e->text), s->stop_reason);
+	e->flag = s->keep_term;
 	s->leading = false;
 	enter(s, SM_STOPPED);
 }
@@ -423,6 +424,20 @@ static void shutdown(struct sm *s, const struct sm_event *ev, usec_t now, struct
 		return;
 	s->stopping = true;
 	str_copy(s->stop_reason, sizeof(s->stop_reason), ev->text[0] ? ev->text : "agent stopped");
+	if (ev->result == 1 && (term_state(s->st) || s->st == SM_FOLLOWER)) {
+		/* keep the term: no DEMOTE, no unlabel, no release.  The service
+		 * writes on until its grant ends; the next incarnation on this
+		 * node continues the term (or the Lease expires). */
+		s->keep_term = s->leading;
+		say(fx, LOG_LEVEL_INFO,
+		    "stopping and keeping %s for the next incarnation on this node: %s",
+		    s->leading ? "the term" : "nothing (no term held)", s->stop_reason);
+		if (s->leading)
+			tl(fx, "kept", "term %" PRId64 " left to the next incarnation: %s", s->epoch,
+			   s->stop_reason);
+		follow(s, fx);
+		return;
+	}
 	if (promoted_state(s->st)) {
 		count_demotion(s, fx);
 		unlabel(s, fx);

@@ -76,7 +76,7 @@ enum sm_event_type {
 	SE_TICK,           /* the time sm_wake_at() asked for has come */
 	SE_STARTED,        /* term: a term began */
 	SE_LOST,           /* epoch, text: a term ended */
-	SE_SHUTDOWN,       /* text: stop (sticky) */
+	SE_SHUTDOWN,       /* text: stop (sticky); result 1: keep the term (agent.on_sigterm) */
 	SE_HELLO,          /* peer: a service connected */
 	SE_STANDBY,        /* the service is a candidate */
 	SE_READY,          /* msg */
@@ -130,7 +130,7 @@ enum sm_fx_type {
 	FX_SEND_DEMOTE,   /* epoch, text */
 	FX_RELEASE,       /* text, flag: service confirmed dead */
 	FX_FENCE_SETTLED, /* epoch */
-	FX_STOP_ELECTOR,  /* text */
+	FX_STOP_ELECTOR,  /* text; flag: keep the term (no release) */
 	FX_EVENT,         /* code (enum events_reason), text */
 	FX_TL_BEGIN,      /* at, a (from), b (to) */
 	FX_TL_ADD,        /* a (step), text */
@@ -198,6 +198,7 @@ struct sm {
 	int64_t epoch; /* of the current (or last) term */
 	bool leading;
 	bool stopping;
+	bool keep_term; /* the stop keeps the term for the next incarnation */
 	char stop_reason[256];
 	bool svc_connected;
 	struct control_peer peer;

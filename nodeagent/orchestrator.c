@@ -83,7 +83,7 @@ struct orchestrator {
 	bool started, stopped, worker_started;
 	/* Inputs, under mu.  Sticky: a stop; the newest term that began and
 	 * the newest that ended, each handed out once, in epoch order. */
-	bool shutting_down, shutdown_taken;
+	bool shutting_down, shutdown_taken, shutdown_keep;
 	char shutdown_reason[256];
 	/* by arrival, not by epoch (a recreated Lease counts from 1 again):
 	 * seq of the slot's input (0: empty), handed out once */
@@ -197,6 +197,7 @@ static bool dequeue(struct orchestrator *o, usec_t deadline, struct sm_event *re
 	if (o->shutting_down && !o->shutdown_taken) {
 		ret->type = SE_SHUTDOWN;
 		ret->at = clock_mono_usec();
+		ret->result = o->shutdown_keep ? 1 : 0;
 		str_copy(ret->text, sizeof(ret->text), o->shutdown_reason);
 		o->shutdown_taken = true;
 	} else if (start && (!lost || o->start_seq < o->lost_seq)) {
@@ -948,7 +949,8 @@ static void run_effects(struct orchestrator *o, const struct sm_effects *fx,
 			(void)FAILPOINT(AGENT_FENCE_BEFORE_PROMOTE);
 			break;
 		case FX_STOP_ELECTOR:
-			elector_stop(o->elector, e->text);
+			/* keep: stop renewing, no release */
+			elector_stop(o->elector, e->flag ? NULL : e->text);
 			break;
 		case FX_EVENT:
 			post_event(o, p, (enum events_reason)e->code, "%s", e->text);
@@ -1448,12 +1450,13 @@ static void stop_worker(struct orchestrator *o)
 	o->worker_started = false;
 }
 
-void orch_shutdown(struct orchestrator *o, const char *reason)
+static void shutdown_as(struct orchestrator *o, const char *reason, bool keep)
 {
 	if (!o->started || o->stopped)
 		return;
 	pthread_mutex_lock(&o->mu);
 	o->shutting_down = true;
+	o->shutdown_keep = keep;
 	str_copy(o->shutdown_reason, sizeof(o->shutdown_reason), reason);
 	pthread_cond_broadcast(&o->cond);
 	pthread_mutex_unlock(&o->mu);
@@ -1469,6 +1472,16 @@ void orch_shutdown(struct orchestrator *o, const char *reason)
 		o->probe_started = false;
 	}
 	stop_worker(o);
+}
+
+void orch_shutdown(struct orchestrator *o, const char *reason)
+{
+	shutdown_as(o, reason, false);
+}
+
+void orch_stop_keeping_term(struct orchestrator *o, const char *reason)
+{
+	shutdown_as(o, reason, true);
 }
 
 struct orchestrator *orch_free(struct orchestrator *o)

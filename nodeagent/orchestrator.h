@@ -97,6 +97,11 @@ int orch_start(struct orchestrator *o);
  * demote timeout plus two requests. */
 void orch_shutdown(struct orchestrator *o, const char *reason);
 
+/* agent.on_sigterm = keep: stop without DEMOTE, unlabel or release; the
+ * service writes on until its grant ends, and the next incarnation of the
+ * agent on this node continues the term (elector_params.succession). */
+void orch_stop_keeping_term(struct orchestrator *o, const char *reason);
+
 struct orchestrator *orch_free(struct orchestrator *o);
 
 /* A snapshot for /status (JSON object, caller frees). */

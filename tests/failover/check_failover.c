@@ -102,6 +102,9 @@ struct fp_arm {
  * (n of them) started with their fault points armed. */
 /* proxied: a node whose agent reaches the API server through
  * kf-faultproxy (-1: none). */
+/* more conf lines for both agents of the next scen_start*() (NULL: none) */
+static const char *scen_extra_conf;
+
 static void scen_start_full(struct scen *s, const char *tag, const struct fp_arm *arms, size_t n,
                             int proxied)
 {
@@ -110,6 +113,8 @@ static void scen_start_full(struct scen *s, const char *tag, const struct fp_arm
 	memset(s, 0, sizeof(*s));
 	fo_prepare_rbac();
 	fo_cluster_init(&s->c, tag, 2);
+	for (size_t i = 0; scen_extra_conf && i < 2; i++)
+		fo_conf_extra(&s->c, i, scen_extra_conf);
 	if (proxied >= 0)
 		fo_proxy(&s->c, (size_t)proxied);
 	for (size_t i = 0; i < n; i++)
@@ -1156,6 +1161,102 @@ START_TEST(tgtd_restart_restores_reservations)
 }
 END_TEST
 
+/* The longest gap between two writes node i acknowledged in [from, to]
+ * (the pause a client of that master saw). */
+static usec_t longest_pause(struct scen *s, int srv, usec_t from, usec_t to)
+{
+	usec_t last = from, worst = 0;
+
+	pthread_mutex_lock(&s->w.mu);
+	for (size_t k = 0; k < s->w.n_acks; k++) {
+		const struct fo_ack *a = &s->w.acks[k];
+		if (a->srv != srv || a->probe || a->acked < from || a->acked > to)
+			continue;
+		if (a->acked - last > worst)
+			worst = a->acked - last;
+		last = a->acked;
+	}
+	pthread_mutex_unlock(&s->w.mu);
+	if (to - last > worst)
+		worst = to - last;
+	return worst;
+}
+
+/* Same-node succession: kill -9 of the leader's agent, then a new
+ * incarnation of it on the same node (as the kubelet restarts it).  It takes
+ * the node lock (its predecessor is dead), continues the term — same epoch —
+ * and its service keeps its role: no failover, node-b never leads, and the
+ * master's writes pause for less than a lease duration. */
+START_TEST(agent_kill9_is_no_failover)
+{
+	struct scen s;
+	usec_t t_kill, t_back, end, pause;
+	int64_t epoch_before = 0, epoch_after = 0;
+	char role[32];
+
+	scen_start(&s, "agentkill");
+	ck_assert_int_eq(fo_stat(&s.c, 0, role, sizeof(role), &epoch_before), 0);
+	t_kill = fo_agent_signal(&s.c, 0, SIGKILL); /* reaped */
+	fo_agent_start(&s.c, 0);
+	end = clock_mono_usec() + 10 * USEC_PER_SEC;
+	while (fo_log_count(s.c.node[0].agent_log, &t_back, "succession=continued", NULL) < 1 &&
+	       clock_mono_usec() < end)
+		usleep(10000);
+	if (fo_log_count(s.c.node[0].agent_log, NULL, "succession=continued", NULL) < 1)
+		dump_all(&s);
+	ck_assert_msg(fo_log_count(s.c.node[0].agent_log, NULL, "succession=continued", NULL) >= 1,
+	              "the new agent on node-a did not continue its predecessor's term");
+	ck_assert_msg(fo_wait_ack(&s.w, 0, clock_mono_usec(), 5000),
+	              "node-a acknowledged nothing after its agent came back");
+	usleep(2 * 1000 * 1000);
+	pause = longest_pause(&s, 0, t_kill, clock_mono_usec());
+	printf("agentkill: the master's longest write pause %.3f s (agent back after %.3f s)\n",
+	       secs(pause), secs(t_back - t_kill));
+	fo_record("agent-kill9-longest-write-pause", secs(pause));
+	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
+	ck_assert_int_eq(fo_stat(&s.c, 0, role, sizeof(role), &epoch_after), 0);
+	ck_assert_str_eq(role, "master");
+	ck_assert_int_eq(epoch_after, epoch_before); /* the same term */
+	ck_assert_msg(pause < FO_LEASE_MS * USEC_PER_MSEC,
+	              "the master paused %.3f s: no better than a failover", secs(pause));
+	scen_finish(&s);
+}
+END_TEST
+
+/* agent.on_sigterm = keep: SIGTERM of the leader's agent (a rolling update
+ * of the DaemonSet) says nothing to the service and releases nothing; the
+ * next incarnation continues the term.  No failover. */
+START_TEST(sigterm_keep_is_no_failover)
+{
+	struct scen s;
+	usec_t t_term, end;
+	int status;
+
+	scen_extra_conf = "agent.on_sigterm = keep\n";
+	scen_start(&s, "sigtermkeep");
+	scen_extra_conf = NULL;
+	t_term = fo_agent_signal(&s.c, 0, SIGTERM);
+	status = fo_agent_wait(&s.c, 0, 5000);
+	ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	              "the agent did not exit 0 on SIGTERM (status %d)", status);
+	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "keeping the term", NULL), 1);
+	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=released", NULL), 0);
+	fo_agent_start(&s.c, 0);
+	end = clock_mono_usec() + 10 * USEC_PER_SEC;
+	while (fo_log_count(s.c.node[0].agent_log, NULL, "succession=continued", NULL) < 1 &&
+	       clock_mono_usec() < end)
+		usleep(10000);
+	ck_assert_msg(fo_log_count(s.c.node[0].agent_log, NULL, "succession=continued", NULL) >= 1,
+	              "the next agent on node-a did not continue the term");
+	ck_assert_msg(fo_wait_ack(&s.w, 0, clock_mono_usec(), 5000), "node-a acknowledges nothing");
+	usleep(1000 * 1000);
+	printf("sigtermkeep: the master's longest write pause %.3f s\n",
+	       secs(longest_pause(&s, 0, t_term, clock_mono_usec())));
+	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
+	scen_finish(&s);
+}
+END_TEST
+
 static off_t watchdog_size(struct scen *s, size_t i)
 {
 	char path[700];
@@ -1341,6 +1442,8 @@ static Suite *failover_suite(void)
 	tcase_add_test(tcase(s, "service-dies-while-fence-fails"), service_dies_while_fence_fails);
 	tcase_add_test(tcase(s, "healthz"), healthz_reports_a_wedged_orchestrator);
 	tcase_add_test(tcase(s, "tgtd-restart"), tgtd_restart_restores_reservations);
+	tcase_add_test(tcase(s, "agent-kill9"), agent_kill9_is_no_failover);
+	tcase_add_test(tcase(s, "sigterm-keep"), sigterm_keep_is_no_failover);
 	return s;
 }
 

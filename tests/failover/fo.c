@@ -354,12 +354,20 @@ static void write_conf(struct fo_cluster *c, struct fo_node *nd, size_t i)
 	        "fence.retry_ms = 100\n"
 	        "selffence.stop_timeout_ms = 1000\n"
 	        "selffence.watchdog_device = %s/watchdog\n"
+	        "agent.lock_file = %s/agent.lock\n"
 	        "log.level = info\n"
 	        "log.monotonic = true\n",
 	        nd->name, nd->kubeconfig[0] ? nd->kubeconfig : env(kc[i]), FO_REQUEST_MS, c->lease,
 	        env("KF_IT_NS"), FO_LEASE_MS, FO_RENEW_MS, FO_RETRY_MS, nd->sock, FO_MARGIN_MS,
-	        nd->http_port, env("KF_IT_NS"), lun, nd->dir);
+	        nd->http_port, env("KF_IT_NS"), lun, nd->dir, nd->dir);
+	fputs(nd->extra_conf, f);
 	fclose(f);
+}
+
+void fo_conf_extra(struct fo_cluster *c, size_t i, const char *lines)
+{
+	str_copy(c->node[i].extra_conf, sizeof(c->node[i].extra_conf), lines);
+	write_conf(c, &c->node[i], i);
 }
 
 void fo_cluster_init(struct fo_cluster *c, const char *tag, size_t n)
@@ -1298,6 +1306,7 @@ size_t fo_terms(const struct fo_cluster *c, struct fo_term *out, size_t max)
 			out[n].from = (usec_t)s * USEC_PER_SEC + us;
 			out[n].epoch = atoll(ep + 7);
 			out[n].node = (int)i;
+			out[n].continued = strstr(line, "succession=continued") != NULL;
 			n++;
 		}
 		fclose(f);
@@ -1323,9 +1332,13 @@ bool fo_check(struct fo_cluster *c, struct fo_workload *w, int final, char *why,
 	bool ok = true;
 
 	fo_conn_init(&cn, c->node[final].port);
+	/* one leader per epoch: only the same node may take its own term
+	 * over (a new incarnation of its agent: same-node succession) */
 	for (size_t i = 0; i < nt; i++)
 		for (size_t j = i + 1; j < nt; j++)
-			if (terms[i].epoch == terms[j].epoch)
+			if (terms[i].epoch == terms[j].epoch &&
+			    !((terms[i].continued || terms[j].continued) &&
+			      terms[i].node == terms[j].node))
 				WHY("epoch %" PRId64 " led twice (%s and %s)", terms[i].epoch,
 				    c->node[terms[i].node].name, c->node[terms[j].node].name);
 	for (size_t i = 0; i < w->n_acks; i++) {

@@ -65,6 +65,7 @@ struct fo_node {
 	char pod[64], uid[64];
 	char fp_dir[600];     /* fault-point control directory (created by init) */
 	char kubeconfig[700]; /* the agent's kubeconfig when not the harness's */
+	char extra_conf[512]; /* more lines of the agent's conf (fo_conf_extra) */
 	/* "NAME=VALUE" entries added to (or replacing in) the environment of
 	 * the next start of the agent [FO_AGENT] or metad [FO_METAD]; "" is
 	 * unused.  Set with fo_setenv() / fo_arm(). */
@@ -100,6 +101,10 @@ void fo_cluster_init(struct fo_cluster *c, const char *tag, size_t n);
 /* Stop every process (SIGKILL by PID, SIGCONT first), delete the pods,
  * free the admin client. */
 void fo_cluster_stop(struct fo_cluster *c);
+
+/* Lines appended to node i's agent conf (written at its next start; call
+ * between fo_cluster_init() and fo_cluster_start()). */
+void fo_conf_extra(struct fo_cluster *c, size_t i, const char *lines);
 
 /* Add (or replace) NAME=VALUE in the environment of the next start of node
  * i's agent or metad; value NULL removes NAME.  Fails the test when more
@@ -271,6 +276,7 @@ struct fo_term {
 	usec_t from;
 	int64_t epoch;
 	int node;
+	bool continued; /* a later incarnation of that node's agent took the term over */
 };
 size_t fo_terms(const struct fo_cluster *c, struct fo_term *out, size_t max);
 

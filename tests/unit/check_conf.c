@@ -503,6 +503,8 @@ START_TEST(test_dump_marks_defaults)
 	                          "agent.control_socket = /run/kubefence/control.sock  # default\n"
 	                          "agent.control_uid = -1  # default\n"
 	                          "agent.write_margin_ms = 250  # default\n"
+	                          "agent.lock_file =   # default\n"
+	                          "agent.on_sigterm = handover  # default\n"
 	                          "agent.promote_timeout_ms = 15000  # default\n"
 	                          "lease.name = kubefence  # default\n"
 	                          "lease.namespace = kubefence  # default\n"

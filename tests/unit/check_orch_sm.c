@@ -894,6 +894,24 @@ START_TEST(test_reconnect_resets_clock)
 }
 END_TEST
 
+/* agent.on_sigterm = keep: a master's stop says nothing to the service,
+ * removes no label and releases nothing: the next incarnation continues. */
+START_TEST(test_stop_keeping_the_term)
+{
+	to_master();
+	struct sm_event ev = {.type = SE_SHUTDOWN, .result = 1};
+	str_copy(ev.text, sizeof(ev.text), "SIGTERM");
+	feed(&ev);
+	ck_assert_ptr_null(fx(FX_SEND_DEMOTE));
+	ck_assert_ptr_null(fx_job(JOB_UNLABEL));
+	ck_assert_ptr_null(fx(FX_RELEASE));
+	ck_assert_ptr_null(fx_event(EVENTS_RELEASED));
+	ck_assert_ptr_nonnull(fx(FX_STOP_ELECTOR));
+	ck_assert(fx(FX_STOP_ELECTOR)->flag); /* no release */
+	ck_assert_int_eq(S.st, SM_STOPPED);
+}
+END_TEST
+
 START_TEST(test_names)
 {
 	for (int i = 0; i < _SM_STATE_MAX; i++)
@@ -944,6 +962,7 @@ static Suite *sm_suite(void)
 	tcase_add_test(tc, test_hung_standby_killed);
 	tcase_add_test(tc, test_old_pong_keeps_clock);
 	tcase_add_test(tc, test_reconnect_resets_clock);
+	tcase_add_test(tc, test_stop_keeping_the_term);
 	tcase_add_test(tc, test_names);
 	suite_add_tcase(s, tc);
 	return s;
