@@ -139,27 +139,12 @@ static void __attribute__((format(printf, 1, 2))) rules_set(const char *fmt, ...
 /* Lines of file `env` containing every NULL-ended needle. */
 static int __attribute__((sentinel)) count_lines(const char *env, ...)
 {
-	const char *needles[8];
-	size_t n = 0;
-	char line[8192];
-	int count = 0;
 	va_list ap;
-	FILE *f;
+	int count;
 
 	va_start(ap, env);
-	for (const char *s; (s = va_arg(ap, const char *)) && n < 8;)
-		needles[n++] = s;
+	count = kft_log_vcount(it_env(env), NULL, ap);
 	va_end(ap);
-	f = fopen(it_env(env), "r");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		size_t i = 0;
-		while (i < n && strstr(line, needles[i]))
-			i++;
-		count += i == n;
-	}
-	fclose(f);
 	return count;
 }
 

@@ -170,43 +170,14 @@ usec_t it_lease_wait_holder(struct k8s_client *c, const char *name, const char *
 	return 0;
 }
 
-static usec_t line_mono(const char *line)
-{
-	const char *m = strstr(line, " mono=");
-	long long s = 0, us = 0;
-
-	if (!m || sscanf(m, " mono=%lld.%lld", &s, &us) != 2)
-		return 0;
-	return (usec_t)s * USEC_PER_SEC + us;
-}
-
 int it_log_count(const struct it_agent *a, usec_t *ret_mono, ...)
 {
-	const char *needles[8];
-	size_t n = 0;
-	char line[4096];
 	va_list ap;
-	int count = 0;
-	FILE *f;
+	int count;
 
 	va_start(ap, ret_mono);
-	for (const char *s; (s = va_arg(ap, const char *)) && n < ELEMENTSOF(needles);)
-		needles[n++] = s;
+	count = kft_log_vcount(a->log, ret_mono, ap);
 	va_end(ap);
-	f = fopen(a->log, "r");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		size_t i;
-		for (i = 0; i < n; i++)
-			if (!strstr(line, needles[i]))
-				break;
-		if (i < n)
-			continue;
-		if (count++ == 0 && ret_mono)
-			*ret_mono = line_mono(line);
-	}
-	fclose(f);
 	return count;
 }
 
@@ -222,13 +193,13 @@ size_t it_leadership(const struct it_agent *a, struct it_interval *out, size_t m
 	while (fgets(line, sizeof(line), f) && n < max) {
 		const char *ep;
 		if (strstr(line, "event=leading")) {
-			out[n].from = line_mono(line);
+			out[n].from = kft_log_mono(line);
 			out[n].who = a->name;
 			ep = strstr(line, "epoch=");
 			out[n].epoch = ep ? atoll(ep + 6) : -1;
 			open_iv = true;
 		} else if (open_iv && strstr(line, "event=stopped-leading")) {
-			out[n++].to = line_mono(line);
+			out[n++].to = kft_log_mono(line);
 			open_iv = false;
 		}
 	}

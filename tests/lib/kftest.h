@@ -10,7 +10,10 @@
 #pragma once
 
 #include <check.h>
+#include <stdarg.h>
 #include <stdbool.h>
+
+#include "clock.h"
 
 struct kft_opts {
 	bool verbose;      /* CK_VERBOSE: one line per test, for the long integration runs */
@@ -46,3 +49,14 @@ const char *kft_env(const char *name, const char *script);
  * (dir NULL: none), and "measured: what N.NNN s" on stdout, which
  * tests/run.sh prints at its end. */
 void kft_measured(const char *dir, const char *what, double seconds);
+
+/* Count the lines of file path that contain every one of the NULL-ended
+ * needles (at most 8 are used); with ret_mono, the "mono=S.US" stamp of the
+ * first such line (0 when it has none) — the stamp lib/log.c writes.  A file
+ * that cannot be opened has no lines.  kft_log_vcount() takes the needles as
+ * a va_list, for wrappers. */
+int kft_log_count(const char *path, usec_t *ret_mono, ...) __attribute__((sentinel));
+int kft_log_vcount(const char *path, usec_t *ret_mono, va_list needles);
+
+/* The "mono=S.US" stamp of a log line, or 0 when it has none. */
+usec_t kft_log_mono(const char *line);
