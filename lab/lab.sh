@@ -97,6 +97,8 @@ extendedKeyUsage=serverAuth"
 		"extendedKeyUsage=clientAuth"
 	pki_cert controller-manager "/CN=system:kube-controller-manager" "extendedKeyUsage=clientAuth"
 	pki_cert scheduler "/CN=system:kube-scheduler" "extendedKeyUsage=clientAuth"
+	# kube-proxy: the user the default binding system:node-proxier names.
+	pki_cert kube-proxy "/CN=system:kube-proxy" "extendedKeyUsage=clientAuth"
 	if [ ! -f "$PKI/sa.key" ]; then
 		openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
 		openssl rsa -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
@@ -105,6 +107,7 @@ extendedKeyUsage=serverAuth"
 	write_kubeconfig "$LABDIR/controller-manager.kubeconfig" controller-manager \
 		"$PKI/controller-manager.crt" "$PKI/controller-manager.key"
 	write_kubeconfig "$LABDIR/scheduler.kubeconfig" scheduler "$PKI/scheduler.crt" "$PKI/scheduler.key"
+	write_kubeconfig "$LABDIR/kube-proxy.kubeconfig" kube-proxy "$PKI/kube-proxy.crt" "$PKI/kube-proxy.key"
 }
 
 write_kubeconfig() { # FILE USER CERT KEY
@@ -202,23 +205,92 @@ ensure_node_net() { # NAME
 	ip route replace "$(node_podnet "$i")" via "$(node_ip "$i")" dev "$LAB_BRIDGE"
 }
 
+# The Service gateway: a namespace on the bridge that runs a kube-proxy and
+# nothing else, and the host's route for the Service range through it.  A
+# client on the host (kf-labclient) reaches a ClusterIP as an off-cluster
+# client does through a router that carries the Service range: kube-proxy's
+# DNAT to a ready endpoint, masqueraded (--masquerade-all) so that the
+# answer comes back the same way.  It is no node: freezing or cutting a node
+# leaves the clients' path to the other nodes alone.
+ensure_gateway() {
+	local j
+	[ -e "$(node_netns "$LAB_GW")" ] || ip netns add "$LAB_GW"
+	if [ ! -d /sys/class/net/kflab-gw ]; then
+		ip link add kflab-gw type veth peer name kflab-gwp
+		ip link set kflab-gwp netns "$LAB_GW"
+		nsx "$LAB_GW" ip link set kflab-gwp name eth0
+	fi
+	ip link set kflab-gw master "$LAB_BRIDGE"
+	ip link set kflab-gw up
+	nsx "$LAB_GW" ip link set lo up
+	nsx "$LAB_GW" ip addr show dev eth0 | grep -q "inet $LAB_GW_IP/" ||
+		nsx "$LAB_GW" ip addr add "$LAB_GW_IP/$LAB_PREFIX" dev eth0
+	nsx "$LAB_GW" ip link set eth0 up
+	nsx "$LAB_GW" ip route replace 198.18.0.0/24 via "$LAB_HOST_IP" dev eth0
+	for j in $(seq 1 3); do
+		nsx "$LAB_GW" ip route replace "$(node_podnet "$j")" via "$(node_ip "$j")" dev eth0
+	done
+	nsx "$LAB_GW" sh -c 'echo 1 >/proc/sys/net/ipv4/ip_forward'
+	ip route replace "$LAB_SERVICE_RANGE" via "$LAB_GW_IP" dev "$LAB_BRIDGE"
+}
+
+# start_kube_proxy NAME IP [--node NODE]: kube-proxy in iptables mode in the
+# node's (or the gateway's) namespace.  Its conntrack settings are left
+# alone (--conntrack-*=0: nf_conntrack_max is the whole machine's).
+start_kube_proxy() {
+	local name=$1 ip=$2 extra=()
+	shift 2
+	pid_alive "$RUN/$name.kube-proxy.pid" && return 0
+	k8s_bin
+	[ "$name" = "$LAB_GW" ] && extra=(--masquerade-all)
+	if [ "${1:-}" = --node ]; then
+		start_daemon "$name.kube-proxy" "$LOGS/$name.kube-proxy.log" --node "$2" "$BIN/kube-proxy" \
+			"${extra[@]}" "${KUBE_PROXY_ARGS[@]}" --hostname-override="$name" --bind-address="$ip"
+	else
+		start_daemon "$name.kube-proxy" "$LOGS/$name.kube-proxy.log" \
+			nsenter --net="$(node_netns "$name")" "$BIN/kube-proxy" \
+			"${extra[@]}" "${KUBE_PROXY_ARGS[@]}" --hostname-override="$name" --bind-address="$ip"
+	fi
+}
+KUBE_PROXY_ARGS=(
+	--kubeconfig="$LABDIR/kube-proxy.kubeconfig"
+	--proxy-mode=iptables
+	--healthz-bind-address=127.0.0.1:10256
+	--metrics-bind-address=127.0.0.1:10249
+	--conntrack-max-per-core=0
+	--conntrack-tcp-timeout-established=0
+	--conntrack-tcp-timeout-close-wait=0
+	--profiling=false
+	--v=1
+)
+# kube_proxy_synced NAME: its rules carry the `kubernetes` Service.
+kube_proxy_synced() {
+	nsx "$1" iptables -t nat -S KUBE-SERVICES 2>/dev/null | grep -qF -- "-d $LAB_SERVICE_IP/32"
+}
+
 # Where the pods' `kubernetes` Service goes: $LABDIR/pod-api, else the API
 # server itself.
 pod_api() {
 	cat "$LABDIR/pod-api" 2>/dev/null || echo "$LAB_HOST_IP:$LAB_API_PORT"
 }
-service_dnat() { # NODE HOST:PORT: exactly one DNAT rule per chain, to HOST:PORT
-	local n=$1 to=$2 c rule
+# The node's kube-proxy programs the same Service (its Endpoints are the API
+# server) in its KUBE-SERVICES chain; this rule comes first in PREROUTING and
+# OUTPUT, before kube-proxy's jump, so that `pod-api` can send the pods
+# elsewhere (kube-proxy adds its jump only where it is missing).
+service_dnat() { # NODE HOST:PORT: exactly one DNAT rule per chain, to HOST:PORT, the first
+	local n=$1 to=$2 c rule first
 	for c in PREROUTING OUTPUT; do
+		first=$(nsx "$n" iptables -t nat -S "$c" | sed -n 2p)
+		case $first in
+		*"-d $LAB_SERVICE_IP/32 "*"--dport 443 "*"--to-destination $to") continue ;;
+		esac
 		nsx "$n" iptables -t nat -S "$c" | grep -F -- "-d $LAB_SERVICE_IP/32 " | grep -F -- "--dport 443 " |
-			grep -vF -- "--to-destination $to" | sed 's/^-A //' | while read -r rule; do
+			grep -F -- "-j DNAT" | sed 's/^-A //' | while read -r rule; do
 			# shellcheck disable=SC2086
 			nsx "$n" iptables -t nat -D $rule
 		done || true
-		nsx "$n" iptables -t nat -C "$c" -d "$LAB_SERVICE_IP/32" -p tcp --dport 443 \
-			-j DNAT --to-destination "$to" 2>/dev/null ||
-			nsx "$n" iptables -t nat -A "$c" -d "$LAB_SERVICE_IP/32" -p tcp --dport 443 \
-				-j DNAT --to-destination "$to"
+		nsx "$n" iptables -t nat -I "$c" 1 -d "$LAB_SERVICE_IP/32" -p tcp --dport 443 \
+			-j DNAT --to-destination "$to"
 	done
 }
 
@@ -526,6 +598,7 @@ extendedKeyUsage=serverAuth"
 			--enforce-node-allocatable= \
 			--v=1
 	fi
+	start_kube_proxy "$n" "$(node_ip "$i")" --node "$n"
 }
 
 # ---------------------------------------------------------------- commands
@@ -584,6 +657,8 @@ cmd_up() {
 	ensure_apiserver
 	ensure_controller_manager
 	ensure_scheduler
+	ensure_gateway
+	start_kube_proxy "$LAB_GW" "$LAB_GW_IP"
 	for n in $nodes; do ensure_node "$n"; done
 	log "control plane and nodes started after $(elapsed "$t0")s; waiting for Ready"
 	local i
@@ -598,6 +673,15 @@ cmd_up() {
 	done
 	[ "$ready" -ge "$(echo "$nodes" | wc -w)" ] || die "nodes not Ready after 120s; see $LOGS"
 	wait_image_loads
+	# Services route once every kube-proxy has synced its rules.
+	for n in $LAB_GW $nodes; do
+		for i in $(seq 1 300); do
+			kube_proxy_synced "$n" && break
+			pid_alive "$RUN/$n.kube-proxy.pid" || die "kube-proxy of $n exited; see $LOGS/$n.kube-proxy.log"
+			sleep 0.1
+		done
+		kube_proxy_synced "$n" || die "kube-proxy of $n has not synced after 30s; see $LOGS/$n.kube-proxy.log"
+	done
 	# Pods need their namespace's ServiceAccount, which the controller
 	# manager creates: wait for the default one.
 	for i in $(seq 1 300); do
@@ -658,8 +742,10 @@ cmd_down() {
 	# is taken down; then the rest of each node; then the control plane.
 	for n in $(lab_nodes); do set_freezer "$n" THAWED; done
 	# shellcheck disable=SC2046
-	stop_pidfiles KILL $(for n in $(lab_nodes); do echo "$RUN/$n.kubelet.pid"; done)
+	stop_pidfiles KILL $(for n in $(lab_nodes); do echo "$RUN/$n.kubelet.pid"; done) "$RUN/$LAB_GW.kube-proxy.pid"
 	for n in $(lab_nodes); do stop_node "$n"; done
+	# (the nodes' kube-proxies died with their nodes' cgroups)
+	for n in $(lab_nodes); do rm -f "$RUN/$n.kube-proxy.pid"; done
 	stop_pidfiles KILL "$RUN/scheduler.pid" "$RUN/controller-manager.pid" "$RUN/apiserver.pid"
 	stop_pidfiles KILL "$RUN/etcd.pid"
 	unmount_under "$LABDIR"
@@ -671,6 +757,9 @@ cmd_down() {
 		# (deleting the namespace usually took the veth pair with it)
 		ip link del "kflab-n$i" 2>/dev/null || true
 	done
+	ip route del "$LAB_SERVICE_RANGE" via "$LAB_GW_IP" 2>/dev/null || true
+	if [ -e "$(node_netns "$LAB_GW")" ]; then ip netns del "$LAB_GW" || log "warning: cannot delete netns $LAB_GW"; fi
+	ip link del kflab-gw 2>/dev/null || true
 	if [ -d "/sys/class/net/$LAB_BRIDGE" ] && [ "$(bridge_owner)" = "kubefence-lab:$LABDIR" ]; then
 		ip link del "$LAB_BRIDGE"
 	fi

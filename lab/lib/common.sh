@@ -5,7 +5,8 @@ LAB_TOP=${LAB_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 LABDIR=${KUBEFENCE_LAB_DIR:-/var/lib/kubefence-lab}
 
 # Addresses: everything lives in 198.18.0.0/24.
-#   198.18.0.0/27   the bridge: host .1 (API server), node i at .(10+i)
+#   198.18.0.0/27   the bridge: host .1 (API server), node i at .(10+i),
+#                   the Service gateway at .20
 #   198.18.0.32/27  the Service range (the `kubernetes` Service is .33)
 #   198.18.0.64/26, .128/26, .192/26   the pod networks of nodes 1, 2, 3
 LAB_BRIDGE=kflab0
@@ -18,6 +19,10 @@ LAB_ETCD_PORT=12379
 LAB_ETCD_PEER_PORT=12380
 LAB_CGROUP=kubefence-lab
 LAB_CNI_NET=kflab
+# The Service gateway: a network namespace on the bridge that runs only a
+# kube-proxy; the host routes the Service range through it (see lab.sh).
+LAB_GW=lab-gw
+LAB_GW_IP=198.18.0.20
 LAB_CNI_BIN=${KUBEFENCE_LAB_CNI_BIN:-/usr/lib/cni}
 LAB_NS=${KUBEFENCE_LAB_NS:-kubefence}
 
