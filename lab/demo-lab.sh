@@ -33,6 +33,9 @@ e2e_skip() {
 	exit 1
 }
 e2e_init
+# The demo's clients follow the Service's Endpoints themselves (what
+# kube-proxy follows), so that its timeline names the pod that answered;
+# tests/e2e/e2e.test and bench/failover-lab.sh go through the ClusterIP.
 
 cleanup() {
 	local rc=$?
@@ -69,14 +72,14 @@ echo "== master: $M on $(pod_node "$M"), Service metaservice -> $(endpoint)"
 
 echo "== writing $KEYS keys through the master (Service endpoints)"
 for i in $(seq 1 "$KEYS"); do echo "put demo-$i value-$i"; done |
-	"$CLIENT" --history "$HIST/demo.hist" --client demo-put session >"$WORK/put.out"
+	"$CLIENT" --via endpoints --history "$HIST/demo.hist" --client demo-put session >"$WORK/put.out"
 n=$(grep -c '^ok put' "$WORK/put.out")
 echo "   $n of $KEYS acknowledged"
 [ "$n" = "$KEYS" ] || die "writes failed: $(grep -v '^ok' "$WORK/put.out" | head -3)"
 
 # A client writing continuously through the Service: it measures when the
 # first write after the kill is acknowledged.
-bg_start "$CLIENT" --pause-us 1000 --prefix live- --history "$HIST/workload.hist" --client workload \
+bg_start "$CLIENT" --via endpoints --pause-us 1000 --prefix live- --history "$HIST/workload.hist" --client workload \
 	workload "$WORK/acks" >/dev/null
 sleep 1
 OLD=$M
@@ -123,19 +126,19 @@ echo "== the new master's agent (kubefencectl status --agent $NEW_AGENT_IP:9464)
 
 echo "== the $KEYS keys written before the kill, read through the Service"
 for i in $(seq 1 "$KEYS"); do echo "get demo-$i value-$i"; done |
-	"$CLIENT" --history "$HIST/demo.hist" --client demo-get session >"$WORK/get.out"
+	"$CLIENT" --via endpoints --history "$HIST/demo.hist" --client demo-get session >"$WORK/get.out"
 echo "   $(grep -c '^ok get' "$WORK/get.out") of $KEYS readable on $NEW"
 
 echo "== the killed pod, restarted in place by its kubelet"
 wait_restarted "$OLD" "$BEFORE" 60 || die "$OLD not restarted"
 r=$(refuses_write "$OLD")
-st=$("$CLIENT" direct "$(pod_ip "$OLD"):7480" stat | tr ' ' '\n' | grep -E '^(role|epoch|master)=' | tr '\n' ' ')
+st=$("$CLIENT" --via endpoints direct "$(pod_ip "$OLD"):7480" stat | tr ' ' '\n' | grep -E '^(role|epoch|master)=' | tr '\n' ' ')
 echo "   $OLD: restartCount $BEFORE -> $(restarts "$OLD"), $st"
 echo "   a write sent to it directly: $r"
 bg_stop "${E2E_BG_PIDS[0]}"
 kc get pods -n $NS -o wide -L role | sed 's/^/   /'
 echo "== every operation the clients recorded, judged by kf-lincheck (linearizability)"
-"$CLIENT" --timeout-ms 10000 --history "$HIST/final.hist" --client final check "$WORK/acks" >"$WORK/check.out" ||
+"$CLIENT" --via endpoints --timeout-ms 10000 --history "$HIST/final.hist" --client final check "$WORK/acks" >"$WORK/check.out" ||
 	die "acknowledged writes lost: $(cat "$WORK/check.out")"
 echo "   $(cat "$WORK/check.out")"
 e2e_lincheck demo "$HIST"/*.hist | sed 's/^/   /'

@@ -2,12 +2,21 @@
  * benchmark and nemesis campaign (tests/e2e/e2e.test, lab/demo-lab.sh,
  * bench/failover-lab.sh, bench/nemesis.sh).
  *
- * The lab has no kube-proxy, so a ClusterIP does not route.  This client
- * does what kube-proxy would program: it reads the Endpoints object of the
- * Service (kept by the endpoints controller from the pods that match the
- * selector app=metaservice,role=master) from the API server and connects to
- * the address found there.  On a connection error, NOTMASTER or ERR it
- * reads the Endpoints again and retries, until its time-out.
+ * Through the Service, two ways (--via):
+ *   clusterip (the default)  connect to the Service's ClusterIP and port
+ *            (read once from the Service object), as any client of a real
+ *            cluster does: the lab's kube-proxy (iptables mode; the host
+ *            routes the Service range through the lab's gateway) sends the
+ *            connection to a ready endpoint.  On a connection error,
+ *            NOTMASTER or ERR it reconnects to the same ClusterIP and
+ *            retries, until its time-out.  The address it records is the
+ *            ClusterIP's (which pod answered is kube-proxy's business).
+ *   endpoints  what kube-proxy itself follows: read the Endpoints object of
+ *            the Service (kept by the endpoints controller from the pods
+ *            that match the selector app=metaservice,role=master) from the
+ *            API server and connect to the address found there; on an
+ *            error read the Endpoints again and retry.  It records the pod's
+ *            address.  Comparing the two shows what kube-proxy adds.
  *
  *   kf-labclient [OPTIONS] put KEY VALUE      one acknowledged PUT; prints "ok ADDR"
  *   kf-labclient [OPTIONS] get KEY [VALUE]    prints the value; exit 1 when it differs
@@ -88,7 +97,8 @@
  * through the Service, 5000), --prefix P (workload keys, "w"), --keys N (0: a new key
  * per write), --read-pct N (workload, pinned: 20), --del-pct N (0), --seed N,
  * --history FILE, --client ID (default "labclient-PID"), --interval-ms N
- * (watch, 50), --selector S (watch, "role=master").
+ * (watch, 50), --selector S (watch, "role=master"), --via clusterip|endpoints
+ * (how requests through the Service find the master, above; clusterip).
  */
 #include "config.h"
 
@@ -117,6 +127,7 @@
 #include "proto.h"
 
 static const char *opt_kubeconfig, *opt_ns = "kubefence", *opt_svc = "metaservice";
+static bool opt_via_endpoints;
 static const char *opt_prefix = "w", *opt_selector = "role=master";
 static const char *opt_history, *opt_client;
 static long opt_timeout_ms = 30000, opt_pause_us = 2000, opt_interval_ms = 50;
@@ -206,6 +217,38 @@ static int endpoints(char *buf, size_t len)
 	}
 	cJSON_Delete(o);
 	return n;
+}
+
+/* The Service's ClusterIP and first port "ip:port" into buf (read once: a
+ * ClusterIP never changes); 0, or -errno (-ENOENT: the Service has none). */
+static int service_addr(char *buf, size_t len)
+{
+	static char cached[64];
+	char path[256], err[512];
+	cJSON *o = NULL, *spec, *ip, *ports, *port;
+	int r;
+
+	if (cached[0]) {
+		snprintf(buf, len, "%s", cached);
+		return 0;
+	}
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s", opt_ns, opt_svc);
+	r = k8s_get(api, path, 2000, &o, err, sizeof(err));
+	if (r < 0)
+		return r;
+	spec = cJSON_GetObjectItemCaseSensitive(o, "spec");
+	ip = cJSON_GetObjectItemCaseSensitive(spec, "clusterIP");
+	ports = cJSON_GetObjectItemCaseSensitive(spec, "ports");
+	port = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ports, 0), "port");
+	r = -ENOENT;
+	if (cJSON_IsString(ip) && strcmp(ip->valuestring, "None") != 0 && ip->valuestring[0] &&
+	    cJSON_IsNumber(port)) {
+		snprintf(cached, sizeof(cached), "%s:%d", ip->valuestring, port->valueint);
+		snprintf(buf, len, "%s", cached);
+		r = 0;
+	}
+	cJSON_Delete(o);
+	return r;
 }
 
 /* ---------------------------------------------------------------- history */
@@ -459,8 +502,9 @@ static void log_answer(const char *addr, int r, const char *text)
 	}
 }
 
-/* A request through the Service: connect to the Endpoints' address when
- * not connected; on CONN/NOTMASTER/ERR re-read the Endpoints and retry until
+/* A request through the Service: connect to the ClusterIP (--via clusterip)
+ * or the Endpoints' address (--via endpoints) when not connected; on
+ * CONN/NOTMASTER/ERR reconnect (re-reading the Endpoints) and retry until
  * the deadline.  Returns the last result; *tries counts the refused tries;
  * *maybe (when not NULL) tells whether some try of a write may have written
  * without being answered; master gets the address of the last try.
@@ -483,7 +527,10 @@ static int svc_request(struct conn *c, enum proto_op op, const char *key, char *
 		master[0] = '\0';
 	text[0] = '\0';
 	for (;;) {
-		if (c->fd < 0) {
+		if (c->fd < 0 && !opt_via_endpoints) {
+			if (service_addr(eps, sizeof(eps)) == 0)
+				conn_open(c, eps, now_mono() + 500 * USEC_PER_MSEC);
+		} else if (c->fd < 0) {
 			int n = endpoints(eps, sizeof(eps));
 			if (n > 0) {
 				char *comma = strchr(eps, ',');
@@ -1071,7 +1118,7 @@ static void usage(void)
 	                "[--timeout-ms N] [--request-ms N] [--pause-us N] [--retry-us N] [--prefix "
 	                "P] [--keys N] "
 	                "[--read-pct N] [--del-pct N] [--seed N] [--history F] [--client ID] "
-	                "[--interval-ms N] [--selector S]\n"
+	                "[--interval-ms N] [--selector S] [--via clusterip|endpoints]\n"
 	                "  put K V | get K [V] | session | workload FILE | check FILE... |\n"
 	                "  pinned ADDR [FILE] | direct ADDR put|get|stat [K [V]] | watch FILE |\n"
 	                "  clockjump SECONDS HOLD_MS\n");
@@ -1124,6 +1171,8 @@ int main(int argc, char **argv)
 			opt_interval_ms = atol(v);
 		else if (!strcmp(o, "--selector"))
 			opt_selector = v;
+		else if (!strcmp(o, "--via") && (!strcmp(v, "clusterip") || !strcmp(v, "endpoints")))
+			opt_via_endpoints = !strcmp(v, "endpoints");
 		else
 			usage();
 	}
