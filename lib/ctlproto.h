@@ -105,7 +105,11 @@ struct ctlproto_out {
 	bool rest; /* a REST field was written: nothing may follow it */
 };
 
+/* Start the line o with verb (o is reset; a verb or key that is empty or has
+ * a space, a control character or '=' is -EINVAL).  Never fails itself; none
+ * of these functions blocks or allocates. */
 void ctlproto_out_begin(struct ctlproto_out *o, const char *verb);
+/* " key=value", in decimal. */
 void ctlproto_out_u64(struct ctlproto_out *o, const char *key, uint64_t value);
 /* A negative value cannot be written (the grammar's numbers are unsigned):
  * -EINVAL. */
