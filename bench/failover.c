@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fo.h"
@@ -116,7 +117,10 @@ static void print_stats(FILE *f, const char *name, const double *v, size_t n, bo
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: failover-proc [-n KILLS] [--out FILE]\n"
+	fprintf(f, "Usage: failover-proc [-n KILLS] [--fault kill9|sigstop] [--out FILE]\n"
+	           "  kill9    kill -9 of the master's metad (EOF on its control socket)\n"
+	           "  sigstop  SIGSTOP of it: its socket stays open, only the liveness\n"
+	           "           exchange (PING/PONG) finds it hung; its agent kills it\n"
 	           "Run by bench/failover-proc.sh (make bench-failover), which starts the\n"
 	           "control plane and tgtd.\n");
 }
@@ -125,6 +129,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	        {"kills", required_argument, NULL, 'n'},
+	        {"fault", required_argument, NULL, 'f'},
 	        {"out", required_argument, NULL, 'o'},
 	        {"help", no_argument, NULL, 'h'},
 	        {0},
@@ -134,14 +139,23 @@ int main(int argc, char **argv)
 	struct fo_watcher wa;
 	const char *out = NULL;
 	int n = 25, opt, final;
+	bool stop = false; /* --fault sigstop */
 	double *samples, *lead, *promoted;
 	char why[2048] = "";
 	struct fo_verdict v;
 	struct utsname un;
 	FILE *f;
 
-	while ((opt = getopt_long(argc, argv, "n:o:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "n:f:o:h", opts, NULL)) != -1) {
 		switch (opt) {
+		case 'f':
+			if (strcmp(optarg, "sigstop") == 0)
+				stop = true;
+			else if (strcmp(optarg, "kill9") != 0) {
+				usage(stderr);
+				return 2;
+			}
+			break;
 		case 'n':
 			n = atoi(optarg);
 			break;
@@ -191,7 +205,7 @@ int main(int argc, char **argv)
 		         "master %s acknowledges nothing", c.node[m].name);
 		usleep(1200 * 1000);
 
-		t_kill = fo_metad_signal(&c, (size_t)m, SIGKILL);
+		t_kill = fo_metad_signal(&c, (size_t)m, stop ? SIGSTOP : SIGKILL);
 		t_ack = fo_wait_ack(&w, o, t_kill, 15000);
 		if (!t_ack) {
 			fo_dump(c.node[m].agent_log);
@@ -200,6 +214,23 @@ int main(int argc, char **argv)
 			        c.node[o].name);
 		}
 		samples[k] = (double)(t_ack - t_kill) / USEC_PER_SEC;
+		if (stop) {
+			/* its agent killed it: reap it (it must be dead by now) */
+			pid_t pid = c.node[m].metad_pid;
+			int st;
+			usec_t dl = clock_mono_usec() + 10 * USEC_PER_SEC;
+
+			while (waitpid(pid, &st, WNOHANG) != pid) {
+				FO_CHECK(clock_mono_usec() < dl,
+				         "kill %d: the stopped metad of %s was not killed by its agent",
+				         k + 1, c.node[m].name);
+				usleep(5000);
+			}
+			c.node[m].metad_pid = 0;
+			/* the full fence force-deleted its pod: the StatefulSet's
+			 * replacement (same name, new uid) */
+			(void)fo_pod_recreate(&c, (size_t)m);
+		}
 
 		/* restart the killed one: same pod, back as standby */
 		conns = fo_log_count(c.node[m].agent_log, NULL, "service '", c.node[m].pod,
@@ -255,9 +286,12 @@ int main(int argc, char **argv)
 		qsort(s, (size_t)n, sizeof(double), cmp_double);
 		uname(&un);
 		fprintf(f, "{\n");
-		fprintf(f, "  \"benchmark\": \"failover-proc\",\n");
-		fprintf(f, "  \"what\": \"kill -9 of the master kubefence-metad -> first write "
-		           "acknowledged by the new master (client-observed)\",\n");
+		fprintf(f, "  \"benchmark\": \"%s\",\n", stop ? "failover-proc-sigstop" : "failover-proc");
+		fprintf(f, "  \"what\": \"%s of the master kubefence-metad -> first write "
+		           "acknowledged by the new master (client-observed)\",\n",
+		        stop ? "SIGSTOP (hung: PING unanswered for service.heartbeat_timeout_ms "
+		               "1000, killed by its agent)"
+		             : "kill -9");
 		fprintf(f, "  \"n\": %d,\n", n);
 		fprintf(f, "  \"p50_s\": %.3f,\n  \"p99_s\": %.3f,\n  \"max_s\": %.3f,\n",
 		        pct(s, n, 0.5), pct(s, n, 0.99), s[n - 1]);

@@ -816,6 +816,11 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 			 * up rather than retry forever. */
 			say(fx, LOG_LEVEL_ERROR, "cannot label own pod '%s' (%s); releasing",
 			    s->peer.pod, strerror(ev->result > 0 ? ESTALE : -ev->result));
+			/* gone or replaced: this service is no candidate again
+			 * until it connects as the pod that exists now (else
+			 * every new term fails the same way, at once) */
+			if (ev->result == -ENOENT || ev->result == -ESTALE)
+				s->pod_unusable = true;
 			send_demote(s, fx, now, "own pod cannot be labelled");
 			release(s, fx, false, "cannot label own pod %.100s: %.300s", s->peer.pod,
 			        ev->text[0] ? ev->text : strerror(ev->result > 0 ? ESTALE : -ev->result));
@@ -905,6 +910,7 @@ void sm_step(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effe
 		break;
 	case SE_HELLO:
 		s->svc_connected = true;
+		s->pod_unusable = false;
 		s->unanswered_since = 0;
 		s->ping_at = now; /* the first PING at once */
 		/* probe mode: "healthy"; the pod is what FINDING found */

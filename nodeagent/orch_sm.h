@@ -227,6 +227,9 @@ struct sm {
 	usec_t ping_last;        /* when the last PING went out */
 	usec_t unanswered_since; /* the oldest PING not answered yet; 0: none */
 	bool release_after_kill; /* KILLING a hung service of a term: release then */
+	/* our own pod is gone or was replaced (a label PATCH said so): the
+	 * service's identity is stale, no candidate until a new HELLO */
+	bool pod_unusable;
 	usec_t scsi_at;          /* the next registration check */
 	bool scsi_busy;
 	int64_t promotions, demotions;

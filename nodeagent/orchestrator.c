@@ -118,6 +118,7 @@ struct orchestrator {
 	/* its snapshot, under mu */
 	enum sm_state state;
 	bool unconfirmed; /* a demotion not confirmed yet: the watchdog waits */
+	bool pod_unusable; /* sm.pod_unusable: no candidate */
 	int64_t promotions, demotions;
 
 	/* the watchdog: fed by wd_thread while the orchestrator thread makes
@@ -1015,6 +1016,7 @@ static void step(struct orchestrator *o, const struct sm_event *ev)
 	pthread_mutex_lock(&o->mu);
 	o->state = o->sm.st;
 	o->unconfirmed = sm_unconfirmed_demotion(&o->sm);
+	o->pod_unusable = o->sm.pod_unusable;
 	o->promotions = o->sm.promotions;
 	o->demotions = o->sm.demotions;
 	pthread_mutex_unlock(&o->mu);
@@ -1058,7 +1060,8 @@ static bool cb_may_acquire(void *ud)
 	/* never while a service of ours has not confirmed it stopped: it may
 	 * not be promoted again, and the watchdog must not be fed */
 	r = (o->mode == ORCH_SERVICE_NONE || (o->svc_connected && o->svc_candidate)) &&
-	    !o->shutting_down && !o->unconfirmed && o->state != SM_RELEASING;
+	    !o->shutting_down && !o->unconfirmed && !o->pod_unusable &&
+	    o->state != SM_RELEASING;
 	pthread_mutex_unlock(&o->mu);
 	return r;
 }

@@ -159,6 +159,23 @@ static void create_pod(struct fo_cluster *c, struct fo_node *nd)
 	cJSON_Delete(ret);
 }
 
+bool fo_pod_recreate(struct fo_cluster *c, size_t i)
+{
+	char path[512], err[512];
+	cJSON *obj = NULL;
+	int r;
+
+	FO_CHECK(k8s_path(path, sizeof(path), "v1", env("KF_IT_NS"), "pods", c->node[i].pod) >= 0,
+	         "pod path");
+	r = k8s_get(c->admin, path, 5000, &obj, err, sizeof(err));
+	cJSON_Delete(obj);
+	if (r == 0)
+		return false;
+	FO_CHECK(r == -ENOENT, "GET pod %s: %s", c->node[i].pod, err);
+	create_pod(c, &c->node[i]);
+	return true;
+}
+
 /* Pods of an earlier run that failed half-way would keep their labels. */
 static void delete_leftover_pods(struct fo_cluster *c)
 {

@@ -133,6 +133,9 @@ void fo_proxy_rules(struct fo_cluster *c, size_t i, const char *rules);
 
 void fo_agent_start(struct fo_cluster *c, size_t i);
 void fo_metad_start(struct fo_cluster *c, size_t i);
+/* As a StatefulSet would after a force delete: create node i's pod again
+ * (same name, new uid) when it is gone.  Returns true when it did. */
+bool fo_pod_recreate(struct fo_cluster *c, size_t i);
 /* Signal a node's agent / metad; SIGKILL reaps. Returns the mono time of the
  * signal. */
 usec_t fo_agent_signal(struct fo_cluster *c, size_t i, int sig);

@@ -647,12 +647,16 @@ START_TEST(test_label_fatal)
 	r.msg.epoch = 5;
 	feed(&r);
 	done(fx_job(JOB_LABEL), -ESTALE);
+	ck_assert(S.pod_unusable); /* no candidate until the pod connects anew */
 	ck_assert_ptr_nonnull(fx(FX_SEND_DEMOTE));
 	ck_assert_ptr_nonnull(fx(FX_RELEASE));
 	ck_assert(!fx(FX_RELEASE)->flag);
 	ck_assert_int_eq(S.st, SM_DEMOTING);
 	simple(SE_DEMOTED, 5, NULL);
 	ck_assert_int_eq(S.st, SM_FOLLOWER);
+	ck_assert(S.pod_unusable);
+	hello(); /* the replacement pod's service */
+	ck_assert(!S.pod_unusable);
 }
 END_TEST
 
