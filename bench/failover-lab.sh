@@ -3,26 +3,33 @@
 #
 #   bash bench/failover-lab.sh [--kills N] [--freezes N] [--baseline-kills N] [--out FILE]
 #
+# Every sample is measured on two paths at once, by two clients writing
+# continuously side by side (tests/e2e/kf-labclient workload):
+#   clusterip  through the Service's ClusterIP, routed by the lab's
+#              kube-proxy (iptables mode), as a client of a real cluster;
+#   endpoints  through the Service's Endpoints read from the API (what
+#              kube-proxy follows), without kube-proxy's own delay.
 # 1. kubefence (the lab overlay, tgtd on the lab portal): N SIGKILLs of the
 #    master's container through its node's containerd (lab.sh kill-master);
-#    each sample is the time from the kill (when `ctr task kill` returned) to
-#    the first write acknowledged to a client that reaches the master through
-#    the Service's Endpoints (tests/e2e/kf-labclient workload, writing
-#    continuously).  The killed pod comes back as standby: restarted in place
-#    the first time, recreated when its kubelet would back off.
+#    each sample is the time from the kill (just before `ctr task kill`
+#    started) to the first write acknowledged after ctr returned (the old
+#    master was dead by then).  The killed pod comes back as standby:
+#    restarted in place the first time, recreated when its kubelet would
+#    back off.
 # 2. kubefence, node freeze: the master's node frozen (cgroup freezer); from
-#    the freeze to the first write acknowledged by the new master.
+#    the freeze to the first write acknowledged after it was complete.
 # 3. The baseline without kubefence: ONE MetaService pod
 #    (`kubefence-metad --standalone --epoch 1`, no readiness probe, so its
 #    endpoint is back as soon as the container runs), the same kill, restarted
 #    in place by its kubelet; the same client through that Service's
 #    Endpoints.  Each sample uses a fresh pod, so that no sample waits out the
 #    kubelet's CrashLoopBackOff (the baseline's best case).
-# The kubefence client's operations (with 20 % reads) are recorded and judged
-# by kf-lincheck; the verdict goes into the JSON, and a violation (printed)
+# The kubefence clients' operations (with 20 % reads) are recorded and judged
+# together by kf-lincheck; the verdict goes into the JSON, and a violation (printed)
 # makes the benchmark exit 1 after writing it.
 # Writes FILE (default bench/results/failover-lab.json): the distributions
-# and the ratio baseline/kubefence.  Never asserts timing.  Refuses to run
+# through the ClusterIP (the top-level keys) and through the Endpoints
+# (`via_endpoints`), and the ratios baseline/kubefence.  Never asserts timing.  Refuses to run
 # when a lab is already up; always takes the lab down.
 set -uo pipefail
 
@@ -70,12 +77,35 @@ ms() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", (a-b)/1000}'; }
 e2e_up >/dev/null || die "lab up"
 e2e_deploy || die "deploy"
 
+PATHS=(clusterip endpoints)
+# sample NAME ACKS-PREFIX T0_US AFTER_US [OLD_ADDR]: for each path, the first
+# ack after AFTER_US (not from OLD_ADDR), in ms from T0_US, appended to
+# $WORK/NAME.PATH.ms; prints "PATH ms ..." for the log.
+sample() {
+	local name=$1 acks=$2 t0=$3 after=$4 old=${5:-} p a v out=""
+	for p in "${PATHS[@]}"; do
+		a=$(wait_ack_after "$acks.$p" "$after" 60 "$old") || {
+			echo "$name: no ack through the $p path" >&2
+			return 1
+		}
+		v=$(ms "${a%% *}" "$t0")
+		echo "$v" >>"$WORK/$name.$p.ms"
+		out="$out $p $v ms"
+	done
+	echo "${out# }"
+}
+
 # ------------------------------------------------------------ kubefence: kills
 ACKS=$WORK/acks
-bg_start "$CLIENT" --pause-us 500 --history "$HIST/kubefence.hist" --client workload workload "$ACKS" >/dev/null
-WL=$BG_PID
-wait_ack_after "$ACKS" 0 30 >/dev/null || die "workload"
-: >"$WORK/kill.ms"
+WLS=()
+for p in "${PATHS[@]}"; do
+	bg_start "$CLIENT" --via "$p" --pause-us 500 --history "$HIST/kubefence-$p.hist" --client "workload-$p" \
+		--prefix "$p-" workload "$ACKS.$p" >/dev/null
+	WLS+=("$BG_PID")
+done
+for p in "${PATHS[@]}"; do wait_ack_after "$ACKS.$p" 0 30 >/dev/null || die "workload ($p)"; done
+SVC_IP=$(kc get service -n $NS metaservice -o jsonpath='{.spec.clusterIP}')
+say "clients: through the ClusterIP $SVC_IP:7480 and through the Endpoints"
 for i in $(seq 1 "$KILLS"); do
 	wait_both_ready 90 || die "not ready before kill $i"
 	old=$(masters)
@@ -83,15 +113,12 @@ for i in $(seq 1 "$KILLS"); do
 	before=$(restarts "$old")
 	kill_master_at || die "kill $i"
 	wait_new_master "$old" 30 >/dev/null || die "no new master after kill $i"
-	a=$(wait_ack_after "$ACKS" "$KILL_US" 30 "$old_ip:7480") || die "no ack after kill $i"
-	v=$(ms "${a%% *}" "$KILL_US")
-	echo "$v" >>"$WORK/kill.ms"
-	say "kubefence kill $i/$KILLS: $v ms"
+	r=$(sample kill "$ACKS" "$KILL_US" "$KILL_DONE_US" "$old_ip:7480") || die "no ack after kill $i"
+	say "kubefence kill $i/$KILLS: $r"
 	if [ "$before" = 0 ]; then wait_restarted "$old" 0 60 || die "$old not restarted"; else recycle "$old"; fi
 done
 
 # ------------------------------------------------------------ kubefence: freezes
-: >"$WORK/freeze.ms"
 for i in $(seq 1 "$FREEZES"); do
 	wait_both_ready 120 || die "not ready before freeze $i"
 	old=$(masters)
@@ -99,18 +126,17 @@ for i in $(seq 1 "$FREEZES"); do
 	node=$(pod_node "$old")
 	t=$(now_us)
 	bash "$LAB" freeze "$node" >/dev/null || die "freeze"
-	a=$(wait_ack_after "$ACKS" "$t" 30 "$old_ip:7480") || die "no ack after freeze $i"
-	v=$(ms "${a%% *}" "$t")
-	echo "$v" >>"$WORK/freeze.ms"
-	say "kubefence freeze $i/$FREEZES ($node): $v ms"
+	r=$(sample freeze "$ACKS" "$t" "$(now_us)" "$old_ip:7480") || die "no ack after freeze $i"
+	say "kubefence freeze $i/$FREEZES ($node): $r"
 	while [ $(($(now_us) - t)) -lt 4000000 ]; do sleep 0.2; done
 	bash "$LAB" thaw "$node" >/dev/null || die "thaw"
 done
-bg_stop "$WL"
-"$CLIENT" --timeout-ms 10000 --history "$HIST/kubefence.hist" --client final check "$ACKS" >"$WORK/check.out" || die "acknowledged writes lost: $(cat "$WORK/check.out")"
+for p in "${WLS[@]}"; do bg_stop "$p"; done
+"$CLIENT" --timeout-ms 10000 --history "$HIST/kubefence-final.hist" --client final check "$ACKS.clusterip" "$ACKS.endpoints" \
+	>"$WORK/check.out" || die "acknowledged writes lost: $(cat "$WORK/check.out")"
 say "kubefence: $(cat "$WORK/check.out")"
 LIN_RC=0
-e2e_lincheck bench "$HIST/kubefence.hist" || LIN_RC=$?
+e2e_lincheck bench "$HIST/kubefence-clusterip.hist" "$HIST/kubefence-endpoints.hist" "$HIST/kubefence-final.hist" || LIN_RC=$?
 VERDICT=$(jq -r '.verdict // "error"' "$WORK/lincheck.bench.json" 2>/dev/null || echo error)
 LIN_OPS=$(jq -r '.ops // 0' "$WORK/lincheck.bench.json" 2>/dev/null || echo 0)
 EPOCH=$(lease_epoch)
@@ -148,24 +174,25 @@ cat <<-EOF | kc apply -f - >/dev/null
 	  selector: {app: meta-baseline}
 	  ports: [{name: client, port: 7480, targetPort: client}]
 EOF
-: >"$WORK/base.ms"
 BACKS=$WORK/base-acks
 for i in $(seq 1 "$BKILLS"); do
 	kc delete pod -n baseline meta-baseline --grace-period=0 --force >/dev/null 2>&1 || true
 	for _ in $(seq 1 100); do kc get pod -n baseline meta-baseline >/dev/null 2>&1 || break; sleep 0.1; done
 	baseline_pod
 	kc wait -n baseline --for=condition=Ready pod/meta-baseline --timeout=60s >/dev/null || die "baseline pod not Ready"
-	rm -f "$BACKS"
-	bg_start "$CLIENT" --namespace baseline --service meta-baseline --pause-us 500 --prefix b$i- workload "$BACKS" >/dev/null
-	BW=$BG_PID
-	wait_ack_after "$BACKS" 0 30 >/dev/null || die "baseline workload"
+	BWS=()
+	for p in "${PATHS[@]}"; do
+		rm -f "$BACKS.$p"
+		bg_start "$CLIENT" --via "$p" --namespace baseline --service meta-baseline --pause-us 500 \
+			--prefix "b$i-$p-" workload "$BACKS.$p" >/dev/null
+		BWS+=("$BG_PID")
+	done
+	for p in "${PATHS[@]}"; do wait_ack_after "$BACKS.$p" 0 30 >/dev/null || die "baseline workload ($p)"; done
 	sleep 0.3
 	kill_pod_at meta-baseline baseline || die "baseline kill"
-	a=$(wait_ack_after "$BACKS" "$KILL_DONE_US" 60) || die "baseline: no ack after kill $i"
-	v=$(ms "${a%% *}" "$KILL_US")
-	echo "$v" >>"$WORK/base.ms"
-	say "baseline kill $i/$BKILLS: $v ms (restartCount $(kc get pod -n baseline meta-baseline -o jsonpath='{.status.containerStatuses[0].restartCount}'))"
-	bg_stop "$BW"
+	r=$(sample base "$BACKS" "$KILL_US" "$KILL_DONE_US") || die "baseline: no ack after kill $i"
+	say "baseline kill $i/$BKILLS: $r (restartCount $(kc get pod -n baseline meta-baseline -o jsonpath='{.status.containerStatuses[0].restartCount}'))"
+	for p in "${BWS[@]}"; do bg_stop "$p"; done
 done
 
 # ------------------------------------------------------------ results
@@ -178,31 +205,44 @@ dist() { # FILE -> JSON
 		printf "]}"
 	}'
 }
-K=$(dist "$WORK/kill.ms")
-F=$(dist "$WORK/freeze.ms")
-B=$(dist "$WORK/base.ms")
+for n in kill freeze base; do for p in "${PATHS[@]}"; do touch "$WORK/$n.$p.ms"; done; done
+K=$(dist "$WORK/kill.clusterip.ms")
+F=$(dist "$WORK/freeze.clusterip.ms")
+B=$(dist "$WORK/base.clusterip.ms")
+KE=$(dist "$WORK/kill.endpoints.ms")
+FE=$(dist "$WORK/freeze.endpoints.ms")
+BE=$(dist "$WORK/base.endpoints.ms")
 mkdir -p "$(dirname "$OUT")"
 jq -n --argjson k "$K" --argjson f "$F" --argjson b "$B" --arg at "$(date -u +%FT%TZ)" \
+	--argjson ke "$KE" --argjson fe "$FE" --argjson be "$BE" --arg svcip "$SVC_IP" \
 	--arg epoch "$EPOCH" --arg kernel "$(uname -r)" --arg cpus "$(nproc)" \
-	--arg verdict "$VERDICT" --arg linops "$LIN_OPS" '{
+	--arg verdict "$VERDICT" --arg linops "$LIN_OPS" '
+	def ratio($b; $k): {
+		p50: (if $k.n > 0 and $k.p50_ms > 0 then (($b.p50_ms / $k.p50_ms) * 10 | round / 10) else null end),
+		p99: (if $k.n > 0 and $k.p99_ms > 0 then (($b.p99_ms / $k.p99_ms) * 10 | round / 10) else null end)};
+	{
 	benchmark: "failover-lab",
 	at: $at,
-	setup: {kubernetes: "v1.20.2 lab (lab/lab.sh), 2 nodes, no kube-proxy", cpus: ($cpus|tonumber), kernel: $kernel,
+	setup: {kubernetes: "v1.20.2 lab (lab/lab.sh), 2 nodes, kube-proxy (iptables mode, default sync periods) on each node and on the Service gateway", cpus: ($cpus|tonumber), kernel: $kernel,
 		lease_ms: 2000, renew_deadline_ms: 1500, retry_ms: 250,
 		fence_methods: "scsi-pr (tgtd on 198.18.0.1:3260), pod-delete", store: "directory backend on a shared hostPath",
-		client: "tests/e2e/kf-labclient workload: PUTs through the Endpoints of the Service (re-read from the API on every error), 0.5 ms between acknowledged writes",
-		kill: "ctr -n k8s.io task kill -s SIGKILL of the container (lab.sh kill-master / kill-pod); t0 = when ctr returned",
-		freeze: "cgroup freezer on the master node (lab.sh freeze); t0 = before the freeze",
+		clients: ("two tests/e2e/kf-labclient workloads side by side, 0.5 ms between acknowledged writes: clusterip = PUTs to the Service ClusterIP " + $svcip + ":7480 (reconnecting to it on every error; the top-level results), endpoints = PUTs to the address in the Service Endpoints (re-read from the API on every error; via_endpoints)"),
+		kill: "ctr -n k8s.io task kill -s SIGKILL of the container (lab.sh kill-master / kill-pod); t0 = just before ctr started; a sample = the first write acknowledged after ctr returned",
+		freeze: "the master node frozen (lab.sh freeze: cgroup v2 cgroup.freeze or the v1 freezer); t0 = before the freeze; a sample = the first write acknowledged after the freeze was complete",
 		baseline: "one pod kubefence-metad --standalone --epoch 1, no readiness probe, restarted in place by its kubelet (a fresh pod per sample: no CrashLoopBackOff)",
 		last_epoch: ($epoch|tonumber)},
 	linearizability: {checker: "tests/lincheck/kf-lincheck", ops: ($linops|tonumber), verdict: $verdict},
 	kubefence_container_kill: $k,
 	kubefence_node_freeze: $f,
 	baseline_container_kill: $b,
-	ratio_baseline_over_kubefence: {
-		p50: (if $k.n > 0 and $k.p50_ms > 0 then (($b.p50_ms / $k.p50_ms) * 10 | round / 10) else null end),
-		p99: (if $k.n > 0 and $k.p99_ms > 0 then (($b.p99_ms / $k.p99_ms) * 10 | round / 10) else null end)}
+	ratio_baseline_over_kubefence: ratio($b; $k),
+	via_endpoints: {
+		kubefence_container_kill: $ke,
+		kubefence_node_freeze: $fe,
+		baseline_container_kill: $be,
+		ratio_baseline_over_kubefence: ratio($be; $ke)}
 }' >"$OUT"
-cat "$OUT" | jq -c '{kill: .kubefence_container_kill | {n, p50_ms, p99_ms}, freeze: .kubefence_node_freeze | {n, p50_ms, p99_ms}, baseline: .baseline_container_kill | {n, p50_ms, p99_ms}, ratio: .ratio_baseline_over_kubefence}'
+jq -c '{clusterip: {kill: .kubefence_container_kill | {n, p50_ms, p99_ms}, freeze: .kubefence_node_freeze | {n, p50_ms, p99_ms}, baseline: .baseline_container_kill | {n, p50_ms, p99_ms}, ratio: .ratio_baseline_over_kubefence}}' "$OUT"
+jq -c '.via_endpoints | {endpoints: {kill: .kubefence_container_kill | {n, p50_ms, p99_ms}, freeze: .kubefence_node_freeze | {n, p50_ms, p99_ms}, baseline: .baseline_container_kill | {n, p50_ms, p99_ms}, ratio: .ratio_baseline_over_kubefence}}' "$OUT"
 echo "bench: wrote $OUT"
-[ "$LIN_RC" = 0 ] || die "kf-lincheck: the kubefence client's history is not linearizable (verdict $VERDICT, above)"
+[ "$LIN_RC" = 0 ] || die "kf-lincheck: the kubefence clients' histories are not linearizable (verdict $VERDICT, above)"
