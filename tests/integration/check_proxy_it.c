@@ -618,7 +618,10 @@ START_TEST(reset_and_blackhole)
 	r = get_via(c, name, 700, err, sizeof(err));
 	ms = ms_since(t0);
 	ck_assert_msg(r == -ETIMEDOUT, "blackhole: %d %s", r, err);
-	ck_assert_int_ge(ms, 700);
+	/* it waited for its own 700 ms time-out (held, not answered); libcurl's
+	 * timer may fire a fraction of a millisecond early and ms_since cuts
+	 * whole milliseconds: 699 was seen once */
+	ck_assert_int_ge(ms, 695);
 	ck_assert_int_eq(count_lines("KF_IT_PROXY_LOG", name, " - reset rule=1", NULL), 1);
 	ck_assert_int_eq(count_lines("KF_IT_PROXY_LOG", name, " - blackhole rule=2", NULL), 1);
 	ck_assert_int_eq(get_via(c, name, TIMEOUT_MS, err, sizeof(err)), 0);
