@@ -32,7 +32,7 @@ e2e_skip() {
 e2e_init() {
 	[ "$(id -u)" = 0 ] || e2e_skip "needs root"
 	local c
-	for c in containerd runc ctr etcd iptables nsenter jq openssl gcc curl tgtd tgtadm; do
+	for c in containerd runc ctr etcd iptables nsenter jq openssl gcc curl tgtd tgtadm buildah mmdebstrap; do
 		command -v "$c" >/dev/null || e2e_skip "$c not installed"
 	done
 	[ -x /usr/lib/cni/bridge ] || e2e_skip "containernetworking-plugins not installed"
