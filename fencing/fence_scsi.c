@@ -134,49 +134,53 @@ int fence_scsi_join_lun(struct scsi_pr *h, uint64_t key, usec_t deadline, char *
 	return 0;
 }
 
-int fence_scsi_keep_lun(struct scsi_pr *h, uint64_t key, bool reserve, uint32_t *last_gen,
-                        usec_t deadline, bool *ret_restored, char *detail, size_t len)
+int fence_scsi_keep_lun(struct scsi_pr *h, uint64_t key, bool (*leader)(void *),
+                        void *leader_data, usec_t deadline, bool *ret_restored, char *detail,
+                        size_t len)
 {
 	struct scsi_pr_keys keys;
-	bool taken = false, registered = false, restarted;
+	bool taken = false, registered = false;
 	int r;
 
 	*ret_restored = false;
 	r = scsi_pr_read_keys(h, deadline, &keys, detail, len);
 	if (r < 0)
 		return r;
-	/* The PR generation only grows while the target keeps its state; it
-	 * went back: the target restarted (and lost every registration). */
-	restarted = *last_gen && keys.generation < *last_gen;
-	*last_gen = keys.generation ? keys.generation : 1;
 	if (!keys_has(&keys, key)) {
-		if (keys.total > 0 && !reserve && !restarted) {
-			/* others are registered and we are not: a fence removed our
-			 * key, and only our own next term may register it again */
+		/* The target cannot say why a key is missing: a restart lost it,
+		 * or a fence removed it.  Only the leader, confirmed by the
+		 * Lease right now, registers again, and only on a target with no
+		 * registration at all; a standby registers through its own fence
+		 * when it takes over. */
+		if (keys.total > 0 && leader) {
 			errbuf_set(detail, len,
-			           "key 0x%016llx not registered, %zu other registration(s): this "
-			           "node was fenced; not registering again",
+			           "key 0x%016llx not registered while %zu other registration(s) "
+			           "are: this node was fenced; not registering again",
 			           (unsigned long long)key, keys.total);
 			return -EBADE;
+		}
+		if (!leader || keys.total > 0 || !leader(leader_data)) {
+			errbuf_set(detail, len,
+			           "key 0x%016llx not registered (%zu registration(s)); only the "
+			           "leader registers again, a standby through its fence",
+			           (unsigned long long)key, keys.total);
+			return -ENOKEY;
 		}
 		r = scsi_pr_register_ignore(h, key, deadline, detail, len);
 		if (r < 0)
 			return r;
 		registered = true;
 	}
-	if (reserve) {
+	if (leader && (registered || leader(leader_data))) {
 		r = ensure_reservation(h, key, deadline, &taken, detail, len);
 		if (r < 0)
 			return r;
 	}
 	*ret_restored = registered || taken;
 	errbuf_set(detail, len, "key 0x%016llx %s%s", (unsigned long long)key,
-	           registered ? (keys.total == 0 || restarted
-	                                 ? "registered again (the target had lost every "
-	                                   "registration)"
-	                                 : "registered again")
+	           registered ? "registered again (the target had lost every registration)"
 	                      : "registered",
-	           taken ? "; WE-RO reservation taken again" : reserve ? "; reservation held" : "");
+	           taken ? "; WE-RO reservation taken again" : leader ? "; reservation held" : "");
 	return 0;
 }
 
@@ -267,9 +271,10 @@ struct method_ctx {
 	char initiator[SCSI_PR_IQN_MAX];
 	uint64_t key, victim_key;
 	bool fence;
-	bool keep, reserve; /* fence_scsi_keep() */
+	bool keep; /* fence_scsi_keep() */
+	bool (*leader)(void *);
+	void *leader_data;
 	bool restored[FENCE_SCSI_LUNS_MAX];
-	uint32_t *gens;
 };
 
 static usec_t mono_clock(void *userdata)
@@ -293,7 +298,7 @@ static int method_lun(void *userdata, size_t i, usec_t deadline, char *detail, s
 	if (r < 0)
 		return r;
 	if (m->keep)
-		r = fence_scsi_keep_lun(h, m->key, m->reserve, &m->gens[i], deadline,
+		r = fence_scsi_keep_lun(h, m->key, m->leader, m->leader_data, deadline,
 		                        &m->restored[i], detail, len);
 	else if (m->fence)
 		r = fence_scsi_fence_lun(h, m->key, m->victim_key, deadline, detail, len);
@@ -340,12 +345,15 @@ int fence_scsi_join(const char *node, const char *const *luns, size_t n,
 }
 
 int fence_scsi_keep(const char *node, const char *const *luns, size_t n,
-                    const struct fence_scsi_options *opts, bool reserve, usec_t deadline,
-                    uint32_t gens[static FENCE_SCSI_LUNS_MAX], struct fence_scsi_report *ret,
+                    const struct fence_scsi_options *opts, bool (*leader)(void *),
+                    void *leader_data, usec_t deadline, struct fence_scsi_report *ret,
                     bool restored[static FENCE_SCSI_LUNS_MAX])
 {
-	struct method_ctx m = {
-	        .luns = luns, .opts = opts, .keep = true, .reserve = reserve, .gens = gens};
+	struct method_ctx m = {.luns = luns,
+	                       .opts = opts,
+	                       .keep = true,
+	                       .leader = leader,
+	                       .leader_data = leader_data};
 	int r = method_run("keep", node, NULL, n, deadline, ret, &m);
 
 	memcpy(restored, m.restored, sizeof(m.restored));

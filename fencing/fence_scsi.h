@@ -91,27 +91,28 @@ int fence_scsi_join_lun(struct scsi_pr *h, uint64_t key, usec_t deadline, char *
 int fence_scsi_fence_lun(struct scsi_pr *h, uint64_t key, uint64_t victim_key, usec_t deadline,
                          char *detail, size_t len);
 
-/* Keep this node's part of the reservations after the target lost its
- * state (a restart: tgt keeps reservations in memory only): READ KEYS; if
- * `key` is missing and the target restarted — no key registered at all, or
- * the PR generation went back below *last_gen, the one the previous check
- * saw (it only grows while the target keeps its state) — register it
- * again; if `reserve` (this node's service is the master), also register
- * it when others are, and take the WE-RO reservation when none is held.
- * Never registers a key a fence removed (-EBADE: others registered, no
- * restart seen: this node was fenced; only its own next term, whose fence
- * registers it first, may come back).  *last_gen is updated (0: unknown,
- * the first check).  *ret_restored: something was registered or reserved
- * again.  Returns 0 or -errno; detail says what. */
-int fence_scsi_keep_lun(struct scsi_pr *h, uint64_t key, bool reserve, uint32_t *last_gen,
-                        usec_t deadline, bool *ret_restored, char *detail, size_t len);
+/* Keep the reservation after the target lost its state (a restart: tgt
+ * keeps reservations in memory only).  READ KEYS; `leader` (NULL: this node
+ * is no leader) is asked right before anything is written, and must confirm
+ * from the Lease that this node holds the term now.  The leader whose key
+ * is missing on a LUN with no registration at all registers it again; the
+ * leader takes the WE-RO reservation again when none is held.  Nothing else
+ * is ever registered here: the target cannot tell a lost key from one a
+ * fence removed, so a key missing while others are registered is a fence
+ * (-EBADE), and a standby's missing key stays missing (-ENOKEY: it
+ * registers through its own fence when it takes over).  *ret_restored:
+ * something was registered or reserved again.  Returns 0 (registered) or
+ * -errno; detail says what. */
+int fence_scsi_keep_lun(struct scsi_pr *h, uint64_t key, bool (*leader)(void *),
+                        void *leader_data, usec_t deadline, bool *ret_restored, char *detail,
+                        size_t len);
 
 /* --- whole method: opens one session per LUN as `node`'s initiator --- */
 
 /* fence_scsi_keep_lun() on every LUN as `node`; restored[i] per LUN. */
 int fence_scsi_keep(const char *node, const char *const *luns, size_t n,
-                    const struct fence_scsi_options *opts, bool reserve, usec_t deadline,
-                    uint32_t gens[static FENCE_SCSI_LUNS_MAX], struct fence_scsi_report *ret,
+                    const struct fence_scsi_options *opts, bool (*leader)(void *),
+                    void *leader_data, usec_t deadline, struct fence_scsi_report *ret,
                     bool restored[static FENCE_SCSI_LUNS_MAX]);
 
 /* Join `node` on every LUN.  Returns 0 when all joined; *ret has each LUN. */

@@ -513,10 +513,12 @@ static const struct conf_key agent_keys[] = {
          .max = 600000,
          .offset = F(fence.scsi_check_ms),
          .help = "`scsi-pr`: how often this node checks its registration on every LUN "
-                 "(READ KEYS): after a target restart lost every registration it registers "
-                 "again, and the master's node takes the reservation again (Event "
-                 "ReservationRestored). A key a fence removed is never registered again "
-                 "here. 0: no check."},
+                 "(READ KEYS). When a target restart lost every registration, the leader's "
+                 "node, confirmed by reading the Lease right before, registers again and "
+                 "takes the reservation again (Event ReservationRestored). A standby never "
+                 "registers here (the target cannot tell its lost key from one a fence "
+                 "removed): it registers through its own fence when it takes over. 0: no "
+                 "check."},
         {.name = "selffence.stop_timeout_ms",
          .type = CONF_INT,
          .def = "2000",

@@ -96,6 +96,29 @@ int elector_observed(struct elector *e, char *holder, size_t holder_len, usec_t 
 	return r;
 }
 
+bool elector_confirm_leader(struct elector *e, int64_t epoch)
+{
+	char path[512], err[512] = "";
+	struct lease_record rec;
+	cJSON *obj = NULL;
+	int64_t ep;
+	bool r;
+
+	if (!elector_is_leader(e, &ep) || ep != epoch)
+		return false;
+	if (k8s_path(path, sizeof(path), "coordination.k8s.io/v1", e->ns, "leases", e->name) < 0 ||
+	    k8s_get(e->client, path, e->p.request_timeout_ms, &obj, err, sizeof(err)) < 0 ||
+	    lease_record_from_json(obj, &rec, err, sizeof(err)) < 0) {
+		cJSON_Delete(obj);
+		return false;
+	}
+	cJSON_Delete(obj);
+	r = strcmp(rec.holder, e->p.lease.identity) == 0 &&
+	    strcmp(rec.incarnation, e->p.lease.incarnation) == 0 && rec.transitions == epoch;
+	/* and still within the term by our own clocks after the answer */
+	return r && elector_is_leader(e, &ep) && ep == epoch;
+}
+
 bool elector_is_leader(struct elector *e, int64_t *ret_epoch)
 {
 	bool r;

@@ -99,6 +99,13 @@ int elector_observed(struct elector *e, char *holder, size_t holder_len, usec_t 
  * time-out when the API does not answer.  For /healthz. */
 usec_t elector_idle(struct elector *e);
 
+/* Whether the Lease itself, read now from the API server, shows this
+ * process holding term `epoch` (and our clocks agree it goes on).  Blocks
+ * up to one request time-out; false on any doubt.  For actions that must
+ * not be taken by a node that lost its term without knowing it (a paused
+ * VM), such as registering a SCSI-3 key again. */
+bool elector_confirm_leader(struct elector *e, int64_t epoch);
+
 /* Whether we lead right now; *ret_epoch gets the term's epoch if so. */
 bool elector_is_leader(struct elector *e, int64_t *ret_epoch);
 

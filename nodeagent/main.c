@@ -143,6 +143,7 @@ static int take_node_lock(const char *path, const sigset_t *set)
 	int fd;
 
 	ensure_parent_dir(path);
+reopen:
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		log_error("cannot open the node lock '%s': %s", path, strerror(errno));
@@ -150,6 +151,19 @@ static int take_node_lock(const char *path, const sigset_t *set)
 	}
 	for (;;) {
 		if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+			struct stat a, b;
+
+			/* the lock proves something only on the file the path names
+			 * now: one unlinked or replaced meanwhile may still be held
+			 * by a live predecessor */
+			if (fstat(fd, &a) < 0 || stat(path, &b) < 0 || a.st_dev != b.st_dev ||
+			    a.st_ino != b.st_ino) {
+				log_warning("the node lock '%s' was replaced while being taken; "
+				            "taking it again",
+				            path);
+				close(fd);
+				goto reopen;
+			}
 			if (waiting_since)
 				log_info("took the node lock '%s' after %" PRId64
 				         " ms: the previous incarnation is gone",
@@ -356,8 +370,28 @@ static int run(const struct agent_conf *conf)
 	         conf->service.probe[0] ? conf->service.probe : conf->agent.control_socket,
 	         methods.n);
 
+	bool lock_lost = false;
 	for (;;) {
-		if (sigwait(&set, &sig) != 0)
+		const struct timespec second = {.tv_sec = 1};
+
+		sig = sigtimedwait(&set, NULL, &second);
+		if (sig < 0 && lock_fd >= 0) {
+			/* the node lock must still be the file its path names: if
+			 * it was removed or replaced, a next incarnation could take
+			 * "it" while this one lives; stop now, keeping the term */
+			struct stat a, b;
+
+			if (fstat(lock_fd, &a) < 0 || stat(conf->agent.lock_file, &b) < 0 ||
+			    a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+				log_error("the node lock '%s' was removed or replaced while this agent "
+				          "held it: stopping (a new incarnation may take it)",
+				          conf->agent.lock_file);
+				lock_lost = true;
+				break;
+			}
+			continue;
+		}
+		if (sig < 0)
 			continue;
 		if (sig == SIGHUP) {
 			log_warning(
@@ -371,7 +405,11 @@ static int run(const struct agent_conf *conf)
 		char reason[300];
 		snprintf(reason, sizeof(reason), "agent on %s stopped by %s", conf->node.name,
 		         sig == SIGTERM ? "SIGTERM" : "SIGINT");
-		if (conf->agent.on_sigterm == AGENT_SIGTERM_KEEP && sig == SIGTERM) {
+		if (lock_lost) {
+			snprintf(reason, sizeof(reason), "agent on %s lost its node lock",
+			         conf->node.name);
+			orch_stop_keeping_term(orch, reason);
+		} else if (conf->agent.on_sigterm == AGENT_SIGTERM_KEEP && sig == SIGTERM) {
 			log_info("%s; keeping the term for the next incarnation (agent.on_sigterm = "
 			         "keep)",
 			         reason);

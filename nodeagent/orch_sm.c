@@ -63,6 +63,15 @@ static bool pinging(const struct sm *s)
 	       s->st != SM_KILLING && s->st != SM_STOPPED;
 }
 
+/* Whether silence is judged now: not while a promotion recovers or a
+ * demotion waits for writes in flight (the service's control thread may
+ * wait with them; agent.promote_timeout_ms and selffence.stop_timeout_ms
+ * bound those). */
+static bool judging(const struct sm *s)
+{
+	return pinging(s) && s->st != SM_PROMOTING && s->st != SM_DEMOTING;
+}
+
 usec_t sm_wake_at(const struct sm *s)
 {
 	usec_t w = USEC_INFINITY;
@@ -79,7 +88,8 @@ usec_t sm_wake_at(const struct sm *s)
 	if (pinging(s)) {
 		if (s->ping_at < w)
 			w = s->ping_at;
-		if (s->unanswered_since && s->unanswered_since + s->cfg.heartbeat_timeout < w)
+		if (judging(s) && s->unanswered_since &&
+		    s->unanswered_since + s->cfg.heartbeat_timeout < w)
 			w = s->unanswered_since + s->cfg.heartbeat_timeout;
 	}
 	return w;
@@ -622,7 +632,7 @@ static void hung(struct sm *s, usec_t now, struct sm_effects *fx)
 	s->wait_job = e->job_id;
 }
 
-static void tick(struct sm *s, usec_t now, struct sm_effects *fx)
+static void tick(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effects *fx)
 {
 	if (s->retry_at && now >= s->retry_at) {
 		s->retry_at = 0;
@@ -694,11 +704,18 @@ static void tick(struct sm *s, usec_t now, struct sm_effects *fx)
 		e->flag = s->st == SM_MASTER && s->leading;
 		s->scsi_busy = true;
 	}
-	if (pinging(s) && s->unanswered_since &&
+	if (ev->result == 1 && s->unanswered_since) {
+		/* the agent itself did not run for a while: the silence it
+		 * would judge is its own; measure again from now */
+		s->unanswered_since = now;
+	}
+	if (judging(s) && s->unanswered_since &&
 	    now >= s->unanswered_since + s->cfg.heartbeat_timeout) {
 		hung(s, now, fx);
 		return;
 	}
+	if (!judging(s))
+		s->unanswered_since = 0; /* counted afresh once judged again */
 	if (pinging(s) && now >= s->ping_at) {
 		struct sm_effect *e = fx_add(fx, FX_SEND_PING);
 		e->seq = ++s->ping_seq;
@@ -897,7 +914,7 @@ void sm_step(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effe
 		return;
 	switch (ev->type) {
 	case SE_TICK:
-		tick(s, now, fx);
+		tick(s, ev, now, fx);
 		break;
 	case SE_STARTED:
 		started(s, ev, now, fx);

@@ -73,7 +73,8 @@ enum sm_mode {
 };
 
 enum sm_event_type {
-	SE_TICK,           /* the time sm_wake_at() asked for has come */
+	SE_TICK,           /* the time sm_wake_at() asked for has come; result 1: the
+	                    * agent itself did not run for half a heartbeat time-out */
 	SE_STARTED,        /* term: a term began */
 	SE_LOST,           /* epoch, text: a term ended */
 	SE_SHUTDOWN,       /* text: stop (sticky); result 1: keep the term (agent.on_sigterm) */

@@ -148,7 +148,6 @@ struct orchestrator {
 	size_t pins_next;
 	/* worker: each LUN's last registration check (0 unknown, 1 ok, -errno) */
 	int scsi_state[FENCE_SCSI_LUNS_MAX];
-	uint32_t scsi_gen[FENCE_SCSI_LUNS_MAX]; /* the PR generation each last showed */
 };
 
 /* --------------------------------------------------------------- inputs */
@@ -691,17 +690,28 @@ static int job_label(struct orchestrator *o, int64_t epoch, const char *pod, con
 
 /* The registration check (fence_scsi_keep): say so when a LUN's state
  * changes, and when something was registered or reserved again. */
-static int job_scsi_keep(struct orchestrator *o, bool reserve)
+/* Asked by fence_scsi_keep() right before it registers or reserves: the
+ * Lease must show this process holding the term the job was queued in. */
+static bool keep_leader(void *data)
+{
+	const struct term_check *tc = data;
+
+	return still_leading(tc->o, tc->epoch) && elector_confirm_leader(tc->o->elector, tc->epoch);
+}
+
+static int job_scsi_keep(struct orchestrator *o, bool master, int64_t epoch)
 {
 	struct fence_scsi_options so = {.iqn_prefix = o->o.scsi_iqn_prefix};
 	struct fence_scsi_report rep;
 	bool restored[FENCE_SCSI_LUNS_MAX] = {false};
 	struct control_peer peer;
+	struct term_check tc = {o, epoch};
 	bool connected;
 	int r;
 
-	r = fence_scsi_keep(o->node, o->o.scsi_luns, o->o.n_scsi_luns, &so, reserve,
-	                    clock_mono_usec() + 2 * USEC_PER_SEC, o->scsi_gen, &rep, restored);
+	r = fence_scsi_keep(o->node, o->o.scsi_luns, o->o.n_scsi_luns, &so,
+	                    master ? keep_leader : NULL, &tc, clock_mono_usec() + 2 * USEC_PER_SEC,
+	                    &rep, restored);
 	get_peer(o, &peer, &connected);
 	for (size_t i = 0; i < rep.n; i++) {
 		const struct fence_scsi_step *st = &rep.steps[i];
@@ -714,7 +724,7 @@ static int job_scsi_keep(struct orchestrator *o, bool reserve)
 			post_event(o, &peer, EVENTS_RESERVATION_RESTORED, "LUN %s: %s", st->target,
 			           st->detail);
 		} else if (now != o->scsi_state[i]) {
-			if (st->result < 0)
+			if (st->result < 0 && st->result != -ENOKEY)
 				log_warning("registration on LUN '%s': %s", st->target, st->detail);
 			else
 				log_info("registration on LUN '%s': %s", st->target, st->detail);
@@ -855,7 +865,7 @@ static void *worker_main(void *arg)
 			res.result = 0;
 			break;
 		case JOB_SCSI_KEEP:
-			res.result = job_scsi_keep(o, j.flag);
+			res.result = job_scsi_keep(o, j.flag, j.epoch);
 			break;
 		default:
 			res.result = -EINVAL;
@@ -950,7 +960,13 @@ static void run_effects(struct orchestrator *o, const struct sm_effects *fx,
 			(void)FAILPOINT(AGENT_FENCE_BEFORE_PROMOTE);
 			break;
 		case FX_STOP_ELECTOR:
-			/* keep: stop renewing, no release */
+			/* keep: stop renewing, no release, and no DEMOTE when the
+			 * elector ends the term on its way out */
+			if (e->flag) {
+				pthread_mutex_lock(&o->mu);
+				o->promoted_epoch = -1;
+				pthread_mutex_unlock(&o->mu);
+			}
 			elector_stop(o->elector, e->flag ? NULL : e->text);
 			break;
 		case FX_EVENT:
@@ -1026,15 +1042,31 @@ static void *orch_main(void *arg)
 {
 	struct orchestrator *o = arg;
 	struct sm_event ev;
+	usec_t last_turn = 0;
 
 	while (o->sm.st != SM_STOPPED) {
 		usec_t now = clock_mono_usec(), deadline = now + USEC_PER_SEC,
 		       wake = sm_wake_at(&o->sm);
 
+		/* this thread's own gap: when it did not run for long (the agent
+		 * stopped, starved), silence it measured meanwhile proves nothing */
+		usec_t gap = last_turn ? now - last_turn : 0;
+		last_turn = now;
 		__atomic_store_n(&o->heartbeat, now, __ATOMIC_RELEASE);
-		/* a due timer first: a steady stream of inputs cannot hold it off */
+		/* a due timer: first the inputs already queued (a PONG that came
+		 * while this thread did not run), a bounded number, so that a
+		 * steady stream of inputs cannot hold the timer off either */
 		if (now >= wake) {
-			step(o, &(struct sm_event){.type = SE_TICK});
+			size_t queued;
+
+			pthread_mutex_lock(&o->mu);
+			queued = o->q_len;
+			pthread_mutex_unlock(&o->mu);
+			for (size_t k = 0; k < queued && dequeue(o, now, &ev); k++)
+				step(o, &ev);
+			step(o, &(struct sm_event){.type = SE_TICK,
+			                           .result = gap > o->o.heartbeat_timeout / 2 &&
+			                                             o->o.heartbeat_timeout > 0});
 			continue;
 		}
 		if (wake < deadline)

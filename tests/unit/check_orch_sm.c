@@ -900,6 +900,54 @@ END_TEST
 
 /* agent.on_sigterm = keep: a master's stop says nothing to the service,
  * removes no label and releases nothing: the next incarnation continues. */
+/* The agent's own stall is not the service's silence: a TICK that says
+ * the agent did not run starts the measure again (its PONG may still be
+ * on the way). */
+START_TEST(test_own_stall_is_no_hang)
+{
+	usec_t t0;
+
+	to_master();
+	setup_ping();
+	t0 = NOW;
+	tick_at(t0); /* PING */
+	NOW = t0 + 1500 * MS;
+	struct sm_event stalled = {.type = SE_TICK, .result = 1};
+	feed(&stalled);
+	ck_assert_ptr_null(fx_job(JOB_KILL));
+	tick_at(t0 + 2400 * MS);
+	ck_assert_ptr_null(fx_job(JOB_KILL));
+	tick_at(t0 + 2500 * MS); /* a full time-out from the stall's end */
+	ck_assert_ptr_nonnull(fx_job(JOB_KILL));
+}
+END_TEST
+
+/* No hung verdict while a promotion recovers or a demotion waits: the
+ * service's control thread may wait with them, and PROMOTE's and DEMOTE's
+ * own time-outs bound those states. */
+START_TEST(test_no_hang_verdict_while_promoting_or_demoting)
+{
+	setup_ping();
+	started(5, "");
+	done(fx_job(JOB_CLAIM), 0);
+	ck_assert_int_eq(S.st, SM_PROMOTING);
+	for (int i = 0; i < 20; i++) {
+		tick_at(NOW + 200 * MS);
+		ck_assert_ptr_null(fx_job(JOB_KILL));
+	}
+	struct sm_event r = {.type = SE_READY, .epoch = 5};
+	r.msg.epoch = 5;
+	feed(&r);
+	done(fx_job(JOB_LABEL), 0);
+	simple(SE_LOST, 5, "renewal failed");
+	ck_assert_int_eq(S.st, SM_DEMOTING);
+	for (int i = 0; i < 9; i++) {
+		tick_at(NOW + 200 * MS);
+		ck_assert_ptr_null(fx_job(JOB_KILL));
+	}
+}
+END_TEST
+
 START_TEST(test_stop_keeping_the_term)
 {
 	to_master();
@@ -966,6 +1014,8 @@ static Suite *sm_suite(void)
 	tcase_add_test(tc, test_hung_standby_killed);
 	tcase_add_test(tc, test_old_pong_keeps_clock);
 	tcase_add_test(tc, test_reconnect_resets_clock);
+	tcase_add_test(tc, test_own_stall_is_no_hang);
+	tcase_add_test(tc, test_no_hang_verdict_while_promoting_or_demoting);
 	tcase_add_test(tc, test_stop_keeping_the_term);
 	tcase_add_test(tc, test_names);
 	suite_add_tcase(s, tc);
