@@ -222,7 +222,8 @@ int main(int argc, char **argv)
 
 			while (waitpid(pid, &st, WNOHANG) != pid) {
 				FO_CHECK(clock_mono_usec() < dl,
-				         "kill %d: the stopped metad of %s was not killed by its agent",
+				         "kill %d: the stopped metad of %s was not killed by its "
+				         "agent",
 				         k + 1, c.node[m].name);
 				usleep(5000);
 			}
@@ -286,9 +287,11 @@ int main(int argc, char **argv)
 		qsort(s, (size_t)n, sizeof(double), cmp_double);
 		uname(&un);
 		fprintf(f, "{\n");
-		fprintf(f, "  \"benchmark\": \"%s\",\n", stop ? "failover-proc-sigstop" : "failover-proc");
-		fprintf(f, "  \"what\": \"%s of the master kubefence-metad -> first write "
-		           "acknowledged by the new master (client-observed)\",\n",
+		fprintf(f, "  \"benchmark\": \"%s\",\n",
+		        stop ? "failover-proc-sigstop" : "failover-proc");
+		fprintf(f,
+		        "  \"what\": \"%s of the master kubefence-metad -> first write "
+		        "acknowledged by the new master (client-observed)\",\n",
 		        stop ? "SIGSTOP (hung: PING unanswered for service.heartbeat_timeout_ms "
 		               "1000, killed by its agent)"
 		             : "kill -9");

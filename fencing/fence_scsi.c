@@ -134,9 +134,8 @@ int fence_scsi_join_lun(struct scsi_pr *h, uint64_t key, usec_t deadline, char *
 	return 0;
 }
 
-int fence_scsi_keep_lun(struct scsi_pr *h, uint64_t key, bool (*leader)(void *),
-                        void *leader_data, usec_t deadline, bool *ret_restored, char *detail,
-                        size_t len)
+int fence_scsi_keep_lun(struct scsi_pr *h, uint64_t key, bool (*leader)(void *), void *leader_data,
+                        usec_t deadline, bool *ret_restored, char *detail, size_t len)
 {
 	struct scsi_pr_keys keys;
 	bool taken = false, registered = false;
@@ -180,7 +179,9 @@ int fence_scsi_keep_lun(struct scsi_pr *h, uint64_t key, bool (*leader)(void *),
 	errbuf_set(detail, len, "key 0x%016llx %s%s", (unsigned long long)key,
 	           registered ? "registered again (the target had lost every registration)"
 	                      : "registered",
-	           taken ? "; WE-RO reservation taken again" : leader ? "; reservation held" : "");
+	           taken    ? "; WE-RO reservation taken again"
+	           : leader ? "; reservation held"
+	                    : "");
 	return 0;
 }
 

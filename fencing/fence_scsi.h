@@ -103,9 +103,8 @@ int fence_scsi_fence_lun(struct scsi_pr *h, uint64_t key, uint64_t victim_key, u
  * registers through its own fence when it takes over).  *ret_restored:
  * something was registered or reserved again.  Returns 0 (registered) or
  * -errno; detail says what. */
-int fence_scsi_keep_lun(struct scsi_pr *h, uint64_t key, bool (*leader)(void *),
-                        void *leader_data, usec_t deadline, bool *ret_restored, char *detail,
-                        size_t len);
+int fence_scsi_keep_lun(struct scsi_pr *h, uint64_t key, bool (*leader)(void *), void *leader_data,
+                        usec_t deadline, bool *ret_restored, char *detail, size_t len);
 
 /* --- whole method: opens one session per LUN as `node`'s initiator --- */
 

@@ -349,7 +349,8 @@ static int method_pod_delete(void *data, const struct fence_request *req, usec_t
 			for (int i = 0; i < req->pins->n; i++) {
 				(void)str_copy(req->pins->name[i], sizeof(req->pins->name[i]),
 				               v[i].name);
-				(void)str_copy(req->pins->uid[i], sizeof(req->pins->uid[i]), v[i].uid);
+				(void)str_copy(req->pins->uid[i], sizeof(req->pins->uid[i]),
+				               v[i].uid);
 			}
 			req->pins->set = true;
 		}

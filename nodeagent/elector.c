@@ -30,12 +30,12 @@ struct elector {
 	pthread_cond_t cond; /* CLOCK_MONOTONIC */
 	bool stopping;
 	char *release_reason;
-	char *release_now;     /* elector_release() request, owned */
-	bool release_now_dead; /* ... with the service confirmed dead */
+	char *release_now;         /* elector_release() request, owned */
+	bool release_now_dead;     /* ... with the service confirmed dead */
 	int64_t release_now_epoch; /* ... for this term only */
-	int64_t settled_epoch; /* elector_fence_settled() request (0: none) */
-	cJSON *pending;        /* latest watched object, owned */
-	bool pending_set;      /* pending holds news (NULL pending = deleted) */
+	int64_t settled_epoch;     /* elector_fence_settled() request (0: none) */
+	cJSON *pending;            /* latest watched object, owned */
+	bool pending_set;          /* pending holds news (NULL pending = deleted) */
 	bool pub_leading;
 	usec_t pub_valid_until;
 	usec_t pub_boot_until; /* pub_valid_until on CLOCK_BOOTTIME (a suspend counts) */
@@ -62,8 +62,8 @@ static void publish(struct elector *e)
 	/* the BOOTTIME twin is computed once per validity, when it changes, so
 	 * that a suspend between two publications is not forgiven */
 	if (e->pub_valid_until != e->st.valid_until)
-		e->pub_boot_until = clock_boot_until(e->st.valid_until, clock_mono_usec(),
-		                                     clock_boot_usec());
+		e->pub_boot_until =
+		        clock_boot_until(e->st.valid_until, clock_mono_usec(), clock_boot_usec());
 	e->pub_valid_until = e->st.valid_until;
 	e->pub_epoch = e->st.epoch;
 	str_copy(e->pub_holder, sizeof(e->pub_holder), e->st.absent ? "" : e->st.rec.holder);
@@ -346,12 +346,13 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 			clear_error(e);
 			publish(e);
 			term.continued = succeed;
-			log_info("event=leading lease='%s/%s' epoch=%" PRId64
-			         " previous='%s' verdict=%s unseen_ms=%" PRId64 "%s",
-			         e->ns, e->name, e->st.epoch, term.previous.holder,
-			         lease_verdict_to_string(v), unseen,
-			         succeed ? " succession=continued (a predecessor on this node, gone)"
-			                 : "");
+			log_info(
+			        "event=leading lease='%s/%s' epoch=%" PRId64
+			        " previous='%s' verdict=%s unseen_ms=%" PRId64 "%s",
+			        e->ns, e->name, e->st.epoch, term.previous.holder,
+			        lease_verdict_to_string(v), unseen,
+			        succeed ? " succession=continued (a predecessor on this node, gone)"
+			                : "");
 			term.epoch = e->st.epoch;
 			term.valid_until = e->st.valid_until;
 			str_copy(term.fence_owed, sizeof(term.fence_owed), e->st.rec.fence_owed);
@@ -429,7 +430,8 @@ static void *election_main(void *arg)
 				end_term(e, reason);
 				next_poll = 0;
 			} else if (e->st.leading) {
-				log_info("release of term %" PRId64 " ignored: this term is %" PRId64,
+				log_info("release of term %" PRId64
+				         " ignored: this term is %" PRId64,
 				         rel_epoch, e->st.epoch);
 				e->st.release_dead = false;
 			}

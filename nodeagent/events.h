@@ -34,11 +34,11 @@ struct metrics;
 struct events;
 
 enum events_reason {
-	EVENTS_FENCED,       /* Normal: the old master is fenced */
-	EVENTS_FENCE_FAILED, /* Warning: a fence run did not confirm */
-	EVENTS_PROMOTED,     /* Normal: the local service became master */
-	EVENTS_DEMOTED,      /* Warning: the local service stopped being master */
-	EVENTS_RELEASED,     /* Normal: the Lease was released (shutdown) */
+	EVENTS_FENCED,               /* Normal: the old master is fenced */
+	EVENTS_FENCE_FAILED,         /* Warning: a fence run did not confirm */
+	EVENTS_PROMOTED,             /* Normal: the local service became master */
+	EVENTS_DEMOTED,              /* Warning: the local service stopped being master */
+	EVENTS_RELEASED,             /* Normal: the Lease was released (shutdown) */
 	EVENTS_RESERVATION_RESTORED, /* Warning: a LUN had lost its registration/reservation */
 	_EVENTS_REASON_MAX,
 };

@@ -167,7 +167,9 @@ reopen:
 			if (waiting_since)
 				log_info("took the node lock '%s' after %" PRId64
 				         " ms: the previous incarnation is gone",
-				         path, (int64_t)((clock_mono_usec() - waiting_since) / USEC_PER_MSEC));
+				         path,
+				         (int64_t)((clock_mono_usec() - waiting_since) /
+				                   USEC_PER_MSEC));
 			return fd;
 		}
 		if (errno != EWOULDBLOCK && errno != EINTR) {
@@ -178,9 +180,10 @@ reopen:
 		if (!waiting_since)
 			waiting_since = clock_mono_usec();
 		if (clock_mono_usec() - said > 10 * USEC_PER_SEC) {
-			log_warning("another incarnation of the agent on this node holds '%s' (it may "
-			            "be paused): waiting for it",
-			            path);
+			log_warning(
+			        "another incarnation of the agent on this node holds '%s' (it may "
+			        "be paused): waiting for it",
+			        path);
 			said = clock_mono_usec();
 		}
 		if (sigtimedwait(set, NULL, &tick) > 0) {
@@ -383,7 +386,8 @@ static int run(const struct agent_conf *conf)
 
 			if (fstat(lock_fd, &a) < 0 || stat(conf->agent.lock_file, &b) < 0 ||
 			    a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
-				log_error("the node lock '%s' was removed or replaced while this agent "
+				log_error("the node lock '%s' was removed or replaced while this "
+				          "agent "
 				          "held it: stopping (a new incarnation may take it)",
 				          conf->agent.lock_file);
 				lock_lost = true;
@@ -410,9 +414,10 @@ static int run(const struct agent_conf *conf)
 			         conf->node.name);
 			orch_stop_keeping_term(orch, reason);
 		} else if (conf->agent.on_sigterm == AGENT_SIGTERM_KEEP && sig == SIGTERM) {
-			log_info("%s; keeping the term for the next incarnation (agent.on_sigterm = "
-			         "keep)",
-			         reason);
+			log_info(
+			        "%s; keeping the term for the next incarnation (agent.on_sigterm = "
+			        "keep)",
+			        reason);
 			orch_stop_keeping_term(orch, reason);
 		} else {
 			log_info("%s; handing over", reason);

@@ -505,12 +505,14 @@ int metrics_agent_new(struct metrics **ret)
 	         NULL},
 	        {&m->agent.transitions, METRICS_COUNTER, "kubefence_lease_transitions_total",
 	         "Changes of the Lease holder seen by this agent: new terms, its own or another "
-	         "agent's (the first observation is the baseline).", NULL},
+	         "agent's (the first observation is the baseline).",
+	         NULL},
 	        {&m->agent.promotions, METRICS_COUNTER, "kubefence_promotions_total",
 	         "Times the local service was promoted to master.", NULL},
 	        {&m->agent.demotions, METRICS_COUNTER, "kubefence_demotions_total",
 	         "Times the local service stopped being master: each term in which it was sent "
-	         "PROMOTE ends (demoted, stepped down, died, killed or stopped).", NULL},
+	         "PROMOTE ends (demoted, stepped down, died, killed or stopped).",
+	         NULL},
 	        {&m->agent.service_connected, METRICS_GAUGE, "kubefence_service_connected",
 	         "Whether the agent is connected to the local service (0/1).", NULL},
 	        {&m->agent.fence_duration, METRICS_HISTOGRAM, "kubefence_fence_duration_seconds",
@@ -522,17 +524,20 @@ int metrics_agent_new(struct metrics **ret)
 	         "Failovers: from detecting the old master gone to the new master labelled.", NULL},
 	        {&m->agent.api_errors, METRICS_COUNTER, "kubefence_api_errors_total",
 	         "Failed Kubernetes API requests of this agent (Lease, pods, Events, fencing; not "
-	         "watch streams), by HTTP status or transport error.", "code"},
+	         "watch streams), by HTTP status or transport error.",
+	         "code"},
 	        {&m->agent.events_posted, METRICS_COUNTER, "kubefence_events_posted_total",
 	         "Kubernetes Events posted.", NULL},
 	        {&m->agent.events_dropped, METRICS_COUNTER, "kubefence_events_dropped_total",
 	         "Kubernetes Events not posted, by reason.", "reason"},
 	        {&m->agent.scsi_registered, METRICS_GAUGE, "kubefence_scsi_registered",
 	         "scsi-pr: whether this node's key is registered on the LUN at the last check "
-	         "(fence.scsi_check_ms), 0/1.", "lun"},
+	         "(fence.scsi_check_ms), 0/1.",
+	         "lun"},
 	        {&m->agent.scsi_restored, METRICS_COUNTER, "kubefence_scsi_restored_total",
 	         "scsi-pr: times this node's registration, or the master's reservation, was "
-	         "taken again after the target had lost it (a target restart).", "lun"},
+	         "taken again after the target had lost it (a target restart).",
+	         "lun"},
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(table); i++) {

@@ -17,15 +17,16 @@
 #include "nodeagent/events.h"
 
 static const char *const state_names[] = {
-        [SM_FOLLOWER] = "follower",   [SM_FENCING] = "fencing",     [SM_CLAIMING] = "claiming",
-        [SM_FINDING] = "finding",     [SM_PROMOTING] = "promoting", [SM_LABELLING] = "labelling",
-        [SM_MASTER] = "master",       [SM_RELEASING] = "releasing", [SM_DEMOTING] = "demoting",
-        [SM_KILLING] = "killing",     [SM_STOPPED] = "stopped",
+        [SM_FOLLOWER] = "follower", [SM_FENCING] = "fencing",     [SM_CLAIMING] = "claiming",
+        [SM_FINDING] = "finding",   [SM_PROMOTING] = "promoting", [SM_LABELLING] = "labelling",
+        [SM_MASTER] = "master",     [SM_RELEASING] = "releasing", [SM_DEMOTING] = "demoting",
+        [SM_KILLING] = "killing",   [SM_STOPPED] = "stopped",
 };
 
 static const char *const job_names[] = {
-        [JOB_FENCE] = "fence",         [JOB_CLAIM] = "claim",       [JOB_FIND_POD] = "find-pod",
-        [JOB_LABEL] = "label",         [JOB_UNLABEL] = "unlabel",   [JOB_CONFIRM_EXIT] = "confirm-exit",
+        [JOB_FENCE] = "fence",         [JOB_CLAIM] = "claim",
+        [JOB_FIND_POD] = "find-pod",   [JOB_LABEL] = "label",
+        [JOB_UNLABEL] = "unlabel",     [JOB_CONFIRM_EXIT] = "confirm-exit",
         [JOB_KILL] = "kill",           [JOB_TELL_MASTER] = "tell-master",
         [JOB_SCSI_KEEP] = "scsi-keep",
 };
@@ -286,8 +287,8 @@ static void next_fence(struct sm *s, struct sm_effects *fx, usec_t now)
 			continue;
 		}
 		str_copy(s->victim, sizeof(s->victim), victim);
-		s->level = strcmp(level, "released") == 0 ? FENCE_LEVEL_RELEASED
-		                                          : FENCE_LEVEL_EXPIRED;
+		s->level =
+		        strcmp(level, "released") == 0 ? FENCE_LEVEL_RELEASED : FENCE_LEVEL_EXPIRED;
 		struct sm_effect *e = job(s, fx, JOB_FENCE, true);
 		str_copy(e->a, sizeof(e->a), s->victim);
 		e->level = s->level;
@@ -305,8 +306,8 @@ static void promote(struct sm *s, struct sm_effects *fx, usec_t now)
 	if (s->cfg.mode == SM_MODE_NONE) {
 		tl(fx, "promoted", "no local service is managed (service.probe = none)");
 		fx_add(fx, FX_TL_FINISH)->flag = true;
-		say(fx, LOG_LEVEL_INFO, "event=promoted pod='-' epoch=%" PRId64 " (no local service)",
-		    s->epoch);
+		say(fx, LOG_LEVEL_INFO,
+		    "event=promoted pod='-' epoch=%" PRId64 " (no local service)", s->epoch);
 		enter(s, SM_MASTER);
 		return;
 	}
@@ -374,7 +375,8 @@ static void started(struct sm *s, const struct sm_event *ev, usec_t now, struct 
 		struct sm_effect *r = fx_add(fx, FX_RELEASE);
 		r->epoch = t->epoch;
 		snprintf(r->text, sizeof(r->text),
-		         "term began while the service of epoch %" PRId64 " was not confirmed stopped",
+		         "term began while the service of epoch %" PRId64
+		         " was not confirmed stopped",
 		         s->promoted_epoch);
 		return;
 	}
@@ -419,8 +421,9 @@ static void lost(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_
 		else
 			follow(s, fx);
 	} else if (term_state(s->st)) {
-		say(fx, LOG_LEVEL_INFO, "term %" PRId64 " ended before the promotion (%s); not promoting",
-		    ev->epoch, ev->text);
+		say(fx, LOG_LEVEL_INFO,
+		    "term %" PRId64 " ended before the promotion (%s); not promoting", ev->epoch,
+		    ev->text);
 		tl(fx, "abandoned", "term %" PRId64 " ended: %s", ev->epoch, ev->text);
 		fx_add(fx, FX_TL_FINISH)->flag = false;
 		follow(s, fx);
@@ -443,8 +446,8 @@ static void shutdown(struct sm *s, const struct sm_event *ev, usec_t now, struct
 		    "stopping and keeping %s for the next incarnation on this node: %s",
 		    s->leading ? "the term" : "nothing (no term held)", s->stop_reason);
 		if (s->leading)
-			tl(fx, "kept", "term %" PRId64 " left to the next incarnation: %s", s->epoch,
-			   s->stop_reason);
+			tl(fx, "kept", "term %" PRId64 " left to the next incarnation: %s",
+			   s->epoch, s->stop_reason);
 		follow(s, fx);
 		return;
 	}
@@ -504,8 +507,8 @@ static void gone(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_
 	b->at = now;
 	str_copy(b->a, sizeof(b->a), s->cfg.node);
 	tl(fx, "detected", "service '%s' gone: %s", s->peer.pod, ev->text);
-	snprintf(s->release_reason, sizeof(s->release_reason), "service %.100s on %.100s died: %.200s",
-	         s->peer.pod, s->cfg.node, ev->text);
+	snprintf(s->release_reason, sizeof(s->release_reason),
+	         "service %.100s on %.100s died: %.200s", s->peer.pod, s->cfg.node, ev->text);
 	if (promoted_state(s->st))
 		count_demotion(s, fx);
 	/* EOF alone is no proof: a service can close its socket and go on
@@ -524,12 +527,12 @@ static void ready(struct sm *s, const struct sm_event *ev, usec_t now, struct sm
 	(void)now;
 	if (s->st != SM_PROMOTING || m->epoch != s->promoted_epoch) {
 		say(fx, LOG_LEVEL_WARNING,
-		    "READY epoch=%" PRId64 " while %s (promoted epoch %" PRId64 "); ignored", m->epoch,
-		    sm_state_name(s->st), s->promoted_epoch);
+		    "READY epoch=%" PRId64 " while %s (promoted epoch %" PRId64 "); ignored",
+		    m->epoch, sm_state_name(s->st), s->promoted_epoch);
 		return;
 	}
-	tl(fx, "recovered", "%" PRIu64 " records up to seq %" PRIu64 " in %" PRIu64 " ms", m->records,
-	   m->last_seq, m->recovery_ms);
+	tl(fx, "recovered", "%" PRIu64 " records up to seq %" PRIu64 " in %" PRIu64 " ms",
+	   m->records, m->last_seq, m->recovery_ms);
 	s->ready_records = m->records;
 	s->ready_recovery_ms = m->recovery_ms;
 	label(s, fx);
@@ -556,7 +559,8 @@ static void failed(struct sm *s, const struct sm_event *ev, usec_t now, struct s
 	say(fx, LOG_LEVEL_ERROR, "event=%s epoch=%" PRId64 ": %s",
 	    promoting ? "promote-failed" : "service-stepped-down", m->epoch, m->reason);
 	release(s, fx, false, "%s on %.100s: %.200s",
-	        promoting ? "promotion failed" : "the service stepped down", s->cfg.node, m->reason);
+	        promoting ? "promotion failed" : "the service stepped down", s->cfg.node,
+	        m->reason);
 	event(fx, EVENTS_DEMOTED, "epoch %" PRId64 ": %s after %" PRId64 " ms in the term",
 	      m->epoch, s->release_reason, (int64_t)((now - s->origin) / USEC_PER_MSEC));
 	count_demotion(s, fx);
@@ -576,9 +580,10 @@ static void demoted(struct sm *s, const struct sm_event *ev, usec_t now, struct 
 	}
 	int64_t took = (int64_t)((now - s->demote_sent) / USEC_PER_MSEC);
 	tl(fx, "demoted", "epoch %" PRId64 " in %" PRId64 " ms", ev->epoch, took);
-	say(fx, LOG_LEVEL_INFO, "event=demoted epoch=%" PRId64 " demote_ms=%" PRId64, ev->epoch, took);
-	event(fx, EVENTS_DEMOTED, "epoch %" PRId64 " demoted: confirmed %" PRId64 " ms after DEMOTE",
-	      ev->epoch, took);
+	say(fx, LOG_LEVEL_INFO, "event=demoted epoch=%" PRId64 " demote_ms=%" PRId64, ev->epoch,
+	    took);
+	event(fx, EVENTS_DEMOTED,
+	      "epoch %" PRId64 " demoted: confirmed %" PRId64 " ms after DEMOTE", ev->epoch, took);
 	follow(s, fx);
 }
 
@@ -683,8 +688,8 @@ static void tick(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_
 		} else if (s->st == SM_DEMOTING) {
 			if (s->svc_connected && s->peer.cred_pid > 0) {
 				say(fx, LOG_LEVEL_ERROR,
-				    "event=self-fence service '%s' did not confirm DEMOTE within %" PRId64
-				    " ms; killing pid %d",
+				    "event=self-fence service '%s' did not confirm DEMOTE within "
+				    "%" PRId64 " ms; killing pid %d",
 				    s->peer.pod, (int64_t)(s->cfg.demote_timeout / USEC_PER_MSEC),
 				    (int)s->peer.cred_pid);
 				struct sm_effect *e = job(s, fx, JOB_KILL, true);
@@ -787,7 +792,8 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 			 * this Lease will give, e.g. after it was recreated); the
 			 * next terms climb past it. */
 			say(fx, LOG_LEVEL_WARNING,
-			    "term %" PRId64 ": a pod carries a newer term's claim; releasing", s->epoch);
+			    "term %" PRId64 ": a pod carries a newer term's claim; releasing",
+			    s->epoch);
 			release(s, fx, false, "term %" PRId64 " was superseded on a pod", s->epoch);
 			fx_add(fx, FX_TL_FINISH)->flag = false;
 			follow(s, fx);
@@ -840,10 +846,12 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 				s->pod_unusable = true;
 			send_demote(s, fx, now, "own pod cannot be labelled");
 			release(s, fx, false, "cannot label own pod %.100s: %.300s", s->peer.pod,
-			        ev->text[0] ? ev->text : strerror(ev->result > 0 ? ESTALE : -ev->result));
+			        ev->text[0] ? ev->text
+			                    : strerror(ev->result > 0 ? ESTALE : -ev->result));
 			tl(fx, "released", "%s", s->release_reason);
 			fx_add(fx, FX_TL_FINISH)->flag = false;
-			event(fx, EVENTS_DEMOTED, "epoch %" PRId64 ": %s", s->epoch, s->release_reason);
+			event(fx, EVENTS_DEMOTED, "epoch %" PRId64 ": %s", s->epoch,
+			      s->release_reason);
 			count_demotion(s, fx);
 			if (s->cfg.mode == SM_MODE_CONTROL && s->svc_connected)
 				demoting(s, now);
@@ -857,7 +865,8 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 	case SM_RELEASING: {
 		bool dead = ev->result == 0;
 		release(s, fx, dead, "%s", s->release_reason);
-		tl(fx, "released", "%s%s", s->release_reason, dead ? " (service confirmed dead)" : "");
+		tl(fx, "released", "%s%s", s->release_reason,
+		   dead ? " (service confirmed dead)" : "");
 		fx_add(fx, FX_TL_FINISH)->flag = false;
 		unlabel(s, fx);
 		event(fx, EVENTS_RELEASED, "epoch %" PRId64 ": %s%s", s->epoch, s->release_reason,
@@ -872,7 +881,8 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 			follow(s, fx);
 		} else if (ev->job == JOB_CONFIRM_EXIT) {
 			say(fx, LOG_LEVEL_ERROR,
-			    "event=self-fence service '%s' closed its socket while demoting but pid "
+			    "event=self-fence service '%s' closed its socket while demoting but "
+			    "pid "
 			    "%d did not exit; killing it",
 			    s->peer.pod, (int)s->peer.cred_pid);
 			struct sm_effect *e = job(s, fx, JOB_KILL, true);
@@ -890,7 +900,8 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 		}
 		/* the job confirmed the death or starved the watchdog */
 		tl(fx, ev->result >= 0 ? "self-fenced" : "self-fence-failed", "pid %d: %s",
-		   (int)s->peer.cred_pid, ev->result >= 0 ? "confirmed dead" : strerror(-ev->result));
+		   (int)s->peer.cred_pid,
+		   ev->result >= 0 ? "confirmed dead" : strerror(-ev->result));
 		if (s->release_after_kill) {
 			s->release_after_kill = false;
 			release(s, fx, false, "%s", s->release_reason);

@@ -142,10 +142,10 @@ enum sm_fx_type {
 };
 
 enum sm_metric {
-	SMM_LEADER,     /* role leader, epoch, a transition */
-	SMM_FOLLOWER,   /* role follower */
-	SMM_PROMOTION,  /* seconds: the failover's duration */
-	SMM_DEMOTION,   /* the local service stopped being master */
+	SMM_LEADER,    /* role leader, epoch, a transition */
+	SMM_FOLLOWER,  /* role follower */
+	SMM_PROMOTION, /* seconds: the failover's duration */
+	SMM_DEMOTION,  /* the local service stopped being master */
 };
 
 struct sm_effect {
@@ -173,8 +173,8 @@ struct sm_effects {
 struct sm_config {
 	enum sm_mode mode;
 	char node[254];
-	char ns[254];     /* the service's namespace (for the log) */
-	char label[130];  /* "role=master" (for the log and Events) */
+	char ns[254];           /* the service's namespace (for the log) */
+	char label[130];        /* "role=master" (for the log and Events) */
 	bool have_methods;      /* a fence method is configured */
 	usec_t promote_timeout; /* PROMOTE -> READY */
 	usec_t demote_timeout;  /* DEMOTE -> DEMOTED, then kill */
@@ -231,7 +231,7 @@ struct sm {
 	/* our own pod is gone or was replaced (a label PATCH said so): the
 	 * service's identity is stale, no candidate until a new HELLO */
 	bool pod_unusable;
-	usec_t scsi_at;          /* the next registration check */
+	usec_t scsi_at; /* the next registration check */
 	bool scsi_busy;
 	int64_t promotions, demotions;
 };

@@ -117,7 +117,7 @@ struct orchestrator {
 	struct sm sm;
 	/* its snapshot, under mu */
 	enum sm_state state;
-	bool unconfirmed; /* a demotion not confirmed yet: the watchdog waits */
+	bool unconfirmed;  /* a demotion not confirmed yet: the watchdog waits */
 	bool pod_unusable; /* sm.pod_unusable: no candidate */
 	int64_t promotions, demotions;
 
@@ -638,7 +638,8 @@ static int job_fence(struct orchestrator *o, int64_t epoch, const char *victim,
 		if (!rep.steps[i].skipped)
 			tl_add(o, "fenced", "%s %s: %s (%" PRId64 " ms)", rep.steps[i].method,
 			       rep.steps[i].target,
-			       rep.steps[i].result >= 0 ? "confirmed" : strerror(-rep.steps[i].result),
+			       rep.steps[i].result >= 0 ? "confirmed"
+			                                : strerror(-rep.steps[i].result),
 			       (int64_t)(rep.steps[i].duration / USEC_PER_MSEC));
 	for (size_t i = 0; i < rep.n_steps; i++)
 		if (!rep.steps[i].skipped)
@@ -719,7 +720,8 @@ static int job_scsi_keep(struct orchestrator *o, bool master, int64_t epoch)
 
 		metrics_scsi_registered(o->o.metrics, st->target, st->result >= 0);
 		if (restored[i]) {
-			log_warning("event=reservation-restored lun='%s': %s", st->target, st->detail);
+			log_warning("event=reservation-restored lun='%s': %s", st->target,
+			            st->detail);
 			metrics_scsi_restored(o->o.metrics, st->target);
 			post_event(o, &peer, EVENTS_RESERVATION_RESTORED, "LUN %s: %s", st->target,
 			           st->detail);
@@ -881,8 +883,8 @@ static void *worker_main(void *arg)
 /* Carry out the machine's effects, in order.  Inputs that an effect
  * produces at once (a job that could not be queued, a PROMOTE that could
  * not be sent) go to `more`. */
-static void run_effects(struct orchestrator *o, const struct sm_effects *fx,
-                        struct sm_event *more, size_t *n_more)
+static void run_effects(struct orchestrator *o, const struct sm_effects *fx, struct sm_event *more,
+                        size_t *n_more)
 {
 	for (size_t i = 0; i < fx->n; i++) {
 		const struct sm_effect *e = &fx->v[i];
@@ -933,7 +935,8 @@ static void run_effects(struct orchestrator *o, const struct sm_effects *fx,
 					        .type = SE_PROMOTE_UNSENT, .epoch = e->epoch};
 			} else {
 				tl_add(o, "promote-sent",
-				       "PROMOTE epoch=%" PRId64 " (writes for %" PRId64 " ms) to '%s'",
+				       "PROMOTE epoch=%" PRId64 " (writes for %" PRId64
+				       " ms) to '%s'",
 				       e->epoch, (int64_t)((until - now) / USEC_PER_MSEC), p->pod);
 			}
 			break;
@@ -1066,7 +1069,7 @@ static void *orch_main(void *arg)
 				step(o, &ev);
 			step(o, &(struct sm_event){.type = SE_TICK,
 			                           .result = gap > o->o.heartbeat_timeout / 2 &&
-			                                             o->o.heartbeat_timeout > 0});
+			                                     o->o.heartbeat_timeout > 0});
 			continue;
 		}
 		if (wake < deadline)
@@ -1092,8 +1095,7 @@ static bool cb_may_acquire(void *ud)
 	/* never while a service of ours has not confirmed it stopped: it may
 	 * not be promoted again, and the watchdog must not be fed */
 	r = (o->mode == ORCH_SERVICE_NONE || (o->svc_connected && o->svc_candidate)) &&
-	    !o->shutting_down && !o->unconfirmed && !o->pod_unusable &&
-	    o->state != SM_RELEASING;
+	    !o->shutting_down && !o->unconfirmed && !o->pod_unusable && o->state != SM_RELEASING;
 	pthread_mutex_unlock(&o->mu);
 	return r;
 }
@@ -1560,10 +1562,12 @@ cJSON *orch_status_json(struct orchestrator *o)
 	cJSON *j = cJSON_CreateObject(), *svc, *fo, *steps, *fences;
 	/* the service's side of each state */
 	static const char *const svc_states[] = {
-	        [SM_FOLLOWER] = "standby",    [SM_FENCING] = "standby",     [SM_CLAIMING] = "standby",
-	        [SM_FINDING] = "standby",     [SM_PROMOTING] = "promoting", [SM_LABELLING] = "promoting",
-	        [SM_MASTER] = "master",       [SM_RELEASING] = "standby",   [SM_DEMOTING] = "demoting",
-	        [SM_KILLING] = "demoting",    [SM_STOPPED] = "standby",
+	        [SM_FOLLOWER] = "standby",    [SM_FENCING] = "standby",
+	        [SM_CLAIMING] = "standby",    [SM_FINDING] = "standby",
+	        [SM_PROMOTING] = "promoting", [SM_LABELLING] = "promoting",
+	        [SM_MASTER] = "master",       [SM_RELEASING] = "standby",
+	        [SM_DEMOTING] = "demoting",   [SM_KILLING] = "demoting",
+	        [SM_STOPPED] = "standby",
 	};
 	usec_t now = clock_mono_usec();
 

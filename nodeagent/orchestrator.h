@@ -54,10 +54,10 @@ struct orch_options {
 	const char *label_key;   /* "role" */
 	const char *label_value; /* "master" */
 	long request_timeout_ms;
-	usec_t write_margin;    /* subtracted from the term's validity for until_us */
-	usec_t promote_timeout; /* PROMOTE → READY */
-	usec_t demote_timeout;  /* DEMOTE → DEMOTED, then kill */
-	usec_t kill_timeout;    /* the killed service's death must be confirmed by then */
+	usec_t write_margin;      /* subtracted from the term's validity for until_us */
+	usec_t promote_timeout;   /* PROMOTE → READY */
+	usec_t demote_timeout;    /* DEMOTE → DEMOTED, then kill */
+	usec_t kill_timeout;      /* the killed service's death must be confirmed by then */
 	usec_t heartbeat;         /* PING the service this often (0: never) */
 	usec_t heartbeat_timeout; /* an unanswered PING this old: the service is hung */
 	/* A watchdog device fed while this node may write (selffence.h), ""

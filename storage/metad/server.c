@@ -80,7 +80,7 @@ struct server {
 	usec_t ro_opened;
 	usec_t deadline;      /* atomic */
 	usec_t boot_deadline; /* atomic: the same on CLOCK_BOOTTIME (a suspend counts) */
-	bool demoting;   /* atomic: a DEMOTE waits for the writes in flight */
+	bool demoting;        /* atomic: a DEMOTE waits for the writes in flight */
 	/* A promotion whose recovery runs: its epoch (under role_lock; 0:
 	 * none), the grant it will start with (RENEWs meanwhile update it) and
 	 * whether a DEMOTE called it off (both atomic). */
@@ -105,7 +105,8 @@ static usec_t deadline_get(struct server *s)
  * sees a new deadline sees its twin too. */
 static void deadline_set(struct server *s, usec_t d)
 {
-	__atomic_store_n(&s->boot_deadline, clock_boot_until(d, clock_mono_usec(), clock_boot_usec()),
+	__atomic_store_n(&s->boot_deadline,
+	                 clock_boot_until(d, clock_mono_usec(), clock_boot_usec()),
 	                 __ATOMIC_RELEASE);
 	__atomic_store_n(&s->deadline, d, __ATOMIC_RELEASE);
 }

@@ -1171,7 +1171,8 @@ int main(int argc, char **argv)
 			opt_interval_ms = atol(v);
 		else if (!strcmp(o, "--selector"))
 			opt_selector = v;
-		else if (!strcmp(o, "--via") && (!strcmp(v, "clusterip") || !strcmp(v, "endpoints")))
+		else if (!strcmp(o, "--via") &&
+		         (!strcmp(v, "clusterip") || !strcmp(v, "endpoints")))
 			opt_via_endpoints = !strcmp(v, "endpoints");
 		else
 			usage();

@@ -279,8 +279,8 @@ static bool event_posted(struct scen *s, size_t i, const char *reason, char *msg
 	do {
 		cJSON *list = NULL;
 		if (k8s_list(s->c.admin, path, NULL, field, 5000, &list, err, sizeof(err)) == 0) {
-			const cJSON *it =
-			        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(list, "items"), 0);
+			const cJSON *it = cJSON_GetArrayItem(
+			        cJSON_GetObjectItemCaseSensitive(list, "items"), 0);
 			const char *m = cJSON_GetStringValue(
 			        cJSON_GetObjectItemCaseSensitive(it, "message"));
 			if (it) {
@@ -381,8 +381,8 @@ START_TEST(kill9_master_metad)
 		/* node-a: its term (1) and node-b's (2); promoted once; its
 		 * service died as master: one demotion */
 		v = metric_of(&s, 0, "kubefence_lease_transitions_total");
-		ck_assert_msg(v >= 2, "node-a saw %.0f Lease transitions (its own term and node-b's)",
-		              v);
+		ck_assert_msg(v >= 2,
+		              "node-a saw %.0f Lease transitions (its own term and node-b's)", v);
 		ck_assert_double_eq(metric_of(&s, 0, "kubefence_promotions_total"), 1);
 		ck_assert_double_eq(metric_of(&s, 0, "kubefence_demotions_total"), 1);
 		ck_assert_double_eq(metric_of(&s, 0, "kubefence_role"), 0);
@@ -454,8 +454,7 @@ START_TEST(sigstop_master_metad)
 	              "node-b acknowledged nothing within 10 s of SIGSTOP of node-a's service "
 	              "(a hung service is never replaced)");
 	fo_record("failover-sigstop-metad-to-first-ack", secs(t_ack - t_stop));
-	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=service-hung", NULL),
-	                 1);
+	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=service-hung", NULL), 1);
 	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=self-fenced", NULL), 1);
 	ck_assert_int_ge(fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'",
 	                              "level=lease expired", NULL),
@@ -586,7 +585,8 @@ START_TEST(sigterm_leader_agent)
 		ck_assert_ptr_nonnull(strstr(msg, "SIGTERM"));
 		ck_assert_msg(event_posted(&s, 0, "Demoted", msg, sizeof(msg)),
 		              "the SIGTERM handover posted no Demoted Event");
-		ck_assert_msg(strstr(msg, " ms after DEMOTE"), "Demoted without a duration: %s", msg);
+		ck_assert_msg(strstr(msg, " ms after DEMOTE"), "Demoted without a duration: %s",
+		              msg);
 	}
 	ck_assert(fo_wait_role(&s.c, 0, "standby", 1000));
 	ok = hammer(&s, 0, 500, &nm, &er, &first_nm);
@@ -942,8 +942,8 @@ START_TEST(service_dies_while_fence_fails)
 
 	scen_start_armed(&s, "fencefails", arm, 1);
 	fo_metad_signal(&s.c, 0, SIGKILL);
-	for (i = 0; i < 1000 &&
-	            fo_log_count(s.c.node[1].agent_log, NULL, "event=fence-failed", NULL) < 2;
+	for (i = 0;
+	     i < 1000 && fo_log_count(s.c.node[1].agent_log, NULL, "event=fence-failed", NULL) < 2;
 	     i++)
 		usleep(10000);
 	if (i == 1000)
@@ -951,7 +951,8 @@ START_TEST(service_dies_while_fence_fails)
 	ck_assert_msg(i < 1000, "node-b never tried (and failed) to fence node-a");
 	t_kill = fo_metad_signal(&s.c, 1, SIGKILL);
 	for (i = 0; i < 300; i++) {
-		if (fo_log_count(s.c.node[1].agent_log, &t_rel, "event=released", "died", NULL) >= 1)
+		if (fo_log_count(s.c.node[1].agent_log, &t_rel, "event=released", "died", NULL) >=
+		    1)
 			break;
 		usleep(10000);
 	}
@@ -960,8 +961,7 @@ START_TEST(service_dies_while_fence_fails)
 	ck_assert_msg(i < 300,
 	              "node-b's agent still holds the Lease 3 s after its service died: the "
 	              "service's EOF waits behind the fence retries");
-	printf("fencefails: node-b released %.3f s after its service died\n",
-	       secs(t_rel - t_kill));
+	printf("fencefails: node-b released %.3f s after its service died\n", secs(t_rel - t_kill));
 	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", NULL), 0);
 	/* both services come back; node-a (whose fence works) takes over */
 	fo_metad_start(&s.c, 0);
@@ -970,9 +970,9 @@ START_TEST(service_dies_while_fence_fails)
 	if (!t_ack)
 		dump_all(&s);
 	ck_assert_msg(t_ack, "node-a acknowledged nothing within 20 s");
-	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=fenced", "node='node-b'",
-	                              NULL),
-	                 1);
+	ck_assert_int_ge(
+	        fo_log_count(s.c.node[0].agent_log, NULL, "event=fenced", "node='node-b'", NULL),
+	        1);
 	scen_finish(&s);
 }
 END_TEST
@@ -1132,8 +1132,10 @@ START_TEST(tgtd_restart_restores_reservations)
 	ck_assert_msg(!b, "the standby node-b registered itself after the restart");
 	fo_record("tgtd-restart-to-reservations-restored", secs(clock_mono_usec() - t_restart));
 	ck_assert_int_eq(lun_look(&a, &b, &held, &wr), 0);
-	ck_assert_msg(wr == -EBADE, "an unregistered initiator's WRITE: %d (want -EBADE, "
-	                            "RESERVATION CONFLICT)", wr);
+	ck_assert_msg(wr == -EBADE,
+	              "an unregistered initiator's WRITE: %d (want -EBADE, "
+	              "RESERVATION CONFLICT)",
+	              wr);
 	ck_assert_msg(event_posted(&s, 0, "ReservationRestored", msg, sizeof(msg)),
 	              "no ReservationRestored Event about node-a's pod");
 	{
@@ -1163,9 +1165,9 @@ START_TEST(tgtd_restart_restores_reservations)
 	              "after node-a was fenced: node-a registered %d (must stay 0), node-b %d, "
 	              "held %d",
 	              a, b, held);
-	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "only the leader registers again",
-	                              NULL),
-	                 1);
+	ck_assert_int_ge(
+	        fo_log_count(s.c.node[0].agent_log, NULL, "only the leader registers again", NULL),
+	        1);
 	scen_finish(&s);
 }
 END_TEST

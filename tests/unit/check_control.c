@@ -20,8 +20,7 @@ START_TEST(parse_good)
 	struct control_msg m;
 	char err[256];
 
-	ck_assert_int_eq(
-	        control_parse("PONG seq=77", &m, err, sizeof(err)), 0);
+	ck_assert_int_eq(control_parse("PONG seq=77", &m, err, sizeof(err)), 0);
 	ck_assert_int_eq(m.verb, CONTROL_PONG);
 	ck_assert_uint_eq(m.seq, 77);
 	ck_assert_int_eq(

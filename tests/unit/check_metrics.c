@@ -968,8 +968,9 @@ END_TEST
 START_TEST(test_events_reasons)
 {
 	static const char *const names[][2] = {
-	        {"Fenced", "Normal"},   {"FenceFailed", "Warning"}, {"Promoted", "Normal"},
-	        {"Demoted", "Warning"}, {"Released", "Normal"}, {"ReservationRestored", "Warning"},
+	        {"Fenced", "Normal"},   {"FenceFailed", "Warning"},
+	        {"Promoted", "Normal"}, {"Demoted", "Warning"},
+	        {"Released", "Normal"}, {"ReservationRestored", "Warning"},
 	};
 
 	for (int i = 0; i < _EVENTS_REASON_MAX; i++) {
@@ -1071,9 +1072,9 @@ START_TEST(test_events_refused_counted)
 	{
 		cJSON *obj = NULL;
 		char err[256];
-		ck_assert_int_eq(k8s_get(c, "/api/v1/namespaces/kf/pods/p", 1000, &obj, err,
-		                         sizeof(err)),
-		                 -EPERM);
+		ck_assert_int_eq(
+		        k8s_get(c, "/api/v1/namespaces/kf/pods/p", 1000, &obj, err, sizeof(err)),
+		        -EPERM);
 	}
 	t = render(m);
 	ck_assert(has_line(t, "kubefence_api_errors_total{code=\"403\"} 4"));

@@ -120,8 +120,11 @@ static const struct sm_effect *fx_job(enum sm_job j)
 
 static void done(const struct sm_effect *job, int result)
 {
-	struct sm_event ev = {.type = SE_JOB_DONE, .job = job->job, .job_id = job->job_id,
-	                      .epoch = job->epoch, .result = result};
+	struct sm_event ev = {.type = SE_JOB_DONE,
+	                      .job = job->job,
+	                      .job_id = job->job_id,
+	                      .epoch = job->epoch,
+	                      .result = result};
 	feed(&ev);
 }
 
@@ -272,7 +275,7 @@ START_TEST(test_confirmed_dead_only_if_no_other_process_was_promoted)
 	e = fx_job(JOB_CLAIM);
 	done(e, 0);
 	ck_assert_ptr_nonnull(fx(FX_SEND_PROMOTE));
-	ck_assert_uint_eq(fx(FX_SEND_PROMOTE)->seq, 1); /* A's connection only */
+	ck_assert_uint_eq(fx(FX_SEND_PROMOTE)->seq, 1);  /* A's connection only */
 	simple(SE_GONE, 0, "EOF on the control socket"); /* A's EOF */
 	e = fx_job(JOB_CONFIRM_EXIT);
 	ck_assert_ptr_nonnull(e);
@@ -358,7 +361,6 @@ START_TEST(test_eof_while_demoting_is_not_proof)
 }
 END_TEST
 
-
 /* F8.  A claim that finds a pod of a newer term (role-epoch > ours) ends
  * our part in the term, but the Lease is kept: FOLLOWER with leading=true,
  * renewed forever, nothing promoted.  A role-epoch can exceed every future
@@ -398,7 +400,6 @@ START_TEST(test_stop_waits_for_the_running_fence)
 	              (unsigned long long)id);
 }
 END_TEST
-
 
 /* F11.  Probe mode claims the other pods before it finds its own: the pod
  * it leaves alone is the one FINDING found in an EARLIER term.  If that pod
@@ -537,12 +538,17 @@ static bool wait_state(struct orchestrator *o, const char *want)
  * heard of the term. */
 START_TEST(test_term_after_lease_recreated_is_acted_on)
 {
-	struct orch_options oo = {.node = "node-a", .selector = "app=x", .probe = "none",
-	                          .service_namespace = "kf", .label_key = "role",
-	                          .label_value = "master", .request_timeout_ms = 1000,
+	struct orch_options oo = {.node = "node-a",
+	                          .selector = "app=x",
+	                          .probe = "none",
+	                          .service_namespace = "kf",
+	                          .label_key = "role",
+	                          .label_value = "master",
+	                          .request_timeout_ms = 1000,
 	                          .promote_timeout = 5 * USEC_PER_SEC,
 	                          .demote_timeout = 2 * USEC_PER_SEC,
-	                          .kill_timeout = USEC_PER_SEC, .fence_retry = USEC_PER_SEC};
+	                          .kill_timeout = USEC_PER_SEC,
+	                          .fence_retry = USEC_PER_SEC};
 	struct elector_params ep = {.namespace = "kf", .name = "lease", .request_timeout_ms = 1000};
 	struct orchestrator *o = NULL;
 	struct elector *el = NULL;
@@ -567,8 +573,9 @@ START_TEST(test_term_after_lease_recreated_is_acted_on)
 	t.valid_until = clock_mono_usec() + 10 * USEC_PER_SEC;
 	cb->started_leading(o, &t);
 	bool acted = wait_state(o, "master");
-	ck_assert_msg(acted, "term 1 (after epoch 57) never reached the machine: state %s "
-	                     "while the elector leads",
+	ck_assert_msg(acted,
+	              "term 1 (after epoch 57) never reached the machine: state %s "
+	              "while the elector leads",
 	              state_of(o, b, sizeof(b)));
 	orch_shutdown(o, "test");
 	elector_free(el);

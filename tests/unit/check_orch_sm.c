@@ -128,8 +128,11 @@ static const struct sm_effect *fx_metric(enum sm_metric m)
 
 static void done(const struct sm_effect *job, int result)
 {
-	struct sm_event ev = {.type = SE_JOB_DONE, .job = job->job, .job_id = job->job_id,
-	                      .epoch = job->epoch, .result = result};
+	struct sm_event ev = {.type = SE_JOB_DONE,
+	                      .job = job->job,
+	                      .job_id = job->job_id,
+	                      .epoch = job->epoch,
+	                      .result = result};
 	feed(&ev);
 }
 
