@@ -23,141 +23,15 @@
 #include "nodeagent/elector.h"
 #include "nodeagent/orch_sm.h"
 #include "nodeagent/orchestrator.h"
+#include "orch_rig.h"
+#include "kftest.h"
 
 #include <cjson/cJSON.h>
-
-#define MS USEC_PER_MSEC
-
-static struct sm S;
-static struct sm_effects FX;
-static usec_t NOW;
-
-static void init_mode(enum sm_mode mode, bool methods)
-{
-	struct sm_config c = {
-	        .mode = mode,
-	        .have_methods = methods,
-	        .promote_timeout = 5000 * MS,
-	        .demote_timeout = 2000 * MS,
-	        .fence_retry = 1000 * MS,
-	        .claim_retry = 200 * MS,
-	        .label_retry = 100 * MS,
-	        .exit_wait = 300 * MS,
-	        .tell_interval = 1000 * MS,
-	};
-	str_copy(c.node, sizeof(c.node), "node-a");
-	str_copy(c.ns, sizeof(c.ns), "kf");
-	str_copy(c.label, sizeof(c.label), "role=master");
-	sm_init(&S, &c);
-	NOW = 1000 * USEC_PER_SEC;
-}
-
-static void feed(const struct sm_event *ev)
-{
-	sm_step(&S, ev, NOW, &FX);
-	ck_assert_uint_lt(FX.n, SM_FX_MAX);
-}
-
-static void hello_as(const char *pod, const char *uid, pid_t pid, uint64_t gen)
-{
-	struct sm_event ev = {.type = SE_HELLO};
-	str_copy(ev.peer.pod, sizeof(ev.peer.pod), pod);
-	str_copy(ev.peer.uid, sizeof(ev.peer.uid), uid);
-	ev.peer.cred_pid = pid;
-	ev.peer.gen = gen;
-	feed(&ev);
-}
 
 static void setup(void)
 {
 	init_mode(SM_MODE_CONTROL, true);
 	hello_as("meta-a", "uid-a", 4242, 1);
-}
-
-static void started(int64_t epoch, const char *owed)
-{
-	struct sm_event ev = {.type = SE_STARTED, .epoch = epoch, .at = NOW};
-	ev.term.epoch = epoch;
-	ev.term.verdict = LEASE_EXPIRED;
-	str_copy(ev.term.previous.holder, sizeof(ev.term.previous.holder), "agent-b");
-	str_copy(ev.term.previous.node, sizeof(ev.term.previous.node), "node-b");
-	str_copy(ev.term.fence_owed, sizeof(ev.term.fence_owed), owed);
-	feed(&ev);
-}
-
-static void simple(enum sm_event_type t, int64_t epoch, const char *text)
-{
-	struct sm_event ev = {.type = t, .epoch = epoch};
-	if (text)
-		str_copy(ev.text, sizeof(ev.text), text);
-	ev.msg.epoch = epoch;
-	if (text)
-		str_copy(ev.msg.reason, sizeof(ev.msg.reason), text);
-	feed(&ev);
-}
-
-static void tick_at(usec_t t)
-{
-	NOW = t;
-	simple(SE_TICK, 0, NULL);
-}
-
-static const struct sm_effect *fx(enum sm_fx_type t)
-{
-	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].type == t)
-			return &FX.v[i];
-	return NULL;
-}
-
-static const struct sm_effect *fx_job(enum sm_job j)
-{
-	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].type == FX_JOB && FX.v[i].job == j)
-			return &FX.v[i];
-	return NULL;
-}
-
-static void done(const struct sm_effect *job, int result)
-{
-	struct sm_event ev = {.type = SE_JOB_DONE,
-	                      .job = job->job,
-	                      .job_id = job->job_id,
-	                      .epoch = job->epoch,
-	                      .result = result};
-	feed(&ev);
-}
-
-static void done_id(enum sm_job j, uint64_t id, int result)
-{
-	struct sm_event ev = {.type = SE_JOB_DONE, .job = j, .job_id = id, .result = result};
-	feed(&ev);
-}
-
-static void ready(int64_t epoch)
-{
-	struct sm_event r = {.type = SE_READY, .epoch = epoch};
-	r.msg.epoch = epoch;
-	feed(&r);
-}
-
-static void to_master(void)
-{
-	const struct sm_effect *e;
-
-	started(5, "node-b:expired");
-	e = fx_job(JOB_FENCE);
-	ck_assert_ptr_nonnull(e);
-	done(e, 0);
-	e = fx_job(JOB_CLAIM);
-	ck_assert_ptr_nonnull(e);
-	done(e, 0);
-	ck_assert_int_eq(S.st, SM_PROMOTING);
-	ready(5);
-	e = fx_job(JOB_LABEL);
-	ck_assert_ptr_nonnull(e);
-	done_id(JOB_LABEL, e->job_id, 0);
-	ck_assert_int_eq(S.st, SM_MASTER);
 }
 
 /* Run the machine for `span` from NOW, ticking whenever it asks; true
@@ -283,7 +157,7 @@ START_TEST(test_confirmed_dead_only_if_no_other_process_was_promoted)
 	uint64_t confirm = e->job_id;
 	hello_as("meta-a", "uid-a", 5151, 2); /* B: same pod (restart in place) */
 	simple(SE_STANDBY, 0, NULL);
-	ready(5); /* a READY of 5 can only be A's, which is gone: ignored */
+	ready(5, 0); /* a READY of 5 can only be A's, which is gone: ignored */
 	ck_assert_ptr_null(fx_job(JOB_LABEL));
 	done_id(JOB_CONFIRM_EXIT, confirm, 0); /* A did exit */
 	e = fx(FX_RELEASE);
@@ -611,12 +485,7 @@ static Suite *review_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(review_suite());
-	int failed;
+	static const struct kft_opts opts = {.fork = true};
 
-	srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return kft_main(review_suite(), &opts);
 }

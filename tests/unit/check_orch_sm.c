@@ -17,46 +17,12 @@
 #include "lib/util.h"
 #include "nodeagent/events.h"
 #include "nodeagent/orch_sm.h"
-
-#define MS USEC_PER_MSEC
-
-static struct sm S;
-static struct sm_effects FX;
-static usec_t NOW;
-
-static void init_mode(enum sm_mode mode, bool methods)
-{
-	struct sm_config c = {
-	        .mode = mode,
-	        .have_methods = methods,
-	        .promote_timeout = 5000 * MS,
-	        .demote_timeout = 2000 * MS,
-	        .fence_retry = 1000 * MS,
-	        .claim_retry = 200 * MS,
-	        .label_retry = 100 * MS,
-	        .exit_wait = 300 * MS,
-	        .tell_interval = 1000 * MS,
-	};
-	str_copy(c.node, sizeof(c.node), "node-a");
-	str_copy(c.ns, sizeof(c.ns), "kf");
-	str_copy(c.label, sizeof(c.label), "role=master");
-	sm_init(&S, &c);
-	NOW = 1000 * USEC_PER_SEC;
-}
-
-static void feed(const struct sm_event *ev)
-{
-	sm_step(&S, ev, NOW, &FX);
-	ck_assert_uint_lt(FX.n, SM_FX_MAX); /* room to spare: nothing cut */
-}
+#include "orch_rig.h"
+#include "kftest.h"
 
 static void hello(void)
 {
-	struct sm_event ev = {.type = SE_HELLO};
-	str_copy(ev.peer.pod, sizeof(ev.peer.pod), "meta-a");
-	str_copy(ev.peer.uid, sizeof(ev.peer.uid), "uid-a");
-	ev.peer.cred_pid = 4242;
-	feed(&ev);
+	hello_as("meta-a", "uid-a", 4242, 1);
 	ck_assert_uint_eq(FX.n, 0);
 }
 
@@ -64,108 +30,6 @@ static void setup(void)
 {
 	init_mode(SM_MODE_CONTROL, true);
 	hello();
-}
-
-static void started(int64_t epoch, const char *owed)
-{
-	struct sm_event ev = {.type = SE_STARTED, .epoch = epoch, .at = NOW};
-	ev.term.epoch = epoch;
-	ev.term.verdict = LEASE_EXPIRED;
-	str_copy(ev.term.previous.holder, sizeof(ev.term.previous.holder), "agent-b");
-	str_copy(ev.term.previous.node, sizeof(ev.term.previous.node), "node-b");
-	str_copy(ev.term.fence_owed, sizeof(ev.term.fence_owed), owed);
-	feed(&ev);
-}
-
-static void simple(enum sm_event_type t, int64_t epoch, const char *text)
-{
-	struct sm_event ev = {.type = t, .epoch = epoch};
-	if (text)
-		str_copy(ev.text, sizeof(ev.text), text);
-	ev.msg.epoch = epoch;
-	if (text)
-		str_copy(ev.msg.reason, sizeof(ev.msg.reason), text);
-	feed(&ev);
-}
-
-static void tick_at(usec_t t)
-{
-	NOW = t;
-	simple(SE_TICK, 0, NULL);
-}
-
-static const struct sm_effect *fx(enum sm_fx_type t)
-{
-	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].type == t)
-			return &FX.v[i];
-	return NULL;
-}
-
-static const struct sm_effect *fx_job(enum sm_job j)
-{
-	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].type == FX_JOB && FX.v[i].job == j)
-			return &FX.v[i];
-	return NULL;
-}
-
-static const struct sm_effect *fx_event(int reason)
-{
-	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].type == FX_EVENT && FX.v[i].code == reason)
-			return &FX.v[i];
-	return NULL;
-}
-
-static const struct sm_effect *fx_metric(enum sm_metric m)
-{
-	for (size_t i = 0; i < FX.n; i++)
-		if (FX.v[i].type == FX_METRIC && FX.v[i].code == (int)m)
-			return &FX.v[i];
-	return NULL;
-}
-
-static void done(const struct sm_effect *job, int result)
-{
-	struct sm_event ev = {.type = SE_JOB_DONE,
-	                      .job = job->job,
-	                      .job_id = job->job_id,
-	                      .epoch = job->epoch,
-	                      .result = result};
-	feed(&ev);
-}
-
-static void done_id(enum sm_job j, uint64_t id, int result)
-{
-	struct sm_event ev = {.type = SE_JOB_DONE, .job = j, .job_id = id, .result = result};
-	feed(&ev);
-}
-
-/* Drive a term of epoch 5 from its start to MASTER; returns with FX of the
- * last step. */
-static void to_master(void)
-{
-	const struct sm_effect *e;
-	uint64_t id;
-
-	started(5, "node-b:expired");
-	e = fx_job(JOB_FENCE);
-	ck_assert_ptr_nonnull(e);
-	done(e, 0);
-	e = fx_job(JOB_CLAIM);
-	ck_assert_ptr_nonnull(e);
-	done(e, 0);
-	ck_assert_int_eq(S.st, SM_PROMOTING);
-	struct sm_event r = {.type = SE_READY, .epoch = 5};
-	r.msg.epoch = 5;
-	r.msg.records = 7;
-	feed(&r);
-	e = fx_job(JOB_LABEL);
-	ck_assert_ptr_nonnull(e);
-	id = e->job_id;
-	done_id(JOB_LABEL, id, 0);
-	ck_assert_int_eq(S.st, SM_MASTER);
 }
 
 START_TEST(test_term_to_master)
@@ -565,9 +429,7 @@ START_TEST(test_promote_timeout)
 	ck_assert(!fx(FX_RELEASE)->flag);
 	ck_assert_int_eq(S.st, SM_DEMOTING);
 	/* a READY that comes after is not a promotion */
-	struct sm_event r = {.type = SE_READY, .epoch = 5};
-	r.msg.epoch = 5;
-	feed(&r);
+	ready(5, 0);
 	ck_assert_ptr_null(fx_job(JOB_LABEL));
 }
 END_TEST
@@ -625,9 +487,7 @@ START_TEST(test_label_transient_retry)
 
 	started(5, "");
 	done(fx_job(JOB_CLAIM), 0);
-	struct sm_event r = {.type = SE_READY, .epoch = 5};
-	r.msg.epoch = 5;
-	feed(&r);
+	ready(5, 0);
 	id = fx_job(JOB_LABEL)->job_id;
 	done_id(JOB_LABEL, id, -EIO);
 	ck_assert_int_eq(S.st, SM_LABELLING);
@@ -646,9 +506,7 @@ START_TEST(test_label_fatal)
 {
 	started(5, "");
 	done(fx_job(JOB_CLAIM), 0);
-	struct sm_event r = {.type = SE_READY, .epoch = 5};
-	r.msg.epoch = 5;
-	feed(&r);
+	ready(5, 0);
 	done(fx_job(JOB_LABEL), -ESTALE);
 	ck_assert(S.pod_unusable); /* no candidate until the pod connects anew */
 	ck_assert_ptr_nonnull(fx(FX_SEND_DEMOTE));
@@ -938,9 +796,7 @@ START_TEST(test_no_hang_verdict_while_promoting_or_demoting)
 		tick_at(NOW + 200 * MS);
 		ck_assert_ptr_null(fx_job(JOB_KILL));
 	}
-	struct sm_event r = {.type = SE_READY, .epoch = 5};
-	r.msg.epoch = 5;
-	feed(&r);
+	ready(5, 0);
 	done(fx_job(JOB_LABEL), 0);
 	simple(SE_LOST, 5, "renewal failed");
 	ck_assert_int_eq(S.st, SM_DEMOTING);
@@ -1027,11 +883,5 @@ static Suite *sm_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(sm_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return kft_main(sm_suite(), NULL);
 }
