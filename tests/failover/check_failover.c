@@ -83,6 +83,23 @@ static double secs(usec_t d)
 	return (double)d / USEC_PER_SEC;
 }
 
+/* Wait up to `ms` until path holds at least `count` lines with needle
+ * (and needle2 unless NULL); true, with the first such line's mono= stamp in
+ * *ret_mono (may be NULL). */
+static bool wait_log(const char *path, int count, long ms, usec_t *ret_mono, const char *needle,
+                     const char *needle2)
+{
+	usec_t end = clock_mono_usec() + ms * USEC_PER_MSEC;
+
+	for (;;) {
+		if (fo_log_count(path, ret_mono, needle, needle2, NULL) >= count)
+			return true;
+		if (clock_mono_usec() >= end)
+			return false;
+		usleep(10000);
+	}
+}
+
 static void dump_all(struct scen *s)
 {
 	for (size_t i = 0; i < s->c.n; i++) {
@@ -842,9 +859,7 @@ START_TEST(late_label_patch_never_makes_two_masters)
 	 * once, it made node-a a candidate for the Lease node-a had just
 	 * released, and node-a could win it back (not this test's subject). */
 	t_kill = fo_metad_signal(&s.c, 0, SIGKILL);
-	for (int i = 0;
-	     i < 500 && fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL) < 1; i++)
-		usleep(10000);
+	(void)wait_log(s.c.node[1].agent_log, 1, 5000, NULL, "event=leading", NULL);
 	fo_metad_start(&s.c, 0);
 	if (!wait_labelled(&s, 1, 8000))
 		dump_all(&s);
@@ -895,10 +910,7 @@ START_TEST(release_without_confirmed_death_gets_the_full_fence)
 	scen_start_armed(&s, "promotetimeout", arm, 1);
 	t_kill = fo_metad_signal(&s.c, 0, SIGKILL);
 	/* node-a's service comes back only once node-b holds the Lease */
-	for (int i = 0;
-	     i < 500 && fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL) < 1; i++)
-		usleep(10000);
-	ck_assert_int_ge(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 1);
+	ck_assert(wait_log(s.c.node[1].agent_log, 1, 5000, NULL, "event=leading", NULL));
 	fo_metad_start(&s.c, 0);
 	/* node-b takes over, its service hangs in PROMOTE, its agent gives up
 	 * after agent.promote_timeout_ms; node-a takes over again */
@@ -938,33 +950,28 @@ START_TEST(service_dies_while_fence_fails)
 	};
 	struct scen s;
 	usec_t t_kill, t_rel = 0, t_ack;
-	int i;
+	bool ok;
 
 	scen_start_armed(&s, "fencefails", arm, 1);
 	fo_metad_signal(&s.c, 0, SIGKILL);
-	for (i = 0;
-	     i < 1000 && fo_log_count(s.c.node[1].agent_log, NULL, "event=fence-failed", NULL) < 2;
-	     i++)
-		usleep(10000);
-	if (i == 1000)
+	ok = wait_log(s.c.node[1].agent_log, 2, 10000, NULL, "event=fence-failed", NULL);
+	if (!ok)
 		dump_all(&s);
-	ck_assert_msg(i < 1000, "node-b never tried (and failed) to fence node-a");
+	ck_assert_msg(ok, "node-b never tried (and failed) to fence node-a");
 	t_kill = fo_metad_signal(&s.c, 1, SIGKILL);
-	for (i = 0; i < 300; i++) {
-		if (fo_log_count(s.c.node[1].agent_log, &t_rel, "event=released", "died", NULL) >=
-		    1)
-			break;
-		usleep(10000);
-	}
-	if (i == 300)
+	ok = wait_log(s.c.node[1].agent_log, 1, 3000, &t_rel, "event=released", "died");
+	if (!ok)
 		dump_all(&s);
-	ck_assert_msg(i < 300,
-	              "node-b's agent still holds the Lease 3 s after its service died: the "
-	              "service's EOF waits behind the fence retries");
+	ck_assert_msg(ok, "node-b's agent still holds the Lease 3 s after its service died: the "
+	                  "service's EOF waits behind the fence retries");
 	printf("fencefails: node-b released %.3f s after its service died\n", secs(t_rel - t_kill));
 	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", NULL), 0);
-	/* both services come back; node-a (whose fence works) takes over */
+	/* both services come back; node-a (whose fence works) takes over.
+	 * node-b's comes back only once node-a leads: back at once, it made
+	 * node-b a candidate for the Lease it had just released, and node-b,
+	 * whose every fence fails here, could win it and hold it unused */
 	fo_metad_start(&s.c, 0);
+	ck_assert(wait_log(s.c.node[0].agent_log, 2, 10000, NULL, "event=leading", NULL));
 	fo_metad_start(&s.c, 1);
 	t_ack = fo_wait_ack(&s.w, 0, t_kill, 20000);
 	if (!t_ack)
@@ -1201,7 +1208,7 @@ static usec_t longest_pause(struct scen *s, int srv, usec_t from, usec_t to)
 START_TEST(agent_kill9_is_no_failover)
 {
 	struct scen s;
-	usec_t t_kill, t_back, end, pause;
+	usec_t t_kill, t_back = 0, pause;
 	int64_t epoch_before = 0, epoch_after = 0;
 	char role[32];
 
@@ -1209,11 +1216,7 @@ START_TEST(agent_kill9_is_no_failover)
 	ck_assert_int_eq(fo_stat(&s.c, 0, role, sizeof(role), &epoch_before), 0);
 	t_kill = fo_agent_signal(&s.c, 0, SIGKILL); /* reaped */
 	fo_agent_start(&s.c, 0);
-	end = clock_mono_usec() + 10 * USEC_PER_SEC;
-	while (fo_log_count(s.c.node[0].agent_log, &t_back, "succession=continued", NULL) < 1 &&
-	       clock_mono_usec() < end)
-		usleep(10000);
-	if (fo_log_count(s.c.node[0].agent_log, NULL, "succession=continued", NULL) < 1)
+	if (!wait_log(s.c.node[0].agent_log, 1, 10000, &t_back, "succession=continued", NULL))
 		dump_all(&s);
 	ck_assert_msg(fo_log_count(s.c.node[0].agent_log, NULL, "succession=continued", NULL) >= 1,
 	              "the new agent on node-a did not continue its predecessor's term");
@@ -1240,7 +1243,7 @@ END_TEST
 START_TEST(sigterm_keep_is_no_failover)
 {
 	struct scen s;
-	usec_t t_term, end;
+	usec_t t_term;
 	int status;
 
 	scen_extra_conf = "agent.on_sigterm = keep\n";
@@ -1253,11 +1256,7 @@ START_TEST(sigterm_keep_is_no_failover)
 	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "keeping the term", NULL), 1);
 	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=released", NULL), 0);
 	fo_agent_start(&s.c, 0);
-	end = clock_mono_usec() + 10 * USEC_PER_SEC;
-	while (fo_log_count(s.c.node[0].agent_log, NULL, "succession=continued", NULL) < 1 &&
-	       clock_mono_usec() < end)
-		usleep(10000);
-	ck_assert_msg(fo_log_count(s.c.node[0].agent_log, NULL, "succession=continued", NULL) >= 1,
+	ck_assert_msg(wait_log(s.c.node[0].agent_log, 1, 10000, NULL, "succession=continued", NULL),
 	              "the next agent on node-a did not continue the term");
 	ck_assert_msg(fo_wait_ack(&s.w, 0, clock_mono_usec(), 5000), "node-a acknowledges nothing");
 	usleep(1000 * 1000);
