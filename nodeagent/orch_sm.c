@@ -228,6 +228,9 @@ static void unlabel(struct sm *s, struct sm_effects *fx)
 
 /* -------------------------------------------------------------- states */
 
+/* Enter st: its timers start afresh; the job the state waits for (set by
+ * job(..., true)) is kept, except in FOLLOWER and STOPPED, which wait for
+ * none. */
 static void enter(struct sm *s, enum sm_state st)
 {
 	s->st = st;
@@ -318,7 +321,6 @@ static void promote(struct sm *s, struct sm_effects *fx, usec_t now)
 	if (s->cfg.mode == SM_MODE_CONTROL)
 		str_copy(e->a, sizeof(e->a), s->peer.pod);
 	enter(s, SM_CLAIMING);
-	s->wait_job = e->job_id;
 }
 
 static void label(struct sm *s, struct sm_effects *fx)
@@ -328,7 +330,6 @@ static void label(struct sm *s, struct sm_effects *fx)
 	str_copy(e->a, sizeof(e->a), s->peer.pod);
 	str_copy(e->b, sizeof(e->b), s->peer.uid);
 	enter(s, SM_LABELLING);
-	s->wait_job = e->job_id;
 }
 
 static bool promoted_state(enum sm_state st)
@@ -517,7 +518,6 @@ static void gone(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_
 	e->pid = s->peer.cred_pid;
 	e->timeout = s->cfg.exit_wait;
 	enter(s, SM_RELEASING);
-	s->wait_job = e->job_id;
 }
 
 static void ready(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effects *fx)
@@ -634,7 +634,6 @@ static void hung(struct sm *s, usec_t now, struct sm_effects *fx)
 	e->pid = s->peer.cred_pid;
 	str_copy(e->a, sizeof(e->a), s->peer.pod);
 	enter(s, SM_KILLING);
-	s->wait_job = e->job_id;
 }
 
 static void tick(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effects *fx)
@@ -696,7 +695,6 @@ static void tick(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_
 				e->pid = s->peer.cred_pid;
 				str_copy(e->a, sizeof(e->a), s->peer.pod);
 				enter(s, SM_KILLING);
-				s->wait_job = e->job_id;
 			} else {
 				follow(s, fx);
 			}
@@ -772,7 +770,6 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 			if (s->cfg.mode == SM_MODE_PROBE) {
 				job(s, fx, JOB_FIND_POD, true);
 				enter(s, SM_FINDING);
-				s->wait_job = s->next_job_id - 1;
 			} else if (!s->svc_connected) {
 				release(s, fx, false, "no local service to promote");
 				tl(fx, "released", "%s", s->release_reason);
@@ -889,7 +886,6 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 			e->pid = s->peer.cred_pid;
 			str_copy(e->a, sizeof(e->a), s->peer.pod);
 			enter(s, SM_KILLING);
-			s->wait_job = e->job_id;
 		}
 		break;
 	case SM_KILLING:
