@@ -93,29 +93,29 @@ if [ ! -f "$TREE/$R2/go_above_118.go" ]; then
 	cp /usr/share/gocode/src/github.com/modern-go/reflect2/LICENSE "$TREE/$R2/" 2>/dev/null || true
 fi
 
-mapfile -t TODO < <(missing)
+mapfile -t MISSING < <(missing)
 mkdir -p "$TREE/.go/src/k8s.io" "$WORK/home"
 ln -sfn "$TREE" "$TREE/.go/src/k8s.io/kubernetes"
 # The make rules generate the openapi files the servers need (a plain `go
 # build` of them fails); kube-proxy needs none, and `go build` is much faster.
 MAKE_WHAT=()
-for b in "${TODO[@]}"; do
+for b in "${MISSING[@]}"; do
 	[ "$b" = kube-proxy ] || MAKE_WHAT+=("cmd/$b")
 done
-log "building ${TODO[*]} (5-7 minutes on two cores for the servers, 2-4 for kube-proxy alone)"
+log "building ${MISSING[*]} (5-7 minutes on two cores for the servers, 2-4 for kube-proxy alone)"
 (
 	cd "$TREE/.go/src/k8s.io/kubernetes"
 	export GOPATH="$TREE/.go" CGO_ENABLED=0 HOME="$WORK/home" GOFLAGS=-mod=vendor GO111MODULE=off
 	if [ ${#MAKE_WHAT[@]} -gt 0 ]; then
 		make WHAT="${MAKE_WHAT[*]}" >&2
 	fi
-	if [[ " ${TODO[*]} " == *" kube-proxy "* ]]; then
+	if [[ " ${MISSING[*]} " == *" kube-proxy "* ]]; then
 		mkdir -p _output/kube-proxy
 		go build -ldflags "-X k8s.io/kubernetes/vendor/k8s.io/component-base/version.gitVersion=v$VERSION" \
 			-o _output/kube-proxy/kube-proxy ./cmd/kube-proxy >&2
 	fi
 )
-for b in "${TODO[@]}"; do
+for b in "${MISSING[@]}"; do
 	f=$(find "$TREE/_output" -type f -name "$b" -perm -u+x | head -1)
 	[ -n "$f" ] || { log "build produced no $b"; exit 1; }
 	install -m 0755 "$f" "$BINDIR/$b"
