@@ -205,8 +205,8 @@ bool lease_succession_possible(const struct lease_config *cfg, const struct leas
 
 /* Continue that term: a conditional update (the resourceVersion observed)
  * that records our identity and incarnation and renews it, keeping its
- * epoch (leaseTransitions), acquireTime and fence-owed: the service, still
- * master of that epoch, keeps its role.  Returns as lease_acquire(): 0 when
+ * epoch (leaseTransitions), acquireTime and fence-owed: this node's service
+ * is promoted again in that epoch, and no other node takes part.  Returns as lease_acquire(): 0 when
  * we now lead (s->epoch the continued epoch), -ESTALE/-EEXIST when another
  * writer got there first, -EBUSY when the record is no predecessor's. */
 int lease_succeed(struct k8s_client *c, const struct lease_config *cfg, const char *ns,

@@ -283,8 +283,8 @@ static const struct conf_key agent_keys[] = {
                  "directory its incarnations on this node share (and no other node's: "
                  "e.g. /run/kubefence/agent.lock beside the control socket). A new "
                  "incarnation waits for it; once it has it, its predecessor is gone, and a "
-                 "term this node still holds is continued (same epoch: the master keeps "
-                 "its role) instead of failed over. `none`: no lock, no succession (a new "
+                 "term this node still holds is continued (same epoch, promoted again on "
+                 "this node) instead of failed over. `none`: no lock, no succession (a new "
                  "incarnation waits for the Lease to expire)."},
         {.name = "agent.on_sigterm",
          .type = CONF_ENUM,
