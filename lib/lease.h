@@ -206,9 +206,9 @@ bool lease_succession_possible(const struct lease_config *cfg, const struct leas
 /* Continue that term: a conditional update (the resourceVersion observed)
  * that records our identity and incarnation and renews it, keeping its
  * epoch (leaseTransitions), acquireTime and fence-owed: this node's service
- * is promoted again in that epoch, and no other node takes part.  Returns as lease_acquire(): 0 when
- * we now lead (s->epoch the continued epoch), -ESTALE/-EEXIST when another
- * writer got there first, -EBUSY when the record is no predecessor's. */
+ * is promoted again in that epoch, and no other node takes part.  Returns as lease_acquire(): 0
+ * when we now lead (s->epoch the continued epoch), -ESTALE/-EEXIST when another writer got there
+ * first, -EBUSY when the record is no predecessor's. */
 int lease_succeed(struct k8s_client *c, const struct lease_config *cfg, const char *ns,
                   const char *name, struct lease_state *s, long timeout_ms, char *err,
                   size_t errlen);
