@@ -972,8 +972,15 @@ fail:
 	return r;
 }
 
+enum format_mode {
+	FORMAT_BLANK,  /* refuse what libblkid recognises */
+	FORMAT_FORCE,  /* overwrite anything, with a warning */
+	FORMAT_UNUSED, /* refuse unless the probed part is all zero */
+};
+
 /* Is the first part of the LUN blank?  libblkid probes a memfd copy. */
-static int probe_blank(struct backend_lun *l, const char *url, bool force, char *err, size_t errlen)
+static int probe_blank(struct backend_lun *l, const char *url, enum format_mode mode, char *err,
+                       size_t errlen)
 {
 	size_t len = LUN_PROBE_BYTES;
 	uint8_t *buf = NULL;
@@ -996,6 +1003,20 @@ static int probe_blank(struct backend_lun *l, const char *url, bool force, char 
 	if (memcmp(buf, SB_MAGIC, 8) == 0) {
 		snprintf(what, sizeof(what), "already a kubefence journal");
 		goto found;
+	}
+	if (mode == FORMAT_UNUSED) {
+		for (size_t i = 0; i < len; i++) {
+			if (buf[i]) {
+				errbuf_set(
+				        err, errlen,
+				        "'%s' holds no kubefence store but was used (a non-zero "
+				        "byte at offset %zu): not initialising it automatically; "
+				        "look at what it holds, then initialise it explicitly",
+				        url, i);
+				r = -EEXIST;
+				goto out;
+			}
+		}
 	}
 	fd = memfd_create("kf-lun-probe", MFD_CLOEXEC);
 	if (fd < 0 || write(fd, buf, len) != (ssize_t)len) {
@@ -1035,7 +1056,7 @@ static int probe_blank(struct backend_lun *l, const char *url, bool force, char 
 		         uuid ? uuid : "");
 	}
 found:
-	if (force) {
+	if (mode == FORMAT_FORCE) {
 		log_warning("'%s' holds %s; overwriting it as forced", url, what);
 		r = 0;
 		goto out;
@@ -1054,8 +1075,8 @@ out:
 	return r;
 }
 
-int backend_lun_format(const char *url, const char *initiator, const char *node, bool force,
-                       char *err, size_t errlen)
+static int format_lun(const char *url, const char *initiator, const char *node,
+                      enum format_mode mode, char *err, size_t errlen)
 {
 	struct backend_lun *l = NULL;
 	uint8_t *p = NULL, *z = NULL;
@@ -1065,7 +1086,7 @@ int backend_lun_format(const char *url, const char *initiator, const char *node,
 	r = lun_connect(url, initiator, node, true, 0, &l, err, errlen);
 	if (r < 0)
 		return r;
-	r = probe_blank(l, url, force, err, errlen);
+	r = probe_blank(l, url, mode, err, errlen);
 	if (r < 0)
 		goto out;
 	align = LUN_DATA_ALIGN / l->bs;
@@ -1124,6 +1145,18 @@ out:
 	free(p);
 	lun_close(&l->b);
 	return r;
+}
+
+int backend_lun_format(const char *url, const char *initiator, const char *node, bool force,
+                       char *err, size_t errlen)
+{
+	return format_lun(url, initiator, node, force ? FORMAT_FORCE : FORMAT_BLANK, err, errlen);
+}
+
+int backend_lun_format_unused(const char *url, const char *initiator, const char *node, char *err,
+                              size_t errlen)
+{
+	return format_lun(url, initiator, node, FORMAT_UNUSED, err, errlen);
 }
 
 int backend_lun_open(const char *url, const char *initiator, const char *node,

@@ -35,6 +35,13 @@ struct backend_lun_options {
 int backend_lun_format(const char *url, const char *initiator, const char *node, bool force,
                        char *err, size_t errlen);
 
+/* backend_lun_format for a LUN that was never used: refuses with -EEXIST
+ * unless its first 4 MiB are all zero (a store whose superblock was lost is
+ * not blank).  What a MetaService may do on its own at its first
+ * promotion. */
+int backend_lun_format_unused(const char *url, const char *initiator, const char *node, char *err,
+                              size_t errlen);
+
 /* Open a formatted LUN as a backend (close with b->ops->close(b)): log in as
  * `initiator` (NULL: the IQN of `node`), register `node`'s key on this
  * session and join the reservation (unless opts->no_join), read the

@@ -62,7 +62,11 @@ struct metastore {
 	uint64_t synced_seq;  /* last record known durable */
 	uint64_t commit_mark; /* the value of the last COMMIT record appended */
 	bool syncing;         /* a sync (or a snapshot) is running */
-	int dead;             /* 0, or the error every later write returns */
+	bool confirming;      /* a read's epoch check is running */
+	int appends_held;     /* readers holding new appends back (read_barrier) */
+	uint64_t confirms_begun, confirms_done; /* read epoch checks */
+	int dead;                               /* 0, or the error every later write returns */
+	char dead_why[160];                     /* why, for the answers of later calls */
 	uint8_t *wbuf;
 	struct metastore_stats st;
 	uint64_t journal_records;
@@ -810,11 +814,23 @@ static void store_die(struct metastore *m, int r, const char *what)
 {
 	if (m->dead)
 		return;
-	if (r == -EACCES || r == -EBADE || r == -ESTALE) {
+	if (r == -EBADE || r == -EACCES) {
+		/* -EBADE is the LUN backend's RESERVATION CONFLICT */
 		m->dead = -ESTALE;
-		log_error("'%s': stepped down at seq %" PRIu64 " (%s: %s); every later write "
-		          "fails with ESTALE",
-		          m->b->desc, m->synced_seq, what, strerror(-r));
+		snprintf(m->dead_why, sizeof(m->dead_why),
+		         "stepped down: the storage refused a %s (%s): this node was fenced", what,
+		         r == -EBADE ? "RESERVATION CONFLICT" : "access denied");
+		log_error("'%s': stepped down at seq %" PRIu64 ": the storage refused the %s (%s: "
+		          "this node was fenced); every later write fails with ESTALE",
+		          m->b->desc, m->synced_seq, what,
+		          r == -EBADE ? "RESERVATION CONFLICT" : "access denied");
+	} else if (r == -ESTALE) {
+		m->dead = -ESTALE;
+		snprintf(m->dead_why, sizeof(m->dead_why),
+		         "stepped down: a newer epoch owns the store");
+		log_error("'%s': stepped down at seq %" PRIu64 " (%s: a newer epoch owns the "
+		          "store); every later write fails with ESTALE",
+		          m->b->desc, m->synced_seq, what);
 	} else {
 		m->dead = r;
 		log_error("'%s': %s failed: %s; the store accepts no more writes", m->b->desc, what,
@@ -911,6 +927,9 @@ static int store_write(struct metastore *m, uint8_t type, const void *key, size_
 	int r;
 
 	pthread_mutex_lock(&m->lock);
+	/* a reader starved by writes holds appends back until it has read */
+	while (m->appends_held > 0 && !m->dead)
+		pthread_cond_wait(&m->cond, &m->lock);
 	if (m->opts.read_only) {
 		errbuf_set(err, errlen, "store opened read-only");
 		r = -EROFS;
@@ -918,10 +937,11 @@ static int store_write(struct metastore *m, uint8_t type, const void *key, size_
 	}
 	if (m->dead) {
 		r = m->dead;
-		errbuf_set(err, errlen,
-		           r == -ESTALE ? "stepped down: a newer epoch owns '%s'"
-		                        : "'%s' failed earlier; reopen the store",
-		           m->b->desc);
+		if (r == -ESTALE)
+			errbuf_set(err, errlen, "%s", m->dead_why);
+		else
+			errbuf_set(err, errlen, "'%s' failed earlier; reopen the store",
+			           m->b->desc);
 		goto out;
 	}
 	if (type == JOURNAL_DEL && !index_get(m->ix, key, klen, NULL, NULL)) {
@@ -960,10 +980,12 @@ static int store_write(struct metastore *m, uint8_t type, const void *key, size_
 	}
 	r = commit_wait(m, seq);
 	if (r < 0) {
-		errbuf_set(err, errlen,
-		           r == -ESTALE ? "stepped down: a newer epoch owns '%s'"
-		                        : "sync of '%s' failed; the store accepts no more writes",
-		           m->b->desc);
+		if (r == -ESTALE)
+			errbuf_set(err, errlen, "%s", m->dead_why);
+		else
+			errbuf_set(err, errlen,
+			           "sync of '%s' failed; the store accepts no more writes",
+			           m->b->desc);
 		r = -EINPROGRESS;
 		goto out;
 	}
@@ -1012,17 +1034,100 @@ int metastore_delete(struct metastore *m, const void *key, size_t key_len, char 
 }
 
 /* Reads see only durable state.  The index takes a write before its group
- * commit's sync (so that the commit can batch), so a read first waits until
- * every write appended before it is durable and confirmed under this epoch:
- * a value read is one that no crash or failover can take back.  Lock held.
- * Returns 0, or the error the store died of (-ESTALE when fenced). */
-static int read_barrier(struct metastore *m)
+ * commit's sync (so that the commit can batch), so a read waits until every
+ * record in the index is durable and confirmed under this epoch: a value
+ * read is one that no crash or failover can take back.  Writes appended
+ * while the reader waits are waited for too; a reader that has waited two
+ * rounds holds new appends back until it has read, so a stream of writes
+ * cannot starve it.  With confirm_reads, an epoch check that began after
+ * the call comes first (see metastore_options).  Lock held; returns with it
+ * held and nothing undurable in the index, or the error the store died of
+ * (-ESTALE when fenced) or of the check.  A caller that got 0 calls
+ * read_done() after reading. */
+static int confirm_read(struct metastore *m)
 {
+	/* a check that begins after now; one under way began too early.  The
+	 * first waiter runs it for all, without the lock. */
+	uint64_t need = m->confirms_begun + 1, cur;
+	int r;
+
+	while (m->confirms_done < need) {
+		uint64_t mine;
+
+		if (m->dead)
+			return m->dead;
+		if (m->confirming) {
+			pthread_cond_wait(&m->cond, &m->lock);
+			continue;
+		}
+		m->confirming = true;
+		mine = ++m->confirms_begun;
+		pthread_mutex_unlock(&m->lock);
+		cur = 0;
+		r = m->b->ops->epoch_check(m->b, &cur);
+		pthread_mutex_lock(&m->lock);
+		m->confirming = false;
+		if (r >= 0 && cur > m->opts.epoch) {
+			log_warning("'%s' now holds epoch %" PRIu64 " (ours %" PRIu64 ")",
+			            m->b->desc, cur, m->opts.epoch);
+			r = -ESTALE;
+		}
+		m->st.read_checks++;
+		pthread_cond_broadcast(&m->cond);
+		if (r == -ESTALE || r == -EBADE || r == -EACCES) {
+			store_die(m, r, "read check");
+			return m->dead;
+		}
+		if (r < 0)
+			return r; /* this read fails; the next one checks again */
+		m->confirms_done = mine;
+	}
+	return 0;
+}
+
+static int read_barrier(struct metastore *m, bool *ret_held)
+{
+	int r, rounds = 0;
+
+	*ret_held = false;
 	if (m->opts.read_only)
 		return 0;
 	if (m->dead)
 		return m->dead;
-	return commit_wait(m, m->last_seq);
+	if (m->opts.confirm_reads) {
+		r = confirm_read(m);
+		if (r < 0)
+			return r;
+	}
+	while (m->synced_seq < m->last_seq) {
+		if (++rounds > 2 && !*ret_held) {
+			m->appends_held++;
+			*ret_held = true;
+		}
+		r = commit_wait(m, m->last_seq);
+		if (r < 0)
+			goto fail;
+	}
+	if (m->dead) {
+		r = m->dead;
+		goto fail;
+	}
+	return 0;
+fail:
+	if (*ret_held) {
+		m->appends_held--;
+		*ret_held = false;
+		pthread_cond_broadcast(&m->cond);
+	}
+	return r;
+}
+
+static void read_done(struct metastore *m, bool held)
+{
+	if (held) {
+		m->appends_held--;
+		pthread_cond_broadcast(&m->cond);
+	}
 }
 
 int metastore_get(struct metastore *m, const void *key, size_t key_len, void **ret_value,
@@ -1031,12 +1136,13 @@ int metastore_get(struct metastore *m, const void *key, size_t key_len, void **r
 	const void *value;
 	uint8_t *copy = NULL;
 	size_t len = 0;
+	bool held = false;
 	int r = check_key(key, key_len, NULL, 0);
 
 	if (r < 0)
 		return r;
 	pthread_mutex_lock(&m->lock);
-	r = read_barrier(m);
+	r = read_barrier(m, &held);
 	if (r < 0)
 		goto out;
 	if (!index_get(m->ix, key, key_len, &value, &len)) {
@@ -1051,6 +1157,7 @@ int metastore_get(struct metastore *m, const void *key, size_t key_len, void **r
 	memcpy(copy, value, len + 1); /* with the index's NUL */
 	r = 0;
 out:
+	read_done(m, held);
 	pthread_mutex_unlock(&m->lock);
 	if (r == 0) {
 		*ret_value = copy;
@@ -1063,12 +1170,14 @@ out:
 int metastore_list(struct metastore *m, const void *prefix, size_t prefix_len, metastore_list_fn cb,
                    void *userdata)
 {
+	bool held = false;
 	int r;
 
 	pthread_mutex_lock(&m->lock);
-	r = read_barrier(m);
+	r = read_barrier(m, &held);
 	if (r >= 0)
 		r = index_walk(m->ix, prefix, prefix_len, cb, userdata);
+	read_done(m, held);
 	pthread_mutex_unlock(&m->lock);
 	return r;
 }

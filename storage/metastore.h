@@ -60,6 +60,15 @@ struct metastore_options {
 	bool no_group_commit;      /* sync each write on its own (benchmarks) */
 	bool read_only;            /* recover and serve gets only: no truncation of a
 	                              torn tail, no epoch update, no barrier */
+	/* Each get and list also waits for an epoch check (backend
+	 * epoch_check) that began after it was called, shared by the reads
+	 * that wait together: a read is answered only if no newer master had
+	 * claimed the volume when it was made.  A newer master claims before
+	 * it recovers and acknowledges nothing before its barrier, so such a
+	 * read is never stale, however late this writer learns it was fenced,
+	 * as long as the backend's epoch cell is coherent (a LUN; a local or
+	 * coherent shared filesystem).  Ignored when read_only. */
+	bool confirm_reads;
 	/* Whether this writer's term still runs (its write grant); NULL: always.
 	 * A snapshot checks it before it starts a segment and before it
 	 * commits: one that outlived its term commits nothing.  Called with
@@ -88,6 +97,7 @@ struct metastore_stats {
 	uint64_t snapshots;      /* snapshots written since open */
 	uint64_t torn_bytes_cut; /* torn tail removed at open */
 	uint64_t journal_bytes;  /* journal bytes since the last snapshot */
+	uint64_t read_checks;    /* epoch checks made for reads (confirm_reads) */
 };
 
 /* Open (recover) the store on backend b, which the store then owns (closed

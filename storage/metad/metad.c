@@ -20,15 +20,18 @@
 #include "failpoint.h"
 #include "log.h"
 #include "server.h"
+#include "storage/store.h"
 #include "util.h"
 
 struct args {
-	const char *listen, *data_dir, *control_socket, *pod_name, *pod_uid;
-	bool standalone, standby_reads;
+	const char *listen, *store, *data_dir, *control_socket, *pod_name, *pod_uid;
+	const char *node, *iqn_prefix;
+	bool standalone, standby_reads, format_unused;
 	uint64_t epoch;
 	int max_clients, idle_timeout_ms, standby_refresh_ms;
 	long list_max;
 	long long snapshot_records;
+	struct store_spec spec;
 };
 
 struct metad {
@@ -39,14 +42,28 @@ struct metad {
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "Usage: kubefence-metad --data-dir DIR [--listen HOST:PORT]\n"
+	        "Usage: kubefence-metad --store URL [--listen HOST:PORT]\n"
 	        "                       (--control-socket PATH | --standalone --epoch N) "
 	        "[options]\n"
 	        "\n"
 	        "The reference MetaService: a durable key/value service that the kubefence\n"
 	        "agent makes master (PROMOTE) or standby through the control socket.\n"
 	        "\n"
-	        "  --data-dir DIR          the store's directory (required)\n"
+	        "  --store URL             where the metadata lives (required):\n"
+	        "                            dir:PATH  a directory the replicas share, fenced\n"
+	        "                                      by the epoch barrier and the write grant\n"
+	        "                            iscsi://HOST[:PORT]/TARGET-IQN/LUN  a raw LUN,\n"
+	        "                                      fenced by the target (SCSI-3 PR)\n"
+	        "  --data-dir DIR          the same as --store dir:DIR\n"
+	        "  --node NAME             iscsi: this node's name, which gives the initiator\n"
+	        "                          IQN (PREFIX:NAME) and the reservation key, as the\n"
+	        "                          agent's scsi-pr fence derives them (default:\n"
+	        "                          $NODE_NAME)\n"
+	        "  --iqn-prefix PREFIX     iscsi: as the agent's fence.scsi_iqn_prefix (default\n"
+	        "                          iqn.2026-11.io.kubefence)\n"
+	        "  --format-unused-lun     iscsi: initialise the LUN at the first promotion when\n"
+	        "                          it holds no store and was never written (its first\n"
+	        "                          4 MiB all zero); anything else is never overwritten\n"
 	        "  --listen HOST:PORT      client address (default 0.0.0.0:7480)\n"
 	        "  --control-socket PATH   the agent's control socket; start as standby\n"
 	        "  --pod-name NAME         pod name for HELLO (default: $POD_NAME, else the host "
@@ -88,6 +105,10 @@ static int parse_args(int argc, char **argv, struct args *a)
 	enum {
 		O_LISTEN = 256,
 		O_DATA,
+		O_STORE,
+		O_NODE,
+		O_IQNP,
+		O_FMT,
 		O_CONTROL,
 		O_POD,
 		O_UID,
@@ -104,6 +125,10 @@ static int parse_args(int argc, char **argv, struct args *a)
 	static const struct option opts[] = {
 	        {"listen", required_argument, NULL, O_LISTEN},
 	        {"data-dir", required_argument, NULL, O_DATA},
+	        {"store", required_argument, NULL, O_STORE},
+	        {"node", required_argument, NULL, O_NODE},
+	        {"iqn-prefix", required_argument, NULL, O_IQNP},
+	        {"format-unused-lun", no_argument, NULL, O_FMT},
 	        {"control-socket", required_argument, NULL, O_CONTROL},
 	        {"pod-name", required_argument, NULL, O_POD},
 	        {"pod-uid", required_argument, NULL, O_UID},
@@ -131,6 +156,18 @@ static int parse_args(int argc, char **argv, struct args *a)
 			break;
 		case O_DATA:
 			a->data_dir = optarg;
+			break;
+		case O_STORE:
+			a->store = optarg;
+			break;
+		case O_NODE:
+			a->node = optarg;
+			break;
+		case O_IQNP:
+			a->iqn_prefix = optarg;
+			break;
+		case O_FMT:
+			a->format_unused = true;
 			break;
 		case O_CONTROL:
 			a->control_socket = optarg;
@@ -199,9 +236,34 @@ static int parse_args(int argc, char **argv, struct args *a)
 		fprintf(stderr, "kubefence-metad: unexpected argument '%s'\n", argv[optind]);
 		return -EINVAL;
 	}
-	if (!a->data_dir) {
-		fprintf(stderr, "kubefence-metad: --data-dir is required\n");
+	if (!a->data_dir == !a->store) {
+		fprintf(stderr, "kubefence-metad: give exactly one of --store and --data-dir\n");
 		return -EINVAL;
+	}
+	{
+		char text[PATH_MAX + 8], err[512];
+
+		if (a->data_dir && a->data_dir[0] != '/') {
+			fprintf(stderr,
+			        "kubefence-metad: --data-dir: '%s' is not an absolute path\n",
+			        a->data_dir);
+			return -EINVAL;
+		}
+		snprintf(text, sizeof(text), "%s%s", a->data_dir ? "dir:" : "",
+		         a->data_dir ? a->data_dir : a->store);
+		if (!a->node)
+			a->node = getenv("NODE_NAME");
+		if (store_spec_parse(text, a->node, a->iqn_prefix, &a->spec, err, sizeof(err)) <
+		    0) {
+			fprintf(stderr, "kubefence-metad: --store: %s\n", err);
+			return -EINVAL;
+		}
+		if (a->spec.kind != STORE_LUN && (a->format_unused || a->iqn_prefix)) {
+			fprintf(stderr, "kubefence-metad: --format-unused-lun and --iqn-prefix are "
+			                "for an iscsi:// store\n");
+			return -EINVAL;
+		}
+		a->spec.format_unused = a->format_unused;
 	}
 	if (a->standalone == !!a->control_socket) {
 		fprintf(stderr,
@@ -279,7 +341,7 @@ int main(int argc, char **argv)
 	struct args a;
 	struct metad d = {0};
 	struct server_options so;
-	char err[1024] = "", host[256];
+	char err[1024] = "", host[256], desc[SCSI_PR_URL_MAX + SCSI_PR_IQN_MAX + 32];
 	sigset_t set;
 	int r, sig = 0, ret = 1;
 
@@ -306,7 +368,7 @@ int main(int argc, char **argv)
 
 	so = (struct server_options){
 	        .listen = a.listen,
-	        .data_dir = a.data_dir,
+	        .store = &a.spec,
 	        .standby_reads = a.standby_reads,
 	        .standby_refresh_ms = a.standby_refresh_ms,
 	        .max_clients = a.max_clients,
@@ -332,7 +394,8 @@ int main(int argc, char **argv)
 		log_error("cannot start the accept thread: %s; exiting", strerror(-r));
 		goto out;
 	}
-	log_info("listening on %s (data '%s', %s%s)", server_address(d.server), a.data_dir,
+	log_info("listening on %s (%s, %s%s)", server_address(d.server),
+	         store_spec_describe(&a.spec, desc, sizeof(desc)),
 	         a.standalone ? "standalone master" : "standby until promoted",
 	         a.standby_reads ? ", standby reads" : "");
 	if (a.control_socket) {

@@ -9,7 +9,8 @@ storage_metad_libkfproto_a_SOURCES = \
 	storage/metad/proto.c storage/metad/proto.h \
 	storage/metad/control.c storage/metad/control.h
 
-KF_METAD_LIBS = storage/metad/libkfproto.a storage/libkfstorage.a $(KF_LIBS)
+KF_METAD_LIBS = storage/metad/libkfproto.a storage/libkflun.a storage/libkfstorage.a \
+	fencing/libkffencing.a $(KF_LIBS)
 
 bin_PROGRAMS += storage/metad/kubefence-metad storage/metad/kubefence-meta
 storage_metad_kubefence_metad_SOURCES = storage/metad/metad.c \

@@ -31,6 +31,7 @@
 #include "log.h"
 #include "proto.h"
 #include "storage/metastore.h"
+#include "storage/store.h"
 #include "util.h"
 
 #define READ_CHUNK     (64 * 1024)
@@ -50,7 +51,9 @@ struct conn {
 };
 
 struct server {
-	char *listen, *data_dir;
+	char *listen;
+	struct store_spec store_spec;
+	char store_desc[SCSI_PR_URL_MAX + SCSI_PR_IQN_MAX + 32];
 	bool standby_reads;
 	int standby_refresh_ms, max_clients, idle_timeout_ms;
 	uint32_t list_max;
@@ -148,8 +151,12 @@ static bool promotion_cancelled(void *userdata)
 int server_promote(struct server *s, uint64_t epoch, usec_t deadline, uint64_t *ret_records,
                    uint64_t *ret_last_seq, uint64_t *ret_recovery_ms, char *err, size_t errlen)
 {
+	/* Reads are confirmed against the epoch cell: a stale master whose
+	 * grant has not run out yet still serves no read once a newer one
+	 * claimed the store (and on a LUN, none at all: see metastore.h). */
 	struct metastore_options o = {.epoch = epoch,
 	                              .snapshot_records = s->snapshot_records,
+	                              .confirm_reads = true,
 	                              .in_term = grant_running,
 	                              .in_term_userdata = s,
 	                              .cancelled = promotion_cancelled,
@@ -194,7 +201,7 @@ int server_promote(struct server *s, uint64_t epoch, usec_t deadline, uint64_t *
 	if (r < 0)
 		errbuf_set(err, errlen, "fault point: %s", strerror(-r));
 	else
-		r = metastore_open_dir(s->data_dir, &o, &m, err, errlen);
+		r = store_open(&s->store_spec, &o, &m, err, errlen);
 	t1 = clock_mono_usec();
 	pthread_rwlock_wrlock(&s->role_lock);
 	s->promoting_epoch = 0;
@@ -380,10 +387,10 @@ static void refresh_ro(struct server *s)
 	if (s->role != ROLE_STANDBY ||
 	    (s->ro && now - s->ro_opened < s->standby_refresh_ms * USEC_PER_MSEC))
 		goto out;
-	r = metastore_open_dir(s->data_dir, &o, &m, err, sizeof(err));
+	r = store_open(&s->store_spec, &o, &m, err, sizeof(err));
 	if (r < 0) {
-		log_warning("standby reads: cannot load '%s': %s; keeping the previous copy",
-		            s->data_dir, err[0] ? err : strerror(-r));
+		log_warning("standby reads: cannot load the %s: %s; keeping the previous copy",
+		            s->store_desc, err[0] ? err : strerror(-r));
 		goto out;
 	}
 	old = s->ro;
@@ -943,8 +950,9 @@ int server_new(const struct server_options *o, struct server **ret, char *err, s
 	pthread_rwlockattr_destroy(&ra);
 
 	s->listen = strdup(o->listen);
-	s->data_dir = strdup(o->data_dir);
-	if (!s->listen || !s->data_dir) {
+	s->store_spec = *o->store;
+	(void)store_spec_describe(&s->store_spec, s->store_desc, sizeof(s->store_desc));
+	if (!s->listen) {
 		errbuf_set(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -1039,7 +1047,6 @@ struct server *server_free(struct server *s)
 	pthread_mutex_destroy(&s->promote_lock);
 	pthread_mutex_destroy(&s->master_lock);
 	free(s->listen);
-	free(s->data_dir);
 	free(s);
 	return NULL;
 }

@@ -22,15 +22,16 @@
 #include <stdint.h>
 
 #include "clock.h"
+#include "storage/store.h"
 
 struct server_options {
-	const char *listen;     /* "HOST:PORT" ("[v6]:PORT" for IPv6) */
-	const char *data_dir;   /* the store's directory */
-	bool standby_reads;     /* a standby serves GET/LIST from a read-only copy */
-	int standby_refresh_ms; /* how old that copy may get (0: 1000) */
-	int max_clients;        /* 0: 256 */
-	int idle_timeout_ms;    /* 0: 60000 */
-	uint32_t list_max;      /* most keys per LIST (0: 10000; at most PROTO_LIST_MAX) */
+	const char *listen;             /* "HOST:PORT" ("[v6]:PORT" for IPv6) */
+	const struct store_spec *store; /* where the metadata lives (copied) */
+	bool standby_reads;             /* a standby serves GET/LIST from a read-only copy */
+	int standby_refresh_ms;         /* how old that copy may get (0: 1000) */
+	int max_clients;                /* 0: 256 */
+	int idle_timeout_ms;            /* 0: 60000 */
+	uint32_t list_max;              /* most keys per LIST (0: 10000; at most PROTO_LIST_MAX) */
 	uint64_t
 	        snapshot_records; /* records between automatic snapshots (0: the store's default) */
 	/* The server stepped down by itself (stale epoch, I/O error, write
@@ -72,7 +73,7 @@ bool server_stop(struct server *s);
  * NULL); or -ESTALE (the volume holds a newer epoch), -ECANCELED (a
  * server_demote of this epoch or of 0 during the recovery called it off:
  * the store is left before its barrier, never master), another error of
- * metastore_open_dir; the reason is in err.  Logs the decision.  Blocks for
+ * store_open; the reason is in err.  Logs the decision.  Blocks for
  * the recovery; server_renew and server_demote may be called from other
  * threads meanwhile. */
 int server_promote(struct server *s, uint64_t epoch, usec_t deadline, uint64_t *ret_records,

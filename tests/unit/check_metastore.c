@@ -985,6 +985,108 @@ START_TEST(read_waits_for_the_commit)
 }
 END_TEST
 
+static void *put_v2_thread(void *arg)
+{
+	struct metastore *m = arg;
+	char err[256];
+	intptr_t r = metastore_put(m, "k", 1, "v2", 2, err, sizeof(err));
+
+	return (void *)r;
+}
+
+/* A write appended while a read waits for an earlier commit is waited for
+ * too.  Here the read waits for the paused commit of "new"; meanwhile "v2"
+ * is appended, and its own sync fails, so "v2" is never durable (its put is
+ * indeterminate).  The read must not return "v2": a value a failover can
+ * take back. */
+START_TEST(read_waits_for_writes_appended_meanwhile)
+{
+	char fpdir[300], marker[512];
+	struct metastore *m;
+	struct metastore_stats st;
+	struct get_ctx g = {0};
+	pthread_t tp, tp2, tg;
+	uint64_t before;
+	void *ret;
+
+	snprintf(fpdir, sizeof(fpdir), "%s.fp", tmpdir);
+	ck_assert_int_eq(mkdir(fpdir, 0700), 0);
+	m = open_store(tmpdir, 1);
+	put_str(m, "k", "old");
+	metastore_get_stats(m, &st);
+	before = st.last_seq;
+	ck_assert_int_eq(failpoint_set_dir(fpdir), 0);
+	ck_assert_int_eq(
+	        failpoint_set("metastore.commit.before_sync=1*pause->1*error(EIO)", NULL, 0), 0);
+	ck_assert_int_eq(pthread_create(&tp, NULL, put_thread, m), 0);
+	snprintf(marker, sizeof(marker), "%s/metastore.commit.before_sync.%ld.paused", fpdir,
+	         (long)getpid());
+	for (int i = 0; i < 5000 && access(marker, F_OK) != 0; i++)
+		usleep(1000);
+	ck_assert_msg(access(marker, F_OK) == 0, "the commit never paused");
+	g.m = m;
+	ck_assert_int_eq(pthread_create(&tg, NULL, get_thread, &g), 0);
+	usleep(50000); /* the read is waiting for the paused commit */
+	ck_assert_int_eq(pthread_create(&tp2, NULL, put_v2_thread, m), 0);
+	for (int i = 0; i < 5000; i++) {
+		metastore_get_stats(m, &st);
+		if (st.last_seq == before + 2)
+			break;
+		usleep(1000);
+	}
+	ck_assert_uint_eq(st.last_seq, before + 2); /* "v2" is in the index */
+	ck_assert_int_eq(unlink(marker), 0);
+	ck_assert_int_eq(pthread_join(tp, &ret), 0);
+	ck_assert_int_eq((intptr_t)ret, 0);
+	ck_assert_int_eq(pthread_join(tp2, &ret), 0);
+	ck_assert_int_eq((intptr_t)ret, -EINPROGRESS);
+	ck_assert_int_eq(pthread_join(tg, NULL), 0);
+	ck_assert_msg(!(g.r == 0 && strcmp(g.value, "v2") == 0),
+	              "GET returned 'v2', whose write never became durable");
+	ck_assert_int_lt(g.r, 0); /* the store failed before the read was confirmed */
+	(void)failpoint_set(NULL, NULL, 0);
+	(void)failpoint_set_dir(NULL);
+	metastore_close(m);
+	rmdir(fpdir);
+}
+END_TEST
+
+/* confirm_reads: once a newer master has claimed the store, the old one
+ * answers no read, even though it wrote nothing since and so never saw the
+ * claim in a sync.  Without confirm_reads it serves what it has in memory,
+ * which is what a stale master's grant would otherwise have to bound. */
+START_TEST(confirmed_reads_stop_at_a_newer_claim)
+{
+	struct metastore_options o1 = {.epoch = 1, .confirm_reads = _i == 1};
+	struct metastore *m1 = NULL, *m2;
+	struct metastore_stats st;
+	char err[512];
+	void *v = NULL;
+	size_t len;
+
+	ck_assert_int_eq(metastore_open_dir(tmpdir, &o1, &m1, err, sizeof(err)), 0);
+	put_str(m1, "k", "old");
+	ck_assert_int_eq(metastore_get(m1, "k", 1, &v, &len), 0);
+	free(v);
+	v = NULL;
+	m2 = open_store(tmpdir, 2);
+	put_str(m2, "k", "new");
+	if (_i == 1) {
+		ck_assert_int_eq(metastore_get(m1, "k", 1, &v, &len), -ESTALE);
+		ck_assert_ptr_null(v);
+		metastore_get_stats(m1, &st);
+		ck_assert_uint_ge(st.read_checks, 2);
+	} else {
+		/* the unconfirmed store answers from memory: "old", stale */
+		ck_assert_int_eq(metastore_get(m1, "k", 1, &v, &len), 0);
+		ck_assert_mem_eq(v, "old", 3);
+		free(v);
+	}
+	metastore_close(m2);
+	metastore_close(m1);
+}
+END_TEST
+
 /* ------------------------------------------------------------ power cut */
 
 struct pc_put {
@@ -1508,6 +1610,8 @@ static Suite *metastore_suite(void)
 	tcase_add_test(tc, power_cut_unsynced_batch_is_cut);
 	TC("durable_reads");
 	tcase_add_test(tc, read_waits_for_the_commit);
+	tcase_add_test(tc, read_waits_for_writes_appended_meanwhile);
+	tcase_add_loop_test(tc, confirmed_reads_stop_at_a_newer_claim, 0, 2);
 	TC("group_commit");
 	tcase_add_loop_test(tc, group_commit_threads, 0, 2);
 	return s;
