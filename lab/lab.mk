@@ -3,6 +3,7 @@
 # packages containerd, runc, containernetworking-plugins, iptables,
 # etcd-server, buildah and mmdebstrap; it exits 77 (SKIP) without them or
 # when a lab is already up.
-# The lab/ directory itself is distributed through Makefile.am's EXTRA_DIST.
+# The lab/ directory itself (lab.sh, its libraries in lab/lib/, the templates)
+# is distributed whole through Makefile.am's EXTRA_DIST.
 TESTS += tests/e2e/lab-smoke.test
 EXTRA_DIST += tests/e2e/lab-smoke.test

@@ -1,8 +1,18 @@
-# Shared definitions for lab/lab.sh and lab/images.sh (sourced, not run).
+# Shared definitions of the lab (sourced, not run): the addresses and names
+# every part of lab/lab.sh and lab/images.sh agrees on (the bridge, the
+# Service range, the nodes' addresses and pod networks, the state dir and
+# its run/, logs/ and pki/), logging, PID files, and our own kubectl.  It
+# defines and starts nothing.  The rest of lab.sh's libraries (lab/lib/*.sh)
+# build on it.
 # shellcheck shell=bash disable=SC2034
 
 LAB_TOP=${LAB_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 LABDIR=${KUBEFENCE_LAB_DIR:-/var/lib/kubefence-lab}
+# The running lab's files: the daemons' PID files, their logs, the PKI.
+RUN=$LABDIR/run
+LOGS=$LABDIR/logs
+PKI=$LABDIR/pki
+LIB=$LAB_TOP/lab/lib
 
 # Addresses: everything lives in 198.18.0.0/24.
 #   198.18.0.0/27   the bridge: host .1 (API server), node i at .(10+i),
@@ -83,72 +93,6 @@ stop_pidfiles() {
 		fi
 	done
 	rm -f "$@"
-}
-
-# The hierarchies under /sys/fs/cgroup: v1 (cpu, memory, freezer,
-# name=systemd, ...) and, on a hybrid host, the unified one, where runc also
-# makes the containers' cgroups.
-cgroup_hierarchies() {
-	awk '($3 == "cgroup" || $3 == "cgroup2") && $2 ~ "^/sys/fs/cgroup/" {print $2}' /proc/self/mounts
-}
-
-# Freezing a node.  Where the host mounts the unified (v2) hierarchy --
-# /sys/fs/cgroup itself on a v2 host (Debian 12's default), or
-# /sys/fs/cgroup/unified beside the v1 controllers on a hybrid one -- a
-# cgroup is frozen through its `cgroup.freeze` and `cgroup.events` says when
-# all of its processes have stopped; otherwise the v1 freezer's
-# `freezer.state` does it.  KUBEFENCE_LAB_FREEZER=v1 or v2 picks one on a
-# host that has both.  `up` records the choice in $LABDIR/freezer and places
-# the node's processes in that hierarchy, so every later command of that lab
-# uses the same one.
-cgroup_unified() { # the unified hierarchy's mount point, if any
-	awk '$3 == "cgroup2" && ($2 == "/sys/fs/cgroup" || $2 == "/sys/fs/cgroup/unified") {print $2; exit}' /proc/self/mounts
-}
-cgroup_v1_freezer() { # the v1 freezer's mount point, if any
-	awk '$3 == "cgroup" && $2 ~ "^/sys/fs/cgroup/" && $4 ~ /(^|,)freezer(,|$)/ {print $2; exit}' /proc/self/mounts
-}
-# cgroup_v2_host: /sys/fs/cgroup is the unified hierarchy, so runc, containerd
-# and the kubelet run in cgroup v2 mode (on a hybrid host they use v1).
-cgroup_v2_host() { [ "$(cgroup_unified)" = /sys/fs/cgroup ]; }
-lab_freezer() { # prints v2 or v1
-	if [ -s "$LABDIR/freezer" ]; then
-		cat "$LABDIR/freezer"
-		return 0
-	fi
-	case ${KUBEFENCE_LAB_FREEZER:-auto} in
-	v2) [ -n "$(cgroup_unified)" ] || die "KUBEFENCE_LAB_FREEZER=v2: no unified cgroup hierarchy mounted" ;;
-	v1) [ -n "$(cgroup_v1_freezer)" ] || die "KUBEFENCE_LAB_FREEZER=v1: no v1 freezer mounted" ;;
-	auto)
-		if [ -n "$(cgroup_unified)" ]; then echo v2; elif [ -n "$(cgroup_v1_freezer)" ]; then echo v1; else
-			die "neither a unified cgroup hierarchy nor the v1 freezer is mounted"
-		fi
-		return 0
-		;;
-	*) die "KUBEFENCE_LAB_FREEZER must be v1, v2 or auto" ;;
-	esac
-	echo "$KUBEFENCE_LAB_FREEZER"
-}
-freezer_root() { # the hierarchy lab_freezer uses
-	if [ "$(lab_freezer)" = v2 ]; then cgroup_unified; else cgroup_v1_freezer; fi
-}
-freezer_dir() { echo "$(freezer_root)/$LAB_CGROUP/$1"; } # NODE
-# freezer_set DIR FROZEN|THAWED: ask for the state (it is reached later).
-freezer_set() {
-	if [ "$(lab_freezer)" = v2 ]; then
-		if [ "$2" = FROZEN ]; then echo 1 >"$1/cgroup.freeze"; else echo 0 >"$1/cgroup.freeze"; fi
-	else
-		echo "$2" >"$1/freezer.state"
-	fi
-}
-# freezer_state DIR: FROZEN (every process stopped), FREEZING or THAWED.
-freezer_state() {
-	if [ "$(lab_freezer)" = v2 ]; then
-		if grep -qx 'frozen 1' "$1/cgroup.events" 2>/dev/null; then echo FROZEN
-		elif [ "$(cat "$1/cgroup.freeze" 2>/dev/null)" = 1 ]; then echo FREEZING
-		else echo THAWED; fi
-	else
-		cat "$1/freezer.state" 2>/dev/null || echo THAWED
-	fi
 }
 
 # kubectl is our own v1.20 build (lab/k8s-build.sh caches it beside the
