@@ -102,6 +102,13 @@ struct backend_ops {
 	 * the backend cannot: the store then writes snapshots in the
 	 * foreground, holding writers. */
 	int (*clone)(struct backend *b, struct backend **ret);
+
+	/* A journal of bounded size (a LUN's ring): the bytes its live
+	 * segments occupy (block padding included) and its capacity.  The
+	 * store snapshots once half is used, so the segments a snapshot covers
+	 * are freed long before the ring is full.  NULL: unbounded (a
+	 * directory). */
+	void (*journal_room)(struct backend *b, uint64_t *ret_used, uint64_t *ret_capacity);
 };
 
 struct backend {

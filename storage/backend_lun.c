@@ -860,6 +860,18 @@ static void lun_snapshot_abort(struct backend *b)
 
 /* ------------------------------------------------------------ open/close */
 
+static void lun_journal_room(struct backend *b, uint64_t *ret_used, uint64_t *ret_capacity)
+{
+	struct backend_lun *l = LUNB(b);
+	uint64_t oldest;
+
+	pthread_mutex_lock(&l->lock);
+	oldest = l->t.nseg ? l->t.seg[0].start : l->head;
+	*ret_used = (l->head - oldest) * l->bs + l->pend_len;
+	*ret_capacity = l->ring_blocks * l->bs;
+	pthread_mutex_unlock(&l->lock);
+}
+
 static size_t lun_block_size(struct backend *b)
 {
 	return LUNB(b)->bs;
@@ -903,6 +915,7 @@ static const struct backend_ops lun_ops = {
         .snapshot_write = lun_snapshot_write,
         .snapshot_commit = lun_snapshot_commit,
         .snapshot_abort = lun_snapshot_abort,
+        .journal_room = lun_journal_room,
 };
 
 /* Log in and, unless no_join, register node's key on this session. */

@@ -919,6 +919,18 @@ static int check_key(const void *key, size_t klen, char *err, size_t errlen)
 	return 0;
 }
 
+/* A bounded journal (a LUN's ring) half full: time to snapshot, or the ring
+ * fills and the store stops.  Lock held. */
+static bool journal_half_full(struct metastore *m)
+{
+	uint64_t used = 0, cap = 0;
+
+	if (!m->b->ops->journal_room)
+		return false;
+	m->b->ops->journal_room(m->b, &used, &cap);
+	return cap && used >= cap / 2;
+}
+
 static int store_write(struct metastore *m, uint8_t type, const void *key, size_t klen,
                        const void *value, size_t vlen, char *err, size_t errlen)
 {
@@ -991,7 +1003,7 @@ static int store_write(struct metastore *m, uint8_t type, const void *key, size_
 	}
 	m->st.writes++;
 	if (m->st.journal_bytes >= m->opts.snapshot_bytes ||
-	    m->journal_records >= m->opts.snapshot_records) {
+	    m->journal_records >= m->opts.snapshot_records || journal_half_full(m)) {
 		char serr[512];
 
 		/* the write is durable either way; a failed snapshot is retried
