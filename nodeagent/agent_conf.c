@@ -210,6 +210,12 @@ static int validate_listen(const union conf_value *v, char *err, size_t errlen)
 	return 0;
 }
 
+static const struct conf_choice api_outage_modes[] = {
+        {"demote", AGENT_API_OUTAGE_DEMOTE},
+        {"ride-through", AGENT_API_OUTAGE_RIDE_THROUGH},
+        {NULL, 0},
+};
+
 static const struct conf_choice sigterm_modes[] = {
         {"handover", AGENT_SIGTERM_HANDOVER},
         {"keep", AGENT_SIGTERM_KEEP},
@@ -297,6 +303,22 @@ static const struct conf_key agent_keys[] = {
                  "(agent.lock_file) continues the term (a rolling update of the DaemonSet "
                  "without a failover); if none comes, the Lease expires and another node "
                  "fences this one as usual."},
+        {.name = "agent.api_outage",
+         .type = CONF_ENUM,
+         .def = "demote",
+         .choices = api_outage_modes,
+         .offset = F(agent.api_outage),
+         .help = "What a leader does while the API server does not answer its renewals. "
+                 "`demote`: its term ends at the renew deadline and its service stops. "
+                 "`ride-through`: when its service's store is one of fence.scsi_luns (the "
+                 "service says so in HELLO), the term goes on while every renewal fails "
+                 "without an answer that someone else holds the Lease: the service keeps "
+                 "serving, because a successor must PREEMPT its key on that LUN (scsi-pr) "
+                 "before it can write, and the target then refuses this node's writes. "
+                 "A follower that could not read the Lease either waits a full "
+                 "lease.duration_ms from when it reads it again before taking over, so an "
+                 "outage of the whole API is no failover. Needs scsi-pr in fence.methods "
+                 "(it runs on every takeover)."},
         {.name = "agent.promote_timeout_ms",
          .type = CONF_INT,
          .def = "15000",
@@ -637,6 +659,24 @@ static void check_fence(const struct agent_conf *c, struct conf_errors *errs)
 				                       "'%s' is not in fence.methods", *p);
 }
 
+/* ride-through is safe only because a successor must preempt the
+ * service's LUN: scsi-pr must run on every takeover. */
+static void check_ride_through(const struct agent_conf *c, struct conf_errors *errs)
+{
+	const struct conf_source *s = c->source;
+	int l = conf_key_line(s, "agent.api_outage");
+
+	if (c->agent.api_outage != AGENT_API_OUTAGE_RIDE_THROUGH ||
+	    conf_key_rejected(s, "agent.api_outage") || conf_key_rejected(s, "fence.methods"))
+		return;
+	if (!strv_has(c->fence.methods, "scsi-pr"))
+		(void)conf_errors_addf(errs, conf_source_path(s), (unsigned)(l > 0 ? l : 0),
+		                       "agent.api_outage",
+		                       "ride-through needs scsi-pr in fence.methods: a successor "
+		                       "must preempt the old master's LUN before it writes, or two "
+		                       "masters would write at once");
+}
+
 static void check_consistency(const struct agent_conf *c, struct conf_errors *errs)
 {
 	const struct conf_source *s = c->source;
@@ -706,6 +746,7 @@ static void check_consistency(const struct agent_conf *c, struct conf_errors *er
 		                       c->service.heartbeat_timeout_ms, c->service.heartbeat_ms,
 		                       b.other);
 	check_fence(c, errs);
+	check_ride_through(c, errs);
 
 	/* A probed service is found by its pods' selector and this node. */
 	if (c->service.probe[0] && strcmp(c->service.probe, "none") != 0 &&

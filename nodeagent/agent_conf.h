@@ -26,6 +26,11 @@ enum {
 	AGENT_SIGTERM_KEEP,     /* stop, keep the term: the next incarnation continues it */
 };
 
+enum {
+	AGENT_API_OUTAGE_DEMOTE,       /* the renew deadline ends the term, as always */
+	AGENT_API_OUTAGE_RIDE_THROUGH, /* a target-fenced master keeps serving */
+};
+
 struct agent_conf {
 	struct {
 		char *name; /* this node; a DNS-1123 subdomain */
@@ -38,6 +43,7 @@ struct agent_conf {
 		int64_t promote_timeout_ms;
 		char *lock_file; /* held for the process's life; "" = none */
 		int on_sigterm;  /* AGENT_SIGTERM_* */
+		int api_outage;  /* AGENT_API_OUTAGE_* */
 	} agent;
 	struct {
 		char *listen; /* "" = off */

@@ -38,6 +38,7 @@ enum {
 	F_REASON,
 	F_MONO,
 	F_SEQ,
+	F_STORE,
 };
 
 static int check_version(uint64_t v, char *err, size_t errlen)
@@ -66,13 +67,15 @@ static const struct ctlproto_field fields[] = {
         [F_REASON] = {"reason", CTLPROTO_REST, 1, TEXT_MAX(reason), NULL},
         [F_MONO] = {"mono_us", CTLPROTO_U64, 0, INT64_MAX, NULL},
         [F_SEQ] = {"seq", CTLPROTO_U64, 0, INT64_MAX, NULL},
+        [F_STORE] = {"store", CTLPROTO_TEXT, 1, TEXT_MAX(store), NULL},
 };
 
 #define F CTLPROTO_F
 
 /* Every field a verb takes is required. */
 static const struct ctlproto_verb verbs[] = {
-        {"HELLO", CONTROL_HELLO, F(F_VERSION) | F(F_POD) | F(F_UID) | F(F_PID) | F(F_MONO), 0},
+        {"HELLO", CONTROL_HELLO, F(F_VERSION) | F(F_POD) | F(F_UID) | F(F_PID) | F(F_MONO),
+         F(F_STORE)},
         {"READY", CONTROL_READY, F(F_EPOCH) | F(F_RECORDS) | F(F_LAST_SEQ) | F(F_RECOVERY_MS), 0},
         {"FAILED", CONTROL_FAILED, F(F_EPOCH) | F(F_REASON), 0},
         {"DEMOTED", CONTROL_DEMOTED, F(F_EPOCH), 0},
@@ -103,6 +106,8 @@ int control_parse(const char *line, struct control_msg *ret, char *err, size_t e
 		m.pid = (pid_t)l.u64[F_PID];
 	if (ctlproto_has(&l, F_REASON))
 		str_copy(m.reason, sizeof(m.reason), l.text[F_REASON]);
+	if (ctlproto_has(&l, F_STORE))
+		str_copy(m.store, sizeof(m.store), l.text[F_STORE]);
 	m.mono_us = (int64_t)l.u64[F_MONO];
 	m.epoch = (int64_t)l.u64[F_EPOCH];
 	m.records = l.u64[F_RECORDS];
@@ -341,6 +346,7 @@ static void handle_line(struct control *c, const char *line)
 		}
 		str_copy(c->peer.pod, sizeof(c->peer.pod), m.pod);
 		str_copy(c->peer.uid, sizeof(c->peer.uid), m.uid);
+		str_copy(c->peer.store, sizeof(c->peer.store), m.store);
 		c->peer.pid = m.pid;
 		c->peer.gen = ++c->gens;
 		c->hello_done = true;

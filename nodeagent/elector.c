@@ -47,10 +47,15 @@ struct elector {
 	struct k8s_watch *watch;
 	pthread_t election_thread, watch_thread;
 	bool started;
-	usec_t heartbeat; /* atomic: the election thread's last turn of its loop */
+	usec_t heartbeat;        /* atomic: the election thread's last turn of its loop */
+	bool ride_ok;            /* atomic: elector_set_ride_through() */
+	usec_t pub_riding_since; /* under mu: 0 when not riding */
 
 	/* election thread only */
 	struct lease_state st;
+	bool unanswered;     /* the last renew got no answer about the Lease */
+	usec_t riding_since; /* riding through since (0: not) */
+	bool read_failed;    /* a follower's read of the Lease failed since the last one */
 	char last_err[512];
 	char last_holder[LEASE_IDENTITY_MAX + LEASE_INCARNATION_MAX + 2];
 };
@@ -69,6 +74,7 @@ static void publish(struct elector *e)
 	str_copy(e->pub_holder, sizeof(e->pub_holder), e->st.absent ? "" : e->st.rec.holder);
 	e->pub_observed_at = e->st.have_record ? e->st.observed_at : 0;
 	e->pub_observed_epoch = e->st.absent ? 0 : e->st.rec.transitions;
+	e->pub_riding_since = e->riding_since;
 	pthread_mutex_unlock(&e->mu);
 }
 
@@ -119,6 +125,21 @@ bool elector_confirm_leader(struct elector *e, int64_t epoch)
 	return r && elector_is_leader(e, &ep) && ep == epoch;
 }
 
+void elector_set_ride_through(struct elector *e, bool ok)
+{
+	__atomic_store_n(&e->ride_ok, ok, __ATOMIC_RELEASE);
+}
+
+usec_t elector_riding_since(struct elector *e)
+{
+	usec_t r;
+
+	pthread_mutex_lock(&e->mu);
+	r = e->pub_leading ? e->pub_riding_since : 0;
+	pthread_mutex_unlock(&e->mu);
+	return r;
+}
+
 bool elector_is_leader(struct elector *e, int64_t *ret_epoch)
 {
 	bool r;
@@ -161,6 +182,8 @@ static void lost(struct elector *e, const char *reason)
 	int64_t epoch = e->st.epoch;
 
 	e->st.leading = false;
+	e->riding_since = 0;
+	e->unanswered = false;
 	publish(e);
 	log_info("event=stopped-leading lease='%s/%s' epoch=%" PRId64 " reason='%s'", e->ns,
 	         e->name, epoch, reason);
@@ -241,9 +264,53 @@ static long req_timeout(struct elector *e, usec_t now, usec_t limit)
 	return t < 1 ? 1 : t;
 }
 
+/* Renewals that got no answer about the Lease at all: the API server (or the
+ * way to it) is down or overloaded.  401/403 are answers (a configuration
+ * problem), and so is a conflict: neither lets a term go on. */
+static bool unanswered(int r)
+{
+	switch (r) {
+	case -ETIMEDOUT:
+	case -ECONNREFUSED:
+	case -ECONNRESET:
+	case -EHOSTUNREACH:
+	case -ENETUNREACH:
+	case -EAGAIN: /* 429, 503 */
+	case -EIO:    /* other 5xx, a transport error */
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* agent.api_outage = ride-through, and the service's store is a LUN a
+ * successor must preempt: the term goes on through a renewal that gets no
+ * answer, as if it had been renewed when it was sent.  Safe because no
+ * successor can write before its scsi-pr fence has made the target refuse
+ * this node; the grant it feeds still ends the service's writes if this
+ * thread stalls. */
+static void ride(struct elector *e, usec_t now)
+{
+	usec_t until = now + e->p.lease.renew_deadline;
+
+	if (until <= e->st.valid_until)
+		return;
+	if (!e->riding_since) {
+		e->riding_since = now;
+		log_warning("event=riding-through lease='%s/%s' epoch=%" PRId64
+		            ": the API server does not answer; the term goes on, since the "
+		            "service's LUN must be preempted before anyone else may write",
+		            e->ns, e->name, e->st.epoch);
+	}
+	e->st.valid_until = until;
+	publish(e);
+	if (e->cb.renewed)
+		e->cb.renewed(e->userdata, e->st.epoch, e->st.valid_until);
+}
+
 static void lead_step(struct elector *e, usec_t *next_renew)
 {
-	usec_t now = clock_mono_usec();
+	usec_t now = clock_mono_usec(), limit;
 	char err[1024] = "";
 	char reason[1200];
 	int r;
@@ -265,10 +332,26 @@ static void lead_step(struct elector *e, usec_t *next_renew)
 		e->st.settle_fence = true;
 	e->settled_epoch = 0;
 	pthread_mutex_unlock(&e->mu);
-	r = lease_renew(e->client, &e->p.lease, e->ns, e->name, &e->st,
-	                req_timeout(e, now, e->st.valid_until), err, sizeof(err));
+	limit = e->st.valid_until;
+	if (e->p.ride_through && __atomic_load_n(&e->ride_ok, __ATOMIC_ACQUIRE)) {
+		if (e->unanswered)
+			ride(e, now);
+		/* a renewal that hangs must fail early enough for the next
+		 * attempt to extend the term before the grant runs out */
+		if (limit > now + e->p.lease.renew_deadline / 3)
+			limit = now + e->p.lease.renew_deadline / 3;
+	}
+	r = lease_renew(e->client, &e->p.lease, e->ns, e->name, &e->st, req_timeout(e, now, limit),
+	                err, sizeof(err));
+	e->unanswered = r < 0 && unanswered(r);
 	if (r >= 0) {
 		clear_error(e);
+		if (e->riding_since)
+			log_info("event=resumed lease='%s/%s' epoch=%" PRId64
+			         " after riding through %" PRId64 " ms without the API server",
+			         e->ns, e->name, e->st.epoch,
+			         (int64_t)((clock_mono_usec() - e->riding_since) / USEC_PER_MSEC));
+		e->riding_since = 0;
 		publish(e);
 		*next_renew = now + e->p.lease.retry;
 		log_debug("renewed lease '%s/%s' epoch %" PRId64 ", valid for %" PRId64 " ms",
@@ -307,9 +390,19 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 		*next_poll = clock_mono_usec() + e->p.lease.retry;
 		if (r < 0) {
 			report_error(e, "reading the lease failed", r, err, "retrying");
+			e->read_failed = true;
 			*ret_wake = *next_poll;
 			return;
 		}
+		if (e->read_failed && e->p.ride_through && !e->st.absent && e->st.rec.holder[0]) {
+			/* The holder may have ridden through the same outage:
+			 * count its lease from now, not from before it. */
+			e->st.observed_at = clock_mono_usec();
+			log_info("read lease '%s/%s' again after failures: holder '%s' gets a "
+			         "full lease duration from now (agent.api_outage = ride-through)",
+			         e->ns, e->name, e->st.rec.holder);
+		}
+		e->read_failed = false;
 	}
 	note_holder(e);
 	now = clock_mono_usec();

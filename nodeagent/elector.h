@@ -59,6 +59,12 @@ struct elector_params {
 	 * node held under another incarnation is a dead predecessor's, and is
 	 * continued (lease_succeed) instead of waited out. */
 	bool succession;
+	/* agent.api_outage = ride-through: while elector_set_ride_through()
+	 * says the service's store is target-fenced, a renewal that gets no
+	 * answer (time-out, refused, 5xx) extends the term as if renewed; a
+	 * follower whose reads of the Lease failed counts a full lease from its
+	 * next successful read. */
+	bool ride_through;
 };
 
 /* Create an elector; nothing runs until elector_start().  The client and
@@ -105,6 +111,15 @@ usec_t elector_idle(struct elector *e);
  * not be taken by a node that lost its term without knowing it (a paused
  * VM), such as registering a SCSI-3 key again. */
 bool elector_confirm_leader(struct elector *e, int64_t epoch);
+
+/* Whether the service behind this agent is target-fenced now (its store is
+ * a LUN that scsi-pr preempts on every takeover): only then does
+ * ride_through apply.  Thread-safe, never blocks. */
+void elector_set_ride_through(struct elector *e, bool ok);
+
+/* Since when (mono) the current term rides through an API outage; 0 when
+ * it does not (or no term). */
+usec_t elector_riding_since(struct elector *e);
 
 /* Whether we lead right now; *ret_epoch gets the term's epoch if so. */
 bool elector_is_leader(struct elector *e, int64_t *ret_epoch);

@@ -290,6 +290,7 @@ static int run(const struct agent_conf *conf)
 	for (char **mth = conf->fence.methods; mth && *mth; mth++)
 		scsi_pr |= strcmp(*mth, "scsi-pr") == 0;
 	oo.scsi_check = scsi_pr ? conf->fence.scsi_check_ms * USEC_PER_MSEC : 0;
+	oo.ride_through = scsi_pr && conf->agent.api_outage == AGENT_API_OUTAGE_RIDE_THROUGH;
 	oo.heartbeat = conf->service.heartbeat_ms * USEC_PER_MSEC;
 	oo.heartbeat_timeout = conf->service.heartbeat_timeout_ms * USEC_PER_MSEC;
 	oo.fence_retry = conf->fence.retry_ms * USEC_PER_MSEC;
@@ -323,6 +324,7 @@ static int run(const struct agent_conf *conf)
 	p.namespace = conf->lease.namespace;
 	p.name = conf->lease.name;
 	p.request_timeout_ms = (long)conf->kube.request_timeout_ms;
+	p.ride_through = oo.ride_through;
 	r = elector_new(client, &p, orch_elector_callbacks(), orch, &el);
 	if (r < 0)
 		goto out;

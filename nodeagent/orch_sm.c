@@ -538,6 +538,15 @@ static void ready(struct sm *s, const struct sm_event *ev, usec_t now, struct sm
 	label(s, fx);
 }
 
+usec_t sm_failure_backoff(int failures)
+{
+	usec_t d = 500 * USEC_PER_MSEC;
+
+	for (int i = 1; i < failures && d < 30 * USEC_PER_SEC; i++)
+		d *= 2;
+	return d < 30 * USEC_PER_SEC ? d : 30 * USEC_PER_SEC;
+}
+
 /* FAILED: a refused promotion, or (unsolicited) a master of our term that
  * stepped down by itself.  Either way this node cannot serve. */
 static void failed(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effects *fx)
@@ -556,8 +565,12 @@ static void failed(struct sm *s, const struct sm_event *ev, usec_t now, struct s
 		    sm_state_name(s->st), m->reason);
 		return;
 	}
-	say(fx, LOG_LEVEL_ERROR, "event=%s epoch=%" PRId64 ": %s",
-	    promoting ? "promote-failed" : "service-stepped-down", m->epoch, m->reason);
+	s->failures++;
+	s->candidate_after = now + sm_failure_backoff(s->failures);
+	say(fx, LOG_LEVEL_ERROR,
+	    "event=%s epoch=%" PRId64 ": %s; no candidate for %" PRId64 " ms (%d in a row)",
+	    promoting ? "promote-failed" : "service-stepped-down", m->epoch, m->reason,
+	    (int64_t)(sm_failure_backoff(s->failures) / USEC_PER_MSEC), s->failures);
 	release(s, fx, false, "%s on %.100s: %.200s",
 	        promoting ? "promotion failed" : "the service stepped down", s->cfg.node,
 	        m->reason);
@@ -819,6 +832,8 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 			tl(fx, "labelled", "%s on '%s'", s->cfg.label, s->peer.pod);
 			fx_add(fx, FX_TL_FINISH)->flag = true;
 			s->promotions++;
+			s->failures = 0;
+			s->candidate_after = 0;
 			metric(fx, SMM_PROMOTION, s->epoch, (double)took / 1000.0);
 			event(fx, EVENTS_PROMOTED,
 			      "epoch %" PRId64 ": recovered %" PRIu64 " records in %" PRIu64

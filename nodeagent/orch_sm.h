@@ -234,7 +234,17 @@ struct sm {
 	usec_t scsi_at; /* the next registration check */
 	bool scsi_busy;
 	int64_t promotions, demotions;
+	/* After promotions that failed in a row (FAILED while promoting, or a
+	 * master that stepped down), this node is no candidate until then:
+	 * 0.5 s doubling per failure up to 30 s, so that two nodes whose
+	 * service cannot serve do not pass the Lease back and forth at the
+	 * API server's speed.  Cleared by a promotion that completes. */
+	int failures;
+	usec_t candidate_after;
 };
+
+/* The pause after `failures` failed promotions in a row. */
+usec_t sm_failure_backoff(int failures);
 
 void sm_init(struct sm *s, const struct sm_config *cfg);
 

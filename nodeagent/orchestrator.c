@@ -117,8 +117,9 @@ struct orchestrator {
 	struct sm sm;
 	/* its snapshot, under mu */
 	enum sm_state state;
-	bool unconfirmed;  /* a demotion not confirmed yet: the watchdog waits */
-	bool pod_unusable; /* sm.pod_unusable: no candidate */
+	bool unconfirmed;       /* a demotion not confirmed yet: the watchdog waits */
+	bool pod_unusable;      /* sm.pod_unusable: no candidate */
+	usec_t candidate_after; /* sm.candidate_after: no candidate before */
 	int64_t promotions, demotions;
 
 	/* the watchdog: fed by wd_thread while the orchestrator thread makes
@@ -1012,6 +1013,17 @@ static void run_effects(struct orchestrator *o, const struct sm_effects *fx, str
 	}
 }
 
+/* Whether `store` (HELLO store=) is one of the LUNs scsi-pr preempts. */
+static bool store_is_fenced_lun(const struct orchestrator *o, const char *store)
+{
+	if (!store || !store[0])
+		return false;
+	for (size_t i = 0; i < o->o.n_scsi_luns; i++)
+		if (strcmp(o->o.scsi_luns[i], store) == 0)
+			return true;
+	return false;
+}
+
 static void step(struct orchestrator *o, const struct sm_event *ev)
 {
 	struct sm_event more[4];
@@ -1034,8 +1046,13 @@ static void step(struct orchestrator *o, const struct sm_event *ev)
 	}
 	pthread_mutex_lock(&o->mu);
 	o->state = o->sm.st;
+	if (o->elector)
+		elector_set_ride_through(o->elector, o->o.ride_through && o->sm.st == SM_MASTER &&
+		                                             o->svc_connected &&
+		                                             store_is_fenced_lun(o, o->peer.store));
 	o->unconfirmed = sm_unconfirmed_demotion(&o->sm);
 	o->pod_unusable = o->sm.pod_unusable;
+	o->candidate_after = o->sm.candidate_after;
 	o->promotions = o->sm.promotions;
 	o->demotions = o->sm.demotions;
 	pthread_mutex_unlock(&o->mu);
@@ -1095,7 +1112,8 @@ static bool cb_may_acquire(void *ud)
 	/* never while a service of ours has not confirmed it stopped: it may
 	 * not be promoted again, and the watchdog must not be fed */
 	r = (o->mode == ORCH_SERVICE_NONE || (o->svc_connected && o->svc_candidate)) &&
-	    !o->shutting_down && !o->unconfirmed && !o->pod_unusable && o->state != SM_RELEASING;
+	    !o->shutting_down && !o->unconfirmed && !o->pod_unusable && o->state != SM_RELEASING &&
+	    clock_mono_usec() >= o->candidate_after;
 	pthread_mutex_unlock(&o->mu);
 	return r;
 }
@@ -1580,6 +1598,13 @@ cJSON *orch_status_json(struct orchestrator *o)
 	cJSON_AddNumberToObject(j, "epoch", (double)o->epoch);
 	cJSON_AddNumberToObject(j, "promotions", (double)o->promotions);
 	cJSON_AddNumberToObject(j, "demotions", (double)o->demotions);
+	if (o->elector) {
+		usec_t since = elector_riding_since(o->elector);
+
+		if (since)
+			cJSON_AddNumberToObject(j, "riding_through_ms",
+			                        (double)((now - since) / USEC_PER_MSEC));
+	}
 	svc = cJSON_AddObjectToObject(j, "service");
 	if (svc) {
 		char detail[320];

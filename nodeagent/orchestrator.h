@@ -72,6 +72,10 @@ struct orch_options {
 	 * whose registrations are checked every scsi_check (0: never) */
 	const char *const *scsi_luns;
 	size_t n_scsi_luns;
+	/* agent.api_outage = ride-through: the elector may ride through an
+	 * API outage while our service is master on one of scsi_luns (it said
+	 * store=URL in HELLO) */
+	bool ride_through;
 	const char *scsi_iqn_prefix;
 	usec_t scsi_check;
 	const struct fence_pipeline_opts *fence_opts;

@@ -28,7 +28,7 @@
 #define SEND_TIMEOUT_MS 1000
 
 struct metad_control {
-	char *path, *pod, *uid;
+	char *path, *pod, *uid, *store;
 	int welcome_timeout_ms;
 	struct metad_control_hooks hooks;
 	pthread_t thread;
@@ -511,6 +511,8 @@ static void *metad_control_main(void *arg)
 			ctlproto_out_u64(&o, "version", METAD_CONTROL_VERSION);
 			ctlproto_out_text(&o, "pod", c->pod);
 			ctlproto_out_text(&o, "uid", c->uid);
+			if (c->store)
+				ctlproto_out_text(&o, "store", c->store);
 			ctlproto_out_i64(&o, "pid", getpid());
 			ctlproto_out_i64(&o, "mono_us", clock_mono_usec());
 			(void)send_out(c, 0, &o);
@@ -563,7 +565,8 @@ int metad_control_start(const struct metad_control_options *opts,
 	c->path = strdup(opts->path);
 	c->pod = token_dup(opts->pod_name);
 	c->uid = token_dup(opts->pod_uid);
-	if (!c->path || !c->pod || !c->uid)
+	c->store = opts->store ? token_dup(opts->store) : NULL;
+	if (!c->path || !c->pod || !c->uid || (opts->store && !c->store))
 		goto fail;
 	if (pipe2(c->wake, O_CLOEXEC) < 0) {
 		r = -errno;
@@ -604,6 +607,7 @@ struct metad_control *metad_control_free(struct metad_control *c)
 	free(c->path);
 	free(c->pod);
 	free(c->uid);
+	free(c->store);
 	free(c);
 	return NULL;
 }

@@ -87,6 +87,9 @@ struct metad_control_options {
 	const char *path;
 	const char *pod_name;
 	const char *pod_uid;
+	/* HELLO store=: a target-fenced store's URL (iscsi://...), which lets
+	 * the agent ride through an API outage; NULL for a directory */
+	const char *store;
 	int welcome_timeout_ms; /* 0: 5000 */
 };
 

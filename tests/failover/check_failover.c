@@ -1267,6 +1267,122 @@ START_TEST(sigterm_keep_is_no_failover)
 }
 END_TEST
 
+/* agent.api_outage = ride-through, the metads on the harness's second LUN
+ * (--store iscsi://..., fenced by scsi-pr on that LUN), each agent behind
+ * its own kf-faultproxy.  The LUN is zeroed first, so the first master
+ * initialises it (--format-unused-lun). */
+static void scen_start_ride(struct scen *s, const char *tag)
+{
+	char lun[512], cmd[1200];
+	const char *sp;
+	usec_t t0;
+
+	str_copy(lun, sizeof(lun), getenv("KF_TGT_LUN_URLS"));
+	sp = strchr(lun, ' ');
+	ck_assert_msg(sp && sp[1], "the harness target has no second LUN: '%s'", lun);
+	snprintf(cmd, sizeof(cmd),
+	         "dd if=/dev/zero of='%s/lun2.img' bs=1M count=8 conv=notrunc status=none",
+	         getenv("KF_TGT_DIR"));
+	ck_assert_int_eq(system(cmd), 0);
+	memset(s, 0, sizeof(*s));
+	fo_prepare_rbac();
+	fo_cluster_init(&s->c, tag, 2);
+	str_copy(s->c.store_lun, sizeof(s->c.store_lun), sp + 1);
+	for (size_t i = 0; i < 2; i++) {
+		fo_conf_extra(&s->c, i, "agent.api_outage = ride-through\n");
+		fo_proxy(&s->c, i);
+	}
+	fo_watcher_start(&s->wa, &s->c);
+	fo_cluster_start(&s->c);
+	s->w.probe_every = 20;
+	s->w.pause_us = 2000;
+	s->w.mixed = 2;
+	t0 = clock_mono_usec();
+	fo_workload_start(&s->w, &s->c);
+	ck_assert_msg(fo_wait_ack(&s->w, 0, t0, 5000), "no write acknowledged by node-a");
+	usleep(1000 * 1000);
+}
+
+/* The whole API is unreachable for four lease durations — every request
+ * held without an answer (0), or answered 503 (1).  The master's store is a
+ * LUN a successor would have to preempt, so its term rides through: it goes
+ * on acknowledging writes, node-b never takes over (when it can read the
+ * Lease again it counts a full lease from then), and node-a's next renewal
+ * resumes the term, same epoch.  With agent.api_outage = demote the master
+ * stops at the renew deadline and writes pause for the rest of the
+ * outage. */
+START_TEST(api_outage_rides_through)
+{
+	static const char *const rules[] = {"* . blackhole\n", "* . status=503\n"};
+	struct scen s;
+	char role[16];
+	int64_t epoch_before, epoch_after;
+	usec_t t_out, t_back, pause;
+
+	scen_start_ride(&s, _i == 0 ? "ridehang" : "ride503");
+	ck_assert_int_eq(fo_stat(&s.c, 0, role, sizeof(role), &epoch_before), 0);
+	ck_assert_str_eq(role, "master");
+	t_out = clock_mono_usec();
+	fo_proxy_rules(&s.c, 0, rules[_i]);
+	fo_proxy_rules(&s.c, 1, rules[_i]);
+	usleep(4 * FO_LEASE_MS * 1000);
+	fo_proxy_rules(&s.c, 0, "");
+	fo_proxy_rules(&s.c, 1, "");
+	t_back = clock_mono_usec();
+	ck_assert_msg(wait_log(s.c.node[0].agent_log, 1, 5000, NULL, "event=resumed", NULL),
+	              "node-a's term did not resume after the outage");
+	usleep(3 * FO_LEASE_MS * 1000); /* node-b had every chance to take over */
+	pause = longest_pause(&s, 0, t_out, t_back);
+	printf("%s: %.1f s outage: the master's longest write pause %.3f s, %zu writes "
+	       "acknowledged during it\n",
+	       s.c.tag, secs(t_back - t_out), secs(pause), fo_acks_count(&s.w, 0, t_out));
+	fo_record(_i == 0 ? "api-outage-hang-longest-write-pause"
+	                  : "api-outage-503-longest-write-pause",
+	          secs(pause));
+	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=riding-through", NULL),
+	                 1);
+	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
+	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=stopped-leading", NULL),
+	                 0);
+	ck_assert_int_eq(fo_stat(&s.c, 0, role, sizeof(role), &epoch_after), 0);
+	ck_assert_str_eq(role, "master");
+	ck_assert_int_eq(epoch_after, epoch_before); /* the same term */
+	/* writes went on: no stop at the renew deadline */
+	ck_assert_msg(pause < FO_RENEW_MS * USEC_PER_MSEC,
+	              "the master paused %.3f s during the outage", secs(pause));
+	scen_finish(&s);
+}
+END_TEST
+
+/* A partial partition: only the leader loses the API.  node-b sees the
+ * Lease expire, fences node-a (PREEMPT on the LUN) and takes over: exactly
+ * one failover.  node-a, riding through, keeps its service up, but the
+ * target refuses its writes and the epoch cell its reads, so the history
+ * stays linearizable and no acknowledged write is lost; the watcher never
+ * sees two pods labelled. */
+START_TEST(partial_partition_is_one_failover)
+{
+	struct scen s;
+	usec_t t_cut;
+
+	scen_start_ride(&s, "ridepart");
+	t_cut = clock_mono_usec();
+	fo_proxy_rules(&s.c, 0, "* . blackhole\n");
+	ck_assert_msg(fo_wait_ack(&s.w, 1, t_cut, 15000), "node-b never took over");
+	fo_record("partial-partition-to-first-ack-on-node-b",
+	          secs(fo_first_ack_after(&s.w, 1, t_cut) - t_cut));
+	usleep(2 * FO_LEASE_MS * 1000);
+	fo_proxy_rules(&s.c, 0, "");
+	usleep(2 * FO_LEASE_MS * 1000);
+	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 1);
+	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=leading", NULL), 1);
+	ck_assert_int_ge(fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'",
+	                              "scsi-pr confirmed", NULL),
+	                 1);
+	scen_finish(&s);
+}
+END_TEST
+
 static off_t watchdog_size(struct scen *s, size_t i)
 {
 	char path[700];
@@ -1454,6 +1570,8 @@ static Suite *failover_suite(void)
 	tcase_add_test(tcase(s, "tgtd-restart"), tgtd_restart_restores_reservations);
 	tcase_add_test(tcase(s, "agent-kill9"), agent_kill9_is_no_failover);
 	tcase_add_test(tcase(s, "sigterm-keep"), sigterm_keep_is_no_failover);
+	tcase_add_loop_test(tcase(s, "api-outage"), api_outage_rides_through, 0, 2);
+	tcase_add_test(tcase(s, "partial-partition"), partial_partition_is_one_failover);
 	return s;
 }
 

@@ -340,8 +340,8 @@ static void write_conf(struct fo_cluster *c, struct fo_node *nd, size_t i)
 	const char *sp;
 	FILE *f;
 
-	/* the first LUN of the harness target */
-	snprintf(lun, sizeof(lun), "%s", env("KF_TGT_LUN_URLS"));
+	/* the first LUN of the harness target, or the metads' own */
+	snprintf(lun, sizeof(lun), "%s", c->store_lun[0] ? c->store_lun : env("KF_TGT_LUN_URLS"));
 	sp = strchr(lun, ' ');
 	if (sp)
 		lun[sp - lun] = '\0';
@@ -560,7 +560,18 @@ void fo_metad_start(struct fo_cluster *c, size_t i)
 	                listen,
 	                "--idle-timeout-ms",
 	                "10000",
+	                NULL,
+	                NULL,
+	                NULL,
 	                NULL};
+
+	if (c->store_lun[0]) {
+		argv[3] = "--store";
+		argv[4] = c->store_lun;
+		argv[9] = "--node";
+		argv[10] = nd->name;
+		argv[11] = "--format-unused-lun";
+	}
 
 	FO_CHECK(nd->metad_pid <= 0, "metad %s already runs", nd->name);
 	snprintf(listen, sizeof(listen), "127.0.0.1:%d", nd->port);

@@ -85,6 +85,10 @@ struct fo_cluster {
 	size_t n;
 	struct fo_node node[FO_MAX_NODES];
 	struct k8s_client *admin;
+	/* "" (default): every metad serves the directory `data`; else this
+	 * iscsi:// LUN (--store, as its node), which is also the agents'
+	 * fence.scsi_luns.  Set between fo_cluster_init() and the starts. */
+	char store_lun[512];
 	char history[480];        /* base/history */
 	struct hist_writer *hist; /* open from init to stop; shared by every thread */
 	uint64_t hist_errors;     /* records that could not be written */

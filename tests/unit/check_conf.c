@@ -505,6 +505,7 @@ START_TEST(test_dump_marks_defaults)
 	                          "agent.write_margin_ms = 250  # default\n"
 	                          "agent.lock_file =   # default\n"
 	                          "agent.on_sigterm = handover  # default\n"
+	                          "agent.api_outage = demote  # default\n"
 	                          "agent.promote_timeout_ms = 15000  # default\n"
 	                          "lease.name = kubefence  # default\n"
 	                          "lease.namespace = kubefence  # default\n"

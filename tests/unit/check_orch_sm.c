@@ -480,6 +480,37 @@ START_TEST(test_master_steps_down)
 }
 END_TEST
 
+/* Failed promotions in a row keep this node out of the race for a while,
+ * doubling, up to 30 s; one that completes clears it. */
+START_TEST(test_failed_promotions_back_off)
+{
+	const struct sm_effect *e;
+
+	ck_assert_int_eq(sm_failure_backoff(1), 500 * MS);
+	ck_assert_int_eq(sm_failure_backoff(2), 1000 * MS);
+	ck_assert_int_eq(sm_failure_backoff(4), 4000 * MS);
+	ck_assert_int_eq(sm_failure_backoff(100), 30000 * MS);
+	ck_assert_int_eq(S.candidate_after, 0);
+	started(5, "");
+	e = fx_job(JOB_CLAIM);
+	done(e, 0);
+	simple(SE_FAILED, 5, "cannot write the epoch barrier");
+	ck_assert_int_eq(S.failures, 1);
+	ck_assert_int_eq(S.candidate_after, NOW + 500 * MS);
+	NOW += 600 * MS;
+	started(6, "");
+	e = fx_job(JOB_CLAIM);
+	done(e, 0);
+	simple(SE_FAILED, 6, "cannot write the epoch barrier");
+	ck_assert_int_eq(S.failures, 2);
+	ck_assert_int_eq(S.candidate_after, NOW + 1000 * MS);
+	NOW += 1100 * MS;
+	to_master();
+	ck_assert_int_eq(S.failures, 0);
+	ck_assert_int_eq(S.candidate_after, 0);
+}
+END_TEST
+
 START_TEST(test_label_transient_retry)
 {
 	const struct sm_effect *e;
@@ -860,6 +891,7 @@ static Suite *sm_suite(void)
 	tcase_add_test(tc, test_promote_unsent);
 	tcase_add_test(tc, test_promotion_refused);
 	tcase_add_test(tc, test_master_steps_down);
+	tcase_add_test(tc, test_failed_promotions_back_off);
 	tcase_add_test(tc, test_label_transient_retry);
 	tcase_add_test(tc, test_label_fatal);
 	tcase_add_test(tc, test_claim_superseded_and_retry);
