@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -185,9 +186,10 @@ int fence_scsi_keep_lun(struct scsi_pr *h, uint64_t key, bool (*leader)(void *),
 	return 0;
 }
 
-int fence_scsi_fence_lun(struct scsi_pr *h, uint64_t key, uint64_t victim_key, usec_t deadline,
-                         char *detail, size_t len)
+int fence_scsi_fence_lun(struct scsi_pr *h, uint64_t key, uint64_t victim_key, usec_t inflight,
+                         usec_t deadline, char *detail, size_t len)
 {
+	usec_t waited = 0;
 	struct scsi_pr_keys keys;
 	struct scsi_pr_reservation res;
 	bool had_self, had_victim, taken = false, abort_used = true;
@@ -212,6 +214,15 @@ int fence_scsi_fence_lun(struct scsi_pr *h, uint64_t key, uint64_t victim_key, u
 	r = ensure_reservation(h, key, deadline, &taken, detail, len);
 	if (r < 0)
 		return r;
+	if (had_victim && inflight > 0 && clock_mono_usec() + inflight > deadline) {
+		/* the PREEMPT may turn out plain, and then its wait must fit */
+		errbuf_set(detail, len,
+		           "the %" PRId64 " ms wait a plain PREEMPT needs for the victim's queued "
+		           "commands (fence.scsi_inflight_ms) does not fit the deadline; not "
+		           "preempted",
+		           (int64_t)(inflight / USEC_PER_MSEC));
+		return -ETIMEDOUT;
+	}
 	if (had_victim) {
 		r = scsi_pr_preempt(h, key, victim_key, SCSI_PR_TYPE_WE_REGISTRANTS_ONLY, true,
 		                    deadline, detail, len);
@@ -226,6 +237,15 @@ int fence_scsi_fence_lun(struct scsi_pr *h, uint64_t key, uint64_t victim_key, u
 		 * read-back below decides. */
 		if (r < 0 && r != -EBADE)
 			return r;
+		/* A plain PREEMPT refuses the victim's later commands only; one
+		 * the target accepted before may still run.  Wait for it, so
+		 * that a late write cannot land on what the new master writes.
+		 * The whole wait, even past the deadline (checked before the
+		 * PREEMPT): a retry would find the key gone and not wait. */
+		if (!abort_used && inflight > 0) {
+			clock_sleep_until(clock_mono_usec() + inflight);
+			waited = inflight;
+		}
 	}
 	/* confirm */
 	r = scsi_pr_read_keys(h, deadline, &keys, detail, len);
@@ -257,10 +277,14 @@ int fence_scsi_fence_lun(struct scsi_pr *h, uint64_t key, uint64_t victim_key, u
 	how = !had_victim  ? "victim was not registered"
 	      : abort_used ? "PREEMPT AND ABORT"
 	                   : "PREEMPT (no PREEMPT AND ABORT)";
-	errbuf_set(detail, len,
-	           "%s%s%s; confirmed: %zu registration(s), reservation %s by 0x%016llx",
-	           had_self ? "" : "registered (our key was missing); ", taken ? "reserved; " : "",
-	           how, keys.total, scsi_pr_type_name(res.type), (unsigned long long)res.key);
+	errbuf_set(
+	        detail, len,
+	        "%s%s%s%s; confirmed: %zu registration(s), reservation %s by 0x%016llx",
+	        had_self ? "" : "registered (our key was missing); ", taken ? "reserved; " : "",
+	        how,
+	        waited ? ", then waited for the victim's queued commands (fence.scsi_inflight_ms)"
+	               : "",
+	        keys.total, scsi_pr_type_name(res.type), (unsigned long long)res.key);
 	return 0;
 }
 
@@ -302,7 +326,8 @@ static int method_lun(void *userdata, size_t i, usec_t deadline, char *detail, s
 		r = fence_scsi_keep_lun(h, m->key, m->leader, m->leader_data, deadline,
 		                        &m->restored[i], detail, len);
 	else if (m->fence)
-		r = fence_scsi_fence_lun(h, m->key, m->victim_key, deadline, detail, len);
+		r = fence_scsi_fence_lun(h, m->key, m->victim_key, m->opts ? m->opts->inflight : 0,
+		                         deadline, detail, len);
 	else
 		r = fence_scsi_join_lun(h, m->key, deadline, detail, len);
 	h = scsi_pr_close(h);

@@ -465,6 +465,7 @@ static int method_scsi_pr(void *data, const struct fence_request *req, usec_t de
 	so.iqn_prefix = mc->conf->fence.scsi_iqn_prefix && mc->conf->fence.scsi_iqn_prefix[0]
 	                        ? mc->conf->fence.scsi_iqn_prefix
 	                        : NULL;
+	so.inflight = mc->conf->fence.scsi_inflight_ms * USEC_PER_MSEC;
 	r = fence_scsi_fence(mc->conf->node.name, req->node, luns, n, &so, deadline, rep);
 	msg[0] = '\0';
 	for (size_t i = 0; i < rep->n; i++)

@@ -541,6 +541,19 @@ static const struct conf_key agent_keys[] = {
                  "registers here (the target cannot tell its lost key from one a fence "
                  "removed): it registers through its own fence when it takes over. 0: no "
                  "check."},
+        {.name = "fence.scsi_inflight_ms",
+         .type = CONF_INT,
+         .def = "500",
+         .min = 0,
+         .max = 60000,
+         .offset = F(fence.scsi_inflight_ms),
+         .help = "`scsi-pr`: how long a command the target accepted from the victim before "
+                 "the PREEMPT may still take to run. PREEMPT AND ABORT aborts such commands; "
+                 "a target that refuses it (tgt does) only refuses the victim's later "
+                 "commands, so after a plain PREEMPT of a registered victim the fence waits "
+                 "this long before it is confirmed, and a late write of the victim cannot "
+                 "land on what the new master writes. Set it to the target's worst command "
+                 "time; 0 trusts that nothing is queued."},
         {.name = "selffence.stop_timeout_ms",
          .type = CONF_INT,
          .def = "2000",

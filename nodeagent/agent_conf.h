@@ -82,9 +82,10 @@ struct agent_conf {
 		int64_t retry_ms;
 		char *pvc; /* volume-detach: the PVC in service.namespace; "" = unset */
 		bool out_of_service_taint;
-		char **scsi_luns;      /* scsi-pr: iscsi:// URLs */
-		char *scsi_iqn_prefix; /* "" = the built-in prefix */
-		int64_t scsi_check_ms; /* registration check interval; 0 = none */
+		char **scsi_luns;         /* scsi-pr: iscsi:// URLs */
+		char *scsi_iqn_prefix;    /* "" = the built-in prefix */
+		int64_t scsi_check_ms;    /* registration check interval; 0 = none */
+		int64_t scsi_inflight_ms; /* wait after a PREEMPT that cannot abort */
 	} fence;
 	struct {
 		int64_t stop_timeout_ms;

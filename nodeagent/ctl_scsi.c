@@ -30,6 +30,7 @@ struct args {
 	const char *nodes[NODES_MAX];
 	size_t n_nodes;
 	long timeout_ms;
+	long inflight_ms;
 };
 
 static void usage(FILE *out)
@@ -47,6 +48,10 @@ static void usage(FILE *out)
 	        "  --victim NODE      the node to fence\n"
 	        "  --nodes A,B,...    node names to map keys back to (keys)\n"
 	        "  --timeout-ms MS    deadline for the whole command (default %d)\n"
+	        "  --inflight-ms MS   fence: after a PREEMPT the target could not make a\n"
+	        "                     PREEMPT AND ABORT (tgt), wait MS for the victim's queued\n"
+	        "                     commands, as the agent's fence.scsi_inflight_ms (default "
+	        "500)\n"
 	        "\n"
 	        "Exit: 0 confirmed, 2 bad usage, 3 failed on a LUN, 4 deadline passed.\n",
 	        SCSI_PR_DEFAULT_IQN_PREFIX, DEFAULT_TIMEOUT_MS);
@@ -62,6 +67,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	        {"victim", required_argument, NULL, 'v'},
 	        {"nodes", required_argument, NULL, 'N'},
 	        {"timeout-ms", required_argument, NULL, 't'},
+	        {"inflight-ms", required_argument, NULL, 'I'},
 	        {"help", no_argument, NULL, 'h'},
 	        {NULL, 0, NULL, 0},
 	};
@@ -69,6 +75,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	int c;
 
 	a->timeout_ms = DEFAULT_TIMEOUT_MS;
+	a->inflight_ms = 500;
 	if (argc < 2) {
 		usage(stderr);
 		return -EINVAL;
@@ -117,6 +124,17 @@ static int parse_args(int argc, char **argv, struct args *a)
 			if (*end || errno || a->timeout_ms < 1 || a->timeout_ms > 3600000) {
 				fprintf(stderr,
 				        "kubefencectl scsi: --timeout-ms: '%s' is not 1..3600000\n",
+				        optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'I':
+			errno = 0;
+			a->inflight_ms = strtol(optarg, &end, 10);
+			if (*end || errno || end == optarg || a->inflight_ms < 0 ||
+			    a->inflight_ms > 60000) {
+				fprintf(stderr,
+				        "kubefencectl scsi: --inflight-ms: '%s' is not 0..60000\n",
 				        optarg);
 				return -EINVAL;
 			}
@@ -269,6 +287,7 @@ int ctl_scsi_main(int argc, char **argv)
 	}
 	o.iqn_prefix = a.prefix;
 	o.initiator = a.initiator;
+	o.inflight = (usec_t)a.inflight_ms * USEC_PER_MSEC;
 	if (strcmp(a.cmd, "keys") == 0) {
 		rc = cmd_keys(&a);
 		goto finish;

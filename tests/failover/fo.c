@@ -369,6 +369,7 @@ static void write_conf(struct fo_cluster *c, struct fo_node *nd, size_t i)
 	        "fence.total_timeout_ms = 6000\n"
 	        "fence.retries = 2\n"
 	        "fence.retry_ms = 100\n"
+	        "fence.scsi_inflight_ms = 100\n"
 	        "selffence.stop_timeout_ms = 1000\n"
 	        "selffence.watchdog_device = %s/watchdog\n"
 	        "agent.lock_file = %s/agent.lock\n"

@@ -174,6 +174,60 @@ START_TEST(fence_then_victim_writes_fail)
 }
 END_TEST
 
+/* tgt refuses PREEMPT AND ABORT: after its plain PREEMPT, the fence waits
+ * `inflight` for what the target had queued from the victim, says so, and
+ * refuses (-ETIMEDOUT) when that wait does not fit its deadline. */
+START_TEST(plain_preempt_waits_for_queued_commands)
+{
+	const char *luns[] = {lun1};
+	struct fence_scsi_options o = {.inflight = 300 * USEC_PER_MSEC};
+	struct fence_scsi_report rep;
+	struct scsi_pr *ha;
+	char detail[384];
+	usec_t t0;
+
+	kft_lun_clear(lun1);
+	ha = kft_lun_open_as(lun1, "node-a");
+	ck_assert_msg(fence_scsi_join_lun(ha, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
+	              detail);
+	t0 = clock_mono_usec();
+	ck_assert_int_eq(fence_scsi_fence("node-b", "node-a", luns, 1, &o, DEADLINE(), &rep), 0);
+	print_report("fence", &rep);
+	ck_assert_int_ge(clock_mono_usec() - t0, o.inflight);
+	ck_assert_ptr_nonnull(strstr(rep.steps[0].detail,
+	                             "PREEMPT (no PREEMPT AND ABORT), then "
+	                             "waited for the victim's queued commands"));
+	{
+		size_t n;
+
+		ck_assert(only_key(lun1, key_b, &n));
+	}
+	/* the victim is registered again; a deadline shorter than the wait */
+	ck_assert_msg(fence_scsi_join_lun(ha, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
+	              detail);
+	o.inflight = 5 * USEC_PER_SEC;
+	ck_assert_int_eq(fence_scsi_fence("node-b", "node-a", luns, 1, &o,
+	                                  clock_mono_usec() + 2 * USEC_PER_SEC, &rep),
+	                 -ETIMEDOUT);
+	print_report("fence", &rep);
+	ck_assert_ptr_nonnull(strstr(rep.steps[0].detail, "does not fit the deadline"));
+	{
+		struct scsi_pr_keys keys;
+		struct scsi_pr *ho = kft_lun_open_as(lun1, "observer");
+		char err[512];
+
+		ck_assert_int_eq(scsi_pr_read_keys(ho, DEADLINE(), &keys, err, sizeof(err)), 0);
+		bool a = false;
+
+		for (size_t k = 0; k < keys.n; k++)
+			a |= keys.keys[k] == key_a;
+		ck_assert_msg(a, "node-a was preempted although the fence refused to wait");
+		scsi_pr_close(ho);
+	}
+	scsi_pr_close(ha);
+}
+END_TEST
+
 static void run_harness(const char *cmd)
 {
 	pid_t pid = fork();
@@ -616,6 +670,7 @@ static Suite *scsi_it_suite(void)
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, fence_then_victim_writes_fail);
+	tcase_add_test(tc, plain_preempt_waits_for_queued_commands);
 	tcase_add_test(tc, second_process_of_same_node);
 	tcase_add_test(tc, two_luns_all_or_nothing);
 	tcase_add_test(tc, target_capabilities);

@@ -536,6 +536,7 @@ START_TEST(test_dump_marks_defaults)
 	                          "fence.scsi_luns =   # default\n"
 	                          "fence.scsi_iqn_prefix =   # default\n"
 	                          "fence.scsi_check_ms = 2000  # default\n"
+	                          "fence.scsi_inflight_ms = 500  # default\n"
 	                          "selffence.stop_timeout_ms = 2000  # default\n"
 	                          "selffence.kill_timeout_ms = 5000  # default\n"
 	                          "selffence.watchdog_device =   # default\n",
