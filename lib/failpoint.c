@@ -395,6 +395,8 @@ static void pause_here(const char *dir, const char *name)
 	log_warning("fault point '%s': released", name);
 }
 
+static bool crashing; /* atomic: a thread is on its way to a crash's _exit */
+
 int failpoint_hit_(enum failpoint_id id)
 {
 	struct fp_term t = {.action = FA_OFF};
@@ -421,6 +423,13 @@ int failpoint_hit_(enum failpoint_id id)
 
 	if (t.action == FA_OFF)
 		return 0;
+	/* A process crashes once: a second thread reaching a crash while the
+	 * first one is on its way to _exit would report (and log) a second
+	 * crash, and might act on state the crash is about to lose.  It waits
+	 * for the exit instead. */
+	if (t.action == FA_CRASH && __atomic_exchange_n(&crashing, true, __ATOMIC_SEQ_CST))
+		for (;;)
+			pause();
 	if (t.action == FA_DELAY || t.action == FA_ERROR)
 		snprintf(what, sizeof(what), "%s(%ld)", action_names[t.action], t.arg);
 	else

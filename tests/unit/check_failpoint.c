@@ -156,6 +156,61 @@ START_TEST(crash_exits_at_once)
 }
 END_TEST
 
+static pthread_barrier_t crash_barrier;
+
+static void *crash_thread(void *arg)
+{
+	(void)arg;
+	pthread_barrier_wait(&crash_barrier);
+	(void)FAILPOINT(METASTORE_SNAPSHOT_BEFORE_RENAME);
+	return NULL;
+}
+
+/* Threads that reach a crash together: one crash, one line in `fired`
+ * (the rest wait for the exit), in each of 20 processes. */
+START_TEST(crash_fires_once_per_process)
+{
+	char cdir[] = "/tmp/kf-fp-crash.XXXXXX", path[64], line[256];
+	int lines = 0;
+	FILE *f;
+
+	ck_assert_ptr_nonnull(mkdtemp(cdir));
+	ck_assert_int_eq(failpoint_set_dir(cdir), 0);
+	ck_assert_int_eq(failpoint_set("metastore.snapshot.before_rename=crash", NULL, 0), 0);
+	for (int k = 0; k < 20; k++) {
+		pid_t pid = fork();
+		int st;
+
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			pthread_t t[16];
+
+			pthread_barrier_init(&crash_barrier, NULL, 16);
+			for (int i = 0; i < 16; i++)
+				if (pthread_create(&t[i], NULL, crash_thread, NULL) != 0)
+					_exit(1);
+			for (int i = 0; i < 16; i++)
+				pthread_join(t[i], NULL);
+			_exit(0);
+		}
+		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+		ck_assert(WIFEXITED(st));
+		ck_assert_int_eq(WEXITSTATUS(st), FAILPOINT_CRASH_STATUS);
+	}
+	snprintf(path, sizeof(path), "%s/fired", cdir);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f))
+		lines++;
+	fclose(f);
+	ck_assert_int_eq(lines, 20);
+	(void)unlink(path);
+	(void)rmdir(cdir);
+	(void)failpoint_set(NULL, NULL, 0);
+	(void)failpoint_set_dir(NULL);
+}
+END_TEST
+
 START_TEST(stop_stops_the_process)
 {
 	pid_t pid;
@@ -321,6 +376,7 @@ static Suite *failpoint_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, delay_sleeps);
 	tcase_add_test(tc, crash_exits_at_once);
+	tcase_add_test(tc, crash_fires_once_per_process);
 	tcase_add_test(tc, stop_stops_the_process);
 	tcase_add_test(tc, pause_until_released);
 	tcase_add_test(tc, spec_file_rearms_at_run_time);
