@@ -21,8 +21,8 @@
 # 3. The baseline without kubefence: ONE MetaService pod
 #    (`kubefence-metad --standalone --epoch 1`, no readiness probe, so its
 #    endpoint is back as soon as the container runs), the same kill, restarted
-#    in place by its kubelet; the same client through that Service's
-#    Endpoints.  Each sample uses a fresh pod, so that no sample waits out the
+#    in place by its kubelet; the same two clients, through that Service's
+#    ClusterIP and its Endpoints.  Each sample uses a fresh pod, so that no sample waits out the
 #    kubelet's CrashLoopBackOff (the baseline's best case).
 # The kubefence clients' operations (with 20 % reads) are recorded and judged
 # together by kf-lincheck; the verdict goes into the JSON, and a violation (printed)

@@ -4,11 +4,20 @@
 # through its node's containerd (`ctr -n k8s.io task kill -s SIGKILL`, what
 # `docker kill` does) and show the timeline of the failover, then the killed
 # pod restarted in place by its kubelet, as standby; at the end kf-lincheck
-# judges every operation the demo's clients recorded.
+# judges every operation the demo's clients recorded, and the demo sums up
+# what it measured: how long writes were unavailable, split into detection,
+# failover and routing.
 #
-#   bash lab/demo-lab.sh [--keep] [--keys N]
+#   bash lab/demo-lab.sh [--keep] [--keys N] [--via clusterip|endpoints|both]
 #
 # --keep leaves the lab (and tgtd) up; by default everything is taken down.
+# --via: how the demo's clients reach the master (tests/e2e/kf-labclient):
+#   clusterip (the default)  through the Service's ClusterIP, routed by the
+#              lab's kube-proxy (iptables mode), as a client of a real cluster;
+#   endpoints  through the Service's Endpoints read from the API (what
+#              kube-proxy follows), without kube-proxy's own delay;
+#   both       a writing client on each path side by side, so that one kill
+#              gives both figures and kube-proxy's share of the failover.
 # Needs root and what lab/README.md lists, plus tgt; kubefence built
 # (KUBEFENCE_BUILD, default the repo) with tests/e2e/kf-labclient
 # (make tests/e2e/kf-labclient).
@@ -18,13 +27,27 @@ top_srcdir=$(cd "$(dirname "$0")/.." && pwd)
 top_builddir=${top_builddir:-${KUBEFENCE_BUILD:-$top_srcdir}}
 KEEP=0
 KEYS=200
+VIA=clusterip
+usage() {
+	echo "usage: $0 [--keep] [--keys N] [--via clusterip|endpoints|both]" >&2
+	exit 2
+}
 while [ $# -gt 0 ]; do
 	case $1 in
 	--keep) KEEP=1; shift ;;
 	--keys) KEYS=$2; shift 2 ;;
-	*) echo "usage: $0 [--keep] [--keys N]" >&2; exit 2 ;;
+	--via)
+		case ${2:-} in clusterip | endpoints | both) VIA=$2 ;; *) usage ;; esac
+		shift 2
+		;;
+	*) usage ;;
 	esac
 done
+# PATHS: the paths with a writing client; CVIA: the path of the other clients.
+case $VIA in
+both) PATHS=(clusterip endpoints) CVIA=clusterip ;;
+*) PATHS=("$VIA") CVIA=$VIA ;;
+esac
 # shellcheck source=tests/e2e/lib.sh
 . "$top_srcdir/tests/e2e/lib.sh"
 WORK=$(mktemp -d /tmp/kubefence-demo.XXXXXX)
@@ -33,9 +56,6 @@ e2e_skip() {
 	exit 1
 }
 e2e_init
-# The demo's clients follow the Service's Endpoints themselves (what
-# kube-proxy follows), so that its timeline names the pod that answered;
-# tests/e2e/e2e.test and bench/failover-lab.sh go through the ClusterIP.
 
 cleanup() {
 	local rc=$?
@@ -60,6 +80,10 @@ die() {
 
 iso_us() { echo $(($(date -d "$1" +%s%N) / 1000)); } # ISO time -> µs
 rel() { awk -v a="$1" -v k="$KILL_US" 'BEGIN{printf "%+8.1f ms", (a-k)/1000}'; }
+dur() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%7.1f ms", (a-b)/1000}'; } # B..A
+path_name() { # PATH
+	if [ "$1" = clusterip ]; then echo "the ClusterIP $SVC_IP:7480 (kube-proxy)"; else echo "the Endpoints (read from the API)"; fi
+}
 
 echo "== the lab: $(lab_is_up && echo 'already up' || echo 'starting (about 16 s)')"
 e2e_up >/dev/null || die "lab up failed"
@@ -68,19 +92,26 @@ echo "== deploying kubefence (manifests/rendered/lab.yaml)"
 e2e_deploy || die "deploy failed"
 kc get pods -n $NS -o wide | sed 's/^/   /'
 M=$(masters)
-echo "== master: $M on $(pod_node "$M"), Service metaservice -> $(endpoint)"
+SVC_IP=$(kc get service -n $NS metaservice -o jsonpath='{.spec.clusterIP}')
+echo "== master: $M on $(pod_node "$M"); Service metaservice: ClusterIP $SVC_IP:7480 -> endpoint $(endpoint)"
+echo "   the demo's clients go through $(path_name "$CVIA")$([ "$VIA" = both ] && echo "; a second writer through $(path_name endpoints)")"
 
-echo "== writing $KEYS keys through the master (Service endpoints)"
+echo "== writing $KEYS keys through the master (through $(path_name "$CVIA"))"
 for i in $(seq 1 "$KEYS"); do echo "put demo-$i value-$i"; done |
-	"$CLIENT" --via endpoints --history "$HIST/demo.hist" --client demo-put session >"$WORK/put.out"
+	"$CLIENT" --via "$CVIA" --history "$HIST/demo.hist" --client demo-put session >"$WORK/put.out"
 n=$(grep -c '^ok put' "$WORK/put.out")
 echo "   $n of $KEYS acknowledged"
 [ "$n" = "$KEYS" ] || die "writes failed: $(grep -v '^ok' "$WORK/put.out" | head -3)"
 
-# A client writing continuously through the Service: it measures when the
-# first write after the kill is acknowledged.
-bg_start "$CLIENT" --via endpoints --pause-us 1000 --prefix live- --history "$HIST/workload.hist" --client workload \
-	workload "$WORK/acks" >/dev/null
+# A client writing continuously through the Service (one per path): it
+# measures when the first write after the kill is acknowledged.
+WLS=()
+for p in "${PATHS[@]}"; do
+	bg_start "$CLIENT" --via "$p" --pause-us 1000 --prefix "live-$p-" --history "$HIST/workload-$p.hist" \
+		--client "workload-$p" workload "$WORK/acks.$p" >/dev/null 2>"$WORK/workload-$p.log"
+	WLS+=("$BG_PID")
+done
+for p in "${PATHS[@]}"; do wait_ack_after "$WORK/acks.$p" 0 30 >/dev/null || die "no write acknowledged through $(path_name "$p")"; done
 sleep 1
 OLD=$M
 OLD_NODE=$(pod_node "$OLD")
@@ -91,7 +122,12 @@ CID=${CID#containerd://}
 echo "== kill: ctr -n k8s.io task kill -s SIGKILL ${CID:0:12}… (container of $OLD on $OLD_NODE)"
 kill_pod_at "$OLD" || die "kill failed"
 NEW=$(wait_new_master "$OLD" 30) || die "no new master"
-A=$(wait_ack_after "$WORK/acks" "$KILL_US" 30 "$(pod_ip "$OLD"):7480") || die "no write acknowledged"
+# The first write acknowledged after ctr returned (the old master was dead
+# by then), measured from just before ctr started: an upper bound.
+declare -A ACK
+for p in "${PATHS[@]}"; do
+	ACK[$p]=$(wait_ack_after "$WORK/acks.$p" "$KILL_DONE_US" 30) || die "no write acknowledged through $(path_name "$p")"
+done
 sleep 0.5
 NEW_NODE=$(pod_node "$NEW")
 NEW_AGENT_IP=$(agent_ip_on "$NEW_NODE")
@@ -100,47 +136,93 @@ kc logs -n $NS "$OLD_AGENT" >"$WORK/old-agent.log"
 
 echo "== timeline (from the kill; old agent's log, new agent's /status, the client)"
 printf '   %s  %-10s %s\n' "$(rel "$KILL_US")" kill "ctr task kill -s SIGKILL started (it returned at $(rel "$KILL_DONE_US"))"
+DETECT_US="" LABEL_US="" NEW_EPOCH=""
 l=$(grep -F "service '$OLD'" "$WORK/old-agent.log" | grep 'EOF' | tail -1)
-[ -n "$l" ] && printf '   %s  %-10s %s\n' "$(rel "$(iso_us "${l%% *}")")" detected "$OLD_NODE's agent: EOF on the control socket"
+if [ -n "$l" ]; then
+	DETECT_US=$(iso_us "${l%% *}")
+	printf '   %s  %-10s %s\n' "$(rel "$DETECT_US")" detected "$OLD_NODE's agent: EOF on the control socket"
+fi
 l=$(grep 'event=released' "$WORK/old-agent.log" | tail -1)
 [ -n "$l" ] && printf '   %s  %-10s %s\n' "$(rel "$(iso_us "${l%% *}")")" released "$(sed -n "s/.*reason=\(.*\)/\1/p" <<<"$l")"
 START_US=$(iso_us "$(jq -r '.last_failover.started_at' "$WORK/status.json")")
-jq -r '.last_failover.steps[] | "\(.at_ms) \(.step) \(.detail)"' "$WORK/status.json" |
-	while read -r at step detail; do
-		t=$((START_US + at * 1000))
-		case $step in
-		acquired) detail="$NEW_NODE: ${detail%%,*}" ;;
-		promote-sent) step=promoted; detail="$detail" ;;
-		recovered) detail="recovered ${detail}" ;;
-		esac
-		printf '   %s  %-10s %s\n' "$(rel "$t")" "$step" "$detail"
-	done
+while read -r at step detail; do
+	t=$((START_US + at * 1000))
+	case $step in
+	acquired) NEW_EPOCH=${detail%%,*} detail="$NEW_NODE: ${detail%%,*}" ;;
+	promote-sent) step=promoted ;;
+	recovered) detail="recovered ${detail}" ;;
+	labelled) LABEL_US=$t ;;
+	esac
+	printf '   %s  %-10s %s\n' "$(rel "$t")" "$step" "$detail"
+done < <(jq -r '.last_failover.steps[] | "\(.at_ms) \(.step) \(.detail)"' "$WORK/status.json")
 jq -r --arg s "$(jq -r '.last_failover.started_at' "$WORK/status.json")" \
 	'.fences[] | select(.started_at >= $s) | .steps[] | "\(.step): \(.detail // "")"' "$WORK/status.json" 2>/dev/null |
 	sed 's/^/                        fence method /' | cut -c1-160
-printf '   %s  %-10s %s\n' "$(rel "${A%% *}")" "first ack" "first write acknowledged through the Service, by ${A#* } ($NEW)"
-echo "   agent-measured failover: $(jq -r '.last_failover.total_ms' "$WORK/status.json") ms (acquired -> labelled);" \
-	"client-measured: $(awk -v a="${A%% *}" -v k="$KILL_US" 'BEGIN{printf "%.0f", (a-k)/1000}') ms (kill -> first acknowledged write)"
+for p in "${PATHS[@]}"; do
+	printf '   %s  %-10s %s\n' "$(rel "${ACK[$p]%% *}")" "first ack" "first write acknowledged through $(path_name "$p")"
+done
+if [[ " ${PATHS[*]} " = *" clusterip "* ]]; then
+	# Which pod kube-proxy sends the ClusterIP to now: ask through it (a
+	# master's role and epoch say which; its master= field is only a hint).
+	st=$("$CLIENT" direct "$SVC_IP:7480" stat | tr ' ' '\n' | grep -E '^(role|epoch)=' | tr '\n' ' ')
+	echo "   a stat through the ClusterIP $SVC_IP:7480 is answered by: ${st% } (${NEW_EPOCH:-epoch ?} is $NEW's)"
+fi
 echo "== the new master's agent (kubefencectl status --agent $NEW_AGENT_IP:9464)"
 "$KFCTL" status --agent "$NEW_AGENT_IP:9464" 2>&1 | sed -n '1,20p' | sed 's/^/   /' | cut -c1-200
 
 echo "== the $KEYS keys written before the kill, read through the Service"
 for i in $(seq 1 "$KEYS"); do echo "get demo-$i value-$i"; done |
-	"$CLIENT" --via endpoints --history "$HIST/demo.hist" --client demo-get session >"$WORK/get.out"
-echo "   $(grep -c '^ok get' "$WORK/get.out") of $KEYS readable on $NEW"
+	"$CLIENT" --via "$CVIA" --history "$HIST/demo.hist" --client demo-get session >"$WORK/get.out"
+READ=$(grep -c '^ok get' "$WORK/get.out")
+echo "   $READ of $KEYS readable on $NEW"
 
 echo "== the killed pod, restarted in place by its kubelet"
 wait_restarted "$OLD" "$BEFORE" 60 || die "$OLD not restarted"
 r=$(refuses_write "$OLD")
-st=$("$CLIENT" --via endpoints direct "$(pod_ip "$OLD"):7480" stat | tr ' ' '\n' | grep -E '^(role|epoch|master)=' | tr '\n' ' ')
+st=$("$CLIENT" direct "$(pod_ip "$OLD"):7480" stat | tr ' ' '\n' | grep -E '^(role|epoch|master)=' | tr '\n' ' ')
 echo "   $OLD: restartCount $BEFORE -> $(restarts "$OLD"), $st"
 echo "   a write sent to it directly: $r"
-bg_stop "${E2E_BG_PIDS[0]}"
+for p in "${WLS[@]}"; do bg_stop "$p"; done
 kc get pods -n $NS -o wide -L role | sed 's/^/   /'
 echo "== every operation the clients recorded, judged by kf-lincheck (linearizability)"
-"$CLIENT" --via endpoints --timeout-ms 10000 --history "$HIST/final.hist" --client final check "$WORK/acks" >"$WORK/check.out" ||
+ACKFILES=()
+for p in "${PATHS[@]}"; do ACKFILES+=("$WORK/acks.$p"); done
+"$CLIENT" --via "$CVIA" --timeout-ms 10000 --history "$HIST/final.hist" --client final check "${ACKFILES[@]}" >"$WORK/check.out" ||
 	die "acknowledged writes lost: $(cat "$WORK/check.out")"
 echo "   $(cat "$WORK/check.out")"
-e2e_lincheck demo "$HIST"/*.hist | sed 's/^/   /'
-[ "${PIPESTATUS[0]}" = 0 ] || die "the recorded operations are not linearizable (kf-lincheck above)"
+e2e_lincheck demo "$HIST"/*.hist >"$WORK/lincheck.line"
+LIN_RC=$?
+sed 's/^/   /' "$WORK/lincheck.line"
+[ "$LIN_RC" = 0 ] || die "the recorded operations are not linearizable (kf-lincheck above)"
+
+# What it all means, for an operator: the outage a client of the Service
+# saw, and where the time went.
+P=${PATHS[0]}
+A_US=${ACK[$P]%% *}
+echo "== what was measured (one kill; times from just before \`ctr task kill\` started, so upper bounds)"
+if [ "$P" = clusterip ]; then who="what a client of the Service waits"; else who="what a client reading the Endpoints itself waits"; fi
+printf '   %-24s %s   %s\n' "writes unavailable" "$(dur "$A_US" "$KILL_US")" \
+	"kill -> first write acknowledged through $(path_name "$P"): $who"
+if [ -n "$DETECT_US" ] && [ -n "$LABEL_US" ]; then
+	printf '     %-22s %s   %s\n' "detection" "$(dur "$DETECT_US" "$KILL_US")" \
+		"kill -> $OLD_NODE's agent saw its MetaService's control socket close"
+	printf '     %-22s %s   %s\n' "failover" "$(dur "$LABEL_US" "$DETECT_US")" \
+		"-> $NEW labelled role=master: lease taken, old master fenced, promoted, recovered (the agent's own figure: $(jq -r '.last_failover.total_ms' "$WORK/status.json") ms)"
+	if [ "$P" = clusterip ]; then
+		printf '     %-22s %s   %s\n' "routing" "$(dur "$A_US" "$LABEL_US")" \
+			"-> first ack: the endpoints controller updated the Endpoints, kube-proxy its iptables rules, the client retried"
+	else
+		printf '     %-22s %s   %s\n' "routing" "$(dur "$A_US" "$LABEL_US")" \
+			"-> first ack: the endpoints controller updated the Endpoints, the client re-read them and retried"
+	fi
+fi
+if [ "$VIA" = both ]; then
+	E_US=${ACK[endpoints]%% *}
+	printf '   %-24s %s   %s\n' "through the Endpoints" "$(dur "$E_US" "$KILL_US")" \
+		"the same kill, a client that reads the Endpoints itself (no kube-proxy)"
+	printf '   %-24s %s   %s\n' "kube-proxy's share" "$(dur "$A_US" "$E_US")" \
+		"ClusterIP minus Endpoints: kube-proxy's iptables sync (--iptables-min-sync-period 1 s) and the re-connect"
+fi
+printf '   %-24s %s\n' "writes lost" "$((KEYS - READ)) of the $KEYS keys written before the kill; $(sed -n 's/.*lost_or_wrong=\([0-9]*\).*/\1/p' "$WORK/check.out") of the $(sed -n 's/.*acknowledged=\([0-9]*\).*/\1/p' "$WORK/check.out") writes the workload had acknowledged"
+printf '   %-24s %s\n' "consistency" "$(sed -n 's/^lincheck: //p' "$WORK/lincheck.line" | tail -1) (kf-lincheck over every recorded operation)"
 echo "== done"
