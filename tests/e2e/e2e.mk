@@ -11,7 +11,8 @@ tests_e2e_kf_labclient_LDADD = $(KF_METAD_LIBS)
 TESTS += tests/e2e/e2e.test tests/e2e/nemesis.test
 EXTRA_DIST += tests/e2e/e2e.test tests/e2e/lib.sh tests/e2e/lab-tgtd.sh \
 	lab/demo-lab.sh bench/failover-lab.sh \
-	tests/e2e/nemesis.test bench/nemesis.sh bench/results/nemesis.json
+	tests/e2e/nemesis.test bench/nemesis.sh bench/results/nemesis.json \
+	bench/results/failover-lab.json
 
 # `make bench-lab`: container-kill and node-freeze failover in the lab, and
 # the same kill of a single MetaService without kubefence (the baseline);
