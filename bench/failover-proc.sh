@@ -2,7 +2,8 @@
 # The failover benchmark with real processes (make bench-failover): starts a
 # real control plane (tests/harness/control-plane.sh) and tgtd
 # (tests/harness/tgtd.sh), runs bench/failover-proc in them, and stops both
-# by PID in the trap.  Arguments go to failover-proc (-n KILLS, --out FILE).
+# by PID in the trap.  Arguments go to failover-proc (-n KILLS, --out FILE),
+# or to the program BENCH_PROG names (outage-proc).
 set -u
 : "${top_srcdir:?}" "${top_builddir:?}"
 cp_harness="$top_srcdir/tests/harness/control-plane.sh"
@@ -23,7 +24,7 @@ trap cleanup EXIT
 trap 'rc=1; exit 1' INT TERM
 command -v tgtd >/dev/null || { echo "bench-failover: tgtd is missing (apt-get install tgt)" >&2; rc=1; exit 1; }
 bash "$cp_harness" start "$dir/cp" || { rc=1; exit 1; }
-bash "$tgt_harness" start "$dir/tgt" --luns 1 --size 8 || { rc=1; exit 1; }
+bash "$tgt_harness" start "$dir/tgt" --luns 2 --size 8 || { rc=1; exit 1; }
 # shellcheck disable=SC1091
 . "$dir/cp/env"
 # shellcheck disable=SC1091
@@ -33,5 +34,8 @@ export KF_METAD="$top_builddir/storage/metad/kubefence-metad"
 export KF_IT_CTL="$top_builddir/nodeagent/kubefencectl"
 # the history checker; a missing one fails the run under CI=true
 export KF_LINCHECK="$top_builddir/tests/lincheck/kf-lincheck"
-"$top_builddir/bench/failover-proc" "$@" || rc=1
+export KF_FAULTPROXY="$top_builddir/tests/proxy/kf-faultproxy"
+export KF_TGT_DIR="$dir/tgt"
+# BENCH_PROG: failover-proc (default) or outage-proc
+"$top_builddir/bench/${BENCH_PROG:-failover-proc}" "$@" || rc=1
 exit $rc

@@ -192,7 +192,8 @@ int fence_scsi_fence_lun(struct scsi_pr *h, uint64_t key, uint64_t victim_key, u
 	usec_t waited = 0;
 	struct scsi_pr_keys keys;
 	struct scsi_pr_reservation res;
-	bool had_self, had_victim, taken = false, abort_used = true;
+	bool had_self, had_victim, taken = false, abort_used = true, aborted = false;
+	bool reset = false;
 	const char *how;
 	int r;
 
@@ -214,15 +215,6 @@ int fence_scsi_fence_lun(struct scsi_pr *h, uint64_t key, uint64_t victim_key, u
 	r = ensure_reservation(h, key, deadline, &taken, detail, len);
 	if (r < 0)
 		return r;
-	if (had_victim && inflight > 0 && clock_mono_usec() + inflight > deadline) {
-		/* the PREEMPT may turn out plain, and then its wait must fit */
-		errbuf_set(detail, len,
-		           "the %" PRId64 " ms wait a plain PREEMPT needs for the victim's queued "
-		           "commands (fence.scsi_inflight_ms) does not fit the deadline; not "
-		           "preempted",
-		           (int64_t)(inflight / USEC_PER_MSEC));
-		return -ETIMEDOUT;
-	}
 	if (had_victim) {
 		r = scsi_pr_preempt(h, key, victim_key, SCSI_PR_TYPE_WE_REGISTRANTS_ONLY, true,
 		                    deadline, detail, len);
@@ -237,14 +229,30 @@ int fence_scsi_fence_lun(struct scsi_pr *h, uint64_t key, uint64_t victim_key, u
 		 * read-back below decides. */
 		if (r < 0 && r != -EBADE)
 			return r;
-		/* A plain PREEMPT refuses the victim's later commands only; one
-		 * the target accepted before may still run.  Wait for it, so
-		 * that a late write cannot land on what the new master writes.
-		 * The whole wait, even past the deadline (checked before the
-		 * PREEMPT): a retry would find the key gone and not wait. */
-		if (!abort_used && inflight > 0) {
-			clock_sleep_until(clock_mono_usec() + inflight);
-			waited = inflight;
+		aborted = abort_used && r == 0;
+	}
+	/* A plain PREEMPT refuses the victim's later commands only; one the
+	 * target accepted before may still run, and land on what the new
+	 * master writes.  Unless PREEMPT AND ABORT just aborted them, a
+	 * LOGICAL UNIT RESET makes the target abort or finish every such task
+	 * before it answers (also on a retry that finds the key already gone:
+	 * an earlier attempt may have preempted it a moment ago).  A target
+	 * without it gets the configured wait instead, whole, even past the
+	 * deadline. */
+	if (!aborted) {
+		char rd[256] = "";
+
+		r = scsi_pr_lun_reset(h, deadline, rd, sizeof(rd));
+		if (r == 0) {
+			reset = true;
+		} else if (r == -EOPNOTSUPP) {
+			if (inflight > 0) {
+				clock_sleep_until(clock_mono_usec() + inflight);
+				waited = inflight;
+			}
+		} else {
+			errbuf_set(detail, len, "%s", rd);
+			return r;
 		}
 	}
 	/* confirm */
@@ -277,14 +285,15 @@ int fence_scsi_fence_lun(struct scsi_pr *h, uint64_t key, uint64_t victim_key, u
 	how = !had_victim  ? "victim was not registered"
 	      : abort_used ? "PREEMPT AND ABORT"
 	                   : "PREEMPT (no PREEMPT AND ABORT)";
-	errbuf_set(
-	        detail, len,
-	        "%s%s%s%s; confirmed: %zu registration(s), reservation %s by 0x%016llx",
-	        had_self ? "" : "registered (our key was missing); ", taken ? "reserved; " : "",
-	        how,
-	        waited ? ", then waited for the victim's queued commands (fence.scsi_inflight_ms)"
-	               : "",
-	        keys.total, scsi_pr_type_name(res.type), (unsigned long long)res.key);
+	errbuf_set(detail, len,
+	           "%s%s%s%s; confirmed: %zu registration(s), reservation %s by 0x%016llx",
+	           had_self ? "" : "registered (our key was missing); ", taken ? "reserved; " : "",
+	           how,
+	           reset    ? "; LOGICAL UNIT RESET: every queued command finished or aborted"
+	           : waited ? "; LOGICAL UNIT RESET not supported: waited for the victim's queued "
+	                      "commands (fence.scsi_inflight_ms)"
+	                    : "",
+	           keys.total, scsi_pr_type_name(res.type), (unsigned long long)res.key);
 	return 0;
 }
 

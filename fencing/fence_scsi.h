@@ -50,9 +50,9 @@ struct fence_scsi_options {
 	const char *iqn_prefix;  /* NULL = SCSI_PR_DEFAULT_IQN_PREFIX */
 	const char *initiator;   /* NULL = PREFIX:NODE; else this IQN */
 	uint16_t isid_qualifier; /* see struct scsi_pr_options; 0 = random */
-	/* after a PREEMPT of a registered victim that could not abort (the
-	 * target refused PREEMPT AND ABORT), wait this long for the victim's
-	 * commands the target had already accepted (0: do not wait) */
+	/* where the target has neither PREEMPT AND ABORT nor LOGICAL UNIT
+	 * RESET, wait this long for the victim's commands the target had
+	 * already accepted (0: do not wait) */
 	usec_t inflight;
 };
 
@@ -88,9 +88,10 @@ int fence_scsi_join_lun(struct scsi_pr *h, uint64_t key, usec_t deadline, char *
 
 /* Ensure `key` is registered on h (re-registering and re-reserving when the
  * target lost its state), remove `victim_key` (PREEMPT AND ABORT, PREEMPT on
- * ILLEGAL REQUEST, then a wait of `inflight` for what the target had queued
- * from the victim; -ETIMEDOUT before anything is preempted when that wait
- * would not fit the deadline), then confirm with READ KEYS and READ RESERVATION that the
+ * ILLEGAL REQUEST; unless PREEMPT AND ABORT ran, a LOGICAL UNIT RESET so
+ * that the target has finished or aborted every command it had accepted
+ * from the victim, or on a target without it a wait of `inflight`), then
+ * confirm with READ KEYS and READ RESERVATION that the
  * victim's key is gone and a reservation is held by a registrant.  Blocks
  * until done or `deadline`.  Returns 0, -EPROTO when the confirmation
  * contradicts the commands, or another -errno. */

@@ -100,5 +100,9 @@
 	  "error(E): the truncation fails.")                                                       \
 	X(BACKEND_UNIT_BEFORE_REMOVE, "backend.unit.before_remove",                                \
 	  "Store backend: before a segment or snapshot covered by a newer snapshot is removed. "   \
-	  "error(E): the removal fails.")
+	  "error(E): the removal fails.")                                                          \
+	X(SCSI_LUN_RESET_BEFORE, "scsi.lun_reset.before",                                          \
+	  "scsi-pr fence: after a plain PREEMPT, before the LOGICAL UNIT RESET is sent. "          \
+	  "error(95): the target does not support it (the fence then waits "                       \
+	  "fence.scsi_inflight_ms).")
 /* clang-format on */

@@ -547,13 +547,12 @@ static const struct conf_key agent_keys[] = {
          .min = 0,
          .max = 60000,
          .offset = F(fence.scsi_inflight_ms),
-         .help = "`scsi-pr`: how long a command the target accepted from the victim before "
-                 "the PREEMPT may still take to run. PREEMPT AND ABORT aborts such commands; "
-                 "a target that refuses it (tgt does) only refuses the victim's later "
-                 "commands, so after a plain PREEMPT of a registered victim the fence waits "
-                 "this long before it is confirmed, and a late write of the victim cannot "
-                 "land on what the new master writes. Set it to the target's worst command "
-                 "time; 0 trusts that nothing is queued."},
+         .help = "`scsi-pr`: only for a target with neither PREEMPT AND ABORT nor LOGICAL "
+                 "UNIT RESET: how long a command it accepted from the victim before the "
+                 "PREEMPT may still take to run. The fence waits this long before it is "
+                 "confirmed, so that a late write of the victim cannot land on what the new "
+                 "master writes. (Where the target has either, it aborts or finishes such "
+                 "commands itself before answering, and nothing is waited.) 0: no wait."},
         {.name = "selffence.stop_timeout_ms",
          .type = CONF_INT,
          .def = "2000",

@@ -48,10 +48,9 @@ static void usage(FILE *out)
 	        "  --victim NODE      the node to fence\n"
 	        "  --nodes A,B,...    node names to map keys back to (keys)\n"
 	        "  --timeout-ms MS    deadline for the whole command (default %d)\n"
-	        "  --inflight-ms MS   fence: after a PREEMPT the target could not make a\n"
-	        "                     PREEMPT AND ABORT (tgt), wait MS for the victim's queued\n"
-	        "                     commands, as the agent's fence.scsi_inflight_ms (default "
-	        "500)\n"
+	        "  --inflight-ms MS   fence: on a target with neither PREEMPT AND ABORT nor\n"
+	        "                     LOGICAL UNIT RESET, wait MS for the victim's queued\n"
+	        "                     commands, as the agent's fence.scsi_inflight_ms (500)\n"
 	        "\n"
 	        "Exit: 0 confirmed, 2 bad usage, 3 failed on a LUN, 4 deadline passed.\n",
 	        SCSI_PR_DEFAULT_IQN_PREFIX, DEFAULT_TIMEOUT_MS);

@@ -521,8 +521,10 @@ out:
 /* Immediately before the table is changed (a segment started, cut or
  * removed, a snapshot committed): refuse with -ESTALE once a newer epoch
  * holds the LUN.  This narrows a paused writer's window to the time of one
- * table write; the target's reservation (a preempted writer's WRITE is
- * refused) closes it. */
+ * table write; the fence closes it: the target refuses a preempted writer's
+ * later WRITEs, and one it had already accepted is aborted or finished
+ * before the fence is confirmed (PREEMPT AND ABORT, or the LOGICAL UNIT
+ * RESET that follows a plain PREEMPT: fencing/SCSI-PR.md). */
 static int lun_guard(struct backend *b)
 {
 	uint64_t cur = 0;

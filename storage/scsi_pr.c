@@ -17,6 +17,7 @@
 #include <iscsi/scsi-lowlevel.h>
 #include <openssl/evp.h>
 
+#include "failpoint.h"
 #include "log.h"
 #include "scsi_pr.h"
 #include "util.h"
@@ -917,6 +918,72 @@ int scsi_pr_sync_cache(struct scsi_pr *h, usec_t deadline, char *err, size_t err
 	struct cmd c = {.op = OP_SYNC16, .name = "SYNCHRONIZE CACHE(16)"};
 
 	return exec(h, &c, deadline, NULL, err, errlen);
+}
+
+struct tmf_waiter {
+	struct waiter w; /* first: pump() waits on it */
+	uint32_t response;
+};
+
+static void tmf_cb(struct iscsi_context *iscsi, int status, void *command_data, void *private_data)
+{
+	struct tmf_waiter *t = private_data;
+
+	(void)iscsi;
+	t->response = status == SCSI_STATUS_GOOD && command_data ? *(uint32_t *)command_data
+	                                                         : ISCSI_TMR_FUNC_REJECTED;
+	t->w.status = status;
+	t->w.done = true;
+}
+
+int scsi_pr_lun_reset(struct scsi_pr *h, usec_t deadline, char *err, size_t errlen)
+{
+	struct tmf_waiter t = {{false, 0}, ISCSI_TMR_FUNC_REJECTED};
+	int r;
+
+	if (!h->iscsi) {
+		errbuf_set(err, errlen, "'%s': LOGICAL UNIT RESET: not connected", h->url.text);
+		return -ENOTCONN;
+	}
+	r = FAILPOINT(SCSI_LUN_RESET_BEFORE);
+	if (r < 0) {
+		errbuf_set(err, errlen, "'%s': LOGICAL UNIT RESET: fault point: %s", h->url.text,
+		           strerror(-r));
+		return r;
+	}
+	if (iscsi_task_mgmt_lun_reset_async(h->iscsi, (uint32_t)h->url.lun, tmf_cb, &t) < 0) {
+		errbuf_set(err, errlen, "'%s': LOGICAL UNIT RESET: cannot queue: %s", h->url.text,
+		           iscsi_get_error(h->iscsi));
+		teardown(h);
+		return -ENOMEM;
+	}
+	r = pump(h, &t.w, deadline);
+	if (r < 0) {
+		errbuf_set(err, errlen, "'%s': LOGICAL UNIT RESET: %s", h->url.text,
+		           r == -ETIMEDOUT ? "no answer before the deadline (tasks still running)"
+		                           : strerror(-r));
+		teardown(h);
+		return r;
+	}
+	if (t.w.status != SCSI_STATUS_GOOD) {
+		errbuf_set(err, errlen, "'%s': LOGICAL UNIT RESET: %s", h->url.text,
+		           iscsi_get_error(h->iscsi));
+		teardown(h);
+		return -ECONNRESET;
+	}
+	switch (t.response) {
+	case ISCSI_TMR_FUNC_COMPLETE:
+		return 0;
+	case ISCSI_TMR_TMF_NOT_SUPPORTED:
+	case ISCSI_TMR_FUNC_REJECTED:
+		errbuf_set(err, errlen, "'%s': LOGICAL UNIT RESET: %s", h->url.text,
+		           t.response == ISCSI_TMR_FUNC_REJECTED ? "rejected" : "not supported");
+		return -EOPNOTSUPP;
+	default:
+		errbuf_set(err, errlen, "'%s': LOGICAL UNIT RESET: response %u", h->url.text,
+		           (unsigned)t.response);
+		return -EIO;
+	}
 }
 
 static int prout(struct scsi_pr *h, const char *name, int sa, int type, uint64_t key,

@@ -205,6 +205,16 @@ int scsi_pr_write(struct scsi_pr *h, uint64_t lba, const void *buf, size_t len, 
                   char *err, size_t errlen);
 int scsi_pr_sync_cache(struct scsi_pr *h, usec_t deadline, char *err, size_t errlen);
 
+/* LOGICAL UNIT RESET (an iSCSI task management function) on the handle's
+ * LUN: the target aborts every task of every initiator on it, and answers
+ * only once each one is aborted or has completed (SAM; tgt holds the answer
+ * while a command is still on its backing-store threads).  Persistent
+ * reservations survive it; every nexus gets a UNIT ATTENTION.  Returns 0
+ * (function complete), -EOPNOTSUPP (the target does not support or rejects
+ * it), -ETIMEDOUT (no answer before the deadline: tasks still running; the
+ * session is then torn down), or another -errno. */
+int scsi_pr_lun_reset(struct scsi_pr *h, usec_t deadline, char *err, size_t errlen);
+
 /* PERSISTENT RESERVE OUT.  `key` is the caller's own key.  Block until done
  * or `deadline`; UNIT ATTENTION is retried opts->ua_retries times.  A
  * RESERVATION CONFLICT (-EBADE) means the nexus is not registered with `key`

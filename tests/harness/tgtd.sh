@@ -2,7 +2,9 @@
 # A real iSCSI target for integration tests: one tgtd on loopback exporting
 # file-backed LUNs that support SCSI-3 persistent reservations.
 #
-#   tgtd.sh start DIR [--luns N] [--size MB]   start tgtd, create N LUNs, write DIR/tgt.env
+#   tgtd.sh start DIR [--luns N] [--size MB] [--lun-dir D]
+#                                              start tgtd, create N LUNs (their backing
+#                                              files in D, default DIR), write DIR/tgt.env
 #   tgtd.sh stop DIR                           delete the target and stop tgtd (by PID)
 #   tgtd.sh restart DIR                        stop + start with the same ports and
 #                                              backing files: reservations are lost
@@ -48,8 +50,9 @@ free_ctl() {
 do_start() { # DIR (PORT, CTL, LUNS, SIZE set)
 	local dir=$1 i pid
 	mkdir -p "$dir"
+	LUN_DIR=${LUN_DIR:-$dir}
 	for i in $(seq 1 "$LUNS"); do
-		[ -f "$dir/lun$i.img" ] || truncate -s "${SIZE}M" "$dir/lun$i.img"
+		[ -f "$LUN_DIR/lun$i.img" ] || truncate -s "${SIZE}M" "$LUN_DIR/lun$i.img"
 	done
 	# tgtd -f stays in the foreground; it is our child only until we exit.
 	setsid tgtd -f --iscsi "portal=127.0.0.1:$PORT" -C "$CTL" >>"$dir/tgtd.log" 2>&1 </dev/null &
@@ -63,7 +66,7 @@ do_start() { # DIR (PORT, CTL, LUNS, SIZE set)
 	adm --op show --mode sys >/dev/null 2>&1 || die "tgtd does not answer on control port $CTL"
 	adm --op new --mode target --tid 1 -T "$IQN"
 	for i in $(seq 1 "$LUNS"); do
-		adm --op new --mode logicalunit --tid 1 --lun "$i" -b "$dir/lun$i.img"
+		adm --op new --mode logicalunit --tid 1 --lun "$i" -b "$LUN_DIR/lun$i.img"
 	done
 	adm --op bind --mode target --tid 1 -I ALL
 	for i in $(seq 1 100); do
@@ -83,6 +86,7 @@ do_start() { # DIR (PORT, CTL, LUNS, SIZE set)
 		echo "export KF_TGT_PID=$pid"
 		echo "export KF_TGT_LUNS=$LUNS"
 		echo "export KF_TGT_SIZE=$SIZE"
+		echo "export KF_TGT_LUN_DIR=$LUN_DIR"
 	} >"$dir/tgt.env"
 }
 
@@ -107,10 +111,12 @@ dir=${2:-}
 shift 2
 LUNS=1
 SIZE=16
+LUN_DIR=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--luns) LUNS=$2; shift 2 ;;
 	--size) SIZE=$2; shift 2 ;;
+	--lun-dir) LUN_DIR=$2; shift 2 ;;
 	*) die "unknown option '$1'" ;;
 	esac
 done
@@ -138,6 +144,7 @@ restart)
 	CTL=$KF_TGT_CTL
 	PORT=${KF_TGT_PORTAL##*:}
 	LUNS=$KF_TGT_LUNS
+	LUN_DIR=${KF_TGT_LUN_DIR:-$dir}
 	SIZE=$KF_TGT_SIZE
 	do_stop "$dir"
 	do_start "$dir"

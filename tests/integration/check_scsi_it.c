@@ -11,6 +11,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
 
+#include "failpoint.h"
 #include "fencing/fence_scsi.h"
 #include "storage/scsi_pr.h"
 #include "util.h"
@@ -43,6 +45,22 @@ static void setup(void)
 	snprintf(lun_missing, sizeof(lun_missing), "%.*s/77", (int)(slash - lun1), lun1);
 	ck_assert_int_eq(scsi_pr_key_for_node("node-a", &key_a), 0);
 	ck_assert_int_eq(scsi_pr_key_for_node("node-b", &key_b), 0);
+}
+
+static int write_block(struct scsi_pr *h, uint64_t lba, char fill);
+
+/* A write of a fenced node after the fence's LOGICAL UNIT RESET: the
+ * reset's UNIT ATTENTION (29/xx) may come first; past it, the answer. */
+static int write_past_reset(struct scsi_pr *h, uint64_t lba, char fill)
+{
+	int r, st, key, asc, ascq;
+
+	for (int i = 0;; i++) {
+		r = write_block(h, lba, fill);
+		scsi_pr_last_sense(h, &st, &key, &asc, &ascq);
+		if (r != -EAGAIN || asc != 0x29 || i >= 3)
+			return r;
+	}
 }
 
 static int write_block(struct scsi_pr *h, uint64_t lba, char fill)
@@ -140,7 +158,7 @@ START_TEST(fence_then_victim_writes_fail)
 	ck_assert_int_eq(asc, 0x2a);
 	ck_assert_int_eq(ascq, 0x03);
 	ck_assert_int_eq(fence_scsi_io_verdict(r, st, key, asc, ascq), -EBADE);
-	r = write_block(ha, 1, 'A');
+	r = write_past_reset(ha, 1, 'A');
 	last_sense(ha, &st, &key, &asc, &ascq);
 	ck_assert_int_eq(r, -EBADE);
 	ck_assert_int_eq(st, SCSI_STATUS_RESERVATION_CONFLICT);
@@ -174,10 +192,11 @@ START_TEST(fence_then_victim_writes_fail)
 }
 END_TEST
 
-/* tgt refuses PREEMPT AND ABORT: after its plain PREEMPT, the fence waits
- * `inflight` for what the target had queued from the victim, says so, and
- * refuses (-ETIMEDOUT) when that wait does not fit its deadline. */
-START_TEST(plain_preempt_waits_for_queued_commands)
+/* tgt refuses PREEMPT AND ABORT: after its plain PREEMPT the fence sends a
+ * LOGICAL UNIT RESET and says so.  Where the target does not support that
+ * either (a fault point makes it refuse), the fence waits `inflight` for
+ * what the target may have queued from the victim, and says that. */
+START_TEST(plain_preempt_then_lun_reset_or_wait)
 {
 	const char *luns[] = {lun1};
 	struct fence_scsi_options o = {.inflight = 300 * USEC_PER_MSEC};
@@ -190,43 +209,115 @@ START_TEST(plain_preempt_waits_for_queued_commands)
 	ha = kft_lun_open_as(lun1, "node-a");
 	ck_assert_msg(fence_scsi_join_lun(ha, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
 	              detail);
+	ck_assert_int_eq(fence_scsi_fence("node-b", "node-a", luns, 1, &o, DEADLINE(), &rep), 0);
+	print_report("fence", &rep);
+	ck_assert_ptr_nonnull(strstr(rep.steps[0].detail,
+	                             "PREEMPT (no PREEMPT AND ABORT); LOGICAL UNIT RESET: every "
+	                             "queued command finished or aborted"));
+	/* again, with the reset refused */
+	ck_assert_msg(fence_scsi_join_lun(ha, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
+	              detail);
+	ck_assert_int_eq(failpoint_set("scsi.lun_reset.before=error(95)", NULL, 0), 0);
 	t0 = clock_mono_usec();
 	ck_assert_int_eq(fence_scsi_fence("node-b", "node-a", luns, 1, &o, DEADLINE(), &rep), 0);
+	(void)failpoint_set(NULL, NULL, 0);
 	print_report("fence", &rep);
 	ck_assert_int_ge(clock_mono_usec() - t0, o.inflight);
 	ck_assert_ptr_nonnull(strstr(rep.steps[0].detail,
-	                             "PREEMPT (no PREEMPT AND ABORT), then "
-	                             "waited for the victim's queued commands"));
+	                             "LOGICAL UNIT RESET not supported: waited for the victim's "
+	                             "queued commands"));
 	{
 		size_t n;
 
 		ck_assert(only_key(lun1, key_b, &n));
 	}
-	/* the victim is registered again; a deadline shorter than the wait */
-	ck_assert_msg(fence_scsi_join_lun(ha, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
-	              detail);
-	o.inflight = 5 * USEC_PER_SEC;
-	ck_assert_int_eq(fence_scsi_fence("node-b", "node-a", luns, 1, &o,
-	                                  clock_mono_usec() + 2 * USEC_PER_SEC, &rep),
-	                 -ETIMEDOUT);
-	print_report("fence", &rep);
-	ck_assert_ptr_nonnull(strstr(rep.steps[0].detail, "does not fit the deadline"));
-	{
-		struct scsi_pr_keys keys;
-		struct scsi_pr *ho = kft_lun_open_as(lun1, "observer");
-		char err[512];
-
-		ck_assert_int_eq(scsi_pr_read_keys(ho, DEADLINE(), &keys, err, sizeof(err)), 0);
-		bool a = false;
-
-		for (size_t k = 0; k < keys.n; k++)
-			a |= keys.keys[k] == key_a;
-		ck_assert_msg(a, "node-a was preempted although the fence refused to wait");
-		scsi_pr_close(ho);
-	}
 	scsi_pr_close(ha);
 }
 END_TEST
+
+struct victim_write {
+	struct scsi_pr *h;
+	int r;
+};
+
+static void *victim_write_thread(void *arg)
+{
+	struct victim_write *v = arg;
+	char buf[4096], err[512];
+
+	memset(buf, 'A', scsi_pr_block_size(v->h));
+	v->r = scsi_pr_write(v->h, 8, buf, scsi_pr_block_size(v->h),
+	                     clock_mono_usec() + 30 * USEC_PER_SEC, err, sizeof(err));
+	return NULL;
+}
+
+static void freeze(bool on)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "fsfreeze %s '%s'", on ? "-f" : "-u",
+	         kft_env("KF_TGT_LUN_MNT", "iscsi.test"));
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* A WRITE the target accepted from the victim before the PREEMPT is still
+ * running in its backing store (the filesystem under the LUN's file is
+ * frozen).  tgt has no PREEMPT AND ABORT, so the fence sends a LOGICAL UNIT
+ * RESET, which the target answers only once that WRITE is done: no fence is
+ * confirmed while it may still land on what the new master writes.  Once
+ * it has completed, the fence is confirmed, and node-b's write of the same
+ * block is the one that stays. */
+START_TEST(fence_waits_for_a_write_in_flight)
+{
+	const char *luns[] = {lun1};
+	struct fence_scsi_report rep;
+	struct victim_write v = {0};
+	struct scsi_pr *hb;
+	pthread_t t;
+	char detail[384], buf[4096], err[512];
+
+	kft_lun_clear(lun1);
+	v.h = kft_lun_open_as(lun1, "node-a");
+	ck_assert_msg(fence_scsi_join_lun(v.h, key_a, DEADLINE(), detail, sizeof(detail)) == 0,
+	              "%s", detail);
+	freeze(true);
+	ck_assert_int_eq(pthread_create(&t, NULL, victim_write_thread, &v), 0);
+	usleep(300 * 1000); /* the WRITE is in the target's backing store */
+	ck_assert_int_eq(fence_scsi_fence("node-b", "node-a", luns, 1, NULL,
+	                                  clock_mono_usec() + 2 * USEC_PER_SEC, &rep),
+	                 -ETIMEDOUT);
+	print_report("fence (write in flight)", &rep);
+	ck_assert_ptr_nonnull(strstr(rep.steps[0].detail, "LOGICAL UNIT RESET: no answer"));
+	freeze(false);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	printf("  the victim's WRITE: %d\n", v.r);
+	ck_assert_int_eq(fence_scsi_fence("node-b", "node-a", luns, 1, NULL, DEADLINE(), &rep), 0);
+	print_report("fence", &rep);
+	ck_assert_ptr_nonnull(strstr(rep.steps[0].detail, "LOGICAL UNIT RESET: every queued"));
+	hb = kft_lun_open_as(lun1, "node-b");
+	ck_assert_msg(fence_scsi_join_lun(hb, key_b, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
+	              detail);
+	ck_assert_int_eq(write_block(hb, 8, 'B'), 0);
+	usleep(200 * 1000);
+	ck_assert_int_eq(
+	        scsi_pr_read(hb, 8, buf, scsi_pr_block_size(hb), DEADLINE(), err, sizeof(err)), 0);
+	ck_assert_int_eq(buf[0], 'B');
+	scsi_pr_close(hb);
+	scsi_pr_close(v.h);
+}
+END_TEST
+
+/* Whatever a failed case left: never a frozen filesystem for the next. */
+static void thaw_teardown(void)
+{
+	char cmd[600];
+	const char *m = getenv("KF_TGT_LUN_MNT");
+
+	if (m) {
+		snprintf(cmd, sizeof(cmd), "fsfreeze -u '%s' 2>/dev/null", m);
+		(void)!system(cmd);
+	}
+}
 
 static void run_harness(const char *cmd)
 {
@@ -447,9 +538,9 @@ START_TEST(second_process_of_same_node)
 	/* one PREEMPT removes the key from every nexus of node A */
 	ck_assert_int_eq(fence_scsi_fence("node-b", "node-a", luns, 1, NULL, DEADLINE(), &rep), 0);
 	ck_assert_int_eq(write_block(h1, 4, '1'), -EAGAIN);
-	ck_assert_int_eq(write_block(h1, 4, '1'), -EBADE);
+	ck_assert_int_eq(write_past_reset(h1, 4, '1'), -EBADE);
 	ck_assert_int_eq(write_block(h2, 4, '2'), -EAGAIN);
-	ck_assert_int_eq(write_block(h2, 4, '2'), -EBADE);
+	ck_assert_int_eq(write_past_reset(h2, 4, '2'), -EBADE);
 	scsi_pr_close(h1);
 	scsi_pr_close(h2);
 }
@@ -667,10 +758,11 @@ static Suite *scsi_it_suite(void)
 	TCase *tc;
 
 	tc = tcase_create("fence");
-	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_checked_fixture(tc, setup, thaw_teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, fence_then_victim_writes_fail);
-	tcase_add_test(tc, plain_preempt_waits_for_queued_commands);
+	tcase_add_test(tc, plain_preempt_then_lun_reset_or_wait);
+	tcase_add_test(tc, fence_waits_for_a_write_in_flight);
 	tcase_add_test(tc, second_process_of_same_node);
 	tcase_add_test(tc, two_luns_all_or_nothing);
 	tcase_add_test(tc, target_capabilities);
