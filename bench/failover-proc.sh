@@ -24,7 +24,7 @@ trap cleanup EXIT
 trap 'rc=1; exit 1' INT TERM
 command -v tgtd >/dev/null || { echo "bench-failover: tgtd is missing (apt-get install tgt)" >&2; rc=1; exit 1; }
 bash "$cp_harness" start "$dir/cp" || { rc=1; exit 1; }
-bash "$tgt_harness" start "$dir/tgt" --luns 2 --size 8 || { rc=1; exit 1; }
+bash "$tgt_harness" start "$dir/tgt" --luns 2 --size 128 || { rc=1; exit 1; }
 # shellcheck disable=SC1091
 . "$dir/cp/env"
 # shellcheck disable=SC1091
