@@ -39,6 +39,7 @@ enum {
 	F_MONO,
 	F_SEQ,
 	F_STORE,
+	F_STORE_NODE,
 };
 
 static int check_version(uint64_t v, char *err, size_t errlen)
@@ -68,6 +69,7 @@ static const struct ctlproto_field fields[] = {
         [F_MONO] = {"mono_us", CTLPROTO_U64, 0, INT64_MAX, NULL},
         [F_SEQ] = {"seq", CTLPROTO_U64, 0, INT64_MAX, NULL},
         [F_STORE] = {"store", CTLPROTO_TEXT, 1, TEXT_MAX(store), NULL},
+        [F_STORE_NODE] = {"store_node", CTLPROTO_TEXT, 1, TEXT_MAX(store_node), NULL},
 };
 
 #define F CTLPROTO_F
@@ -75,7 +77,7 @@ static const struct ctlproto_field fields[] = {
 /* Every field a verb takes is required. */
 static const struct ctlproto_verb verbs[] = {
         {"HELLO", CONTROL_HELLO, F(F_VERSION) | F(F_POD) | F(F_UID) | F(F_PID) | F(F_MONO),
-         F(F_STORE)},
+         F(F_STORE) | F(F_STORE_NODE)},
         {"READY", CONTROL_READY, F(F_EPOCH) | F(F_RECORDS) | F(F_LAST_SEQ) | F(F_RECOVERY_MS), 0},
         {"FAILED", CONTROL_FAILED, F(F_EPOCH) | F(F_REASON), 0},
         {"DEMOTED", CONTROL_DEMOTED, F(F_EPOCH), 0},
@@ -108,6 +110,8 @@ int control_parse(const char *line, struct control_msg *ret, char *err, size_t e
 		str_copy(m.reason, sizeof(m.reason), l.text[F_REASON]);
 	if (ctlproto_has(&l, F_STORE))
 		str_copy(m.store, sizeof(m.store), l.text[F_STORE]);
+	if (ctlproto_has(&l, F_STORE_NODE))
+		str_copy(m.store_node, sizeof(m.store_node), l.text[F_STORE_NODE]);
 	m.mono_us = (int64_t)l.u64[F_MONO];
 	m.epoch = (int64_t)l.u64[F_EPOCH];
 	m.records = l.u64[F_RECORDS];
@@ -347,6 +351,7 @@ static void handle_line(struct control *c, const char *line)
 		str_copy(c->peer.pod, sizeof(c->peer.pod), m.pod);
 		str_copy(c->peer.uid, sizeof(c->peer.uid), m.uid);
 		str_copy(c->peer.store, sizeof(c->peer.store), m.store);
+		str_copy(c->peer.store_node, sizeof(c->peer.store_node), m.store_node);
 		c->peer.pid = m.pid;
 		c->peer.gen = ++c->gens;
 		c->hello_done = true;

@@ -47,8 +47,9 @@ struct control_msg {
 	pid_t pid;
 	int64_t epoch;
 	uint64_t records, last_seq, recovery_ms;
-	uint64_t seq;    /* PONG: the PING it answers */
-	char store[512]; /* HELLO, optional: where its data lives ("" unsaid) */
+	uint64_t seq;         /* PONG: the PING it answers */
+	char store[512];      /* HELLO, optional: where its data lives ("" unsaid) */
+	char store_node[254]; /* HELLO, with store: the node whose key it registers */
 	char reason[1024];
 };
 
@@ -60,9 +61,10 @@ int control_parse(const char *line, struct control_msg *ret, char *err, size_t e
 struct control_peer {
 	char pod[254];
 	char uid[64];
-	pid_t pid;       /* as the service stated it */
-	char store[512]; /* its store, as it stated it: "iscsi://..." or "" */
-	pid_t cred_pid;  /* from SO_PEERCRED */
+	pid_t pid;            /* as the service stated it */
+	char store[512];      /* its store, as it stated it: "iscsi://..." or "" */
+	char store_node[254]; /* the node whose reservation key it registers there */
+	pid_t cred_pid;       /* from SO_PEERCRED */
 	uid_t cred_uid;
 	/* Which connection: counts up from 1 with each accepted HELLO, so a
 	 * grant decided for one process never reaches the next one. */

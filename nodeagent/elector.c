@@ -53,9 +53,9 @@ struct elector {
 
 	/* election thread only */
 	struct lease_state st;
-	bool unanswered;     /* the last renew got no answer about the Lease */
-	usec_t riding_since; /* riding through since (0: not) */
-	bool read_failed;    /* a follower's read of the Lease failed since the last one */
+	bool unanswered;          /* the last renew got no answer about the Lease */
+	usec_t riding_since;      /* riding through since (0: not) */
+	usec_t read_failed_since; /* a follower's reads of the Lease fail since (0: not) */
 	char last_err[512];
 	char last_holder[LEASE_IDENTITY_MAX + LEASE_INCARNATION_MAX + 2];
 };
@@ -266,7 +266,7 @@ static long req_timeout(struct elector *e, usec_t now, usec_t limit)
 
 /* Renewals that got no answer about the Lease at all: the API server (or the
  * way to it) is down or overloaded.  401/403 are answers (a configuration
- * problem), and so is a conflict: neither lets a term go on. */
+ * problem): they do not let a term go on. */
 static bool unanswered(int r)
 {
 	switch (r) {
@@ -277,6 +277,9 @@ static bool unanswered(int r)
 	case -ENETUNREACH:
 	case -EAGAIN: /* 429, 503 */
 	case -EIO:    /* other 5xx, a transport error */
+	/* a conflict after which the Lease, read again, still names us (our
+	 * own renewal landed, its answer lost): nobody else holds it */
+	case -ESTALE:
 		return true;
 	default:
 		return false;
@@ -390,11 +393,17 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 		*next_poll = clock_mono_usec() + e->p.lease.retry;
 		if (r < 0) {
 			report_error(e, "reading the lease failed", r, err, "retrying");
-			e->read_failed = true;
+			if (!e->read_failed_since)
+				e->read_failed_since = now;
 			*ret_wake = *next_poll;
 			return;
 		}
-		if (e->read_failed && e->p.ride_through && !e->st.absent && e->st.rec.holder[0]) {
+		/* Only after failures long enough for a holder to have ridden
+		 * through them (past a renew deadline): an API that fails now
+		 * and then must not postpone the takeover of a dead holder. */
+		if (e->read_failed_since && e->p.ride_through && !e->st.absent &&
+		    e->st.rec.holder[0] &&
+		    clock_mono_usec() - e->read_failed_since >= e->p.lease.renew_deadline) {
 			/* The holder may have ridden through the same outage:
 			 * count its lease from now, not from before it. */
 			e->st.observed_at = clock_mono_usec();
@@ -402,7 +411,7 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 			         "full lease duration from now (agent.api_outage = ride-through)",
 			         e->ns, e->name, e->st.rec.holder);
 		}
-		e->read_failed = false;
+		e->read_failed_since = 0;
 	}
 	note_holder(e);
 	now = clock_mono_usec();

@@ -542,9 +542,9 @@ usec_t sm_failure_backoff(int failures)
 {
 	usec_t d = 500 * USEC_PER_MSEC;
 
-	for (int i = 1; i < failures && d < 30 * USEC_PER_SEC; i++)
+	for (int i = 1; i < failures && d < 8 * USEC_PER_SEC; i++)
 		d *= 2;
-	return d < 30 * USEC_PER_SEC ? d : 30 * USEC_PER_SEC;
+	return d < 8 * USEC_PER_SEC ? d : 8 * USEC_PER_SEC;
 }
 
 /* FAILED: a refused promotion, or (unsolicited) a master of our term that
@@ -565,6 +565,10 @@ static void failed(struct sm *s, const struct sm_event *ev, usec_t now, struct s
 		    sm_state_name(s->st), m->reason);
 		return;
 	}
+	/* failures in a row: a minute without one starts the count again */
+	if (s->last_failure && now - s->last_failure > 60 * USEC_PER_SEC)
+		s->failures = 0;
+	s->last_failure = now;
 	s->failures++;
 	s->candidate_after = now + sm_failure_backoff(s->failures);
 	say(fx, LOG_LEVEL_ERROR,

@@ -236,11 +236,12 @@ struct sm {
 	int64_t promotions, demotions;
 	/* After promotions that failed in a row (FAILED while promoting, or a
 	 * master that stepped down), this node is no candidate until then:
-	 * 0.5 s doubling per failure up to 30 s, so that two nodes whose
+	 * 0.5 s doubling per failure up to 8 s, so that two nodes whose
 	 * service cannot serve do not pass the Lease back and forth at the
-	 * API server's speed.  Cleared by a promotion that completes. */
+	 * API server's speed.  Cleared by a promotion that completes; a
+	 * minute without a failure starts the count again. */
 	int failures;
-	usec_t candidate_after;
+	usec_t candidate_after, last_failure;
 };
 
 /* The pause after `failures` failed promotions in a row. */

@@ -1013,10 +1013,15 @@ static void run_effects(struct orchestrator *o, const struct sm_effects *fx, str
 	}
 }
 
-/* Whether `store` (HELLO store=) is one of the LUNs scsi-pr preempts. */
-static bool store_is_fenced_lun(const struct orchestrator *o, const char *store)
+/* Whether the service's store (HELLO store=, store_node=) is one of the
+ * LUNs scsi-pr preempts, registered with this node's key: a successor
+ * preempts the key of the node the Lease names, so a store that registered
+ * another node's key would not be cut off. */
+static bool store_is_fenced_lun(const struct orchestrator *o, const struct control_peer *p)
 {
-	if (!store || !store[0])
+	const char *store = p->store;
+
+	if (!store[0] || strcmp(p->store_node, o->node) != 0)
 		return false;
 	for (size_t i = 0; i < o->o.n_scsi_luns; i++)
 		if (strcmp(o->o.scsi_luns[i], store) == 0)
@@ -1049,7 +1054,7 @@ static void step(struct orchestrator *o, const struct sm_event *ev)
 	if (o->elector)
 		elector_set_ride_through(o->elector, o->o.ride_through && o->sm.st == SM_MASTER &&
 		                                             o->svc_connected &&
-		                                             store_is_fenced_lun(o, o->peer.store));
+		                                             store_is_fenced_lun(o, &o->peer));
 	o->unconfirmed = sm_unconfirmed_demotion(&o->sm);
 	o->pod_unusable = o->sm.pod_unusable;
 	o->candidate_after = o->sm.candidate_after;
@@ -1200,6 +1205,13 @@ static void cb_hello(void *ud, const struct control_peer *peer)
 	o->peer = *peer;
 	o->svc_connected = true;
 	o->svc_candidate = false;
+	if (o->o.ride_through && !store_is_fenced_lun(o, peer))
+		log_warning("service '%s' %s%s%s%s: it will not ride through an API outage "
+		            "(agent.api_outage = ride-through needs its store on one of "
+		            "fence.scsi_luns, registered as node '%s')",
+		            peer->pod, peer->store[0] ? "keeps its data on '" : "named no store",
+		            peer->store, peer->store[0] ? "' as node '" : "",
+		            peer->store[0] ? peer->store_node : "", o->node);
 	pthread_mutex_unlock(&o->mu);
 	metrics_set_service_connected(o->o.metrics, true);
 	enqueue(o, &ev);

@@ -28,7 +28,7 @@
 #define SEND_TIMEOUT_MS 1000
 
 struct metad_control {
-	char *path, *pod, *uid, *store;
+	char *path, *pod, *uid, *store, *store_node;
 	int welcome_timeout_ms;
 	struct metad_control_hooks hooks;
 	pthread_t thread;
@@ -511,8 +511,10 @@ static void *metad_control_main(void *arg)
 			ctlproto_out_u64(&o, "version", METAD_CONTROL_VERSION);
 			ctlproto_out_text(&o, "pod", c->pod);
 			ctlproto_out_text(&o, "uid", c->uid);
-			if (c->store)
+			if (c->store) {
 				ctlproto_out_text(&o, "store", c->store);
+				ctlproto_out_text(&o, "store_node", c->store_node);
+			}
 			ctlproto_out_i64(&o, "pid", getpid());
 			ctlproto_out_i64(&o, "mono_us", clock_mono_usec());
 			(void)send_out(c, 0, &o);
@@ -566,7 +568,8 @@ int metad_control_start(const struct metad_control_options *opts,
 	c->pod = token_dup(opts->pod_name);
 	c->uid = token_dup(opts->pod_uid);
 	c->store = opts->store ? token_dup(opts->store) : NULL;
-	if (!c->path || !c->pod || !c->uid || (opts->store && !c->store))
+	c->store_node = opts->store ? token_dup(opts->store_node) : NULL;
+	if (!c->path || !c->pod || !c->uid || (opts->store && (!c->store || !c->store_node)))
 		goto fail;
 	if (pipe2(c->wake, O_CLOEXEC) < 0) {
 		r = -errno;
@@ -608,6 +611,7 @@ struct metad_control *metad_control_free(struct metad_control *c)
 	free(c->pod);
 	free(c->uid);
 	free(c->store);
+	free(c->store_node);
 	free(c);
 	return NULL;
 }

@@ -90,6 +90,7 @@ struct metad_control_options {
 	/* HELLO store=: a target-fenced store's URL (iscsi://...), which lets
 	 * the agent ride through an API outage; NULL for a directory */
 	const char *store;
+	const char *store_node; /* with store: the node whose key it registers */
 	int welcome_timeout_ms; /* 0: 5000 */
 };
 

@@ -418,8 +418,10 @@ int main(int argc, char **argv)
 			co.pod_name = host;
 		}
 		co.pod_uid = a.pod_uid ? a.pod_uid : getenv("POD_UID");
-		if (store_spec_target_fenced(&a.spec))
+		if (store_spec_target_fenced(&a.spec)) {
 			co.store = a.spec.url;
+			co.store_node = a.spec.node;
+		}
 		r = metad_control_start(&co, &h, &c);
 		__atomic_store_n(&d.control, c, __ATOMIC_RELEASE);
 		if (r < 0) {

@@ -47,298 +47,279 @@ static void thaw(void)
 		snprintf(cmd, sizeof(cmd), "fsfreeze -u '%s' 2>/dev/null", m);
 		(void)!system(cmd);
 	}
+}
 
-	static void setup(void)
-	{
-		thaw();
-		const char *slash;
+static void setup(void)
+{
+	const char *slash;
 
-		kft_lun_urls("iscsi.test", lun1, lun2);
-		slash = strrchr(lun1, '/');
-		snprintf(lun_missing, sizeof(lun_missing), "%.*s/77", (int)(slash - lun1), lun1);
-		ck_assert_int_eq(scsi_pr_key_for_node("node-a", &key_a), 0);
-		ck_assert_int_eq(scsi_pr_key_for_node("node-b", &key_b), 0);
+	thaw();
+	kft_lun_urls("iscsi.test", lun1, lun2);
+	slash = strrchr(lun1, '/');
+	snprintf(lun_missing, sizeof(lun_missing), "%.*s/77", (int)(slash - lun1), lun1);
+	ck_assert_int_eq(scsi_pr_key_for_node("node-a", &key_a), 0);
+	ck_assert_int_eq(scsi_pr_key_for_node("node-b", &key_b), 0);
+}
+
+static int write_block(struct scsi_pr *h, uint64_t lba, char fill);
+
+/* A write of a fenced node after the fence's LOGICAL UNIT RESET: the
+ * reset's UNIT ATTENTION (29/xx) may come first; past it, the answer. */
+static int write_past_reset(struct scsi_pr *h, uint64_t lba, char fill)
+{
+	int r, st, key, asc, ascq;
+
+	for (int i = 0;; i++) {
+		r = write_block(h, lba, fill);
+		scsi_pr_last_sense(h, &st, &key, &asc, &ascq);
+		if (r != -EAGAIN || asc != 0x29 || i >= 3)
+			return r;
 	}
+}
 
-	static int write_block(struct scsi_pr * h, uint64_t lba, char fill);
+static int write_block(struct scsi_pr *h, uint64_t lba, char fill)
+{
+	char buf[4096], err[512];
+	size_t bs = scsi_pr_block_size(h);
+	int r;
 
-	/* A write of a fenced node after the fence's LOGICAL UNIT RESET: the
-	 * reset's UNIT ATTENTION (29/xx) may come first; past it, the answer. */
-	static int write_past_reset(struct scsi_pr * h, uint64_t lba, char fill)
+	ck_assert_uint_le(bs, sizeof(buf));
+	memset(buf, fill, bs);
+	r = scsi_pr_write(h, lba, buf, bs, DEADLINE(), err, sizeof(err));
+	if (r < 0)
+		fprintf(stderr, "write: %s\n", err);
+	return r;
+}
+
+static void last_sense(struct scsi_pr *h, int *st, int *key, int *asc, int *ascq)
+{
+	scsi_pr_last_sense(h, st, key, asc, ascq);
+}
+
+static bool only_key(const char *url, uint64_t key, size_t *ret_n)
+{
+	struct scsi_pr *h = kft_lun_open_as(url, "observer");
+	struct scsi_pr_keys keys;
+	char err[512];
+	bool ok = true;
+
+	ck_assert_msg(scsi_pr_read_keys(h, DEADLINE(), &keys, err, sizeof(err)) == 0, "%s", err);
+	for (size_t i = 0; i < keys.n; i++)
+		if (keys.keys[i] != key)
+			ok = false;
+	*ret_n = keys.n;
+	scsi_pr_close(h);
+	return ok && keys.n > 0;
+}
+
+static struct scsi_pr_reservation reservation(const char *url)
+{
+	struct scsi_pr *h = kft_lun_open_as(url, "observer");
+	struct scsi_pr_reservation res;
+	char err[512];
+
+	ck_assert_msg(scsi_pr_read_reservation(h, DEADLINE(), &res, err, sizeof(err)) == 0, "%s",
+	              err);
+	scsi_pr_close(h);
+	return res;
+}
+
+static void print_report(const char *what, const struct fence_scsi_report *rep)
+{
+	for (size_t i = 0; i < rep->n; i++)
+		printf("  %s %s %s: %d in %.2f ms: %s\n", what, rep->steps[i].action,
+		       rep->steps[i].target, rep->steps[i].result,
+		       (double)rep->steps[i].duration / USEC_PER_MSEC, rep->steps[i].detail);
+}
+
+/* ------------------------------------------------------------ scenarios */
+
+START_TEST(fence_then_victim_writes_fail)
+{
+	const char *luns[] = {lun1};
+	struct fence_scsi_report rep;
+	struct scsi_pr *ha, *hb;
+	int st, key, asc, ascq, r;
+	char detail[384], buf[4096], err[512];
+	usec_t t0;
+	size_t n;
+
+	kft_lun_clear(lun1);
+	ha = kft_lun_open_as(lun1, "node-a");
+	t0 = clock_mono_usec();
+	ck_assert_msg(fence_scsi_join_lun(ha, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
+	              detail);
+	printf("measured: scsi-pr join (open session, 1 LUN): %.2f ms (%s)\n",
+	       (double)(clock_mono_usec() - t0) / USEC_PER_MSEC, detail);
+	ck_assert_int_eq(write_block(ha, 0, 'A'), 0);
+
+	ck_assert_int_eq(fence_scsi_fence("node-b", "node-a", luns, 1, NULL, DEADLINE(), &rep), 0);
+	print_report("fence", &rep);
+	printf("measured: scsi-pr fence 1 LUN: %.2f ms (LUN step %.2f ms)\n",
+	       (double)rep.duration / USEC_PER_MSEC, (double)rep.steps[0].duration / USEC_PER_MSEC);
+	ck_assert_int_eq(rep.steps[0].result, 0);
+	ck_assert_str_eq(rep.steps[0].method, "scsi-pr");
+
+	/* A's next writes: first UNIT ATTENTION, then RESERVATION CONFLICT */
+	r = write_block(ha, 1, 'A');
+	last_sense(ha, &st, &key, &asc, &ascq);
+	printf("  A after fence: %d, status 0x%x sense %d %02x/%02x\n", r, st, key, asc, ascq);
+	ck_assert_int_eq(r, -EAGAIN);
+	ck_assert_int_eq(st, SCSI_STATUS_CHECK_CONDITION);
+	ck_assert_int_eq(key, SCSI_SENSE_UNIT_ATTENTION);
+	/* tgt 1.0.85 says 2A/03 RESERVATIONS PREEMPTED (SPC-4 would say 2A/05;
+	 * the own-I/O check takes either, see check_scsi_pr): exactly that */
+	ck_assert_int_eq(asc, 0x2a);
+	ck_assert_int_eq(ascq, 0x03);
+	ck_assert_int_eq(fence_scsi_io_verdict(r, st, key, asc, ascq), -EBADE);
+	r = write_past_reset(ha, 1, 'A');
+	last_sense(ha, &st, &key, &asc, &ascq);
+	ck_assert_int_eq(r, -EBADE);
+	ck_assert_int_eq(st, SCSI_STATUS_RESERVATION_CONFLICT);
+	ck_assert_int_eq(fence_scsi_io_verdict(r, st, key, asc, ascq), -EBADE);
+	ck_assert_int_eq(write_block(ha, 1, 'A'), -EBADE);
+	/* WRITE EXCLUSIVE: reading stays allowed for the fenced node */
+	ck_assert_msg(
+	        scsi_pr_read(ha, 0, buf, scsi_pr_block_size(ha), DEADLINE(), err, sizeof(err)) == 0,
+	        "%s", err);
+	ck_assert_int_eq(buf[0], 'A');
+
+	ck_assert(only_key(lun1, key_b, &n));
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(reservation(lun1).key, key_b);
+
+	/* B writes through its own session, once registered on it */
+	hb = kft_lun_open_as(lun1, "node-b");
+	ck_assert_int_eq(write_block(hb, 2, 'B'), -EBADE);
+	ck_assert_msg(fence_scsi_join_lun(hb, key_b, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
+	              detail);
+	ck_assert_int_eq(write_block(hb, 2, 'B'), 0);
+	ck_assert_int_eq(scsi_pr_sync_cache(hb, DEADLINE(), err, sizeof(err)), 0);
+	memset(buf, 0, sizeof(buf));
+	ck_assert_int_eq(
+	        scsi_pr_read(hb, 2, buf, scsi_pr_block_size(hb), DEADLINE(), err, sizeof(err)), 0);
+	ck_assert_int_eq(buf[0], 'B');
+	ck_assert_int_eq(buf[scsi_pr_block_size(hb) - 1], 'B');
+	ck_assert(only_key(lun1, key_b, &n));
+	scsi_pr_close(ha);
+	scsi_pr_close(hb);
+}
+END_TEST
+
+/* tgt refuses PREEMPT AND ABORT: after its plain PREEMPT the fence sends a
+ * LOGICAL UNIT RESET and says so.  Where the target does not support that
+ * either (a fault point makes it refuse), the fence waits `inflight` for
+ * what the target may have queued from the victim, and says that. */
+START_TEST(plain_preempt_then_lun_reset_or_wait)
+{
+	const char *luns[] = {lun1};
+	struct fence_scsi_options o = {.inflight = 300 * USEC_PER_MSEC};
+	struct fence_scsi_report rep;
+	struct scsi_pr *ha;
+	char detail[384];
+	usec_t t0;
+
+	kft_lun_clear(lun1);
+	ha = kft_lun_open_as(lun1, "node-a");
+	ck_assert_msg(fence_scsi_join_lun(ha, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
+	              detail);
+	ck_assert_int_eq(fence_scsi_fence("node-b", "node-a", luns, 1, &o, DEADLINE(), &rep), 0);
+	print_report("fence", &rep);
+	ck_assert_ptr_nonnull(strstr(rep.steps[0].detail,
+	                             "PREEMPT (no PREEMPT AND ABORT); LOGICAL UNIT RESET: every "
+	                             "queued command finished or aborted"));
+	/* again, with the reset refused */
+	ck_assert_msg(fence_scsi_join_lun(ha, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
+	              detail);
+	ck_assert_int_eq(failpoint_set("scsi.lun_reset.before=error(95)", NULL, 0), 0);
+	t0 = clock_mono_usec();
+	ck_assert_int_eq(fence_scsi_fence("node-b", "node-a", luns, 1, &o, DEADLINE(), &rep), 0);
+	(void)failpoint_set(NULL, NULL, 0);
+	print_report("fence", &rep);
+	ck_assert_int_ge(clock_mono_usec() - t0, o.inflight);
+	ck_assert_ptr_nonnull(strstr(rep.steps[0].detail,
+	                             "LOGICAL UNIT RESET not supported: waited for the victim's "
+	                             "queued commands"));
 	{
-		int r, st, key, asc, ascq;
-
-		for (int i = 0;; i++) {
-			r = write_block(h, lba, fill);
-			scsi_pr_last_sense(h, &st, &key, &asc, &ascq);
-			if (r != -EAGAIN || asc != 0x29 || i >= 3)
-				return r;
-		}
-	}
-
-	static int write_block(struct scsi_pr * h, uint64_t lba, char fill)
-	{
-		char buf[4096], err[512];
-		size_t bs = scsi_pr_block_size(h);
-		int r;
-
-		ck_assert_uint_le(bs, sizeof(buf));
-		memset(buf, fill, bs);
-		r = scsi_pr_write(h, lba, buf, bs, DEADLINE(), err, sizeof(err));
-		if (r < 0)
-			fprintf(stderr, "write: %s\n", err);
-		return r;
-	}
-
-	static void last_sense(struct scsi_pr * h, int *st, int *key, int *asc, int *ascq)
-	{
-		scsi_pr_last_sense(h, st, key, asc, ascq);
-	}
-
-	static bool only_key(const char *url, uint64_t key, size_t *ret_n)
-	{
-		struct scsi_pr *h = kft_lun_open_as(url, "observer");
-		struct scsi_pr_keys keys;
-		char err[512];
-		bool ok = true;
-
-		ck_assert_msg(scsi_pr_read_keys(h, DEADLINE(), &keys, err, sizeof(err)) == 0, "%s",
-		              err);
-		for (size_t i = 0; i < keys.n; i++)
-			if (keys.keys[i] != key)
-				ok = false;
-		*ret_n = keys.n;
-		scsi_pr_close(h);
-		return ok && keys.n > 0;
-	}
-
-	static struct scsi_pr_reservation reservation(const char *url)
-	{
-		struct scsi_pr *h = kft_lun_open_as(url, "observer");
-		struct scsi_pr_reservation res;
-		char err[512];
-
-		ck_assert_msg(scsi_pr_read_reservation(h, DEADLINE(), &res, err, sizeof(err)) == 0,
-		              "%s", err);
-		scsi_pr_close(h);
-		return res;
-	}
-
-	static void print_report(const char *what, const struct fence_scsi_report *rep)
-	{
-		for (size_t i = 0; i < rep->n; i++)
-			printf("  %s %s %s: %d in %.2f ms: %s\n", what, rep->steps[i].action,
-			       rep->steps[i].target, rep->steps[i].result,
-			       (double)rep->steps[i].duration / USEC_PER_MSEC,
-			       rep->steps[i].detail);
-	}
-
-	/* ------------------------------------------------------------ scenarios */
-
-	START_TEST(fence_then_victim_writes_fail)
-	{
-		const char *luns[] = {lun1};
-		struct fence_scsi_report rep;
-		struct scsi_pr *ha, *hb;
-		int st, key, asc, ascq, r;
-		char detail[384], buf[4096], err[512];
-		usec_t t0;
 		size_t n;
 
-		kft_lun_clear(lun1);
-		ha = kft_lun_open_as(lun1, "node-a");
-		t0 = clock_mono_usec();
-		ck_assert_msg(fence_scsi_join_lun(ha, key_a, DEADLINE(), detail, sizeof(detail)) ==
-		                      0,
-		              "%s", detail);
-		printf("measured: scsi-pr join (open session, 1 LUN): %.2f ms (%s)\n",
-		       (double)(clock_mono_usec() - t0) / USEC_PER_MSEC, detail);
-		ck_assert_int_eq(write_block(ha, 0, 'A'), 0);
-
-		ck_assert_int_eq(
-		        fence_scsi_fence("node-b", "node-a", luns, 1, NULL, DEADLINE(), &rep), 0);
-		print_report("fence", &rep);
-		printf("measured: scsi-pr fence 1 LUN: %.2f ms (LUN step %.2f ms)\n",
-		       (double)rep.duration / USEC_PER_MSEC,
-		       (double)rep.steps[0].duration / USEC_PER_MSEC);
-		ck_assert_int_eq(rep.steps[0].result, 0);
-		ck_assert_str_eq(rep.steps[0].method, "scsi-pr");
-
-		/* A's next writes: first UNIT ATTENTION, then RESERVATION CONFLICT */
-		r = write_block(ha, 1, 'A');
-		last_sense(ha, &st, &key, &asc, &ascq);
-		printf("  A after fence: %d, status 0x%x sense %d %02x/%02x\n", r, st, key, asc,
-		       ascq);
-		ck_assert_int_eq(r, -EAGAIN);
-		ck_assert_int_eq(st, SCSI_STATUS_CHECK_CONDITION);
-		ck_assert_int_eq(key, SCSI_SENSE_UNIT_ATTENTION);
-		/* tgt 1.0.85 says 2A/03 RESERVATIONS PREEMPTED (SPC-4 would say 2A/05;
-		 * the own-I/O check takes either, see check_scsi_pr): exactly that */
-		ck_assert_int_eq(asc, 0x2a);
-		ck_assert_int_eq(ascq, 0x03);
-		ck_assert_int_eq(fence_scsi_io_verdict(r, st, key, asc, ascq), -EBADE);
-		r = write_past_reset(ha, 1, 'A');
-		last_sense(ha, &st, &key, &asc, &ascq);
-		ck_assert_int_eq(r, -EBADE);
-		ck_assert_int_eq(st, SCSI_STATUS_RESERVATION_CONFLICT);
-		ck_assert_int_eq(fence_scsi_io_verdict(r, st, key, asc, ascq), -EBADE);
-		ck_assert_int_eq(write_block(ha, 1, 'A'), -EBADE);
-		/* WRITE EXCLUSIVE: reading stays allowed for the fenced node */
-		ck_assert_msg(scsi_pr_read(ha, 0, buf, scsi_pr_block_size(ha), DEADLINE(), err,
-		                           sizeof(err)) == 0,
-		              "%s", err);
-		ck_assert_int_eq(buf[0], 'A');
-
 		ck_assert(only_key(lun1, key_b, &n));
-		ck_assert_uint_eq(n, 1);
-		ck_assert_uint_eq(reservation(lun1).key, key_b);
-
-		/* B writes through its own session, once registered on it */
-		hb = kft_lun_open_as(lun1, "node-b");
-		ck_assert_int_eq(write_block(hb, 2, 'B'), -EBADE);
-		ck_assert_msg(fence_scsi_join_lun(hb, key_b, DEADLINE(), detail, sizeof(detail)) ==
-		                      0,
-		              "%s", detail);
-		ck_assert_int_eq(write_block(hb, 2, 'B'), 0);
-		ck_assert_int_eq(scsi_pr_sync_cache(hb, DEADLINE(), err, sizeof(err)), 0);
-		memset(buf, 0, sizeof(buf));
-		ck_assert_int_eq(scsi_pr_read(hb, 2, buf, scsi_pr_block_size(hb), DEADLINE(), err,
-		                              sizeof(err)),
-		                 0);
-		ck_assert_int_eq(buf[0], 'B');
-		ck_assert_int_eq(buf[scsi_pr_block_size(hb) - 1], 'B');
-		ck_assert(only_key(lun1, key_b, &n));
-		scsi_pr_close(ha);
-		scsi_pr_close(hb);
 	}
-	END_TEST
-
-	/* tgt refuses PREEMPT AND ABORT: after its plain PREEMPT the fence sends a
-	 * LOGICAL UNIT RESET and says so.  Where the target does not support that
-	 * either (a fault point makes it refuse), the fence waits `inflight` for
-	 * what the target may have queued from the victim, and says that. */
-	START_TEST(plain_preempt_then_lun_reset_or_wait)
-	{
-		const char *luns[] = {lun1};
-		struct fence_scsi_options o = {.inflight = 300 * USEC_PER_MSEC};
-		struct fence_scsi_report rep;
-		struct scsi_pr *ha;
-		char detail[384];
-		usec_t t0;
-
-		kft_lun_clear(lun1);
-		ha = kft_lun_open_as(lun1, "node-a");
-		ck_assert_msg(fence_scsi_join_lun(ha, key_a, DEADLINE(), detail, sizeof(detail)) ==
-		                      0,
-		              "%s", detail);
-		ck_assert_int_eq(
-		        fence_scsi_fence("node-b", "node-a", luns, 1, &o, DEADLINE(), &rep), 0);
-		print_report("fence", &rep);
-		ck_assert_ptr_nonnull(
-		        strstr(rep.steps[0].detail,
-		               "PREEMPT (no PREEMPT AND ABORT); LOGICAL UNIT RESET: every "
-		               "queued command finished or aborted"));
-		/* again, with the reset refused */
-		ck_assert_msg(fence_scsi_join_lun(ha, key_a, DEADLINE(), detail, sizeof(detail)) ==
-		                      0,
-		              "%s", detail);
-		ck_assert_int_eq(failpoint_set("scsi.lun_reset.before=error(95)", NULL, 0), 0);
-		t0 = clock_mono_usec();
-		ck_assert_int_eq(
-		        fence_scsi_fence("node-b", "node-a", luns, 1, &o, DEADLINE(), &rep), 0);
-		(void)failpoint_set(NULL, NULL, 0);
-		print_report("fence", &rep);
-		ck_assert_int_ge(clock_mono_usec() - t0, o.inflight);
-		ck_assert_ptr_nonnull(
-		        strstr(rep.steps[0].detail,
-		               "LOGICAL UNIT RESET not supported: waited for the victim's "
-		               "queued commands"));
-		{
-			size_t n;
-
-			ck_assert(only_key(lun1, key_b, &n));
-		}
-		scsi_pr_close(ha);
-	}
-	END_TEST
-
-	struct victim_write {
-		struct scsi_pr *h;
-		int r;
-	};
-
-	static void *victim_write_thread(void *arg)
-	{
-		struct victim_write *v = arg;
-		char buf[4096], err[512];
-
-		memset(buf, 'A', scsi_pr_block_size(v->h));
-		v->r = scsi_pr_write(v->h, 8, buf, scsi_pr_block_size(v->h),
-		                     clock_mono_usec() + 30 * USEC_PER_SEC, err, sizeof(err));
-		return NULL;
-	}
-
-	static void freeze(bool on)
-	{
-		char cmd[600];
-
-		snprintf(cmd, sizeof(cmd), "fsfreeze %s '%s'", on ? "-f" : "-u",
-		         kft_env("KF_TGT_LUN_MNT", "iscsi.test"));
-		ck_assert_int_eq(system(cmd), 0);
-	}
-
-	/* A WRITE the target accepted from the victim before the PREEMPT is still
-	 * running in its backing store (the filesystem under the LUN's file is
-	 * frozen).  tgt has no PREEMPT AND ABORT, so the fence sends a LOGICAL UNIT
-	 * RESET, which the target answers only once that WRITE is done: no fence is
-	 * confirmed while it may still land on what the new master writes.  Once
-	 * it has completed, the fence is confirmed, and node-b's write of the same
-	 * block is the one that stays. */
-	START_TEST(fence_waits_for_a_write_in_flight)
-	{
-		const char *luns[] = {lun1};
-		struct fence_scsi_report rep;
-		struct victim_write v = {0};
-		struct scsi_pr *hb;
-		pthread_t t;
-		char detail[384], buf[4096], err[512];
-
-		kft_lun_clear(lun1);
-		v.h = kft_lun_open_as(lun1, "node-a");
-		ck_assert_msg(fence_scsi_join_lun(v.h, key_a, DEADLINE(), detail, sizeof(detail)) ==
-		                      0,
-		              "%s", detail);
-		freeze(true);
-		ck_assert_int_eq(pthread_create(&t, NULL, victim_write_thread, &v), 0);
-		usleep(300 * 1000); /* the WRITE is in the target's backing store */
-		ck_assert_int_eq(fence_scsi_fence("node-b", "node-a", luns, 1, NULL,
-		                                  clock_mono_usec() + 2 * USEC_PER_SEC, &rep),
-		                 -ETIMEDOUT);
-		print_report("fence (write in flight)", &rep);
-		ck_assert_ptr_nonnull(strstr(rep.steps[0].detail, "LOGICAL UNIT RESET: no answer"));
-		freeze(false);
-		ck_assert_int_eq(pthread_join(t, NULL), 0);
-		printf("  the victim's WRITE: %d\n", v.r);
-		ck_assert_int_eq(
-		        fence_scsi_fence("node-b", "node-a", luns, 1, NULL, DEADLINE(), &rep), 0);
-		print_report("fence", &rep);
-		ck_assert_ptr_nonnull(
-		        strstr(rep.steps[0].detail, "LOGICAL UNIT RESET: every queued"));
-		hb = kft_lun_open_as(lun1, "node-b");
-		ck_assert_msg(fence_scsi_join_lun(hb, key_b, DEADLINE(), detail, sizeof(detail)) ==
-		                      0,
-		              "%s", detail);
-		ck_assert_int_eq(write_block(hb, 8, 'B'), 0);
-		usleep(200 * 1000);
-		ck_assert_int_eq(scsi_pr_read(hb, 8, buf, scsi_pr_block_size(hb), DEADLINE(), err,
-		                              sizeof(err)),
-		                 0);
-		ck_assert_int_eq(buf[0], 'B');
-		scsi_pr_close(hb);
-		scsi_pr_close(v.h);
-	}
-	END_TEST
+	scsi_pr_close(ha);
 }
+END_TEST
+
+struct victim_write {
+	struct scsi_pr *h;
+	int r;
+};
+
+static void *victim_write_thread(void *arg)
+{
+	struct victim_write *v = arg;
+	char buf[4096], err[512];
+
+	memset(buf, 'A', scsi_pr_block_size(v->h));
+	v->r = scsi_pr_write(v->h, 8, buf, scsi_pr_block_size(v->h),
+	                     clock_mono_usec() + 30 * USEC_PER_SEC, err, sizeof(err));
+	return NULL;
+}
+
+static void freeze(bool on)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "fsfreeze %s '%s'", on ? "-f" : "-u",
+	         kft_env("KF_TGT_LUN_MNT", "iscsi.test"));
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* A WRITE the target accepted from the victim before the PREEMPT is still
+ * running in its backing store (the filesystem under the LUN's file is
+ * frozen).  tgt has no PREEMPT AND ABORT, so the fence sends a LOGICAL UNIT
+ * RESET, which the target answers only once that WRITE is done: no fence is
+ * confirmed while it may still land on what the new master writes.  Once
+ * it has completed, the fence is confirmed, and node-b's write of the same
+ * block is the one that stays. */
+START_TEST(fence_waits_for_a_write_in_flight)
+{
+	const char *luns[] = {lun1};
+	struct fence_scsi_report rep;
+	struct victim_write v = {0};
+	struct scsi_pr *hb;
+	pthread_t t;
+	char detail[384], buf[4096], err[512];
+
+	kft_lun_clear(lun1);
+	v.h = kft_lun_open_as(lun1, "node-a");
+	ck_assert_msg(fence_scsi_join_lun(v.h, key_a, DEADLINE(), detail, sizeof(detail)) == 0,
+	              "%s", detail);
+	freeze(true);
+	ck_assert_int_eq(pthread_create(&t, NULL, victim_write_thread, &v), 0);
+	usleep(300 * 1000); /* the WRITE is in the target's backing store */
+	ck_assert_int_eq(fence_scsi_fence("node-b", "node-a", luns, 1, NULL,
+	                                  clock_mono_usec() + 2 * USEC_PER_SEC, &rep),
+	                 -ETIMEDOUT);
+	print_report("fence (write in flight)", &rep);
+	ck_assert_ptr_nonnull(strstr(rep.steps[0].detail, "LOGICAL UNIT RESET: no answer"));
+	freeze(false);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	printf("  the victim's WRITE: %d\n", v.r);
+	ck_assert_int_eq(fence_scsi_fence("node-b", "node-a", luns, 1, NULL, DEADLINE(), &rep), 0);
+	print_report("fence", &rep);
+	ck_assert_ptr_nonnull(strstr(rep.steps[0].detail, "LOGICAL UNIT RESET: every queued"));
+	hb = kft_lun_open_as(lun1, "node-b");
+	ck_assert_msg(fence_scsi_join_lun(hb, key_b, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
+	              detail);
+	ck_assert_int_eq(write_block(hb, 8, 'B'), 0);
+	usleep(200 * 1000);
+	ck_assert_int_eq(
+	        scsi_pr_read(hb, 8, buf, scsi_pr_block_size(hb), DEADLINE(), err, sizeof(err)), 0);
+	ck_assert_int_eq(buf[0], 'B');
+	scsi_pr_close(hb);
+	scsi_pr_close(v.h);
+}
+END_TEST
 
 static void run_harness(const char *cmd)
 {

@@ -32,6 +32,13 @@ START_TEST(parse_good)
 	ck_assert_str_eq(m.pod, "meta-0");
 	ck_assert_str_eq(m.uid, "abc-1");
 	ck_assert_int_eq(m.pid, 42);
+	ck_assert_str_eq(m.store, "");
+	ck_assert_int_eq(control_parse("HELLO version=3 pod=meta-0 uid=abc-1 pid=42 mono_us=1 "
+	                               "store=iscsi://10.0.0.1/iqn.x:t/1 store_node=node-a",
+	                               &m, err, sizeof(err)),
+	                 0);
+	ck_assert_str_eq(m.store, "iscsi://10.0.0.1/iqn.x:t/1");
+	ck_assert_str_eq(m.store_node, "node-a");
 
 	ck_assert_int_eq(control_parse("READY epoch=7 records=1000 last_seq=1234 recovery_ms=12",
 	                               &m, err, sizeof(err)),

@@ -489,7 +489,7 @@ START_TEST(test_failed_promotions_back_off)
 	ck_assert_int_eq(sm_failure_backoff(1), 500 * MS);
 	ck_assert_int_eq(sm_failure_backoff(2), 1000 * MS);
 	ck_assert_int_eq(sm_failure_backoff(4), 4000 * MS);
-	ck_assert_int_eq(sm_failure_backoff(100), 30000 * MS);
+	ck_assert_int_eq(sm_failure_backoff(100), 8000 * MS);
 	ck_assert_int_eq(S.candidate_after, 0);
 	started(5, "");
 	e = fx_job(JOB_CLAIM);
@@ -504,6 +504,12 @@ START_TEST(test_failed_promotions_back_off)
 	simple(SE_FAILED, 6, "cannot write the epoch barrier");
 	ck_assert_int_eq(S.failures, 2);
 	ck_assert_int_eq(S.candidate_after, NOW + 1000 * MS);
+	NOW += 61000 * MS; /* a minute later the count starts again */
+	started(7, "");
+	e = fx_job(JOB_CLAIM);
+	done(e, 0);
+	simple(SE_FAILED, 7, "cannot write the epoch barrier");
+	ck_assert_int_eq(S.failures, 1);
 	NOW += 1100 * MS;
 	to_master();
 	ck_assert_int_eq(S.failures, 0);
