@@ -225,7 +225,7 @@ jq -n --argjson k "$K" --argjson f "$F" --argjson b "$B" --arg at "$(date -u +%F
 	at: $at,
 	setup: {kubernetes: "v1.20.2 lab (lab/lab.sh), 2 nodes, kube-proxy (iptables mode, default sync periods) on each node and on the Service gateway", cpus: ($cpus|tonumber), kernel: $kernel,
 		lease_ms: 2000, renew_deadline_ms: 1500, retry_ms: 250,
-		fence_methods: "scsi-pr (tgtd on 198.18.0.1:3260), pod-delete", store: "directory backend on a shared hostPath",
+		fence_methods: "scsi-pr (tgtd on 198.18.0.1:3260), pod-delete", store: "raw-LUN backend (--store iscsi:// on the lab tgtd, the LUN scsi-pr fences)",
 		clients: ("two tests/e2e/kf-labclient workloads side by side, 0.5 ms between acknowledged writes: clusterip = PUTs to the Service ClusterIP " + $svcip + ":7480 (reconnecting to it on every error; the top-level results), endpoints = PUTs to the address in the Service Endpoints (re-read from the API on every error; via_endpoints)"),
 		kill: "ctr -n k8s.io task kill -s SIGKILL of the container (lab.sh kill-master / kill-pod); t0 = just before ctr started; a sample = the first write acknowledged after ctr returned",
 		freeze: "the master node frozen (lab.sh freeze: cgroup v2 cgroup.freeze or the v1 freezer); t0 = before the freeze; a sample = the first write acknowledged after the freeze was complete",

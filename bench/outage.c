@@ -144,6 +144,7 @@ int main(int argc, char **argv)
 	fo_prepare_rbac();
 	fo_cluster_init(&c, "outage", 2);
 	snprintf(c.store_lun, sizeof(c.store_lun), "%s", sp + 1);
+	c.ride_through = strcmp(mode, "ride-through") == 0;
 	snprintf(conf, sizeof(conf), "agent.api_outage = %s\n", mode);
 	for (size_t i = 0; i < 2; i++) {
 		fo_conf_extra(&c, i, conf);

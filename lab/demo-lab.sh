@@ -182,6 +182,49 @@ r=$(refuses_write "$OLD")
 st=$("$CLIENT" direct "$(pod_ip "$OLD"):7480" stat | tr ' ' '\n' | grep -E '^(role|epoch|master)=' | tr '\n' ' ')
 echo "   $OLD: restartCount $BEFORE -> $(restarts "$OLD"), $st"
 echo "   a write sent to it directly: $r"
+
+# The storage fence.  A write the master has taken in waits inside its
+# commit (a fault point holds it there, as a stall would) while the
+# master's node is frozen; another node takes over, and its scsi-pr fence
+# preempts the frozen node's key on the LUN.  After the thaw the held write
+# goes to the LUN: the TARGET refuses it (RESERVATION CONFLICT), whatever
+# the old master's clocks say, and its client is told the outcome is
+# unknown, never "done".
+M2=$(masters)
+M2_NODE=$(pod_node "$M2")
+M2_IP=$(pod_ip "$M2")
+FP=/run/kubefence-fp/$M2_NODE
+echo "== the storage fence: freeze $M2_NODE while a write is inside $M2's commit"
+wait_both_ready 60 || die "not ready for the storage-fence step"
+printf 'metastore.commit.before_sync=1*pause\n' >"$FP/failpoints.tmp" && mv "$FP/failpoints.tmp" "$FP/failpoints"
+META=$KUBEFENCE_BUILD/storage/metad/kubefence-meta
+"$META" --server "$M2_IP:7480" --timeout-ms 60000 --history "$HIST/late.hist" --client late \
+	put late-write late-value >"$WORK/late.out" 2>&1 &
+LATE_PID=$!
+for _ in $(seq 1 200); do compgen -G "$FP/*.paused" >/dev/null && break; sleep 0.05; done
+compgen -G "$FP/*.paused" >/dev/null || die "no write was held in $M2's commit"
+: >"$FP/failpoints"
+FREEZE_US=$(now_us)
+bash "$LAB" freeze "$M2_NODE" >/dev/null || die "freeze $M2_NODE"
+echo "   $M2 holds a write in its commit; $M2_NODE frozen"
+N2=$(wait_new_master "$M2" 30) || die "no new master after the freeze"
+a2=$(wait_ack_after "$WORK/acks.${PATHS[0]}" "$FREEZE_US" 30) || die "no write acknowledged after the freeze"
+echo "   $N2 on $(pod_node "$N2") took over: first write acknowledged $(awk -v a="${a2%% *}" -v k="$FREEZE_US" 'BEGIN{printf "%.1f", (a-k)/1e6}') s after the freeze"
+kc logs -n $NS "$(agent_pod_on "$(pod_node "$N2")")" 2>/dev/null | grep 'event=fenced' | tail -1 |
+	sed -n 's/.*\(scsi-pr confirmed[^;]*\).*/   its fence: \1/p' | cut -c1-200
+# release the held write while the node is still frozen: it runs on at the thaw
+rm -f "$FP"/*.paused
+bash "$LAB" thaw "$M2_NODE" >/dev/null || die "thaw $M2_NODE"
+wait "$LATE_PID"
+LATE=$(tr '\n' ' ' <"$WORK/late.out")
+echo "   after the thaw, the held write's answer: ${LATE% }"
+case $LATE in
+*"RESERVATION CONFLICT"*) echo "   refused by the target: the old master's write never reached the LUN" ;;
+*) die "the held write was not refused by the target: $LATE" ;;
+esac
+echo "get late-write" | "$CLIENT" --via "$CVIA" --history "$HIST/demo.hist" --client late-get session >"$WORK/late-get.out"
+echo "   late-write on the new master: $(head -1 "$WORK/late-get.out")"
+wait_both_ready 120 || die "the old node did not come back after the thaw"
 for p in "${WLS[@]}"; do bg_stop "$p"; done
 kc get pods -n $NS -o wide -L role | sed 's/^/   /'
 echo "== every operation the clients recorded, judged by kf-lincheck (linearizability)"

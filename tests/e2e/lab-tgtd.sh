@@ -5,7 +5,8 @@
 # SCSI-3 persistent reservations, so that the agents' `scsi-pr` fence runs
 # against a real target.  Needs the lab's bridge (lab.sh up first).
 #
-#   lab-tgtd.sh start DIR     start tgtd, create the target and LUN 1 (16 MB file in DIR)
+#   lab-tgtd.sh start DIR     start tgtd, create the target and LUN 1 (128 MB sparse
+#                             file in DIR; the MetaService's store and the fence's LUN)
 #   lab-tgtd.sh stop DIR      delete the target and stop tgtd, by its recorded PID
 set -euo pipefail
 
@@ -38,7 +39,7 @@ start)
 		fi
 	done
 	[ -n "$CTL" ] || die "no free tgtd control socket index"
-	[ -f "$dir/lun1.img" ] || truncate -s 16M "$dir/lun1.img"
+	[ -f "$dir/lun1.img" ] || truncate -s 128M "$dir/lun1.img"
 	setsid tgtd -f --iscsi "portal=$PORTAL_IP:$PORT" -C "$CTL" >>"$dir/tgtd.log" 2>&1 </dev/null &
 	pid=$!
 	echo "$pid" >"$dir/tgtd.pid"

@@ -51,8 +51,9 @@ e2e_init() {
 	fi
 	[ -x "$E2E_KUBECTL" ] || e2e_skip "$E2E_KUBECTL missing"
 	export KUBEFENCE_KUBECTL=$E2E_KUBECTL
-	# The lab overlay's store is the hostPath /var/lib/kubefence-lab/shared:
-	# the lab must live in the default directory.
+	# The lab overlay's paths (the admin kubeconfig, the per-node control
+	# socket and fault-point directories) are those of the default
+	# directory: the lab must live there.
 	unset KUBECONFIG KUBEFENCE_LAB_DIR KUBEFENCE_LAB_NS
 	export KUBEFENCE_LAB_NODES=2
 	WORK=${WORK:-$(mktemp -d /tmp/kubefence-e2e.XXXXXX)}

@@ -1288,6 +1288,7 @@ static void scen_start_ride(struct scen *s, const char *tag)
 	fo_prepare_rbac();
 	fo_cluster_init(&s->c, tag, 2);
 	str_copy(s->c.store_lun, sizeof(s->c.store_lun), sp + 1);
+	s->c.ride_through = true;
 	for (size_t i = 0; i < 2; i++) {
 		fo_conf_extra(&s->c, i, "agent.api_outage = ride-through\n");
 		fo_proxy(&s->c, i);

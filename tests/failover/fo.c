@@ -1350,6 +1350,27 @@ size_t fo_terms(const struct fo_cluster *c, struct fo_term *out, size_t max)
 		goto out;                                                                          \
 	} while (0)
 
+/* The first ack of a write in `epoch` (by its leader at the time), or
+ * USEC_INFINITY. */
+static usec_t first_ack_of(const struct fo_workload *w, const struct fo_term *terms, size_t nt,
+                           int64_t epoch)
+{
+	usec_t first = USEC_INFINITY;
+
+	for (size_t i = 0; i < w->n_acks; i++) {
+		const struct fo_ack *a = &w->acks[i];
+		const struct fo_term *t = NULL;
+
+		for (size_t j = 0; j < nt; j++)
+			if (terms[j].node == a->srv && terms[j].from <= a->acked &&
+			    (!t || terms[j].from > t->from))
+				t = &terms[j];
+		if (t && t->epoch == epoch && a->acked < first)
+			first = a->acked;
+	}
+	return first;
+}
+
 bool fo_check(struct fo_cluster *c, struct fo_workload *w, int final, char *why, size_t whylen)
 {
 	struct fo_term terms[256];
@@ -1381,9 +1402,12 @@ bool fo_check(struct fo_cluster *c, struct fo_workload *w, int final, char *why,
 		if (!t)
 			WHY("%s acknowledged '%s' at mono %" PRId64 " without ever leading before",
 			    c->node[a->srv].name, a->key, (int64_t)a->acked);
-		/* no newer term had started when the write was sent */
+		/* no newer term had started when the write was sent (riding
+		 * through: no newer term's master had acknowledged one) */
 		for (size_t j = 0; j < nt; j++)
-			if (terms[j].epoch > t->epoch && terms[j].from < a->sent)
+			if (terms[j].epoch > t->epoch &&
+			    (c->ride_through ? first_ack_of(w, terms, nt, terms[j].epoch)
+			                     : terms[j].from) < a->sent)
 				WHY("%s acknowledged '%s' (sent at mono %" PRId64
 				    ") in epoch %" PRId64 ", after %s started epoch %" PRId64
 				    " at mono %" PRId64,

@@ -89,6 +89,11 @@ struct fo_cluster {
 	 * iscsi:// LUN (--store, as its node), which is also the agents'
 	 * fence.scsi_luns.  Set between fo_cluster_init() and the starts. */
 	char store_lun[512];
+	/* agent.api_outage = ride-through on store_lun: one writer at a time
+	 * is the target's (PREEMPT) and the epoch cell's, not the Lease's, so
+	 * an old master may acknowledge writes sent after a newer term began,
+	 * until that term's master acknowledges its first (fo_check) */
+	bool ride_through;
 	char history[480];        /* base/history */
 	struct hist_writer *hist; /* open from init to stop; shared by every thread */
 	uint64_t hist_errors;     /* records that could not be written */
@@ -291,7 +296,8 @@ size_t fo_terms(const struct fo_cluster *c, struct fo_term *out, size_t max);
  * agent logs), epochs never go back in ack order, one epoch has one server
  * (so two masters never acknowledged in overlapping periods), and each
  * acknowledged key reads back its acknowledged value on the master
- * `final`.  On failure, fills why and returns false. */
+ * `final`.  With c->ride_through, "a newer term began" is "a newer term's
+ * master acknowledged a write".  On failure, fills why and returns false. */
 bool fo_check(struct fo_cluster *c, struct fo_workload *w, int final, char *why, size_t whylen);
 
 /* The verdict of kf-lincheck on a cluster's history. */
