@@ -37,7 +37,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "fo.h"
+#include "tests/failover/fo.h"
 
 void fo_fail(const char *fmt, ...)
 {

@@ -22,8 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "history.h"
-#include "lincheck.h"
+#include "lib/history.h"
+#include "tests/lincheck/lincheck.h"
 
 struct bench_conf {
 	size_t ops, clients, keys, hot_keys;

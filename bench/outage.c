@@ -32,7 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fo.h"
+#include "tests/failover/fo.h"
 
 void fo_fail(const char *fmt, ...)
 {

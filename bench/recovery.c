@@ -22,9 +22,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "crc32c.h"
-#include "log.h"
+#include "lib/clock.h"
+#include "lib/crc32c.h"
+#include "lib/log.h"
 #include "storage/journal.h"
 #include "storage/metastore.h"
 

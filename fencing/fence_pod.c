@@ -2,7 +2,7 @@
  * confirm it is gone (see fence_pod.h). */
 #include "config.h"
 
-#include "fence_pod.h"
+#include "fencing/fence_pod.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -10,9 +10,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "k8s.h"
-#include "pipeline.h"
-#include "util.h"
+#include "fencing/pipeline.h"
+#include "lib/k8s.h"
+#include "lib/util.h"
 
 #define POLL_USEC (100 * USEC_PER_MSEC)
 /* The last look is taken this long before the deadline, so that its

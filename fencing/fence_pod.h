@@ -16,7 +16,7 @@
 
 #include <stddef.h>
 
-#include "clock.h"
+#include "lib/clock.h"
 
 struct k8s_client;
 

@@ -3,7 +3,7 @@
  * (see fence_volume.h). */
 #include "config.h"
 
-#include "fence_volume.h"
+#include "fencing/fence_volume.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -11,9 +11,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "k8s.h"
-#include "pipeline.h"
-#include "util.h"
+#include "fencing/pipeline.h"
+#include "lib/k8s.h"
+#include "lib/util.h"
 
 #define POLL_USEC (100 * USEC_PER_MSEC)
 /* The last look is taken this long before the deadline, so that its

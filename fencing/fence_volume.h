@@ -25,7 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "clock.h"
+#include "lib/clock.h"
 
 struct k8s_client;
 

@@ -1,11 +1,11 @@
 /* pipeline: ordering, deadlines, retries and aggregation of the fence
  * methods (see pipeline.h).  The first half is pure logic over an injected
  * clock and a table of methods; the second half wires the real methods
- * (fence_pod, fence_volume, the scsi-pr adapter) from the agent's
- * configuration. */
+ * (fence_pod, fence_volume, the scsi-pr adapter) from fencing's own
+ * configuration (fence_conf.h). */
 #include "config.h"
 
-#include "pipeline.h"
+#include "fencing/pipeline.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -14,14 +14,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fence_pod.h"
-#include "fence_scsi.h"
-#include "fence_volume.h"
-#include "failpoint.h"
-#include "k8s.h"
-#include "log.h"
-#include "nodeagent/agent_conf.h"
-#include "util.h"
+#include "fencing/fence_pod.h"
+#include "fencing/fence_scsi.h"
+#include "fencing/fence_volume.h"
+#include "lib/failpoint.h"
+#include "lib/k8s.h"
+#include "lib/log.h"
+#include "lib/util.h"
 
 const char *const fence_method_names[] = {"scsi-pr", "pod-delete", "volume-detach", NULL};
 
@@ -305,7 +304,7 @@ void fence_report_format(const struct fence_report *rep, char *buf, size_t len)
 /* ---------------------------------------------------------------- wiring */
 
 struct method_ctx {
-	const struct agent_conf *conf;
+	const struct fence_conf *conf;
 	struct k8s_client *client;
 };
 
@@ -314,7 +313,7 @@ static int method_pod_delete(void *data, const struct fence_request *req, usec_t
                              char *target, size_t targetlen, char *msg, size_t msglen)
 {
 	const struct method_ctx *mc = data;
-	const char *ns = mc->conf->service.namespace;
+	const char *ns = mc->conf->namespace;
 	struct fence_pod_victim v[FENCE_POD_MAX];
 	int n, r = FENCE_ALREADY_GONE;
 	size_t used = 0;
@@ -332,16 +331,16 @@ static int method_pod_delete(void *data, const struct fence_request *req, usec_t
 		}
 		if (n == 0) {
 			snprintf(target, targetlen, "pods '%s' in '%s' on node '%s'",
-			         mc->conf->service.selector, ns, req->node);
+			         mc->conf->selector, ns, req->node);
 			snprintf(msg, msglen, "no such pod on the node when this fence began");
 			return FENCE_ALREADY_GONE;
 		}
 	} else {
-		n = fence_pod_find(mc->client, ns, mc->conf->service.selector, req->node, deadline,
-		                   v, msg, msglen);
+		n = fence_pod_find(mc->client, ns, mc->conf->selector, req->node, deadline, v, msg,
+		                   msglen);
 		if (n < 0) {
-			snprintf(target, targetlen, "pods '%s' on node '%s'",
-			         mc->conf->service.selector, req->node);
+			snprintf(target, targetlen, "pods '%s' on node '%s'", mc->conf->selector,
+			         req->node);
 			return n;
 		}
 		if (req->pins && !req->dry_run) {
@@ -356,7 +355,7 @@ static int method_pod_delete(void *data, const struct fence_request *req, usec_t
 		}
 		if (n == 0) {
 			snprintf(target, targetlen, "pods '%s' in '%s' on node '%s'",
-			         mc->conf->service.selector, ns, req->node);
+			         mc->conf->selector, ns, req->node);
 			snprintf(msg, msglen, "no such pod on the node");
 			return FENCE_ALREADY_GONE;
 		}
@@ -394,7 +393,7 @@ static int method_volume_detach(void *data, const struct fence_request *req, use
                                 char *target, size_t targetlen, char *msg, size_t msglen)
 {
 	const struct method_ctx *mc = data;
-	const char *ns = mc->conf->service.namespace, *pvc = mc->conf->fence.pvc;
+	const char *ns = mc->conf->namespace, *pvc = mc->conf->pvc;
 	char pv[254], err[640] = "", taint_note[128] = "";
 	int r, count = 0;
 
@@ -403,7 +402,7 @@ static int method_volume_detach(void *data, const struct fence_request *req, use
 	if (r < 0)
 		return r;
 	snprintf(target, targetlen, "PV '%s' (PVC '%s/%s') on node '%s'", pv, ns, pvc, req->node);
-	if (mc->conf->fence.out_of_service_taint && !req->dry_run) {
+	if (mc->conf->out_of_service_taint && !req->dry_run) {
 		r = fence_volume_taint_node(mc->client, req->node, deadline, err, sizeof(err));
 		if (r == -EINVAL || r == -EOPNOTSUPP)
 			/* A server that refuses the taint: the detach below still
@@ -426,8 +425,8 @@ static int method_volume_detach(void *data, const struct fence_request *req, use
 	if (req->dry_run)
 		snprintf(msg, msglen, "dry run: would delete %d VolumeAttachment%s%s", count,
 		         count == 1 ? "" : "s",
-		         mc->conf->fence.out_of_service_taint ? " and taint the node out-of-service"
-		                                              : "");
+		         mc->conf->out_of_service_taint ? " and taint the node out-of-service"
+		                                        : "");
 	else if (r == FENCE_ALREADY_GONE)
 		snprintf(msg, msglen, "no VolumeAttachment on the node%s", taint_note);
 	else
@@ -448,7 +447,7 @@ static int method_scsi_pr(void *data, const struct fence_request *req, usec_t de
 	size_t n = 0, used = 0;
 	int r;
 
-	for (char **p = mc->conf->fence.scsi_luns; p && *p && n < FENCE_SCSI_LUNS_MAX; p++)
+	for (char **p = mc->conf->scsi_luns; p && *p && n < FENCE_SCSI_LUNS_MAX; p++)
 		luns[n++] = *p;
 	snprintf(target, targetlen, "%s'%s'%s", n == 1 ? "LUN " : "LUNs ", n ? luns[0] : "",
 	         n > 1 ? " and more" : "");
@@ -462,11 +461,11 @@ static int method_scsi_pr(void *data, const struct fence_request *req, usec_t de
 		snprintf(msg, msglen, "out of memory");
 		return -ENOMEM;
 	}
-	so.iqn_prefix = mc->conf->fence.scsi_iqn_prefix && mc->conf->fence.scsi_iqn_prefix[0]
-	                        ? mc->conf->fence.scsi_iqn_prefix
+	so.iqn_prefix = mc->conf->scsi_iqn_prefix && mc->conf->scsi_iqn_prefix[0]
+	                        ? mc->conf->scsi_iqn_prefix
 	                        : NULL;
-	so.inflight = mc->conf->fence.scsi_inflight_ms * USEC_PER_MSEC;
-	r = fence_scsi_fence(mc->conf->node.name, req->node, luns, n, &so, deadline, rep);
+	so.inflight = mc->conf->scsi_inflight_ms * USEC_PER_MSEC;
+	r = fence_scsi_fence(mc->conf->local_node, req->node, luns, n, &so, deadline, rep);
 	msg[0] = '\0';
 	for (size_t i = 0; i < rep->n; i++)
 		append(msg, msglen, &used, "%s%s: %s %.3f s%s%s", i ? "; " : "",
@@ -477,7 +476,7 @@ static int method_scsi_pr(void *data, const struct fence_request *req, usec_t de
 	return r < 0 ? r : FENCE_CONFIRMED;
 }
 
-int fence_methods_from_conf(const struct agent_conf *conf, struct k8s_client *client,
+int fence_methods_from_conf(const struct fence_conf *conf, struct k8s_client *client,
                             struct fence_methods *ret, char *err, size_t errlen)
 {
 	struct method_ctx *mc = NULL;
@@ -491,7 +490,7 @@ int fence_methods_from_conf(const struct agent_conf *conf, struct k8s_client *cl
 	}
 	mc->conf = conf;
 	mc->client = client;
-	for (char **p = conf->fence.methods; p && *p; p++) {
+	for (char **p = conf->methods; p && *p; p++) {
 		struct fence_method *f = &m.v[m.n];
 
 		if (m.n >= FENCE_METHODS_MAX) {
@@ -534,15 +533,15 @@ void fence_methods_done(struct fence_methods *m)
 	*m = (struct fence_methods){0};
 }
 
-void fence_pipeline_opts_from_conf(const struct agent_conf *conf, struct fence_pipeline_opts *ret)
+void fence_pipeline_opts_from_conf(const struct fence_conf *conf, struct fence_pipeline_opts *ret)
 {
 	*ret = (struct fence_pipeline_opts){
-	        .local_node = conf->node.name,
-	        .step_timeout = conf->fence.timeout_ms * USEC_PER_MSEC,
-	        .total_timeout = conf->fence.total_timeout_ms * USEC_PER_MSEC,
-	        .retries = (int)conf->fence.retries,
-	        .retry_pause = conf->fence.retry_ms * USEC_PER_MSEC,
-	        .released_methods = conf->fence.released_methods,
+	        .local_node = conf->local_node,
+	        .step_timeout = conf->timeout_ms * USEC_PER_MSEC,
+	        .total_timeout = conf->total_timeout_ms * USEC_PER_MSEC,
+	        .retries = (int)conf->retries,
+	        .retry_pause = conf->retry_ms * USEC_PER_MSEC,
+	        .released_methods = conf->released_methods,
 	        .clock = NULL,
 	};
 }

@@ -27,7 +27,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "clock.h"
+#include "fencing/fence_conf.h"
+#include "lib/clock.h"
 
 #define FENCE_METHODS_MAX 8
 #define FENCE_NAME_MAX    32
@@ -168,7 +169,6 @@ void fence_report_format(const struct fence_report *report, char *buf, size_t le
 
 /* ---------------------------------------------------------------- wiring */
 
-struct agent_conf;
 struct k8s_client;
 
 /* The real methods, configured from conf and talking through client.
@@ -179,12 +179,12 @@ struct fence_methods {
 	void *priv; /* per-method data, owned */
 };
 
-/* Build the table of conf->fence.methods in order.  Returns 0, -ENOMEM, or
+/* Build the table of conf->methods in order.  Returns 0, -ENOMEM, or
  * -EOPNOTSUPP with the reason in err when a configured method is not built
  * in.  Free with fence_methods_done().  Does no I/O. */
-int fence_methods_from_conf(const struct agent_conf *conf, struct k8s_client *client,
+int fence_methods_from_conf(const struct fence_conf *conf, struct k8s_client *client,
                             struct fence_methods *ret, char *err, size_t errlen);
 void fence_methods_done(struct fence_methods *m);
 
 /* opts from conf (timeouts, retries, released methods, local node). */
-void fence_pipeline_opts_from_conf(const struct agent_conf *conf, struct fence_pipeline_opts *ret);
+void fence_pipeline_opts_from_conf(const struct fence_conf *conf, struct fence_pipeline_opts *ret);

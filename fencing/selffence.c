@@ -3,7 +3,7 @@
  * selffence.h). */
 #include "config.h"
 
-#include "selffence.h"
+#include "fencing/selffence.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,8 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "util.h"
+#include "lib/log.h"
+#include "lib/util.h"
 
 #define POLL_USEC (10 * USEC_PER_MSEC)
 

@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "clock.h"
+#include "lib/clock.h"
 
 /* Ask the service to stop writing and return 0 once it confirmed, or
  * -errno.  Runs on a thread of its own; should return by `deadline` (mono

@@ -1,7 +1,7 @@
 /* clock: see clock.h. */
 #include "config.h"
 
-#include "clock.h"
+#include "lib/clock.h"
 
 #include <errno.h>
 #include <stdio.h>

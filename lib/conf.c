@@ -10,8 +10,8 @@
  * are stripped here too, so that `#` and `;` behave alike everywhere. */
 #include "config.h"
 
-#include "conf.h"
-#include "util.h"
+#include "lib/conf.h"
+#include "lib/util.h"
 
 #include <ini.h>
 

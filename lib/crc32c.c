@@ -2,7 +2,7 @@
  * instruction; the software path is slicing-by-8 over tables built once. */
 #include "config.h"
 
-#include "crc32c.h"
+#include "lib/crc32c.h"
 
 #include <pthread.h>
 #include <string.h>

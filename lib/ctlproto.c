@@ -1,14 +1,14 @@
 /* ctlproto: the control socket's line grammar (see ctlproto.h). */
 #include "config.h"
 
-#include "ctlproto.h"
+#include "lib/ctlproto.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "util.h"
+#include "lib/util.h"
 
 /* ---------------------------------------------------------------- parse */
 

@@ -22,10 +22,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "failpoint.h"
-#include "log.h"
-#include "util.h"
+#include "lib/clock.h"
+#include "lib/failpoint.h"
+#include "lib/log.h"
+#include "lib/util.h"
 
 #define MAX_TERMS 8
 

@@ -31,7 +31,7 @@
 
 #include <stdio.h>
 
-#include "failpoint_table.h"
+#include "lib/failpoint_table.h"
 
 enum failpoint_id {
 #define FP_ENUM_(id, name, help) FP_##id,

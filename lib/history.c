@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "history.h"
+#include "lib/history.h"
 
 #define HIST_HEADER    "# kfhistory 1\n"
 #define HIST_TOKEN_MAX 1024

@@ -11,12 +11,12 @@
  * k8s_watch_stop() can wake a blocked poll from another thread. */
 #include "config.h"
 
-#include "k8s.h"
+#include "lib/k8s.h"
 
-#include "clock.h"
-#include "kubeconfig.h"
-#include "log.h"
-#include "util.h"
+#include "lib/clock.h"
+#include "lib/kubeconfig.h"
+#include "lib/log.h"
+#include "lib/util.h"
 
 #include <ctype.h>
 #include <curl/curl.h>

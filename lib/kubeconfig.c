@@ -9,9 +9,9 @@
  * would turn a configuration mistake into confusing 401/403 errors later. */
 #include "config.h"
 
-#include "kubeconfig.h"
+#include "lib/kubeconfig.h"
 
-#include "util.h"
+#include "lib/util.h"
 
 #include <ctype.h>
 #include <errno.h>

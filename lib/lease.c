@@ -1,7 +1,7 @@
 /* lease: leader election on a coordination.k8s.io/v1 Lease (see lease.h). */
 #include "config.h"
 
-#include "lease.h"
+#include "lib/lease.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -11,9 +11,9 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "failpoint.h"
-#include "k8s.h"
-#include "util.h"
+#include "lib/failpoint.h"
+#include "lib/k8s.h"
+#include "lib/util.h"
 
 #define LEASE_GV "coordination.k8s.io/v1"
 

@@ -50,7 +50,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "clock.h"
+#include "lib/clock.h"
 
 struct k8s_client;
 

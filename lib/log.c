@@ -1,7 +1,7 @@
 /* log: formatting and output of log lines (see log.h). */
 #include "config.h"
 
-#include "log.h"
+#include "lib/log.h"
 
 #include <errno.h>
 #include <stdio.h>

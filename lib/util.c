@@ -1,7 +1,7 @@
 /* util: see util.h. */
 #include "config.h"
 
-#include "util.h"
+#include "lib/util.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include "lib/clock.h"
 
 void errbuf_set(char *err, size_t errlen, const char *fmt, ...)
 {

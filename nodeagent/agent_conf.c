@@ -3,13 +3,13 @@
  * output formats are lib/conf's; what is here is what the keys mean. */
 #include "config.h"
 
-#include "agent_conf.h"
 #include "fencing/pipeline.h"
-#include "storage/scsi_pr.h"
-#include "log.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "nodeagent/agent_conf.h"
 #include "nodeagent/http.h"
 #include "nodeagent/probe.h"
-#include "util.h"
+#include "scsi/scsi_pr.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -841,6 +841,10 @@ int agent_conf_load(const char *path, struct agent_conf **ret, struct conf_error
 	}
 	if (c->agent.lock_file && strcmp(c->agent.lock_file, "none") == 0)
 		c->agent.lock_file[0] = '\0';
+	/* what fencing borrows from the rest of the file */
+	c->fence.local_node = c->node.name;
+	c->fence.namespace = c->service.namespace;
+	c->fence.selector = c->service.selector;
 	if (conf_errors_count(errs) > before) {
 		r = -EINVAL;
 		goto out;

@@ -13,7 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "conf.h"
+#include "fencing/fence_conf.h"
+#include "lib/conf.h"
 
 /* Used when --config is not given.  Deliberately not under SYSCONFDIR: the
  * agent runs in a container image where the ConfigMap is mounted here. */
@@ -73,20 +74,9 @@ struct agent_conf {
 		int64_t heartbeat_ms;         /* PING interval on the control socket; 0: none */
 		int64_t heartbeat_timeout_ms; /* an unanswered PING this old: hung */
 	} service;
-	struct {
-		char **methods;          /* in order; names of fence_method_names[] */
-		char **released_methods; /* also run when the Lease was released */
-		int64_t timeout_ms;      /* one method, all attempts */
-		int64_t total_timeout_ms;
-		int64_t retries;
-		int64_t retry_ms;
-		char *pvc; /* volume-detach: the PVC in service.namespace; "" = unset */
-		bool out_of_service_taint;
-		char **scsi_luns;         /* scsi-pr: iscsi:// URLs */
-		char *scsi_iqn_prefix;    /* "" = the built-in prefix */
-		int64_t scsi_check_ms;    /* registration check interval; 0 = none */
-		int64_t scsi_inflight_ms; /* wait after a PREEMPT that cannot abort */
-	} fence;
+	/* fencing's settings; local_node, namespace and selector point at
+	 * node.name, service.namespace and service.selector */
+	struct fence_conf fence;
 	struct {
 		int64_t stop_timeout_ms;
 		int64_t kill_timeout_ms;

@@ -1,7 +1,7 @@
 /* control: the agent's side of the control socket (see control.h). */
 #include "config.h"
 
-#include "control.h"
+#include "nodeagent/control.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,11 +16,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "ctlproto.h"
-#include "failpoint.h"
-#include "log.h"
-#include "util.h"
+#include "lib/clock.h"
+#include "lib/ctlproto.h"
+#include "lib/failpoint.h"
+#include "lib/log.h"
+#include "lib/util.h"
 
 /* ---------------------------------------------------------------- parse */
 

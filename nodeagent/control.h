@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "ctlproto.h"
+#include "lib/ctlproto.h"
 
 #define CONTROL_LINE_MAX CTLPROTO_LINE_MAX
 

@@ -12,3 +12,23 @@ struct ctl_command {
 	const char *summary;
 	int (*main)(int argc, char **argv);
 };
+
+/* `kubefencectl scsi ...` (ctl_scsi.c): SCSI-3 persistent reservations on
+ * shared LUNs. */
+int ctl_scsi_main(int argc, char **argv);
+
+/* `kubefencectl journal` (ctl_journal.c): check or repair a metadata
+ * journal. */
+int ctl_journal_main(int argc, char **argv);
+
+/* `kubefencectl fence` (ctl_fence.c): one run of the configured fence
+ * pipeline against a node, for operators and for testing a configuration.
+ * Exit codes: 0 the victim is confirmed fenced (or, with --dry-run, every
+ * method could resolve its target); 2 bad usage or configuration; 3 not
+ * confirmed (a method failed or ran out of time); 4 refused: the victim is
+ * this node (node.name). */
+int ctl_fence_main(int argc, char **argv);
+
+/* `kubefencectl status` (ctl_status.c): fetch /status from a running agent
+ * and print it. */
+int ctl_status_main(int argc, char **argv);

@@ -9,7 +9,7 @@
  * VolumeAttachments) and says what would be done. */
 #include "config.h"
 
-#include "ctl_fence.h"
+#include "nodeagent/ctl.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -18,8 +18,8 @@
 #include <string.h>
 
 #include "fencing/pipeline.h"
-#include "k8s.h"
-#include "log.h"
+#include "lib/k8s.h"
+#include "lib/log.h"
 #include "nodeagent/agent_conf.h"
 
 enum {
@@ -138,7 +138,7 @@ int ctl_fence_main(int argc, char **argv)
 		        err);
 		goto out;
 	}
-	r = fence_methods_from_conf(conf, client, &methods, err, sizeof(err));
+	r = fence_methods_from_conf(&conf->fence, client, &methods, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "kubefencectl fence: %s: %s\n", config, err);
 		goto out;
@@ -149,7 +149,7 @@ int ctl_fence_main(int argc, char **argv)
 		rc = EXIT_NOT_FENCED;
 		goto out;
 	}
-	fence_pipeline_opts_from_conf(conf, &opts);
+	fence_pipeline_opts_from_conf(&conf->fence, &opts);
 	printf("fencing node '%s' (%s)%s with %zu method%s\n", req.node,
 	       fence_level_to_string(level), req.dry_run ? " [dry run]" : "", methods.n,
 	       methods.n == 1 ? "" : "s");

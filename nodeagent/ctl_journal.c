@@ -14,8 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ctl.h"
-#include "log.h"
+#include "lib/log.h"
+#include "nodeagent/ctl.h"
 #include "storage/backend.h"
 #include "storage/metastore.h"
 

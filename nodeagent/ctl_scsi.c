@@ -14,9 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctl.h"
 #include "fencing/fence_scsi.h"
-#include "util.h"
+#include "lib/util.h"
+#include "nodeagent/ctl.h"
 
 #define DEFAULT_TIMEOUT_MS 10000
 #define NODES_MAX          256

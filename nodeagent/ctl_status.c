@@ -20,9 +20,9 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
-#include "ctl.h"
-#include "http.h"
-#include "util.h"
+#include "lib/util.h"
+#include "nodeagent/ctl.h"
+#include "nodeagent/http.h"
 
 #define DEFAULT_AGENT      "127.0.0.1:9464"
 #define DEFAULT_TIMEOUT_MS 5000L

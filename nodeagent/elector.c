@@ -5,7 +5,7 @@
  * stop flag.  The lease_state itself belongs to the election thread alone. */
 #include "config.h"
 
-#include "elector.h"
+#include "nodeagent/elector.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -15,9 +15,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "k8s.h"
-#include "log.h"
-#include "util.h"
+#include "lib/k8s.h"
+#include "lib/log.h"
+#include "lib/util.h"
 
 struct elector {
 	struct k8s_client *client;

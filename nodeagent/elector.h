@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "lease.h"
+#include "lib/lease.h"
 
 struct k8s_client;
 struct elector;

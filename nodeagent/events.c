@@ -4,7 +4,7 @@
  * does the network I/O (and the logging) without it. */
 #include "config.h"
 
-#include "events.h"
+#include "nodeagent/events.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -17,11 +17,11 @@
 
 #include <cjson/cJSON.h>
 
-#include "clock.h"
-#include "k8s.h"
-#include "log.h"
-#include "metrics.h"
-#include "util.h"
+#include "lib/clock.h"
+#include "lib/k8s.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "nodeagent/metrics.h"
 
 /* Distinct errors remembered as logged until a post succeeds again. */
 #define LOGGED_MAX   8

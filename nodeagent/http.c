@@ -4,7 +4,7 @@
  * its exact errno and port 0 can be resolved to the port picked. */
 #include "config.h"
 
-#include "http.h"
+#include "nodeagent/http.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,9 +18,9 @@
 
 #include <microhttpd.h>
 
-#include "log.h"
-#include "metrics.h"
-#include "util.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "nodeagent/metrics.h"
 
 #if MHD_VERSION >= 0x00097002
 typedef enum MHD_Result mhd_result;

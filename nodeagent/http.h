@@ -119,7 +119,3 @@ struct http_server *http_stop(struct http_server *s);
  * `steps`; detail may be NULL.  Returns 0 or -ENOMEM. */
 int http_status_step(cJSON *steps, const char *step, int64_t at_ms, int64_t duration_ms,
                      const char *detail);
-
-/* `kubefencectl status`, in ctl_status.c: fetch /status from a running agent
- * and print it.  See ctl.h for the calling convention. */
-int ctl_status_main(int argc, char **argv);

@@ -5,14 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ctl.h"
-#include "fencing/fence_scsi.h"
-#include "failpoint.h"
-#include "log.h"
-#include "nodeagent/http.h"
-#include "nodeagent/ctl_fence.h"
-#include "storage/metastore.h"
-#include "util.h"
+#include "lib/failpoint.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "nodeagent/ctl.h"
 
 static int ctl_failpoints_main(int argc, char **argv)
 {

@@ -18,19 +18,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent_conf.h"
-#include "control.h"
-#include "elector.h"
-#include "events.h"
-#include "fence_volume.h"
-#include "http.h"
-#include "k8s.h"
-#include "failpoint.h"
-#include "log.h"
-#include "metrics.h"
-#include "orchestrator.h"
-#include "pipeline.h"
-#include "util.h"
+#include "fencing/fence_volume.h"
+#include "fencing/pipeline.h"
+#include "lib/failpoint.h"
+#include "lib/k8s.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "nodeagent/agent_conf.h"
+#include "nodeagent/control.h"
+#include "nodeagent/elector.h"
+#include "nodeagent/events.h"
+#include "nodeagent/http.h"
+#include "nodeagent/metrics.h"
+#include "nodeagent/orchestrator.h"
 
 #define EXIT_CONFIG 2
 
@@ -244,14 +244,14 @@ static int run(const struct agent_conf *conf)
 	if (r < 0)
 		goto out;
 	metrics_watch_api(metrics, client);
-	r = fence_methods_from_conf(conf, client, &methods, err, sizeof(err));
+	r = fence_methods_from_conf(&conf->fence, client, &methods, err, sizeof(err));
 	if (r < 0) {
 		log_error("cannot set up the fence methods: %s", err);
 		goto out;
 	}
 	for (size_t i = 0; i < methods.n; i++)
 		metrics_declare_fence_method(metrics, methods.v[i].name);
-	fence_pipeline_opts_from_conf(conf, &fopts);
+	fence_pipeline_opts_from_conf(&conf->fence, &fopts);
 	{
 		struct events_options eo = {
 		        .client = client, .node = conf->node.name, .metrics = metrics};

@@ -4,7 +4,7 @@
  * and rendering copies nothing but the text it writes. */
 #include "config.h"
 
-#include "metrics.h"
+#include "nodeagent/metrics.h"
 
 #include <errno.h>
 #include <math.h>
@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "k8s.h"
-#include "util.h"
+#include "lib/k8s.h"
+#include "lib/util.h"
 
 struct series {
 	char *label_value; /* NULL in an unlabelled family */

@@ -17,7 +17,7 @@
  * status snapshot.  The machine itself belongs to the orchestrator thread. */
 #include "config.h"
 
-#include "orchestrator.h"
+#include "nodeagent/orchestrator.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -31,20 +31,20 @@
 
 #include <cjson/cJSON.h>
 
-#include "control.h"
-#include "elector.h"
-#include "events.h"
-#include "failpoint.h"
-#include "fence_scsi.h"
-#include "http.h"
-#include "k8s.h"
-#include "log.h"
-#include "metrics.h"
-#include "orch_sm.h"
-#include "pipeline.h"
-#include "selffence.h"
-#include "probe.h"
-#include "util.h"
+#include "fencing/fence_scsi.h"
+#include "fencing/pipeline.h"
+#include "fencing/selffence.h"
+#include "lib/failpoint.h"
+#include "lib/k8s.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "nodeagent/control.h"
+#include "nodeagent/elector.h"
+#include "nodeagent/events.h"
+#include "nodeagent/http.h"
+#include "nodeagent/metrics.h"
+#include "nodeagent/orch_sm.h"
+#include "nodeagent/probe.h"
 
 #define QUEUE_MAX    64
 #define JOBS_MAX     16

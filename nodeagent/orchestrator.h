@@ -29,7 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "clock.h"
+#include "lib/clock.h"
 
 struct k8s_client;
 struct elector;

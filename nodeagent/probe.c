@@ -1,7 +1,7 @@
 /* probe: health probes for services that do not connect (see probe.h). */
 #include "config.h"
 
-#include "probe.h"
+#include "nodeagent/probe.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -11,7 +11,7 @@
 
 #include <curl/curl.h>
 
-#include "util.h"
+#include "lib/util.h"
 
 static bool has_prefix(const char *s, const char *p)
 {

@@ -14,7 +14,7 @@
  * file is re-read only when inode, size or mtime changed. */
 #include "config.h"
 
-#include "backend.h"
+#include "storage/backend.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -27,10 +27,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "crc32c.h"
-#include "failpoint.h"
-#include "journal.h"
-#include "util.h"
+#include "lib/crc32c.h"
+#include "lib/failpoint.h"
+#include "lib/util.h"
+#include "storage/journal.h"
 
 #define EPOCH_MAGIC   0x5045464Bu /* "KFEP" */
 #define EPOCH_VERSION 1

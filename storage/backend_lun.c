@@ -22,7 +22,7 @@
  * the records queued before the sync starts). */
 #include "config.h"
 
-#include "backend_lun.h"
+#include "storage/backend_lun.h"
 
 #include <blkid/blkid.h>
 #include <errno.h>
@@ -35,13 +35,13 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "crc32c.h"
-#include "failpoint.h"
-#include "fencing/fence_scsi.h"
-#include "journal.h"
-#include "log.h"
-#include "scsi_pr.h"
-#include "util.h"
+#include "lib/crc32c.h"
+#include "lib/failpoint.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "scsi/scsi_pr.h"
+#include "scsi/scsi_resv.h"
+#include "storage/journal.h"
 
 #define LUN_VERSION     1
 #define LUN_META_BYTES  4096               /* one state-table copy */
@@ -135,7 +135,7 @@ static int lun_write(struct backend_lun *l, uint64_t lba, const void *buf, size_
 			if (r == 0)
 				break;
 			scsi_pr_last_sense(l->h, &st, &key, &asc, &ascq);
-			r = fence_scsi_io_verdict(r, st, key, asc, ascq);
+			r = scsi_resv_io_verdict(r, st, key, asc, ascq);
 			if (r != -EAGAIN)
 				break;
 		}
@@ -971,7 +971,7 @@ static int lun_connect(const char *url, const char *initiator, const char *node,
 	if (join) {
 		r = scsi_pr_key_for_node(node, &key);
 		if (r >= 0)
-			r = fence_scsi_join_lun(l->h, key, deadline(l), detail, sizeof(detail));
+			r = scsi_resv_join(l->h, key, deadline(l), detail, sizeof(detail));
 		if (r < 0) {
 			errbuf_set(err, errlen,
 			           "cannot join the reservation of '%s' as '%s': %s (%s)", url,

@@ -1,5 +1,5 @@
 /* backend_lun: the metadata store on a raw LUN reached over iSCSI
- * (storage/scsi_pr.h), fenced by SCSI-3 persistent reservations.
+ * (scsi/scsi_pr.h), fenced by SCSI-3 persistent reservations.
  *
  * The LUN carries a superblock (magic KFJRNLv1), an epoch block, a
  * double-buffered state table, two snapshot slots and a journal ring; the
@@ -15,9 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backend.h"
-#include "clock.h"
-#include "metastore.h"
+#include "lib/clock.h"
+#include "storage/backend.h"
+#include "storage/metastore.h"
 
 struct backend_lun_options {
 	usec_t io_timeout; /* deadline of each SCSI call (0: 10 s) */

@@ -3,7 +3,7 @@
  * it reads the device itself, so the answer reflects what is on it now. */
 #include "config.h"
 
-#include "blkdev.h"
+#include "storage/blkdev.h"
 
 #include <blkid/blkid.h>
 #include <errno.h>
@@ -15,8 +15,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "util.h"
+#include "lib/log.h"
+#include "lib/util.h"
 
 static void probe_value(blkid_probe pr, const char *name, char *buf, size_t len)
 {

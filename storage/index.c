@@ -5,14 +5,14 @@
  * they enter the hash table; index_seal() links the skip list once. */
 #include "config.h"
 
-#include "index.h"
+#include "storage/index.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
-#include "crc32c.h"
+#include "lib/crc32c.h"
 
 #define SKIP_MAX_LEVEL 24
 

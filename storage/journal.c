@@ -13,13 +13,13 @@
  * valid records: a header is trusted only when its own CRC matches. */
 #include "config.h"
 
-#include "journal.h"
+#include "storage/journal.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "crc32c.h"
+#include "lib/crc32c.h"
 
 /* The scanner's window: large enough for two maximal records. */
 #define SCAN_BUF_SIZE (1024 * 1024)

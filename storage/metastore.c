@@ -13,7 +13,7 @@
  * message names `kubefencectl journal check|repair`. */
 #include "config.h"
 
-#include "metastore.h"
+#include "storage/metastore.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -23,11 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "failpoint.h"
-#include "index.h"
-#include "journal.h"
-#include "log.h"
-#include "util.h"
+#include "lib/failpoint.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "storage/index.h"
+#include "storage/journal.h"
 
 #define DEFAULT_SNAP_BYTES   (64ull << 20)
 #define DEFAULT_SNAP_RECORDS 1000000ull

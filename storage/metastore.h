@@ -43,7 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backend.h"
+#include "storage/backend.h"
 
 #define METASTORE_KEY_MAX   1024
 #define METASTORE_VALUE_MAX (64 * 1024)
@@ -223,6 +223,3 @@ int metastore_check(struct backend *b, bool repair, struct metastore_check_repor
 
 /* Free what a report holds and reset it; accepts NULL. */
 void metastore_check_report_done(struct metastore_check_report *rep);
-
-/* kubefencectl journal: see nodeagent/ctl_journal.c. */
-int ctl_journal_main(int argc, char **argv);

@@ -18,8 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "scsi/scsi_pr.h"
 #include "storage/metastore.h"
-#include "storage/scsi_pr.h"
 
 enum store_kind {
 	STORE_DIR = 1,

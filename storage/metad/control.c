@@ -4,7 +4,7 @@
  * the server's threads never interleave within a line. */
 #include "config.h"
 
-#include "control.h"
+#include "storage/metad/control.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,9 +19,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "ctlproto.h"
-#include "log.h"
-#include "util.h"
+#include "lib/ctlproto.h"
+#include "lib/log.h"
+#include "lib/util.h"
 
 #define BACKOFF_MIN_MS  100
 #define BACKOFF_MAX_MS  2000

@@ -20,8 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "clock.h"
-#include "ctlproto.h"
+#include "lib/clock.h"
+#include "lib/ctlproto.h"
 
 #define METAD_CONTROL_LINE_MAX CTLPROTO_LINE_MAX
 

@@ -39,10 +39,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "history.h"
-#include "proto.h"
-#include "util.h"
+#include "lib/clock.h"
+#include "lib/history.h"
+#include "lib/util.h"
+#include "storage/metad/proto.h"
 
 #define EXIT_NOTFOUND  1
 #define EXIT_ERROR     2

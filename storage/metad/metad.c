@@ -16,12 +16,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "control.h"
-#include "failpoint.h"
-#include "log.h"
-#include "server.h"
+#include "lib/failpoint.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "storage/metad/control.h"
+#include "storage/metad/server.h"
 #include "storage/store.h"
-#include "util.h"
 
 struct args {
 	const char *listen, *store, *data_dir, *control_socket, *pod_name, *pod_uid;

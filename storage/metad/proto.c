@@ -5,7 +5,7 @@
  * bounded by one line plus the largest valid request. */
 #include "config.h"
 
-#include "proto.h"
+#include "storage/metad/proto.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -9,7 +9,7 @@
  * The write deadline is an atomic so that RENEW never waits for a write. */
 #include "config.h"
 
-#include "server.h"
+#include "storage/metad/server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,12 +27,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "failpoint.h"
-#include "log.h"
-#include "proto.h"
+#include "lib/failpoint.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "storage/metad/proto.h"
 #include "storage/metastore.h"
 #include "storage/store.h"
-#include "util.h"
 
 #define READ_CHUNK     (64 * 1024)
 #define OUT_HIGH_WATER (1024 * 1024) /* flush answers before parsing more */

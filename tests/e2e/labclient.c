@@ -120,11 +120,11 @@
 
 #include <cjson/cJSON.h>
 
-#include "clock.h"
-#include "history.h"
-#include "util.h"
-#include "k8s.h"
-#include "proto.h"
+#include "lib/clock.h"
+#include "lib/history.h"
+#include "lib/k8s.h"
+#include "lib/util.h"
+#include "storage/metad/proto.h"
 
 static const char *opt_kubeconfig, *opt_ns = "kubefence", *opt_svc = "metaservice";
 static bool opt_via_endpoints;

@@ -50,12 +50,12 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
-#include "failpoint.h"
-#include "fo.h"
-#include "k8s.h"
-#include "proto.h"
-#include "storage/scsi_pr.h"
-#include "util.h"
+#include "lib/failpoint.h"
+#include "lib/k8s.h"
+#include "lib/util.h"
+#include "scsi/scsi_pr.h"
+#include "storage/metad/proto.h"
+#include "tests/failover/fo.h"
 
 /* orchestrator.h's ORCH_LIVE_STALE, in seconds */
 #define ORCH_LIVE_S 10

@@ -1,7 +1,7 @@
 /* fo: the end-to-end failover setup (see fo.h). */
 #include "config.h"
 
-#include "fo.h"
+#include "tests/failover/fo.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,9 +24,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "k8s.h"
-#include "proto.h"
-#include "util.h"
+#include "lib/k8s.h"
+#include "lib/util.h"
+#include "storage/metad/proto.h"
 
 extern char **environ;
 

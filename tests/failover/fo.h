@@ -30,8 +30,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "clock.h"
-#include "history.h"
+#include "lib/clock.h"
+#include "lib/history.h"
 
 struct k8s_client;
 

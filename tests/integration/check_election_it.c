@@ -15,9 +15,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "it.h"
-#include "k8s.h"
-#include "kftest.h"
+#include "lib/k8s.h"
+#include "tests/integration/it.h"
+#include "tests/lib/kftest.h"
 
 #define DURATION_MS 2000
 #define RENEW_MS    1500

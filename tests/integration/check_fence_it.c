@@ -26,11 +26,11 @@
 #include "fencing/fence_pod.h"
 #include "fencing/fence_volume.h"
 #include "fencing/pipeline.h"
-#include "it.h"
-#include "k8s.h"
-#include "log.h"
+#include "lib/k8s.h"
+#include "lib/log.h"
 #include "nodeagent/agent_conf.h"
-#include "kftest.h"
+#include "tests/integration/it.h"
+#include "tests/lib/kftest.h"
 
 #define T_MS 5000 /* one admin request */
 
@@ -212,8 +212,9 @@ static int run_pipeline_pinned(struct agent_conf *conf, struct k8s_client *c, co
 	char err[512] = "", line[4096];
 	int r;
 
-	ck_assert_msg(fence_methods_from_conf(conf, c, &m, err, sizeof(err)) == 0, "%s", err);
-	fence_pipeline_opts_from_conf(conf, &o);
+	ck_assert_msg(fence_methods_from_conf(&conf->fence, c, &m, err, sizeof(err)) == 0, "%s",
+	              err);
+	fence_pipeline_opts_from_conf(&conf->fence, &o);
 	r = fence_pipeline_run(&o, m.v, m.n, FENCE_LEVEL_EXPIRED, &req, rep);
 	fence_report_format(rep, line, sizeof(line));
 	printf("  %s\n", line);

@@ -20,12 +20,12 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "it.h"
-#include "k8s.h"
-#include "kubeconfig.h"
-#include "util.h"
-#include "kftest.h"
+#include "lib/clock.h"
+#include "lib/k8s.h"
+#include "tests/integration/it.h"
+#include "lib/kubeconfig.h"
+#include "lib/util.h"
+#include "tests/lib/kftest.h"
 
 #define LEASE_GV   "coordination.k8s.io/v1"
 #define TIMEOUT_MS 10000L

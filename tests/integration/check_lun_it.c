@@ -17,14 +17,14 @@
 #include <unistd.h>
 
 #include "fencing/fence_scsi.h"
-#include "log.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "scsi/scsi_pr.h"
 #include "storage/backend_lun.h"
 #include "storage/journal.h"
 #include "storage/metastore.h"
-#include "storage/scsi_pr.h"
-#include "util.h"
-#include "kft_lun.h"
-#include "kftest.h"
+#include "tests/lib/kft_lun.h"
+#include "tests/lib/kftest.h"
 
 #define DEADLINE() (clock_mono_usec() + 5 * USEC_PER_SEC)
 #define N_RECORDS  200

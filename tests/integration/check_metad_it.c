@@ -27,10 +27,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include "lib/clock.h"
 #include "storage/metad/proto.h"
-#include "kft_meta.h"
-#include "kftest.h"
+#include "tests/lib/kft_meta.h"
+#include "tests/lib/kftest.h"
 
 static char workdir[256];
 

@@ -24,14 +24,14 @@
 
 #include <cjson/cJSON.h>
 
-#include "clock.h"
-#include "it.h"
-#include "k8s.h"
+#include "lib/clock.h"
+#include "lib/k8s.h"
+#include "lib/util.h"
 #include "nodeagent/events.h"
 #include "nodeagent/http.h"
 #include "nodeagent/metrics.h"
-#include "util.h"
-#include "kftest.h"
+#include "tests/integration/it.h"
+#include "tests/lib/kftest.h"
 
 #define TIMEOUT_MS 10000L
 #define RBAC_GV    "rbac.authorization.k8s.io/v1"

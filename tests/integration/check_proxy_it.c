@@ -23,10 +23,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "it.h"
-#include "k8s.h"
-#include "kftest.h"
+#include "lib/clock.h"
+#include "lib/k8s.h"
+#include "tests/integration/it.h"
+#include "tests/lib/kftest.h"
 
 #define LEASE_GV   "coordination.k8s.io/v1"
 #define TIMEOUT_MS 5000L

@@ -1,4 +1,4 @@
-/* Integration tests of storage/scsi_pr.c, fencing/fence_scsi.c and
+/* Integration tests of scsi/scsi_pr.c, fencing/fence_scsi.c and
  * `kubefencectl scsi` against a real iSCSI target: tgtd on 127.0.0.1 with
  * file-backed LUNs, started and stopped by tests/integration/iscsi.test
  * (tests/harness/tgtd.sh).  Node A and node B are two initiators, each with
@@ -23,12 +23,13 @@
 #include <iscsi/iscsi.h>
 #include <iscsi/scsi-lowlevel.h>
 
-#include "failpoint.h"
 #include "fencing/fence_scsi.h"
-#include "storage/scsi_pr.h"
-#include "util.h"
-#include "kft_lun.h"
-#include "kftest.h"
+#include "lib/failpoint.h"
+#include "lib/util.h"
+#include "scsi/scsi_pr.h"
+#include "scsi/scsi_resv.h"
+#include "tests/lib/kft_lun.h"
+#include "tests/lib/kftest.h"
 
 #define MS(x)      ((usec_t)(x)*USEC_PER_MSEC)
 #define DEADLINE() (clock_mono_usec() + MS(5000))
@@ -147,7 +148,7 @@ START_TEST(fence_then_victim_writes_fail)
 	kft_lun_clear(lun1);
 	ha = kft_lun_open_as(lun1, "node-a");
 	t0 = clock_mono_usec();
-	ck_assert_msg(fence_scsi_join_lun(ha, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
+	ck_assert_msg(scsi_resv_join(ha, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
 	              detail);
 	printf("measured: scsi-pr join (open session, 1 LUN): %.2f ms (%s)\n",
 	       (double)(clock_mono_usec() - t0) / USEC_PER_MSEC, detail);
@@ -171,12 +172,12 @@ START_TEST(fence_then_victim_writes_fail)
 	 * the own-I/O check takes either, see check_scsi_pr): exactly that */
 	ck_assert_int_eq(asc, 0x2a);
 	ck_assert_int_eq(ascq, 0x03);
-	ck_assert_int_eq(fence_scsi_io_verdict(r, st, key, asc, ascq), -EBADE);
+	ck_assert_int_eq(scsi_resv_io_verdict(r, st, key, asc, ascq), -EBADE);
 	r = write_past_reset(ha, 1, 'A');
 	last_sense(ha, &st, &key, &asc, &ascq);
 	ck_assert_int_eq(r, -EBADE);
 	ck_assert_int_eq(st, SCSI_STATUS_RESERVATION_CONFLICT);
-	ck_assert_int_eq(fence_scsi_io_verdict(r, st, key, asc, ascq), -EBADE);
+	ck_assert_int_eq(scsi_resv_io_verdict(r, st, key, asc, ascq), -EBADE);
 	ck_assert_int_eq(write_block(ha, 1, 'A'), -EBADE);
 	/* WRITE EXCLUSIVE: reading stays allowed for the fenced node */
 	ck_assert_msg(
@@ -191,7 +192,7 @@ START_TEST(fence_then_victim_writes_fail)
 	/* B writes through its own session, once registered on it */
 	hb = kft_lun_open_as(lun1, "node-b");
 	ck_assert_int_eq(write_block(hb, 2, 'B'), -EBADE);
-	ck_assert_msg(fence_scsi_join_lun(hb, key_b, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
+	ck_assert_msg(scsi_resv_join(hb, key_b, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
 	              detail);
 	ck_assert_int_eq(write_block(hb, 2, 'B'), 0);
 	ck_assert_int_eq(scsi_pr_sync_cache(hb, DEADLINE(), err, sizeof(err)), 0);
@@ -221,7 +222,7 @@ START_TEST(plain_preempt_then_lun_reset_or_wait)
 
 	kft_lun_clear(lun1);
 	ha = kft_lun_open_as(lun1, "node-a");
-	ck_assert_msg(fence_scsi_join_lun(ha, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
+	ck_assert_msg(scsi_resv_join(ha, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
 	              detail);
 	ck_assert_int_eq(fence_scsi_fence("node-b", "node-a", luns, 1, &o, DEADLINE(), &rep), 0);
 	print_report("fence", &rep);
@@ -229,7 +230,7 @@ START_TEST(plain_preempt_then_lun_reset_or_wait)
 	                             "PREEMPT (no PREEMPT AND ABORT); LOGICAL UNIT RESET: every "
 	                             "queued command finished or aborted"));
 	/* again, with the reset refused */
-	ck_assert_msg(fence_scsi_join_lun(ha, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
+	ck_assert_msg(scsi_resv_join(ha, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
 	              detail);
 	ck_assert_int_eq(failpoint_set("scsi.lun_reset.before=error(95)", NULL, 0), 0);
 	t0 = clock_mono_usec();
@@ -292,8 +293,8 @@ START_TEST(fence_waits_for_a_write_in_flight)
 
 	kft_lun_clear(lun1);
 	v.h = kft_lun_open_as(lun1, "node-a");
-	ck_assert_msg(fence_scsi_join_lun(v.h, key_a, DEADLINE(), detail, sizeof(detail)) == 0,
-	              "%s", detail);
+	ck_assert_msg(scsi_resv_join(v.h, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
+	              detail);
 	freeze(true);
 	ck_assert_int_eq(pthread_create(&t, NULL, victim_write_thread, &v), 0);
 	usleep(300 * 1000); /* the WRITE is in the target's backing store */
@@ -309,7 +310,7 @@ START_TEST(fence_waits_for_a_write_in_flight)
 	print_report("fence", &rep);
 	ck_assert_ptr_nonnull(strstr(rep.steps[0].detail, "LOGICAL UNIT RESET: every queued"));
 	hb = kft_lun_open_as(lun1, "node-b");
-	ck_assert_msg(fence_scsi_join_lun(hb, key_b, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
+	ck_assert_msg(scsi_resv_join(hb, key_b, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
 	              detail);
 	ck_assert_int_eq(write_block(hb, 8, 'B'), 0);
 	usleep(200 * 1000);
@@ -348,7 +349,7 @@ START_TEST(fence_after_target_restart)
 
 	kft_lun_clear(lun1);
 	ha = kft_lun_open_as(lun1, "node-a");
-	ck_assert_msg(fence_scsi_join_lun(ha, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
+	ck_assert_msg(scsi_resv_join(ha, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
 	              detail);
 	ck_assert_int_eq(write_block(ha, 3, 'A'), 0);
 
@@ -526,7 +527,7 @@ START_TEST(second_process_of_same_node)
 	kft_lun_clear(lun1);
 	h1 = kft_lun_open_as(lun1, "node-a");
 	h2 = kft_lun_open_as(lun1, "node-a"); /* same IQN, its own ISID: another I_T nexus */
-	ck_assert_msg(fence_scsi_join_lun(h1, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
+	ck_assert_msg(scsi_resv_join(h1, key_a, DEADLINE(), detail, sizeof(detail)) == 0, "%s",
 	              detail);
 	ck_assert_int_eq(write_block(h1, 4, '1'), 0);
 	ck_assert_int_eq(write_block(h2, 4, '2'), -EBADE);

@@ -1,7 +1,7 @@
 /* it: helpers for the integration tests (see it.h). */
 #include "config.h"
 
-#include "it.h"
+#include "tests/integration/it.h"
 
 #include <check.h>
 #include <errno.h>
@@ -16,9 +16,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "k8s.h"
-#include "kftest.h"
-#include "util.h"
+#include "lib/k8s.h"
+#include "lib/util.h"
+#include "tests/lib/kftest.h"
 
 const char *it_env(const char *name)
 {

@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "clock.h"
-#include "lease.h"
+#include "lib/clock.h"
+#include "lib/lease.h"
 
 struct k8s_client;
 

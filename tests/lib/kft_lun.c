@@ -1,15 +1,15 @@
 /* kft_lun: the iSCSI LUN fixtures (see kft_lun.h). */
 #include "config.h"
 
-#include "kft_lun.h"
+#include "tests/lib/kft_lun.h"
 
 #include <check.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "clock.h"
-#include "kftest.h"
+#include "lib/clock.h"
+#include "tests/lib/kftest.h"
 
 #define DEADLINE() (clock_mono_usec() + 5 * USEC_PER_SEC)
 

@@ -3,7 +3,7 @@
  * them as a given node, and a LUN wiped of every registration. */
 #pragma once
 
-#include "storage/scsi_pr.h"
+#include "scsi/scsi_pr.h"
 
 /* The first two LUNs of KF_TGT_LUN_URLS (space-separated, as tgtd.sh
  * exports them) into lun1 and lun2; the test fails when the variable is

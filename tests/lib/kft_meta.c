@@ -1,7 +1,7 @@
 /* kft_meta: the MetaService protocol's raw test client (see kft_meta.h). */
 #include "config.h"
 
-#include "kft_meta.h"
+#include "tests/lib/kft_meta.h"
 
 #include <check.h>
 #include <netinet/in.h>
@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include "lib/clock.h"
 
 int kft_meta_connect(int port)
 {

@@ -2,7 +2,7 @@
  * (see kftest.h). */
 #include "config.h"
 
-#include "kftest.h"
+#include "tests/lib/kftest.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "lib/log.h"
 
 int kft_main(Suite *s, const struct kft_opts *opts)
 {

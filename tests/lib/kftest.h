@@ -13,7 +13,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 
-#include "clock.h"
+#include "lib/clock.h"
 
 struct kft_opts {
 	bool verbose;      /* CK_VERBOSE: one line per test, for the long integration runs */

@@ -32,8 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lincheck.h"
-#include "util.h"
+#include "lib/util.h"
+#include "tests/lincheck/lincheck.h"
 
 #define TOKEN_MAX    1024
 #define NONE         UINT32_MAX

@@ -22,7 +22,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "history.h"
+#include "lib/history.h"
 
 struct lc_history;
 struct lc_report;

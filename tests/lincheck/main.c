@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lincheck.h"
+#include "tests/lincheck/lincheck.h"
 
 static void usage(FILE *out)
 {

@@ -12,9 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fp_http.h"
-#include "fp_rules.h"
-#include "kftest.h"
+#include "tests/lib/kftest.h"
+#include "tests/proxy/fp_http.h"
+#include "tests/proxy/fp_rules.h"
 
 #define LEASE "/apis/coordination.k8s.io/v1/namespaces/ns/leases/l1"
 

@@ -39,12 +39,12 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "clock.h"
-#include "fp_http.h"
-#include "fp_io.h"
-#include "fp_rules.h"
-#include "log.h"
-#include "util.h"
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "tests/proxy/fp_http.h"
+#include "tests/proxy/fp_io.h"
+#include "tests/proxy/fp_rules.h"
 
 #define HEAD_MAX  (64 * 1024)
 #define BODY_MAX  (64u * 1024 * 1024) /* the API server's own limit is 3 MiB */

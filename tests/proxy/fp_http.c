@@ -1,7 +1,7 @@
 /* fp_http: see fp_http.h. */
 #include "config.h"
 
-#include "fp_http.h"
+#include "tests/proxy/fp_http.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "util.h"
+#include "lib/util.h"
 
 /* One line of the head: [s, s + len) without its CR LF. */
 struct line {

@@ -1,7 +1,7 @@
 /* fp_io: see fp_io.h. */
 #include "config.h"
 
-#include "fp_io.h"
+#include "tests/proxy/fp_io.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -14,7 +14,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
-#include "util.h"
+#include "lib/util.h"
 
 #define BUF_INIT (16 * 1024)
 /* The buffer only grows for a long head or line; bodies stream through. */

@@ -16,7 +16,7 @@
 
 #include <openssl/ssl.h>
 
-#include "clock.h"
+#include "lib/clock.h"
 
 struct fp_conn {
 	int fd;

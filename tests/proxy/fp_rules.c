@@ -1,7 +1,7 @@
 /* fp_rules: see fp_rules.h. */
 #include "config.h"
 
-#include "fp_rules.h"
+#include "tests/proxy/fp_rules.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -14,8 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "util.h"
+#include "lib/log.h"
+#include "lib/util.h"
 
 struct rule {
 	int line;

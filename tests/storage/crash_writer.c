@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "lib/log.h"
 #include "storage/metastore.h"
 
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;

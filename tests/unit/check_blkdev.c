@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "storage/blkdev.h"
-#include "kftest.h"
+#include "tests/lib/kftest.h"
 
 static char tmpdir[64];
 static char loops_file[300];

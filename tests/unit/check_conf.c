@@ -8,11 +8,11 @@
  * loop iteration, so adding a file adds a case. */
 #include "config.h"
 
-#include "conf.h"
-#include "log.h"
+#include "lib/conf.h"
+#include "lib/log.h"
+#include "lib/util.h"
 #include "nodeagent/agent_conf.h"
-#include "util.h"
-#include "kftest.h"
+#include "tests/lib/kftest.h"
 
 #include <check.h>
 #include <dirent.h>

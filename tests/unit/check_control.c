@@ -12,8 +12,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "control.h"
+#include "lib/clock.h"
+#include "nodeagent/control.h"
 
 START_TEST(parse_good)
 {

@@ -20,9 +20,10 @@
 
 #include <cjson/cJSON.h>
 
+#include "lib/util.h"
+#include "nodeagent/ctl.h"
 #include "nodeagent/http.h"
-#include "util.h"
-#include "kftest.h"
+#include "tests/lib/kftest.h"
 
 /* As FENCE_HISTORY in orchestrator.c. */
 #define RING 10

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctlproto.h"
+#include "lib/ctlproto.h"
 
 enum { T_NUM, T_SMALL, T_NAME, T_TAG, T_CODE, T_WHY };
 enum { V_SET = 10, V_TAG, V_SAY, V_NONE };

@@ -17,9 +17,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "failpoint.h"
-#include "kftest.h"
+#include "lib/clock.h"
+#include "lib/failpoint.h"
+#include "tests/lib/kftest.h"
 
 #define DOC_PATH TEST_SRCDIR "/../docs/failpoints.md"
 

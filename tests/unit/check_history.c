@@ -11,8 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "history.h"
-#include "kftest.h"
+#include "lib/history.h"
+#include "tests/lib/kftest.h"
 
 static char *tmp_path(void)
 {

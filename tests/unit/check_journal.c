@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crc32c.h"
+#include "lib/crc32c.h"
 #include "storage/journal.h"
-#include "kftest.h"
+#include "tests/lib/kftest.h"
 
 START_TEST(crc_vectors)
 {

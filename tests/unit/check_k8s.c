@@ -21,11 +21,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "k8s.h"
-#include "kubeconfig.h"
-#include "util.h"
-#include "kftest.h"
+#include "lib/clock.h"
+#include "lib/k8s.h"
+#include "lib/kubeconfig.h"
+#include "lib/util.h"
+#include "tests/lib/kftest.h"
 
 #ifndef TEST_SRCDIR
 #define TEST_SRCDIR "tests"

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lease.h"
-#include "kftest.h"
+#include "lib/lease.h"
+#include "tests/lib/kftest.h"
 
 #define MS(x) ((usec_t)(x)*USEC_PER_MSEC)
 

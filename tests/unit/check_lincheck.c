@@ -13,9 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "history.h"
-#include "lincheck.h"
-#include "kftest.h"
+#include "lib/history.h"
+#include "tests/lib/kftest.h"
+#include "tests/lincheck/lincheck.h"
 
 #define HDR "# kfhistory 1\n"
 

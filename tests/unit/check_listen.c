@@ -20,11 +20,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "conf.h"
+#include "lib/conf.h"
+#include "lib/util.h"
 #include "nodeagent/agent_conf.h"
 #include "nodeagent/http.h"
-#include "util.h"
-#include "kftest.h"
+#include "tests/lib/kftest.h"
 
 struct listen_case {
 	const char *in;

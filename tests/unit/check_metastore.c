@@ -22,8 +22,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "crc32c.h"
-#include "failpoint.h"
+#include "lib/crc32c.h"
+#include "lib/failpoint.h"
 #include "storage/journal.h"
 #include "storage/metastore.h"
 

@@ -21,13 +21,13 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
-#include "clock.h"
-#include "k8s.h"
+#include "lib/clock.h"
+#include "lib/k8s.h"
+#include "lib/util.h"
 #include "nodeagent/events.h"
 #include "nodeagent/http.h"
 #include "nodeagent/metrics.h"
-#include "util.h"
-#include "kftest.h"
+#include "tests/lib/kftest.h"
 
 #define KUBECONFIG TEST_SRCDIR "/unit/data/k8s/token.yaml"
 

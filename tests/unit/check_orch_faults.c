@@ -19,12 +19,12 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "nodeagent/control.h"
-#include "nodeagent/events.h"
 #include "nodeagent/elector.h"
+#include "nodeagent/events.h"
 #include "nodeagent/orch_sm.h"
 #include "nodeagent/orchestrator.h"
-#include "orch_rig.h"
-#include "kftest.h"
+#include "tests/lib/kftest.h"
+#include "tests/unit/orch_rig.h"
 
 #include <cjson/cJSON.h>
 

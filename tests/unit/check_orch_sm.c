@@ -17,8 +17,8 @@
 #include "lib/util.h"
 #include "nodeagent/events.h"
 #include "nodeagent/orch_sm.h"
-#include "orch_rig.h"
-#include "kftest.h"
+#include "tests/lib/kftest.h"
+#include "tests/unit/orch_rig.h"
 
 static void hello(void)
 {

@@ -12,10 +12,10 @@
 #include <string.h>
 
 #include "fencing/pipeline.h"
-#include "log.h"
+#include "lib/log.h"
+#include "lib/util.h"
 #include "nodeagent/agent_conf.h"
-#include "util.h"
-#include "kftest.h"
+#include "tests/lib/kftest.h"
 
 #define MS USEC_PER_MSEC
 
@@ -462,14 +462,14 @@ START_TEST(test_from_conf)
 
 	ck_assert_int_eq(agent_conf_load(TEST_SRCDIR "/unit/conf/good/all_keys.conf", &c, &errs),
 	                 0);
-	ck_assert_int_eq(fence_methods_from_conf(c, NULL, &m, err, sizeof(err)), 0);
+	ck_assert_int_eq(fence_methods_from_conf(&c->fence, NULL, &m, err, sizeof(err)), 0);
 	ck_assert_uint_eq(m.n, 3);
 	ck_assert_str_eq(m.v[0].name, "scsi-pr");
 	ck_assert(m.v[0].storage);
 	ck_assert_str_eq(m.v[1].name, "pod-delete");
 	ck_assert(!m.v[1].storage);
 	ck_assert_str_eq(m.v[2].name, "volume-detach");
-	fence_pipeline_opts_from_conf(c, &o);
+	fence_pipeline_opts_from_conf(&c->fence, &o);
 	ck_assert_str_eq(o.local_node, "worker-1.example");
 	ck_assert_int_eq(o.step_timeout, 5000 * MS);
 	ck_assert_int_eq(o.total_timeout, 12000 * MS);

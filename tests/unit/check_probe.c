@@ -13,9 +13,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "probe.h"
-#include "kftest.h"
+#include "lib/clock.h"
+#include "nodeagent/probe.h"
+#include "tests/lib/kftest.h"
 
 static const char *const GOOD[] = {
         "tcp://127.0.0.1:7480",

@@ -1,8 +1,8 @@
-/* Unit tests of the pure parts of storage/scsi_pr.c and fencing/fence_scsi.c:
- * the key scheme (known vectors, magic, uniqueness, reading keys back to
- * node names), initiator IQNs, iscsi:// URL parsing, the status/sense ->
- * errno table, the PR IN parsers, the own-I/O verdict, and the LUN pipeline
- * of the fence with an injected clock. */
+/* Unit tests of the pure parts of scsi/scsi_pr.c, scsi/scsi_resv.c and
+ * fencing/fence_scsi.c: the key scheme (known vectors, magic, uniqueness,
+ * reading keys back to node names), initiator IQNs, iscsi:// URL parsing,
+ * the status/sense -> errno table, the PR IN parsers, the own-I/O verdict,
+ * and the LUN pipeline of the fence with an injected clock. */
 #include "config.h"
 
 #include <check.h>
@@ -15,8 +15,9 @@
 #include <iscsi/scsi-lowlevel.h>
 
 #include "fencing/fence_scsi.h"
-#include "storage/scsi_pr.h"
-#include "kftest.h"
+#include "scsi/scsi_pr.h"
+#include "scsi/scsi_resv.h"
+#include "tests/lib/kftest.h"
 
 #define MS(x) ((usec_t)(x)*USEC_PER_MSEC)
 
@@ -224,26 +225,26 @@ END_TEST
 
 START_TEST(io_verdict)
 {
-	ck_assert_int_eq(fence_scsi_io_verdict(0, 0, 0, 0, 0), 0);
-	ck_assert_int_eq(fence_scsi_io_verdict(-EBADE, SCSI_STATUS_RESERVATION_CONFLICT, 0, 0, 0),
+	ck_assert_int_eq(scsi_resv_io_verdict(0, 0, 0, 0, 0), 0);
+	ck_assert_int_eq(scsi_resv_io_verdict(-EBADE, SCSI_STATUS_RESERVATION_CONFLICT, 0, 0, 0),
 	                 -EBADE);
 	/* REGISTRATIONS PREEMPTED: someone removed our key */
-	ck_assert_int_eq(fence_scsi_io_verdict(-EAGAIN, SCSI_STATUS_CHECK_CONDITION,
-	                                       SCSI_SENSE_UNIT_ATTENTION, 0x2a, 0x05),
+	ck_assert_int_eq(scsi_resv_io_verdict(-EAGAIN, SCSI_STATUS_CHECK_CONDITION,
+	                                      SCSI_SENSE_UNIT_ATTENTION, 0x2a, 0x05),
 	                 -EBADE);
 	/* tgt sends RESERVATIONS PREEMPTED to the preempted nexus */
-	ck_assert_int_eq(fence_scsi_io_verdict(-EAGAIN, SCSI_STATUS_CHECK_CONDITION,
-	                                       SCSI_SENSE_UNIT_ATTENTION, 0x2a, 0x03),
+	ck_assert_int_eq(scsi_resv_io_verdict(-EAGAIN, SCSI_STATUS_CHECK_CONDITION,
+	                                      SCSI_SENSE_UNIT_ATTENTION, 0x2a, 0x03),
 	                 -EBADE);
 	/* other unit attentions: retry */
-	ck_assert_int_eq(fence_scsi_io_verdict(-EAGAIN, SCSI_STATUS_CHECK_CONDITION,
-	                                       SCSI_SENSE_UNIT_ATTENTION, 0x29, 0x00),
+	ck_assert_int_eq(scsi_resv_io_verdict(-EAGAIN, SCSI_STATUS_CHECK_CONDITION,
+	                                      SCSI_SENSE_UNIT_ATTENTION, 0x29, 0x00),
 	                 -EAGAIN);
-	ck_assert_int_eq(fence_scsi_io_verdict(-EBUSY, SCSI_STATUS_BUSY, 0, 0, 0), -EAGAIN);
-	ck_assert_int_eq(fence_scsi_io_verdict(-EIO, SCSI_STATUS_CHECK_CONDITION,
-	                                       SCSI_SENSE_MEDIUM_ERROR, 0x11, 0),
+	ck_assert_int_eq(scsi_resv_io_verdict(-EBUSY, SCSI_STATUS_BUSY, 0, 0, 0), -EAGAIN);
+	ck_assert_int_eq(scsi_resv_io_verdict(-EIO, SCSI_STATUS_CHECK_CONDITION,
+	                                      SCSI_SENSE_MEDIUM_ERROR, 0x11, 0),
 	                 -EIO);
-	ck_assert_int_eq(fence_scsi_io_verdict(-ETIMEDOUT, 0, 0, 0, 0), -ETIMEDOUT);
+	ck_assert_int_eq(scsi_resv_io_verdict(-ETIMEDOUT, 0, 0, 0, 0), -ETIMEDOUT);
 }
 END_TEST
 

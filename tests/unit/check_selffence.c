@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "fencing/selffence.h"
-#include "log.h"
-#include "kftest.h"
+#include "lib/log.h"
+#include "tests/lib/kftest.h"
 
 #define MS USEC_PER_MSEC
 

@@ -1,7 +1,7 @@
 /* orch_rig: see orch_rig.h. */
 #include "config.h"
 
-#include "orch_rig.h"
+#include "tests/unit/orch_rig.h"
 
 #include <check.h>
 

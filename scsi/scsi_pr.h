@@ -3,13 +3,12 @@
  *
  * This is the storage-level fence's only door to the LUN, shared by the
  * `scsi-pr` fence method (fencing/fence_scsi.c) and the raw-LUN journal
- * backend.  It parses `iscsi://HOST[:PORT]/TARGET-IQN/LUN` URLs, logs in with
- * a given initiator IQN, and issues READ(16)/WRITE(16) (FUA), SYNCHRONIZE
- * CACHE(16), PERSISTENT RESERVE OUT (REGISTER, REGISTER AND IGNORE EXISTING
- * KEY, RESERVE, RELEASE, PREEMPT, PREEMPT AND ABORT, CLEAR) and PERSISTENT
- * RESERVE IN (READ KEYS, READ RESERVATION, READ FULL STATUS).  SCSI status
- * and sense data are turned into -errno here and nowhere else
- * (scsi_pr_status_to_errno()).
+ * backend (storage/backend_lun.c), both through scsi/scsi_resv.h.  It parses
+ * `iscsi://HOST[:PORT]/TARGET-IQN/LUN` URLs, logs in with a given initiator IQN, and issues
+ * READ(16)/WRITE(16) (FUA), SYNCHRONIZE CACHE(16), PERSISTENT RESERVE OUT (REGISTER, REGISTER AND
+ * IGNORE EXISTING KEY, RESERVE, RELEASE, PREEMPT, PREEMPT AND ABORT, CLEAR) and PERSISTENT RESERVE
+ * IN (READ KEYS, READ RESERVATION, READ FULL STATUS).  SCSI status and sense data are turned into
+ * -errno here and nowhere else (scsi_pr_status_to_errno()).
  *
  * Deadlines: libiscsi's synchronous calls wait without bound (a target that
  * accepts TCP and never answers hangs iscsi_full_connect_sync forever), so
@@ -43,7 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "clock.h"
+#include "lib/clock.h"
 
 #define SCSI_PR_KEY_MAGIC          UINT64_C(0x6b66)
 #define SCSI_PR_DEFAULT_PORT       3260
@@ -193,7 +192,7 @@ uint32_t scsi_pr_block_size(const struct scsi_pr *h);
 uint64_t scsi_pr_num_blocks(const struct scsi_pr *h);
 
 /* The status and sense of the last command the handle completed (for
- * fence_scsi_io_verdict()); zeros when it did not reach the target. */
+ * scsi_resv_io_verdict()); zeros when it did not reach the target. */
 void scsi_pr_last_sense(const struct scsi_pr *h, int *status, int *key, int *asc, int *ascq);
 
 /* Block I/O.  `len` must be a multiple of the block size.  Writes use FUA.

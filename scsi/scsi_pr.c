@@ -17,10 +17,10 @@
 #include <iscsi/scsi-lowlevel.h>
 #include <openssl/evp.h>
 
-#include "failpoint.h"
-#include "log.h"
-#include "scsi_pr.h"
-#include "util.h"
+#include "lib/failpoint.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "scsi/scsi_pr.h"
 
 /* Logout at close gets this long; a dead target must not hold up a close. */
 #define CLOSE_TIMEOUT (500 * USEC_PER_MSEC)

@@ -1,0 +1,82 @@
+# bench/: the benchmarks (included by Makefile.am); each prints JSON and
+# writes bench/results/NAME.json, and none asserts timing.
+check_PROGRAMS += bench/recovery bench/failover-proc bench/outage-proc bench/lincheck-bench
+
+bench_recovery_SOURCES = bench/recovery.c
+bench_recovery_LDADD = $(KF_LIBS)
+# the failover setup of tests/failover/local.mk
+bench_failover_proc_SOURCES = bench/failover.c $(FO_SOURCES)
+bench_failover_proc_LDADD = $(KF_LIBS)
+bench_outage_proc_SOURCES = bench/outage.c $(FO_SOURCES)
+bench_outage_proc_LDADD = $(KF_LIBS)
+# the checker of tests/lincheck/local.mk
+bench_lincheck_bench_SOURCES = bench/lincheck.c $(LINCHECK_SOURCES)
+bench_lincheck_bench_LDADD = lib/libkfbase.a $(LIBS)
+
+EXTRA_DIST += bench/README.md bench/failover-proc.sh bench/failover-lab.sh bench/nemesis.sh \
+	bench/results/lincheck.json bench/results/nemesis.json bench/results/failover-lab.json
+
+# `make bench`: recovery speed and put latency; writes
+# bench/results/recovery.json.
+.PHONY: bench
+bench: bench/recovery
+	@mkdir -p $(builddir)/bench/results
+	$(AM_V_GEN)bench/recovery --out $(builddir)/bench/results/recovery.json
+
+# `make bench-failover`: >= 20 kill -9 of the master metad with real
+# processes; prints and writes bench/results/failover-proc.json, with the
+# verdict of kf-lincheck on the run's history (built first when
+# tests/lincheck/local.mk provides it).  BENCH_FAILOVER_ARGS, e.g. "-n 40".
+.PHONY: bench-failover
+bench-failover: bench/failover-proc nodeagent/kubefence-agent nodeagent/kubefencectl \
+		storage/metad/kubefence-metad \
+		$(filter tests/lincheck/kf-lincheck$(EXEEXT),$(check_PROGRAMS))
+	@mkdir -p $(builddir)/bench/results
+	top_srcdir='$(abs_top_srcdir)' top_builddir='$(abs_top_builddir)' \
+		bash $(srcdir)/bench/failover-proc.sh --out $(abs_builddir)/bench/results/failover-proc.json $(BENCH_FAILOVER_ARGS)
+
+# `make bench-outage`: 60 s API server outages (held, 503, only the leader
+# cut off) with agent.api_outage = ride-through, then the same with demote;
+# writes bench/results/api-outage.json and api-outage-demote.json.
+# BENCH_OUTAGE_ARGS, e.g. "--seconds 20".
+.PHONY: bench-outage
+bench-outage: bench/outage-proc nodeagent/kubefence-agent nodeagent/kubefencectl \
+		storage/metad/kubefence-metad tests/proxy/kf-faultproxy \
+		$(filter tests/lincheck/kf-lincheck$(EXEEXT),$(check_PROGRAMS))
+	@mkdir -p $(builddir)/bench/results
+	top_srcdir='$(abs_top_srcdir)' top_builddir='$(abs_top_builddir)' BENCH_PROG=outage-proc \
+		bash $(srcdir)/bench/failover-proc.sh --out $(abs_builddir)/bench/results/api-outage.json $(BENCH_OUTAGE_ARGS)
+	top_srcdir='$(abs_top_srcdir)' top_builddir='$(abs_top_builddir)' BENCH_PROG=outage-proc \
+		bash $(srcdir)/bench/failover-proc.sh --mode demote --out $(abs_builddir)/bench/results/api-outage-demote.json $(BENCH_OUTAGE_ARGS)
+
+# `make bench-lincheck`: generate a linearizable history of 10^6 operations
+# with the real writer, then time loading and checking it; writes
+# bench/results/lincheck.json.  BENCH_LINCHECK_ARGS, e.g.
+# "-n 2000000 -c 32".
+.PHONY: bench-lincheck
+bench-lincheck: bench/lincheck-bench
+	@mkdir -p $(builddir)/bench/results
+	bench/lincheck-bench --out $(abs_builddir)/bench/results/lincheck.json $(BENCH_LINCHECK_ARGS)
+
+# `make bench-lab`: container-kill and node-freeze failover in the lab, and
+# the same kill of a single MetaService without kubefence (the baseline);
+# writes bench/results/failover-lab.json.  Never asserts timing.
+# BENCH_LAB_ARGS, e.g. "--kills 40 --freezes 3".
+.PHONY: bench-lab
+bench-lab: tests/e2e/kf-labclient nodeagent/kubefence-agent nodeagent/kubefencectl \
+		storage/metad/kubefence-metad storage/metad/kubefence-meta
+	@mkdir -p $(builddir)/bench/results
+	top_srcdir='$(abs_top_srcdir)' top_builddir='$(abs_top_builddir)' \
+		bash $(srcdir)/bench/failover-lab.sh --out $(abs_builddir)/bench/results/failover-lab.json $(BENCH_LAB_ARGS)
+
+# `make nemesis`: the nemesis campaign (bench/nemesis.sh, docs/nemesis.md):
+# every fault kind, clock jumps included, until 200 faults; writes
+# bench/results/nemesis.json and keeps its logs in bench/nemesis.logs.
+# NEMESIS_ARGS, e.g. "--seed 7 --faults 300".  It needs root and the
+# machine's only lab (never beside e2e.test or lab-smoke.test).
+.PHONY: nemesis
+nemesis: $(NEMESIS_DEPS)
+	@mkdir -p $(builddir)/bench/results
+	-test -x tests/proxy/kf-faultproxy || $(MAKE) $(AM_MAKEFLAGS) tests/proxy/kf-faultproxy
+	top_srcdir='$(abs_top_srcdir)' top_builddir='$(abs_top_builddir)' \
+		bash $(srcdir)/bench/nemesis.sh --out $(abs_builddir)/bench/results/nemesis.json $(NEMESIS_ARGS)

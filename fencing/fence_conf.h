@@ -1,0 +1,32 @@
+/* fence_conf: the settings of fencing — the fence.* keys of the agent's
+ * file — as fencing's own struct, so that fencing knows nothing of the
+ * agent.  The agent fills it (its file's fence.* keys, plus the three
+ * settings fencing borrows from the rest of the agent's configuration:
+ * this node's name and where the service's pods live) and hands it to
+ * fence_methods_from_conf() and fence_pipeline_opts_from_conf()
+ * (pipeline.h). */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct fence_conf {
+	/* the fence.* keys; strings owned by whoever loaded them, never NULL */
+	char **methods;          /* in order; names of fence_method_names[] */
+	char **released_methods; /* also run when the Lease was released */
+	int64_t timeout_ms;      /* one method, all attempts */
+	int64_t total_timeout_ms;
+	int64_t retries;
+	int64_t retry_ms;
+	char *pvc; /* volume-detach: the PVC in `namespace`; "" = unset */
+	bool out_of_service_taint;
+	char **scsi_luns;         /* scsi-pr: iscsi:// URLs */
+	char *scsi_iqn_prefix;    /* "" = the built-in prefix */
+	int64_t scsi_check_ms;    /* registration check interval; 0 = none */
+	int64_t scsi_inflight_ms; /* wait after a PREEMPT that cannot abort */
+
+	/* borrowed from the agent's configuration (not fence.* keys) */
+	const char *local_node; /* this node: never fenced, acts as scsi-pr initiator */
+	const char *namespace;  /* where the service's pods and PVC live */
+	const char *selector;   /* label selector of the service's master pod */
+};
