@@ -1,14 +1,18 @@
 /* fence_conf: the settings of fencing — the fence.* keys of the agent's
- * file — as fencing's own struct, so that fencing knows nothing of the
- * agent.  The agent fills it (its file's fence.* keys, plus the three
- * settings fencing borrows from the rest of the agent's configuration:
- * this node's name and where the service's pods live) and hands it to
+ * file — as fencing's own struct and key table, so that fencing knows
+ * nothing of the agent.  The agent reads its file against the table (with
+ * its member's offset added to each row), fills the three settings fencing
+ * borrows from the rest of its configuration (this node's name and where
+ * the service's pods live), and hands the struct to
  * fence_methods_from_conf() and fence_pipeline_opts_from_conf()
  * (pipeline.h). */
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "lib/conf.h"
 
 struct fence_conf {
 	/* the fence.* keys; strings owned by whoever loaded them, never NULL */
@@ -30,3 +34,8 @@ struct fence_conf {
 	const char *namespace;  /* where the service's pods and PVC live */
 	const char *selector;   /* label selector of the service's master pod */
 };
+
+/* The fence.* keys, offsets into struct fence_conf (see lib/conf.h);
+ * none of them is live. */
+extern const struct conf_key fence_conf_keys[];
+extern const size_t fence_conf_n_keys;

@@ -5,7 +5,7 @@
 # agent; it knows nothing of the agent.
 noinst_LIBRARIES += fencing/libkffencing.a
 fencing_libkffencing_a_SOURCES = \
-	fencing/fence_conf.h \
+	fencing/fence_conf.c fencing/fence_conf.h \
 	fencing/fence_scsi.c fencing/fence_scsi.h \
 	fencing/pipeline.c fencing/pipeline.h \
 	fencing/fence_pod.c fencing/fence_pod.h \

@@ -6,6 +6,7 @@
 #include "fencing/selffence.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -324,3 +325,46 @@ struct selffence_watchdog *selffence_watchdog_close(struct selffence_watchdog *w
 	free(w);
 	return NULL;
 }
+
+/* ------------------------------------------------------------ settings */
+
+static int validate_abs_path_or_empty(const union conf_value *v, char *err, size_t errlen)
+{
+	if (v->str[0] == '\0' || v->str[0] == '/')
+		return 0;
+	errbuf_set(err, errlen, "'%s' is not an absolute path", v->str);
+	return -EINVAL;
+}
+
+#define F(field) offsetof(struct selffence_conf, field)
+
+/* How the node stops itself is not changed under a running term: none is
+ * live. */
+const struct conf_key selffence_conf_keys[] = {
+        {.name = "selffence.stop_timeout_ms",
+         .type = CONF_INT,
+         .def = "2000",
+         .min = 10,
+         .max = 60000,
+         .offset = F(stop_timeout_ms),
+         .help = "On lost leadership: how long the local service may take to confirm it "
+                 "stopped writing before it is killed (SIGKILL)."},
+        {.name = "selffence.kill_timeout_ms",
+         .type = CONF_INT,
+         .def = "5000",
+         .min = 10,
+         .max = 60000,
+         .offset = F(kill_timeout_ms),
+         .help = "How long a killed service process may take to be confirmed dead."},
+        {.name = "selffence.watchdog_device",
+         .type = CONF_STRING,
+         .def = "",
+         .offset = F(watchdog_device),
+         .validate = validate_abs_path_or_empty,
+         .help = "Watchdog device fed while the agent is healthy and starved on "
+                 "self-fencing, so the node resets, e.g. `/dev/watchdog`; empty = off."},
+};
+
+#undef F
+
+const size_t selffence_conf_n_keys = ELEMENTSOF(selffence_conf_keys);

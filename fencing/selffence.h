@@ -22,6 +22,7 @@
 #include <sys/types.h>
 
 #include "lib/clock.h"
+#include "lib/conf.h"
 
 /* Ask the service to stop writing and return 0 once it confirmed, or
  * -errno.  Runs on a thread of its own; should return by `deadline` (mono
@@ -29,6 +30,17 @@
  * abandoned (its thread keeps running until it returns, and `data` must
  * stay valid until then). */
 typedef int (*selffence_stop_fn)(void *data, usec_t deadline);
+
+/* The selffence.* keys of the agent's file, as this module's own struct and
+ * table (offsets into struct selffence_conf); none is live.  Strings owned
+ * by whoever loaded them. */
+struct selffence_conf {
+	int64_t stop_timeout_ms;
+	int64_t kill_timeout_ms;
+	char *watchdog_device; /* "" = no watchdog */
+};
+extern const struct conf_key selffence_conf_keys[];
+extern const size_t selffence_conf_n_keys;
 
 struct selffence_opts {
 	selffence_stop_fn stop_writes; /* NULL = go straight to the kill */

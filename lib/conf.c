@@ -895,8 +895,8 @@ void conf_print_reference(const struct conf_key *keys, size_t n_keys, FILE *out)
 	        "\n"
 	        "## Keys\n"
 	        "\n"
-	        "| Key | Type | Default | Bounds / choices | Description |\n"
-	        "|-----|------|---------|------------------|-------------|\n",
+	        "| Key | Type | Default | Bounds / choices | Reload | Description |\n"
+	        "|-----|------|---------|------------------|--------|-------------|\n",
 	        CONF_MAX_LINE);
 	for (size_t i = 0; i < n_keys; i++) {
 		const struct conf_key *k = &keys[i];
@@ -921,7 +921,7 @@ void conf_print_reference(const struct conf_key *keys, size_t n_keys, FILE *out)
 		for (const struct conf_choice *c = k->choices; k->type == CONF_ENUM && c && c->name;
 		     c++)
 			fprintf(out, "%s`%s`", c == k->choices ? "" : ", ", c->name);
-		fputs(" | ", out);
+		fputs(k->live ? " | live | " : " | restart | ", out);
 		md_text(k->help, out);
 		fputs(" |\n", out);
 	}

@@ -67,6 +67,9 @@ struct conf_key {
 	/* Optional: the program replaces the default after load; says with
 	 * what (e.g. "the value of host.name"), for the reference and dump. */
 	const char *derived;
+	/* The program applies a new value while it runs (a reload); false:
+	 * a change needs a restart.  Shown in the reference. */
+	bool live;
 };
 
 /* Every problem found while loading, as ready-to-print lines.  Start from

@@ -1581,3 +1581,61 @@ int k8s_watch_loop(struct k8s_client *c, struct k8s_watch *w, const char *collec
 out:
 	return r;
 }
+
+/* ------------------------------------------------ names, for conf tables */
+
+#define DNS1123_LABEL_MAX     63
+#define DNS1123_SUBDOMAIN_MAX 253
+
+/* Lowercase alphanumerics and '-', each label starting and ending with an
+ * alphanumeric; a subdomain is labels joined by '.'. */
+static bool dns1123_valid(const char *s, size_t max, bool dots)
+{
+	size_t len = strlen(s);
+	bool label_start = true;
+
+	if (len == 0 || len > max)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char ch = s[i];
+		bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
+
+		if (ch == '.' && dots) {
+			if (label_start || s[i - 1] == '-')
+				return false;
+			label_start = true;
+			continue;
+		}
+		if (!alnum && !(ch == '-' && !label_start))
+			return false;
+		label_start = false;
+	}
+	return s[len - 1] != '-' && s[len - 1] != '.';
+}
+
+int k8s_conf_validate_subdomain(const union conf_value *v, char *err, size_t errlen)
+{
+	if (dns1123_valid(v->str, DNS1123_SUBDOMAIN_MAX, true))
+		return 0;
+	errbuf_set(err, errlen,
+	           "'%s' is not a valid DNS-1123 subdomain (lowercase letters, digits, '-' and "
+	           "'.', starting and ending with a letter or digit, at most %d characters)",
+	           v->str, DNS1123_SUBDOMAIN_MAX);
+	return -EINVAL;
+}
+
+int k8s_conf_validate_subdomain_or_empty(const union conf_value *v, char *err, size_t errlen)
+{
+	return v->str[0] == '\0' ? 0 : k8s_conf_validate_subdomain(v, err, errlen);
+}
+
+int k8s_conf_validate_label(const union conf_value *v, char *err, size_t errlen)
+{
+	if (dns1123_valid(v->str, DNS1123_LABEL_MAX, false))
+		return 0;
+	errbuf_set(err, errlen,
+	           "'%s' is not a valid DNS-1123 label (lowercase letters, digits and '-', "
+	           "starting and ending with a letter or digit, at most %d characters)",
+	           v->str, DNS1123_LABEL_MAX);
+	return -EINVAL;
+}

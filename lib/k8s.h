@@ -52,6 +52,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "lib/conf.h"
+
 struct k8s_client;
 
 /* The value of k8s_client_new()'s first argument that selects the in-cluster
@@ -278,3 +280,10 @@ const char *k8s_watch_parser_rv(const struct k8s_watch_parser *p);
 
 /* Whether the error returned came from the callback. */
 bool k8s_watch_parser_callback_failed(const struct k8s_watch_parser *p);
+
+/* Kubernetes' IsDNS1123Subdomain / IsDNS1123Label as conf validators (see
+ * conf_validate_fn), so that a typo in a name is reported at its line
+ * instead of as an HTTP 422 at run time.  The _or_empty form accepts "". */
+int k8s_conf_validate_subdomain(const union conf_value *v, char *err, size_t errlen);
+int k8s_conf_validate_subdomain_or_empty(const union conf_value *v, char *err, size_t errlen);
+int k8s_conf_validate_label(const union conf_value *v, char *err, size_t errlen);

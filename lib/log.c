@@ -21,7 +21,39 @@ void log_set_ident(const char *ident)
 
 void log_set_monotonic(int on)
 {
-	log_mono = !!on;
+	__atomic_store_n(&log_mono, !!on, __ATOMIC_RELAXED);
+}
+
+static const struct conf_choice log_levels[] = {
+        {"error", LOG_LEVEL_ERROR},
+        {"warning", LOG_LEVEL_WARNING},
+        {"info", LOG_LEVEL_INFO},
+        {"debug", LOG_LEVEL_DEBUG},
+        {NULL, 0},
+};
+
+const struct conf_key log_conf_keys[] = {
+        {.name = "log.level",
+         .type = CONF_ENUM,
+         .def = "info",
+         .choices = log_levels,
+         .offset = offsetof(struct log_conf, level),
+         .live = true,
+         .help = "Most verbose level that is logged."},
+        {.name = "log.monotonic",
+         .type = CONF_BOOL,
+         .def = "false",
+         .offset = offsetof(struct log_conf, monotonic),
+         .live = true,
+         .help = "Prefix log lines with CLOCK_MONOTONIC seconds, to line up the logs of "
+                 "several processes of one node."},
+};
+const size_t log_conf_n_keys = sizeof(log_conf_keys) / sizeof(log_conf_keys[0]);
+
+void log_conf_apply(const struct log_conf *c)
+{
+	__atomic_store_n(&log_max_level, c->level, __ATOMIC_RELAXED);
+	log_set_monotonic(c->monotonic);
 }
 
 static const char *const level_names[] = {
@@ -64,7 +96,7 @@ void log_internal(int level, const char *func, const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-	if (log_mono) {
+	if (__atomic_load_n(&log_mono, __ATOMIC_RELAXED)) {
 		clock_gettime(CLOCK_MONOTONIC, &mts);
 		snprintf(mono, sizeof(mono), " mono=%lld.%06ld", (long long)mts.tv_sec,
 		         mts.tv_nsec / 1000);

@@ -7,6 +7,10 @@
 #pragma once
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "lib/conf.h"
 
 enum log_level {
 	LOG_LEVEL_ERROR = 3,
@@ -15,8 +19,23 @@ enum log_level {
 	LOG_LEVEL_DEBUG = 7,
 };
 
-/* The process-wide level; one of the two mutable globals allowed. */
+/* The process-wide level; one of the two mutable globals allowed.  Read
+ * and written atomically (log_conf_apply() changes it while threads log). */
 extern int log_max_level;
+
+/* The log.* keys of a program's configuration, as their own table
+ * (offsets into struct log_conf): a program that embeds the struct adds
+ * the offset of its member to each row.  Both keys are live: applying a new
+ * value while the program runs is one atomic store each. */
+struct log_conf {
+	int level; /* enum log_level */
+	bool monotonic;
+};
+extern const struct conf_key log_conf_keys[];
+extern const size_t log_conf_n_keys;
+
+/* Make c the process's logging settings.  Thread-safe; never blocks. */
+void log_conf_apply(const struct log_conf *c);
 
 /* Program name shown in each line; set once from main(). */
 void log_set_ident(const char *ident);
@@ -35,7 +54,7 @@ void log_internal(int level, const char *func, const char *fmt, ...)
 
 #define log_full(level, ...)                                                                       \
 	do {                                                                                       \
-		if (log_max_level >= (level))                                                      \
+		if (__atomic_load_n(&log_max_level, __ATOMIC_RELAXED) >= (level))                  \
 			log_internal((level), __func__, __VA_ARGS__);                              \
 	} while (0)
 

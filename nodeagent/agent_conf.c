@@ -3,132 +3,26 @@
  * output formats are lib/conf's; what is here is what the keys mean. */
 #include "config.h"
 
+#include "nodeagent/agent_conf.h"
+
 #include "fencing/pipeline.h"
+#include "lib/k8s.h"
 #include "lib/log.h"
 #include "lib/util.h"
-#include "nodeagent/agent_conf.h"
-#include "nodeagent/http.h"
 #include "nodeagent/probe.h"
-#include "scsi/scsi_pr.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <netinet/in.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define DNS1123_LABEL_MAX     63
-#define DNS1123_SUBDOMAIN_MAX 253
-/* As FENCE_SCSI_LUNS_MAX in fencing/fence_scsi.h. */
-#define FENCE_SCSI_LUNS_CONF_MAX 16
-
-/* Kubernetes' IsDNS1123Label/IsDNS1123Subdomain: lowercase alphanumerics and
- * '-', each label starting and ending with an alphanumeric; a subdomain is
- * labels joined by '.'.  Checked here so that a typo is reported at its
- * line instead of as an HTTP 422 from the API server at run time. */
-static bool dns1123_valid(const char *s, size_t max, bool dots)
-{
-	size_t len = strlen(s);
-	bool label_start = true;
-
-	if (len == 0 || len > max)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char ch = s[i];
-		bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
-
-		if (ch == '.' && dots) {
-			if (label_start || s[i - 1] == '-')
-				return false;
-			label_start = true;
-			continue;
-		}
-		if (!alnum && !(ch == '-' && !label_start))
-			return false;
-		label_start = false;
-	}
-	return s[len - 1] != '-' && s[len - 1] != '.';
-}
-
-static int validate_subdomain(const union conf_value *v, char *err, size_t errlen)
-{
-	if (dns1123_valid(v->str, DNS1123_SUBDOMAIN_MAX, true))
-		return 0;
-	errbuf_set(err, errlen,
-	           "'%s' is not a valid DNS-1123 subdomain (lowercase letters, digits, '-' and "
-	           "'.', starting and ending with a letter or digit, at most %d characters)",
-	           v->str, DNS1123_SUBDOMAIN_MAX);
-	return -EINVAL;
-}
-
-static int validate_label(const union conf_value *v, char *err, size_t errlen)
-{
-	if (dns1123_valid(v->str, DNS1123_LABEL_MAX, false))
-		return 0;
-	errbuf_set(err, errlen,
-	           "'%s' is not a valid DNS-1123 label (lowercase letters, digits and '-', "
-	           "starting and ending with a letter or digit, at most %d characters)",
-	           v->str, DNS1123_LABEL_MAX);
-	return -EINVAL;
-}
 
 static int validate_not_empty(const union conf_value *v, char *err, size_t errlen)
 {
 	if (v->str[0] != '\0')
 		return 0;
 	errbuf_set(err, errlen, "value is empty");
-	return -EINVAL;
-}
-
-static int validate_subdomain_or_empty(const union conf_value *v, char *err, size_t errlen)
-{
-	return v->str[0] == '\0' ? 0 : validate_subdomain(v, err, errlen);
-}
-
-/* Fence methods: known names, each at most once (a list is an order). */
-static int validate_methods(const union conf_value *v, char *err, size_t errlen)
-{
-	for (char *const *p = v->strv; *p; p++) {
-		if (!fence_method_known(*p)) {
-			errbuf_set(err, errlen, "unknown method '%s' (known: %s)", *p,
-			           fence_method_names_joined());
-			return -EINVAL;
-		}
-		for (char *const *q = v->strv; q < p; q++)
-			if (strcmp(*q, *p) == 0) {
-				errbuf_set(err, errlen, "method '%s' listed twice", *p);
-				return -EINVAL;
-			}
-	}
-	return 0;
-}
-
-static int validate_luns(const union conf_value *v, char *err, size_t errlen)
-{
-	size_t n = 0;
-
-	for (char *const *p = v->strv; *p; p++, n++) {
-		struct scsi_pr_url u;
-		char why[256];
-
-		if (scsi_pr_url_parse(*p, &u, why, sizeof(why)) < 0) {
-			errbuf_set(err, errlen, "%s", why);
-			return -EINVAL;
-		}
-	}
-	if (n > FENCE_SCSI_LUNS_CONF_MAX) {
-		errbuf_set(err, errlen, "%zu LUNs, at most %d", n, FENCE_SCSI_LUNS_CONF_MAX);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-static int validate_abs_path_or_empty(const union conf_value *v, char *err, size_t errlen)
-{
-	if (v->str[0] == '\0' || v->str[0] == '/')
-		return 0;
-	errbuf_set(err, errlen, "'%s' is not an absolute path", v->str);
 	return -EINVAL;
 }
 
@@ -184,32 +78,6 @@ static int validate_probe(const union conf_value *v, char *err, size_t errlen)
 	return probe_parse(v->str, err, errlen);
 }
 
-/* HOST:PORT to listen on, or empty for none.  Read by the HTTP server's
- * own parser, so that a value accepted here is one the server binds; the
- * only rule added is that a conf file names its port: port 0 would bind one
- * picked at random, which no scraper or probe could find. */
-static int validate_listen(const union conf_value *v, char *err, size_t errlen)
-{
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int r;
-
-	if (v->str[0] == '\0')
-		return 0;
-	r = http_parse_listen(v->str, &ss, &len, err, errlen);
-	if (r < 0)
-		return r;
-	if ((ss.ss_family == AF_INET && ((struct sockaddr_in *)&ss)->sin_port == 0) ||
-	    (ss.ss_family == AF_INET6 && ((struct sockaddr_in6 *)&ss)->sin6_port == 0)) {
-		errbuf_set(err, errlen,
-		           "'%s': port 0 would listen on a port picked at random; give one in "
-		           "1..65535",
-		           v->str);
-		return -EINVAL;
-	}
-	return 0;
-}
-
 static const struct conf_choice api_outage_modes[] = {
         {"demote", AGENT_API_OUTAGE_DEMOTE},
         {"ride-through", AGENT_API_OUTAGE_RIDE_THROUGH},
@@ -231,24 +99,18 @@ static int validate_lock_file(const union conf_value *v, char *err, size_t errle
 	return 0;
 }
 
-static const struct conf_choice log_levels[] = {
-        {"error", LOG_LEVEL_ERROR},
-        {"warning", LOG_LEVEL_WARNING},
-        {"info", LOG_LEVEL_INFO},
-        {"debug", LOG_LEVEL_DEBUG},
-        {NULL, 0},
-};
-
 #define F(field) offsetof(struct agent_conf, field)
 
-/* The one description of every key: the reader, --dump-config and
- * docs/configuration.md all come from here. */
+/* The agent's own keys: this node, the agent process, the Lease and the
+ * API client.  None is live: they are the node's identity in the
+ * election, paths bound at start, and the timing the election's safety
+ * argument rests on (lease.*, kube.request_timeout_ms). */
 static const struct conf_key agent_keys[] = {
         {.name = "node.name",
          .type = CONF_STRING,
          .def = NULL,
          .offset = F(node.name),
-         .validate = validate_subdomain,
+         .validate = k8s_conf_validate_subdomain,
          .help = "Name of this node as in its Node object, usually `${NODE_NAME}` set from "
                  "the Downward API (`spec.nodeName`). A DNS-1123 subdomain."},
         {.name = "agent.identity",
@@ -331,13 +193,13 @@ static const struct conf_key agent_keys[] = {
          .type = CONF_STRING,
          .def = "kubefence",
          .offset = F(lease.name),
-         .validate = validate_subdomain,
+         .validate = k8s_conf_validate_subdomain,
          .help = "Name of the Lease the agents compete for (a DNS-1123 subdomain)."},
         {.name = "lease.namespace",
          .type = CONF_STRING,
          .def = "kubefence",
          .offset = F(lease.namespace),
-         .validate = validate_label,
+         .validate = k8s_conf_validate_label,
          .help = "Namespace of that Lease (a DNS-1123 label)."},
         {.name = "lease.duration_ms",
          .type = CONF_INT,
@@ -380,31 +242,16 @@ static const struct conf_key agent_keys[] = {
          .max = 60000,
          .offset = F(kube.request_timeout_ms),
          .help = "Deadline of one API request; at most lease.renew_deadline_ms."},
-        {.name = "log.level",
-         .type = CONF_ENUM,
-         .def = "info",
-         .choices = log_levels,
-         .offset = F(log.level),
-         .help = "Most verbose level that is logged."},
-        {.name = "log.monotonic",
-         .type = CONF_BOOL,
-         .def = "false",
-         .offset = F(log.monotonic),
-         .help = "Prefix log lines with CLOCK_MONOTONIC seconds, to line up the logs of "
-                 "several processes of one node."},
-        {.name = "http.listen",
-         .type = CONF_STRING,
-         .def = "0.0.0.0:9464",
-         .offset = F(http.listen),
-         .validate = validate_listen,
-         .help = "Address of /healthz, /readyz, /metrics and /status: `IPV4:PORT`, "
-                 "`[IPV6]:PORT`, `localhost:PORT`, or `:PORT` (every IPv4 address); PORT "
-                 "1..65535; host names are not resolved. Empty: no HTTP endpoint."},
+};
+
+/* The service the agent supervises: how it is found, labelled and watched.
+ * None is live: they say which pods the agent acts on. */
+static const struct conf_key service_keys[] = {
         {.name = "service.namespace",
          .type = CONF_STRING,
          .def = "default",
          .offset = F(service.namespace),
-         .validate = validate_label,
+         .validate = k8s_conf_validate_label,
          .help = "Namespace of the single-writer service's pods and of its PVC (a DNS-1123 "
                  "label)."},
         {.name = "service.selector",
@@ -455,129 +302,51 @@ static const struct conf_key agent_keys[] = {
                  "wedged): the agent kills it, confirms its death, and if it was part of "
                  "the term releases the Lease for the full fence. More than "
                  "service.heartbeat_ms."},
-        {.name = "fence.methods",
-         .type = CONF_STRLIST,
-         .def = "",
-         .offset = F(fence.methods),
-         .validate = validate_methods,
-         .help = "Fence methods, run in this order before a new master is promoted: "
-                 "`scsi-pr`, `pod-delete`, `volume-detach`. Empty: no fencing (failover "
-                 "then relies on the Lease alone)."},
-        {.name = "fence.released_methods",
-         .type = CONF_STRLIST,
-         .def = "",
-         .offset = F(fence.released_methods),
-         .validate = validate_methods,
-         .help = "Methods of fence.methods also run when the old master released the Lease "
-                 "with its service confirmed dead (`scsi-pr` always runs when configured); "
-                 "when the Lease expired every method runs."},
-        {.name = "fence.timeout_ms",
-         .type = CONF_INT,
-         .def = "10000",
-         .min = 100,
-         .max = 600000,
-         .offset = F(fence.timeout_ms),
-         .help = "Deadline of one fence method, its retries included."},
-        {.name = "fence.total_timeout_ms",
-         .type = CONF_INT,
-         .def = "30000",
-         .min = 100,
-         .max = 3600000,
-         .offset = F(fence.total_timeout_ms),
-         .help = "Deadline of the whole fence pipeline; at least fence.timeout_ms."},
-        {.name = "fence.retries",
-         .type = CONF_INT,
-         .def = "3",
-         .min = 0,
-         .max = 100,
-         .offset = F(fence.retries),
-         .help = "Extra attempts of a method after a transient failure (throttling, "
-                 "unavailable server, timeout), within its deadline."},
-        {.name = "fence.retry_ms",
-         .type = CONF_INT,
-         .def = "500",
-         .min = 10,
-         .max = 60000,
-         .offset = F(fence.retry_ms),
-         .help = "Pause before each retry of a method."},
-        {.name = "fence.pvc",
-         .type = CONF_STRING,
-         .def = "",
-         .offset = F(fence.pvc),
-         .validate = validate_subdomain_or_empty,
-         .help = "`volume-detach`: the service's PersistentVolumeClaim in service.namespace; "
-                 "the VolumeAttachments of its PV on the old node are deleted. Required by "
-                 "`volume-detach`."},
-        {.name = "fence.out_of_service_taint",
-         .type = CONF_BOOL,
-         .def = "false",
-         .offset = F(fence.out_of_service_taint),
-         .help = "`volume-detach`: also taint the old node "
-                 "`node.kubernetes.io/out-of-service=nodeshutdown:NoExecute` (non-graceful "
-                 "node shutdown); remove it once the node has recovered."},
-        {.name = "fence.scsi_luns",
-         .type = CONF_STRLIST,
-         .def = "",
-         .offset = F(fence.scsi_luns),
-         .validate = validate_luns,
-         .help = "`scsi-pr`: the shared LUNs, `iscsi://HOST[:PORT]/TARGET-IQN/LUN`, at most "
-                 "16. Required by `scsi-pr`."},
-        {.name = "fence.scsi_iqn_prefix",
-         .type = CONF_STRING,
-         .def = "",
-         .offset = F(fence.scsi_iqn_prefix),
-         .help = "`scsi-pr`: initiator IQN prefix (the IQN is PREFIX:NODE); empty means "
-                 "`iqn.2026-11.io.kubefence`."},
-        {.name = "fence.scsi_check_ms",
-         .type = CONF_INT,
-         .def = "2000",
-         .min = 0,
-         .max = 600000,
-         .offset = F(fence.scsi_check_ms),
-         .help = "`scsi-pr`: how often this node checks its registration on every LUN "
-                 "(READ KEYS). When a target restart lost every registration, the leader's "
-                 "node, confirmed by reading the Lease right before, registers again and "
-                 "takes the reservation again (Event ReservationRestored). A standby never "
-                 "registers here (the target cannot tell its lost key from one a fence "
-                 "removed): it registers through its own fence when it takes over. 0: no "
-                 "check."},
-        {.name = "fence.scsi_inflight_ms",
-         .type = CONF_INT,
-         .def = "500",
-         .min = 0,
-         .max = 60000,
-         .offset = F(fence.scsi_inflight_ms),
-         .help = "`scsi-pr`: only for a target with neither PREEMPT AND ABORT nor LOGICAL "
-                 "UNIT RESET: how long a command it accepted from the victim before the "
-                 "PREEMPT may still take to run. The fence waits this long before it is "
-                 "confirmed, so that a late write of the victim cannot land on what the new "
-                 "master writes. (Where the target has either, it aborts or finishes such "
-                 "commands itself before answering, and nothing is waited.) 0: no wait."},
-        {.name = "selffence.stop_timeout_ms",
-         .type = CONF_INT,
-         .def = "2000",
-         .min = 10,
-         .max = 60000,
-         .offset = F(selffence.stop_timeout_ms),
-         .help = "On lost leadership: how long the local service may take to confirm it "
-                 "stopped writing before it is killed (SIGKILL)."},
-        {.name = "selffence.kill_timeout_ms",
-         .type = CONF_INT,
-         .def = "5000",
-         .min = 10,
-         .max = 60000,
-         .offset = F(selffence.kill_timeout_ms),
-         .help = "How long a killed service process may take to be confirmed dead."},
-        {.name = "selffence.watchdog_device",
-         .type = CONF_STRING,
-         .def = "",
-         .offset = F(selffence.watchdog_device),
-         .validate = validate_abs_path_or_empty,
-         .help = "Watchdog device fed while the agent is healthy and starved on "
-                 "self-fencing, so the node resets, e.g. `/dev/watchdog`; empty = off."},
 };
 
 #undef F
+
+/* The one description of every key, in the order of the reference and of
+ * --dump-config: the agent's, then each subsystem's table with the offset
+ * of its member in struct agent_conf added to every row.  Built once. */
+static const struct {
+	const struct conf_key *keys;
+	const size_t *n;
+	size_t n_static; /* for the agent's own tables (sizes known here) */
+	size_t base;
+} key_parts[] = {
+        {agent_keys, NULL, ELEMENTSOF(agent_keys), 0},
+        {log_conf_keys, &log_conf_n_keys, 0, offsetof(struct agent_conf, log)},
+        {http_conf_keys, &http_conf_n_keys, 0, offsetof(struct agent_conf, http)},
+        {service_keys, NULL, ELEMENTSOF(service_keys), 0},
+        {fence_conf_keys, &fence_conf_n_keys, 0, offsetof(struct agent_conf, fence)},
+        {selffence_conf_keys, &selffence_conf_n_keys, 0, offsetof(struct agent_conf, selffence)},
+};
+
+#define ALL_KEYS_MAX 96
+static struct conf_key all_keys[ALL_KEYS_MAX];
+static size_t n_all_keys;
+static pthread_once_t all_keys_once = PTHREAD_ONCE_INIT;
+
+static void all_keys_build(void)
+{
+	for (size_t i = 0; i < ELEMENTSOF(key_parts); i++) {
+		size_t n = key_parts[i].n ? *key_parts[i].n : key_parts[i].n_static;
+
+		for (size_t j = 0; j < n && n_all_keys < ALL_KEYS_MAX; j++) {
+			all_keys[n_all_keys] = key_parts[i].keys[j];
+			all_keys[n_all_keys].offset += key_parts[i].base;
+			n_all_keys++;
+		}
+	}
+}
+
+const struct conf_key *agent_conf_keys(size_t *ret_n)
+{
+	pthread_once(&all_keys_once, all_keys_build);
+	*ret_n = n_all_keys;
+	return all_keys;
+}
 
 /* ------------------------------------------------------- cross-key checks */
 
@@ -811,7 +580,8 @@ static void check_consistency(const struct agent_conf *c, struct conf_errors *er
 int agent_conf_load(const char *path, struct agent_conf **ret, struct conf_errors *errs)
 {
 	struct agent_conf *c = NULL;
-	size_t before = conf_errors_count(errs);
+	size_t before = conf_errors_count(errs), n_keys;
+	const struct conf_key *keys;
 	int r;
 
 	c = calloc(1, sizeof(*c));
@@ -819,7 +589,8 @@ int agent_conf_load(const char *path, struct agent_conf **ret, struct conf_error
 		r = -ENOMEM;
 		goto out;
 	}
-	r = conf_source_new(agent_keys, ELEMENTSOF(agent_keys), path, &c->source);
+	keys = agent_conf_keys(&n_keys);
+	r = conf_source_new(keys, n_keys, path, &c->source);
 	if (r < 0)
 		goto out;
 	r = conf_source_load(c->source, c, errs);
@@ -859,9 +630,13 @@ out:
 
 struct agent_conf *agent_conf_free(struct agent_conf *c)
 {
+	const struct conf_key *keys;
+	size_t n_keys;
+
 	if (!c)
 		return NULL;
-	conf_target_free(agent_keys, ELEMENTSOF(agent_keys), c);
+	keys = agent_conf_keys(&n_keys);
+	conf_target_free(keys, n_keys, c);
 	conf_source_free(c->source);
 	free(c);
 	return NULL;
@@ -879,8 +654,8 @@ void agent_conf_print_reference(FILE *out)
 	      "\n"
 	      "<!-- Generated by `kubefence-agent --config-reference` (make config-reference) "
 	      "from the key\n"
-	      "     table in nodeagent/agent_conf.c; do not edit: a unit test fails when this "
-	      "file is stale. -->\n"
+	      "     tables the agent concatenates (nodeagent/agent_conf.c); do not edit: a\n"
+	      "     unit test fails when this file is stale. -->\n"
 	      "\n"
 	      "`kubefence-agent` reads `" AGENT_CONF_DEFAULT_PATH "`, or the file given with "
 	      "`--config FILE`.\n"
@@ -895,7 +670,10 @@ void agent_conf_print_reference(FILE *out)
 	      "```\n"
 	      "\n",
 	      out);
-	conf_print_reference(agent_keys, ELEMENTSOF(agent_keys), out);
+	size_t n_keys;
+	const struct conf_key *keys = agent_conf_keys(&n_keys);
+
+	conf_print_reference(keys, n_keys, out);
 	fputs("\n"
 	      "## Consistency rules\n"
 	      "\n"
@@ -925,6 +703,115 @@ void agent_conf_print_reference(FILE *out)
 	      "\n"
 	      "`agent.identity`, when empty, is replaced by `node.name` once the file is read; "
 	      "`kube.context`,\n"
-	      "when empty, means the current-context of the kubeconfig.\n",
+	      "when empty, means the current-context of the kubeconfig.\n"
+	      "\n"
+	      "## Reload (SIGHUP)\n"
+	      "\n"
+	      "On SIGHUP the agent reads its file again and checks it as `--config-test` does. "
+	      "The\n"
+	      "Reload column above says which keys are *live*: a running agent applies a new "
+	      "value\n"
+	      "(atomically: every thread sees the old value or the new one).  The others need a "
+	      "restart:\n"
+	      "they are the node's identity in the election, paths and sockets bound at start, "
+	      "the\n"
+	      "timing the election's safety rests on, and what fences a node.\n"
+	      "\n"
+	      "* A file with problems is refused, each problem logged as `FILE:LINE: KEY: "
+	      "reason`;\n"
+	      "  the running configuration is kept.\n"
+	      "* When only live keys changed, they are applied and each change is logged\n"
+	      "  (`SIGHUP: log.level: 'info' -> 'debug'`).\n"
+	      "* When any key that needs a restart changed, each such key is logged by name "
+	      "and\n"
+	      "  nothing is applied, the live changes of the same file included: the running\n"
+	      "  configuration stays exactly the last file accepted, so what an operator "
+	      "reads in a\n"
+	      "  file is what runs, never half of an edit.  Restart the agent to apply it.\n",
 	      out);
+}
+
+/* ----------------------------------------------------------------- reload */
+
+static bool strv_equal(char *const *a, char *const *b)
+{
+	for (; a && *a && b && *b; a++, b++)
+		if (strcmp(*a, *b) != 0)
+			return false;
+	return !(a && *a) && !(b && *b);
+}
+
+static bool key_equal(const struct agent_conf *x, const struct agent_conf *y,
+                      const struct conf_key *k)
+{
+	const char *px = (const char *)x + k->offset, *py = (const char *)y + k->offset;
+
+	switch (k->type) {
+	case CONF_STRING: {
+		const char *a = *(char *const *)px, *b = *(char *const *)py;
+
+		return strcmp(a ? a : "", b ? b : "") == 0;
+	}
+	case CONF_INT:
+		return *(const int64_t *)px == *(const int64_t *)py;
+	case CONF_BOOL:
+		return *(const bool *)px == *(const bool *)py;
+	case CONF_ENUM:
+		return *(const int *)px == *(const int *)py;
+	case CONF_STRLIST:
+		return strv_equal(*(char **const *)px, *(char **const *)py);
+	}
+	return false;
+}
+
+size_t agent_conf_changes(const struct agent_conf *running, const struct agent_conf *next,
+                          const struct conf_key **changed, size_t max, size_t *ret_n_restart)
+{
+	size_t n_keys, n = 0, n_restart = 0;
+	const struct conf_key *keys = agent_conf_keys(&n_keys);
+
+	for (size_t i = 0; i < n_keys; i++) {
+		if (key_equal(running, next, &keys[i]))
+			continue;
+		if (n < max)
+			changed[n] = &keys[i];
+		n++;
+		if (!keys[i].live)
+			n_restart++;
+	}
+	*ret_n_restart = n_restart;
+	return n;
+}
+
+void agent_conf_value(const struct agent_conf *c, const struct conf_key *k, char *buf, size_t len)
+{
+	const char *p = (const char *)c + k->offset;
+	size_t used = 0;
+
+	buf[0] = '\0';
+	switch (k->type) {
+	case CONF_STRING:
+		snprintf(buf, len, "%s", *(char *const *)p ? *(char *const *)p : "");
+		break;
+	case CONF_INT:
+		snprintf(buf, len, "%" PRId64, *(const int64_t *)p);
+		break;
+	case CONF_BOOL:
+		snprintf(buf, len, "%s", *(const bool *)p ? "true" : "false");
+		break;
+	case CONF_ENUM:
+		for (const struct conf_choice *ch = k->choices; ch && ch->name; ch++)
+			if (ch->value == *(const int *)p)
+				snprintf(buf, len, "%s", ch->name);
+		break;
+	case CONF_STRLIST:
+		for (char **v = *(char **const *)p; v && *v && used < len; v++) {
+			int w = snprintf(buf + used, len - used, "%s%s", used ? ", " : "", *v);
+
+			if (w < 0)
+				break;
+			used += (size_t)w;
+		}
+		break;
+	}
 }

@@ -1,12 +1,18 @@
 /* agent_conf: the node agent's configuration.
  *
- * The keys of /etc/kubefence/agent.conf live in one table in agent_conf.c
- * (type, default, bounds, help); lib/conf reads the file against it into a
- * `struct agent_conf`.  This module adds what the generic reader cannot
- * know: validators for Kubernetes names, the checks between keys (a renew
- * deadline shorter than the lease, longer than a retry and than one API
- * request), and values derived after load (agent.identity).  A later key is
- * one table row plus one field here. */
+ * Each subsystem owns the keys of its part of /etc/kubefence/agent.conf as
+ * a table (name, type, default, bounds, help, and whether it is live: a
+ * reload may change it) with offsets into its own struct: lib/log.h
+ * (log.*), nodeagent/http.h (http.*), fencing/fence_conf.h (fence.*),
+ * fencing/selffence.h (selffence.*); the agent's own (node.*, agent.*,
+ * lease.*, kube.*, service.*) are here.  The agent embeds each struct and
+ * concatenates the tables, each row's offset moved by its member's, into the
+ * one table lib/conf reads the file against into a `struct agent_conf`.
+ * This module adds what the generic reader cannot know: the checks between
+ * keys (a renew deadline shorter than the lease, longer than a retry and
+ * than one API request; each fence method's key), values derived after load
+ * (agent.identity), and what a reload would change (agent_conf_changes()).
+ * A later key is one row in its subsystem's table plus one field there. */
 #pragma once
 
 #include <stdbool.h>
@@ -14,7 +20,10 @@
 #include <stdio.h>
 
 #include "fencing/fence_conf.h"
+#include "fencing/selffence.h"
 #include "lib/conf.h"
+#include "lib/log.h"
+#include "nodeagent/http.h"
 
 /* Used when --config is not given.  Deliberately not under SYSCONFDIR: the
  * agent runs in a container image where the ConfigMap is mounted here. */
@@ -46,9 +55,7 @@ struct agent_conf {
 		int on_sigterm;  /* AGENT_SIGTERM_* */
 		int api_outage;  /* AGENT_API_OUTAGE_* */
 	} agent;
-	struct {
-		char *listen; /* "" = off */
-	} http;
+	struct http_conf http; /* nodeagent/http.h */
 	struct {
 		char *name;
 		char *namespace;
@@ -61,10 +68,7 @@ struct agent_conf {
 		char *context; /* "" = the kubeconfig's current-context */
 		int64_t request_timeout_ms;
 	} kube;
-	struct {
-		int level; /* enum log_level */
-		bool monotonic;
-	} log;
+	struct log_conf log; /* lib/log.h */
 	struct {
 		char *namespace;  /* where the service's pods and PVC live */
 		char *selector;   /* label selector of its master pod; "" = unset */
@@ -77,11 +81,7 @@ struct agent_conf {
 	/* fencing's settings; local_node, namespace and selector point at
 	 * node.name, service.namespace and service.selector */
 	struct fence_conf fence;
-	struct {
-		int64_t stop_timeout_ms;
-		int64_t kill_timeout_ms;
-		char *watchdog_device; /* "" = no watchdog */
-	} selffence;
+	struct selffence_conf selffence; /* fencing/selffence.h */
 
 	struct conf_source *source; /* where each value came from */
 };
@@ -102,3 +102,17 @@ void agent_conf_dump(const struct agent_conf *c, FILE *out);
 /* --config-reference: the Markdown document committed as
  * docs/configuration.md. */
 void agent_conf_print_reference(FILE *out);
+
+/* The concatenated table (see above): every key, in reference order.
+ * Built once; thread-safe; never NULL. */
+const struct conf_key *agent_conf_keys(size_t *ret_n);
+
+/* What a reload of `next` over `running` would change: the keys whose
+ * values differ, in table order, into changed[0 .. max), and how many of
+ * them are not live (*ret_n_restart).  Returns the number of changed keys
+ * (may exceed max: only max are stored).  Pure. */
+size_t agent_conf_changes(const struct agent_conf *running, const struct agent_conf *next,
+                          const struct conf_key **changed, size_t max, size_t *ret_n_restart);
+
+/* The value of key k in c, as it would be written in the file, into buf. */
+void agent_conf_value(const struct agent_conf *c, const struct conf_key *k, char *buf, size_t len);

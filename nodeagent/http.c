@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -453,3 +454,44 @@ int http_status_step(cJSON *steps, const char *step, int64_t at_ms, int64_t dura
 	}
 	return 0;
 }
+
+/* ------------------------------------------------------------ settings */
+
+/* HOST:PORT to listen on, or empty for none.  Read by the HTTP server's
+ * own parser, so that a value accepted here is one the server binds; the
+ * only rule added is that a conf file names its port: port 0 would bind one
+ * picked at random, which no scraper or probe could find. */
+static int validate_listen(const union conf_value *v, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int r;
+
+	if (v->str[0] == '\0')
+		return 0;
+	r = http_parse_listen(v->str, &ss, &len, err, errlen);
+	if (r < 0)
+		return r;
+	if ((ss.ss_family == AF_INET && ((struct sockaddr_in *)&ss)->sin_port == 0) ||
+	    (ss.ss_family == AF_INET6 && ((struct sockaddr_in6 *)&ss)->sin6_port == 0)) {
+		errbuf_set(err, errlen,
+		           "'%s': port 0 would listen on a port picked at random; give one in "
+		           "1..65535",
+		           v->str);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+const struct conf_key http_conf_keys[] = {
+        {.name = "http.listen",
+         .type = CONF_STRING,
+         .def = "0.0.0.0:9464",
+         .offset = offsetof(struct http_conf, listen),
+         .validate = validate_listen,
+         .help = "Address of /healthz, /readyz, /metrics and /status: `IPV4:PORT`, "
+                 "`[IPV6]:PORT`, `localhost:PORT`, or `:PORT` (every IPv4 address); PORT "
+                 "1..65535; host names are not resolved. Empty: no HTTP endpoint."},
+};
+
+const size_t http_conf_n_keys = ELEMENTSOF(http_conf_keys);

@@ -48,6 +48,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "lib/conf.h"
+
 struct metrics;
 struct http_server;
 
@@ -67,6 +69,15 @@ typedef bool (*http_check_fn)(void *userdata, char *reason, size_t reason_len);
  * afterwards) with the members of the schema above.  Return 0, or -errno for
  * 500 with detail (if any) in err. */
 typedef int (*http_status_fn)(void *userdata, cJSON *obj, char *err, size_t errlen);
+
+/* The http.* keys of the agent's file, as this module's own struct and
+ * table (offsets into struct http_conf).  http.listen is not live: the
+ * server binds once. */
+struct http_conf {
+	char *listen; /* "" = off */
+};
+extern const struct conf_key http_conf_keys[];
+extern const size_t http_conf_n_keys;
 
 struct http_options {
 	/* "HOST:PORT" (see http_parse_listen()). */

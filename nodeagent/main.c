@@ -3,7 +3,9 @@
  * Reads the per-node conf file, connects to the API server (in-cluster or
  * through a kubeconfig) and contends for the Lease.  Signals are handled on
  * the main thread with sigwait(): SIGTERM and SIGINT release the Lease with
- * the reason recorded, so a follower takes over at once. */
+ * the reason recorded, so a follower takes over at once; SIGHUP reads the
+ * conf file again and applies it when only live keys changed
+ * (reload_conf()). */
 #include "config.h"
 
 #include <errno.h>
@@ -60,6 +62,96 @@ static int load_conf(const char *path, struct agent_conf **ret)
 	}
 	conf_errors_done(&errs);
 	return r;
+}
+
+/* Configurations a reload replaced: other threads may still hold pointers
+ * into them (strings copied at start), so they are freed only when the
+ * agent exits. */
+struct retired {
+	struct agent_conf **v;
+	size_t n;
+};
+
+static void retired_free(struct retired *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		agent_conf_free(r->v[i]);
+	free(r->v);
+	*r = (struct retired){0};
+}
+
+/* SIGHUP: read `path` again and check it as --config-test does.  A file
+ * with problems is refused (each problem logged) and the running
+ * configuration kept.  Otherwise, when every key that changed is live
+ * (agent_conf.h), the new configuration replaces the running one whole and
+ * its live settings are applied (log.*: atomic stores that every thread's
+ * next log line sees); when any changed key needs a restart, each such key
+ * is named, and nothing at all is applied: the running configuration stays
+ * exactly what the last accepted file said, never half of each.  Since
+ * only live keys ever differ between the accepted configurations, what the
+ * threads copied at start stays right.  Runs on the main thread; returns
+ * the configuration in force. */
+static const struct agent_conf *reload_conf(const char *path, const struct agent_conf *running,
+                                            struct retired *retired)
+{
+	struct conf_errors errs = {0};
+	struct agent_conf *next = NULL, **v;
+	const struct conf_key *changed[128];
+	size_t n, n_restart, shown;
+	char was[512], now[512];
+	int r;
+
+	r = agent_conf_load(path, &next, &errs);
+	if (r < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			log_error("SIGHUP: %s", errs.msg[i]);
+		log_warning("SIGHUP: '%s' refused: %zu problem(s); the running configuration is "
+		            "kept",
+		            path, conf_errors_count(&errs));
+		conf_errors_done(&errs);
+		return running;
+	}
+	conf_errors_done(&errs);
+	n = agent_conf_changes(running, next, changed, ELEMENTSOF(changed), &n_restart);
+	shown = n < ELEMENTSOF(changed) ? n : ELEMENTSOF(changed);
+	if (n == 0) {
+		log_info("SIGHUP: '%s' read again: no key changed", path);
+		agent_conf_free(next);
+		return running;
+	}
+	if (n_restart > 0) {
+		for (size_t i = 0; i < shown; i++) {
+			if (changed[i]->live)
+				continue;
+			agent_conf_value(running, changed[i], was, sizeof(was));
+			agent_conf_value(next, changed[i], now, sizeof(now));
+			log_warning("SIGHUP: %s cannot change while the agent runs ('%s' -> '%s'); "
+			            "restart the agent to apply it",
+			            changed[i]->name, was, now);
+		}
+		log_warning("SIGHUP: '%s' refused: %zu key(s) need a restart; the running "
+		            "configuration is kept whole (%zu live change(s) not applied either)",
+		            path, n_restart, n - n_restart);
+		agent_conf_free(next);
+		return running;
+	}
+	v = realloc(retired->v, (retired->n + 1) * sizeof(*v));
+	if (!v) {
+		log_error("SIGHUP: out of memory; the running configuration is kept");
+		agent_conf_free(next);
+		return running;
+	}
+	retired->v = v;
+	/* kept alive until exit; `running` is either the caller's or in here */
+	retired->v[retired->n++] = next;
+	for (size_t i = 0; i < shown; i++) {
+		agent_conf_value(running, changed[i], was, sizeof(was));
+		agent_conf_value(next, changed[i], now, sizeof(now));
+		log_info("SIGHUP: %s: '%s' -> '%s'", changed[i]->name, was, now);
+	}
+	log_info("SIGHUP: '%s' reloaded: %zu live key(s) applied", path, n);
+	log_conf_apply(&next->log);
+	return next;
 }
 
 /* What the HTTP endpoints ask. */
@@ -193,8 +285,10 @@ reopen:
 	}
 }
 
-static int run(const struct agent_conf *conf)
+static int run(const char *path, const struct agent_conf *conf)
 {
+	const struct agent_conf *current = conf;
+	struct retired retired = {0};
 	struct k8s_client *client = NULL;
 	struct elector *el = NULL;
 	struct control *ctl = NULL;
@@ -400,9 +494,7 @@ static int run(const struct agent_conf *conf)
 		if (sig < 0)
 			continue;
 		if (sig == SIGHUP) {
-			log_warning(
-			        "SIGHUP: reloading is not supported; restart the agent to apply a "
-			        "changed conf file");
+			current = reload_conf(path, current, &retired);
 			continue;
 		}
 		break;
@@ -444,6 +536,7 @@ out:
 	fence_methods_done(&methods);
 	metrics_free(metrics);
 	k8s_client_free(client);
+	retired_free(&retired);
 	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
@@ -516,9 +609,8 @@ int main(int argc, char **argv)
 		agent_conf_free(conf);
 		return EXIT_SUCCESS;
 	}
-	log_max_level = conf->log.level;
-	log_set_monotonic(conf->log.monotonic);
-	r = run(conf);
+	log_conf_apply(&conf->log);
+	r = run(path, conf);
 	agent_conf_free(conf);
 	return r;
 }

@@ -7,7 +7,8 @@
 # metad-lun.test too, and runs kubefence-metad processes on its LUNs, fenced
 # with kubefencectl scsi fence, and judges their history with kf-lincheck;
 # metad.test runs kubefence-metad and kubefence-meta as real processes on
-# 127.0.0.1; manifests.test validates the rendered manifests against a real
+# 127.0.0.1; reload.test sends SIGHUP to a real kubefence-agent (no API
+# server needed) and reads its log; manifests.test validates the rendered manifests against a real
 # API server with server-side dry-run (manifests/README.md).
 check_PROGRAMS += \
 	tests/integration/check_k8s_it \
@@ -58,6 +59,7 @@ INTEGRATION_TESTS = \
 	tests/integration/lun.test \
 	tests/integration/metad-lun.test \
 	tests/integration/metad.test \
+	tests/integration/reload.test \
 	tests/integration/manifests.test
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS)

@@ -667,6 +667,7 @@ static const struct conf_key demo_keys[] = {
          .def = "green",
          .choices = demo_colors,
          .offset = offsetof(struct demo, color),
+         .live = true,
          .help = "c"},
 };
 
@@ -1005,13 +1006,17 @@ START_TEST(test_engine_reference_table)
 	capture_start(&cap);
 	conf_print_reference(demo_keys, ELEMENTSOF(demo_keys), cap.f);
 	out = capture_end(&cap);
-	ck_assert_ptr_nonnull(strstr(out, "| `demo.name` | string | *required* |  | n |\n"));
+	ck_assert_ptr_nonnull(strstr(
+	        out, "| Key | Type | Default | Bounds / choices | Reload | Description |\n"));
 	ck_assert_ptr_nonnull(
-	        strstr(out, "| `demo.opt` | string | `o\\|p` |  | with \\| pipe |\n"));
-	ck_assert_ptr_nonnull(strstr(out, "| `demo.count` | integer | `-5` | [-10, 10] | c |\n"));
+	        strstr(out, "| `demo.name` | string | *required* |  | restart | n |\n"));
 	ck_assert_ptr_nonnull(
-	        strstr(out, "| `demo.color` | enum | `green` | `red`, `green` | c |\n"));
-	ck_assert_ptr_nonnull(strstr(out, "| `demo.methods` | list | `a, b` |  | m |\n"));
+	        strstr(out, "| `demo.opt` | string | `o\\|p` |  | restart | with \\| pipe |\n"));
+	ck_assert_ptr_nonnull(
+	        strstr(out, "| `demo.count` | integer | `-5` | [-10, 10] | restart | c |\n"));
+	ck_assert_ptr_nonnull(
+	        strstr(out, "| `demo.color` | enum | `green` | `red`, `green` | live | c |\n"));
+	ck_assert_ptr_nonnull(strstr(out, "| `demo.methods` | list | `a, b` |  | restart | m |\n"));
 	free(out);
 }
 END_TEST
@@ -1028,6 +1033,64 @@ START_TEST(test_errors_format)
 	assert_errors(&errs, (const char *const[]){"f:3: k: r 1", "f: k: r", "f:4: r", "f: r",
 	                                           "plain", NULL});
 	conf_errors_done(&errs);
+}
+END_TEST
+
+/* What a SIGHUP reload would change: every key between the minimal file
+ * and all_keys.conf (which sets each away from its default), nothing
+ * between a file and itself; only log.* is live, so every other change
+ * needs a restart. */
+START_TEST(test_reload_changes)
+{
+	struct conf_errors errs = {0};
+	struct agent_conf *all = NULL, *min = NULL, *again = NULL;
+	char *path = corpus_path("good", "all_keys.conf");
+	char *minimal = corpus_path("good", "minimal.conf");
+	const struct conf_key *changed[128], *keys;
+	size_t n, n_keys, n_restart = 99, n_live = 0;
+	char was[512], now[512];
+
+	ck_assert_int_eq(agent_conf_load(path, &all, &errs), 0);
+	ck_assert_int_eq(agent_conf_load(path, &again, &errs), 0);
+	ck_assert_int_eq(agent_conf_load(minimal, &min, &errs), 0);
+	keys = agent_conf_keys(&n_keys);
+	ck_assert_uint_lt(n_keys, ELEMENTSOF(changed));
+	for (size_t i = 0; i < n_keys; i++)
+		if (keys[i].live) {
+			n_live++;
+			ck_assert_msg(strncmp(keys[i].name, "log.", 4) == 0,
+			              "%s is live: only log.* may change while the agent runs",
+			              keys[i].name);
+		}
+	ck_assert_uint_eq(n_live, 2);
+
+	n = agent_conf_changes(all, again, changed, ELEMENTSOF(changed), &n_restart);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_uint_eq(n_restart, 0);
+
+	n = agent_conf_changes(min, all, changed, ELEMENTSOF(changed), &n_restart);
+	ck_assert_uint_eq(n, n_keys);
+	ck_assert_uint_eq(n_restart, n_keys - n_live);
+	for (size_t i = 0; i < n; i++)
+		ck_assert_ptr_eq(changed[i], &keys[i]); /* table order */
+	/* only max are stored, all are counted */
+	ck_assert_uint_eq(agent_conf_changes(min, all, changed, 1, &n_restart), n_keys);
+
+	for (size_t i = 0; i < n_keys; i++)
+		if (strcmp(keys[i].name, "log.level") == 0) {
+			agent_conf_value(min, &keys[i], was, sizeof(was));
+			agent_conf_value(all, &keys[i], now, sizeof(now));
+			ck_assert_str_eq(was, "info");
+			ck_assert_str_eq(now, "debug");
+		} else if (strcmp(keys[i].name, "fence.methods") == 0) {
+			agent_conf_value(all, &keys[i], now, sizeof(now));
+			ck_assert_str_eq(now, "scsi-pr, pod-delete, volume-detach");
+		}
+	agent_conf_free(all);
+	agent_conf_free(again);
+	agent_conf_free(min);
+	free(path);
+	free(minimal);
 }
 END_TEST
 
@@ -1077,6 +1140,7 @@ static Suite *conf_suite(void)
 	add(s, "engine_dump_escapes", test_engine_dump_escapes);
 	add(s, "engine_reference_table", test_engine_reference_table);
 	add(s, "errors_format", test_errors_format);
+	add(s, "reload_changes", test_reload_changes);
 	return s;
 }
 
