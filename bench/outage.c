@@ -182,6 +182,13 @@ int main(int argc, char **argv)
 		t1 = clock_mono_usec();
 		usleep(10 * 1000 * 1000);
 		res[k].gap_s = (double)longest_gap(&w, t0, clock_mono_usec()) / USEC_PER_SEC;
+		/* a fence force-deleted a pod: as its StatefulSet would, create
+		 * it again, and restart its MetaService as the new pod */
+		for (size_t i = 0; i < 2; i++)
+			if (fo_pod_recreate(&c, i)) {
+				(void)fo_metad_signal(&c, i, SIGKILL);
+				fo_metad_start(&c, i);
+			}
 		res[k].failovers = terms(&c) - before;
 		res[k].acks = fo_acks_count(&w, -1, t0);
 		printf("%-8s %s: %d s outage: longest write pause %.3f s, %d new term(s), %zu "

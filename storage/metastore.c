@@ -818,7 +818,7 @@ static void store_die(struct metastore *m, int r, const char *what)
 		/* -EBADE is the LUN backend's RESERVATION CONFLICT */
 		m->dead = -ESTALE;
 		snprintf(m->dead_why, sizeof(m->dead_why),
-		         "the storage refused a %s (%s): this node was fenced", what,
+		         "stepped down: the storage refused a %s (%s): this node was fenced", what,
 		         r == -EBADE ? "RESERVATION CONFLICT" : "access denied");
 		log_error("'%s': stepped down at seq %" PRIu64 ": the storage refused the %s (%s: "
 		          "this node was fenced); every later write fails with ESTALE",
@@ -827,7 +827,7 @@ static void store_die(struct metastore *m, int r, const char *what)
 	} else if (r == -ESTALE) {
 		m->dead = -ESTALE;
 		snprintf(m->dead_why, sizeof(m->dead_why),
-		         "a newer epoch owns the store");
+		         "stepped down: a newer epoch owns the store");
 		log_error("'%s': stepped down at seq %" PRIu64 " (%s: a newer epoch owns the "
 		          "store); every later write fails with ESTALE",
 		          m->b->desc, m->synced_seq, what);

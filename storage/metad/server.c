@@ -521,7 +521,8 @@ static void do_write(struct server *s, struct conn *c, const struct proto_req *q
 		return;
 	case -ESTALE:
 		/* refused before anything was written: certainly not made */
-		snprintf(reason, sizeof(reason), "stepped down: %s",
+		snprintf(reason, sizeof(reason), "%s%s",
+		         strncmp(err, "stepped down", 12) == 0 ? "" : "stepped down: ",
 		         err[0] ? err : "a newer epoch holds the volume");
 		self_demote(s, epoch, gen, reason);
 		answer_notmaster(s, out);
@@ -529,7 +530,9 @@ static void do_write(struct server *s, struct conn *c, const struct proto_req *q
 	case -EINPROGRESS:
 		/* written, but not confirmed under our epoch: a newer master may
 		 * have recovered it, so "not made" would be a lie */
-		snprintf(reason, sizeof(reason), "stepped down: %s", err[0] ? err : strerror(-r));
+		snprintf(reason, sizeof(reason), "%s%s",
+		         strncmp(err, "stepped down", 12) == 0 ? "" : "stepped down: ",
+		         err[0] ? err : strerror(-r));
 		self_demote(s, epoch, gen, reason);
 		(void)proto_encode_err(out, "indeterminate", reason);
 		return;
