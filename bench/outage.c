@@ -101,8 +101,7 @@ int main(int argc, char **argv)
 	struct fo_watcher wa;
 	struct fo_verdict v;
 	const char *out = NULL, *mode = "ride-through";
-	char lun[512], cmd[1200], conf[128], why[2048] = "";
-	const char *sp;
+	char conf[128], why[2048] = "";
 	int seconds = 60, opt, final;
 	FILE *f;
 
@@ -133,17 +132,9 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
 
-	snprintf(lun, sizeof(lun), "%s",
-	         getenv("KF_TGT_LUN_URLS") ? getenv("KF_TGT_LUN_URLS") : "");
-	sp = strchr(lun, ' ');
-	FO_CHECK(sp && sp[1], "the harness target has no second LUN");
-	snprintf(cmd, sizeof(cmd),
-	         "dd if=/dev/zero of='%s/lun2.img' bs=1M count=8 conv=notrunc status=none",
-	         getenv("KF_TGT_DIR") ? getenv("KF_TGT_DIR") : ".");
-	FO_CHECK(system(cmd) == 0, "cannot zero the second LUN");
 	fo_prepare_rbac();
 	fo_cluster_init(&c, "outage", 2);
-	snprintf(c.store_lun, sizeof(c.store_lun), "%s", sp + 1);
+	fo_use_store_lun(&c);
 	c.ride_through = strcmp(mode, "ride-through") == 0;
 	snprintf(conf, sizeof(conf), "agent.api_outage = %s\n", mode);
 	for (size_t i = 0; i < 2; i++) {

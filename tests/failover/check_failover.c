@@ -122,6 +122,10 @@ struct fp_arm {
 /* more conf lines for both agents of the next scen_start*() (NULL: none) */
 static const char *scen_extra_conf;
 
+/* proxied: the node whose agent goes through a kf-faultproxy, -1 none, or
+ * SCEN_RIDE: both, with agent.api_outage = ride-through and the metads'
+ * store on the harness's second LUN. */
+#define SCEN_RIDE (-2)
 static void scen_start_full(struct scen *s, const char *tag, const struct fp_arm *arms, size_t n,
                             int proxied)
 {
@@ -134,6 +138,14 @@ static void scen_start_full(struct scen *s, const char *tag, const struct fp_arm
 		fo_conf_extra(&s->c, i, scen_extra_conf);
 	if (proxied >= 0)
 		fo_proxy(&s->c, (size_t)proxied);
+	if (proxied == SCEN_RIDE) {
+		fo_use_store_lun(&s->c);
+		s->c.ride_through = true;
+		for (size_t i = 0; i < 2; i++) {
+			fo_conf_extra(&s->c, i, "agent.api_outage = ride-through\n");
+			fo_proxy(&s->c, i);
+		}
+	}
 	for (size_t i = 0; i < n; i++)
 		fo_arm(&s->c, arms[i].node, arms[i].proc, arms[i].spec);
 	fo_watcher_start(&s->wa, &s->c);
@@ -1268,40 +1280,10 @@ START_TEST(sigterm_keep_is_no_failover)
 END_TEST
 
 /* agent.api_outage = ride-through, the metads on the harness's second LUN
- * (--store iscsi://..., fenced by scsi-pr on that LUN), each agent behind
- * its own kf-faultproxy.  The LUN is zeroed first, so the first master
- * initialises it (--format-unused-lun). */
+ * (fo_use_store_lun), each agent behind its own kf-faultproxy. */
 static void scen_start_ride(struct scen *s, const char *tag)
 {
-	char lun[512], cmd[1200];
-	const char *sp;
-	usec_t t0;
-
-	str_copy(lun, sizeof(lun), getenv("KF_TGT_LUN_URLS"));
-	sp = strchr(lun, ' ');
-	ck_assert_msg(sp && sp[1], "the harness target has no second LUN: '%s'", lun);
-	snprintf(cmd, sizeof(cmd),
-	         "dd if=/dev/zero of='%s/lun2.img' bs=1M count=8 conv=notrunc status=none",
-	         getenv("KF_TGT_DIR"));
-	ck_assert_int_eq(system(cmd), 0);
-	memset(s, 0, sizeof(*s));
-	fo_prepare_rbac();
-	fo_cluster_init(&s->c, tag, 2);
-	str_copy(s->c.store_lun, sizeof(s->c.store_lun), sp + 1);
-	s->c.ride_through = true;
-	for (size_t i = 0; i < 2; i++) {
-		fo_conf_extra(&s->c, i, "agent.api_outage = ride-through\n");
-		fo_proxy(&s->c, i);
-	}
-	fo_watcher_start(&s->wa, &s->c);
-	fo_cluster_start(&s->c);
-	s->w.probe_every = 20;
-	s->w.pause_us = 2000;
-	s->w.mixed = 2;
-	t0 = clock_mono_usec();
-	fo_workload_start(&s->w, &s->c);
-	ck_assert_msg(fo_wait_ack(&s->w, 0, t0, 5000), "no write acknowledged by node-a");
-	usleep(1000 * 1000);
+	scen_start_full(s, tag, NULL, 0, SCEN_RIDE);
 }
 
 /* The whole API is unreachable for four lease durations — every request

@@ -332,6 +332,21 @@ int fo_fired(const struct fo_cluster *c, size_t i, const char *name, usec_t *ret
 	return n;
 }
 
+void fo_use_store_lun(struct fo_cluster *c)
+{
+	char lun[512], cmd[1200];
+	const char *sp;
+
+	snprintf(lun, sizeof(lun), "%s", env("KF_TGT_LUN_URLS"));
+	sp = strchr(lun, ' ');
+	FO_CHECK(sp && sp[1], "the harness target has no second LUN: '%s'", lun);
+	snprintf(cmd, sizeof(cmd),
+	         "dd if=/dev/zero of='%s/lun2.img' bs=1M count=8 conv=notrunc status=none",
+	         env("KF_TGT_DIR"));
+	FO_CHECK(system(cmd) == 0, "cannot zero the second LUN");
+	snprintf(c->store_lun, sizeof(c->store_lun), "%s", sp + 1);
+}
+
 static void write_conf(struct fo_cluster *c, struct fo_node *nd, size_t i)
 {
 	static const char *const kc[] = {"KF_IT_AGENT_KUBECONFIG_A", "KF_IT_AGENT_KUBECONFIG_B",
@@ -1350,23 +1365,30 @@ size_t fo_terms(const struct fo_cluster *c, struct fo_term *out, size_t max)
 		goto out;                                                                          \
 	} while (0)
 
-/* The first ack of a write in `epoch` (by its leader at the time), or
- * USEC_INFINITY. */
+/* The term an ack was given in: its server's latest term begun before it
+ * (NULL: none). */
+static const struct fo_term *term_of(const struct fo_term *terms, size_t nt, const struct fo_ack *a)
+{
+	const struct fo_term *t = NULL;
+
+	for (size_t j = 0; j < nt; j++)
+		if (terms[j].node == a->srv && terms[j].from <= a->acked &&
+		    (!t || terms[j].from > t->from))
+			t = &terms[j];
+	return t;
+}
+
+/* The first ack of a write in `epoch`, or USEC_INFINITY. */
 static usec_t first_ack_of(const struct fo_workload *w, const struct fo_term *terms, size_t nt,
                            int64_t epoch)
 {
 	usec_t first = USEC_INFINITY;
 
 	for (size_t i = 0; i < w->n_acks; i++) {
-		const struct fo_ack *a = &w->acks[i];
-		const struct fo_term *t = NULL;
+		const struct fo_term *t = term_of(terms, nt, &w->acks[i]);
 
-		for (size_t j = 0; j < nt; j++)
-			if (terms[j].node == a->srv && terms[j].from <= a->acked &&
-			    (!t || terms[j].from > t->from))
-				t = &terms[j];
-		if (t && t->epoch == epoch && a->acked < first)
-			first = a->acked;
+		if (t && t->epoch == epoch && w->acks[i].acked < first)
+			first = w->acks[i].acked;
 	}
 	return first;
 }
@@ -1393,12 +1415,8 @@ bool fo_check(struct fo_cluster *c, struct fo_workload *w, int final, char *why,
 				    c->node[terms[i].node].name, c->node[terms[j].node].name);
 	for (size_t i = 0; i < w->n_acks; i++) {
 		const struct fo_ack *a = &w->acks[i];
-		const struct fo_term *t = NULL;
+		const struct fo_term *t = term_of(terms, nt, a);
 
-		for (size_t j = 0; j < nt; j++)
-			if (terms[j].node == a->srv && terms[j].from <= a->acked &&
-			    (!t || terms[j].from > t->from))
-				t = &terms[j];
 		if (!t)
 			WHY("%s acknowledged '%s' at mono %" PRId64 " without ever leading before",
 			    c->node[a->srv].name, a->key, (int64_t)a->acked);

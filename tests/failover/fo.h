@@ -111,6 +111,11 @@ void fo_cluster_init(struct fo_cluster *c, const char *tag, size_t n);
  * free the admin client. */
 void fo_cluster_stop(struct fo_cluster *c);
 
+/* The metads' store becomes the harness target's second LUN (zeroed first,
+ * so the first master initialises it); call between fo_cluster_init() and
+ * the starts.  Fails when the target has no second LUN. */
+void fo_use_store_lun(struct fo_cluster *c);
+
 /* Lines appended to node i's agent conf (written at its next start; call
  * between fo_cluster_init() and fo_cluster_start()). */
 void fo_conf_extra(struct fo_cluster *c, size_t i, const char *lines);
