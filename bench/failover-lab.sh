@@ -18,6 +18,10 @@
 #    back off.
 # 2. kubefence, node freeze: the master's node frozen (cgroup freezer); from
 #    the freeze to the first write acknowledged after it was complete.
+# 2b. the same kills with the MetaService's store switched to the directory
+#    backend (the StatefulSet patched to --data-dir on a shared hostPath), so
+#    both backends are measured in one run (`backends` in the JSON; DKILLS,
+#    default the same N).
 # 3. The baseline without kubefence: ONE MetaService pod
 #    (`kubefence-metad --standalone --epoch 1`, no readiness probe, so its
 #    endpoint is back as soon as the container runs), the same kill, restarted
@@ -141,6 +145,57 @@ VERDICT=$(jq -r '.verdict // "error"' "$WORK/lincheck.bench.json" 2>/dev/null ||
 LIN_OPS=$(jq -r '.ops // 0' "$WORK/lincheck.bench.json" 2>/dev/null || echo 0)
 EPOCH=$(lease_epoch)
 
+# ------------------------------------------------------------ kubefence: the directory backend
+# The same kills with the MetaService's store on a directory the pods share
+# (a hostPath, one directory on this one machine: storage setup (b), fenced by
+# the epoch barrier and the write grant, not by the target).  A store of its
+# own, so its clients' history is judged on its own.
+DKILLS=${DKILLS:-$KILLS}
+DIRSTORE=/var/lib/kubefence-lab/bench-dir-store
+rm -rf "$DIRSTORE"
+kc patch statefulset -n $NS metaservice --type json -p "[
+	{\"op\": \"replace\", \"path\": \"/spec/template/spec/containers/0/command\", \"value\":
+		[\"kubefence-metad\", \"--control-socket\", \"/run/kubefence/control.sock\", \"--data-dir\", \"/data\", \"--listen\", \"0.0.0.0:7480\"]},
+	{\"op\": \"add\", \"path\": \"/spec/template/spec/volumes/-\", \"value\":
+		{\"name\": \"dirstore\", \"hostPath\": {\"path\": \"$DIRSTORE\", \"type\": \"DirectoryOrCreate\"}}},
+	{\"op\": \"add\", \"path\": \"/spec/template/spec/containers/0/volumeMounts/-\", \"value\":
+		{\"name\": \"dirstore\", \"mountPath\": \"/data\"}}]" >/dev/null || die "patch the StatefulSet to the directory backend"
+# the StatefulSet replaces both pods; wait until both run the new template
+for _ in $(seq 1 600); do
+	cur=$(kc get statefulset -n $NS metaservice -o jsonpath='{.status.currentRevision} {.status.updateRevision} {.status.updatedReplicas}')
+	set -- $cur
+	[ "${1:-}" = "${2:-x}" ] && [ "${3:-0}" = 2 ] && wait_both_ready 1 && break
+	sleep 0.5
+done
+wait_both_ready 120 || die "the directory-backend MetaServices are not ready"
+say "directory backend: both MetaService pods replaced, master $(masters)"
+DACKS=$WORK/dacks
+WLS=()
+for p in "${PATHS[@]}"; do
+	bg_start "$CLIENT" --via "$p" --pause-us 500 --history "$HIST/dir-$p.hist" --client "dir-$p" \
+		--prefix "dir-$p-" workload "$DACKS.$p" >/dev/null
+	WLS+=("$BG_PID")
+done
+for p in "${PATHS[@]}"; do wait_ack_after "$DACKS.$p" 0 30 >/dev/null || die "dir workload ($p)"; done
+for i in $(seq 1 "$DKILLS"); do
+	wait_both_ready 90 || die "not ready before dir kill $i"
+	old=$(masters)
+	old_ip=$(pod_ip "$old")
+	before=$(restarts "$old")
+	kill_master_at || die "dir kill $i"
+	wait_new_master "$old" 30 >/dev/null || die "no new master after dir kill $i"
+	r=$(sample killdir "$DACKS" "$KILL_US" "$KILL_DONE_US" "$old_ip:7480") || die "no ack after dir kill $i"
+	say "kubefence (directory backend) kill $i/$DKILLS: $r"
+	if [ "$before" = 0 ]; then wait_restarted "$old" 0 60 || die "$old not restarted"; else recycle "$old"; fi
+done
+for p in "${WLS[@]}"; do bg_stop "$p"; done
+"$CLIENT" --timeout-ms 10000 --history "$HIST/dir-final.hist" --client final check "$DACKS.clusterip" "$DACKS.endpoints" \
+	>"$WORK/dcheck.out" || die "directory backend: acknowledged writes lost: $(cat "$WORK/dcheck.out")"
+say "kubefence (directory backend): $(cat "$WORK/dcheck.out")"
+e2e_lincheck benchdir "$HIST/dir-clusterip.hist" "$HIST/dir-endpoints.hist" "$HIST/dir-final.hist" || LIN_RC=$?
+DVERDICT=$(jq -r '.verdict // "error"' "$WORK/lincheck.benchdir.json" 2>/dev/null || echo error)
+DLIN_OPS=$(jq -r '.ops // 0' "$WORK/lincheck.benchdir.json" 2>/dev/null || echo 0)
+
 # ------------------------------------------------------------ baseline
 # Without kubefence: take the agents away (so nothing else moves), then one
 # plain MetaService pod and a Service for it, in their own namespace.
@@ -205,7 +260,9 @@ dist() { # FILE -> JSON
 		printf "]}"
 	}'
 }
-for n in kill freeze base; do for p in "${PATHS[@]}"; do touch "$WORK/$n.$p.ms"; done; done
+for n in kill freeze base killdir; do for p in "${PATHS[@]}"; do touch "$WORK/$n.$p.ms"; done; done
+KD=$(dist "$WORK/killdir.clusterip.ms")
+KDE=$(dist "$WORK/killdir.endpoints.ms")
 K=$(dist "$WORK/kill.clusterip.ms")
 F=$(dist "$WORK/freeze.clusterip.ms")
 B=$(dist "$WORK/base.clusterip.ms")
@@ -216,7 +273,8 @@ mkdir -p "$(dirname "$OUT")"
 jq -n --argjson k "$K" --argjson f "$F" --argjson b "$B" --arg at "$(date -u +%FT%TZ)" \
 	--argjson ke "$KE" --argjson fe "$FE" --argjson be "$BE" --arg svcip "$SVC_IP" \
 	--arg epoch "$EPOCH" --arg kernel "$(uname -r)" --arg cpus "$(nproc)" \
-	--arg verdict "$VERDICT" --arg linops "$LIN_OPS" '
+	--arg verdict "$VERDICT" --arg linops "$LIN_OPS" \
+	--argjson kd "$KD" --argjson kde "$KDE" --arg dverdict "$DVERDICT" --arg dlinops "$DLIN_OPS" '
 	def ratio($b; $k): {
 		p50: (if $k.n > 0 and $k.p50_ms > 0 then (($b.p50_ms / $k.p50_ms) * 10 | round / 10) else null end),
 		p99: (if $k.n > 0 and $k.p99_ms > 0 then (($b.p99_ms / $k.p99_ms) * 10 | round / 10) else null end)};
@@ -234,6 +292,12 @@ jq -n --argjson k "$K" --argjson f "$F" --argjson b "$B" --arg at "$(date -u +%F
 	linearizability: {checker: "tests/lincheck/kf-lincheck", ops: ($linops|tonumber), verdict: $verdict},
 	kubefence_container_kill: $k,
 	kubefence_node_freeze: $f,
+	backends: {
+		lun: {what: "--store iscsi:// on the lab tgtd: the target refuses a fenced master (the top-level figures)",
+			container_kill: $k, container_kill_via_endpoints: $ke},
+		dir: {what: "--data-dir on a directory the pods share (a hostPath on this one machine): the epoch barrier and the grant",
+			container_kill: $kd, container_kill_via_endpoints: $kde,
+			linearizability: {checker: "tests/lincheck/kf-lincheck", ops: ($dlinops|tonumber), verdict: $dverdict}}},
 	baseline_container_kill: $b,
 	ratio_baseline_over_kubefence: ratio($b; $k),
 	via_endpoints: {
@@ -242,7 +306,8 @@ jq -n --argjson k "$K" --argjson f "$F" --argjson b "$B" --arg at "$(date -u +%F
 		baseline_container_kill: $be,
 		ratio_baseline_over_kubefence: ratio($be; $ke)}
 }' >"$OUT"
+jq -c '.backends | {lun: .lun.container_kill | {n, p50_ms, p99_ms}, dir: .dir.container_kill | {n, p50_ms, p99_ms}}' "$OUT"
 jq -c '{clusterip: {kill: .kubefence_container_kill | {n, p50_ms, p99_ms}, freeze: .kubefence_node_freeze | {n, p50_ms, p99_ms}, baseline: .baseline_container_kill | {n, p50_ms, p99_ms}, ratio: .ratio_baseline_over_kubefence}}' "$OUT"
 jq -c '.via_endpoints | {endpoints: {kill: .kubefence_container_kill | {n, p50_ms, p99_ms}, freeze: .kubefence_node_freeze | {n, p50_ms, p99_ms}, baseline: .baseline_container_kill | {n, p50_ms, p99_ms}, ratio: .ratio_baseline_over_kubefence}}' "$OUT"
 echo "bench: wrote $OUT"
-[ "$LIN_RC" = 0 ] || die "kf-lincheck: the kubefence clients' histories are not linearizable (verdict $VERDICT, above)"
+[ "$LIN_RC" = 0 ] || die "kf-lincheck: the kubefence clients' histories are not linearizable (verdicts: LUN $VERDICT, directory $DVERDICT, above)"
