@@ -141,7 +141,6 @@ int main(int argc, char **argv)
 	int n = 25, opt, final;
 	bool stop = false; /* --fault sigstop */
 	double *samples, *lead, *promoted;
-	char why[2048] = "";
 	struct fo_verdict v;
 	struct utsname un;
 	FILE *f;
@@ -260,16 +259,7 @@ int main(int argc, char **argv)
 		       k + 1, c.node[m].name, c.node[o].name, lead[k], samples[k], promoted[k]);
 	}
 
-	usleep(500 * 1000);
-	fo_workload_stop(&w);
-	fo_watcher_stop(&wa);
-	final = fo_wait_master(&c, -1, 5000);
-	FO_CHECK(final >= 0, "no master at the end");
-	if (!fo_check(&c, &w, final, why, sizeof(why)))
-		fo_fail("safety check failed: %s", why);
-	FO_CHECK(wa.violations == 0, "%s", wa.violation);
-	if (!fo_check_history(&c, final, &v, why, sizeof(why)))
-		fo_fail("history check failed: %s", why);
+	final = fo_finish_checks(&c, &w, &wa, 5000, &v);
 	printf("checks: %zu acknowledged writes all readable on %s; watcher: %" PRIu64
 	       " observations, none with two role=master pods; mixed clients: %" PRIu64
 	       " ops; history: %s\n",

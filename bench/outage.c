@@ -101,8 +101,8 @@ int main(int argc, char **argv)
 	struct fo_watcher wa;
 	struct fo_verdict v;
 	const char *out = NULL, *mode = "ride-through";
-	char conf[128], why[2048] = "";
-	int seconds = 60, opt, final;
+	char conf[128];
+	int seconds = 60, opt;
 	FILE *f;
 
 	while ((opt = getopt_long(argc, argv, "s:m:o:h", opts, NULL)) != -1) {
@@ -188,16 +188,7 @@ int main(int argc, char **argv)
 		       res[k].failovers, res[k].acks);
 	}
 
-	usleep(500 * 1000);
-	fo_workload_stop(&w);
-	fo_watcher_stop(&wa);
-	final = fo_wait_master(&c, -1, 30000);
-	FO_CHECK(final >= 0, "no master at the end");
-	if (!fo_check(&c, &w, final, why, sizeof(why)))
-		fo_fail("safety check failed: %s", why);
-	FO_CHECK(wa.violations == 0, "%s", wa.violation);
-	if (!fo_check_history(&c, final, &v, why, sizeof(why)))
-		fo_fail("history check failed: %s", why);
+	(void)fo_finish_checks(&c, &w, &wa, 30000, &v);
 	printf("checks: %zu acknowledged writes all readable; watcher: %" PRIu64
 	       " observations, none with two role=master pods; history: %s (%ld ops)\n",
 	       w.n_acks, wa.observations, v.judged ? v.verdict : "not judged", v.ops);

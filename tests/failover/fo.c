@@ -1397,6 +1397,7 @@ bool fo_check(struct fo_cluster *c, struct fo_workload *w, int final, char *why,
 {
 	struct fo_term terms[256];
 	size_t nt = fo_terms(c, terms, 256);
+	usec_t newer_from[256]; /* when term j counts as begun, for older masters */
 	int64_t max_epoch = -1;
 	const struct fo_ack *max_ack = NULL;
 	struct fo_conn cn;
@@ -1413,6 +1414,10 @@ bool fo_check(struct fo_cluster *c, struct fo_workload *w, int final, char *why,
 			      terms[i].node == terms[j].node))
 				WHY("epoch %" PRId64 " led twice (%s and %s)", terms[i].epoch,
 				    c->node[terms[i].node].name, c->node[terms[j].node].name);
+	/* riding through, a newer term counts from its first ack */
+	for (size_t j = 0; j < nt; j++)
+		newer_from[j] = c->ride_through ? first_ack_of(w, terms, nt, terms[j].epoch)
+		                                : terms[j].from;
 	for (size_t i = 0; i < w->n_acks; i++) {
 		const struct fo_ack *a = &w->acks[i];
 		const struct fo_term *t = term_of(terms, nt, a);
@@ -1423,9 +1428,7 @@ bool fo_check(struct fo_cluster *c, struct fo_workload *w, int final, char *why,
 		/* no newer term had started when the write was sent (riding
 		 * through: no newer term's master had acknowledged one) */
 		for (size_t j = 0; j < nt; j++)
-			if (terms[j].epoch > t->epoch &&
-			    (c->ride_through ? first_ack_of(w, terms, nt, terms[j].epoch)
-			                     : terms[j].from) < a->sent)
+			if (terms[j].epoch > t->epoch && newer_from[j] < a->sent)
 				WHY("%s acknowledged '%s' (sent at mono %" PRId64
 				    ") in epoch %" PRId64 ", after %s started epoch %" PRId64
 				    " at mono %" PRId64,
@@ -1463,6 +1466,25 @@ bool fo_check(struct fo_cluster *c, struct fo_workload *w, int final, char *why,
 out:
 	fo_conn_close(&cn);
 	return ok;
+}
+
+int fo_finish_checks(struct fo_cluster *c, struct fo_workload *w, struct fo_watcher *wa,
+                     long wait_ms, struct fo_verdict *v)
+{
+	char why[2048] = "";
+	int final;
+
+	usleep(500 * 1000);
+	fo_workload_stop(w);
+	fo_watcher_stop(wa);
+	final = fo_wait_master(c, -1, wait_ms);
+	FO_CHECK(final >= 0, "no master at the end");
+	if (!fo_check(c, w, final, why, sizeof(why)))
+		fo_fail("safety check failed: %s", why);
+	FO_CHECK(wa->violations == 0, "%s", wa->violation);
+	if (!fo_check_history(c, final, v, why, sizeof(why)))
+		fo_fail("history check failed: %s", why);
+	return final;
 }
 
 /* ------------------------------------------------------------ histories */

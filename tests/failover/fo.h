@@ -327,6 +327,13 @@ struct fo_verdict {
 bool fo_check_history(struct fo_cluster *c, int final, struct fo_verdict *v, char *why,
                       size_t whylen);
 
+/* The end of a benchmark run: stop the workload and the watcher, wait up to
+ * wait_ms for a master, then fo_check(), the watcher's count and
+ * fo_check_history() into *v; any failure is fo_fail().  Returns the final
+ * master's index. */
+int fo_finish_checks(struct fo_cluster *c, struct fo_workload *w, struct fo_watcher *wa,
+                     long wait_ms, struct fo_verdict *v);
+
 /* Lines of a node's agent log containing every NULL-ended needle; with
  * ret_mono the mono= stamp of the first one. */
 int fo_log_count(const char *path, usec_t *ret_mono, ...) __attribute__((sentinel));
