@@ -912,6 +912,17 @@ START_TEST(claim_never_lowers_the_epoch)
 }
 END_TEST
 
+/* Wait up to timeout_ms until the fault point `name` holds a thread of this
+ * process; marker gets the pause file's path. */
+static void wait_paused(const char *fpdir, const char *name, long timeout_ms, char *marker,
+                        size_t len)
+{
+	snprintf(marker, len, "%s/%s.%ld.paused", fpdir, name, (long)getpid());
+	for (long i = 0; i < timeout_ms && access(marker, F_OK) != 0; i++)
+		usleep(1000);
+	ck_assert_msg(access(marker, F_OK) == 0, "'%s' never paused", name);
+}
+
 /* ------------------------------------------------------ durable reads */
 
 struct get_ctx {
@@ -962,11 +973,7 @@ START_TEST(read_waits_for_the_commit)
 	ck_assert_int_eq(failpoint_set_dir(fpdir), 0);
 	ck_assert_int_eq(failpoint_set("metastore.commit.before_sync=1*pause", NULL, 0), 0);
 	ck_assert_int_eq(pthread_create(&tp, NULL, put_thread, m), 0);
-	snprintf(marker, sizeof(marker), "%s/metastore.commit.before_sync.%ld.paused", fpdir,
-	         (long)getpid());
-	for (int i = 0; i < 5000 && access(marker, F_OK) != 0; i++)
-		usleep(1000);
-	ck_assert_msg(access(marker, F_OK) == 0, "the commit never paused");
+	wait_paused(fpdir, "metastore.commit.before_sync", 5000, marker, sizeof(marker));
 	g.m = m;
 	ck_assert_int_eq(pthread_create(&tg, NULL, get_thread, &g), 0);
 	usleep(200000);
@@ -1019,11 +1026,7 @@ START_TEST(read_waits_for_writes_appended_meanwhile)
 	ck_assert_int_eq(
 	        failpoint_set("metastore.commit.before_sync=1*pause->1*error(EIO)", NULL, 0), 0);
 	ck_assert_int_eq(pthread_create(&tp, NULL, put_thread, m), 0);
-	snprintf(marker, sizeof(marker), "%s/metastore.commit.before_sync.%ld.paused", fpdir,
-	         (long)getpid());
-	for (int i = 0; i < 5000 && access(marker, F_OK) != 0; i++)
-		usleep(1000);
-	ck_assert_msg(access(marker, F_OK) == 0, "the commit never paused");
+	wait_paused(fpdir, "metastore.commit.before_sync", 5000, marker, sizeof(marker));
 	g.m = m;
 	ck_assert_int_eq(pthread_create(&tg, NULL, get_thread, &g), 0);
 	usleep(50000); /* the read is waiting for the paused commit */
@@ -1259,16 +1262,6 @@ static void *snap_thread(void *arg)
 	return NULL;
 }
 
-/* Wait (bounded) until the fault point `name` holds a thread of this
- * process; marker gets the pause file's path. */
-static void wait_paused(const char *fpdir, const char *name, char *marker, size_t len)
-{
-	snprintf(marker, len, "%s/%s.%ld.paused", fpdir, name, (long)getpid());
-	for (int i = 0; i < 10000 && access(marker, F_OK) != 0; i++)
-		usleep(1000);
-	ck_assert_msg(access(marker, F_OK) == 0, "'%s' never paused", name);
-}
-
 /* A snapshot does not hold writers up: while one is paused with its data
  * written but not yet committed, puts and deletes are acknowledged and
  * readable, and afterwards both the snapshot and those writes survive a
@@ -1292,7 +1285,7 @@ START_TEST(writers_proceed_during_snapshot)
 	ck_assert_int_eq(failpoint_set("metastore.snapshot.before_rename=1*pause", NULL, 0), 0);
 	c.m = m;
 	ck_assert_int_eq(pthread_create(&th, NULL, snap_thread, &c), 0);
-	wait_paused(fpdir, "metastore.snapshot.before_rename", marker, sizeof(marker));
+	wait_paused(fpdir, "metastore.snapshot.before_rename", 10000, marker, sizeof(marker));
 	for (int i = 0; i < 200; i++) {
 		snprintf(k, sizeof(k), "during/%03d", i);
 		snprintf(v, sizeof(v), "d%d", i);
@@ -1347,7 +1340,7 @@ START_TEST(snapshot_outliving_its_term_commits_nothing)
 	ck_assert_int_eq(failpoint_set("metastore.snapshot.before_rename=1*pause", NULL, 0), 0);
 	c.m = m;
 	ck_assert_int_eq(pthread_create(&th, NULL, snap_thread, &c), 0);
-	wait_paused(fpdir, "metastore.snapshot.before_rename", marker, sizeof(marker));
+	wait_paused(fpdir, "metastore.snapshot.before_rename", 10000, marker, sizeof(marker));
 	if (_i == 0)
 		__atomic_store_n(&over, true, __ATOMIC_RELEASE);
 	else
@@ -1418,7 +1411,7 @@ START_TEST(foreground_snapshot_term_ends_after_commit)
 	ck_assert_int_eq(failpoint_set("metastore.snapshot.after_rename=1*pause", NULL, 0), 0);
 	c.m = m;
 	ck_assert_int_eq(pthread_create(&th, NULL, snap_thread, &c), 0);
-	wait_paused(fpdir, "metastore.snapshot.after_rename", marker, sizeof(marker));
+	wait_paused(fpdir, "metastore.snapshot.after_rename", 10000, marker, sizeof(marker));
 	__atomic_store_n(&over, true, __ATOMIC_RELEASE);
 	ck_assert_int_eq(unlink(marker), 0);
 	ck_assert_int_eq(pthread_join(th, NULL), 0);
