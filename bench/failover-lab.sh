@@ -99,6 +99,24 @@ sample() {
 	echo "${out# }"
 }
 
+# kills NAME ACKS-PREFIX N WHAT: N SIGKILLs of the master's container, each
+# sampled as NAME; the killed pod comes back as standby (restarted in place
+# the first time, recreated when its kubelet would back off).
+kills() {
+	local name=$1 acks=$2 n=$3 what=$4 i old old_ip before r
+	for i in $(seq 1 "$n"); do
+		wait_both_ready 90 || die "not ready before $what kill $i"
+		old=$(masters)
+		old_ip=$(pod_ip "$old")
+		before=$(restarts "$old")
+		kill_master_at || die "$what kill $i"
+		wait_new_master "$old" 30 >/dev/null || die "no new master after $what kill $i"
+		r=$(sample "$name" "$acks" "$KILL_US" "$KILL_DONE_US" "$old_ip:7480") || die "no ack after $what kill $i"
+		say "$what kill $i/$n: $r"
+		if [ "$before" = 0 ]; then wait_restarted "$old" 0 60 || die "$old not restarted"; else recycle "$old"; fi
+	done
+}
+
 # ------------------------------------------------------------ kubefence: kills
 ACKS=$WORK/acks
 WLS=()
@@ -110,17 +128,7 @@ done
 for p in "${PATHS[@]}"; do wait_ack_after "$ACKS.$p" 0 30 >/dev/null || die "workload ($p)"; done
 SVC_IP=$(kc get service -n $NS metaservice -o jsonpath='{.spec.clusterIP}')
 say "clients: through the ClusterIP $SVC_IP:7480 and through the Endpoints"
-for i in $(seq 1 "$KILLS"); do
-	wait_both_ready 90 || die "not ready before kill $i"
-	old=$(masters)
-	old_ip=$(pod_ip "$old")
-	before=$(restarts "$old")
-	kill_master_at || die "kill $i"
-	wait_new_master "$old" 30 >/dev/null || die "no new master after kill $i"
-	r=$(sample kill "$ACKS" "$KILL_US" "$KILL_DONE_US" "$old_ip:7480") || die "no ack after kill $i"
-	say "kubefence kill $i/$KILLS: $r"
-	if [ "$before" = 0 ]; then wait_restarted "$old" 0 60 || die "$old not restarted"; else recycle "$old"; fi
-done
+kills kill "$ACKS" "$KILLS" kubefence
 
 # ------------------------------------------------------------ kubefence: freezes
 for i in $(seq 1 "$FREEZES"); do
@@ -177,17 +185,7 @@ for p in "${PATHS[@]}"; do
 	WLS+=("$BG_PID")
 done
 for p in "${PATHS[@]}"; do wait_ack_after "$DACKS.$p" 0 30 >/dev/null || die "dir workload ($p)"; done
-for i in $(seq 1 "$DKILLS"); do
-	wait_both_ready 90 || die "not ready before dir kill $i"
-	old=$(masters)
-	old_ip=$(pod_ip "$old")
-	before=$(restarts "$old")
-	kill_master_at || die "dir kill $i"
-	wait_new_master "$old" 30 >/dev/null || die "no new master after dir kill $i"
-	r=$(sample killdir "$DACKS" "$KILL_US" "$KILL_DONE_US" "$old_ip:7480") || die "no ack after dir kill $i"
-	say "kubefence (directory backend) kill $i/$DKILLS: $r"
-	if [ "$before" = 0 ]; then wait_restarted "$old" 0 60 || die "$old not restarted"; else recycle "$old"; fi
-done
+kills killdir "$DACKS" "$DKILLS" "kubefence (directory backend)"
 for p in "${WLS[@]}"; do bg_stop "$p"; done
 "$CLIENT" --timeout-ms 10000 --history "$HIST/dir-final.hist" --client final check "$DACKS.clusterip" "$DACKS.endpoints" \
 	>"$WORK/dcheck.out" || die "directory backend: acknowledged writes lost: $(cat "$WORK/dcheck.out")"
