@@ -839,11 +839,27 @@ static void store_die(struct metastore *m, int r, const char *what)
 	pthread_cond_broadcast(&m->cond);
 }
 
+/* The backend's epoch check: 0 while the volume holds no epoch newer than
+ * ours, -ESTALE (logged) once it does, or the check's own error.  Needs no
+ * lock (opts.epoch never changes); may block on the backend. */
+static int epoch_is_ours(struct metastore *m)
+{
+	uint64_t cur = 0;
+	int r = m->b->ops->epoch_check(m->b, &cur);
+
+	if (r >= 0 && cur > m->opts.epoch) {
+		log_warning("'%s' now holds epoch %" PRIu64 " (ours %" PRIu64 ")", m->b->desc, cur,
+		            m->opts.epoch);
+		r = -ESTALE;
+	}
+	return r;
+}
+
 /* One sync + epoch check; lock held on entry and exit, released during the
  * sync when group commit is on. */
 static int sync_once(struct metastore *m)
 {
-	uint64_t target = m->last_seq, cur = 0;
+	uint64_t target = m->last_seq;
 	bool group = !m->opts.no_group_commit;
 	int r;
 
@@ -870,16 +886,11 @@ static int sync_once(struct metastore *m)
 		r = m->b->ops->sync(m->b);
 	if (r >= 0) {
 		(void)FAILPOINT(METASTORE_COMMIT_BEFORE_CHECK);
-		r = m->b->ops->epoch_check(m->b, &cur);
+		r = epoch_is_ours(m);
 	}
 	if (group)
 		pthread_mutex_lock(&m->lock);
 	m->syncing = false;
-	if (r >= 0 && cur > m->opts.epoch) {
-		log_warning("'%s' now holds epoch %" PRIu64 " (ours %" PRIu64 ")", m->b->desc, cur,
-		            m->opts.epoch);
-		r = -ESTALE;
-	}
 	if (r < 0)
 		store_die(m, r, "sync");
 	else if (target > m->synced_seq)
@@ -1045,22 +1056,13 @@ int metastore_delete(struct metastore *m, const void *key, size_t key_len, char 
 	return store_write(m, JOURNAL_DEL, key, key_len, NULL, 0, err, errlen);
 }
 
-/* Reads see only durable state.  The index takes a write before its group
- * commit's sync (so that the commit can batch), so a read waits until every
- * record in the index is durable and confirmed under this epoch: a value
- * read is one that no crash or failover can take back.  Writes appended
- * while the reader waits are waited for too; a reader that has waited two
- * rounds holds new appends back until it has read, so a stream of writes
- * cannot starve it.  With confirm_reads, an epoch check that began after
- * the call comes first (see metastore_options).  Lock held; returns with it
- * held and nothing undurable in the index, or the error the store died of
- * (-ESTALE when fenced) or of the check.  A caller that got 0 calls
- * read_done() after reading. */
+/* confirm_reads: wait for an epoch check that began after the call (one
+ * under way began too early); the first waiter runs it for all, without
+ * the lock.  Lock held.  Returns 0, or the error of the check or the one
+ * the store died of. */
 static int confirm_read(struct metastore *m)
 {
-	/* a check that begins after now; one under way began too early.  The
-	 * first waiter runs it for all, without the lock. */
-	uint64_t need = m->confirms_begun + 1, cur;
+	uint64_t need = m->confirms_begun + 1;
 	int r;
 
 	while (m->confirms_done < need) {
@@ -1075,15 +1077,9 @@ static int confirm_read(struct metastore *m)
 		m->confirming = true;
 		mine = ++m->confirms_begun;
 		pthread_mutex_unlock(&m->lock);
-		cur = 0;
-		r = m->b->ops->epoch_check(m->b, &cur);
+		r = epoch_is_ours(m);
 		pthread_mutex_lock(&m->lock);
 		m->confirming = false;
-		if (r >= 0 && cur > m->opts.epoch) {
-			log_warning("'%s' now holds epoch %" PRIu64 " (ours %" PRIu64 ")",
-			            m->b->desc, cur, m->opts.epoch);
-			r = -ESTALE;
-		}
 		m->st.read_checks++;
 		pthread_cond_broadcast(&m->cond);
 		if (r == -ESTALE || r == -EBADE || r == -EACCES) {
@@ -1097,6 +1093,17 @@ static int confirm_read(struct metastore *m)
 	return 0;
 }
 
+/* Reads see only durable state.  The index takes a write before its group
+ * commit's sync (so that the commit can batch), so a read waits until every
+ * record in the index is durable and confirmed under this epoch: a value
+ * read is one that no crash or failover can take back.  Writes appended
+ * while the reader waits are waited for too; a reader that has waited two
+ * rounds holds new appends back until it has read, so a stream of writes
+ * cannot starve it.  With confirm_reads, an epoch check that began after
+ * the call comes first (see metastore_options).  Lock held; returns with it
+ * held and nothing undurable in the index, or the error the store died of
+ * (-ESTALE when fenced) or of the check.  A caller that got 0 calls
+ * read_done() after reading. */
 static int read_barrier(struct metastore *m, bool *ret_held)
 {
 	int r, rounds = 0;
