@@ -172,8 +172,9 @@ static const struct conf_key agent_keys[] = {
          .offset = F(agent.api_outage),
          .help = "What a leader does while the API server does not answer its renewals. "
                  "`demote`: its term ends at the renew deadline and its service stops. "
-                 "`ride-through`: when its service's store is one of fence.scsi_luns (the "
-                 "service says so in HELLO), the term goes on while every renewal fails "
+                 "`ride-through`: when its service's store is one of fence.scsi_luns, "
+                 "registered with this node's key (the service says both in HELLO), the "
+                 "term goes on while every renewal fails "
                  "without an answer that someone else holds the Lease: the service keeps "
                  "serving, because a successor must PREEMPT its key on that LUN (scsi-pr) "
                  "before it can write, and the target then refuses this node's writes. "
