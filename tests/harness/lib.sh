@@ -2,12 +2,19 @@
 # Shell helpers shared by the test harnesses (sourced, not run).  Each
 # harness defines die() before sourcing this file.
 
-# A free TCP port on loopback, picked at random in 20000..39999.
+# A free TCP port on loopback, picked at random below the kernel's
+# ephemeral range (net.ipv4.ip_local_port_range, 32768.. by default): a port
+# in that range can be taken by any outgoing connection between this check
+# and the server's bind, which made etcd fail with "address already in use".
+# No TCP socket of any state may use it now.
 free_port() {
-	local p
+	local p lo hi
+	lo=20000
+	hi=$(awk '{print $1 - 1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32767)
+	[ "$hi" -gt $((lo + 1000)) ] 2>/dev/null || { lo=20000 hi=32767; }
 	for _ in $(seq 1 200); do
-		p=$((20000 + RANDOM % 20000))
-		if ! ss -Htln "sport = :$p" | grep -q .; then
+		p=$((lo + RANDOM % (hi - lo + 1)))
+		if ! ss -Htan "sport = :$p" | grep -q .; then
 			echo "$p"
 			return 0
 		fi
