@@ -1236,6 +1236,29 @@ size_t fo_acks_count(struct fo_workload *w, int srv, usec_t from)
 	return n;
 }
 
+size_t fo_acks_sent_after(struct fo_workload *w, int srv, usec_t t)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&w->mu);
+	for (size_t i = 0; i < w->n_acks; i++)
+		if ((srv < 0 || w->acks[i].srv == srv) && w->acks[i].sent >= t)
+			n++;
+	pthread_mutex_unlock(&w->mu);
+	return n;
+}
+
+void fo_acks_dump(struct fo_workload *w, int srv, usec_t t)
+{
+	pthread_mutex_lock(&w->mu);
+	for (size_t i = 0; i < w->n_acks; i++)
+		if ((srv < 0 || w->acks[i].srv == srv) && w->acks[i].acked >= t)
+			printf("ack srv=%d key=%s sent=%+.6f s acked=%+.6f s\n", w->acks[i].srv,
+			       w->acks[i].key, ((double)w->acks[i].sent - (double)t) / 1e6,
+			       ((double)w->acks[i].acked - (double)t) / 1e6);
+	pthread_mutex_unlock(&w->mu);
+}
+
 usec_t fo_wait_ack(struct fo_workload *w, int srv, usec_t t, long timeout_ms)
 {
 	usec_t end = clock_mono_usec() + timeout_ms * USEC_PER_MSEC, r;

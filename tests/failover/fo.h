@@ -264,6 +264,13 @@ void fo_workload_free(struct fo_workload *w);
 usec_t fo_first_ack_after(struct fo_workload *w, int srv, usec_t t);
 usec_t fo_last_ack(struct fo_workload *w, int srv);
 size_t fo_acks_count(struct fo_workload *w, int srv, usec_t from);
+/* Acks from srv to requests sent at or after t.  A signal is delivered
+ * after kill() returns, and a response already written reaches the client
+ * later still: "acknowledged after the kill" is only a fault when the
+ * request itself was sent after it. */
+size_t fo_acks_sent_after(struct fo_workload *w, int srv, usec_t t);
+/* Prints srv's acks received at or after t, with sent/acked relative to t. */
+void fo_acks_dump(struct fo_workload *w, int srv, usec_t t);
 /* Wait until server srv acknowledged a write after t (0 on timeout). */
 usec_t fo_wait_ack(struct fo_workload *w, int srv, usec_t t, long timeout_ms);
 
