@@ -125,6 +125,8 @@ int lease_record_from_json(const cJSON *obj, struct lease_record *ret, char *err
 
 			r.release_dead =
 			        cJSON_IsString(d) && strcmp(d->valuestring, "confirmed") == 0;
+			r.release_unpromoted =
+			        cJSON_IsString(d) && strcmp(d->valuestring, "unpromoted") == 0;
 		}
 		if (dur[0]) {
 			char *end;
@@ -342,6 +344,53 @@ static int obj_set(cJSON *parent, const char *key, cJSON *value)
 	return cJSON_AddItemToObject(parent, key, value) ? 0 : -ENOMEM;
 }
 
+/* The fence-owed list a term started on the observed record would carry:
+ * what the record owes, plus the previous holder's node (released only when
+ * it gave the Lease up with its service confirmed dead, expired otherwise,
+ * nothing when it promoted no service), never our own node.  -ENOSPC when
+ * the list is full. */
+static int owed_after_acquire(const struct lease_config *cfg, const struct lease_state *s,
+                              char *owed, size_t n)
+{
+	const char *self = cfg->node[0] ? cfg->node : cfg->identity;
+	const char *prev = s->rec.node[0] ? s->rec.node : s->rec.holder;
+	bool own_record = strcmp(s->rec.holder, cfg->identity) == 0 &&
+	                  strcmp(s->rec.incarnation, cfg->incarnation) == 0;
+	bool released = !s->rec.holder[0];
+	int k = 0;
+
+	str_copy(owed, n, s->rec.fence_owed);
+	/* the lighter fence only after a release whose service was confirmed
+	 * dead; any other release may leave it serving; a release that says
+	 * its term promoted nothing owes nothing */
+	if (prev[0] && !own_record && !(released && s->rec.release_unpromoted))
+		k = lease_owed_add(owed, n, prev,
+		                   released && s->rec.release_dead ? "released" : "expired");
+	if (k == -ENOSPC)
+		return k;
+	lease_owed_remove(owed, self); /* a node never fences itself */
+	return 0;
+}
+
+bool lease_acquire_owes_expired(const struct lease_config *cfg, const struct lease_state *s,
+                                char *node, size_t nodelen)
+{
+	char owed[LEASE_OWED_MAX], n[254], level[32];
+	const char *cur = owed;
+
+	if (!s->have_record || s->absent || !s->obj)
+		return false;
+	if (owed_after_acquire(cfg, s, owed, sizeof(owed)) < 0)
+		str_copy(owed, sizeof(owed), s->rec.fence_owed); /* full: what it says */
+	while (lease_owed_next(&cur, n, sizeof(n), level, sizeof(level)))
+		if (strcmp(level, "expired") == 0) {
+			if (node)
+				str_copy(node, nodelen, n);
+			return true;
+		}
+	return false;
+}
+
 cJSON *lease_build_acquire(const struct lease_config *cfg, const struct lease_state *s,
                            const char *ns, const char *name, usec_t wall)
 {
@@ -349,26 +398,10 @@ cJSON *lease_build_acquire(const struct lease_config *cfg, const struct lease_st
 	char t[32], dur[32], owed[LEASE_OWED_MAX] = "";
 	int64_t secs = (cfg->duration + USEC_PER_SEC - 1) / USEC_PER_SEC;
 	int64_t transitions = s->absent || !s->obj ? 1 : s->rec.transitions + 1;
-	const char *self = cfg->node[0] ? cfg->node : cfg->identity;
 
 	/* The duty to fence goes into the very update that starts the term. */
-	if (s->obj && !s->absent) {
-		const char *prev = s->rec.node[0] ? s->rec.node : s->rec.holder;
-		bool own_record = strcmp(s->rec.holder, cfg->identity) == 0 &&
-		                  strcmp(s->rec.incarnation, cfg->incarnation) == 0;
-		int k = 0;
-
-		str_copy(owed, sizeof(owed), s->rec.fence_owed);
-		/* the lighter fence only after a release whose service was
-		 * confirmed dead; any other release may leave it serving */
-		if (prev[0] && !own_record)
-			k = lease_owed_add(owed, sizeof(owed), prev,
-			                   !s->rec.holder[0] && s->rec.release_dead ? "released"
-			                                                            : "expired");
-		if (k == -ENOSPC)
-			return NULL;
-		lease_owed_remove(owed, self); /* a node never fences itself */
-	}
+	if (s->obj && !s->absent && owed_after_acquire(cfg, s, owed, sizeof(owed)) < 0)
+		return NULL;
 
 	if (s->obj && !s->absent) {
 		o = cJSON_Duplicate(s->obj, true);
@@ -465,9 +498,13 @@ cJSON *lease_build_release(const struct lease_state *s, const char *reason, usec
 		return NULL;
 	}
 	cJSON_DeleteItemFromObjectCaseSensitive(ann, LEASE_ANN_INCARNATION);
-	if (!s->release_dead)
+	if (s->settle_fence) /* discharged in this term: not handed on */
+		cJSON_DeleteItemFromObjectCaseSensitive(ann, LEASE_ANN_FENCE_OWED);
+	if (!s->release_dead && !s->release_unpromoted)
 		cJSON_DeleteItemFromObjectCaseSensitive(ann, LEASE_ANN_RELEASE_DEAD);
-	else if (obj_set(ann, LEASE_ANN_RELEASE_DEAD, cJSON_CreateString("confirmed")) < 0) {
+	else if (obj_set(ann, LEASE_ANN_RELEASE_DEAD,
+	                 cJSON_CreateString(s->release_unpromoted ? "unpromoted" : "confirmed")) <
+	         0) {
 		cJSON_Delete(o);
 		return NULL;
 	}

@@ -30,8 +30,12 @@
  *   release-reason     why the last holder released (cleared on acquire)
  *   release-dead       "confirmed" when the releaser saw its service's
  *                      process exit: only then does the successor owe the
- *                      lighter fence of an orderly release (cleared on
- *                      acquire)
+ *                      lighter fence of an orderly release; "unpromoted"
+ *                      when no service of the releaser was promoted in its
+ *                      term (a term held only to fence, with no local
+ *                      service): the successor owes it nothing (cleared on
+ *                      acquire).  A reader that knows neither value takes
+ *                      the release as unconfirmed: the full fence.
  *   node               the node the holder runs on (the fencing target)
  *   fence-owed         the duty to fence: "node:level,node:level" (level
  *                      expired or released), the nodes whose fence is not
@@ -74,6 +78,7 @@ struct lease_record {
 	char node[254];                          /* the holder's node, "" when not set */
 	char release_reason[256];
 	bool release_dead;               /* the releaser confirmed its service dead */
+	bool release_unpromoted;         /* the releaser promoted no service in its term */
 	char fence_owed[LEASE_OWED_MAX]; /* "node:level,..."; "" when nothing is owed */
 	char renew_time[40];             /* as written by the holder; informational only */
 	int64_t duration_ms;             /* 0 when the record states none */
@@ -102,14 +107,23 @@ struct lease_state {
 	bool have_record; /* a record has been observed */
 	bool absent;      /* the Lease was observed not to exist */
 	struct lease_record rec;
-	cJSON *obj;         /* the last observed object, owned */
-	usec_t observed_at; /* mono time the record was last seen to change */
-	bool leading;       /* we hold a term ... */
-	usec_t valid_until; /* ... valid until this mono time */
-	int64_t epoch;      /* the epoch of our current or last term */
-	bool settle_fence;  /* the next renewal clears the fence-owed duty */
-	bool release_dead;  /* a release writes release-dead=confirmed */
+	cJSON *obj;              /* the last observed object, owned */
+	usec_t observed_at;      /* mono time the record was last seen to change */
+	bool leading;            /* we hold a term ... */
+	usec_t valid_until;      /* ... valid until this mono time */
+	int64_t epoch;           /* the epoch of our current or last term */
+	bool settle_fence;       /* the next renewal clears the fence-owed duty */
+	bool release_dead;       /* a release writes release-dead=confirmed */
+	bool release_unpromoted; /* ... release-dead=unpromoted (wins over release_dead) */
 };
+
+/* Whether starting a term on the observed record would owe a fence of
+ * another node at level "expired" (a holder that went silent, or one that
+ * released with its service unconfirmed): the duty an agent without a local
+ * service may take the Lease for (agent.fence_without_service).  Writes the
+ * first such node into node (may be NULL). */
+bool lease_acquire_owes_expired(const struct lease_config *cfg, const struct lease_state *s,
+                                char *node, size_t nodelen);
 
 /* The fence-owed list: add node with level ("expired" or "released"; an
  * entry of the same node keeps the stronger, expired), remove a node, and
@@ -162,11 +176,13 @@ bool lease_state_is_leader(const struct lease_state *s, usec_t now);
  *  - acquire: holder = us, transitions + 1 (1 when creating), acquire and
  *    renew time = wall, release reason cleared, the previous holder's node
  *    added to fence-owed (released only when it gave the Lease up with
- *    its service confirmed dead, expired otherwise; not when the record is
- *    our own incarnation's, nor our own node); NULL when the list is full;
+ *    its service confirmed dead, expired otherwise, nothing when it
+ *    released saying it promoted nothing; not when the record is our own
+ *    incarnation's, nor our own node); NULL when the list is full;
  *  - renew: renewTime = wall, fence-owed removed when s->settle_fence;
  *  - release: holder cleared, reason recorded, duration 1 s so that clients
- *    that only read the spec also see it free soon. */
+ *    that only read the spec also see it free soon; fence-owed removed when
+ *    s->settle_fence (the duty was discharged in this term). */
 cJSON *lease_build_acquire(const struct lease_config *cfg, const struct lease_state *s,
                            const char *ns, const char *name, usec_t wall);
 cJSON *lease_build_renew(const struct lease_state *s, usec_t wall);
