@@ -65,8 +65,13 @@ const struct conf_key fence_conf_keys[] = {
          .offset = F(methods),
          .validate = validate_methods,
          .help = "Fence methods, run in this order before a new master is promoted: "
-                 "`scsi-pr`, `pod-delete`, `volume-detach`. Empty: no fencing (failover "
-                 "then relies on the Lease alone)."},
+                 "`scsi-pr`, `out-of-service`, `pod-delete`, `volume-detach`. "
+                 "`out-of-service` taints the old node "
+                 "`node.kubernetes.io/out-of-service=nodeshutdown:NoExecute`, so that a "
+                 "replacement pod is not scheduled there (list it before `pod-delete`); "
+                 "that node's agent lifts the taint when it is back (at its start, and when "
+                 "it is a follower again after a term). Empty: no fencing (failover then "
+                 "relies on the Lease alone)."},
         {.name = "fence.released_methods",
          .type = CONF_STRLIST,
          .def = "",
@@ -118,7 +123,9 @@ const struct conf_key fence_conf_keys[] = {
          .offset = F(out_of_service_taint),
          .help = "`volume-detach`: also taint the old node "
                  "`node.kubernetes.io/out-of-service=nodeshutdown:NoExecute` (non-graceful "
-                 "node shutdown); remove it once the node has recovered."},
+                 "node shutdown) before deleting its VolumeAttachments; its agent removes it "
+                 "once the node has recovered. Without a PVC, the method `out-of-service` "
+                 "taints alone."},
         {.name = "fence.scsi_luns",
          .type = CONF_STRLIST,
          .def = "",

@@ -22,7 +22,8 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
-const char *const fence_method_names[] = {"scsi-pr", "pod-delete", "volume-detach", NULL};
+const char *const fence_method_names[] = {"scsi-pr", "out-of-service", "pod-delete",
+                                          "volume-detach", NULL};
 
 bool fence_method_known(const char *name)
 {
@@ -34,7 +35,7 @@ bool fence_method_known(const char *name)
 
 const char *fence_method_names_joined(void)
 {
-	return "scsi-pr, pod-delete, volume-detach";
+	return "scsi-pr, out-of-service, pod-delete, volume-detach";
 }
 
 bool fence_error_is_retryable(int r)
@@ -435,6 +436,39 @@ static int method_volume_detach(void *data, const struct fence_request *req, use
 	return r;
 }
 
+/* out-of-service: the victim Node gets the taint
+ * node.kubernetes.io/out-of-service=nodeshutdown:NoExecute, confirmed by the
+ * answer of the PATCH that carried it.  Nothing new is scheduled there (the
+ * StatefulSet's replacement of a force-deleted pod lands elsewhere), and
+ * the controllers of Kubernetes 1.26+ force-detach its volumes; the node's
+ * own agent lifts it when it is back. */
+static int method_out_of_service(void *data, const struct fence_request *req, usec_t deadline,
+                                 char *target, size_t targetlen, char *msg, size_t msglen)
+{
+	const struct method_ctx *mc = data;
+	char err[640] = "";
+	int r;
+
+	snprintf(target, targetlen, "node '%s'", req->node);
+	if (req->dry_run) {
+		snprintf(msg, msglen, "dry run: would taint the node out-of-service");
+		return FENCE_CONFIRMED;
+	}
+	r = fence_volume_taint_node(mc->client, req->node, deadline, err, sizeof(err));
+	if (r == -ENOENT) {
+		/* a deleted Node schedules nothing */
+		snprintf(msg, msglen, "no Node object '%s': nothing to taint", req->node);
+		return FENCE_ALREADY_GONE;
+	}
+	if (r < 0) {
+		snprintf(msg, msglen, "%s", err);
+		return r;
+	}
+	snprintf(msg, msglen, "%s",
+	         r == 1 ? "tainted out-of-service (already)" : "tainted out-of-service");
+	return FENCE_CONFIRMED;
+}
+
 /* scsi-pr: an adapter to fencing/fence_scsi.c, which confirms the victim's
  * key is gone from every LUN; each LUN's outcome goes into the message. */
 static int method_scsi_pr(void *data, const struct fence_request *req, usec_t deadline,
@@ -504,7 +538,9 @@ int fence_methods_from_conf(const struct fence_conf *conf, struct k8s_client *cl
 		if (strcmp(*p, "scsi-pr") == 0) {
 			f->run = method_scsi_pr;
 			f->storage = true;
-		} else if (strcmp(*p, "pod-delete") == 0)
+		} else if (strcmp(*p, "out-of-service") == 0)
+			f->run = method_out_of_service;
+		else if (strcmp(*p, "pod-delete") == 0)
 			f->run = method_pod_delete;
 		else if (strcmp(*p, "volume-detach") == 0)
 			f->run = method_volume_detach;

@@ -182,6 +182,23 @@ static const struct conf_key agent_keys[] = {
                  "lease.duration_ms from when it reads it again before taking over, so an "
                  "outage of the whole API is no failover. Needs scsi-pr in fence.methods "
                  "(it runs on every takeover)."},
+        {.name = "agent.fence_without_service",
+         .type = CONF_BOOL,
+         .def = "false",
+         .offset = F(agent.fence_without_service),
+         .help = "Whether this node fences a silent master even when no service of its own "
+                 "is connected (or, with service.probe, healthy) to take over: the single-replica "
+                 "topology, where the one "
+                 "MetaService pod can run on any node. When the Lease is owed a fence at "
+                 "level expired (its holder stopped renewing, or released with its service "
+                 "not confirmed dead), the agent takes it, runs fence.methods against the "
+                 "old node (list `out-of-service` before `pod-delete`, so that the "
+                 "StatefulSet's replacement is not scheduled there), and releases it saying "
+                 "that it promoted nothing, so the successor owes it no fence. The agent of "
+                 "the node the replacement lands on then promotes it. A release with the "
+                 "service confirmed dead (its container was killed and is restarted in "
+                 "place) is left to the node of the service. Needs fence.methods; not with "
+                 "service.probe = none (such an agent is always a candidate)."},
         {.name = "agent.promote_timeout_ms",
          .type = CONF_INT,
          .def = "15000",
@@ -529,6 +546,23 @@ static void check_consistency(const struct agent_conf *c, struct conf_errors *er
 		                       b.other);
 	check_fence(c, errs);
 	check_ride_through(c, errs);
+	if (c->agent.fence_without_service &&
+	    !conf_key_rejected(s, "agent.fence_without_service")) {
+		int line = conf_key_line(s, "agent.fence_without_service");
+
+		if (strcmp(c->service.probe, "none") == 0 && !conf_key_rejected(s, "service.probe"))
+			(void)conf_errors_addf(errs, path, (unsigned)(line > 0 ? line : 0),
+			                       "agent.fence_without_service",
+			                       "has no effect with service.probe = none: an agent "
+			                       "without a local service is always a candidate");
+		else if ((!c->fence.methods || !c->fence.methods[0]) &&
+		         !conf_key_rejected(s, "fence.methods"))
+			(void)conf_errors_addf(
+			        errs, path, (unsigned)(line > 0 ? line : 0),
+			        "agent.fence_without_service",
+			        "needs fence.methods: a term taken only to fence would "
+			        "fence nothing");
+	}
 
 	/* A probed service is found by its pods' selector and this node. */
 	if (c->service.probe[0] && strcmp(c->service.probe, "none") != 0 &&

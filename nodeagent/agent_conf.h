@@ -51,9 +51,10 @@ struct agent_conf {
 		int64_t control_uid; /* -1: root only */
 		int64_t write_margin_ms;
 		int64_t promote_timeout_ms;
-		char *lock_file; /* held for the process's life; "" = none */
-		int on_sigterm;  /* AGENT_SIGTERM_* */
-		int api_outage;  /* AGENT_API_OUTAGE_* */
+		char *lock_file;            /* held for the process's life; "" = none */
+		int on_sigterm;             /* AGENT_SIGTERM_* */
+		int api_outage;             /* AGENT_API_OUTAGE_* */
+		bool fence_without_service; /* take a Lease owed an expired fence to fence */
 	} agent;
 	struct http_conf http; /* nodeagent/http.h */
 	struct {

@@ -30,12 +30,12 @@ struct elector {
 	pthread_cond_t cond; /* CLOCK_MONOTONIC */
 	bool stopping;
 	char *release_reason;
-	char *release_now;         /* elector_release() request, owned */
-	bool release_now_dead;     /* ... with the service confirmed dead */
-	int64_t release_now_epoch; /* ... for this term only */
-	int64_t settled_epoch;     /* elector_fence_settled() request (0: none) */
-	cJSON *pending;            /* latest watched object, owned */
-	bool pending_set;          /* pending holds news (NULL pending = deleted) */
+	char *release_now;                     /* elector_release() request, owned */
+	enum elector_release release_now_kind; /* ... and what it says of the service */
+	int64_t release_now_epoch;             /* ... for this term only */
+	int64_t settled_epoch;                 /* elector_fence_settled() request (0: none) */
+	cJSON *pending;                        /* latest watched object, owned */
+	bool pending_set;                      /* pending holds news (NULL pending = deleted) */
 	bool pub_leading;
 	usec_t pub_valid_until;
 	usec_t pub_boot_until; /* pub_valid_until on CLOCK_BOOTTIME (a suspend counts) */
@@ -430,7 +430,9 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 		struct elector_term term = {.verdict = v};
 		int64_t unseen = (int64_t)((now - e->st.observed_at) / USEC_PER_MSEC);
 
-		if (e->cb.may_acquire && !e->cb.may_acquire(e->userdata)) {
+		bool owes = lease_acquire_owes_expired(&e->p.lease, &e->st, NULL, 0);
+
+		if (e->cb.may_acquire && !e->cb.may_acquire(e->userdata, owes)) {
 			log_debug("lease '%s/%s' is %s, but this node is no candidate now", e->ns,
 			          e->name, lease_verdict_to_string(v));
 			*ret_wake = *next_poll;
@@ -508,8 +510,13 @@ static char *take_release_request(struct elector *e, int64_t *ret_epoch)
 	pthread_mutex_lock(&e->mu);
 	r = e->release_now;
 	e->release_now = NULL;
-	e->st.release_dead = r && e->release_now_dead;
+	e->st.release_dead = r && e->release_now_kind == ELECTOR_RELEASE_DEAD;
+	e->st.release_unpromoted = r && e->release_now_kind == ELECTOR_RELEASE_UNPROMOTED;
 	*ret_epoch = e->release_now_epoch;
+	/* a fence this term confirmed is off the Lease with the release */
+	if (r && e->settled_epoch && e->settled_epoch == e->release_now_epoch &&
+	    e->settled_epoch == e->st.epoch && e->st.rec.fence_owed[0])
+		e->st.settle_fence = true;
 	pthread_mutex_unlock(&e->mu);
 	return r;
 }
@@ -536,6 +543,7 @@ static void *election_main(void *arg)
 				         " ignored: this term is %" PRId64,
 				         rel_epoch, e->st.epoch);
 				e->st.release_dead = false;
+				e->st.release_unpromoted = false;
 			}
 			free(reason);
 		}
@@ -566,6 +574,7 @@ static void *election_main(void *arg)
 	e->release_reason = NULL;
 	pthread_mutex_unlock(&e->mu);
 	e->st.release_dead = false; /* stopping says nothing of the service */
+	e->st.release_unpromoted = false;
 	if (e->st.leading)
 		end_term(e, reason);
 	free(reason);
@@ -579,7 +588,8 @@ void elector_fence_settled(struct elector *e, int64_t epoch)
 	pthread_mutex_unlock(&e->mu);
 }
 
-void elector_release(struct elector *e, int64_t epoch, const char *reason, bool service_dead)
+void elector_release(struct elector *e, int64_t epoch, const char *reason,
+                     enum elector_release kind)
 {
 	char *copy = strdup(reason ? reason : "released");
 
@@ -588,7 +598,7 @@ void elector_release(struct elector *e, int64_t epoch, const char *reason, bool 
 	pthread_mutex_lock(&e->mu);
 	free(e->release_now);
 	e->release_now = copy;
-	e->release_now_dead = service_dead;
+	e->release_now_kind = kind;
 	e->release_now_epoch = epoch;
 	pthread_cond_signal(&e->cond);
 	pthread_mutex_unlock(&e->mu);

@@ -37,8 +37,10 @@ struct elector_term {
 
 struct elector_callbacks {
 	/* Whether we may start a term now (e.g. the local service is
-	 * connected and healthy).  NULL: always.  Must not block. */
-	bool (*may_acquire)(void *userdata);
+	 * connected and healthy).  owes_expired: the term would owe a fence
+	 * of another node at level expired (lease_acquire_owes_expired).
+	 * NULL: always.  Must not block. */
+	bool (*may_acquire)(void *userdata, bool owes_expired);
 	/* A new term began.  Called on the election thread; must not block. */
 	void (*started_leading)(void *userdata, const struct elector_term *term);
 	/* The term was renewed and is now valid until valid_until (mono). */
@@ -85,14 +87,20 @@ void elector_stop(struct elector *e, const char *reason);
  * blocks. */
 void elector_fence_settled(struct elector *e, int64_t epoch);
 
+/* What a release says of the local service (lib/lease.h, release-dead). */
+enum elector_release {
+	ELECTOR_RELEASE_UNCONFIRMED, /* it may still serve: the successor runs the full fence */
+	ELECTOR_RELEASE_DEAD,        /* its process was seen to exit (pidfd): the lighter one */
+	ELECTOR_RELEASE_UNPROMOTED,  /* no service was promoted in this term: no fence of us */
+};
+
 /* Release the Lease now with `reason` if we lead in term `epoch` (a
  * request for a term already over is ignored: it must not end the next
- * one), and go on following.
- * service_dead: the local service's process was seen to exit (pidfd), so
- * the successor may run the lighter fence of an orderly release; false
- * makes it run the full one.  Does not block: the election thread does it
- * at once. */
-void elector_release(struct elector *e, int64_t epoch, const char *reason, bool service_dead);
+ * one), and go on following.  A fence of this term that was confirmed
+ * (elector_fence_settled) is taken off the Lease by the same update.  Does
+ * not block: the election thread does it at once. */
+void elector_release(struct elector *e, int64_t epoch, const char *reason,
+                     enum elector_release kind);
 
 /* The holder last observed, how long ago the Lease was last seen to change,
  * and its epoch (ret_epoch may be NULL).  Returns 0, or -ENODATA before the

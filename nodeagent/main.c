@@ -20,7 +20,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fencing/fence_volume.h"
 #include "fencing/pipeline.h"
 #include "lib/failpoint.h"
 #include "lib/k8s.h"
@@ -380,11 +379,15 @@ static int run(const char *path, const struct agent_conf *conf)
 	                             ? conf->fence.scsi_iqn_prefix
 	                             : NULL;
 	/* only where scsi-pr is a fence method */
-	bool scsi_pr = false;
-	for (char **mth = conf->fence.methods; mth && *mth; mth++)
+	bool scsi_pr = false, oos = false;
+	for (char **mth = conf->fence.methods; mth && *mth; mth++) {
 		scsi_pr |= strcmp(*mth, "scsi-pr") == 0;
+		oos |= strcmp(*mth, "out-of-service") == 0;
+	}
 	oo.scsi_check = scsi_pr ? conf->fence.scsi_check_ms * USEC_PER_MSEC : 0;
 	oo.ride_through = scsi_pr && conf->agent.api_outage == AGENT_API_OUTAGE_RIDE_THROUGH;
+	oo.fence_without_service = conf->agent.fence_without_service;
+	oo.untaint = conf->fence.out_of_service_taint || oos;
 	oo.heartbeat = conf->service.heartbeat_ms * USEC_PER_MSEC;
 	oo.heartbeat_timeout = conf->service.heartbeat_timeout_ms * USEC_PER_MSEC;
 	oo.fence_retry = conf->fence.retry_ms * USEC_PER_MSEC;
@@ -439,22 +442,6 @@ static int run(const char *path, const struct agent_conf *conf)
 			log_error("cannot serve HTTP on '%s': %s", conf->http.listen, err);
 			goto out;
 		}
-	}
-
-	/* A node that was fenced with the out-of-service taint has recovered
-	 * once its agent runs again: lift the taint (non-graceful shutdown is
-	 * over), so that pods may schedule here again. */
-	if (conf->fence.out_of_service_taint) {
-		int t = fence_volume_untaint_node(
-		        client, conf->node.name,
-		        clock_mono_usec() + conf->kube.request_timeout_ms * USEC_PER_MSEC, err,
-		        sizeof(err));
-		if (t == 0)
-			log_info("removed the out-of-service taint from node '%s': it is back",
-			         conf->node.name);
-		else if (t < 0)
-			log_warning("cannot check node '%s' for the out-of-service taint: %s",
-			            conf->node.name, err);
 	}
 
 	if ((r = orch_start(orch)) < 0 || (ctl && (r = control_start(ctl)) < 0) ||

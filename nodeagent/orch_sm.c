@@ -28,7 +28,7 @@ static const char *const job_names[] = {
         [JOB_FIND_POD] = "find-pod",   [JOB_LABEL] = "label",
         [JOB_UNLABEL] = "unlabel",     [JOB_CONFIRM_EXIT] = "confirm-exit",
         [JOB_KILL] = "kill",           [JOB_TELL_MASTER] = "tell-master",
-        [JOB_SCSI_KEEP] = "scsi-keep",
+        [JOB_SCSI_KEEP] = "scsi-keep", [JOB_UNTAINT] = "untaint",
 };
 
 const char *sm_state_name(enum sm_state st)
@@ -49,6 +49,7 @@ void sm_init(struct sm *s, const struct sm_config *cfg)
 	s->promoted_epoch = -1;
 	s->next_job_id = 1;
 	s->svc_connected = cfg->mode == SM_MODE_NONE;
+	s->untaint_pending = cfg->untaint; /* a node back from a fence */
 }
 
 bool sm_unconfirmed_demotion(const struct sm *s)
@@ -86,6 +87,8 @@ usec_t sm_wake_at(const struct sm *s)
 		w = s->tell_at;
 	if (s->cfg.scsi_check && !s->scsi_busy && s->st != SM_STOPPED && s->scsi_at < w)
 		w = s->scsi_at;
+	if (s->untaint_pending && !s->untaint_busy && s->st == SM_FOLLOWER && s->untaint_at < w)
+		w = s->untaint_at;
 	if (pinging(s)) {
 		if (s->ping_at < w)
 			w = s->ping_at;
@@ -168,12 +171,14 @@ static void metric(struct sm_effects *fx, enum sm_metric m, int64_t epoch, doubl
 	e->seconds = seconds;
 }
 
-static void release(struct sm *s, struct sm_effects *fx, bool dead, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
+static void release(struct sm *s, struct sm_effects *fx, enum elector_release kind, const char *fmt,
+                    ...) __attribute__((format(printf, 4, 5)));
 /* Give the Lease of the current term up — only while we lead in it: a
  * release that comes after the term ended must not end a later one (the
- * elector also checks the epoch). */
-static void release(struct sm *s, struct sm_effects *fx, bool dead, const char *fmt, ...)
+ * elector also checks the epoch).  kind: what the release says of our
+ * service (false/true: unconfirmed/dead). */
+static void release(struct sm *s, struct sm_effects *fx, enum elector_release kind, const char *fmt,
+                    ...)
 {
 	char text[768];
 	va_list ap;
@@ -185,7 +190,8 @@ static void release(struct sm *s, struct sm_effects *fx, bool dead, const char *
 	if (!s->leading)
 		return;
 	struct sm_effect *e = fx_add(fx, FX_RELEASE);
-	e->flag = dead;
+	e->flag = kind == ELECTOR_RELEASE_DEAD;
+	e->code = (int)kind;
 	e->epoch = s->epoch;
 	str_copy(e->text, sizeof(e->text), text);
 }
@@ -245,6 +251,11 @@ static void enter(struct sm *s, enum sm_state st)
  * release at a stop never says the service is confirmed dead). */
 static void follow(struct sm *s, struct sm_effects *fx)
 {
+	/* back from a term (or a demotion): if this node was fenced with the
+	 * out-of-service taint meanwhile, it is back now */
+	if (s->st != SM_FOLLOWER && s->cfg.untaint)
+		s->untaint_pending = true;
+	s->fence_only = false;
 	enter(s, SM_FOLLOWER);
 	if (!s->stopping)
 		return;
@@ -387,6 +398,7 @@ static void started(struct sm *s, const struct sm_event *ev, usec_t now, struct 
 	s->leading = true;
 	s->epoch = t->epoch;
 	s->origin = ev->at ? ev->at : now;
+	s->fence_only = s->cfg.mode != SM_MODE_NONE && !s->svc_connected && !t->continued;
 	str_copy(s->owed, sizeof(s->owed), t->fence_owed);
 	s->owed_pos = 0;
 	s->fenced_any = false;
@@ -717,6 +729,11 @@ static void tick(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_
 			}
 		}
 	}
+	if (s->untaint_pending && !s->untaint_busy && s->st == SM_FOLLOWER &&
+	    now >= s->untaint_at) {
+		job(s, fx, JOB_UNTAINT, false);
+		s->untaint_busy = true;
+	}
 	if (s->cfg.scsi_check && !s->scsi_busy && now >= s->scsi_at) {
 		/* after a target restart (reservations lost) the registrations
 		 * come back; the master's node takes the reservation again */
@@ -763,6 +780,14 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 		s->scsi_at = now + s->cfg.scsi_check;
 		return;
 	}
+	if (ev->job == JOB_UNTAINT) {
+		s->untaint_busy = false;
+		if (ev->result >= 0)
+			s->untaint_pending = false;
+		else
+			s->untaint_at = now + s->cfg.untaint_retry;
+		return;
+	}
 	if (ev->job_id != s->wait_job || !ev->job_id)
 		return; /* an abandoned job's result, or one nobody waits for */
 	s->wait_job = 0;
@@ -784,7 +809,14 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 		break;
 	case SM_CLAIMING:
 		if (ev->result == 0) {
-			if (s->cfg.mode == SM_MODE_PROBE) {
+			if (!s->svc_connected && s->fence_only) {
+				release(s, fx, ELECTOR_RELEASE_UNPROMOTED,
+				        "fenced without a local service "
+				        "(agent.fence_without_service); nothing promoted here");
+				tl(fx, "released", "%s", s->release_reason);
+				fx_add(fx, FX_TL_FINISH)->flag = false;
+				follow(s, fx);
+			} else if (s->cfg.mode == SM_MODE_PROBE) {
 				job(s, fx, JOB_FIND_POD, true);
 				enter(s, SM_FINDING);
 			} else if (!s->svc_connected) {

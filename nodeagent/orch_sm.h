@@ -38,7 +38,13 @@
  *
  * Probe mode has FINDING (look up our own pod) in place of PROMOTING; with
  * no local service (mode none), the term itself is the product: MASTER
- * once the fences are settled. */
+ * once the fences are settled.
+ *
+ * A term that began with no service connected or healthy (modes control and
+ * probe; the orchestrator asks for one only when agent.fence_without_service is set
+ * and the Lease owes an expired-level fence) runs FENCING and CLAIMING as
+ * any other; if no service connected meanwhile, it is released saying it
+ * promoted nothing (the successor owes this node no fence) --> FOLLOWER. */
 #pragma once
 
 #include <stdbool.h>
@@ -100,6 +106,7 @@ enum sm_job {
 	JOB_KILL,         /* pid: self-fence (kill, confirm) */
 	JOB_TELL_MASTER,  /* tell our standby who the master is */
 	JOB_SCSI_KEEP,    /* flag (reserve): keep our registration, the master's reservation */
+	JOB_UNTAINT,      /* lift the out-of-service taint from our own node */
 	_JOB_MAX,
 };
 
@@ -191,6 +198,11 @@ struct sm_config {
 	usec_t heartbeat_timeout;
 	/* scsi-pr: how often the registrations are checked (0: never) */
 	usec_t scsi_check;
+	/* the out-of-service taint is in use: lift it from our own node at
+	 * start and whenever the machine is a follower again after a term
+	 * (retried every untaint_retry until the API answers) */
+	bool untaint;
+	usec_t untaint_retry;
 };
 
 struct sm {
@@ -233,6 +245,12 @@ struct sm {
 	bool pod_unusable;
 	usec_t scsi_at; /* the next registration check */
 	bool scsi_busy;
+	/* this term began with no service connected (agent.fence_without_service):
+	 * if none connects by the end of the claim, it is released as one that
+	 * promoted nothing */
+	bool fence_only;
+	bool untaint_pending, untaint_busy;
+	usec_t untaint_at;
 	int64_t promotions, demotions;
 	/* After promotions that failed in a row (FAILED while promoting, or a
 	 * master that stepped down), this node is no candidate until then:

@@ -32,6 +32,7 @@
 #include <cjson/cJSON.h>
 
 #include "fencing/fence_scsi.h"
+#include "fencing/fence_volume.h"
 #include "fencing/pipeline.h"
 #include "fencing/selffence.h"
 #include "lib/failpoint.h"
@@ -741,6 +742,26 @@ static int job_scsi_keep(struct orchestrator *o, bool master, int64_t epoch)
  * (pidfd) within kill_timeout; otherwise the watchdog is starved so that
  * the node resets.  The pid is the one the kernel reported for the
  * socket's peer (SO_PEERCRED), in our PID namespace. */
+/* A node that was fenced with the out-of-service taint is back once its
+ * agent runs as a follower: lift the taint (non-graceful shutdown is over),
+ * so that pods may be scheduled here again. */
+static int job_untaint(struct orchestrator *o)
+{
+	char err[640] = "";
+	int r = fence_volume_untaint_node(
+	        o->client, o->node, clock_mono_usec() + o->o.request_timeout_ms * USEC_PER_MSEC,
+	        err, sizeof(err));
+
+	if (r == 0)
+		log_info("removed the out-of-service taint from node '%s': it is back", o->node);
+	else if (r == -ENOENT)
+		r = 1; /* no Node object: nothing to lift */
+	else if (r < 0)
+		log_warning("cannot check node '%s' for the out-of-service taint: %s; again soon",
+		            o->node, err[0] ? err : strerror(-r));
+	return r;
+}
+
 static int job_kill(struct orchestrator *o, pid_t pid)
 {
 	struct selffence_opts so = {.pid = pid, .kill_timeout = o->o.kill_timeout};
@@ -870,6 +891,9 @@ static void *worker_main(void *arg)
 		case JOB_SCSI_KEEP:
 			res.result = job_scsi_keep(o, j.flag, j.epoch);
 			break;
+		case JOB_UNTAINT:
+			res.result = job_untaint(o);
+			break;
 		default:
 			res.result = -EINVAL;
 			break;
@@ -957,7 +981,8 @@ static void run_effects(struct orchestrator *o, const struct sm_effects *fx, str
 				o->promoted_epoch = -1;
 			pthread_mutex_unlock(&o->mu);
 			(void)FAILPOINT(AGENT_RELEASE_BEFORE);
-			elector_release(o->elector, e->epoch, e->text, e->flag);
+			elector_release(o->elector, e->epoch, e->text,
+			                (enum elector_release)e->code);
 			break;
 		case FX_FENCE_SETTLED:
 			elector_fence_settled(o->elector, e->epoch);
@@ -1108,15 +1133,19 @@ static void *orch_main(void *arg)
 
 /* ------------------------------------------------------------ callbacks */
 
-static bool cb_may_acquire(void *ud)
+static bool cb_may_acquire(void *ud, bool owes_expired)
 {
 	struct orchestrator *o = ud;
 	bool r;
 
 	pthread_mutex_lock(&o->mu);
 	/* never while a service of ours has not confirmed it stopped: it may
-	 * not be promoted again, and the watchdog must not be fed */
-	r = (o->mode == ORCH_SERVICE_NONE || (o->svc_connected && o->svc_candidate)) &&
+	 * not be promoted again, and the watchdog must not be fed.  With no
+	 * service connected, only to fence a silent holder when so configured
+	 * (agent.fence_without_service). */
+	r = (o->mode == ORCH_SERVICE_NONE || (o->svc_connected && o->svc_candidate) ||
+	     (o->o.fence_without_service && o->mode != ORCH_SERVICE_NONE && !o->svc_connected &&
+	      owes_expired)) &&
 	    !o->shutting_down && !o->unconfirmed && !o->pod_unusable && o->state != SM_RELEASING &&
 	    clock_mono_usec() >= o->candidate_after;
 	pthread_mutex_unlock(&o->mu);
@@ -1412,6 +1441,8 @@ int orch_new(struct k8s_client *client, const struct orch_options *opts, struct 
 	sc.scsi_check = opts->n_scsi_luns ? opts->scsi_check : 0;
 	sc.heartbeat = opts->heartbeat;
 	sc.heartbeat_timeout = opts->heartbeat_timeout;
+	sc.untaint = opts->untaint;
+	sc.untaint_retry = 2 * USEC_PER_SEC;
 	sm_init(&o->sm, &sc);
 	o->state = o->sm.st;
 	*ret = o;

@@ -76,6 +76,13 @@ struct orch_options {
 	 * API outage while our service is master on one of scsi_luns (it said
 	 * store=URL in HELLO) */
 	bool ride_through;
+	/* agent.fence_without_service: with no service connected, take a
+	 * Lease owed an expired-level fence, fence, and release it saying
+	 * nothing was promoted */
+	bool fence_without_service;
+	/* lift the out-of-service taint from this node when it is back (at
+	 * start, and as a follower again after a term) */
+	bool untaint;
 	const char *scsi_iqn_prefix;
 	usec_t scsi_check;
 	const struct fence_pipeline_opts *fence_opts;

@@ -340,11 +340,13 @@ START_TEST(test_all_keys_values)
 	ck_assert_str_eq(c->service.selector, "app=metaservice,role in (master)");
 	ck_assert_str_eq(c->service.role_label, "kubefence.io-role=primary");
 	ck_assert_str_eq(c->service.probe, "http://127.0.0.1:7480/healthz");
+	ck_assert(c->agent.fence_without_service);
 	ck_assert_int_eq(c->service.probe_interval_ms, 1000);
 	ck_assert_str_eq(c->fence.methods[0], "scsi-pr");
-	ck_assert_str_eq(c->fence.methods[1], "pod-delete");
-	ck_assert_str_eq(c->fence.methods[2], "volume-detach");
-	ck_assert_ptr_null(c->fence.methods[3]);
+	ck_assert_str_eq(c->fence.methods[1], "out-of-service");
+	ck_assert_str_eq(c->fence.methods[2], "pod-delete");
+	ck_assert_str_eq(c->fence.methods[3], "volume-detach");
+	ck_assert_ptr_null(c->fence.methods[4]);
 	ck_assert_str_eq(c->fence.released_methods[0], "volume-detach");
 	ck_assert_ptr_null(c->fence.released_methods[1]);
 	ck_assert_int_eq(c->fence.timeout_ms, 5000);
@@ -506,6 +508,7 @@ START_TEST(test_dump_marks_defaults)
 	                          "agent.lock_file =   # default\n"
 	                          "agent.on_sigterm = handover  # default\n"
 	                          "agent.api_outage = demote  # default\n"
+	                          "agent.fence_without_service = false  # default\n"
 	                          "agent.promote_timeout_ms = 15000  # default\n"
 	                          "lease.name = kubefence  # default\n"
 	                          "lease.namespace = kubefence  # default\n"
@@ -1084,7 +1087,7 @@ START_TEST(test_reload_changes)
 			ck_assert_str_eq(now, "debug");
 		} else if (strcmp(keys[i].name, "fence.methods") == 0) {
 			agent_conf_value(all, &keys[i], now, sizeof(now));
-			ck_assert_str_eq(now, "scsi-pr, pod-delete, volume-detach");
+			ck_assert_str_eq(now, "scsi-pr, out-of-service, pod-delete, volume-detach");
 		}
 	agent_conf_free(all);
 	agent_conf_free(again);

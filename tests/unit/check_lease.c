@@ -343,6 +343,128 @@ START_TEST(acquire_writes_the_duty_to_fence)
 }
 END_TEST
 
+/* A term held only to fence (agent.fence_without_service): its release
+ * says it promoted nothing, and takes the duty it discharged off the Lease
+ * with it; the successor then owes nobody.  Which records owe a fence at
+ * level expired decides who may take a Lease without a service. */
+START_TEST(unpromoted_release_owes_nothing)
+{
+	struct lease_config b, a;
+	struct lease_state s;
+	struct lease_record r;
+	char node[64] = "";
+	cJSON *o, *w, *rel;
+
+	cfg_init(&b, "node-b", "bbb");
+	strcpy(b.node, "node-b");
+	cfg_init(&a, "node-a", "aaa2");
+	strcpy(a.node, "node-a");
+	lease_state_init(&s);
+	ck_assert(!lease_acquire_owes_expired(&b, &s, node, sizeof(node))); /* nothing seen */
+	o = parse(FULL);                                                    /* node-a held it */
+	lease_state_observe(&s, o, 0, NULL, 0);
+	ck_assert(lease_acquire_owes_expired(&b, &s, node, sizeof(node)));
+	ck_assert_str_eq(node, "node-a");
+	/* node-a itself (a new incarnation) owes no fence of itself */
+	ck_assert(!lease_acquire_owes_expired(&a, &s, NULL, 0));
+
+	/* node-b takes it, fences node-a, settles, releases unpromoted */
+	w = lease_build_acquire(&b, &s, "ns", "kf", 0);
+	ck_assert_str_eq(owed_of(w), "node-a:expired");
+	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(w, "metadata"), "resourceVersion",
+	                          cJSON_CreateString("8"));
+	lease_state_observe(&s, w, MS(10), NULL, 0);
+	s.settle_fence = true;
+	s.release_unpromoted = true;
+	rel = lease_build_release(&s, "fenced without a local service", 0);
+	s.settle_fence = false;
+	s.release_unpromoted = false;
+	ck_assert_str_eq(owed_of(rel), "");
+	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(rel, "metadata"), "resourceVersion",
+	                          cJSON_CreateString("9"));
+	ck_assert_int_eq(lease_record_from_json(rel, &r, NULL, 0), 0);
+	ck_assert(r.release_unpromoted);
+	ck_assert(!r.release_dead);
+	lease_state_observe(&s, rel, MS(20), NULL, 0);
+	/* the replacement's node (node-b again, or node-a back) owes nobody,
+	 * and nobody may take it without a service */
+	ck_assert(!lease_acquire_owes_expired(&a, &s, NULL, 0));
+	ck_assert(!lease_acquire_owes_expired(&b, &s, NULL, 0));
+	cJSON_Delete(w);
+	w = lease_build_acquire(&a, &s, "ns", "kf", 0);
+	ck_assert_str_eq(owed_of(w), "");
+	cJSON_Delete(w);
+	cJSON_Delete(rel);
+
+	/* a release whose fence was not settled keeps the duty on the Lease,
+	 * and that still owes an expired fence */
+	s.release_unpromoted = true;
+	rel = lease_build_release(&s, "x", 0);
+	s.release_unpromoted = false;
+	cJSON_Delete(rel);
+	{
+		struct lease_state t;
+
+		lease_state_init(&t);
+		w = lease_build_acquire(&b, &t, "ns", "kf", 0); /* creates it */
+		cJSON_AddItemToObject(cJSON_GetObjectItem(w, "metadata"), "resourceVersion",
+		                      cJSON_CreateString("3"));
+		cJSON_AddStringToObject(
+		        cJSON_GetObjectItem(cJSON_GetObjectItem(w, "metadata"), "annotations"),
+		        LEASE_ANN_FENCE_OWED, "node-c:expired");
+		lease_state_observe(&t, w, 0, NULL, 0);
+		t.release_unpromoted = true;
+		rel = lease_build_release(&t, "fence failed, stopping", 0);
+		ck_assert_str_eq(owed_of(rel), "node-c:expired");
+		cJSON_ReplaceItemInObject(cJSON_GetObjectItem(rel, "metadata"), "resourceVersion",
+		                          cJSON_CreateString("4"));
+		lease_state_observe(&t, rel, MS(5), NULL, 0);
+		ck_assert(lease_acquire_owes_expired(&a, &t, node, sizeof(node)));
+		ck_assert_str_eq(node, "node-c");
+		cJSON_Delete(rel);
+		cJSON_Delete(w);
+		lease_state_done(&t);
+	}
+
+	/* released with the service confirmed dead: only the lighter fence is
+	 * owed, which is the service's own node's to run, not a fencer's */
+	{
+		struct lease_state t;
+		cJSON *held;
+
+		lease_state_init(&t);
+		lease_state_observe(&t, NULL, 0, NULL, 0);
+		held = lease_build_acquire(&a, &t, "ns", "kf", 0); /* names node-a */
+		cJSON_AddItemToObject(cJSON_GetObjectItem(held, "metadata"), "resourceVersion",
+		                      cJSON_CreateString("10"));
+		lease_state_observe(&t, held, 0, NULL, 0);
+		t.release_dead = true;
+		rel = lease_build_release(&t, "service died", 0);
+		cJSON_ReplaceItemInObject(cJSON_GetObjectItem(rel, "metadata"), "resourceVersion",
+		                          cJSON_CreateString("11"));
+		lease_state_observe(&t, rel, MS(5), NULL, 0);
+		ck_assert(!lease_acquire_owes_expired(&b, &t, NULL, 0));
+		w = lease_build_acquire(&b, &t, "ns", "kf", 0);
+		ck_assert_str_eq(owed_of(w), "node-a:released");
+		cJSON_Delete(w);
+		cJSON_Delete(rel);
+		/* ... and without it confirmed: the full one, a fencer's duty */
+		t.release_dead = false;
+		lease_state_observe(&t, held, MS(6), NULL, 0);
+		rel = lease_build_release(&t, "promotion timed out", 0);
+		cJSON_ReplaceItemInObject(cJSON_GetObjectItem(rel, "metadata"), "resourceVersion",
+		                          cJSON_CreateString("12"));
+		lease_state_observe(&t, rel, MS(7), NULL, 0);
+		ck_assert(lease_acquire_owes_expired(&b, &t, NULL, 0));
+		cJSON_Delete(rel);
+		cJSON_Delete(held);
+		lease_state_done(&t);
+	}
+	cJSON_Delete(o);
+	lease_state_done(&s);
+}
+END_TEST
+
 START_TEST(build_acquire_increments_epoch_and_keeps_foreign_fields)
 {
 	struct lease_config b;
@@ -640,6 +762,7 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, release_frees_with_reason);
 	tcase_add_test(tc, owed_list);
 	tcase_add_test(tc, acquire_writes_the_duty_to_fence);
+	tcase_add_test(tc, unpromoted_release_owes_nothing);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("validity");

@@ -588,6 +588,122 @@ START_TEST(test_no_service_at_promotion)
 }
 END_TEST
 
+/* agent.fence_without_service: a term that began with no service of ours
+ * connected fences what the Lease owes, removes the label from the old
+ * master's pod, and is released saying it promoted nothing. */
+START_TEST(test_fence_only_term)
+{
+	const struct sm_effect *e;
+
+	init_mode(SM_MODE_CONTROL, true);
+	started(5, "node-b:expired");
+	ck_assert(S.fence_only);
+	e = fx_job(JOB_FENCE);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_str_eq(e->a, "node-b");
+	ck_assert_int_eq(e->level, FENCE_LEVEL_EXPIRED);
+	done(e, 0);
+	ck_assert_ptr_nonnull(fx(FX_FENCE_SETTLED));
+	e = fx_job(JOB_CLAIM);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_str_eq(e->a, ""); /* no pod of ours to spare */
+	done(e, 0);
+	ck_assert_ptr_null(fx(FX_SEND_PROMOTE));
+	e = fx(FX_RELEASE);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(e->epoch, 5);
+	ck_assert_int_eq(e->code, ELECTOR_RELEASE_UNPROMOTED);
+	ck_assert(!e->flag);
+	ck_assert_ptr_nonnull(strstr(e->text, "nothing promoted"));
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+	ck_assert(!S.fence_only);
+	ck_assert_int_eq(S.promotions, 0);
+	ck_assert_int_eq(S.demotions, 0);
+}
+END_TEST
+
+/* The replacement connects while the fence-only term fences: it is
+ * promoted in that term, as in any other. */
+START_TEST(test_fence_only_term_service_arrives)
+{
+	const struct sm_effect *e;
+
+	init_mode(SM_MODE_CONTROL, true);
+	started(5, "node-b:expired");
+	e = fx_job(JOB_FENCE);
+	hello_as("meta-0", "uid-new", 4343, 1);
+	done(e, 0);
+	e = fx_job(JOB_CLAIM);
+	ck_assert_str_eq(e->a, "meta-0");
+	done(e, 0);
+	ck_assert_ptr_null(fx(FX_RELEASE));
+	ck_assert_ptr_nonnull(fx(FX_SEND_PROMOTE));
+	ck_assert_int_eq(S.st, SM_PROMOTING);
+}
+END_TEST
+
+/* A term with a service connected is never released as unpromoted, even
+ * when the service goes away before PROMOTE: its exit is confirmed first
+ * (RELEASING), as before. */
+START_TEST(test_term_with_service_is_not_fence_only)
+{
+	started(5, "");
+	ck_assert(!S.fence_only);
+	simple(SE_GONE, 0, "EOF");
+	ck_assert_int_eq(S.st, SM_RELEASING);
+	ck_assert(fx(FX_RELEASE) == NULL || fx(FX_RELEASE)->code != ELECTOR_RELEASE_UNPROMOTED);
+}
+END_TEST
+
+/* The out-of-service taint: lifted at start, retried while the API fails,
+ * and again whenever a term (or a demotion) ends. */
+START_TEST(test_untaint_at_start_and_after_terms)
+{
+	const struct sm_effect *e;
+	struct sm_config c = S.cfg;
+
+	c.untaint = true;
+	c.untaint_retry = 2000 * MS;
+	sm_init(&S, &c);
+	ck_assert_int_eq(sm_wake_at(&S), 0); /* at once */
+	tick_at(NOW);
+	e = fx_job(JOB_UNTAINT);
+	ck_assert_ptr_nonnull(e);
+	tick_at(NOW + 10 * MS); /* one at a time */
+	ck_assert_ptr_null(fx_job(JOB_UNTAINT));
+	done(e, -ETIMEDOUT);
+	ck_assert_int_eq(sm_wake_at(&S) <= NOW + 2000 * MS, 1);
+	tick_at(NOW + 1999 * MS);
+	ck_assert_ptr_null(fx_job(JOB_UNTAINT));
+	tick_at(NOW + 1 * MS);
+	e = fx_job(JOB_UNTAINT);
+	ck_assert_ptr_nonnull(e);
+	done(e, 1); /* not tainted */
+	tick_at(NOW + 5000 * MS);
+	ck_assert_ptr_null(fx_job(JOB_UNTAINT));
+
+	hello();
+	started(6, "");
+	tick_at(NOW + 10 * MS); /* not while leading */
+	ck_assert_ptr_null(fx_job(JOB_UNTAINT));
+	simple(SE_LOST, 6, "renew deadline passed");
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+	tick_at(NOW);
+	ck_assert_ptr_nonnull(fx_job(JOB_UNTAINT));
+}
+END_TEST
+
+START_TEST(test_no_untaint_unless_configured)
+{
+	tick_at(NOW);
+	ck_assert_ptr_null(fx_job(JOB_UNTAINT));
+	started(6, "");
+	simple(SE_LOST, 6, "renew deadline passed");
+	tick_at(NOW);
+	ck_assert_ptr_null(fx_job(JOB_UNTAINT));
+}
+END_TEST
+
 START_TEST(test_mode_none)
 {
 	init_mode(SM_MODE_NONE, true);
@@ -902,6 +1018,11 @@ static Suite *sm_suite(void)
 	tcase_add_test(tc, test_label_fatal);
 	tcase_add_test(tc, test_claim_superseded_and_retry);
 	tcase_add_test(tc, test_no_service_at_promotion);
+	tcase_add_test(tc, test_fence_only_term);
+	tcase_add_test(tc, test_fence_only_term_service_arrives);
+	tcase_add_test(tc, test_term_with_service_is_not_fence_only);
+	tcase_add_test(tc, test_untaint_at_start_and_after_terms);
+	tcase_add_test(tc, test_no_untaint_unless_configured);
 	tcase_add_test(tc, test_mode_none);
 	tcase_add_test(tc, test_mode_probe);
 	tcase_add_test(tc, test_tell_master);

@@ -440,7 +440,8 @@ START_TEST(test_names_and_retryable)
 	ck_assert(fence_method_known("volume-detach"));
 	ck_assert(!fence_method_known("power-off"));
 	ck_assert(!fence_method_known(""));
-	ck_assert_str_eq(fence_method_names_joined(), "scsi-pr, pod-delete, volume-detach");
+	ck_assert_str_eq(fence_method_names_joined(),
+	                 "scsi-pr, out-of-service, pod-delete, volume-detach");
 	ck_assert(fence_error_is_retryable(-EAGAIN));
 	ck_assert(fence_error_is_retryable(EAGAIN));
 	ck_assert(fence_error_is_retryable(-ETIMEDOUT));
@@ -463,12 +464,14 @@ START_TEST(test_from_conf)
 	ck_assert_int_eq(agent_conf_load(TEST_SRCDIR "/unit/conf/good/all_keys.conf", &c, &errs),
 	                 0);
 	ck_assert_int_eq(fence_methods_from_conf(&c->fence, NULL, &m, err, sizeof(err)), 0);
-	ck_assert_uint_eq(m.n, 3);
+	ck_assert_uint_eq(m.n, 4);
 	ck_assert_str_eq(m.v[0].name, "scsi-pr");
 	ck_assert(m.v[0].storage);
-	ck_assert_str_eq(m.v[1].name, "pod-delete");
+	ck_assert_str_eq(m.v[1].name, "out-of-service");
 	ck_assert(!m.v[1].storage);
-	ck_assert_str_eq(m.v[2].name, "volume-detach");
+	ck_assert_str_eq(m.v[2].name, "pod-delete");
+	ck_assert(!m.v[2].storage);
+	ck_assert_str_eq(m.v[3].name, "volume-detach");
 	fence_pipeline_opts_from_conf(&c->fence, &o);
 	ck_assert_str_eq(o.local_node, "worker-1.example");
 	ck_assert_int_eq(o.step_timeout, 5000 * MS);
