@@ -501,6 +501,77 @@ START_TEST(sigstop_master_metad)
 }
 END_TEST
 
+/* The single-replica topology: one MetaService (node-a's), its store on
+ * the LUN; node-b's agent has no service (agent.fence_without_service).
+ * Everything on node-a stops: node-b's agent takes the Lease only to fence
+ * node-a (its key preempted on the LUN, its pod force-deleted), releases it
+ * saying it promoted nothing; the replacement metad then starts on node-b,
+ * its agent takes the Lease owing nobody, promotes it, and it recovers
+ * every acknowledged write from the LUN.  Resumed, node-a acknowledges
+ * nothing sent after the stop; the checker judges the whole history. */
+START_TEST(single_replica_fenced_without_a_service)
+{
+	struct scen s;
+	usec_t t_stop, t_fenced = 0, t_released = 0, t_ack, t0;
+	int nm, er, ok;
+	usec_t first_nm;
+
+	memset(&s, 0, sizeof(s));
+	fo_prepare_rbac();
+	fo_cluster_init(&s.c, "single", 2);
+	fo_use_store_lun(&s.c);
+	s.c.one_metad = true;
+	fo_conf_extra(&s.c, 1, "agent.fence_without_service = true\n");
+	fo_watcher_start(&s.wa, &s.c);
+	fo_cluster_start(&s.c);
+	s.w.probe_every = 20;
+	s.w.pause_us = 2000;
+	s.w.mixed = 2;
+	t0 = clock_mono_usec();
+	fo_workload_start(&s.w, &s.c);
+	ck_assert_msg(fo_wait_ack(&s.w, 0, t0, 5000), "no write acknowledged by node-a");
+	usleep(1000 * 1000);
+	/* with node-a's service healthy, node-b never takes the Lease */
+	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
+
+	t_stop = fo_agent_signal(&s.c, 0, SIGSTOP);
+	fo_metad_signal(&s.c, 0, SIGSTOP);
+	if (!wait_log(s.c.node[1].agent_log, 1, 10000, &t_fenced, "event=fenced", "node-a"))
+		dump_all(&s);
+	ck_assert_msg(t_fenced, "node-b's agent, with no service of its own, never fenced the "
+	                        "silent node-a: nobody takes over a single replica");
+	ck_assert_int_ge(fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node-a",
+	                              "scsi-pr confirmed", "PREEMPT", NULL),
+	                 1);
+	ck_assert_msg(wait_log(s.c.node[1].agent_log, 1, 5000, &t_released, "event=released",
+	                       "nothing promoted"),
+	              "node-b's fence-only term was not released");
+	fo_record("single-replica-freeze-to-fenced", secs(t_fenced - t_stop));
+
+	/* the StatefulSet's replacement, on node-b */
+	fo_metad_start(&s.c, 1);
+	t_ack = fo_wait_ack(&s.w, 1, t_stop, 15000);
+	if (!t_ack)
+		dump_all(&s);
+	ck_assert_msg(t_ack, "the replacement on node-b acknowledged nothing within 15 s");
+	fo_record("single-replica-replacement-start-to-first-ack",
+	          secs(t_ack - s.c.node[1].metad_started));
+	/* its term owed nobody: the fence-only term took the duty off */
+	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 2);
+	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=fence-owed", NULL), 1);
+
+	fo_metad_signal(&s.c, 0, SIGCONT);
+	fo_agent_signal(&s.c, 0, SIGCONT);
+	ok = hammer(&s, 0, 1000, &nm, &er, &first_nm);
+	printf("single: resumed node-a: %d OK, %d NOTMASTER, %d errors\n", ok, nm, er);
+	ck_assert_msg(ok == 0, "the resumed old master acknowledged %d writes", ok);
+	fo_acks_dump(&s.w, 0, t_stop);
+	ck_assert_msg(fo_acks_sent_after(&s.w, 0, t_stop) == 0,
+	              "node-a acknowledged a write sent after it stopped");
+	scen_finish(&s);
+}
+END_TEST
+
 /* 2. SIGSTOP of everything on the master node for longer than the lease,
  * then SIGCONT: the other node serves; the old metad accepts no write
  * after the new master's promotion and steps down. */
@@ -1540,6 +1611,7 @@ static Suite *failover_suite(void)
 	tcase_add_test(tcase(s, "kill9-metad"), kill9_master_metad);
 	tcase_add_test(tcase(s, "sigstop-metad"), sigstop_master_metad);
 	tcase_add_test(tcase(s, "sigstop-node"), sigstop_master_node);
+	tcase_add_test(tcase(s, "single-replica"), single_replica_fenced_without_a_service);
 	tcase_add_test(tcase(s, "sigstop-agent"), sigstop_master_agent);
 	tcase_add_test(tcase(s, "sigterm-agent"), sigterm_leader_agent);
 	tcase_add_test(tcase(s, "sigterm-agent-hung-service"), sigterm_leader_agent_hung_service);

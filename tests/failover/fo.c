@@ -744,6 +744,8 @@ void fo_cluster_start(struct fo_cluster *c)
 		fo_dump(c->node[0].metad_log);
 		fo_fail("%s did not become master", c->node[0].name);
 	}
+	if (c->one_metad)
+		return;
 	for (size_t i = 1; i < c->n; i++)
 		fo_metad_start(c, i);
 	end = clock_mono_usec() + 10 * USEC_PER_SEC;

@@ -94,6 +94,10 @@ struct fo_cluster {
 	 * an old master may acknowledge writes sent after a newer term began,
 	 * until that term's master acknowledges its first (fo_check) */
 	bool ride_through;
+	/* the single-replica topology: fo_cluster_start() starts node 0's
+	 * metad only; the others have none until the test starts one (the
+	 * StatefulSet's replacement on that node) */
+	bool one_metad;
 	char history[480];        /* base/history */
 	struct hist_writer *hist; /* open from init to stop; shared by every thread */
 	uint64_t hist_errors;     /* records that could not be written */

@@ -540,6 +540,42 @@ START_TEST(test_out_of_service_taint)
 }
 END_TEST
 
+/* The out-of-service method alone (no PVC: the single-replica topology on
+ * a LUN): the real API server's Node gets the taint, its other taints kept;
+ * a second run finds it there; a Node that does not exist schedules
+ * nothing and is confirmed without acting. */
+START_TEST(test_out_of_service_method)
+{
+	struct k8s_client *admin = it_admin_client(),
+	                  *agent = it_client_for("KF_IT_AGENT_KUBECONFIG_A");
+	struct agent_conf *conf;
+	struct fence_report rep;
+	int r;
+
+	create_node(admin, "node-oos",
+	            "[{\"key\":\"example.com/keep\",\"value\":\"x\",\"effect\":\"NoSchedule\"}]");
+	conf = load_conf("oos", "KF_IT_AGENT_KUBECONFIG_A", "fence.methods = out-of-service\n");
+	r = run_pipeline(conf, agent, "node-oos", NULL, NULL, &rep);
+	ck_assert_msg(r == 0, "%d: %s", r, rep.steps[0].message);
+	ck_assert_uint_eq(rep.n_steps, 1);
+	ck_assert_str_eq(rep.steps[0].method, "out-of-service");
+	ck_assert_int_eq(rep.steps[0].result, FENCE_CONFIRMED);
+	ck_assert_str_eq(rep.steps[0].message, "tainted out-of-service");
+	ck_assert(node_has_taint(admin, "node-oos", FENCE_OOS_TAINT_KEY));
+	ck_assert(node_has_taint(admin, "node-oos", "example.com/keep"));
+	r = run_pipeline(conf, agent, "node-oos", NULL, NULL, &rep);
+	ck_assert_int_eq(r, 0);
+	ck_assert_str_eq(rep.steps[0].message, "tainted out-of-service (already)");
+	r = run_pipeline(conf, agent, "node-never-was", NULL, NULL, &rep);
+	ck_assert_int_eq(r, 0);
+	ck_assert_int_eq(rep.steps[0].result, FENCE_ALREADY_GONE);
+	ck_assert_msg(strstr(rep.steps[0].message, "no Node object"), "%s", rep.steps[0].message);
+	agent_conf_free(conf);
+	k8s_client_free(agent);
+	k8s_client_free(admin);
+}
+END_TEST
+
 /* A node fenced with the out-of-service taint has recovered once its agent
  * runs again: the agent lifts the taint at start, keeping the others. */
 START_TEST(test_recovered_node_lifts_taint)
@@ -851,6 +887,7 @@ static Suite *fence_it_suite(void)
 	kft_add(s, "pipeline_with_attacher", test_pipeline_with_attacher, 60, NULL, NULL);
 	kft_add(s, "volume_detach_deadline", test_volume_detach_deadline, 60, NULL, NULL);
 	kft_add(s, "out_of_service_taint", test_out_of_service_taint, 60, NULL, NULL);
+	kft_add(s, "out_of_service_method", test_out_of_service_method, 60, NULL, NULL);
 	kft_add(s, "recovered_node_lifts_taint", test_recovered_node_lifts_taint, 60, NULL, NULL);
 	kft_add(s, "rbac_errors_named", test_rbac_errors_named, 60, NULL, NULL);
 	kft_add(s, "ctl_fence", test_ctl_fence, 60, NULL, NULL);
