@@ -199,6 +199,16 @@ static const struct conf_key agent_keys[] = {
                  "service confirmed dead (its container was killed and is restarted in "
                  "place) is left to the node of the service. Needs fence.methods; not with "
                  "service.probe = none (such an agent is always a candidate)."},
+        {.name = "agent.fence_give_up_ms",
+         .type = CONF_INT,
+         .def = "30000",
+         .min = 0,
+         .max = 3600000,
+         .offset = F(agent.fence_give_up_ms),
+         .help = "A leader whose fence of the old node has failed for this long releases "
+                 "the Lease, the duty to fence still on it, and is no candidate for as long, "
+                 "so that another node (whose path to the storage or the API may work) can "
+                 "try; nothing is promoted meanwhile. 0: hold the Lease and retry for ever."},
         {.name = "agent.promote_timeout_ms",
          .type = CONF_INT,
          .def = "15000",

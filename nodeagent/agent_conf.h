@@ -55,6 +55,7 @@ struct agent_conf {
 		int on_sigterm;             /* AGENT_SIGTERM_* */
 		int api_outage;             /* AGENT_API_OUTAGE_* */
 		bool fence_without_service; /* take a Lease owed an expired fence to fence */
+		int64_t fence_give_up_ms;   /* release a term whose fence keeps failing; 0 never */
 	} agent;
 	struct http_conf http; /* nodeagent/http.h */
 	struct {

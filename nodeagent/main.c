@@ -391,6 +391,7 @@ static int run(const char *path, const struct agent_conf *conf)
 	oo.heartbeat = conf->service.heartbeat_ms * USEC_PER_MSEC;
 	oo.heartbeat_timeout = conf->service.heartbeat_timeout_ms * USEC_PER_MSEC;
 	oo.fence_retry = conf->fence.retry_ms * USEC_PER_MSEC;
+	oo.fence_give_up = conf->agent.fence_give_up_ms * USEC_PER_MSEC;
 	oo.methods = methods.n ? &methods : NULL;
 	oo.fence_opts = &fopts;
 	oo.events = events;

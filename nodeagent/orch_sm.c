@@ -399,6 +399,8 @@ static void started(struct sm *s, const struct sm_event *ev, usec_t now, struct 
 	s->epoch = t->epoch;
 	s->origin = ev->at ? ev->at : now;
 	s->fence_only = s->cfg.mode != SM_MODE_NONE && !s->svc_connected && !t->continued;
+	s->continued = t->continued;
+	s->fence_began = now;
 	str_copy(s->owed, sizeof(s->owed), t->fence_owed);
 	s->owed_pos = 0;
 	s->fenced_any = false;
@@ -557,6 +559,33 @@ usec_t sm_failure_backoff(int failures)
 	for (int i = 1; i < failures && d < 8 * USEC_PER_SEC; i++)
 		d *= 2;
 	return d < 8 * USEC_PER_SEC ? d : 8 * USEC_PER_SEC;
+}
+
+/* The fence of this term has failed for agent.fence_give_up_ms: this node
+ * cannot fence the old one (its path to the storage or to the API is
+ * broken, say), and holding the Lease would keep every other node from
+ * trying.  The term is released with the duty still on the Lease (nothing
+ * was settled), as one that promoted nothing — PROMOTE is never sent before
+ * the fence is confirmed — and this node is no candidate for as long as it
+ * tried. */
+static void give_up_fence(struct sm *s, struct sm_effects *fx, usec_t now, int result)
+{
+	int64_t tried = (int64_t)((now - s->fence_began) / USEC_PER_MSEC);
+
+	s->candidate_after = now + s->cfg.fence_give_up;
+	say(fx, LOG_LEVEL_ERROR,
+	    "event=fence-given-up epoch=%" PRId64 " victim='%s': fencing failed for %" PRId64
+	    " ms (last: %s); releasing the Lease with the duty on it, no candidate for %" PRId64
+	    " ms",
+	    s->epoch, s->victim, tried, strerror(result < 0 ? -result : result),
+	    (int64_t)(s->cfg.fence_give_up / USEC_PER_MSEC));
+	release(s, fx,
+	        !s->continued && s->promoted_epoch != s->epoch ? ELECTOR_RELEASE_UNPROMOTED
+	                                                       : ELECTOR_RELEASE_UNCONFIRMED,
+	        "could not fence '%.100s' for %" PRId64 " ms; another node may", s->victim, tried);
+	tl(fx, "released", "%s", s->release_reason);
+	fx_add(fx, FX_TL_FINISH)->flag = false;
+	follow(s, fx);
 }
 
 /* FAILED: a refused promotion, or (unsolicited) a master of our term that
@@ -799,6 +828,9 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 		} else if (ev->result >= 0) {
 			s->fenced_any = true;
 			next_fence(s, fx, now);
+		} else if (s->cfg.fence_give_up && ev->result != JOB_CANCELLED &&
+		           now - s->fence_began >= s->cfg.fence_give_up) {
+			give_up_fence(s, fx, now, ev->result);
 		} else {
 			/* not promoting; the Lease keeps the duty; again soon (also
 			 * when the run was cancelled: LOST ends the term if it is

@@ -186,10 +186,14 @@ struct sm_config {
 	usec_t promote_timeout; /* PROMOTE -> READY */
 	usec_t demote_timeout;  /* DEMOTE -> DEMOTED, then kill */
 	usec_t fence_retry;     /* between failed fence runs */
-	usec_t claim_retry;     /* between failed claims of the other pods */
-	usec_t label_retry;     /* between failed label PATCHes */
-	usec_t exit_wait;       /* how long a gone service's exit is awaited */
-	usec_t tell_interval;   /* MASTER lines to a standby, at most this often */
+	/* a term whose fence has failed for this long is given up (released,
+	 * the duty left on the Lease) and this node is no candidate for as
+	 * long, so that another node may try its own fence; 0: never */
+	usec_t fence_give_up;
+	usec_t claim_retry;   /* between failed claims of the other pods */
+	usec_t label_retry;   /* between failed label PATCHes */
+	usec_t exit_wait;     /* how long a gone service's exit is awaited */
+	usec_t tell_interval; /* MASTER lines to a standby, at most this often */
 	/* The liveness exchange (mode control): a PING every heartbeat (0: none);
 	 * a service that leaves one unanswered for heartbeat_timeout is hung:
 	 * killed (death confirmed), and a term it was part of released for the
@@ -249,6 +253,8 @@ struct sm {
 	 * if none connects by the end of the claim, it is released as one that
 	 * promoted nothing */
 	bool fence_only;
+	bool continued;     /* this term continues a predecessor's on this node */
+	usec_t fence_began; /* when this term's first fence run started */
 	bool untaint_pending, untaint_busy;
 	usec_t untaint_at;
 	int64_t promotions, demotions;

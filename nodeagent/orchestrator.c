@@ -1434,6 +1434,7 @@ int orch_new(struct k8s_client *client, const struct orch_options *opts, struct 
 	sc.promote_timeout = opts->promote_timeout;
 	sc.demote_timeout = opts->demote_timeout;
 	sc.fence_retry = opts->fence_retry;
+	sc.fence_give_up = opts->fence_give_up;
 	sc.claim_retry = 200 * USEC_PER_MSEC;
 	sc.label_retry = 100 * USEC_PER_MSEC;
 	sc.exit_wait = 300 * USEC_PER_MSEC;

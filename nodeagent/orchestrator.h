@@ -65,7 +65,8 @@ struct orch_options {
 	 * progress, its service is not in an unconfirmed demotion, and no
 	 * self-fence failed; never fed again once a killed service survived. */
 	const char *watchdog_device;
-	usec_t fence_retry; /* pause between failed fence runs while leading */
+	usec_t fence_retry;   /* pause between failed fence runs while leading */
+	usec_t fence_give_up; /* agent.fence_give_up_ms (0: never) */
 	/* NULL when no fence method is configured */
 	const struct fence_methods *methods;
 	/* scsi-pr's LUNs (NULL/0: none) and IQN prefix (NULL: the default),

@@ -341,6 +341,7 @@ START_TEST(test_all_keys_values)
 	ck_assert_str_eq(c->service.role_label, "kubefence.io-role=primary");
 	ck_assert_str_eq(c->service.probe, "http://127.0.0.1:7480/healthz");
 	ck_assert(c->agent.fence_without_service);
+	ck_assert_int_eq(c->agent.fence_give_up_ms, 60000);
 	ck_assert_int_eq(c->service.probe_interval_ms, 1000);
 	ck_assert_str_eq(c->fence.methods[0], "scsi-pr");
 	ck_assert_str_eq(c->fence.methods[1], "out-of-service");
@@ -509,6 +510,7 @@ START_TEST(test_dump_marks_defaults)
 	                          "agent.on_sigterm = handover  # default\n"
 	                          "agent.api_outage = demote  # default\n"
 	                          "agent.fence_without_service = false  # default\n"
+	                          "agent.fence_give_up_ms = 30000  # default\n"
 	                          "agent.promote_timeout_ms = 15000  # default\n"
 	                          "lease.name = kubefence  # default\n"
 	                          "lease.namespace = kubefence  # default\n"

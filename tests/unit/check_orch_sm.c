@@ -704,6 +704,61 @@ START_TEST(test_no_untaint_unless_configured)
 }
 END_TEST
 
+/* A fence that keeps failing for agent.fence_give_up_ms: the term is
+ * released with the duty still on the Lease (nothing settled), as one that
+ * promoted nothing, and this node is no candidate for as long. */
+START_TEST(test_fence_given_up)
+{
+	const struct sm_effect *e;
+	struct sm_config c = S.cfg;
+
+	c.fence_give_up = 5000 * MS;
+	sm_init(&S, &c);
+	hello();
+	started(5, "node-b:expired");
+	for (int i = 0; i < 3; i++) { /* runs failing at 0.5, 2.0, 3.5 s */
+		e = fx_job(JOB_FENCE);
+		ck_assert_ptr_nonnull(e);
+		NOW += 500 * MS;
+		done(e, -EIO);
+		ck_assert_ptr_null(fx(FX_RELEASE));
+		ck_assert_int_eq(S.st, SM_FENCING);
+		tick_at(NOW + 1000 * MS);
+	}
+	/* the fourth fails at 5.1 s, past the 5 s */
+	e = fx_job(JOB_FENCE);
+	ck_assert_ptr_nonnull(e);
+	NOW += 600 * MS;
+	done(e, -EIO);
+	e = fx(FX_RELEASE);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(e->code, ELECTOR_RELEASE_UNPROMOTED);
+	ck_assert_ptr_nonnull(strstr(e->text, "could not fence 'node-b'"));
+	ck_assert_ptr_null(fx(FX_FENCE_SETTLED));
+	ck_assert_ptr_null(fx(FX_SEND_PROMOTE));
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+	ck_assert_int_eq(S.candidate_after, NOW + 5000 * MS);
+}
+END_TEST
+
+/* A cancelled run (the term is ending) never counts as a give-up. */
+START_TEST(test_fence_cancel_is_no_give_up)
+{
+	const struct sm_effect *e;
+	struct sm_config c = S.cfg;
+
+	c.fence_give_up = 1000 * MS;
+	sm_init(&S, &c);
+	hello();
+	started(5, "node-b:expired");
+	e = fx_job(JOB_FENCE);
+	NOW += 2000 * MS;
+	done(e, JOB_CANCELLED);
+	ck_assert_ptr_null(fx(FX_RELEASE));
+	ck_assert_int_eq(S.st, SM_FENCING);
+}
+END_TEST
+
 START_TEST(test_mode_none)
 {
 	init_mode(SM_MODE_NONE, true);
@@ -1023,6 +1078,8 @@ static Suite *sm_suite(void)
 	tcase_add_test(tc, test_term_with_service_is_not_fence_only);
 	tcase_add_test(tc, test_untaint_at_start_and_after_terms);
 	tcase_add_test(tc, test_no_untaint_unless_configured);
+	tcase_add_test(tc, test_fence_given_up);
+	tcase_add_test(tc, test_fence_cancel_is_no_give_up);
 	tcase_add_test(tc, test_mode_none);
 	tcase_add_test(tc, test_mode_probe);
 	tcase_add_test(tc, test_tell_master);
