@@ -572,6 +572,55 @@ START_TEST(single_replica_fenced_without_a_service)
 }
 END_TEST
 
+/* Three nodes; node-b cannot fence (every fence method fails there: its
+ * path to the target is broken, say).  node-a's service is killed; node-b
+ * takes the Lease first (node-c's agent is held back until it has), fails
+ * to fence for agent.fence_give_up_ms, and releases the Lease with the duty
+ * on it; node-c then fences node-a and serves.  With the give-up off,
+ * node-b would hold the Lease for ever and nobody would serve. */
+START_TEST(fence_given_up_lets_another_node_try)
+{
+	struct scen s;
+	usec_t t_kill, t_given = 0, t_ack;
+
+	memset(&s, 0, sizeof(s));
+	fo_prepare_rbac();
+	fo_cluster_init(&s.c, "giveup", 3);
+	for (size_t i = 0; i < 3; i++)
+		fo_conf_extra(&s.c, i, "agent.fence_give_up_ms = 1500\n");
+	fo_arm(&s.c, 1, FO_AGENT, "fence.method.before=error(EHOSTUNREACH)");
+	fo_watcher_start(&s.wa, &s.c);
+	fo_cluster_start(&s.c);
+	s.w.probe_every = 20;
+	s.w.pause_us = 2000;
+	s.w.mixed = 2;
+	t_kill = clock_mono_usec();
+	fo_workload_start(&s.w, &s.c);
+	ck_assert_msg(fo_wait_ack(&s.w, 0, t_kill, 5000), "no write acknowledged by node-a");
+	usleep(500 * 1000);
+
+	fo_agent_signal(&s.c, 2, SIGSTOP); /* node-b takes the Lease first */
+	t_kill = fo_metad_signal(&s.c, 0, SIGKILL);
+	if (!wait_log(s.c.node[1].agent_log, 1, 10000, NULL, "event=leading", NULL))
+		dump_all(&s);
+	ck_assert_msg(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL) >= 1,
+	              "node-b never took the Lease");
+	fo_agent_signal(&s.c, 2, SIGCONT);
+	if (!wait_log(s.c.node[1].agent_log, 1, 10000, &t_given, "event=fence-given-up", NULL))
+		dump_all(&s);
+	ck_assert_msg(t_given, "node-b, unable to fence, never gave the Lease up");
+	t_ack = fo_wait_ack(&s.w, 2, t_kill, 15000);
+	if (!t_ack)
+		dump_all(&s);
+	ck_assert_msg(t_ack, "node-c acknowledged nothing within 15 s of node-a's death");
+	fo_record("fence-given-up-kill-to-first-ack-elsewhere", secs(t_ack - t_kill));
+	ck_assert_int_ge(fo_log_count(s.c.node[2].agent_log, NULL, "event=fenced", "node-a", NULL),
+	                 1);
+	ck_assert_int_eq(fo_acks_count(&s.w, 1, 0), 0); /* node-b never served */
+	scen_finish(&s);
+}
+END_TEST
+
 /* 2. SIGSTOP of everything on the master node for longer than the lease,
  * then SIGCONT: the other node serves; the old metad accepts no write
  * after the new master's promotion and steps down. */
@@ -1612,6 +1661,7 @@ static Suite *failover_suite(void)
 	tcase_add_test(tcase(s, "sigstop-metad"), sigstop_master_metad);
 	tcase_add_test(tcase(s, "sigstop-node"), sigstop_master_node);
 	tcase_add_test(tcase(s, "single-replica"), single_replica_fenced_without_a_service);
+	tcase_add_test(tcase(s, "fence-give-up"), fence_given_up_lets_another_node_try);
 	tcase_add_test(tcase(s, "sigstop-agent"), sigstop_master_agent);
 	tcase_add_test(tcase(s, "sigterm-agent"), sigterm_leader_agent);
 	tcase_add_test(tcase(s, "sigterm-agent-hung-service"), sigterm_leader_agent_hung_service);

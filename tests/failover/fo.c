@@ -4,6 +4,7 @@
 #include "tests/failover/fo.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stddef.h>
 #include <fcntl.h>
@@ -595,9 +596,43 @@ void fo_metad_start(struct fo_cluster *c, size_t i)
 	nd->metad_started = clock_mono_usec();
 }
 
+/* Whether every thread of pid is in the stopped state ("T" in
+ * /proc/PID/task/TID/stat). */
+static bool all_threads_stopped(pid_t pid)
+{
+	char path[64], buf[512];
+	struct dirent *de;
+	bool all = true;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return false;
+	while (all && (de = readdir(d))) {
+		char sp[128];
+		const char *rp;
+		FILE *f;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(sp, sizeof(sp), "/proc/%d/task/%.20s/stat", (int)pid, de->d_name);
+		f = fopen(sp, "r");
+		if (!f)
+			continue; /* the thread is gone */
+		if (!fgets(buf, sizeof(buf), f))
+			buf[0] = '\0';
+		fclose(f);
+		rp = strrchr(buf, ')');
+		all = rp && rp[1] == ' ' && (rp[2] == 'T' || rp[2] == 't');
+	}
+	closedir(d);
+	return all;
+}
+
 static usec_t signal_pid(pid_t *pid, int sig, const char *what)
 {
-	usec_t t;
+	usec_t t, end;
 
 	FO_CHECK(*pid > 0, "%s does not run", what);
 	t = clock_mono_usec();
@@ -605,6 +640,16 @@ static usec_t signal_pid(pid_t *pid, int sig, const char *what)
 	if (sig == SIGKILL) {
 		waitpid(*pid, NULL, 0);
 		*pid = 0;
+	} else if (sig == SIGSTOP) {
+		/* kill() returns before the stop: a thread running on another
+		 * CPU goes on until it is interrupted.  Tests that act right
+		 * after a SIGSTOP must act on a stopped process. */
+		end = clock_mono_usec() + USEC_PER_SEC;
+		while (!all_threads_stopped(*pid)) {
+			FO_CHECK(clock_mono_usec() < end, "%s did not stop within 1 s of SIGSTOP",
+			         what);
+			usleep(200);
+		}
 	}
 	return t;
 }
