@@ -566,19 +566,26 @@ usec_t sm_failure_backoff(int failures)
  * broken, say), and holding the Lease would keep every other node from
  * trying.  The term is released with the duty still on the Lease (nothing
  * was settled), as one that promoted nothing — PROMOTE is never sent before
- * the fence is confirmed — and this node is no candidate for as long as it
- * tried. */
+ * the fence is confirmed — and this node sits out the failure backoff
+ * (sm_failure_backoff), so that another node may take it first. */
 static void give_up_fence(struct sm *s, struct sm_effects *fx, usec_t now, int result)
 {
 	int64_t tried = (int64_t)((now - s->fence_began) / USEC_PER_MSEC);
 
-	s->candidate_after = now + s->cfg.fence_give_up;
+	/* a failure in a row as a failed promotion is: long enough for
+	 * another candidate to take the free Lease, short enough not to keep
+	 * this node from trying again soon when it is the only one */
+	if (s->last_failure && now - s->last_failure > 60 * USEC_PER_SEC)
+		s->failures = 0;
+	s->last_failure = now;
+	s->failures++;
+	s->candidate_after = now + sm_failure_backoff(s->failures);
 	say(fx, LOG_LEVEL_ERROR,
 	    "event=fence-given-up epoch=%" PRId64 " victim='%s': fencing failed for %" PRId64
 	    " ms (last: %s); releasing the Lease with the duty on it, no candidate for %" PRId64
 	    " ms",
 	    s->epoch, s->victim, tried, strerror(result < 0 ? -result : result),
-	    (int64_t)(s->cfg.fence_give_up / USEC_PER_MSEC));
+	    (int64_t)(sm_failure_backoff(s->failures) / USEC_PER_MSEC));
 	release(s, fx,
 	        !s->continued && s->promoted_epoch != s->epoch ? ELECTOR_RELEASE_UNPROMOTED
 	                                                       : ELECTOR_RELEASE_UNCONFIRMED,

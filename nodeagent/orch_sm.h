@@ -187,8 +187,8 @@ struct sm_config {
 	usec_t demote_timeout;  /* DEMOTE -> DEMOTED, then kill */
 	usec_t fence_retry;     /* between failed fence runs */
 	/* a term whose fence has failed for this long is given up (released,
-	 * the duty left on the Lease) and this node is no candidate for as
-	 * long, so that another node may try its own fence; 0: never */
+	 * the duty left on the Lease) and this node sits out the failure
+	 * backoff, so that another node may try its own fence; 0: never */
 	usec_t fence_give_up;
 	usec_t claim_retry;   /* between failed claims of the other pods */
 	usec_t label_retry;   /* between failed label PATCHes */

@@ -706,7 +706,7 @@ END_TEST
 
 /* A fence that keeps failing for agent.fence_give_up_ms: the term is
  * released with the duty still on the Lease (nothing settled), as one that
- * promoted nothing, and this node is no candidate for as long. */
+ * promoted nothing, and this node sits out the failure backoff. */
 START_TEST(test_fence_given_up)
 {
 	const struct sm_effect *e;
@@ -737,7 +737,8 @@ START_TEST(test_fence_given_up)
 	ck_assert_ptr_null(fx(FX_FENCE_SETTLED));
 	ck_assert_ptr_null(fx(FX_SEND_PROMOTE));
 	ck_assert_int_eq(S.st, SM_FOLLOWER);
-	ck_assert_int_eq(S.candidate_after, NOW + 5000 * MS);
+	ck_assert_int_eq(S.candidate_after, NOW + sm_failure_backoff(1));
+	ck_assert_int_eq(sm_failure_backoff(1), 500 * MS);
 }
 END_TEST
 
