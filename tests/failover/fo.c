@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "tests/failover/fo.h"
+#include "tests/lib/kft_port.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -72,16 +73,9 @@ void fo_dump(const char *path)
 
 static int free_port(void)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+	int port = kft_free_port();
 
-	FO_CHECK(fd >= 0, "socket: %s", strerror(errno));
-	FO_CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	                 getsockname(fd, (struct sockaddr *)&a, &len) == 0,
-	         "bind: %s", strerror(errno));
-	port = ntohs(a.sin_port);
-	close(fd);
+	FO_CHECK(port > 0, "no free port on loopback: %s", strerror(errno));
 	return port;
 }
 

@@ -6,7 +6,7 @@
 # bench/failover-proc.sh through tests/harness), per node an agent and a
 # kubefence-metad as processes, the client workload, the role label watcher
 # and the checker.
-FO_SOURCES = tests/failover/fo.c tests/failover/fo.h
+FO_SOURCES = tests/failover/fo.c tests/failover/fo.h tests/lib/kft_port.c tests/lib/kft_port.h
 
 check_PROGRAMS += tests/failover/check_failover
 tests_failover_check_failover_SOURCES = tests/failover/check_failover.c $(FO_SOURCES)

@@ -30,6 +30,7 @@
 #include "lib/clock.h"
 #include "storage/metad/proto.h"
 #include "tests/lib/kft_meta.h"
+#include "tests/lib/kft_port.h"
 #include "tests/lib/kftest.h"
 
 static char workdir[256];
@@ -64,15 +65,9 @@ static void teardown(void)
 
 static int free_port(void)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t sl = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+	int port = kft_free_port();
 
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-	port = ntohs(sa.sin_port);
-	close(fd);
+	ck_assert_int_gt(port, 0);
 	return port;
 }
 

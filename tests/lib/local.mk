@@ -6,7 +6,8 @@ noinst_LIBRARIES += tests/lib/libkftest.a
 tests_lib_libkftest_a_SOURCES = \
 	tests/lib/kftest.c tests/lib/kftest.h \
 	tests/lib/kft_lun.c tests/lib/kft_lun.h \
-	tests/lib/kft_meta.c tests/lib/kft_meta.h
+	tests/lib/kft_meta.c tests/lib/kft_meta.h \
+	tests/lib/kft_port.c tests/lib/kft_port.h
 tests_lib_libkftest_a_CFLAGS = $(TEST_CFLAGS)
 
 TEST_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) \
