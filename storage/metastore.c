@@ -831,6 +831,18 @@ static void store_die(struct metastore *m, int r, const char *what)
 		log_error("'%s': stepped down at seq %" PRIu64 " (%s: a newer epoch owns the "
 		          "store); every later write fails with ESTALE",
 		          m->b->desc, m->synced_seq, what);
+	} else if (r == -ENOSPC && m->b->ops->journal_room) {
+		/* a bounded journal (a LUN's ring) full: the snapshots that
+		 * would have emptied it do not fit either */
+		m->dead = r;
+		snprintf(m->dead_why, sizeof(m->dead_why),
+		         "the store is full: its device is too small for the data it holds");
+		log_error(
+		        "'%s': %s failed at seq %" PRIu64 ": the journal ring is full and no "
+		        "snapshot of the data fits the device (see the snapshot warnings): the "
+		        "device is too small for this data set; the store accepts no more writes. "
+		        "Give it a larger LUN (storage/FORMAT.md, 'How large a LUN')",
+		        m->b->desc, what, m->synced_seq);
 	} else {
 		m->dead = r;
 		log_error("'%s': %s failed: %s; the store accepts no more writes", m->b->desc, what,
