@@ -368,8 +368,39 @@ static int owed_after_acquire(const struct lease_config *cfg, const struct lease
 		                   released && s->rec.release_dead ? "released" : "expired");
 	if (k == -ENOSPC)
 		return k;
-	lease_owed_remove(owed, self); /* a node never fences itself */
+	/* Our own node's entry stays: a node never fences itself (the term
+	 * skips it), but a service of an earlier incarnation here may still
+	 * serve, and only the settle of a term with a service of ours
+	 * connected (elector_fence_settled, keep_self false) answers for it;
+	 * otherwise it goes on to the successor. */
+	(void)self;
 	return 0;
+}
+
+/* The entries of `list` for `node` only (keep) or none of them. */
+static void owed_filter_node(char *list, size_t n, const char *node, bool keep)
+{
+	char out[LEASE_OWED_MAX] = "", name[254], level[32];
+	const char *cur = list;
+
+	while (lease_owed_next(&cur, name, sizeof(name), level, sizeof(level)))
+		if (keep && node[0] && strcmp(name, node) == 0)
+			(void)lease_owed_add(out, sizeof(out), name, level);
+	str_copy(list, n, out);
+}
+
+/* Settle: what fence-owed becomes (the holder's own entries when kept). */
+static int settle_owed(const struct lease_state *s, cJSON *ann)
+{
+	char left[LEASE_OWED_MAX];
+
+	str_copy(left, sizeof(left), s->rec.fence_owed);
+	owed_filter_node(left, sizeof(left), s->rec.node, s->settle_keep_self);
+	if (!left[0]) {
+		cJSON_DeleteItemFromObjectCaseSensitive(ann, LEASE_ANN_FENCE_OWED);
+		return 0;
+	}
+	return obj_set(ann, LEASE_ANN_FENCE_OWED, cJSON_CreateString(left));
 }
 
 bool lease_acquire_owes_expired(const struct lease_config *cfg, const struct lease_state *s,
@@ -383,7 +414,8 @@ bool lease_acquire_owes_expired(const struct lease_config *cfg, const struct lea
 	if (owed_after_acquire(cfg, s, owed, sizeof(owed)) < 0)
 		str_copy(owed, sizeof(owed), s->rec.fence_owed); /* full: what it says */
 	while (lease_owed_next(&cur, n, sizeof(n), level, sizeof(level)))
-		if (strcmp(level, "expired") == 0) {
+		if (strcmp(level, "expired") == 0 &&
+		    strcmp(n, cfg->node[0] ? cfg->node : cfg->identity) != 0) {
 			if (node)
 				str_copy(node, nodelen, n);
 			return true;
@@ -466,8 +498,10 @@ cJSON *lease_build_renew(const struct lease_state *s, usec_t wall)
 		cJSON *meta = cJSON_GetObjectItemCaseSensitive(o, "metadata");
 		cJSON *ann = meta ? cJSON_GetObjectItemCaseSensitive(meta, "annotations") : NULL;
 
-		if (ann)
-			cJSON_DeleteItemFromObjectCaseSensitive(ann, LEASE_ANN_FENCE_OWED);
+		if (ann && settle_owed(s, ann) < 0) {
+			cJSON_Delete(o);
+			return NULL;
+		}
 	}
 	return o;
 }
@@ -498,8 +532,10 @@ cJSON *lease_build_release(const struct lease_state *s, const char *reason, usec
 		return NULL;
 	}
 	cJSON_DeleteItemFromObjectCaseSensitive(ann, LEASE_ANN_INCARNATION);
-	if (s->settle_fence) /* discharged in this term: not handed on */
-		cJSON_DeleteItemFromObjectCaseSensitive(ann, LEASE_ANN_FENCE_OWED);
+	if (s->settle_fence && settle_owed(s, ann) < 0) { /* discharged: not handed on */
+		cJSON_Delete(o);
+		return NULL;
+	}
 	if (!s->release_dead && !s->release_unpromoted)
 		cJSON_DeleteItemFromObjectCaseSensitive(ann, LEASE_ANN_RELEASE_DEAD);
 	else if (obj_set(ann, LEASE_ANN_RELEASE_DEAD,
@@ -601,6 +637,7 @@ int lease_acquire(struct k8s_client *c, const struct lease_config *cfg, const ch
 	if (r >= 0) {
 		r = lease_state_won(s, cfg, got, started, clock_mono_usec(), err, errlen);
 		s->settle_fence = false; /* a new term owes what its record says */
+		s->settle_keep_self = false;
 	} else if (r == -ESTALE || r == -EEXIST) {
 		/* Someone else wrote first: learn what they wrote.  The error the
 		 * caller sees stays the race, not the refresh's outcome. */
@@ -653,6 +690,7 @@ int lease_succeed(struct k8s_client *c, const struct lease_config *cfg, const ch
 	if (r >= 0) {
 		r = lease_state_won(s, cfg, got, started, clock_mono_usec(), err, errlen);
 		s->settle_fence = false; /* the duty stays what the record says */
+		s->settle_keep_self = false;
 	} else if (r == -ESTALE || r == -EEXIST) {
 		(void)lease_fetch(c, ns, name, s, timeout_ms, NULL, 0);
 	}
@@ -689,8 +727,15 @@ int lease_renew(struct k8s_client *c, const struct lease_config *cfg, const char
 		r = lost_response(FAILPOINT(LEASE_RENEW_AFTER_SEND), &got, err, errlen);
 	if (r >= 0) {
 		r = lease_state_won(s, cfg, got, started, clock_mono_usec(), err, errlen);
-		if (r >= 0 && s->settle_fence && !s->rec.fence_owed[0])
-			s->settle_fence = false; /* the duty is off the Lease */
+		if (r >= 0 && s->settle_fence) {
+			char left[LEASE_OWED_MAX];
+
+			/* what the settle leaves is all that is left */
+			str_copy(left, sizeof(left), s->rec.fence_owed);
+			owed_filter_node(left, sizeof(left), s->rec.node, s->settle_keep_self);
+			if (strcmp(left, s->rec.fence_owed) == 0)
+				s->settle_fence = false; /* the duty is off the Lease */
+		}
 	} else if (r == -ESTALE || r == -ENOENT) {
 		/* The record changed under us.  If it still names this incarnation
 		 * (our own earlier write landed after a timeout) the next renew

@@ -112,7 +112,8 @@ struct lease_state {
 	bool leading;            /* we hold a term ... */
 	usec_t valid_until;      /* ... valid until this mono time */
 	int64_t epoch;           /* the epoch of our current or last term */
-	bool settle_fence;       /* the next renewal clears the fence-owed duty */
+	bool settle_fence;       /* the next renewal clears the fence-owed duty ... */
+	bool settle_keep_self;   /* ... except the holder's own node's entries */
 	bool release_dead;       /* a release writes release-dead=confirmed */
 	bool release_unpromoted; /* ... release-dead=unpromoted (wins over release_dead) */
 };
@@ -178,11 +179,14 @@ bool lease_state_is_leader(const struct lease_state *s, usec_t now);
  *    added to fence-owed (released only when it gave the Lease up with
  *    its service confirmed dead, expired otherwise, nothing when it
  *    released saying it promoted nothing; not when the record is our own
- *    incarnation's, nor our own node); NULL when the list is full;
- *  - renew: renewTime = wall, fence-owed removed when s->settle_fence;
+ *    incarnation's).  Our own node's entry is kept: the term never fences
+ *    itself, but only a settle with a service of ours connected answers for
+ *    an earlier incarnation's service here; NULL when the list is full;
+ *  - renew: renewTime = wall, fence-owed removed when s->settle_fence
+ *    (but for the holder's own node's entries with s->settle_keep_self);
  *  - release: holder cleared, reason recorded, duration 1 s so that clients
  *    that only read the spec also see it free soon; fence-owed removed when
- *    s->settle_fence (the duty was discharged in this term). */
+ *    s->settle_fence (the duty was discharged in this term), the same way. */
 cJSON *lease_build_acquire(const struct lease_config *cfg, const struct lease_state *s,
                            const char *ns, const char *name, usec_t wall);
 cJSON *lease_build_renew(const struct lease_state *s, usec_t wall);

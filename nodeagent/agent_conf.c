@@ -187,7 +187,7 @@ static const struct conf_key agent_keys[] = {
          .def = "false",
          .offset = F(agent.fence_without_service),
          .help = "Whether this node fences a silent master even when no service of its own "
-                 "is connected (or, with service.probe, healthy) to take over: the single-replica "
+                 "is connected to take over: the single-replica "
                  "topology, where the one "
                  "MetaService pod can run on any node. When the Lease is owed a fence at "
                  "level expired (its holder stopped renewing, or released with its service "
@@ -197,8 +197,10 @@ static const struct conf_key agent_keys[] = {
                  "that it promoted nothing, so the successor owes it no fence. The agent of "
                  "the node the replacement lands on then promotes it. A release with the "
                  "service confirmed dead (its container was killed and is restarted in "
-                 "place) is left to the node of the service. Needs fence.methods; not with "
-                 "service.probe = none (such an agent is always a candidate)."},
+                 "place) is left to the node of the service, and a node whose own earlier "
+                 "term may still have a service serving releases such a term for the full "
+                 "fence of itself. Needs fence.methods and a control-socket service "
+                 "(service.probe empty)."},
         {.name = "agent.fence_give_up_ms",
          .type = CONF_INT,
          .def = "30000",
@@ -566,6 +568,13 @@ static void check_consistency(const struct agent_conf *c, struct conf_errors *er
 			                       "agent.fence_without_service",
 			                       "has no effect with service.probe = none: an agent "
 			                       "without a local service is always a candidate");
+		else if (c->service.probe[0] && !conf_key_rejected(s, "service.probe"))
+			(void)conf_errors_addf(
+			        errs, path, (unsigned)(line > 0 ? line : 0),
+			        "agent.fence_without_service",
+			        "needs a control-socket service: a probed service that "
+			        "fails its probe may still serve, so its node could "
+			        "never say it promoted nothing");
 		else if ((!c->fence.methods || !c->fence.methods[0]) &&
 		         !conf_key_rejected(s, "fence.methods"))
 			(void)conf_errors_addf(

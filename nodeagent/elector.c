@@ -34,6 +34,7 @@ struct elector {
 	enum elector_release release_now_kind; /* ... and what it says of the service */
 	int64_t release_now_epoch;             /* ... for this term only */
 	int64_t settled_epoch;                 /* elector_fence_settled() request (0: none) */
+	bool settled_keep_self;                /* ... keeping our own node's entries */
 	cJSON *pending;                        /* latest watched object, owned */
 	bool pending_set;                      /* pending holds news (NULL pending = deleted) */
 	bool pub_leading;
@@ -331,8 +332,10 @@ static void lead_step(struct elector *e, usec_t *next_renew)
 	if (now < *next_renew)
 		return;
 	pthread_mutex_lock(&e->mu);
-	if (e->settled_epoch && e->settled_epoch == e->st.epoch && e->st.rec.fence_owed[0])
+	if (e->settled_epoch && e->settled_epoch == e->st.epoch && e->st.rec.fence_owed[0]) {
 		e->st.settle_fence = true;
+		e->st.settle_keep_self = e->settled_keep_self;
+	}
 	e->settled_epoch = 0;
 	pthread_mutex_unlock(&e->mu);
 	limit = e->st.valid_until;
@@ -448,6 +451,9 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 			                  req_timeout(e, now, USEC_INFINITY), err, sizeof(err));
 		if (r >= 0) {
 			clear_error(e);
+			pthread_mutex_lock(&e->mu);
+			e->settled_epoch = 0; /* a settle asked for an earlier term */
+			pthread_mutex_unlock(&e->mu);
 			publish(e);
 			term.continued = succeed;
 			log_info(
@@ -515,8 +521,12 @@ static char *take_release_request(struct elector *e, int64_t *ret_epoch)
 	*ret_epoch = e->release_now_epoch;
 	/* a fence this term confirmed is off the Lease with the release */
 	if (r && e->settled_epoch && e->settled_epoch == e->release_now_epoch &&
-	    e->settled_epoch == e->st.epoch && e->st.rec.fence_owed[0])
+	    e->settled_epoch == e->st.epoch && e->st.rec.fence_owed[0]) {
 		e->st.settle_fence = true;
+		e->st.settle_keep_self = e->settled_keep_self;
+	}
+	if (r)
+		e->settled_epoch = 0; /* never carried to a later term of the same epoch */
 	pthread_mutex_unlock(&e->mu);
 	return r;
 }
@@ -581,10 +591,11 @@ static void *election_main(void *arg)
 	return NULL;
 }
 
-void elector_fence_settled(struct elector *e, int64_t epoch)
+void elector_fence_settled(struct elector *e, int64_t epoch, bool keep_self)
 {
 	pthread_mutex_lock(&e->mu);
 	e->settled_epoch = epoch;
+	e->settled_keep_self = keep_self;
 	pthread_mutex_unlock(&e->mu);
 }
 

@@ -83,9 +83,11 @@ int elector_start(struct elector *e);
 void elector_stop(struct elector *e, const char *reason);
 
 /* Every fence term `epoch` owed is confirmed: its next renewal removes the
- * duty from the Lease.  Ignored when that term is over.  Thread-safe, never
- * blocks. */
-void elector_fence_settled(struct elector *e, int64_t epoch);
+ * duty from the Lease — but for our own node's entries with keep_self (no
+ * service of ours is connected to answer for an earlier incarnation's:
+ * they go on to the successor).  Ignored when that term is over.
+ * Thread-safe, never blocks. */
+void elector_fence_settled(struct elector *e, int64_t epoch, bool keep_self);
 
 /* What a release says of the local service (lib/lease.h, release-dead). */
 enum elector_release {

@@ -89,6 +89,9 @@ usec_t sm_wake_at(const struct sm *s)
 		w = s->scsi_at;
 	if (s->untaint_pending && !s->untaint_busy && s->st == SM_FOLLOWER && s->untaint_at < w)
 		w = s->untaint_at;
+	if (s->cfg.untaint && s->cfg.untaint_recheck && !s->untaint_pending && !s->untaint_busy &&
+	    s->st == SM_FOLLOWER && s->untaint_at + s->cfg.untaint_recheck < w)
+		w = s->untaint_at + s->cfg.untaint_recheck;
 	if (pinging(s)) {
 		if (s->ping_at < w)
 			w = s->ping_at;
@@ -310,7 +313,11 @@ static void next_fence(struct sm *s, struct sm_effects *fx, usec_t now)
 	}
 	if (!s->fenced_any)
 		tl(fx, "fenced", "nothing to fence (owed: %s)", s->owed[0] ? s->owed : "none");
-	fx_add(fx, FX_FENCE_SETTLED)->epoch = s->epoch;
+	struct sm_effect *st = fx_add(fx, FX_FENCE_SETTLED);
+	st->epoch = s->epoch;
+	/* no service of ours connected to answer for an earlier one here:
+	 * our own node's entry (if any) stays on the Lease */
+	st->flag = s->cfg.mode != SM_MODE_NONE && !s->svc_connected;
 	promote(s, fx, now);
 }
 
@@ -398,7 +405,7 @@ static void started(struct sm *s, const struct sm_event *ev, usec_t now, struct 
 	s->leading = true;
 	s->epoch = t->epoch;
 	s->origin = ev->at ? ev->at : now;
-	s->fence_only = s->cfg.mode != SM_MODE_NONE && !s->svc_connected && !t->continued;
+	s->fence_only = s->cfg.mode == SM_MODE_CONTROL && !s->svc_connected && !t->continued;
 	s->continued = t->continued;
 	s->fence_began = now;
 	str_copy(s->owed, sizeof(s->owed), t->fence_owed);
@@ -587,8 +594,9 @@ static void give_up_fence(struct sm *s, struct sm_effects *fx, usec_t now, int r
 	    s->epoch, s->victim, tried, strerror(result < 0 ? -result : result),
 	    (int64_t)(sm_failure_backoff(s->failures) / USEC_PER_MSEC));
 	release(s, fx,
-	        !s->continued && s->promoted_epoch != s->epoch ? ELECTOR_RELEASE_UNPROMOTED
-	                                                       : ELECTOR_RELEASE_UNCONFIRMED,
+	        s->cfg.mode == SM_MODE_CONTROL && !s->continued && s->promoted_epoch != s->epoch
+	                ? ELECTOR_RELEASE_UNPROMOTED
+	                : ELECTOR_RELEASE_UNCONFIRMED,
 	        "could not fence '%.100s' for %" PRId64 " ms; another node may", s->victim, tried);
 	tl(fx, "released", "%s", s->release_reason);
 	fx_add(fx, FX_TL_FINISH)->flag = false;
@@ -765,6 +773,13 @@ static void tick(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_
 			}
 		}
 	}
+	/* another node may taint this one after our last look (a fence of a
+	 * term we released): look again now and then while following */
+	if (s->cfg.untaint && s->cfg.untaint_recheck && !s->untaint_pending && !s->untaint_busy &&
+	    s->st == SM_FOLLOWER && now >= s->untaint_at + s->cfg.untaint_recheck) {
+		s->untaint_pending = true;
+		s->untaint_at = now;
+	}
 	if (s->untaint_pending && !s->untaint_busy && s->st == SM_FOLLOWER &&
 	    now >= s->untaint_at) {
 		job(s, fx, JOB_UNTAINT, false);
@@ -820,8 +835,9 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 		s->untaint_busy = false;
 		if (ev->result >= 0)
 			s->untaint_pending = false;
-		else
-			s->untaint_at = now + s->cfg.untaint_retry;
+		/* a failure is retried soon; after an answer, the next look
+		 * comes untaint_recheck from now */
+		s->untaint_at = ev->result >= 0 ? now : now + s->cfg.untaint_retry;
 		return;
 	}
 	if (ev->job_id != s->wait_job || !ev->job_id)

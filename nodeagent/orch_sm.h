@@ -40,8 +40,8 @@
  * no local service (mode none), the term itself is the product: MASTER
  * once the fences are settled.
  *
- * A term that began with no service connected or healthy (modes control and
- * probe; the orchestrator asks for one only when agent.fence_without_service is set
+ * A term that began with no service connected (mode control; the
+ * orchestrator asks for one only when agent.fence_without_service is set
  * and the Lease owes an expired-level fence) runs FENCING and CLAIMING as
  * any other; if no service connected meanwhile, it is released saying it
  * promoted nothing (the successor owes this node no fence) --> FOLLOWER. */
@@ -137,7 +137,7 @@ enum sm_fx_type {
 	FX_SEND_PROMOTE,  /* epoch */
 	FX_SEND_DEMOTE,   /* epoch, text */
 	FX_RELEASE,       /* text, flag: service confirmed dead */
-	FX_FENCE_SETTLED, /* epoch */
+	FX_FENCE_SETTLED, /* epoch; flag: keep our own node's entries */
 	FX_STOP_ELECTOR,  /* text; flag: keep the term (no release) */
 	FX_EVENT,         /* code (enum events_reason), text */
 	FX_TL_BEGIN,      /* at, a (from), b (to) */
@@ -207,6 +207,7 @@ struct sm_config {
 	 * (retried every untaint_retry until the API answers) */
 	bool untaint;
 	usec_t untaint_retry;
+	usec_t untaint_recheck; /* a look while following, this often (0: never) */
 };
 
 struct sm {

@@ -985,7 +985,7 @@ static void run_effects(struct orchestrator *o, const struct sm_effects *fx, str
 			                (enum elector_release)e->code);
 			break;
 		case FX_FENCE_SETTLED:
-			elector_fence_settled(o->elector, e->epoch);
+			elector_fence_settled(o->elector, e->epoch, e->flag);
 			(void)FAILPOINT(AGENT_FENCE_BEFORE_PROMOTE);
 			break;
 		case FX_STOP_ELECTOR:
@@ -1144,7 +1144,7 @@ static bool cb_may_acquire(void *ud, bool owes_expired)
 	 * service connected, only to fence a silent holder when so configured
 	 * (agent.fence_without_service). */
 	r = (o->mode == ORCH_SERVICE_NONE || (o->svc_connected && o->svc_candidate) ||
-	     (o->o.fence_without_service && o->mode != ORCH_SERVICE_NONE && !o->svc_connected &&
+	     (o->o.fence_without_service && o->mode == ORCH_SERVICE_CONTROL && !o->svc_connected &&
 	      owes_expired)) &&
 	    !o->shutting_down && !o->unconfirmed && !o->pod_unusable && o->state != SM_RELEASING &&
 	    clock_mono_usec() >= o->candidate_after;
@@ -1444,6 +1444,7 @@ int orch_new(struct k8s_client *client, const struct orch_options *opts, struct 
 	sc.heartbeat_timeout = opts->heartbeat_timeout;
 	sc.untaint = opts->untaint;
 	sc.untaint_retry = 2 * USEC_PER_SEC;
+	sc.untaint_recheck = 10 * USEC_PER_SEC;
 	sm_init(&o->sm, &sc);
 	o->state = o->sm.st;
 	*ret = o;

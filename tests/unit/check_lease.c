@@ -321,9 +321,12 @@ START_TEST(acquire_writes_the_duty_to_fence)
 		w2 = lease_build_acquire(&c, &s, "ns", "kf", 0);
 		ck_assert_str_eq(owed_of(w2), "node-a:expired,node-b:released");
 		cJSON_Delete(w2);
-		strcpy(c.node, "node-a"); /* node-a itself takes it back */
+		strcpy(c.node, "node-a"); /* node-a itself takes it back: its own
+		                           * entry stays (the term skips it; only a
+		                           * settle with its service connected clears
+		                           * it) */
 		w2 = lease_build_acquire(&c, &s, "ns", "kf", 0);
-		ck_assert_str_eq(owed_of(w2), "node-b:released");
+		ck_assert_str_eq(owed_of(w2), "node-a:expired,node-b:released");
 		cJSON_Delete(w2);
 		cJSON_Delete(rel);
 		/* a release without its service confirmed dead owes the full fence */
@@ -461,6 +464,76 @@ START_TEST(unpromoted_release_owes_nothing)
 		lease_state_done(&t);
 	}
 	cJSON_Delete(o);
+	lease_state_done(&s);
+}
+END_TEST
+
+/* A new incarnation on node-b, its predecessor's service perhaps still
+ * frozen there, takes the Lease with no service connected only to fence
+ * node-a, and releases it as unpromoted: the duty to fence node-b itself
+ * must reach the successor, not vanish with the settle. */
+START_TEST(fence_only_term_keeps_its_own_nodes_duty)
+{
+	struct lease_config old_b, new_b, a;
+	struct lease_state s;
+	cJSON *w, *rel;
+	char node[64];
+
+	cfg_init(&old_b, "node-b", "old");
+	strcpy(old_b.node, "node-b");
+	cfg_init(&new_b, "node-b", "new");
+	strcpy(new_b.node, "node-b");
+	cfg_init(&a, "node-a", "aaa");
+	strcpy(a.node, "node-a");
+	lease_state_init(&s);
+	lease_state_observe(&s, NULL, 0, NULL, 0);
+	w = lease_build_acquire(&old_b, &s, "ns", "kf", 0); /* node-b's old term */
+	cJSON_AddItemToObject(cJSON_GetObjectItem(w, "metadata"), "resourceVersion",
+	                      cJSON_CreateString("5"));
+	cJSON_AddStringToObject(
+	        cJSON_GetObjectItem(cJSON_GetObjectItem(w, "metadata"), "annotations"),
+	        LEASE_ANN_FENCE_OWED, "node-a:expired");
+	lease_state_observe(&s, w, 0, NULL, 0);
+	cJSON_Delete(w);
+
+	/* the new incarnation: owes node-a (which it may take the Lease for)
+	 * and keeps its own node's entry */
+	ck_assert(lease_acquire_owes_expired(&new_b, &s, node, sizeof(node)));
+	ck_assert_str_eq(node, "node-a");
+	w = lease_build_acquire(&new_b, &s, "ns", "kf", 0);
+	ck_assert_str_eq(owed_of(w), "node-a:expired,node-b:expired");
+	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(w, "metadata"), "resourceVersion",
+	                          cJSON_CreateString("6"));
+	lease_state_observe(&s, w, MS(10), NULL, 0);
+	/* node-a fenced, no service of ours connected: settle keeps node-b */
+	s.settle_fence = true;
+	s.settle_keep_self = true;
+	s.release_unpromoted = true;
+	rel = lease_build_release(&s, "fenced without a local service", 0);
+	ck_assert_str_eq(owed_of(rel), "node-b:expired");
+	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(rel, "metadata"), "resourceVersion",
+	                          cJSON_CreateString("7"));
+	s.settle_fence = s.settle_keep_self = s.release_unpromoted = false;
+	lease_state_observe(&s, rel, MS(20), NULL, 0);
+	/* node-a, back, owes node-b the full fence */
+	ck_assert(lease_acquire_owes_expired(&a, &s, node, sizeof(node)));
+	ck_assert_str_eq(node, "node-b");
+	cJSON_Delete(w);
+	w = lease_build_acquire(&a, &s, "ns", "kf", 0);
+	ck_assert_str_eq(owed_of(w), "node-b:expired");
+	cJSON_Delete(w);
+	/* a renewal's settle with a service connected clears the own entry */
+	lease_state_observe(&s, rel, MS(30), NULL, 0);
+	s.settle_fence = true;
+	s.settle_keep_self = false;
+	w = lease_build_renew(&s, 0);
+	ck_assert_str_eq(owed_of(w), "");
+	cJSON_Delete(w);
+	s.settle_keep_self = true;
+	w = lease_build_renew(&s, 0);
+	ck_assert_str_eq(owed_of(w), "node-b:expired");
+	cJSON_Delete(w);
+	cJSON_Delete(rel);
 	lease_state_done(&s);
 }
 END_TEST
@@ -763,6 +836,7 @@ static Suite *lease_suite(void)
 	tcase_add_test(tc, owed_list);
 	tcase_add_test(tc, acquire_writes_the_duty_to_fence);
 	tcase_add_test(tc, unpromoted_release_owes_nothing);
+	tcase_add_test(tc, fence_only_term_keeps_its_own_nodes_duty);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("validity");

@@ -51,6 +51,7 @@ START_TEST(test_term_to_master)
 	done(e, 0);
 	ck_assert_ptr_nonnull(fx(FX_FENCE_SETTLED));
 	ck_assert_int_eq(fx(FX_FENCE_SETTLED)->epoch, 5);
+	ck_assert(!fx(FX_FENCE_SETTLED)->flag); /* our service answers for this node */
 	e = fx_job(JOB_CLAIM);
 	ck_assert_ptr_nonnull(e);
 	ck_assert_str_eq(e->a, "meta-a"); /* our own pod is left alone */
@@ -604,6 +605,7 @@ START_TEST(test_fence_only_term)
 	ck_assert_int_eq(e->level, FENCE_LEVEL_EXPIRED);
 	done(e, 0);
 	ck_assert_ptr_nonnull(fx(FX_FENCE_SETTLED));
+	ck_assert(fx(FX_FENCE_SETTLED)->flag); /* our own node's entry stays */
 	e = fx_job(JOB_CLAIM);
 	ck_assert_ptr_nonnull(e);
 	ck_assert_str_eq(e->a, ""); /* no pod of ours to spare */
@@ -664,6 +666,7 @@ START_TEST(test_untaint_at_start_and_after_terms)
 
 	c.untaint = true;
 	c.untaint_retry = 2000 * MS;
+	c.untaint_recheck = 10000 * MS;
 	sm_init(&S, &c);
 	ck_assert_int_eq(sm_wake_at(&S), 0); /* at once */
 	tick_at(NOW);
@@ -681,6 +684,11 @@ START_TEST(test_untaint_at_start_and_after_terms)
 	done(e, 1); /* not tainted */
 	tick_at(NOW + 5000 * MS);
 	ck_assert_ptr_null(fx_job(JOB_UNTAINT));
+	/* another node may taint us later: a look every untaint_recheck */
+	tick_at(NOW + 5000 * MS);
+	e = fx_job(JOB_UNTAINT);
+	ck_assert_ptr_nonnull(e);
+	done(e, 1);
 
 	hello();
 	started(6, "");
