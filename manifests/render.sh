@@ -36,6 +36,7 @@ TARGETS=(
 	lab:overlays/lab
 	example-csi-rwo:examples/csi-rwo
 	example-out-of-service-taint:examples/out-of-service-taint
+	example-single-replica:examples/single-replica
 )
 
 tmp=$(mktemp -d)
