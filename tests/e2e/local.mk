@@ -11,6 +11,12 @@ TESTS += tests/e2e/e2e.test tests/e2e/nemesis.test
 EXTRA_DIST += tests/e2e/e2e.test tests/e2e/lib.sh tests/e2e/lab-tgtd.sh \
 	tests/e2e/nemesis.test
 
+# single-replica.test: manifests/examples/single-replica in the lab (one
+# MetaService pod; its node frozen, then its container killed).  The same
+# needs as e2e.test; about 2 minutes.
+TESTS += tests/e2e/single-replica.test
+EXTRA_DIST += tests/e2e/single-replica.test tests/e2e/single-replica-lib.sh
+
 # lab-smoke.test: the lab itself (lab/lab.sh).  It needs root and the Debian
 # packages containerd, runc, containernetworking-plugins, iptables,
 # etcd-server, buildah and mmdebstrap; it exits 77 (SKIP) without them or
