@@ -14,6 +14,7 @@ bench_lincheck_bench_SOURCES = bench/lincheck.c $(LINCHECK_SOURCES)
 bench_lincheck_bench_LDADD = lib/libkfbase.a $(LIBS)
 
 EXTRA_DIST += bench/README.md bench/failover-proc.sh bench/failover-lab.sh bench/nemesis.sh \
+	bench/single-replica-lab.sh bench/results/single-replica-lab.json \
 	bench/results/lincheck.json bench/results/nemesis.json bench/results/failover-lab.json \
 	bench/results/api-outage.json bench/results/api-outage-demote.json bench/results/recovery.json \
 	bench/results/failover-proc.json bench/results/failover-proc-sigstop.json
@@ -70,6 +71,18 @@ bench-lab: tests/e2e/kf-labclient nodeagent/kubefence-agent nodeagent/kubefencec
 	@mkdir -p $(builddir)/bench/results
 	top_srcdir='$(abs_top_srcdir)' top_builddir='$(abs_top_builddir)' \
 		bash $(srcdir)/bench/failover-lab.sh --out $(abs_builddir)/bench/results/failover-lab.json $(BENCH_LAB_ARGS)
+
+# `make bench-single-replica`: manifests/examples/single-replica in the
+# lab (one MetaService pod): node freezes and container kills with
+# kubefence, then the same without it (no agents: the pod stays on the
+# frozen node); writes bench/results/single-replica-lab.json.  Never
+# asserts timing.  BENCH_SINGLE_ARGS, e.g. "--freezes 5 --window 180".
+.PHONY: bench-single-replica
+bench-single-replica: tests/e2e/kf-labclient tests/lincheck/kf-lincheck nodeagent/kubefence-agent \
+		nodeagent/kubefencectl storage/metad/kubefence-metad storage/metad/kubefence-meta
+	@mkdir -p $(builddir)/bench/results
+	top_srcdir='$(abs_top_srcdir)' top_builddir='$(abs_top_builddir)' \
+		bash $(srcdir)/bench/single-replica-lab.sh --out $(abs_builddir)/bench/results/single-replica-lab.json $(BENCH_SINGLE_ARGS)
 
 # `make nemesis`: the nemesis campaign (bench/nemesis.sh, docs/nemesis.md):
 # every fault kind, clock jumps included, until 200 faults; writes
