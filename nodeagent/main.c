@@ -395,6 +395,8 @@ static int run(const char *path, const struct agent_conf *conf)
 	oo.methods = methods.n ? &methods : NULL;
 	oo.fence_opts = &fopts;
 	oo.events = events;
+	oo.lease_namespace = conf->lease.namespace;
+	oo.lease_name = conf->lease.name;
 	oo.metrics = metrics;
 	r = orch_new(client, &oo, &orch);
 	if (r < 0)

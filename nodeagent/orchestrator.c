@@ -535,8 +535,17 @@ static void post_event(struct orchestrator *o, const struct control_peer *p,
 	char msg[EVENTS_MESSAGE_MAX];
 	va_list ap;
 
-	if (!o->o.events || !p->pod[0])
+	if (!o->o.events)
 		return;
+	if (!p->pod[0]) {
+		/* no pod of ours (agent.fence_without_service): the Lease */
+		if (!o->o.lease_name || !o->o.lease_namespace)
+			return;
+		obj = (struct events_object){.api_version = "coordination.k8s.io/v1",
+		                             .kind = "Lease",
+		                             .namespace = o->o.lease_namespace,
+		                             .name = o->o.lease_name};
+	}
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);

@@ -87,7 +87,10 @@ struct orch_options {
 	const char *scsi_iqn_prefix;
 	usec_t scsi_check;
 	const struct fence_pipeline_opts *fence_opts;
-	struct events *events;   /* NULL: no Kubernetes Events */
+	struct events *events; /* NULL: no Kubernetes Events */
+	/* the Lease: what an Event is about when no pod of ours is (a term
+	 * held only to fence); NULL: such Events are not posted */
+	const char *lease_namespace, *lease_name;
 	struct metrics *metrics; /* NULL: no metrics */
 };
 
