@@ -70,7 +70,8 @@ const struct conf_key fence_conf_keys[] = {
                  "`node.kubernetes.io/out-of-service=nodeshutdown:NoExecute`, so that a "
                  "replacement pod is not scheduled there (list it before `pod-delete`); "
                  "that node's agent lifts the taint when it is back (at its start, when it "
-                 "is a follower again after a term, and every 10 s while it follows). Empty: no fencing (failover then "
+                 "is a follower again after a term, and every 10 s while it follows). Empty: no "
+                 "fencing (failover then "
                  "relies on the Lease alone)."},
         {.name = "fence.released_methods",
          .type = CONF_STRLIST,
