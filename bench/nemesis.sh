@@ -137,8 +137,50 @@ heal_all() {
 	[ -n "$PROXY_PID" ] && : >"$PROXY_RULES"
 	return 0
 }
+# Every container's log, streamed while the campaign runs: a pod the
+# janitor recreates, or a container restarted twice, has lost its log by the
+# end, and a counterexample needs the agents' and the metads' lines around
+# it.  follow_pod follows one pod (NAME UID FILE) until it is gone or
+# replaced; follow_logs (DIR) starts one per new pod every second.  Both
+# stop their children on SIGTERM.
+follow_pod() {
+	local kpid=
+	trap '[ -n "$kpid" ] && kill "$kpid" 2>/dev/null; exit 0' TERM
+	while [ "$(kc get pod -n $NS "$1" -o jsonpath='{.metadata.uid}' 2>/dev/null)" = "$2" ]; do
+		# no --request-timeout: it would cut the stream
+		"$E2E_KUBECTL" --kubeconfig /var/lib/kubefence-lab/admin.kubeconfig logs -f \
+			--timestamps -n $NS "$1" >>"$3" 2>/dev/null &
+		kpid=$!
+		wait "$kpid"
+		kpid=
+		echo "--- (stream ended; following the pod's next container)" >>"$3"
+		sleep 0.5
+	done
+}
+follow_logs() {
+	local seen=" " name uid spid=
+	local -a pids=()
+	trap 'for p in "${pids[@]}" $spid; do kill "$p" 2>/dev/null; done; exit 0' TERM
+	mkdir -p "$1"
+	while :; do
+		while read -r name uid; do
+			[ -n "$uid" ] || continue
+			case "$seen" in *" $uid "*) continue ;; esac
+			seen="$seen$uid "
+			follow_pod "$name" "$uid" "$1/$name.$uid.log" &
+			pids+=("$!")
+		done < <(kc get pods -n $NS -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.uid}{"\n"}{end}' 2>/dev/null)
+		sleep 1 &
+		spid=$!
+		wait "$spid"
+		spid=
+	done
+}
+FOLLOW_PID=
 keep_logs() {
 	mkdir -p "$LOGS"
+	rm -rf "$LOGS/stream"
+	cp -r "$WORK/stream" "$LOGS/stream" 2>/dev/null || true
 	cp -r /var/lib/kubefence-lab/logs/. "$LOGS/lab/" 2>/dev/null || true
 	local p
 	for p in $(kc get pods -n $NS -o name 2>/dev/null); do
@@ -156,6 +198,7 @@ cleanup() {
 	local rc=$?
 	trap - EXIT
 	heal_all
+	[ -n "$FOLLOW_PID" ] && bg_stop "$FOLLOW_PID"
 	keep_logs
 	for p in "${PROXY_PIDS[@]}"; do bg_stop "$p"; done
 	e2e_cleanup
@@ -277,6 +320,8 @@ NODES=$(bash "$LAB" nodes | awk '{print $1}')
 COMMON=(--keys "$NKEYS" --prefix n --read-pct 30 --del-pct 5)
 bg_start "$CLIENT" --interval-ms 50 watch "$WORK/watch.log" >"$WORK/watch.out"
 WATCH_PID=$BG_PID
+bg_start follow_logs "$WORK/stream"
+FOLLOW_PID=$BG_PID
 CLIENT_PIDS=()
 for c in svc-a svc-b; do
 	# 100 ms between the tries of one operation: every try is recorded, and
