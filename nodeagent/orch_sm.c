@@ -568,6 +568,17 @@ usec_t sm_failure_backoff(int failures)
 	return d < 8 * USEC_PER_SEC ? d : 8 * USEC_PER_SEC;
 }
 
+/* One more failure in a row (a minute without one starts the count
+ * again): no candidate for sm_failure_backoff() of the count. */
+static void count_failure(struct sm *s, usec_t now)
+{
+	if (s->last_failure && now - s->last_failure > 60 * USEC_PER_SEC)
+		s->failures = 0;
+	s->last_failure = now;
+	s->failures++;
+	s->candidate_after = now + sm_failure_backoff(s->failures);
+}
+
 /* The fence of this term has failed for agent.fence_give_up_ms: this node
  * cannot fence the old one (its path to the storage or to the API is
  * broken, say), and holding the Lease would keep every other node from
@@ -582,11 +593,7 @@ static void give_up_fence(struct sm *s, struct sm_effects *fx, usec_t now, int r
 	/* a failure in a row as a failed promotion is: long enough for
 	 * another candidate to take the free Lease, short enough not to keep
 	 * this node from trying again soon when it is the only one */
-	if (s->last_failure && now - s->last_failure > 60 * USEC_PER_SEC)
-		s->failures = 0;
-	s->last_failure = now;
-	s->failures++;
-	s->candidate_after = now + sm_failure_backoff(s->failures);
+	count_failure(s, now);
 	say(fx, LOG_LEVEL_ERROR,
 	    "event=fence-given-up epoch=%" PRId64 " victim='%s': fencing failed for %" PRId64
 	    " ms (last: %s); releasing the Lease with the duty on it, no candidate for %" PRId64
@@ -621,12 +628,7 @@ static void failed(struct sm *s, const struct sm_event *ev, usec_t now, struct s
 		    sm_state_name(s->st), m->reason);
 		return;
 	}
-	/* failures in a row: a minute without one starts the count again */
-	if (s->last_failure && now - s->last_failure > 60 * USEC_PER_SEC)
-		s->failures = 0;
-	s->last_failure = now;
-	s->failures++;
-	s->candidate_after = now + sm_failure_backoff(s->failures);
+	count_failure(s, now);
 	say(fx, LOG_LEVEL_ERROR,
 	    "event=%s epoch=%" PRId64 ": %s; no candidate for %" PRId64 " ms (%d in a row)",
 	    promoting ? "promote-failed" : "service-stepped-down", m->epoch, m->reason,
