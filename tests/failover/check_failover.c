@@ -126,11 +126,27 @@ static const char *scen_extra_conf;
  * SCEN_RIDE: both, with agent.api_outage = ride-through and the metads'
  * store on the harness's second LUN. */
 #define SCEN_RIDE (-2)
-static void scen_start_full(struct scen *s, const char *tag, const struct fp_arm *arms, size_t n,
-                            int proxied)
+/* Start the cluster set up in s->c, the watcher and the workload, and
+ * return once node 0 has acknowledged writes for a second. */
+static void scen_run(struct scen *s)
 {
 	usec_t t0;
 
+	fo_watcher_start(&s->wa, &s->c);
+	fo_cluster_start(&s->c);
+	s->w.probe_every = 20;
+	s->w.pause_us = 2000;
+	s->w.mixed = 2;
+	t0 = clock_mono_usec();
+	fo_workload_start(&s->w, &s->c);
+	ck_assert_msg(fo_wait_ack(&s->w, 0, t0, 5000), "no write acknowledged by %s",
+	              s->c.node[0].name);
+	usleep(1000 * 1000);
+}
+
+static void scen_start_full(struct scen *s, const char *tag, const struct fp_arm *arms, size_t n,
+                            int proxied)
+{
 	memset(s, 0, sizeof(*s));
 	fo_prepare_rbac();
 	fo_cluster_init(&s->c, tag, 2);
@@ -148,16 +164,7 @@ static void scen_start_full(struct scen *s, const char *tag, const struct fp_arm
 	}
 	for (size_t i = 0; i < n; i++)
 		fo_arm(&s->c, arms[i].node, arms[i].proc, arms[i].spec);
-	fo_watcher_start(&s->wa, &s->c);
-	fo_cluster_start(&s->c);
-	s->w.probe_every = 20;
-	s->w.pause_us = 2000;
-	s->w.mixed = 2;
-	t0 = clock_mono_usec();
-	fo_workload_start(&s->w, &s->c);
-	ck_assert_msg(fo_wait_ack(&s->w, 0, t0, 5000), "no write acknowledged by %s",
-	              s->c.node[0].name);
-	usleep(1000 * 1000);
+	scen_run(s);
 }
 
 static void scen_start_armed(struct scen *s, const char *tag, const struct fp_arm *arms, size_t n)
@@ -512,7 +519,7 @@ END_TEST
 START_TEST(single_replica_fenced_without_a_service)
 {
 	struct scen s;
-	usec_t t_stop, t_fenced = 0, t_released = 0, t_ack, t0;
+	usec_t t_stop, t_fenced = 0, t_released = 0, t_ack;
 	int nm, er, ok;
 	usec_t first_nm;
 
@@ -522,15 +529,7 @@ START_TEST(single_replica_fenced_without_a_service)
 	fo_use_store_lun(&s.c);
 	s.c.one_metad = true;
 	fo_conf_extra(&s.c, 1, "agent.fence_without_service = true\n");
-	fo_watcher_start(&s.wa, &s.c);
-	fo_cluster_start(&s.c);
-	s.w.probe_every = 20;
-	s.w.pause_us = 2000;
-	s.w.mixed = 2;
-	t0 = clock_mono_usec();
-	fo_workload_start(&s.w, &s.c);
-	ck_assert_msg(fo_wait_ack(&s.w, 0, t0, 5000), "no write acknowledged by node-a");
-	usleep(1000 * 1000);
+	scen_run(&s);
 	/* with node-a's service healthy, node-b never takes the Lease */
 	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
 
@@ -589,15 +588,7 @@ START_TEST(fence_given_up_lets_another_node_try)
 	for (size_t i = 0; i < 3; i++)
 		fo_conf_extra(&s.c, i, "agent.fence_give_up_ms = 1500\n");
 	fo_arm(&s.c, 1, FO_AGENT, "fence.method.before=error(EHOSTUNREACH)");
-	fo_watcher_start(&s.wa, &s.c);
-	fo_cluster_start(&s.c);
-	s.w.probe_every = 20;
-	s.w.pause_us = 2000;
-	s.w.mixed = 2;
-	t_kill = clock_mono_usec();
-	fo_workload_start(&s.w, &s.c);
-	ck_assert_msg(fo_wait_ack(&s.w, 0, t_kill, 5000), "no write acknowledged by node-a");
-	usleep(500 * 1000);
+	scen_run(&s);
 
 	fo_agent_signal(&s.c, 2, SIGSTOP); /* node-b takes the Lease first */
 	t_kill = fo_metad_signal(&s.c, 0, SIGKILL);
