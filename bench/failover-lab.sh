@@ -55,28 +55,8 @@ done
 BKILLS=${BKILLS:-$KILLS}
 # shellcheck source=tests/e2e/lib.sh
 . "$top_srcdir/tests/e2e/lib.sh"
-if lab_is_up; then
-	echo "bench: a lab is already up (only one fits on a machine): lab/lab.sh down first" >&2
-	exit 2
-fi
-e2e_skip() {
-	echo "bench: cannot run: $*" >&2
-	exit 2
-}
-e2e_init
-cleanup() {
-	local rc=$?
-	e2e_cleanup
-	rm -rf "$WORK"
-	exit $rc
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-die() {
-	echo "bench: $*" >&2
-	exit 1
-}
-ms() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", (a-b)/1000}'; }
+# shellcheck source=bench/lab-bench.sh
+. "$top_srcdir/bench/lab-bench.sh"
 
 e2e_up >/dev/null || die "lab up"
 e2e_deploy || die "deploy"

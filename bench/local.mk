@@ -14,7 +14,7 @@ bench_lincheck_bench_SOURCES = bench/lincheck.c $(LINCHECK_SOURCES)
 bench_lincheck_bench_LDADD = lib/libkfbase.a $(LIBS)
 
 EXTRA_DIST += bench/README.md bench/failover-proc.sh bench/failover-lab.sh bench/nemesis.sh \
-	bench/single-replica-lab.sh bench/results/single-replica-lab.json \
+	bench/single-replica-lab.sh bench/lab-bench.sh bench/results/single-replica-lab.json \
 	bench/results/lincheck.json bench/results/nemesis.json bench/results/failover-lab.json \
 	bench/results/api-outage.json bench/results/api-outage-demote.json bench/results/recovery.json \
 	bench/results/failover-proc.json bench/results/failover-proc-sigstop.json

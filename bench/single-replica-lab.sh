@@ -81,28 +81,8 @@ esac
 . "$top_srcdir/tests/e2e/lib.sh"
 # shellcheck source=tests/e2e/single-replica-lib.sh
 . "$top_srcdir/tests/e2e/single-replica-lib.sh"
-if lab_is_up; then
-	echo "bench: a lab is already up (only one fits on a machine): lab/lab.sh down first" >&2
-	exit 2
-fi
-e2e_skip() {
-	echo "bench: cannot run: $*" >&2
-	exit 2
-}
-e2e_init
-cleanup() {
-	local rc=$?
-	e2e_cleanup
-	rm -rf "$WORK"
-	exit $rc
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-die() {
-	echo "bench: $*" >&2
-	exit 1
-}
-ms() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", (a-b)/1000}'; }
+# shellcheck source=bench/lab-bench.sh
+. "$top_srcdir/bench/lab-bench.sh"
 
 if [ "$ONLY" != baseline ]; then
 	out=$(sr_conf_ok) || die "kubefence-agent --config-test refuses $SR_CONF: $out"
@@ -278,17 +258,11 @@ run_baseline() {
 		if [ "$(kc get pod -n baseline $BPOD -o jsonpath='{.status.containerStatuses[0].restartCount}' 2>/dev/null)" != 0 ]; then
 			uid=$(kc get pod -n baseline $BPOD -o jsonpath='{.metadata.uid}' 2>/dev/null)
 			kc delete pod -n baseline $BPOD --wait=false >/dev/null 2>&1
-			for _ in $(seq 1 $(($1 * 5))); do
-				[ "$(kc get pod -n baseline $BPOD -o jsonpath='{.metadata.uid}' 2>/dev/null)" != "$uid" ] && break
-				sleep 0.2
-			done
+			poll "$1" b_replaced "$uid" || true
 		fi
-		for _ in $(seq 1 $(($1 * 5))); do
-			b_serving && return 0
-			sleep 0.2
-		done
-		return 1
+		poll "$1" b_serving
 	}
+	b_replaced() { [ "$(kc get pod -n baseline $BPOD -o jsonpath='{.metadata.uid}' 2>/dev/null)" != "$1" ]; } # OLD_UID
 	b_fresh 120 || die "the baseline pod is not serving"
 	for _ in $(seq 1 300); do
 		[ "$(kc get pods -n $NS -o name 2>/dev/null | wc -l)" = 0 ] && break

@@ -197,14 +197,18 @@ both_ready() {
 	[ $n = 2 ] && [ "$(masters | wc -w)" = 1 ] && [ -n "$(endpoint)" ] &&
 		[ "$(kc get pods -n $NS -l app=metaservice -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null | grep -c True)" = 2 ]
 }
-wait_both_ready() { # TIMEOUT_S
-	local i
-	for i in $(seq 1 $(($1 * 5))); do
-		both_ready && return 0
+# poll TIMEOUT_S CMD...: run CMD every 0.2 s until it succeeds (0), for up
+# to TIMEOUT_S seconds (1).
+poll() {
+	local n=$(($1 * 5)) i
+	shift
+	for i in $(seq 1 $n); do
+		"$@" && return 0
 		sleep 0.2
 	done
 	return 1
 }
+wait_both_ready() { poll "$1" both_ready; } # TIMEOUT_S
 
 # wait_new_master OLD TIMEOUT_S: a pod other than OLD labelled role=master
 # and the Endpoints on its IP.  Prints the pod.

@@ -40,14 +40,7 @@ sr_serving() {
 	ip=$(jq -r '.status.podIP // ""' <<<"$js")
 	[ -n "$ip" ] && [ "$(endpoint)" = "$ip" ]
 }
-wait_sr_serving() { # TIMEOUT_S
-	local i
-	for i in $(seq 1 $(($1 * 5))); do
-		sr_serving && return 0
-		sleep 0.2
-	done
-	return 1
-}
+wait_sr_serving() { poll "$1" sr_serving; } # TIMEOUT_S
 
 # sr_deploy: apply the example, wait for both agents running and the one
 # pod serving as master.
@@ -85,9 +78,6 @@ fresh_pod() {
 	local uid
 	uid=$(pod_uid $SR_POD 2>/dev/null)
 	kc delete pod -n $NS $SR_POD --wait=false >/dev/null 2>&1
-	for _ in $(seq 1 $(($1 * 5))); do
-		[ "$(pod_uid $SR_POD 2>/dev/null)" != "$uid" ] && sr_serving && return 0
-		sleep 0.2
-	done
-	return 1
+	poll "$1" sr_replaced_serving "$uid"
 }
+sr_replaced_serving() { [ "$(pod_uid $SR_POD 2>/dev/null)" != "$1" ] && sr_serving; } # OLD_UID
