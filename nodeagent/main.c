@@ -384,6 +384,7 @@ static int run(const char *path, const struct agent_conf *conf)
 		scsi_pr |= strcmp(*mth, "scsi-pr") == 0;
 		oos |= strcmp(*mth, "out-of-service") == 0;
 	}
+	oo.scsi_claim = scsi_pr && oo.n_scsi_luns > 0;
 	oo.scsi_check = scsi_pr ? conf->fence.scsi_check_ms * USEC_PER_MSEC : 0;
 	oo.ride_through = scsi_pr && conf->agent.api_outage == AGENT_API_OUTAGE_RIDE_THROUGH;
 	oo.fence_without_service = conf->agent.fence_without_service;

@@ -674,6 +674,45 @@ static int job_fence(struct orchestrator *o, int64_t epoch, const char *victim,
 	return rep.result < 0 ? rep.result : -EIO;
 }
 
+/* Register this node's key on the LUNs for the term.  The store the
+ * service opens registers its own session only where the key already is
+ * (scsi_resv_join_store), so that a PROMOTE reaching a fenced node late
+ * opens nothing; the new master's key is put there here, by a node the
+ * Lease confirms holds the term right before — after a fence that is a
+ * no-op (the fence registered it), after a clean handover it is what lets
+ * the new master's store open.  -EAGAIN: retried with the claim. */
+static int claim_luns(struct orchestrator *o, int64_t epoch)
+{
+	struct fence_scsi_options so = {.iqn_prefix = o->o.scsi_iqn_prefix};
+	struct fence_scsi_report rep;
+	int r;
+
+	struct control_peer peer;
+	bool connected;
+
+	get_peer(o, &peer, &connected);
+	/* a fence-only term (no service here) promotes nothing: no key */
+	if (!o->o.scsi_claim || (o->mode == ORCH_SERVICE_CONTROL && !connected))
+		return 0;
+	if (!elector_confirm_leader(o->elector, epoch)) {
+		log_warning("term %" PRId64 ": the Lease could not be confirmed before registering "
+		            "on the LUNs; retrying",
+		            epoch);
+		return -EAGAIN;
+	}
+	r = fence_scsi_join(o->node, o->o.scsi_luns, o->o.n_scsi_luns, &so,
+	                    clock_mono_usec() + 5 * USEC_PER_SEC, &rep);
+	for (size_t i = 0; i < rep.n; i++)
+		if (rep.steps[i].result < 0)
+			log_warning("term %" PRId64
+			            ": registering on LUN '%s' failed: %s; retrying",
+			            epoch, rep.steps[i].target, rep.steps[i].detail);
+	if (r < 0)
+		return -EAGAIN;
+	tl_add(o, "registered", "on %zu LUN(s)", rep.n);
+	return 0;
+}
+
 static int job_claim(struct orchestrator *o, int64_t epoch, const char *own_pod)
 {
 	int removed = 0, k;
@@ -683,6 +722,8 @@ static int job_claim(struct orchestrator *o, int64_t epoch, const char *own_pod)
 	k = claim_others(o, own_pod[0] ? own_pod : NULL, epoch, &removed);
 	if (k == 0 && removed)
 		tl_add(o, "unlabelled", "%d other pod(s)", removed);
+	if (k == 0)
+		k = claim_luns(o, epoch);
 	return k;
 }
 

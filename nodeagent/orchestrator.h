@@ -84,6 +84,10 @@ struct orch_options {
 	/* lift the out-of-service taint from this node when it is back (at
 	 * start, and as a follower again after a term) */
 	bool untaint;
+	/* scsi-pr is a fence method: a term's claim registers this node's key
+	 * on scsi_luns, the Lease confirmed right before (the store registers
+	 * only where its node's key already is: scsi_resv_join_store) */
+	bool scsi_claim;
 	const char *scsi_iqn_prefix;
 	usec_t scsi_check;
 	const struct fence_pipeline_opts *fence_opts;

@@ -95,6 +95,25 @@ int scsi_resv_join(struct scsi_pr *h, uint64_t key, usec_t deadline, char *detai
 	return 0;
 }
 
+int scsi_resv_join_store(struct scsi_pr *h, uint64_t key, usec_t deadline, char *detail, size_t len)
+{
+	struct scsi_pr_keys keys;
+	int r;
+
+	r = scsi_pr_read_keys(h, deadline, &keys, detail, len);
+	if (r < 0)
+		return r;
+	if (!keys_has(&keys, key) && keys.total > 0) {
+		errbuf_set(detail, len,
+		           "key 0x%016llx not registered while %zu other registration(s) are: this "
+		           "node was fenced, or no agent claimed the LUN for its term; not "
+		           "registering again",
+		           (unsigned long long)key, keys.total);
+		return -EBADE;
+	}
+	return scsi_resv_join(h, key, deadline, detail, len);
+}
+
 int scsi_resv_keep(struct scsi_pr *h, uint64_t key, bool (*leader)(void *), void *leader_data,
                    usec_t deadline, bool *ret_restored, char *detail, size_t len)
 {

@@ -34,6 +34,17 @@ int scsi_resv_io_verdict(int io_result, int status, int sense_key, int asc, int 
  * until done or `deadline`.  Returns 0 or -errno; detail says what was done. */
 int scsi_resv_join(struct scsi_pr *h, uint64_t key, usec_t deadline, char *detail, size_t len);
 
+/* scsi_resv_join as a store opened for writing does it: only where this
+ * node's key is registered already (by the agent's fence or claim for the
+ * term, fence_scsi_join) or no key at all is (a new LUN; a target that lost
+ * its state).  A key missing while others are registered is a fence — the
+ * target cannot tell it from a node nobody registered — so the store
+ * refuses (-EBADE) instead of undoing it: a PROMOTE that reaches a service
+ * after its node was fenced opens nothing.  Returns 0 or -errno; detail
+ * says what. */
+int scsi_resv_join_store(struct scsi_pr *h, uint64_t key, usec_t deadline, char *detail,
+                         size_t len);
+
 /* Ensure `key` is registered on h (re-registering and re-reserving when the
  * target lost its state), remove `victim_key` (PREEMPT AND ABORT, PREEMPT on
  * ILLEGAL REQUEST; unless PREEMPT AND ABORT ran, a LOGICAL UNIT RESET so

@@ -920,8 +920,14 @@ static const struct backend_ops lun_ops = {
         .journal_room = lun_journal_room,
 };
 
-/* Log in and, unless no_join, register node's key on this session. */
-static int lun_connect(const char *url, const char *initiator, const char *node, bool join,
+enum lun_join {
+	LUN_JOIN_NONE,   /* read-only: register nothing */
+	LUN_JOIN_ALWAYS, /* format: the operator's command registers */
+	LUN_JOIN_STORE,  /* a writable open: scsi_resv_join_store's rule */
+};
+
+/* Log in and register node's key on this session as `join` says. */
+static int lun_connect(const char *url, const char *initiator, const char *node, enum lun_join join,
                        usec_t io_timeout, struct backend_lun **ret, char *err, size_t errlen)
 {
 	struct scsi_pr_options so = {.ua_retries = 5};
@@ -968,9 +974,11 @@ static int lun_connect(const char *url, const char *initiator, const char *node,
 		r = -ENOMEM;
 		goto fail;
 	}
-	if (join) {
+	if (join != LUN_JOIN_NONE) {
 		r = scsi_pr_key_for_node(node, &key);
-		if (r >= 0)
+		if (r >= 0 && join == LUN_JOIN_STORE)
+			r = scsi_resv_join_store(l->h, key, deadline(l), detail, sizeof(detail));
+		else if (r >= 0)
 			r = scsi_resv_join(l->h, key, deadline(l), detail, sizeof(detail));
 		if (r < 0) {
 			errbuf_set(err, errlen,
@@ -1098,7 +1106,7 @@ static int format_lun(const char *url, const char *initiator, const char *node,
 	uint64_t data, align;
 	int r;
 
-	r = lun_connect(url, initiator, node, true, 0, &l, err, errlen);
+	r = lun_connect(url, initiator, node, LUN_JOIN_ALWAYS, 0, &l, err, errlen);
 	if (r < 0)
 		return r;
 	r = probe_blank(l, url, mode, err, errlen);
@@ -1184,7 +1192,8 @@ int backend_lun_open(const char *url, const char *initiator, const char *node,
 	uint8_t *p = NULL;
 	int r, ok[2];
 
-	r = lun_connect(url, initiator, node, !o.no_join, o.io_timeout, &l, err, errlen);
+	r = lun_connect(url, initiator, node, o.no_join ? LUN_JOIN_NONE : LUN_JOIN_STORE,
+	                o.io_timeout, &l, err, errlen);
 	if (r < 0)
 		return r;
 	p = malloc(LUN_META_BYTES);

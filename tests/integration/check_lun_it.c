@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -252,6 +253,83 @@ START_TEST(test_torn_tail)
 }
 END_TEST
 
+static bool key_registered(const char *node)
+{
+	struct scsi_pr_keys keys;
+	struct scsi_pr *h = kft_lun_open_as(lun1, "node-c");
+	uint64_t key;
+	char err[512];
+	bool found = false;
+
+	ck_assert_int_eq(scsi_pr_key_for_node(node, &key), 0);
+	ck_assert_msg(scsi_pr_read_keys(h, DEADLINE(), &keys, err, sizeof(err)) == 0, "%s", err);
+	for (size_t i = 0; i < keys.n; i++)
+		found = found || keys.keys[i] == key;
+	scsi_pr_close(h);
+	return found;
+}
+
+/* A store opened for writing after its node was fenced (a PROMOTE that
+ * reached a service late: its node frozen, its agent's term over) must not
+ * register the node's key again: that would undo the fence, and the stale
+ * master's writes would reach the LUN beside its successor's. */
+START_TEST(test_fenced_open_refused)
+{
+	const char *luns[] = {lun1};
+	struct fence_scsi_report rep;
+	struct metastore_options o = {.epoch = 3};
+	struct metastore *a, *b, *stale = NULL;
+	char err[1024] = "";
+	int r;
+
+	format_lun(lun1);
+	a = open_store("node-a", 1);
+	for (int i = 0; i < 20; i++)
+		put(a, i, 0);
+	ck_assert_msg(fence_scsi_fence("node-b", "node-a", luns, 1, NULL, DEADLINE(), &rep) == 0,
+	              "fence: %s", rep.steps[0].detail);
+	ck_assert(!key_registered("node-a"));
+	b = open_store("node-b", 2);
+
+	/* even with an epoch above the successor's, the fenced node's open
+	 * fails before it writes anything, and its key stays removed */
+	r = metastore_open_lun(lun1, NULL, "node-a", &o, &stale, err, sizeof(err));
+	ck_assert_msg(r < 0, "a fenced node opened the store for writing (epoch 3)");
+	ck_assert_msg(strstr(err, "fenced") != NULL, "unclear refusal: %s", err);
+	ck_assert_msg(!key_registered("node-a"), "the fenced node's open registered its key again");
+	put(a, 100, -EINPROGRESS);
+	put(b, 101, 0);
+	metastore_close(a);
+	metastore_close(b);
+}
+END_TEST
+
+/* A node whose key nobody registered for its term (no fence, no agent's
+ * claim: a clean handover is claimed by the agent, fence_scsi_join) is
+ * refused the same way while another node is registered; once joined, it
+ * opens. */
+START_TEST(test_open_needs_join)
+{
+	const char *luns[] = {lun1};
+	struct fence_scsi_report rep;
+	struct metastore_options o = {.epoch = 2};
+	struct metastore *a, *b = NULL;
+	char err[1024] = "";
+
+	format_lun(lun1);
+	a = open_store("node-a", 1);
+	put(a, 0, 0);
+	metastore_close(a);
+	ck_assert_int_lt(metastore_open_lun(lun1, NULL, "node-b", &o, &b, err, sizeof(err)), 0);
+	ck_assert(!key_registered("node-b"));
+	ck_assert_msg(fence_scsi_join("node-b", luns, 1, NULL, DEADLINE(), &rep) == 0, "join: %s",
+	              rep.steps[0].detail);
+	b = open_store("node-b", 2);
+	expect_keys(b, 0, 1);
+	metastore_close(b);
+}
+END_TEST
+
 static Suite *lun_suite(void)
 {
 	Suite *s = suite_create("lun");
@@ -263,6 +341,8 @@ static Suite *lun_suite(void)
 	        {"format_blank", test_format_blank},
 	        {"failover", test_failover},
 	        {"torn_tail", test_torn_tail},
+	        {"fenced_open_refused", test_fenced_open_refused},
+	        {"open_needs_join", test_open_needs_join},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
