@@ -11,7 +11,6 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,21 +207,14 @@ static int send_error(struct metad_control *c, const char *reason)
 	return send_out(c, 0, &o);
 }
 
-int metad_control_send(struct metad_control *c, const char *fmt, ...)
+int metad_control_send_failed(struct metad_control *c, uint64_t epoch, const char *reason)
 {
-	char line[METAD_CONTROL_LINE_MAX + 2];
-	va_list ap;
-	int n;
+	return send_failed(c, 0, epoch, reason);
+}
 
-	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return -EINVAL;
-	if ((size_t)n > METAD_CONTROL_LINE_MAX - 1)
-		n = METAD_CONTROL_LINE_MAX - 1;
-	line[n++] = '\n';
-	return send_bytes(c, 0, line, (size_t)n);
+int metad_control_send_standby(struct metad_control *c)
+{
+	return send_verb(c, 0, "STANDBY");
 }
 
 /* The promotion thread: the whole recovery, then READY or FAILED on the

@@ -11,7 +11,7 @@
  * FAILED, so the connection is served meanwhile: RENEW and DEMOTE reach
  * their hooks during a recovery, and the end of the connection calls the
  * demote hook for a promotion still running.  Other threads report
- * through metad_control_send() (e.g. FAILED when the service stepped down by
+ * through metad_control_send_failed() (e.g. when the service stepped down by
  * itself).  The service does not depend on the agent being there: while
  * disconnected it keeps its current write deadline, which simply runs out. */
 #pragma once
@@ -101,7 +101,7 @@ struct metad_control;
 int metad_control_start(const struct metad_control_options *opts,
                         const struct metad_control_hooks *hooks, struct metad_control **ret);
 
-/* Stop the thread and close the connection; metad_control_send then returns
+/* Stop the thread and close the connection; metad_control_send_*() then return
  * -ENOTCONN.  A promotion still running is called off (demote hook) and
  * waited for.  Accepts NULL; may be called twice.  Blocks until the threads
  * have returned from their current hooks. */
@@ -110,11 +110,12 @@ void metad_control_stop(struct metad_control *c);
 /* metad_control_stop, then free; accepts NULL; returns NULL. */
 struct metad_control *metad_control_free(struct metad_control *c);
 
-/* Send one line ("\n" appended; cut to METAD_CONTROL_LINE_MAX - 1 bytes) to
- * the agent, from any thread: for reports written elsewhere (the FAILED of a
- * master that stepped down by itself).  Returns 0,
- * -ENOTCONN when not connected, -ETIMEDOUT when the agent did not read
- * within 1 s (the connection is then dropped), or another -errno.  Blocks at
- * most 1 s. */
-int metad_control_send(struct metad_control *c, const char *fmt, ...)
-        __attribute__((format(printf, 2, 3)));
+/* Send, from any thread, a report decided elsewhere (a master that stepped
+ * down by itself), written by lib/ctlproto like every other line: FAILED
+ * epoch=E reason=R (control characters of reason become spaces), or
+ * STANDBY.  Returns 0, -ENOTCONN when not connected, -ETIMEDOUT when the
+ * agent did not read within 1 s (the connection is then dropped),
+ * -EMSGSIZE for a line longer than CTLPROTO_LINE_MAX, or another -errno.
+ * Blocks at most 1 s. */
+int metad_control_send_failed(struct metad_control *c, uint64_t epoch, const char *reason);
+int metad_control_send_standby(struct metad_control *c);

@@ -332,8 +332,8 @@ static void on_self_demote(void *u, uint64_t epoch, const char *reason)
 
 	if (!c)
 		return;
-	(void)metad_control_send(c, "FAILED epoch=%" PRIu64 " reason=%s", epoch, reason);
-	(void)metad_control_send(c, "STANDBY");
+	(void)metad_control_send_failed(c, epoch, reason);
+	(void)metad_control_send_standby(c);
 }
 
 int main(int argc, char **argv)
