@@ -5,15 +5,14 @@
  * their order in the log, an optional log level, fork mode forced where a
  * program's timeouts depend on it, and one machine-readable summary, a TAP
  * file that tests/summary.sh reads (see kft_main).  kft_add() adds one test
- * in its own TCase.  kft_env() and kft_measured() are the helpers of the
- * integration tests. */
+ * in its own TCase, kft_tcase() a TCase for several.  kft_env() and kft_measured() are the helpers
+ * of the integration tests. */
 #pragma once
 
 #include <check.h>
-#include <stdarg.h>
 #include <stdbool.h>
 
-#include "lib/clock.h"
+#include "tests/lib/kft_util.h"
 
 struct kft_opts {
 	bool verbose;      /* CK_VERBOSE: one line per test, for the long integration runs */
@@ -33,10 +32,14 @@ struct kft_opts {
  * is created when missing.  Blocks for the whole run. */
 int kft_main(Suite *s, const struct kft_opts *opts);
 
-/* Add test t to s in a TCase of its own named name, with a timeout of
- * timeout_s seconds (0: Check's default, CK_DEFAULT_TIMEOUT) and the checked
- * fixtures setup and teardown (each may be NULL).  Returns the TCase, for
- * more tests or fixtures. */
+/* Add to s an empty TCase named name, with a timeout of timeout_s seconds
+ * (0: Check's default, CK_DEFAULT_TIMEOUT) and the checked fixtures setup
+ * and teardown (each may be NULL), and return it: for a TCase that holds
+ * several tests or loop tests. */
+TCase *kft_tcase(Suite *s, const char *name, double timeout_s, SFun setup, SFun teardown);
+
+/* kft_tcase(), then test t in it: one test in a TCase of its own.  Returns
+ * the TCase, for more tests or fixtures. */
 TCase *kft_add(Suite *s, const char *name, const TTest *t, double timeout_s, SFun setup,
                SFun teardown);
 
@@ -44,19 +47,3 @@ TCase *kft_add(Suite *s, const char *name, const TTest *t, double timeout_s, SFu
  * the test fails (never skips) when it is missing or empty, naming `script`
  * to run it through. */
 const char *kft_env(const char *name, const char *script);
-
-/* Record one measurement: the line "what N.NNN" appended to dir/measurements
- * (dir NULL: none), and "measured: what N.NNN s" on stdout, which
- * tests/run.sh prints at its end. */
-void kft_measured(const char *dir, const char *what, double seconds);
-
-/* Count the lines of file path that contain every one of the NULL-ended
- * needles (at most 8 are used); with ret_mono, the "mono=S.US" stamp of the
- * first such line (0 when it has none) — the stamp lib/log.c writes.  A file
- * that cannot be opened has no lines.  kft_log_vcount() takes the needles as
- * a va_list, for wrappers. */
-int kft_log_count(const char *path, usec_t *ret_mono, ...) __attribute__((sentinel));
-int kft_log_vcount(const char *path, usec_t *ret_mono, va_list needles);
-
-/* The "mono=S.US" stamp of a log line, or 0 when it has none. */
-usec_t kft_log_mono(const char *line);

@@ -1,10 +1,12 @@
 # tests/lib/: the suite runner and the fixtures the Check programs share
 # (kftest.h; kft_lun.h for the iSCSI tests, kft_meta.h for the MetaService
 # protocol), included by Makefile.am.  It may use every library, so it comes
-# first on a test's link line.
+# first on a test's link line.  kft_util.h and kft_port.h need no Check: the
+# benchmarks link this library too (only those objects are taken).
 noinst_LIBRARIES += tests/lib/libkftest.a
 tests_lib_libkftest_a_SOURCES = \
 	tests/lib/kftest.c tests/lib/kftest.h \
+	tests/lib/kft_util.c tests/lib/kft_util.h \
 	tests/lib/kft_lun.c tests/lib/kft_lun.h \
 	tests/lib/kft_meta.c tests/lib/kft_meta.h \
 	tests/lib/kft_port.c tests/lib/kft_port.h

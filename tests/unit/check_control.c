@@ -14,6 +14,7 @@
 
 #include "lib/clock.h"
 #include "nodeagent/control.h"
+#include "tests/lib/kftest.h"
 
 START_TEST(parse_good)
 {
@@ -316,25 +317,16 @@ static Suite *control_suite(void)
 	Suite *s = suite_create("control");
 	TCase *tc;
 
-	tc = tcase_create("parse");
+	tc = kft_tcase(s, "parse", 0, NULL, NULL);
 	tcase_add_test(tc, parse_good);
 	tcase_add_loop_test(tc, parse_bad, 0, (int)(sizeof(BAD) / sizeof(BAD[0])));
 	tcase_add_test(tc, parse_too_long);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("server");
-	tcase_add_test(tc, server_session);
-	suite_add_tcase(s, tc);
+	kft_add(s, "server", server_session, 0, NULL, NULL);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(control_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return kft_main(control_suite(), NULL);
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "lib/ctlproto.h"
+#include "tests/lib/kftest.h"
 
 enum { T_NUM, T_SMALL, T_NAME, T_TAG, T_CODE, T_WHY };
 enum { V_SET = 10, V_TAG, V_SAY, V_NONE };
@@ -310,28 +311,20 @@ static Suite *ctlproto_suite(void)
 	Suite *s = suite_create("ctlproto");
 	TCase *tc;
 
-	tc = tcase_create("parse");
+	tc = kft_tcase(s, "parse", 0, NULL, NULL);
 	tcase_add_test(tc, parse_fields);
 	tcase_add_test(tc, parse_rest);
 	tcase_add_loop_test(tc, parse_bad, 0, (int)(sizeof(BAD) / sizeof(BAD[0])));
 	tcase_add_test(tc, parse_limits);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("write");
+	tc = kft_tcase(s, "write", 0, NULL, NULL);
 	tcase_add_test(tc, write_lines);
 	tcase_add_test(tc, write_refused);
 	tcase_add_test(tc, roundtrip);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(ctlproto_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return kft_main(ctlproto_suite(), NULL);
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "storage/index.h"
+#include "tests/lib/kftest.h"
 
 static void put(struct index *ix, const char *k, const char *v)
 {
@@ -282,27 +283,18 @@ static Suite *index_suite(void)
 	Suite *s = suite_create("index");
 	TCase *tc;
 
-	tc = tcase_create("load");
+	tc = kft_tcase(s, "load", 0, NULL, NULL);
 	tcase_add_test(tc, empty);
 	tcase_add_test(tc, load_in_call_order);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("sealed");
+	tc = kft_tcase(s, "sealed", 0, NULL, NULL);
 	tcase_add_test(tc, key_order_and_prefix);
 	tcase_add_test(tc, values_grow_and_shrink);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("model");
+	tc = kft_tcase(s, "model", 0, NULL, NULL);
 	tcase_add_loop_test(tc, model, 0, 3);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(index_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return kft_main(index_suite(), NULL);
 }

@@ -26,6 +26,7 @@
 #include "lib/failpoint.h"
 #include "storage/journal.h"
 #include "storage/metastore.h"
+#include "tests/lib/kftest.h"
 
 static char tmpdir[256];
 
@@ -1558,65 +1559,51 @@ static Suite *metastore_suite(void)
 	Suite *s = suite_create("metastore");
 	TCase *tc;
 
-#define TC(name)                                                                                   \
-	do {                                                                                       \
-		tc = tcase_create(name);                                                           \
-		tcase_add_checked_fixture(tc, setup, teardown);                                    \
-		tcase_set_timeout(tc, 60);                                                         \
-		suite_add_tcase(s, tc);                                                            \
-	} while (0)
-
-	TC("api");
+	tc = kft_tcase(s, "api", 60, setup, teardown);
 	tcase_add_test(tc, put_get_delete_reopen);
-	TC("limits");
+	tc = kft_tcase(s, "limits", 60, setup, teardown);
 	tcase_add_test(tc, limits);
-	TC("list");
+	tc = kft_tcase(s, "list", 60, setup, teardown);
 	tcase_add_test(tc, list_by_prefix);
-	TC("torn_tail");
+	tc = kft_tcase(s, "torn_tail", 60, setup, teardown);
 	tcase_add_test(tc, torn_tail_every_offset);
-	TC("corruption");
+	tc = kft_tcase(s, "corruption", 60, setup, teardown);
 	tcase_add_loop_test(tc, bit_flip_middle_record_refused, 0,
 	                    (int)(sizeof(FIELDS) / sizeof(FIELDS[0])));
 	tcase_add_test(tc, damaged_snapshot_refused);
-	TC("repair");
+	tc = kft_tcase(s, "repair", 60, setup, teardown);
 	tcase_add_test(tc, check_and_repair);
 	tcase_add_test(tc, check_report_unrepairable);
-	TC("snapshot");
+	tc = kft_tcase(s, "snapshot", 60, setup, teardown);
 	tcase_add_loop_test(tc, snapshot_replay_equals_journal_replay, 0, 4);
 	tcase_add_test(tc, snapshot_removes_covered_segments);
 	tcase_add_test(tc, snapshot_after_the_term_commits_nothing);
-	TC("snapshot_beside_writers");
+	tc = kft_tcase(s, "snapshot_beside_writers", 60, setup, teardown);
 	tcase_add_test(tc, writers_proceed_during_snapshot);
 	tcase_add_loop_test(tc, snapshot_outliving_its_term_commits_nothing, 0, 2);
 	tcase_add_test(tc, foreground_snapshot_term_ends_after_commit);
 	tcase_add_loop_test(tc, crash_at_each_snapshot_step, 0,
 	                    (int)(sizeof(SNAP_CRASH) / sizeof(SNAP_CRASH[0])));
-	TC("epoch");
+	tc = kft_tcase(s, "epoch", 60, setup, teardown);
 	tcase_add_test(tc, open_with_older_epoch_is_stale);
 	tcase_add_test(tc, newer_writer_makes_old_step_down);
 	tcase_add_test(tc, backend_refusal_steps_down);
-	TC("fenced_writers");
+	tc = kft_tcase(s, "fenced_writers", 60, setup, teardown);
 	tcase_add_test(tc, fenced_writers_units_are_left_out);
 	tcase_add_loop_test(tc, interleaved_writers_refused, 0, 2);
 	tcase_add_test(tc, claim_never_lowers_the_epoch);
-	TC("power_cut");
+	tc = kft_tcase(s, "power_cut", 60, setup, teardown);
 	tcase_add_test(tc, power_cut_unsynced_batch_is_cut);
-	TC("durable_reads");
+	tc = kft_tcase(s, "durable_reads", 60, setup, teardown);
 	tcase_add_test(tc, read_waits_for_the_commit);
 	tcase_add_test(tc, read_waits_for_writes_appended_meanwhile);
 	tcase_add_loop_test(tc, confirmed_reads_stop_at_a_newer_claim, 0, 2);
-	TC("group_commit");
+	tc = kft_tcase(s, "group_commit", 60, setup, teardown);
 	tcase_add_loop_test(tc, group_commit_threads, 0, 2);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(metastore_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return kft_main(metastore_suite(), NULL);
 }

@@ -11,6 +11,7 @@
 
 #include "storage/metad/control.h"
 #include "storage/metad/proto.h"
+#include "tests/lib/kftest.h"
 
 static const uint8_t BIN_KEY[] = {'k', 0, '\n', 'e', 0xff, '\r', ' '};
 static const uint8_t BIN_VAL[] = {0, '\n', 'P', 'U', 'T', ' ', '1', '\n', 0x80, 0};
@@ -461,33 +462,24 @@ static Suite *proto_suite(void)
 	Suite *s = suite_create("proto");
 	TCase *tc;
 
-	tc = tcase_create("requests");
+	tc = kft_tcase(s, "requests", 0, NULL, NULL);
 	tcase_add_test(tc, request_roundtrip);
 	tcase_add_test(tc, request_every_split);
 	tcase_add_test(tc, request_pipelined);
 	tcase_add_test(tc, request_limits);
 	tcase_add_test(tc, request_garbage);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("responses");
+	tc = kft_tcase(s, "responses", 0, NULL, NULL);
 	tcase_add_test(tc, response_roundtrip);
 	tcase_add_test(tc, response_garbage);
 	tcase_add_test(tc, encode_sanitises);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("control");
+	tc = kft_tcase(s, "control", 0, NULL, NULL);
 	tcase_add_test(tc, metad_control_lines);
 	tcase_add_test(tc, metad_control_bad_lines);
 	tcase_add_test(tc, write_outcomes);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(proto_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return kft_main(proto_suite(), NULL);
 }
