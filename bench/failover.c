@@ -233,12 +233,12 @@ int main(int argc, char **argv)
 		}
 
 		/* restart the killed one: same pod, back as standby */
-		conns = fo_log_count(c.node[m].agent_log, NULL, "service '", c.node[m].pod,
-		                     "connected", NULL);
+		conns = kft_log_count(c.node[m].agent_log, NULL, "service '", c.node[m].pod,
+		                      "connected", NULL);
 		fo_metad_start(&c, (size_t)m);
 		end = clock_mono_usec() + 10 * USEC_PER_SEC;
-		while (fo_log_count(c.node[m].agent_log, NULL, "service '", c.node[m].pod,
-		                    "connected", NULL) <= conns) {
+		while (kft_log_count(c.node[m].agent_log, NULL, "service '", c.node[m].pod,
+		                     "connected", NULL) <= conns) {
 			FO_CHECK(clock_mono_usec() < end, "restarted metad %s did not reconnect",
 			         c.node[m].name);
 			usleep(10000);

@@ -5,13 +5,13 @@ check_PROGRAMS += bench/recovery bench/failover-proc bench/outage-proc bench/lin
 bench_recovery_SOURCES = bench/recovery.c
 bench_recovery_LDADD = $(KF_LIBS)
 # the failover setup of tests/failover/local.mk
-bench_failover_proc_SOURCES = bench/failover.c $(FO_SOURCES)
-bench_failover_proc_LDADD = $(KF_LIBS)
-bench_outage_proc_SOURCES = bench/outage.c $(FO_SOURCES)
-bench_outage_proc_LDADD = $(KF_LIBS)
+bench_failover_proc_SOURCES = bench/failover.c
+bench_failover_proc_LDADD = $(FO_LIBS)
+bench_outage_proc_SOURCES = bench/outage.c
+bench_outage_proc_LDADD = $(FO_LIBS)
 # the checker of tests/lincheck/local.mk
-bench_lincheck_bench_SOURCES = bench/lincheck.c $(LINCHECK_SOURCES)
-bench_lincheck_bench_LDADD = lib/libkfbase.a $(LIBS)
+bench_lincheck_bench_SOURCES = bench/lincheck.c
+bench_lincheck_bench_LDADD = $(LINCHECK_LIBS) $(LIBS)
 
 EXTRA_DIST += bench/README.md bench/failover-proc.sh bench/failover-lab.sh bench/nemesis.sh \
 	bench/single-replica-lab.sh bench/lab-bench.sh bench/results/single-replica-lab.json \

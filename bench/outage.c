@@ -70,8 +70,8 @@ static usec_t longest_gap(struct fo_workload *w, usec_t from, usec_t to)
 
 static int terms(struct fo_cluster *c)
 {
-	return fo_log_count(c->node[0].agent_log, NULL, "event=leading", NULL) +
-	       fo_log_count(c->node[1].agent_log, NULL, "event=leading", NULL);
+	return kft_log_count(c->node[0].agent_log, NULL, "event=leading", NULL) +
+	       kft_log_count(c->node[1].agent_log, NULL, "event=leading", NULL);
 }
 
 struct result {

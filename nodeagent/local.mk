@@ -22,9 +22,14 @@ sbin_PROGRAMS += nodeagent/kubefence-agent
 nodeagent_kubefence_agent_SOURCES = nodeagent/main.c
 nodeagent_kubefence_agent_LDADD = $(KF_LIBS)
 
-# The operator CLI: one ctl_*.c per subcommand (ctl.h).
-sbin_PROGRAMS += nodeagent/kubefencectl
-nodeagent_kubefencectl_SOURCES = nodeagent/kubefencectl.c nodeagent/ctl.h \
+# The operator CLI: one ctl_*.c per subcommand (ctl.h), in libkfctl.a,
+# which its tests link too (KF_CTL_LIBS).
+noinst_LIBRARIES += nodeagent/libkfctl.a
+nodeagent_libkfctl_a_SOURCES = nodeagent/ctl.h \
 	nodeagent/ctl_scsi.c nodeagent/ctl_journal.c nodeagent/ctl_fence.c \
 	nodeagent/ctl_status.c
-nodeagent_kubefencectl_LDADD = $(KF_LIBS)
+KF_CTL_LIBS = nodeagent/libkfctl.a $(KF_LIBS)
+
+sbin_PROGRAMS += nodeagent/kubefencectl
+nodeagent_kubefencectl_SOURCES = nodeagent/kubefencectl.c
+nodeagent_kubefencectl_LDADD = $(KF_CTL_LIBS)

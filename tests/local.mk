@@ -18,8 +18,10 @@ AM_TESTS_ENVIRONMENT = \
 
 # format.test: the sources follow .clang-format.  shell.test: every shell
 # script parses (bash -n).  layering.test: every #include follows the layers
-# (Makefile.am) and is written from the top of the tree.  monitoring.test: the Prometheus rules (promtool check and unit
-# tests), the PrometheusRule generated from them and the Grafana dashboard in
-# manifests/monitoring/, against the metrics nodeagent/metrics.c registers.
+# (Makefile.am) and is written from the top of the tree, and each local.mk
+# lists only its own directory's sources.  monitoring.test: the Prometheus
+# rules (promtool check and unit tests), the PrometheusRule generated from
+# them and the Grafana dashboard in manifests/monitoring/, against the
+# metrics nodeagent/metrics.c registers.
 TESTS += tests/format.test tests/shell.test tests/layering.test tests/monitoring.test
 EXTRA_DIST += tests/format.test tests/shell.test tests/layering.test tests/monitoring.test tests/harness

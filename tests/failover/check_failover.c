@@ -56,6 +56,7 @@
 #include "scsi/scsi_pr.h"
 #include "storage/metad/proto.h"
 #include "tests/failover/fo.h"
+#include "tests/lib/kftest.h"
 
 /* orchestrator.h's ORCH_LIVE_STALE, in seconds */
 #define ORCH_LIVE_S 10
@@ -92,7 +93,7 @@ static bool wait_log(const char *path, int count, long ms, usec_t *ret_mono, con
 	usec_t end = clock_mono_usec() + ms * USEC_PER_MSEC;
 
 	for (;;) {
-		if (fo_log_count(path, ret_mono, needle, needle2, NULL) >= count)
+		if (kft_log_count(path, ret_mono, needle, needle2, NULL) >= count)
 			return true;
 		if (clock_mono_usec() >= end)
 			return false;
@@ -388,20 +389,20 @@ START_TEST(kill9_master_metad)
 		dump_all(&s);
 	ck_assert_msg(t_ack, "node-b acknowledged nothing within 15 s of kill -9");
 	fo_record("failover-kill9-metad-to-first-ack", secs(t_ack - t_kill));
-	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=released", "service",
-	                              "died", NULL),
+	ck_assert_int_ge(kft_log_count(s.c.node[0].agent_log, NULL, "event=released", "service",
+	                               "died", NULL),
 	                 1);
 	/* node-a's key was registered (fo_cluster_start joined it): preempted */
-	ck_assert_int_ge(fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node-a",
-	                              "scsi-pr confirmed", "PREEMPT", NULL),
+	ck_assert_int_ge(kft_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node-a",
+	                               "scsi-pr confirmed", "PREEMPT", NULL),
 	                 1);
 
 	/* restarted as a kubelet would: same pod, same uid */
 	t_restart = clock_mono_usec();
 	fo_metad_start(&s.c, 0);
 	usec_t end = clock_mono_usec() + 10 * USEC_PER_SEC;
-	while (fo_log_count(s.c.node[0].agent_log, NULL, "service '", s.c.node[0].pod, "connected",
-	                    NULL) < 2) {
+	while (kft_log_count(s.c.node[0].agent_log, NULL, "service '", s.c.node[0].pod, "connected",
+	                     NULL) < 2) {
 		ck_assert_msg(clock_mono_usec() < end, "the restarted metad never reconnected");
 		usleep(10000);
 	}
@@ -491,10 +492,10 @@ START_TEST(sigstop_master_metad)
 	              "node-b acknowledged nothing within 10 s of SIGSTOP of node-a's service "
 	              "(a hung service is never replaced)");
 	fo_record("failover-sigstop-metad-to-first-ack", secs(t_ack - t_stop));
-	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=service-hung", NULL), 1);
-	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=self-fenced", NULL), 1);
-	ck_assert_int_ge(fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'",
-	                              "level=lease expired", NULL),
+	ck_assert_int_ge(kft_log_count(s.c.node[0].agent_log, NULL, "event=service-hung", NULL), 1);
+	ck_assert_int_ge(kft_log_count(s.c.node[0].agent_log, NULL, "event=self-fenced", NULL), 1);
+	ck_assert_int_ge(kft_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'",
+	                               "level=lease expired", NULL),
 	                 1);
 	fo_acks_dump(&s.w, 0, t_stop);
 	ck_assert_msg(fo_acks_sent_after(&s.w, 0, t_stop) == 0,
@@ -531,7 +532,7 @@ START_TEST(single_replica_fenced_without_a_service)
 	fo_conf_extra(&s.c, 1, "agent.fence_without_service = true\n");
 	scen_run(&s);
 	/* with node-a's service healthy, node-b never takes the Lease */
-	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
+	ck_assert_int_eq(kft_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
 
 	t_stop = fo_agent_signal(&s.c, 0, SIGSTOP);
 	fo_metad_signal(&s.c, 0, SIGSTOP);
@@ -539,8 +540,8 @@ START_TEST(single_replica_fenced_without_a_service)
 		dump_all(&s);
 	ck_assert_msg(t_fenced, "node-b's agent, with no service of its own, never fenced the "
 	                        "silent node-a: nobody takes over a single replica");
-	ck_assert_int_ge(fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node-a",
-	                              "scsi-pr confirmed", "PREEMPT", NULL),
+	ck_assert_int_ge(kft_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node-a",
+	                               "scsi-pr confirmed", "PREEMPT", NULL),
 	                 1);
 	ck_assert_msg(wait_log(s.c.node[1].agent_log, 1, 5000, &t_released, "event=released",
 	                       "nothing promoted"),
@@ -556,8 +557,8 @@ START_TEST(single_replica_fenced_without_a_service)
 	fo_record("single-replica-replacement-start-to-first-ack",
 	          secs(t_ack - s.c.node[1].metad_started));
 	/* its term owed nobody: the fence-only term took the duty off */
-	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 2);
-	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=fence-owed", NULL), 1);
+	ck_assert_int_eq(kft_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 2);
+	ck_assert_int_eq(kft_log_count(s.c.node[1].agent_log, NULL, "event=fence-owed", NULL), 1);
 
 	fo_metad_signal(&s.c, 0, SIGCONT);
 	fo_agent_signal(&s.c, 0, SIGCONT);
@@ -594,7 +595,7 @@ START_TEST(fence_given_up_lets_another_node_try)
 	t_kill = fo_metad_signal(&s.c, 0, SIGKILL);
 	if (!wait_log(s.c.node[1].agent_log, 1, 10000, NULL, "event=leading", NULL))
 		dump_all(&s);
-	ck_assert_msg(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL) >= 1,
+	ck_assert_msg(kft_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL) >= 1,
 	              "node-b never took the Lease");
 	fo_agent_signal(&s.c, 2, SIGCONT);
 	if (!wait_log(s.c.node[1].agent_log, 1, 10000, &t_given, "event=fence-given-up", NULL))
@@ -605,7 +606,7 @@ START_TEST(fence_given_up_lets_another_node_try)
 		dump_all(&s);
 	ck_assert_msg(t_ack, "node-c acknowledged nothing within 15 s of node-a's death");
 	fo_record("fence-given-up-kill-to-first-ack-elsewhere", secs(t_ack - t_kill));
-	ck_assert_int_ge(fo_log_count(s.c.node[2].agent_log, NULL, "event=fenced", "node-a", NULL),
+	ck_assert_int_ge(kft_log_count(s.c.node[2].agent_log, NULL, "event=fenced", "node-a", NULL),
 	                 1);
 	ck_assert_int_eq(fo_acks_count(&s.w, 1, 0), 0); /* node-b never served */
 	scen_finish(&s);
@@ -629,9 +630,9 @@ START_TEST(sigstop_master_node)
 		dump_all(&s);
 	ck_assert_msg(t_ack, "node-b acknowledged nothing within 15 s of SIGSTOP");
 	fo_record("failover-sigstop-node-to-first-ack", secs(t_ack - t_stop));
-	ck_assert_int_ge(
-	        fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", "verdict=expired", NULL),
-	        1);
+	ck_assert_int_ge(kft_log_count(s.c.node[1].agent_log, NULL, "event=leading",
+	                               "verdict=expired", NULL),
+	                 1);
 	/* stopped for longer than the lease, then resumed */
 	clock_sleep_until(t_stop + (FO_LEASE_MS + 1500) * USEC_PER_MSEC);
 	t_cont = clock_mono_usec();
@@ -645,7 +646,7 @@ START_TEST(sigstop_master_node)
 	if (first_nm)
 		fo_record("sigstop-node-old-master-notmaster-after-sigcont",
 		          secs(first_nm - t_cont));
-	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=stopped-leading", NULL),
+	ck_assert_int_ge(kft_log_count(s.c.node[0].agent_log, NULL, "event=stopped-leading", NULL),
 	                 1);
 	ck_assert_msg(fo_acks_count(&s.w, 0, t_stop) == 0 ||
 	                      fo_last_ack(&s.w, 0) < fo_first_ack_after(&s.w, 1, t_stop),
@@ -681,13 +682,13 @@ START_TEST(sigstop_master_agent)
 	              "node-a acknowledged %.3f s after its agent stopped: past the renew deadline",
 	              secs(last_a - t_stop));
 	ck_assert_msg(last_a < t_ack, "node-a acknowledged after node-b");
-	ck_assert_int_ge(
-	        fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", "verdict=expired", NULL),
-	        1);
+	ck_assert_int_ge(kft_log_count(s.c.node[1].agent_log, NULL, "event=leading",
+	                               "verdict=expired", NULL),
+	                 1);
 	usleep(500 * 1000);
 	fo_agent_signal(&s.c, 0, SIGCONT);
 	ck_assert_msg(fo_wait_role(&s.c, 0, "standby", 5000), "the old master stays master");
-	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=stopped-leading", NULL),
+	ck_assert_int_ge(kft_log_count(s.c.node[0].agent_log, NULL, "event=stopped-leading", NULL),
 	                 1);
 	scen_finish(&s);
 }
@@ -711,12 +712,12 @@ START_TEST(sigterm_leader_agent)
 	status = fo_agent_wait(&s.c, 0, 5000);
 	ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	              "the stopped agent did not exit 0 (status %d)", status);
-	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=released",
-	                              "stopped by SIGTERM", NULL),
+	ck_assert_int_eq(kft_log_count(s.c.node[0].agent_log, NULL, "event=released",
+	                               "stopped by SIGTERM", NULL),
 	                 1);
-	ck_assert_int_ge(fo_log_count(s.c.node[0].metad_log, NULL, "demoted: epoch", NULL), 1);
+	ck_assert_int_ge(kft_log_count(s.c.node[0].metad_log, NULL, "demoted: epoch", NULL), 1);
 	ck_assert_int_ge(
-	        fo_log_count(s.c.node[1].agent_log, NULL, "is free", "stopped by SIGTERM", NULL),
+	        kft_log_count(s.c.node[1].agent_log, NULL, "is free", "stopped by SIGTERM", NULL),
 	        1);
 	{
 		char msg[1024];
@@ -760,10 +761,10 @@ START_TEST(sigterm_leader_agent_hung_service)
 	ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	              "the stopped agent did not exit 0 (status %d)", status);
 	ck_assert_int_eq(
-	        fo_log_count(s.c.node[0].agent_log, NULL, "event=self-fence service", NULL), 1);
+	        kft_log_count(s.c.node[0].agent_log, NULL, "event=self-fence service", NULL), 1);
 	/* the kill is confirmed, not assumed */
-	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=self-fenced",
-	                              "confirmed dead", NULL),
+	ck_assert_int_eq(kft_log_count(s.c.node[0].agent_log, NULL, "event=self-fenced",
+	                               "confirmed dead", NULL),
 	                 1);
 	metad = s.c.node[0].metad_pid;
 	end = clock_mono_usec() + 2 * USEC_PER_SEC;
@@ -774,8 +775,8 @@ START_TEST(sigterm_leader_agent_hung_service)
 	s.c.node[0].metad_pid = 0;
 	ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 	usec_t t_kill_seen = 0, t_released = 0;
-	fo_log_count(s.c.node[0].agent_log, &t_kill_seen, "disconnected", NULL);
-	fo_log_count(s.c.node[0].agent_log, &t_released, "event=released", NULL);
+	kft_log_count(s.c.node[0].agent_log, &t_kill_seen, "disconnected", NULL);
+	kft_log_count(s.c.node[0].agent_log, &t_released, "event=released", NULL);
 	ck_assert_msg(t_kill_seen && t_released && t_kill_seen <= t_released,
 	              "the Lease was released before the hung service was confirmed dead");
 	scen_finish(&s);
@@ -864,8 +865,8 @@ START_TEST(crash_after_durable)
 		dump_all(&s);
 	ck_assert_msg(t_ack, "node-b acknowledged nothing within 15 s of the crash");
 	fo_record("failover-crash-after-durable-to-first-ack", secs(t_ack - t_crash));
-	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=released", "service",
-	                              "died", NULL),
+	ck_assert_int_ge(kft_log_count(s.c.node[0].agent_log, NULL, "event=released", "service",
+	                               "died", NULL),
 	                 1);
 	/* back without the fault point, as a restarted container: standby */
 	fo_arm(&s.c, 0, FO_METAD, NULL);
@@ -912,7 +913,7 @@ START_TEST(crash_before_promote)
 	              "node-b's agent ended with status %d, not the crash of the fault point",
 	              status);
 	ck_assert_int_eq(fo_fired(&s.c, 1, "agent.fence.before_promote", NULL), 1);
-	ck_assert_int_ge(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 1);
+	ck_assert_int_ge(kft_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 1);
 	fo_metad_start(&s.c, 0);
 	t_ack = fo_wait_ack(&s.w, 0, t_kill, 20000);
 	if (!t_ack)
@@ -948,10 +949,10 @@ START_TEST(lost_acquire_response_still_fences)
 		dump_all(&s);
 	ck_assert_msg(t_ack, "node-b acknowledged nothing within 15 s of SIGSTOP");
 	ck_assert_int_eq(fo_fired(&s.c, 1, "lease.acquire.after_send", NULL), 1);
-	if (fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'", NULL) < 1)
+	if (kft_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'", NULL) < 1)
 		dump_all(&s);
-	ck_assert_msg(fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'",
-	                           "level=lease expired", NULL) >= 1,
+	ck_assert_msg(kft_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'",
+	                            "level=lease expired", NULL) >= 1,
 	              "node-b promoted itself without fencing node-a (the lost answer "
 	              "made it its own predecessor)");
 	clock_sleep_until(t_stop + (FO_LEASE_MS + 1500) * USEC_PER_MSEC);
@@ -1000,7 +1001,7 @@ START_TEST(late_label_patch_never_makes_two_masters)
 	fo_metad_start(&s.c, 1);
 	/* the late PATCH has been delivered by now */
 	clock_sleep_until(t_kill + 4000 * USEC_PER_MSEC);
-	ck_assert_int_ge(fo_log_count(s.c.node[1].proxy_log, NULL, "late=2500", NULL), 1);
+	ck_assert_int_ge(kft_log_count(s.c.node[1].proxy_log, NULL, "late=2500", NULL), 1);
 	{
 		char cmd[800];
 
@@ -1043,13 +1044,13 @@ START_TEST(release_without_confirmed_death_gets_the_full_fence)
 	if (!t_ack)
 		dump_all(&s);
 	ck_assert_msg(t_ack, "node-a acknowledged nothing within 25 s");
-	ck_assert_int_ge(fo_log_count(s.c.node[1].agent_log, NULL, "did not answer PROMOTE", NULL),
+	ck_assert_int_ge(kft_log_count(s.c.node[1].agent_log, NULL, "did not answer PROMOTE", NULL),
 	                 1);
-	if (fo_log_count(s.c.node[0].agent_log, NULL, "event=fenced", "node='node-b'",
-	                 "level=lease expired", NULL) < 1)
+	if (kft_log_count(s.c.node[0].agent_log, NULL, "event=fenced", "node='node-b'",
+	                  "level=lease expired", NULL) < 1)
 		dump_all(&s);
-	ck_assert_msg(fo_log_count(s.c.node[0].agent_log, NULL, "event=fenced", "node='node-b'",
-	                           "level=lease expired", NULL) >= 1,
+	ck_assert_msg(kft_log_count(s.c.node[0].agent_log, NULL, "event=fenced", "node='node-b'",
+	                            "level=lease expired", NULL) >= 1,
 	              "node-a fenced node-b as an orderly release, although node-b's service "
 	              "was never confirmed dead");
 	/* the hung service comes back: it must not serve as master */
@@ -1090,7 +1091,7 @@ START_TEST(service_dies_while_fence_fails)
 	ck_assert_msg(ok, "node-b's agent still holds the Lease 3 s after its service died: the "
 	                  "service's EOF waits behind the fence retries");
 	printf("fencefails: node-b released %.3f s after its service died\n", secs(t_rel - t_kill));
-	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", NULL), 0);
+	ck_assert_int_eq(kft_log_count(s.c.node[1].agent_log, NULL, "event=fenced", NULL), 0);
 	/* both services come back; node-a (whose fence works) takes over.
 	 * node-b's comes back only once node-a leads: back at once, it made
 	 * node-b a candidate for the Lease it had just released, and node-b,
@@ -1103,7 +1104,7 @@ START_TEST(service_dies_while_fence_fails)
 		dump_all(&s);
 	ck_assert_msg(t_ack, "node-a acknowledged nothing within 20 s");
 	ck_assert_int_ge(
-	        fo_log_count(s.c.node[0].agent_log, NULL, "event=fenced", "node='node-b'", NULL),
+	        kft_log_count(s.c.node[0].agent_log, NULL, "event=fenced", "node='node-b'", NULL),
 	        1);
 	scen_finish(&s);
 }
@@ -1286,8 +1287,8 @@ START_TEST(tgtd_restart_restores_reservations)
 	/* the fence still works on the restored LUN */
 	t_kill = fo_metad_signal(&s.c, 0, SIGKILL);
 	ck_assert_msg(fo_wait_ack(&s.w, 1, t_kill, 15000), "node-b never took over");
-	ck_assert_int_ge(fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'",
-	                              "scsi-pr confirmed", NULL),
+	ck_assert_int_ge(kft_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'",
+	                               "scsi-pr confirmed", NULL),
 	                 1);
 	fo_metad_start(&s.c, 0);
 	/* node-a's agent goes on checking: a key a fence removed stays away */
@@ -1298,7 +1299,7 @@ START_TEST(tgtd_restart_restores_reservations)
 	              "held %d",
 	              a, b, held);
 	ck_assert_int_ge(
-	        fo_log_count(s.c.node[0].agent_log, NULL, "only the leader registers again", NULL),
+	        kft_log_count(s.c.node[0].agent_log, NULL, "only the leader registers again", NULL),
 	        1);
 	scen_finish(&s);
 }
@@ -1343,7 +1344,7 @@ START_TEST(agent_kill9_is_no_failover)
 	fo_agent_start(&s.c, 0);
 	if (!wait_log(s.c.node[0].agent_log, 1, 10000, &t_back, "succession=continued", NULL))
 		dump_all(&s);
-	ck_assert_msg(fo_log_count(s.c.node[0].agent_log, NULL, "succession=continued", NULL) >= 1,
+	ck_assert_msg(kft_log_count(s.c.node[0].agent_log, NULL, "succession=continued", NULL) >= 1,
 	              "the new agent on node-a did not continue its predecessor's term");
 	ck_assert_msg(fo_wait_ack(&s.w, 0, clock_mono_usec(), 5000),
 	              "node-a acknowledged nothing after its agent came back");
@@ -1352,7 +1353,7 @@ START_TEST(agent_kill9_is_no_failover)
 	printf("agentkill: the master's longest write pause %.3f s (agent back after %.3f s)\n",
 	       secs(pause), secs(t_back - t_kill));
 	fo_record("agent-kill9-longest-write-pause", secs(pause));
-	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
+	ck_assert_int_eq(kft_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
 	ck_assert_int_eq(fo_stat(&s.c, 0, role, sizeof(role), &epoch_after), 0);
 	ck_assert_str_eq(role, "master");
 	ck_assert_int_eq(epoch_after, epoch_before); /* the same term */
@@ -1378,8 +1379,8 @@ START_TEST(sigterm_keep_is_no_failover)
 	status = fo_agent_wait(&s.c, 0, 5000);
 	ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
 	              "the agent did not exit 0 on SIGTERM (status %d)", status);
-	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "keeping the term", NULL), 1);
-	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=released", NULL), 0);
+	ck_assert_int_ge(kft_log_count(s.c.node[0].agent_log, NULL, "keeping the term", NULL), 1);
+	ck_assert_int_eq(kft_log_count(s.c.node[0].agent_log, NULL, "event=released", NULL), 0);
 	fo_agent_start(&s.c, 0);
 	ck_assert_msg(wait_log(s.c.node[0].agent_log, 1, 10000, NULL, "succession=continued", NULL),
 	              "the next agent on node-a did not continue the term");
@@ -1387,7 +1388,7 @@ START_TEST(sigterm_keep_is_no_failover)
 	usleep(1000 * 1000);
 	printf("sigtermkeep: the master's longest write pause %.3f s\n",
 	       secs(longest_pause(&s, 0, t_term, clock_mono_usec())));
-	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
+	ck_assert_int_eq(kft_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
 	scen_finish(&s);
 }
 END_TEST
@@ -1435,10 +1436,10 @@ START_TEST(api_outage_rides_through)
 	fo_record(_i == 0 ? "api-outage-hang-longest-write-pause"
 	                  : "api-outage-503-longest-write-pause",
 	          secs(pause));
-	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=riding-through", NULL),
+	ck_assert_int_ge(kft_log_count(s.c.node[0].agent_log, NULL, "event=riding-through", NULL),
 	                 1);
-	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
-	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=stopped-leading", NULL),
+	ck_assert_int_eq(kft_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
+	ck_assert_int_eq(kft_log_count(s.c.node[0].agent_log, NULL, "event=stopped-leading", NULL),
 	                 0);
 	ck_assert_int_eq(fo_stat(&s.c, 0, role, sizeof(role), &epoch_after), 0);
 	ck_assert_str_eq(role, "master");
@@ -1470,10 +1471,10 @@ START_TEST(partial_partition_is_one_failover)
 	usleep(2 * FO_LEASE_MS * 1000);
 	fo_proxy_rules(&s.c, 0, "");
 	usleep(2 * FO_LEASE_MS * 1000);
-	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 1);
-	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=leading", NULL), 1);
-	ck_assert_int_ge(fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'",
-	                              "scsi-pr confirmed", NULL),
+	ck_assert_int_eq(kft_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 1);
+	ck_assert_int_eq(kft_log_count(s.c.node[0].agent_log, NULL, "event=leading", NULL), 1);
+	ck_assert_int_ge(kft_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'",
+	                               "scsi-pr confirmed", NULL),
 	                 1);
 	scen_finish(&s);
 }
@@ -1631,55 +1632,53 @@ START_TEST(history_checker_refuses_stale_read)
 }
 END_TEST
 
-static TCase *tcase(Suite *s, const char *name)
-{
-	TCase *tc = tcase_create(name);
-
-	tcase_set_timeout(tc, 90);
-	suite_add_tcase(s, tc);
-	return tc;
-}
+/* every scenario in a TCase of its own, each within this */
+#define FO_TC_TIMEOUT_S 90
 
 static Suite *failover_suite(void)
 {
 	Suite *s = suite_create("failover");
 
-	TCase *checker = tcase(s, "checker");
+	TCase *checker = kft_tcase(s, "checker", FO_TC_TIMEOUT_S, NULL, NULL);
 
 	tcase_add_test(checker, checker_refuses_overlaps);
 	tcase_add_test(checker, history_checker_refuses_stale_read);
-	tcase_add_test(tcase(s, "kill9-metad"), kill9_master_metad);
-	tcase_add_test(tcase(s, "sigstop-metad"), sigstop_master_metad);
-	tcase_add_test(tcase(s, "sigstop-node"), sigstop_master_node);
-	tcase_add_test(tcase(s, "single-replica"), single_replica_fenced_without_a_service);
-	tcase_add_test(tcase(s, "fence-give-up"), fence_given_up_lets_another_node_try);
-	tcase_add_test(tcase(s, "sigstop-agent"), sigstop_master_agent);
-	tcase_add_test(tcase(s, "sigterm-agent"), sigterm_leader_agent);
-	tcase_add_test(tcase(s, "sigterm-agent-hung-service"), sigterm_leader_agent_hung_service);
-	tcase_add_test(tcase(s, "crash-after-durable"), crash_after_durable);
-	tcase_add_test(tcase(s, "crash-before-promote"), crash_before_promote);
-	tcase_add_test(tcase(s, "lost-acquire-response"), lost_acquire_response_still_fences);
-	tcase_add_test(tcase(s, "late-label-patch"), late_label_patch_never_makes_two_masters);
-	tcase_add_test(tcase(s, "release-not-dead"),
-	               release_without_confirmed_death_gets_the_full_fence);
-	tcase_add_test(tcase(s, "watchdog"), watchdog_fed_only_while_the_agent_runs);
-	tcase_add_test(tcase(s, "service-dies-while-fence-fails"), service_dies_while_fence_fails);
-	tcase_add_test(tcase(s, "healthz"), healthz_reports_a_wedged_orchestrator);
-	tcase_add_test(tcase(s, "tgtd-restart"), tgtd_restart_restores_reservations);
-	tcase_add_test(tcase(s, "agent-kill9"), agent_kill9_is_no_failover);
-	tcase_add_test(tcase(s, "sigterm-keep"), sigterm_keep_is_no_failover);
-	tcase_add_loop_test(tcase(s, "api-outage"), api_outage_rides_through, 0, 2);
-	tcase_add_test(tcase(s, "partial-partition"), partial_partition_is_one_failover);
+	kft_add(s, "kill9-metad", kill9_master_metad, FO_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "sigstop-metad", sigstop_master_metad, FO_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "sigstop-node", sigstop_master_node, FO_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "single-replica", single_replica_fenced_without_a_service, FO_TC_TIMEOUT_S, NULL,
+	        NULL);
+	kft_add(s, "fence-give-up", fence_given_up_lets_another_node_try, FO_TC_TIMEOUT_S, NULL,
+	        NULL);
+	kft_add(s, "sigstop-agent", sigstop_master_agent, FO_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "sigterm-agent", sigterm_leader_agent, FO_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "sigterm-agent-hung-service", sigterm_leader_agent_hung_service, FO_TC_TIMEOUT_S,
+	        NULL, NULL);
+	kft_add(s, "crash-after-durable", crash_after_durable, FO_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "crash-before-promote", crash_before_promote, FO_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "lost-acquire-response", lost_acquire_response_still_fences, FO_TC_TIMEOUT_S,
+	        NULL, NULL);
+	kft_add(s, "late-label-patch", late_label_patch_never_makes_two_masters, FO_TC_TIMEOUT_S,
+	        NULL, NULL);
+	kft_add(s, "release-not-dead", release_without_confirmed_death_gets_the_full_fence,
+	        FO_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "watchdog", watchdog_fed_only_while_the_agent_runs, FO_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "service-dies-while-fence-fails", service_dies_while_fence_fails,
+	        FO_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "healthz", healthz_reports_a_wedged_orchestrator, FO_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "tgtd-restart", tgtd_restart_restores_reservations, FO_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "agent-kill9", agent_kill9_is_no_failover, FO_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "sigterm-keep", sigterm_keep_is_no_failover, FO_TC_TIMEOUT_S, NULL, NULL);
+	tcase_add_loop_test(kft_tcase(s, "api-outage", FO_TC_TIMEOUT_S, NULL, NULL),
+	                    api_outage_rides_through, 0, 2);
+	kft_add(s, "partial-partition", partial_partition_is_one_failover, FO_TC_TIMEOUT_S, NULL,
+	        NULL);
 	return s;
 }
 
 int main(void)
 {
-	SRunner *sr = srunner_create(failover_suite());
-	int failed;
+	static const struct kft_opts opts = {.verbose = true};
 
-	srunner_run_all(sr, CK_VERBOSE);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return kft_main(failover_suite(), &opts);
 }

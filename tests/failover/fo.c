@@ -3,6 +3,7 @@
 
 #include "tests/failover/fo.h"
 #include "tests/lib/kft_port.h"
+#include "tests/lib/kft_util.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -14,7 +15,6 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,9 +34,9 @@ extern char **environ;
 
 static const char *env(const char *name)
 {
-	const char *v = getenv(name);
+	const char *v = kft_getenv(name);
 
-	FO_CHECK(v && *v,
+	FO_CHECK(v,
 	         "%s is not set: run through tests/failover/failover.test or "
 	         "bench/failover-proc.sh",
 	         name);
@@ -45,17 +45,7 @@ static const char *env(const char *name)
 
 void fo_record(const char *what, double seconds)
 {
-	char path[600];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/measurements", env("KF_IT_DIR"));
-	f = fopen(path, "a");
-	if (f) {
-		fprintf(f, "%s %.3f\n", what, seconds);
-		fclose(f);
-	}
-	printf("measured: %s %.3f s\n", what, seconds);
-	fflush(stdout);
+	kft_measured(env("KF_IT_DIR"), what, seconds);
 }
 
 void fo_dump(const char *path)
@@ -701,41 +691,6 @@ void fo_cluster_stop(struct fo_cluster *c)
 	c->hist = hist_close(c->hist);
 }
 
-int fo_log_count(const char *path, usec_t *ret_mono, ...)
-{
-	const char *needles[8];
-	size_t n = 0;
-	char line[4096];
-	va_list ap;
-	int count = 0;
-	FILE *f;
-
-	va_start(ap, ret_mono);
-	for (const char *s; (s = va_arg(ap, const char *)) && n < 8;)
-		needles[n++] = s;
-	va_end(ap);
-	f = fopen(path, "r");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		size_t i;
-		for (i = 0; i < n; i++)
-			if (!strstr(line, needles[i]))
-				break;
-		if (i < n)
-			continue;
-		if (count++ == 0 && ret_mono) {
-			const char *m = strstr(line, " mono=");
-			long long s = 0, us = 0;
-			*ret_mono = m && sscanf(m, " mono=%lld.%lld", &s, &us) == 2
-			                    ? (usec_t)s * USEC_PER_SEC + us
-			                    : 0;
-		}
-	}
-	fclose(f);
-	return count;
-}
-
 /* Register node i's key on the LUN (kubefencectl scsi join), as a node that
  * writes to the LUN would be: a fence then has a key to preempt. */
 static void scsi_join(struct fo_cluster *c, size_t i)
@@ -789,8 +744,8 @@ void fo_cluster_start(struct fo_cluster *c)
 		fo_metad_start(c, i);
 	end = clock_mono_usec() + 10 * USEC_PER_SEC;
 	for (size_t i = 1; i < c->n; i++)
-		while (fo_log_count(c->node[i].agent_log, NULL, "service '", c->node[i].pod,
-		                    "connected", NULL) < 1) {
+		while (kft_log_count(c->node[i].agent_log, NULL, "service '", c->node[i].pod,
+		                     "connected", NULL) < 1) {
 			FO_CHECK(clock_mono_usec() < end, "metad %s never connected to its agent",
 			         c->node[i].name);
 			usleep(10000);

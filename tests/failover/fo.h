@@ -32,6 +32,7 @@
 
 #include "lib/clock.h"
 #include "lib/history.h"
+#include "tests/lib/kft_util.h"
 
 struct k8s_client;
 
@@ -345,11 +346,11 @@ bool fo_check_history(struct fo_cluster *c, int final, struct fo_verdict *v, cha
 int fo_finish_checks(struct fo_cluster *c, struct fo_workload *w, struct fo_watcher *wa,
                      long wait_ms, struct fo_verdict *v);
 
-/* Lines of a node's agent log containing every NULL-ended needle; with
- * ret_mono the mono= stamp of the first one. */
-int fo_log_count(const char *path, usec_t *ret_mono, ...) __attribute__((sentinel));
+/* The lines of a node's log that hold given words: kft_log_count()
+ * (tests/lib/kft_util.h). */
 
-/* Append "what seconds" to $KF_IT_DIR/measurements and print it. */
+/* kft_measured() into $KF_IT_DIR: append "what seconds" to
+ * $KF_IT_DIR/measurements and print it. */
 void fo_record(const char *what, double seconds);
 /* Print a file to stderr (for failures). */
 void fo_dump(const char *path);

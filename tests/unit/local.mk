@@ -93,14 +93,14 @@ tests_unit_check_blkdev_loop_SOURCES = tests/unit/check_blkdev.c
 tests_unit_check_blkdev_loop_CFLAGS = $(TEST_CFLAGS) -DKF_BLKDEV_LOOP
 tests_unit_check_blkdev_loop_LDADD = $(TEST_LIBS)
 # kubefencectl status against /status as the agent builds it
-tests_unit_check_ctl_status_SOURCES = tests/unit/check_ctl_status.c nodeagent/ctl_status.c
+tests_unit_check_ctl_status_SOURCES = tests/unit/check_ctl_status.c
 tests_unit_check_ctl_status_CFLAGS = $(TEST_CFLAGS)
-tests_unit_check_ctl_status_LDADD = $(TEST_LIBS)
+tests_unit_check_ctl_status_LDADD = $(KF_TEST_LIB) $(KF_CTL_LIBS) $(CHECK_LIBS)
 # the history checker; it also runs kf-lincheck itself (found through
 # TEST_BUILDDIR)
-tests_unit_check_lincheck_SOURCES = tests/unit/check_lincheck.c $(LINCHECK_SOURCES)
+tests_unit_check_lincheck_SOURCES = tests/unit/check_lincheck.c
 tests_unit_check_lincheck_CFLAGS = $(TEST_CFLAGS)
-tests_unit_check_lincheck_LDADD = $(TEST_LIBS)
+tests_unit_check_lincheck_LDADD = $(KF_TEST_LIB) tests/lincheck/libkflincheck.a $(KF_LIBS) $(CHECK_LIBS)
 
 TESTS += \
 	tests/unit/check_failpoint \
