@@ -782,7 +782,14 @@ void agent_conf_print_reference(FILE *out)
 	      "  nothing is applied, the live changes of the same file included: the running\n"
 	      "  configuration stays exactly the last file accepted, so what an operator "
 	      "reads in a\n"
-	      "  file is what runs, never half of an edit.  Restart the agent to apply it.\n",
+	      "  file is what runs, never half of an edit.  Restart the agent to apply it.\n"
+	      "\n"
+	      "Each reload is counted in `kubefence_config_reloads_total{result=\"applied|refused|"
+	      "invalid\"}`,\n"
+	      "`kubefence_config_last_reload_success` says whether the last one was applied, "
+	      "and an Event\n"
+	      "about the Lease (`ConfigReloaded` or `ConfigRefused`) names the keys or the "
+	      "first problem.\n",
 	      out);
 }
 

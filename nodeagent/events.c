@@ -65,6 +65,8 @@ static const struct {
         [EVENTS_DEMOTED] = {"Demoted", "Warning"},
         [EVENTS_RELEASED] = {"Released", "Normal"},
         [EVENTS_RESERVATION_RESTORED] = {"ReservationRestored", "Warning"},
+        [EVENTS_CONFIG_RELOADED] = {"ConfigReloaded", "Normal"},
+        [EVENTS_CONFIG_REFUSED] = {"ConfigRefused", "Warning"},
 };
 
 const char *events_reason_to_string(enum events_reason r)

@@ -40,6 +40,8 @@ enum events_reason {
 	EVENTS_DEMOTED,              /* Warning: the local service stopped being master */
 	EVENTS_RELEASED,             /* Normal: the Lease was released (shutdown) */
 	EVENTS_RESERVATION_RESTORED, /* Warning: a LUN had lost its registration/reservation */
+	EVENTS_CONFIG_RELOADED,      /* Normal: SIGHUP: the conf file was accepted */
+	EVENTS_CONFIG_REFUSED,       /* Warning: SIGHUP: the conf file was refused, the old kept */
 	_EVENTS_REASON_MAX,
 };
 

@@ -13,6 +13,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,57 @@ static void retired_free(struct retired *r)
 	*r = (struct retired){0};
 }
 
+/* Where a reload's outcome goes besides the log: the metrics
+ * (kubefence_config_reloads_total{result}, kubefence_config_last_reload_success)
+ * and an Event about the Lease (ConfigReloaded or ConfigRefused; no pod is
+ * needed, so an agent without a service posts it too).  Either may be NULL. */
+struct reload_report {
+	struct metrics *metrics;
+	struct events *events;
+	struct events_object lease;
+	const char *node;
+};
+
+static void reload_reported(const struct reload_report *rr, enum metrics_reload result,
+                            const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void reload_reported(const struct reload_report *rr, enum metrics_reload result,
+                            const char *fmt, ...)
+{
+	char msg[EVENTS_MESSAGE_MAX];
+	va_list ap;
+
+	metrics_config_reload(rr->metrics, result);
+	if (!rr->events)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	(void)events_post(rr->events, &rr->lease,
+	                  result == METRICS_RELOAD_APPLIED ? EVENTS_CONFIG_RELOADED
+	                                                   : EVENTS_CONFIG_REFUSED,
+	                  "agent on %s: SIGHUP: %s", rr->node, msg);
+}
+
+/* The names of the changed keys, live ones or the others, as "a, b". */
+static void key_names(const struct conf_key *const *changed, size_t n, bool live, char *buf,
+                      size_t len)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && used < len; i++) {
+		int w;
+
+		if (changed[i]->live != live)
+			continue;
+		w = snprintf(buf + used, len - used, "%s%s", used ? ", " : "", changed[i]->name);
+		if (w < 0)
+			break;
+		used += (size_t)w;
+	}
+}
+
 /* SIGHUP: read `path` again and check it as --config-test does.  A file
  * with problems is refused (each problem logged) and the running
  * configuration kept.  Otherwise, when every key that changed is live
@@ -88,16 +140,17 @@ static void retired_free(struct retired *r)
  * is named, and nothing at all is applied: the running configuration stays
  * exactly what the last accepted file said, never half of each.  Since
  * only live keys ever differ between the accepted configurations, what the
- * threads copied at start stays right.  Runs on the main thread; returns
- * the configuration in force. */
+ * threads copied at start stays right.  Each outcome is also counted and
+ * posted (reload_reported()).  Runs on the main thread; returns the
+ * configuration in force. */
 static const struct agent_conf *reload_conf(const char *path, const struct agent_conf *running,
-                                            struct retired *retired)
+                                            struct retired *retired, const struct reload_report *rr)
 {
 	struct conf_errors errs = {0};
 	struct agent_conf *next = NULL, **v;
 	const struct conf_key *changed[128];
 	size_t n, n_restart, shown;
-	char was[512], now[512];
+	char was[512], now[512], names[512];
 	int r;
 
 	r = agent_conf_load(path, &next, &errs);
@@ -107,6 +160,11 @@ static const struct agent_conf *reload_conf(const char *path, const struct agent
 		log_warning("SIGHUP: '%s' refused: %zu problem(s); the running configuration is "
 		            "kept",
 		            path, conf_errors_count(&errs));
+		reload_reported(rr, METRICS_RELOAD_INVALID,
+		                "'%s' refused: %zu problem(s)%s%s; the running configuration is "
+		                "kept",
+		                path, conf_errors_count(&errs), errs.n ? ", the first: " : "",
+		                errs.n ? errs.msg[0] : "");
 		conf_errors_done(&errs);
 		return running;
 	}
@@ -115,6 +173,8 @@ static const struct agent_conf *reload_conf(const char *path, const struct agent
 	shown = n < ELEMENTSOF(changed) ? n : ELEMENTSOF(changed);
 	if (n == 0) {
 		log_info("SIGHUP: '%s' read again: no key changed", path);
+		reload_reported(rr, METRICS_RELOAD_APPLIED, "'%s' read again: no key changed",
+		                path);
 		agent_conf_free(next);
 		return running;
 	}
@@ -131,12 +191,21 @@ static const struct agent_conf *reload_conf(const char *path, const struct agent
 		log_warning("SIGHUP: '%s' refused: %zu key(s) need a restart; the running "
 		            "configuration is kept whole (%zu live change(s) not applied either)",
 		            path, n_restart, n - n_restart);
+		key_names(changed, shown, false, names, sizeof(names));
+		reload_reported(rr, METRICS_RELOAD_REFUSED,
+		                "'%s' refused: %zu key(s) need a restart (%s); the running "
+		                "configuration is kept whole",
+		                path, n_restart, names);
 		agent_conf_free(next);
 		return running;
 	}
 	v = realloc(retired->v, (retired->n + 1) * sizeof(*v));
 	if (!v) {
 		log_error("SIGHUP: out of memory; the running configuration is kept");
+		reload_reported(rr, METRICS_RELOAD_REFUSED,
+		                "'%s' not applied: out of memory; the running configuration is "
+		                "kept",
+		                path);
 		agent_conf_free(next);
 		return running;
 	}
@@ -150,6 +219,9 @@ static const struct agent_conf *reload_conf(const char *path, const struct agent
 	}
 	log_info("SIGHUP: '%s' reloaded: %zu live key(s) applied", path, n);
 	log_conf_apply(&next->log);
+	key_names(changed, shown, true, names, sizeof(names));
+	reload_reported(rr, METRICS_RELOAD_APPLIED, "'%s' reloaded: %zu live key(s) applied (%s)",
+	                path, n, names);
 	return next;
 }
 
@@ -485,7 +557,17 @@ static int run(const char *path, const struct agent_conf *conf)
 		if (sig < 0)
 			continue;
 		if (sig == SIGHUP) {
-			current = reload_conf(path, current, &retired);
+			const struct reload_report rr = {
+			        .metrics = metrics,
+			        .events = events,
+			        .lease = {.api_version = "coordination.k8s.io/v1",
+			                  .kind = "Lease",
+			                  .namespace = conf->lease.namespace,
+			                  .name = conf->lease.name},
+			        .node = conf->node.name,
+			};
+
+			current = reload_conf(path, current, &retired, &rr);
 			continue;
 		}
 		break;

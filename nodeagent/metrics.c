@@ -44,7 +44,7 @@ struct metrics {
 		struct metrics_family *role, *epoch, *transitions, *fence_duration, *fence_failures,
 		        *failover_duration, *api_errors, *service_connected, *promotions,
 		        *demotions, *events_posted, *events_dropped, *scsi_registered,
-		        *scsi_restored;
+		        *scsi_restored, *config_reloads, *config_reload_success;
 	} agent;
 };
 
@@ -485,6 +485,14 @@ int metrics_render(struct metrics *m, char **ret, size_t *ret_len)
 
 /* ------------------------------------------------------ kubefence metrics */
 
+/* The `result` label of kubefence_config_reloads_total, by enum
+ * metrics_reload. */
+static const char *const reload_results[] = {
+        [METRICS_RELOAD_APPLIED] = "applied",
+        [METRICS_RELOAD_REFUSED] = "refused",
+        [METRICS_RELOAD_INVALID] = "invalid",
+};
+
 int metrics_agent_new(struct metrics **ret)
 {
 	struct metrics *m = NULL;
@@ -538,6 +546,16 @@ int metrics_agent_new(struct metrics **ret)
 	         "scsi-pr: times this node's registration, or the master's reservation, was "
 	         "taken again after the target had lost it (a target restart).",
 	         "lun"},
+	        {&m->agent.config_reloads, METRICS_COUNTER, "kubefence_config_reloads_total",
+	         "SIGHUP reloads of the conf file, by result: applied (only live keys changed, "
+	         "or none), refused (a key that needs a restart changed: nothing applied), "
+	         "invalid (the file has problems).",
+	         "result"},
+	        {&m->agent.config_reload_success, METRICS_GAUGE,
+	         "kubefence_config_last_reload_success",
+	         "Whether the last SIGHUP reload was applied (0/1); 1 before any: the file read "
+	         "at start was valid.",
+	         NULL},
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(table); i++) {
@@ -549,6 +567,14 @@ int metrics_agent_new(struct metrics **ret)
 		if (r < 0)
 			goto out;
 	}
+	for (size_t i = 0; i < ELEMENTSOF(reload_results); i++) {
+		r = metrics_declare(m->agent.config_reloads, reload_results[i]);
+		if (r < 0)
+			goto out;
+	}
+	r = metrics_set(m->agent.config_reload_success, NULL, 1);
+	if (r < 0)
+		goto out;
 	*ret = m;
 	m = NULL;
 out:
@@ -621,6 +647,15 @@ void metrics_scsi_restored(struct metrics *m, const char *lun)
 {
 	if (m && lun)
 		(void)metrics_add(m->agent.scsi_restored, lun, 1);
+}
+
+void metrics_config_reload(struct metrics *m, enum metrics_reload result)
+{
+	if (!m || (unsigned)result >= ELEMENTSOF(reload_results))
+		return;
+	(void)metrics_add(m->agent.config_reloads, reload_results[result], 1);
+	(void)metrics_set(m->agent.config_reload_success, NULL,
+	                  result == METRICS_RELOAD_APPLIED ? 1 : 0);
 }
 
 void metrics_observe_failover(struct metrics *m, double seconds)

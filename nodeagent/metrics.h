@@ -25,6 +25,11 @@
  *   kubefence_demotions_total               counter
  *   kubefence_events_posted_total           counter
  *   kubefence_events_dropped_total          counter    {reason}
+ *   kubefence_scsi_registered               gauge      {lun} 0/1
+ *   kubefence_scsi_restored_total           counter    {lun}
+ *   kubefence_config_reloads_total          counter    {result} SIGHUP reloads:
+ *                                                      applied, refused, invalid
+ *   kubefence_config_last_reload_success    gauge      0/1; 1 at start
  */
 #pragma once
 
@@ -172,6 +177,19 @@ void metrics_watch_api(struct metrics *m, struct k8s_client *client);
  * -ECONNREFUSED, -ECONNRESET, -EHOSTUNREACH, -ENETUNREACH, "tls"
  * -EKEYREJECTED, "other" anything else.  The sign of r is ignored.  Pure. */
 const char *metrics_api_error_code(int r);
+
+/* The outcome of a SIGHUP reload (label `result` of
+ * kubefence_config_reloads_total). */
+enum metrics_reload {
+	METRICS_RELOAD_APPLIED, /* "applied": the file was accepted (live changes, or none) */
+	METRICS_RELOAD_REFUSED, /* "refused": a valid file changed keys that need a restart */
+	METRICS_RELOAD_INVALID, /* "invalid": the file has problems (as --config-test says) */
+};
+
+/* One reload: counts it by result and sets
+ * kubefence_config_last_reload_success (1 for applied, else 0; the running
+ * configuration is then the last one accepted). */
+void metrics_config_reload(struct metrics *m, enum metrics_reload result);
 
 void metrics_event_posted(struct metrics *m);
 void metrics_event_dropped(struct metrics *m, enum metrics_event_drop why);

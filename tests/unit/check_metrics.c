@@ -348,6 +348,54 @@ START_TEST(test_agent_metrics)
 }
 END_TEST
 
+/* kubefence_config_reloads_total{result} and the last reload's success:
+ * every result exported from the start, success 1 until a reload fails and
+ * again once one is applied. */
+START_TEST(test_reload_metrics)
+{
+	static const char *const start[] = {
+	        "# TYPE kubefence_config_reloads_total counter",
+	        "kubefence_config_reloads_total{result=\"applied\"} 0",
+	        "kubefence_config_reloads_total{result=\"refused\"} 0",
+	        "kubefence_config_reloads_total{result=\"invalid\"} 0",
+	        "# TYPE kubefence_config_last_reload_success gauge",
+	        "kubefence_config_last_reload_success 1",
+	};
+	static const struct {
+		enum metrics_reload result;
+		const char *count, *success;
+	} steps[] = {
+	        {METRICS_RELOAD_APPLIED, "kubefence_config_reloads_total{result=\"applied\"} 1",
+	         "kubefence_config_last_reload_success 1"},
+	        {METRICS_RELOAD_REFUSED, "kubefence_config_reloads_total{result=\"refused\"} 1",
+	         "kubefence_config_last_reload_success 0"},
+	        {METRICS_RELOAD_INVALID, "kubefence_config_reloads_total{result=\"invalid\"} 1",
+	         "kubefence_config_last_reload_success 0"},
+	        {METRICS_RELOAD_APPLIED, "kubefence_config_reloads_total{result=\"applied\"} 2",
+	         "kubefence_config_last_reload_success 1"},
+	};
+	struct metrics *m = NULL;
+	char *t;
+
+	ck_assert_int_eq(metrics_agent_new(&m), 0);
+	t = render(m);
+	for (size_t i = 0; i < ELEMENTSOF(start); i++)
+		ck_assert_msg(has_line(t, start[i]), "missing line '%s' in:\n%s", start[i], t);
+	free(t);
+	for (size_t i = 0; i < ELEMENTSOF(steps); i++) {
+		metrics_config_reload(m, steps[i].result);
+		t = render(m);
+		ck_assert_msg(has_line(t, steps[i].count), "step %zu: missing '%s' in:\n%s", i,
+		              steps[i].count, t);
+		ck_assert_msg(has_line(t, steps[i].success), "step %zu: missing '%s' in:\n%s", i,
+		              steps[i].success, t);
+		free(t);
+	}
+	metrics_free(m);
+	metrics_config_reload(NULL, METRICS_RELOAD_INVALID);
+}
+END_TEST
+
 START_TEST(test_api_error_codes)
 {
 	ck_assert_str_eq(metrics_api_error_code(-EBADMSG), "400");
@@ -968,9 +1016,10 @@ END_TEST
 START_TEST(test_events_reasons)
 {
 	static const char *const names[][2] = {
-	        {"Fenced", "Normal"},   {"FenceFailed", "Warning"},
-	        {"Promoted", "Normal"}, {"Demoted", "Warning"},
-	        {"Released", "Normal"}, {"ReservationRestored", "Warning"},
+	        {"Fenced", "Normal"},         {"FenceFailed", "Warning"},
+	        {"Promoted", "Normal"},       {"Demoted", "Warning"},
+	        {"Released", "Normal"},       {"ReservationRestored", "Warning"},
+	        {"ConfigReloaded", "Normal"}, {"ConfigRefused", "Warning"},
 	};
 
 	for (int i = 0; i < _EVENTS_REASON_MAX; i++) {
@@ -1183,6 +1232,7 @@ static Suite *ops_suite(void)
 	tcase_add_test(tc, test_register_errors);
 	tcase_add_test(tc, test_format_value);
 	tcase_add_test(tc, test_agent_metrics);
+	tcase_add_test(tc, test_reload_metrics);
 	tcase_add_test(tc, test_api_error_codes);
 	tcase_add_test(tc, test_thread_safety);
 	suite_add_tcase(s, tc);
