@@ -6,6 +6,7 @@
 #include "fencing/fence_conf.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -170,3 +171,56 @@ const struct conf_key fence_conf_keys[] = {
 #undef F
 
 const size_t fence_conf_n_keys = ELEMENTSOF(fence_conf_keys);
+
+static bool strv_has(char *const *v, const char *s)
+{
+	for (; v && *v; v++)
+		if (strcmp(*v, s) == 0)
+			return true;
+	return false;
+}
+
+void fence_conf_check(const struct fence_conf *fc, const struct conf_source *s,
+                      struct conf_errors *errs)
+{
+	const char *path = conf_source_path(s);
+	int lm = conf_key_line(s, "fence.methods"), lr = conf_key_line(s, "fence.released_methods");
+	struct conf_blame b;
+
+	/* The pipeline's deadline must leave room for one whole method. */
+	if (fc->total_timeout_ms < fc->timeout_ms &&
+	    conf_blame(s, "fence.total_timeout_ms", "fence.timeout_ms", &b)) {
+		if (b.first)
+			(void)conf_errors_addf(errs, path, (unsigned)b.line, b.key,
+			                       "%" PRId64 " must not be less than fence.timeout_ms "
+			                       "(%" PRId64 ", %s)",
+			                       fc->total_timeout_ms, fc->timeout_ms, b.other);
+		else
+			(void)conf_errors_addf(errs, path, (unsigned)b.line, b.key,
+			                       "%" PRId64 " must not exceed fence.total_timeout_ms "
+			                       "(%" PRId64 ", %s)",
+			                       fc->timeout_ms, fc->total_timeout_ms, b.other);
+	}
+
+	/* A method needs its key: reported at fence.methods (where it was
+	 * asked for), or without a line when that is a default. */
+	if (!conf_key_rejected(s, "fence.methods")) {
+		if (strv_has(fc->methods, "volume-detach") && !conf_key_rejected(s, "fence.pvc") &&
+		    !fc->pvc[0])
+			(void)conf_errors_addf(errs, path, (unsigned)(lm > 0 ? lm : 0),
+			                       "fence.methods", "%s needs %s (%s)", "volume-detach",
+			                       "fence.pvc", "to find the volume");
+		if (strv_has(fc->methods, "scsi-pr") && !conf_key_rejected(s, "fence.scsi_luns") &&
+		    !(fc->scsi_luns && fc->scsi_luns[0]))
+			(void)conf_errors_addf(errs, path, (unsigned)(lm > 0 ? lm : 0),
+			                       "fence.methods", "%s needs %s (%s)", "scsi-pr",
+			                       "fence.scsi_luns", "to know the LUNs");
+	}
+	if (!conf_key_rejected(s, "fence.methods") &&
+	    !conf_key_rejected(s, "fence.released_methods"))
+		for (char **p = fc->released_methods; p && *p; p++)
+			if (!strv_has(fc->methods, *p))
+				(void)conf_errors_addf(errs, path, (unsigned)(lr > 0 ? lr : 0),
+				                       "fence.released_methods",
+				                       "'%s' is not in fence.methods", *p);
+}

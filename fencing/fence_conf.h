@@ -39,3 +39,16 @@ struct fence_conf {
  * none of them is live. */
 extern const struct conf_key fence_conf_keys[];
 extern const size_t fence_conf_n_keys;
+
+/* The rules between fence.* keys, checked once the file is read (s: the
+ * load that filled fc, its keys named as in fence_conf_keys), each problem
+ * added to errs at the line of the key to blame:
+ *   fence.total_timeout_ms >= fence.timeout_ms (room for one whole method);
+ *   volume-detach needs fence.pvc, scsi-pr needs fence.scsi_luns (at
+ *   fence.methods);
+ *   every method of fence.released_methods is in fence.methods.
+ * Keys whose value was rejected are skipped (reported already).  What
+ * needs the borrowed settings (pod-delete's selector) is the caller's to
+ * check. */
+void fence_conf_check(const struct fence_conf *fc, const struct conf_source *s,
+                      struct conf_errors *errs);

@@ -192,6 +192,24 @@ bool conf_key_rejected(const struct conf_source *s, const char *name)
 	return key_find(s, name, &i) && s->rejected[i];
 }
 
+bool conf_blame(const struct conf_source *s, const char *a, const char *b, struct conf_blame *ret)
+{
+	int la = conf_key_line(s, a), lb = conf_key_line(s, b);
+	int lother;
+
+	if (conf_key_rejected(s, a) || conf_key_rejected(s, b))
+		return false;
+	ret->first = la > 0 || lb <= 0;
+	ret->key = ret->first ? a : b;
+	ret->line = ret->first ? la : lb;
+	lother = ret->first ? lb : la;
+	if (lother > 0)
+		snprintf(ret->other, sizeof(ret->other), "line %d", lother);
+	else
+		snprintf(ret->other, sizeof(ret->other), "default");
+	return true;
+}
+
 /* ------------------------------------------------------------- values */
 
 static char **strv_free(char **v)

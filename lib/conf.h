@@ -134,6 +134,23 @@ int conf_key_line(const struct conf_source *s, const char *name);
  * still holds the default: cross-key checks should then skip it. */
 bool conf_key_rejected(const struct conf_source *s, const char *name);
 
+/* Which of two keys a problem between them is reported at (for a program's
+ * cross-key checks): the first when the file set it, else the second when
+ * the file set that one, else the first without a line (both defaults: a
+ * bug in the table).  `other` says where the other key's value came from:
+ * "line N" or "default". */
+struct conf_blame {
+	bool first; /* report at the first key */
+	const char *key;
+	int line;
+	char other[64];
+};
+
+/* Fill *ret for keys a and b and return true; false (nothing to report)
+ * when either value was rejected: that was reported already, and the field
+ * holds the default. */
+bool conf_blame(const struct conf_source *s, const char *a, const char *b, struct conf_blame *ret);
+
 /* Free the CONF_STRING and CONF_STRLIST fields of target and set them to
  * NULL.  NULL-safe. */
 void conf_target_free(const struct conf_key *keys, size_t n_keys, void *target);

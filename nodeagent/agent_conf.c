@@ -381,35 +381,6 @@ const struct conf_key *agent_conf_keys(size_t *ret_n)
 
 /* ------------------------------------------------------- cross-key checks */
 
-/* Which of two keys a problem between them is reported at: the first when
- * the file set it, else the second when the file set that one, else the
- * first without a line (both defaults: a bug in the table). */
-struct blame {
-	bool first; /* report at the first key */
-	const char *key;
-	int line;
-	char other[64]; /* where the other key's value came from */
-};
-
-static bool blame_pick(const struct conf_source *s, const char *a, const char *b, struct blame *ret)
-{
-	int la = conf_key_line(s, a), lb = conf_key_line(s, b);
-	int lother;
-
-	/* A rejected value was reported already; the field holds the default. */
-	if (conf_key_rejected(s, a) || conf_key_rejected(s, b))
-		return false;
-	ret->first = la > 0 || lb <= 0;
-	ret->key = ret->first ? a : b;
-	ret->line = ret->first ? la : lb;
-	lother = ret->first ? lb : la;
-	if (lother > 0)
-		snprintf(ret->other, sizeof(ret->other), "line %d", lother);
-	else
-		snprintf(ret->other, sizeof(ret->other), "default");
-	return true;
-}
-
 /* 1.2 x v, written exactly (one decimal at most). */
 static void times_1_2(int64_t v, char *buf, size_t len)
 {
@@ -429,46 +400,20 @@ static bool strv_has(char *const *v, const char *s)
 	return false;
 }
 
-/* A method needs its key: reported at fence.methods (where it was asked
- * for), or without a line when that is a default. */
+/* pod-delete needs the selector fencing borrows from service.*: reported
+ * at fence.methods (where it was asked for), or without a line when that
+ * is a default.  fence_conf_check() has fencing's own rules. */
 static void check_fence(const struct agent_conf *c, struct conf_errors *errs)
 {
 	const struct conf_source *s = c->source;
-	const char *path = conf_source_path(s);
-	int lm = conf_key_line(s, "fence.methods"), lr = conf_key_line(s, "fence.released_methods");
-	static const struct {
-		const char *method, *key, *why;
-	} needs[] = {
-	        {"pod-delete", "service.selector", "to find the old master pod"},
-	        {"volume-detach", "fence.pvc", "to find the volume"},
-	        {"scsi-pr", "fence.scsi_luns", "to know the LUNs"},
-	};
+	int lm = conf_key_line(s, "fence.methods");
 
-	if (!conf_key_rejected(s, "fence.methods"))
-		for (size_t i = 0; i < ELEMENTSOF(needs); i++) {
-			const char *v = NULL;
-
-			if (!strv_has(c->fence.methods, needs[i].method) ||
-			    conf_key_rejected(s, needs[i].key))
-				continue;
-			if (strcmp(needs[i].key, "service.selector") == 0)
-				v = c->service.selector;
-			else if (strcmp(needs[i].key, "fence.pvc") == 0)
-				v = c->fence.pvc;
-			else
-				v = c->fence.scsi_luns && c->fence.scsi_luns[0] ? "set" : "";
-			if (v && v[0] == '\0')
-				(void)conf_errors_addf(errs, path, (unsigned)(lm > 0 ? lm : 0),
-				                       "fence.methods", "%s needs %s (%s)",
-				                       needs[i].method, needs[i].key, needs[i].why);
-		}
-	if (!conf_key_rejected(s, "fence.methods") &&
-	    !conf_key_rejected(s, "fence.released_methods"))
-		for (char **p = c->fence.released_methods; p && *p; p++)
-			if (!strv_has(c->fence.methods, *p))
-				(void)conf_errors_addf(errs, path, (unsigned)(lr > 0 ? lr : 0),
-				                       "fence.released_methods",
-				                       "'%s' is not in fence.methods", *p);
+	if (conf_key_rejected(s, "fence.methods") || conf_key_rejected(s, "service.selector"))
+		return;
+	if (strv_has(c->fence.methods, "pod-delete") && !c->service.selector[0])
+		(void)conf_errors_addf(errs, conf_source_path(s), (unsigned)(lm > 0 ? lm : 0),
+		                       "fence.methods", "%s needs %s (%s)", "pod-delete",
+		                       "service.selector", "to find the old master pod");
 }
 
 /* ride-through is safe only because a successor must preempt the
@@ -495,11 +440,11 @@ static void check_consistency(const struct agent_conf *c, struct conf_errors *er
 	const char *path = conf_source_path(s);
 	int64_t renew = c->lease.renew_deadline_ms, dur = c->lease.duration_ms;
 	int64_t retry = c->lease.retry_ms, req = c->kube.request_timeout_ms;
-	struct blame b;
+	struct conf_blame b;
 	char x12[32];
 
 	/* A leader must give up before anyone else may take over. */
-	if (renew >= dur && blame_pick(s, "lease.renew_deadline_ms", "lease.duration_ms", &b)) {
+	if (renew >= dur && conf_blame(s, "lease.renew_deadline_ms", "lease.duration_ms", &b)) {
 		if (b.first)
 			(void)conf_errors_addf(
 			        errs, path, (unsigned)b.line, b.key,
@@ -516,7 +461,7 @@ static void check_consistency(const struct agent_conf *c, struct conf_errors *er
 	/* Leave room for at least one retry with some slack before stepping
 	 * down; integer form of renew > 1.2 * retry. */
 	if (renew * 10 <= retry * 12 &&
-	    blame_pick(s, "lease.renew_deadline_ms", "lease.retry_ms", &b)) {
+	    conf_blame(s, "lease.renew_deadline_ms", "lease.retry_ms", &b)) {
 		times_1_2(retry, x12, sizeof(x12));
 		if (b.first)
 			(void)conf_errors_addf(errs, path, (unsigned)b.line, b.key,
@@ -532,25 +477,9 @@ static void check_consistency(const struct agent_conf *c, struct conf_errors *er
 			        retry, retry, x12, renew, b.other);
 	}
 
-	/* The pipeline's deadline must leave room for one whole method. */
-	if (c->fence.total_timeout_ms < c->fence.timeout_ms &&
-	    blame_pick(s, "fence.total_timeout_ms", "fence.timeout_ms", &b)) {
-		if (b.first)
-			(void)conf_errors_addf(errs, path, (unsigned)b.line, b.key,
-			                       "%" PRId64 " must not be less than fence.timeout_ms "
-			                       "(%" PRId64 ", %s)",
-			                       c->fence.total_timeout_ms, c->fence.timeout_ms,
-			                       b.other);
-		else
-			(void)conf_errors_addf(errs, path, (unsigned)b.line, b.key,
-			                       "%" PRId64 " must not exceed fence.total_timeout_ms "
-			                       "(%" PRId64 ", %s)",
-			                       c->fence.timeout_ms, c->fence.total_timeout_ms,
-			                       b.other);
-	}
 	if (c->service.heartbeat_ms > 0 &&
 	    c->service.heartbeat_timeout_ms <= c->service.heartbeat_ms &&
-	    blame_pick(s, "service.heartbeat_timeout_ms", "service.heartbeat_ms", &b))
+	    conf_blame(s, "service.heartbeat_timeout_ms", "service.heartbeat_ms", &b))
 		(void)conf_errors_addf(errs, path, (unsigned)b.line, b.key,
 		                       "service.heartbeat_timeout_ms (%" PRId64
 		                       ") must be greater than service.heartbeat_ms (%" PRId64
@@ -558,6 +487,7 @@ static void check_consistency(const struct agent_conf *c, struct conf_errors *er
 		                       c->service.heartbeat_timeout_ms, c->service.heartbeat_ms,
 		                       b.other);
 	check_fence(c, errs);
+	fence_conf_check(&c->fence, s, errs);
 	check_ride_through(c, errs);
 	if (c->agent.fence_without_service &&
 	    !conf_key_rejected(s, "agent.fence_without_service")) {
@@ -596,7 +526,7 @@ static void check_consistency(const struct agent_conf *c, struct conf_errors *er
 	/* The write grant is the term's remaining validity minus the margin:
 	 * a margin as long as the renew deadline would never grant anything. */
 	if (c->agent.write_margin_ms >= renew &&
-	    blame_pick(s, "agent.write_margin_ms", "lease.renew_deadline_ms", &b)) {
+	    conf_blame(s, "agent.write_margin_ms", "lease.renew_deadline_ms", &b)) {
 		if (b.first)
 			(void)conf_errors_addf(errs, path, (unsigned)b.line, b.key,
 			                       "%" PRId64
@@ -614,7 +544,7 @@ static void check_consistency(const struct agent_conf *c, struct conf_errors *er
 	/* One request may not outlive the renew deadline, or a hung API server
 	 * would keep a leader that should already have stepped down. */
 	if (req > renew &&
-	    blame_pick(s, "kube.request_timeout_ms", "lease.renew_deadline_ms", &b)) {
+	    conf_blame(s, "kube.request_timeout_ms", "lease.renew_deadline_ms", &b)) {
 		if (b.first)
 			(void)conf_errors_addf(errs, path, (unsigned)b.line, b.key,
 			                       "%" PRId64
