@@ -29,7 +29,6 @@
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,18 +37,6 @@
 #include <unistd.h>
 
 #include "tests/failover/fo.h"
-
-void fo_fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "failover-proc: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1); /* the children die with us (PR_SET_PDEATHSIG) */
-}
 
 /* mono= stamp of the first line of `path` containing `needle` after t. */
 static usec_t first_after(const char *path, const char *needle, usec_t t)

@@ -4,10 +4,11 @@ check_PROGRAMS += bench/recovery bench/failover-proc bench/outage-proc bench/lin
 
 bench_recovery_SOURCES = bench/recovery.c
 bench_recovery_LDADD = $(KF_LIBS)
-# the failover setup of tests/failover/local.mk
-bench_failover_proc_SOURCES = bench/failover.c
+# the failover setup of tests/failover/local.mk; fo_fail.c is how both
+# benchmarks fail
+bench_failover_proc_SOURCES = bench/failover.c bench/fo_fail.c
 bench_failover_proc_LDADD = $(FO_LIBS)
-bench_outage_proc_SOURCES = bench/outage.c
+bench_outage_proc_SOURCES = bench/outage.c bench/fo_fail.c
 bench_outage_proc_LDADD = $(FO_LIBS)
 # the checker of tests/lincheck/local.mk
 bench_lincheck_bench_SOURCES = bench/lincheck.c

@@ -26,25 +26,12 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "tests/failover/fo.h"
-
-void fo_fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "outage-proc: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1); /* the children die with us (PR_SET_PDEATHSIG) */
-}
 
 /* The longest gap between two acknowledged writes (any server) in
  * [from, to]. */

@@ -2,7 +2,7 @@
 # run alone, without a network or a control plane.  conf/ holds the good and
 # bad configuration files of check_conf, data/ the recorded API answers and
 # certificates of check_k8s.
-check_PROGRAMS += \
+UNIT_TESTS = \
 	tests/unit/check_failpoint \
 	tests/unit/check_conf \
 	tests/unit/check_k8s \
@@ -26,6 +26,7 @@ check_PROGRAMS += \
 	tests/unit/check_blkdev_loop \
 	tests/unit/check_ctl_status \
 	tests/unit/check_lincheck
+check_PROGRAMS += $(UNIT_TESTS)
 
 tests_unit_check_failpoint_SOURCES = tests/unit/check_failpoint.c
 tests_unit_check_failpoint_CFLAGS = $(TEST_CFLAGS)
@@ -102,29 +103,6 @@ tests_unit_check_lincheck_SOURCES = tests/unit/check_lincheck.c
 tests_unit_check_lincheck_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_lincheck_LDADD = $(KF_TEST_LIB) tests/lincheck/libkflincheck.a $(KF_LIBS) $(CHECK_LIBS)
 
-TESTS += \
-	tests/unit/check_failpoint \
-	tests/unit/check_conf \
-	tests/unit/check_k8s \
-	tests/unit/check_lease \
-	tests/unit/check_control \
-	tests/unit/check_ctlproto \
-	tests/unit/check_probe \
-	tests/unit/check_journal \
-	tests/unit/check_index \
-	tests/unit/check_metastore \
-	tests/unit/check_blkdev \
-	tests/unit/check_scsi_pr \
-	tests/unit/check_pipeline \
-	tests/unit/check_selffence \
-	tests/unit/check_metrics \
-	tests/unit/check_listen \
-	tests/unit/check_proto \
-	tests/unit/check_history \
-	tests/unit/check_orch_sm \
-	tests/unit/check_orch_faults \
-	tests/unit/check_blkdev_loop \
-	tests/unit/check_ctl_status \
-	tests/unit/check_lincheck
+TESTS += $(UNIT_TESTS)
 
 EXTRA_DIST += tests/unit/conf tests/unit/data
