@@ -125,6 +125,7 @@
 #include "lib/k8s.h"
 #include "lib/util.h"
 #include "storage/metad/proto.h"
+#include "tests/lib/kft_wire.h"
 
 static const char *opt_kubeconfig, *opt_ns = "kubefence", *opt_svc = "metaservice";
 static bool opt_via_endpoints;
@@ -372,22 +373,10 @@ static int request(struct conn *c, enum proto_op op, const char *key, const char
 		return RS_CONN;
 	}
 	pbuf_free(&out);
-	for (;;) {
-		ssize_t k;
-		r = proto_parse_response(c->buf, c->len, &resp);
-		if (r > 0)
-			break;
-		if (r < 0 || c->len == sizeof(c->buf) || fd_wait(c->fd, POLLIN, deadline) < 0) {
-			conn_close(c);
-			return RS_CONN;
-		}
-		k = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
-		if (k > 0)
-			c->len += (size_t)k;
-		else if (k == 0 || (errno != EAGAIN && errno != EINTR)) {
-			conn_close(c);
-			return RS_CONN;
-		}
+	r = kft_wire_read_unit(c->fd, c->buf, sizeof(c->buf), &c->len, deadline, &resp);
+	if (r < 0) {
+		conn_close(c);
+		return RS_CONN;
 	}
 	switch (resp.kind) {
 	case PROTO_R_OK:
@@ -413,8 +402,7 @@ static int request(struct conn *c, enum proto_op op, const char *key, const char
 		res = RS_CONN;
 		break;
 	}
-	memmove(c->buf, c->buf + r, c->len - (size_t)r);
-	c->len -= (size_t)r;
+	kft_wire_consume(c->buf, &c->len, (size_t)r);
 	if (res == RS_CONN)
 		conn_close(c);
 	return res;

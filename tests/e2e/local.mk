@@ -5,7 +5,7 @@
 # already up.
 check_PROGRAMS += tests/e2e/kf-labclient
 tests_e2e_kf_labclient_SOURCES = tests/e2e/labclient.c
-tests_e2e_kf_labclient_LDADD = $(KF_LIBS)
+tests_e2e_kf_labclient_LDADD = $(KF_TEST_LIB) $(KF_LIBS)
 
 TESTS += tests/e2e/e2e.test tests/e2e/nemesis.test
 EXTRA_DIST += tests/e2e/e2e.test tests/e2e/lib.sh tests/e2e/lab-tgtd.sh \

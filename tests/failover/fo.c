@@ -4,6 +4,7 @@
 #include "tests/failover/fo.h"
 #include "tests/lib/kft_port.h"
 #include "tests/lib/kft_util.h"
+#include "tests/lib/kft_wire.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -810,22 +811,10 @@ enum fo_result fo_request(struct fo_conn *cn, int op, const char *key, const cha
 		return FO_CONN;
 	}
 	pbuf_free(&out);
-	for (;;) {
-		ssize_t k;
-		r = proto_parse_response(cn->buf, cn->len, &resp);
-		if (r > 0)
-			break;
-		if (r < 0 || cn->len == sizeof(cn->buf) || fd_wait(cn->fd, POLLIN, deadline) < 0) {
-			fo_conn_close(cn);
-			return FO_CONN;
-		}
-		k = recv(cn->fd, cn->buf + cn->len, sizeof(cn->buf) - cn->len, 0);
-		if (k > 0)
-			cn->len += (size_t)k;
-		else if (k == 0 || (errno != EAGAIN && errno != EINTR)) {
-			fo_conn_close(cn);
-			return FO_CONN;
-		}
+	r = kft_wire_read_unit(cn->fd, cn->buf, sizeof(cn->buf), &cn->len, deadline, &resp);
+	if (r < 0) {
+		fo_conn_close(cn);
+		return FO_CONN;
 	}
 	enum fo_result res;
 	switch (resp.kind) {
@@ -858,8 +847,7 @@ enum fo_result fo_request(struct fo_conn *cn, int op, const char *key, const cha
 		fo_conn_close(cn);
 		return FO_CONN;
 	}
-	memmove(cn->buf, cn->buf + r, cn->len - (size_t)r);
-	cn->len -= (size_t)r;
+	kft_wire_consume(cn->buf, &cn->len, (size_t)r);
 	return res;
 }
 
