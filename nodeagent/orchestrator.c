@@ -683,7 +683,11 @@ static int job_fence(struct orchestrator *o, int64_t epoch, const char *victim,
  * the new master's store open.  -EAGAIN: retried with the claim. */
 static int claim_luns(struct orchestrator *o, int64_t epoch)
 {
-	struct fence_scsi_options so = {.iqn_prefix = o->o.scsi_iqn_prefix};
+	/* one stable nexus for every claim of this node (the job thread runs
+	 * one at a time): a random ISID would leave a registration behind per
+	 * claim, and a term with many re-promotions would fill the key list */
+	struct fence_scsi_options so = {.iqn_prefix = o->o.scsi_iqn_prefix,
+	                                .isid_qualifier = 0x6b63};
 	struct fence_scsi_report rep;
 	int r;
 
