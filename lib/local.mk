@@ -12,4 +12,5 @@ lib_libkfbase_a_SOURCES = \
 	lib/lease.c lib/lease.h \
 	lib/failpoint.c lib/failpoint.h lib/failpoint_table.h \
 	lib/history.c lib/history.h \
-	lib/ctlproto.c lib/ctlproto.h
+	lib/ctlproto.c lib/ctlproto.h \
+	lib/fsproto.c lib/fsproto.h

@@ -352,6 +352,7 @@ static const struct {
         {service_keys, NULL, ELEMENTSOF(service_keys), 0},
         {fence_conf_keys, &fence_conf_n_keys, 0, offsetof(struct agent_conf, fence)},
         {selffence_conf_keys, &selffence_conf_n_keys, 0, offsetof(struct agent_conf, selffence)},
+        {failsafe_conf_keys, &failsafe_conf_n_keys, 0, offsetof(struct agent_conf, failsafe)},
 };
 
 #define ALL_KEYS_MAX 96
@@ -434,6 +435,30 @@ static void check_ride_through(const struct agent_conf *c, struct conf_errors *e
 		                       "masters would write at once");
 }
 
+/* failsafe.enabled needs its socket, its peers and its secret.  (Whether
+ * the list names an agent besides this one is checked at start, once
+ * agent.identity is known; the key file is read at start too: a Secret
+ * may not be there where --config-test runs.) */
+static void check_failsafe(const struct agent_conf *c, struct conf_errors *errs)
+{
+	static const char *const needs[] = {"failsafe.listen", "failsafe.peers",
+	                                    "failsafe.key_file"};
+	const struct conf_source *s = c->source;
+	int l = conf_key_line(s, "failsafe.enabled");
+
+	if (!c->failsafe.enabled || conf_key_rejected(s, "failsafe.enabled"))
+		return;
+	for (size_t i = 0; i < ELEMENTSOF(needs); i++) {
+		bool set = i == 0   ? c->failsafe.listen[0] != '\0'
+		           : i == 1 ? c->failsafe.peers && c->failsafe.peers[0]
+		                    : c->failsafe.key_file[0] != '\0';
+
+		if (!set && !conf_key_rejected(s, needs[i]))
+			(void)conf_errors_addf(errs, conf_source_path(s), (unsigned)(l > 0 ? l : 0),
+			                       "failsafe.enabled", "needs %s", needs[i]);
+	}
+}
+
 static void check_consistency(const struct agent_conf *c, struct conf_errors *errs)
 {
 	const struct conf_source *s = c->source;
@@ -489,6 +514,7 @@ static void check_consistency(const struct agent_conf *c, struct conf_errors *er
 	check_fence(c, errs);
 	fence_conf_check(&c->fence, s, errs);
 	check_ride_through(c, errs);
+	check_failsafe(c, errs);
 	if (c->agent.fence_without_service &&
 	    !conf_key_rejected(s, "agent.fence_without_service")) {
 		int line = conf_key_line(s, "agent.fence_without_service");

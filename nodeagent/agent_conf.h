@@ -4,15 +4,14 @@
  * a table (name, type, default, bounds, help, and whether it is live: a
  * reload may change it) with offsets into its own struct: lib/log.h
  * (log.*), nodeagent/http.h (http.*), fencing/fence_conf.h (fence.*),
- * fencing/selffence.h (selffence.*); the agent's own (node.*, agent.*,
- * lease.*, kube.*, service.*) are here.  The agent embeds each struct and
- * concatenates the tables, each row's offset moved by its member's, into the
- * one table lib/conf reads the file against into a `struct agent_conf`.
- * This module adds what the generic reader cannot know: the checks between
- * keys (a renew deadline shorter than the lease, longer than a retry and
- * than one API request; each fence method's key), values derived after load
- * (agent.identity), and what a reload would change (agent_conf_changes()).
- * A later key is one row in its subsystem's table plus one field there. */
+ * fencing/selffence.h (selffence.*), nodeagent/failsafe.h (failsafe.*); the agent's own (node.*,
+ * agent.*, lease.*, kube.*, service.*) are here.  The agent embeds each struct and concatenates the
+ * tables, each row's offset moved by its member's, into the one table lib/conf reads the file
+ * against into a `struct agent_conf`. This module adds what the generic reader cannot know: the
+ * checks between keys (a renew deadline shorter than the lease, longer than a retry and than one
+ * API request; each fence method's key), values derived after load (agent.identity), and what a
+ * reload would change (agent_conf_changes()). A later key is one row in its subsystem's table plus
+ * one field there. */
 #pragma once
 
 #include <stdbool.h>
@@ -23,6 +22,7 @@
 #include "fencing/selffence.h"
 #include "lib/conf.h"
 #include "lib/log.h"
+#include "nodeagent/failsafe.h"
 #include "nodeagent/http.h"
 
 /* Used when --config is not given.  Deliberately not under SYSCONFDIR: the
@@ -84,6 +84,7 @@ struct agent_conf {
 	 * node.name, service.namespace and service.selector */
 	struct fence_conf fence;
 	struct selffence_conf selffence; /* fencing/selffence.h */
+	struct failsafe_conf failsafe;   /* nodeagent/failsafe.h */
 
 	struct conf_source *source; /* where each value came from */
 };

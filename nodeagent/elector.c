@@ -18,6 +18,7 @@
 #include "lib/k8s.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "nodeagent/failsafe.h"
 
 struct elector {
 	struct k8s_client *client;
@@ -52,11 +53,21 @@ struct elector {
 	bool ride_ok;            /* atomic: elector_set_ride_through() */
 	usec_t pub_riding_since; /* under mu: 0 when not riding */
 
+	/* failsafe (nodeagent/failsafe.h), under mu */
+	usec_t pub_api_ok_at;                /* start of the last Lease request answered */
+	usec_t pub_fs_since;                 /* the term goes on by promises since (0: not) */
+	usec_t promise_until;                /* promised not to take the Lease before (0: none) */
+	char promise_to[LEASE_IDENTITY_MAX]; /* ... to this holder */
+	int64_t promise_epoch;               /* ... of this term */
+
 	/* election thread only */
 	struct lease_state st;
 	bool unanswered;          /* the last renew got no answer about the Lease */
 	usec_t riding_since;      /* riding through since (0: not) */
 	usec_t read_failed_since; /* a follower's reads of the Lease fail since (0: not) */
+	usec_t fs_since;          /* failsafe: extended by promises since (0: not) */
+	int fs_last;              /* failsafe: the last round's result, -1 none */
+	usec_t promise_logged;    /* failsafe: the promise last logged as holding us back */
 	char last_err[512];
 	char last_holder[LEASE_IDENTITY_MAX + LEASE_INCARNATION_MAX + 2];
 };
@@ -76,6 +87,7 @@ static void publish(struct elector *e)
 	e->pub_observed_at = e->st.have_record ? e->st.observed_at : 0;
 	e->pub_observed_epoch = e->st.absent ? 0 : e->st.rec.transitions;
 	e->pub_riding_since = e->riding_since;
+	e->pub_fs_since = e->st.leading ? e->fs_since : 0;
 	pthread_mutex_unlock(&e->mu);
 }
 
@@ -141,6 +153,63 @@ usec_t elector_riding_since(struct elector *e)
 	return r;
 }
 
+usec_t elector_failsafe_since(struct elector *e)
+{
+	usec_t r;
+
+	pthread_mutex_lock(&e->mu);
+	r = e->pub_leading ? e->pub_fs_since : 0;
+	pthread_mutex_unlock(&e->mu);
+	return r;
+}
+
+enum fsproto_verdict elector_failsafe_judge(void *userdata, const struct fsproto_msg *req,
+                                            usec_t received, char *reason, size_t reasonlen)
+{
+	struct elector *e = userdata;
+	usec_t margin = failsafe_margin(e->p.lease.duration, e->p.lease.renew_deadline);
+	usec_t grant = (usec_t)req->grant_ms * USEC_PER_MSEC, until;
+	const char *why = NULL;
+
+	pthread_mutex_lock(&e->mu);
+	if (e->pub_leading)
+		why = "holder"; /* we hold the Lease ourselves */
+	else if (!e->pub_observed_at || !e->pub_holder[0])
+		why = "no-holder-seen";
+	else if (strcmp(req->from, e->pub_holder) != 0)
+		why = "not-the-holder";
+	else if (req->epoch != e->pub_observed_epoch)
+		why = "other-epoch";
+	else if (grant > e->p.lease.renew_deadline)
+		why = "grant-too-long";
+	else if (received < e->pub_api_ok_at + 2 * e->p.lease.retry)
+		why = "api-reachable";
+	if (why) {
+		pthread_mutex_unlock(&e->mu);
+		str_copy(reason, reasonlen, why);
+		log_debug("failsafe: refused '%s' epoch %" PRId64 ": %s", req->from, req->epoch,
+		          why);
+		return FSPROTO_REFUSE;
+	}
+	until = received + grant + margin;
+	/* a promise that follows one still running continues it: logged
+	 * once, at its start */
+	bool fresh = e->promise_until < received || e->promise_epoch != req->epoch ||
+	             strcmp(e->promise_to, req->from) != 0;
+	if (until > e->promise_until)
+		e->promise_until = until;
+	str_copy(e->promise_to, sizeof(e->promise_to), req->from);
+	e->promise_epoch = req->epoch;
+	pthread_mutex_unlock(&e->mu);
+	str_copy(reason, reasonlen, "api-unreachable");
+	log_full(fresh ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG,
+	         "failsafe: promised '%s' (epoch %" PRId64 ") not to take lease '%s/%s' until "
+	         "mono=%.6f (%" PRId64 " ms)",
+	         req->from, req->epoch, e->ns, e->name, (double)until / USEC_PER_SEC,
+	         (int64_t)((until - received) / USEC_PER_MSEC));
+	return FSPROTO_PROMISE;
+}
+
 bool elector_is_leader(struct elector *e, int64_t *ret_epoch)
 {
 	bool r;
@@ -185,6 +254,15 @@ static void lost(struct elector *e, const char *reason)
 	e->st.leading = false;
 	e->riding_since = 0;
 	e->unanswered = false;
+	if (e->fs_since) {
+		log_warning("event=failsafe-ended lease='%s/%s' epoch=%" PRId64 " after %" PRId64
+		            " ms on the peers' promises without the API server",
+		            e->ns, e->name, epoch,
+		            (int64_t)((clock_mono_usec() - e->fs_since) / USEC_PER_MSEC));
+		e->fs_since = 0;
+		failsafe_set_active(e->p.failsafe, false);
+	}
+	e->fs_last = -1;
 	publish(e);
 	log_info("event=stopped-leading lease='%s/%s' epoch=%" PRId64 " reason='%s'", e->ns,
 	         e->name, epoch, reason);
@@ -256,6 +334,22 @@ static bool wait_until(struct elector *e, usec_t deadline)
 	return stop;
 }
 
+static bool unanswered(int r);
+
+/* A Lease request just ended with r: when the API server answered it
+ * (success, or an answer about the Lease or our rights), this agent reaches
+ * the API now (what elector_failsafe_judge() asks). */
+static void note_api(struct elector *e, int r)
+{
+	usec_t now = clock_mono_usec();
+
+	if (r < 0 && unanswered(r))
+		return;
+	pthread_mutex_lock(&e->mu);
+	e->pub_api_ok_at = now;
+	pthread_mutex_unlock(&e->mu);
+}
+
 static long req_timeout(struct elector *e, usec_t now, usec_t limit)
 {
 	long t = e->p.request_timeout_ms;
@@ -312,6 +406,69 @@ static void ride(struct elector *e, usec_t now)
 		e->cb.renewed(e->userdata, e->st.epoch, e->st.valid_until);
 }
 
+/* failsafe.enabled, ride-through not applying, and the last renewal got
+ * no answer: ask every peer to promise not to take the Lease for a renew
+ * deadline from now, and when every one did, extend the term to
+ *
+ *     t0 + renew_deadline - margin
+ *
+ * t0 read before the first request went out, so each promise (counted by
+ * its peer from when it read the request, plus the margin) ends after this
+ * extension does; a suspend during the round (CLOCK_BOOTTIME ran, the
+ * monotonic clock did not) is taken off it.  A term whose validity ran out
+ * during the round is never revived.  Any refusal, silence or bad answer
+ * extends nothing: the term ends at its deadline as without failsafe. */
+static void failsafe_step(struct elector *e)
+{
+	usec_t t0 = clock_mono_usec(), b0 = clock_boot_usec(), now, deadline, until, slip;
+	usec_t grant = e->p.lease.renew_deadline;
+	usec_t margin = failsafe_margin(e->p.lease.duration, e->p.lease.renew_deadline);
+	usec_t round = e->p.lease.retry < grant / 4 ? e->p.lease.retry : grant / 4;
+	enum failsafe_result r;
+	char detail[1024];
+
+	deadline = t0 + round < e->st.valid_until ? t0 + round : e->st.valid_until;
+	if (deadline <= t0 || grant <= margin)
+		return;
+	r = failsafe_ask(e->p.failsafe, e->st.epoch, (int64_t)(grant / USEC_PER_MSEC), deadline,
+	                 detail, sizeof(detail));
+	now = clock_mono_usec();
+	if (r != FAILSAFE_PROMISED) {
+		if (e->fs_last != (int)r)
+			log_warning("failsafe round for lease '%s/%s' epoch %" PRId64
+			            ": %s (%s): no extension; the term ends in %" PRId64
+			            " ms unless a renewal succeeds",
+			            e->ns, e->name, e->st.epoch, failsafe_result_name(r), detail,
+			            (int64_t)(e->st.valid_until > now
+			                              ? (e->st.valid_until - now) / USEC_PER_MSEC
+			                              : 0));
+		else
+			log_debug("failsafe round: %s (%s)", failsafe_result_name(r), detail);
+		e->fs_last = (int)r;
+		return;
+	}
+	e->fs_last = (int)r;
+	slip = clock_boot_usec() - b0;
+	slip = slip > now - t0 ? slip - (now - t0) : 0;
+	until = t0 + grant - margin - slip;
+	if (now >= e->st.valid_until || until <= e->st.valid_until)
+		return;
+	if (!e->fs_since) {
+		e->fs_since = t0;
+		failsafe_set_active(e->p.failsafe, true);
+		log_warning("event=failsafe-riding lease='%s/%s' epoch=%" PRId64
+		            ": the API server does not answer; every peer promised not to take the "
+		            "Lease, so the term goes on (each round extends it to %" PRId64
+		            " ms after the round began)",
+		            e->ns, e->name, e->st.epoch,
+		            (int64_t)((grant - margin) / USEC_PER_MSEC));
+	}
+	e->st.valid_until = until;
+	publish(e);
+	if (e->cb.renewed)
+		e->cb.renewed(e->userdata, e->st.epoch, e->st.valid_until);
+}
+
 static void lead_step(struct elector *e, usec_t *next_renew)
 {
 	usec_t now = clock_mono_usec(), limit;
@@ -346,10 +503,22 @@ static void lead_step(struct elector *e, usec_t *next_renew)
 		 * attempt to extend the term before the grant runs out */
 		if (limit > now + e->p.lease.renew_deadline / 3)
 			limit = now + e->p.lease.renew_deadline / 3;
+	} else if (e->p.failsafe) {
+		if (e->unanswered) {
+			failsafe_step(e);
+			now = clock_mono_usec();
+			if (now >= e->st.valid_until)
+				return; /* the next turn ends the term */
+			limit = e->st.valid_until;
+		}
+		/* the same: the next round must come before the extension ends */
+		if (limit > now + e->p.lease.renew_deadline / 3)
+			limit = now + e->p.lease.renew_deadline / 3;
 	}
 	r = lease_renew(e->client, &e->p.lease, e->ns, e->name, &e->st, req_timeout(e, now, limit),
 	                err, sizeof(err));
 	e->unanswered = r < 0 && unanswered(r);
+	note_api(e, r);
 	if (r >= 0) {
 		clear_error(e);
 		if (e->riding_since)
@@ -357,6 +526,16 @@ static void lead_step(struct elector *e, usec_t *next_renew)
 			         " after riding through %" PRId64 " ms without the API server",
 			         e->ns, e->name, e->st.epoch,
 			         (int64_t)((clock_mono_usec() - e->riding_since) / USEC_PER_MSEC));
+		if (e->fs_since) {
+			log_info("event=resumed lease='%s/%s' epoch=%" PRId64 " after %" PRId64
+			         " ms on the peers' promises (failsafe) without the "
+			         "API server",
+			         e->ns, e->name, e->st.epoch,
+			         (int64_t)((clock_mono_usec() - e->fs_since) / USEC_PER_MSEC));
+			failsafe_set_active(e->p.failsafe, false);
+		}
+		e->fs_since = 0;
+		e->fs_last = -1;
 		e->riding_since = 0;
 		publish(e);
 		*next_renew = now + e->p.lease.retry;
@@ -393,6 +572,7 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 	if (now >= *next_poll || !e->st.have_record) {
 		r = lease_fetch(e->client, e->ns, e->name, &e->st,
 		                req_timeout(e, now, USEC_INFINITY), err, sizeof(err));
+		note_api(e, r);
 		*next_poll = clock_mono_usec() + e->p.lease.retry;
 		if (r < 0) {
 			report_error(e, "reading the lease failed", r, err, "retrying");
@@ -434,6 +614,42 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 		int64_t unseen = (int64_t)((now - e->st.observed_at) / USEC_PER_MSEC);
 
 		bool owes = lease_acquire_owes_expired(&e->p.lease, &e->st, NULL, 0);
+		usec_t promised;
+		char promised_to[LEASE_IDENTITY_MAX];
+		int64_t promised_epoch;
+
+		/* failsafe: a promise given to a leader holds, whatever the
+		 * Lease looks like now: no term (so no fence) before it ends.
+		 * Kept in memory only, which is enough: a promise lasts at most
+		 * renew deadline + margin < lease.duration_ms from the moment
+		 * its request was read, and an agent that restarts after
+		 * giving it starts counting any holder's lease from its own
+		 * first read of the Lease (lease_state_observe() on a fresh
+		 * state: observed_at is that read), which comes after the
+		 * restart, so after the promise was given: it waits a whole
+		 * lease.duration_ms from then before it may take a Lease still
+		 * held, past the end of any promise of its predecessor.  (A
+		 * Lease seen free was released by its holder, whose term is
+		 * then over; same-node succession continues only this node's
+		 * own terms, never the leader's that was promised.) */
+		pthread_mutex_lock(&e->mu);
+		promised = e->promise_until;
+		str_copy(promised_to, sizeof(promised_to), e->promise_to);
+		promised_epoch = e->promise_epoch;
+		pthread_mutex_unlock(&e->mu);
+		if (promised && now < promised) {
+			if (e->promise_logged != promised)
+				log_info(
+				        "event=failsafe-holding lease='%s/%s' verdict=%s: promised "
+				        "'%s' (epoch %" PRId64 ") not to take it for %" PRId64
+				        " ms more (until mono=%.6f)",
+				        e->ns, e->name, lease_verdict_to_string(v), promised_to,
+				        promised_epoch, (int64_t)((promised - now) / USEC_PER_MSEC),
+				        (double)promised / USEC_PER_SEC);
+			e->promise_logged = promised;
+			*ret_wake = promised < *next_poll ? promised : *next_poll;
+			return;
+		}
 
 		if (e->cb.may_acquire && !e->cb.may_acquire(e->userdata, owes)) {
 			log_debug("lease '%s/%s' is %s, but this node is no candidate now", e->ns,
@@ -704,6 +920,7 @@ int elector_new(struct k8s_client *client, const struct elector_params *p,
 	if (cb)
 		e->cb = *cb;
 	e->userdata = userdata;
+	e->fs_last = -1;
 	lease_state_init(&e->st);
 	pthread_mutex_init(&e->mu, NULL);
 	pthread_condattr_init(&ca);

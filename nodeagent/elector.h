@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lib/fsproto.h"
 #include "lib/lease.h"
 
 struct k8s_client;
@@ -67,6 +68,13 @@ struct elector_params {
 	 * follower whose reads of the Lease failed counts a full lease from its
 	 * next successful read. */
 	bool ride_through;
+	/* failsafe.enabled (nodeagent/failsafe.h; NULL: off).  Where
+	 * ride_through does not apply, a renewal that gets no answer makes
+	 * the leader ask every peer for a promise, and the term is extended
+	 * (to the round's start + renew deadline - the margin) only when all
+	 * of them promised; as a follower, this agent answers the peers'
+	 * requests (elector_failsafe_judge()) and keeps what it promised. */
+	struct failsafe *failsafe;
 };
 
 /* Create an elector; nothing runs until elector_start().  The client and
@@ -130,6 +138,23 @@ void elector_set_ride_through(struct elector *e, bool ok);
 /* Since when (mono) the current term rides through an API outage; 0 when
  * it does not (or no term). */
 usec_t elector_riding_since(struct elector *e);
+
+/* The failsafe judge (failsafe_judge_fn): whether this agent promises the
+ * leader of `req` not to take the Lease for req->grant_ms from `received`
+ * (plus the margin), and if so records that promise, which follow_step()
+ * then keeps.  Promises only when this agent does not lead, req names the
+ * holder and epoch it last read in the Lease, the grant is at most its
+ * own renew deadline, and none of its own reads of the Lease started in
+ * the last two retry periods succeeded (it cannot reach the API server
+ * either: a peer that can refuses, so that a leader cut off alone from
+ * the API steps down and the others take over, one failover).
+ * Thread-safe, never blocks. */
+enum fsproto_verdict elector_failsafe_judge(void *userdata, const struct fsproto_msg *req,
+                                            usec_t received, char *reason, size_t reasonlen);
+
+/* Since when (mono) the current term goes on by failsafe promises; 0 when
+ * it does not. */
+usec_t elector_failsafe_since(struct elector *e);
 
 /* Whether we lead right now; *ret_epoch gets the term's epoch if so. */
 bool elector_is_leader(struct elector *e, int64_t *ret_epoch);

@@ -10,6 +10,7 @@ noinst_LIBRARIES += nodeagent/libkfagent.a
 nodeagent_libkfagent_a_SOURCES = \
 	nodeagent/agent_conf.c nodeagent/agent_conf.h \
 	nodeagent/elector.c nodeagent/elector.h \
+	nodeagent/failsafe.c nodeagent/failsafe.h \
 	nodeagent/control.c nodeagent/control.h \
 	nodeagent/orch_sm.c nodeagent/orch_sm.h \
 	nodeagent/orchestrator.c nodeagent/orchestrator.h \

@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "fencing/pipeline.h"
 #include "lib/failpoint.h"
 #include "lib/k8s.h"
@@ -29,6 +31,7 @@
 #include "nodeagent/agent_conf.h"
 #include "nodeagent/control.h"
 #include "nodeagent/elector.h"
+#include "nodeagent/failsafe.h"
 #include "nodeagent/events.h"
 #include "nodeagent/http.h"
 #include "nodeagent/metrics.h"
@@ -362,6 +365,7 @@ static int run(const char *path, const struct agent_conf *conf)
 	struct retired retired = {0};
 	struct k8s_client *client = NULL;
 	struct elector *el = NULL;
+	struct failsafe *fs = NULL;
 	struct control *ctl = NULL;
 	struct orchestrator *orch = NULL;
 	struct metrics *metrics = NULL;
@@ -498,9 +502,43 @@ static int run(const char *path, const struct agent_conf *conf)
 	p.name = conf->lease.name;
 	p.request_timeout_ms = (long)conf->kube.request_timeout_ms;
 	p.ride_through = oo.ride_through;
+	if (conf->failsafe.enabled) {
+		struct failsafe_peer peers[FAILSAFE_PEERS_MAX];
+		uint8_t key[FSPROTO_KEY_MAX];
+		char lease[FSPROTO_LEASE_MAX];
+		struct failsafe_options fo = {
+		        .self = conf->agent.identity,
+		        .listen = conf->failsafe.listen,
+		        .peers = peers,
+		        .lease = lease,
+		        .metrics = metrics,
+		};
+
+		snprintf(lease, sizeof(lease), "%s/%s", conf->lease.namespace, conf->lease.name);
+		r = failsafe_parse_peers(conf->failsafe.peers, conf->agent.identity, peers,
+		                         ELEMENTSOF(peers), &fo.n_peers, err, sizeof(err));
+		if (r >= 0)
+			r = failsafe_read_key(conf->failsafe.key_file, key, sizeof(key), &fo.keylen,
+			                      err, sizeof(err));
+		if (r >= 0) {
+			fo.key = key;
+			r = failsafe_new(&fo, &fs, err, sizeof(err));
+		}
+		OPENSSL_cleanse(key, sizeof(key));
+		if (r < 0) {
+			log_error("failsafe: %s", err);
+			goto out;
+		}
+		log_info("failsafe: listening on %s (udp), %zu peer(s); a leader whose renewals "
+		         "get no answer goes on only while every one of them promises",
+		         conf->failsafe.listen, fo.n_peers);
+		p.failsafe = fs;
+	}
 	r = elector_new(client, &p, orch_elector_callbacks(), orch, &el);
 	if (r < 0)
 		goto out;
+	if (fs)
+		failsafe_set_judge(fs, elector_failsafe_judge, el);
 	agent.elector = el;
 	orch_attach(orch, el, ctl);
 
@@ -521,7 +559,7 @@ static int run(const char *path, const struct agent_conf *conf)
 	}
 
 	if ((r = orch_start(orch)) < 0 || (ctl && (r = control_start(ctl)) < 0) ||
-	    (r = elector_start(el)) < 0) {
+	    (fs && (r = failsafe_start(fs)) < 0) || (r = elector_start(el)) < 0) {
 		log_error("cannot start: %s", strerror(-r));
 		goto out;
 	}
@@ -603,7 +641,9 @@ out:
 	if (orch)
 		orch_shutdown(orch, "agent stopped");
 	control_free(ctl);
+	failsafe_stop(fs); /* its judge is the elector's */
 	elector_free(el);
+	fs = failsafe_free(fs);
 	orch_free(orch);
 	events = events_stop(events, 2000);
 	fence_methods_done(&methods);

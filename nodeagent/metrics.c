@@ -44,7 +44,8 @@ struct metrics {
 		struct metrics_family *role, *epoch, *transitions, *fence_duration, *fence_failures,
 		        *failover_duration, *api_errors, *service_connected, *promotions,
 		        *demotions, *events_posted, *events_dropped, *scsi_registered,
-		        *scsi_restored, *config_reloads, *config_reload_success;
+		        *scsi_restored, *config_reloads, *config_reload_success, *failsafe_rounds,
+		        *failsafe_active, *failsafe_promises;
 	} agent;
 };
 
@@ -556,6 +557,18 @@ int metrics_agent_new(struct metrics **ret)
 	         "Whether the last SIGHUP reload was applied (0/1); 1 before any: the file read "
 	         "at start was valid.",
 	         NULL},
+	        {&m->agent.failsafe_rounds, METRICS_COUNTER, "kubefence_failsafe_rounds_total",
+	         "failsafe.enabled: rounds in which this leader asked its peers for a promise "
+	         "while the API server did not answer, by result (promised: every peer did, the "
+	         "term was extended; refused; silent; error).",
+	         "result"},
+	        {&m->agent.failsafe_active, METRICS_GAUGE, "kubefence_failsafe_active",
+	         "failsafe.enabled: whether this leader's term goes on by its peers' promises "
+	         "now, the API server not answering (0/1).",
+	         NULL},
+	        {&m->agent.failsafe_promises, METRICS_COUNTER, "kubefence_failsafe_promises_total",
+	         "failsafe.enabled: promises this agent gave a leader not to take the Lease.",
+	         NULL},
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(table); i++) {
@@ -656,6 +669,24 @@ void metrics_config_reload(struct metrics *m, enum metrics_reload result)
 	(void)metrics_add(m->agent.config_reloads, reload_results[result], 1);
 	(void)metrics_set(m->agent.config_reload_success, NULL,
 	                  result == METRICS_RELOAD_APPLIED ? 1 : 0);
+}
+
+void metrics_failsafe_round(struct metrics *m, const char *result)
+{
+	if (m && result)
+		(void)metrics_add(m->agent.failsafe_rounds, result, 1);
+}
+
+void metrics_set_failsafe_active(struct metrics *m, bool active)
+{
+	if (m)
+		(void)metrics_set(m->agent.failsafe_active, NULL, active ? 1 : 0);
+}
+
+void metrics_failsafe_promise(struct metrics *m)
+{
+	if (m)
+		(void)metrics_add(m->agent.failsafe_promises, NULL, 1);
 }
 
 void metrics_observe_failover(struct metrics *m, double seconds)

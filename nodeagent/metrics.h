@@ -30,6 +30,9 @@
  *   kubefence_config_reloads_total          counter    {result} SIGHUP reloads:
  *                                                      applied, refused, invalid
  *   kubefence_config_last_reload_success    gauge      0/1; 1 at start
+ *   kubefence_failsafe_rounds_total         counter    {result}
+ *   kubefence_failsafe_active               gauge      0/1
+ *   kubefence_failsafe_promises_total       counter
  */
 #pragma once
 
@@ -190,6 +193,12 @@ enum metrics_reload {
  * kubefence_config_last_reload_success (1 for applied, else 0; the running
  * configuration is then the last one accepted). */
 void metrics_config_reload(struct metrics *m, enum metrics_reload result);
+/* failsafe.enabled (nodeagent/failsafe.h): one round of a leader by its
+ * result ("promised", "refused", "silent", "error"); whether its term goes
+ * on by promises now; one promise given to a leader. */
+void metrics_failsafe_round(struct metrics *m, const char *result);
+void metrics_set_failsafe_active(struct metrics *m, bool active);
+void metrics_failsafe_promise(struct metrics *m);
 
 void metrics_event_posted(struct metrics *m);
 void metrics_event_dropped(struct metrics *m, enum metrics_event_drop why);

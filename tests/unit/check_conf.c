@@ -366,6 +366,12 @@ START_TEST(test_all_keys_values)
 	ck_assert_int_eq(c->selffence.stop_timeout_ms, 1500);
 	ck_assert_int_eq(c->selffence.kill_timeout_ms, 3000);
 	ck_assert_str_eq(c->selffence.watchdog_device, "/dev/watchdog0");
+	ck_assert(c->failsafe.enabled);
+	ck_assert_str_eq(c->failsafe.listen, "10.0.0.7:7946");
+	ck_assert_str_eq(c->failsafe.peers[0], "worker-1-agent=10.0.0.7:7946");
+	ck_assert_str_eq(c->failsafe.peers[1], "worker-2-agent=10.0.0.8:7946");
+	ck_assert_ptr_null(c->failsafe.peers[2]);
+	ck_assert_str_eq(c->failsafe.key_file, "/etc/kubefence/failsafe/key");
 	ck_assert_int_eq(conf_key_line(c->source, "node.name"), 2);
 	ck_assert_int_eq(conf_key_line(c->source, "log.monotonic"), 13);
 	free(defaults);
@@ -546,7 +552,11 @@ START_TEST(test_dump_marks_defaults)
 	                          "fence.scsi_inflight_ms = 500  # default\n"
 	                          "selffence.stop_timeout_ms = 2000  # default\n"
 	                          "selffence.kill_timeout_ms = 5000  # default\n"
-	                          "selffence.watchdog_device =   # default\n",
+	                          "selffence.watchdog_device =   # default\n"
+	                          "failsafe.enabled = false  # default\n"
+	                          "failsafe.listen =   # default\n"
+	                          "failsafe.peers =   # default\n"
+	                          "failsafe.key_file =   # default\n",
 	                          path),
 	                 0);
 	ck_assert_str_eq(out, expected);

@@ -9,6 +9,7 @@ UNIT_TESTS = \
 	tests/unit/check_lease \
 	tests/unit/check_control \
 	tests/unit/check_ctlproto \
+	tests/unit/check_failsafe \
 	tests/unit/check_probe \
 	tests/unit/check_journal \
 	tests/unit/check_index \
@@ -46,6 +47,9 @@ tests_unit_check_control_LDADD = $(TEST_LIBS)
 tests_unit_check_ctlproto_SOURCES = tests/unit/check_ctlproto.c
 tests_unit_check_ctlproto_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_ctlproto_LDADD = $(TEST_LIBS)
+tests_unit_check_failsafe_SOURCES = tests/unit/check_failsafe.c
+tests_unit_check_failsafe_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_failsafe_LDADD = $(TEST_LIBS)
 tests_unit_check_probe_SOURCES = tests/unit/check_probe.c
 tests_unit_check_probe_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_probe_LDADD = $(TEST_LIBS)
