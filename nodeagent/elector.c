@@ -203,8 +203,8 @@ enum fsproto_verdict elector_failsafe_judge(void *userdata, const struct fsproto
 	pthread_mutex_unlock(&e->mu);
 	str_copy(reason, reasonlen, "api-unreachable");
 	log_full(fresh ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG,
-	         "failsafe: promised '%s' (epoch %" PRId64 ") not to take lease '%s/%s' until "
-	         "mono=%.6f (%" PRId64 " ms)",
+	         "failsafe: promised '%s' (epoch %" PRId64 ") not to take lease '%s/%s' "
+	         "(until_mono=%.6f, %" PRId64 " ms)",
 	         req->from, req->epoch, e->ns, e->name, (double)until / USEC_PER_SEC,
 	         (int64_t)((until - received) / USEC_PER_MSEC));
 	return FSPROTO_PROMISE;
@@ -642,7 +642,7 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 				log_info(
 				        "event=failsafe-holding lease='%s/%s' verdict=%s: promised "
 				        "'%s' (epoch %" PRId64 ") not to take it for %" PRId64
-				        " ms more (until mono=%.6f)",
+				        " ms more (until_mono=%.6f)",
 				        e->ns, e->name, lease_verdict_to_string(v), promised_to,
 				        promised_epoch, (int64_t)((promised - now) / USEC_PER_MSEC),
 				        (double)promised / USEC_PER_SEC);

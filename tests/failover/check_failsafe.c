@@ -1,0 +1,537 @@
+/* failsafe.enabled with real processes (docs/failsafe.md): the setup of
+ * tests/failover (fo.h) — a real kube-apiserver + etcd and tgtd, two nodes
+ * each with a kubefence-agent behind its own kf-faultproxy and a
+ * kubefence-metad — with the metads on the shared DIRECTORY store (no
+ * SCSI-3 PR on the store: agent.api_outage = ride-through cannot apply) and
+ * both agents in failsafe mode, talking over UDP on loopback with a shared
+ * key.  Every scenario runs the workload of check_failover (a writer, two
+ * mixed clients, every operation recorded and judged by kf-lincheck), the
+ * role-label watcher and fo_check() (no acknowledged write lost, no two
+ * masters acknowledging in overlapping terms).
+ *
+ *   api-outage         the whole API unreachable (held, or 503) for four
+ *                      lease durations: the master keeps acknowledging,
+ *                      same holder, same epoch
+ *   partial-partition  only the leader's API path cut: node-b refuses to
+ *                      promise, exactly one failover
+ *   promise-kept       node-b promised, then gets the API back before
+ *                      node-a: it sees the Lease expired but takes it only
+ *                      after its promise ended, and after node-a's term did
+ *   peer-down          node-b's agent killed, then the API cut: node-a gets
+ *                      no promise from it and steps down at its deadline
+ *
+ * KF_FAILSAFE_OFF=1 runs the same scenarios with failsafe.enabled = false
+ * (the agents as they were before failsafe mode): api-outage then fails,
+ * its master pausing for the rest of the outage. */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
+#include "lib/k8s.h"
+#include "lib/util.h"
+#include "tests/failover/fo.h"
+
+void fo_fail(const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	ck_abort_msg("%s", buf);
+	abort(); /* not reached */
+}
+
+struct scen {
+	struct fo_cluster c;
+	struct fo_workload w;
+	struct fo_watcher wa;
+	int udp_port[2];
+};
+
+static double secs(usec_t d)
+{
+	return (double)d / USEC_PER_SEC;
+}
+
+static bool failsafe_off(void)
+{
+	const char *v = getenv("KF_FAILSAFE_OFF");
+
+	return v && strcmp(v, "1") == 0;
+}
+
+static bool wait_log(const char *path, int count, long ms, usec_t *ret_mono, const char *needle,
+                     const char *needle2)
+{
+	usec_t end = clock_mono_usec() + ms * USEC_PER_MSEC;
+
+	for (;;) {
+		if (fo_log_count(path, ret_mono, needle, needle2, NULL) >= count)
+			return true;
+		if (clock_mono_usec() >= end)
+			return false;
+		usleep(10000);
+	}
+}
+
+static void dump_all(struct scen *s)
+{
+	for (size_t i = 0; i < s->c.n; i++) {
+		fo_dump(s->c.node[i].agent_log);
+		fo_dump(s->c.node[i].metad_log);
+	}
+}
+
+/* A free UDP port on loopback: bound to port 0 and read back.  (The
+ * kernel may hand it to someone else before the agent binds it; the agent
+ * then fails to start, loudly.) */
+static int udp_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_DGRAM, 0), port;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+/* Two nodes on the directory store, each agent behind its own proxy, in
+ * failsafe mode (unless KF_FAILSAFE_OFF=1); node 0 master, writes flowing
+ * for a second. */
+static void scen_start(struct scen *s, const char *tag)
+{
+	char key[600], peers[200], extra[1200];
+	FILE *f;
+	usec_t t0;
+
+	memset(s, 0, sizeof(*s));
+	fo_prepare_rbac();
+	fo_cluster_init(&s->c, tag, 2);
+	snprintf(key, sizeof(key), "%s/failsafe.key", s->c.base);
+	f = fopen(key, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "%s-shared-secret-of-the-failsafe-test-0123456789\n", tag);
+	ck_assert_int_eq(fclose(f), 0);
+	for (size_t i = 0; i < 2; i++)
+		s->udp_port[i] = udp_port();
+	snprintf(peers, sizeof(peers), "node-a=127.0.0.1:%d, node-b=127.0.0.1:%d", s->udp_port[0],
+	         s->udp_port[1]);
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(extra, sizeof(extra),
+		         "failsafe.enabled = %s\n"
+		         "failsafe.listen = 127.0.0.1:%d\n"
+		         "failsafe.peers = %s\n"
+		         "failsafe.key_file = %s\n",
+		         failsafe_off() ? "no" : "yes", s->udp_port[i], peers, key);
+		fo_conf_extra(&s->c, i, extra);
+		fo_proxy(&s->c, i);
+	}
+	fo_watcher_start(&s->wa, &s->c);
+	fo_cluster_start(&s->c);
+	s->w.probe_every = 20;
+	s->w.pause_us = 2000;
+	s->w.mixed = 2;
+	t0 = clock_mono_usec();
+	fo_workload_start(&s->w, &s->c);
+	ck_assert_msg(fo_wait_ack(&s->w, 0, t0, 5000), "no write acknowledged by node-a");
+	usleep(1000 * 1000);
+}
+
+static void scen_finish(struct scen *s)
+{
+	char why[2048] = "", hwhy[2048] = "";
+	struct fo_verdict v;
+	int final;
+	bool ok, hok;
+
+	usleep(500 * 1000);
+	fo_workload_stop(&s->w);
+	fo_watcher_stop(&s->wa);
+	final = fo_wait_master(&s->c, -1, 10000);
+	if (final < 0) {
+		/* a fence deleted a pod: as its StatefulSet would, create it
+		 * again and restart its MetaService as the new pod */
+		for (size_t i = 0; i < 2; i++)
+			if (fo_pod_recreate(&s->c, i)) {
+				(void)fo_metad_signal(&s->c, i, SIGKILL);
+				fo_metad_start(&s->c, i);
+			}
+		final = fo_wait_master(&s->c, -1, 10000);
+	}
+	if (final < 0)
+		dump_all(s);
+	ck_assert_msg(final >= 0, "no master at the end");
+	ok = fo_check(&s->c, &s->w, final, why, sizeof(why));
+	hok = fo_check_history(&s->c, final, &v, hwhy, sizeof(hwhy));
+	printf("%s: %zu writes acknowledged (node-a %zu, node-b %zu), %" PRIu64
+	       " attempts; mixed clients: %" PRIu64 " ops; watcher: %" PRIu64
+	       " observations, %" PRIu64 " with two masters; history: %s (%ld ops)\n",
+	       s->c.tag, s->w.n_acks, fo_acks_count(&s->w, 0, 0), fo_acks_count(&s->w, 1, 0),
+	       s->w.attempts, s->w.mixed_ops, s->wa.observations, s->wa.violations,
+	       v.judged ? v.verdict : "not judged", v.ops);
+	fflush(stdout);
+	if (!ok || s->wa.violations)
+		dump_all(s);
+	ck_assert_msg(ok, "%s", why);
+	ck_assert_msg(hok, "%s", hwhy);
+	ck_assert_msg(s->wa.violations == 0, "%s", s->wa.violation);
+	fo_workload_free(&s->w);
+	fo_cluster_stop(&s->c);
+}
+
+/* The longest gap between two writes node srv acknowledged in [from, to]. */
+static usec_t longest_pause(struct scen *s, int srv, usec_t from, usec_t to)
+{
+	usec_t last = from, worst = 0;
+
+	pthread_mutex_lock(&s->w.mu);
+	for (size_t k = 0; k < s->w.n_acks; k++) {
+		const struct fo_ack *a = &s->w.acks[k];
+		if (a->srv != srv || a->probe || a->acked < from || a->acked > to)
+			continue;
+		if (a->acked - last > worst)
+			worst = a->acked - last;
+		last = a->acked;
+	}
+	pthread_mutex_unlock(&s->w.mu);
+	if (to - last > worst)
+		worst = to - last;
+	return worst;
+}
+
+static size_t on_body(char *p, size_t sz, size_t n, void *ud)
+{
+	char **b = ud;
+	size_t have = *b ? strlen(*b) : 0;
+	char *nb = realloc(*b, have + sz * n + 1);
+
+	if (!nb)
+		return 0;
+	memcpy(nb + have, p, sz * n);
+	nb[have + sz * n] = '\0';
+	*b = nb;
+	return sz * n;
+}
+
+/* One series of node i's /metrics ("name" or "name{label=\"v\"}"); -1
+ * when absent. */
+static double metric_of(struct scen *s, size_t i, const char *series)
+{
+	char url[128], *body = NULL, *p;
+	CURL *h = curl_easy_init();
+	size_t n = strlen(series);
+	double v = -1;
+
+	ck_assert_ptr_nonnull(h);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", s->c.node[i].http_port);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 3000L);
+	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+	ck_assert_msg(curl_easy_perform(h) == CURLE_OK, "GET %s failed", url);
+	curl_easy_cleanup(h);
+	ck_assert_ptr_nonnull(body);
+	for (p = body; (p = strstr(p, series)); p += n)
+		if ((p == body || p[-1] == '\n') && p[n] == ' ') {
+			v = strtod(p + n + 1, NULL);
+			break;
+		}
+	free(body);
+	return v;
+}
+
+/* The Lease's holder and epoch, read as admin (directly, not through any
+ * proxy). */
+static void lease_holder(struct scen *s, char *holder, size_t len, int64_t *epoch)
+{
+	char path[512], err[512];
+	cJSON *obj = NULL, *spec, *h, *t;
+
+	ck_assert_int_ge(k8s_path(path, sizeof(path), "coordination.k8s.io/v1", getenv("KF_IT_NS"),
+	                          "leases", s->c.lease),
+	                 0);
+	ck_assert_msg(k8s_get(s->c.admin, path, 5000, &obj, err, sizeof(err)) >= 0, "GET %s: %s",
+	              path, err);
+	spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
+	h = cJSON_GetObjectItemCaseSensitive(spec, "holderIdentity");
+	t = cJSON_GetObjectItemCaseSensitive(spec, "leaseTransitions");
+	str_copy(holder, len, cJSON_IsString(h) ? h->valuestring : "");
+	*epoch = cJSON_IsNumber(t) ? (int64_t)t->valuedouble : -1;
+	cJSON_Delete(obj);
+}
+
+/* The until_mono= of the first line of path with needle (0: none). */
+static usec_t until_mono(const char *path, const char *needle)
+{
+	char line[4096];
+	usec_t r = 0;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return 0;
+	while (!r && fgets(line, sizeof(line), f)) {
+		const char *u = strstr(line, "until_mono=");
+		long long sec, us;
+
+		if (strstr(line, needle) && u && sscanf(u, "until_mono=%lld.%lld", &sec, &us) == 2)
+			r = (usec_t)sec * USEC_PER_SEC + (usec_t)us;
+	}
+	fclose(f);
+	return r;
+}
+
+/* (a) The whole API unreachable for four lease durations — every request
+ * of both agents held without an answer (0), or answered 503 (1).  The
+ * store is a directory: nothing but the Lease's timing stops an old
+ * master, so only the peers' promises let node-a's term go on.  node-b
+ * cannot reach the API either, so it promises; node-a extends its term
+ * round by round and its master goes on acknowledging writes; node-b never
+ * takes over, and node-a's next renewal resumes the term, same holder,
+ * same epoch.  With failsafe off (KF_FAILSAFE_OFF=1) node-a steps down at
+ * the renew deadline and writes pause for the rest of the outage. */
+START_TEST(api_outage_rides_on_promises)
+{
+	static const char *const rules[] = {"* . blackhole\n", "* . status=503\n"};
+	struct scen s;
+	char role[16], holder[64];
+	int64_t epoch_before, epoch_after, lease_epoch;
+	usec_t t_out, t_back, pause;
+
+	scen_start(&s, _i == 0 ? "fshang" : "fs503");
+	ck_assert_int_eq(fo_stat(&s.c, 0, role, sizeof(role), &epoch_before), 0);
+	ck_assert_str_eq(role, "master");
+	t_out = clock_mono_usec();
+	fo_proxy_rules(&s.c, 0, rules[_i]);
+	fo_proxy_rules(&s.c, 1, rules[_i]);
+	usleep(4 * FO_LEASE_MS * 1000);
+	t_back = clock_mono_usec();
+	pause = longest_pause(&s, 0, t_out, t_back);
+	printf("%s: %.1f s outage: the master's longest write pause %.3f s, %zu writes "
+	       "acknowledged during it%s\n",
+	       s.c.tag, secs(t_back - t_out), secs(pause), fo_acks_count(&s.w, 0, t_out),
+	       failsafe_off() ? " (failsafe off)" : "");
+	fflush(stdout);
+	fo_proxy_rules(&s.c, 0, "");
+	fo_proxy_rules(&s.c, 1, "");
+	fo_record(_i == 0 ? "failsafe-outage-hang-longest-write-pause"
+	                  : "failsafe-outage-503-longest-write-pause",
+	          secs(pause));
+	/* writes went on: no stop at the renew deadline */
+	ck_assert_msg(pause < FO_RENEW_MS * USEC_PER_MSEC,
+	              "the master paused %.3f s during the outage", secs(pause));
+	ck_assert_msg(wait_log(s.c.node[0].agent_log, 1, 5000, NULL, "event=resumed", "failsafe"),
+	              "node-a's term did not resume after the outage");
+	usleep(2 * FO_LEASE_MS * 1000); /* node-b had every chance to take over */
+	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=failsafe-riding", NULL),
+	                 1);
+	ck_assert_int_ge(
+	        fo_log_count(s.c.node[1].agent_log, NULL, "failsafe: promised 'node-a'", NULL), 1);
+	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
+	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=stopped-leading", NULL),
+	                 0);
+	ck_assert_int_eq(fo_stat(&s.c, 0, role, sizeof(role), &epoch_after), 0);
+	ck_assert_str_eq(role, "master");
+	ck_assert_int_eq(epoch_after, epoch_before); /* the same term */
+	lease_holder(&s, holder, sizeof(holder), &lease_epoch);
+	ck_assert_str_eq(holder, "node-a");
+	ck_assert_int_eq(lease_epoch, epoch_before);
+	ck_assert_msg(metric_of(&s, 0, "kubefence_failsafe_rounds_total{result=\"promised\"}") >= 1,
+	              "no promised round counted");
+	ck_assert_msg(metric_of(&s, 0, "kubefence_failsafe_active") == 0,
+	              "still active after the outage");
+	ck_assert_msg(metric_of(&s, 1, "kubefence_failsafe_promises_total") >= 1,
+	              "node-b counted no promise");
+	scen_finish(&s);
+}
+END_TEST
+
+/* (b) A partial partition: only node-a (the leader) loses the API.  node-b
+ * reads the Lease fine, so it refuses to promise (api-reachable): node-a
+ * gets no extension and steps down at its renew deadline, node-b takes
+ * the Lease when it expires and fences node-a.  Exactly one failover, and
+ * never two masters (fo_check, the watcher, kf-lincheck). */
+START_TEST(partial_partition_is_one_failover)
+{
+	struct scen s;
+	usec_t t_cut, t_stop = 0, t_lead = 0;
+
+	scen_start(&s, "fspart");
+	t_cut = clock_mono_usec();
+	fo_proxy_rules(&s.c, 0, "* . blackhole\n");
+	ck_assert_msg(fo_wait_ack(&s.w, 1, t_cut, 15000), "node-b never took over");
+	fo_record("failsafe-partial-partition-to-first-ack-on-node-b",
+	          secs(fo_first_ack_after(&s.w, 1, t_cut) - t_cut));
+	usleep(2 * FO_LEASE_MS * 1000);
+	fo_proxy_rules(&s.c, 0, "");
+	usleep(2 * FO_LEASE_MS * 1000);
+	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, &t_lead, "event=leading", NULL), 1);
+	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=leading", NULL), 1);
+	ck_assert_int_ge(
+	        fo_log_count(s.c.node[0].agent_log, NULL, "'node-b' refused (api-reachable)", NULL),
+	        1);
+	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=failsafe-riding", NULL),
+	                 0);
+	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "failsafe: promised", NULL), 0);
+	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, &t_stop, "event=stopped-leading",
+	                              "renew deadline passed", NULL),
+	                 1);
+	ck_assert_msg(t_stop < t_lead, "node-b led (%.3f) before node-a's term ended (%.3f)",
+	              secs(t_lead), secs(t_stop));
+	ck_assert_int_ge(
+	        fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'", NULL),
+	        1);
+	scen_finish(&s);
+}
+END_TEST
+
+/* (c) node-b promised during a whole-API outage, then gets the API back
+ * before node-a.  It reads the Lease, which looks expired (nobody renewed
+ * it for seconds), but it keeps its promise: it takes nothing until the
+ * promise ends.  Meanwhile it refuses node-a's next rounds (it can reach
+ * the API now), so node-a's term ends at its last extension, before
+ * node-b's promise does; only then does node-b take over. */
+START_TEST(promise_kept_when_the_api_returns_first)
+{
+	struct scen s;
+	usec_t t_hold = 0, promise_end, t_lead = 0, t_stop = 0, t_back;
+	char holder[64];
+	int64_t epoch_before, lease_epoch;
+	char role[16];
+
+	scen_start(&s, "fskept");
+	ck_assert_int_eq(fo_stat(&s.c, 0, role, sizeof(role), &epoch_before), 0);
+	fo_proxy_rules(&s.c, 0, "* . status=503\n");
+	fo_proxy_rules(&s.c, 1, "* . status=503\n");
+	if (!wait_log(s.c.node[0].agent_log, 1, 5000, NULL, "event=failsafe-riding", NULL))
+		dump_all(&s);
+	ck_assert_msg(fo_log_count(s.c.node[0].agent_log, NULL, "event=failsafe-riding", NULL) >= 1,
+	              "node-a never rode on promises");
+	usleep(FO_LEASE_MS * 1000); /* past the Lease's expiry as node-b counts it */
+	t_back = clock_mono_usec();
+	fo_proxy_rules(&s.c, 1, ""); /* node-b first */
+	ck_assert_msg(
+	        wait_log(s.c.node[1].agent_log, 1, 5000, &t_hold, "event=failsafe-holding", NULL),
+	        "node-b did not hold back for its promise");
+	/* while it holds back: the Lease still names node-a, same epoch */
+	lease_holder(&s, holder, sizeof(holder), &lease_epoch);
+	promise_end = until_mono(s.c.node[1].agent_log, "event=failsafe-holding");
+	ck_assert_uint_gt(promise_end, 0);
+	ck_assert_msg(clock_mono_usec() < promise_end || strcmp(holder, "node-a") == 0,
+	              "the Lease was read too late to judge");
+	ck_assert_str_eq(holder, "node-a");
+	ck_assert_int_eq(lease_epoch, epoch_before);
+	ck_assert_int_ge(fo_log_count(s.c.node[1].agent_log, NULL, "event=failsafe-holding",
+	                              "verdict=expired", NULL),
+	                 1);
+	/* node-b takes over once the promise ended */
+	ck_assert_msg(wait_log(s.c.node[1].agent_log, 1, 10000, &t_lead, "event=leading", NULL),
+	              "node-b never took over");
+	ck_assert_msg(fo_log_count(s.c.node[0].agent_log, &t_stop, "event=stopped-leading", NULL) >=
+	                      1,
+	              "node-a's term did not end");
+	printf("fskept: API back for node-b at +0; it held back from +%.3f s until its promise "
+	       "ended at +%.3f s; node-a's term ended at +%.3f s; node-b led at +%.3f s\n",
+	       secs(t_hold - t_back), secs(promise_end - t_back), secs(t_stop - t_back),
+	       secs(t_lead - t_back));
+	ck_assert_msg(t_lead >= promise_end,
+	              "node-b took the Lease %.3f s before its promise ended",
+	              secs(promise_end - t_lead));
+	ck_assert_msg(t_stop < promise_end, "node-a's term ended after node-b's promise did");
+	ck_assert_msg(t_stop < t_lead, "node-b led before node-a's term ended");
+	ck_assert_int_ge(
+	        fo_log_count(s.c.node[0].agent_log, NULL, "'node-b' refused (api-reachable)", NULL),
+	        1);
+	fo_proxy_rules(&s.c, 0, "");
+	ck_assert_msg(fo_wait_ack(&s.w, 1, t_lead, 10000), "node-b acknowledged nothing");
+	lease_holder(&s, holder, sizeof(holder), &lease_epoch);
+	ck_assert_str_eq(holder, "node-b");
+	ck_assert_int_gt(lease_epoch, epoch_before);
+	scen_finish(&s);
+}
+END_TEST
+
+/* (d) node-b's agent is down (killed), then the API is cut: node-a asks,
+ * nobody answers for node-b, so it never has every promise, extends
+ * nothing and steps down at its renew deadline; its master acknowledges no
+ * write sent after that.  Then the API and node-b's agent come back, and
+ * the cluster has one master again. */
+START_TEST(peer_down_no_extension)
+{
+	struct scen s;
+	usec_t t_out, t_stop = 0;
+	size_t late;
+
+	scen_start(&s, "fsdown");
+	(void)fo_agent_signal(&s.c, 1, SIGKILL);
+	usleep(500 * 1000);
+	t_out = clock_mono_usec();
+	fo_proxy_rules(&s.c, 0, "* . status=503\n");
+	fo_proxy_rules(&s.c, 1, "* . status=503\n");
+	ck_assert_msg(wait_log(s.c.node[0].agent_log, 1, 5000, &t_stop, "event=stopped-leading",
+	                       "renew deadline passed"),
+	              "node-a did not step down");
+	usleep(FO_LEASE_MS * 1000);
+	late = fo_acks_sent_after(&s.w, 0, t_out + FO_RENEW_MS * USEC_PER_MSEC);
+	printf("fsdown: node-a stepped down %.3f s after the outage began; %zu writes it "
+	       "acknowledged were sent after its renew deadline\n",
+	       secs(t_stop - t_out), late);
+	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "'node-b' did not answer", NULL),
+	                 1);
+	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=failsafe-riding", NULL),
+	                 0);
+	ck_assert_uint_eq(late, 0);
+	ck_assert_msg(metric_of(&s, 0, "kubefence_failsafe_rounds_total{result=\"silent\"}") >= 1,
+	              "no silent round counted");
+	fo_proxy_rules(&s.c, 0, "");
+	fo_proxy_rules(&s.c, 1, "");
+	fo_agent_start(&s.c, 1);
+	ck_assert_msg(fo_wait_master(&s.c, -1, 15000) >= 0, "no master after the outage");
+	scen_finish(&s);
+}
+END_TEST
+
+static TCase *tcase(Suite *s, const char *name)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_set_timeout(tc, 120);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
+int main(void)
+{
+	Suite *s = suite_create("failsafe");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_loop_test(tcase(s, "api-outage"), api_outage_rides_on_promises, 0, 2);
+	tcase_add_test(tcase(s, "partial-partition"), partial_partition_is_one_failover);
+	tcase_add_test(tcase(s, "promise-kept"), promise_kept_when_the_api_returns_first);
+	tcase_add_test(tcase(s, "peer-down"), peer_down_no_extension);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_VERBOSE);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
