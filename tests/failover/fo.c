@@ -389,6 +389,58 @@ void fo_conf_extra(struct fo_cluster *c, size_t i, const char *lines)
 	write_conf(c, &c->node[i], i);
 }
 
+/* A free UDP port on loopback: bound to port 0 and read back.  (The
+ * kernel may hand it out again before the agent binds it; the agent then
+ * fails to start, loudly.) */
+static int free_udp_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), port = -1;
+
+	FO_CHECK(fd >= 0, "socket: %s", strerror(errno));
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	close(fd);
+	FO_CHECK(port > 0, "no free UDP port on loopback: %s", strerror(errno));
+	return port;
+}
+
+void fo_use_failsafe(struct fo_cluster *c, bool enabled)
+{
+	char key[600], peers[256] = "", lines[sizeof(c->node[0].extra_conf)];
+	int port[FO_MAX_NODES];
+	size_t used = 0;
+	FILE *f;
+
+	snprintf(key, sizeof(key), "%s/failsafe.key", c->base);
+	f = fopen(key, "w");
+	FO_CHECK(f &&
+	                 fprintf(f, "%s: the shared secret of this cluster's agents, 0123456789\n",
+	                         c->tag) > 0 &&
+	                 fclose(f) == 0,
+	         "%s: %s", key, strerror(errno));
+	for (size_t i = 0; i < c->n; i++) {
+		port[i] = free_udp_port();
+		used += (size_t)snprintf(peers + used, sizeof(peers) - used, "%s%s=127.0.0.1:%d",
+		                         i ? ", " : "", c->node[i].name, port[i]);
+	}
+	for (size_t i = 0; i < c->n; i++) {
+		int n = snprintf(lines, sizeof(lines),
+		                 "%sfailsafe.enabled = %s\n"
+		                 "failsafe.listen = 127.0.0.1:%d\n"
+		                 "failsafe.peers = %s\n"
+		                 "failsafe.key_file = %s\n",
+		                 c->node[i].extra_conf, enabled ? "yes" : "no", port[i], peers,
+		                 key);
+
+		FO_CHECK(n > 0 && (size_t)n < sizeof(lines), "%s: the conf lines are too long",
+		         c->node[i].name);
+		fo_conf_extra(c, i, lines);
+	}
+}
+
 void fo_cluster_init(struct fo_cluster *c, const char *tag, size_t n)
 {
 	char d[600];

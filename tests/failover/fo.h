@@ -125,6 +125,13 @@ void fo_use_store_lun(struct fo_cluster *c);
  * between fo_cluster_init() and fo_cluster_start()). */
 void fo_conf_extra(struct fo_cluster *c, size_t i, const char *lines);
 
+/* Failsafe mode (nodeagent/failsafe.h) on every node, failsafe.enabled =
+ * `enabled`: a shared key in base/failsafe.key, a UDP port on loopback per
+ * node, every agent's failsafe.peers naming all of them.  The lines are
+ * added to each node's extra conf lines: call it after fo_conf_extra()
+ * and before the agents start. */
+void fo_use_failsafe(struct fo_cluster *c, bool enabled);
+
 /* Add (or replace) NAME=VALUE in the environment of the next start of node
  * i's agent or metad; value NULL removes NAME.  Fails the test when more
  * than FO_MAX_ENV names are set. */
