@@ -17,7 +17,8 @@ bench_lincheck_bench_LDADD = $(LINCHECK_LIBS) $(LIBS)
 EXTRA_DIST += bench/README.md bench/failover-proc.sh bench/failover-lab.sh bench/nemesis.sh \
 	bench/single-replica-lab.sh bench/lab-bench.sh bench/results/single-replica-lab.json \
 	bench/results/lincheck.json bench/results/nemesis.json bench/results/failover-lab.json \
-	bench/results/api-outage.json bench/results/api-outage-demote.json bench/results/recovery.json \
+	bench/results/api-outage.json bench/results/api-outage-demote.json \
+	bench/results/api-outage-failsafe.json bench/results/recovery.json \
 	bench/results/failover-proc.json bench/results/failover-proc-sigstop.json
 
 # `make bench`: recovery speed and put latency; writes
@@ -40,8 +41,10 @@ bench-failover: bench/failover-proc nodeagent/kubefence-agent nodeagent/kubefenc
 		bash $(srcdir)/bench/failover-proc.sh --out $(abs_builddir)/bench/results/failover-proc.json $(BENCH_FAILOVER_ARGS)
 
 # `make bench-outage`: 60 s API server outages (held, 503, only the leader
-# cut off) with agent.api_outage = ride-through, then the same with demote;
-# writes bench/results/api-outage.json and api-outage-demote.json.
+# cut off) with agent.api_outage = ride-through, then the same with demote,
+# then on the directory store with failsafe.enabled; writes
+# bench/results/api-outage.json, api-outage-demote.json and
+# api-outage-failsafe.json.
 # BENCH_OUTAGE_ARGS, e.g. "--seconds 20".
 .PHONY: bench-outage
 bench-outage: bench/outage-proc nodeagent/kubefence-agent nodeagent/kubefencectl \
@@ -52,6 +55,8 @@ bench-outage: bench/outage-proc nodeagent/kubefence-agent nodeagent/kubefencectl
 		bash $(srcdir)/bench/failover-proc.sh --out $(abs_builddir)/bench/results/api-outage.json $(BENCH_OUTAGE_ARGS)
 	top_srcdir='$(abs_top_srcdir)' top_builddir='$(abs_top_builddir)' BENCH_PROG=outage-proc \
 		bash $(srcdir)/bench/failover-proc.sh --mode demote --out $(abs_builddir)/bench/results/api-outage-demote.json $(BENCH_OUTAGE_ARGS)
+	top_srcdir='$(abs_top_srcdir)' top_builddir='$(abs_top_builddir)' BENCH_PROG=outage-proc \
+		bash $(srcdir)/bench/failover-proc.sh --mode failsafe --out $(abs_builddir)/bench/results/api-outage-failsafe.json $(BENCH_OUTAGE_ARGS)
 
 # `make bench-lincheck`: generate a linearizable history of 10^6 operations
 # with the real writer, then time loading and checking it; writes

@@ -15,7 +15,11 @@
  * For each: the longest gap between two writes any master acknowledged
  * during the outage and the 10 s after it, and how many terms began (a
  * failover is one).  --mode demote runs the same with agent.api_outage =
- * demote, the behaviour before ride-through, for comparison.
+ * demote, the behaviour before ride-through, for comparison.  --mode
+ * failsafe runs them on the DIRECTORY store (no SCSI-3 PR on the store, so
+ * ride-through cannot apply) with both agents in failsafe mode
+ * (failsafe.enabled, docs/failsafe.md): the leader rides on its peer's
+ * promises.
  *
  * Prints the figures and writes JSON (--out).  Never asserts timing; fails
  * only when the setup breaks or the safety checks fail (fo_check, the
@@ -26,6 +30,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +95,7 @@ int main(int argc, char **argv)
 	const char *out = NULL, *mode = "ride-through";
 	char conf[128];
 	int seconds = 60, opt;
+	bool failsafe;
 	FILE *f;
 
 	while ((opt = getopt_long(argc, argv, "s:m:o:h", opts, NULL)) != -1) {
@@ -104,7 +110,8 @@ int main(int argc, char **argv)
 			out = optarg;
 			break;
 		case 'h':
-			printf("Usage: outage-proc [--seconds N] [--mode ride-through|demote] "
+			printf("Usage: outage-proc [--seconds N] [--mode "
+			       "ride-through|demote|failsafe] "
 			       "[--out FILE]\n");
 			return 0;
 		default:
@@ -112,22 +119,28 @@ int main(int argc, char **argv)
 		}
 	}
 	if (seconds < 1 || seconds > 3600 ||
-	    (strcmp(mode, "ride-through") != 0 && strcmp(mode, "demote") != 0)) {
-		fprintf(stderr, "outage-proc: --seconds 1..3600, --mode ride-through|demote\n");
+	    (strcmp(mode, "ride-through") != 0 && strcmp(mode, "demote") != 0 &&
+	     strcmp(mode, "failsafe") != 0)) {
+		fprintf(stderr,
+		        "outage-proc: --seconds 1..3600, --mode ride-through|demote|failsafe\n");
 		return 2;
 	}
+	failsafe = strcmp(mode, "failsafe") == 0;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
 
 	fo_prepare_rbac();
 	fo_cluster_init(&c, "outage", 2);
-	fo_use_store_lun(&c);
+	if (!failsafe)
+		fo_use_store_lun(&c);
 	c.ride_through = strcmp(mode, "ride-through") == 0;
-	snprintf(conf, sizeof(conf), "agent.api_outage = %s\n", mode);
+	snprintf(conf, sizeof(conf), "agent.api_outage = %s\n", failsafe ? "demote" : mode);
 	for (size_t i = 0; i < 2; i++) {
 		fo_conf_extra(&c, i, conf);
 		fo_proxy(&c, i);
 	}
+	if (failsafe)
+		fo_use_failsafe(&c, true);
 	fo_watcher_start(&wa, &c);
 	fo_cluster_start(&c);
 	memset(&w, 0, sizeof(w));
@@ -199,11 +212,17 @@ int main(int argc, char **argv)
 		        "  \"lease\": {\"duration_ms\": %d, \"renew_deadline_ms\": %d, "
 		        "\"retry_ms\": %d, \"request_timeout_ms\": %d},\n",
 		        FO_LEASE_MS, FO_RENEW_MS, FO_RETRY_MS, FO_REQUEST_MS);
-		fprintf(f, "  \"setup\": \"2 nodes as processes on one machine; kube-apiserver "
-		           "v1.20 + etcd on loopback behind one kf-faultproxy per agent; tgtd "
-		           "file-backed LUN as the MetaService's store (--store iscsi://) and "
-		           "the scsi-pr fence's LUN; a writer pausing 1 ms and 2 mixed "
-		           "clients; pause measured over the outage and the 10 s after\",\n");
+		fprintf(f,
+		        "  \"setup\": \"2 nodes as processes on one machine; kube-apiserver "
+		        "v1.20 + etcd on loopback behind one kf-faultproxy per agent; %s; a writer "
+		        "pausing 1 ms and 2 mixed clients; pause measured over the outage and the "
+		        "10 s after\",\n",
+		        failsafe ? "the MetaServices on a shared directory (--data-dir, no SCSI-3 "
+		                   "PR on the store), the agents in failsafe mode over UDP on "
+		                   "loopback (failsafe.enabled); tgtd's LUN only for the scsi-pr "
+		                   "fence"
+		                 : "tgtd file-backed LUN as the MetaService's store (--store "
+		                   "iscsi://) and the scsi-pr fence's LUN");
 		fprintf(f,
 		        "  \"checks\": {\"acknowledged_writes\": %zu, \"lost\": 0, "
 		        "\"two_role_master_pods\": 0, \"history\": \"%s\", \"ops\": %ld}\n}\n",
