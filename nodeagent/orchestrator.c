@@ -1703,6 +1703,10 @@ cJSON *orch_status_json(struct orchestrator *o)
 		if (since)
 			cJSON_AddNumberToObject(j, "riding_through_ms",
 			                        (double)((now - since) / USEC_PER_MSEC));
+		since = elector_failsafe_since(o->elector);
+		if (since)
+			cJSON_AddNumberToObject(j, "failsafe_riding_ms",
+			                        (double)((now - since) / USEC_PER_MSEC));
 	}
 	svc = cJSON_AddObjectToObject(j, "service");
 	if (svc) {
