@@ -41,6 +41,7 @@
 #include "lib/k8s.h"
 #include "lib/util.h"
 #include "tests/failover/fo.h"
+#include "tests/lib/kftest.h"
 
 void fo_fail(const char *fmt, ...)
 {
@@ -78,7 +79,7 @@ static bool wait_log(const char *path, int count, long ms, usec_t *ret_mono, con
 	usec_t end = clock_mono_usec() + ms * USEC_PER_MSEC;
 
 	for (;;) {
-		if (fo_log_count(path, ret_mono, needle, needle2, NULL) >= count)
+		if (kft_log_count(path, ret_mono, needle, needle2, NULL) >= count)
 			return true;
 		if (clock_mono_usec() >= end)
 			return false;
@@ -304,12 +305,12 @@ START_TEST(api_outage_rides_on_promises)
 	ck_assert_msg(wait_log(s.c.node[0].agent_log, 1, 5000, NULL, "event=resumed", "failsafe"),
 	              "node-a's term did not resume after the outage");
 	usleep(2 * FO_LEASE_MS * 1000); /* node-b had every chance to take over */
-	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "event=failsafe-riding", NULL),
+	ck_assert_int_ge(kft_log_count(s.c.node[0].agent_log, NULL, "event=failsafe-riding", NULL),
 	                 1);
 	ck_assert_int_ge(
-	        fo_log_count(s.c.node[1].agent_log, NULL, "failsafe: promised 'node-a'", NULL), 1);
-	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
-	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=stopped-leading", NULL),
+	        kft_log_count(s.c.node[1].agent_log, NULL, "failsafe: promised 'node-a'", NULL), 1);
+	ck_assert_int_eq(kft_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
+	ck_assert_int_eq(kft_log_count(s.c.node[0].agent_log, NULL, "event=stopped-leading", NULL),
 	                 0);
 	ck_assert_int_eq(fo_stat(&s.c, 0, role, sizeof(role), &epoch_after), 0);
 	ck_assert_str_eq(role, "master");
@@ -346,23 +347,23 @@ START_TEST(partial_partition_is_one_failover)
 	usleep(2 * FO_LEASE_MS * 1000);
 	fo_proxy_rules(&s.c, 0, "");
 	usleep(2 * FO_LEASE_MS * 1000);
-	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, &t_lead, "event=leading", NULL), 1);
-	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=leading", NULL), 1);
-	ck_assert_int_ge(
-	        fo_log_count(s.c.node[0].agent_log, NULL, "'node-b' refused (api-reachable)", NULL),
-	        1);
-	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=failsafe-riding", NULL),
+	ck_assert_int_eq(kft_log_count(s.c.node[1].agent_log, &t_lead, "event=leading", NULL), 1);
+	ck_assert_int_eq(kft_log_count(s.c.node[0].agent_log, NULL, "event=leading", NULL), 1);
+	ck_assert_int_ge(kft_log_count(s.c.node[0].agent_log, NULL,
+	                               "'node-b' refused (api-reachable)", NULL),
+	                 1);
+	ck_assert_int_eq(kft_log_count(s.c.node[0].agent_log, NULL, "event=failsafe-riding", NULL),
 	                 0);
-	ck_assert_int_eq(fo_log_count(s.c.node[1].agent_log, NULL, "failsafe: promised", NULL), 0);
+	ck_assert_int_eq(kft_log_count(s.c.node[1].agent_log, NULL, "failsafe: promised", NULL), 0);
 	/* its term ended (at the renew deadline, or a moment before when its
 	 * service's grant ran out mid-write and it stepped down) before
 	 * node-b's began */
 	ck_assert_int_ge(
-	        fo_log_count(s.c.node[0].agent_log, &t_stop, "event=stopped-leading", NULL), 1);
+	        kft_log_count(s.c.node[0].agent_log, &t_stop, "event=stopped-leading", NULL), 1);
 	ck_assert_msg(t_stop < t_lead, "node-b led (%.3f) before node-a's term ended (%.3f)",
 	              secs(t_lead), secs(t_stop));
 	ck_assert_int_ge(
-	        fo_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'", NULL),
+	        kft_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'", NULL),
 	        1);
 	scen_finish(&s);
 }
@@ -388,7 +389,8 @@ START_TEST(promise_kept_when_the_api_returns_first)
 	fo_proxy_rules(&s.c, 1, "* . status=503\n");
 	if (!wait_log(s.c.node[0].agent_log, 1, 5000, NULL, "event=failsafe-riding", NULL))
 		dump_all(&s);
-	ck_assert_msg(fo_log_count(s.c.node[0].agent_log, NULL, "event=failsafe-riding", NULL) >= 1,
+	ck_assert_msg(kft_log_count(s.c.node[0].agent_log, NULL, "event=failsafe-riding", NULL) >=
+	                      1,
 	              "node-a never rode on promises");
 	usleep(FO_LEASE_MS * 1000); /* past the Lease's expiry as node-b counts it */
 	t_back = clock_mono_usec();
@@ -404,15 +406,15 @@ START_TEST(promise_kept_when_the_api_returns_first)
 	              "the Lease was read too late to judge");
 	ck_assert_str_eq(holder, "node-a");
 	ck_assert_int_eq(lease_epoch, epoch_before);
-	ck_assert_int_ge(fo_log_count(s.c.node[1].agent_log, NULL, "event=failsafe-holding",
-	                              "verdict=expired", NULL),
+	ck_assert_int_ge(kft_log_count(s.c.node[1].agent_log, NULL, "event=failsafe-holding",
+	                               "verdict=expired", NULL),
 	                 1);
 	/* node-b takes over once the promise ended */
 	ck_assert_msg(wait_log(s.c.node[1].agent_log, 1, 10000, &t_lead, "event=leading", NULL),
 	              "node-b never took over");
-	ck_assert_msg(fo_log_count(s.c.node[0].agent_log, &t_stop, "event=stopped-leading", NULL) >=
-	                      1,
-	              "node-a's term did not end");
+	ck_assert_msg(
+	        kft_log_count(s.c.node[0].agent_log, &t_stop, "event=stopped-leading", NULL) >= 1,
+	        "node-a's term did not end");
 	printf("fskept: API back for node-b at +0; it held back from +%.3f s until its promise "
 	       "ended at +%.3f s; node-a's term ended at +%.3f s; node-b led at +%.3f s\n",
 	       secs(t_hold - t_back), secs(promise_end - t_back), secs(t_stop - t_back),
@@ -422,9 +424,9 @@ START_TEST(promise_kept_when_the_api_returns_first)
 	              secs(promise_end - t_lead));
 	ck_assert_msg(t_stop < promise_end, "node-a's term ended after node-b's promise did");
 	ck_assert_msg(t_stop < t_lead, "node-b led before node-a's term ended");
-	ck_assert_int_ge(
-	        fo_log_count(s.c.node[0].agent_log, NULL, "'node-b' refused (api-reachable)", NULL),
-	        1);
+	ck_assert_int_ge(kft_log_count(s.c.node[0].agent_log, NULL,
+	                               "'node-b' refused (api-reachable)", NULL),
+	                 1);
 	fo_proxy_rules(&s.c, 0, "");
 	ck_assert_msg(fo_wait_ack(&s.w, 1, t_lead, 10000), "node-b acknowledged nothing");
 	lease_holder(&s, holder, sizeof(holder), &lease_epoch);
@@ -460,9 +462,9 @@ START_TEST(peer_down_no_extension)
 	printf("fsdown: node-a stepped down %.3f s after the outage began; %zu writes it "
 	       "acknowledged were sent after its renew deadline\n",
 	       secs(t_stop - t_out), late);
-	ck_assert_int_ge(fo_log_count(s.c.node[0].agent_log, NULL, "'node-b' did not answer", NULL),
-	                 1);
-	ck_assert_int_eq(fo_log_count(s.c.node[0].agent_log, NULL, "event=failsafe-riding", NULL),
+	ck_assert_int_ge(
+	        kft_log_count(s.c.node[0].agent_log, NULL, "'node-b' did not answer", NULL), 1);
+	ck_assert_int_eq(kft_log_count(s.c.node[0].agent_log, NULL, "event=failsafe-riding", NULL),
 	                 0);
 	ck_assert_uint_eq(late, 0);
 	ck_assert_msg(metric_of(&s, 0, "kubefence_failsafe_rounds_total{result=\"silent\"}") >= 1,
@@ -475,28 +477,19 @@ START_TEST(peer_down_no_extension)
 }
 END_TEST
 
-static TCase *tcase(Suite *s, const char *name)
-{
-	TCase *tc = tcase_create(name);
-
-	tcase_set_timeout(tc, 120);
-	suite_add_tcase(s, tc);
-	return tc;
-}
+#define FS_TC_TIMEOUT_S 120
 
 int main(void)
 {
+	static const struct kft_opts opts = {.verbose = true};
 	Suite *s = suite_create("failsafe");
-	SRunner *sr;
-	int failed;
 
-	tcase_add_loop_test(tcase(s, "api-outage"), api_outage_rides_on_promises, 0, 2);
-	tcase_add_test(tcase(s, "partial-partition"), partial_partition_is_one_failover);
-	tcase_add_test(tcase(s, "promise-kept"), promise_kept_when_the_api_returns_first);
-	tcase_add_test(tcase(s, "peer-down"), peer_down_no_extension);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_VERBOSE);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	tcase_add_loop_test(kft_tcase(s, "api-outage", FS_TC_TIMEOUT_S, NULL, NULL),
+	                    api_outage_rides_on_promises, 0, 2);
+	kft_add(s, "partial-partition", partial_partition_is_one_failover, FS_TC_TIMEOUT_S, NULL,
+	        NULL);
+	kft_add(s, "promise-kept", promise_kept_when_the_api_returns_first, FS_TC_TIMEOUT_S, NULL,
+	        NULL);
+	kft_add(s, "peer-down", peer_down_no_extension, FS_TC_TIMEOUT_S, NULL, NULL);
+	return kft_main(s, &opts);
 }

@@ -22,9 +22,9 @@ EXTRA_DIST += tests/failover/failover.test
 # failsafe.enabled with real processes: the same setup (fo.c), the
 # metads on the directory store, both agents in failsafe mode.
 check_PROGRAMS += tests/failover/check_failsafe
-tests_failover_check_failsafe_SOURCES = tests/failover/check_failsafe.c $(FO_SOURCES)
+tests_failover_check_failsafe_SOURCES = tests/failover/check_failsafe.c
 tests_failover_check_failsafe_CFLAGS = $(TEST_CFLAGS)
-tests_failover_check_failsafe_LDADD = $(KF_LIBS) $(CHECK_LIBS)
+tests_failover_check_failsafe_LDADD = $(FO_LIBS) $(CHECK_LIBS)
 
 TESTS += tests/failover/failsafe.test
 EXTRA_DIST += tests/failover/failsafe.test
