@@ -99,8 +99,14 @@ const struct conf_key failsafe_conf_keys[] = {
          .validate = validate_peers,
          .help = "Every candidate agent of the Lease as `NAME=HOST:PORT` (NAME its "
                  "agent.identity, HOST:PORT its failsafe.listen, a numeric address), at most "
-                 "16; this agent's own entry is skipped, so one list serves every node. An "
-                 "agent that may take the Lease and is not listed breaks the mode's guarantee."},
+                 "16: the list must name every node that runs a candidate agent, this one "
+                 "included (an agent whose identity is not listed refuses to start); each "
+                 "agent skips its own entry, so one list serves every node. A node that joins "
+                 "must be added to every agent's list, and every agent restarted (the key is "
+                 "not live), before it runs an agent. The addresses must stay the same across "
+                 "restarts (hostNetwork, or node IPs with a hostPort): a peer whose address "
+                 "went stale is silent, and the term ends at its deadline as without "
+                 "failsafe."},
         {.name = "failsafe.key_file",
          .type = CONF_STRING,
          .def = "",
@@ -159,6 +165,7 @@ int failsafe_parse_peers(char *const *list, const char *self, struct failsafe_pe
                          size_t *ret_n, char *err, size_t errlen)
 {
 	size_t n = 0;
+	bool self_listed = false;
 
 	for (char *const *it = list; it && *it; it++) {
 		struct failsafe_peer p;
@@ -171,13 +178,38 @@ int failsafe_parse_peers(char *const *list, const char *self, struct failsafe_pe
 				errbuf_set(err, errlen, "'%s' listed twice", p.name);
 				return -EINVAL;
 			}
-		if (strcmp(p.name, self) == 0)
+		if (strcmp(p.name, self) == 0) {
+			self_listed = true;
 			continue;
+		}
 		if (n >= max || n >= FAILSAFE_PEERS_MAX) {
 			errbuf_set(err, errlen, "more than %d peers", FAILSAFE_PEERS_MAX);
 			return -EINVAL;
 		}
 		out[n++] = p;
+	}
+	/* The list must name every candidate, this one included: an agent
+	 * that is not listed is asked for no promise by the others, so it
+	 * could take the Lease while a leader rides on their promises. */
+	if (self[0] && !self_listed) {
+		char names[512] = "";
+		size_t used = 0;
+
+		for (char *const *it = list; it && *it && used + 1 < sizeof(names); it++) {
+			const char *eq = strchr(*it, '=');
+			int w = snprintf(names + used, sizeof(names) - used, "%s%.*s",
+			                 used ? ", " : "", (int)(eq - *it), *it);
+
+			if (w < 0)
+				break;
+			used += (size_t)w < sizeof(names) - used ? (size_t)w
+			                                         : sizeof(names) - used - 1;
+		}
+		errbuf_set(err, errlen,
+		           "this agent's identity '%s' is not in failsafe.peers (%s): the list "
+		           "must name every node that runs a candidate agent, this one included",
+		           self, names[0] ? names : "empty");
+		return -EINVAL;
 	}
 	if (self[0] && n == 0) {
 		errbuf_set(err, errlen,

@@ -49,7 +49,7 @@ struct failsafe;
 struct failsafe_conf {
 	bool enabled;
 	char *listen;   /* HOST:PORT of this agent's UDP socket ("" unset) */
-	char **peers;   /* NAME=HOST:PORT, every candidate agent (this one is skipped) */
+	char **peers;   /* NAME=HOST:PORT, every candidate agent, this one included */
 	char *key_file; /* the shared secret, >= FSPROTO_KEY_MIN bytes ("" unset) */
 };
 extern const struct conf_key failsafe_conf_keys[];
@@ -70,7 +70,9 @@ int failsafe_parse_peer(const char *item, struct failsafe_peer *ret, char *err, 
 
 /* Every item of list but the one named self, into out[0 .. max).  Returns
  * 0 and *ret_n, or -EINVAL (a bad item, a name given twice, more than max,
- * no peer besides self) with the reason in err.  Pure. */
+ * self not listed, no peer besides self) with the reason in err.  self ""
+ * only parses the list (--config-test: agent.identity may differ per
+ * node).  Pure. */
 int failsafe_parse_peers(char *const *list, const char *self, struct failsafe_peer *out, size_t max,
                          size_t *ret_n, char *err, size_t errlen);
 

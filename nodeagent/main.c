@@ -529,9 +529,10 @@ static int run(const char *path, const struct agent_conf *conf)
 			log_error("failsafe: %s", err);
 			goto out;
 		}
-		log_info("failsafe: listening on %s (udp), %zu peer(s); a leader whose renewals "
-		         "get no answer goes on only while every one of them promises",
-		         conf->failsafe.listen, fo.n_peers);
+		log_info("failsafe: listening on %s (udp); failsafe.peers lists %zu agent(s), "
+		         "'%s' included: %zu peer(s); a leader whose renewals get no answer goes "
+		         "on only while every one of them promises",
+		         conf->failsafe.listen, fo.n_peers + 1, conf->agent.identity, fo.n_peers);
 		p.failsafe = fs;
 	}
 	r = elector_new(client, &p, orch_elector_callbacks(), orch, &el);

@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -477,6 +478,39 @@ START_TEST(peer_down_no_extension)
 }
 END_TEST
 
+/* (e) An agent whose identity failsafe.peers does not name (a node added
+ * later, a typo) would be asked for no promise by the others, and could
+ * take the Lease while a leader rides on theirs: it refuses to start,
+ * naming its identity and the list. */
+START_TEST(unlisted_agent_refuses_to_start)
+{
+	struct fo_cluster c;
+	char lines[sizeof(c.node[1].extra_conf) + 64];
+	int status;
+
+	fo_prepare_rbac();
+	fo_cluster_init(&c, "fsunlisted", 2);
+	fo_use_failsafe(&c, true);
+	FO_CHECK(snprintf(lines, sizeof(lines), "%sagent.identity = node-x\n",
+	                  c.node[1].extra_conf) < (int)sizeof(c.node[1].extra_conf),
+	         "the conf lines are too long");
+	fo_conf_extra(&c, 1, lines);
+	fo_agent_start(&c, 1);
+	status = fo_agent_wait(&c, 1, 10000);
+	if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) == 0)
+		fo_dump(c.node[1].agent_log);
+	ck_assert_msg(status != -1, "the agent still runs");
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) != 0, "wait status %d", status);
+	ck_assert_int_eq(kft_log_count(c.node[1].agent_log, NULL,
+	                               "this agent's identity 'node-x' is not in failsafe.peers "
+	                               "(node-a, node-b)",
+	                               NULL),
+	                 1);
+	ck_assert_int_eq(kft_log_count(c.node[1].agent_log, NULL, "event=leading", NULL), 0);
+	fo_cluster_stop(&c);
+}
+END_TEST
+
 #define FS_TC_TIMEOUT_S 120
 
 int main(void)
@@ -491,5 +525,6 @@ int main(void)
 	kft_add(s, "promise-kept", promise_kept_when_the_api_returns_first, FS_TC_TIMEOUT_S, NULL,
 	        NULL);
 	kft_add(s, "peer-down", peer_down_no_extension, FS_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "unlisted", unlisted_agent_refuses_to_start, FS_TC_TIMEOUT_S, NULL, NULL);
 	return kft_main(s, &opts);
 }

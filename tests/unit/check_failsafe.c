@@ -309,6 +309,15 @@ START_TEST(peers_and_key)
 	ck_assert_int_eq(
 	        failsafe_parse_peers(alone, "node-a", p, FAILSAFE_PEERS_MAX, &n, err, sizeof(err)),
 	        -EINVAL);
+	/* an agent whose identity the list does not name: a node added later
+	 * (or a typo) would run as a candidate nobody asks for a promise */
+	ck_assert_int_eq(
+	        failsafe_parse_peers(list, "node-x", p, FAILSAFE_PEERS_MAX, &n, err, sizeof(err)),
+	        -EINVAL);
+	ck_assert_msg(strstr(err, "'node-x'") && strstr(err, "node-a, node-b, node-c"), "%s", err);
+	ck_assert_int_eq(
+	        failsafe_parse_peers(list, "node-", p, FAILSAFE_PEERS_MAX, &n, err, sizeof(err)),
+	        -EINVAL);
 	ck_assert_int_eq(failsafe_parse_peer("node-b", p, err, sizeof(err)), -EINVAL);
 	ck_assert_int_eq(failsafe_parse_peer("node-b=10.0.0.1:0", p, err, sizeof(err)), -EINVAL);
 
