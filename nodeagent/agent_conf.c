@@ -435,6 +435,89 @@ static void check_ride_through(const struct agent_conf *c, struct conf_errors *e
 		                       "masters would write at once");
 }
 
+/* v µs as milliseconds, exactly: "750", "375.25". */
+static void ms_text(int64_t v, char *buf, size_t len)
+{
+	int64_t frac = v % 1000;
+	int digits = 3;
+
+	if (frac == 0) {
+		snprintf(buf, len, "%" PRId64, v / 1000);
+		return;
+	}
+	while (frac % 10 == 0) {
+		frac /= 10;
+		digits--;
+	}
+	snprintf(buf, len, "%" PRId64 ".%0*" PRId64, v / 1000, digits, frac);
+}
+
+/* Failsafe mode extends a term only if a round can be answered before the
+ * term lapses, first after the last renewal that succeeded, then after each
+ * extension.  The schedule of nodeagent/elector.c (lead_step(),
+ * failsafe_step()), R = renew deadline, D = duration, r = retry:
+ *
+ *   T      = min(kube.request_timeout_ms, R/3): the longest a renewal waits
+ *            in failsafe mode (req_timeout() with limit now + R/3)
+ *   round  = min(r, R/4): the longest a round that ends promised takes
+ *   margin = (D - R)/2 (failsafe_margin()); an extension lasts R - margin
+ *            from the round's start t0
+ *
+ *   first round: the renewal after the last success at s starts at s + r,
+ *     fails at s + r + T, the round starts r/2 later and must be answered
+ *     before the term's end s + R:  r + T + r/2 + round < R
+ *   each next:   a round at t0 (answered by t0 + round) extends to
+ *     t0 + R - margin; the renewal after it takes T, the next round starts
+ *     r/2 later and must be answered before that:
+ *                round + T + r/2 + round < R - margin
+ *
+ * together: T + r/2 + round + max(r, round + margin) < R.  Timings that
+ * break it pass every other check but leave failsafe inert (a grant no
+ * longer than the margin, a first round that can never start, extensions
+ * that lapse between rounds): refused, since the mode would promise an
+ * availability it cannot give. */
+static void check_failsafe_timings(const struct agent_conf *c, struct conf_errors *errs, int line)
+{
+	static const char *const keys[] = {"lease.duration_ms", "lease.renew_deadline_ms",
+	                                   "lease.retry_ms", "kube.request_timeout_ms"};
+	const struct conf_source *s = c->source;
+	int64_t R = c->lease.renew_deadline_ms * 1000, D = c->lease.duration_ms * 1000;
+	int64_t r = c->lease.retry_ms * 1000, req = c->kube.request_timeout_ms;
+	int64_t T, round, margin, half, tail, sum;
+	char t[5][32], total[32], rd[32];
+
+	for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+		if (conf_key_rejected(s, keys[i]))
+			return;
+	if (R >= D)
+		return; /* reported by check_consistency() */
+	T = (req < R / 1000 / 3 ? req : R / 1000 / 3) * 1000;
+	round = r < R / 4 ? r : R / 4;
+	margin = (D - R) / 2;
+	half = r / 2;
+	tail = r > round + margin ? r : round + margin;
+	sum = T + half + round + tail;
+	if (sum < R)
+		return;
+	ms_text(T, t[0], sizeof(t[0]));
+	ms_text(half, t[1], sizeof(t[1]));
+	ms_text(round, t[2], sizeof(t[2]));
+	ms_text(r, t[3], sizeof(t[3]));
+	ms_text(margin, t[4], sizeof(t[4]));
+	ms_text(sum, total, sizeof(total));
+	ms_text(R, rd, sizeof(rd));
+	(void)conf_errors_addf(errs, conf_source_path(s), (unsigned)(line > 0 ? line : 0),
+	                       "failsafe.enabled",
+	                       "a failsafe round could not extend the term before it lapses: "
+	                       "T + retry/2 + round + max(retry, round + margin) = %s + %s + %s + "
+	                       "max(%s, %s + %s) = %s ms must be less than "
+	                       "lease.renew_deadline_ms (%s), where T = "
+	                       "min(kube.request_timeout_ms, renew_deadline/3) is a renewal's "
+	                       "longest wait, round = min(retry, renew_deadline/4) a round's, "
+	                       "margin = (duration - renew_deadline)/2",
+	                       t[0], t[1], t[2], t[3], t[2], t[4], total, rd);
+}
+
 /* failsafe.enabled needs its socket, its peers and its secret.  (Whether
  * the list names an agent besides this one is checked at start, once
  * agent.identity is known; the key file is read at start too: a Secret
@@ -457,6 +540,7 @@ static void check_failsafe(const struct agent_conf *c, struct conf_errors *errs)
 			(void)conf_errors_addf(errs, conf_source_path(s), (unsigned)(l > 0 ? l : 0),
 			                       "failsafe.enabled", "needs %s", needs[i]);
 	}
+	check_failsafe_timings(c, errs, l);
 }
 
 static void check_consistency(const struct agent_conf *c, struct conf_errors *errs)

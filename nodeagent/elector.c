@@ -68,6 +68,7 @@ struct elector {
 	usec_t fs_since;          /* failsafe: extended by promises since (0: not) */
 	int fs_last;              /* failsafe: the last round's result, -1 none */
 	usec_t promise_logged;    /* failsafe: the promise last logged as holding us back */
+	bool fs_skip_logged;      /* failsafe: "grant <= margin" logged (once) */
 	char last_err[512];
 	char last_holder[LEASE_IDENTITY_MAX + LEASE_INCARNATION_MAX + 2];
 };
@@ -428,7 +429,19 @@ static void failsafe_step(struct elector *e)
 	char detail[1024];
 
 	deadline = t0 + round < e->st.valid_until ? t0 + round : e->st.valid_until;
-	if (deadline <= t0 || grant <= margin)
+	if (grant <= margin) {
+		/* the conf check refuses such timings; said once if they get here */
+		if (!e->fs_skip_logged)
+			log_warning("failsafe: no round for lease '%s/%s': the grant (%" PRId64
+			            " ms) is not longer than the margin (%" PRId64
+			            " ms), so a round could extend nothing; the term ends at its "
+			            "deadline as without failsafe",
+			            e->ns, e->name, (int64_t)(grant / USEC_PER_MSEC),
+			            (int64_t)(margin / USEC_PER_MSEC));
+		e->fs_skip_logged = true;
+		return;
+	}
+	if (deadline <= t0)
 		return;
 	r = failsafe_ask(e->p.failsafe, e->st.epoch, (int64_t)(grant / USEC_PER_MSEC), deadline,
 	                 detail, sizeof(detail));

@@ -83,7 +83,11 @@ const struct conf_key failsafe_conf_keys[] = {
                  "comes back to it first. Off by default until it has passed the nemesis "
                  "campaign. Where agent.api_outage = ride-through applies (the service's "
                  "store on a scsi-pr LUN), that applies instead. Needs failsafe.listen, "
-                 "failsafe.peers and failsafe.key_file."},
+                 "failsafe.peers and failsafe.key_file, and lease timings under which a round "
+                 "can extend the term before it lapses (docs/failsafe.md: with T = "
+                 "min(kube.request_timeout_ms, renew_deadline/3), round = min(retry, "
+                 "renew_deadline/4), margin = (duration - renew_deadline)/2: T + retry/2 + "
+                 "round + max(retry, round + margin) < renew_deadline)."},
         {.name = "failsafe.listen",
          .type = CONF_STRING,
          .def = "",
