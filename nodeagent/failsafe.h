@@ -17,8 +17,9 @@
  * on its own clock, even when the API comes back to it first and the Lease
  * looks expired.  margin = (lease.duration_ms - lease.renew_deadline_ms) / 2
  * (failsafe_margin()): the leader's extension ends before any promise it
- * rests on, with room for clock rates that differ by up to margin / grant
- * (over 15 % with the defaults), and grant + margin stays below
+ * rests on, as long as the peer's clock runs at most (grant + margin) /
+ * (grant - margin) times as fast as the leader's (3500/2500 = 1.4 with the
+ * defaults), and grant + margin stays below
  * lease.duration_ms, which is what makes a promise survive the restart of
  * the agent that gave it (see elector.c, follow_step()).
  *
