@@ -54,7 +54,7 @@ struct elector {
 	usec_t pub_riding_since; /* under mu: 0 when not riding */
 
 	/* failsafe (nodeagent/failsafe.h), under mu */
-	usec_t pub_api_ok_at;                /* start of the last Lease request answered */
+	usec_t pub_api_ok_at;                /* end of the last Lease request answered */
 	usec_t pub_fs_since;                 /* the term goes on by promises since (0: not) */
 	usec_t promise_until;                /* promised not to take the Lease before (0: none) */
 	char promise_to[LEASE_IDENTITY_MAX]; /* ... to this holder */
@@ -339,7 +339,8 @@ static bool unanswered(int r);
 
 /* A Lease request just ended with r: when the API server answered it
  * (success, or an answer about the Lease or our rights), this agent reaches
- * the API now (what elector_failsafe_judge() asks). */
+ * the API now (what elector_failsafe_judge() asks).  pub_api_ok_at records
+ * that end, the time the answer came, not the request's start. */
 static void note_api(struct elector *e, int r)
 {
 	usec_t now = clock_mono_usec();
@@ -644,7 +645,13 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 		 * held, past the end of any promise of its predecessor.  (A
 		 * Lease seen free was released by its holder, whose term is
 		 * then over; same-node succession continues only this node's
-		 * own terms, never the leader's that was promised.) */
+		 * own terms, never the leader's that was promised.)  Not
+		 * covered: a Lease a restarted agent reads as ABSENT (deleted
+		 * by an admin) is created at once, since there is no holder to
+		 * wait out.  That is the hazard of deleting a held Lease
+		 * without failsafe too, and bounded the same way: the new
+		 * holder refuses every later round ("holder"), so the old
+		 * leader's extension ends within a grant of its last round. */
 		pthread_mutex_lock(&e->mu);
 		promised = e->promise_until;
 		str_copy(promised_to, sizeof(promised_to), e->promise_to);
