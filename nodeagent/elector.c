@@ -168,23 +168,22 @@ enum fsproto_verdict elector_failsafe_judge(void *userdata, const struct fsproto
                                             usec_t received, char *reason, size_t reasonlen)
 {
 	struct elector *e = userdata;
-	usec_t margin = failsafe_margin(e->p.lease.duration, e->p.lease.renew_deadline);
-	usec_t grant = (usec_t)req->grant_ms * USEC_PER_MSEC, until;
-	const char *why = NULL;
+	struct failsafe_view v = {
+	        .renew_deadline = e->p.lease.renew_deadline,
+	        .retry = e->p.lease.retry,
+	        .margin = failsafe_margin(e->p.lease.duration, e->p.lease.renew_deadline),
+	};
+	usec_t until = 0;
+	const char *why;
+	bool fresh;
 
 	pthread_mutex_lock(&e->mu);
-	if (e->pub_leading)
-		why = "holder"; /* we hold the Lease ourselves */
-	else if (!e->pub_observed_at || !e->pub_holder[0])
-		why = "no-holder-seen";
-	else if (strcmp(req->from, e->pub_holder) != 0)
-		why = "not-the-holder";
-	else if (req->epoch != e->pub_observed_epoch)
-		why = "other-epoch";
-	else if (grant > e->p.lease.renew_deadline)
-		why = "grant-too-long";
-	else if (received < e->pub_api_ok_at + 2 * e->p.lease.retry)
-		why = "api-reachable";
+	v.leading = e->pub_leading;
+	v.observed = e->pub_observed_at != 0;
+	v.holder = e->pub_holder;
+	v.epoch = e->pub_observed_epoch;
+	v.api_ok_at = e->pub_api_ok_at;
+	why = failsafe_decide(&v, req, received, &until);
 	if (why) {
 		pthread_mutex_unlock(&e->mu);
 		str_copy(reason, reasonlen, why);
@@ -192,11 +191,10 @@ enum fsproto_verdict elector_failsafe_judge(void *userdata, const struct fsproto
 		          why);
 		return FSPROTO_REFUSE;
 	}
-	until = received + grant + margin;
 	/* a promise that follows one still running continues it: logged
 	 * once, at its start */
-	bool fresh = e->promise_until < received || e->promise_epoch != req->epoch ||
-	             strcmp(e->promise_to, req->from) != 0;
+	fresh = e->promise_until < received || e->promise_epoch != req->epoch ||
+	        strcmp(e->promise_to, req->from) != 0;
 	if (until > e->promise_until)
 		e->promise_until = until;
 	str_copy(e->promise_to, sizeof(e->promise_to), req->from);
@@ -422,7 +420,7 @@ static void ride(struct elector *e, usec_t now)
  * extends nothing: the term ends at its deadline as without failsafe. */
 static void failsafe_step(struct elector *e)
 {
-	usec_t t0 = clock_mono_usec(), b0 = clock_boot_usec(), now, deadline, until, slip;
+	usec_t t0 = clock_mono_usec(), b0 = clock_boot_usec(), now, deadline, until;
 	usec_t grant = e->p.lease.renew_deadline;
 	usec_t margin = failsafe_margin(e->p.lease.duration, e->p.lease.renew_deadline);
 	usec_t round = e->p.lease.retry < grant / 4 ? e->p.lease.retry : grant / 4;
@@ -462,10 +460,9 @@ static void failsafe_step(struct elector *e)
 		return;
 	}
 	e->fs_last = (int)r;
-	slip = clock_boot_usec() - b0;
-	slip = slip > now - t0 ? slip - (now - t0) : 0;
-	until = t0 + grant - margin - slip;
-	if (now >= e->st.valid_until || until <= e->st.valid_until)
+	until = failsafe_extension(t0, b0, now, clock_boot_usec(), grant, margin,
+	                           e->st.valid_until);
+	if (!until)
 		return;
 	if (!e->fs_since) {
 		e->fs_since = t0;

@@ -282,6 +282,42 @@ usec_t failsafe_margin(usec_t duration, usec_t renew_deadline)
 	return duration > renew_deadline ? (duration - renew_deadline) / 2 : 0;
 }
 
+const char *failsafe_decide(const struct failsafe_view *v, const struct fsproto_msg *req,
+                            usec_t received, usec_t *ret_until)
+{
+	usec_t grant = (usec_t)req->grant_ms * USEC_PER_MSEC;
+
+	if (v->leading)
+		return "holder";
+	if (!v->observed || !v->holder || !v->holder[0])
+		return "no-holder-seen";
+	if (strcmp(req->from, v->holder) != 0)
+		return "not-the-holder";
+	if (req->epoch != v->epoch)
+		return "other-epoch";
+	if (req->grant_ms < 0 || grant > v->renew_deadline)
+		return "grant-too-long";
+	if (received < v->api_ok_at + 2 * v->retry)
+		return "api-reachable";
+	*ret_until = received + grant + v->margin;
+	return NULL;
+}
+
+usec_t failsafe_extension(usec_t t0, usec_t b0, usec_t now, usec_t bnow, usec_t grant,
+                          usec_t margin, usec_t valid_until)
+{
+	usec_t slip, until;
+
+	if (grant <= margin || now >= valid_until)
+		return 0;
+	slip = bnow - b0;
+	slip = slip > now - t0 ? slip - (now - t0) : 0;
+	until = t0 + grant - margin - slip;
+	if (until <= valid_until)
+		return 0;
+	return until;
+}
+
 /* ------------------------------------------------------------- the round */
 
 int failsafe_round_init(struct failsafe_round *r, const char *self,

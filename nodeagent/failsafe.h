@@ -86,6 +86,46 @@ int failsafe_read_key(const char *path, uint8_t *key, size_t max, size_t *ret_le
 /* The drift margin of both sides (see above). */
 usec_t failsafe_margin(usec_t duration, usec_t renew_deadline);
 
+/* ------------------------------------------- the peer's decision, pure */
+
+/* What a peer knows when a request comes (elector_failsafe_judge() fills
+ * it from what it published). */
+struct failsafe_view {
+	bool leading;          /* this agent holds the Lease */
+	bool observed;         /* it has read the Lease (a record, or its absence) */
+	const char *holder;    /* the holder it last read ("": none, or no Lease) */
+	int64_t epoch;         /* the leaseTransitions it last read */
+	usec_t api_ok_at;      /* end of its last Lease request the API answered (0: none) */
+	usec_t renew_deadline; /* its lease.renew_deadline_ms */
+	usec_t retry;          /* its lease.retry_ms */
+	usec_t margin;         /* failsafe_margin() of its lease timings */
+};
+
+/* The decision on req, read at `received` (mono).  Returns NULL for a
+ * promise, with *ret_until = received + grant + margin, the end of the
+ * promise; else the refusal's reason: "holder" (this agent holds the
+ * Lease), "no-holder-seen", "not-the-holder" (req is not from the holder
+ * last read), "other-epoch", "grant-too-long" (more than its own renew
+ * deadline), "api-reachable" (an answer from the API within the last two
+ * retries), in that order.  Pure. */
+const char *failsafe_decide(const struct failsafe_view *v, const struct fsproto_msg *req,
+                            usec_t received, usec_t *ret_until);
+
+/* The validity a promised round extends a term to, or 0 for no extension.
+ * t0, b0: CLOCK_MONOTONIC and CLOCK_BOOTTIME read before the round's
+ * first datagram; now, bnow: both read after it ended; valid_until: the
+ * term's validity (mono) before it.  The extension is
+ *
+ *     t0 + grant - margin - slip,   slip = (bnow - b0) - (now - t0)
+ *
+ * slip the time the node was suspended during the round (BOOTTIME ran,
+ * MONOTONIC did not).  None (0) when grant <= margin, when the term lapsed
+ * during the round (now >= valid_until: never revived), when the slip
+ * eats the whole of grant - margin, or when it would not end later than
+ * valid_until.  Pure. */
+usec_t failsafe_extension(usec_t t0, usec_t b0, usec_t now, usec_t bnow, usec_t grant,
+                          usec_t margin, usec_t valid_until);
+
 /* ---------------------------------------------------- a round, pure part */
 
 struct failsafe_round {

@@ -5,7 +5,10 @@
  * file, and whole rounds between real UDP endpoints on loopback. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <check.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,6 +337,140 @@ START_TEST(peers_and_key)
 }
 END_TEST
 
+/* ------------------------------------------- the peer's decision, pure */
+
+#define MS USEC_PER_MSEC
+
+/* A follower that read node-a holding epoch 7, whose last answer from the
+ * API came at 10 s; lease 2000/1500/250 ms (margin 250 ms). */
+static struct failsafe_view view(void)
+{
+	return (struct failsafe_view){.observed = true,
+	                              .holder = "node-a",
+	                              .epoch = 7,
+	                              .api_ok_at = 10 * USEC_PER_SEC,
+	                              .renew_deadline = 1500 * MS,
+	                              .retry = 250 * MS,
+	                              .margin = 250 * MS};
+}
+
+static const char *decide(const struct failsafe_view *v, const struct fsproto_msg *m,
+                          usec_t received, usec_t *until)
+{
+	*until = 0;
+	return failsafe_decide(v, m, received, until);
+}
+
+/* Every refusal, each alone, then the promise and its end. */
+START_TEST(decide_refusals_and_promise)
+{
+	struct fsproto_msg m = req_msg(); /* node-a, epoch 7, grant 1500 ms */
+	usec_t late = 20 * USEC_PER_SEC, until;
+	struct failsafe_view v;
+
+	v = view();
+	v.leading = true;
+	ck_assert_str_eq(decide(&v, &m, late, &until), "holder");
+	ck_assert_uint_eq(until, 0);
+	v = view();
+	v.observed = false;
+	ck_assert_str_eq(decide(&v, &m, late, &until), "no-holder-seen");
+	v = view();
+	v.holder = ""; /* a free Lease, or none */
+	ck_assert_str_eq(decide(&v, &m, late, &until), "no-holder-seen");
+	v = view();
+	v.holder = "node-c";
+	ck_assert_str_eq(decide(&v, &m, late, &until), "not-the-holder");
+	v = view();
+	v.epoch = 8;
+	ck_assert_str_eq(decide(&v, &m, late, &until), "other-epoch");
+	v = view();
+	m.grant_ms = 1501;
+	ck_assert_str_eq(decide(&v, &m, late, &until), "grant-too-long");
+	m.grant_ms = 1500; /* its own renew deadline: not too long */
+	/* an answer from the API less than two retries ago */
+	ck_assert_str_eq(decide(&v, &m, v.api_ok_at + 2 * v.retry - 1, &until), "api-reachable");
+	ck_assert_str_eq(decide(&v, &m, v.api_ok_at, &until), "api-reachable");
+	ck_assert_uint_eq(until, 0);
+	/* two retries after it: a promise, for grant + margin from receipt */
+	ck_assert_ptr_null(decide(&v, &m, v.api_ok_at + 2 * v.retry, &until));
+	ck_assert_uint_eq(until, v.api_ok_at + 2 * v.retry + 1500 * MS + 250 * MS);
+	ck_assert_ptr_null(decide(&v, &m, late, &until));
+	ck_assert_uint_eq(until, late + 1750 * MS);
+	/* a shorter grant gives a shorter promise */
+	m.grant_ms = 1000;
+	ck_assert_ptr_null(decide(&v, &m, late, &until));
+	ck_assert_uint_eq(until, late + 1250 * MS);
+}
+END_TEST
+
+/* The refusals come in their order: a holder refuses as the holder
+ * whatever else is wrong; the API check comes last. */
+START_TEST(decide_order)
+{
+	struct fsproto_msg m = req_msg();
+	struct failsafe_view v = view();
+	usec_t until;
+
+	m.grant_ms = 99999;
+	m.epoch = 3;
+	strcpy(m.from, "node-z");
+	v.leading = true;
+	ck_assert_str_eq(decide(&v, &m, v.api_ok_at, &until), "holder");
+	v.leading = false;
+	ck_assert_str_eq(decide(&v, &m, v.api_ok_at, &until), "not-the-holder");
+	strcpy(m.from, "node-a");
+	ck_assert_str_eq(decide(&v, &m, v.api_ok_at, &until), "other-epoch");
+	m.epoch = 7;
+	ck_assert_str_eq(decide(&v, &m, v.api_ok_at, &until), "grant-too-long");
+	m.grant_ms = 1500;
+	ck_assert_str_eq(decide(&v, &m, v.api_ok_at, &until), "api-reachable");
+	/* an agent that never heard from the API (api_ok_at 0) */
+	v.api_ok_at = 0;
+	ck_assert_ptr_null(decide(&v, &m, 20 * USEC_PER_SEC, &until));
+}
+END_TEST
+
+/* ------------------------------------------- the leader's extension, pure */
+
+/* t0 + grant - margin, less the suspend during the round; never a revival,
+ * never for grant <= margin, never shorter than the validity it had. */
+START_TEST(extension_arithmetic)
+{
+	usec_t t0 = 100 * USEC_PER_SEC, b0 = 500 * USEC_PER_SEC, G = 1500 * MS, m = 250 * MS;
+	usec_t now = t0 + 30 * MS, bnow = b0 + 30 * MS, valid = t0 + 400 * MS;
+
+	/* no suspend: t0 + G - m */
+	ck_assert_uint_eq(failsafe_extension(t0, b0, now, bnow, G, m, valid), t0 + 1250 * MS);
+	/* BOOTTIME a little behind (read a moment earlier): no slip */
+	ck_assert_uint_eq(failsafe_extension(t0, b0, now, bnow - 5, G, m, valid), t0 + 1250 * MS);
+	/* a 200 ms suspend during the round comes off it */
+	ck_assert_uint_eq(failsafe_extension(t0, b0, now, bnow + 200 * MS, G, m, valid),
+	                  t0 + 1050 * MS);
+	/* a suspend that leaves it no later than the validity: none */
+	ck_assert_uint_eq(failsafe_extension(t0, b0, now, bnow + 850 * MS, G, m, valid), 0);
+	ck_assert_uint_eq(failsafe_extension(t0, b0, now, bnow + 900 * MS, G, m, valid), 0);
+	/* a suspend longer than grant - margin, or than all of t0: none */
+	ck_assert_uint_eq(failsafe_extension(t0, b0, now, bnow + 1250 * MS, G, m, valid), 0);
+	ck_assert_uint_eq(
+	        failsafe_extension(t0, b0, now, bnow + t0 + 2 * USEC_PER_SEC, G, m, valid), 0);
+	/* the term lapsed during the round: never revived */
+	ck_assert_uint_eq(failsafe_extension(t0, b0, now, bnow, G, m, now), 0);
+	ck_assert_uint_eq(failsafe_extension(t0, b0, now, bnow, G, m, now - 1), 0);
+	ck_assert_uint_eq(failsafe_extension(t0, b0, now, bnow, G, m, now + 1), t0 + 1250 * MS);
+	/* the validity already reaches past it: no extension */
+	ck_assert_uint_eq(failsafe_extension(t0, b0, now, bnow, G, m, t0 + 1250 * MS), 0);
+	ck_assert_uint_eq(failsafe_extension(t0, b0, now, bnow, G, m, t0 + 1250 * MS - 1),
+	                  t0 + 1250 * MS);
+	/* grant <= margin: a round extends nothing */
+	ck_assert_uint_eq(failsafe_extension(t0, b0, now, bnow, 1000 * MS, 1000 * MS, valid), 0);
+	ck_assert_uint_eq(failsafe_extension(t0, b0, now, bnow, 1000 * MS, 3500 * MS, valid), 0);
+	/* the margin of the lease timings */
+	ck_assert_uint_eq(failsafe_margin(4000 * MS, 3000 * MS), 500 * MS);
+	ck_assert_uint_eq(failsafe_margin(3000 * MS, 3000 * MS), 0);
+}
+END_TEST
+
 /* ------------------------------------------- rounds between real sockets */
 
 struct judge {
@@ -453,6 +590,11 @@ static Suite *suite(void)
 	tcase_add_test(tc, round_take);
 	tcase_add_test(tc, replay_cache);
 	tcase_add_test(tc, peers_and_key);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("pure");
+	tcase_add_test(tc, decide_refusals_and_promise);
+	tcase_add_test(tc, decide_order);
+	tcase_add_test(tc, extension_arithmetic);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("loopback");
 	tcase_add_test(tc, rounds_on_loopback);
