@@ -19,6 +19,8 @@
  *                      after its promise ended, and after node-a's term did
  *   peer-down          node-b's agent killed, then the API cut: node-a gets
  *                      no promise from it and steps down at its deadline
+ *   unlisted           an agent whose identity failsafe.peers does not
+ *                      name refuses to start
  *
  * KF_FAILSAFE_OFF=1 runs the same scenarios with failsafe.enabled = false
  * (the agents as they were before failsafe mode): api-outage then fails,
@@ -34,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -224,12 +227,39 @@ static double metric_of(struct scen *s, size_t i, const char *series)
 	return v;
 }
 
+/* The agents' stamps in spec.acquireTime are their CLOCK_REALTIME when
+ * they built the acquire, before sending it; converted to CLOCK_MONOTONIC
+ * with the offset this process reads (the same host's clocks, which drift
+ * apart only by NTP's slewing, at most 500 ppm: well under this slack over
+ * the seconds in between). */
+#define CLOCK_SLACK_US 2000
+
+/* An RFC 3339 MicroTime ("2026-01-02T03:04:05.123456Z") as CLOCK_MONOTONIC
+ * µs; 0 when it does not parse. */
+static usec_t microtime_mono(const char *t)
+{
+	struct tm tm = {0};
+	int us = 0, n = 0;
+	usec_t real;
+
+	if (!t ||
+	    sscanf(t, "%d-%d-%dT%d:%d:%d.%6d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+	           &tm.tm_min, &tm.tm_sec, &us, &n) != 7 ||
+	    strcmp(t + n, "Z") != 0)
+		return 0;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	real = (usec_t)timegm(&tm) * USEC_PER_SEC + us;
+	return real - (clock_real_usec() - clock_mono_usec());
+}
+
 /* The Lease's holder and epoch, read as admin (directly, not through any
- * proxy). */
-static void lease_holder(struct scen *s, char *holder, size_t len, int64_t *epoch)
+ * proxy); with acquired, when its holder's acquire began (its
+ * acquireTime, on this process's monotonic clock). */
+static void lease_read(struct scen *s, char *holder, size_t len, int64_t *epoch, usec_t *acquired)
 {
 	char path[512], err[512];
-	cJSON *obj = NULL, *spec, *h, *t;
+	cJSON *obj = NULL, *spec, *h, *t, *a;
 
 	ck_assert_int_ge(k8s_path(path, sizeof(path), "coordination.k8s.io/v1", getenv("KF_IT_NS"),
 	                          "leases", s->c.lease),
@@ -239,12 +269,24 @@ static void lease_holder(struct scen *s, char *holder, size_t len, int64_t *epoc
 	spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
 	h = cJSON_GetObjectItemCaseSensitive(spec, "holderIdentity");
 	t = cJSON_GetObjectItemCaseSensitive(spec, "leaseTransitions");
+	a = cJSON_GetObjectItemCaseSensitive(spec, "acquireTime");
 	str_copy(holder, len, cJSON_IsString(h) ? h->valuestring : "");
 	*epoch = cJSON_IsNumber(t) ? (int64_t)t->valuedouble : -1;
+	if (acquired) {
+		*acquired = microtime_mono(cJSON_IsString(a) ? a->valuestring : NULL);
+		ck_assert_msg(*acquired > 0, "the Lease's acquireTime '%s' does not parse",
+		              cJSON_IsString(a) ? a->valuestring : "(none)");
+	}
 	cJSON_Delete(obj);
 }
 
-/* The until_mono= of the first line of path with needle (0: none). */
+static void lease_holder(struct scen *s, char *holder, size_t len, int64_t *epoch)
+{
+	lease_read(s, holder, len, epoch, NULL);
+}
+
+/* The until_mono= of the last line of path with needle (0: none): the
+ * latest end of a promise the agent logged. */
 static usec_t until_mono(const char *path, const char *needle)
 {
 	char line[4096];
@@ -253,7 +295,7 @@ static usec_t until_mono(const char *path, const char *needle)
 
 	if (!f)
 		return 0;
-	while (!r && fgets(line, sizeof(line), f)) {
+	while (fgets(line, sizeof(line), f)) {
 		const char *u = strstr(line, "until_mono=");
 		long long sec, us;
 
@@ -379,7 +421,7 @@ END_TEST
 START_TEST(promise_kept_when_the_api_returns_first)
 {
 	struct scen s;
-	usec_t t_hold = 0, promise_end, t_lead = 0, t_stop = 0, t_back;
+	usec_t t_hold = 0, promise_end, hold_end, t_read, t_lead = 0, t_stop = 0, t_back, t_acq;
 	char holder[64];
 	int64_t epoch_before, lease_epoch;
 	char role[16];
@@ -399,12 +441,16 @@ START_TEST(promise_kept_when_the_api_returns_first)
 	ck_assert_msg(
 	        wait_log(s.c.node[1].agent_log, 1, 5000, &t_hold, "event=failsafe-holding", NULL),
 	        "node-b did not hold back for its promise");
-	/* while it holds back: the Lease still names node-a, same epoch */
+	/* while it holds back: the Lease still names node-a, same epoch.  The
+	 * read must end before the promise does, or it would show nothing of
+	 * what the promise holds back. */
 	lease_holder(&s, holder, sizeof(holder), &lease_epoch);
-	promise_end = until_mono(s.c.node[1].agent_log, "event=failsafe-holding");
-	ck_assert_uint_gt(promise_end, 0);
-	ck_assert_msg(clock_mono_usec() < promise_end || strcmp(holder, "node-a") == 0,
-	              "the Lease was read too late to judge");
+	t_read = clock_mono_usec();
+	hold_end = until_mono(s.c.node[1].agent_log, "event=failsafe-holding");
+	ck_assert_uint_gt(hold_end, 0);
+	ck_assert_msg(t_read < hold_end,
+	              "the Lease was read %.3f s after node-b's promise ended: nothing to judge",
+	              secs(t_read - hold_end));
 	ck_assert_str_eq(holder, "node-a");
 	ck_assert_int_eq(lease_epoch, epoch_before);
 	ck_assert_int_ge(kft_log_count(s.c.node[1].agent_log, NULL, "event=failsafe-holding",
@@ -416,14 +462,26 @@ START_TEST(promise_kept_when_the_api_returns_first)
 	ck_assert_msg(
 	        kft_log_count(s.c.node[0].agent_log, &t_stop, "event=stopped-leading", NULL) >= 1,
 	        "node-a's term did not end");
+	/* the latest promise that held it back (the last such line: one per
+	 * promise, and a later one may have extended an earlier) */
+	promise_end = until_mono(s.c.node[1].agent_log, "event=failsafe-holding");
+	ck_assert_uint_ge(promise_end, hold_end);
+	/* when node-b's acquire began: t_lead is logged only once it was
+	 * answered, so it bounds the acquire's end, not its start */
+	lease_read(&s, holder, sizeof(holder), &lease_epoch, &t_acq);
+	ck_assert_str_eq(holder, "node-b");
 	printf("fskept: API back for node-b at +0; it held back from +%.3f s until its promise "
 	       "ended at +%.3f s; node-a's term ended at +%.3f s; node-b led at +%.3f s\n",
 	       secs(t_hold - t_back), secs(promise_end - t_back), secs(t_stop - t_back),
 	       secs(t_lead - t_back));
-	ck_assert_msg(t_lead >= promise_end,
-	              "node-b took the Lease %.3f s before its promise ended",
+	printf("fskept: node-b's acquire began at +%.3f s\n", secs(t_acq - t_back));
+	ck_assert_msg(t_acq + CLOCK_SLACK_US >= promise_end,
+	              "node-b began to take the Lease %.3f s before its promise ended",
+	              secs(promise_end - t_acq));
+	ck_assert_msg(t_lead >= promise_end, "node-b led %.3f s before its promise ended",
 	              secs(promise_end - t_lead));
 	ck_assert_msg(t_stop < promise_end, "node-a's term ended after node-b's promise did");
+	ck_assert_msg(t_stop < t_acq, "node-b began to take the Lease before node-a's term ended");
 	ck_assert_msg(t_stop < t_lead, "node-b led before node-a's term ended");
 	ck_assert_int_ge(kft_log_count(s.c.node[0].agent_log, NULL,
 	                               "'node-b' refused (api-reachable)", NULL),
