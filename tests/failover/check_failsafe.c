@@ -19,6 +19,10 @@
  *                      after its promise ended, and after node-a's term did
  *   peer-down          node-b's agent killed, then the API cut: node-a gets
  *                      no promise from it and steps down at its deadline
+ *   restarted-peer     node-b promised, is killed and restarted with the API
+ *                      back for it only: it takes the Lease only after
+ *                      node-a's term and every promise of its predecessor
+ *                      ended
  *   unlisted           an agent whose identity failsafe.peers does not
  *                      name refuses to start
  *
@@ -495,6 +499,90 @@ START_TEST(promise_kept_when_the_api_returns_first)
 }
 END_TEST
 
+/* (f) node-b promised during a whole-API outage, then its agent is killed
+ * (SIGKILL: its promises die with it) and restarted while the API is back
+ * for node-b only.  The new incarnation knows nothing of its
+ * predecessor's promises; what keeps them is that it counts node-a's
+ * lease from its own first read, after the restart: it waits a whole
+ * lease duration, past the end of any promise given before the kill
+ * (grant + margin after its receipt) and past node-a's last extension
+ * (node-a, silent rounds from the kill on, then refusals, extends nothing
+ * more).  Only then does it take the Lease; the history stays
+ * linearizable. */
+START_TEST(restarted_peer_waits_out_its_predecessors_promise)
+{
+	struct scen s;
+	usec_t t_dead, t_restart, t_lead = 0, t_stop = 0, t_acq, t_ended = 0, promise_bound;
+	int64_t epoch_before, lease_epoch;
+	char holder[64], role[16];
+	int promised_before;
+
+	scen_start(&s, "fsrestart");
+	ck_assert_int_eq(fo_stat(&s.c, 0, role, sizeof(role), &epoch_before), 0);
+	fo_proxy_rules(&s.c, 0, "* . status=503\n");
+	fo_proxy_rules(&s.c, 1, "* . status=503\n");
+	if (!wait_log(s.c.node[0].agent_log, 1, 5000, NULL, "event=failsafe-riding", NULL))
+		dump_all(&s);
+	ck_assert_msg(kft_log_count(s.c.node[0].agent_log, NULL, "event=failsafe-riding", NULL) >=
+	                      1,
+	              "node-a never rode on promises");
+	ck_assert_int_ge(
+	        kft_log_count(s.c.node[1].agent_log, NULL, "failsafe: promised 'node-a'", NULL), 1);
+	usleep(300 * 1000); /* a few more rounds: node-b's last promise is fresh */
+	(void)fo_agent_signal(&s.c, 1, SIGKILL);
+	promised_before =
+	        kft_log_count(s.c.node[1].agent_log, NULL, "failsafe: promised 'node-a'", NULL);
+	t_dead = clock_mono_usec(); /* reaped: every promise it gave was read before */
+	promise_bound = t_dead + (FO_RENEW_MS + (FO_LEASE_MS - FO_RENEW_MS) / 2) * USEC_PER_MSEC;
+	fo_proxy_rules(&s.c, 1, ""); /* the API back, for node-b only */
+	fo_agent_start(&s.c, 1);
+	t_restart = clock_mono_usec();
+	ck_assert_msg(wait_log(s.c.node[1].agent_log, 1, 15000, &t_lead, "event=leading", NULL),
+	              "node-b never took over");
+	ck_assert_msg(
+	        kft_log_count(s.c.node[0].agent_log, &t_stop, "event=stopped-leading", NULL) >= 1,
+	        "node-a's term did not end");
+	ck_assert_int_eq(
+	        kft_log_count(s.c.node[0].agent_log, &t_ended, "event=failsafe-ended", NULL), 1);
+	/* when node-b's acquire began (t_lead is logged after its answer) */
+	lease_read(&s, holder, sizeof(holder), &lease_epoch, &t_acq);
+	ck_assert_str_eq(holder, "node-b");
+	ck_assert_int_gt(lease_epoch, epoch_before);
+	printf("fsrestart: node-b's agent killed at +0; restarted at +%.3f s; node-a's term "
+	       "ended at +%.3f s; any promise of the killed agent ended by +%.3f s; node-b's "
+	       "acquire began at +%.3f s, it led at +%.3f s\n",
+	       secs(t_restart - t_dead), secs(t_stop - t_dead), secs(promise_bound - t_dead),
+	       secs(t_acq - t_dead), secs(t_lead - t_dead));
+	/* node-a's last extension ended before it logged the end of its term,
+	 * and that before node-b's acquire began */
+	ck_assert_msg(t_stop < t_acq,
+	              "node-b began to take the Lease %.3f s before node-a's term "
+	              "ended",
+	              secs(t_stop - t_acq));
+	ck_assert_msg(t_ended <= t_stop, "failsafe ended after the term");
+	/* past every promise of the killed incarnation */
+	ck_assert_msg(t_acq + CLOCK_SLACK_US >= promise_bound,
+	              "node-b began to take the Lease %.3f s before its predecessor's promises "
+	              "surely ended",
+	              secs(promise_bound - t_acq));
+	/* by waiting a whole lease duration from its first read, after the
+	 * restart */
+	ck_assert_msg(t_acq + CLOCK_SLACK_US >= t_restart + FO_LEASE_MS * USEC_PER_MSEC,
+	              "node-b took the Lease %.3f s after its restart, less than a lease duration",
+	              secs(t_acq - t_restart));
+	/* the new incarnation reaches the API: it promised nothing (a fresh
+	 * promise is logged at info, so the count would have grown) */
+	ck_assert_int_eq(
+	        kft_log_count(s.c.node[1].agent_log, NULL, "failsafe: promised 'node-a'", NULL),
+	        promised_before);
+	fo_proxy_rules(&s.c, 0, "");
+	ck_assert_msg(fo_wait_ack(&s.w, 1, t_lead, 10000), "node-b acknowledged nothing");
+	lease_holder(&s, holder, sizeof(holder), &lease_epoch);
+	ck_assert_str_eq(holder, "node-b");
+	scen_finish(&s);
+}
+END_TEST
+
 /* (d) node-b's agent is down (killed), then the API is cut: node-a asks,
  * nobody answers for node-b, so it never has every promise, extends
  * nothing and steps down at its renew deadline; its master acknowledges no
@@ -583,6 +671,8 @@ int main(void)
 	kft_add(s, "promise-kept", promise_kept_when_the_api_returns_first, FS_TC_TIMEOUT_S, NULL,
 	        NULL);
 	kft_add(s, "peer-down", peer_down_no_extension, FS_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "restarted-peer", restarted_peer_waits_out_its_predecessors_promise,
+	        FS_TC_TIMEOUT_S, NULL, NULL);
 	kft_add(s, "unlisted", unlisted_agent_refuses_to_start, FS_TC_TIMEOUT_S, NULL, NULL);
 	return kft_main(s, &opts);
 }
