@@ -207,11 +207,13 @@ static const struct conf_key agent_keys[] = {
          .min = 0,
          .max = 3600000,
          .offset = F(agent.fence_give_up_ms),
-         .help = "A leader whose fence of the old node has failed for this long releases "
-                 "the Lease, the duty to fence still on it, and is no candidate for a "
-                 "moment (0.5 s, doubling with each failure in a row up to 8 s), so that "
-                 "another node (whose path to the storage or the API may work) can try; "
-                 "nothing is promoted meanwhile. 0: hold the Lease and retry for ever."},
+         .help = "A leader whose fence of the old node, or whose claim of the term (the "
+                 "other pods' role labels, its key on fence.scsi_luns), has failed for "
+                 "this long releases the Lease (a fence's duty still on it) and is no "
+                 "candidate for a moment (0.5 s, doubling with each failure in a row up to "
+                 "8 s), so that another node (whose path to the storage or the API may "
+                 "work) can try; nothing is promoted meanwhile. 0: hold the Lease and "
+                 "retry for ever."},
         {.name = "agent.promote_timeout_ms",
          .type = CONF_INT,
          .def = "15000",

@@ -323,7 +323,6 @@ static void next_fence(struct sm *s, struct sm_effects *fx, usec_t now)
 
 static void promote(struct sm *s, struct sm_effects *fx, usec_t now)
 {
-	(void)now;
 	if (s->cfg.mode == SM_MODE_NONE) {
 		tl(fx, "promoted", "no local service is managed (service.probe = none)");
 		fx_add(fx, FX_TL_FINISH)->flag = true;
@@ -338,6 +337,7 @@ static void promote(struct sm *s, struct sm_effects *fx, usec_t now)
 	struct sm_effect *e = job(s, fx, JOB_CLAIM, true);
 	if (s->cfg.mode == SM_MODE_CONTROL)
 		str_copy(e->a, sizeof(e->a), s->peer.pod);
+	s->claim_began = now;
 	enter(s, SM_CLAIMING);
 }
 
@@ -579,32 +579,34 @@ static void count_failure(struct sm *s, usec_t now)
 	s->candidate_after = now + sm_failure_backoff(s->failures);
 }
 
-/* The fence of this term has failed for agent.fence_give_up_ms: this node
- * cannot fence the old one (its path to the storage or to the API is
- * broken, say), and holding the Lease would keep every other node from
- * trying.  The term is released with the duty still on the Lease (nothing
- * was settled), as one that promoted nothing — PROMOTE is never sent before
- * the fence is confirmed — and this node sits out the failure backoff
- * (sm_failure_backoff), so that another node may take it first. */
-static void give_up_fence(struct sm *s, struct sm_effects *fx, usec_t now, int result)
+/* The fence of this term, or its claim (the other pods' labels, the LUN
+ * registration), has failed for agent.fence_give_up_ms: this node cannot
+ * complete the takeover (its path to the storage or to the API is broken,
+ * say), and holding the Lease would keep every other node from trying.
+ * The term is released as one that promoted nothing — PROMOTE is never sent
+ * before both are done — with a fence's duty still on the Lease (nothing
+ * was settled), and this node sits out the failure backoff
+ * (sm_failure_backoff), so that another node may take it first.  `event`
+ * and `what` name the step for the log and the release reason. */
+static void give_up(struct sm *s, struct sm_effects *fx, usec_t now, int result, usec_t began,
+                    const char *event, const char *what)
 {
-	int64_t tried = (int64_t)((now - s->fence_began) / USEC_PER_MSEC);
+	int64_t tried = (int64_t)((now - began) / USEC_PER_MSEC);
 
 	/* a failure in a row as a failed promotion is: long enough for
 	 * another candidate to take the free Lease, short enough not to keep
 	 * this node from trying again soon when it is the only one */
 	count_failure(s, now);
 	say(fx, LOG_LEVEL_ERROR,
-	    "event=fence-given-up epoch=%" PRId64 " victim='%s': fencing failed for %" PRId64
-	    " ms (last: %s); releasing the Lease with the duty on it, no candidate for %" PRId64
-	    " ms",
-	    s->epoch, s->victim, tried, strerror(result < 0 ? -result : result),
+	    "event=%s epoch=%" PRId64 ": could not %s for %" PRId64
+	    " ms (last: %s); releasing the Lease, no candidate for %" PRId64 " ms",
+	    event, s->epoch, what, tried, strerror(result < 0 ? -result : result),
 	    (int64_t)(sm_failure_backoff(s->failures) / USEC_PER_MSEC));
 	release(s, fx,
 	        s->cfg.mode == SM_MODE_CONTROL && !s->continued && s->promoted_epoch != s->epoch
 	                ? ELECTOR_RELEASE_UNPROMOTED
 	                : ELECTOR_RELEASE_UNCONFIRMED,
-	        "could not fence '%.100s' for %" PRId64 " ms; another node may", s->victim, tried);
+	        "could not %.120s for %" PRId64 " ms; another node may", what, tried);
 	tl(fx, "released", "%s", s->release_reason);
 	fx_add(fx, FX_TL_FINISH)->flag = false;
 	follow(s, fx);
@@ -855,7 +857,13 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 			next_fence(s, fx, now);
 		} else if (s->cfg.fence_give_up && ev->result != JOB_CANCELLED &&
 		           now - s->fence_began >= s->cfg.fence_give_up) {
-			give_up_fence(s, fx, now, ev->result);
+			{
+				char what[300];
+
+				snprintf(what, sizeof(what), "fence '%s'", s->victim);
+				give_up(s, fx, now, ev->result, s->fence_began, "fence-given-up",
+				        what);
+			}
 		} else {
 			/* not promoting; the Lease keeps the duty; again soon (also
 			 * when the run was cancelled: LOST ends the term if it is
@@ -900,6 +908,10 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 			release(s, fx, false, "term %" PRId64 " was superseded on a pod", s->epoch);
 			fx_add(fx, FX_TL_FINISH)->flag = false;
 			follow(s, fx);
+		} else if (s->cfg.fence_give_up && ev->result != JOB_CANCELLED &&
+		           now - s->claim_began >= s->cfg.fence_give_up) {
+			give_up(s, fx, now, ev->result, s->claim_began, "claim-given-up",
+			        "claim the term (the other pods' labels, the LUN registration)");
 		} else {
 			s->retry_at = now + s->cfg.claim_retry;
 		}

@@ -256,6 +256,7 @@ struct sm {
 	bool fence_only;
 	bool continued;     /* this term continues a predecessor's on this node */
 	usec_t fence_began; /* when this term's first fence run started */
+	usec_t claim_began; /* when the claim's first run started */
 	bool untaint_pending, untaint_busy;
 	usec_t untaint_at;
 	int64_t promotions, demotions;

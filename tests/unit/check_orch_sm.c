@@ -750,6 +750,43 @@ START_TEST(test_fence_given_up)
 }
 END_TEST
 
+/* A claim that keeps failing (the other pods' labels, the LUN
+ * registration) for agent.fence_give_up_ms is given up as a fence is: the
+ * term is released as one that promoted nothing, PROMOTE never sent, and
+ * this node sits out the failure backoff.  Before, it held the Lease and
+ * retried for ever. */
+START_TEST(test_claim_given_up)
+{
+	const struct sm_effect *e;
+	struct sm_config c = S.cfg;
+
+	c.fence_give_up = 5000 * MS;
+	sm_init(&S, &c);
+	hello();
+	started(5, "");
+	for (int i = 0; i < 3; i++) {
+		e = fx_job(JOB_CLAIM);
+		ck_assert_ptr_nonnull(e);
+		NOW += 500 * MS;
+		done(e, -EAGAIN);
+		ck_assert_ptr_null(fx(FX_RELEASE));
+		ck_assert_int_eq(S.st, SM_CLAIMING);
+		tick_at(NOW + c.claim_retry);
+	}
+	e = fx_job(JOB_CLAIM);
+	ck_assert_ptr_nonnull(e);
+	NOW += 5000 * MS;
+	done(e, -EAGAIN);
+	e = fx(FX_RELEASE);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(e->code, ELECTOR_RELEASE_UNPROMOTED);
+	ck_assert_ptr_nonnull(strstr(e->text, "could not claim the term"));
+	ck_assert_ptr_null(fx(FX_SEND_PROMOTE));
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+	ck_assert_int_eq(S.candidate_after, NOW + sm_failure_backoff(1));
+}
+END_TEST
+
 /* A cancelled run (the term is ending) never counts as a give-up. */
 START_TEST(test_fence_cancel_is_no_give_up)
 {
@@ -1089,6 +1126,7 @@ static Suite *sm_suite(void)
 	tcase_add_test(tc, test_no_untaint_unless_configured);
 	tcase_add_test(tc, test_fence_given_up);
 	tcase_add_test(tc, test_fence_cancel_is_no_give_up);
+	tcase_add_test(tc, test_claim_given_up);
 	tcase_add_test(tc, test_mode_none);
 	tcase_add_test(tc, test_mode_probe);
 	tcase_add_test(tc, test_tell_master);
