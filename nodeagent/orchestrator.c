@@ -1288,7 +1288,14 @@ static void cb_hello(void *ud, const struct control_peer *peer)
 	o->peer = *peer;
 	o->svc_connected = true;
 	o->svc_candidate = false;
-	if (o->o.ride_through && !store_is_fenced_lun(o, peer))
+	if (strncmp(peer->store, "iscsi://", 8) == 0 &&
+	    (!o->o.scsi_claim || !store_is_fenced_lun(o, peer)))
+		log_warning("service '%s' keeps its data on the LUN '%s' as node '%s', which this "
+		            "agent does not claim (scsi-pr in fence.methods, the LUN in "
+		            "fence.scsi_luns, node '%s'): its store registers only where its "
+		            "node's key already is, so a promotion after a handover will fail",
+		            peer->pod, peer->store, peer->store_node, o->node);
+	else if (o->o.ride_through && !store_is_fenced_lun(o, peer))
 		log_warning("service '%s' %s%s%s%s: it will not ride through an API outage "
 		            "(agent.api_outage = ride-through needs its store on one of "
 		            "fence.scsi_luns, registered as node '%s')",
