@@ -27,7 +27,7 @@
 /* Poll at least this often, so a deadline is noticed even if the fd is
  * quiet and libiscsi's own timers get serviced. */
 #define POLL_SLICE_MS      100
-#define PRIN_KEYS_ALLOC    1024
+#define PRIN_KEYS_ALLOC    (8 + 8 * SCSI_PR_KEYS_MAX)
 #define PRIN_FULL_ALLOC    24576
 #define DEFAULT_UA_RETRIES 5
 
@@ -396,7 +396,7 @@ int scsi_pr_parse_full_status(const uint8_t *data, size_t len, struct scsi_pr_fu
 		}
 		if (off + 24 + dl > end)
 			break;
-		if (f->n < SCSI_PR_KEYS_MAX) {
+		if (f->n < SCSI_PR_REGS_MAX) {
 			struct scsi_pr_registrant *g = &f->regs[f->n++];
 			g->key = be64(data + off);
 			g->all_tg_pt = data[off + 12] & 0x02;
@@ -1068,6 +1068,14 @@ int scsi_pr_read_keys(struct scsi_pr *h, usec_t deadline, struct scsi_pr_keys *r
 	r = scsi_pr_parse_read_keys(t->datain.data, (size_t)t->datain.size, ret);
 	if (r < 0)
 		errbuf_set(err, errlen, "'%s': PR IN READ KEYS: malformed answer", h->url.text);
+	else if (ret->n < ret->total) {
+		errbuf_set(err, errlen,
+		           "'%s': PR IN READ KEYS: %zu registrations, more than the %zu read: "
+		           "cannot tell which keys are registered (stale registrations: see "
+		           "fencing/SCSI-PR.md, \"Nexus, not node\")",
+		           h->url.text, ret->total, ret->n);
+		r = -EOVERFLOW;
+	}
 	scsi_free_scsi_task(t);
 	return r;
 }

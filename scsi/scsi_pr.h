@@ -51,7 +51,8 @@
 #define SCSI_PR_HOST_MAX           256
 #define SCSI_PR_URL_MAX            512
 #define SCSI_PR_LUN_MAX            16383 /* flat space addressing */
-#define SCSI_PR_KEYS_MAX           64
+#define SCSI_PR_KEYS_MAX           512   /* READ KEYS: more is an error, never a guess */
+#define SCSI_PR_REGS_MAX           64    /* READ FULL STATUS entries kept (for display) */
 
 /* PERSISTENT RESERVE OUT reservation types (SPC-4 table 5.13). */
 enum {
@@ -143,7 +144,7 @@ struct scsi_pr_registrant {
 struct scsi_pr_full_status {
 	uint32_t generation;
 	size_t n, total;
-	struct scsi_pr_registrant regs[SCSI_PR_KEYS_MAX];
+	struct scsi_pr_registrant regs[SCSI_PR_REGS_MAX];
 };
 
 int scsi_pr_parse_read_keys(const uint8_t *data, size_t len, struct scsi_pr_keys *ret);
@@ -234,7 +235,10 @@ int scsi_pr_preempt(struct scsi_pr *h, uint64_t key, uint64_t victim_key, int ty
 int scsi_pr_clear(struct scsi_pr *h, uint64_t key, usec_t deadline, char *err, size_t errlen);
 
 /* PERSISTENT RESERVE IN.  Block until done or `deadline`.  READ FULL
- * STATUS returns -EOPNOTSUPP/-EINVAL where the target lacks it. */
+ * STATUS returns -EOPNOTSUPP/-EINVAL where the target lacks it.  READ KEYS
+ * returns -EOVERFLOW when the target holds more registrations than it read
+ * (SCSI_PR_KEYS_MAX): every caller decides from the whole list (is a key
+ * registered, is a victim gone), and a truncated one would make it guess. */
 int scsi_pr_read_keys(struct scsi_pr *h, usec_t deadline, struct scsi_pr_keys *ret, char *err,
                       size_t errlen);
 int scsi_pr_read_reservation(struct scsi_pr *h, usec_t deadline, struct scsi_pr_reservation *ret,

@@ -755,6 +755,45 @@ START_TEST(ctl_end_to_end)
 }
 END_TEST
 
+/* More registrations than READ KEYS reads (tgt keeps every nexus's after
+ * logout: CLI sessions, fences, store opens): the victim's key beyond the
+ * list must not pass for gone.  Every judgement fails closed instead. */
+START_TEST(many_registrations_fail_closed)
+{
+	const char *luns[] = {lun1};
+	struct fence_scsi_report rep;
+	struct scsi_pr_keys keys;
+	struct scsi_pr *h;
+	uint64_t filler;
+	char err[512];
+	int r;
+
+	kft_lun_clear(lun1);
+	/* the fencer's key early in the list, the victim's past its end */
+	h = kft_lun_open_as(lun1, "node-b");
+	ck_assert_msg(scsi_pr_register_ignore(h, key_b, DEADLINE(), err, sizeof(err)) == 0, "%s",
+	              err);
+	scsi_pr_close(h);
+	ck_assert_int_eq(scsi_pr_key_for_node("filler", &filler), 0);
+	for (int i = 0; i < SCSI_PR_KEYS_MAX + 8; i++) {
+		h = kft_lun_open_as(lun1, "filler");
+		ck_assert_msg(scsi_pr_register_ignore(h, filler, DEADLINE(), err, sizeof(err)) == 0,
+		              "%s", err);
+		scsi_pr_close(h);
+	}
+	h = kft_lun_open_as(lun1, "node-a");
+	ck_assert_msg(scsi_pr_register_ignore(h, key_a, DEADLINE(), err, sizeof(err)) == 0, "%s",
+	              err);
+	ck_assert_int_eq(scsi_pr_read_keys(h, DEADLINE(), &keys, err, sizeof(err)), -EOVERFLOW);
+	printf("  %zu registrations, %zu read: %s\n", keys.total, keys.n, err);
+	scsi_pr_close(h);
+	r = fence_scsi_fence("node-b", "node-a", luns, 1, NULL, DEADLINE(), &rep);
+	print_report("fence", &rep);
+	ck_assert_msg(r < 0, "a fence confirmed node-a gone with its key beyond the list read");
+	kft_lun_clear(lun1);
+}
+END_TEST
+
 static Suite *scsi_it_suite(void)
 {
 	Suite *s = suite_create("scsi_it");
@@ -770,6 +809,7 @@ static Suite *scsi_it_suite(void)
 	tcase_add_test(tc, two_luns_all_or_nothing);
 	tcase_add_test(tc, target_capabilities);
 	tcase_add_test(tc, fence_after_target_restart);
+	tcase_add_test(tc, many_registrations_fail_closed);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("deadline");
