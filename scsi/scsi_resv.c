@@ -95,7 +95,8 @@ int scsi_resv_join(struct scsi_pr *h, uint64_t key, usec_t deadline, char *detai
 	return 0;
 }
 
-int scsi_resv_join_store(struct scsi_pr *h, uint64_t key, usec_t deadline, char *detail, size_t len)
+int scsi_resv_join_store(struct scsi_pr *h, uint64_t key, bool allow_empty, usec_t deadline,
+                         char *detail, size_t len)
 {
 	struct scsi_pr_keys keys;
 	int r;
@@ -103,6 +104,14 @@ int scsi_resv_join_store(struct scsi_pr *h, uint64_t key, usec_t deadline, char 
 	r = scsi_pr_read_keys(h, deadline, &keys, detail, len);
 	if (r < 0)
 		return r;
+	if (!keys_has(&keys, key) && keys.total == 0 && !allow_empty) {
+		errbuf_set(detail, len,
+		           "key 0x%016llx not registered, nor any other: no agent claimed the LUN "
+		           "for this term (after a target lost its state, the leader's agent "
+		           "registers again); not registering",
+		           (unsigned long long)key);
+		return -EBADE;
+	}
 	if (!keys_has(&keys, key) && keys.total > 0) {
 		errbuf_set(detail, len,
 		           "key 0x%016llx not registered while %zu other registration(s) are: this "

@@ -36,14 +36,17 @@ int scsi_resv_join(struct scsi_pr *h, uint64_t key, usec_t deadline, char *detai
 
 /* scsi_resv_join as a store opened for writing does it: only where this
  * node's key is registered already (by the agent's fence or claim for the
- * term, fence_scsi_join) or no key at all is (a new LUN; a target that lost
- * its state).  A key missing while others are registered is a fence — the
+ * term, fence_scsi_join), or — allow_empty, for a master without an agent —
+ * where no key at all is.  Without allow_empty a LUN with no key is refused
+ * too: a target that lost every registration since a fence must not let the
+ * fenced node's late PROMOTE in (only the leader's agent, the Lease
+ * confirmed, registers there again).  A key missing while others are registered is a fence — the
  * target cannot tell it from a node nobody registered — so the store
  * refuses (-EBADE) instead of undoing it: a PROMOTE that reaches a service
  * after its node was fenced opens nothing.  Returns 0 or -errno; detail
  * says what. */
-int scsi_resv_join_store(struct scsi_pr *h, uint64_t key, usec_t deadline, char *detail,
-                         size_t len);
+int scsi_resv_join_store(struct scsi_pr *h, uint64_t key, bool allow_empty, usec_t deadline,
+                         char *detail, size_t len);
 
 /* Ensure `key` is registered on h (re-registering and re-reserving when the
  * target lost its state), remove `victim_key` (PREEMPT AND ABORT, PREEMPT on

@@ -921,9 +921,10 @@ static const struct backend_ops lun_ops = {
 };
 
 enum lun_join {
-	LUN_JOIN_NONE,   /* read-only: register nothing */
-	LUN_JOIN_ALWAYS, /* format: the operator's command registers */
-	LUN_JOIN_STORE,  /* a writable open: scsi_resv_join_store's rule */
+	LUN_JOIN_NONE,           /* read-only: register nothing */
+	LUN_JOIN_ALWAYS,         /* format: the operator's command registers */
+	LUN_JOIN_STORE,          /* a writable open: scsi_resv_join_store's rule */
+	LUN_JOIN_STORE_OR_EMPTY, /* the same, or a LUN with no key (no agent) */
 };
 
 /* Log in and register node's key on this session as `join` says. */
@@ -976,8 +977,9 @@ static int lun_connect(const char *url, const char *initiator, const char *node,
 	}
 	if (join != LUN_JOIN_NONE) {
 		r = scsi_pr_key_for_node(node, &key);
-		if (r >= 0 && join == LUN_JOIN_STORE)
-			r = scsi_resv_join_store(l->h, key, deadline(l), detail, sizeof(detail));
+		if (r >= 0 && (join == LUN_JOIN_STORE || join == LUN_JOIN_STORE_OR_EMPTY))
+			r = scsi_resv_join_store(l->h, key, join == LUN_JOIN_STORE_OR_EMPTY,
+			                         deadline(l), detail, sizeof(detail));
 		else if (r >= 0)
 			r = scsi_resv_join(l->h, key, deadline(l), detail, sizeof(detail));
 		if (r < 0) {
@@ -1099,14 +1101,17 @@ out:
 }
 
 static int format_lun(const char *url, const char *initiator, const char *node,
-                      enum format_mode mode, char *err, size_t errlen)
+                      enum format_mode mode, enum lun_join join, char *err, size_t errlen)
 {
 	struct backend_lun *l = NULL;
 	uint8_t *p = NULL, *z = NULL;
 	uint64_t data, align;
 	int r;
 
-	r = lun_connect(url, initiator, node, LUN_JOIN_ALWAYS, 0, &l, err, errlen);
+	/* the operator's format registers; a MetaService's own, at its first
+	 * promotion, joins as its store's open would */
+	r = lun_connect(url, initiator, node, mode != FORMAT_UNUSED ? LUN_JOIN_ALWAYS : join, 0, &l,
+	                err, errlen);
 	if (r < 0)
 		return r;
 	r = probe_blank(l, url, mode, err, errlen);
@@ -1173,13 +1178,15 @@ out:
 int backend_lun_format(const char *url, const char *initiator, const char *node, bool force,
                        char *err, size_t errlen)
 {
-	return format_lun(url, initiator, node, force ? FORMAT_FORCE : FORMAT_BLANK, err, errlen);
+	return format_lun(url, initiator, node, force ? FORMAT_FORCE : FORMAT_BLANK,
+	                  LUN_JOIN_ALWAYS, err, errlen);
 }
 
-int backend_lun_format_unused(const char *url, const char *initiator, const char *node, char *err,
-                              size_t errlen)
+int backend_lun_format_unused(const char *url, const char *initiator, const char *node,
+                              bool join_empty, char *err, size_t errlen)
 {
-	return format_lun(url, initiator, node, FORMAT_UNUSED, err, errlen);
+	return format_lun(url, initiator, node, FORMAT_UNUSED,
+	                  join_empty ? LUN_JOIN_STORE_OR_EMPTY : LUN_JOIN_STORE, err, errlen);
 }
 
 int backend_lun_open(const char *url, const char *initiator, const char *node,
@@ -1192,7 +1199,10 @@ int backend_lun_open(const char *url, const char *initiator, const char *node,
 	uint8_t *p = NULL;
 	int r, ok[2];
 
-	r = lun_connect(url, initiator, node, o.no_join ? LUN_JOIN_NONE : LUN_JOIN_STORE,
+	r = lun_connect(url, initiator, node,
+	                o.no_join      ? LUN_JOIN_NONE
+	                : o.join_empty ? LUN_JOIN_STORE_OR_EMPTY
+	                               : LUN_JOIN_STORE,
 	                o.io_timeout, &l, err, errlen);
 	if (r < 0)
 		return r;
@@ -1242,7 +1252,15 @@ int metastore_open_lun(const char *url, const char *initiator_iqn, const char *n
                        const struct metastore_options *opts, struct metastore **ret, char *err,
                        size_t errlen)
 {
-	struct backend_lun_options lo = {.no_join = opts && opts->read_only};
+	return metastore_open_lun_join(url, initiator_iqn, node, false, opts, ret, err, errlen);
+}
+
+int metastore_open_lun_join(const char *url, const char *initiator_iqn, const char *node,
+                            bool join_empty, const struct metastore_options *opts,
+                            struct metastore **ret, char *err, size_t errlen)
+{
+	struct backend_lun_options lo = {.no_join = opts && opts->read_only,
+	                                 .join_empty = join_empty};
 	struct backend *b;
 	int r;
 

@@ -22,6 +22,10 @@
 struct backend_lun_options {
 	usec_t io_timeout; /* deadline of each SCSI call (0: 10 s) */
 	bool no_join;      /* read only: do not register a key or reserve */
+	/* also join a LUN on which no key at all is registered (a master
+	 * without an agent, kubefence-metad --standalone); otherwise only
+	 * where this node's key is registered already (scsi_resv_join_store) */
+	bool join_empty;
 };
 
 /* Initialise the LUN at `url` (iscsi://HOST[:PORT]/TARGET-IQN/LUN) as an
@@ -38,9 +42,10 @@ int backend_lun_format(const char *url, const char *initiator, const char *node,
 /* backend_lun_format for a LUN that was never used: refuses with -EEXIST
  * unless its first 4 MiB are all zero (a store whose superblock was lost is
  * not blank).  What a MetaService may do on its own at its first
- * promotion. */
-int backend_lun_format_unused(const char *url, const char *initiator, const char *node, char *err,
-                              size_t errlen);
+ * promotion; it joins as its store's open does (join_empty: see
+ * struct backend_lun_options). */
+int backend_lun_format_unused(const char *url, const char *initiator, const char *node,
+                              bool join_empty, char *err, size_t errlen);
 
 /* Open a formatted LUN as a backend (close with b->ops->close(b)): log in as
  * `initiator` (NULL: the IQN of `node`), register `node`'s key on this
@@ -53,7 +58,12 @@ int backend_lun_open(const char *url, const char *initiator, const char *node,
                      const struct backend_lun_options *opts, struct backend **ret, char *err,
                      size_t errlen);
 
-/* metastore_open on a LUN backend (read_only stores do not join). */
+/* metastore_open on a LUN backend (read_only stores do not join; the
+ * others join as scsi_resv_join_store says: where this node's key is
+ * registered already, or with join_empty also where no key is). */
 int metastore_open_lun(const char *url, const char *initiator_iqn, const char *node,
                        const struct metastore_options *opts, struct metastore **ret, char *err,
                        size_t errlen);
+int metastore_open_lun_join(const char *url, const char *initiator_iqn, const char *node,
+                            bool join_empty, const struct metastore_options *opts,
+                            struct metastore **ret, char *err, size_t errlen);

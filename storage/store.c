@@ -94,14 +94,16 @@ int store_open(const struct store_spec *s, const struct metastore_options *opts,
 
 	if (s->kind == STORE_DIR)
 		return metastore_open_dir(s->path, opts, ret, err, errlen);
-	r = metastore_open_lun(s->url, s->initiator, s->node, opts, ret, err, errlen);
+	r = metastore_open_lun_join(s->url, s->initiator, s->node, s->join_empty, opts, ret, err,
+	                            errlen);
 	if (r != -EMEDIUMTYPE || !s->format_unused || (opts && opts->read_only))
 		return r;
 	/* No superblock.  Only a LUN that was never written is initialised:
 	 * one that held a store whose superblock was lost must be looked at by
 	 * an operator, not formatted over. */
-	r = backend_lun_format_unused(s->url, s->initiator, s->node, err, errlen);
+	r = backend_lun_format_unused(s->url, s->initiator, s->node, s->join_empty, err, errlen);
 	if (r < 0)
 		return r;
-	return metastore_open_lun(s->url, s->initiator, s->node, opts, ret, err, errlen);
+	return metastore_open_lun_join(s->url, s->initiator, s->node, s->join_empty, opts, ret, err,
+	                               errlen);
 }

@@ -38,6 +38,10 @@ struct store_spec {
 	 * zero) when a master opens it; a LUN holding anything else is never
 	 * initialised here. */
 	bool format_unused;
+	/* STORE_LUN: a master without an agent (--standalone) joins a LUN on
+	 * which no key is registered; under an agent, the agent's claim
+	 * registers this node's key first, and the store joins only then. */
+	bool join_empty;
 };
 
 /* Parse `text` (dir:PATH, /PATH or iscsi://...).  For a LUN, `node` (this

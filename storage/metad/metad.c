@@ -264,6 +264,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 			return -EINVAL;
 		}
 		a->spec.format_unused = a->format_unused;
+		a->spec.join_empty = a->standalone;
 	}
 	if (a->standalone == !!a->control_socket) {
 		fprintf(stderr,

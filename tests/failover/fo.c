@@ -318,6 +318,8 @@ int fo_fired(const struct fo_cluster *c, size_t i, const char *name, usec_t *ret
 	return n;
 }
 
+static void write_conf(struct fo_cluster *c, struct fo_node *nd, size_t i);
+
 void fo_use_store_lun(struct fo_cluster *c)
 {
 	char lun[512], cmd[1200];
@@ -331,6 +333,10 @@ void fo_use_store_lun(struct fo_cluster *c)
 	         env("KF_TGT_DIR"));
 	FO_CHECK(system(cmd) == 0, "cannot zero the second LUN");
 	snprintf(c->store_lun, sizeof(c->store_lun), "%s", sp + 1);
+	/* every agent's fence.scsi_luns names the store's LUN (written at
+	 * init with the first one) */
+	for (size_t i = 0; i < c->n; i++)
+		write_conf(c, &c->node[i], i);
 }
 
 static void write_conf(struct fo_cluster *c, struct fo_node *nd, size_t i)

@@ -295,6 +295,7 @@ START_TEST(test_fenced_open_refused)
 	 * fails before it writes anything, and its key stays removed */
 	r = metastore_open_lun(lun1, NULL, "node-a", &o, &stale, err, sizeof(err));
 	ck_assert_msg(r < 0, "a fenced node opened the store for writing (epoch 3)");
+	ck_assert_int_eq(r, -EBADE);
 	ck_assert_msg(strstr(err, "fenced") != NULL, "unclear refusal: %s", err);
 	ck_assert_msg(!key_registered("node-a"), "the fenced node's open registered its key again");
 	put(a, 100, -EINPROGRESS);
@@ -320,13 +321,50 @@ START_TEST(test_open_needs_join)
 	a = open_store("node-a", 1);
 	put(a, 0, 0);
 	metastore_close(a);
-	ck_assert_int_lt(metastore_open_lun(lun1, NULL, "node-b", &o, &b, err, sizeof(err)), 0);
+	ck_assert_int_eq(metastore_open_lun(lun1, NULL, "node-b", &o, &b, err, sizeof(err)),
+	                 -EBADE);
+	ck_assert_msg(strstr(err, "fenced, or no agent claimed") != NULL, "unclear refusal: %s",
+	              err);
 	ck_assert(!key_registered("node-b"));
 	ck_assert_msg(fence_scsi_join("node-b", luns, 1, NULL, DEADLINE(), &rep) == 0, "join: %s",
 	              rep.steps[0].detail);
 	b = open_store("node-b", 2);
 	expect_keys(b, 0, 1);
 	metastore_close(b);
+}
+END_TEST
+
+/* A target that lost every registration (a restart) after a fence: the
+ * fenced node's late open must not register there either — only the
+ * leader's agent does, its Lease confirmed.  A master without an agent
+ * (--standalone: join_empty) may; so may a node its agent registered. */
+START_TEST(test_empty_lun_needs_claim)
+{
+	const char *luns[] = {lun1};
+	struct fence_scsi_report rep;
+	struct metastore_options o = {.epoch = 3};
+	struct metastore *a, *m = NULL;
+	char err[1024] = "";
+
+	format_lun(lun1);
+	a = open_store("node-a", 1);
+	put(a, 0, 0);
+	metastore_close(a);
+	kft_lun_clear(lun1); /* as a tgtd restart leaves it */
+	ck_assert_int_eq(metastore_open_lun(lun1, NULL, "node-a", &o, &m, err, sizeof(err)),
+	                 -EBADE);
+	ck_assert_msg(strstr(err, "nor any other") != NULL, "unclear refusal: %s", err);
+	ck_assert(!key_registered("node-a"));
+	ck_assert_int_eq(
+	        metastore_open_lun_join(lun1, NULL, "node-a", true, &o, &m, err, sizeof(err)), 0);
+	expect_keys(m, 0, 1);
+	metastore_close(m);
+	kft_lun_clear(lun1);
+	ck_assert_msg(fence_scsi_join("node-a", luns, 1, NULL, DEADLINE(), &rep) == 0, "join: %s",
+	              rep.steps[0].detail);
+	m = open_store("node-a", 4);
+	expect_keys(m, 0, 1);
+	metastore_close(m);
 }
 END_TEST
 
@@ -343,6 +381,7 @@ static Suite *lun_suite(void)
 	        {"torn_tail", test_torn_tail},
 	        {"fenced_open_refused", test_fenced_open_refused},
 	        {"open_needs_join", test_open_needs_join},
+	        {"empty_lun_needs_claim", test_empty_lun_needs_claim},
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
