@@ -681,6 +681,8 @@ static int job_fence(struct orchestrator *o, int64_t epoch, const char *victim,
  * Lease confirms holds the term right before — after a fence that is a
  * no-op (the fence registered it), after a clean handover it is what lets
  * the new master's store open.  -EAGAIN: retried with the claim. */
+static bool store_is_fenced_lun(const struct orchestrator *o, const struct control_peer *p);
+
 static int claim_luns(struct orchestrator *o, int64_t epoch)
 {
 	/* one stable nexus for every claim of this node (the job thread runs
@@ -698,14 +700,22 @@ static int claim_luns(struct orchestrator *o, int64_t epoch)
 	/* a fence-only term (no service here) promotes nothing: no key */
 	if (!o->o.scsi_claim || (o->mode == ORCH_SERVICE_CONTROL && !connected))
 		return 0;
+	/* the service's own LUN when it named one of ours (the others are
+	 * none of this promotion's business: one unreachable must not stop
+	 * it); every LUN when the service cannot say (probe mode) */
+	const char *own[1] = {peer.store};
+	bool named = o->mode == ORCH_SERVICE_CONTROL;
+
+	if (named && !store_is_fenced_lun(o, &peer))
+		return 0;
 	if (!elector_confirm_leader(o->elector, epoch)) {
 		log_warning("term %" PRId64 ": the Lease could not be confirmed before registering "
 		            "on the LUNs; retrying",
 		            epoch);
 		return -EAGAIN;
 	}
-	r = fence_scsi_join(o->node, o->o.scsi_luns, o->o.n_scsi_luns, &so,
-	                    clock_mono_usec() + 5 * USEC_PER_SEC, &rep);
+	r = fence_scsi_join(o->node, named ? own : o->o.scsi_luns, named ? 1 : o->o.n_scsi_luns,
+	                    &so, clock_mono_usec() + 5 * USEC_PER_SEC, &rep);
 	for (size_t i = 0; i < rep.n; i++)
 		if (rep.steps[i].result < 0)
 			log_warning("term %" PRId64
