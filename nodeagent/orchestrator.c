@@ -685,11 +685,7 @@ static bool store_is_fenced_lun(const struct orchestrator *o, const struct contr
 
 static int claim_luns(struct orchestrator *o, int64_t epoch)
 {
-	/* one stable nexus for every claim of this node (the job thread runs
-	 * one at a time): a random ISID would leave a registration behind per
-	 * claim, and a term with many re-promotions would fill the key list */
-	struct fence_scsi_options so = {.iqn_prefix = o->o.scsi_iqn_prefix,
-	                                .isid_qualifier = 0x6b63};
+	struct fence_scsi_options so = {.iqn_prefix = o->o.scsi_iqn_prefix};
 	struct fence_scsi_report rep;
 	int r;
 
