@@ -159,7 +159,9 @@ struct scsi_pr;
 struct scsi_pr_options {
 	/* 0 = a random ISID (a new nexus per handle, libiscsi's default);
 	 * otherwise a stable ISID derived from the initiator IQN and this
-	 * qualifier, so a restarted process gets its old nexus back.  Two
+	 * qualifier, so a restarted process gets its old nexus back on a
+	 * target that names the nexus by ISID (tgt does not: it ties a
+	 * registration to the session, and a new session adds one).  Two
 	 * live handles must never share one (the target would drop the older
 	 * session when the newer logs in). */
 	uint16_t isid_qualifier;
