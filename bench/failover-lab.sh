@@ -229,15 +229,6 @@ for i in $(seq 1 "$BKILLS"); do
 done
 
 # ------------------------------------------------------------ results
-dist() { # FILE -> JSON
-	sort -n "$1" | awk '{v[NR]=$1; s+=$1} END {
-		if (NR == 0) { print "{\"n\": 0}"; exit }
-		p50 = v[int((NR * 50 + 99) / 100)]; p99 = v[int((NR * 99 + 99) / 100)]
-		printf "{\"n\": %d, \"p50_ms\": %s, \"p99_ms\": %s, \"min_ms\": %s, \"max_ms\": %s, \"mean_ms\": %.1f, \"samples_ms\": [", NR, p50, p99, v[1], v[NR], s / NR
-		for (i = 1; i <= NR; i++) printf "%s%s", (i > 1 ? ", " : ""), v[i]
-		printf "]}"
-	}'
-}
 for n in kill freeze base killdir; do for p in "${PATHS[@]}"; do touch "$WORK/$n.$p.ms"; done; done
 KD=$(dist "$WORK/killdir.clusterip.ms")
 KDE=$(dist "$WORK/killdir.endpoints.ms")

@@ -93,49 +93,6 @@ LEASE_MS=$(sed -n 's/^lease.duration_ms *= *\([0-9]*\).*/\1/p' "$SR_CONF")
 METHODS=$(sed -n 's/^fence.methods *= *//p' "$SR_CONF")
 
 PATHS=(clusterip endpoints)
-# first_ack ACKS_FILE T0_US AFTER_US: the first write acknowledged after
-# AFTER_US (the fault complete), leaving out an answer the old server had
-# sent before the fault that arrived just after it (a request sent before
-# T0_US and acknowledged within 20 ms of AFTER_US); a request sent before
-# the fault and retried until the new server answered it counts.  Prints
-# "acked_us addr".
-# Only what was appended since mark ran (before the fault) is read: the
-# files grow by hundreds of lines a second.
-first_ack() {
-	tail -c +$((${MARK[$1]:-0} + 1)) "$1" 2>/dev/null |
-		awk -v t0="$2" -v t="$3" '$3 > t && ($2 >= t0 || $3 - t > 20000) {print $3, $4; exit}'
-}
-declare -A MARK
-mark() { # ACKS-PREFIX: remember the size of each path's file
-	local p
-	for p in "${PATHS[@]}"; do MARK[$1.$p]=$(stat -c %s "$1.$p" 2>/dev/null || echo 0); done
-}
-# sample NAME ACKS-PREFIX T0_US AFTER_US TIMEOUT_S: for each path, the
-# first_ack, in ms from T0_US, appended to $WORK/NAME.PATH.ms; prints "PATH
-# ms ..." (or "PATH none") for the log.  Fails when no path got an ack in
-# time.
-sample() {
-	local name=$1 acks=$2 t0=$3 after=$4 timeout=$5 p a v out="" got=0 i
-	for p in "${PATHS[@]}"; do
-		a=""
-		for i in $(seq 1 $((timeout * 50))); do
-			a=$(first_ack "$acks.$p" "$t0" "$after")
-			[ -n "$a" ] && break
-			sleep 0.02
-		done
-		if [ -n "$a" ]; then
-			v=$(ms "${a%% *}" "$t0")
-			echo "$v" >>"$WORK/$name.$p.ms"
-			out="$out $p $v ms"
-			got=$((got + 1))
-		else
-			out="$out $p none"
-			timeout=1 # the other path had as long already
-		fi
-	done
-	echo "${out# }"
-	[ $got -gt 0 ]
-}
 workloads() { # ACKS-PREFIX HIST-PREFIX [KF-LABCLIENT OPTIONS...]: sets WLS
 	local acks=$1 hist=$2 p
 	shift 2
@@ -166,7 +123,7 @@ run_kubefence() {
 		mark "$ACKS"
 		t=$(now_us)
 		bash "$LAB" freeze "$node" >/dev/null || die "freeze $node"
-		r=$(sample freeze "$ACKS" "$t" "$(now_us)" 60) || die "kubefence freeze $i: no ack within 60 s"
+		r=$(sample_acks freeze "$ACKS" "$t" "$(now_us)" 60) || die "kubefence freeze $i: no ack within 60 s"
 		now_on=$(pod_node $SR_POD)
 		say "kubefence freeze $i/$FREEZES ($node; the pod now on $now_on): $r"
 		FREEZE_NOTES+=("$node->$now_on")
@@ -185,7 +142,7 @@ run_kubefence() {
 		sleep 0.5
 		mark "$ACKS"
 		kill_pod_at $SR_POD || die "kubefence kill $i"
-		r=$(sample kill "$ACKS" "$KILL_US" "$KILL_DONE_US" 60) || die "kubefence kill $i: no ack within 60 s"
+		r=$(sample_acks kill "$ACKS" "$KILL_US" "$KILL_DONE_US" 60) || die "kubefence kill $i: no ack within 60 s"
 		say "kubefence kill $i/$KILLS (on $KILLED_NODE, restartCount $(restarts $SR_POD)): $r"
 	done
 	for p in "${WLS[@]}"; do bg_stop "$p"; done
@@ -277,7 +234,7 @@ run_baseline() {
 		sleep 0.5
 		mark "$BACKS"
 		kill_pod_at $BPOD baseline || die "baseline kill $i"
-		r=$(sample base "$BACKS" "$KILL_US" "$KILL_DONE_US" 60) || die "baseline kill $i: no ack within 60 s"
+		r=$(sample_acks base "$BACKS" "$KILL_US" "$KILL_DONE_US" 60) || die "baseline kill $i: no ack within 60 s"
 		say "baseline kill $i/$BKILLS (on $KILLED_NODE, restartCount $(kc get pod -n baseline $BPOD -o jsonpath='{.status.containerStatuses[0].restartCount}')): $r"
 	done
 
@@ -319,7 +276,7 @@ run_baseline() {
 	mark "$BACKS"
 	t_thaw=$(now_us)
 	bash "$LAB" thaw "$bnode" >/dev/null || die "thaw $bnode"
-	r=$(sample bthaw "$BACKS" "$t_thaw" "$t_thaw" 180) || say "baseline: no ack within 180 s of the thaw either"
+	r=$(sample_acks bthaw "$BACKS" "$t_thaw" "$t_thaw" 180) || say "baseline: no ack within 180 s of the thaw either"
 	say "baseline: after the thaw of $bnode: $r; $BPOD on $(kc get pod -n baseline $BPOD -o jsonpath='{.spec.nodeName}' 2>/dev/null)"
 	for p in "${WLS[@]}"; do bg_stop "$p"; done
 }
@@ -330,15 +287,6 @@ bnode="" BPHASE="" bfreeze_ack="" t=0 t_notready="" t_terminating="" t_replaced=
 [ "$ONLY" = kubefence ] || run_baseline
 
 # ------------------------------------------------------------ results
-dist() { # FILE -> JSON
-	sort -n "$1" | awk '{v[NR]=$1; s+=$1} END {
-		if (NR == 0) { print "{\"n\": 0}"; exit }
-		p50 = v[int((NR * 50 + 99) / 100)]; p99 = v[int((NR * 99 + 99) / 100)]
-		printf "{\"n\": %d, \"p50_ms\": %s, \"p99_ms\": %s, \"min_ms\": %s, \"max_ms\": %s, \"mean_ms\": %.1f, \"samples_ms\": [", NR, p50, p99, v[1], v[NR], s / NR
-		for (i = 1; i <= NR; i++) printf "%s%s", (i > 1 ? ", " : ""), v[i]
-		printf "]}"
-	}'
-}
 for n in kill freeze base bthaw; do for p in "${PATHS[@]}"; do touch "$WORK/$n.$p.ms"; done; done
 rel() { [ -n "$1" ] && ms "$1" "$t" || echo null; } # US: ms from the baseline freeze, or null
 BF=$(jq -n --argjson w "$WINDOW" --arg ack "${bfreeze_ack:-}" --argjson nr "$(rel "$t_notready")" \
