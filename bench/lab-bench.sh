@@ -3,7 +3,8 @@
 # (e2e_init, which sets WORK), take the lab down and remove WORK on exit
 # (after the script's own bench_before_cleanup, when it defines one);
 # die() and ms(); what the benchmarks share to sample acknowledged writes
-# (mark, first_ack, sample_acks, dist).
+# (mark, first_ack, sample_acks, dist) and to reconfigure the agents
+# (agent_conf_*, agent_rollout).
 if lab_is_up; then
 	echo "bench: a lab is already up (only one fits on a machine): lab/lab.sh down first" >&2
 	exit 2
@@ -83,3 +84,67 @@ dist() { # FILE -> JSON
 	}'
 }
 
+# The agents' configuration (the ConfigMap their DaemonSet mounts as
+# /etc/kubefence/agent.conf).  kcw is kc without the request time-out, for
+# what waits on a watch (rollout status).
+kcw() { "$E2E_KUBECTL" --kubeconfig /var/lib/kubefence-lab/admin.kubeconfig "$@"; }
+agent_cm() {
+	kc get daemonset -n $NS kubefence-agent \
+		-o jsonpath='{.spec.template.spec.volumes[?(@.name=="config")].configMap.name}'
+}
+# agent_conf_get FILE: the agents' agent.conf into FILE.
+agent_conf_get() { kc get configmap -n $NS "$(agent_cm)" -o json | jq -r '.data["agent.conf"]' >"$1"; }
+# agent_conf_value KEY: its effective value (defaults included), as this
+# build's agent reads the agents' agent.conf.
+agent_conf_value() {
+	agent_conf_get "$WORK/agent.conf.cur" || return 1
+	NODE_NAME=lab-node-1 "$KUBEFENCE_BUILD/nodeagent/kubefence-agent" --dump-config \
+		--config "$WORK/agent.conf.cur" 2>/dev/null |
+		awk -v k="$1" '$1 == k && $2 == "=" {print $3; exit}'
+}
+# agent_conf_set KEY VALUE: the key's line in the agents' agent.conf
+# replaced (or appended), checked with --config-test first; the running
+# agents read it when they restart (agent_rollout).
+agent_conf_set() {
+	local cm out
+	cm=$(agent_cm) || return 1
+	agent_conf_get "$WORK/agent.conf.cur" || return 1
+	awk -v k="$1" -v v="$2" '
+		{ line = $0; sub(/^[ \t]+/, "", line) }
+		index(line, k) == 1 && substr(line, length(k) + 1) ~ /^[ \t]*=/ { next }
+		{ print }
+		END { print k " = " v }' "$WORK/agent.conf.cur" >"$WORK/agent.conf.new"
+	out=$(NODE_NAME=lab-node-1 "$KUBEFENCE_BUILD/nodeagent/kubefence-agent" --config-test \
+		--config "$WORK/agent.conf.new" 2>&1) || {
+		echo "bench: kubefence-agent --config-test refuses $1 = $2: $out" >&2
+		return 1
+	}
+	kc get configmap -n $NS "$cm" -o json |
+		jq --rawfile c "$WORK/agent.conf.new" '.data["agent.conf"] = $c' |
+		kc replace -f - >/dev/null
+}
+# agent_mounted_conf_has LINE: every agent pod's mounted agent.conf (read in
+# its kubelet's volume directory) has LINE.
+agent_mounted_conf_has() {
+	local js n=0 node uid
+	js=$(kc get pods -n $NS -l app=kubefence-agent -o json) || return 1
+	while read -r node uid; do
+		grep -qxF "$1" "/var/lib/kubefence-lab/nodes/$node/kubelet/pods/$uid/volumes/kubernetes.io~configmap/config/agent.conf" 2>/dev/null ||
+			return 1
+		n=$((n + 1))
+	done < <(jq -r '.items[] | select(.metadata.deletionTimestamp == null) | "\(.spec.nodeName) \(.metadata.uid)"' <<<"$js")
+	[ "$n" -gt 0 ]
+}
+# agent_rollout TIMEOUT_S: a rolling update of the agent DaemonSet
+# (`kubectl rollout restart`), waited for with `kubectl rollout status`,
+# then both services connected and one master (wait_both_ready).  Sets
+# ROLLOUT_T0_US (just before the restart), ROLLOUT_DONE_US (rollout
+# status returned) and ROLLOUT_READY_US (ready again).
+agent_rollout() {
+	ROLLOUT_T0_US=$(now_us)
+	kc rollout restart -n $NS daemonset/kubefence-agent >/dev/null || return 1
+	kcw rollout status -n $NS daemonset/kubefence-agent --timeout="${1}s" >/dev/null || return 1
+	ROLLOUT_DONE_US=$(now_us)
+	wait_both_ready "$1" || return 1
+	ROLLOUT_READY_US=$(now_us)
+}

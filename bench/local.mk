@@ -19,7 +19,8 @@ EXTRA_DIST += bench/README.md bench/failover-proc.sh bench/failover-lab.sh bench
 	bench/results/lincheck.json bench/results/nemesis.json bench/results/failover-lab.json \
 	bench/results/api-outage.json bench/results/api-outage-demote.json \
 	bench/results/api-outage-failsafe.json bench/results/recovery.json \
-	bench/results/failover-proc.json bench/results/failover-proc-sigstop.json
+	bench/results/failover-proc.json bench/results/failover-proc-sigstop.json \
+	bench/rolling-update-lab.sh
 
 # `make bench`: recovery speed and put latency; writes
 # bench/results/recovery.json.
@@ -89,6 +90,19 @@ bench-single-replica: tests/e2e/kf-labclient tests/lincheck/kf-lincheck nodeagen
 	@mkdir -p $(builddir)/bench/results
 	top_srcdir='$(abs_top_srcdir)' top_builddir='$(abs_top_builddir)' \
 		bash $(srcdir)/bench/single-replica-lab.sh --out $(abs_builddir)/bench/results/single-replica-lab.json $(BENCH_SINGLE_ARGS)
+
+# `make bench-rolling-update`: rolling updates of the agent DaemonSet in
+# the lab, with agent.on_sigterm = handover (the lab's) and then = keep
+# (same-node succession through agent.lock_file): failovers (new terms of
+# the Lease), successions, the longest pause in acknowledged writes; writes
+# bench/results/rolling-update-lab.json.  Never asserts timing.
+# BENCH_ROLLING_ARGS, e.g. "--rollouts 5".
+.PHONY: bench-rolling-update
+bench-rolling-update: tests/e2e/kf-labclient tests/lincheck/kf-lincheck nodeagent/kubefence-agent \
+		nodeagent/kubefencectl storage/metad/kubefence-metad storage/metad/kubefence-meta
+	@mkdir -p $(builddir)/bench/results
+	top_srcdir='$(abs_top_srcdir)' top_builddir='$(abs_top_builddir)' \
+		bash $(srcdir)/bench/rolling-update-lab.sh --out $(abs_builddir)/bench/results/rolling-update-lab.json $(BENCH_ROLLING_ARGS)
 
 # `make nemesis`: the nemesis campaign (bench/nemesis.sh, docs/nemesis.md):
 # every fault kind, clock jumps included, until 200 faults; writes

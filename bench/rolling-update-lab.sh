@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# A rolling update of the agent DaemonSet in the real Kubernetes lab, with
+# agent.on_sigterm = handover and = keep (`make bench-rolling-update`).
+#
+#   bash bench/rolling-update-lab.sh [--rollouts N] [--modes "handover keep"]
+#                                    [--settle S] [--logs DIR] [--out FILE]
+#
+# For each mode of agent.on_sigterm, in the order given (default: handover,
+# the lab's default, then keep, the same-node succession through
+# agent.lock_file, which the lab overlay sets), N (default 3) rolling
+# updates of the agent DaemonSet across both nodes: `kubectl rollout restart
+# daemonset/kubefence-agent`, `kubectl rollout status` until it is complete,
+# then both services connected and one master, then S seconds more (default
+# 3: a Lease that expired meanwhile is taken by then).  A mode is set by
+# rewriting the key in the agents' ConfigMap and one rollout more, which is
+# not measured (the agents it replaces still act on the mode before); the
+# mounted agent.conf of both new agents is checked.  Per rollout, from the
+# start of the restart to the end of the window:
+#   new_terms     the Lease's epoch (spec.leaseTransitions) changes: each is a
+#                 failover (a new term, the previous holder owed a fence); a
+#                 succession keeps the epoch;
+#   node_moves    changes of the node holding the Lease (kubefence.io/node);
+#   successions   the same epoch on the same node taken up by another
+#                 incarnation of the agent (kubefence.io/incarnation);
+#   releases      observations of the Lease with no holder;
+#   longest_renew_gap_ms  the longest time between two renewTimes written
+#                 to the Lease: beyond lease.duration_ms the other node may
+#                 take it;
+#   longest_pause_ms  the longest time without an acknowledged write, per
+#                 client path (below), the window's ends included.
+# The Lease is read by one `kubectl get --watch` for the whole run, every
+# version of it; the windows are cut by its line count.
+# Two clients write continuously side by side (tests/e2e/kf-labclient
+# workload, 20 % reads, as bench/failover-lab.sh): clusterip (through the
+# Service's ClusterIP, kube-proxy; the top-level figures) and endpoints
+# (the address in the Service's Endpoints).  Their operations are recorded
+# and judged by kf-lincheck; a violation makes the benchmark exit 1 after
+# writing the JSON, as does a watcher that saw two pods labelled
+# role=master.  Writes FILE (default bench/results/rolling-update-lab.json);
+# --logs DIR keeps the agents' and metads' logs, the Lease's versions and
+# the clients' files.  Never asserts timing.  Refuses to run when a lab is
+# already up; always takes the lab down.
+set -uo pipefail
+
+top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
+top_builddir=${top_builddir:-$top_srcdir}
+ROLLOUTS=3
+MODES="handover keep"
+SETTLE=3
+LOGS=""
+OUT=$top_builddir/bench/results/rolling-update-lab.json
+while [ $# -gt 0 ]; do
+	case $1 in
+	--rollouts) ROLLOUTS=$2; shift 2 ;;
+	--modes) MODES=$2; shift 2 ;;
+	--settle) SETTLE=$2; shift 2 ;;
+	--logs) LOGS=$2; shift 2 ;;
+	--out) OUT=$2; shift 2 ;;
+	*)
+		echo "usage: $0 [--rollouts N] [--modes \"handover keep\"] [--settle S] [--logs DIR] [--out FILE]" >&2
+		exit 2
+		;;
+	esac
+done
+for m in $MODES; do
+	case $m in handover | keep) ;; *) echo "bench: --modes: handover and/or keep, not $m" >&2; exit 2 ;; esac
+done
+# shellcheck source=tests/e2e/lib.sh
+. "$top_srcdir/tests/e2e/lib.sh"
+# shellcheck source=bench/lab-bench.sh
+. "$top_srcdir/bench/lab-bench.sh"
+
+# On exit, before the lab goes down: what --logs keeps.
+bench_before_cleanup() {
+	[ -n "$LOGS" ] || return 0
+	local p
+	mkdir -p "$LOGS"
+	for p in $(kc get pods -n $NS -o name 2>/dev/null); do
+		kc logs -n $NS "$p" >"$LOGS/${p#pod/}.log" 2>&1 || true
+		kc logs -n $NS "$p" --previous >"$LOGS/${p#pod/}.previous.log" 2>/dev/null || rm -f "$LOGS/${p#pod/}.previous.log"
+	done
+	kc get events -n $NS -o wide >"$LOGS/events.txt" 2>&1 || true
+	cp "$WORK"/*.log "$WORK"/*.out "$WORK"/lease.watch "$WORK"/acks.* "$WORK"/lincheck.* "$LOGS/" 2>/dev/null || true
+	echo "bench: logs kept in $LOGS" >&2
+}
+
+e2e_up >/dev/null || die "lab up"
+e2e_deploy || die "deploy"
+LEASE_MS=$(agent_conf_value lease.duration_ms)
+RENEW_MS=$(agent_conf_value lease.renew_deadline_ms)
+RETRY_MS=$(agent_conf_value lease.retry_ms)
+LOCK_FILE=$(agent_conf_value agent.lock_file)
+[ -n "$LOCK_FILE" ] && [ "$LOCK_FILE" != none ] || say "note: agent.lock_file is not set: keep cannot continue a term"
+
+# ------------------------------------------------------------ observers
+bg_start "$CLIENT" --interval-ms 50 watch "$WORK/watch.log" >"$WORK/watch.out"
+WATCH_PID=$BG_PID
+# every version of the Lease, one line each
+LEASE_W=$WORK/lease.watch
+lease_watch() {
+	bg_start "$E2E_KUBECTL" --kubeconfig /var/lib/kubefence-lab/admin.kubeconfig get lease -n $NS metaservice \
+		--watch -o jsonpath='e={.spec.leaseTransitions} n={.metadata.annotations.kubefence\.io/node} i={.metadata.annotations.kubefence\.io/incarnation} r={.spec.renewTime} h={.spec.holderIdentity}{"\n"}' \
+		>>"$LEASE_W" 2>>"$WORK/lease-watch.log"
+	LEASE_PID=$BG_PID
+}
+: >"$LEASE_W"
+lease_watch
+lease_lines() { wc -l <"$LEASE_W"; }
+# the watch ends when the API server closes it: start another
+lease_watch_alive() { kill -0 "$LEASE_PID" 2>/dev/null || { say "note: the Lease watch ended; a new one"; lease_watch; }; }
+
+PATHS=(clusterip endpoints)
+ACKS=$WORK/acks
+WLS=()
+for p in "${PATHS[@]}"; do
+	bg_start "$CLIENT" --via "$p" --pause-us 500 --history "$HIST/ru-$p.hist" --client "workload-$p" \
+		--prefix "$p-" workload "$ACKS.$p" >/dev/null 2>>"$WORK/client-$p.log"
+	WLS+=("$BG_PID")
+done
+for p in "${PATHS[@]}"; do wait_ack_after "$ACKS.$p" 0 60 >/dev/null || die "workload ($p)"; done
+SVC_IP=$(kc get service -n $NS metaservice -o jsonpath='{.spec.clusterIP}')
+say "clients: through the ClusterIP $SVC_IP:7480 and through the Endpoints"
+
+# lease_window FROM TO: the Lease's versions FROM..TO (line numbers; FROM is
+# the last one seen before the window): prints "new_terms node_moves
+# successions releases longest_renew_gap_ms nodes" (nodes: the holding
+# node, each change, joined by >).
+lease_window() {
+	sed -n "${1},${2}p" "$LEASE_W" | awk '
+		function sod(t,  a) { # RFC 3339 (micro)time -> seconds of the day
+			if (t == "") return -1
+			sub(/^[^T]*T/, "", t); sub(/Z$/, "", t)
+			split(t, a, ":")
+			return a[1] * 3600 + a[2] * 60 + a[3]
+		}
+		{
+			delete f
+			for (i = 1; i <= NF; i++) { k = substr($i, 1, 1); f[k] = substr($i, 3) }
+			e = f["e"] + 0; n = f["n"]; inc = f["i"]; h = f["h"]; r = f["r"]
+			if (NR == 1) {
+				pe = e; pi = inc; ph = h; node = (h != "" ? n : ""); path = node; pr = r; prs = sod(r)
+				next
+			}
+			if (e > pe) terms += e - pe
+			if (h != "" && n != node) { if (node != "") moves++; node = n; path = path ">" n }
+			if (h != "" && e == pe && inc != pi && pi != "" && ph != "" && n == node) succ++
+			if (h == "" && ph != "") rel++
+			if (r != "" && r != pr) {
+				s = sod(r)
+				if (prs >= 0 && s - prs > gap) gap = s - prs
+				pr = r; prs = s
+			}
+			pe = e; pi = inc; ph = h
+		}
+		END { printf "%d %d %d %d %.1f %s\n", terms, moves, succ, rel, gap * 1000, (path == "" ? "-" : path) }'
+}
+# longest_pause ACKS_FILE T0_US T1_US: the longest time without an
+# acknowledged write in [T0, T1] (its ends included), in ms; only what was
+# appended since mark is read.
+longest_pause() {
+	tail -c +$((${MARK[$1]:-0} + 1)) "$1" 2>/dev/null |
+		awk -v t0="$2" -v t1="$3" 'BEGIN { p = t0 }
+			$3 <= t0 { next }
+			$3 > t1 { exit }
+			{ if ($3 - p > m) m = $3 - p; p = $3 }
+			END { if (t1 - p > m) m = t1 - p; printf "%.1f", m / 1000 }'
+}
+# label_changes T0_US T1_US: how often the labelled pod changed in the
+# watcher's log within the window (to another pod or to none).
+label_changes() {
+	awk -v t0="$1" -v t1="$2" '$1 <= t0 { last = $2; next } $1 > t1 { exit }
+		$2 ~ /^pods=/ && $2 != last { c++; last = $2 } END { print c + 0 }' "$WORK/watch.log"
+}
+
+ROWS=$WORK/rows.jsonl
+: >"$ROWS"
+# rollouts MODE: N measured rolling updates
+rollouts() {
+	local mode=$1 i l0 l1 t1 lw pc pe lc e0 e1 h0
+	for i in $(seq 1 "$ROLLOUTS"); do
+		wait_both_ready 120 || die "$mode: not ready before rollout $i"
+		sleep 2
+		lease_watch_alive
+		mark "$ACKS"
+		l0=$(lease_lines)
+		e0=$(lease_epoch)
+		h0=$(kc get lease -n $NS metaservice -o jsonpath='{.metadata.annotations.kubefence\.io/node}')
+		agent_rollout 300 || die "$mode: rollout $i did not complete"
+		sleep "$SETTLE"
+		t1=$(now_us)
+		l1=$(lease_lines)
+		e1=$(lease_epoch)
+		lw=$(lease_window "$((l0 > 0 ? l0 : 1))" "$l1")
+		pc=$(longest_pause "$ACKS.clusterip" "$ROLLOUT_T0_US" "$t1")
+		pe=$(longest_pause "$ACKS.endpoints" "$ROLLOUT_T0_US" "$t1")
+		lc=$(label_changes "$ROLLOUT_T0_US" "$t1")
+		set -- $lw
+		say "$mode rollout $i/$ROLLOUTS: $(ms "$ROLLOUT_DONE_US" "$ROLLOUT_T0_US") ms (ready after $(ms "$ROLLOUT_READY_US" "$ROLLOUT_T0_US") ms);" \
+			"epoch $e0 -> $e1: new terms $1, node moves $2 ($6), successions $3, releases $4, longest renewTime gap $5 ms;" \
+			"longest pause in acknowledged writes: clusterip $pc ms, endpoints $pe ms; label changes $lc"
+		jq -nc --arg mode "$mode" --argjson i "$i" --argjson r "$(ms "$ROLLOUT_DONE_US" "$ROLLOUT_T0_US")" \
+			--argjson rr "$(ms "$ROLLOUT_READY_US" "$ROLLOUT_T0_US")" --argjson w "$(ms "$t1" "$ROLLOUT_T0_US")" \
+			--argjson e0 "${e0:-0}" --argjson e1 "${e1:-0}" --argjson terms "$1" --argjson moves "$2" \
+			--argjson succ "$3" --argjson rel "$4" --argjson gap "$5" --arg nodes "$6" --arg h0 "$h0" \
+			--argjson pc "$pc" --argjson pe "$pe" --argjson lc "$lc" '{
+			mode: $mode, rollout: $i, rollout_ms: $r, ready_ms: $rr, window_ms: $w,
+			holder_node_before: $h0, holder_nodes: $nodes, epoch_before: $e0, epoch_after: $e1,
+			new_terms: $terms, node_moves: $moves, successions: $succ, releases: $rel,
+			longest_renew_gap_ms: $gap, label_changes: $lc,
+			longest_pause_ms: {clusterip: $pc, endpoints: $pe}}' >>"$ROWS"
+	done
+}
+
+MODE_NOTES=()
+for mode in $MODES; do
+	cur=$(agent_conf_value agent.on_sigterm)
+	if [ "$cur" != "$mode" ]; then
+		agent_conf_set agent.on_sigterm "$mode" || die "set agent.on_sigterm = $mode"
+		wait_both_ready 120 || die "not ready before the switch to $mode"
+		agent_rollout 300 || die "the rollout to agent.on_sigterm = $mode did not complete"
+		for _ in $(seq 1 50); do agent_mounted_conf_has "agent.on_sigterm = $mode" && break; sleep 0.2; done
+		agent_mounted_conf_has "agent.on_sigterm = $mode" || die "the new agents do not mount agent.on_sigterm = $mode"
+		say "agent.on_sigterm = $mode: set, both agents replaced (not measured: $(ms "$ROLLOUT_DONE_US" "$ROLLOUT_T0_US") ms)"
+		MODE_NOTES+=("$mode: set in the ConfigMap, then one unmeasured rollout")
+	else
+		say "agent.on_sigterm = $mode (the lab's configuration)"
+		MODE_NOTES+=("$mode: the lab's configuration")
+	fi
+	rollouts "$mode"
+done
+
+# ------------------------------------------------------------ checks
+for p in "${WLS[@]}"; do bg_stop "$p"; done
+"$CLIENT" --timeout-ms 10000 --history "$HIST/ru-final.hist" --client final check "$ACKS.clusterip" "$ACKS.endpoints" \
+	>"$WORK/check.out" || die "acknowledged writes lost: $(cat "$WORK/check.out")"
+say "clients: $(cat "$WORK/check.out")"
+LIN_RC=0
+e2e_lincheck bench "$HIST/ru-clusterip.hist" "$HIST/ru-endpoints.hist" "$HIST/ru-final.hist" || LIN_RC=$?
+VERDICT=$(jq -r '.verdict // "error"' "$WORK/lincheck.bench.json" 2>/dev/null || echo error)
+LIN_OPS=$(jq -r '.ops // 0' "$WORK/lincheck.bench.json" 2>/dev/null || echo 0)
+bg_stop "$WATCH_PID"
+bg_stop "$LEASE_PID"
+WATCH_OBS=$(awk '{print $2}' "$WORK/watch.out")
+TWO_MASTERS=$(grep -c VIOLATION "$WORK/watch.log" || true)
+
+# ------------------------------------------------------------ results
+mkdir -p "$(dirname "$OUT")"
+jq -s --arg at "$(date -u +%FT%TZ)" --arg kernel "$(uname -r)" --arg cpus "$(nproc)" --arg svcip "$SVC_IP" \
+	--argjson lease "$LEASE_MS" --argjson renew "$RENEW_MS" --argjson retry "$RETRY_MS" --arg lock "$LOCK_FILE" \
+	--argjson n "$ROLLOUTS" --argjson settle "$SETTLE" --arg notes "$(printf '%s; ' "${MODE_NOTES[@]}")" \
+	--arg verdict "$VERDICT" --arg linops "$LIN_OPS" --arg obs "${WATCH_OBS:-0}" --arg two "${TWO_MASTERS:-0}" '
+	def mx(f): (map(f) | max);
+	def summary($m): (map(select(.mode == $m))) as $r | if ($r | length) == 0 then null else {
+		rollouts: ($r | length),
+		new_terms: ($r | map(.new_terms) | add), node_moves: ($r | map(.node_moves) | add),
+		successions: ($r | map(.successions) | add), releases: ($r | map(.releases) | add),
+		rollouts_without_failover: ($r | map(select(.new_terms == 0)) | length),
+		longest_pause_ms: {clusterip: ($r | mx(.longest_pause_ms.clusterip)), endpoints: ($r | mx(.longest_pause_ms.endpoints)),
+			per_rollout_clusterip: ($r | map(.longest_pause_ms.clusterip)), per_rollout_endpoints: ($r | map(.longest_pause_ms.endpoints))},
+		longest_renew_gap_ms: ($r | mx(.longest_renew_gap_ms)),
+		rollout_ms: ($r | map(.rollout_ms)),
+		per_rollout: $r} end;
+	. as $rows | summary("handover") as $h | summary("keep") as $k | {
+	benchmark: "rolling-update-lab",
+	at: $at,
+	setup: {kubernetes: "v1.20.2 lab (lab/lab.sh), 2 nodes, kube-proxy (iptables mode) on each node and on the Service gateway", cpus: ($cpus|tonumber), kernel: $kernel,
+		lease_ms: $lease, renew_deadline_ms: $renew, retry_ms: $retry, lock_file: $lock,
+		store: "raw-LUN backend (--store iscsi:// on the lab tgtd)", fence_methods: "scsi-pr, pod-delete",
+		rollout: "kubectl rollout restart daemonset/kubefence-agent (updateStrategy RollingUpdate, maxUnavailable 1), kubectl rollout status, then both services connected and one master, then the settle time; the window is from just before the restart to the end of the settle",
+		settle_s: $settle, rollouts_per_mode: $n, modes: $notes,
+		failover: "a new term: a change of the Lease epoch (spec.leaseTransitions), every version of the Lease read by a watch",
+		clients: ("two tests/e2e/kf-labclient workloads side by side, 0.5 ms between acknowledged writes: clusterip = the Service ClusterIP " + $svcip + ":7480, endpoints = the address in the Service Endpoints")},
+	linearizability: {checker: "tests/lincheck/kf-lincheck", ops: ($linops|tonumber), verdict: $verdict},
+	role_master_watch: {observations: ($obs|tonumber), two_pods_labelled: ($two|tonumber)},
+	handover: $h,
+	keep: $k,
+	keep_vs_handover: (if $h != null and $k != null then {
+		new_terms: {handover: $h.new_terms, keep: $k.new_terms},
+		longest_pause_clusterip_ms: {handover: $h.longest_pause_ms.clusterip, keep: $k.longest_pause_ms.clusterip},
+		longest_pause_endpoints_ms: {handover: $h.longest_pause_ms.endpoints, keep: $k.longest_pause_ms.endpoints},
+		keep_worse: ($k.new_terms > $h.new_terms or $k.longest_pause_ms.clusterip > $h.longest_pause_ms.clusterip)} else null end)
+}' "$ROWS" >"$OUT"
+jq -c '{handover: (.handover // {} | {new_terms, node_moves, successions, longest_pause_ms: (.longest_pause_ms // {} | {clusterip, endpoints}), longest_renew_gap_ms}),
+	keep: (.keep // {} | {new_terms, node_moves, successions, longest_pause_ms: (.longest_pause_ms // {} | {clusterip, endpoints}), longest_renew_gap_ms}),
+	lincheck: .linearizability.verdict, two_masters: .role_master_watch.two_pods_labelled}' "$OUT"
+echo "bench: wrote $OUT"
+[ "${TWO_MASTERS:-0}" = 0 ] || die "two pods were labelled role=master at some observation ($WORK/watch.log)"
+[ "$LIN_RC" = 0 ] || die "kf-lincheck: the clients' histories are not linearizable (verdict $VERDICT, above)"
