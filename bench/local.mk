@@ -20,7 +20,7 @@ EXTRA_DIST += bench/README.md bench/failover-proc.sh bench/failover-lab.sh bench
 	bench/results/api-outage.json bench/results/api-outage-demote.json \
 	bench/results/api-outage-failsafe.json bench/results/recovery.json \
 	bench/results/failover-proc.json bench/results/failover-proc-sigstop.json \
-	bench/rolling-update-lab.sh
+	bench/rolling-update-lab.sh bench/sigstop-lab.sh
 
 # `make bench`: recovery speed and put latency; writes
 # bench/results/recovery.json.
@@ -103,6 +103,19 @@ bench-rolling-update: tests/e2e/kf-labclient tests/lincheck/kf-lincheck nodeagen
 	@mkdir -p $(builddir)/bench/results
 	top_srcdir='$(abs_top_srcdir)' top_builddir='$(abs_top_builddir)' \
 		bash $(srcdir)/bench/rolling-update-lab.sh --out $(abs_builddir)/bench/results/rolling-update-lab.json $(BENCH_ROLLING_ARGS)
+
+# `make bench-lab-sigstop`: SIGSTOP of the master MetaService in the lab
+# (its socket stays open: only the PING/PONG exchange finds it hung) with
+# the lab's service.heartbeat_timeout_ms and with 600 ms, and a quiet
+# period for each that counts spurious hung-service kills; writes
+# bench/results/failover-lab-sigstop.json.  Never asserts timing.
+# BENCH_SIGSTOP_ARGS, e.g. "--sigstops 40 --timeouts 'lab 800 600'".
+.PHONY: bench-lab-sigstop
+bench-lab-sigstop: tests/e2e/kf-labclient tests/lincheck/kf-lincheck nodeagent/kubefence-agent \
+		nodeagent/kubefencectl storage/metad/kubefence-metad storage/metad/kubefence-meta
+	@mkdir -p $(builddir)/bench/results
+	top_srcdir='$(abs_top_srcdir)' top_builddir='$(abs_top_builddir)' \
+		bash $(srcdir)/bench/sigstop-lab.sh --out $(abs_builddir)/bench/results/failover-lab-sigstop.json $(BENCH_SIGSTOP_ARGS)
 
 # `make nemesis`: the nemesis campaign (bench/nemesis.sh, docs/nemesis.md):
 # every fault kind, clock jumps included, until 200 faults; writes

@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# SIGSTOP of the master MetaService in the real Kubernetes lab, per
+# service.heartbeat_timeout_ms (`make bench-lab-sigstop`).
+#
+#   bash bench/sigstop-lab.sh [--sigstops N] [--timeouts "lab 600"] [--quiet S]
+#                             [--logs DIR] [--out FILE]
+#
+# For each heartbeat time-out in the list (default: the lab's, `lab`, then
+# 600 ms; a value other than the running one is written into the agents'
+# ConfigMap and rolled out to both agents, the mounted agent.conf checked):
+# 1. quiet: S seconds (default 180) with the clients writing and no fault;
+#    the agents' `event=service-hung` log lines counted meanwhile (each is a
+#    kill of a service judged hung: here a spurious one), with the new terms
+#    and the MetaService restarts;
+# 2. N (default 20) SIGSTOPs of the master's metad: its host PID through its
+#    node's containerd (`ctr task ls`, as bench/nemesis.sh), `kill -STOP`
+#    from the host (its socket stays open: only the PING/PONG exchange can
+#    find it hung); a sample is the time from just before the kill to the
+#    first write acknowledged after it (the old master answers nothing once
+#    stopped; an answer it had sent before that arrived within 20 ms is left
+#    out), through each client path.  Then SIGCONT when the process still
+#    exists (the agent kills it: `killed_by_agent` counts those that were
+#    gone), and the old pod is waited for (restarted in place, or replaced
+#    after the fence's pod-delete).  The agents' hung lines during the
+#    samples are counted too (one per SIGSTOP expected), and the silence
+#    each reported ("left PING unanswered for N ms": the detection).
+# Two clients write continuously side by side (tests/e2e/kf-labclient
+# workload, 20 % reads): clusterip (the Service's ClusterIP, kube-proxy; the
+# top-level figures) and endpoints (the address in the Service's
+# Endpoints).  Their operations are recorded and judged by kf-lincheck at
+# the end; a violation makes the benchmark exit 1 after writing the JSON, as
+# does a watcher that saw two pods labelled role=master.  Writes FILE
+# (default bench/results/failover-lab-sigstop.json); --logs DIR keeps the
+# pods' logs and the clients' files.  Never asserts timing.  Refuses to run
+# when a lab is already up; always takes the lab down.
+set -uo pipefail
+
+top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
+top_builddir=${top_builddir:-$top_srcdir}
+SIGSTOPS=20
+TIMEOUTS="lab 600"
+QUIET=180
+LOGS=""
+OUT=$top_builddir/bench/results/failover-lab-sigstop.json
+while [ $# -gt 0 ]; do
+	case $1 in
+	--sigstops) SIGSTOPS=$2; shift 2 ;;
+	--timeouts) TIMEOUTS=$2; shift 2 ;;
+	--quiet) QUIET=$2; shift 2 ;;
+	--logs) LOGS=$2; shift 2 ;;
+	--out) OUT=$2; shift 2 ;;
+	*)
+		echo "usage: $0 [--sigstops N] [--timeouts \"lab 600\"] [--quiet S] [--logs DIR] [--out FILE]" >&2
+		exit 2
+		;;
+	esac
+done
+# shellcheck source=tests/e2e/lib.sh
+. "$top_srcdir/tests/e2e/lib.sh"
+# shellcheck source=bench/lab-bench.sh
+. "$top_srcdir/bench/lab-bench.sh"
+
+STOPPED=$WORK/stopped.pids
+: >"$STOPPED"
+# On exit, before the lab goes down: SIGCONT of whatever is still stopped,
+# and what --logs keeps.
+bench_before_cleanup() {
+	local p
+	while read -r p _; do kill -CONT "$p" 2>/dev/null || true; done <"$STOPPED"
+	[ -n "$LOGS" ] || return 0
+	mkdir -p "$LOGS"
+	for p in $(kc get pods -n $NS -o name 2>/dev/null); do
+		kc logs -n $NS "$p" >"$LOGS/${p#pod/}.log" 2>&1 || true
+		kc logs -n $NS "$p" --previous >"$LOGS/${p#pod/}.previous.log" 2>/dev/null || rm -f "$LOGS/${p#pod/}.previous.log"
+	done
+	kc get events -n $NS -o wide >"$LOGS/events.txt" 2>&1 || true
+	cp "$WORK"/*.log "$WORK"/*.out "$WORK"/*.ms "$WORK"/acks.* "$WORK"/lincheck.* "$LOGS/" 2>/dev/null || true
+	echo "bench: logs kept in $LOGS" >&2
+}
+
+e2e_up >/dev/null || die "lab up"
+e2e_deploy || die "deploy"
+LAB_TIMEOUT=$(agent_conf_value service.heartbeat_timeout_ms)
+HEARTBEAT_MS=$(agent_conf_value service.heartbeat_ms)
+LEASE_MS=$(agent_conf_value lease.duration_ms)
+[ -n "$LAB_TIMEOUT" ] || die "cannot read service.heartbeat_timeout_ms of the lab's agents"
+
+container_pid() { # POD: the host PID of the pod's first container (running)
+	local js node cid
+	js=$(kc get pod -n $NS "$1" -o json 2>/dev/null) || return 1
+	node=$(jq -r '.spec.nodeName' <<<"$js")
+	cid=$(jq -r '.status.containerStatuses[0].containerID // ""' <<<"$js")
+	cid=${cid#containerd://}
+	[ -n "$cid" ] || return 1
+	bash "$LAB" ctr "$node" task ls 2>/dev/null | awk -v c="$cid" '$1 == c && $3 == "RUNNING" {print $2}'
+}
+proc_start() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; } # PID: its start time (jiffies), "" when gone
+# hung_lines: the agents' event=service-hung lines so far (every agent
+# pod's log, and its previous container's)
+hung_lines() {
+	local p
+	for p in $(kc get pods -n $NS -l app=kubefence-agent -o name 2>/dev/null); do
+		kc logs -n $NS "$p" 2>/dev/null | grep 'event=service-hung' | sed "s|^|${p#pod/} |"
+		kc logs -n $NS "$p" --previous 2>/dev/null | grep 'event=service-hung' | sed "s|^|${p#pod/}/previous |"
+	done
+}
+hung_count() { hung_lines | wc -l; }
+metad_restarts() { # the sum of the MetaService pods' restartCounts, and their uids
+	kc get pods -n $NS -l app=metaservice \
+		-o jsonpath='{range .items[*]}{.status.containerStatuses[0].restartCount} {.metadata.uid}{"\n"}{end}' 2>/dev/null |
+		awk '{s += $1; u = u " " $2} END {print s + 0, u}'
+}
+pod_back() { # POD UID RESTARTS: replaced (another uid) or restarted in place
+	local js
+	js=$(kc get pod -n $NS "$1" -o json 2>/dev/null) || return 1
+	[ "$(jq -r '.metadata.uid' <<<"$js")" != "$2" ] ||
+		[ "$(jq -r '.status.containerStatuses[0].restartCount' <<<"$js")" -gt "$3" ]
+}
+
+bg_start "$CLIENT" --interval-ms 50 watch "$WORK/watch.log" >"$WORK/watch.out"
+WATCH_PID=$BG_PID
+PATHS=(clusterip endpoints)
+ACKS=$WORK/acks
+WLS=()
+for p in "${PATHS[@]}"; do
+	bg_start "$CLIENT" --via "$p" --pause-us 500 --history "$HIST/stop-$p.hist" --client "workload-$p" \
+		--prefix "$p-" workload "$ACKS.$p" >/dev/null 2>>"$WORK/client-$p.log"
+	WLS+=("$BG_PID")
+done
+for p in "${PATHS[@]}"; do wait_ack_after "$ACKS.$p" 0 60 >/dev/null || die "workload ($p)"; done
+SVC_IP=$(kc get service -n $NS metaservice -o jsonpath='{.spec.clusterIP}')
+say "clients: through the ClusterIP $SVC_IP:7480 and through the Endpoints"
+
+RUNS=$WORK/runs.jsonl
+: >"$RUNS"
+for spec in $TIMEOUTS; do
+	T=$spec
+	[ "$spec" = lab ] && T=$LAB_TIMEOUT
+	case $T in '' | *[!0-9]*) die "--timeouts: lab or milliseconds, not $spec" ;; esac
+	if [ "$(agent_conf_value service.heartbeat_timeout_ms)" != "$T" ]; then
+		agent_conf_set service.heartbeat_timeout_ms "$T" || die "set service.heartbeat_timeout_ms = $T"
+		wait_both_ready 120 || die "not ready before the switch to $T ms"
+		agent_rollout 300 || die "the rollout to service.heartbeat_timeout_ms = $T did not complete"
+		for _ in $(seq 1 50); do agent_mounted_conf_has "service.heartbeat_timeout_ms = $T" && break; sleep 0.2; done
+		agent_mounted_conf_has "service.heartbeat_timeout_ms = $T" || die "the new agents do not mount service.heartbeat_timeout_ms = $T"
+		say "service.heartbeat_timeout_ms = $T: set, both agents replaced"
+	fi
+	tag=t$T
+
+	# 1. quiet
+	wait_both_ready 120 || die "$T ms: not ready before the quiet period"
+	q_h0=$(hung_count) q_e0=$(lease_epoch) q_m0=$(metad_restarts) q_t0=$(now_us)
+	say "$T ms: $QUIET s without a fault"
+	sleep "$QUIET"
+	q_h1=$(hung_count) q_e1=$(lease_epoch) q_m1=$(metad_restarts) q_t1=$(now_us)
+	read -r q_r0 q_u0 <<<"$q_m0"
+	read -r q_r1 q_u1 <<<"$q_m1"
+	q_repl=0
+	[ "$q_u0" = "$q_u1" ] || q_repl=1
+	say "$T ms quiet: hung events $((q_h1 - q_h0)), new terms $((q_e1 - q_e0)), metad restarts $((q_r1 - q_r0)), pods replaced: $([ $q_repl = 1 ] && echo yes || echo no)"
+
+	# 2. SIGSTOPs
+	hung_lines | sort >"$WORK/$tag.hung.before"
+	s_h0=$(wc -l <"$WORK/$tag.hung.before")
+	killed=0 conts=0
+	for i in $(seq 1 "$SIGSTOPS"); do
+		wait_both_ready 120 || die "$T ms: not ready before SIGSTOP $i"
+		sleep 1
+		old=$(masters)
+		[ "$(echo "$old" | wc -w)" = 1 ] || die "$T ms: no single master before SIGSTOP $i"
+		old_uid=$(pod_uid "$old")
+		before=$(restarts "$old")
+		pid=$(container_pid "$old")
+		[ -n "$pid" ] || die "$T ms: no host PID for $old's metad"
+		st=$(proc_start "$pid")
+		echo "$pid $st" >>"$STOPPED"
+		mark "$ACKS"
+		t0=$(now_us)
+		kill -STOP "$pid" || die "kill -STOP $pid"
+		new=$(wait_new_master "$old" 30) || {
+			kill -CONT "$pid" 2>/dev/null
+			die "$T ms: no new master within 30 s of SIGSTOP $i of $old (pid $pid)"
+		}
+		t_label=$(now_us)
+		r=$(sample_acks "$tag" "$ACKS" "$t0" "$t0" 30) || {
+			kill -CONT "$pid" 2>/dev/null
+			die "$T ms: no ack within 30 s of SIGSTOP $i"
+		}
+		if [ -n "$st" ] && [ "$(proc_start "$pid")" = "$st" ] && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]; then
+			kill -CONT "$pid" 2>/dev/null && conts=$((conts + 1))
+			k=no
+		else
+			killed=$((killed + 1))
+			k=yes
+		fi
+		say "$T ms SIGSTOP $i/$SIGSTOPS ($old, pid $pid; master now $new, labelled by +$(ms "$t_label" "$t0") ms; killed by its agent: $k): $r"
+		poll 60 pod_back "$old" "$old_uid" "$before" || recycle "$old"
+	done
+	sleep 2
+	hung_lines | sort >"$WORK/$tag.hung.after"
+	s_h1=$(wc -l <"$WORK/$tag.hung.after")
+	comm -13 "$WORK/$tag.hung.before" "$WORK/$tag.hung.after" >"$WORK/$tag.hung.log"
+	sed -n 's/.*unanswered for \([0-9]*\) ms.*/\1/p' "$WORK/$tag.hung.log" >"$WORK/$tag.detect.ms"
+	for p in "${PATHS[@]}"; do touch "$WORK/$tag.$p.ms"; done
+	jq -nc --argjson t "$T" --arg lab "$([ "$T" = "$LAB_TIMEOUT" ] && echo true || echo false)" --argjson n "$SIGSTOPS" \
+		--argjson c "$(dist "$WORK/$tag.clusterip.ms")" --argjson e "$(dist "$WORK/$tag.endpoints.ms")" \
+		--argjson d "$(dist "$WORK/$tag.detect.ms")" --argjson killed "$killed" --argjson conts "$conts" \
+		--argjson sh "$((s_h1 - s_h0))" --argjson qs "$(ms "$q_t1" "$q_t0")" --argjson qh "$((q_h1 - q_h0))" \
+		--argjson qe "$((q_e1 - q_e0))" --argjson qr "$((q_r1 - q_r0))" --argjson qrepl "$q_repl" '{
+		heartbeat_timeout_ms: $t, labs_value: ($lab == "true"),
+		quiet: {seconds: ($qs / 1000 | round), hung_events: $qh, new_terms: $qe, metad_restarts: $qr, metad_pods_replaced: ($qrepl == 1),
+			spurious_hung_kills: $qh},
+		sigstop: {n: $n, first_ack_clusterip: $c, first_ack_endpoints: $e,
+			hung_events: $sh, hung_events_beyond_one_per_sigstop: ($sh - $n),
+			killed_by_agent: $killed, sigcont_sent: $conts,
+			detection_reported_ms: $d},
+		target: {what: "first acknowledged write on the new master p50 <= 1000 ms, p99 <= 1500 ms (issue 12, goal 1)",
+			clusterip_met: (if $c.n > 0 then ($c.p50_ms <= 1000 and $c.p99_ms <= 1500) else null end),
+			endpoints_met: (if $e.n > 0 then ($e.p50_ms <= 1000 and $e.p99_ms <= 1500) else null end)}}' >>"$RUNS"
+	say "$T ms: $(jq -c '{clusterip: .sigstop.first_ack_clusterip | {n, p50_ms, p99_ms, max_ms}, endpoints: .sigstop.first_ack_endpoints | {p50_ms, p99_ms, max_ms}, detection: .sigstop.detection_reported_ms | {p50_ms, max_ms}, hung_during_samples: .sigstop.hung_events, quiet_hung: .quiet.hung_events}' <<<"$(tail -1 "$RUNS")")"
+done
+
+# ------------------------------------------------------------ checks
+for p in "${WLS[@]}"; do bg_stop "$p"; done
+"$CLIENT" --timeout-ms 10000 --history "$HIST/stop-final.hist" --client final check "$ACKS.clusterip" "$ACKS.endpoints" \
+	>"$WORK/check.out" || die "acknowledged writes lost: $(cat "$WORK/check.out")"
+say "clients: $(cat "$WORK/check.out")"
+LIN_RC=0
+e2e_lincheck bench "$HIST/stop-clusterip.hist" "$HIST/stop-endpoints.hist" "$HIST/stop-final.hist" || LIN_RC=$?
+VERDICT=$(jq -r '.verdict // "error"' "$WORK/lincheck.bench.json" 2>/dev/null || echo error)
+LIN_OPS=$(jq -r '.ops // 0' "$WORK/lincheck.bench.json" 2>/dev/null || echo 0)
+bg_stop "$WATCH_PID"
+WATCH_OBS=$(awk '{print $2}' "$WORK/watch.out")
+TWO_MASTERS=$(grep -c VIOLATION "$WORK/watch.log" || true)
+
+# ------------------------------------------------------------ results
+mkdir -p "$(dirname "$OUT")"
+jq -s --arg at "$(date -u +%FT%TZ)" --arg kernel "$(uname -r)" --arg cpus "$(nproc)" --arg svcip "$SVC_IP" \
+	--argjson lease "$LEASE_MS" --argjson hb "$HEARTBEAT_MS" --argjson labt "$LAB_TIMEOUT" --argjson q "$QUIET" \
+	--arg verdict "$VERDICT" --arg linops "$LIN_OPS" --arg obs "${WATCH_OBS:-0}" --arg two "${TWO_MASTERS:-0}" '{
+	benchmark: "failover-lab-sigstop",
+	at: $at,
+	setup: {kubernetes: "v1.20.2 lab (lab/lab.sh), 2 nodes, kube-proxy (iptables mode) on each node and on the Service gateway", cpus: ($cpus|tonumber), kernel: $kernel,
+		lease_ms: $lease, heartbeat_ms: $hb, labs_heartbeat_timeout_ms: $labt, quiet_s: $q,
+		store: "raw-LUN backend (--store iscsi:// on the lab tgtd)", fence_methods: "scsi-pr, pod-delete",
+		sigstop: "kill -STOP of the master metad from the host (its host PID from ctr task ls on its node); t0 = just before the kill; a sample = the first write acknowledged after t0 (an answer the old master had sent before, arriving within 20 ms, left out); SIGCONT afterwards if the process still exists",
+		quiet: "no fault for quiet_s with the clients running: every event=service-hung line of the agents is a spurious hung-service kill",
+		clients: ("two tests/e2e/kf-labclient workloads side by side, 0.5 ms between acknowledged writes: clusterip = the Service ClusterIP " + $svcip + ":7480, endpoints = the address in the Service Endpoints")},
+	linearizability: {checker: "tests/lincheck/kf-lincheck", ops: ($linops|tonumber), verdict: $verdict},
+	role_master_watch: {observations: ($obs|tonumber), two_pods_labelled: ($two|tonumber)},
+	runs: .
+}' "$RUNS" >"$OUT"
+jq -c '.runs[] | {timeout_ms: .heartbeat_timeout_ms, clusterip: .sigstop.first_ack_clusterip | {n, p50_ms, p99_ms}, endpoints: .sigstop.first_ack_endpoints | {p50_ms, p99_ms}, quiet_hung: .quiet.hung_events, target: .target}' "$OUT"
+echo "bench: wrote $OUT"
+[ "${TWO_MASTERS:-0}" = 0 ] || die "two pods were labelled role=master at some observation ($WORK/watch.log)"
+[ "$LIN_RC" = 0 ] || die "kf-lincheck: the clients' histories are not linearizable (verdict $VERDICT, above)"
