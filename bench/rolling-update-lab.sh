@@ -165,11 +165,13 @@ longest_pause() {
 			{ if ($3 - p > m) m = $3 - p; p = $3 }
 			END { if (t1 - p > m) m = t1 - p; printf "%.1f", m / 1000 }'
 }
-# label_changes T0_US T1_US: how often the labelled pod changed in the
-# watcher's log within the window (to another pod or to none).
-label_changes() {
-	awk -v t0="$1" -v t1="$2" '$1 <= t0 { last = $2; next } $1 > t1 { exit }
-		$2 ~ /^pods=/ && $2 != last { c++; last = $2 } END { print c + 0 }' "$WORK/watch.log"
+# label_moves T0_US T1_US: how often the role=master label went to another
+# pod within the window (the watcher's log; a time with no labelled pod in
+# between does not count).
+label_moves() {
+	awk -v t0="$1" -v t1="$2" '$2 !~ /^pods=/ || $2 == "pods=-" { next }
+		$1 <= t0 { last = $2; next } $1 > t1 { exit }
+		$2 != last { if (last != "") c++; last = $2 } END { print c + 0 }' "$WORK/watch.log"
 }
 
 ROWS=$WORK/rows.jsonl
@@ -193,11 +195,11 @@ rollouts() {
 		lw=$(lease_window "$((l0 > 0 ? l0 : 1))" "$l1")
 		pc=$(longest_pause "$ACKS.clusterip" "$ROLLOUT_T0_US" "$t1")
 		pe=$(longest_pause "$ACKS.endpoints" "$ROLLOUT_T0_US" "$t1")
-		lc=$(label_changes "$ROLLOUT_T0_US" "$t1")
+		lc=$(label_moves "$ROLLOUT_T0_US" "$t1")
 		set -- $lw
 		say "$mode rollout $i/$ROLLOUTS: $(ms "$ROLLOUT_DONE_US" "$ROLLOUT_T0_US") ms (ready after $(ms "$ROLLOUT_READY_US" "$ROLLOUT_T0_US") ms);" \
 			"epoch $e0 -> $e1: new terms $1, node moves $2 ($6), successions $3, releases $4, longest renewTime gap $5 ms;" \
-			"longest pause in acknowledged writes: clusterip $pc ms, endpoints $pe ms; label changes $lc"
+			"longest pause in acknowledged writes: clusterip $pc ms, endpoints $pe ms; label moves $lc"
 		jq -nc --arg mode "$mode" --argjson i "$i" --argjson r "$(ms "$ROLLOUT_DONE_US" "$ROLLOUT_T0_US")" \
 			--argjson rr "$(ms "$ROLLOUT_READY_US" "$ROLLOUT_T0_US")" --argjson w "$(ms "$t1" "$ROLLOUT_T0_US")" \
 			--argjson e0 "${e0:-0}" --argjson e1 "${e1:-0}" --argjson terms "$1" --argjson moves "$2" \
@@ -206,7 +208,7 @@ rollouts() {
 			mode: $mode, rollout: $i, rollout_ms: $r, ready_ms: $rr, window_ms: $w,
 			holder_node_before: $h0, holder_nodes: $nodes, epoch_before: $e0, epoch_after: $e1,
 			new_terms: $terms, node_moves: $moves, successions: $succ, releases: $rel,
-			longest_renew_gap_ms: $gap, label_changes: $lc,
+			longest_renew_gap_ms: $gap, label_moves: $lc,
 			longest_pause_ms: {clusterip: $pc, endpoints: $pe}}' >>"$ROWS"
 	done
 }
@@ -254,6 +256,7 @@ jq -s --arg at "$(date -u +%FT%TZ)" --arg kernel "$(uname -r)" --arg cpus "$(npr
 		rollouts: ($r | length),
 		new_terms: ($r | map(.new_terms) | add), node_moves: ($r | map(.node_moves) | add),
 		successions: ($r | map(.successions) | add), releases: ($r | map(.releases) | add),
+		label_moves: ($r | map(.label_moves) | add),
 		rollouts_without_failover: ($r | map(select(.new_terms == 0)) | length),
 		longest_pause_ms: {clusterip: ($r | mx(.longest_pause_ms.clusterip)), endpoints: ($r | mx(.longest_pause_ms.endpoints)),
 			per_rollout_clusterip: ($r | map(.longest_pause_ms.clusterip)), per_rollout_endpoints: ($r | map(.longest_pause_ms.endpoints))},
