@@ -80,6 +80,8 @@ bench_before_cleanup() {
 		kc logs -n $NS "$p" --previous >"$LOGS/${p#pod/}.previous.log" 2>/dev/null || rm -f "$LOGS/${p#pod/}.previous.log"
 	done
 	kc get events -n $NS -o wide >"$LOGS/events.txt" 2>&1 || true
+	# the containers' log files themselves (those of pods that still exist)
+	cp -r /var/log/pods/${NS}_* "$LOGS/" 2>/dev/null || true
 	cp "$WORK"/*.log "$WORK"/*.out "$WORK"/lease.watch "$WORK"/acks.* "$WORK"/lincheck.* "$LOGS/" 2>/dev/null || true
 	echo "bench: logs kept in $LOGS" >&2
 }

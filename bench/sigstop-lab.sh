@@ -74,6 +74,8 @@ bench_before_cleanup() {
 		kc logs -n $NS "$p" --previous >"$LOGS/${p#pod/}.previous.log" 2>/dev/null || rm -f "$LOGS/${p#pod/}.previous.log"
 	done
 	kc get events -n $NS -o wide >"$LOGS/events.txt" 2>&1 || true
+	# the containers' log files themselves (kubectl logs only has the last two)
+	cp -r /var/log/pods/${NS}_* "$LOGS/" 2>/dev/null || true
 	cp "$WORK"/*.log "$WORK"/*.out "$WORK"/*.ms "$WORK"/acks.* "$WORK"/lincheck.* "$LOGS/" 2>/dev/null || true
 	echo "bench: logs kept in $LOGS" >&2
 }
@@ -95,14 +97,12 @@ container_pid() { # POD: the host PID of the pod's first container (running)
 	bash "$LAB" ctr "$node" task ls 2>/dev/null | awk -v c="$cid" '$1 == c && $3 == "RUNNING" {print $2}'
 }
 proc_start() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; } # PID: its start time (jiffies), "" when gone
-# hung_lines: the agents' event=service-hung lines so far (every agent
-# pod's log, and its previous container's)
+# hung_lines: the agents' event=service-hung lines so far, from their
+# containers' log files (the lab's kubelets keep them in the host's
+# /var/log/pods: every container of a pod that still exists, restarts
+# included), each prefixed with its file
 hung_lines() {
-	local p
-	for p in $(kc get pods -n $NS -l app=kubefence-agent -o name 2>/dev/null); do
-		kc logs -n $NS "$p" 2>/dev/null | grep 'event=service-hung' | sed "s|^|${p#pod/} |"
-		kc logs -n $NS "$p" --previous 2>/dev/null | grep 'event=service-hung' | sed "s|^|${p#pod/}/previous |"
-	done
+	grep -H 'event=service-hung' /var/log/pods/${NS}_kubefence-agent-*/agent/*.log 2>/dev/null || true
 }
 hung_count() { hung_lines | wc -l; }
 metad_restarts() { # the sum of the MetaService pods' restartCounts, and their uids
@@ -117,6 +117,9 @@ pod_back() { # POD UID RESTARTS: replaced (another uid) or restarted in place
 		[ "$(jq -r '.status.containerStatuses[0].restartCount' <<<"$js")" -gt "$3" ]
 }
 
+# (the hung count reads the agents' log files: they must be there)
+[ "$(cat /var/log/pods/${NS}_kubefence-agent-*/agent/*.log 2>/dev/null | grep -c 'started: node')" -ge 2 ] ||
+	die "the agents' log files are not in /var/log/pods/${NS}_kubefence-agent-*/agent/"
 bg_start "$CLIENT" --interval-ms 50 watch "$WORK/watch.log" >"$WORK/watch.out"
 WATCH_PID=$BG_PID
 PATHS=(clusterip endpoints)
