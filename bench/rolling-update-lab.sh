@@ -27,7 +27,11 @@
 #                 to the Lease: beyond lease.duration_ms the other node may
 #                 take it;
 #   longest_pause_ms  the longest time without an acknowledged write, per
-#                 client path (below), the window's ends included.
+#                 client path (below), the window's ends included;
+#   holder_node_agent_replaced_ms  on the node that held the Lease before,
+#                 from the old agent pod seen deleted to the new agent's
+#                 container seen running (pods polled every 0.1 s): what a
+#                 succession has to fit into lease.duration_ms.
 # The Lease is read by one `kubectl get --watch` for the whole run, every
 # version of it; the windows are cut by its line count.
 # Two clients write continuously side by side (tests/e2e/kf-labclient
@@ -82,7 +86,7 @@ bench_before_cleanup() {
 	kc get events -n $NS -o wide >"$LOGS/events.txt" 2>&1 || true
 	# the containers' log files themselves (those of pods that still exist)
 	cp -r /var/log/pods/${NS}_* "$LOGS/" 2>/dev/null || true
-	cp "$WORK"/*.log "$WORK"/*.out "$WORK"/lease.watch "$WORK"/acks.* "$WORK"/lincheck.* "$LOGS/" 2>/dev/null || true
+	cp "$WORK"/*.log "$WORK"/*.out "$WORK"/lease.watch "$WORK"/agents.watch "$WORK"/acks.* "$WORK"/lincheck.* "$LOGS/" 2>/dev/null || true
 	echo "bench: logs kept in $LOGS" >&2
 }
 
@@ -110,6 +114,38 @@ lease_watch
 lease_lines() { wc -l <"$LEASE_W"; }
 # the watch ends when the API server closes it: start another
 lease_watch_alive() { kill -0 "$LEASE_PID" 2>/dev/null || { say "note: the Lease watch ended; a new one"; lease_watch; }; }
+
+# the agent pods, every 0.1 s, each change a line "realtime_us
+# name,node,deletionTimestamp,startedAt(running),ready;..."
+AGENTS_W=$WORK/agents.watch
+agents_poll() {
+	local cur last=""
+	while :; do
+		cur=$(kc get pods -n $NS -l app=kubefence-agent -o jsonpath='{range .items[*]}{.metadata.name},{.spec.nodeName},{.metadata.deletionTimestamp},{.status.containerStatuses[0].state.running.startedAt},{.status.containerStatuses[0].ready};{end}' 2>/dev/null) || cur=""
+		[ -n "$cur" ] && [ "$cur" != "$last" ] && echo "$(now_us) $cur" >>"$AGENTS_W" && last=$cur
+		sleep 0.1
+	done
+}
+: >"$AGENTS_W"
+bg_start agents_poll
+AGENTS_PID=$BG_PID
+# agent_gap NODE T0_US T1_US: on NODE, from the first sight of the old agent
+# pod being deleted to the first sight of its successor's container
+# running, in ms (polled: +-0.1 s and a request), or -1
+agent_gap() {
+	awk -v node="$1" -v t0="$2" -v t1="$3" '
+		{
+			n = split($2, pods, ";")
+			for (i = 1; i <= n; i++) {
+				if (split(pods[i], f, ",") < 2 || f[2] != node) continue
+				if ($1 <= t0) { if (f[3] == "") old = f[1]; continue }
+				if ($1 > t1) continue
+				if (f[1] == old && f[3] != "" && !del) del = $1
+				if (f[1] != old && old != "" && f[4] != "" && !run) run = $1
+			}
+		}
+		END { if (del && run) printf "%.1f\n", (run - del) / 1000; else print -1 }' "$AGENTS_W"
+}
 
 PATHS=(clusterip endpoints)
 ACKS=$WORK/acks
@@ -198,19 +234,22 @@ rollouts() {
 		pc=$(longest_pause "$ACKS.clusterip" "$ROLLOUT_T0_US" "$t1")
 		pe=$(longest_pause "$ACKS.endpoints" "$ROLLOUT_T0_US" "$t1")
 		lc=$(label_moves "$ROLLOUT_T0_US" "$t1")
+		ag=$(agent_gap "$h0" "$ROLLOUT_T0_US" "$t1")
 		set -- $lw
 		say "$mode rollout $i/$ROLLOUTS: $(ms "$ROLLOUT_DONE_US" "$ROLLOUT_T0_US") ms (ready after $(ms "$ROLLOUT_READY_US" "$ROLLOUT_T0_US") ms);" \
 			"epoch $e0 -> $e1: new terms $1, node moves $2 ($6), successions $3, releases $4, longest renewTime gap $5 ms;" \
-			"longest pause in acknowledged writes: clusterip $pc ms, endpoints $pe ms; label moves $lc"
+			"longest pause in acknowledged writes: clusterip $pc ms, endpoints $pe ms; label moves $lc;" \
+			"on $h0 the old agent pod deleted -> the new one running: $ag ms"
 		jq -nc --arg mode "$mode" --argjson i "$i" --argjson r "$(ms "$ROLLOUT_DONE_US" "$ROLLOUT_T0_US")" \
 			--argjson rr "$(ms "$ROLLOUT_READY_US" "$ROLLOUT_T0_US")" --argjson w "$(ms "$t1" "$ROLLOUT_T0_US")" \
 			--argjson e0 "${e0:-0}" --argjson e1 "${e1:-0}" --argjson terms "$1" --argjson moves "$2" \
 			--argjson succ "$3" --argjson rel "$4" --argjson gap "$5" --arg nodes "$6" --arg h0 "$h0" \
-			--argjson pc "$pc" --argjson pe "$pe" --argjson lc "$lc" '{
+			--argjson pc "$pc" --argjson pe "$pe" --argjson lc "$lc" --argjson ag "$ag" '{
 			mode: $mode, rollout: $i, rollout_ms: $r, ready_ms: $rr, window_ms: $w,
 			holder_node_before: $h0, holder_nodes: $nodes, epoch_before: $e0, epoch_after: $e1,
 			new_terms: $terms, node_moves: $moves, successions: $succ, releases: $rel,
 			longest_renew_gap_ms: $gap, label_moves: $lc,
+			holder_node_agent_replaced_ms: (if $ag < 0 then null else $ag end),
 			longest_pause_ms: {clusterip: $pc, endpoints: $pe}}' >>"$ROWS"
 	done
 }
@@ -244,6 +283,7 @@ VERDICT=$(jq -r '.verdict // "error"' "$WORK/lincheck.bench.json" 2>/dev/null ||
 LIN_OPS=$(jq -r '.ops // 0' "$WORK/lincheck.bench.json" 2>/dev/null || echo 0)
 bg_stop "$WATCH_PID"
 bg_stop "$LEASE_PID"
+bg_stop "$AGENTS_PID"
 WATCH_OBS=$(awk '{print $2}' "$WORK/watch.out")
 TWO_MASTERS=$(grep -c VIOLATION "$WORK/watch.log" || true)
 
@@ -263,6 +303,7 @@ jq -s --arg at "$(date -u +%FT%TZ)" --arg kernel "$(uname -r)" --arg cpus "$(npr
 		longest_pause_ms: {clusterip: ($r | mx(.longest_pause_ms.clusterip)), endpoints: ($r | mx(.longest_pause_ms.endpoints)),
 			per_rollout_clusterip: ($r | map(.longest_pause_ms.clusterip)), per_rollout_endpoints: ($r | map(.longest_pause_ms.endpoints))},
 		longest_renew_gap_ms: ($r | mx(.longest_renew_gap_ms)),
+		holder_node_agent_replaced_ms: ($r | map(.holder_node_agent_replaced_ms)),
 		rollout_ms: ($r | map(.rollout_ms)),
 		per_rollout: $r} end;
 	. as $rows | summary("handover") as $h | summary("keep") as $k | {
