@@ -10,8 +10,9 @@
 # ConfigMap and rolled out to both agents, the mounted agent.conf checked):
 # 1. quiet: S seconds (default 180) with the clients writing and no fault;
 #    the agents' `event=service-hung` log lines counted meanwhile (each is a
-#    kill of a service judged hung: here a spurious one), with the new terms
-#    and the MetaService restarts;
+#    kill of a service judged hung: here a spurious one; the logs streamed
+#    from the phase's start), with the Events that release a term for a hung
+#    service, the new terms and the MetaService restarts;
 # 2. N (default 20) SIGSTOPs of the master's metad: its host PID through its
 #    node's containerd (`ctr task ls`, as bench/nemesis.sh), `kill -STOP`
 #    from the host (its socket stays open: only the PING/PONG exchange can
@@ -74,8 +75,6 @@ bench_before_cleanup() {
 		kc logs -n $NS "$p" --previous >"$LOGS/${p#pod/}.previous.log" 2>/dev/null || rm -f "$LOGS/${p#pod/}.previous.log"
 	done
 	kc get events -n $NS -o wide >"$LOGS/events.txt" 2>&1 || true
-	# the containers' log files themselves (kubectl logs only has the last two)
-	cp -r /var/log/pods/${NS}_* "$LOGS/" 2>/dev/null || true
 	cp "$WORK"/*.log "$WORK"/*.out "$WORK"/*.ms "$WORK"/acks.* "$WORK"/lincheck.* "$LOGS/" 2>/dev/null || true
 	echo "bench: logs kept in $LOGS" >&2
 }
@@ -97,12 +96,39 @@ container_pid() { # POD: the host PID of the pod's first container (running)
 	bash "$LAB" ctr "$node" task ls 2>/dev/null | awk -v c="$cid" '$1 == c && $3 == "RUNNING" {print $2}'
 }
 proc_start() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; } # PID: its start time (jiffies), "" when gone
-# hung_lines: the agents' event=service-hung lines so far, from their
-# containers' log files (the lab's kubelets keep them in the host's
-# /var/log/pods: every container of a pod that still exists, restarts
-# included), each prefixed with its file
-hung_lines() {
-	grep -H 'event=service-hung' /var/log/pods/${NS}_kubefence-agent-*/agent/*.log 2>/dev/null || true
+# The agents' logs, streamed (`kubectl logs -f`) from the start of each
+# time-out's phase: the lab's kubelets share the host's /var/log/pods and
+# each removes the others' pods' log directories as orphans within a
+# minute, after which kubectl logs gives nothing (an open stream goes on).
+# stream_agents TAG: one stream per agent pod into $WORK/TAG.POD.agent.log;
+# fails unless every stream has the agent's start line.
+STREAMS=()
+stream_agents() {
+	local p i
+	for p in $(kc get pods -n $NS -l app=kubefence-agent -o name); do
+		bg_start "$E2E_KUBECTL" --kubeconfig /var/lib/kubefence-lab/admin.kubeconfig logs -f \
+			-n $NS "$p" >"$WORK/$1.${p#pod/}.agent.log" 2>&1
+		STREAMS+=("$BG_PID")
+	done
+	for i in $(seq 1 50); do
+		[ "$(cat "$WORK/$1".*.agent.log 2>/dev/null | grep -c 'started: node')" -ge 2 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+stop_streams() {
+	local p
+	for p in "${STREAMS[@]}"; do bg_stop "$p"; done
+	STREAMS=()
+}
+# hung_lines: the agents' event=service-hung lines streamed so far in this
+# phase ($tag), each prefixed with its file
+hung_lines() { grep -H 'event=service-hung' "$WORK/$tag".*.agent.log 2>/dev/null || true; }
+# api_hung: the Events whose message says "hung" (the agent's release of a
+# term for a hung service), counted with their repetitions
+api_hung() {
+	kc get events -n $NS -o json 2>/dev/null |
+		jq '[.items[] | select(.message // "" | test("hung")) | (.count // 1)] | add // 0'
 }
 hung_count() { hung_lines | wc -l; }
 metad_restarts() { # the sum of the MetaService pods' restartCounts, and their uids
@@ -117,9 +143,6 @@ pod_back() { # POD UID RESTARTS: replaced (another uid) or restarted in place
 		[ "$(jq -r '.status.containerStatuses[0].restartCount' <<<"$js")" -gt "$3" ]
 }
 
-# (the hung count reads the agents' log files: they must be there)
-[ "$(cat /var/log/pods/${NS}_kubefence-agent-*/agent/*.log 2>/dev/null | grep -c 'started: node')" -ge 2 ] ||
-	die "the agents' log files are not in /var/log/pods/${NS}_kubefence-agent-*/agent/"
 bg_start "$CLIENT" --interval-ms 50 watch "$WORK/watch.log" >"$WORK/watch.out"
 WATCH_PID=$BG_PID
 PATHS=(clusterip endpoints)
@@ -149,22 +172,25 @@ for spec in $TIMEOUTS; do
 		say "service.heartbeat_timeout_ms = $T: set, both agents replaced"
 	fi
 	tag=t$T
+	stream_agents "$tag" || die "$T ms: the agents' logs cannot be streamed (see $WORK/$tag.*.agent.log)"
 
 	# 1. quiet
 	wait_both_ready 120 || die "$T ms: not ready before the quiet period"
+	q_a0=$(api_hung)
 	q_h0=$(hung_count) q_e0=$(lease_epoch) q_m0=$(metad_restarts) q_t0=$(now_us)
 	say "$T ms: $QUIET s without a fault"
 	sleep "$QUIET"
-	q_h1=$(hung_count) q_e1=$(lease_epoch) q_m1=$(metad_restarts) q_t1=$(now_us)
+	q_h1=$(hung_count) q_e1=$(lease_epoch) q_m1=$(metad_restarts) q_t1=$(now_us) q_a1=$(api_hung)
 	read -r q_r0 q_u0 <<<"$q_m0"
 	read -r q_r1 q_u1 <<<"$q_m1"
 	q_repl=0
 	[ "$q_u0" = "$q_u1" ] || q_repl=1
-	say "$T ms quiet: hung events $((q_h1 - q_h0)), new terms $((q_e1 - q_e0)), metad restarts $((q_r1 - q_r0)), pods replaced: $([ $q_repl = 1 ] && echo yes || echo no)"
+	say "$T ms quiet: hung events $((q_h1 - q_h0)) (log), $((q_a1 - q_a0)) (Events), new terms $((q_e1 - q_e0)), metad restarts $((q_r1 - q_r0)), pods replaced: $([ $q_repl = 1 ] && echo yes || echo no)"
 
 	# 2. SIGSTOPs
 	hung_lines | sort >"$WORK/$tag.hung.before"
 	s_h0=$(wc -l <"$WORK/$tag.hung.before")
+	s_a0=$(api_hung)
 	killed=0 conts=0
 	for i in $(seq 1 "$SIGSTOPS"); do
 		wait_both_ready 120 || die "$T ms: not ready before SIGSTOP $i"
@@ -203,18 +229,22 @@ for spec in $TIMEOUTS; do
 	hung_lines | sort >"$WORK/$tag.hung.after"
 	s_h1=$(wc -l <"$WORK/$tag.hung.after")
 	comm -13 "$WORK/$tag.hung.before" "$WORK/$tag.hung.after" >"$WORK/$tag.hung.log"
+	s_a1=$(api_hung)
+	stop_streams
 	sed -n 's/.*unanswered for \([0-9]*\) ms.*/\1/p' "$WORK/$tag.hung.log" >"$WORK/$tag.detect.ms"
 	for p in "${PATHS[@]}"; do touch "$WORK/$tag.$p.ms"; done
 	jq -nc --argjson t "$T" --arg lab "$([ "$T" = "$LAB_TIMEOUT" ] && echo true || echo false)" --argjson n "$SIGSTOPS" \
 		--argjson c "$(dist "$WORK/$tag.clusterip.ms")" --argjson e "$(dist "$WORK/$tag.endpoints.ms")" \
 		--argjson d "$(dist "$WORK/$tag.detect.ms")" --argjson killed "$killed" --argjson conts "$conts" \
 		--argjson sh "$((s_h1 - s_h0))" --argjson qs "$(ms "$q_t1" "$q_t0")" --argjson qh "$((q_h1 - q_h0))" \
-		--argjson qe "$((q_e1 - q_e0))" --argjson qr "$((q_r1 - q_r0))" --argjson qrepl "$q_repl" '{
+		--argjson qe "$((q_e1 - q_e0))" --argjson qr "$((q_r1 - q_r0))" --argjson qrepl "$q_repl" \
+		--argjson qa "$((q_a1 - q_a0))" --argjson sa "$((s_a1 - s_a0))" '{
 		heartbeat_timeout_ms: $t, labs_value: ($lab == "true"),
-		quiet: {seconds: ($qs / 1000 | round), hung_events: $qh, new_terms: $qe, metad_restarts: $qr, metad_pods_replaced: ($qrepl == 1),
-			spurious_hung_kills: $qh},
+		quiet: {seconds: ($qs / 1000 | round), hung_events: $qh, hung_release_events_api: $qa, new_terms: $qe,
+			metad_restarts: $qr, metad_pods_replaced: ($qrepl == 1),
+			spurious_hung_kills: ([$qh, $qa, $qr] | max)},
 		sigstop: {n: $n, first_ack_clusterip: $c, first_ack_endpoints: $e,
-			hung_events: $sh, hung_events_beyond_one_per_sigstop: ($sh - $n),
+			hung_events: $sh, hung_release_events_api: $sa, hung_events_beyond_one_per_sigstop: ($sh - $n),
 			killed_by_agent: $killed, sigcont_sent: $conts,
 			detection_reported_ms: $d},
 		target: {what: "first acknowledged write on the new master p50 <= 1000 ms, p99 <= 1500 ms (issue 12, goal 1)",
