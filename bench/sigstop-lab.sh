@@ -16,10 +16,10 @@
 # 2. N (default 20) SIGSTOPs of the master's metad: its host PID through its
 #    node's containerd (`ctr task ls`, as bench/nemesis.sh), `kill -STOP`
 #    from the host (its socket stays open: only the PING/PONG exchange can
-#    find it hung); a sample is the time from just before the kill to the
-#    first write acknowledged after it (the old master answers nothing once
-#    stopped; an answer it had sent before that arrived within 20 ms is left
-#    out), through each client path.  Then SIGCONT when the process still
+#    find it hung); a sample is the time from the kill's return (the process
+#    stopped) to the first write acknowledged after it (the old master
+#    answers nothing once stopped; an answer it had sent before that arrived
+#    within 20 ms is left out), through each client path.  Then SIGCONT when the process still
 #    exists (the agent kills it: `killed_by_agent` counts those that were
 #    gone), and the old pod is waited for (restarted in place, or replaced
 #    after the fence's pod-delete).  The agents' hung lines during the
@@ -206,12 +206,15 @@ for spec in $TIMEOUTS; do
 		mark "$ACKS"
 		t0=$(now_us)
 		kill -STOP "$pid" || die "kill -STOP $pid"
+		t_stopped=$(now_us)
 		new=$(wait_new_master "$old" 30) || {
 			kill -CONT "$pid" 2>/dev/null
 			die "$T ms: no new master within 30 s of SIGSTOP $i of $old (pid $pid)"
 		}
 		t_label=$(now_us)
-		r=$(sample_acks "$tag" "$ACKS" "$t0" "$t0" 30) || {
+		# from the kill's return: t0 is taken a `date` earlier, and an
+		# answer the old master sent in between is no failover
+		r=$(sample_acks "$tag" "$ACKS" "$t_stopped" "$t_stopped" 30) || {
 			kill -CONT "$pid" 2>/dev/null
 			die "$T ms: no ack within 30 s of SIGSTOP $i"
 		}
@@ -222,7 +225,7 @@ for spec in $TIMEOUTS; do
 			killed=$((killed + 1))
 			k=yes
 		fi
-		say "$T ms SIGSTOP $i/$SIGSTOPS ($old, pid $pid; master now $new, labelled by +$(ms "$t_label" "$t0") ms; killed by its agent: $k): $r"
+		say "$T ms SIGSTOP $i/$SIGSTOPS ($old, pid $pid; master now $new, labelled by +$(ms "$t_label" "$t_stopped") ms; killed by its agent: $k): $r"
 		poll 60 pod_back "$old" "$old_uid" "$before" || recycle "$old"
 	done
 	sleep 2
@@ -276,7 +279,7 @@ jq -s --arg at "$(date -u +%FT%TZ)" --arg kernel "$(uname -r)" --arg cpus "$(npr
 	setup: {kubernetes: "v1.20.2 lab (lab/lab.sh), 2 nodes, kube-proxy (iptables mode) on each node and on the Service gateway", cpus: ($cpus|tonumber), kernel: $kernel,
 		lease_ms: $lease, heartbeat_ms: $hb, labs_heartbeat_timeout_ms: $labt, quiet_s: $q,
 		store: "raw-LUN backend (--store iscsi:// on the lab tgtd)", fence_methods: "scsi-pr, pod-delete",
-		sigstop: "kill -STOP of the master metad from the host (its host PID from ctr task ls on its node); t0 = just before the kill; a sample = the first write acknowledged after t0 (an answer the old master had sent before, arriving within 20 ms, left out); SIGCONT afterwards if the process still exists",
+		sigstop: "kill -STOP of the master metad from the host (its host PID from ctr task ls on its node); t0 = when the kill returned (the process stopped); a sample = the first write acknowledged after t0 (an answer the old master had sent before, arriving within 20 ms, left out); SIGCONT afterwards if the process still exists",
 		quiet: "no fault for quiet_s with the clients running: every event=service-hung line of the agents is a spurious hung-service kill",
 		clients: ("two tests/e2e/kf-labclient workloads side by side, 0.5 ms between acknowledged writes: clusterip = the Service ClusterIP " + $svcip + ":7480, endpoints = the address in the Service Endpoints")},
 	linearizability: {checker: "tests/lincheck/kf-lincheck", ops: ($linops|tonumber), verdict: $verdict},
