@@ -28,7 +28,8 @@
 #    Events, how long after the release the new master was promoted and
 #    how much of that was its recovery of the store.
 # Two clients write continuously side by side (tests/e2e/kf-labclient
-# workload, 20 % reads): clusterip (the Service's ClusterIP, kube-proxy; the
+# workload, 20 % reads, each over 2000 keys overwritten again and again, so
+# that the store's size is the same for every time-out): clusterip (the Service's ClusterIP, kube-proxy; the
 # top-level figures) and endpoints (the address in the Service's
 # Endpoints).  Their operations are recorded and judged by kf-lincheck at
 # the end; a violation makes the benchmark exit 1 after writing the JSON, as
@@ -42,6 +43,10 @@ top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 top_builddir=${top_builddir:-$top_srcdir}
 SIGSTOPS=20
 TIMEOUTS="lab 600"
+# each client overwrites this many keys: with a new key per write the store
+# grew past 370,000 records in one run, and then every write took ~200 ms,
+# so that the later time-outs were measured on another system
+KEYS=2000
 QUIET=180
 LOGS=""
 OUT=$top_builddir/bench/results/failover-lab-sigstop.json
@@ -131,7 +136,7 @@ ACKS=$WORK/acks
 WLS=()
 for p in "${PATHS[@]}"; do
 	bg_start "$CLIENT" --via "$p" --pause-us 500 --history "$HIST/stop-$p.hist" --client "workload-$p" \
-		--prefix "$p-" workload "$ACKS.$p" >/dev/null 2>>"$WORK/client-$p.log"
+		--keys "$KEYS" --prefix "$p-" workload "$ACKS.$p" >/dev/null 2>>"$WORK/client-$p.log"
 	WLS+=("$BG_PID")
 done
 for p in "${PATHS[@]}"; do wait_ack_after "$ACKS.$p" 0 60 >/dev/null || die "workload ($p)"; done
@@ -264,7 +269,7 @@ jq -s --arg at "$(date -u +%FT%TZ)" --arg kernel "$(uname -r)" --arg cpus "$(npr
 		store: "raw-LUN backend (--store iscsi:// on the lab tgtd)", fence_methods: "scsi-pr, pod-delete",
 		sigstop: "kill -STOP of the master metad from the host (its host PID from ctr task ls on its node); t0 = when the kill returned (the process stopped); a sample = the first write acknowledged after t0 (an answer the old master had sent before, arriving within 20 ms, left out); SIGCONT afterwards if the process still exists",
 		quiet: "no fault for quiet_s with the clients running: a Released Event for a hung service or a MetaService container restart meanwhile is a spurious hung-service kill (the lab keeps no pod log older than a minute: the agents log lines are not read)",
-		clients: ("two tests/e2e/kf-labclient workloads side by side, 0.5 ms between acknowledged writes: clusterip = the Service ClusterIP " + $svcip + ":7480, endpoints = the address in the Service Endpoints")},
+		clients: ("two tests/e2e/kf-labclient workloads side by side, each over 2000 keys, 0.5 ms between acknowledged writes: clusterip = the Service ClusterIP " + $svcip + ":7480, endpoints = the address in the Service Endpoints")},
 	linearizability: {checker: "tests/lincheck/kf-lincheck", ops: ($linops|tonumber), verdict: $verdict},
 	role_master_watch: {observations: ($obs|tonumber), two_pods_labelled: ($two|tonumber)},
 	runs: .
