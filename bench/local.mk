@@ -20,7 +20,8 @@ EXTRA_DIST += bench/README.md bench/failover-proc.sh bench/failover-lab.sh bench
 	bench/results/api-outage.json bench/results/api-outage-demote.json \
 	bench/results/api-outage-failsafe.json bench/results/recovery.json \
 	bench/results/failover-proc.json bench/results/failover-proc-sigstop.json \
-	bench/rolling-update-lab.sh bench/sigstop-lab.sh bench/results/failover-lab-sigstop.json
+	bench/rolling-update-lab.sh bench/sigstop-lab.sh bench/results/failover-lab-sigstop.json \
+	bench/results/rolling-update-lab.json
 
 # `make bench`: recovery speed and put latency; writes
 # bench/results/recovery.json.
