@@ -56,58 +56,11 @@
 #include "scsi/scsi_pr.h"
 #include "storage/metad/proto.h"
 #include "tests/failover/fo.h"
+#include "tests/failover/scen.h"
 #include "tests/lib/kftest.h"
 
 /* orchestrator.h's ORCH_LIVE_STALE, in seconds */
 #define ORCH_LIVE_S 10
-
-void fo_fail(const char *fmt, ...)
-{
-	char buf[2048];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	ck_abort_msg("%s", buf);
-	abort(); /* not reached */
-}
-
-struct scen {
-	struct fo_cluster c;
-	struct fo_workload w;
-	struct fo_watcher wa;
-};
-
-static double secs(usec_t d)
-{
-	return (double)d / USEC_PER_SEC;
-}
-
-/* Wait up to `ms` until path holds at least `count` lines with needle
- * (and needle2 unless NULL); true, with the first such line's mono= stamp in
- * *ret_mono (may be NULL). */
-static bool wait_log(const char *path, int count, long ms, usec_t *ret_mono, const char *needle,
-                     const char *needle2)
-{
-	usec_t end = clock_mono_usec() + ms * USEC_PER_MSEC;
-
-	for (;;) {
-		if (kft_log_count(path, ret_mono, needle, needle2, NULL) >= count)
-			return true;
-		if (clock_mono_usec() >= end)
-			return false;
-		usleep(10000);
-	}
-}
-
-static void dump_all(struct scen *s)
-{
-	for (size_t i = 0; i < s->c.n; i++) {
-		fo_dump(s->c.node[i].agent_log);
-		fo_dump(s->c.node[i].metad_log);
-	}
-}
 
 /* A fault-point spec armed in one process from its first start. */
 struct fp_arm {
@@ -247,61 +200,6 @@ static void scen_finish(struct scen *s)
 }
 
 /* ---- what the agents say about it: /metrics, /status, Events ---- */
-
-static size_t on_body(char *p, size_t sz, size_t n, void *ud)
-{
-	char **b = ud;
-	size_t have = *b ? strlen(*b) : 0;
-	char *nb = realloc(*b, have + sz * n + 1);
-
-	if (!nb)
-		return 0;
-	memcpy(nb + have, p, sz * n);
-	nb[have + sz * n] = '\0';
-	*b = nb;
-	return sz * n;
-}
-
-/* GET http://127.0.0.1:<node i's http.listen><path>; the body (caller frees). */
-static char *agent_get(struct scen *s, size_t i, const char *path)
-{
-	char url[128], *body = NULL;
-	CURL *h = curl_easy_init();
-	long code = 0;
-
-	ck_assert_ptr_nonnull(h);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", s->c.node[i].http_port, path);
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 3000L);
-	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
-	ck_assert_msg(curl_easy_perform(h) == CURLE_OK, "GET %s failed", url);
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-	curl_easy_cleanup(h);
-	ck_assert_msg(code == 200, "GET %s: %ld", url, code);
-	ck_assert_ptr_nonnull(body);
-	return body;
-}
-
-/* The value of one series of node i's /metrics ("name" or
- * "name{label=\"v\"}"); -1 when absent. */
-static double metric_of(struct scen *s, size_t i, const char *series)
-{
-	char *text = agent_get(s, i, "/metrics"), *p = text;
-	size_t n = strlen(series);
-	double v = -1;
-
-	while ((p = strstr(p, series))) {
-		if ((p == text || p[-1] == '\n') && p[n] == ' ') {
-			v = strtod(p + n + 1, NULL);
-			break;
-		}
-		p += n;
-	}
-	free(text);
-	return v;
-}
 
 /* Whether an Event with `reason` about node i's pod was posted, waiting up
  * to 5 s (Events are posted asynchronously); its message in msg. */
@@ -1304,27 +1202,6 @@ START_TEST(tgtd_restart_restores_reservations)
 	scen_finish(&s);
 }
 END_TEST
-
-/* The longest gap between two writes node i acknowledged in [from, to]
- * (the pause a client of that master saw). */
-static usec_t longest_pause(struct scen *s, int srv, usec_t from, usec_t to)
-{
-	usec_t last = from, worst = 0;
-
-	pthread_mutex_lock(&s->w.mu);
-	for (size_t k = 0; k < s->w.n_acks; k++) {
-		const struct fo_ack *a = &s->w.acks[k];
-		if (a->srv != srv || a->probe || a->acked < from || a->acked > to)
-			continue;
-		if (a->acked - last > worst)
-			worst = a->acked - last;
-		last = a->acked;
-	}
-	pthread_mutex_unlock(&s->w.mu);
-	if (to - last > worst)
-		worst = to - last;
-	return worst;
-}
 
 /* Same-node succession: kill -9 of the leader's agent, then a new
  * incarnation of it on the same node (as the kubelet restarts it).  It takes

@@ -12,7 +12,8 @@ tests_failover_libkffo_a_SOURCES = tests/failover/fo.c tests/failover/fo.h
 FO_LIBS = tests/failover/libkffo.a $(KF_TEST_LIB) $(KF_LIBS)
 
 check_PROGRAMS += tests/failover/check_failover
-tests_failover_check_failover_SOURCES = tests/failover/check_failover.c
+tests_failover_check_failover_SOURCES = tests/failover/check_failover.c tests/failover/scen.c \
+	tests/failover/scen.h
 tests_failover_check_failover_CFLAGS = $(TEST_CFLAGS)
 tests_failover_check_failover_LDADD = $(FO_LIBS) $(CHECK_LIBS)
 
@@ -22,7 +23,8 @@ EXTRA_DIST += tests/failover/failover.test
 # failsafe.enabled with real processes: the same setup (fo.c), the
 # metads on the directory store, both agents in failsafe mode.
 check_PROGRAMS += tests/failover/check_failsafe
-tests_failover_check_failsafe_SOURCES = tests/failover/check_failsafe.c
+tests_failover_check_failsafe_SOURCES = tests/failover/check_failsafe.c tests/failover/scen.c \
+	tests/failover/scen.h
 tests_failover_check_failsafe_CFLAGS = $(TEST_CFLAGS)
 tests_failover_check_failsafe_LDADD = $(FO_LIBS) $(CHECK_LIBS)
 
