@@ -209,7 +209,8 @@ static const struct conf_key agent_keys[] = {
          .offset = F(agent.fence_give_up_ms),
          .help = "A leader whose fence of the old node, or whose claim of the term (the "
                  "other pods' role labels, its key on fence.scsi_luns), has failed for "
-                 "this long releases the Lease (a fence's duty still on it) and is no "
+                 "this long releases the Lease (after a fence, with the duty still on it) and is "
+                 "no "
                  "candidate for a moment (0.5 s, doubling with each failure in a row up to "
                  "8 s), so that another node (whose path to the storage or the API may "
                  "work) can try; nothing is promoted meanwhile. 0: hold the Lease and "

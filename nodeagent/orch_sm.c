@@ -584,8 +584,9 @@ static void count_failure(struct sm *s, usec_t now)
  * complete the takeover (its path to the storage or to the API is broken,
  * say), and holding the Lease would keep every other node from trying.
  * The term is released as one that promoted nothing — PROMOTE is never sent
- * before both are done — with a fence's duty still on the Lease (nothing
- * was settled), and this node sits out the failure backoff
+ * before both are done — a fence's duty still on the Lease when the fence
+ * failed (nothing was settled; a claim comes after the settling), and this
+ * node sits out the failure backoff
  * (sm_failure_backoff), so that another node may take it first.  `event`
  * and `what` name the step for the log and the release reason. */
 static void give_up(struct sm *s, struct sm_effects *fx, usec_t now, int result, usec_t began,
