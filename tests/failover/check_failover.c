@@ -1011,20 +1011,9 @@ END_TEST
 /* GET node i's /healthz: its HTTP status, the body in body. */
 static long healthz(struct scen *s, size_t i, char *body, size_t len)
 {
-	char url[128], *b = NULL;
-	CURL *h = curl_easy_init();
-	long code = 0;
+	long code;
+	char *b = agent_http(s, i, "/healthz", &code);
 
-	ck_assert_ptr_nonnull(h);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", s->c.node[i].http_port);
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 3000L);
-	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-	if (curl_easy_perform(h) == CURLE_OK)
-		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
-	curl_easy_cleanup(h);
 	str_copy(body, len, b ? b : "");
 	free(b);
 	return code;

@@ -66,23 +66,32 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud)
 	return sz * n;
 }
 
-char *agent_get(struct scen *s, size_t i, const char *path)
+char *agent_http(struct scen *s, size_t i, const char *path, long *ret_code)
 {
 	char url[128], *body = NULL;
 	CURL *h = curl_easy_init();
-	long code = 0;
 
 	ck_assert_ptr_nonnull(h);
+	*ret_code = 0;
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", s->c.node[i].http_port, path);
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 3000L);
 	curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
-	ck_assert_msg(curl_easy_perform(h) == CURLE_OK, "GET %s failed", url);
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+	if (curl_easy_perform(h) == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, ret_code);
 	curl_easy_cleanup(h);
-	ck_assert_msg(code == 200, "GET %s: %ld", url, code);
+	return body;
+}
+
+char *agent_get(struct scen *s, size_t i, const char *path)
+{
+	long code;
+	char *body = agent_http(s, i, path, &code);
+
+	ck_assert_msg(code, "GET %s of node %zu failed", path, i);
+	ck_assert_msg(code == 200, "GET %s of node %zu: %ld", path, i, code);
 	ck_assert_ptr_nonnull(body);
 	return body;
 }

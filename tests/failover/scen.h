@@ -29,7 +29,10 @@ bool wait_log(const char *path, int count, long ms, usec_t *ret_mono, const char
 void dump_all(struct scen *s);
 
 /* GET http://127.0.0.1:<node i's http.listen><path>: the body (caller
- * frees); fails the test unless answered 200. */
+ * frees; NULL when none) and the HTTP status in *ret_code (0: no answer). */
+char *agent_http(struct scen *s, size_t i, const char *path, long *ret_code);
+
+/* agent_http that fails the test unless answered 200 with a body. */
 char *agent_get(struct scen *s, size_t i, const char *path);
 
 /* The value of one series of node i's /metrics ("name" or
