@@ -506,6 +506,36 @@ cJSON *lease_build_renew(const struct lease_state *s, usec_t wall)
 	return o;
 }
 
+/* The record's duration, both ways it is read: whole seconds in the spec
+ * (rounded up, for clients that read only that) and exact milliseconds in
+ * the annotation. */
+static int set_duration(cJSON *o, usec_t duration)
+{
+	cJSON *spec = obj_child(o, "spec"), *meta = obj_child(o, "metadata");
+	cJSON *ann = meta ? obj_child(meta, "annotations") : NULL;
+	int64_t ms = (int64_t)(duration / USEC_PER_MSEC);
+	char dur[32];
+
+	snprintf(dur, sizeof(dur), "%" PRId64, ms);
+	if (!spec || !ann ||
+	    obj_set(spec, "leaseDurationSeconds", cJSON_CreateNumber((double)((ms + 999) / 1000))) <
+	            0 ||
+	    obj_set(ann, LEASE_ANN_DURATION, cJSON_CreateString(dur)) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+cJSON *lease_build_parting(const struct lease_state *s, usec_t wall, usec_t duration)
+{
+	cJSON *o = lease_build_renew(s, wall);
+
+	if (o && set_duration(o, duration) < 0) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
 cJSON *lease_build_release(const struct lease_state *s, const char *reason, usec_t wall)
 {
 	cJSON *o, *spec, *meta, *ann;
@@ -661,7 +691,7 @@ int lease_succeed(struct k8s_client *c, const struct lease_config *cfg, const ch
 {
 	cJSON *want, *got = NULL, *meta, *spec, *ann;
 	usec_t started = clock_mono_usec();
-	char path[512], t[32], dur[32];
+	char path[512], t[32];
 	int r;
 
 	if (!lease_succession_possible(cfg, s)) {
@@ -672,15 +702,15 @@ int lease_succeed(struct k8s_client *c, const struct lease_config *cfg, const ch
 	if (!want)
 		return -ENOMEM;
 	clock_format_microtime(clock_real_usec(), t);
-	snprintf(dur, sizeof(dur), "%" PRId64, (int64_t)(cfg->duration / USEC_PER_MSEC));
 	meta = obj_child(want, "metadata");
 	spec = obj_child(want, "spec");
 	ann = meta ? obj_child(meta, "annotations") : NULL;
 	if (!meta || !spec || !ann ||
 	    obj_set(ann, LEASE_ANN_INCARNATION, cJSON_CreateString(cfg->incarnation)) < 0 ||
-	    obj_set(ann, LEASE_ANN_DURATION, cJSON_CreateString(dur)) < 0 ||
 	    obj_set(spec, "holderIdentity", cJSON_CreateString(cfg->identity)) < 0 ||
-	    obj_set(spec, "renewTime", cJSON_CreateString(t)) < 0) {
+	    obj_set(spec, "renewTime", cJSON_CreateString(t)) < 0 ||
+	    /* the lease's own duration again, after a predecessor's parting one */
+	    set_duration(want, cfg->duration) < 0) {
 		cJSON_Delete(want);
 		return -ENOMEM;
 	}
@@ -699,8 +729,10 @@ int lease_succeed(struct k8s_client *c, const struct lease_config *cfg, const ch
 	return r;
 }
 
-int lease_renew(struct k8s_client *c, const struct lease_config *cfg, const char *ns,
-                const char *name, struct lease_state *s, long timeout_ms, char *err, size_t errlen)
+/* A renewal; with `parting` (non-zero) the parting one of that duration. */
+static int renew(struct k8s_client *c, const struct lease_config *cfg, const char *ns,
+                 const char *name, struct lease_state *s, usec_t parting, long timeout_ms,
+                 char *err, size_t errlen)
 {
 	char path[512];
 	cJSON *want = NULL, *got = NULL;
@@ -715,7 +747,8 @@ int lease_renew(struct k8s_client *c, const struct lease_config *cfg, const char
 	r = k8s_path(path, sizeof(path), LEASE_GV, ns, "leases", name);
 	if (r < 0)
 		return r;
-	want = lease_build_renew(s, clock_real_usec());
+	want = parting ? lease_build_parting(s, clock_real_usec(), parting)
+	               : lease_build_renew(s, clock_real_usec());
 	if (!want)
 		return -ENOMEM;
 	r = FAILPOINT(LEASE_RENEW_BEFORE_SEND);
@@ -727,6 +760,10 @@ int lease_renew(struct k8s_client *c, const struct lease_config *cfg, const char
 		r = lost_response(FAILPOINT(LEASE_RENEW_AFTER_SEND), &got, err, errlen);
 	if (r >= 0) {
 		r = lease_state_won(s, cfg, got, started, clock_mono_usec(), err, errlen);
+		if (r >= 0 && parting)
+			s->valid_until =
+			        started + (usec_t)((double)parting * (double)cfg->renew_deadline /
+			                           (double)cfg->duration);
 		if (r >= 0 && s->settle_fence) {
 			char left[LEASE_OWED_MAX];
 
@@ -751,6 +788,23 @@ int lease_renew(struct k8s_client *c, const struct lease_config *cfg, const char
 	cJSON_Delete(want);
 	cJSON_Delete(got);
 	return r;
+}
+
+int lease_renew(struct k8s_client *c, const struct lease_config *cfg, const char *ns,
+                const char *name, struct lease_state *s, long timeout_ms, char *err, size_t errlen)
+{
+	return renew(c, cfg, ns, name, s, 0, timeout_ms, err, errlen);
+}
+
+int lease_renew_parting(struct k8s_client *c, const struct lease_config *cfg, const char *ns,
+                        const char *name, struct lease_state *s, usec_t duration, long timeout_ms,
+                        char *err, size_t errlen)
+{
+	if (duration < cfg->duration) {
+		errbuf_set(err, errlen, "a parting renewal may not shorten the lease");
+		return -EINVAL;
+	}
+	return renew(c, cfg, ns, name, s, duration, timeout_ms, err, errlen);
 }
 
 int lease_release(struct k8s_client *c, const struct lease_config *cfg, const char *ns,

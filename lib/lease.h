@@ -190,6 +190,9 @@ bool lease_state_is_leader(const struct lease_state *s, usec_t now);
 cJSON *lease_build_acquire(const struct lease_config *cfg, const struct lease_state *s,
                            const char *ns, const char *name, usec_t wall);
 cJSON *lease_build_renew(const struct lease_state *s, usec_t wall);
+/* A renewal that also sets the record's duration (leaseDurationSeconds,
+ * rounded up, and the exact duration annotation) to `duration`. */
+cJSON *lease_build_parting(const struct lease_state *s, usec_t wall, usec_t duration);
 cJSON *lease_build_release(const struct lease_state *s, const char *reason, usec_t wall);
 
 /* Account for a successful write of ours, issued at mono time `started`,
@@ -238,6 +241,19 @@ int lease_succeed(struct k8s_client *c, const struct lease_config *cfg, const ch
  * -errno (leadership stays until valid_until; the caller retries). */
 int lease_renew(struct k8s_client *c, const struct lease_config *cfg, const char *ns,
                 const char *name, struct lease_state *s, long timeout_ms, char *err, size_t errlen);
+
+/* The parting renewal of a leader that stops and leaves its term to its
+ * next incarnation on this node (agent.restart_grace_ms): a renewal that
+ * writes `duration` (at least cfg->duration) as the record's duration, so
+ * that every other candidate waits that long, from when it sees the record,
+ * before it may take the Lease.  On success the term is valid until
+ * started + duration * renew_deadline / cfg->duration: the share of the
+ * lease a renewal grants, so the margin against clock rates and delays
+ * stays the configured one.  Returns as lease_renew(); -EINVAL for a
+ * duration shorter than the lease's. */
+int lease_renew_parting(struct k8s_client *c, const struct lease_config *cfg, const char *ns,
+                        const char *name, struct lease_state *s, usec_t duration, long timeout_ms,
+                        char *err, size_t errlen);
 
 /* Release our term with a reason.  Leadership ends at the call, whatever the
  * outcome.  Returns 0, -ENOLCK when we did not hold it, or the -errno. */

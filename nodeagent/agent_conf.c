@@ -165,6 +165,24 @@ static const struct conf_key agent_keys[] = {
                  "(agent.lock_file) continues the term (a rolling update of the DaemonSet "
                  "without a failover); if none comes, the Lease expires and another node "
                  "fences this one as usual."},
+        {.name = "agent.restart_grace_ms",
+         .type = CONF_INT,
+         .def = "0",
+         .min = 0,
+         .max = 600000,
+         .offset = F(agent.restart_grace_ms),
+         .help = "With agent.on_sigterm = keep: on SIGTERM the leader renews the Lease one "
+                 "last time for this long (leaseDurationSeconds and the duration annotation; "
+                 "the other agents wait that long, from when they see it, before they may "
+                 "take it) and grants its service writes for the same share of it as a "
+                 "renewal grants of a lease (lease.renew_deadline_ms / lease.duration_ms, "
+                 "minus agent.write_margin_ms), so the master goes on writing while the "
+                 "next incarnation is on its way (a DaemonSet deletes the old pod before "
+                 "it creates the new one). The next incarnation continues the term and "
+                 "writes the lease's own duration again. The price: if the node dies "
+                 "during a rolling update, the failover waits up to this long. 0: off, the "
+                 "term lasts only as long as the last renewal's. At least "
+                 "lease.duration_ms; needs agent.on_sigterm = keep and agent.lock_file."},
         {.name = "agent.api_outage",
          .type = CONF_ENUM,
          .def = "demote",
@@ -438,6 +456,35 @@ static void check_ride_through(const struct agent_conf *c, struct conf_errors *e
 		                       "masters would write at once");
 }
 
+/* agent.restart_grace_ms: a parting renewal only where the next incarnation
+ * can continue the term, and never shorter than the lease itself. */
+static void check_restart_grace(const struct agent_conf *c, struct conf_errors *errs)
+{
+	const struct conf_source *s = c->source;
+	int l = conf_key_line(s, "agent.restart_grace_ms");
+	unsigned line = (unsigned)(l > 0 ? l : 0);
+
+	if (c->agent.restart_grace_ms == 0 || conf_key_rejected(s, "agent.restart_grace_ms"))
+		return;
+	if (c->agent.on_sigterm != AGENT_SIGTERM_KEEP && !conf_key_rejected(s, "agent.on_sigterm"))
+		(void)conf_errors_addf(errs, conf_source_path(s), line, "agent.restart_grace_ms",
+		                       "needs agent.on_sigterm = keep: with handover a SIGTERM "
+		                       "releases the Lease, and there is no term to keep");
+	else if ((!c->agent.lock_file || !c->agent.lock_file[0] ||
+	          strcmp(c->agent.lock_file, "none") == 0) &&
+	         !conf_key_rejected(s, "agent.lock_file"))
+		(void)conf_errors_addf(errs, conf_source_path(s), line, "agent.restart_grace_ms",
+		                       "needs agent.lock_file: without the node lock no next "
+		                       "incarnation continues the term, and the grace would only "
+		                       "delay the failover");
+	if (c->agent.restart_grace_ms < c->lease.duration_ms &&
+	    !conf_key_rejected(s, "lease.duration_ms"))
+		(void)conf_errors_addf(errs, conf_source_path(s), line, "agent.restart_grace_ms",
+		                       "%" PRId64 " is shorter than lease.duration_ms (%" PRId64
+		                       "): a parting renewal may not shorten the lease",
+		                       c->agent.restart_grace_ms, c->lease.duration_ms);
+}
+
 /* v µs as milliseconds, exactly: "750", "375.25". */
 static void ms_text(int64_t v, char *buf, size_t len)
 {
@@ -601,6 +648,7 @@ static void check_consistency(const struct agent_conf *c, struct conf_errors *er
 	check_fence(c, errs);
 	fence_conf_check(&c->fence, s, errs);
 	check_ride_through(c, errs);
+	check_restart_grace(c, errs);
 	check_failsafe(c, errs);
 	if (c->agent.fence_without_service &&
 	    !conf_key_rejected(s, "agent.fence_without_service")) {

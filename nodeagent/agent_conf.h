@@ -53,6 +53,7 @@ struct agent_conf {
 		int64_t promote_timeout_ms;
 		char *lock_file;            /* held for the process's life; "" = none */
 		int on_sigterm;             /* AGENT_SIGTERM_* */
+		int64_t restart_grace_ms;   /* keep: the parting renewal's duration; 0 off */
 		int api_outage;             /* AGENT_API_OUTAGE_* */
 		bool fence_without_service; /* take a Lease owed an expired fence to fence */
 		int64_t fence_give_up_ms;   /* release a term whose fence keeps failing; 0 never */

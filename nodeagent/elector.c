@@ -30,6 +30,7 @@ struct elector {
 	pthread_mutex_t mu;
 	pthread_cond_t cond; /* CLOCK_MONOTONIC */
 	bool stopping;
+	usec_t parting; /* elector_stop_parting(): the parting renewal's duration */
 	char *release_reason;
 	char *release_now;                     /* elector_release() request, owned */
 	enum elector_release release_now_kind; /* ... and what it says of the service */
@@ -742,6 +743,38 @@ static void end_term(struct elector *e, const char *reason)
 	lost(e, reason ? reason : "elector stopped");
 }
 
+/* The parting renewal (elector_stop_parting()): the Lease renewed for
+ * `grace`, and the term's new validity reported as a renewal, so that the
+ * service writes on until the next incarnation continues the term.  A
+ * failure changes nothing: the term then ends as it would have. */
+static void part(struct elector *e, usec_t grace)
+{
+	usec_t now = clock_mono_usec();
+	char err[1024] = "";
+	int r;
+
+	if (now >= e->st.valid_until)
+		return;
+	r = lease_renew_parting(e->client, &e->p.lease, e->ns, e->name, &e->st, grace,
+	                        req_timeout(e, now, e->st.valid_until), err, sizeof(err));
+	note_api(e, r);
+	if (r < 0) {
+		log_warning("event=parting-failed lease='%s/%s' epoch=%" PRId64
+		            ": the parting renewal for %" PRId64 " ms failed: %s; the term "
+		            "ends with the last renewal's grant",
+		            e->ns, e->name, e->st.epoch, (int64_t)(grace / USEC_PER_MSEC),
+		            err[0] ? err : strerror(-r));
+		return;
+	}
+	log_info("event=parting lease='%s/%s' epoch=%" PRId64 " duration_ms=%" PRId64
+	         " valid_ms=%" PRId64 ": renewed for the next incarnation on this node",
+	         e->ns, e->name, e->st.epoch, (int64_t)(grace / USEC_PER_MSEC),
+	         (int64_t)((e->st.valid_until - clock_mono_usec()) / USEC_PER_MSEC));
+	publish(e);
+	if (e->cb.renewed)
+		e->cb.renewed(e->userdata, e->st.epoch, e->st.valid_until);
+}
+
 static char *take_release_request(struct elector *e, int64_t *ret_epoch)
 {
 	char *r;
@@ -818,6 +851,8 @@ static void *election_main(void *arg)
 	pthread_mutex_unlock(&e->mu);
 	e->st.release_dead = false; /* stopping says nothing of the service */
 	e->st.release_unpromoted = false;
+	if (e->st.leading && !reason && e->parting)
+		part(e, e->parting);
 	if (e->st.leading)
 		end_term(e, reason);
 	free(reason);
@@ -969,12 +1004,13 @@ int elector_start(struct elector *e)
 	return 0;
 }
 
-void elector_stop(struct elector *e, const char *reason)
+static void stop(struct elector *e, const char *reason, usec_t parting)
 {
 	if (!e || !e->started)
 		return;
 	pthread_mutex_lock(&e->mu);
 	e->stopping = true;
+	e->parting = parting;
 	free(e->release_reason);
 	e->release_reason = reason ? strdup(reason) : NULL;
 	pthread_cond_signal(&e->cond);
@@ -983,6 +1019,16 @@ void elector_stop(struct elector *e, const char *reason)
 	pthread_join(e->election_thread, NULL);
 	pthread_join(e->watch_thread, NULL);
 	e->started = false;
+}
+
+void elector_stop(struct elector *e, const char *reason)
+{
+	stop(e, reason, 0);
+}
+
+void elector_stop_parting(struct elector *e, usec_t grace)
+{
+	stop(e, NULL, grace);
 }
 
 struct elector *elector_free(struct elector *e)

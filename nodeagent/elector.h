@@ -90,6 +90,13 @@ int elector_start(struct elector *e);
  * timeout.  Safe to call more than once. */
 void elector_stop(struct elector *e, const char *reason);
 
+/* Stop without releasing, leaving the term to the next incarnation on this
+ * node: if we still lead, renew the Lease one last time for `grace` (at
+ * least the lease's duration: lease_renew_parting()) and report the longer
+ * validity through the renewed callback before stopped_leading.  Blocks
+ * like elector_stop(). */
+void elector_stop_parting(struct elector *e, usec_t grace);
+
 /* Every fence term `epoch` owed is confirmed: its next renewal removes the
  * duty from the Lease — but for our own node's entries with keep_self (no
  * service of ours is connected to answer for an earlier incarnation's:

@@ -444,6 +444,7 @@ static int run(const char *path, const struct agent_conf *conf)
 	oo.label_value = label_value;
 	oo.request_timeout_ms = (long)conf->kube.request_timeout_ms;
 	oo.write_margin = conf->agent.write_margin_ms * USEC_PER_MSEC;
+	oo.restart_grace = conf->agent.restart_grace_ms * USEC_PER_MSEC;
 	oo.promote_timeout = conf->agent.promote_timeout_ms * USEC_PER_MSEC;
 	oo.demote_timeout = conf->selffence.stop_timeout_ms * USEC_PER_MSEC;
 	oo.kill_timeout = conf->selffence.kill_timeout_ms * USEC_PER_MSEC;
@@ -624,7 +625,7 @@ static int run(const char *path, const struct agent_conf *conf)
 			        "%s; keeping the term for the next incarnation (agent.on_sigterm = "
 			        "keep)",
 			        reason);
-			orch_stop_keeping_term(orch, reason);
+			orch_stop_for_restart(orch, reason);
 		} else {
 			log_info("%s; handing over", reason);
 			/* demote the service, unlabel, release: see orchestrator.h */

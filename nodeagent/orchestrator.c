@@ -84,7 +84,7 @@ struct orchestrator {
 	bool started, stopped, worker_started;
 	/* Inputs, under mu.  Sticky: a stop; the newest term that began and
 	 * the newest that ended, each handed out once, in epoch order. */
-	bool shutting_down, shutdown_taken, shutdown_keep;
+	bool shutting_down, shutdown_taken, shutdown_keep, shutdown_parting;
 	char shutdown_reason[256];
 	/* by arrival, not by epoch (a recreated Lease counts from 1 again):
 	 * seq of the slot's input (0: empty), handed out once */
@@ -111,6 +111,7 @@ struct orchestrator {
 	int64_t epoch;
 	usec_t valid_until;
 	int64_t promoted_epoch; /* epoch of the last PROMOTE sent; RENEW only for it */
+	bool parting;           /* stopping with a parting renewal: no DEMOTE on the way out */
 	uint64_t promoted_gen;  /* ... and the connection it went to */
 	int64_t seen_epoch;     /* the newest term seen (-1: none yet): a transition each */
 
@@ -1051,6 +1052,28 @@ static void run_effects(struct orchestrator *o, const struct sm_effects *fx, str
 		case FX_STOP_ELECTOR:
 			/* keep: stop renewing, no release, and no DEMOTE when the
 			 * elector ends the term on its way out */
+			if (e->flag && o->o.restart_grace && o->shutdown_parting) {
+				bool promoted;
+
+				/* the service was promoted in this term: renew for
+				 * the next incarnation and grant the service as much
+				 * (cb_renewed), then stop without a DEMOTE */
+				pthread_mutex_lock(&o->mu);
+				promoted = o->promoted_epoch >= 0 &&
+				           o->promoted_epoch == o->epoch && o->leading;
+				o->parting = true;
+				if (!promoted)
+					o->promoted_epoch = -1;
+				pthread_mutex_unlock(&o->mu);
+				if (promoted)
+					elector_stop_parting(o->elector, o->o.restart_grace);
+				else
+					elector_stop(o->elector, NULL);
+				pthread_mutex_lock(&o->mu);
+				o->promoted_epoch = -1;
+				pthread_mutex_unlock(&o->mu);
+				break;
+			}
 			if (e->flag) {
 				pthread_mutex_lock(&o->mu);
 				o->promoted_epoch = -1;
@@ -1275,7 +1298,7 @@ static void cb_stopped(void *ud, int64_t epoch, const char *reason)
 	o->leading = false;
 	/* Stop the service's writes now, not after whatever the orchestrator
 	 * thread is busy with; its own deadline is the backstop. */
-	if (o->promoted_epoch == epoch)
+	if (o->promoted_epoch == epoch && !o->parting)
 		(void)control_send_demote(o->control, epoch, reason);
 	/* sticky: the end of a term is never lost (the newest one's) */
 	o->lost_seq = ++o->input_seq;
@@ -1617,13 +1640,14 @@ static void stop_worker(struct orchestrator *o)
 	o->worker_started = false;
 }
 
-static void shutdown_as(struct orchestrator *o, const char *reason, bool keep)
+static void shutdown_as(struct orchestrator *o, const char *reason, bool keep, bool parting)
 {
 	if (!o->started || o->stopped)
 		return;
 	pthread_mutex_lock(&o->mu);
 	o->shutting_down = true;
 	o->shutdown_keep = keep;
+	o->shutdown_parting = parting;
 	str_copy(o->shutdown_reason, sizeof(o->shutdown_reason), reason);
 	pthread_cond_broadcast(&o->cond);
 	pthread_mutex_unlock(&o->mu);
@@ -1643,12 +1667,17 @@ static void shutdown_as(struct orchestrator *o, const char *reason, bool keep)
 
 void orch_shutdown(struct orchestrator *o, const char *reason)
 {
-	shutdown_as(o, reason, false);
+	shutdown_as(o, reason, false, false);
 }
 
 void orch_stop_keeping_term(struct orchestrator *o, const char *reason)
 {
-	shutdown_as(o, reason, true);
+	shutdown_as(o, reason, true, false);
+}
+
+void orch_stop_for_restart(struct orchestrator *o, const char *reason)
+{
+	shutdown_as(o, reason, true, true);
 }
 
 struct orchestrator *orch_free(struct orchestrator *o)

@@ -55,6 +55,7 @@ struct orch_options {
 	const char *label_value; /* "master" */
 	long request_timeout_ms;
 	usec_t write_margin;      /* subtracted from the term's validity for until_us */
+	usec_t restart_grace;     /* agent.restart_grace_ms: keep's parting renewal (0: none) */
 	usec_t promote_timeout;   /* PROMOTE → READY */
 	usec_t demote_timeout;    /* DEMOTE → DEMOTED, then kill */
 	usec_t kill_timeout;      /* the killed service's death must be confirmed by then */
@@ -120,6 +121,12 @@ void orch_shutdown(struct orchestrator *o, const char *reason);
  * service writes on until its grant ends, and the next incarnation of the
  * agent on this node continues the term (elector_params.succession). */
 void orch_stop_keeping_term(struct orchestrator *o, const char *reason);
+
+/* The same for a restart (SIGTERM with agent.on_sigterm = keep): with
+ * restart_grace set and the service promoted in the term held, first the
+ * parting renewal (elector_stop_parting()), whose longer validity the
+ * service is granted, so that it writes on until the next incarnation. */
+void orch_stop_for_restart(struct orchestrator *o, const char *reason);
 
 struct orchestrator *orch_free(struct orchestrator *o);
 

@@ -1259,6 +1259,60 @@ START_TEST(sigterm_keep_is_no_failover)
 }
 END_TEST
 
+/* agent.on_sigterm = keep with agent.restart_grace_ms: the next incarnation
+ * comes only after twice the lease duration, as on Kubernetes, where a
+ * DaemonSet's rolling update deletes the old pod before it creates the new
+ * one.  The parting renewal keeps node-b from taking the Lease and the
+ * master writing through the gap: acknowledged writes while no agent runs,
+ * after the last ordinary renewal's grant has ended; then the same term
+ * continued.  Without the grace, node-b takes over after the lease. */
+START_TEST(sigterm_keep_grace_covers_restart)
+{
+	struct scen s;
+	usec_t t_term, gap_ack, pause;
+	int64_t epoch_before = 0, epoch_after = 0;
+	char role[32];
+	int status;
+
+	scen_extra_conf = "agent.on_sigterm = keep\nagent.restart_grace_ms = 8000\n";
+	scen_start(&s, "keepgrace");
+	scen_extra_conf = NULL;
+	ck_assert_int_eq(fo_stat(&s.c, 0, role, sizeof(role), &epoch_before), 0);
+	t_term = fo_agent_signal(&s.c, 0, SIGTERM);
+	status = fo_agent_wait(&s.c, 0, 5000);
+	ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	              "the agent did not exit 0 on SIGTERM (status %d)", status);
+	usleep(2 * FO_LEASE_MS * 1000);
+	/* no agent on node-a for two lease durations: its last ordinary
+	 * renewal's grant ended at the latest a renew deadline after t_term */
+	gap_ack = fo_first_ack_after(&s.w, 0, t_term + FO_RENEW_MS * USEC_PER_MSEC);
+	if (kft_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL) != 0)
+		dump_all(&s);
+	ck_assert_msg(kft_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL) == 0,
+	              "node-b took the Lease while node-a's agent restarted");
+	ck_assert_msg(gap_ack != 0 && gap_ack < clock_mono_usec(),
+	              "node-a acknowledged nothing once its last renewal's grant was over");
+	ck_assert_msg(kft_log_count(s.c.node[0].agent_log, NULL, "event=parting ", NULL) == 1,
+	              "no parting renewal logged");
+	fo_agent_start(&s.c, 0);
+	ck_assert_msg(wait_log(s.c.node[0].agent_log, 1, 10000, NULL, "succession=continued", NULL),
+	              "the next agent on node-a did not continue the term");
+	ck_assert_msg(fo_wait_ack(&s.w, 0, clock_mono_usec(), 5000), "node-a acknowledges nothing");
+	usleep(1000 * 1000);
+	pause = longest_pause(&s, 0, t_term, clock_mono_usec());
+	printf("keepgrace: the master's longest write pause %.3f s over a %.1f s restart\n",
+	       secs(pause), 2.0 * FO_LEASE_MS / 1000.0);
+	fo_record("sigterm-keep-grace-longest-write-pause", secs(pause));
+	ck_assert_int_eq(kft_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
+	ck_assert_int_eq(fo_stat(&s.c, 0, role, sizeof(role), &epoch_after), 0);
+	ck_assert_str_eq(role, "master");
+	ck_assert_int_eq(epoch_after, epoch_before);
+	ck_assert_msg(pause < FO_LEASE_MS * USEC_PER_MSEC,
+	              "the master paused %.3f s: the grant did not cover the restart", secs(pause));
+	scen_finish(&s);
+}
+END_TEST
+
 /* agent.api_outage = ride-through, the metads on the harness's second LUN
  * (fo_use_store_lun), each agent behind its own kf-faultproxy. */
 static void scen_start_ride(struct scen *s, const char *tag)
@@ -1535,6 +1589,8 @@ static Suite *failover_suite(void)
 	kft_add(s, "tgtd-restart", tgtd_restart_restores_reservations, FO_TC_TIMEOUT_S, NULL, NULL);
 	kft_add(s, "agent-kill9", agent_kill9_is_no_failover, FO_TC_TIMEOUT_S, NULL, NULL);
 	kft_add(s, "sigterm-keep", sigterm_keep_is_no_failover, FO_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "sigterm-keep-grace", sigterm_keep_grace_covers_restart, FO_TC_TIMEOUT_S, NULL,
+	        NULL);
 	tcase_add_loop_test(kft_tcase(s, "api-outage", FO_TC_TIMEOUT_S, NULL, NULL),
 	                    api_outage_rides_through, 0, 2);
 	kft_add(s, "partial-partition", partial_partition_is_one_failover, FO_TC_TIMEOUT_S, NULL,

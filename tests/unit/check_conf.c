@@ -344,6 +344,7 @@ START_TEST(test_all_keys_values)
 	ck_assert_str_eq(c->service.probe, "http://127.0.0.1:7480/healthz");
 	ck_assert(!c->agent.fence_without_service);
 	ck_assert_int_eq(c->agent.fence_give_up_ms, 60000);
+	ck_assert_int_eq(c->agent.restart_grace_ms, 45000);
 	ck_assert_int_eq(c->service.probe_interval_ms, 1000);
 	ck_assert_str_eq(c->fence.methods[0], "scsi-pr");
 	ck_assert_str_eq(c->fence.methods[1], "out-of-service");
@@ -516,6 +517,7 @@ START_TEST(test_dump_marks_defaults)
 	                          "agent.write_margin_ms = 250  # default\n"
 	                          "agent.lock_file =   # default\n"
 	                          "agent.on_sigterm = handover  # default\n"
+	                          "agent.restart_grace_ms = 0  # default\n"
 	                          "agent.api_outage = demote  # default\n"
 	                          "agent.fence_without_service = false  # default\n"
 	                          "agent.fence_give_up_ms = 30000  # default\n"

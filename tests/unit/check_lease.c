@@ -208,6 +208,41 @@ START_TEST(judge_expiry_on_monotonic_clock)
 }
 END_TEST
 
+/* A parting renewal (agent.restart_grace_ms) writes its longer duration
+ * both ways, and every other candidate then waits that long from when it
+ * saw the record. */
+START_TEST(parting_renewal_makes_others_wait)
+{
+	struct lease_config b;
+	struct lease_state s, sb;
+	cJSON *o = parse(FULL), *w;
+	const cJSON *spec, *ann;
+
+	cfg_init(&b, "node-b", "bbb");
+	lease_state_init(&s);
+	lease_state_init(&sb);
+	lease_state_observe(&s, o, 0, NULL, 0);
+	w = lease_build_parting(&s, 0, MS(30500));
+	ck_assert_ptr_nonnull(w);
+	spec = cJSON_GetObjectItem(w, "spec");
+	ann = cJSON_GetObjectItem(cJSON_GetObjectItem(w, "metadata"), "annotations");
+	/* whole seconds rounded up, exact milliseconds in the annotation */
+	ck_assert_int_eq(cJSON_GetObjectItem(spec, "leaseDurationSeconds")->valueint, 31);
+	ck_assert_str_eq(cJSON_GetObjectItem(ann, LEASE_ANN_DURATION)->valuestring, "30500");
+	ck_assert_str_eq(cJSON_GetObjectItem(spec, "holderIdentity")->valuestring, "node-a");
+	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(w, "metadata"), "resourceVersion",
+	                          cJSON_CreateString("99"));
+	lease_state_observe(&sb, w, MS(1000), NULL, 0);
+	ck_assert_int_eq(sb.rec.duration_ms, 30500);
+	ck_assert_int_eq(lease_judge(&b, &sb, MS(31499), NULL), LEASE_HELD);
+	ck_assert_int_eq(lease_judge(&b, &sb, MS(31500), NULL), LEASE_EXPIRED);
+	cJSON_Delete(w);
+	cJSON_Delete(o);
+	lease_state_done(&s);
+	lease_state_done(&sb);
+}
+END_TEST
+
 START_TEST(judge_identity_and_incarnation)
 {
 	struct lease_config a;
@@ -828,6 +863,7 @@ static Suite *lease_suite(void)
 	tc = tcase_create("judge");
 	tcase_add_test(tc, judge_expiry_on_monotonic_clock);
 	tcase_add_test(tc, judge_identity_and_incarnation);
+	tcase_add_test(tc, parting_renewal_makes_others_wait);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("build");
