@@ -29,7 +29,11 @@
  *     everything up to L, records that a fenced writer appended to its old
  *     segment afterwards have seq >= L+1 and are discarded by recovery (they
  *     were never acknowledged: the fenced writer saw the new epoch after its
- *     sync and returned -ESTALE).
+ *     sync and returned -ESTALE).  The bound is that segment, not the
+ *     claim: a master whose open was called off after its claim and before
+ *     its barrier segment bounds nothing, and a record a fenced writer
+ *     appended meanwhile (answered indeterminate, never acknowledged) is
+ *     replayed by the next master's recovery.
  *
  * Thread safety: all functions may be called from several threads on one
  * store; they serialise on an internal mutex, except that the sync of a group
