@@ -93,8 +93,9 @@ bench-single-replica: tests/e2e/kf-labclient tests/lincheck/kf-lincheck nodeagen
 		bash $(srcdir)/bench/single-replica-lab.sh --out $(abs_builddir)/bench/results/single-replica-lab.json $(BENCH_SINGLE_ARGS)
 
 # `make bench-rolling-update`: rolling updates of the agent DaemonSet in
-# the lab, with agent.on_sigterm = handover (the lab's) and then = keep
-# (same-node succession through agent.lock_file): failovers (new terms of
+# the lab, with agent.on_sigterm = handover (the lab's), then = keep
+# (same-node succession through agent.lock_file), then keep with
+# agent.restart_grace_ms (the parting renewal): failovers (new terms of
 # the Lease), successions, the longest pause in acknowledged writes; writes
 # bench/results/rolling-update-lab.json.  Never asserts timing.
 # BENCH_ROLLING_ARGS, e.g. "--rollouts 5".

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # A rolling update of the agent DaemonSet in the real Kubernetes lab, with
-# agent.on_sigterm = handover and = keep (`make bench-rolling-update`).
+# agent.on_sigterm = handover, = keep, and = keep with agent.restart_grace_ms
+# (`make bench-rolling-update`).
 #
-#   bash bench/rolling-update-lab.sh [--rollouts N] [--modes "handover keep"]
-#                                    [--settle S] [--logs DIR] [--out FILE]
+#   bash bench/rolling-update-lab.sh [--rollouts N]
+#                                    [--modes "handover keep keep-grace"]
+#                                    [--grace-ms MS] [--settle S] [--logs DIR]
+#                                    [--out FILE]
 #
-# For each mode of agent.on_sigterm, in the order given (default: handover,
-# the lab's default, then keep, the same-node succession through
-# agent.lock_file, which the lab overlay sets), N (default 3) rolling
+# For each mode, in the order given (default: handover, the lab's default,
+# then keep, the same-node succession through agent.lock_file, which the lab
+# overlay sets, then keep-grace: keep with agent.restart_grace_ms = MS,
+# default 90000, the parting renewal that covers the time the node has no
+# agent), N (default 3) rolling
 # updates of the agent DaemonSet across both nodes: `kubectl rollout restart
 # daemonset/kubefence-agent`, `kubectl rollout status` until it is complete,
 # then both services connected and one master, then S seconds more (default
@@ -49,7 +54,8 @@ set -uo pipefail
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 top_builddir=${top_builddir:-$top_srcdir}
 ROLLOUTS=3
-MODES="handover keep"
+MODES="handover keep keep-grace"
+GRACE_MS=90000
 SETTLE=3
 LOGS=""
 OUT=$top_builddir/bench/results/rolling-update-lab.json
@@ -57,18 +63,20 @@ while [ $# -gt 0 ]; do
 	case $1 in
 	--rollouts) ROLLOUTS=$2; shift 2 ;;
 	--modes) MODES=$2; shift 2 ;;
+	--grace-ms) GRACE_MS=$2; shift 2 ;;
 	--settle) SETTLE=$2; shift 2 ;;
 	--logs) LOGS=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
 	*)
-		echo "usage: $0 [--rollouts N] [--modes \"handover keep\"] [--settle S] [--logs DIR] [--out FILE]" >&2
+		echo "usage: $0 [--rollouts N] [--modes \"handover keep keep-grace\"] [--grace-ms MS] [--settle S] [--logs DIR] [--out FILE]" >&2
 		exit 2
 		;;
 	esac
 done
 for m in $MODES; do
-	case $m in handover | keep) ;; *) echo "bench: --modes: handover and/or keep, not $m" >&2; exit 2 ;; esac
+	case $m in handover | keep | keep-grace) ;; *) echo "bench: --modes: handover, keep and/or keep-grace, not $m" >&2; exit 2 ;; esac
 done
+[[ $GRACE_MS =~ ^[0-9]+$ ]] && [ "$GRACE_MS" -gt 0 ] || { echo "bench: --grace-ms: a positive number of ms, not $GRACE_MS" >&2; exit 2; }
 # shellcheck source=tests/e2e/lib.sh
 . "$top_srcdir/tests/e2e/lib.sh"
 # shellcheck source=bench/lab-bench.sh
@@ -254,19 +262,41 @@ rollouts() {
 	done
 }
 
+# mode_keys MODE: "ON_SIGTERM GRACE_MS", what the mode sets
+mode_keys() {
+	case $1 in
+	handover) echo "handover 0" ;;
+	keep) echo "keep 0" ;;
+	keep-grace) echo "keep $GRACE_MS" ;;
+	esac
+}
 MODE_NOTES=()
 for mode in $MODES; do
-	cur=$(agent_conf_value agent.on_sigterm)
-	if [ "$cur" != "$mode" ]; then
-		agent_conf_set agent.on_sigterm "$mode" || die "set agent.on_sigterm = $mode"
+	read -r want_sig want_grace < <(mode_keys "$mode")
+	cur="$(agent_conf_value agent.on_sigterm) $(agent_conf_value agent.restart_grace_ms)"
+	if [ "$cur" != "$want_sig $want_grace" ]; then
+		# in the order --config-test accepts: the grace needs keep
+		if [ "$want_grace" = 0 ]; then
+			agent_conf_set agent.restart_grace_ms 0 || die "set agent.restart_grace_ms = 0"
+			agent_conf_set agent.on_sigterm "$want_sig" || die "set agent.on_sigterm = $want_sig"
+		else
+			agent_conf_set agent.on_sigterm "$want_sig" || die "set agent.on_sigterm = $want_sig"
+			agent_conf_set agent.restart_grace_ms "$want_grace" || die "set agent.restart_grace_ms = $want_grace"
+		fi
 		wait_both_ready 120 || die "not ready before the switch to $mode"
-		agent_rollout 300 || die "the rollout to agent.on_sigterm = $mode did not complete"
-		for _ in $(seq 1 50); do agent_mounted_conf_has "agent.on_sigterm = $mode" && break; sleep 0.2; done
-		agent_mounted_conf_has "agent.on_sigterm = $mode" || die "the new agents do not mount agent.on_sigterm = $mode"
-		say "agent.on_sigterm = $mode: set, both agents replaced (not measured: $(ms "$ROLLOUT_DONE_US" "$ROLLOUT_T0_US") ms)"
-		MODE_NOTES+=("$mode: set in the ConfigMap, then one unmeasured rollout")
+		agent_rollout 300 || die "the rollout to $mode did not complete"
+		for _ in $(seq 1 50); do
+			agent_mounted_conf_has "agent.on_sigterm = $want_sig" &&
+				agent_mounted_conf_has "agent.restart_grace_ms = $want_grace" && break
+			sleep 0.2
+		done
+		agent_mounted_conf_has "agent.on_sigterm = $want_sig" &&
+			agent_mounted_conf_has "agent.restart_grace_ms = $want_grace" ||
+			die "the new agents do not mount agent.on_sigterm = $want_sig, agent.restart_grace_ms = $want_grace"
+		say "$mode (agent.on_sigterm = $want_sig, agent.restart_grace_ms = $want_grace): set, both agents replaced (not measured: $(ms "$ROLLOUT_DONE_US" "$ROLLOUT_T0_US") ms)"
+		MODE_NOTES+=("$mode: agent.on_sigterm = $want_sig, agent.restart_grace_ms = $want_grace set in the ConfigMap, then one unmeasured rollout")
 	else
-		say "agent.on_sigterm = $mode (the lab's configuration)"
+		say "$mode: the lab's configuration"
 		MODE_NOTES+=("$mode: the lab's configuration")
 	fi
 	rollouts "$mode"
@@ -292,7 +322,7 @@ mkdir -p "$(dirname "$OUT")"
 jq -s --arg at "$(date -u +%FT%TZ)" --arg kernel "$(uname -r)" --arg cpus "$(nproc)" --arg svcip "$SVC_IP" \
 	--argjson lease "$LEASE_MS" --argjson renew "$RENEW_MS" --argjson retry "$RETRY_MS" --arg lock "$LOCK_FILE" \
 	--argjson n "$ROLLOUTS" --argjson settle "$SETTLE" --arg notes "$(printf '%s; ' "${MODE_NOTES[@]}")" \
-	--arg verdict "$VERDICT" --arg linops "$LIN_OPS" --arg obs "${WATCH_OBS:-0}" --arg two "${TWO_MASTERS:-0}" '
+	--arg grace "$GRACE_MS" --arg verdict "$VERDICT" --arg linops "$LIN_OPS" --arg obs "${WATCH_OBS:-0}" --arg two "${TWO_MASTERS:-0}" '
 	def mx(f): (map(f) | max);
 	def summary($m): (map(select(.mode == $m))) as $r | if ($r | length) == 0 then null else {
 		rollouts: ($r | length),
@@ -306,7 +336,7 @@ jq -s --arg at "$(date -u +%FT%TZ)" --arg kernel "$(uname -r)" --arg cpus "$(npr
 		holder_node_agent_replaced_ms: ($r | map(.holder_node_agent_replaced_ms)),
 		rollout_ms: ($r | map(.rollout_ms)),
 		per_rollout: $r} end;
-	. as $rows | summary("handover") as $h | summary("keep") as $k | {
+	. as $rows | summary("handover") as $h | summary("keep") as $k | summary("keep-grace") as $g | {
 	benchmark: "rolling-update-lab",
 	at: $at,
 	setup: {kubernetes: "v1.20.2 lab (lab/lab.sh), 2 nodes, kube-proxy (iptables mode) on each node and on the Service gateway", cpus: ($cpus|tonumber), kernel: $kernel,
@@ -320,6 +350,8 @@ jq -s --arg at "$(date -u +%FT%TZ)" --arg kernel "$(uname -r)" --arg cpus "$(npr
 	role_master_watch: {observations: ($obs|tonumber), two_pods_labelled: ($two|tonumber)},
 	handover: $h,
 	keep: $k,
+	"keep-grace": $g,
+	grace_ms: ($grace|tonumber),
 	keep_vs_handover: (if $h != null and $k != null then {
 		new_terms: {handover: $h.new_terms, keep: $k.new_terms},
 		longest_pause_clusterip_ms: {handover: $h.longest_pause_ms.clusterip, keep: $k.longest_pause_ms.clusterip},
@@ -328,6 +360,7 @@ jq -s --arg at "$(date -u +%FT%TZ)" --arg kernel "$(uname -r)" --arg cpus "$(npr
 }' "$ROWS" >"$OUT"
 jq -c '{handover: (.handover // {} | {new_terms, node_moves, successions, longest_pause_ms: (.longest_pause_ms // {} | {clusterip, endpoints}), longest_renew_gap_ms}),
 	keep: (.keep // {} | {new_terms, node_moves, successions, longest_pause_ms: (.longest_pause_ms // {} | {clusterip, endpoints}), longest_renew_gap_ms}),
+	"keep-grace": (."keep-grace" // {} | {new_terms, node_moves, successions, longest_pause_ms: (.longest_pause_ms // {} | {clusterip, endpoints}), longest_renew_gap_ms}),
 	lincheck: .linearizability.verdict, two_masters: .role_master_watch.two_pods_labelled}' "$OUT"
 echo "bench: wrote $OUT"
 [ "${TWO_MASTERS:-0}" = 0 ] || die "two pods were labelled role=master at some observation ($WORK/watch.log)"
