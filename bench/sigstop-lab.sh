@@ -3,7 +3,7 @@
 # service.heartbeat_timeout_ms (`make bench-lab-sigstop`).
 #
 #   bash bench/sigstop-lab.sh [--sigstops N] [--timeouts "lab 600"] [--quiet S]
-#                             [--logs DIR] [--out FILE]
+#                             [--proxy-min-sync D] [--logs DIR] [--out FILE]
 #
 # For each heartbeat time-out in the list (default: the lab's, `lab`, then
 # 600 ms; a value other than the running one is written into the agents'
@@ -35,7 +35,10 @@
 # the end; a violation makes the benchmark exit 1 after writing the JSON, as
 # does a watcher that saw two pods labelled role=master.  Writes FILE
 # (default bench/results/failover-lab-sigstop.json); --logs DIR keeps the
-# pods' logs and the clients' files.  Never asserts timing.  Refuses to run
+# pods' logs and the clients' files.  --proxy-min-sync D (a Go duration:
+# 1s, 100ms, 0s) brings the lab up with every kube-proxy's
+# --iptables-min-sync-period at D (KUBEFENCE_LAB_PROXY_MIN_SYNC; default
+# kube-proxy's own, 1 s).  Never asserts timing.  Refuses to run
 # when a lab is already up; always takes the lab down.
 set -uo pipefail
 
@@ -48,6 +51,7 @@ TIMEOUTS="lab 600"
 # so that the later time-outs were measured on another system
 KEYS=2000
 QUIET=180
+PROXY_MIN_SYNC=1s
 LOGS=""
 OUT=$top_builddir/bench/results/failover-lab-sigstop.json
 while [ $# -gt 0 ]; do
@@ -55,10 +59,11 @@ while [ $# -gt 0 ]; do
 	--sigstops) SIGSTOPS=$2; shift 2 ;;
 	--timeouts) TIMEOUTS=$2; shift 2 ;;
 	--quiet) QUIET=$2; shift 2 ;;
+	--proxy-min-sync) PROXY_MIN_SYNC=$2; shift 2 ;;
 	--logs) LOGS=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
 	*)
-		echo "usage: $0 [--sigstops N] [--timeouts \"lab 600\"] [--quiet S] [--logs DIR] [--out FILE]" >&2
+		echo "usage: $0 [--sigstops N] [--timeouts \"lab 600\"] [--quiet S] [--proxy-min-sync D] [--logs DIR] [--out FILE]" >&2
 		exit 2
 		;;
 	esac
@@ -86,6 +91,8 @@ bench_before_cleanup() {
 	echo "bench: logs kept in $LOGS" >&2
 }
 
+[[ $PROXY_MIN_SYNC =~ ^[0-9]+(ms|s)$ ]] || die "--proxy-min-sync: a duration such as 1s, 100ms or 0s, not '$PROXY_MIN_SYNC'"
+export KUBEFENCE_LAB_PROXY_MIN_SYNC=$PROXY_MIN_SYNC
 e2e_up >/dev/null || die "lab up"
 e2e_deploy || die "deploy"
 LAB_TIMEOUT=$(agent_conf_value service.heartbeat_timeout_ms)
@@ -261,11 +268,13 @@ TWO_MASTERS=$(grep -c VIOLATION "$WORK/watch.log" || true)
 mkdir -p "$(dirname "$OUT")"
 jq -s --arg at "$(date -u +%FT%TZ)" --arg kernel "$(uname -r)" --arg cpus "$(nproc)" --arg svcip "$SVC_IP" \
 	--argjson lease "$LEASE_MS" --argjson hb "$HEARTBEAT_MS" --argjson labt "$LAB_TIMEOUT" --argjson q "$QUIET" \
+	--arg pms "$PROXY_MIN_SYNC" \
 	--arg verdict "$VERDICT" --arg linops "$LIN_OPS" --arg obs "${WATCH_OBS:-0}" --arg two "${TWO_MASTERS:-0}" '{
 	benchmark: "failover-lab-sigstop",
 	at: $at,
 	setup: {kubernetes: "v1.20.2 lab (lab/lab.sh), 2 nodes, kube-proxy (iptables mode) on each node and on the Service gateway", cpus: ($cpus|tonumber), kernel: $kernel,
 		lease_ms: $lease, heartbeat_ms: $hb, labs_heartbeat_timeout_ms: $labt, quiet_s: $q,
+		kube_proxy_iptables_min_sync_period: $pms,
 		store: "raw-LUN backend (--store iscsi:// on the lab tgtd)", fence_methods: "scsi-pr, pod-delete",
 		sigstop: "kill -STOP of the master metad from the host (its host PID from ctr task ls on its node); t0 = when the kill returned (the process stopped); a sample = the first write acknowledged after t0 (an answer the old master had sent before, arriving within 20 ms, left out); SIGCONT afterwards if the process still exists",
 		quiet: "no fault for quiet_s with the clients running: a Released Event for a hung service or a MetaService container restart meanwhile is a spurious hung-service kill (the lab keeps no pod log older than a minute: the agents log lines are not read)",

@@ -56,6 +56,10 @@ start_kube_proxy() {
 KUBE_PROXY_ARGS=(
 	--kubeconfig="$LABDIR/kube-proxy.kubeconfig"
 	--proxy-mode=iptables
+	# kube-proxy's own default (1 s in 1.20): at most one rule sync per
+	# period after a burst of two, so the third Endpoints change of a
+	# failover within a second waits for the next period
+	--iptables-min-sync-period="${KUBEFENCE_LAB_PROXY_MIN_SYNC:-1s}"
 	--healthz-bind-address=127.0.0.1:10256
 	--metrics-bind-address=127.0.0.1:10249
 	--conntrack-max-per-core=0
