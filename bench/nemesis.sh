@@ -6,7 +6,8 @@
 # more, and kf-lincheck judges all the histories together.
 #
 #   bash bench/nemesis.sh [--seed N] [--duration S] [--faults N] [--short]
-#                         [--kinds K,K...] [--out FILE] [--logs DIR]
+#                         [--kinds K,K...] [--variant lun|failsafe]
+#                         [--out FILE] [--logs DIR]
 #
 # Clients: two workloads through the Service (kf-labclient workload: mixed
 # reads, writes and deletes over a small key space, values unique per write)
@@ -29,6 +30,11 @@
 #   proxy-delay    responses dropped, or delayed, for a while (only when
 #                  tests/proxy/kf-faultproxy is built and can listen on the
 #                  lab bridge)
+#   proxy-cut-node one node's agent alone cut off from the API server (its
+#                  node's proxy holds every request), the master's node or
+#                  the other, for a while: a partial partition that leaves
+#                  the nodes' own network, so failsafe's peers can answer
+#                  (only with one proxy per node)
 #   tgtd-restart   the iSCSI target restarted (its reservations are lost)
 #   clock-jump     CLOCK_REALTIME stepped by +-30 s and set back at once
 #                  (never in --short)
@@ -40,6 +46,17 @@
 #                  armed on the standby's node, then a failover forced (the
 #                  master's container killed, its node frozen, or its
 #                  MetaService stopped), so that the point is hit
+#
+# --variant (default lun): lun is the lab overlay (the store on the lab's
+# LUN, scsi-pr and pod-delete, agent.api_outage = ride-through).  failsafe
+# is the setup without SCSI-3 PR that failsafe mode is for
+# (docs/failsafe.md): the MetaService's store a directory both nodes share
+# (one hostPath of this machine, a coherent shared filesystem), fenced by
+# pod-delete and the store's epoch barrier only, agent.api_outage = demote,
+# failsafe.enabled with both agents on hostNetwork (stable peer addresses:
+# the nodes' own) and the key in a Secret; no tgtd-restart faults (there is
+# no LUN to lose).  Derived at run time from the rendered lab overlay
+# (kubectl apply --dry-run=client -o json, then jq).
 #
 # --short (tests/e2e/nemesis.test): about 90 s of faults of the kinds today's
 # code survives (SHORT_KINDS below), no clock jumps.  Without --short: until
@@ -62,17 +79,18 @@ top_builddir=${top_builddir:-$top_srcdir}
 # The kinds the short run uses: those that left today's code linearizable
 # in the runs recorded in docs/nemesis.md.
 SHORT_KINDS=master-kill,agent-kill,node-freeze,node-netdown,api-pause,tgtd-restart,metad-stop
-ALL_KINDS=master-kill,agent-kill,metad-stop,agent-stop,node-freeze,node-netdown,api-pause,api-restart,proxy-drop,proxy-delay,tgtd-restart,clock-jump,failpoint,failover-failpoint
+ALL_KINDS=master-kill,agent-kill,metad-stop,agent-stop,node-freeze,node-netdown,api-pause,api-restart,proxy-drop,proxy-delay,proxy-cut-node,tgtd-restart,clock-jump,failpoint,failover-failpoint
 
 SEED=1
 DURATION=
 FAULTS=
 SHORT=0
 KINDS=
+VARIANT=lun
 OUT=
 LOGS=
 usage() {
-	echo "usage: $0 [--seed N] [--duration S] [--faults N] [--short] [--kinds K,K...] [--out FILE] [--logs DIR]" >&2
+	echo "usage: $0 [--seed N] [--duration S] [--faults N] [--short] [--kinds K,K...] [--variant lun|failsafe] [--out FILE] [--logs DIR]" >&2
 	exit 2
 }
 while [ $# -gt 0 ]; do
@@ -82,12 +100,14 @@ while [ $# -gt 0 ]; do
 	--faults) FAULTS=$2; shift 2 ;;
 	--short) SHORT=1; shift ;;
 	--kinds) KINDS=$2; shift 2 ;;
+	--variant) VARIANT=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
 	--logs) LOGS=$2; shift 2 ;;
 	*) usage ;;
 	esac
 done
 [[ $SEED =~ ^[0-9]+$ ]] || usage
+case $VARIANT in lun | failsafe) ;; *) echo "nemesis: --variant: lun or failsafe, not '$VARIANT'" >&2; exit 2 ;; esac
 if [ $SHORT = 1 ]; then
 	DURATION=${DURATION:-90}
 	FAULTS=${FAULTS:-100000}
@@ -134,7 +154,7 @@ heal_all() {
 	while read -r p; do kill -CONT "$p" 2>/dev/null || true; done <"$STOPPED"
 	[ -f /var/lib/kubefence-lab/run/apiserver.pid ] &&
 		kill -CONT "$(cat /var/lib/kubefence-lab/run/apiserver.pid)" 2>/dev/null
-	[ -n "$PROXY_PID" ] && : >"$PROXY_RULES"
+	[ -n "$PROXY_PID" ] && proxy_rules ""
 	return 0
 }
 # Every container's log, streamed while the campaign runs: a pod the
@@ -241,6 +261,16 @@ e2e_up >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; hard "lab up"; }
 # loopback (lab.sh pod-api 127.0.0.1:PORT), both reading the same rules.
 PROXY=$top_builddir/tests/proxy/kf-faultproxy
 PROXY_PIDS=()
+PROXY_NODES=() # one proxy per node: each reads $PROXY_RULES.NODE
+# proxy_rules RULES: every proxy's rules ("" clears them)
+proxy_rules() {
+	local n
+	if [ ${#PROXY_NODES[@]} -gt 0 ]; then
+		for n in "${PROXY_NODES[@]}"; do printf '%s\n' "$1" | sed '/^$/d' >"$PROXY_RULES.$n"; done
+	else
+		printf '%s\n' "$1" | sed '/^$/d' >"$PROXY_RULES"
+	fi
+}
 proxy_up() { # URL-HOST PID
 	local i
 	for i in $(seq 1 50); do
@@ -257,8 +287,8 @@ case ",$KINDS," in
 		read -r PCERT PKEY PCA < <(bash "$LAB" proxy-cert)
 		: >"$PROXY_RULES"
 		PARGS=(--cert "$PCERT" --key "$PKEY" --upstream https://198.18.0.1:6443 --upstream-ca "$PCA"
-			--rules "$PROXY_RULES" --seed "$SEED")
-		bg_start "$PROXY" --listen 198.18.0.1:6444 "${PARGS[@]}" --log "$WORK/proxy.log" >"$WORK/proxy.out" 2>&1
+			--seed "$SEED")
+		bg_start "$PROXY" --listen 198.18.0.1:6444 "${PARGS[@]}" --rules "$PROXY_RULES" --log "$WORK/proxy.log" >"$WORK/proxy.out" 2>&1
 		if proxy_up 198.18.0.1:6444 "$BG_PID"; then
 			PROXY_PIDS=("$BG_PID")
 			bash "$LAB" pod-api 198.18.0.1:6444 >/dev/null || hard "pod-api"
@@ -266,7 +296,10 @@ case ",$KINDS," in
 		else
 			say "fault proxy: not on the bridge ($(head -c 200 "$WORK/proxy.out" | tr '\n' ' ')); one per node on its loopback"
 			for n in $(bash "$LAB" nodes | awk '{print $1}'); do
-				bg_start bash "$LAB" exec "$n" "$PROXY" --listen 127.0.0.1:6444 "${PARGS[@]}" \
+				# each node's proxy its own rules (proxy-cut-node)
+				: >"$PROXY_RULES.$n"
+				PROXY_NODES+=("$n")
+				bg_start bash "$LAB" exec "$n" "$PROXY" --listen 127.0.0.1:6444 "${PARGS[@]}" --rules "$PROXY_RULES.$n" \
 					--log "$WORK/proxy.$n.log" >"$WORK/proxy.$n.out" 2>&1
 				proxy_up 127.0.0.1:6444 "$BG_PID" "$n" && PROXY_PIDS+=("$BG_PID") ||
 					say "fault proxy in $n did not start: $(head -c 200 "$WORK/proxy.$n.out")"
@@ -277,6 +310,7 @@ case ",$KINDS," in
 			else
 				for p in "${PROXY_PIDS[@]}"; do bg_stop "$p"; done
 				PROXY_PIDS=()
+				PROXY_NODES=()
 			fi
 		fi
 		[ ${#PROXY_PIDS[@]} -gt 0 ] && PROXY_PID=${PROXY_PIDS[0]}
@@ -285,15 +319,65 @@ case ",$KINDS," in
 	fi
 	;;
 esac
+# ------------------------------------------------------------ the variant
+# failsafe_manifest OUT: the lab overlay turned into the failsafe setup
+# (--variant above), as one JSON List.
+failsafe_manifest() {
+	local conf
+	conf=$(awk '
+		/^fence\.methods *=/ { print "fence.methods = pod-delete"; next }
+		/^fence\.scsi_/ { next }
+		/^agent\.api_outage *=/ { print "agent.api_outage = demote"; next }
+		{ print }
+		END {
+			print "# failsafe mode (docs/failsafe.md): the agents on hostNetwork"
+			print "failsafe.enabled = true"
+			print "failsafe.listen = ${HOST_IP}:7946"
+			print "failsafe.peers = lab-node-1=198.18.0.11:7946, lab-node-2=198.18.0.12:7946"
+			print "failsafe.key_file = /etc/kubefence/failsafe/key"
+		}' "$top_srcdir/manifests/overlays/lab/agent.conf") || return 1
+	NODE_NAME=lab-node-1 HOST_IP=198.18.0.11 "$KUBEFENCE_BUILD/nodeagent/kubefence-agent" --config-test \
+		--config <(printf '%s\n' "$conf") >"$WORK/failsafe-conf-test.out" 2>&1 ||
+		{ cat "$WORK/failsafe-conf-test.out" >&2; return 1; }
+	kc apply --dry-run=client -f "$top_srcdir/manifests/rendered/lab.yaml" -o json >"$WORK/lab.json" || return 1
+	jq --arg conf "$conf" '
+		.items |= map(
+			if .kind == "ConfigMap" and (.metadata.name | startswith("kubefence-agent")) then
+				.data["agent.conf"] = $conf
+			elif .kind == "DaemonSet" then
+				.spec.template.spec.hostNetwork = true
+				| .spec.template.spec.dnsPolicy = "ClusterFirstWithHostNet"
+				| .spec.template.spec.containers[0].env += [{name: "HOST_IP", valueFrom: {fieldRef: {fieldPath: "status.hostIP"}}}]
+				| .spec.template.spec.containers[0].volumeMounts += [{name: "failsafe", mountPath: "/etc/kubefence/failsafe", readOnly: true}]
+				| .spec.template.spec.volumes += [{name: "failsafe", secret: {secretName: "kubefence-failsafe"}}]
+			elif .kind == "StatefulSet" then
+				.spec.template.spec.containers[0].command |=
+					(index("--store") as $i | .[:$i] + ["--data-dir", "/data"] + .[$i + 2:] | map(select(. != "--format-unused-lun")))
+				| .spec.template.spec.containers[0].volumeMounts += [{name: "shared", mountPath: "/data"}]
+				| .spec.template.spec.volumes += [{name: "shared", hostPath: {path: "/var/lib/kubefence-lab/shared-store", type: "DirectoryOrCreate"}}]
+			else . end)' "$WORK/lab.json" >"$1"
+}
+if [ "$VARIANT" = failsafe ]; then
+	rm -rf /var/lib/kubefence-lab/shared-store
+	kc create namespace "$NS" --dry-run=client -o json | kc apply -f - >/dev/null || hard "namespace $NS"
+	head -c 48 /dev/urandom >"$WORK/failsafe.key"
+	kc create secret generic kubefence-failsafe -n "$NS" --from-file=key="$WORK/failsafe.key" >/dev/null ||
+		hard "the failsafe key's Secret"
+	failsafe_manifest "$WORK/lab-failsafe.json" || hard "the failsafe variant of the lab overlay"
+	export E2E_MANIFEST=$WORK/lab-failsafe.json
+	say "variant failsafe: the store in a shared directory, pod-delete only, failsafe mode on hostNetwork agents"
+fi
 e2e_deploy || hard "deploy: agents not Ready or no single master"
 
 # Drop the kinds this lab cannot do.
 K=()
 for k in ${KINDS//,/ }; do
 	case $k in
+	proxy-cut-node) [ ${#PROXY_NODES[@]} -gt 1 ] && [ -n "$PROXY_PID" ] || { say "one fault proxy for all agents: no $k faults"; continue; } ;;
 	proxy-*) [ -n "$PROXY_PID" ] || continue ;;
+	tgtd-restart) [ "$VARIANT" = lun ] || continue ;;
 	failpoint | failover-failpoint) [ -d "$FPDIR/lab-node-1" ] || { say "no fault-point control dirs: no $k faults"; continue; } ;;
-	master-kill | agent-kill | metad-stop | agent-stop | node-freeze | node-netdown | api-pause | api-restart | tgtd-restart | clock-jump) ;;
+	master-kill | agent-kill | metad-stop | agent-stop | node-freeze | node-netdown | api-pause | api-restart | clock-jump) ;;
 	*) hard "unknown fault kind '$k'" ;;
 	esac
 	K+=("$k")
@@ -301,7 +385,7 @@ done
 [ ${#K[@]} -gt 0 ] || hard "no fault kind left"
 # Weights: how often each kind is drawn.
 declare -A W=([master-kill]=12 [agent-kill]=6 [metad-stop]=10 [agent-stop]=8 [node-freeze]=10
-	[node-netdown]=10 [api-pause]=8 [api-restart]=2 [proxy-drop]=6 [proxy-delay]=6
+	[node-netdown]=10 [api-pause]=8 [api-restart]=2 [proxy-drop]=6 [proxy-delay]=6 [proxy-cut-node]=6
 	[tgtd-restart]=4 [clock-jump]=4 [failpoint]=14 [failover-failpoint]=10)
 WTOTAL=0
 for k in "${K[@]}"; do WTOTAL=$((WTOTAL + W[$k])); done
@@ -484,11 +568,24 @@ do_fault() {
 		flog "HEAL api-restart (ready)"
 		;;
 	proxy-drop | proxy-delay)
-		echo "$1" >"$PROXY_RULES"
+		proxy_rules "$1"
 		flog "FAULT $kind rule='$1' hold_ms=$2"
 		sleep_ms "$2"
-		: >"$PROXY_RULES"
+		proxy_rules ""
 		flog "HEAL $kind (rules cleared)"
+		;;
+	proxy-cut-node)
+		# $1: 1 = the master's node, 0 = the other; $2 hold_ms
+		local mn cn
+		mn=$(master_node)
+		cn=$mn
+		[ "$1" = 1 ] || cn=$(bash "$LAB" nodes | awk -v m="$mn" '$1 != m {print $1; exit}')
+		[ -n "$cn" ] || { flog "SKIP proxy-cut-node (no master)"; return 0; }
+		echo '* .* blackhole' >"$PROXY_RULES.$cn"
+		flog "FAULT proxy-cut-node node=$cn master_node=$mn hold_ms=$2"
+		sleep_ms "$2"
+		: >"$PROXY_RULES.$cn"
+		flog "HEAL proxy-cut-node node=$cn (rules cleared)"
 		;;
 	tgtd-restart)
 		bash "$top_srcdir/tests/e2e/lab-tgtd.sh" stop "$WORK/tgt" >/dev/null 2>&1
@@ -566,6 +663,12 @@ fault_args() {
 	api-pause)
 		rnd_range 200 4000
 		ARGS=("$R")
+		;;
+	proxy-cut-node)
+		rnd 2
+		ARGS=("$R")
+		rnd_range 1000 8000
+		ARGS+=("$R")
 		;;
 	proxy-drop | proxy-delay)
 		if [ "$1" = proxy-drop ]; then
@@ -759,11 +862,12 @@ jq -n --arg at "$(date -u +%FT%TZ)" --argjson seed "$SEED" --argjson dur "$DUR" 
 	--argjson eps2 "${EPS2:-0}" --argjson lin "$(jq '{verdict, ops, keys, ok, fail, info, undecided_keys}' "$LJ" 2>/dev/null || echo '{"verdict": "error"}')" \
 	--argjson viol "$VJ" --argjson short "$SHORT" --arg kinds "$(echo "${K[@]}" | tr ' ' ,)" \
 	--arg code "$(git -C "$top_srcdir" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$top_srcdir" diff --quiet 2>/dev/null || echo ' + uncommitted changes')" \
-	--argjson finalfail "${FINAL_FAILED:-0}" --arg proxy "$([ -n "$PROXY_PID" ] && echo yes || echo no)" '{
+	--arg variant "$VARIANT" --argjson finalfail "${FINAL_FAILED:-0}" --arg proxy "$([ -n "$PROXY_PID" ] && echo yes || echo no)" '{
 	benchmark: "nemesis",
 	at: $at,
 	seed: $seed,
 	short: ($short == 1),
+	variant: $variant,
 	setup: {lab: "lab/lab.sh, 2 nodes, lab overlay (fault-point control dir per node), tgtd on 198.18.0.1:3260",
 		clients: "2 x kf-labclient workload through the Service (30 % reads, 5 % deletes, 100 ms between tries) + 1 kf-labclient pinned per node (its netns; 30 % reads, no deletes), 32 keys, values unique per write",
 		code: $code,

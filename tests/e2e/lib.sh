@@ -150,7 +150,8 @@ e2e_up() {
 e2e_deploy() {
 	local t0 i
 	t0=$(now)
-	kc apply -f "$top_srcdir/manifests/rendered/lab.yaml" >/dev/null
+	# E2E_MANIFEST: a variant of the lab overlay (bench/nemesis.sh --variant)
+	kc apply -f "${E2E_MANIFEST:-$top_srcdir/manifests/rendered/lab.yaml}" >/dev/null
 	for i in $(seq 1 600); do
 		if [ "$(agents_ready)" = 2 ] && [ "$(masters | wc -w)" = 1 ] && [ -n "$(endpoint)" ]; then
 			say "deployed: 2 agents Ready, master $(masters) at $(endpoint), in $(since "$t0") s"
