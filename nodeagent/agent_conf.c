@@ -179,8 +179,10 @@ static const struct conf_key agent_keys[] = {
                  "minus agent.write_margin_ms), so the master goes on writing while the "
                  "next incarnation is on its way (a DaemonSet deletes the old pod before "
                  "it creates the new one). The next incarnation continues the term and "
-                 "writes the lease's own duration again. The price: if the node dies "
-                 "during a rolling update, the failover waits up to this long. 0: off, the "
+                 "writes the lease's own duration again. The price: every SIGTERM does it, so "
+                 "whenever no next incarnation follows (the node dies, is drained or shut "
+                 "down, the new agent never starts) the failover waits up to this long. "
+                 "0: off, the "
                  "term lasts only as long as the last renewal's. At least "
                  "lease.duration_ms; needs agent.on_sigterm = keep and agent.lock_file."},
         {.name = "agent.api_outage",
