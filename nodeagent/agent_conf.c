@@ -182,6 +182,8 @@ static const struct conf_key agent_keys[] = {
                  "writes the lease's own duration again. The price: every SIGTERM does it, so "
                  "whenever no next incarnation follows (the node dies, is drained or shut "
                  "down, the new agent never starts) the failover waits up to this long. "
+                 "Only a term whose service is serving (READY) parts: a SIGTERM during a "
+                 "promotion leaves the Lease to expire as usual. "
                  "0: off, the "
                  "term lasts only as long as the last renewal's. At least "
                  "lease.duration_ms; needs agent.on_sigterm = keep and agent.lock_file."},

@@ -481,6 +481,22 @@ static void failsafe_step(struct elector *e)
 		e->cb.renewed(e->userdata, e->st.epoch, e->st.valid_until);
 }
 
+/* A fence this term confirmed (elector_fence_settled()) is taken off the
+ * Lease by the next write of the record that term makes — a renewal, the
+ * release, the parting renewal — whichever comes first: the settle is moved
+ * into the state that write is built from.  `epoch`: the term the write is
+ * for.  The request is used up either way, never carried to a later term of
+ * the same epoch.  Called with e->mu held. */
+static void take_settle_locked(struct elector *e, int64_t epoch)
+{
+	if (e->settled_epoch && e->settled_epoch == epoch && e->settled_epoch == e->st.epoch &&
+	    e->st.rec.fence_owed[0]) {
+		e->st.settle_fence = true;
+		e->st.settle_keep_self = e->settled_keep_self;
+	}
+	e->settled_epoch = 0;
+}
+
 static void lead_step(struct elector *e, usec_t *next_renew)
 {
 	usec_t now = clock_mono_usec(), limit;
@@ -501,11 +517,7 @@ static void lead_step(struct elector *e, usec_t *next_renew)
 	if (now < *next_renew)
 		return;
 	pthread_mutex_lock(&e->mu);
-	if (e->settled_epoch && e->settled_epoch == e->st.epoch && e->st.rec.fence_owed[0]) {
-		e->st.settle_fence = true;
-		e->st.settle_keep_self = e->settled_keep_self;
-	}
-	e->settled_epoch = 0;
+	take_settle_locked(e, e->st.epoch);
 	pthread_mutex_unlock(&e->mu);
 	limit = e->st.valid_until;
 	if (e->p.ride_through && __atomic_load_n(&e->ride_ok, __ATOMIC_ACQUIRE)) {
@@ -625,7 +637,15 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 		struct elector_term term = {.verdict = v};
 		int64_t unseen = (int64_t)((now - e->st.observed_at) / USEC_PER_MSEC);
 
-		bool owes = lease_acquire_owes_expired(&e->p.lease, &e->st, NULL, 0);
+		/* A term this node's predecessor still holds is continued only
+		 * by a candidate with a service to continue it, never to run a
+		 * fence it owes (agent.fence_without_service): its service may
+		 * be writing under the predecessor's grant — the parting one
+		 * lasts agent.restart_grace_ms — and a fence-only term has
+		 * nothing to promote, so it would release the term to another
+		 * node at once.  Once the Lease has expired, the grant has too. */
+		bool owes = !(succeed && v == LEASE_HELD) &&
+		            lease_acquire_owes_expired(&e->p.lease, &e->st, NULL, 0);
 		usec_t promised;
 		char promised_to[LEASE_IDENTITY_MAX];
 		int64_t promised_epoch;
@@ -753,11 +773,34 @@ static void part(struct elector *e, usec_t grace)
 	char err[1024] = "";
 	int r;
 
-	if (now >= e->st.valid_until)
+	pthread_mutex_lock(&e->mu);
+	take_settle_locked(e, e->st.epoch);
+	pthread_mutex_unlock(&e->mu);
+	/* There is no next turn to retry in: a failure is tried again while
+	 * the term is valid.  A renewal whose answer was lost may have landed;
+	 * the next try then gets a 409, re-reads the Lease (lease_renew), and
+	 * while it still names us the try after that has the fresh
+	 * resourceVersion. */
+	for (int attempt = 0;; attempt++) {
+		if (now >= e->st.valid_until)
+			return;
+		r = lease_renew_parting(e->client, &e->p.lease, e->ns, e->name, &e->st, grace,
+		                        req_timeout(e, now, e->st.valid_until), err, sizeof(err));
+		note_api(e, r);
+		if (r >= 0 || r == -ENOLCK || r == -EINVAL || attempt >= 2 || !e->st.leading)
+			break;
+		log_info("the parting renewal failed (%s); trying again",
+		         err[0] ? err : strerror(-r));
+		err[0] = '\0';
+		now = clock_mono_usec();
+	}
+	if (r == -ENOLCK) {
+		char reason[1200];
+
+		snprintf(reason, sizeof(reason), "lease taken: %s", err);
+		lost(e, reason);
 		return;
-	r = lease_renew_parting(e->client, &e->p.lease, e->ns, e->name, &e->st, grace,
-	                        req_timeout(e, now, e->st.valid_until), err, sizeof(err));
-	note_api(e, r);
+	}
 	if (r < 0) {
 		log_warning("event=parting-failed lease='%s/%s' epoch=%" PRId64
 		            ": the parting renewal for %" PRId64 " ms failed: %s; the term "
@@ -785,14 +828,8 @@ static char *take_release_request(struct elector *e, int64_t *ret_epoch)
 	e->st.release_dead = r && e->release_now_kind == ELECTOR_RELEASE_DEAD;
 	e->st.release_unpromoted = r && e->release_now_kind == ELECTOR_RELEASE_UNPROMOTED;
 	*ret_epoch = e->release_now_epoch;
-	/* a fence this term confirmed is off the Lease with the release */
-	if (r && e->settled_epoch && e->settled_epoch == e->release_now_epoch &&
-	    e->settled_epoch == e->st.epoch && e->st.rec.fence_owed[0]) {
-		e->st.settle_fence = true;
-		e->st.settle_keep_self = e->settled_keep_self;
-	}
 	if (r)
-		e->settled_epoch = 0; /* never carried to a later term of the same epoch */
+		take_settle_locked(e, e->release_now_epoch);
 	pthread_mutex_unlock(&e->mu);
 	return r;
 }

@@ -268,6 +268,7 @@ static void follow(struct sm *s, struct sm_effects *fx)
 	struct sm_effect *e = fx_add(fx, FX_STOP_ELECTOR);
 	str_copy(e->text, sizeof(e->text), s->stop_reason);
 	e->flag = s->keep_term;
+	e->code = s->keep_term && s->keep_serving;
 	s->leading = false;
 	enter(s, SM_STOPPED);
 }
@@ -464,6 +465,10 @@ static void shutdown(struct sm *s, const struct sm_event *ev, usec_t now, struct
 		 * writes on until its grant ends; the next incarnation on this
 		 * node continues the term (or the Lease expires). */
 		s->keep_term = s->leading;
+		/* READY was seen in this term: only then is there a service
+		 * for a parting renewal to keep writing (one still recovering
+		 * stops with the agent's connection) */
+		s->keep_serving = s->st == SM_LABELLING || s->st == SM_MASTER;
 		say(fx, LOG_LEVEL_INFO,
 		    "stopping and keeping %s for the next incarnation on this node: %s",
 		    s->leading ? "the term" : "nothing (no term held)", s->stop_reason);

@@ -138,7 +138,7 @@ enum sm_fx_type {
 	FX_SEND_DEMOTE,   /* epoch, text */
 	FX_RELEASE,       /* text, flag: service confirmed dead */
 	FX_FENCE_SETTLED, /* epoch; flag: keep our own node's entries */
-	FX_STOP_ELECTOR,  /* text; flag: keep the term (no release) */
+	FX_STOP_ELECTOR,  /* text; flag: keep the term (no release); code: its service serves */
 	FX_EVENT,         /* code (enum events_reason), text */
 	FX_TL_BEGIN,      /* at, a (from), b (to) */
 	FX_TL_ADD,        /* a (step), text */
@@ -216,7 +216,8 @@ struct sm {
 	int64_t epoch; /* of the current (or last) term */
 	bool leading;
 	bool stopping;
-	bool keep_term; /* the stop keeps the term for the next incarnation */
+	bool keep_term;    /* the stop keeps the term for the next incarnation */
+	bool keep_serving; /* ... and its service is serving in it (READY seen) */
 	char stop_reason[256];
 	bool svc_connected;
 	struct control_peer peer;

@@ -1049,38 +1049,32 @@ static void run_effects(struct orchestrator *o, const struct sm_effects *fx, str
 			elector_fence_settled(o->elector, e->epoch, e->flag);
 			(void)FAILPOINT(AGENT_FENCE_BEFORE_PROMOTE);
 			break;
-		case FX_STOP_ELECTOR:
+		case FX_STOP_ELECTOR: {
 			/* keep: stop renewing, no release, and no DEMOTE when the
-			 * elector ends the term on its way out */
-			if (e->flag && o->o.restart_grace && o->shutdown_parting) {
-				bool promoted;
+			 * elector ends the term on its way out.  With a restart
+			 * grace and a service serving in this term, renew for the
+			 * next incarnation first, grant the service as much
+			 * (cb_renewed) and end without a DEMOTE (o->parting). */
+			bool part = false;
 
-				/* the service was promoted in this term: renew for
-				 * the next incarnation and grant the service as much
-				 * (cb_renewed), then stop without a DEMOTE */
-				pthread_mutex_lock(&o->mu);
-				promoted = o->promoted_epoch >= 0 &&
-				           o->promoted_epoch == o->epoch && o->leading;
-				o->parting = true;
-				if (!promoted)
-					o->promoted_epoch = -1;
-				pthread_mutex_unlock(&o->mu);
-				if (promoted)
-					elector_stop_parting(o->elector, o->o.restart_grace);
-				else
-					elector_stop(o->elector, NULL);
-				pthread_mutex_lock(&o->mu);
+			pthread_mutex_lock(&o->mu);
+			if (e->flag && e->code && o->o.restart_grace && o->shutdown_parting)
+				part = o->promoted_epoch >= 0 && o->promoted_epoch == o->epoch &&
+				       o->leading;
+			o->parting = part;
+			if (e->flag && !part)
 				o->promoted_epoch = -1;
-				pthread_mutex_unlock(&o->mu);
-				break;
-			}
-			if (e->flag) {
-				pthread_mutex_lock(&o->mu);
+			pthread_mutex_unlock(&o->mu);
+			if (part)
+				elector_stop_parting(o->elector, o->o.restart_grace);
+			else
+				elector_stop(o->elector, e->flag ? NULL : e->text);
+			pthread_mutex_lock(&o->mu);
+			if (e->flag)
 				o->promoted_epoch = -1;
-				pthread_mutex_unlock(&o->mu);
-			}
-			elector_stop(o->elector, e->flag ? NULL : e->text);
+			pthread_mutex_unlock(&o->mu);
 			break;
+		}
 		case FX_EVENT:
 			post_event(o, p, (enum events_reason)e->code, "%s", e->text);
 			break;

@@ -52,6 +52,7 @@
 
 #include "lib/failpoint.h"
 #include "lib/k8s.h"
+#include "lib/lease.h"
 #include "lib/util.h"
 #include "scsi/scsi_pr.h"
 #include "storage/metad/proto.h"
@@ -1271,7 +1272,10 @@ END_TEST
  * one.  The parting renewal keeps node-b from taking the Lease and the
  * master writing through the gap: acknowledged writes while no agent runs,
  * after the last ordinary renewal's grant has ended; then the same term
- * continued.  Without the grace, node-b takes over after the lease. */
+ * continued.  Without the grace, node-b takes over after the lease.  The
+ * second run loses the parting renewal's answer (the fault proxy): it
+ * landed, so the agent tries again, gets a 409 that still names it, and
+ * renews once more with the fresh resourceVersion. */
 START_TEST(sigterm_keep_grace_covers_restart)
 {
 	struct scen s;
@@ -1281,9 +1285,13 @@ START_TEST(sigterm_keep_grace_covers_restart)
 	int status;
 
 	scen_extra_conf = "agent.on_sigterm = keep\nagent.restart_grace_ms = 8000\n";
-	scen_start(&s, "keepgrace");
+	scen_start_full(&s, _i == 0 ? "keepgrace" : "keepgracelost", NULL, 0, _i == 0 ? -1 : 0);
 	scen_extra_conf = NULL;
 	ck_assert_int_eq(fo_stat(&s.c, 0, role, sizeof(role), &epoch_before), 0);
+	if (_i == 1) /* the parting renewal lands, its answer is lost */
+		fo_proxy_rules(&s.c, 0,
+		               "PUT ^/apis/coordination.k8s.io/v1/namespaces/[^/]+/leases/ count=1 "
+		               "drop_response\n");
 	t_term = fo_agent_signal(&s.c, 0, SIGTERM);
 	status = fo_agent_wait(&s.c, 0, 5000);
 	ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
@@ -1306,15 +1314,167 @@ START_TEST(sigterm_keep_grace_covers_restart)
 	ck_assert_msg(fo_wait_ack(&s.w, 0, clock_mono_usec(), 5000), "node-a acknowledges nothing");
 	usleep(1000 * 1000);
 	pause = longest_pause(&s, 0, t_term, clock_mono_usec());
-	printf("keepgrace: the master's longest write pause %.3f s over a %.1f s restart\n",
+	printf("%s: the master's longest write pause %.3f s over a %.1f s restart\n", s.c.tag,
 	       secs(pause), 2.0 * FO_LEASE_MS / 1000.0);
-	fo_record("sigterm-keep-grace-longest-write-pause", secs(pause));
+	if (_i == 0)
+		fo_record("sigterm-keep-grace-longest-write-pause", secs(pause));
+	else {
+		ck_assert_int_eq(kft_log_count(s.c.node[0].proxy_log, NULL, "drop_response", NULL),
+		                 1);
+		printf("%s: parting renewals tried again: %d\n", s.c.tag,
+		       kft_log_count(s.c.node[0].agent_log, NULL, "the parting renewal failed",
+		                     NULL));
+	}
 	ck_assert_int_eq(kft_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
 	ck_assert_int_eq(fo_stat(&s.c, 0, role, sizeof(role), &epoch_after), 0);
 	ck_assert_str_eq(role, "master");
 	ck_assert_int_eq(epoch_after, epoch_before);
 	ck_assert_msg(pause < FO_LEASE_MS * USEC_PER_MSEC,
 	              "the master paused %.3f s: the grant did not cover the restart", secs(pause));
+	scen_finish(&s);
+}
+END_TEST
+
+/* The Lease's kubefence.io/fence-owed as an admin reads it now ("" when
+ * none), into out. */
+static void lease_owed(struct scen *s, char *out, size_t len)
+{
+	char path[512], err[512];
+	cJSON *lease = NULL, *ann, *v;
+
+	ck_assert_int_ge(k8s_path(path, sizeof(path), "coordination.k8s.io/v1", getenv("KF_IT_NS"),
+	                          "leases", s->c.lease),
+	                 0);
+	if (k8s_get(s->c.admin, path, 5000, &lease, err, sizeof(err)) < 0)
+		ck_abort_msg("reading the Lease: %s", err);
+	ann = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(lease, "metadata"),
+	                                       "annotations");
+	v = cJSON_GetObjectItemCaseSensitive(ann, LEASE_ANN_FENCE_OWED);
+	str_copy(out, len, cJSON_IsString(v) ? v->valuestring : "");
+	cJSON_Delete(lease);
+}
+
+/* Node 0's agent and service killed: node 1 takes the Lease once it
+ * expires, owing node 0 the full fence. */
+static void kill_node_a(struct scen *s)
+{
+	fo_agent_signal(&s->c, 0, SIGKILL);
+	fo_metad_signal(&s->c, 0, SIGKILL);
+}
+
+/* The parting renewal carries the settle of a fence the term confirmed,
+ * like every other write of the record.  node-b takes over from a dead
+ * node-a (owing it the full fence) and its agent's SIGTERM comes after the
+ * fence was confirmed but before any renewal wrote that off: the first
+ * renewal is paused (a fault point) from before the fence ends (another
+ * delays it) until after the SIGTERM.  Left on the Lease for the grace, the
+ * owed fence made node-b's next agent, started while its service had not
+ * reconnected (agent.fence_without_service), a fence-only candidate: it
+ * continued the term, had nothing to promote and released it, while the
+ * old service still wrote under the parting grant.  A term held by this
+ * node's predecessor is continued only with a service to continue it. */
+START_TEST(sigterm_keep_grace_carries_the_settle)
+{
+	static const struct fp_arm arm[] = {
+	        {1, FO_AGENT, "fence.method.before=1*delay(300);lease.renew.before_send=1*pause"},
+	};
+	struct scen s;
+	char owed[LEASE_OWED_MAX], cmd[800];
+	int status;
+
+	scen_extra_conf = "agent.on_sigterm = keep\nagent.restart_grace_ms = 8000\n"
+	                  "agent.fence_without_service = true\n";
+	scen_start_armed(&s, "graceowed", arm, 1);
+	scen_extra_conf = NULL;
+	kill_node_a(&s);
+	ck_assert_msg(wait_log(s.c.node[1].agent_log, 1, 8000, NULL, "event=fence-owed",
+	                       "node-a:expired"),
+	              "node-b never took the Lease owing node-a's fence");
+	ck_assert_msg(wait_labelled(&s, 1, 8000), "node-b never labelled its pod");
+	ck_assert_msg(fo_fired(&s.c, 1, "lease.renew.before_send", NULL) == 1,
+	              "node-b's first renewal was not held before the SIGTERM");
+	fo_agent_signal(&s.c, 1, SIGTERM);
+	usleep(100 * 1000);
+	snprintf(cmd, sizeof(cmd), "rm -f '%s'/lease.renew.before_send.*.paused",
+	         s.c.node[1].fp_dir);
+	ck_assert_int_eq(system(cmd), 0);
+	status = fo_agent_wait(&s.c, 1, 5000);
+	ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	              "the agent did not exit 0 on SIGTERM (status %d)", status);
+	if (kft_log_count(s.c.node[1].agent_log, NULL, "event=parting ", NULL) != 1)
+		dump_all(&s);
+	ck_assert_msg(kft_log_count(s.c.node[1].agent_log, NULL, "event=parting ", NULL) == 1,
+	              "no parting renewal (the held renewal may have come after the renew "
+	              "deadline: a slow machine)");
+	lease_owed(&s, owed, sizeof(owed));
+	ck_assert_msg(owed[0] == '\0',
+	              "the parting renewal left fence-owed '%s' on the Lease, a fence node-b "
+	              "had confirmed",
+	              owed);
+
+	/* the next agent, while the service has not reconnected */
+	fo_metad_signal(&s.c, 1, SIGSTOP);
+	fo_arm(&s.c, 1, FO_AGENT, NULL);
+	fo_agent_start(&s.c, 1);
+	usleep(3 * FO_LEASE_MS * 1000);
+	if (kft_log_count(s.c.node[1].agent_log, NULL, "event=released", NULL) != 0)
+		dump_all(&s);
+	ck_assert_msg(kft_log_count(s.c.node[1].agent_log, NULL, "event=released", NULL) == 0,
+	              "node-b's next agent released the term its service still writes in");
+	ck_assert_int_eq(kft_log_count(s.c.node[1].agent_log, NULL, "succession=continued", NULL),
+	                 0);
+	fo_metad_signal(&s.c, 1, SIGCONT);
+	ck_assert_msg(wait_log(s.c.node[1].agent_log, 1, 10000, NULL, "succession=continued", NULL),
+	              "node-b's next agent did not continue the term once its service came back");
+	ck_assert_msg(fo_wait_ack(&s.w, 1, clock_mono_usec(), 5000), "node-b acknowledges nothing");
+	scen_finish(&s);
+}
+END_TEST
+
+/* A SIGTERM while the service is still recovering (PROMOTE sent, no READY)
+ * leaves nothing for a next incarnation to continue: no parting renewal,
+ * so that a node-b whose agent is gone for good (a drain) holds the others
+ * off for no more than a lease, not the grace.  node-b's service is held
+ * in PROMOTE by a fault point. */
+START_TEST(sigterm_keep_grace_mid_promotion_does_not_part)
+{
+	static const struct fp_arm arm[] = {
+	        {1, FO_METAD, "metad.promote.before_claim=1*pause"},
+	};
+	struct scen s;
+	usec_t t_exit, t_led = 0;
+	char cmd[800];
+	int status;
+
+	scen_extra_conf = "agent.on_sigterm = keep\nagent.restart_grace_ms = 8000\n";
+	scen_start_armed(&s, "gracepromo", arm, 1);
+	scen_extra_conf = NULL;
+	kill_node_a(&s);
+	for (int i = 0; i < 800 && fo_fired(&s.c, 1, "metad.promote.before_claim", NULL) < 1; i++)
+		usleep(10000);
+	ck_assert_msg(fo_fired(&s.c, 1, "metad.promote.before_claim", NULL) == 1,
+	              "node-b's service was never held in PROMOTE");
+	fo_agent_signal(&s.c, 1, SIGTERM);
+	status = fo_agent_wait(&s.c, 1, 5000);
+	t_exit = clock_mono_usec();
+	ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	              "the agent did not exit 0 on SIGTERM (status %d)", status);
+	(void)fo_pod_recreate(&s.c, 0); /* node-b's fence deleted it */
+	fo_metad_start(&s.c, 0);
+	fo_agent_start(&s.c, 0);
+	/* the second incarnation's "event=leading" (wait_log times the first) */
+	if (wait_log(s.c.node[0].agent_log, 2, 2 * FO_LEASE_MS + 2000, NULL, "event=leading", NULL))
+		t_led = clock_mono_usec();
+	else
+		dump_all(&s);
+	ck_assert_msg(kft_log_count(s.c.node[1].agent_log, NULL, "event=parting ", NULL) == 0,
+	              "node-b's agent renewed the Lease for the grace with its service still "
+	              "recovering");
+	ck_assert_msg(t_led, "node-a did not take over within a lease of node-b's agent's exit");
+	printf("gracepromo: node-a led %.3f s after node-b's agent exited\n", secs(t_led - t_exit));
+	snprintf(cmd, sizeof(cmd), "rm -f '%s'/*.paused", s.c.node[1].fp_dir);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_msg(fo_wait_ack(&s.w, 0, t_led, 10000), "node-a acknowledges nothing");
 	scen_finish(&s);
 }
 END_TEST
@@ -1595,8 +1755,12 @@ static Suite *failover_suite(void)
 	kft_add(s, "tgtd-restart", tgtd_restart_restores_reservations, FO_TC_TIMEOUT_S, NULL, NULL);
 	kft_add(s, "agent-kill9", agent_kill9_is_no_failover, FO_TC_TIMEOUT_S, NULL, NULL);
 	kft_add(s, "sigterm-keep", sigterm_keep_is_no_failover, FO_TC_TIMEOUT_S, NULL, NULL);
-	kft_add(s, "sigterm-keep-grace", sigterm_keep_grace_covers_restart, FO_TC_TIMEOUT_S, NULL,
-	        NULL);
+	tcase_add_loop_test(kft_tcase(s, "sigterm-keep-grace", FO_TC_TIMEOUT_S, NULL, NULL),
+	                    sigterm_keep_grace_covers_restart, 0, 2);
+	kft_add(s, "sigterm-keep-grace-settle", sigterm_keep_grace_carries_the_settle,
+	        FO_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "sigterm-keep-grace-promoting", sigterm_keep_grace_mid_promotion_does_not_part,
+	        FO_TC_TIMEOUT_S, NULL, NULL);
 	tcase_add_loop_test(kft_tcase(s, "api-outage", FO_TC_TIMEOUT_S, NULL, NULL),
 	                    api_outage_rides_through, 0, 2);
 	kft_add(s, "partial-partition", partial_partition_is_one_failover, FO_TC_TIMEOUT_S, NULL,
