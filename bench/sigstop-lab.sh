@@ -87,7 +87,7 @@ bench_before_cleanup() {
 		kc logs -n $NS "$p" --previous >"$LOGS/${p#pod/}.previous.log" 2>/dev/null || rm -f "$LOGS/${p#pod/}.previous.log"
 	done
 	kc get events -n $NS -o wide >"$LOGS/events.txt" 2>&1 || true
-	cp "$WORK"/*.log "$WORK"/*.out "$WORK"/*.ms "$WORK"/acks.* "$WORK"/lincheck.* "$LOGS/" 2>/dev/null || true
+	cp "$WORK"/*.log "$WORK"/*.out "$WORK"/*.ms "$WORK"/*.phases "$WORK"/acks.* "$WORK"/lincheck.* "$LOGS/" 2>/dev/null || true
 	echo "bench: logs kept in $LOGS" >&2
 }
 
@@ -110,6 +110,27 @@ container_pid() { # POD: the host PID of the pod's first container (running)
 	bash "$LAB" ctr "$node" task ls 2>/dev/null | awk -v c="$cid" '$1 == c && $3 == "RUNNING" {print $2}'
 }
 proc_start() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; } # PID: its start time (jiffies), "" when gone
+# The failover's steps, from the agents' own log lines (read within seconds
+# of the step, before the lab's minute-long pod logs are started afresh):
+# PHASES lists the line each step logs; phases T0_US prints, for each, the
+# ms from T0_US to its first line after T0_US ("-" when none was read).
+PHASES=("event=service-hung" "event=released" "event=leading" "event=fenced" "event=promoted")
+phases() {
+	local t0=$1 p k t u best logs=""
+	for p in $(kc get pods -n $NS -l app=kubefence-agent -o name 2>/dev/null); do
+		logs+=$(kc logs -n $NS "$p" --since=60s 2>/dev/null)$'\n'
+	done
+	for k in "${PHASES[@]}"; do
+		best=""
+		while read -r t; do
+			[ -n "$t" ] || continue
+			u=$(date -d "$t" +%s%6N 2>/dev/null) || continue
+			if [ "$u" -gt "$t0" ] && { [ -z "$best" ] || [ "$u" -lt "$best" ]; }; then best=$u; fi
+		done < <(grep -F -- "$k" <<<"$logs" | awk '{print $1}')
+		if [ -n "$best" ]; then printf '%s ' "$(ms "$best" "$t0")"; else printf -- '- '; fi
+	done
+	echo
+}
 # The hung-service kills are counted from the API, not from the agents'
 # logs: the lab's kubelets share the host's /var/log/pods, and its pods' log
 # files are removed and started afresh every minute (kubectl logs, and a
@@ -216,7 +237,9 @@ for spec in $TIMEOUTS; do
 			killed=$((killed + 1))
 			k=yes
 		fi
-		say "$T ms SIGSTOP $i/$SIGSTOPS ($old, pid $pid; master now $new, labelled by +$(ms "$t_label" "$t_stopped") ms; killed by its agent: $k): $r"
+		ph=$(phases "$t_stopped")
+		echo "$ph" >>"$WORK/$tag.phases"
+		say "$T ms SIGSTOP $i/$SIGSTOPS ($old, pid $pid; master now $new, labelled by +$(ms "$t_label" "$t_stopped") ms; killed by its agent: $k): $r; steps (ms after the stop: hung, released, leading, fenced, promoted): $ph"
 		poll 60 pod_back "$old" "$old_uid" "$before" || recycle "$old"
 	done
 	sleep 2
@@ -229,13 +252,21 @@ for spec in $TIMEOUTS; do
 	sed -n 's/.*recovered [0-9]* records in \([0-9]*\) ms.*/\1/p' "$WORK/$tag.promoted.log" >"$WORK/$tag.recover.ms"
 	records=$(sed -n 's/.*recovered \([0-9]*\) records.*/\1/p' "$WORK/$tag.promoted.log" | sort -n | tail -1)
 	for p in "${PATHS[@]}"; do touch "$WORK/$tag.$p.ms"; done
+	# each step's time from the one before it ("-": a step not read)
+	touch "$WORK/$tag.phases"
+	steps='{}'
+	for c in $(seq 1 ${#PHASES[@]}); do
+		awk -v c="$c" '{ v = $c; if (c > 1) { w = $(c - 1); if (w == "-") next } else w = 0
+			if (v != "-") printf "%.1f\n", v - w }' "$WORK/$tag.phases" >"$WORK/$tag.step$c.ms"
+		steps=$(jq -c --arg k "${PHASES[$((c - 1))]#event=}" --argjson d "$(dist "$WORK/$tag.step$c.ms")" '. + {($k): $d}' <<<"$steps")
+	done
 	jq -nc --argjson t "$T" --arg lab "$([ "$T" = "$LAB_TIMEOUT" ] && echo true || echo false)" --argjson n "$SIGSTOPS" \
 		--argjson c "$(dist "$WORK/$tag.clusterip.ms")" --argjson e "$(dist "$WORK/$tag.endpoints.ms")" \
 		--argjson d "$(dist "$WORK/$tag.detect.ms")" --argjson killed "$killed" --argjson conts "$conts" \
 		--argjson sh "$((s_h1 - s_h0))" --argjson qs "$(ms "$q_t1" "$q_t0")" --argjson qh "$((q_h1 - q_h0))" \
 		--argjson qe "$((q_e1 - q_e0))" --argjson qr "$((q_r1 - q_r0))" --argjson qrepl "$q_repl" \
 		--argjson p "$(dist "$WORK/$tag.promote.ms")" --argjson rc "$(dist "$WORK/$tag.recover.ms")" \
-		--argjson records "${records:-0}" '{
+		--argjson records "${records:-0}" --argjson steps "$steps" '{
 		heartbeat_timeout_ms: $t, labs_value: ($lab == "true"),
 		quiet: {seconds: ($qs / 1000 | round), hung_release_events: $qh, new_terms: $qe,
 			metad_restarts: $qr, metad_pods_replaced: ($qrepl == 1),
@@ -244,7 +275,8 @@ for spec in $TIMEOUTS; do
 			hung_release_events: $sh, hung_release_events_beyond_one_per_sigstop: ($sh - $n),
 			killed_by_agent: $killed, sigcont_sent: $conts,
 			detection_reported_ms: $d,
-			promoted_after_lease_free_ms: $p, recovery_ms: $rc, records_recovered_at_most: $records},
+			promoted_after_lease_free_ms: $p, recovery_ms: $rc, records_recovered_at_most: $records,
+			steps_ms: ({what: "each step of the failover, in ms after the step before it (the first: after the stop), from the agents log lines: service-hung (the old master s agent finds the PING unanswered), released (it killed the service and released the Lease), leading (the other agent acquired), fenced (its fence confirmed), promoted (its service READY and its pod labelled)"} + $steps)},
 		target: {what: "first acknowledged write on the new master p50 <= 1000 ms, p99 <= 1500 ms (issue 12, goal 1)",
 			clusterip_met: (if $c.n > 0 then ($c.p50_ms <= 1000 and $c.p99_ms <= 1500) else null end),
 			endpoints_met: (if $e.n > 0 then ($e.p50_ms <= 1000 and $e.p99_ms <= 1500) else null end)}}' >>"$RUNS"
