@@ -418,6 +418,52 @@ static int set_own_role(struct orchestrator *o, const char *pod, const char *uid
 	return r < 0 ? r : -EAGAIN;
 }
 
+/* Claim one other pod, as listed (`pod`), for term `epoch`: 0 when it is
+ * claimed (*ret_had: it carried the role label, now removed) or was
+ * already, 1 when a later term claimed it, -errno otherwise.  A pod changed
+ * since it was read (409) is read again and tried again at once: a
+ * StatefulSet's replacement of a force-deleted pod changes often in its
+ * first second, and a retry of the whole claim would wait a claim retry. */
+static int claim_pod(struct orchestrator *o, const cJSON *pod, int64_t epoch, bool *ret_had,
+                     char *err, size_t errlen)
+{
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(
+	        cJSON_GetObjectItemCaseSensitive(pod, "metadata"), "name");
+	const cJSON *cur = pod;
+	cJSON *fresh = NULL;
+	char path[512];
+	int r;
+
+	*ret_had = false;
+	for (int attempt = 0;; attempt++) {
+		bool had = pod_labelled(o, cur);
+
+		if (pod_role_epoch(cur) > epoch) {
+			r = 1;
+			break;
+		}
+		if (pod_role_epoch(cur) == epoch && !had) {
+			r = 0; /* claimed already */
+			break;
+		}
+		r = role_patch(o, cur, epoch, false, err, errlen);
+		if (r >= 0)
+			*ret_had = had;
+		if (r != -ESTALE || attempt >= 3 || !cJSON_IsString(name))
+			break;
+		r = k8s_path(path, sizeof(path), "v1", o->ns, "pods", name->valuestring);
+		cJSON_Delete(fresh);
+		fresh = NULL;
+		if (r >= 0)
+			r = k8s_get(o->client, path, o->o.request_timeout_ms, &fresh, err, errlen);
+		if (r < 0)
+			break;
+		cur = fresh;
+	}
+	cJSON_Delete(fresh);
+	return r;
+}
+
 /* Claim every other pod of the service for term `epoch`: remove the role
  * label and write the term's role-epoch, on labelled and unlabelled pods
  * alike, so that no older term's PATCH can land on them any more.  Returns
@@ -452,21 +498,17 @@ static int claim_others(struct orchestrator *o, const char *own_pod, int64_t epo
 	{
 		const cJSON *meta = cJSON_GetObjectItemCaseSensitive(item, "metadata");
 		const cJSON *name = cJSON_GetObjectItemCaseSensitive(meta, "name");
-		bool had = pod_labelled(o, item);
-		int64_t re = pod_role_epoch(item);
+		bool had = false;
 
 		if (!cJSON_IsString(name) || (own_pod && strcmp(name->valuestring, own_pod) == 0))
 			continue;
-		if (re > epoch) {
-			log_info("pod '%s/%s' was claimed by term %" PRId64 " (ours %" PRId64
+		r = claim_pod(o, item, epoch, &had, err, sizeof(err));
+		if (r == 1) {
+			log_info("pod '%s/%s' was claimed by a later term (ours %" PRId64
 			         "): this term is over",
-			         o->ns, name->valuestring, re, epoch);
-			r = 1;
+			         o->ns, name->valuestring, epoch);
 			break;
 		}
-		if (re == epoch && !had)
-			continue; /* claimed already */
-		r = role_patch(o, item, epoch, false, err, sizeof(err));
 		if (r < 0 && r != -ENOENT) {
 			/* -ESTALE: it changed since the list; the next round reads it again */
 			log_warning("claiming pod '%s/%s' for term %" PRId64
