@@ -37,8 +37,8 @@
 	  "Agent: the PATCH removing a role label was answered. error(E): it landed but the "      \
 	  "answer is lost.")                                                                       \
 	X(AGENT_LABEL_BEFORE_PATCH, "agent.label.before_patch",                                    \
-	  "Agent: the local service answered READY; the PATCH that puts the role label on its "    \
-	  "pod is not yet sent. error(E): the PATCH fails unsent.")                                \
+	  "Agent: PROMOTE was sent (or READY came after a failed label); the PATCH that puts "    \
+	  "the role label on its pod is not yet sent. error(E): the PATCH fails unsent.")          \
 	X(AGENT_LABEL_AFTER_PATCH, "agent.label.after_patch",                                      \
 	  "Agent: the labelling PATCH was answered. error(E): it landed but the answer is lost.")  \
 	X(AGENT_RELEASE_BEFORE, "agent.release.before",                                            \

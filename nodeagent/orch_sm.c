@@ -228,6 +228,8 @@ static void unlabel(struct sm *s, struct sm_effects *fx)
 {
 	struct sm_effect *e;
 
+	s->early_label = false; /* an early label's answer, if still out, is moot */
+	s->early_job = 0;
 	if (s->cfg.mode == SM_MODE_NONE || !s->peer.pod[0])
 		return;
 	e = job(s, fx, JOB_UNLABEL, false);
@@ -259,6 +261,11 @@ static void follow(struct sm *s, struct sm_effects *fx)
 	if (s->st != SM_FOLLOWER && s->cfg.untaint)
 		s->untaint_pending = true;
 	s->fence_only = false;
+	/* a term that ends before READY took its pod's early label: off again
+	 * (the queue runs the PATCH after the label's, and a successor's claim
+	 * makes it a no-op) */
+	if (s->early_label)
+		unlabel(s, fx);
 	enter(s, SM_FOLLOWER);
 	if (!s->stopping)
 		return;
@@ -349,6 +356,27 @@ static void label(struct sm *s, struct sm_effects *fx)
 	str_copy(e->a, sizeof(e->a), s->peer.pod);
 	str_copy(e->b, sizeof(e->b), s->peer.uid);
 	enter(s, SM_LABELLING);
+}
+
+/* The label goes on as PROMOTE goes out, not after READY: the Service's
+ * Endpoints and every node's proxy rules (a third of a second in the lab)
+ * follow it while the service recovers instead of after.  The label is a
+ * route, not a fence: the claim took it off every other pod, and what keeps
+ * a stale master from writing is the store's fence and epoch.  A client
+ * that comes early gets NOTMASTER until READY.  READY waits for this
+ * PATCH's answer (ready()); a failed one is tried again then. */
+static void label_early(struct sm *s, struct sm_effects *fx)
+{
+	struct sm_effect *e;
+
+	if (!s->peer.pod[0])
+		return;
+	e = job(s, fx, JOB_LABEL, false);
+	str_copy(e->a, sizeof(e->a), s->peer.pod);
+	str_copy(e->b, sizeof(e->b), s->peer.uid);
+	s->early_label = true;
+	s->early_job = e->job_id;
+	s->early_result = 0;
 }
 
 static bool promoted_state(enum sm_state st)
@@ -546,11 +574,33 @@ static void gone(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_
 	enter(s, SM_RELEASING);
 }
 
+/* READY seen and our pod labelled: the term's service is the master. */
+static void labelled(struct sm *s, struct sm_effects *fx, usec_t now)
+{
+	int64_t took = (int64_t)((now - s->origin) / USEC_PER_MSEC);
+
+	tl(fx, "labelled", "%s on '%s'", s->cfg.label, s->peer.pod);
+	fx_add(fx, FX_TL_FINISH)->flag = true;
+	s->promotions++;
+	s->failures = 0;
+	s->candidate_after = 0;
+	s->early_label = false; /* the label is the master's now */
+	s->early_job = 0;
+	metric(fx, SMM_PROMOTION, s->epoch, (double)took / 1000.0);
+	event(fx, EVENTS_PROMOTED,
+	      "epoch %" PRId64 ": recovered %" PRIu64 " records in %" PRIu64
+	      " ms, labelled %s, %" PRId64 " ms after the Lease was free",
+	      s->epoch, s->ready_records, s->ready_recovery_ms, s->cfg.label, took);
+	say(fx, LOG_LEVEL_INFO,
+	    "event=promoted pod='%s/%s' epoch=%" PRId64 " records=%" PRIu64 " failover_ms=%" PRId64,
+	    s->cfg.ns, s->peer.pod, s->epoch, s->ready_records, took);
+	enter(s, SM_MASTER);
+}
+
 static void ready(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effects *fx)
 {
 	const struct control_msg *m = &ev->msg;
 
-	(void)now;
 	if (s->st != SM_PROMOTING || m->epoch != s->promoted_epoch) {
 		say(fx, LOG_LEVEL_WARNING,
 		    "READY epoch=%" PRId64 " while %s (promoted epoch %" PRId64 "); ignored",
@@ -561,7 +611,16 @@ static void ready(struct sm *s, const struct sm_event *ev, usec_t now, struct sm
 	   m->records, m->last_seq, m->recovery_ms);
 	s->ready_records = m->records;
 	s->ready_recovery_ms = m->recovery_ms;
-	label(s, fx);
+	if (s->early_label && s->early_job) {
+		/* the early label's PATCH is still out: its answer decides */
+		enter(s, SM_LABELLING);
+		s->wait_job = s->early_job;
+	} else if (s->early_label && s->early_result == 0) {
+		enter(s, SM_LABELLING);
+		labelled(s, fx, now);
+	} else {
+		label(s, fx); /* none went on early, or it failed: now */
+	}
 }
 
 usec_t sm_failure_backoff(int failures)
@@ -850,6 +909,13 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 		s->untaint_at = ev->result >= 0 ? now : now + s->cfg.untaint_retry;
 		return;
 	}
+	if (ev->job == JOB_LABEL && ev->job_id && ev->job_id == s->early_job) {
+		s->early_job = 0;
+		if (ev->job_id != s->wait_job) {
+			s->early_result = ev->result; /* answered before READY: for ready() */
+			return;
+		}
+	}
 	if (ev->job_id != s->wait_job || !ev->job_id)
 		return; /* an abandoned job's result, or one nobody waits for */
 	s->wait_job = 0;
@@ -902,6 +968,7 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 				p->seq = s->peer.gen; /* to this connection only */
 				enter(s, SM_PROMOTING);
 				s->deadline = now + s->cfg.promote_timeout;
+				label_early(s, fx);
 			}
 		} else if (ev->result == JOB_CLAIM_SUPERSEDED) {
 			/* The Lease goes too: kept, it would be renewed with nothing
@@ -939,22 +1006,7 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 		break;
 	case SM_LABELLING:
 		if (ev->result == 0) {
-			int64_t took = (int64_t)((now - s->origin) / USEC_PER_MSEC);
-			tl(fx, "labelled", "%s on '%s'", s->cfg.label, s->peer.pod);
-			fx_add(fx, FX_TL_FINISH)->flag = true;
-			s->promotions++;
-			s->failures = 0;
-			s->candidate_after = 0;
-			metric(fx, SMM_PROMOTION, s->epoch, (double)took / 1000.0);
-			event(fx, EVENTS_PROMOTED,
-			      "epoch %" PRId64 ": recovered %" PRIu64 " records in %" PRIu64
-			      " ms, labelled %s, %" PRId64 " ms after the Lease was free",
-			      s->epoch, s->ready_records, s->ready_recovery_ms, s->cfg.label, took);
-			say(fx, LOG_LEVEL_INFO,
-			    "event=promoted pod='%s/%s' epoch=%" PRId64 " records=%" PRIu64
-			    " failover_ms=%" PRId64,
-			    s->cfg.ns, s->peer.pod, s->epoch, s->ready_records, took);
-			enter(s, SM_MASTER);
+			labelled(s, fx, now);
 		} else if (ev->result == 1 || ev->result == -ENOENT || ev->result == -EINVAL ||
 		           ev->result == -ESTALE) {
 			/* The pod is gone or was replaced: the service we promoted

@@ -222,6 +222,12 @@ struct sm {
 	bool svc_connected;
 	struct control_peer peer;
 	int64_t promoted_epoch; /* the term PROMOTE (or the label) was for; -1 none */
+	/* The label went on with PROMOTE (label_early()): until MASTER, a term
+	 * that ends takes it off again (follow()).  early_job: its PATCH, not
+	 * answered yet (0: answered, with early_result). */
+	bool early_label;
+	uint64_t early_job;
+	int early_result;
 
 	/* FENCING */
 	char owed[LEASE_OWED_MAX];

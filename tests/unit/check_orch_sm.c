@@ -62,6 +62,12 @@ START_TEST(test_term_to_master)
 	ck_assert_int_eq(fx(FX_SEND_PROMOTE)->epoch, 5);
 	ck_assert_int_eq(S.st, SM_PROMOTING);
 	ck_assert_int_eq(sm_wake_at(&S), NOW + 5000 * MS);
+	/* the label goes on with PROMOTE, while the service recovers */
+	e = fx_job(JOB_LABEL);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_str_eq(e->a, "meta-a");
+	ck_assert_str_eq(e->b, "uid-a");
+	struct sm_effect label = *e;
 
 	struct sm_event r = {.type = SE_READY, .epoch = 5};
 	r.msg.epoch = 5;
@@ -69,14 +75,11 @@ START_TEST(test_term_to_master)
 	r.msg.recovery_ms = 3;
 	NOW += 20 * MS;
 	feed(&r);
-	ck_assert_int_eq(S.st, SM_LABELLING);
-	e = fx_job(JOB_LABEL);
-	ck_assert_ptr_nonnull(e);
-	ck_assert_str_eq(e->a, "meta-a");
-	ck_assert_str_eq(e->b, "uid-a");
+	ck_assert_int_eq(S.st, SM_LABELLING); /* its PATCH not answered yet */
+	ck_assert_ptr_null(fx_job(JOB_LABEL));
 
 	NOW += 30 * MS;
-	done(e, 0);
+	done(&label, 0);
 	ck_assert_int_eq(S.st, SM_MASTER);
 	ck_assert_ptr_nonnull(fx_metric(SMM_PROMOTION));
 	ck_assert_double_eq_tol(fx_metric(SMM_PROMOTION)->seconds, 0.1, 1e-9);
@@ -462,7 +465,7 @@ START_TEST(test_promotion_refused)
 	ck_assert_ptr_nonnull(strstr(fx(FX_RELEASE)->text, "promotion failed"));
 	ck_assert_ptr_nonnull(fx_event(EVENTS_DEMOTED));
 	ck_assert_ptr_nonnull(fx_metric(SMM_DEMOTION));
-	ck_assert_ptr_null(fx_job(JOB_UNLABEL)); /* never labelled */
+	ck_assert_ptr_nonnull(fx_job(JOB_UNLABEL)); /* the label put on with PROMOTE */
 	ck_assert_int_eq(S.st, SM_FOLLOWER);
 }
 END_TEST
@@ -525,8 +528,8 @@ START_TEST(test_label_transient_retry)
 
 	started(5, "");
 	done(fx_job(JOB_CLAIM), 0);
-	ready(5, 0);
 	id = fx_job(JOB_LABEL)->job_id;
+	ready(5, 0);
 	done_id(JOB_LABEL, id, -EIO);
 	ck_assert_int_eq(S.st, SM_LABELLING);
 	ck_assert_int_eq(sm_wake_at(&S), NOW + 100 * MS);
@@ -544,8 +547,9 @@ START_TEST(test_label_fatal)
 {
 	started(5, "");
 	done(fx_job(JOB_CLAIM), 0);
+	uint64_t id = fx_job(JOB_LABEL)->job_id;
 	ready(5, 0);
-	done(fx_job(JOB_LABEL), -ESTALE);
+	done_id(JOB_LABEL, id, -ESTALE);
 	ck_assert(S.pod_unusable); /* no candidate until the pod connects anew */
 	ck_assert_ptr_nonnull(fx(FX_SEND_DEMOTE));
 	ck_assert_ptr_nonnull(fx(FX_RELEASE));
@@ -1046,12 +1050,16 @@ START_TEST(test_no_hang_verdict_while_promoting_or_demoting)
 	started(5, "");
 	done(fx_job(JOB_CLAIM), 0);
 	ck_assert_int_eq(S.st, SM_PROMOTING);
+	uint64_t label = fx_job(JOB_LABEL)->job_id;
 	for (int i = 0; i < 20; i++) {
 		tick_at(NOW + 200 * MS);
 		ck_assert_ptr_null(fx_job(JOB_KILL));
 	}
+	done_id(JOB_LABEL, label, 0);
+	ck_assert_int_eq(S.st, SM_PROMOTING); /* labelled, still recovering */
 	ready(5, 0);
-	done(fx_job(JOB_LABEL), 0);
+	ck_assert_int_eq(S.st, SM_MASTER); /* the label was on already */
+	ck_assert_ptr_null(fx_job(JOB_LABEL));
 	simple(SE_LOST, 5, "renewal failed");
 	ck_assert_int_eq(S.st, SM_DEMOTING);
 	for (int i = 0; i < 9; i++) {
@@ -1074,6 +1082,65 @@ START_TEST(test_stop_keeping_the_term)
 	ck_assert_ptr_nonnull(fx(FX_STOP_ELECTOR));
 	ck_assert(fx(FX_STOP_ELECTOR)->flag); /* no release */
 	ck_assert_int_eq(S.st, SM_STOPPED);
+}
+END_TEST
+
+/* SIGTERM with keep: FX_STOP_ELECTOR says whether the term's service is
+ * serving (a parting renewal is for that case only): yes once READY was
+ * seen, no while it still recovers. */
+START_TEST(test_stop_keeping_says_whether_serving)
+{
+	struct sm_event ev = {.type = SE_SHUTDOWN, .result = 1};
+
+	str_copy(ev.text, sizeof(ev.text), "SIGTERM");
+	if (_i == 0) {
+		to_master();
+	} else {
+		started(5, "");
+		done(fx_job(JOB_CLAIM), 0);
+		ck_assert_int_eq(S.st, SM_PROMOTING);
+	}
+	feed(&ev);
+	ck_assert_ptr_nonnull(fx(FX_STOP_ELECTOR));
+	ck_assert(fx(FX_STOP_ELECTOR)->flag);
+	ck_assert_int_eq(fx(FX_STOP_ELECTOR)->code, _i == 0 ? 1 : 0);
+	/* a recovering service's early label comes off; a master's stays */
+	if (_i == 0)
+		ck_assert_ptr_null(fx_job(JOB_UNLABEL));
+	else
+		ck_assert_ptr_nonnull(fx_job(JOB_UNLABEL));
+}
+END_TEST
+
+/* The early label of a term that ends before READY comes off; one that
+ * failed before READY is tried again at READY. */
+START_TEST(test_early_label_off_or_again)
+{
+	const struct sm_effect *e;
+	uint64_t id;
+
+	started(5, "");
+	done(fx_job(JOB_CLAIM), 0);
+	id = fx_job(JOB_LABEL)->job_id;
+	if (_i == 0) {
+		done_id(JOB_LABEL, id, 0);
+		simple(SE_FAILED, 5, "cannot read the store");
+		ck_assert_ptr_nonnull(fx(FX_RELEASE));
+		e = fx_job(JOB_UNLABEL);
+		ck_assert_ptr_nonnull(e);
+		ck_assert_str_eq(e->a, "meta-a");
+		ck_assert_int_eq(S.st, SM_FOLLOWER);
+	} else {
+		done_id(JOB_LABEL, id, -EIO);
+		ck_assert_int_eq(S.st, SM_PROMOTING);
+		ready(5, 0);
+		ck_assert_int_eq(S.st, SM_LABELLING);
+		e = fx_job(JOB_LABEL);
+		ck_assert_ptr_nonnull(e);
+		ck_assert_uint_ne(e->job_id, id);
+		done(e, 0);
+		ck_assert_int_eq(S.st, SM_MASTER);
+	}
 }
 END_TEST
 
@@ -1139,6 +1206,8 @@ static Suite *sm_suite(void)
 	tcase_add_test(tc, test_own_stall_is_no_hang);
 	tcase_add_test(tc, test_no_hang_verdict_while_promoting_or_demoting);
 	tcase_add_test(tc, test_stop_keeping_the_term);
+	tcase_add_loop_test(tc, test_stop_keeping_says_whether_serving, 0, 2);
+	tcase_add_loop_test(tc, test_early_label_off_or_again, 0, 2);
 	tcase_add_test(tc, test_names);
 	suite_add_tcase(s, tc);
 	return s;

@@ -115,10 +115,12 @@ void to_master(void)
 	ck_assert_ptr_nonnull(e);
 	done(e, 0);
 	ck_assert_int_eq(S.st, SM_PROMOTING);
-	ready(5, 7);
-	e = fx_job(JOB_LABEL);
+	e = fx_job(JOB_LABEL); /* the label goes on with PROMOTE */
 	ck_assert_ptr_nonnull(e);
-	done_id(JOB_LABEL, e->job_id, 0);
+	uint64_t label = e->job_id;
+	ready(5, 7);
+	ck_assert_int_eq(S.st, SM_LABELLING); /* READY waits for its answer */
+	done_id(JOB_LABEL, label, 0);
 	ck_assert_int_eq(S.st, SM_MASTER);
 }
 
