@@ -1211,16 +1211,21 @@ static void *orch_main(void *arg)
 {
 	struct orchestrator *o = arg;
 	struct sm_event ev;
-	usec_t last_turn = 0;
+	usec_t planned = 0; /* when this thread meant to run next (0: not yet) */
 
 	while (o->sm.st != SM_STOPPED) {
 		usec_t now = clock_mono_usec(), deadline = now + USEC_PER_SEC,
 		       wake = sm_wake_at(&o->sm);
 
-		/* this thread's own gap: when it did not run for long (the agent
-		 * stopped, starved), silence it measured meanwhile proves nothing */
-		usec_t gap = last_turn ? now - last_turn : 0;
-		last_turn = now;
+		/* this thread's own lateness: how long after it meant to run it
+		 * does (the agent stopped, starved); silence measured meanwhile
+		 * proves nothing.  A wait it chose, for its next timer, is no
+		 * stall: counting one as such (the time since the last turn,
+		 * one PING interval when idle) reset the liveness clock at every
+		 * PING once service.heartbeat_timeout_ms was at most twice
+		 * service.heartbeat_ms, and a hung service went undetected. */
+		usec_t late = planned && now > planned ? now - planned : 0;
+		planned = now; /* a turn that does not wait: late if it runs long */
 		__atomic_store_n(&o->heartbeat, now, __ATOMIC_RELEASE);
 		/* a due timer: first the inputs already queued (a PONG that came
 		 * while this thread did not run), a bounded number, so that a
@@ -1234,12 +1239,13 @@ static void *orch_main(void *arg)
 			for (size_t k = 0; k < queued && dequeue(o, now, &ev); k++)
 				step(o, &ev);
 			step(o, &(struct sm_event){.type = SE_TICK,
-			                           .result = gap > o->o.heartbeat_timeout / 2 &&
+			                           .result = late > o->o.heartbeat_timeout / 2 &&
 			                                     o->o.heartbeat_timeout > 0});
 			continue;
 		}
 		if (wake < deadline)
 			deadline = wake;
+		planned = deadline;
 		if (dequeue(o, deadline, &ev))
 			step(o, &ev);
 	}
