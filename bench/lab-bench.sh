@@ -32,16 +32,19 @@ ms() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", (a-b)/1000}'; } # US_A US_B
 # The clients' files of acknowledged writes, one per path: ACKS-PREFIX.PATH
 # for each PATH in the script's array PATHS (e.g. clusterip endpoints).
 # first_ack ACKS_FILE T0_US AFTER_US: the first write acknowledged after
-# AFTER_US (the fault complete), leaving out an answer the old server had
-# sent before the fault that arrived just after it (a request sent before
-# T0_US and acknowledged within 20 ms of AFTER_US); a request sent before
+# AFTER_US (the fault complete), leaving out a line that is not whole
+# (the first after the mark may be the end of one being written) and an
+# answer the old server had sent before the fault that arrived just after
+# it (a request sent before T0_US and acknowledged within 20 ms of
+# AFTER_US); a request sent before
 # the fault and retried until the new server answered it counts.  Prints
 # "acked_us addr".
 # Only what was appended since mark ran (before the fault) is read: the
 # files grow by hundreds of lines a second.
 first_ack() {
 	tail -c +$((${MARK[$1]:-0} + 1)) "$1" 2>/dev/null |
-		awk -v t0="$2" -v t="$3" '$3 > t && ($2 >= t0 || $3 - t > 20000) {print $3, $4; exit}'
+		awk -v t0="$2" -v t="$3" 'NF >= 6 && $2 ~ /^[0-9]+$/ && $3 ~ /^[0-9]+$/ &&
+			$3 + 0 > t + 0 && ($2 + 0 >= t0 + 0 || $3 - t > 20000) {print $3, $4; exit}'
 }
 declare -A MARK
 mark() { # ACKS-PREFIX: remember the size of each path's file
@@ -61,8 +64,10 @@ sample_acks() {
 			[ -n "$a" ] && break
 			sleep 0.02
 		done
+		v=""
+		[ -n "$a" ] && v=$(ms "${a%% *}" "$t0")
+		case $v in -* | "") a="" ;; esac # a torn line is no sample
 		if [ -n "$a" ]; then
-			v=$(ms "${a%% *}" "$t0")
 			echo "$v" >>"$WORK/$name.$p.ms"
 			out="$out $p $v ms"
 			got=$((got + 1))
