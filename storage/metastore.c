@@ -31,6 +31,7 @@
 
 #define DEFAULT_SNAP_BYTES   (64ull << 20)
 #define DEFAULT_SNAP_RECORDS 1000000ull
+#define DEFAULT_SNAP_MIN     4096ull
 #define SNAP_BUF_SIZE        (1u << 20)
 /* Recovery pre-sizes the hash table to one bucket per this many bytes of
  * journal and snapshot: a record is 40 bytes of header plus its key and
@@ -631,6 +632,8 @@ static struct metastore *store_new(struct backend *b, const struct metastore_opt
 		m->opts.snapshot_bytes = DEFAULT_SNAP_BYTES;
 	if (!m->opts.snapshot_records)
 		m->opts.snapshot_records = DEFAULT_SNAP_RECORDS;
+	if (!m->opts.snapshot_min_records)
+		m->opts.snapshot_min_records = DEFAULT_SNAP_MIN;
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->cond, NULL);
 	m->ix = index_new();
@@ -954,6 +957,20 @@ static bool journal_half_full(struct metastore *m)
 	return cap && used >= cap / 2;
 }
 
+/* Time for an automatic snapshot (metastore_options).  Lock held. */
+static bool snapshot_due(struct metastore *m)
+{
+	uint64_t n = m->journal_records;
+
+	if (m->st.journal_bytes >= m->opts.snapshot_bytes || n >= m->opts.snapshot_records)
+		return true;
+	/* the journal outgrew the live state: recovery would read more
+	 * records than a snapshot holds */
+	if (n >= m->opts.snapshot_min_records && n >= index_count(m->ix))
+		return true;
+	return journal_half_full(m);
+}
+
 static int store_write(struct metastore *m, uint8_t type, const void *key, size_t klen,
                        const void *value, size_t vlen, char *err, size_t errlen)
 {
@@ -1025,8 +1042,7 @@ static int store_write(struct metastore *m, uint8_t type, const void *key, size_
 		goto out;
 	}
 	m->st.writes++;
-	if (m->st.journal_bytes >= m->opts.snapshot_bytes ||
-	    m->journal_records >= m->opts.snapshot_records || journal_half_full(m)) {
+	if (snapshot_due(m)) {
 		char serr[512];
 
 		/* the write is durable either way; a failed snapshot is retried

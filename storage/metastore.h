@@ -59,11 +59,18 @@ struct metastore_options {
 	uint64_t snapshot_bytes;   /* journal bytes since the last snapshot that trigger one
 	                              (0: 64 MiB) */
 	uint64_t snapshot_records; /* records since the last snapshot that trigger one
-	                              (0: 1,000,000; UINT64_MAX with snapshot_bytes
-	                              UINT64_MAX: never automatically) */
-	bool no_group_commit;      /* sync each write on its own (benchmarks) */
-	bool read_only;            /* recover and serve gets only: no truncation of a
-	                              torn tail, no epoch update, no barrier */
+	                              (0: 1,000,000) */
+	/* Recovery reads the newest snapshot and every journal record after
+	 * it; a snapshot also follows once the records since the last one are
+	 * at least this many and at least as many as there are live keys, so
+	 * that recovery reads at most about twice the live state (plus this
+	 * floor), and a snapshot's cost (one entry per key) is spread over as
+	 * many writes.  0: 4096.  UINT64_MAX here and in the two above: never
+	 * automatically (but at half of a bounded journal, a LUN's ring). */
+	uint64_t snapshot_min_records;
+	bool no_group_commit; /* sync each write on its own (benchmarks) */
+	bool read_only;       /* recover and serve gets only: no truncation of a
+	                         torn tail, no epoch update, no barrier */
 	/* Each get and list also waits for an epoch check (backend
 	 * epoch_check) that began after it was called, shared by the reads
 	 * that wait together: a read is answered only if no newer master had
@@ -174,8 +181,8 @@ int metastore_list(struct metastore *m, const void *prefix, size_t prefix_len, m
  * it covers.  On a backend with clone (the directory backend) the store
  * only cuts a new segment under its lock (one sync, one file creation) and
  * a background thread builds the snapshot from the files; the caller waits
- * for it, writers do not.  Automatic snapshots (snapshot_bytes/_records)
- * work the same way without anyone waiting.  On other backends (the raw
+ * for it, writers do not.  Automatic snapshots (snapshot_bytes, _records,
+ * _min_records) work the same way without anyone waiting.  On other backends (the raw
  * LUN) the snapshot is written from the index and writers wait meanwhile.
  * Returns 0, -ETIME when the writer's term (in_term) ended before the cut
  * or before the commit (nothing committed), or the errors of metastore_put

@@ -30,7 +30,7 @@ struct args {
 	uint64_t epoch;
 	int max_clients, idle_timeout_ms, standby_refresh_ms;
 	long list_max;
-	long long snapshot_records;
+	long long snapshot_records, snapshot_min_records;
 	struct store_spec spec;
 };
 
@@ -80,6 +80,11 @@ static void usage(FILE *f)
 	        "  --list-max N            most keys per LIST (default 10000)\n"
 	        "  --snapshot-records N    journal records between automatic snapshots\n"
 	        "                          (default 1000000; a snapshot also follows 64 MiB)\n"
+	        "  --snapshot-min-records N\n"
+	        "                          a snapshot also follows once the journal holds as\n"
+	        "                          many records as there are live keys and at least N\n"
+	        "                          (default 4096): recovery reads at most about twice\n"
+	        "                          the live state\n"
 	        "  --log-level LEVEL       error, warning, info (default) or debug\n"
 	        "  -h, --help              this text\n");
 }
@@ -120,6 +125,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 		O_IDLE,
 		O_LISTMAX,
 		O_SNAPREC,
+		O_SNAPMIN,
 		O_LOG,
 	};
 	static const struct option opts[] = {
@@ -140,6 +146,7 @@ static int parse_args(int argc, char **argv, struct args *a)
 	        {"idle-timeout-ms", required_argument, NULL, O_IDLE},
 	        {"list-max", required_argument, NULL, O_LISTMAX},
 	        {"snapshot-records", required_argument, NULL, O_SNAPREC},
+	        {"snapshot-min-records", required_argument, NULL, O_SNAPMIN},
 	        {"log-level", required_argument, NULL, O_LOG},
 	        {"help", no_argument, NULL, 'h'},
 	        {0},
@@ -213,6 +220,11 @@ static int parse_args(int argc, char **argv, struct args *a)
 			if (parse_num("--snapshot-records", optarg, 1, 1000000000LL, &x) < 0)
 				return -EINVAL;
 			a->snapshot_records = x;
+			break;
+		case O_SNAPMIN:
+			if (parse_num("--snapshot-min-records", optarg, 1, 1000000000LL, &x) < 0)
+				return -EINVAL;
+			a->snapshot_min_records = x;
 			break;
 		case O_LOG:
 			lvl = log_level_from_string(optarg);
@@ -376,6 +388,7 @@ int main(int argc, char **argv)
 	        .idle_timeout_ms = a.idle_timeout_ms,
 	        .list_max = (uint32_t)a.list_max,
 	        .snapshot_records = (uint64_t)a.snapshot_records,
+	        .snapshot_min_records = (uint64_t)a.snapshot_min_records,
 	        .on_self_demote = on_self_demote,
 	        .userdata = &d,
 	};

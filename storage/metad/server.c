@@ -57,7 +57,7 @@ struct server {
 	bool standby_reads;
 	int standby_refresh_ms, max_clients, idle_timeout_ms;
 	uint32_t list_max;
-	uint64_t snapshot_records;
+	uint64_t snapshot_records, snapshot_min_records;
 	void (*on_self_demote)(void *userdata, uint64_t epoch, const char *reason);
 	void *userdata;
 
@@ -156,6 +156,7 @@ int server_promote(struct server *s, uint64_t epoch, usec_t deadline, uint64_t *
 	 * claimed the store (and on a LUN, none at all: see metastore.h). */
 	struct metastore_options o = {.epoch = epoch,
 	                              .snapshot_records = s->snapshot_records,
+	                              .snapshot_min_records = s->snapshot_min_records,
 	                              .confirm_reads = true,
 	                              .in_term = grant_running,
 	                              .in_term_userdata = s,
@@ -965,6 +966,7 @@ int server_new(const struct server_options *o, struct server **ret, char *err, s
 	s->idle_timeout_ms = o->idle_timeout_ms > 0 ? o->idle_timeout_ms : 60000;
 	s->list_max = o->list_max > 0 ? o->list_max : 10000;
 	s->snapshot_records = o->snapshot_records;
+	s->snapshot_min_records = o->snapshot_min_records;
 	if (s->list_max > PROTO_LIST_MAX)
 		s->list_max = PROTO_LIST_MAX;
 	s->on_self_demote = o->on_self_demote;

@@ -34,6 +34,7 @@ struct server_options {
 	uint32_t list_max;              /* most keys per LIST (0: 10000; at most PROTO_LIST_MAX) */
 	uint64_t
 	        snapshot_records; /* records between automatic snapshots (0: the store's default) */
+	uint64_t snapshot_min_records; /* metastore_options.snapshot_min_records (0: its default) */
 	/* The server stepped down by itself (stale epoch, I/O error, write
 	 * durable after the deadline).  Called from a connection thread without
 	 * any server lock held; may be NULL. */
