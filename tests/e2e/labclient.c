@@ -490,6 +490,26 @@ static void log_answer(const char *addr, int r, const char *text)
 	}
 }
 
+/* Connect for svc_request (500 ms at most); a failure goes to the answer
+ * log like an answer (once per change), with how long a connect took when
+ * it hung (a SYN to an address nobody answers any more), so that the log
+ * shows where a client's wait went. */
+static void conn_try(struct conn *c, const char *addr)
+{
+	usec_t t0 = now_mono();
+	int r = conn_open(c, addr, t0 + 500 * USEC_PER_MSEC);
+	char why[160];
+
+	if (r >= 0)
+		return;
+	snprintf(why, sizeof(why), "connect: %s", strerror(-r));
+	log_answer(addr, RS_CONN, why);
+	if (now_mono() - t0 >= 50 * USEC_PER_MSEC)
+		fprintf(stderr, "%" PRId64 " %s connect failed after %" PRId64 " ms: %s\n",
+		        (int64_t)now_real(), addr, (int64_t)((now_mono() - t0) / USEC_PER_MSEC),
+		        strerror(-r));
+}
+
 /* A request through the Service: connect to the ClusterIP (--via clusterip)
  * or the Endpoints' address (--via endpoints) when not connected; on
  * CONN/NOTMASTER/ERR reconnect (re-reading the Endpoints) and retry until
@@ -517,14 +537,14 @@ static int svc_request(struct conn *c, enum proto_op op, const char *key, char *
 	for (;;) {
 		if (c->fd < 0 && !opt_via_endpoints) {
 			if (service_addr(eps, sizeof(eps)) == 0)
-				conn_open(c, eps, now_mono() + 500 * USEC_PER_MSEC);
+				conn_try(c, eps);
 		} else if (c->fd < 0) {
 			int n = endpoints(eps, sizeof(eps));
 			if (n > 0) {
 				char *comma = strchr(eps, ',');
 				if (comma)
 					*comma = '\0';
-				conn_open(c, eps, now_mono() + 500 * USEC_PER_MSEC);
+				conn_try(c, eps);
 			}
 		}
 		if (c->fd >= 0) {
