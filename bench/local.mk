@@ -108,7 +108,7 @@ bench-rolling-update: tests/e2e/kf-labclient tests/lincheck/kf-lincheck nodeagen
 
 # `make bench-lab-sigstop`: SIGSTOP of the master MetaService in the lab
 # (its socket stays open: only the PING/PONG exchange finds it hung) with
-# the lab's service.heartbeat_timeout_ms and with 600 ms, and a quiet
+# the lab's service.heartbeat_timeout_ms and with 300 ms, and a quiet
 # period for each that counts spurious hung-service kills; writes
 # bench/results/failover-lab-sigstop.json.  Never asserts timing.
 # BENCH_SIGSTOP_ARGS, e.g. "--sigstops 40 --timeouts 'lab 800 600'".

@@ -2,11 +2,11 @@
 # SIGSTOP of the master MetaService in the real Kubernetes lab, per
 # service.heartbeat_timeout_ms (`make bench-lab-sigstop`).
 #
-#   bash bench/sigstop-lab.sh [--sigstops N] [--timeouts "lab 600"] [--quiet S]
+#   bash bench/sigstop-lab.sh [--sigstops N] [--timeouts "lab 300"] [--quiet S]
 #                             [--proxy-min-sync D] [--logs DIR] [--out FILE]
 #
 # For each heartbeat time-out in the list (default: the lab's, `lab`, then
-# 600 ms; a value other than the running one is written into the agents'
+# 300 ms; a value other than the running one is written into the agents'
 # ConfigMap and rolled out to both agents, the mounted agent.conf checked):
 # 1. quiet: S seconds (default 180) with the clients writing and no fault;
 #    the hung-service kills counted meanwhile (here each is a spurious one):
@@ -45,7 +45,7 @@ set -uo pipefail
 top_srcdir=${top_srcdir:-$(cd "$(dirname "$0")/.." && pwd)}
 top_builddir=${top_builddir:-$top_srcdir}
 SIGSTOPS=20
-TIMEOUTS="lab 600"
+TIMEOUTS="lab 300"
 # each client overwrites this many keys: with a new key per write the store
 # grew past 370,000 records in one run, and then every write took ~200 ms,
 # so that the later time-outs were measured on another system
@@ -63,7 +63,7 @@ while [ $# -gt 0 ]; do
 	--logs) LOGS=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
 	*)
-		echo "usage: $0 [--sigstops N] [--timeouts \"lab 600\"] [--quiet S] [--proxy-min-sync D] [--logs DIR] [--out FILE]" >&2
+		echo "usage: $0 [--sigstops N] [--timeouts \"lab 300\"] [--quiet S] [--proxy-min-sync D] [--logs DIR] [--out FILE]" >&2
 		exit 2
 		;;
 	esac
