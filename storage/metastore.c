@@ -71,6 +71,9 @@ struct metastore {
 	uint8_t *wbuf;
 	struct metastore_stats st;
 	uint64_t journal_records;
+	/* after a failed automatic snapshot: the record-count rules wait
+	 * until journal_records reaches this (0: no wait) */
+	uint64_t snap_retry_records;
 	uint64_t seg_first; /* first seq of the current segment */
 
 	/* background snapshots (backends with clone), under lock */
@@ -962,6 +965,9 @@ static bool snapshot_due(struct metastore *m)
 {
 	uint64_t n = m->journal_records;
 
+	/* a ring half full cannot wait: that is retried at every write */
+	if (n < m->snap_retry_records)
+		return journal_half_full(m);
 	if (m->st.journal_bytes >= m->opts.snapshot_bytes || n >= m->opts.snapshot_records)
 		return true;
 	/* the journal outgrew the live state: recovery would read more
@@ -1046,9 +1052,20 @@ static int store_write(struct metastore *m, uint8_t type, const void *key, size_
 		char serr[512];
 
 		/* the write is durable either way; a failed snapshot is retried
-		 * at the next write */
-		if (snapshot_locked(m, false, serr, sizeof(serr)) < 0)
-			log_warning("automatic snapshot failed: %s", serr);
+		 * later */
+		if (snapshot_locked(m, false, serr, sizeof(serr)) < 0) {
+			uint64_t k = index_count(m->ix);
+
+			/* not again at every write (each try writes the whole
+			 * state): after as many records as the rule waits for */
+			m->snap_retry_records =
+			        m->journal_records + (k > m->opts.snapshot_min_records
+			                                      ? k
+			                                      : m->opts.snapshot_min_records);
+			log_warning("automatic snapshot failed: %s; next try after %" PRIu64
+			            " more records",
+			            serr, m->snap_retry_records - m->journal_records);
+		}
 	}
 	r = 0;
 out:
@@ -1416,6 +1433,7 @@ static int snapshot_fg_locked(struct metastore *m, char *err, size_t errlen)
 	m->st.snapshots++;
 	m->st.journal_bytes = 0;
 	m->journal_records = 0;
+	m->snap_retry_records = 0;
 	log_info("'%s': snapshot at seq %" PRIu64 " with %zu keys", m->b->desc, S,
 	         index_count(m->ix));
 	r = 0;
@@ -1617,6 +1635,7 @@ static int snapshot_cut_locked(struct metastore *m, bool wait, char *err, size_t
 	}
 	m->st.journal_bytes = 0;
 	m->journal_records = 0;
+	m->snap_retry_records = 0;
 	if (!m->snap_thread_started) {
 		r = -pthread_create(&m->snap_thread, NULL, snapshot_main, m);
 		if (r < 0) {

@@ -1257,6 +1257,45 @@ static bool term_over(void *userdata)
 	return !__atomic_load_n((bool *)userdata, __ATOMIC_ACQUIRE);
 }
 
+/* An automatic snapshot that fails is not tried again at every write (each
+ * try writes the whole state), but after as many records as the rule
+ * waits for: here a term over, so every try fails at once. */
+static bool term_over_counted(void *userdata)
+{
+	__atomic_add_fetch((int *)userdata, 1, __ATOMIC_ACQ_REL);
+	return false;
+}
+
+START_TEST(failed_automatic_snapshot_backs_off)
+{
+	int tries = 0;
+	struct metastore_options o = {.epoch = 1,
+	                              .snapshot_min_records = 10,
+	                              .in_term = term_over_counted,
+	                              .in_term_userdata = &tries};
+	struct metastore *m = NULL;
+	struct metastore_stats st;
+	char err[256];
+
+	ck_assert_int_eq(metastore_open_dir(tmpdir, &o, &m, err, sizeof(err)), 0);
+	tries = 0;
+	for (int i = 0; i < 200; i++) {
+		char k[16];
+
+		snprintf(k, sizeof(k), "k%d", i % 5);
+		put_str(m, k, "v"); /* durable whatever the snapshot did */
+	}
+	metastore_get_stats(m, &st);
+	ck_assert_uint_eq(st.snapshots, 0);
+	ck_assert_uint_eq(st.writes, 200);
+	/* first at the 10th record, then every 10 more: 19; at every write
+	 * from the 10th on it would be 191 */
+	ck_assert_int_ge(tries, 10);
+	ck_assert_int_le(tries, 25);
+	metastore_close(m);
+}
+END_TEST
+
 /* A snapshot that outlives its writer's term commits nothing. */
 START_TEST(snapshot_after_the_term_commits_nothing)
 {
@@ -1631,6 +1670,7 @@ static Suite *metastore_suite(void)
 	tcase_add_loop_test(tc, snapshot_replay_equals_journal_replay, 0, 4);
 	tcase_add_test(tc, snapshot_removes_covered_segments);
 	tcase_add_test(tc, recovery_bounded_by_the_live_keys);
+	tcase_add_test(tc, failed_automatic_snapshot_backs_off);
 	tcase_add_test(tc, snapshot_after_the_term_commits_nothing);
 	tc = kft_tcase(s, "snapshot_beside_writers", 60, setup, teardown);
 	tcase_add_test(tc, writers_proceed_during_snapshot);
