@@ -529,23 +529,48 @@ static char *dump(struct metastore *m)
 	return buf;
 }
 
-START_TEST(snapshot_replay_equals_journal_replay)
+/* A store with automatic snapshots off: every record stays in the journal. */
+static const struct metastore_options no_auto_snapshots = {.epoch = 1,
+                                                           .snapshot_records = UINT64_MAX,
+                                                           .snapshot_bytes = UINT64_MAX,
+                                                           .snapshot_min_records = UINT64_MAX};
+
+/* Open (or reopen) two stores in tmpdir/a (options oa) and tmpdir/b (no
+ * automatic snapshots), fed the same writes to compare. */
+static void open_pair(const struct metastore_options *oa, struct metastore **ma,
+                      struct metastore **mb)
 {
 	char a[300], b[300], err[256];
+
+	snprintf(a, sizeof(a), "%s/a", tmpdir);
+	snprintf(b, sizeof(b), "%s/b", tmpdir);
+	ck_assert_int_eq(metastore_open_dir(a, oa, ma, err, sizeof(err)), 0);
+	ck_assert_int_eq(metastore_open_dir(b, &no_auto_snapshots, mb, err, sizeof(err)), 0);
+}
+
+/* Both stores hold the same keys and values; both closed. */
+static void assert_same_and_close(struct metastore *ma, struct metastore *mb)
+{
+	char *da = dump(ma), *db = dump(mb);
+
+	ck_assert_str_eq(da, db);
+	free(da);
+	free(db);
+	metastore_close(ma);
+	metastore_close(mb);
+}
+
+START_TEST(snapshot_replay_equals_journal_replay)
+{
+	char a[300], err[256];
 	struct metastore_options oa = {.epoch = 1, .snapshot_records = 37};
-	struct metastore_options ob = {.epoch = 1,
-	                               .snapshot_records = UINT64_MAX,
-	                               .snapshot_bytes = UINT64_MAX,
-	                               .snapshot_min_records = UINT64_MAX};
 	struct metastore *ma, *mb;
 	struct metastore_stats st;
 	unsigned seed = 1000u + (unsigned)_i;
 	char *da, *db;
 
 	snprintf(a, sizeof(a), "%s/a", tmpdir);
-	snprintf(b, sizeof(b), "%s/b", tmpdir);
-	ck_assert_int_eq(metastore_open_dir(a, &oa, &ma, err, sizeof(err)), 0);
-	ck_assert_int_eq(metastore_open_dir(b, &ob, &mb, err, sizeof(err)), 0);
+	open_pair(&oa, &ma, &mb);
 	for (int i = 0; i < 600; i++) {
 		char k[32], v[64];
 		int op = rand_r(&seed) % 10;
@@ -573,19 +598,12 @@ START_TEST(snapshot_replay_equals_journal_replay)
 	free(da);
 	ma = metastore_close(ma);
 	mb = metastore_close(mb);
-	ck_assert_int_eq(metastore_open_dir(a, &oa, &ma, err, sizeof(err)), 0);
-	ck_assert_int_eq(metastore_open_dir(b, &ob, &mb, err, sizeof(err)), 0);
+	open_pair(&oa, &ma, &mb);
 	da = dump(ma);
 	ck_assert_str_eq(da, db);
 	free(da);
 	free(db);
-	db = dump(mb);
-	da = dump(ma);
-	ck_assert_str_eq(da, db);
-	free(da);
-	free(db);
-	metastore_close(ma);
-	metastore_close(mb);
+	assert_same_and_close(ma, mb);
 }
 END_TEST
 
@@ -594,20 +612,11 @@ END_TEST
  * there were; with the rule off it reads every one of them. */
 START_TEST(recovery_bounded_by_the_live_keys)
 {
-	char a[300], b[300], err[256];
 	struct metastore_options oa = {.epoch = 1, .snapshot_min_records = 64};
-	struct metastore_options ob = {.epoch = 1,
-	                               .snapshot_records = UINT64_MAX,
-	                               .snapshot_bytes = UINT64_MAX,
-	                               .snapshot_min_records = UINT64_MAX};
 	struct metastore *ma, *mb;
 	struct metastore_stats sa, sb;
-	char *da, *db;
 
-	snprintf(a, sizeof(a), "%s/a", tmpdir);
-	snprintf(b, sizeof(b), "%s/b", tmpdir);
-	ck_assert_int_eq(metastore_open_dir(a, &oa, &ma, err, sizeof(err)), 0);
-	ck_assert_int_eq(metastore_open_dir(b, &ob, &mb, err, sizeof(err)), 0);
+	open_pair(&oa, &ma, &mb);
 	for (int i = 0; i < 3000; i++) {
 		char k[32], v[32];
 
@@ -622,21 +631,14 @@ START_TEST(recovery_bounded_by_the_live_keys)
 	ck_assert_uint_eq(sb.snapshots, 0);
 	ma = metastore_close(ma);
 	mb = metastore_close(mb);
-	ck_assert_int_eq(metastore_open_dir(a, &oa, &ma, err, sizeof(err)), 0);
-	ck_assert_int_eq(metastore_open_dir(b, &ob, &mb, err, sizeof(err)), 0);
+	open_pair(&oa, &ma, &mb);
 	metastore_get_stats(ma, &sa);
 	metastore_get_stats(mb, &sb);
 	ck_assert_uint_eq(sa.keys, 100);
 	/* a snapshot of 100 keys and fewer than max(64, 100) records after it */
 	ck_assert_uint_le(sa.records_replayed, 100 + 100 + 2);
 	ck_assert_uint_ge(sb.records_replayed, 3000);
-	da = dump(ma);
-	db = dump(mb);
-	ck_assert_str_eq(da, db);
-	free(da);
-	free(db);
-	metastore_close(ma);
-	metastore_close(mb);
+	assert_same_and_close(ma, mb);
 }
 END_TEST
 
