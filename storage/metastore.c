@@ -71,8 +71,8 @@ struct metastore {
 	uint8_t *wbuf;
 	struct metastore_stats st;
 	uint64_t journal_records;
-	/* after a failed automatic snapshot: the record-count rules wait
-	 * until journal_records reaches this (0: no wait) */
+	/* after a failed automatic snapshot: every rule but the half-full
+	 * ring waits until journal_records reaches this (0: no wait) */
 	uint64_t snap_retry_records;
 	uint64_t seg_first; /* first seq of the current segment */
 
@@ -1058,10 +1058,12 @@ static int store_write(struct metastore *m, uint8_t type, const void *key, size_
 
 			/* not again at every write (each try writes the whole
 			 * state): after as many records as the rule waits for */
-			m->snap_retry_records =
-			        m->journal_records + (k > m->opts.snapshot_min_records
-			                                      ? k
-			                                      : m->opts.snapshot_min_records);
+			uint64_t wait =
+			        k > m->opts.snapshot_min_records ? k : m->opts.snapshot_min_records;
+
+			m->snap_retry_records = wait > UINT64_MAX - m->journal_records
+			                                ? UINT64_MAX
+			                                : m->journal_records + wait;
 			log_warning("automatic snapshot failed: %s; next try after %" PRIu64
 			            " more records",
 			            serr, m->snap_retry_records - m->journal_records);

@@ -84,7 +84,7 @@ static void usage(FILE *f)
 	        "                          a snapshot also follows once the journal holds as\n"
 	        "                          many records as there are live keys and at least N\n"
 	        "                          (default 4096): recovery reads at most about twice\n"
-	        "                          the live state\n"
+	        "                          the live state, plus N records\n"
 	        "  --log-level LEVEL       error, warning, info (default) or debug\n"
 	        "  -h, --help              this text\n");
 }
