@@ -390,7 +390,13 @@ static void refresh_ro(struct server *s)
 		goto out;
 	r = store_open(&s->store_spec, &o, &m, err, sizeof(err));
 	if (r < 0) {
-		log_warning("standby reads: cannot load the %s: %s; keeping the previous copy",
+		/* The master writes on meanwhile: a snapshot that removes what
+		 * this read listed looks like damage to a reader.  The next read
+		 * tries again; only what persists is worth a look. */
+		log_warning("standby reads: cannot load the %s: %s; keeping the previous copy "
+		            "(a read that raced the master's snapshot fails like this and is "
+		            "tried again at the next read; only a failure that persists needs "
+		            "`kubefencectl journal check`)",
 		            s->store_desc, err[0] ? err : strerror(-r));
 		goto out;
 	}
