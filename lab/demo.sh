@@ -15,5 +15,5 @@ TOP=$(cd "$(dirname "$0")/.." && pwd)
 cd "$TOP"
 . lab/lib/build.sh
 kf_demo_build
-make -s -C "$BUILD" tests/e2e/kf-labclient >/dev/null
+make -s -C "$BUILD" tests/e2e/kf-labclient tests/lincheck/kf-lincheck >/dev/null
 KUBEFENCE_BUILD=$BUILD top_builddir=$BUILD exec bash lab/demo-lab.sh "$@"
