@@ -36,9 +36,8 @@ ms() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", (a-b)/1000}'; } # US_A US_B
 # (the first after the mark may be the end of one being written) and an
 # answer the old server had sent before the fault that arrived just after
 # it (a request sent before T0_US and acknowledged within 20 ms of
-# AFTER_US); a request sent before
-# the fault and retried until the new server answered it counts.  Prints
-# "acked_us addr".
+# AFTER_US); a request sent before the fault and retried until the new
+# server answered it counts.  Prints "acked_us addr".
 # Only what was appended since mark ran (before the fault) is read: the
 # files grow by hundreds of lines a second.
 first_ack() {

@@ -960,6 +960,15 @@ static bool journal_half_full(struct metastore *m)
 	return cap && used >= cap / 2;
 }
 
+/* The journal records after which the live-keys rule asks for a snapshot:
+ * as many as there are live keys, and at least snapshot_min_records. */
+static uint64_t live_rule_records(struct metastore *m)
+{
+	uint64_t k = index_count(m->ix);
+
+	return k > m->opts.snapshot_min_records ? k : m->opts.snapshot_min_records;
+}
+
 /* Time for an automatic snapshot (metastore_options).  Lock held. */
 static bool snapshot_due(struct metastore *m)
 {
@@ -972,7 +981,7 @@ static bool snapshot_due(struct metastore *m)
 		return true;
 	/* the journal outgrew the live state: recovery would read more
 	 * records than a snapshot holds */
-	if (n >= m->opts.snapshot_min_records && n >= index_count(m->ix))
+	if (n >= live_rule_records(m))
 		return true;
 	return journal_half_full(m);
 }
@@ -1054,12 +1063,9 @@ static int store_write(struct metastore *m, uint8_t type, const void *key, size_
 		/* the write is durable either way; a failed snapshot is retried
 		 * later */
 		if (snapshot_locked(m, false, serr, sizeof(serr)) < 0) {
-			uint64_t k = index_count(m->ix);
-
 			/* not again at every write (each try writes the whole
 			 * state): after as many records as the rule waits for */
-			uint64_t wait =
-			        k > m->opts.snapshot_min_records ? k : m->opts.snapshot_min_records;
+			uint64_t wait = live_rule_records(m);
 
 			m->snap_retry_records = wait > UINT64_MAX - m->journal_records
 			                                ? UINT64_MAX

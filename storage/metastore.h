@@ -182,8 +182,9 @@ int metastore_list(struct metastore *m, const void *prefix, size_t prefix_len, m
  * only cuts a new segment under its lock (one sync, one file creation) and
  * a background thread builds the snapshot from the files; the caller waits
  * for it, writers do not.  Automatic snapshots (snapshot_bytes, _records,
- * _min_records) work the same way without anyone waiting.  On other backends (the raw
- * LUN) the snapshot is written from the index and writers wait meanwhile.
+ * _min_records) work the same way without anyone waiting.  On other
+ * backends (the raw LUN) the snapshot is written from the index and writers
+ * wait meanwhile.
  * Returns 0, -ETIME when the writer's term (in_term) ended before the cut
  * or before the commit (nothing committed), or the errors of metastore_put
  * (-ESTALE: a newer epoch took over; nothing committed). */

@@ -496,18 +496,18 @@ static void log_answer(const char *addr, int r, const char *text)
  * shows where a client's wait went. */
 static void conn_try(struct conn *c, const char *addr)
 {
-	usec_t t0 = now_mono();
+	usec_t t0 = now_mono(), took;
 	int r = conn_open(c, addr, t0 + 500 * USEC_PER_MSEC);
 	char why[160];
 
 	if (r >= 0)
 		return;
+	took = now_mono() - t0;
 	snprintf(why, sizeof(why), "connect: %s", strerror(-r));
 	log_answer(addr, RS_CONN, why);
-	if (now_mono() - t0 >= 50 * USEC_PER_MSEC)
+	if (took >= 50 * USEC_PER_MSEC)
 		fprintf(stderr, "%" PRId64 " %s connect failed after %" PRId64 " ms: %s\n",
-		        (int64_t)now_real(), addr, (int64_t)((now_mono() - t0) / USEC_PER_MSEC),
-		        strerror(-r));
+		        (int64_t)now_real(), addr, (int64_t)(took / USEC_PER_MSEC), strerror(-r));
 }
 
 /* A request through the Service: connect to the ClusterIP (--via clusterip)
