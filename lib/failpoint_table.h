@@ -41,6 +41,10 @@
 	  "the role label on its pod is not yet sent. error(E): the PATCH fails unsent.")          \
 	X(AGENT_LABEL_AFTER_PATCH, "agent.label.after_patch",                                      \
 	  "Agent: the labelling PATCH was answered. error(E): it landed but the answer is lost.")  \
+	X(AGENT_ENDPOINTS_BEFORE_WRITE, "agent.endpoints.before_write",                            \
+	  "Agent (service.endpoints): the master's address is built for the Service's "           \
+	  "EndpointSlice or Endpoints, read just before; the conditional write is not yet sent. "  \
+	  "error(E): the write fails unsent.")                                                     \
 	X(AGENT_RELEASE_BEFORE, "agent.release.before",                                            \
 	  "Agent: the orchestrator decided to give the Lease up (its service died, failed, or "    \
 	  "the agent shuts down) and has done any unlabelling that comes first; the release is "   \

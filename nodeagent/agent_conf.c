@@ -40,6 +40,12 @@ static int validate_socket_path(const union conf_value *v, char *err, size_t err
 	return 0;
 }
 
+/* A Service name (a DNS-1123 label), or empty. */
+static int validate_service_name(const union conf_value *v, char *err, size_t errlen)
+{
+	return v->str[0] ? k8s_conf_validate_label(v, err, errlen) : 0;
+}
+
 /* KEY=VALUE of a Kubernetes label (simple keys: no prefix). */
 static int validate_role_label(const union conf_value *v, char *err, size_t errlen)
 {
@@ -322,8 +328,20 @@ static const struct conf_key service_keys[] = {
          .def = "role=master",
          .offset = F(service.role_label),
          .validate = validate_role_label,
-         .help = "The label the Service selects the master by; the agent puts it on the "
-                 "promoted pod after removing it from every other pod."},
+         .help = "The label that marks the master pod; the agent puts it on the promoted "
+                 "pod after removing it from every other pod. Without service.endpoints the "
+                 "Service selects the master by it."},
+        {.name = "service.endpoints",
+         .type = CONF_STRING,
+         .def = "",
+         .offset = F(service.endpoints),
+         .validate = validate_service_name,
+         .help = "Name of a Service without a selector, in service.namespace, whose "
+                 "EndpointSlice (`NAME-kubefence`) and Endpoints the agent writes: the "
+                 "promoted pod's address, switched from the old master's in one conditional "
+                 "write, so the Service is never empty or double during a failover. The "
+                 "address stays until the next master's write replaces it. Empty: the "
+                 "Service selects by service.role_label."},
         {.name = "service.probe",
          .type = CONF_STRING,
          .def = "",

@@ -76,6 +76,7 @@ struct agent_conf {
 		char *namespace;  /* where the service's pods and PVC live */
 		char *selector;   /* label selector of its master pod; "" = unset */
 		char *role_label; /* KEY=VALUE the ClusterIP Service selects */
+		char *endpoints;  /* Service whose endpoints the agent writes; "" = none */
 		char *probe;      /* "", "none" or a probe URL */
 		int64_t probe_interval_ms;
 		int64_t heartbeat_ms;         /* PING interval on the control socket; 0: none */

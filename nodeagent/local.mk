@@ -14,6 +14,7 @@ nodeagent_libkfagent_a_SOURCES = \
 	nodeagent/control.c nodeagent/control.h \
 	nodeagent/orch_sm.c nodeagent/orch_sm.h \
 	nodeagent/orchestrator.c nodeagent/orchestrator.h \
+	nodeagent/endpoints.c nodeagent/endpoints.h \
 	nodeagent/probe.c nodeagent/probe.h \
 	nodeagent/metrics.c nodeagent/metrics.h \
 	nodeagent/http.c nodeagent/http.h \

@@ -442,6 +442,7 @@ static int run(const char *path, const struct agent_conf *conf)
 	oo.service_namespace = conf->service.namespace;
 	oo.label_key = label_key;
 	oo.label_value = label_value;
+	oo.endpoints = conf->service.endpoints;
 	oo.request_timeout_ms = (long)conf->kube.request_timeout_ms;
 	oo.write_margin = conf->agent.write_margin_ms * USEC_PER_MSEC;
 	oo.restart_grace = conf->agent.restart_grace_ms * USEC_PER_MSEC;

@@ -29,6 +29,7 @@ static const char *const job_names[] = {
         [JOB_UNLABEL] = "unlabel",     [JOB_CONFIRM_EXIT] = "confirm-exit",
         [JOB_KILL] = "kill",           [JOB_TELL_MASTER] = "tell-master",
         [JOB_SCSI_KEEP] = "scsi-keep", [JOB_UNTAINT] = "untaint",
+        [JOB_ROUTE] = "route",
 };
 
 const char *sm_state_name(enum sm_state st)
@@ -74,6 +75,13 @@ static bool judging(const struct sm *s)
 	return pinging(s) && s->st != SM_PROMOTING && s->st != SM_DEMOTING;
 }
 
+/* The master's endpoints check is due when route_at comes. */
+static bool routing(const struct sm *s)
+{
+	return s->cfg.route_check && s->st == SM_MASTER && s->leading && !s->route_busy &&
+	       s->peer.pod[0];
+}
+
 usec_t sm_wake_at(const struct sm *s)
 {
 	usec_t w = USEC_INFINITY;
@@ -87,6 +95,8 @@ usec_t sm_wake_at(const struct sm *s)
 		w = s->tell_at;
 	if (s->cfg.scsi_check && !s->scsi_busy && s->st != SM_STOPPED && s->scsi_at < w)
 		w = s->scsi_at;
+	if (routing(s) && s->route_at < w)
+		w = s->route_at;
 	if (s->untaint_pending && !s->untaint_busy && s->st == SM_FOLLOWER && s->untaint_at < w)
 		w = s->untaint_at;
 	if (s->cfg.untaint && s->cfg.untaint_recheck && !s->untaint_pending && !s->untaint_busy &&
@@ -586,6 +596,7 @@ static void labelled(struct sm *s, struct sm_effects *fx, usec_t now)
 	s->candidate_after = 0;
 	s->early_label = false; /* the label is the master's now */
 	s->early_job = 0;
+	s->route_at = now + s->cfg.route_check; /* the label's job routed just now */
 	metric(fx, SMM_PROMOTION, s->epoch, (double)took / 1000.0);
 	event(fx, EVENTS_PROMOTED,
 	      "epoch %" PRId64 ": recovered %" PRIu64 " records in %" PRIu64
@@ -881,6 +892,13 @@ static void tick(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_
 		if (!s->unanswered_since)
 			s->unanswered_since = now;
 	}
+	if (routing(s) && now >= s->route_at) {
+		struct sm_effect *e = job(s, fx, JOB_ROUTE, false);
+
+		str_copy(e->a, sizeof(e->a), s->peer.pod);
+		str_copy(e->b, sizeof(e->b), s->peer.uid);
+		s->route_busy = true;
+	}
 	if (s->st == SM_FOLLOWER && s->cfg.mode == SM_MODE_CONTROL && s->svc_connected &&
 	    !s->tell_busy && now >= s->tell_at) {
 		job(s, fx, JOB_TELL_MASTER, false);
@@ -893,6 +911,11 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 {
 	if (ev->job == JOB_TELL_MASTER) {
 		s->tell_busy = false;
+		return;
+	}
+	if (ev->job == JOB_ROUTE) {
+		s->route_busy = false;
+		s->route_at = now + s->cfg.route_check;
 		return;
 	}
 	if (ev->job == JOB_SCSI_KEEP) {

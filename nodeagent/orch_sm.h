@@ -107,6 +107,7 @@ enum sm_job {
 	JOB_TELL_MASTER,  /* tell our standby who the master is */
 	JOB_SCSI_KEEP,    /* flag (reserve): keep our registration, the master's reservation */
 	JOB_UNTAINT,      /* lift the out-of-service taint from our own node */
+	JOB_ROUTE,        /* epoch, pod, uid: the Service's endpoints name our pod */
 	_JOB_MAX,
 };
 
@@ -208,6 +209,10 @@ struct sm_config {
 	bool untaint;
 	usec_t untaint_retry;
 	usec_t untaint_recheck; /* a look while following, this often (0: never) */
+	/* service.endpoints: while MASTER, check this often that the Service's
+	 * endpoints still name our pod (rewritten when not: a Service created
+	 * late, endpoints edited or deleted by hand); 0: never */
+	usec_t route_check;
 };
 
 struct sm {
@@ -257,6 +262,8 @@ struct sm {
 	bool pod_unusable;
 	usec_t scsi_at; /* the next registration check */
 	bool scsi_busy;
+	usec_t route_at; /* the next endpoints check (MASTER) */
+	bool route_busy;
 	/* this term began with no service connected (agent.fence_without_service):
 	 * if none connects by the end of the claim, it is released as one that
 	 * promoted nothing */

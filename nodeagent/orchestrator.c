@@ -41,6 +41,7 @@
 #include "lib/util.h"
 #include "nodeagent/control.h"
 #include "nodeagent/elector.h"
+#include "nodeagent/endpoints.h"
 #include "nodeagent/events.h"
 #include "nodeagent/http.h"
 #include "nodeagent/metrics.h"
@@ -74,6 +75,8 @@ struct orchestrator {
 	char last_label_err[512]; /* worker thread */
 	char master_told[600];    /* worker: the MASTER line last sent to our standby */
 	char node[254], ns[254], label_key[64], label_value[64];
+	struct endpoints_writer *endpoints; /* service.endpoints; NULL: none */
+	char last_ep_err[512];              /* worker: the endpoints error last logged */
 	struct elector *elector;
 	struct control *control;
 
@@ -376,9 +379,10 @@ static int role_patch(struct orchestrator *o, const cJSON *pod, int64_t epoch, b
  * it, check it, patch it conditionally; a pod that changed meanwhile (a
  * status update) is read again.  Returns 0; 1 when a newer term owns the
  * pod (nothing done: this term is over); -ENOENT when the pod is gone,
- * -ESTALE when it was replaced (another uid); or another -errno. */
+ * -ESTALE when it was replaced (another uid); or another -errno.  On 0,
+ * *ret_pod (when not NULL) is the pod as read right before the PATCH. */
 static int set_own_role(struct orchestrator *o, const char *pod, const char *uid, int64_t epoch,
-                        bool set, char *err, size_t errlen)
+                        bool set, cJSON **ret_pod, char *err, size_t errlen)
 {
 	char path[512];
 	int r = k8s_path(path, sizeof(path), "v1", o->ns, "pods", pod);
@@ -410,6 +414,10 @@ static int set_own_role(struct orchestrator *o, const char *pod, const char *uid
 			return 0; /* nothing to remove */
 		}
 		r = role_patch(o, obj, epoch, set, err, errlen);
+		if (r == 0 && ret_pod) {
+			*ret_pod = obj;
+			obj = NULL;
+		}
 		cJSON_Delete(obj);
 		if (r != -ESTALE)
 			return r;
@@ -541,7 +549,7 @@ static int unlabel_own(struct orchestrator *o, const char *pod, const char *uid,
 	if (!pod[0])
 		return 0;
 	for (;;) {
-		r = set_own_role(o, pod, uid, epoch, false, err, sizeof(err));
+		r = set_own_role(o, pod, uid, epoch, false, NULL, err, sizeof(err));
 		if (r >= 0 || r == -ENOENT || r == -ESTALE || clock_mono_usec() >= until)
 			break;
 		clock_sleep_until(clock_mono_usec() + 200 * USEC_PER_MSEC);
@@ -780,17 +788,95 @@ static int job_claim(struct orchestrator *o, int64_t epoch, const char *own_pod)
 	return k;
 }
 
-static int job_label(struct orchestrator *o, int64_t epoch, const char *pod, const char *uid,
-                     char *err, size_t errlen)
+/* Point the Service (service.endpoints) at our pod (`pod`, just read)
+ * for term `epoch`.  0 (also when the Service cannot be used: said once,
+ * and the term goes on, routed by whatever the Service selects, until the
+ * master's check finds it usable), 1 when a later term wrote the endpoints
+ * (this term is over), -EAGAIN to retry.  `check`: the master's periodic
+ * check, where a write is a repair (logged) rather than a step of the
+ * failover (timeline). */
+static int switch_endpoints(struct orchestrator *o, const cJSON *pod, int64_t epoch, bool check)
 {
+	char err[1024] = "";
+	bool wrote = false;
 	int r;
 
 	if (!still_leading(o, epoch))
 		return JOB_CANCELLED;
-	r = set_own_role(o, pod, uid, epoch, true, err, errlen);
+	r = endpoints_switch(o->endpoints, pod, epoch, &wrote, err, sizeof(err));
+	if (r == 0) {
+		o->last_ep_err[0] = '\0';
+		if (!check)
+			tl_add(o, "routed", "Service %s", o->o.endpoints);
+		else if (wrote)
+			log_warning("the endpoints of Service '%s/%s' did not name this master's "
+			            "pod (term %" PRId64 "): written again",
+			            o->ns, o->o.endpoints, epoch);
+		return 0;
+	}
+	if (r == 1) {
+		log_info("term %" PRId64 ": %s: this term is over", epoch, err);
+		return 1;
+	}
+	if (strcmp(err, o->last_ep_err) != 0) {
+		if (r == -EINVAL)
+			log_error("service.endpoints: cannot point Service '%s/%s' at the master: "
+			          "%s",
+			          o->ns, o->o.endpoints, err);
+		else
+			log_warning("writing the endpoints of Service '%s/%s' failed: %s; retrying",
+			            o->ns, o->o.endpoints, err);
+		str_copy(o->last_ep_err, sizeof(o->last_ep_err), err);
+	}
+	return r == -EINVAL ? 0 : -EAGAIN;
+}
+
+static int job_label(struct orchestrator *o, int64_t epoch, const char *pod, const char *uid,
+                     char *err, size_t errlen)
+{
+	cJSON *obj = NULL;
+	int r;
+
+	if (!still_leading(o, epoch))
+		return JOB_CANCELLED;
+	r = set_own_role(o, pod, uid, epoch, true, o->endpoints ? &obj : NULL, err, errlen);
 	if (r < 0 && r != -ENOENT && r != -EINVAL && r != -ESTALE)
 		log_warning("labelling pod '%s/%s' %s=%s failed: %s; retrying", o->ns, pod,
 		            o->label_key, o->label_value, err);
+	if (r == 0 && obj)
+		r = switch_endpoints(o, obj, epoch, false);
+	cJSON_Delete(obj);
+	return r;
+}
+
+/* The master's check that the Service still routes to its pod (read
+ * again: the address is the pod's as it is now). */
+static int job_route(struct orchestrator *o, int64_t epoch, const char *pod, const char *uid)
+{
+	char path[512], err[1024] = "";
+	cJSON *obj = NULL;
+	const cJSON *u;
+	int r;
+
+	if (!o->endpoints)
+		return 0;
+	if (!still_leading(o, epoch))
+		return JOB_CANCELLED;
+	r = k8s_path(path, sizeof(path), "v1", o->ns, "pods", pod);
+	if (r >= 0)
+		r = k8s_get(o->client, path, o->o.request_timeout_ms, &obj, err, sizeof(err));
+	if (r < 0) {
+		log_debug("checking the endpoints of Service '%s/%s': %s", o->ns, o->o.endpoints,
+		          err);
+		return r;
+	}
+	u = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(obj, "metadata"),
+	                                     "uid");
+	if (uid[0] && (!cJSON_IsString(u) || strcmp(u->valuestring, uid) != 0))
+		r = -ESTALE; /* replaced: not the pod this term promoted */
+	else
+		r = switch_endpoints(o, obj, epoch, true);
+	cJSON_Delete(obj);
 	return r;
 }
 
@@ -996,6 +1082,9 @@ static void *worker_main(void *arg)
 			break;
 		case JOB_UNTAINT:
 			res.result = job_untaint(o);
+			break;
+		case JOB_ROUTE:
+			res.result = job_route(o, j.epoch, j.a, j.b);
 			break;
 		default:
 			res.result = -EINVAL;
@@ -1547,6 +1636,12 @@ int orch_new(struct k8s_client *client, const struct orch_options *opts, struct 
 		str_copy(o->probe_url, sizeof(o->probe_url), opts->probe);
 	}
 	o->o.probe = NULL;
+	if (opts->endpoints && opts->endpoints[0] &&
+	    endpoints_writer_new(client, o->ns, opts->endpoints, opts->request_timeout_ms,
+	                         &o->endpoints) < 0) {
+		free(o);
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&o->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1577,6 +1672,7 @@ int orch_new(struct k8s_client *client, const struct orch_options *opts, struct 
 	sc.untaint = opts->untaint;
 	sc.untaint_retry = 2 * USEC_PER_SEC;
 	sc.untaint_recheck = 10 * USEC_PER_SEC;
+	sc.route_check = o->endpoints ? 5 * USEC_PER_SEC : 0;
 	sm_init(&o->sm, &sc);
 	o->state = o->sm.st;
 	*ret = o;
@@ -1743,6 +1839,7 @@ struct orchestrator *orch_free(struct orchestrator *o)
 	pthread_cond_destroy(&o->space);
 	pthread_cond_destroy(&o->cond);
 	pthread_mutex_destroy(&o->mu);
+	endpoints_writer_free(o->endpoints);
 	free(o);
 	return NULL;
 }

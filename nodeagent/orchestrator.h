@@ -53,6 +53,7 @@ struct orch_options {
 	const char *service_namespace;
 	const char *label_key;   /* "role" */
 	const char *label_value; /* "master" */
+	const char *endpoints;   /* service.endpoints: Service to write; NULL or "" none */
 	long request_timeout_ms;
 	usec_t write_margin;      /* subtracted from the term's validity for until_us */
 	usec_t restart_grace;     /* agent.restart_grace_ms: keep's parting renewal (0: none) */

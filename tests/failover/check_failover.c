@@ -54,6 +54,7 @@
 #include "lib/k8s.h"
 #include "lib/lease.h"
 #include "lib/util.h"
+#include "nodeagent/endpoints.h"
 #include "scsi/scsi_pr.h"
 #include "storage/metad/proto.h"
 #include "tests/failover/fo.h"
@@ -935,6 +936,222 @@ START_TEST(late_label_patch_never_makes_two_masters)
 }
 END_TEST
 
+/* ---------------------------------------------------- service.endpoints */
+
+#define EP_SVC "endpoints-rw"
+
+static struct k8s_client *test_admin(void)
+{
+	struct k8s_client *c = NULL;
+	char err[512] = "";
+
+	ck_assert_msg(
+	        k8s_client_new(getenv("KF_IT_ADMIN_KUBECONFIG"), NULL, &c, err, sizeof(err)) == 0,
+	        "admin client: %s", err);
+	return c;
+}
+
+/* A Service without a selector: the agents write its endpoints. */
+static void create_rw_service(struct k8s_client *c, const char *name)
+{
+	char path[512], err[512] = "", json[512];
+	cJSON *obj;
+	int r;
+
+	snprintf(json, sizeof(json),
+	         "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"%s\"},"
+	         "\"spec\":{\"ports\":[{\"name\":\"client\",\"port\":7480,"
+	         "\"targetPort\":\"client\"}]}}",
+	         name);
+	obj = cJSON_Parse(json);
+	ck_assert_int_ge(k8s_path(path, sizeof(path), "v1", getenv("KF_IT_NS"), "services", NULL),
+	                 0);
+	r = k8s_create(c, path, obj, 5000, NULL, err, sizeof(err));
+	cJSON_Delete(obj);
+	ck_assert_msg(r == 0 || r == -EEXIST, "creating Service %s: %s", name, err);
+}
+
+/* What the Service routes to: the addresses of its Endpoints and of the
+ * agents' EndpointSlice (the first of each), how many, and the terms that
+ * wrote them. */
+struct route {
+	int n_ep, n_slice;
+	char ep_ip[64], slice_ip[64];
+	int64_t ep_epoch, slice_epoch;
+};
+
+static void count_ips(const cJSON *list, const char *key, int *n, char *first, size_t len)
+{
+	const cJSON *it;
+
+	cJSON_ArrayForEach(it, list)
+	{
+		const cJSON *a, *ips = cJSON_GetObjectItemCaseSensitive(it, key);
+
+		cJSON_ArrayForEach(a, ips)
+		{
+			const cJSON *ip =
+			        cJSON_IsString(a) ? a : cJSON_GetObjectItemCaseSensitive(a, "ip");
+
+			if (cJSON_IsString(ip) && (*n)++ == 0)
+				snprintf(first, len, "%s", ip->valuestring);
+		}
+	}
+}
+
+static void read_route(struct k8s_client *c, const char *svc, struct route *rt)
+{
+	static const char *const gvs[] = {"discovery.k8s.io/v1", "discovery.k8s.io/v1beta1"};
+	char path[512], name[128], err[512];
+	cJSON *obj = NULL;
+
+	memset(rt, 0, sizeof(*rt));
+	ck_assert_int_ge(k8s_path(path, sizeof(path), "v1", getenv("KF_IT_NS"), "endpoints", svc),
+	                 0);
+	if (k8s_get(c, path, 2000, &obj, err, sizeof(err)) == 0) {
+		const cJSON *subsets = cJSON_GetObjectItemCaseSensitive(obj, "subsets");
+
+		count_ips(subsets, "addresses", &rt->n_ep, rt->ep_ip, sizeof(rt->ep_ip));
+		count_ips(subsets, "notReadyAddresses", &rt->n_ep, rt->ep_ip, sizeof(rt->ep_ip));
+		rt->ep_epoch = endpoints_epoch_of(obj);
+	}
+	cJSON_Delete(obj);
+	snprintf(name, sizeof(name), "%s%s", svc, ENDPOINTS_SLICE_SUFFIX);
+	for (size_t i = 0; i < 2; i++) {
+		obj = NULL;
+		ck_assert_int_ge(k8s_path(path, sizeof(path), gvs[i], getenv("KF_IT_NS"),
+		                          "endpointslices", name),
+		                 0);
+		if (k8s_get(c, path, 2000, &obj, err, sizeof(err)) == 0) {
+			count_ips(cJSON_GetObjectItemCaseSensitive(obj, "endpoints"), "addresses",
+			          &rt->n_slice, rt->slice_ip, sizeof(rt->slice_ip));
+			rt->slice_epoch = endpoints_epoch_of(obj);
+			cJSON_Delete(obj);
+			break;
+		}
+		cJSON_Delete(obj);
+	}
+}
+
+/* Observations of the route once it was first written that were not
+ * exactly one address in each object (never empty, never two). */
+static uint64_t route_bad, route_seen;
+static char route_bad_what[256];
+
+/* Poll (20 ms) until both objects name ip alone; every observation once
+ * the Service was first routed is counted in route_seen / route_bad. */
+static bool wait_route(struct k8s_client *c, const char *svc, const char *ip, long ms,
+                       struct route *rt)
+{
+	usec_t end = clock_mono_usec() + ms * USEC_PER_MSEC;
+
+	for (;;) {
+		read_route(c, svc, rt);
+		if (rt->n_ep || rt->n_slice || route_seen) {
+			route_seen++;
+			if ((rt->n_ep != 1 || rt->n_slice != 1) && route_bad++ == 0)
+				snprintf(route_bad_what, sizeof(route_bad_what),
+				         "Endpoints with %d address(es), EndpointSlice with %d",
+				         rt->n_ep, rt->n_slice);
+		}
+		if (rt->n_ep == 1 && rt->n_slice == 1 && strcmp(rt->ep_ip, ip) == 0 &&
+		    strcmp(rt->slice_ip, ip) == 0)
+			return true;
+		if (clock_mono_usec() >= end)
+			return false;
+		usleep(20 * 1000);
+	}
+}
+
+/* service.endpoints: the Service follows the master through its
+ * Endpoints and EndpointSlice, written by the agents, never empty and never
+ * two addresses once written; and a write of an older term that reaches
+ * the API server late (node-b's first EndpointSlice PATCH, held by the
+ * fault proxy for 4 s and delivered after node-b's client gave up and
+ * after node-a took over again) fails on its resourceVersion instead of
+ * routing clients back to node-b. */
+START_TEST(endpoints_follow_the_master_late_write_never_lands)
+{
+	struct k8s_client *adm = test_admin();
+	struct scen s;
+	struct route rt;
+	char rules[512], ip_a[32], ip_b[32];
+	usec_t t_kill;
+	int64_t epoch_b;
+
+	route_bad = route_seen = 0;
+	create_rw_service(adm, EP_SVC);
+	scen_extra_conf = "service.endpoints = " EP_SVC "\n";
+	scen_start_full(&s, "endpoints", NULL, 0, 1);
+	scen_extra_conf = NULL;
+	fo_pod_ip(&s.c, 0, ip_a, sizeof(ip_a));
+	fo_pod_ip(&s.c, 1, ip_b, sizeof(ip_b));
+	ck_assert_msg(wait_route(adm, EP_SVC, ip_a, 5000, &rt),
+	              "node-a's term never routed Service %s to its pod: Endpoints %d (%s), "
+	              "slice %d (%s)",
+	              EP_SVC, rt.n_ep, rt.ep_ip, rt.n_slice, rt.slice_ip);
+	snprintf(rules, sizeof(rules),
+	         "PATCH ^/apis/discovery.k8s.io/[^/]+/namespaces/[^/]+/endpointslices/" EP_SVC
+	         "%s$ count=1 late=4000\n",
+	         ENDPOINTS_SLICE_SUFFIX);
+	fo_proxy_rules(&s.c, 1, rules);
+	/* node-a's service dies: node-b takes over; its first slice PATCH is
+	 * held, it tries again and routes the Service to its pod */
+	t_kill = fo_metad_signal(&s.c, 0, SIGKILL);
+	(void)wait_log(s.c.node[1].agent_log, 1, 5000, NULL, "event=leading", NULL);
+	fo_metad_start(&s.c, 0);
+	if (!wait_route(adm, EP_SVC, ip_b, 8000, &rt))
+		dump_all(&s);
+	ck_assert_msg(rt.n_slice == 1 && strcmp(rt.slice_ip, ip_b) == 0,
+	              "node-b never routed the Service to its pod (slice: %d, %s)", rt.n_slice,
+	              rt.slice_ip);
+	epoch_b = rt.slice_epoch;
+	printf("endpoints: node-b routed %.3f s after the first kill (term %" PRId64 ")\n",
+	       secs(clock_mono_usec() - t_kill), epoch_b);
+	ck_assert_msg(clock_mono_usec() - t_kill < 4000 * USEC_PER_MSEC,
+	              "node-b routed too late for this test (%.3f s)",
+	              secs(clock_mono_usec() - t_kill));
+	/* node-b's service dies: node-a takes over before the late PATCH lands */
+	fo_metad_signal(&s.c, 1, SIGKILL);
+	ck_assert_msg(wait_route(adm, EP_SVC, ip_a, 8000, &rt),
+	              "node-a never routed the Service back to its pod");
+	printf("endpoints: node-a routed %.3f s after the first kill (term %" PRId64 ")\n",
+	       secs(clock_mono_usec() - t_kill), rt.slice_epoch);
+	fo_metad_start(&s.c, 1);
+	/* the late PATCH has been delivered by now */
+	clock_sleep_until(t_kill + 6000 * USEC_PER_MSEC);
+	ck_assert_int_ge(kft_log_count(s.c.node[1].proxy_log, NULL, "late=4000", NULL), 1);
+	{
+		char cmd[2400];
+
+		snprintf(
+		        cmd, sizeof(cmd),
+		        "grep -h 'endpointslices' '%s' | head -5; grep -hE 'endpoints|routed' '%s' "
+		        "'%s' | head -20",
+		        s.c.node[1].proxy_log, s.c.node[0].agent_log, s.c.node[1].agent_log);
+		(void)!system(cmd);
+	}
+	(void)wait_route(adm, EP_SVC, ip_a, 0, &rt);
+	ck_assert_msg(rt.n_slice == 1 && strcmp(rt.slice_ip, ip_a) == 0,
+	              "the EndpointSlice routes to %s (%d addresses), not node-a's %s: node-b's "
+	              "late PATCH landed",
+	              rt.slice_ip, rt.n_slice, ip_a);
+	ck_assert_msg(rt.n_ep == 1 && strcmp(rt.ep_ip, ip_a) == 0,
+	              "the Endpoints route to %s (%d addresses), not node-a's %s", rt.ep_ip,
+	              rt.n_ep, ip_a);
+	ck_assert_msg(rt.slice_epoch > epoch_b && rt.ep_epoch == rt.slice_epoch,
+	              "the route's terms: slice %" PRId64 ", Endpoints %" PRId64
+	              ", node-b's was %" PRId64,
+	              rt.slice_epoch, rt.ep_epoch, epoch_b);
+	printf("endpoints: %" PRIu64 " observations of the route, %" PRIu64 " not one address\n",
+	       route_seen, route_bad);
+	ck_assert_msg(route_bad == 0, "the Service was not routed to exactly one pod: %s",
+	              route_bad_what);
+	k8s_client_free(adm);
+	scen_finish(&s);
+}
+END_TEST
+
 /* A release is not a confirmed death: node-b's service takes PROMOTE and
  * then hangs (a fault point pauses it before it claims the store), so
  * node-b's agent gives the Lease up when the promotion times out.  The
@@ -1758,6 +1975,8 @@ static Suite *failover_suite(void)
 	kft_add(s, "lost-acquire-response", lost_acquire_response_still_fences, FO_TC_TIMEOUT_S,
 	        NULL, NULL);
 	kft_add(s, "late-label-patch", late_label_patch_never_makes_two_masters, FO_TC_TIMEOUT_S,
+	        NULL, NULL);
+	kft_add(s, "endpoints", endpoints_follow_the_master_late_write_never_lands, FO_TC_TIMEOUT_S,
 	        NULL, NULL);
 	kft_add(s, "release-not-dead", release_without_confirmed_death_gets_the_full_fence,
 	        FO_TC_TIMEOUT_S, NULL, NULL);

@@ -111,7 +111,13 @@ void fo_prepare_rbac(void)
 	            "\"metadata\":{\"name\":\"kubefence-failover\"},\"rules\":["
 	            "{\"apiGroups\":[\"\"],\"resources\":[\"pods\"],"
 	            "\"verbs\":[\"get\",\"list\",\"patch\",\"delete\"]},"
-	            "{\"apiGroups\":[\"\"],\"resources\":[\"events\"],\"verbs\":[\"create\"]}]}",
+	            "{\"apiGroups\":[\"\"],\"resources\":[\"events\"],\"verbs\":[\"create\"]},"
+	            /* service.endpoints */
+	            "{\"apiGroups\":[\"\"],\"resources\":[\"services\"],\"verbs\":[\"get\"]},"
+	            "{\"apiGroups\":[\"\"],\"resources\":[\"endpoints\"],"
+	            "\"verbs\":[\"get\",\"create\",\"patch\"]},"
+	            "{\"apiGroups\":[\"discovery.k8s.io\"],\"resources\":[\"endpointslices\"],"
+	            "\"verbs\":[\"get\",\"create\",\"patch\"]}]}",
 	            NULL);
 	snprintf(json, sizeof(json),
 	         "{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"RoleBinding\","
@@ -125,24 +131,45 @@ void fo_prepare_rbac(void)
 	k8s_client_free(c);
 }
 
+/* Node i's pod's IP (status.podIP, set as the kubelet would): 10.99.0.i+1;
+ * nothing listens there, the address only names the pod in the
+ * Endpoints the agents write (service.endpoints). */
+void fo_pod_ip(const struct fo_cluster *c, size_t i, char *buf, size_t len)
+{
+	(void)c;
+	snprintf(buf, len, "10.99.0.%zu", i + 1);
+}
+
 static void create_pod(struct fo_cluster *c, struct fo_node *nd)
 {
-	char json[1024];
-	cJSON *ret = NULL;
+	char json[1024], path[600], ip[32], err[512] = "";
+	cJSON *ret = NULL, *patch;
 	const cJSON *uid;
+	int r;
 
 	snprintf(json, sizeof(json),
 	         "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"%s\","
 	         "\"labels\":{\"app\":\"metaservice\",\"failover\":\"%s\"}},"
 	         "\"spec\":{\"nodeName\":\"%s\",\"automountServiceAccountToken\":false,"
-	         "\"containers\":[{\"name\":\"metad\",\"image\":\"kubefence/metad:test\"}]}}",
-	         nd->pod, c->tag, nd->name);
+	         "\"containers\":[{\"name\":\"metad\",\"image\":\"kubefence/metad:test\","
+	         "\"ports\":[{\"name\":\"client\",\"containerPort\":%d}]}]}}",
+	         nd->pod, c->tag, nd->name, nd->port > 0 ? nd->port : 7480);
 	create_json(c->admin, "v1", "pods", json, &ret);
 	uid = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ret, "metadata"),
 	                                       "uid");
 	FO_CHECK(cJSON_IsString(uid), "pod %s has no uid", nd->pod);
 	snprintf(nd->uid, sizeof(nd->uid), "%s", uid->valuestring);
 	cJSON_Delete(ret);
+	fo_pod_ip(c, (size_t)(nd - c->node), ip, sizeof(ip));
+	snprintf(json, sizeof(json), "{\"status\":{\"podIP\":\"%s\",\"podIPs\":[{\"ip\":\"%s\"}]}}",
+	         ip, ip);
+	patch = cJSON_Parse(json);
+	FO_CHECK(k8s_path(path, sizeof(path) - 8, "v1", env("KF_IT_NS"), "pods", nd->pod) >= 0,
+	         "pod path");
+	strcat(path, "/status");
+	r = k8s_merge_patch(c->admin, path, patch, 5000, NULL, err, sizeof(err));
+	cJSON_Delete(patch);
+	FO_CHECK(r == 0, "setting the IP of pod %s: %s", nd->pod, err);
 }
 
 bool fo_pod_recreate(struct fo_cluster *c, size_t i)

@@ -106,9 +106,13 @@ struct fo_cluster {
 };
 
 /* Once per process: the ServiceAccount `default` and the agent's Role for
- * pods (get/list/patch/delete) and events (create), bound to its
- * ServiceAccount.  Existing objects are fine. */
+ * pods (get/list/patch/delete), events (create), and for service.endpoints
+ * services (get), endpoints and endpointslices (get/create/patch), bound
+ * to its ServiceAccount.  Existing objects are fine. */
 void fo_prepare_rbac(void);
+
+/* Node i's pod IP (status.podIP, set when the pod is created). */
+void fo_pod_ip(const struct fo_cluster *c, size_t i, char *buf, size_t len);
 
 /* Directories, pods, confs for n nodes; nothing started yet. */
 void fo_cluster_init(struct fo_cluster *c, const char *tag, size_t n);

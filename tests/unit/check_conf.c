@@ -341,6 +341,7 @@ START_TEST(test_all_keys_values)
 	ck_assert_str_eq(c->service.namespace, "metadata");
 	ck_assert_str_eq(c->service.selector, "app=metaservice,role in (master)");
 	ck_assert_str_eq(c->service.role_label, "kubefence.io-role=primary");
+	ck_assert_str_eq(c->service.endpoints, "metaservice-rw");
 	ck_assert_str_eq(c->service.probe, "http://127.0.0.1:7480/healthz");
 	ck_assert(!c->agent.fence_without_service);
 	ck_assert_int_eq(c->agent.fence_give_up_ms, 60000);
@@ -536,6 +537,7 @@ START_TEST(test_dump_marks_defaults)
 	                          "service.namespace = default  # default\n"
 	                          "service.selector =   # default\n"
 	                          "service.role_label = role=master  # default\n"
+	                          "service.endpoints =   # default\n"
 	                          "service.probe =   # default\n"
 	                          "service.probe_interval_ms = 500  # default\n"
 	                          "service.heartbeat_ms = 200  # default\n"

@@ -24,6 +24,7 @@ UNIT_TESTS = \
 	tests/unit/check_history \
 	tests/unit/check_orch_sm \
 	tests/unit/check_orch_faults \
+	tests/unit/check_endpoints \
 	tests/unit/check_blkdev_loop \
 	tests/unit/check_ctl_status \
 	tests/unit/check_lincheck
@@ -87,6 +88,9 @@ tests_unit_check_history_SOURCES = tests/unit/check_history.c
 tests_unit_check_history_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_history_LDADD = $(TEST_LIBS)
 # the state machine and its faults, both through the same rig
+tests_unit_check_endpoints_SOURCES = tests/unit/check_endpoints.c
+tests_unit_check_endpoints_CFLAGS = $(TEST_CFLAGS)
+tests_unit_check_endpoints_LDADD = $(TEST_LIBS)
 tests_unit_check_orch_sm_SOURCES = tests/unit/check_orch_sm.c tests/unit/orch_rig.c tests/unit/orch_rig.h
 tests_unit_check_orch_sm_CFLAGS = $(TEST_CFLAGS)
 tests_unit_check_orch_sm_LDADD = $(TEST_LIBS)

@@ -1,0 +1,506 @@
+/* endpoints: the master's address in the Service's Endpoints and
+ * EndpointSlice, one conditional write each (endpoints.h says why). */
+#include "config.h"
+
+#include "nodeagent/endpoints.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/failpoint.h"
+#include "lib/log.h"
+#include "lib/util.h"
+
+#define SKIP_MIRROR_LABEL  "endpointslice.kubernetes.io/skip-mirror"
+#define MANAGED_BY_LABEL   "endpointslice.kubernetes.io/managed-by"
+#define SERVICE_NAME_LABEL "kubernetes.io/service-name"
+
+static const cJSON *field(const cJSON *obj, const char *a, const char *b)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, a);
+
+	return b ? cJSON_GetObjectItemCaseSensitive(v, b) : v;
+}
+
+static const char *str_or(const cJSON *v, const char *dflt)
+{
+	return cJSON_IsString(v) ? v->valuestring : dflt;
+}
+
+/* The container port of pod named `name`; 0 when none. */
+static int named_port(const cJSON *pod, const char *name, char *proto, size_t protolen)
+{
+	const cJSON *c, *p;
+
+	cJSON_ArrayForEach(c, field(pod, "spec", "containers"))
+	{
+		cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(c, "ports"))
+		{
+			const cJSON *n = cJSON_GetObjectItemCaseSensitive(p, "name");
+			const cJSON *cp = cJSON_GetObjectItemCaseSensitive(p, "containerPort");
+
+			if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0 &&
+			    cJSON_IsNumber(cp)) {
+				str_copy(proto, protolen,
+				         str_or(cJSON_GetObjectItemCaseSensitive(p, "protocol"),
+				                "TCP"));
+				return cp->valueint;
+			}
+		}
+	}
+	return 0;
+}
+
+int endpoints_target_from(const cJSON *service, const cJSON *pod, struct endpoints_target *ret,
+                          char *err, size_t errlen)
+{
+	const char *svc = str_or(field(service, "metadata", "name"), "?");
+	const cJSON *sel = field(service, "spec", "selector");
+	const cJSON *ports = field(service, "spec", "ports"), *p;
+	const cJSON *name = field(pod, "metadata", "name"), *uid = field(pod, "metadata", "uid");
+	const cJSON *ip = field(pod, "status", "podIP");
+
+	memset(ret, 0, sizeof(*ret));
+	if (cJSON_IsObject(sel) && sel->child) {
+		errbuf_set(
+		        err, errlen,
+		        "Service '%s' selects pods (spec.selector), so its endpoints are the "
+		        "endpoints controllers': remove its selector, or unset service.endpoints",
+		        svc);
+		return -EINVAL;
+	}
+	if (!cJSON_IsString(name) || !cJSON_IsString(uid)) {
+		errbuf_set(err, errlen, "pod without name or uid");
+		return -EINVAL;
+	}
+	str_copy(ret->pod, sizeof(ret->pod), name->valuestring);
+	str_copy(ret->uid, sizeof(ret->uid), uid->valuestring);
+	str_copy(ret->node, sizeof(ret->node), str_or(field(pod, "spec", "nodeName"), ""));
+	if (!cJSON_IsString(ip) || !ip->valuestring[0] ||
+	    strlen(ip->valuestring) >= sizeof(ret->ip)) {
+		errbuf_set(err, errlen, "pod '%s' has no IP (status.podIP) yet", ret->pod);
+		return -EINVAL;
+	}
+	str_copy(ret->ip, sizeof(ret->ip), ip->valuestring);
+	cJSON_ArrayForEach(p, ports)
+	{
+		struct endpoints_port *ep = &ret->ports[ret->n_ports];
+		const cJSON *port = cJSON_GetObjectItemCaseSensitive(p, "port");
+		const cJSON *target = cJSON_GetObjectItemCaseSensitive(p, "targetPort");
+
+		if (ret->n_ports == ENDPOINTS_PORTS_MAX) {
+			errbuf_set(err, errlen, "Service '%s' has more than %d ports", svc,
+			           ENDPOINTS_PORTS_MAX);
+			return -EINVAL;
+		}
+		str_copy(ep->name, sizeof(ep->name),
+		         str_or(cJSON_GetObjectItemCaseSensitive(p, "name"), ""));
+		str_copy(ep->protocol, sizeof(ep->protocol),
+		         str_or(cJSON_GetObjectItemCaseSensitive(p, "protocol"), "TCP"));
+		if (cJSON_IsString(target)) {
+			char proto[8] = "";
+
+			ep->port = named_port(pod, target->valuestring, proto, sizeof(proto));
+			if (ep->port <= 0) {
+				errbuf_set(
+				        err, errlen,
+				        "Service '%s' targets port '%s', which no container of pod "
+				        "'%s' names",
+				        svc, target->valuestring, ret->pod);
+				return -EINVAL;
+			}
+		} else if (cJSON_IsNumber(target)) {
+			ep->port = target->valueint;
+		} else if (cJSON_IsNumber(port)) {
+			ep->port = port->valueint;
+		}
+		if (ep->port <= 0 || ep->port > 65535) {
+			errbuf_set(err, errlen, "Service '%s' has a port without a valid number",
+			           svc);
+			return -EINVAL;
+		}
+		ret->n_ports++;
+	}
+	if (ret->n_ports == 0) {
+		errbuf_set(err, errlen, "Service '%s' has no ports", svc);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int64_t endpoints_epoch_of(const cJSON *obj)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(field(obj, "metadata", "annotations"),
+	                                                  ENDPOINTS_EPOCH_ANN);
+
+	return cJSON_IsString(v) ? strtoll(v->valuestring, NULL, 10) : 0;
+}
+
+/* metadata of a body: name (create) or resourceVersion (patch), the labels,
+ * the term.  NULL when out of memory. */
+static cJSON *add_meta(cJSON *body, const char *name, const char *rv, int64_t epoch,
+                       const char *label_key, const char *label_value, const char *label2_key,
+                       const char *label2_value)
+{
+	cJSON *meta = cJSON_AddObjectToObject(body, "metadata");
+	cJSON *labels = meta ? cJSON_AddObjectToObject(meta, "labels") : NULL;
+	cJSON *ann = meta ? cJSON_AddObjectToObject(meta, "annotations") : NULL;
+	char e[32];
+
+	snprintf(e, sizeof(e), "%" PRId64, epoch);
+	if (!labels || !ann || !cJSON_AddStringToObject(labels, label_key, label_value) ||
+	    (label2_key && !cJSON_AddStringToObject(labels, label2_key, label2_value)) ||
+	    !cJSON_AddStringToObject(ann, ENDPOINTS_EPOCH_ANN, e) ||
+	    (rv && !cJSON_AddStringToObject(meta, "resourceVersion", rv)) ||
+	    (!rv && !cJSON_AddStringToObject(meta, "name", name)))
+		return NULL;
+	return meta;
+}
+
+static cJSON *target_ref(const struct endpoints_target *t)
+{
+	cJSON *ref = cJSON_CreateObject();
+
+	if (ref && cJSON_AddStringToObject(ref, "kind", "Pod") &&
+	    cJSON_AddStringToObject(ref, "name", t->pod) &&
+	    cJSON_AddStringToObject(ref, "uid", t->uid))
+		return ref;
+	cJSON_Delete(ref);
+	return NULL;
+}
+
+static cJSON *ports_array(const struct endpoints_target *t)
+{
+	cJSON *a = cJSON_CreateArray();
+
+	for (size_t i = 0; a && i < t->n_ports; i++) {
+		cJSON *p = cJSON_CreateObject();
+
+		if (!p || !cJSON_AddItemToArray(a, p) ||
+		    (t->ports[i].name[0] &&
+		     !cJSON_AddStringToObject(p, "name", t->ports[i].name)) ||
+		    !cJSON_AddNumberToObject(p, "port", t->ports[i].port) ||
+		    !cJSON_AddStringToObject(p, "protocol", t->ports[i].protocol)) {
+			cJSON_Delete(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
+cJSON *endpoints_body(const char *name, const struct endpoints_target *t, int64_t epoch,
+                      const char *resource_version)
+{
+	cJSON *body = cJSON_CreateObject(), *subsets, *subset, *addrs, *addr, *ref, *ports;
+	bool ok;
+
+	/* The agent writes the EndpointSlice itself: the mirroring controller
+	 * must not make a second one from this object. */
+	ok = body &&
+	     (resource_version || (cJSON_AddStringToObject(body, "apiVersion", "v1") &&
+	                           cJSON_AddStringToObject(body, "kind", "Endpoints"))) &&
+	     add_meta(body, name, resource_version, epoch, SKIP_MIRROR_LABEL, "true", NULL, NULL);
+	subsets = ok ? cJSON_AddArrayToObject(body, "subsets") : NULL;
+	subset = cJSON_CreateObject();
+	ok = subsets && subset && cJSON_AddItemToArray(subsets, subset);
+	if (!ok)
+		cJSON_Delete(subset);
+	addrs = ok ? cJSON_AddArrayToObject(subset, "addresses") : NULL;
+	addr = cJSON_CreateObject();
+	ok = addrs && addr && cJSON_AddItemToArray(addrs, addr);
+	if (!ok)
+		cJSON_Delete(addr);
+	ok = ok && cJSON_AddStringToObject(addr, "ip", t->ip) &&
+	     (!t->node[0] || cJSON_AddStringToObject(addr, "nodeName", t->node));
+	ref = ok ? target_ref(t) : NULL;
+	ok = ref && cJSON_AddItemToObject(addr, "targetRef", ref);
+	if (!ok)
+		cJSON_Delete(ref);
+	ports = ok ? ports_array(t) : NULL;
+	ok = ports && cJSON_AddItemToObject(subset, "ports", ports);
+	if (!ok) {
+		cJSON_Delete(ports);
+		cJSON_Delete(body);
+		return NULL;
+	}
+	return body;
+}
+
+cJSON *endpoints_slice_body(const char *service, const char *group_version,
+                            const struct endpoints_target *t, int64_t epoch,
+                            const char *resource_version)
+{
+	char name[300];
+	cJSON *body = cJSON_CreateObject(), *eps, *ep, *addrs, *cond, *ref, *ports, *topo;
+	bool v1 = strcmp(group_version, "discovery.k8s.io/v1") == 0, ok;
+
+	snprintf(name, sizeof(name), "%s%s", service, ENDPOINTS_SLICE_SUFFIX);
+	ok = body &&
+	     (resource_version ||
+	      (cJSON_AddStringToObject(body, "apiVersion", group_version) &&
+	       cJSON_AddStringToObject(body, "kind", "EndpointSlice") &&
+	       cJSON_AddStringToObject(body, "addressType",
+	                               strchr(t->ip, ':') ? "IPv6" : "IPv4"))) &&
+	     add_meta(body, name, resource_version, epoch, SERVICE_NAME_LABEL, service,
+	              MANAGED_BY_LABEL, ENDPOINTS_MANAGER);
+	eps = ok ? cJSON_AddArrayToObject(body, "endpoints") : NULL;
+	ep = cJSON_CreateObject();
+	ok = eps && ep && cJSON_AddItemToArray(eps, ep);
+	if (!ok)
+		cJSON_Delete(ep);
+	addrs = ok ? cJSON_AddArrayToObject(ep, "addresses") : NULL;
+	ok = addrs && cJSON_AddItemToArray(addrs, cJSON_CreateString(t->ip));
+	cond = ok ? cJSON_AddObjectToObject(ep, "conditions") : NULL;
+	ok = cond && cJSON_AddTrueToObject(cond, "ready");
+	if (ok && t->node[0]) {
+		if (v1) {
+			ok = cJSON_AddStringToObject(ep, "nodeName", t->node) != NULL;
+		} else {
+			topo = cJSON_AddObjectToObject(ep, "topology");
+			ok = topo &&
+			     cJSON_AddStringToObject(topo, "kubernetes.io/hostname", t->node);
+		}
+	}
+	ref = ok ? target_ref(t) : NULL;
+	ok = ref && cJSON_AddItemToObject(ep, "targetRef", ref);
+	if (!ok)
+		cJSON_Delete(ref);
+	ports = ok ? ports_array(t) : NULL;
+	ok = ports && cJSON_AddItemToObject(body, "ports", ports);
+	if (!ok) {
+		cJSON_Delete(ports);
+		cJSON_Delete(body);
+		return NULL;
+	}
+	return body;
+}
+
+/* ---------------------------------------------------------------- writer */
+
+struct endpoints_writer {
+	struct k8s_client *client;
+	char ns[254], service[254];
+	long timeout_ms;
+	/* the EndpointSlice API the server serves: "" not asked yet, "-" none */
+	char slice_gv[64];
+};
+
+int endpoints_writer_new(struct k8s_client *client, const char *ns, const char *service,
+                         long timeout_ms, struct endpoints_writer **ret)
+{
+	struct endpoints_writer *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return -ENOMEM;
+	w->client = client;
+	str_copy(w->ns, sizeof(w->ns), ns);
+	str_copy(w->service, sizeof(w->service), service);
+	w->timeout_ms = timeout_ms;
+	*ret = w;
+	return 0;
+}
+
+void endpoints_writer_free(struct endpoints_writer *w)
+{
+	free(w);
+}
+
+/* Which EndpointSlice API the server serves (asked once): v1 since
+ * Kubernetes 1.21, v1beta1 before 1.25. */
+static int slice_api(struct endpoints_writer *w, char *err, size_t errlen)
+{
+	static const char *const gvs[] = {"discovery.k8s.io/v1", "discovery.k8s.io/v1beta1"};
+
+	if (w->slice_gv[0])
+		return 0;
+	for (size_t i = 0; i < 2; i++) {
+		char path[128];
+		int r;
+
+		snprintf(path, sizeof(path), "/apis/%s", gvs[i]);
+		r = k8s_get(w->client, path, w->timeout_ms, NULL, err, errlen);
+		if (r == 0) {
+			str_copy(w->slice_gv, sizeof(w->slice_gv), gvs[i]);
+			log_info("the Service's EndpointSlice is written as %s", gvs[i]);
+			return 0;
+		}
+		if (r != -ENOENT)
+			return r;
+	}
+	log_warning("the API server serves no EndpointSlice API: only the Endpoints of "
+	            "Service '%s' are written",
+	            w->service);
+	str_copy(w->slice_gv, sizeof(w->slice_gv), "-");
+	return 0;
+}
+
+typedef cJSON *(*body_fn)(struct endpoints_writer *w, const struct endpoints_target *t,
+                          int64_t epoch, const char *rv);
+
+static cJSON *ep_body(struct endpoints_writer *w, const struct endpoints_target *t, int64_t epoch,
+                      const char *rv)
+{
+	return endpoints_body(w->service, t, epoch, rv);
+}
+
+static cJSON *slice_body(struct endpoints_writer *w, const struct endpoints_target *t,
+                         int64_t epoch, const char *rv)
+{
+	return endpoints_slice_body(w->service, w->slice_gv, t, epoch, rv);
+}
+
+/* Whether `have` holds everything `want` says: every member of an object,
+ * arrays of the same length element by element, equal scalars.  Fields the
+ * API server adds (defaults, other writers' annotations) do not matter. */
+static bool covers(const cJSON *have, const cJSON *want)
+{
+	const cJSON *w;
+
+	if (cJSON_IsObject(want)) {
+		if (!cJSON_IsObject(have))
+			return false;
+		cJSON_ArrayForEach(w, want)
+		{
+			if (!covers(cJSON_GetObjectItemCaseSensitive(have, w->string), w))
+				return false;
+		}
+		return true;
+	}
+	if (cJSON_IsArray(want)) {
+		const cJSON *h = have ? have->child : NULL;
+
+		if (!cJSON_IsArray(have) || cJSON_GetArraySize(have) != cJSON_GetArraySize(want))
+			return false;
+		for (w = want->child; w; w = w->next, h = h->next)
+			if (!covers(h, w))
+				return false;
+		return true;
+	}
+	return cJSON_Compare(have, want, true);
+}
+
+/* The object already says what body would write, for this term (the
+ * precondition aside): nothing to write. */
+static bool up_to_date(const cJSON *cur, const cJSON *body, int64_t epoch)
+{
+	const cJSON *f;
+
+	if (endpoints_epoch_of(cur) != epoch)
+		return false;
+	if (!covers(field(cur, "metadata", "labels"), field(body, "metadata", "labels")))
+		return false;
+	cJSON_ArrayForEach(f, body)
+	{
+		if (strcmp(f->string, "metadata") != 0 &&
+		    !covers(cJSON_GetObjectItemCaseSensitive(cur, f->string), f))
+			return false;
+	}
+	return true;
+}
+
+/* Read the object, check no later term wrote it, write it conditionally
+ * (create when missing) unless it says so already; a write that lost a
+ * race is read and tried again.  0 (*wrote: a write was made), 1 (a later
+ * term's), or -errno. */
+static int cas_write(struct endpoints_writer *w, const char *gv, const char *resource,
+                     const char *name, body_fn build, const struct endpoints_target *t,
+                     int64_t epoch, bool *wrote, char *err, size_t errlen)
+{
+	char coll[512], path[600];
+	int r = k8s_path(coll, sizeof(coll), gv, w->ns, resource, NULL);
+
+	if (r >= 0)
+		r = k8s_path(path, sizeof(path), gv, w->ns, resource, name);
+	for (int attempt = 0; r >= 0 && attempt < 5; attempt++) {
+		cJSON *cur = NULL, *body;
+		const char *rv = NULL;
+
+		r = k8s_get(w->client, path, w->timeout_ms, &cur, err, errlen);
+		if (r < 0 && r != -ENOENT)
+			return r;
+		if (r == 0 && endpoints_epoch_of(cur) > epoch) {
+			errbuf_set(err, errlen,
+			           "%s '%s' was written by term %" PRId64 " (ours %" PRId64 ")",
+			           resource, name, endpoints_epoch_of(cur), epoch);
+			cJSON_Delete(cur);
+			return 1;
+		}
+		if (r == 0) {
+			rv = str_or(field(cur, "metadata", "resourceVersion"), NULL);
+			if (!rv) {
+				errbuf_set(err, errlen, "%s '%s' has no resourceVersion", resource,
+				           name);
+				cJSON_Delete(cur);
+				return -EBADMSG;
+			}
+		}
+		body = build(w, t, epoch, rv);
+		if (body && rv && up_to_date(cur, body, epoch)) {
+			cJSON_Delete(body);
+			cJSON_Delete(cur);
+			return 0;
+		}
+		r = body ? FAILPOINT(AGENT_ENDPOINTS_BEFORE_WRITE) : -ENOMEM;
+		if (!body)
+			errbuf_set(err, errlen, "out of memory");
+		else if (r < 0)
+			errbuf_set(err, errlen, "fault point: %s", strerror(-r));
+		else if (rv)
+			r = k8s_merge_patch(w->client, path, body, w->timeout_ms, NULL, err,
+			                    errlen);
+		else
+			r = k8s_create(w->client, coll, body, w->timeout_ms, NULL, err, errlen);
+		cJSON_Delete(body);
+		cJSON_Delete(cur);
+		if (r == 0)
+			*wrote = true;
+		if (r != -ESTALE && r != -EEXIST)
+			return r;
+		r = 0; /* another write came first: read again */
+	}
+	if (r >= 0)
+		errbuf_set(err, errlen, "%s '%s' kept changing under the write", resource, name);
+	return r < 0 ? r : -EAGAIN;
+}
+
+int endpoints_switch(struct endpoints_writer *w, const cJSON *pod, int64_t epoch, bool *ret_wrote,
+                     char *err, size_t errlen)
+{
+	bool wrote = false;
+	char path[512], slice[300];
+	struct endpoints_target t;
+	cJSON *svc = NULL;
+	int r;
+
+	r = k8s_path(path, sizeof(path), "v1", w->ns, "services", w->service);
+	if (r >= 0)
+		r = k8s_get(w->client, path, w->timeout_ms, &svc, err, errlen);
+	if (r == -ENOENT) {
+		errbuf_set(err, errlen, "Service '%s/%s' does not exist", w->ns, w->service);
+		return -EINVAL;
+	}
+	if (r < 0)
+		return r;
+	r = endpoints_target_from(svc, pod, &t, err, errlen);
+	cJSON_Delete(svc);
+	if (r < 0)
+		return r;
+	r = slice_api(w, err, errlen);
+	if (r < 0)
+		return r;
+	snprintf(slice, sizeof(slice), "%s%s", w->service, ENDPOINTS_SLICE_SUFFIX);
+	if (strcmp(w->slice_gv, "-") != 0) {
+		r = cas_write(w, w->slice_gv, "endpointslices", slice, slice_body, &t, epoch,
+		              &wrote, err, errlen);
+	}
+	if (r == 0)
+		r = cas_write(w, "v1", "endpoints", w->service, ep_body, &t, epoch, &wrote, err,
+		              errlen);
+	if (ret_wrote)
+		*ret_wrote = wrote;
+	return r;
+}
