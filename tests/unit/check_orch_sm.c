@@ -866,6 +866,54 @@ START_TEST(test_tell_master)
 }
 END_TEST
 
+/* service.endpoints: the master checks its route every route_check (the
+ * label's job routed it on the way to MASTER), one check at a time, with
+ * its pod and term, and only while it is the master. */
+START_TEST(test_route_check_while_master)
+{
+	const struct sm_effect *e;
+	struct sm_config c = S.cfg;
+
+	c.route_check = 5000 * MS;
+	sm_init(&S, &c);
+	hello();
+	tick_at(NOW + 10000 * MS); /* a follower has no route to check */
+	ck_assert_ptr_null(fx_job(JOB_ROUTE));
+	to_master();
+	tick_at(NOW + 4999 * MS);
+	ck_assert_ptr_null(fx_job(JOB_ROUTE));
+	tick_at(NOW + 1 * MS);
+	e = fx_job(JOB_ROUTE);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_str_eq(e->a, S.peer.pod);
+	ck_assert_str_eq(e->b, S.peer.uid);
+	ck_assert_int_eq(e->epoch, 5);
+	tick_at(NOW + 6000 * MS);
+	ck_assert_ptr_null(fx_job(JOB_ROUTE)); /* the last one still runs */
+	done(e, -ETIMEDOUT);
+	ck_assert_int_eq(S.st, SM_MASTER); /* a failed check is no end of term */
+	tick_at(NOW + 4999 * MS);
+	ck_assert_ptr_null(fx_job(JOB_ROUTE));
+	tick_at(NOW + 1 * MS);
+	e = fx_job(JOB_ROUTE);
+	ck_assert_ptr_nonnull(e);
+	done(e, 0);
+	simple(SE_LOST, 5, "renew deadline passed");
+	tick_at(NOW + 10000 * MS);
+	ck_assert_ptr_null(fx_job(JOB_ROUTE));
+}
+END_TEST
+
+START_TEST(test_no_route_check_unless_configured)
+{
+	to_master();
+	for (int i = 0; i < 5; i++) {
+		tick_at(NOW + 5000 * MS);
+		ck_assert_ptr_null(fx_job(JOB_ROUTE));
+	}
+}
+END_TEST
+
 /* A stop during a demotion of a lost term: the demotion finishes first. */
 START_TEST(test_stop_while_demoting)
 {
@@ -1197,6 +1245,8 @@ static Suite *sm_suite(void)
 	tcase_add_test(tc, test_mode_none);
 	tcase_add_test(tc, test_mode_probe);
 	tcase_add_test(tc, test_tell_master);
+	tcase_add_test(tc, test_route_check_while_master);
+	tcase_add_test(tc, test_no_route_check_unless_configured);
 	tcase_add_test(tc, test_stop_while_demoting);
 	tcase_add_test(tc, test_ping_answered);
 	tcase_add_test(tc, test_hung_master_killed_and_released);
