@@ -97,6 +97,10 @@
 	X(METASTORE_SNAPSHOT_AFTER_RENAME, "metastore.snapshot.after_rename",                      \
 	  "Store: a snapshot is committed; the next journal segment is not yet started and "       \
 	  "covered units not yet removed.")                                                        \
+	X(BACKEND_LUN_TABLE_AFTER_WRITE, "backend.lun.table.after_write",                          \
+	  "LUN backend: a state-table copy was written (a segment started, cut or removed, a "    \
+	  "snapshot committed); the new table is not yet in use. error(E): the write landed but " \
+	  "is reported failed (its outcome unknown to the writer).")                              \
 	X(BACKEND_SEGMENT_BEFORE_CREATE, "backend.segment.before_create",                          \
 	  "Store backend: before a new journal segment is created. error(E): creation fails.")     \
 	X(BACKEND_UNIT_BEFORE_TRUNCATE, "backend.unit.before_truncate",                            \

@@ -78,6 +78,13 @@ struct backend_lun {
 	struct backend b; /* first: the generic part */
 	struct scsi_pr *h;
 	pthread_mutex_t lock;
+	/* A state-table write failed: it may have reached the LUN or not, so
+	 * the table this process holds may no longer be the LUN's newest, and
+	 * every choice made from it (the slot of the next snapshot, the copy
+	 * of the next table) could overwrite what the LUN's table points to.
+	 * Nothing more is written (the error, from then on); the next open
+	 * reads the table the LUN has.  Atomic. */
+	int table_err;
 	usec_t io_timeout;
 	uint32_t bs;
 	uint64_t nblocks;
@@ -123,6 +130,10 @@ static usec_t deadline(struct backend_lun *l)
 static int lun_write(struct backend_lun *l, uint64_t lba, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
+	int poisoned = __atomic_load_n(&l->table_err, __ATOMIC_ACQUIRE);
+
+	if (poisoned < 0)
+		return poisoned;
 
 	while (len) {
 		size_t n = len > LUN_IO_MAX ? LUN_IO_MAX : len;
@@ -338,8 +349,20 @@ static int table_write(struct backend_lun *l, struct lun_table *t)
 	put_table(l, t, p);
 	r = lun_write(l, l->table_lba[copy], p, LUN_META_BYTES);
 	free(p);
-	if (r < 0)
+	if (r == 0)
+		r = FAILPOINT(BACKEND_LUN_TABLE_AFTER_WRITE);
+	if (r < 0) {
+		int none = 0;
+
+		if (__atomic_compare_exchange_n(&l->table_err, &none, r, false, __ATOMIC_ACQ_REL,
+		                                __ATOMIC_ACQUIRE))
+			log_error(
+			        "'%s': a state-table write failed (%s): whether it reached the LUN "
+			        "is unknown, so nothing more is written until the store is opened "
+			        "again",
+			        l->b.desc, strerror(-r));
 		return r;
+	}
 	if (t != &l->t)
 		l->t = *t;
 	l->t_copy = copy;
