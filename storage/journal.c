@@ -338,9 +338,10 @@ int journal_scan(journal_read_fn rd, void *rd_userdata, uint64_t size, journal_r
 		}
 		break;
 	}
-	*ret = res;
 	r = 0;
 out:
+	/* also when the read or the callback failed: what was valid so far */
+	*ret = res;
 	free(w.buf);
 	return r;
 }

@@ -94,7 +94,9 @@ struct journal_scan_result {
  * After an invalid record it searches the rest of the stream for any valid
  * record to tell a torn tail (none: TORN) from corruption (CORRUPT).
  * Returns 0 with *ret filled (status says which case), -errno from the read
- * function or the callback, -ENOMEM.  Blocks in the read function. */
+ * function or the callback (*ret filled up to there: valid_end is the end of
+ * the record the callback refused), -ENOMEM (*ret untouched).  Blocks in
+ * the read function. */
 int journal_scan(journal_read_fn rd, void *rd_userdata, uint64_t size, journal_record_fn cb,
                  void *cb_userdata, struct journal_scan_result *ret);
 
