@@ -31,8 +31,9 @@ static const char *str_or(const cJSON *v, const char *dflt)
 	return cJSON_IsString(v) ? v->valuestring : dflt;
 }
 
-/* The container port of pod named `name`; 0 when none. */
-static int named_port(const cJSON *pod, const char *name, char *proto, size_t protolen)
+/* The container port of pod named `name` for protocol `proto`; 0 when
+ * none. */
+static int named_port(const cJSON *pod, const char *name, const char *proto)
 {
 	const cJSON *c, *p;
 
@@ -42,14 +43,12 @@ static int named_port(const cJSON *pod, const char *name, char *proto, size_t pr
 		{
 			const cJSON *n = cJSON_GetObjectItemCaseSensitive(p, "name");
 			const cJSON *cp = cJSON_GetObjectItemCaseSensitive(p, "containerPort");
+			const char *pr =
+			        str_or(cJSON_GetObjectItemCaseSensitive(p, "protocol"), "TCP");
 
 			if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0 &&
-			    cJSON_IsNumber(cp)) {
-				str_copy(proto, protolen,
-				         str_or(cJSON_GetObjectItemCaseSensitive(p, "protocol"),
-				                "TCP"));
+			    cJSON_IsNumber(cp) && strcmp(pr, proto) == 0)
 				return cp->valueint;
-			}
 		}
 	}
 	return 0;
@@ -79,6 +78,9 @@ int endpoints_target_from(const cJSON *service, const cJSON *pod, struct endpoin
 	}
 	str_copy(ret->pod, sizeof(ret->pod), name->valuestring);
 	str_copy(ret->uid, sizeof(ret->uid), uid->valuestring);
+	str_copy(ret->ns, sizeof(ret->ns), str_or(field(pod, "metadata", "namespace"), ""));
+	str_copy(ret->service_uid, sizeof(ret->service_uid),
+	         str_or(field(service, "metadata", "uid"), ""));
 	str_copy(ret->node, sizeof(ret->node), str_or(field(pod, "spec", "nodeName"), ""));
 	if (!cJSON_IsString(ip) || !ip->valuestring[0] ||
 	    strlen(ip->valuestring) >= sizeof(ret->ip)) {
@@ -102,15 +104,13 @@ int endpoints_target_from(const cJSON *service, const cJSON *pod, struct endpoin
 		str_copy(ep->protocol, sizeof(ep->protocol),
 		         str_or(cJSON_GetObjectItemCaseSensitive(p, "protocol"), "TCP"));
 		if (cJSON_IsString(target)) {
-			char proto[8] = "";
-
-			ep->port = named_port(pod, target->valuestring, proto, sizeof(proto));
+			ep->port = named_port(pod, target->valuestring, ep->protocol);
 			if (ep->port <= 0) {
-				errbuf_set(
-				        err, errlen,
-				        "Service '%s' targets port '%s', which no container of pod "
-				        "'%s' names",
-				        svc, target->valuestring, ret->pod);
+				errbuf_set(err, errlen,
+				           "Service '%s' targets port '%s' (%s), which no "
+				           "container of "
+				           "pod '%s' names",
+				           svc, target->valuestring, ep->protocol, ret->pod);
 				return -EINVAL;
 			}
 		} else if (cJSON_IsNumber(target)) {
@@ -141,10 +141,12 @@ int64_t endpoints_epoch_of(const cJSON *obj)
 }
 
 /* metadata of a body: name (create) or resourceVersion (patch), the labels,
- * the term.  NULL when out of memory. */
-static cJSON *add_meta(cJSON *body, const char *name, const char *rv, int64_t epoch,
-                       const char *label_key, const char *label_value, const char *label2_key,
-                       const char *label2_value)
+ * the term, and Service `service` as the owner (deleted with it; a Service
+ * created again under the name is another owner).  NULL when out of
+ * memory. */
+static cJSON *add_meta(cJSON *body, const struct endpoints_target *t, const char *service,
+                       const char *name, const char *rv, int64_t epoch, const char *label_key,
+                       const char *label_value, const char *label2_key, const char *label2_value)
 {
 	cJSON *meta = cJSON_AddObjectToObject(body, "metadata");
 	cJSON *labels = meta ? cJSON_AddObjectToObject(meta, "labels") : NULL;
@@ -158,6 +160,20 @@ static cJSON *add_meta(cJSON *body, const char *name, const char *rv, int64_t ep
 	    (rv && !cJSON_AddStringToObject(meta, "resourceVersion", rv)) ||
 	    (!rv && !cJSON_AddStringToObject(meta, "name", name)))
 		return NULL;
+	if (t->service_uid[0]) {
+		cJSON *owners = cJSON_AddArrayToObject(meta, "ownerReferences");
+		cJSON *o = cJSON_CreateObject();
+
+		if (!owners || !o || !cJSON_AddItemToArray(owners, o)) {
+			cJSON_Delete(o);
+			return NULL;
+		}
+		if (!cJSON_AddStringToObject(o, "apiVersion", "v1") ||
+		    !cJSON_AddStringToObject(o, "kind", "Service") ||
+		    !cJSON_AddStringToObject(o, "name", service) ||
+		    !cJSON_AddStringToObject(o, "uid", t->service_uid))
+			return NULL;
+	}
 	return meta;
 }
 
@@ -166,6 +182,7 @@ static cJSON *target_ref(const struct endpoints_target *t)
 	cJSON *ref = cJSON_CreateObject();
 
 	if (ref && cJSON_AddStringToObject(ref, "kind", "Pod") &&
+	    (!t->ns[0] || cJSON_AddStringToObject(ref, "namespace", t->ns)) &&
 	    cJSON_AddStringToObject(ref, "name", t->pod) &&
 	    cJSON_AddStringToObject(ref, "uid", t->uid))
 		return ref;
@@ -203,7 +220,8 @@ cJSON *endpoints_body(const char *name, const struct endpoints_target *t, int64_
 	ok = body &&
 	     (resource_version || (cJSON_AddStringToObject(body, "apiVersion", "v1") &&
 	                           cJSON_AddStringToObject(body, "kind", "Endpoints"))) &&
-	     add_meta(body, name, resource_version, epoch, SKIP_MIRROR_LABEL, "true", NULL, NULL);
+	     add_meta(body, t, name, name, resource_version, epoch, SKIP_MIRROR_LABEL, "true", NULL,
+	              NULL);
 	subsets = ok ? cJSON_AddArrayToObject(body, "subsets") : NULL;
 	subset = cJSON_CreateObject();
 	ok = subsets && subset && cJSON_AddItemToArray(subsets, subset);
@@ -245,7 +263,7 @@ cJSON *endpoints_slice_body(const char *service, const char *group_version,
 	       cJSON_AddStringToObject(body, "kind", "EndpointSlice") &&
 	       cJSON_AddStringToObject(body, "addressType",
 	                               strchr(t->ip, ':') ? "IPv6" : "IPv4"))) &&
-	     add_meta(body, name, resource_version, epoch, SERVICE_NAME_LABEL, service,
+	     add_meta(body, t, service, name, resource_version, epoch, SERVICE_NAME_LABEL, service,
 	              MANAGED_BY_LABEL, ENDPOINTS_MANAGER);
 	eps = ok ? cJSON_AddArrayToObject(body, "endpoints") : NULL;
 	ep = cJSON_CreateObject();
@@ -285,7 +303,7 @@ struct endpoints_writer {
 	struct k8s_client *client;
 	char ns[254], service[254];
 	long timeout_ms;
-	/* the EndpointSlice API the server serves: "" not asked yet, "-" none */
+	/* the EndpointSlice API the server serves: "" not known yet */
 	char slice_gv[64];
 };
 
@@ -309,8 +327,8 @@ void endpoints_writer_free(struct endpoints_writer *w)
 	free(w);
 }
 
-/* Which EndpointSlice API the server serves (asked once): v1 since
- * Kubernetes 1.21, v1beta1 before 1.25. */
+/* Which EndpointSlice API the server serves (asked until one answers):
+ * v1 since Kubernetes 1.21, v1beta1 before 1.25.  0, 1 (none), -errno. */
 static int slice_api(struct endpoints_writer *w, char *err, size_t errlen)
 {
 	static const char *const gvs[] = {"discovery.k8s.io/v1", "discovery.k8s.io/v1beta1"};
@@ -331,11 +349,12 @@ static int slice_api(struct endpoints_writer *w, char *err, size_t errlen)
 		if (r != -ENOENT)
 			return r;
 	}
+	/* not remembered: asked again at the next switch (an API server
+	 * being upgraded may serve it soon) */
 	log_warning("the API server serves no EndpointSlice API: only the Endpoints of "
 	            "Service '%s' are written",
 	            w->service);
-	str_copy(w->slice_gv, sizeof(w->slice_gv), "-");
-	return 0;
+	return 1;
 }
 
 typedef cJSON *(*body_fn)(struct endpoints_writer *w, const struct endpoints_target *t,
@@ -371,13 +390,26 @@ static bool covers(const cJSON *have, const cJSON *want)
 		return true;
 	}
 	if (cJSON_IsArray(want)) {
-		const cJSON *h = have ? have->child : NULL;
+		/* in any order: the API server keeps an Endpoints' ports and
+		 * addresses sorted (its canonical form) */
+		const cJSON *h;
 
 		if (!cJSON_IsArray(have) || cJSON_GetArraySize(have) != cJSON_GetArraySize(want))
 			return false;
-		for (w = want->child; w; w = w->next, h = h->next)
-			if (!covers(h, w))
+		cJSON_ArrayForEach(w, want)
+		{
+			bool found = false;
+
+			cJSON_ArrayForEach(h, have)
+			{
+				if (covers(h, w)) {
+					found = true;
+					break;
+				}
+			}
+			if (!found)
 				return false;
+		}
 		return true;
 	}
 	return cJSON_Compare(have, want, true);
@@ -467,6 +499,55 @@ static int cas_write(struct endpoints_writer *w, const char *gv, const char *res
 	return r < 0 ? r : -EAGAIN;
 }
 
+/* EndpointSlices of the Service that Kubernetes' controllers made while it
+ * had a selector (or before the Endpoints said skip-mirror): they do not
+ * remove them once it has none, and kube-proxy would route to their
+ * addresses as well as to ours.  Slices of any other manager are left
+ * alone (and said). */
+static int drop_foreign_slices(struct endpoints_writer *w, const char *ours, char *err,
+                               size_t errlen)
+{
+	char coll[512], sel[400];
+	cJSON *list = NULL;
+	const cJSON *it;
+	int r = k8s_path(coll, sizeof(coll), w->slice_gv, w->ns, "endpointslices", NULL);
+
+	snprintf(sel, sizeof(sel), SERVICE_NAME_LABEL "=%s", w->service);
+	if (r >= 0)
+		r = k8s_list(w->client, coll, sel, NULL, w->timeout_ms, &list, err, errlen);
+	if (r < 0)
+		return r;
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(list, "items"))
+	{
+		const char *name = str_or(field(it, "metadata", "name"), "");
+		const char *uid = str_or(field(it, "metadata", "uid"), NULL);
+		const char *by = str_or(cJSON_GetObjectItemCaseSensitive(
+		                                field(it, "metadata", "labels"), MANAGED_BY_LABEL),
+		                        "");
+		char path[600];
+
+		if (!name[0] || strcmp(name, ours) == 0)
+			continue;
+		if (strcmp(by, "endpointslice-controller.k8s.io") != 0 &&
+		    strcmp(by, "endpointslicemirroring-controller.k8s.io") != 0) {
+			log_warning("EndpointSlice '%s/%s' of Service '%s' is managed by '%s': "
+			            "kube-proxy routes to its addresses too",
+			            w->ns, name, w->service, by[0] ? by : "nobody");
+			continue;
+		}
+		r = k8s_path(path, sizeof(path), w->slice_gv, w->ns, "endpointslices", name);
+		if (r >= 0)
+			r = k8s_delete(w->client, path, -1, uid, NULL, w->timeout_ms, err, errlen);
+		if (r < 0 && r != -ENOENT && r != -ESTALE)
+			break;
+		r = 0;
+		log_info("removed EndpointSlice '%s/%s' of Service '%s', left by %s", w->ns, name,
+		         w->service, by);
+	}
+	cJSON_Delete(list);
+	return r;
+}
+
 int endpoints_switch(struct endpoints_writer *w, const cJSON *pod, int64_t epoch, bool *ret_wrote,
                      char *err, size_t errlen)
 {
@@ -493,9 +574,13 @@ int endpoints_switch(struct endpoints_writer *w, const cJSON *pod, int64_t epoch
 	if (r < 0)
 		return r;
 	snprintf(slice, sizeof(slice), "%s%s", w->service, ENDPOINTS_SLICE_SUFFIX);
-	if (strcmp(w->slice_gv, "-") != 0) {
+	if (r == 0) {
 		r = cas_write(w, w->slice_gv, "endpointslices", slice, slice_body, &t, epoch,
 		              &wrote, err, errlen);
+		if (r == 0)
+			r = drop_foreign_slices(w, slice, err, errlen);
+	} else {
+		r = 0; /* no EndpointSlice API: the Endpoints alone */
 	}
 	if (r == 0)
 		r = cas_write(w, "v1", "endpoints", w->service, ep_body, &t, epoch, &wrote, err,

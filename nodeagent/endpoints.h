@@ -8,7 +8,10 @@
  * kube-proxy drops new connections to the ClusterIP (its REJECT rule), and a
  * client waits out its connect timeout.  Written by the agent, the switch is
  * one conditional write per object, [old] -> [new]: never empty, never two
- * addresses, and one controller hop shorter.
+ * addresses, and one controller hop shorter.  The agent writes them as its
+ * term begins, before the fence (whose pod deletion takes the old address
+ * away), naming its standby, which refuses clients (NOTMASTER) until it is
+ * promoted.
  *
  * Each object carries the term that wrote it (annotation
  * kubefence.io/role-epoch); a write is a read, a check that no later term
@@ -44,7 +47,8 @@ struct endpoints_port {
 /* What one switch writes: the master pod's address and the Service's ports
  * resolved against that pod. */
 struct endpoints_target {
-	char pod[254], uid[64], node[254], ip[64];
+	char service_uid[64]; /* the owner of what is written (garbage collection) */
+	char ns[254], pod[254], uid[64], node[254], ip[64];
 	struct endpoints_port ports[ENDPOINTS_PORTS_MAX];
 	size_t n_ports;
 };
@@ -83,7 +87,9 @@ void endpoints_writer_free(struct endpoints_writer *w);
 
 /* Point the Service at `pod` (a Pod object just read) for term `epoch`:
  * its EndpointSlice first (what kube-proxy follows), then its Endpoints;
- * an object that names the pod for this term already is left alone.
+ * an object that names the pod for this term already is left alone.  The
+ * Service's slices that Kubernetes' endpoint controllers left from when it
+ * had a selector are deleted (kube-proxy would route to them too).
  * Returns 0 when both name the pod for this term (*ret_wrote, when not
  * NULL: something had to be written), 1 when a later term wrote one of
  * them (this term is over; nothing written), or -errno with detail in err

@@ -459,6 +459,21 @@ static void started(struct sm *s, const struct sm_event *ev, usec_t now, struct 
 	   t->epoch, lease_verdict_to_string(t->verdict), prev[0] ? prev : "(none)",
 	   t->previous.release_reason[0] ? ", released: " : "", t->previous.release_reason,
 	   t->fence_owed[0] ? t->fence_owed : "none");
+	/* service.endpoints: the Service's route moves to our pod before the
+	 * fence.  A fence that deletes the old master's pod takes its address
+	 * away, and a client sent there would wait out a connect timeout; our
+	 * standby refuses it at once (NOTMASTER) until it is promoted.  The
+	 * route is no fence: the old master is stopped by its grant, the
+	 * store's epoch and the target, not by losing its clients. */
+	if (s->cfg.route_check && s->cfg.mode == SM_MODE_CONTROL && s->svc_connected &&
+	    s->peer.pod[0] && !s->route_busy) {
+		struct sm_effect *r = job(s, fx, JOB_ROUTE, false);
+
+		str_copy(r->a, sizeof(r->a), s->peer.pod);
+		str_copy(r->b, sizeof(r->b), s->peer.uid);
+		r->flag = true; /* the term's first: a step of the failover */
+		s->route_busy = true;
+	}
 	enter(s, SM_FENCING);
 	/* The duty comes from the Lease record this term wrote (fence-owed),
 	 * never from what this process remembers of its predecessor. */
@@ -914,8 +929,14 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 		return;
 	}
 	if (ev->job == JOB_ROUTE) {
+		/* a failed route is tried again within a second */
+		usec_t again = ev->result < 0 && ev->result != JOB_CANCELLED &&
+		                               s->cfg.route_check > USEC_PER_SEC
+		                       ? USEC_PER_SEC
+		                       : s->cfg.route_check;
+
 		s->route_busy = false;
-		s->route_at = now + s->cfg.route_check;
+		s->route_at = now + again;
 		return;
 	}
 	if (ev->job == JOB_SCSI_KEEP) {

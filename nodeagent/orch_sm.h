@@ -107,7 +107,7 @@ enum sm_job {
 	JOB_TELL_MASTER,  /* tell our standby who the master is */
 	JOB_SCSI_KEEP,    /* flag (reserve): keep our registration, the master's reservation */
 	JOB_UNTAINT,      /* lift the out-of-service taint from our own node */
-	JOB_ROUTE,        /* epoch, pod, uid: the Service's endpoints name our pod */
+	JOB_ROUTE,        /* epoch, pod, uid, flag (the term's first): the endpoints name our pod */
 	_JOB_MAX,
 };
 

@@ -76,7 +76,14 @@ struct orchestrator {
 	char master_told[600];    /* worker: the MASTER line last sent to our standby */
 	char node[254], ns[254], label_key[64], label_value[64];
 	struct endpoints_writer *endpoints; /* service.endpoints; NULL: none */
-	char last_ep_err[512];              /* worker: the endpoints error last logged */
+	/* one switch at a time (the worker's label job, the route thread);
+	 * it guards the writer and the three fields below */
+	pthread_mutex_t route_mu;
+	char last_ep_err[512]; /* the endpoints error last logged */
+	/* the term and pod uid the endpoints were last written (or found)
+	 * for: the label's job does not write them again */
+	int64_t routed_epoch;
+	char routed_uid[64];
 	struct elector *elector;
 	struct control *control;
 
@@ -106,6 +113,12 @@ struct orchestrator {
 	struct sm_effect jobs[JOBS_MAX];
 	size_t j_head, j_len;
 	bool worker_stop;
+	/* service.endpoints: the route thread runs JOB_ROUTE (the machine has
+	 * at most one out), beside the worker, so that a slow API delays no
+	 * fence; route_pending: one queued (under mu) */
+	pthread_t route_thread;
+	bool route_started, route_stop, route_pending;
+	struct sm_effect route_job;
 
 	/* shared with callbacks, under mu */
 	bool svc_connected, svc_candidate;
@@ -788,24 +801,23 @@ static int job_claim(struct orchestrator *o, int64_t epoch, const char *own_pod)
 	return k;
 }
 
-/* Point the Service (service.endpoints) at our pod (`pod`, just read)
- * for term `epoch`.  0 (also when the Service cannot be used: said once,
- * and the term goes on, routed by whatever the Service selects, until the
- * master's check finds it usable), 1 when a later term wrote the endpoints
- * (this term is over), -EAGAIN to retry.  `check`: the master's periodic
- * check, where a write is a repair (logged) rather than a step of the
- * failover (timeline). */
-static int switch_endpoints(struct orchestrator *o, const cJSON *pod, int64_t epoch, bool check)
+/* switch_endpoints, under route_mu. */
+static int switch_locked(struct orchestrator *o, const cJSON *pod, int64_t epoch, bool check,
+                         bool *ret_wrote, char *err, size_t errlen)
 {
-	char err[1024] = "";
 	bool wrote = false;
 	int r;
 
-	if (!still_leading(o, epoch))
-		return JOB_CANCELLED;
-	r = endpoints_switch(o->endpoints, pod, epoch, &wrote, err, sizeof(err));
+	r = endpoints_switch(o->endpoints, pod, epoch, &wrote, err, errlen);
+	*ret_wrote = wrote;
 	if (r == 0) {
+		const cJSON *uid = cJSON_GetObjectItemCaseSensitive(
+		        cJSON_GetObjectItemCaseSensitive(pod, "metadata"), "uid");
+
 		o->last_ep_err[0] = '\0';
+		o->routed_epoch = epoch;
+		str_copy(o->routed_uid, sizeof(o->routed_uid),
+		         cJSON_IsString(uid) ? uid->valuestring : "");
 		if (!check)
 			tl_add(o, "routed", "Service %s", o->o.endpoints);
 		else if (wrote)
@@ -814,10 +826,8 @@ static int switch_endpoints(struct orchestrator *o, const cJSON *pod, int64_t ep
 			            o->ns, o->o.endpoints, epoch);
 		return 0;
 	}
-	if (r == 1) {
-		log_info("term %" PRId64 ": %s: this term is over", epoch, err);
+	if (r == 1)
 		return 1;
-	}
 	if (strcmp(err, o->last_ep_err) != 0) {
 		if (r == -EINVAL)
 			log_error("service.endpoints: cannot point Service '%s/%s' at the master: "
@@ -829,6 +839,32 @@ static int switch_endpoints(struct orchestrator *o, const cJSON *pod, int64_t ep
 		str_copy(o->last_ep_err, sizeof(o->last_ep_err), err);
 	}
 	return r == -EINVAL ? 0 : -EAGAIN;
+}
+
+/* Point the Service (service.endpoints) at our pod (`pod`, just read)
+ * for term `epoch`.  0 (also when the Service cannot be used: said once,
+ * and the term goes on, routed by whatever the Service selects, until the
+ * master's check finds it usable), 1 when a later term wrote the endpoints
+ * (this term is over), -EAGAIN to retry.  `check`: the master's periodic
+ * check, where a write is a repair (logged) rather than a step of the
+ * failover (timeline). */
+static int switch_endpoints(struct orchestrator *o, const cJSON *pod, int64_t epoch, bool check,
+                            char *ret_err, size_t ret_errlen)
+{
+	char err[1024] = "";
+	bool wrote = false;
+	int r;
+
+	if (!still_leading(o, epoch))
+		return JOB_CANCELLED;
+	pthread_mutex_lock(&o->route_mu);
+	r = switch_locked(o, pod, epoch, check, &wrote, err, sizeof(err));
+	pthread_mutex_unlock(&o->route_mu);
+	if (r == 1) {
+		log_warning("term %" PRId64 ": %s: this term is over", epoch, err);
+		errbuf_set(ret_err, ret_errlen, "%s", err);
+	}
+	return r;
 }
 
 static int job_label(struct orchestrator *o, int64_t epoch, const char *pod, const char *uid,
@@ -843,15 +879,28 @@ static int job_label(struct orchestrator *o, int64_t epoch, const char *pod, con
 	if (r < 0 && r != -ENOENT && r != -EINVAL && r != -ESTALE)
 		log_warning("labelling pod '%s/%s' %s=%s failed: %s; retrying", o->ns, pod,
 		            o->label_key, o->label_value, err);
-	if (r == 0 && obj)
-		r = switch_endpoints(o, obj, epoch, false);
+	/* Routed already by this term's first route, before its fence; else
+	 * now.  Only a later term's write ends the term: any other failure is
+	 * the master's route check's to repair (it comes a second after a
+	 * failure), never a reason to hold the promotion back. */
+	if (r == 0 && obj) {
+		bool routed;
+
+		pthread_mutex_lock(&o->route_mu);
+		routed = o->routed_epoch == epoch && uid && strcmp(o->routed_uid, uid) == 0;
+		pthread_mutex_unlock(&o->route_mu);
+		if (!routed && switch_endpoints(o, obj, epoch, false, err, errlen) == 1)
+			r = 1;
+	}
 	cJSON_Delete(obj);
 	return r;
 }
 
-/* The master's check that the Service still routes to its pod (read
- * again: the address is the pod's as it is now). */
-static int job_route(struct orchestrator *o, int64_t epoch, const char *pod, const char *uid)
+/* The Service's route to our pod: the term's first, before its fence
+ * (`first`), or the master's check that it still routes there.  The pod is
+ * read again: the address is the pod's as it is now. */
+static int job_route(struct orchestrator *o, int64_t epoch, const char *pod, const char *uid,
+                     bool first)
 {
 	char path[512], err[1024] = "";
 	cJSON *obj = NULL;
@@ -875,7 +924,7 @@ static int job_route(struct orchestrator *o, int64_t epoch, const char *pod, con
 	if (uid[0] && (!cJSON_IsString(u) || strcmp(u->valuestring, uid) != 0))
 		r = -ESTALE; /* replaced: not the pod this term promoted */
 	else
-		r = switch_endpoints(o, obj, epoch, true);
+		r = switch_endpoints(o, obj, epoch, !first, NULL, 0);
 	cJSON_Delete(obj);
 	return r;
 }
@@ -1083,14 +1132,38 @@ static void *worker_main(void *arg)
 		case JOB_UNTAINT:
 			res.result = job_untaint(o);
 			break;
-		case JOB_ROUTE:
-			res.result = job_route(o, j.epoch, j.a, j.b);
-			break;
 		default:
 			res.result = -EINVAL;
 			break;
 		}
 		__atomic_store_n(&o->job_since, 0, __ATOMIC_RELEASE);
+		enqueue(o, &res);
+	}
+}
+
+/* The route thread: JOB_ROUTE, one at a time, beside the worker. */
+static void *route_main(void *arg)
+{
+	struct orchestrator *o = arg;
+
+	for (;;) {
+		struct sm_effect j;
+		struct sm_event res = {.type = SE_JOB_DONE};
+
+		pthread_mutex_lock(&o->mu);
+		while (!o->route_pending && !o->route_stop)
+			pthread_cond_wait(&o->cond, &o->mu);
+		if (!o->route_pending) {
+			pthread_mutex_unlock(&o->mu);
+			return NULL;
+		}
+		j = o->route_job;
+		o->route_pending = false;
+		pthread_mutex_unlock(&o->mu);
+		res.job = j.job;
+		res.job_id = j.job_id;
+		res.epoch = j.epoch;
+		res.result = job_route(o, j.epoch, j.a, j.b, j.flag);
 		enqueue(o, &res);
 	}
 }
@@ -1110,7 +1183,13 @@ static void run_effects(struct orchestrator *o, const struct sm_effects *fx, str
 		switch (e->type) {
 		case FX_JOB:
 			pthread_mutex_lock(&o->mu);
-			if (o->j_len < JOBS_MAX && e->job == JOB_KILL) {
+			if (e->job == JOB_ROUTE) {
+				/* the machine has one out at a time: the slot is free */
+				o->route_job = *e;
+				o->route_pending = true;
+				pthread_cond_broadcast(&o->cond);
+				pthread_mutex_unlock(&o->mu);
+			} else if (o->j_len < JOBS_MAX && e->job == JOB_KILL) {
 				/* a kill waits for nothing queued (an unlabel's retries) */
 				o->j_head = (o->j_head + JOBS_MAX - 1) % JOBS_MAX;
 				o->jobs[o->j_head] = *e;
@@ -1643,6 +1722,7 @@ int orch_new(struct k8s_client *client, const struct orch_options *opts, struct 
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&o->mu, NULL);
+	pthread_mutex_init(&o->route_mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&o->cond, &ca);
@@ -1751,6 +1831,10 @@ int orch_start(struct orchestrator *o)
 	if (r)
 		return -r;
 	o->worker_started = true;
+	r = pthread_create(&o->route_thread, NULL, route_main, o);
+	if (r)
+		return -r;
+	o->route_started = true;
 	r = pthread_create(&o->thread, NULL, orch_main, o);
 	if (r)
 		return -r;
@@ -1766,6 +1850,15 @@ int orch_start(struct orchestrator *o)
 
 static void stop_worker(struct orchestrator *o)
 {
+	if (o->route_started) {
+		pthread_mutex_lock(&o->mu);
+		o->route_stop = true;
+		o->route_pending = false; /* a route of a stopping agent is moot */
+		pthread_cond_broadcast(&o->cond);
+		pthread_mutex_unlock(&o->mu);
+		pthread_join(o->route_thread, NULL);
+		o->route_started = false;
+	}
 	if (!o->worker_started)
 		return;
 	pthread_mutex_lock(&o->mu);
@@ -1839,6 +1932,7 @@ struct orchestrator *orch_free(struct orchestrator *o)
 	pthread_cond_destroy(&o->space);
 	pthread_cond_destroy(&o->cond);
 	pthread_mutex_destroy(&o->mu);
+	pthread_mutex_destroy(&o->route_mu);
 	endpoints_writer_free(o->endpoints);
 	free(o);
 	return NULL;

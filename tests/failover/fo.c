@@ -117,7 +117,7 @@ void fo_prepare_rbac(void)
 	            "{\"apiGroups\":[\"\"],\"resources\":[\"endpoints\"],"
 	            "\"verbs\":[\"get\",\"create\",\"patch\"]},"
 	            "{\"apiGroups\":[\"discovery.k8s.io\"],\"resources\":[\"endpointslices\"],"
-	            "\"verbs\":[\"get\",\"create\",\"patch\"]}]}",
+	            "\"verbs\":[\"get\",\"create\",\"patch\",\"list\",\"delete\"]}]}",
 	            NULL);
 	snprintf(json, sizeof(json),
 	         "{\"apiVersion\":\"rbac.authorization.k8s.io/v1\",\"kind\":\"RoleBinding\","

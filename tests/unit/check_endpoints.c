@@ -17,7 +17,7 @@
 #include "tests/lib/kftest.h"
 
 static const char *const SERVICE =
-        "{\"metadata\":{\"name\":\"metaservice\"},\"spec\":{\"ports\":["
+        "{\"metadata\":{\"name\":\"metaservice\",\"uid\":\"s-1\"},\"spec\":{\"ports\":["
         "{\"name\":\"client\",\"port\":7480,\"targetPort\":\"client\",\"protocol\":\"TCP\"},"
         "{\"name\":\"admin\",\"port\":80,\"targetPort\":9000},"
         "{\"name\":\"plain\",\"port\":81,\"protocol\":\"UDP\"}]}}";
@@ -50,6 +50,8 @@ START_TEST(ports_resolve_against_the_pod)
 
 	ck_assert_int_eq(resolve(SERVICE, POD, &t, err, sizeof(err)), 0);
 	ck_assert_str_eq(t.pod, "metaservice-1");
+	ck_assert_str_eq(t.ns, "kf");
+	ck_assert_str_eq(t.service_uid, "s-1");
 	ck_assert_str_eq(t.uid, "u-1");
 	ck_assert_str_eq(t.node, "node-b");
 	ck_assert_str_eq(t.ip, "10.244.1.7");
@@ -77,7 +79,10 @@ static const struct {
          "pod 'p' has no IP (status.podIP) yet"},
         {"{\"metadata\":{\"name\":\"s\"},\"spec\":{\"ports\":[{\"port\":1,"
          "\"targetPort\":\"nope\"}]}}",
-         NULL, "Service 's' targets port 'nope', which no container of pod 'metaservice-1'"},
+         NULL, "Service 's' targets port 'nope' (TCP), which no container of pod 'metaservice-1'"},
+        {"{\"metadata\":{\"name\":\"s\"},\"spec\":{\"ports\":[{\"port\":1,"
+         "\"targetPort\":\"client\",\"protocol\":\"UDP\"}]}}",
+         NULL, "Service 's' targets port 'client' (UDP), which no container"},
         {"{\"metadata\":{\"name\":\"s\"},\"spec\":{}}", NULL, "Service 's' has no ports"},
         {"{\"metadata\":{\"name\":\"s\"},\"spec\":{\"ports\":[{\"targetPort\":70000}]}}", NULL,
          "Service 's' has a port without a valid number"},
@@ -135,6 +140,10 @@ START_TEST(endpoints_create_and_patch)
 	ck_assert_str_eq(AT(c, "subsets", "0", "addresses", "0", "ip"), "10.244.1.7");
 	ck_assert_str_eq(AT(c, "subsets", "0", "addresses", "0", "nodeName"), "node-b");
 	ck_assert_str_eq(AT(c, "subsets", "0", "addresses", "0", "targetRef", "uid"), "u-1");
+	ck_assert_str_eq(AT(c, "subsets", "0", "addresses", "0", "targetRef", "namespace"), "kf");
+	/* owned by the Service: deleted with it */
+	ck_assert_str_eq(AT(c, "metadata", "ownerReferences", "0", "kind"), "Service");
+	ck_assert_str_eq(AT(c, "metadata", "ownerReferences", "0", "uid"), "s-1");
 	ck_assert_int_eq(
 	        cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(
 	                cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(c, "subsets"), 0),
@@ -169,6 +178,7 @@ START_TEST(slice_bodies_per_api_version)
 	ck_assert_str_eq(AT(v1, "metadata", "labels", "endpointslice.kubernetes.io/managed-by"),
 	                 ENDPOINTS_MANAGER);
 	ck_assert_str_eq(AT(v1, "addressType"), "IPv4");
+	ck_assert_str_eq(AT(v1, "metadata", "ownerReferences", "0", "name"), "metaservice");
 	ck_assert_str_eq(AT(v1, "endpoints", "0", "addresses", "0"), "10.244.1.7");
 	ready = cJSON_GetObjectItemCaseSensitive(
 	        cJSON_GetObjectItemCaseSensitive(

@@ -866,9 +866,19 @@ START_TEST(test_tell_master)
 }
 END_TEST
 
-/* service.endpoints: the master checks its route every route_check (the
- * label's job routed it on the way to MASTER), one check at a time, with
- * its pod and term, and only while it is the master. */
+/* The index of the first job j among the last step's effects; -1 none. */
+static int job_index(enum sm_job j)
+{
+	for (size_t i = 0; i < FX.n; i++)
+		if (FX.v[i].type == FX_JOB && FX.v[i].job == j)
+			return (int)i;
+	return -1;
+}
+
+/* service.endpoints: a term moves the Service's route to its pod first,
+ * before its fence (queued ahead of it); the master then checks its route
+ * every route_check, one check at a time, with its pod and term, and only
+ * while it is the master. */
 START_TEST(test_route_check_while_master)
 {
 	const struct sm_effect *e;
@@ -879,7 +889,25 @@ START_TEST(test_route_check_while_master)
 	hello();
 	tick_at(NOW + 10000 * MS); /* a follower has no route to check */
 	ck_assert_ptr_null(fx_job(JOB_ROUTE));
-	to_master();
+	started(5, "node-b:expired");
+	e = fx_job(JOB_ROUTE);
+	ck_assert_ptr_nonnull(e);
+	ck_assert(e->flag); /* the term's first */
+	ck_assert_int_eq(e->epoch, 5);
+	ck_assert_int_ge(job_index(JOB_FENCE), 0);
+	ck_assert_int_lt(job_index(JOB_ROUTE), job_index(JOB_FENCE));
+	ck_assert_int_eq(S.st, SM_FENCING); /* the fence waits for nothing of it */
+	uint64_t fence = fx_job(JOB_FENCE)->job_id;
+	done(e, -ETIMEDOUT); /* a failed route is no failed term */
+	ck_assert_int_eq(S.st, SM_FENCING);
+	done_id(JOB_FENCE, fence, 0);
+	done(fx_job(JOB_CLAIM), 0);
+	e = fx_job(JOB_LABEL); /* which routes again */
+	ck_assert_ptr_nonnull(e);
+	uint64_t label = e->job_id;
+	ready(5, 7);
+	done_id(JOB_LABEL, label, 0);
+	ck_assert_int_eq(S.st, SM_MASTER);
 	tick_at(NOW + 4999 * MS);
 	ck_assert_ptr_null(fx_job(JOB_ROUTE));
 	tick_at(NOW + 1 * MS);
@@ -888,11 +916,18 @@ START_TEST(test_route_check_while_master)
 	ck_assert_str_eq(e->a, S.peer.pod);
 	ck_assert_str_eq(e->b, S.peer.uid);
 	ck_assert_int_eq(e->epoch, 5);
+	ck_assert(!e->flag);
 	tick_at(NOW + 6000 * MS);
 	ck_assert_ptr_null(fx_job(JOB_ROUTE)); /* the last one still runs */
 	done(e, -ETIMEDOUT);
 	ck_assert_int_eq(S.st, SM_MASTER); /* a failed check is no end of term */
-	tick_at(NOW + 4999 * MS);
+	tick_at(NOW + 999 * MS);           /* and is tried again within a second */
+	ck_assert_ptr_null(fx_job(JOB_ROUTE));
+	tick_at(NOW + 1 * MS);
+	e = fx_job(JOB_ROUTE);
+	ck_assert_ptr_nonnull(e);
+	done(e, 0);
+	tick_at(NOW + 4999 * MS); /* after a success, route_check again */
 	ck_assert_ptr_null(fx_job(JOB_ROUTE));
 	tick_at(NOW + 1 * MS);
 	e = fx_job(JOB_ROUTE);
@@ -906,7 +941,18 @@ END_TEST
 
 START_TEST(test_no_route_check_unless_configured)
 {
-	to_master();
+	const struct sm_effect *e;
+
+	started(5, "node-b:expired");
+	ck_assert_ptr_null(fx_job(JOB_ROUTE));
+	done(fx_job(JOB_FENCE), 0);
+	done(fx_job(JOB_CLAIM), 0);
+	e = fx_job(JOB_LABEL);
+	ck_assert_ptr_nonnull(e);
+	uint64_t label = e->job_id;
+	ready(5, 7);
+	done_id(JOB_LABEL, label, 0);
+	ck_assert_int_eq(S.st, SM_MASTER);
 	for (int i = 0; i < 5; i++) {
 		tick_at(NOW + 5000 * MS);
 		ck_assert_ptr_null(fx_job(JOB_ROUTE));
