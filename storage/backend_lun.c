@@ -673,7 +673,21 @@ static int lun_segment_start(struct backend *b, uint64_t first_seq)
 		r = -ENOSPC;
 		goto out;
 	}
-	if (t.nseg && first_seq <= t.seg[t.nseg - 1].first_seq) {
+	if (t.nseg && first_seq == t.seg[t.nseg - 1].first_seq) {
+		/* The last segment holds no record: it begins at first_seq and
+		 * the store holds everything before it (recovery replayed up to
+		 * first_seq - 1; a snapshot's cut asks for the segment after its
+		 * seq).  An earlier writer started it and stopped before its
+		 * first record: a snapshot's cut, then a crash, a stop or a
+		 * fence; or two snapshots came with nothing written between
+		 * them.  It is this segment, begun again at the head. */
+		t.seg[t.nseg - 1].start = l->head;
+		r = table_write(l, &t);
+		if (r >= 0)
+			l->seg_open = true;
+		goto out;
+	}
+	if (t.nseg && first_seq < t.seg[t.nseg - 1].first_seq) {
 		r = -EINVAL;
 		goto out;
 	}
