@@ -971,6 +971,57 @@ static void create_rw_service(struct k8s_client *c, const char *name)
 	ck_assert_msg(r == 0 || r == -EEXIST, "creating Service %s: %s", name, err);
 }
 
+/* An EndpointSlice of Service svc named name, managed by `by`, with one
+ * address (as Kubernetes' controller left it when the Service had a
+ * selector); its API version found as read_route does. */
+static void create_slice(struct k8s_client *c, const char *svc, const char *name, const char *by)
+{
+	static const char *const gvs[] = {"discovery.k8s.io/v1", "discovery.k8s.io/v1beta1"};
+	char path[512], err[512] = "", json[1024];
+	int r = -ENOENT;
+
+	for (size_t i = 0; i < 2 && r == -ENOENT; i++) {
+		cJSON *obj;
+
+		snprintf(json, sizeof(json),
+		         "{\"apiVersion\":\"%s\",\"kind\":\"EndpointSlice\",\"addressType\":"
+		         "\"IPv4\","
+		         "\"metadata\":{\"name\":\"%s\",\"labels\":{\"kubernetes.io/service-name\":"
+		         "\"%s\",\"endpointslice.kubernetes.io/managed-by\":\"%s\"}},"
+		         "\"endpoints\":[{\"addresses\":[\"10.99.9.9\"]}],"
+		         "\"ports\":[{\"name\":\"client\",\"port\":7480,\"protocol\":\"TCP\"}]}",
+		         gvs[i], name, svc, by);
+		obj = cJSON_Parse(json);
+		ck_assert_int_ge(k8s_path(path, sizeof(path), gvs[i], getenv("KF_IT_NS"),
+		                          "endpointslices", NULL),
+		                 0);
+		r = k8s_create(c, path, obj, 5000, NULL, err, sizeof(err));
+		cJSON_Delete(obj);
+	}
+	ck_assert_msg(r == 0 || r == -EEXIST, "creating EndpointSlice %s: %s", name, err);
+}
+
+/* Whether EndpointSlice name exists (either API version). */
+static bool slice_exists(struct k8s_client *c, const char *name)
+{
+	static const char *const gvs[] = {"discovery.k8s.io/v1", "discovery.k8s.io/v1beta1"};
+	char path[512], err[512];
+
+	for (size_t i = 0; i < 2; i++) {
+		cJSON *obj = NULL;
+		int r;
+
+		ck_assert_int_ge(k8s_path(path, sizeof(path), gvs[i], getenv("KF_IT_NS"),
+		                          "endpointslices", name),
+		                 0);
+		r = k8s_get(c, path, 2000, &obj, err, sizeof(err));
+		cJSON_Delete(obj);
+		if (r == 0)
+			return true;
+	}
+	return false;
+}
+
 /* What the Service routes to: the addresses of its Endpoints and of the
  * agents' EndpointSlice (the first of each), how many, and the terms that
  * wrote them. */
@@ -1081,11 +1132,20 @@ START_TEST(endpoints_follow_the_master_late_write_never_lands)
 
 	route_bad = route_seen = 0;
 	create_rw_service(adm, EP_SVC);
+	/* left by Kubernetes' controller from when the Service had a selector
+	 * (deleted by the first master), and one of some other tool (kept) */
+	create_slice(adm, EP_SVC, EP_SVC "-old1", "endpointslice-controller.k8s.io");
+	create_slice(adm, EP_SVC, EP_SVC "-other", "someone.example.com");
 	scen_extra_conf = "service.endpoints = " EP_SVC "\n";
 	scen_start_full(&s, "endpoints", NULL, 0, 1);
 	scen_extra_conf = NULL;
 	fo_pod_ip(&s.c, 0, ip_a, sizeof(ip_a));
 	fo_pod_ip(&s.c, 1, ip_b, sizeof(ip_b));
+	for (int i = 0; i < 100 && slice_exists(adm, EP_SVC "-old1"); i++)
+		usleep(50 * 1000);
+	ck_assert_msg(!slice_exists(adm, EP_SVC "-old1"),
+	              "the EndpointSlice Kubernetes' controller left is still there");
+	ck_assert_msg(slice_exists(adm, EP_SVC "-other"), "another tool's EndpointSlice is gone");
 	ck_assert_msg(wait_route(adm, EP_SVC, ip_a, 5000, &rt),
 	              "node-a's term never routed Service %s to its pod: Endpoints %d (%s), "
 	              "slice %d (%s)",
