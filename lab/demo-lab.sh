@@ -253,10 +253,10 @@ if [ -n "$DETECT_US" ] && [ -n "$LABEL_US" ]; then
 		"-> $NEW labelled role=master: lease taken, old master fenced, promoted, recovered (the agent's own figure: $(jq -r '.last_failover.total_ms' "$WORK/status.json") ms)"
 	if [ "$P" = clusterip ]; then
 		printf '     %-22s %s   %s\n' "routing" "$(dur "$A_US" "$LABEL_US")" \
-			"-> first ack: the endpoints controller updated the Endpoints, kube-proxy its iptables rules, the client retried"
+			"-> first ack: the agent switched the Service's endpoints, kube-proxy its iptables rules, the client retried"
 	else
 		printf '     %-22s %s   %s\n' "routing" "$(dur "$A_US" "$LABEL_US")" \
-			"-> first ack: the endpoints controller updated the Endpoints, the client re-read them and retried"
+			"-> first ack: the agent switched the Service's endpoints, the client re-read them and retried"
 	fi
 fi
 if [ "$VIA" = both ]; then

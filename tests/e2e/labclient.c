@@ -12,9 +12,8 @@
  *            retries, until its time-out.  The address it records is the
  *            ClusterIP's (which pod answered is kube-proxy's business).
  *   endpoints  what kube-proxy itself follows: read the Endpoints object of
- *            the Service (kept by the endpoints controller from the pods
- *            that match the selector app=metaservice,role=master) from the
- *            API server and connect to the address found there; on an
+ *            the Service (written by the promoting agent: service.endpoints)
+ *            from the API server and connect to the address found there; on an
  *            error read the Endpoints again and retry.  It records the pod's
  *            address.  Comparing the two shows what kube-proxy adds.
  *
