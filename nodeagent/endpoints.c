@@ -209,10 +209,31 @@ static cJSON *ports_array(const struct endpoints_target *t)
 	return a;
 }
 
+/* The end both bodies share: the pod's targetRef on the address `at`, the
+ * ports on `ports_at`.  body, or NULL (body freed) when out of memory or
+ * !ok. */
+static cJSON *finish(cJSON *body, bool ok, cJSON *at, cJSON *ports_at,
+                     const struct endpoints_target *t)
+{
+	cJSON *ref = ok ? target_ref(t) : NULL, *ports = NULL;
+
+	ok = ref && cJSON_AddItemToObject(at, "targetRef", ref);
+	if (!ok)
+		cJSON_Delete(ref);
+	ports = ok ? ports_array(t) : NULL;
+	ok = ports && cJSON_AddItemToObject(ports_at, "ports", ports);
+	if (!ok) {
+		cJSON_Delete(ports);
+		cJSON_Delete(body);
+		return NULL;
+	}
+	return body;
+}
+
 cJSON *endpoints_body(const char *name, const struct endpoints_target *t, int64_t epoch,
                       const char *resource_version)
 {
-	cJSON *body = cJSON_CreateObject(), *subsets, *subset, *addrs, *addr, *ref, *ports;
+	cJSON *body = cJSON_CreateObject(), *subsets, *subset, *addrs, *addr;
 	bool ok;
 
 	/* The agent writes the EndpointSlice itself: the mirroring controller
@@ -234,18 +255,7 @@ cJSON *endpoints_body(const char *name, const struct endpoints_target *t, int64_
 		cJSON_Delete(addr);
 	ok = ok && cJSON_AddStringToObject(addr, "ip", t->ip) &&
 	     (!t->node[0] || cJSON_AddStringToObject(addr, "nodeName", t->node));
-	ref = ok ? target_ref(t) : NULL;
-	ok = ref && cJSON_AddItemToObject(addr, "targetRef", ref);
-	if (!ok)
-		cJSON_Delete(ref);
-	ports = ok ? ports_array(t) : NULL;
-	ok = ports && cJSON_AddItemToObject(subset, "ports", ports);
-	if (!ok) {
-		cJSON_Delete(ports);
-		cJSON_Delete(body);
-		return NULL;
-	}
-	return body;
+	return finish(body, ok, addr, subset, t);
 }
 
 cJSON *endpoints_slice_body(const char *service, const char *group_version,
@@ -253,7 +263,7 @@ cJSON *endpoints_slice_body(const char *service, const char *group_version,
                             const char *resource_version)
 {
 	char name[300];
-	cJSON *body = cJSON_CreateObject(), *eps, *ep, *addrs, *cond, *ref, *ports, *topo;
+	cJSON *body = cJSON_CreateObject(), *eps, *ep, *addrs, *cond, *topo;
 	bool v1 = strcmp(group_version, "discovery.k8s.io/v1") == 0, ok;
 
 	snprintf(name, sizeof(name), "%s%s", service, ENDPOINTS_SLICE_SUFFIX);
@@ -283,18 +293,7 @@ cJSON *endpoints_slice_body(const char *service, const char *group_version,
 			     cJSON_AddStringToObject(topo, "kubernetes.io/hostname", t->node);
 		}
 	}
-	ref = ok ? target_ref(t) : NULL;
-	ok = ref && cJSON_AddItemToObject(ep, "targetRef", ref);
-	if (!ok)
-		cJSON_Delete(ref);
-	ports = ok ? ports_array(t) : NULL;
-	ok = ports && cJSON_AddItemToObject(body, "ports", ports);
-	if (!ok) {
-		cJSON_Delete(ports);
-		cJSON_Delete(body);
-		return NULL;
-	}
-	return body;
+	return finish(body, ok, ep, body, t);
 }
 
 /* ---------------------------------------------------------------- writer */
