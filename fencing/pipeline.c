@@ -112,6 +112,8 @@ static void run_step(const struct fence_pipeline_opts *o, const struct fence_clo
 	usec_t start = clk->now(clk->data);
 	int r;
 
+	if (o->before_method)
+		o->before_method(o->keep_going_data, m->name);
 	for (;;) {
 		st->target[0] = '\0';
 		st->message[0] = '\0';

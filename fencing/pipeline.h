@@ -105,6 +105,9 @@ struct fence_pipeline_opts {
 	 * NULL: always go on. */
 	bool (*keep_going)(void *data);
 	void *keep_going_data;
+	/* Called once before each method that runs (its first attempt), with
+	 * the method's name and keep_going_data; it may wait.  NULL: none. */
+	void (*before_method)(void *data, const char *method);
 };
 
 struct fence_step {

@@ -547,8 +547,8 @@ static int drop_foreign_slices(struct endpoints_writer *w, const char *ours, cha
 	return r;
 }
 
-int endpoints_switch(struct endpoints_writer *w, const cJSON *pod, int64_t epoch, bool *ret_wrote,
-                     char *err, size_t errlen)
+int endpoints_switch(struct endpoints_writer *w, const cJSON *pod, int64_t epoch, bool tidy,
+                     bool *ret_wrote, char *err, size_t errlen)
 {
 	bool wrote = false;
 	char path[512], slice[300];
@@ -576,14 +576,14 @@ int endpoints_switch(struct endpoints_writer *w, const cJSON *pod, int64_t epoch
 	if (r == 0) {
 		r = cas_write(w, w->slice_gv, "endpointslices", slice, slice_body, &t, epoch,
 		              &wrote, err, errlen);
-		if (r == 0)
-			r = drop_foreign_slices(w, slice, err, errlen);
 	} else {
 		r = 0; /* no EndpointSlice API: the Endpoints alone */
 	}
 	if (r == 0)
 		r = cas_write(w, "v1", "endpoints", w->service, ep_body, &t, epoch, &wrote, err,
 		              errlen);
+	if (r == 0 && tidy && w->slice_gv[0])
+		r = drop_foreign_slices(w, slice, err, errlen);
 	if (ret_wrote)
 		*ret_wrote = wrote;
 	return r;

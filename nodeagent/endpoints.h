@@ -87,13 +87,14 @@ void endpoints_writer_free(struct endpoints_writer *w);
 
 /* Point the Service at `pod` (a Pod object just read) for term `epoch`:
  * its EndpointSlice first (what kube-proxy follows), then its Endpoints;
- * an object that names the pod for this term already is left alone.  The
- * Service's slices that Kubernetes' endpoint controllers left from when it
- * had a selector are deleted (kube-proxy would route to them too).
+ * an object that names the pod for this term already is left alone.  With
+ * `tidy` (one more LIST: not on a failover's path) the Service's slices
+ * that Kubernetes' endpoint controllers left from when it had a selector
+ * are deleted too (kube-proxy would route to them as well).
  * Returns 0 when both name the pod for this term (*ret_wrote, when not
  * NULL: something had to be written), 1 when a later term wrote one of
  * them (this term is over; nothing written), or -errno with detail in err
  * (-EINVAL: the Service or the pod cannot be used, see
  * endpoints_target_from; anything else may be retried). */
-int endpoints_switch(struct endpoints_writer *w, const cJSON *pod, int64_t epoch, bool *ret_wrote,
-                     char *err, size_t errlen);
+int endpoints_switch(struct endpoints_writer *w, const cJSON *pod, int64_t epoch, bool tidy,
+                     bool *ret_wrote, char *err, size_t errlen);

@@ -611,7 +611,9 @@ static void labelled(struct sm *s, struct sm_effects *fx, usec_t now)
 	s->candidate_after = 0;
 	s->early_label = false; /* the label is the master's now */
 	s->early_job = 0;
-	s->route_at = now + s->cfg.route_check; /* the label's job routed just now */
+	/* routed as the term began; the first check (which also removes what
+	 * Kubernetes' controllers left) comes soon after */
+	s->route_at = now + (s->cfg.route_check > USEC_PER_SEC ? USEC_PER_SEC : s->cfg.route_check);
 	metric(fx, SMM_PROMOTION, s->epoch, (double)took / 1000.0);
 	event(fx, EVENTS_PROMOTED,
 	      "epoch %" PRId64 ": recovered %" PRIu64 " records in %" PRIu64

@@ -119,6 +119,10 @@ struct orchestrator {
 	pthread_t route_thread;
 	bool route_started, route_stop, route_pending;
 	struct sm_effect route_job;
+	/* the term whose first route was queued, and the last term whose
+	 * first route was answered (under mu; route_done signals it) */
+	int64_t route_first_epoch, route_done_epoch;
+	pthread_cond_t route_done;
 
 	/* shared with callbacks, under mu */
 	bool svc_connected, svc_candidate;
@@ -671,6 +675,36 @@ static bool term_goes_on(void *data)
 	return still_leading(tc->o, tc->epoch);
 }
 
+/* The fence methods that take the old master's pod (and its address)
+ * away wait for this term's first route to be answered, for at most
+ * FENCE_ROUTE_WAIT: a client the Service still sends to that address
+ * would wait out its connect timeout, our standby refuses it at once.
+ * scsi-pr does not wait. */
+#define FENCE_ROUTE_WAIT (300 * USEC_PER_MSEC)
+
+static void before_fence_method(void *data, const char *method)
+{
+	const struct term_check *tc = data;
+	struct orchestrator *o = tc->o;
+	usec_t began = clock_mono_usec();
+	struct timespec until;
+
+	if (strcmp(method, "pod-delete") != 0 && strcmp(method, "volume-detach") != 0)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_nsec += (long)(FENCE_ROUTE_WAIT % USEC_PER_SEC) * 1000;
+	until.tv_sec += (time_t)(FENCE_ROUTE_WAIT / USEC_PER_SEC) + until.tv_nsec / 1000000000;
+	until.tv_nsec %= 1000000000;
+	pthread_mutex_lock(&o->mu);
+	while (o->route_first_epoch == tc->epoch && o->route_done_epoch < tc->epoch &&
+	       pthread_cond_timedwait(&o->route_done, &o->mu, &until) == 0)
+		;
+	pthread_mutex_unlock(&o->mu);
+	if (clock_mono_usec() - began >= USEC_PER_MSEC)
+		log_debug("term %" PRId64 ": %s waited %" PRId64 " ms for the route", tc->epoch,
+		          method, (int64_t)((clock_mono_usec() - began) / USEC_PER_MSEC));
+}
+
 /* One run of the fence pipeline against `victim` for term `epoch`.  The
  * machine retries a failed run after fence_retry, while the term lasts. */
 static int job_fence(struct orchestrator *o, int64_t epoch, const char *victim,
@@ -701,6 +735,7 @@ static int job_fence(struct orchestrator *o, int64_t epoch, const char *victim,
 	struct term_check tc = {o, epoch};
 	fo.keep_going = term_goes_on;
 	fo.keep_going_data = &tc;
+	fo.before_method = before_fence_method;
 	usec_t started_wall = clock_real_usec();
 	fence_pipeline_run(&fo, o->o.methods->v, o->o.methods->n, level, &req, &rep);
 	pthread_mutex_lock(&o->mu);
@@ -808,7 +843,7 @@ static int switch_locked(struct orchestrator *o, const cJSON *pod, int64_t epoch
 	bool wrote = false;
 	int r;
 
-	r = endpoints_switch(o->endpoints, pod, epoch, &wrote, err, errlen);
+	r = endpoints_switch(o->endpoints, pod, epoch, check, &wrote, err, errlen);
 	*ret_wrote = wrote;
 	if (r == 0) {
 		const cJSON *uid = cJSON_GetObjectItemCaseSensitive(
@@ -1164,6 +1199,13 @@ static void *route_main(void *arg)
 		res.job_id = j.job_id;
 		res.epoch = j.epoch;
 		res.result = job_route(o, j.epoch, j.a, j.b, j.flag);
+		if (j.flag) {
+			pthread_mutex_lock(&o->mu);
+			if (j.epoch > o->route_done_epoch)
+				o->route_done_epoch = j.epoch;
+			pthread_cond_broadcast(&o->route_done);
+			pthread_mutex_unlock(&o->mu);
+		}
 		enqueue(o, &res);
 	}
 }
@@ -1187,6 +1229,8 @@ static void run_effects(struct orchestrator *o, const struct sm_effects *fx, str
 				/* the machine has one out at a time: the slot is free */
 				o->route_job = *e;
 				o->route_pending = true;
+				if (e->flag)
+					o->route_first_epoch = e->epoch;
 				pthread_cond_broadcast(&o->cond);
 				pthread_mutex_unlock(&o->mu);
 			} else if (o->j_len < JOBS_MAX && e->job == JOB_KILL) {
@@ -1728,6 +1772,10 @@ int orch_new(struct k8s_client *client, const struct orch_options *opts, struct 
 	pthread_cond_init(&o->cond, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&o->space, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&o->route_done, &ca);
+	pthread_condattr_destroy(&ca);
 	o->promoted_epoch = -1;
 	o->seen_epoch = -1;
 
@@ -1930,6 +1978,7 @@ struct orchestrator *orch_free(struct orchestrator *o)
 	o->wd = selffence_watchdog_close(o->wd,
 	                                 !__atomic_load_n(&o->selffence_failed, __ATOMIC_ACQUIRE));
 	pthread_cond_destroy(&o->space);
+	pthread_cond_destroy(&o->route_done);
 	pthread_cond_destroy(&o->cond);
 	pthread_mutex_destroy(&o->mu);
 	pthread_mutex_destroy(&o->route_mu);

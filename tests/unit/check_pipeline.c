@@ -259,6 +259,39 @@ START_TEST(test_keep_going_stops_the_run)
 }
 END_TEST
 
+/* before_method is called once per method that runs, before its first
+ * attempt (not before retries), with its name and keep_going_data; a
+ * method skipped at the level gets no call. */
+static char before_seen[8][32];
+static int n_before;
+static void before(void *data, const char *method)
+{
+	ck_assert_ptr_eq(data, &n_before);
+	if (n_before < 8)
+		snprintf(before_seen[n_before++], sizeof(before_seen[0]), "%s", method);
+}
+
+START_TEST(test_before_method)
+{
+	struct rig r;
+
+	rig_init(&r, 3);
+	r.fm[1].res[0] = -EAGAIN; /* pod-delete: one retry */
+	r.fm[1].res[1] = FENCE_CONFIRMED;
+	r.fm[1].cost[1] = 10 * MS;
+	r.fm[1].n = 2;
+	r.o.before_method = before;
+	r.o.keep_going_data = &n_before;
+	n_before = 0;
+	ck_assert_int_eq(rig_run(&r, 3, FENCE_LEVEL_EXPIRED, "node-old"), 0);
+	ck_assert_int_eq(r.fm[1].calls, 2);
+	ck_assert_int_eq(n_before, 3);
+	ck_assert_str_eq(before_seen[0], "scsi-pr");
+	ck_assert_str_eq(before_seen[1], "pod-delete");
+	ck_assert_str_eq(before_seen[2], "volume-detach");
+}
+END_TEST
+
 START_TEST(test_retries_exhausted)
 {
 	struct rig r;
@@ -506,6 +539,7 @@ static Suite *pipeline_suite(void)
 	kft_add(s, "retries_then_success", test_retries_then_success, 0, NULL, NULL);
 	kft_add(s, "retries_exhausted", test_retries_exhausted, 0, NULL, NULL);
 	kft_add(s, "keep_going_stops_the_run", test_keep_going_stops_the_run, 0, NULL, NULL);
+	kft_add(s, "before_method", test_before_method, 0, NULL, NULL);
 	kft_add(s, "no_retry_when_not_retryable", test_no_retry_when_not_retryable, 0, NULL, NULL);
 	kft_add(s, "no_retry_without_time", test_no_retry_without_time, 0, NULL, NULL);
 	kft_add(s, "aggregation", test_aggregation, 0, NULL, NULL);
