@@ -304,7 +304,15 @@ struct endpoints_writer {
 	long timeout_ms;
 	/* the EndpointSlice API the server serves: "" not known yet */
 	char slice_gv[64];
+	void (*on_slice)(void *data);
+	void *on_slice_data;
 };
+
+void endpoints_writer_on_slice(struct endpoints_writer *w, void (*fn)(void *data), void *data)
+{
+	w->on_slice = fn;
+	w->on_slice_data = data;
+}
 
 int endpoints_writer_new(struct k8s_client *client, const char *ns, const char *service,
                          long timeout_ms, struct endpoints_writer **ret)
@@ -579,6 +587,8 @@ int endpoints_switch(struct endpoints_writer *w, const cJSON *pod, int64_t epoch
 	} else {
 		r = 0; /* no EndpointSlice API: the Endpoints alone */
 	}
+	if (r == 0 && w->on_slice)
+		w->on_slice(w->on_slice_data);
 	if (r == 0)
 		r = cas_write(w, "v1", "endpoints", w->service, ep_body, &t, epoch, &wrote, err,
 		              errlen);

@@ -85,6 +85,11 @@ int endpoints_writer_new(struct k8s_client *client, const char *ns, const char *
                          long timeout_ms, struct endpoints_writer **ret);
 void endpoints_writer_free(struct endpoints_writer *w);
 
+/* fn(data) is called by endpoints_switch() once the EndpointSlice names the
+ * pod (what kube-proxy follows), before the Endpoints are written; also
+ * when the server serves no EndpointSlice API. */
+void endpoints_writer_on_slice(struct endpoints_writer *w, void (*fn)(void *data), void *data);
+
 /* Point the Service at `pod` (a Pod object just read) for term `epoch`:
  * its EndpointSlice first (what kube-proxy follows), then its Endpoints;
  * an object that names the pod for this term already is left alone.  With

@@ -120,8 +120,11 @@ struct orchestrator {
 	bool route_started, route_stop, route_pending;
 	struct sm_effect route_job;
 	/* the term whose first route was queued, and the last term whose
-	 * first route was answered (under mu; route_done signals it) */
-	int64_t route_first_epoch, route_done_epoch;
+	 * first route has its EndpointSlice written or was answered (under
+	 * mu; route_done signals it); route_now_epoch: the term of the switch
+	 * running now, whether it is a term's first (under route_mu) */
+	int64_t route_first_epoch, route_done_epoch, route_now_epoch;
+	bool route_now_first;
 	pthread_cond_t route_done;
 
 	/* shared with callbacks, under mu */
@@ -838,12 +841,15 @@ static int job_claim(struct orchestrator *o, int64_t epoch, const char *own_pod)
 
 /* switch_endpoints, under route_mu. */
 static int switch_locked(struct orchestrator *o, const cJSON *pod, int64_t epoch, bool check,
-                         bool *ret_wrote, char *err, size_t errlen)
+                         bool first, bool *ret_wrote, char *err, size_t errlen)
 {
 	bool wrote = false;
 	int r;
 
+	o->route_now_epoch = epoch;
+	o->route_now_first = first;
 	r = endpoints_switch(o->endpoints, pod, epoch, check, &wrote, err, errlen);
+	o->route_now_first = false;
 	*ret_wrote = wrote;
 	if (r == 0) {
 		const cJSON *uid = cJSON_GetObjectItemCaseSensitive(
@@ -884,7 +890,7 @@ static int switch_locked(struct orchestrator *o, const cJSON *pod, int64_t epoch
  * check, where a write is a repair (logged) rather than a step of the
  * failover (timeline). */
 static int switch_endpoints(struct orchestrator *o, const cJSON *pod, int64_t epoch, bool check,
-                            char *ret_err, size_t ret_errlen)
+                            bool first, char *ret_err, size_t ret_errlen)
 {
 	char err[1024] = "";
 	bool wrote = false;
@@ -893,7 +899,7 @@ static int switch_endpoints(struct orchestrator *o, const cJSON *pod, int64_t ep
 	if (!still_leading(o, epoch))
 		return JOB_CANCELLED;
 	pthread_mutex_lock(&o->route_mu);
-	r = switch_locked(o, pod, epoch, check, &wrote, err, sizeof(err));
+	r = switch_locked(o, pod, epoch, check, first, &wrote, err, sizeof(err));
 	pthread_mutex_unlock(&o->route_mu);
 	if (r == 1) {
 		log_warning("term %" PRId64 ": %s: this term is over", epoch, err);
@@ -924,7 +930,7 @@ static int job_label(struct orchestrator *o, int64_t epoch, const char *pod, con
 		pthread_mutex_lock(&o->route_mu);
 		routed = o->routed_epoch == epoch && uid && strcmp(o->routed_uid, uid) == 0;
 		pthread_mutex_unlock(&o->route_mu);
-		if (!routed && switch_endpoints(o, obj, epoch, false, err, errlen) == 1)
+		if (!routed && switch_endpoints(o, obj, epoch, false, false, err, errlen) == 1)
 			r = 1;
 	}
 	cJSON_Delete(obj);
@@ -959,7 +965,7 @@ static int job_route(struct orchestrator *o, int64_t epoch, const char *pod, con
 	if (uid[0] && (!cJSON_IsString(u) || strcmp(u->valuestring, uid) != 0))
 		r = -ESTALE; /* replaced: not the pod this term promoted */
 	else
-		r = switch_endpoints(o, obj, epoch, !first, NULL, 0);
+		r = switch_endpoints(o, obj, epoch, !first, first, NULL, 0);
 	cJSON_Delete(obj);
 	return r;
 }
@@ -1176,6 +1182,26 @@ static void *worker_main(void *arg)
 	}
 }
 
+/* A term's first route has its EndpointSlice written (or is over): the
+ * pod-removing fence methods of that term may go on. */
+static void first_routed(struct orchestrator *o, int64_t epoch)
+{
+	pthread_mutex_lock(&o->mu);
+	if (epoch > o->route_done_epoch)
+		o->route_done_epoch = epoch;
+	pthread_cond_broadcast(&o->route_done);
+	pthread_mutex_unlock(&o->mu);
+}
+
+/* endpoints_switch()'s hook, under route_mu. */
+static void slice_written(void *data)
+{
+	struct orchestrator *o = data;
+
+	if (o->route_now_first)
+		first_routed(o, o->route_now_epoch);
+}
+
 /* The route thread: JOB_ROUTE, one at a time, beside the worker. */
 static void *route_main(void *arg)
 {
@@ -1199,13 +1225,8 @@ static void *route_main(void *arg)
 		res.job_id = j.job_id;
 		res.epoch = j.epoch;
 		res.result = job_route(o, j.epoch, j.a, j.b, j.flag);
-		if (j.flag) {
-			pthread_mutex_lock(&o->mu);
-			if (j.epoch > o->route_done_epoch)
-				o->route_done_epoch = j.epoch;
-			pthread_cond_broadcast(&o->route_done);
-			pthread_mutex_unlock(&o->mu);
-		}
+		if (j.flag)
+			first_routed(o, j.epoch);
 		enqueue(o, &res);
 	}
 }
@@ -1759,11 +1780,13 @@ int orch_new(struct k8s_client *client, const struct orch_options *opts, struct 
 		str_copy(o->probe_url, sizeof(o->probe_url), opts->probe);
 	}
 	o->o.probe = NULL;
-	if (opts->endpoints && opts->endpoints[0] &&
-	    endpoints_writer_new(client, o->ns, opts->endpoints, opts->request_timeout_ms,
-	                         &o->endpoints) < 0) {
-		free(o);
-		return -ENOMEM;
+	if (opts->endpoints && opts->endpoints[0]) {
+		if (endpoints_writer_new(client, o->ns, opts->endpoints, opts->request_timeout_ms,
+		                         &o->endpoints) < 0) {
+			free(o);
+			return -ENOMEM;
+		}
+		endpoints_writer_on_slice(o->endpoints, slice_written, o);
 	}
 	pthread_mutex_init(&o->mu, NULL);
 	pthread_mutex_init(&o->route_mu, NULL);
