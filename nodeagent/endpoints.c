@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/clock.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -306,6 +307,9 @@ struct endpoints_writer {
 	char slice_gv[64];
 	void (*on_slice)(void *data);
 	void *on_slice_data;
+	/* the last target resolved (a switch, endpoints_prepare) and when */
+	struct endpoints_target prepared;
+	usec_t prepared_at;
 };
 
 void endpoints_writer_on_slice(struct endpoints_writer *w, void (*fn)(void *data), void *data)
@@ -555,12 +559,12 @@ static int drop_foreign_slices(struct endpoints_writer *w, const char *ours, cha
 	return r;
 }
 
-int endpoints_switch(struct endpoints_writer *w, const cJSON *pod, int64_t epoch, bool tidy,
-                     bool *ret_wrote, char *err, size_t errlen)
+/* The Service's ports resolved against pod, into *t (the Service read
+ * now).  -EINVAL: it cannot be used. */
+static int resolve(struct endpoints_writer *w, const cJSON *pod, struct endpoints_target *t,
+                   char *err, size_t errlen)
 {
-	bool wrote = false;
-	char path[512], slice[300];
-	struct endpoints_target t;
+	char path[512];
 	cJSON *svc = NULL;
 	int r;
 
@@ -573,28 +577,71 @@ int endpoints_switch(struct endpoints_writer *w, const cJSON *pod, int64_t epoch
 	}
 	if (r < 0)
 		return r;
-	r = endpoints_target_from(svc, pod, &t, err, errlen);
+	r = endpoints_target_from(svc, pod, t, err, errlen);
 	cJSON_Delete(svc);
-	if (r < 0)
-		return r;
-	r = slice_api(w, err, errlen);
+	if (r == 0) {
+		w->prepared = *t;
+		w->prepared_at = clock_mono_usec();
+	}
+	return r;
+}
+
+/* The writes of one switch to t. */
+static int write_target(struct endpoints_writer *w, const struct endpoints_target *t, int64_t epoch,
+                        bool tidy, bool *ret_wrote, char *err, size_t errlen)
+{
+	bool wrote = false;
+	char slice[300];
+	int r = slice_api(w, err, errlen);
+
 	if (r < 0)
 		return r;
 	snprintf(slice, sizeof(slice), "%s%s", w->service, ENDPOINTS_SLICE_SUFFIX);
-	if (r == 0) {
-		r = cas_write(w, w->slice_gv, "endpointslices", slice, slice_body, &t, epoch,
-		              &wrote, err, errlen);
-	} else {
+	if (r == 0)
+		r = cas_write(w, w->slice_gv, "endpointslices", slice, slice_body, t, epoch, &wrote,
+		              err, errlen);
+	else
 		r = 0; /* no EndpointSlice API: the Endpoints alone */
-	}
 	if (r == 0 && w->on_slice)
 		w->on_slice(w->on_slice_data);
 	if (r == 0)
-		r = cas_write(w, "v1", "endpoints", w->service, ep_body, &t, epoch, &wrote, err,
+		r = cas_write(w, "v1", "endpoints", w->service, ep_body, t, epoch, &wrote, err,
 		              errlen);
 	if (r == 0 && tidy && w->slice_gv[0])
 		r = drop_foreign_slices(w, slice, err, errlen);
 	if (ret_wrote)
 		*ret_wrote = wrote;
 	return r;
+}
+
+int endpoints_switch(struct endpoints_writer *w, const cJSON *pod, int64_t epoch, bool tidy,
+                     bool *ret_wrote, char *err, size_t errlen)
+{
+	struct endpoints_target t;
+	int r = resolve(w, pod, &t, err, errlen);
+
+	if (ret_wrote)
+		*ret_wrote = false;
+	return r < 0 ? r : write_target(w, &t, epoch, tidy, ret_wrote, err, errlen);
+}
+
+int endpoints_prepare(struct endpoints_writer *w, const cJSON *pod, char *err, size_t errlen)
+{
+	struct endpoints_target t;
+	int r = resolve(w, pod, &t, err, errlen);
+
+	return r < 0 ? r : slice_api(w, err, errlen) < 0 ? -EAGAIN : 0;
+}
+
+int endpoints_switch_prepared(struct endpoints_writer *w, const char *uid, usec_t max_age,
+                              int64_t epoch, bool *ret_wrote, char *err, size_t errlen)
+{
+	struct endpoints_target t = w->prepared;
+
+	if (ret_wrote)
+		*ret_wrote = false;
+	if (!w->prepared_at || clock_mono_usec() - w->prepared_at > max_age || !uid[0] ||
+	    strcmp(t.uid, uid) != 0)
+		return -ENOENT;
+	return write_target(w, &t, epoch, false, ret_wrote, err, errlen);
 }

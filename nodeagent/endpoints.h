@@ -29,6 +29,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "lib/clock.h"
 #include "lib/k8s.h"
 
 #define ENDPOINTS_PORTS_MAX 16
@@ -89,6 +90,19 @@ void endpoints_writer_free(struct endpoints_writer *w);
  * pod (what kube-proxy follows), before the Endpoints are written; also
  * when the server serves no EndpointSlice API. */
 void endpoints_writer_on_slice(struct endpoints_writer *w, void (*fn)(void *data), void *data);
+
+/* Resolve the Service against `pod` now (and learn the EndpointSlice API),
+ * for a later endpoints_switch_prepared(): what a standby's agent does now
+ * and then, so that the first write of its term needs neither a Service
+ * nor a pod read.  0 or -errno. */
+int endpoints_prepare(struct endpoints_writer *w, const cJSON *pod, char *err, size_t errlen);
+
+/* endpoints_switch() with the target of the last resolution (a switch or
+ * endpoints_prepare()), when it was for the pod of uid `uid` and is at most
+ * max_age old; -ENOENT when there is none (the caller reads the pod and
+ * calls endpoints_switch()).  Never tidies. */
+int endpoints_switch_prepared(struct endpoints_writer *w, const char *uid, usec_t max_age,
+                              int64_t epoch, bool *ret_wrote, char *err, size_t errlen);
 
 /* Point the Service at `pod` (a Pod object just read) for term `epoch`:
  * its EndpointSlice first (what kube-proxy follows), then its Endpoints;

@@ -84,6 +84,7 @@ struct orchestrator {
 	 * for: the label's job does not write them again */
 	int64_t routed_epoch;
 	char routed_uid[64];
+	usec_t route_prepared_at; /* worker: the standby's last prepare_route() */
 	struct elector *elector;
 	struct control *control;
 
@@ -839,26 +840,36 @@ static int job_claim(struct orchestrator *o, int64_t epoch, const char *own_pod)
 	return k;
 }
 
-/* switch_endpoints, under route_mu. */
-static int switch_locked(struct orchestrator *o, const cJSON *pod, int64_t epoch, bool check,
-                         bool first, bool *ret_wrote, char *err, size_t errlen)
+/* How old the target a standby prepared may be for its term's first route
+ * (it prepares one every ROUTE_PREPARE_EVERY while following). */
+#define ROUTE_PREPARED_MAX_AGE (30 * USEC_PER_SEC)
+#define ROUTE_PREPARE_EVERY    (10 * USEC_PER_SEC)
+
+/* switch_endpoints, under route_mu.  pod NULL: the target prepared for
+ * the pod of uid (-ENOENT, said nowhere, when there is none). */
+static int switch_locked(struct orchestrator *o, const cJSON *pod, const char *uid, int64_t epoch,
+                         bool check, bool first, bool *ret_wrote, char *err, size_t errlen)
 {
 	bool wrote = false;
 	int r;
 
 	o->route_now_epoch = epoch;
 	o->route_now_first = first;
-	r = endpoints_switch(o->endpoints, pod, epoch, check, &wrote, err, errlen);
+	r = pod ? endpoints_switch(o->endpoints, pod, epoch, check, &wrote, err, errlen)
+	        : endpoints_switch_prepared(o->endpoints, uid, ROUTE_PREPARED_MAX_AGE, epoch,
+	                                    &wrote, err, errlen);
 	o->route_now_first = false;
 	*ret_wrote = wrote;
+	if (!pod && r == -ENOENT)
+		return r;
 	if (r == 0) {
-		const cJSON *uid = cJSON_GetObjectItemCaseSensitive(
+		const cJSON *u = cJSON_GetObjectItemCaseSensitive(
 		        cJSON_GetObjectItemCaseSensitive(pod, "metadata"), "uid");
 
 		o->last_ep_err[0] = '\0';
 		o->routed_epoch = epoch;
 		str_copy(o->routed_uid, sizeof(o->routed_uid),
-		         cJSON_IsString(uid) ? uid->valuestring : "");
+		         pod ? (cJSON_IsString(u) ? u->valuestring : "") : uid);
 		if (!check)
 			tl_add(o, "routed", "Service %s", o->o.endpoints);
 		else if (wrote)
@@ -889,8 +900,8 @@ static int switch_locked(struct orchestrator *o, const cJSON *pod, int64_t epoch
  * (this term is over), -EAGAIN to retry.  `check`: the master's periodic
  * check, where a write is a repair (logged) rather than a step of the
  * failover (timeline). */
-static int switch_endpoints(struct orchestrator *o, const cJSON *pod, int64_t epoch, bool check,
-                            bool first, char *ret_err, size_t ret_errlen)
+static int switch_endpoints(struct orchestrator *o, const cJSON *pod, const char *uid,
+                            int64_t epoch, bool check, bool first, char *ret_err, size_t ret_errlen)
 {
 	char err[1024] = "";
 	bool wrote = false;
@@ -899,7 +910,7 @@ static int switch_endpoints(struct orchestrator *o, const cJSON *pod, int64_t ep
 	if (!still_leading(o, epoch))
 		return JOB_CANCELLED;
 	pthread_mutex_lock(&o->route_mu);
-	r = switch_locked(o, pod, epoch, check, first, &wrote, err, sizeof(err));
+	r = switch_locked(o, pod, uid, epoch, check, first, &wrote, err, sizeof(err));
 	pthread_mutex_unlock(&o->route_mu);
 	if (r == 1) {
 		log_warning("term %" PRId64 ": %s: this term is over", epoch, err);
@@ -930,7 +941,8 @@ static int job_label(struct orchestrator *o, int64_t epoch, const char *pod, con
 		pthread_mutex_lock(&o->route_mu);
 		routed = o->routed_epoch == epoch && uid && strcmp(o->routed_uid, uid) == 0;
 		pthread_mutex_unlock(&o->route_mu);
-		if (!routed && switch_endpoints(o, obj, epoch, false, false, err, errlen) == 1)
+		if (!routed &&
+		    switch_endpoints(o, obj, NULL, epoch, false, false, err, errlen) == 1)
 			r = 1;
 	}
 	cJSON_Delete(obj);
@@ -952,6 +964,12 @@ static int job_route(struct orchestrator *o, int64_t epoch, const char *pod, con
 		return 0;
 	if (!still_leading(o, epoch))
 		return JOB_CANCELLED;
+	/* a term's first: with what this standby prepared, no read first */
+	if (first) {
+		r = switch_endpoints(o, NULL, uid, epoch, false, true, NULL, 0);
+		if (r != -ENOENT)
+			return r;
+	}
 	r = k8s_path(path, sizeof(path), "v1", o->ns, "pods", pod);
 	if (r >= 0)
 		r = k8s_get(o->client, path, o->o.request_timeout_ms, &obj, err, sizeof(err));
@@ -965,7 +983,7 @@ static int job_route(struct orchestrator *o, int64_t epoch, const char *pod, con
 	if (uid[0] && (!cJSON_IsString(u) || strcmp(u->valuestring, uid) != 0))
 		r = -ESTALE; /* replaced: not the pod this term promoted */
 	else
-		r = switch_endpoints(o, obj, epoch, !first, first, NULL, 0);
+		r = switch_endpoints(o, obj, NULL, epoch, !first, first, NULL, 0);
 	cJSON_Delete(obj);
 	return r;
 }
@@ -1064,6 +1082,35 @@ static int job_kill(struct orchestrator *o, pid_t pid)
  * it refuses a write: the pod of the service carrying the role label, its
  * IP and its first container port.  Sent when it changes; looked up about
  * once a second while following (one LIST). */
+/* A standby's agent resolves its route now and then (its pod, the
+ * Service), so that its term's first route is two requests. */
+static void prepare_route(struct orchestrator *o, const struct control_peer *peer)
+{
+	char path[512], err[1024] = "";
+	cJSON *obj = NULL;
+	const cJSON *u;
+	usec_t now = clock_mono_usec();
+
+	if (!o->endpoints || !peer->pod[0] ||
+	    (o->route_prepared_at && now - o->route_prepared_at < ROUTE_PREPARE_EVERY))
+		return;
+	o->route_prepared_at = now;
+	if (k8s_path(path, sizeof(path), "v1", o->ns, "pods", peer->pod) < 0 ||
+	    k8s_get(o->client, path, o->o.request_timeout_ms, &obj, err, sizeof(err)) < 0) {
+		log_debug("preparing the route of pod '%s': %s", peer->pod, err);
+		return;
+	}
+	u = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(obj, "metadata"),
+	                                     "uid");
+	if (!peer->uid[0] || (cJSON_IsString(u) && strcmp(u->valuestring, peer->uid) == 0)) {
+		pthread_mutex_lock(&o->route_mu);
+		if (endpoints_prepare(o->endpoints, obj, err, sizeof(err)) < 0)
+			log_debug("preparing the route of pod '%s': %s", peer->pod, err);
+		pthread_mutex_unlock(&o->route_mu);
+	}
+	cJSON_Delete(obj);
+}
+
 static void tell_master(struct orchestrator *o)
 {
 	char path[512], sel[700], err[1024] = "", line[600], holder[LEASE_IDENTITY_MAX];
@@ -1075,6 +1122,8 @@ static void tell_master(struct orchestrator *o)
 	int64_t epoch;
 
 	get_peer(o, &peer, &connected);
+	if (connected && o->mode == ORCH_SERVICE_CONTROL)
+		prepare_route(o, &peer);
 	if (!connected || o->mode != ORCH_SERVICE_CONTROL || !o->elector ||
 	    elector_observed(o->elector, holder, sizeof(holder), &age, &epoch) < 0 || !holder[0])
 		return;

@@ -209,6 +209,23 @@ START_TEST(ipv6_pod_is_an_ipv6_slice)
 }
 END_TEST
 
+/* Nothing prepared: the caller is told to read the pod (no request made:
+ * the writer has no client). */
+START_TEST(nothing_prepared_is_enoent)
+{
+	struct endpoints_writer *w = NULL;
+	bool wrote = true;
+	char err[256] = "";
+
+	ck_assert_int_eq(endpoints_writer_new(NULL, "kf", "metaservice", 1000, &w), 0);
+	ck_assert_int_eq(
+	        endpoints_switch_prepared(w, "u-1", 30 * USEC_PER_SEC, 5, &wrote, err, sizeof(err)),
+	        -ENOENT);
+	ck_assert(!wrote);
+	endpoints_writer_free(w);
+}
+END_TEST
+
 static Suite *endpoints_suite(void)
 {
 	Suite *s = suite_create("endpoints");
@@ -220,6 +237,7 @@ static Suite *endpoints_suite(void)
 	tcase_add_test(tc, endpoints_create_and_patch);
 	tcase_add_test(tc, slice_bodies_per_api_version);
 	tcase_add_test(tc, ipv6_pod_is_an_ipv6_slice);
+	tcase_add_test(tc, nothing_prepared_is_enoent);
 	suite_add_tcase(s, tc);
 	return s;
 }
