@@ -210,6 +210,20 @@ static cJSON *ports_array(const struct endpoints_target *t)
 	return a;
 }
 
+/* A member `key` of parent: an array holding one new object, which is
+ * returned; NULL when !ok or out of memory. */
+static cJSON *add_one(cJSON *parent, const char *key, bool ok)
+{
+	cJSON *a = ok ? cJSON_AddArrayToObject(parent, key) : NULL;
+	cJSON *o = a ? cJSON_CreateObject() : NULL;
+
+	if (o && !cJSON_AddItemToArray(a, o)) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
 /* The end both bodies share: the pod's targetRef on the address `at`, the
  * ports on `ports_at`.  body, or NULL (body freed) when out of memory or
  * !ok. */
@@ -234,7 +248,7 @@ static cJSON *finish(cJSON *body, bool ok, cJSON *at, cJSON *ports_at,
 cJSON *endpoints_body(const char *name, const struct endpoints_target *t, int64_t epoch,
                       const char *resource_version)
 {
-	cJSON *body = cJSON_CreateObject(), *subsets, *subset, *addrs, *addr;
+	cJSON *body = cJSON_CreateObject(), *subset, *addr;
 	bool ok;
 
 	/* The agent writes the EndpointSlice itself: the mirroring controller
@@ -244,17 +258,9 @@ cJSON *endpoints_body(const char *name, const struct endpoints_target *t, int64_
 	                           cJSON_AddStringToObject(body, "kind", "Endpoints"))) &&
 	     add_meta(body, t, name, name, resource_version, epoch, SKIP_MIRROR_LABEL, "true", NULL,
 	              NULL);
-	subsets = ok ? cJSON_AddArrayToObject(body, "subsets") : NULL;
-	subset = cJSON_CreateObject();
-	ok = subsets && subset && cJSON_AddItemToArray(subsets, subset);
-	if (!ok)
-		cJSON_Delete(subset);
-	addrs = ok ? cJSON_AddArrayToObject(subset, "addresses") : NULL;
-	addr = cJSON_CreateObject();
-	ok = addrs && addr && cJSON_AddItemToArray(addrs, addr);
-	if (!ok)
-		cJSON_Delete(addr);
-	ok = ok && cJSON_AddStringToObject(addr, "ip", t->ip) &&
+	subset = add_one(body, "subsets", ok);
+	addr = add_one(subset, "addresses", subset != NULL);
+	ok = addr && cJSON_AddStringToObject(addr, "ip", t->ip) &&
 	     (!t->node[0] || cJSON_AddStringToObject(addr, "nodeName", t->node));
 	return finish(body, ok, addr, subset, t);
 }
@@ -264,7 +270,7 @@ cJSON *endpoints_slice_body(const char *service, const char *group_version,
                             const char *resource_version)
 {
 	char name[300];
-	cJSON *body = cJSON_CreateObject(), *eps, *ep, *addrs, *cond, *topo;
+	cJSON *body = cJSON_CreateObject(), *ep, *addrs, *cond, *topo;
 	bool v1 = strcmp(group_version, "discovery.k8s.io/v1") == 0, ok;
 
 	snprintf(name, sizeof(name), "%s%s", service, ENDPOINTS_SLICE_SUFFIX);
@@ -276,11 +282,8 @@ cJSON *endpoints_slice_body(const char *service, const char *group_version,
 	                               strchr(t->ip, ':') ? "IPv6" : "IPv4"))) &&
 	     add_meta(body, t, service, name, resource_version, epoch, SERVICE_NAME_LABEL, service,
 	              MANAGED_BY_LABEL, ENDPOINTS_MANAGER);
-	eps = ok ? cJSON_AddArrayToObject(body, "endpoints") : NULL;
-	ep = cJSON_CreateObject();
-	ok = eps && ep && cJSON_AddItemToArray(eps, ep);
-	if (!ok)
-		cJSON_Delete(ep);
+	ep = add_one(body, "endpoints", ok);
+	ok = ep != NULL;
 	addrs = ok ? cJSON_AddArrayToObject(ep, "addresses") : NULL;
 	ok = addrs && cJSON_AddItemToArray(addrs, cJSON_CreateString(t->ip));
 	cond = ok ? cJSON_AddObjectToObject(ep, "conditions") : NULL;
