@@ -387,7 +387,8 @@ static cJSON *slice_body(struct endpoints_writer *w, const struct endpoints_targ
 }
 
 /* Whether `have` holds everything `want` says: every member of an object,
- * arrays of the same length element by element, equal scalars.  Fields the
+ * arrays of the same length whose every element is covered by one of
+ * `have`'s (in any order), equal scalars.  Fields the
  * API server adds (defaults, other writers' annotations) do not matter. */
 static bool covers(const cJSON *have, const cJSON *want)
 {

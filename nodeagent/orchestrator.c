@@ -690,15 +690,12 @@ static void before_fence_method(void *data, const char *method)
 {
 	const struct term_check *tc = data;
 	struct orchestrator *o = tc->o;
-	usec_t began = clock_mono_usec();
-	struct timespec until;
+	usec_t began = clock_mono_usec(), deadline = began + FENCE_ROUTE_WAIT;
+	struct timespec until = {.tv_sec = (time_t)(deadline / USEC_PER_SEC),
+	                         .tv_nsec = (long)(deadline % USEC_PER_SEC) * 1000};
 
 	if (strcmp(method, "pod-delete") != 0 && strcmp(method, "volume-detach") != 0)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_nsec += (long)(FENCE_ROUTE_WAIT % USEC_PER_SEC) * 1000;
-	until.tv_sec += (time_t)(FENCE_ROUTE_WAIT / USEC_PER_SEC) + until.tv_nsec / 1000000000;
-	until.tv_nsec %= 1000000000;
 	pthread_mutex_lock(&o->mu);
 	while (o->route_first_epoch == tc->epoch && o->route_done_epoch < tc->epoch &&
 	       pthread_cond_timedwait(&o->route_done, &o->mu, &until) == 0)
@@ -949,15 +946,40 @@ static int job_label(struct orchestrator *o, int64_t epoch, const char *pod, con
 	return r;
 }
 
+/* Our pod as it is now into *ret (the caller's to free); -ESTALE when it
+ * was replaced (another uid than `uid`, unless that is empty: not the pod
+ * this term promoted), else 0 or the GET's -errno. */
+static int read_own_pod(struct orchestrator *o, const char *pod, const char *uid, cJSON **ret,
+                        char *err, size_t errlen)
+{
+	char path[512];
+	const cJSON *u;
+	int r = k8s_path(path, sizeof(path), "v1", o->ns, "pods", pod);
+
+	*ret = NULL;
+	if (r >= 0)
+		r = k8s_get(o->client, path, o->o.request_timeout_ms, ret, err, errlen);
+	if (r < 0)
+		return r;
+	u = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(*ret, "metadata"),
+	                                     "uid");
+	if (uid[0] && (!cJSON_IsString(u) || strcmp(u->valuestring, uid) != 0)) {
+		errbuf_set(err, errlen, "pod '%s' was replaced", pod);
+		cJSON_Delete(*ret);
+		*ret = NULL;
+		return -ESTALE;
+	}
+	return 0;
+}
+
 /* The Service's route to our pod: the term's first, before its fence
  * (`first`), or the master's check that it still routes there.  The pod is
  * read again: the address is the pod's as it is now. */
 static int job_route(struct orchestrator *o, int64_t epoch, const char *pod, const char *uid,
                      bool first)
 {
-	char path[512], err[1024] = "";
+	char err[1024] = "";
 	cJSON *obj = NULL;
-	const cJSON *u;
 	int r;
 
 	if (!o->endpoints)
@@ -970,20 +992,13 @@ static int job_route(struct orchestrator *o, int64_t epoch, const char *pod, con
 		if (r != -ENOENT)
 			return r;
 	}
-	r = k8s_path(path, sizeof(path), "v1", o->ns, "pods", pod);
-	if (r >= 0)
-		r = k8s_get(o->client, path, o->o.request_timeout_ms, &obj, err, sizeof(err));
+	r = read_own_pod(o, pod, uid, &obj, err, sizeof(err));
 	if (r < 0) {
 		log_debug("checking the endpoints of Service '%s/%s': %s", o->ns, o->o.endpoints,
 		          err);
 		return r;
 	}
-	u = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(obj, "metadata"),
-	                                     "uid");
-	if (uid[0] && (!cJSON_IsString(u) || strcmp(u->valuestring, uid) != 0))
-		r = -ESTALE; /* replaced: not the pod this term promoted */
-	else
-		r = switch_endpoints(o, obj, NULL, epoch, !first, first, NULL, 0);
+	r = switch_endpoints(o, obj, NULL, epoch, !first, first, NULL, 0);
 	cJSON_Delete(obj);
 	return r;
 }
@@ -1078,39 +1093,33 @@ static int job_kill(struct orchestrator *o, pid_t pid)
 	return r;
 }
 
-/* Tell our standby service who the master is, so that it can name it when
- * it refuses a write: the pod of the service carrying the role label, its
- * IP and its first container port.  Sent when it changes; looked up about
- * once a second while following (one LIST). */
 /* A standby's agent resolves its route now and then (its pod, the
  * Service), so that its term's first route is two requests. */
 static void prepare_route(struct orchestrator *o, const struct control_peer *peer)
 {
-	char path[512], err[1024] = "";
+	char err[1024] = "";
 	cJSON *obj = NULL;
-	const cJSON *u;
 	usec_t now = clock_mono_usec();
 
 	if (!o->endpoints || !peer->pod[0] ||
 	    (o->route_prepared_at && now - o->route_prepared_at < ROUTE_PREPARE_EVERY))
 		return;
 	o->route_prepared_at = now;
-	if (k8s_path(path, sizeof(path), "v1", o->ns, "pods", peer->pod) < 0 ||
-	    k8s_get(o->client, path, o->o.request_timeout_ms, &obj, err, sizeof(err)) < 0) {
-		log_debug("preparing the route of pod '%s': %s", peer->pod, err);
-		return;
-	}
-	u = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(obj, "metadata"),
-	                                     "uid");
-	if (!peer->uid[0] || (cJSON_IsString(u) && strcmp(u->valuestring, peer->uid) == 0)) {
+	if (read_own_pod(o, peer->pod, peer->uid, &obj, err, sizeof(err)) == 0) {
 		pthread_mutex_lock(&o->route_mu);
 		if (endpoints_prepare(o->endpoints, obj, err, sizeof(err)) < 0)
 			log_debug("preparing the route of pod '%s': %s", peer->pod, err);
 		pthread_mutex_unlock(&o->route_mu);
+	} else {
+		log_debug("preparing the route of pod '%s': %s", peer->pod, err);
 	}
 	cJSON_Delete(obj);
 }
 
+/* Tell our standby service who the master is, so that it can name it when
+ * it refuses a write: the pod of the service carrying the role label, its
+ * IP and its first container port.  Sent when it changes; looked up about
+ * once a second while following (one LIST). */
 static void tell_master(struct orchestrator *o)
 {
 	char path[512], sel[700], err[1024] = "", line[600], holder[LEASE_IDENTITY_MAX];
