@@ -234,17 +234,37 @@ static struct sm_effect *job(struct sm *s, struct sm_effects *fx, enum sm_job j,
 	return e;
 }
 
+/* A job about our own pod (a = pod, b = uid). */
+static struct sm_effect *pod_job(struct sm *s, struct sm_effects *fx, enum sm_job j, bool wait)
+{
+	struct sm_effect *e = job(s, fx, j, wait);
+
+	str_copy(e->a, sizeof(e->a), s->peer.pod);
+	str_copy(e->b, sizeof(e->b), s->peer.uid);
+	return e;
+}
+
+/* service.endpoints: a JOB_ROUTE, the term's first or the master's check. */
+static void route(struct sm *s, struct sm_effects *fx, bool first)
+{
+	pod_job(s, fx, JOB_ROUTE, false)->flag = first;
+	s->route_busy = true;
+}
+
+/* The master's check comes this soon after the term's first route, and
+ * after a failed check. */
+static usec_t route_soon(const struct sm *s)
+{
+	return s->cfg.route_check > USEC_PER_SEC ? USEC_PER_SEC : s->cfg.route_check;
+}
+
 static void unlabel(struct sm *s, struct sm_effects *fx)
 {
-	struct sm_effect *e;
-
 	s->early_label = false; /* an early label's answer, if still out, is moot */
 	s->early_job = 0;
 	if (s->cfg.mode == SM_MODE_NONE || !s->peer.pod[0])
 		return;
-	e = job(s, fx, JOB_UNLABEL, false);
-	str_copy(e->a, sizeof(e->a), s->peer.pod);
-	str_copy(e->b, sizeof(e->b), s->peer.uid);
+	pod_job(s, fx, JOB_UNLABEL, false);
 }
 
 /* -------------------------------------------------------------- states */
@@ -361,10 +381,7 @@ static void promote(struct sm *s, struct sm_effects *fx, usec_t now)
 
 static void label(struct sm *s, struct sm_effects *fx)
 {
-	struct sm_effect *e = job(s, fx, JOB_LABEL, true);
-
-	str_copy(e->a, sizeof(e->a), s->peer.pod);
-	str_copy(e->b, sizeof(e->b), s->peer.uid);
+	pod_job(s, fx, JOB_LABEL, true);
 	enter(s, SM_LABELLING);
 }
 
@@ -381,9 +398,7 @@ static void label_early(struct sm *s, struct sm_effects *fx)
 
 	if (!s->peer.pod[0])
 		return;
-	e = job(s, fx, JOB_LABEL, false);
-	str_copy(e->a, sizeof(e->a), s->peer.pod);
-	str_copy(e->b, sizeof(e->b), s->peer.uid);
+	e = pod_job(s, fx, JOB_LABEL, false);
 	s->early_label = true;
 	s->early_job = e->job_id;
 	s->early_result = 0;
@@ -466,14 +481,8 @@ static void started(struct sm *s, const struct sm_event *ev, usec_t now, struct 
 	 * route is no fence: the old master is stopped by its grant, the
 	 * store's epoch and the target, not by losing its clients. */
 	if (s->cfg.route_check && s->cfg.mode == SM_MODE_CONTROL && s->svc_connected &&
-	    s->peer.pod[0] && !s->route_busy) {
-		struct sm_effect *r = job(s, fx, JOB_ROUTE, false);
-
-		str_copy(r->a, sizeof(r->a), s->peer.pod);
-		str_copy(r->b, sizeof(r->b), s->peer.uid);
-		r->flag = true; /* the term's first: a step of the failover */
-		s->route_busy = true;
-	}
+	    s->peer.pod[0] && !s->route_busy)
+		route(s, fx, true); /* the term's first: a step of the failover */
 	enter(s, SM_FENCING);
 	/* The duty comes from the Lease record this term wrote (fence-owed),
 	 * never from what this process remembers of its predecessor. */
@@ -613,7 +622,7 @@ static void labelled(struct sm *s, struct sm_effects *fx, usec_t now)
 	s->early_job = 0;
 	/* routed as the term began; the first check (which also removes what
 	 * Kubernetes' controllers left) comes soon after */
-	s->route_at = now + (s->cfg.route_check > USEC_PER_SEC ? USEC_PER_SEC : s->cfg.route_check);
+	s->route_at = now + route_soon(s);
 	metric(fx, SMM_PROMOTION, s->epoch, (double)took / 1000.0);
 	event(fx, EVENTS_PROMOTED,
 	      "epoch %" PRId64 ": recovered %" PRIu64 " records in %" PRIu64
@@ -909,13 +918,8 @@ static void tick(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_
 		if (!s->unanswered_since)
 			s->unanswered_since = now;
 	}
-	if (routing(s) && now >= s->route_at) {
-		struct sm_effect *e = job(s, fx, JOB_ROUTE, false);
-
-		str_copy(e->a, sizeof(e->a), s->peer.pod);
-		str_copy(e->b, sizeof(e->b), s->peer.uid);
-		s->route_busy = true;
-	}
+	if (routing(s) && now >= s->route_at)
+		route(s, fx, false);
 	if (s->st == SM_FOLLOWER && s->cfg.mode == SM_MODE_CONTROL && s->svc_connected &&
 	    !s->tell_busy && now >= s->tell_at) {
 		job(s, fx, JOB_TELL_MASTER, false);
@@ -931,14 +935,11 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 		return;
 	}
 	if (ev->job == JOB_ROUTE) {
-		/* a failed route is tried again within a second */
-		usec_t again = ev->result < 0 && ev->result != JOB_CANCELLED &&
-		                               s->cfg.route_check > USEC_PER_SEC
-		                       ? USEC_PER_SEC
-		                       : s->cfg.route_check;
+		/* a failed route is tried again soon */
+		bool failed = ev->result < 0 && ev->result != JOB_CANCELLED;
 
 		s->route_busy = false;
-		s->route_at = now + again;
+		s->route_at = now + (failed ? route_soon(s) : s->cfg.route_check);
 		return;
 	}
 	if (ev->job == JOB_SCSI_KEEP) {
