@@ -1,11 +1,13 @@
 /* ctl_scsi: `kubefencectl scsi` — look at and act on the SCSI-3 persistent
  * reservations of shared LUNs by hand: list registrations and the
  * reservation (each key shown with the node it belongs to), join a node,
- * fence a node.  Built on fencing/fence_scsi.c; every command runs against
+ * fence a node, probe whether the target refuses an unregistered writer.
+ * Built on fencing/fence_scsi.c; every command runs against
  * one deadline (--timeout-ms).
  *
  * Exit codes (see ctl.h): 0 confirmed success; 2 bad usage or input; 3 the
- * operation failed on at least one LUN; 4 the deadline passed first. */
+ * operation failed on at least one LUN; 4 the deadline passed first; probe:
+ * 1 when a LUN accepted the unregistered write. */
 #include "config.h"
 
 #include <errno.h>
@@ -40,6 +42,14 @@ static void usage(FILE *out)
 	        "       kubefencectl scsi join  --lun URL... --node NODE [--initiator IQN]\n"
 	        "       kubefencectl scsi fence --lun URL... --node NODE --victim NODE "
 	        "[--initiator IQN]\n"
+	        "       kubefencectl scsi probe --lun URL... [--initiator IQN]\n"
+	        "\n"
+	        "  probe: as an initiator that registers nothing (default\n"
+	        "  %s:kubefencectl-probe), send each LUN a WRITE of no\n"
+	        "  block (it writes nothing) and say whether the target refuses it:\n"
+	        "  RESERVATION CONFLICT means a reservation is held and enforced, so a\n"
+	        "  node whose key was removed is refused too.  Exit 0 when every LUN\n"
+	        "  refused it, 1 when one accepted it (no reservation keeps writers out).\n"
 	        "\n"
 	        "  --lun URL          iscsi://HOST[:PORT]/TARGET-IQN/LUN (repeat for several)\n"
 	        "  --initiator IQN    initiator name (default %s:NODE)\n"
@@ -53,7 +63,7 @@ static void usage(FILE *out)
 	        "                     commands, as the agent's fence.scsi_inflight_ms (500)\n"
 	        "\n"
 	        "Exit: 0 confirmed, 2 bad usage, 3 failed on a LUN, 4 deadline passed.\n",
-	        SCSI_PR_DEFAULT_IQN_PREFIX, DEFAULT_TIMEOUT_MS);
+	        SCSI_PR_DEFAULT_IQN_PREFIX, SCSI_PR_DEFAULT_IQN_PREFIX, DEFAULT_TIMEOUT_MS);
 }
 
 static int parse_args(int argc, char **argv, struct args *a)
@@ -251,6 +261,55 @@ static int cmd_keys(const struct args *a)
 	return rc;
 }
 
+/* probe: a WRITE of no block from a nexus that registers nothing. */
+static int cmd_probe(const struct args *a)
+{
+	char initiator[SCSI_PR_IQN_MAX];
+	int rc = 0;
+
+	if (a->initiator)
+		(void)str_copy(initiator, sizeof(initiator), a->initiator);
+	else
+		(void)scsi_pr_iqn_for_node(a->prefix, "kubefencectl-probe", initiator,
+		                           sizeof(initiator));
+	usec_t deadline = clock_mono_usec() + a->timeout_ms * USEC_PER_MSEC;
+	for (size_t i = 0; i < a->n_luns; i++) {
+		struct scsi_pr_options so = {.ua_retries = 5};
+		struct scsi_pr_url url;
+		struct scsi_pr *h = NULL;
+		char err[512];
+		int r;
+
+		(void)scsi_pr_url_parse(a->luns[i], &url, NULL, 0);
+		r = scsi_pr_open(&url, initiator, &so, deadline, &h, err, sizeof(err));
+		if (r == 0) {
+			/* a UNIT ATTENTION (a reset, a reservation change) is
+			 * news of the past, not the answer: send again */
+			for (int k = 0; k < 5; k++) {
+				r = scsi_pr_write_probe(h, deadline, err, sizeof(err));
+				if (r != -EAGAIN)
+					break;
+			}
+		}
+		if (r == 0) {
+			printf("LUN %s: ACCEPTED a write from %s, which is not registered: no "
+			       "reservation keeps other writers out\n",
+			       a->luns[i], initiator);
+			if (rc == 0)
+				rc = 1;
+		} else if (r == -EBADE) {
+			printf("LUN %s: refused a write from %s (RESERVATION CONFLICT): a "
+			       "reservation is held and enforced\n",
+			       a->luns[i], initiator);
+		} else {
+			fprintf(stderr, "kubefencectl scsi probe: %s\n", err);
+			rc = exit_for(r);
+		}
+		h = scsi_pr_close(h);
+	}
+	return rc;
+}
+
 static void print_report(const char *what, const char *subject, int r,
                          const struct fence_scsi_report *rep)
 {
@@ -289,6 +348,10 @@ int ctl_scsi_main(int argc, char **argv)
 	o.inflight = (usec_t)a.inflight_ms * USEC_PER_MSEC;
 	if (strcmp(a.cmd, "keys") == 0) {
 		rc = cmd_keys(&a);
+		goto finish;
+	}
+	if (strcmp(a.cmd, "probe") == 0) {
+		rc = cmd_probe(&a);
 		goto finish;
 	}
 	if (strcmp(a.cmd, "join") != 0 && strcmp(a.cmd, "fence") != 0) {

@@ -913,6 +913,13 @@ int scsi_pr_write(struct scsi_pr *h, uint64_t lba, const void *buf, size_t len, 
 	return r < 0 ? r : exec(h, &c, deadline, NULL, err, errlen);
 }
 
+int scsi_pr_write_probe(struct scsi_pr *h, usec_t deadline, char *err, size_t errlen)
+{
+	struct cmd c = {.op = OP_WRITE16, .name = "WRITE(16) of no block", .lba = 0, .len = 0};
+
+	return exec(h, &c, deadline, NULL, err, errlen);
+}
+
 int scsi_pr_sync_cache(struct scsi_pr *h, usec_t deadline, char *err, size_t errlen)
 {
 	struct cmd c = {.op = OP_SYNC16, .name = "SYNCHRONIZE CACHE(16)"};

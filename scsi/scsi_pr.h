@@ -206,6 +206,11 @@ int scsi_pr_read(struct scsi_pr *h, uint64_t lba, void *buf, size_t len, usec_t 
 int scsi_pr_write(struct scsi_pr *h, uint64_t lba, const void *buf, size_t len, usec_t deadline,
                   char *err, size_t errlen);
 int scsi_pr_sync_cache(struct scsi_pr *h, usec_t deadline, char *err, size_t errlen);
+/* A WRITE(16) of no block at LBA 0: nothing is written (SBC: a transfer
+ * length of 0 is no error), but the target applies its reservation rules to
+ * it, so it tells whether this nexus may write: 0 when the target accepts
+ * it, -EBADE on RESERVATION CONFLICT (kubefencectl scsi probe). */
+int scsi_pr_write_probe(struct scsi_pr *h, usec_t deadline, char *err, size_t errlen);
 
 /* LOGICAL UNIT RESET (an iSCSI task management function) on the handle's
  * LUN: the target aborts every task of every initiator on it, and answers
