@@ -324,7 +324,7 @@ static void demoting(struct sm *s, usec_t now)
 	s->deadline = now + s->cfg.demote_timeout;
 }
 
-static void promote(struct sm *s, struct sm_effects *fx, usec_t now);
+static void promote(struct sm *s, struct sm_effects *fx, usec_t now, bool again);
 
 /* The next node the term owes a fence, or — none left — the duty is
  * settled and the promotion begins. */
@@ -356,10 +356,10 @@ static void next_fence(struct sm *s, struct sm_effects *fx, usec_t now)
 	/* no service of ours connected to answer for an earlier one here:
 	 * our own node's entry (if any) stays on the Lease */
 	st->flag = s->cfg.mode != SM_MODE_NONE && !s->svc_connected;
-	promote(s, fx, now);
+	promote(s, fx, now, false);
 }
 
-static void promote(struct sm *s, struct sm_effects *fx, usec_t now)
+static void promote(struct sm *s, struct sm_effects *fx, usec_t now, bool again)
 {
 	if (s->cfg.mode == SM_MODE_NONE) {
 		tl(fx, "promoted", "no local service is managed (service.probe = none)");
@@ -375,6 +375,8 @@ static void promote(struct sm *s, struct sm_effects *fx, usec_t now)
 	struct sm_effect *e = job(s, fx, JOB_CLAIM, true);
 	if (s->cfg.mode == SM_MODE_CONTROL)
 		str_copy(e->a, sizeof(e->a), s->peer.pod);
+	e->flag = again;
+	s->again = again;
 	s->claim_began = now;
 	enter(s, SM_CLAIMING);
 }
@@ -461,6 +463,8 @@ static void started(struct sm *s, const struct sm_event *ev, usec_t now, struct 
 	s->origin = ev->at ? ev->at : now;
 	s->fence_only = s->cfg.mode == SM_MODE_CONTROL && !s->svc_connected && !t->continued;
 	s->continued = t->continued;
+	s->again = false;
+	s->repromoted_at = 0;
 	s->fence_began = now;
 	str_copy(s->owed, sizeof(s->owed), t->fence_owed);
 	s->owed_pos = 0;
@@ -714,6 +718,43 @@ static void give_up(struct sm *s, struct sm_effects *fx, usec_t now, int result,
 	follow(s, fx);
 }
 
+/* A master of our term whose service stepped down by itself (its store
+ * failed a write whose outcome it cannot know: the target restarted, the
+ * path to it broke).  The term is still ours — the Lease is renewed, and a
+ * successor would first have to take it — so releasing it would be a
+ * failover for nothing.  Promote the service again in the same epoch
+ * instead: the claim runs again (the Lease read, the other pods' labels,
+ * and on the LUNs only what a keep may do: register where the target lost
+ * every registration, never where our key was removed while others are
+ * there — that is a fence, and ends the term), then PROMOTE, whose
+ * recovery reads back what the store holds.  The pod keeps its label
+ * meanwhile (it answers NOTMASTER until READY); a term that ends before
+ * READY takes it off, as it does an early label. */
+static void repromote(struct sm *s, const struct control_msg *m, usec_t now,
+                      struct sm_effects *fx)
+{
+	say(fx, LOG_LEVEL_ERROR,
+	    "event=service-stepped-down epoch=%" PRId64 ": %s; the term is still ours: "
+	    "promoting it again in this term",
+	    m->epoch, m->reason);
+	event(fx, EVENTS_DEMOTED,
+	      "epoch %" PRId64 ": the service stepped down (%.200s); promoting it again in the "
+	      "same term",
+	      m->epoch, m->reason);
+	count_demotion(s, fx);
+	s->repromoted_at = now;
+	s->origin = now;
+	s->early_label = true; /* ours already: off again if the term ends first */
+	s->early_job = 0;
+	s->early_result = 0;
+	struct sm_effect *b = fx_add(fx, FX_TL_BEGIN);
+	b->at = now;
+	str_copy(b->a, sizeof(b->a), s->cfg.node);
+	str_copy(b->b, sizeof(b->b), s->cfg.node);
+	tl(fx, "stepped-down", "epoch %" PRId64 ": %s", m->epoch, m->reason);
+	promote(s, fx, now, true);
+}
+
 /* FAILED: a refused promotion, or (unsolicited) a master of our term that
  * stepped down by itself.  Either way this node cannot serve. */
 static void failed(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effects *fx)
@@ -730,6 +771,12 @@ static void failed(struct sm *s, const struct sm_event *ev, usec_t now, struct s
 	if (!promoted_state(s->st) || m->epoch != s->promoted_epoch) {
 		say(fx, LOG_LEVEL_INFO, "FAILED epoch=%" PRId64 " while %s: %s", m->epoch,
 		    sm_state_name(s->st), m->reason);
+		return;
+	}
+	if (!promoting && s->st == SM_MASTER && s->cfg.mode == SM_MODE_CONTROL && s->leading &&
+	    !s->stopping && s->svc_connected &&
+	    (!s->repromoted_at || now - s->repromoted_at >= SM_REPROMOTE_INTERVAL)) {
+		repromote(s, m, now, fx);
 		return;
 	}
 	count_failure(s, now);
@@ -830,6 +877,7 @@ static void tick(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_
 			struct sm_effect *e = job(s, fx, JOB_CLAIM, true);
 			if (s->cfg.mode == SM_MODE_CONTROL)
 				str_copy(e->a, sizeof(e->a), s->peer.pod);
+			e->flag = s->again;
 			break;
 		}
 		case SM_FINDING:
@@ -1017,6 +1065,16 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 				s->deadline = now + s->cfg.promote_timeout;
 				label_early(s, fx);
 			}
+		} else if (ev->result == JOB_CLAIM_FENCED) {
+			say(fx, LOG_LEVEL_ERROR,
+			    "term %" PRId64 ": our key is gone from a LUN where others are "
+			    "registered: this node was fenced; releasing",
+			    s->epoch);
+			release(s, fx, false, "this node was fenced on the LUN (term %" PRId64 ")",
+			        s->epoch);
+			tl(fx, "released", "%s", s->release_reason);
+			fx_add(fx, FX_TL_FINISH)->flag = false;
+			follow(s, fx);
 		} else if (ev->result == JOB_CLAIM_SUPERSEDED) {
 			/* The Lease goes too: kept, it would be renewed with nothing
 			 * promoted (a pod can carry a role-epoch above every epoch

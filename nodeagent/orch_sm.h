@@ -29,7 +29,11 @@
  *      exit --> release ("service confirmed dead" only if it did) --> FOLLOWER
  *   PROMOTING --promote_timeout | FAILED--> DEMOTE sent, release --> DEMOTING
  *   LABELLING --the pod cannot be labelled--> DEMOTE sent, release --> DEMOTING
- *   MASTER --FAILED (it stepped down)--> release --> FOLLOWER
+ *   MASTER --FAILED (it stepped down)--> CLAIMING again, same epoch: the
+ *      term is still ours, so the service is promoted again (at most once
+ *      a REPROMOTE_INTERVAL; the claim keeps a fence: it registers only on a
+ *      LUN that lost every registration) --> PROMOTING ...
+ *   MASTER --FAILED again within REPROMOTE_INTERVAL--> release --> FOLLOWER
  *
  *   SHUTDOWN sets a sticky flag: a promoted service is demoted (DEMOTING,
  *   then KILLING if it does not answer), and whenever the machine reaches
@@ -98,7 +102,7 @@ enum sm_event_type {
 
 enum sm_job {
 	JOB_FENCE,        /* epoch, victim, level: one fence pipeline run */
-	JOB_CLAIM,        /* epoch: remove the label from every other pod */
+	JOB_CLAIM,        /* epoch, flag (again): the other pods' labels, our key on the LUNs */
 	JOB_FIND_POD,     /* probe mode: our own pod */
 	JOB_LABEL,        /* epoch, pod, uid: label our own pod */
 	JOB_UNLABEL,      /* pod, uid: remove our own label */
@@ -116,6 +120,9 @@ enum sm_job {
 #define JOB_CANCELLED (-ECANCELED)
 /* JOB_CLAIM: a newer term has claimed a pod: ours is over. */
 #define JOB_CLAIM_SUPERSEDED 1
+/* JOB_CLAIM again (flag): our key is gone from a LUN while others are
+ * registered there: this node was fenced; the term cannot go on. */
+#define JOB_CLAIM_FENCED 2
 /* JOB_LABEL: 1, or -ENOENT/-EINVAL/-ESTALE, mean the pod cannot be
  * labelled (gone, replaced, or claimed by a newer term). */
 
@@ -271,6 +278,10 @@ struct sm {
 	bool continued;     /* this term continues a predecessor's on this node */
 	usec_t fence_began; /* when this term's first fence run started */
 	usec_t claim_began; /* when the claim's first run started */
+	/* the service stepped down by itself in this term and is being (or
+	 * was, at repromoted_at) promoted again in it; 0: not in this term */
+	bool again;
+	usec_t repromoted_at;
 	bool untaint_pending, untaint_busy;
 	usec_t untaint_at;
 	int64_t promotions, demotions;
@@ -283,6 +294,11 @@ struct sm {
 	int failures;
 	usec_t candidate_after, last_failure;
 };
+
+/* A master whose service stepped down by itself is promoted again in the
+ * same term at most once in this long; a second step-down within it ends
+ * the term (a store that keeps failing is not retried in a loop). */
+#define SM_REPROMOTE_INTERVAL (60 * USEC_PER_SEC)
 
 /* The pause after `failures` failed promotions in a row. */
 usec_t sm_failure_backoff(int failures);

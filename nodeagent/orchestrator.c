@@ -783,7 +783,9 @@ static int job_fence(struct orchestrator *o, int64_t epoch, const char *victim,
  * the new master's store open.  -EAGAIN: retried with the claim. */
 static bool store_is_fenced_lun(const struct orchestrator *o, const struct control_peer *p);
 
-static int claim_luns(struct orchestrator *o, int64_t epoch)
+static int job_scsi_keep(struct orchestrator *o, bool master, int64_t epoch, bool *ret_fenced);
+
+static int claim_luns(struct orchestrator *o, int64_t epoch, bool again)
 {
 	struct fence_scsi_options so = {.iqn_prefix = o->o.scsi_iqn_prefix};
 	struct fence_scsi_report rep;
@@ -804,6 +806,26 @@ static int claim_luns(struct orchestrator *o, int64_t epoch)
 
 	if (named && !store_is_fenced_lun(o, &peer))
 		return 0;
+	if (again) {
+		/* our service stepped down in this term and is promoted again:
+		 * the registration check's rule, not a join — register only
+		 * where the target lost every registration (and, as the
+		 * master, take the reservation again), never where our key was
+		 * removed while others are there */
+		bool fenced = false;
+
+		r = job_scsi_keep(o, true, epoch, &fenced);
+		if (fenced)
+			return JOB_CLAIM_FENCED;
+		if (r < 0) {
+			log_warning("term %" PRId64 ": the LUN registration could not be checked "
+			            "before promoting the service again; retrying",
+			            epoch);
+			return -EAGAIN;
+		}
+		tl_add(o, "registered", "checked on %zu LUN(s)", o->o.n_scsi_luns);
+		return 0;
+	}
 	if (!elector_confirm_leader(o->elector, epoch)) {
 		log_warning("term %" PRId64 ": the Lease could not be confirmed before registering "
 		            "on the LUNs; retrying",
@@ -823,7 +845,7 @@ static int claim_luns(struct orchestrator *o, int64_t epoch)
 	return 0;
 }
 
-static int job_claim(struct orchestrator *o, int64_t epoch, const char *own_pod)
+static int job_claim(struct orchestrator *o, int64_t epoch, const char *own_pod, bool again)
 {
 	int removed = 0, k;
 
@@ -833,7 +855,7 @@ static int job_claim(struct orchestrator *o, int64_t epoch, const char *own_pod)
 	if (k == 0 && removed)
 		tl_add(o, "unlabelled", "%d other pod(s)", removed);
 	if (k == 0)
-		k = claim_luns(o, epoch);
+		k = claim_luns(o, epoch, again);
 	return k;
 }
 
@@ -1014,7 +1036,8 @@ static bool keep_leader(void *data)
 	return still_leading(tc->o, tc->epoch) && elector_confirm_leader(tc->o->elector, tc->epoch);
 }
 
-static int job_scsi_keep(struct orchestrator *o, bool master, int64_t epoch)
+/* *ret_fenced (if not NULL): a LUN holds others' keys but not ours. */
+static int job_scsi_keep(struct orchestrator *o, bool master, int64_t epoch, bool *ret_fenced)
 {
 	struct fence_scsi_options so = {.iqn_prefix = o->o.scsi_iqn_prefix};
 	struct fence_scsi_report rep;
@@ -1046,6 +1069,8 @@ static int job_scsi_keep(struct orchestrator *o, bool master, int64_t epoch)
 				log_info("registration on LUN '%s': %s", st->target, st->detail);
 		}
 		o->scsi_state[i] = now;
+		if (ret_fenced && st->result == -EBADE)
+			*ret_fenced = true;
 	}
 	return r;
 }
@@ -1203,7 +1228,7 @@ static void *worker_main(void *arg)
 			res.result = job_fence(o, j.epoch, j.a, (enum fence_level)j.level);
 			break;
 		case JOB_CLAIM:
-			res.result = job_claim(o, j.epoch, j.a);
+			res.result = job_claim(o, j.epoch, j.a, j.flag);
 			break;
 		case JOB_FIND_POD:
 			res.result = find_own_pod(o, &res.peer);
@@ -1226,7 +1251,7 @@ static void *worker_main(void *arg)
 			res.result = 0;
 			break;
 		case JOB_SCSI_KEEP:
-			res.result = job_scsi_keep(o, j.flag, j.epoch);
+			res.result = job_scsi_keep(o, j.flag, j.epoch, NULL);
 			break;
 		case JOB_UNTAINT:
 			res.result = job_untaint(o);

@@ -1855,6 +1855,51 @@ START_TEST(partial_partition_is_one_failover)
 }
 END_TEST
 
+/* The master's store is on a LUN of the target, and the target restarts:
+ * its session breaks mid-write and the store steps down (a write whose
+ * outcome is unknown).  Nothing of the term is lost: the Lease is renewed
+ * throughout, and the target holds no other node's key.  So the master's
+ * agent takes the term's claim again (the Lease read, its key registered
+ * and the reservation taken on the restarted target) and promotes its own
+ * service again in the same epoch, which recovers the store: no failover,
+ * node-b never leads, and every acknowledged write is still there. */
+START_TEST(tgtd_restart_under_the_store_is_no_failover)
+{
+	struct scen s;
+	char role[16], cmd[1200];
+	int64_t epoch_before, epoch_after;
+	usec_t t_restart, t_back, pause;
+
+	scen_start_ride(&s, "tgtstore");
+	ck_assert_int_eq(fo_stat(&s.c, 0, role, sizeof(role), &epoch_before), 0);
+	ck_assert_str_eq(role, "master");
+	snprintf(cmd, sizeof(cmd), "bash '%s' restart '%s' >/dev/null", getenv("KF_TGT_HARNESS"),
+	         getenv("KF_TGT_DIR"));
+	t_restart = clock_mono_usec();
+	ck_assert_int_eq(system(cmd), 0);
+	t_back = clock_mono_usec();
+	ck_assert_msg(fo_wait_ack(&s.w, 0, t_back, 10000),
+	              "node-a acknowledged nothing within 10 s of the target's restart");
+	usleep(3 * FO_LEASE_MS * 1000); /* node-b had every chance to take over */
+	pause = longest_pause(&s, 0, t_restart, clock_mono_usec());
+	printf("%s: target down %.3f s; the master's longest write pause %.3f s\n", s.c.tag,
+	       secs(t_back - t_restart), secs(pause));
+	fo_record("tgtd-restart-under-the-store-longest-write-pause", secs(pause));
+	/* the store did step down (a write in flight as the target went),
+	 * and its agent promoted it again rather than release the term */
+	ck_assert_int_ge(kft_log_count(s.c.node[0].agent_log, NULL, "event=service-stepped-down",
+	                               "promoting it again in this term", NULL),
+	                 1);
+	ck_assert_int_eq(kft_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
+	ck_assert_int_eq(kft_log_count(s.c.node[0].agent_log, NULL, "event=stopped-leading", NULL),
+	                 0);
+	ck_assert_int_eq(fo_stat(&s.c, 0, role, sizeof(role), &epoch_after), 0);
+	ck_assert_str_eq(role, "master");
+	ck_assert_int_eq(epoch_after, epoch_before); /* the same term */
+	scen_finish(&s);
+}
+END_TEST
+
 static off_t watchdog_size(struct scen *s, size_t i)
 {
 	char path[700];
@@ -2045,6 +2090,8 @@ static Suite *failover_suite(void)
 	        FO_TC_TIMEOUT_S, NULL, NULL);
 	kft_add(s, "healthz", healthz_reports_a_wedged_orchestrator, FO_TC_TIMEOUT_S, NULL, NULL);
 	kft_add(s, "tgtd-restart", tgtd_restart_restores_reservations, FO_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "tgtd-restart-store", tgtd_restart_under_the_store_is_no_failover, FO_TC_TIMEOUT_S,
+	        NULL, NULL);
 	kft_add(s, "agent-kill9", agent_kill9_is_no_failover, FO_TC_TIMEOUT_S, NULL, NULL);
 	kft_add(s, "sigterm-keep", sigterm_keep_is_no_failover, FO_TC_TIMEOUT_S, NULL, NULL);
 	tcase_add_loop_test(kft_tcase(s, "sigterm-keep-grace", FO_TC_TIMEOUT_S, NULL, NULL),

@@ -470,17 +470,108 @@ START_TEST(test_promotion_refused)
 }
 END_TEST
 
+/* A master whose service steps down by itself (its store failed a write:
+ * the target restarted, its path broke) keeps its term: the claim runs
+ * again with the registration check's rule (flag), then PROMOTE in the same
+ * epoch; the pod keeps its label, nothing is released.  A second step-down
+ * within SM_REPROMOTE_INTERVAL ends the term as before. */
 START_TEST(test_master_steps_down)
 {
+	const struct sm_effect *e;
+	uint64_t label;
+	usec_t t_down;
+
 	to_master();
 	simple(SE_FAILED, 4, "old"); /* another term's */
 	ck_assert_uint_eq(FX.n, 1);  /* only a log line */
 	ck_assert_int_eq(S.st, SM_MASTER);
-	simple(SE_FAILED, 5, "write durable after its deadline");
+	t_down = NOW;
+	simple(SE_FAILED, 5, "sync failed; the store accepts no more writes");
+	ck_assert_ptr_null(fx(FX_RELEASE));
+	ck_assert_ptr_null(fx_job(JOB_UNLABEL));
+	ck_assert_ptr_nonnull(fx_event(EVENTS_DEMOTED));
+	ck_assert_ptr_nonnull(fx_metric(SMM_DEMOTION));
+	e = fx_job(JOB_CLAIM);
+	ck_assert_ptr_nonnull(e);
+	ck_assert(e->flag); /* again: the keep rule on the LUNs */
+	ck_assert_int_eq(e->epoch, 5);
+	ck_assert_int_eq(S.st, SM_CLAIMING);
+	/* a failed claim is retried with the same rule */
+	done(e, -EAGAIN);
+	tick_at(NOW + 200 * MS);
+	e = fx_job(JOB_CLAIM);
+	ck_assert_ptr_nonnull(e);
+	ck_assert(e->flag);
+	done(e, 0);
+	ck_assert_int_eq(S.st, SM_PROMOTING);
+	e = fx(FX_SEND_PROMOTE);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(e->epoch, 5); /* the same term */
+	label = fx_job(JOB_LABEL)->job_id;
+	ready(5, 9);
+	done_id(JOB_LABEL, label, 0);
+	ck_assert_int_eq(S.st, SM_MASTER);
+	/* again within the interval: the term ends, the label comes off */
+	NOW = t_down + SM_REPROMOTE_INTERVAL - 1 * MS;
+	simple(SE_FAILED, 5, "sync failed; the store accepts no more writes");
 	ck_assert_ptr_nonnull(fx(FX_RELEASE));
 	ck_assert_ptr_nonnull(fx_job(JOB_UNLABEL));
-	ck_assert_ptr_nonnull(fx_event(EVENTS_DEMOTED));
+	ck_assert_ptr_null(fx_job(JOB_CLAIM));
 	ck_assert_int_eq(S.st, SM_FOLLOWER);
+}
+END_TEST
+
+/* Once the interval has passed, a step-down is promoted again once more;
+ * the next term starts the count afresh. */
+START_TEST(test_repromote_after_the_interval)
+{
+	to_master();
+	simple(SE_FAILED, 5, "sync failed");
+	done(fx_job(JOB_CLAIM), 0);
+	{
+		uint64_t label = fx_job(JOB_LABEL)->job_id;
+		ready(5, 1);
+		done_id(JOB_LABEL, label, 0);
+	}
+	ck_assert_int_eq(S.st, SM_MASTER);
+	NOW += SM_REPROMOTE_INTERVAL;
+	simple(SE_FAILED, 5, "sync failed");
+	ck_assert_ptr_null(fx(FX_RELEASE));
+	ck_assert_ptr_nonnull(fx_job(JOB_CLAIM));
+	ck_assert_int_eq(S.st, SM_CLAIMING);
+}
+END_TEST
+
+/* The claim finds our key removed where others are registered: a fence;
+ * the term ends (released), and the label we kept comes off. */
+START_TEST(test_repromote_finds_a_fence)
+{
+	to_master();
+	simple(SE_FAILED, 5, "the storage refused a write (RESERVATION CONFLICT)");
+	done(fx_job(JOB_CLAIM), JOB_CLAIM_FENCED);
+	ck_assert_ptr_nonnull(fx(FX_RELEASE));
+	ck_assert_ptr_nonnull(strstr(fx(FX_RELEASE)->text, "fenced"));
+	ck_assert_ptr_nonnull(fx_job(JOB_UNLABEL));
+	ck_assert_ptr_null(fx(FX_SEND_PROMOTE));
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+}
+END_TEST
+
+/* The term ends while the service is promoted again — during the claim
+ * (_i 0) or the recovery (_i 1): the label it kept comes off, as an early
+ * label's does. */
+START_TEST(test_repromote_term_ends)
+{
+	to_master();
+	simple(SE_FAILED, 5, "sync failed");
+	ck_assert_int_eq(S.st, SM_CLAIMING);
+	if (_i == 1) {
+		done(fx_job(JOB_CLAIM), 0);
+		ck_assert_int_eq(S.st, SM_PROMOTING);
+	}
+	simple(SE_LOST, 5, "renewal failed");
+	ck_assert_ptr_nonnull(fx_job(JOB_UNLABEL));
+	ck_assert_int_eq(S.st, _i == 0 ? SM_FOLLOWER : SM_DEMOTING);
 }
 END_TEST
 
@@ -1275,6 +1366,9 @@ static Suite *sm_suite(void)
 	tcase_add_test(tc, test_promote_unsent);
 	tcase_add_test(tc, test_promotion_refused);
 	tcase_add_test(tc, test_master_steps_down);
+	tcase_add_test(tc, test_repromote_after_the_interval);
+	tcase_add_test(tc, test_repromote_finds_a_fence);
+	tcase_add_loop_test(tc, test_repromote_term_ends, 0, 2);
 	tcase_add_test(tc, test_failed_promotions_back_off);
 	tcase_add_test(tc, test_label_transient_retry);
 	tcase_add_test(tc, test_label_fatal);
