@@ -65,6 +65,7 @@ struct method_ctx {
 	bool (*leader)(void *);
 	void *leader_data;
 	bool restored[FENCE_SCSI_LUNS_MAX];
+	bool empty[FENCE_SCSI_LUNS_MAX];
 };
 
 static usec_t mono_clock(void *userdata)
@@ -89,7 +90,7 @@ static int method_lun(void *userdata, size_t i, usec_t deadline, char *detail, s
 		return r;
 	if (m->keep)
 		r = scsi_resv_keep(h, m->key, m->leader, m->leader_data, deadline, &m->restored[i],
-		                   detail, len);
+		                   &m->empty[i], detail, len);
 	else if (m->fence)
 		r = scsi_resv_fence(h, m->key, m->victim_key, m->opts ? m->opts->inflight : 0,
 		                    deadline, detail, len);
@@ -138,7 +139,8 @@ int fence_scsi_join(const char *node, const char *const *luns, size_t n,
 int fence_scsi_keep(const char *node, const char *const *luns, size_t n,
                     const struct fence_scsi_options *opts, bool (*leader)(void *),
                     void *leader_data, usec_t deadline, struct fence_scsi_report *ret,
-                    bool restored[static FENCE_SCSI_LUNS_MAX])
+                    bool restored[static FENCE_SCSI_LUNS_MAX],
+                    bool empty[static FENCE_SCSI_LUNS_MAX])
 {
 	struct method_ctx m = {.luns = luns,
 	                       .opts = opts,
@@ -148,6 +150,7 @@ int fence_scsi_keep(const char *node, const char *const *luns, size_t n,
 	int r = method_run("keep", node, NULL, n, deadline, ret, &m);
 
 	memcpy(restored, m.restored, sizeof(m.restored));
+	memcpy(empty, m.empty, sizeof(m.empty));
 	return r;
 }
 

@@ -71,11 +71,13 @@ int fence_scsi_run(const char *action, const char *const *targets, size_t n, use
 
 /* --- whole method: opens one session per LUN as `node`'s initiator --- */
 
-/* scsi_resv_keep() on every LUN as `node`; restored[i] per LUN. */
+/* scsi_resv_keep() on every LUN as `node`; restored[i] and empty[i] (the
+ * LUN held no registration at all when read) per LUN. */
 int fence_scsi_keep(const char *node, const char *const *luns, size_t n,
                     const struct fence_scsi_options *opts, bool (*leader)(void *),
                     void *leader_data, usec_t deadline, struct fence_scsi_report *ret,
-                    bool restored[static FENCE_SCSI_LUNS_MAX]);
+                    bool restored[static FENCE_SCSI_LUNS_MAX],
+                    bool empty[static FENCE_SCSI_LUNS_MAX]);
 
 /* Join `node` on every LUN.  Returns 0 when all joined; *ret has each LUN. */
 int fence_scsi_join(const char *node, const char *const *luns, size_t n,

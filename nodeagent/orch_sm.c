@@ -376,6 +376,7 @@ static void promote(struct sm *s, struct sm_effects *fx, usec_t now, bool again)
 	if (s->cfg.mode == SM_MODE_CONTROL)
 		str_copy(e->a, sizeof(e->a), s->peer.pod);
 	e->flag = again;
+	e->at = again ? s->ready_at : 0;
 	s->again = again;
 	s->claim_began = now;
 	enter(s, SM_CLAIMING);
@@ -650,6 +651,7 @@ static void ready(struct sm *s, const struct sm_event *ev, usec_t now, struct sm
 	}
 	tl(fx, "recovered", "%" PRIu64 " records up to seq %" PRIu64 " in %" PRIu64 " ms",
 	   m->records, m->last_seq, m->recovery_ms);
+	s->ready_at = now;
 	s->ready_records = m->records;
 	s->ready_recovery_ms = m->recovery_ms;
 	if (s->early_label && s->early_job) {
@@ -718,6 +720,29 @@ static void give_up(struct sm *s, struct sm_effects *fx, usec_t now, int result,
 	follow(s, fx);
 }
 
+/* The term of a service that failed its promotion or stepped down ends:
+ * released (unconfirmed: the successor fences in full), unlabelled. */
+static void step_down_release(struct sm *s, usec_t now, struct sm_effects *fx, bool promoting,
+                              bool counted, const char *reason)
+{
+	count_failure(s, now);
+	say(fx, LOG_LEVEL_ERROR,
+	    "event=%s epoch=%" PRId64 ": %s; no candidate for %" PRId64 " ms (%d in a row)",
+	    promoting ? "promote-failed" : "service-stepped-down", s->epoch, reason,
+	    (int64_t)(sm_failure_backoff(s->failures) / USEC_PER_MSEC), s->failures);
+	release(s, fx, false, "%s on %.100s: %.200s",
+	        promoting ? "promotion failed" : "the service stepped down", s->cfg.node, reason);
+	event(fx, EVENTS_DEMOTED, "epoch %" PRId64 ": %s after %" PRId64 " ms in the term",
+	      s->epoch, s->release_reason, (int64_t)((now - s->origin) / USEC_PER_MSEC));
+	if (!counted)
+		count_demotion(s, fx);
+	if (!promoting)
+		unlabel(s, fx);
+	tl(fx, "released", "%s", s->release_reason);
+	fx_add(fx, FX_TL_FINISH)->flag = false;
+	follow(s, fx);
+}
+
 /* A master of our term whose service stepped down by itself (its store
  * failed a write whose outcome it cannot know: the target restarted, the
  * path to it broke).  The term is still ours — the Lease is renewed, and a
@@ -730,8 +755,7 @@ static void give_up(struct sm *s, struct sm_effects *fx, usec_t now, int result,
  * recovery reads back what the store holds.  The pod keeps its label
  * meanwhile (it answers NOTMASTER until READY); a term that ends before
  * READY takes it off, as it does an early label. */
-static void repromote(struct sm *s, const struct control_msg *m, usec_t now,
-                      struct sm_effects *fx)
+static void repromote(struct sm *s, const struct control_msg *m, usec_t now, struct sm_effects *fx)
 {
 	say(fx, LOG_LEVEL_ERROR,
 	    "event=service-stepped-down epoch=%" PRId64 ": %s; the term is still ours: "
@@ -742,6 +766,7 @@ static void repromote(struct sm *s, const struct control_msg *m, usec_t now,
 	      "same term",
 	      m->epoch, m->reason);
 	count_demotion(s, fx);
+	str_copy(s->again_reason, sizeof(s->again_reason), m->reason);
 	s->repromoted_at = now;
 	s->origin = now;
 	s->early_label = true; /* ours already: off again if the term ends first */
@@ -779,22 +804,7 @@ static void failed(struct sm *s, const struct sm_event *ev, usec_t now, struct s
 		repromote(s, m, now, fx);
 		return;
 	}
-	count_failure(s, now);
-	say(fx, LOG_LEVEL_ERROR,
-	    "event=%s epoch=%" PRId64 ": %s; no candidate for %" PRId64 " ms (%d in a row)",
-	    promoting ? "promote-failed" : "service-stepped-down", m->epoch, m->reason,
-	    (int64_t)(sm_failure_backoff(s->failures) / USEC_PER_MSEC), s->failures);
-	release(s, fx, false, "%s on %.100s: %.200s",
-	        promoting ? "promotion failed" : "the service stepped down", s->cfg.node,
-	        m->reason);
-	event(fx, EVENTS_DEMOTED, "epoch %" PRId64 ": %s after %" PRId64 " ms in the term",
-	      m->epoch, s->release_reason, (int64_t)((now - s->origin) / USEC_PER_MSEC));
-	count_demotion(s, fx);
-	if (!promoting)
-		unlabel(s, fx);
-	tl(fx, "released", "%s", s->release_reason);
-	fx_add(fx, FX_TL_FINISH)->flag = false;
-	follow(s, fx);
+	step_down_release(s, now, fx, promoting, false, m->reason);
 }
 
 static void demoted(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effects *fx)
@@ -878,6 +888,7 @@ static void tick(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_
 			if (s->cfg.mode == SM_MODE_CONTROL)
 				str_copy(e->a, sizeof(e->a), s->peer.pod);
 			e->flag = s->again;
+			e->at = s->again ? s->ready_at : 0;
 			break;
 		}
 		case SM_FINDING:
@@ -1065,6 +1076,10 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 				s->deadline = now + s->cfg.promote_timeout;
 				label_early(s, fx);
 			}
+		} else if (ev->result == JOB_CLAIM_NOT_LOST && s->again) {
+			/* as a step-down always ended the term (its demotion was
+			 * counted when it was to be promoted again) */
+			step_down_release(s, now, fx, false, true, s->again_reason);
 		} else if (ev->result == JOB_CLAIM_FENCED) {
 			say(fx, LOG_LEVEL_ERROR,
 			    "term %" PRId64 ": our key is gone from a LUN where others are "
@@ -1086,6 +1101,9 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 			release(s, fx, false, "term %" PRId64 " was superseded on a pod", s->epoch);
 			fx_add(fx, FX_TL_FINISH)->flag = false;
 			follow(s, fx);
+		} else if (s->again && ev->result != JOB_CANCELLED &&
+		           now - s->claim_began >= SM_REPROMOTE_CLAIM_MAX) {
+			step_down_release(s, now, fx, false, true, s->again_reason);
 		} else if (s->cfg.fence_give_up && ev->result != JOB_CANCELLED &&
 		           now - s->claim_began >= s->cfg.fence_give_up) {
 			give_up(s, fx, now, ev->result, s->claim_began, "claim-given-up",

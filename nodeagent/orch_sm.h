@@ -31,9 +31,11 @@
  *   LABELLING --the pod cannot be labelled--> DEMOTE sent, release --> DEMOTING
  *   MASTER --FAILED (it stepped down)--> CLAIMING again, same epoch: the
  *      term is still ours, so the service is promoted again (at most once
- *      a REPROMOTE_INTERVAL; the claim keeps a fence: it registers only on a
- *      LUN that lost every registration) --> PROMOTING ...
- *   MASTER --FAILED again within REPROMOTE_INTERVAL--> release --> FOLLOWER
+ *      a SM_REPROMOTE_INTERVAL) if nothing of its old open can still write:
+ *      its store is a LUN of ours whose target lost its state since READY
+ *      (the claim registers only there) --> PROMOTING ...; otherwise
+ *      (JOB_CLAIM_NOT_LOST, JOB_CLAIM_FENCED) release --> FOLLOWER
+ *   MASTER --FAILED again within SM_REPROMOTE_INTERVAL--> release --> FOLLOWER
  *
  *   SHUTDOWN sets a sticky flag: a promoted service is demoted (DEMOTING,
  *   then KILLING if it does not answer), and whenever the machine reaches
@@ -123,6 +125,10 @@ enum sm_job {
 /* JOB_CLAIM again (flag): our key is gone from a LUN while others are
  * registered there: this node was fenced; the term cannot go on. */
 #define JOB_CLAIM_FENCED 2
+/* JOB_CLAIM again: the old open may still write (its store is no LUN of
+ * ours, the target kept its state, the term rides through an API outage):
+ * the term is released, and the successor's fence stops what is queued. */
+#define JOB_CLAIM_NOT_LOST 3
 /* JOB_LABEL: 1, or -ENOENT/-EINVAL/-ESTALE, mean the pod cannot be
  * labelled (gone, replaced, or claimed by a newer term). */
 
@@ -282,6 +288,8 @@ struct sm {
 	 * was, at repromoted_at) promoted again in it; 0: not in this term */
 	bool again;
 	usec_t repromoted_at;
+	usec_t ready_at;        /* READY of this term's last promotion */
+	char again_reason[256]; /* why the service stepped down */
 	bool untaint_pending, untaint_busy;
 	usec_t untaint_at;
 	int64_t promotions, demotions;
@@ -299,6 +307,10 @@ struct sm {
  * same term at most once in this long; a second step-down within it ends
  * the term (a store that keeps failing is not retried in a loop). */
 #define SM_REPROMOTE_INTERVAL (60 * USEC_PER_SEC)
+/* ... and its claim is tried again for at most this long (a target still
+ * restarting does not answer); then the term is released as before, so
+ * that a node whose path to the storage broke does not hold it idle. */
+#define SM_REPROMOTE_CLAIM_MAX (5 * USEC_PER_SEC)
 
 /* The pause after `failures` failed promotions in a row. */
 usec_t sm_failure_backoff(int failures);

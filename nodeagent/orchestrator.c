@@ -175,6 +175,9 @@ struct orchestrator {
 	size_t pins_next;
 	/* worker: each LUN's last registration check (0 unknown, 1 ok, -errno) */
 	int scsi_state[FENCE_SCSI_LUNS_MAX];
+	/* when a registration check last found a LUN with no registration at
+	 * all (the target lost its state): 0 never (the worker's own) */
+	usec_t scsi_empty_at[FENCE_SCSI_LUNS_MAX];
 };
 
 /* --------------------------------------------------------------- inputs */
@@ -783,9 +786,65 @@ static int job_fence(struct orchestrator *o, int64_t epoch, const char *victim,
  * the new master's store open.  -EAGAIN: retried with the claim. */
 static bool store_is_fenced_lun(const struct orchestrator *o, const struct control_peer *p);
 
-static int job_scsi_keep(struct orchestrator *o, bool master, int64_t epoch, bool *ret_fenced);
+static int job_scsi_keep(struct orchestrator *o, bool master, int64_t epoch, const char *only,
+                         bool *ret_fenced);
+static int lun_index(const struct orchestrator *o, const char *url);
 
-static int claim_luns(struct orchestrator *o, int64_t epoch, bool again)
+/* The claim of a term whose service stepped down and is promoted again in
+ * it.  Only where nothing of the old open can still write: the store is
+ * one of our fenced LUNs, the term is not riding through an API outage,
+ * and the target lost its state (a registration check found the LUN with
+ * no registration at all) after `since`, when the store's open of this
+ * term was READY — the old session's queued commands died with the target
+ * then.  Otherwise (a path that broke while the target kept its state, a
+ * directory store) commands of the old open may still be queued, and only
+ * the successor's fence (PREEMPT AND ABORT, a LUN reset) stops them:
+ * JOB_CLAIM_NOT_LOST, the term is released.  The LUN step is the
+ * registration check's rule, not a join: register only on a LUN with no
+ * registration, never where our key was removed while others are there
+ * (a fence: JOB_CLAIM_FENCED). */
+static int claim_again(struct orchestrator *o, int64_t epoch, const struct control_peer *peer,
+                       usec_t since)
+{
+	bool fenced = false;
+	int i, r;
+
+	if (o->mode != ORCH_SERVICE_CONTROL || !store_is_fenced_lun(o, peer)) {
+		log_warning("term %" PRId64
+		            ": the service's store is not a LUN of fence.scsi_luns: "
+		            "what its old open wrote may still be on its way; not promoting it "
+		            "again",
+		            epoch);
+		return JOB_CLAIM_NOT_LOST;
+	}
+	if (elector_riding_since(o->elector)) {
+		log_warning("term %" PRId64 ": riding through an API outage; not promoting the "
+		            "service again",
+		            epoch);
+		return JOB_CLAIM_NOT_LOST;
+	}
+	i = lun_index(o, peer->store);
+	r = job_scsi_keep(o, true, epoch, peer->store, &fenced);
+	if (fenced)
+		return JOB_CLAIM_FENCED;
+	if (r < 0) {
+		log_warning("term %" PRId64 ": the registration on LUN '%s' could not be checked "
+		            "before promoting the service again; retrying",
+		            epoch, peer->store);
+		return -EAGAIN;
+	}
+	if (i < 0 || o->scsi_empty_at[i] <= since) {
+		log_warning("term %" PRId64 ": LUN '%s' kept its registrations since the store "
+		            "opened: commands of its old session may still be queued at the "
+		            "target; not promoting it again",
+		            epoch, peer->store);
+		return JOB_CLAIM_NOT_LOST;
+	}
+	tl_add(o, "registered", "on LUN %s, which had lost every registration", peer->store);
+	return 0;
+}
+
+static int claim_luns(struct orchestrator *o, int64_t epoch, bool again, usec_t since)
 {
 	struct fence_scsi_options so = {.iqn_prefix = o->o.scsi_iqn_prefix};
 	struct fence_scsi_report rep;
@@ -795,6 +854,8 @@ static int claim_luns(struct orchestrator *o, int64_t epoch, bool again)
 	bool connected;
 
 	get_peer(o, &peer, &connected);
+	if (again)
+		return claim_again(o, epoch, &peer, since);
 	/* a fence-only term (no service here) promotes nothing: no key */
 	if (!o->o.scsi_claim || (o->mode == ORCH_SERVICE_CONTROL && !connected))
 		return 0;
@@ -806,26 +867,6 @@ static int claim_luns(struct orchestrator *o, int64_t epoch, bool again)
 
 	if (named && !store_is_fenced_lun(o, &peer))
 		return 0;
-	if (again) {
-		/* our service stepped down in this term and is promoted again:
-		 * the registration check's rule, not a join — register only
-		 * where the target lost every registration (and, as the
-		 * master, take the reservation again), never where our key was
-		 * removed while others are there */
-		bool fenced = false;
-
-		r = job_scsi_keep(o, true, epoch, &fenced);
-		if (fenced)
-			return JOB_CLAIM_FENCED;
-		if (r < 0) {
-			log_warning("term %" PRId64 ": the LUN registration could not be checked "
-			            "before promoting the service again; retrying",
-			            epoch);
-			return -EAGAIN;
-		}
-		tl_add(o, "registered", "checked on %zu LUN(s)", o->o.n_scsi_luns);
-		return 0;
-	}
 	if (!elector_confirm_leader(o->elector, epoch)) {
 		log_warning("term %" PRId64 ": the Lease could not be confirmed before registering "
 		            "on the LUNs; retrying",
@@ -845,7 +886,8 @@ static int claim_luns(struct orchestrator *o, int64_t epoch, bool again)
 	return 0;
 }
 
-static int job_claim(struct orchestrator *o, int64_t epoch, const char *own_pod, bool again)
+static int job_claim(struct orchestrator *o, int64_t epoch, const char *own_pod, bool again,
+                     usec_t since)
 {
 	int removed = 0, k;
 
@@ -855,7 +897,7 @@ static int job_claim(struct orchestrator *o, int64_t epoch, const char *own_pod,
 	if (k == 0 && removed)
 		tl_add(o, "unlabelled", "%d other pod(s)", removed);
 	if (k == 0)
-		k = claim_luns(o, epoch, again);
+		k = claim_luns(o, epoch, again, since);
 	return k;
 }
 
@@ -1036,27 +1078,45 @@ static bool keep_leader(void *data)
 	return still_leading(tc->o, tc->epoch) && elector_confirm_leader(tc->o->elector, tc->epoch);
 }
 
-/* *ret_fenced (if not NULL): a LUN holds others' keys but not ours. */
-static int job_scsi_keep(struct orchestrator *o, bool master, int64_t epoch, bool *ret_fenced)
+static int lun_index(const struct orchestrator *o, const char *url)
+{
+	for (size_t i = 0; i < o->o.n_scsi_luns; i++)
+		if (strcmp(o->o.scsi_luns[i], url) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* The registration check on every LUN of fence.scsi_luns, or on `only`
+ * (one of them) when not NULL.  *ret_fenced (if not NULL): a LUN holds
+ * others' keys but not ours. */
+static int job_scsi_keep(struct orchestrator *o, bool master, int64_t epoch, const char *only,
+                         bool *ret_fenced)
 {
 	struct fence_scsi_options so = {.iqn_prefix = o->o.scsi_iqn_prefix};
 	struct fence_scsi_report rep;
-	bool restored[FENCE_SCSI_LUNS_MAX] = {false};
+	bool restored[FENCE_SCSI_LUNS_MAX] = {false}, empty[FENCE_SCSI_LUNS_MAX] = {false};
 	struct control_peer peer;
 	struct term_check tc = {o, epoch};
+	const char *one[1] = {only};
 	bool connected;
 	int r;
 
-	r = fence_scsi_keep(o->node, o->o.scsi_luns, o->o.n_scsi_luns, &so,
+	r = fence_scsi_keep(o->node, only ? one : o->o.scsi_luns, only ? 1 : o->o.n_scsi_luns, &so,
 	                    master ? keep_leader : NULL, &tc, clock_mono_usec() + 2 * USEC_PER_SEC,
-	                    &rep, restored);
+	                    &rep, restored, empty);
 	get_peer(o, &peer, &connected);
-	for (size_t i = 0; i < rep.n; i++) {
-		const struct fence_scsi_step *st = &rep.steps[i];
+	for (size_t k = 0; k < rep.n; k++) {
+		const struct fence_scsi_step *st = &rep.steps[k];
+		int i = only ? lun_index(o, only) : (int)k;
 		int now = st->result < 0 ? st->result : 1;
 
+		if (i < 0)
+			continue;
+		if (empty[k])
+			o->scsi_empty_at[i] = clock_mono_usec();
+
 		metrics_scsi_registered(o->o.metrics, st->target, st->result >= 0);
-		if (restored[i]) {
+		if (restored[k]) {
 			log_warning("event=reservation-restored lun='%s': %s", st->target,
 			            st->detail);
 			metrics_scsi_restored(o->o.metrics, st->target);
@@ -1228,7 +1288,7 @@ static void *worker_main(void *arg)
 			res.result = job_fence(o, j.epoch, j.a, (enum fence_level)j.level);
 			break;
 		case JOB_CLAIM:
-			res.result = job_claim(o, j.epoch, j.a, j.flag);
+			res.result = job_claim(o, j.epoch, j.a, j.flag, j.at);
 			break;
 		case JOB_FIND_POD:
 			res.result = find_own_pod(o, &res.peer);
@@ -1251,7 +1311,7 @@ static void *worker_main(void *arg)
 			res.result = 0;
 			break;
 		case JOB_SCSI_KEEP:
-			res.result = job_scsi_keep(o, j.flag, j.epoch, NULL);
+			res.result = job_scsi_keep(o, j.flag, j.epoch, NULL, NULL);
 			break;
 		case JOB_UNTAINT:
 			res.result = job_untaint(o);

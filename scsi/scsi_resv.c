@@ -124,16 +124,18 @@ int scsi_resv_join_store(struct scsi_pr *h, uint64_t key, bool allow_empty, usec
 }
 
 int scsi_resv_keep(struct scsi_pr *h, uint64_t key, bool (*leader)(void *), void *leader_data,
-                   usec_t deadline, bool *ret_restored, char *detail, size_t len)
+                   usec_t deadline, bool *ret_restored, bool *ret_empty, char *detail, size_t len)
 {
 	struct scsi_pr_keys keys;
 	bool taken = false, registered = false;
 	int r;
 
 	*ret_restored = false;
+	*ret_empty = false;
 	r = scsi_pr_read_keys(h, deadline, &keys, detail, len);
 	if (r < 0)
 		return r;
+	*ret_empty = keys.total == 0;
 	if (!keys_has(&keys, key)) {
 		/* The target cannot say why a key is missing: a restart lost it,
 		 * or a fence removed it.  Only the leader, confirmed by the

@@ -70,7 +70,9 @@ int scsi_resv_fence(struct scsi_pr *h, uint64_t key, uint64_t victim_key, usec_t
  * fence removed, so a key missing while others are registered is a fence
  * (-EBADE), and a standby's missing key stays missing (-ENOKEY: it
  * registers through its own fence when it takes over).  *ret_restored:
- * something was registered or reserved again.  Returns 0 (registered) or
- * -errno; detail says what. */
+ * something was registered or reserved again.  *ret_empty: the LUN held no
+ * registration at all when read (the target lost its state since someone
+ * last registered: a restart).  Returns 0 (registered) or -errno; detail
+ * says what. */
 int scsi_resv_keep(struct scsi_pr *h, uint64_t key, bool (*leader)(void *), void *leader_data,
-                   usec_t deadline, bool *ret_restored, char *detail, size_t len);
+                   usec_t deadline, bool *ret_restored, bool *ret_empty, char *detail, size_t len);

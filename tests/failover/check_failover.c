@@ -1900,6 +1900,42 @@ START_TEST(tgtd_restart_under_the_store_is_no_failover)
 }
 END_TEST
 
+/* The master's store fails a sync while the target keeps its state (a
+ * fault point: error(EIO) before a group commit's sync).  Its session may
+ * still have commands queued at the target, which only a fence (PREEMPT AND
+ * ABORT, a LUN reset) stops, so its agent does not promote it again in the
+ * term: the LUN kept its registrations since the store opened.  It releases
+ * the Lease, node-b fences node-a and takes over, and every acknowledged
+ * write is still there. */
+START_TEST(store_fails_with_the_target_up_is_a_failover)
+{
+	static const struct fp_arm arm[] = {
+	        {0, FO_METAD, "metastore.commit.before_sync=400*off->1*error(EIO)"},
+	};
+	struct scen s;
+	usec_t t_fail = 0, t_ack, end;
+
+	scen_start_full(&s, "syncfail", arm, 1, SCEN_RIDE);
+	end = clock_mono_usec() + 15 * USEC_PER_SEC;
+	while (fo_fired(&s.c, 0, "metastore.commit.before_sync", &t_fail) < 1 &&
+	       clock_mono_usec() < end)
+		usleep(20000);
+	ck_assert_msg(t_fail, "the fault point never fired in node-a's metad");
+	t_ack = fo_wait_ack(&s.w, 1, t_fail, 15000);
+	if (!t_ack)
+		dump_all(&s);
+	ck_assert_msg(t_ack, "node-b acknowledged nothing within 15 s of node-a's failed sync");
+	ck_assert_int_ge(kft_log_count(s.c.node[0].agent_log, NULL, "kept its registrations",
+	                               "not promoting it again", NULL),
+	                 1);
+	ck_assert_int_ge(kft_log_count(s.c.node[0].agent_log, NULL, "event=released", NULL), 1);
+	ck_assert_int_ge(kft_log_count(s.c.node[1].agent_log, NULL, "event=fenced", "node='node-a'",
+	                               "scsi-pr confirmed", NULL),
+	                 1);
+	scen_finish(&s);
+}
+END_TEST
+
 static off_t watchdog_size(struct scen *s, size_t i)
 {
 	char path[700];
@@ -2090,8 +2126,10 @@ static Suite *failover_suite(void)
 	        FO_TC_TIMEOUT_S, NULL, NULL);
 	kft_add(s, "healthz", healthz_reports_a_wedged_orchestrator, FO_TC_TIMEOUT_S, NULL, NULL);
 	kft_add(s, "tgtd-restart", tgtd_restart_restores_reservations, FO_TC_TIMEOUT_S, NULL, NULL);
-	kft_add(s, "tgtd-restart-store", tgtd_restart_under_the_store_is_no_failover, FO_TC_TIMEOUT_S,
-	        NULL, NULL);
+	kft_add(s, "tgtd-restart-store", tgtd_restart_under_the_store_is_no_failover,
+	        FO_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "store-fails-target-up", store_fails_with_the_target_up_is_a_failover,
+	        FO_TC_TIMEOUT_S, NULL, NULL);
 	kft_add(s, "agent-kill9", agent_kill9_is_no_failover, FO_TC_TIMEOUT_S, NULL, NULL);
 	kft_add(s, "sigterm-keep", sigterm_keep_is_no_failover, FO_TC_TIMEOUT_S, NULL, NULL);
 	tcase_add_loop_test(kft_tcase(s, "sigterm-keep-grace", FO_TC_TIMEOUT_S, NULL, NULL),

@@ -557,6 +557,57 @@ START_TEST(test_repromote_finds_a_fence)
 }
 END_TEST
 
+/* The claim finds that the old open may still write (the target kept its
+ * state since READY, the store is no LUN of ours, the term rides through):
+ * released as a step-down always was, the label off; the claim was told
+ * when the store's open was READY. */
+START_TEST(test_repromote_not_lost)
+{
+	const struct sm_effect *e;
+	usec_t t_ready = NOW; /* to_master's READY */
+
+	to_master();
+	NOW += 5000 * MS;
+	simple(SE_FAILED, 5, "sync failed");
+	e = fx_job(JOB_CLAIM);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(e->at, t_ready);
+	done(e, JOB_CLAIM_NOT_LOST);
+	ck_assert_ptr_nonnull(fx(FX_RELEASE));
+	ck_assert(!fx(FX_RELEASE)->flag);
+	ck_assert_ptr_nonnull(strstr(fx(FX_RELEASE)->text, "sync failed"));
+	ck_assert_ptr_nonnull(fx_job(JOB_UNLABEL));
+	ck_assert_ptr_null(fx(FX_SEND_PROMOTE));
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+	ck_assert_int_eq(S.demotions, 1);
+}
+END_TEST
+
+/* A claim that keeps failing (the store's LUN does not answer: a path
+ * that broke) is given up after SM_REPROMOTE_CLAIM_MAX: released as a
+ * step-down always was, not held idle until fence_give_up. */
+START_TEST(test_repromote_claim_gives_up)
+{
+	usec_t t0;
+
+	to_master();
+	simple(SE_FAILED, 5, "sync failed");
+	t0 = NOW;
+	done(fx_job(JOB_CLAIM), -EAGAIN);
+	ck_assert_int_eq(S.st, SM_CLAIMING);
+	tick_at(t0 + SM_REPROMOTE_CLAIM_MAX - 1 * MS);
+	done(fx_job(JOB_CLAIM), -EAGAIN);
+	ck_assert_int_eq(S.st, SM_CLAIMING);
+	ck_assert_ptr_null(fx(FX_RELEASE));
+	tick_at(t0 + SM_REPROMOTE_CLAIM_MAX + 200 * MS); /* the next try (claim retry) */
+	ck_assert_ptr_nonnull(fx_job(JOB_CLAIM));
+	done(fx_job(JOB_CLAIM), -EAGAIN);
+	ck_assert_ptr_nonnull(fx(FX_RELEASE));
+	ck_assert_ptr_nonnull(fx_job(JOB_UNLABEL));
+	ck_assert_int_eq(S.st, SM_FOLLOWER);
+}
+END_TEST
+
 /* The term ends while the service is promoted again — during the claim
  * (_i 0) or the recovery (_i 1): the label it kept comes off, as an early
  * label's does. */
@@ -1368,6 +1419,8 @@ static Suite *sm_suite(void)
 	tcase_add_test(tc, test_master_steps_down);
 	tcase_add_test(tc, test_repromote_after_the_interval);
 	tcase_add_test(tc, test_repromote_finds_a_fence);
+	tcase_add_test(tc, test_repromote_not_lost);
+	tcase_add_test(tc, test_repromote_claim_gives_up);
 	tcase_add_loop_test(tc, test_repromote_term_ends, 0, 2);
 	tcase_add_test(tc, test_failed_promotions_back_off);
 	tcase_add_test(tc, test_label_transient_retry);
