@@ -453,16 +453,6 @@ pick_node() {
 		NODE=${NODE_LIST[$R]}
 	fi
 }
-container_pid() { # POD: the PID (host namespace) of the pod's first container
-	local js node cid
-	js=$(kc get pod -n $NS "$1" -o json 2>/dev/null) || return 1
-	node=$(jq -r '.spec.nodeName' <<<"$js")
-	cid=$(jq -r '.status.containerStatuses[0].containerID // ""' <<<"$js")
-	cid=${cid#containerd://}
-	[ -n "$cid" ] || return 1
-	bash "$LAB" ctr "$node" task ls 2>/dev/null | awk -v c="$cid" '$1 == c && $3 == "RUNNING" {print $2}'
-}
-
 FAILPOINT_SPECS=(
 	'lease.acquire.after_send=1*error(ETIMEDOUT)'
 	'lease.acquire.before_send=1*error(ETIMEDOUT)'

@@ -100,15 +100,6 @@ HEARTBEAT_MS=$(agent_conf_value service.heartbeat_ms)
 LEASE_MS=$(agent_conf_value lease.duration_ms)
 [ -n "$LAB_TIMEOUT" ] || die "cannot read service.heartbeat_timeout_ms of the lab's agents"
 
-container_pid() { # POD: the host PID of the pod's first container (running)
-	local js node cid
-	js=$(kc get pod -n $NS "$1" -o json 2>/dev/null) || return 1
-	node=$(jq -r '.spec.nodeName' <<<"$js")
-	cid=$(jq -r '.status.containerStatuses[0].containerID // ""' <<<"$js")
-	cid=${cid#containerd://}
-	[ -n "$cid" ] || return 1
-	bash "$LAB" ctr "$node" task ls 2>/dev/null | awk -v c="$cid" '$1 == c && $3 == "RUNNING" {print $2}'
-}
 proc_start() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; } # PID: its start time (jiffies), "" when gone
 # The failover's steps, from the agents' own log lines (read within seconds
 # of the step, before the lab's minute-long pod logs are started afresh):

@@ -279,6 +279,18 @@ kill_master_at() {
 	kill_pod_at "$m"
 }
 
+# container_pid POD: the host PID of the pod's first container, while it
+# runs (its node's containerd: ctr task ls).
+container_pid() {
+	local js node cid
+	js=$(kc get pod -n $NS "$1" -o json 2>/dev/null) || return 1
+	node=$(jq -r '.spec.nodeName' <<<"$js")
+	cid=$(jq -r '.status.containerStatuses[0].containerID // ""' <<<"$js")
+	cid=${cid#containerd://}
+	[ -n "$cid" ] || return 1
+	bash "$LAB" ctr "$node" task ls 2>/dev/null | awk -v c="$cid" '$1 == c && $3 == "RUNNING" {print $2}'
+}
+
 # first_ack_after ACKS_FILE T_US [NOT_ADDR]: the first acknowledged write
 # with acked_us > T_US (and not from NOT_ADDR): prints "acked_us addr".
 first_ack_after() {
