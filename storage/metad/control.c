@@ -22,8 +22,13 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
-#define BACKOFF_MIN_MS  100
-#define BACKOFF_MAX_MS  2000
+/* Between attempts to reach the agent.  A connect to a Unix socket costs
+ * nothing, and a restarted agent can continue its term only once its
+ * service is back: a lease is 2 s in the lab, so an attempt at most every
+ * 200 ms (it was 2 s, doubling from 100 ms: an agent back 0.7 s after a
+ * crash was found only at 1.5 s, close to the lease's end). */
+#define BACKOFF_MIN_MS  50
+#define BACKOFF_MAX_MS  200
 #define SEND_TIMEOUT_MS 1000
 
 struct metad_control {
