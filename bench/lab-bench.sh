@@ -3,7 +3,7 @@
 # (e2e_init, which sets WORK), take the lab down and remove WORK on exit
 # (after the script's own bench_before_cleanup, when it defines one);
 # die() and ms(); what the benchmarks share to sample acknowledged writes
-# (mark, first_ack, sample_acks, dist) and to reconfigure the agents
+# (bench_workloads, mark, first_ack, sample_acks, dist) and to reconfigure the agents
 # (agent_conf_*, agent_rollout).
 if lab_is_up; then
 	echo "bench: a lab is already up (only one fits on a machine): lab/lab.sh down first" >&2
@@ -44,6 +44,22 @@ first_ack() {
 	tail -c +$((${MARK[$1]:-0} + 1)) "$1" 2>/dev/null |
 		awk -v t0="$2" -v t="$3" 'NF >= 6 && $2 ~ /^[0-9]+$/ && $3 ~ /^[0-9]+$/ &&
 			$3 + 0 > t + 0 && ($2 + 0 >= t0 + 0 || $3 - t > 20000) {print $3, $4; exit}'
+}
+# bench_workloads NAME [KEYS]: one writing client per path of PATHS
+# (clusterip: through the Service, endpoints: reading the Endpoints), each
+# acknowledging into ACKS.PATH (over KEYS keys when given) with its history
+# in HIST/NAME-PATH.hist; WLS their PIDs.  Waits for each one's first ack.
+bench_workloads() {
+	local name=$1 keys=${2:-} p
+	PATHS=(clusterip endpoints)
+	ACKS=$WORK/acks
+	WLS=()
+	for p in "${PATHS[@]}"; do
+		bg_start "$CLIENT" --via "$p" --pause-us 500 --history "$HIST/$name-$p.hist" --client "workload-$p" \
+			${keys:+--keys "$keys"} --prefix "$p-" workload "$ACKS.$p" >/dev/null 2>>"$WORK/client-$p.log"
+		WLS+=("$BG_PID")
+	done
+	for p in "${PATHS[@]}"; do wait_ack_after "$ACKS.$p" 0 60 >/dev/null || die "workload ($p)"; done
 }
 declare -A MARK
 mark() { # ACKS-PREFIX: remember the size of each path's file

@@ -155,15 +155,7 @@ agent_gap() {
 		END { if (del && run) printf "%.1f\n", (run - del) / 1000; else print -1 }' "$AGENTS_W"
 }
 
-PATHS=(clusterip endpoints)
-ACKS=$WORK/acks
-WLS=()
-for p in "${PATHS[@]}"; do
-	bg_start "$CLIENT" --via "$p" --pause-us 500 --history "$HIST/ru-$p.hist" --client "workload-$p" \
-		--prefix "$p-" workload "$ACKS.$p" >/dev/null 2>>"$WORK/client-$p.log"
-	WLS+=("$BG_PID")
-done
-for p in "${PATHS[@]}"; do wait_ack_after "$ACKS.$p" 0 60 >/dev/null || die "workload ($p)"; done
+bench_workloads ru
 SVC_IP=$(kc get service -n $NS metaservice -o jsonpath='{.spec.clusterIP}')
 say "clients: through the ClusterIP $SVC_IP:7480 and through the Endpoints"
 

@@ -150,15 +150,7 @@ pod_back() { # POD UID RESTARTS: replaced (another uid) or restarted in place
 
 bg_start "$CLIENT" --interval-ms 50 watch "$WORK/watch.log" >"$WORK/watch.out"
 WATCH_PID=$BG_PID
-PATHS=(clusterip endpoints)
-ACKS=$WORK/acks
-WLS=()
-for p in "${PATHS[@]}"; do
-	bg_start "$CLIENT" --via "$p" --pause-us 500 --history "$HIST/stop-$p.hist" --client "workload-$p" \
-		--keys "$KEYS" --prefix "$p-" workload "$ACKS.$p" >/dev/null 2>>"$WORK/client-$p.log"
-	WLS+=("$BG_PID")
-done
-for p in "${PATHS[@]}"; do wait_ack_after "$ACKS.$p" 0 60 >/dev/null || die "workload ($p)"; done
+bench_workloads stop "$KEYS"
 SVC_IP=$(kc get service -n $NS metaservice -o jsonpath='{.spec.clusterIP}')
 say "clients: through the ClusterIP $SVC_IP:7480 and through the Endpoints"
 
