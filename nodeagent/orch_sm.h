@@ -305,8 +305,12 @@ struct sm {
 
 /* A master whose service stepped down by itself is promoted again in the
  * same term at most once in this long; a second step-down within it ends
- * the term (a store that keeps failing is not retried in a loop). */
-#define SM_REPROMOTE_INTERVAL (60 * USEC_PER_SEC)
+ * the term.  Defence in depth: a promotion again needs a target that lost
+ * its state since the store opened, so a store that keeps failing on a
+ * target that keeps it (a full LUN, a bad path) is released at once; this
+ * bounds a target whose registrations never stay (one recovery per
+ * interval, not one per write). */
+#define SM_REPROMOTE_INTERVAL (10 * USEC_PER_SEC)
 /* ... and its claim is tried again for at most this long (a target still
  * restarting does not answer); then the term is released as before, so
  * that a node whose path to the storage broke does not hold it idle. */
