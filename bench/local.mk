@@ -21,7 +21,8 @@ EXTRA_DIST += bench/README.md bench/failover-proc.sh bench/failover-lab.sh bench
 	bench/results/api-outage-failsafe.json bench/results/recovery.json \
 	bench/results/failover-proc.json bench/results/failover-proc-sigstop.json \
 	bench/rolling-update-lab.sh bench/sigstop-lab.sh bench/results/failover-lab-sigstop.json \
-	bench/results/rolling-update-lab.json
+	bench/results/rolling-update-lab.json bench/restarts-lab.sh \
+	bench/results/restarts-lab.json
 
 # `make bench`: recovery speed and put latency; writes
 # bench/results/recovery.json.
@@ -118,6 +119,18 @@ bench-lab-sigstop: tests/e2e/kf-labclient tests/lincheck/kf-lincheck nodeagent/k
 	@mkdir -p $(builddir)/bench/results
 	top_srcdir='$(abs_top_srcdir)' top_builddir='$(abs_top_builddir)' \
 		bash $(srcdir)/bench/sigstop-lab.sh --out $(abs_builddir)/bench/results/failover-lab-sigstop.json $(BENCH_SIGSTOP_ARGS)
+
+# `make bench-lab-restarts`: restarts that should cost no failover, in the
+# lab: the leader's agent killed (restarted at once by its kubelet, and
+# again within its CrashLoopBackOff), tgtd restarted (reservations lost);
+# writes bench/results/restarts-lab.json.  Never asserts timing.
+# BENCH_RESTARTS_ARGS, e.g. "--agent-kills 10 --tgtd-restarts 10".
+.PHONY: bench-lab-restarts
+bench-lab-restarts: tests/e2e/kf-labclient tests/lincheck/kf-lincheck nodeagent/kubefence-agent \
+		nodeagent/kubefencectl storage/metad/kubefence-metad storage/metad/kubefence-meta
+	@mkdir -p $(builddir)/bench/results
+	top_srcdir='$(abs_top_srcdir)' top_builddir='$(abs_top_builddir)' \
+		bash $(srcdir)/bench/restarts-lab.sh --out $(abs_builddir)/bench/results/restarts-lab.json $(BENCH_RESTARTS_ARGS)
 
 # `make nemesis`: the nemesis campaign (bench/nemesis.sh, docs/nemesis.md):
 # every fault kind, clock jumps included, until 200 faults; writes
