@@ -314,7 +314,7 @@ struct sm {
 /* ... and its claim is tried again for at most this long (a target still
  * restarting does not answer); then the term is released as before, so
  * that a node whose path to the storage broke does not hold it idle. */
-#define SM_REPROMOTE_CLAIM_MAX (5 * USEC_PER_SEC)
+#define SM_REPROMOTE_CLAIM_MAX (10 * USEC_PER_SEC)
 
 /* The pause after `failures` failed promotions in a row. */
 usec_t sm_failure_backoff(int failures);

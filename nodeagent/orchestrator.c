@@ -175,8 +175,9 @@ struct orchestrator {
 	size_t pins_next;
 	/* worker: each LUN's last registration check (0 unknown, 1 ok, -errno) */
 	int scsi_state[FENCE_SCSI_LUNS_MAX];
-	/* when a registration check last found a LUN with no registration at
-	 * all (the target lost its state): 0 never (the worker's own) */
+	/* when a registration check that found a LUN with no registration at
+	 * all (the target lost its state) began, before it read the keys: 0
+	 * never (the worker's own) */
 	usec_t scsi_empty_at[FENCE_SCSI_LUNS_MAX];
 };
 
@@ -1098,6 +1099,9 @@ static int job_scsi_keep(struct orchestrator *o, bool master, int64_t epoch, con
 	struct control_peer peer;
 	struct term_check tc = {o, epoch};
 	const char *one[1] = {only};
+	/* taken before the keys are read: "empty at or after this time" is
+	 * what claim_again relies on, never later than the read */
+	usec_t began = clock_mono_usec();
 	bool connected;
 	int r;
 
@@ -1113,7 +1117,7 @@ static int job_scsi_keep(struct orchestrator *o, bool master, int64_t epoch, con
 		if (i < 0)
 			continue;
 		if (empty[k])
-			o->scsi_empty_at[i] = clock_mono_usec();
+			o->scsi_empty_at[i] = began;
 
 		metrics_scsi_registered(o->o.metrics, st->target, st->result >= 0);
 		if (restored[k]) {

@@ -27,9 +27,11 @@
  * service is back: a lease is 2 s in the lab, so an attempt at most every
  * 200 ms (it was 2 s, doubling from 100 ms: an agent back 0.7 s after a
  * crash was found only at 1.5 s, close to the lease's end). */
-#define BACKOFF_MIN_MS  50
-#define BACKOFF_MAX_MS  200
-#define SEND_TIMEOUT_MS 1000
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 200
+/* ... and to an agent that accepted the connection but refused us */
+#define BACKOFF_REFUSED_MAX_MS 2000
+#define SEND_TIMEOUT_MS        1000
 
 struct metad_control {
 	char *path, *pod, *uid, *store, *store_node;
@@ -409,8 +411,9 @@ static void handle_line(struct metad_control *c, const char *line, bool *welcome
 	}
 }
 
-/* Serve one connection until it ends or we are stopped. */
-static void serve(struct metad_control *c, int fd)
+/* Serve one connection until it ends or we are stopped.  Returns whether
+ * the agent welcomed us on it. */
+static bool serve(struct metad_control *c, int fd)
 {
 	char buf[METAD_CONTROL_LINE_MAX + 1];
 	size_t len = 0;
@@ -430,26 +433,26 @@ static void serve(struct metad_control *c, int fd)
 			if (left <= 0) {
 				log_warning("no WELCOME from the agent within %d ms, reconnecting",
 				            c->welcome_timeout_ms);
-				return;
+				return welcomed;
 			}
 			timeout = (int)((left + 999) / 1000);
 		}
 		if (poll(pfd, 2, timeout) < 0 && errno != EINTR)
-			return;
+			return welcomed;
 		if (pfd[1].revents)
-			return;
+			return welcomed;
 		if (!pfd[0].revents)
 			continue;
 		n = read(fd, buf + len, sizeof(buf) - 1 - len);
 		if (n == 0) {
 			log_warning("the agent closed the control connection, reconnecting");
-			return;
+			return welcomed;
 		}
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
 			log_warning("control connection: %s, reconnecting", strerror(errno));
-			return;
+			return welcomed;
 		}
 		len += (size_t)n;
 		buf[len] = '\0';
@@ -467,7 +470,7 @@ static void serve(struct metad_control *c, int fd)
 		if (len >= METAD_CONTROL_LINE_MAX) {
 			log_warning("line from the agent longer than %d bytes; reconnecting",
 			            METAD_CONTROL_LINE_MAX);
-			return;
+			return welcomed;
 		}
 	}
 }
@@ -476,6 +479,7 @@ static void *metad_control_main(void *arg)
 {
 	struct metad_control *c = arg;
 	int backoff = BACKOFF_MIN_MS, last_err = 0;
+	bool welcomed;
 
 	while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
 		int fd = connect_agent(c->path);
@@ -494,7 +498,6 @@ static void *metad_control_main(void *arg)
 			continue;
 		}
 		last_err = 0;
-		backoff = BACKOFF_MIN_MS;
 		log_info("connected to the agent at '%s'", c->path);
 		c->hooks.connected(c->hooks.userdata);
 		pthread_mutex_lock(&c->lock);
@@ -516,7 +519,7 @@ static void *metad_control_main(void *arg)
 			ctlproto_out_i64(&o, "mono_us", clock_mono_usec());
 			(void)send_out(c, 0, &o);
 		}
-		serve(c, fd);
+		welcomed = serve(c, fd);
 		pthread_mutex_lock(&c->lock);
 		c->fd = -1;
 		close(fd);
@@ -530,8 +533,16 @@ static void *metad_control_main(void *arg)
 				c->hooks.demote(c->hooks.userdata, e,
 				                "the control connection closed during recovery");
 		}
-		if (pause_ms(c, BACKOFF_MIN_MS))
+		/* an agent that closes without a WELCOME (it refused us: another
+		 * service is connected, a uid it does not allow) is asked again
+		 * less and less often; one that welcomed us, at once */
+		if (welcomed)
+			backoff = BACKOFF_MIN_MS;
+		if (pause_ms(c, welcomed ? BACKOFF_MIN_MS : backoff))
 			break;
+		if (!welcomed)
+			backoff = backoff * 2 > BACKOFF_REFUSED_MAX_MS ? BACKOFF_REFUSED_MAX_MS
+			                                               : backoff * 2;
 	}
 	return NULL;
 }

@@ -525,11 +525,15 @@ END_TEST
  * the next term starts the count afresh. */
 START_TEST(test_repromote_after_the_interval)
 {
+	usec_t t_ready2;
+
 	to_master();
 	simple(SE_FAILED, 5, "sync failed");
 	done(fx_job(JOB_CLAIM), 0);
 	{
 		uint64_t label = fx_job(JOB_LABEL)->job_id;
+		NOW += 300 * MS;
+		t_ready2 = NOW;
 		ready(5, 1);
 		done_id(JOB_LABEL, label, 0);
 	}
@@ -538,6 +542,8 @@ START_TEST(test_repromote_after_the_interval)
 	simple(SE_FAILED, 5, "sync failed");
 	ck_assert_ptr_null(fx(FX_RELEASE));
 	ck_assert_ptr_nonnull(fx_job(JOB_CLAIM));
+	/* the claim of the second round names the second open's READY */
+	ck_assert_int_eq(fx_job(JOB_CLAIM)->at, t_ready2);
 	ck_assert_int_eq(S.st, SM_CLAIMING);
 }
 END_TEST
@@ -564,11 +570,26 @@ END_TEST
 START_TEST(test_repromote_not_lost)
 {
 	const struct sm_effect *e;
-	usec_t t_ready = NOW; /* to_master's READY */
+	usec_t t_ready;
+	uint64_t label;
 
-	to_master();
+	started(5, "");
+	done(fx_job(JOB_CLAIM), 0);
+	label = fx_job(JOB_LABEL)->job_id;
+	NOW += 700 * MS; /* the recovery: READY comes later than the term began */
+	t_ready = NOW;
+	ready(5, 3);
+	done_id(JOB_LABEL, label, 0);
+	ck_assert_int_eq(S.st, SM_MASTER);
 	NOW += 5000 * MS;
 	simple(SE_FAILED, 5, "sync failed");
+	e = fx_job(JOB_CLAIM);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(e->at, t_ready); /* READY's time, not the term's start */
+	ck_assert_int_ne(e->at, S.origin);
+	/* a retry of the claim carries it too */
+	done(e, -EAGAIN);
+	tick_at(NOW + 200 * MS);
 	e = fx_job(JOB_CLAIM);
 	ck_assert_ptr_nonnull(e);
 	ck_assert_int_eq(e->at, t_ready);
