@@ -742,14 +742,20 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 
 /* End our term: release the Lease recording `reason` when still valid
  * (NULL: just stop), then report the end. */
+/* The term ends here, before the release is sent: once the API server has
+ * applied it another candidate may lead at once (its watch wakes it within
+ * a millisecond), so "stopped leading" — the log line, the published state,
+ * the orchestrator's callback (DEMOTE) — must come first, never after. */
 static void end_term(struct elector *e, const char *reason)
 {
 	usec_t now = clock_mono_usec();
 	int64_t epoch = e->st.epoch;
+	bool release = reason && now < e->st.valid_until;
 	char err[1024] = "";
 	int r;
 
-	if (reason && now < e->st.valid_until) {
+	lost(e, reason ? reason : "elector stopped");
+	if (release) {
 		r = lease_release(e->client, &e->p.lease, e->ns, e->name, &e->st, reason,
 		                  req_timeout(e, now, e->st.valid_until), err, sizeof(err));
 		if (r < 0)
@@ -760,7 +766,6 @@ static void end_term(struct elector *e, const char *reason)
 			log_info("event=released lease='%s/%s' epoch=%" PRId64 " reason='%s'",
 			         e->ns, e->name, epoch, reason);
 	}
-	lost(e, reason ? reason : "elector stopped");
 }
 
 /* The parting renewal (elector_stop_parting()): the Lease renewed for
