@@ -3,7 +3,7 @@
 # (e2e_init, which sets WORK), take the lab down and remove WORK on exit
 # (after the script's own bench_before_cleanup, when it defines one);
 # die() and ms(); what the benchmarks share to sample acknowledged writes
-# (bench_workloads, mark, first_ack, sample_acks, dist) and to reconfigure the agents
+# (bench_keep_logs, bench_workloads, mark, first_ack, sample_acks, dist) and to reconfigure the agents
 # (agent_conf_*, agent_rollout).
 if lab_is_up; then
 	echo "bench: a lab is already up (only one fits on a machine): lab/lab.sh down first" >&2
@@ -44,6 +44,24 @@ first_ack() {
 	tail -c +$((${MARK[$1]:-0} + 1)) "$1" 2>/dev/null |
 		awk -v t0="$2" -v t="$3" 'NF >= 6 && $2 ~ /^[0-9]+$/ && $3 ~ /^[0-9]+$/ &&
 			$3 + 0 > t + 0 && ($2 + 0 >= t0 + 0 || $3 - t > 20000) {print $3, $4; exit}'
+}
+# bench_keep_logs DIR GLOB...: what --logs keeps — every pod's log (and
+# its previous container's), the namespace's Events, and the files of WORK
+# that match the GLOBs (e.g. '*.log' 'acks.*').
+bench_keep_logs() {
+	local dir=$1 p g
+	shift
+	mkdir -p "$dir"
+	for p in $(kc get pods -n $NS -o name 2>/dev/null); do
+		kc logs -n $NS "$p" >"$dir/${p#pod/}.log" 2>&1 || true
+		kc logs -n $NS "$p" --previous >"$dir/${p#pod/}.previous.log" 2>/dev/null || rm -f "$dir/${p#pod/}.previous.log"
+	done
+	kc get events -n $NS -o wide >"$dir/events.txt" 2>&1 || true
+	for g in "$@"; do
+		# shellcheck disable=SC2086 # the glob is meant to expand
+		cp "$WORK"/$g "$dir/" 2>/dev/null || true
+	done
+	echo "bench: logs kept in $dir" >&2
 }
 # bench_workloads NAME [KEYS]: one writing client per path of PATHS
 # (clusterip: through the Service, endpoints: reading the Endpoints), each

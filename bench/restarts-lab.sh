@@ -67,16 +67,7 @@ done
 . "$top_srcdir/bench/lab-bench.sh"
 
 bench_before_cleanup() {
-	local p
-	[ -n "$LOGS" ] || return 0
-	mkdir -p "$LOGS"
-	for p in $(kc get pods -n $NS -o name 2>/dev/null); do
-		kc logs -n $NS "$p" >"$LOGS/${p#pod/}.log" 2>&1 || true
-		kc logs -n $NS "$p" --previous >"$LOGS/${p#pod/}.previous.log" 2>/dev/null || rm -f "$LOGS/${p#pod/}.previous.log"
-	done
-	kc get events -n $NS -o wide >"$LOGS/events.txt" 2>&1 || true
-	cp "$WORK"/*.log "$WORK"/*.jsonl "$WORK"/acks.* "$WORK"/lincheck.* "$LOGS/" 2>/dev/null || true
-	echo "bench: logs kept in $LOGS" >&2
+	[ -z "$LOGS" ] || bench_keep_logs "$LOGS" '*.log' '*.out' '*.jsonl' '*.ms' 'acks.*' 'lincheck.*'
 }
 
 e2e_up >/dev/null || die "lab up"
@@ -238,13 +229,23 @@ LIN_RC=0
 e2e_lincheck bench "$HIST"/restarts-*.hist || LIN_RC=$?
 [ "$LIN_RC" = 0 ] || die "the recorded operations are not linearizable"
 bg_stop "$WATCH_PID"
-read -r _ obs _ viol _ _ _ eps2 <"$WORK/watch.out"
+# the watcher's summary line (it may print other lines first)
+read -r _ obs _ viol _ _ _ eps2 < <(grep '^observations ' "$WORK/watch.out" | tail -1)
+for v in obs viol eps2; do
+	case ${!v} in '' | *[!0-9]*) printf -v "$v" 0 ;; esac
+done
 
 slurp() { [ -s "$1" ] && jq -s . "$1" || echo '[]'; }
 dists() { # NAME
 	local p out="{" sep=""
 	for p in "${PATHS[@]}"; do
-		out="$out$sep\"$p\": $(dist "$WORK/$1.$p.ms" 2>/dev/null || echo '{"n": 0}')"
+		# (no sample file: none taken; dist of a missing file would fail
+		# under pipefail after printing)
+		if [ -s "$WORK/$1.$p.ms" ]; then
+			out="$out$sep\"$p\": $(dist "$WORK/$1.$p.ms")"
+		else
+			out="$out$sep\"$p\": {\"n\": 0}"
+		fi
 		sep=", "
 	done
 	echo "$out}"

@@ -85,17 +85,9 @@ done
 # On exit, before the lab goes down: what --logs keeps.
 bench_before_cleanup() {
 	[ -n "$LOGS" ] || return 0
-	local p
-	mkdir -p "$LOGS"
-	for p in $(kc get pods -n $NS -o name 2>/dev/null); do
-		kc logs -n $NS "$p" >"$LOGS/${p#pod/}.log" 2>&1 || true
-		kc logs -n $NS "$p" --previous >"$LOGS/${p#pod/}.previous.log" 2>/dev/null || rm -f "$LOGS/${p#pod/}.previous.log"
-	done
-	kc get events -n $NS -o wide >"$LOGS/events.txt" 2>&1 || true
+	bench_keep_logs "$LOGS" '*.log' '*.out' lease.watch agents.watch 'acks.*' 'lincheck.*'
 	# the containers' log files themselves (those of pods that still exist)
 	cp -r /var/log/pods/${NS}_* "$LOGS/" 2>/dev/null || true
-	cp "$WORK"/*.log "$WORK"/*.out "$WORK"/lease.watch "$WORK"/agents.watch "$WORK"/acks.* "$WORK"/lincheck.* "$LOGS/" 2>/dev/null || true
-	echo "bench: logs kept in $LOGS" >&2
 }
 
 e2e_up >/dev/null || die "lab up"

@@ -80,15 +80,7 @@ STOPPED=$WORK/stopped.pids
 bench_before_cleanup() {
 	local p
 	while read -r p _; do kill -CONT "$p" 2>/dev/null || true; done <"$STOPPED"
-	[ -n "$LOGS" ] || return 0
-	mkdir -p "$LOGS"
-	for p in $(kc get pods -n $NS -o name 2>/dev/null); do
-		kc logs -n $NS "$p" >"$LOGS/${p#pod/}.log" 2>&1 || true
-		kc logs -n $NS "$p" --previous >"$LOGS/${p#pod/}.previous.log" 2>/dev/null || rm -f "$LOGS/${p#pod/}.previous.log"
-	done
-	kc get events -n $NS -o wide >"$LOGS/events.txt" 2>&1 || true
-	cp "$WORK"/*.log "$WORK"/*.out "$WORK"/*.ms "$WORK"/*.phases "$WORK"/acks.* "$WORK"/lincheck.* "$LOGS/" 2>/dev/null || true
-	echo "bench: logs kept in $LOGS" >&2
+	[ -z "$LOGS" ] || bench_keep_logs "$LOGS" '*.log' '*.out' '*.ms' '*.phases' 'acks.*' 'lincheck.*'
 }
 
 [[ $PROXY_MIN_SYNC =~ ^[0-9]+(ms|s)$ ]] || die "--proxy-min-sync: a duration such as 1s, 100ms or 0s, not '$PROXY_MIN_SYNC'"
