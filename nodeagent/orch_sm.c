@@ -310,6 +310,15 @@ static void follow(struct sm *s, struct sm_effects *fx)
 	enter(s, SM_STOPPED);
 }
 
+/* The term was released (release() above): its timeline ends, unfinished,
+ * and the machine follows. */
+static void released(struct sm *s, struct sm_effects *fx)
+{
+	tl(fx, "released", "%s", s->release_reason);
+	fx_add(fx, FX_TL_FINISH)->flag = false;
+	follow(s, fx);
+}
+
 /* A term in which PROMOTE was sent ends: the service stops being master
  * (kubefence_demotions_total), however it ends. */
 static void count_demotion(struct sm *s, struct sm_effects *fx)
@@ -359,6 +368,19 @@ static void next_fence(struct sm *s, struct sm_effects *fx, usec_t now)
 	promote(s, fx, now, false);
 }
 
+/* The claim's job, its first run or a retry: our pod (control mode), and
+ * for a promotion again in the term (s->again) when the store's open was
+ * READY, which claim_again() checks the LUN's loss against. */
+static void claim_job(struct sm *s, struct sm_effects *fx)
+{
+	struct sm_effect *e = job(s, fx, JOB_CLAIM, true);
+
+	if (s->cfg.mode == SM_MODE_CONTROL)
+		str_copy(e->a, sizeof(e->a), s->peer.pod);
+	e->flag = s->again;
+	e->at = s->again ? s->ready_at : 0;
+}
+
 static void promote(struct sm *s, struct sm_effects *fx, usec_t now, bool again)
 {
 	if (s->cfg.mode == SM_MODE_NONE) {
@@ -372,12 +394,8 @@ static void promote(struct sm *s, struct sm_effects *fx, usec_t now, bool again)
 	/* The Service must never select two pods: the old label goes first.
 	 * Probe mode finds its own pod only afterwards: every pod is claimed
 	 * (one found in an earlier term may have been replaced since). */
-	struct sm_effect *e = job(s, fx, JOB_CLAIM, true);
-	if (s->cfg.mode == SM_MODE_CONTROL)
-		str_copy(e->a, sizeof(e->a), s->peer.pod);
-	e->flag = again;
-	e->at = again ? s->ready_at : 0;
 	s->again = again;
+	claim_job(s, fx);
 	s->claim_began = now;
 	enter(s, SM_CLAIMING);
 }
@@ -715,9 +733,7 @@ static void give_up(struct sm *s, struct sm_effects *fx, usec_t now, int result,
 	                ? ELECTOR_RELEASE_UNPROMOTED
 	                : ELECTOR_RELEASE_UNCONFIRMED,
 	        "could not %.120s for %" PRId64 " ms; another node may", what, tried);
-	tl(fx, "released", "%s", s->release_reason);
-	fx_add(fx, FX_TL_FINISH)->flag = false;
-	follow(s, fx);
+	released(s, fx);
 }
 
 /* The term of a service that failed its promotion or stepped down ends:
@@ -738,9 +754,7 @@ static void step_down_release(struct sm *s, usec_t now, struct sm_effects *fx, b
 		count_demotion(s, fx);
 	if (!promoting)
 		unlabel(s, fx);
-	tl(fx, "released", "%s", s->release_reason);
-	fx_add(fx, FX_TL_FINISH)->flag = false;
-	follow(s, fx);
+	released(s, fx);
 }
 
 /* A master of our term whose service stepped down by itself (its store
@@ -883,14 +897,9 @@ static void tick(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_
 			e->level = s->level;
 			break;
 		}
-		case SM_CLAIMING: {
-			struct sm_effect *e = job(s, fx, JOB_CLAIM, true);
-			if (s->cfg.mode == SM_MODE_CONTROL)
-				str_copy(e->a, sizeof(e->a), s->peer.pod);
-			e->flag = s->again;
-			e->at = s->again ? s->ready_at : 0;
+		case SM_CLAIMING:
+			claim_job(s, fx);
 			break;
-		}
 		case SM_FINDING:
 			job(s, fx, JOB_FIND_POD, true);
 			break;
@@ -1056,17 +1065,13 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 				release(s, fx, ELECTOR_RELEASE_UNPROMOTED,
 				        "fenced without a local service "
 				        "(agent.fence_without_service); nothing promoted here");
-				tl(fx, "released", "%s", s->release_reason);
-				fx_add(fx, FX_TL_FINISH)->flag = false;
-				follow(s, fx);
+				released(s, fx);
 			} else if (s->cfg.mode == SM_MODE_PROBE) {
 				job(s, fx, JOB_FIND_POD, true);
 				enter(s, SM_FINDING);
 			} else if (!s->svc_connected) {
 				release(s, fx, false, "no local service to promote");
-				tl(fx, "released", "%s", s->release_reason);
-				fx_add(fx, FX_TL_FINISH)->flag = false;
-				follow(s, fx);
+				released(s, fx);
 			} else {
 				s->promoted_epoch = s->epoch;
 				struct sm_effect *p = fx_add(fx, FX_SEND_PROMOTE);
@@ -1087,9 +1092,7 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 			    s->epoch);
 			release(s, fx, false, "this node was fenced on the LUN (term %" PRId64 ")",
 			        s->epoch);
-			tl(fx, "released", "%s", s->release_reason);
-			fx_add(fx, FX_TL_FINISH)->flag = false;
-			follow(s, fx);
+			released(s, fx);
 		} else if (ev->result == JOB_CLAIM_SUPERSEDED) {
 			/* The Lease goes too: kept, it would be renewed with nothing
 			 * promoted (a pod can carry a role-epoch above every epoch
@@ -1122,9 +1125,7 @@ static void job_done(struct sm *s, const struct sm_event *ev, usec_t now, struct
 			s->retry_at = now + s->cfg.claim_retry;
 		} else {
 			release(s, fx, false, "the local service's pod was not found");
-			tl(fx, "released", "%s", s->release_reason);
-			fx_add(fx, FX_TL_FINISH)->flag = false;
-			follow(s, fx);
+			released(s, fx);
 		}
 		break;
 	case SM_LABELLING:
@@ -1267,9 +1268,7 @@ void sm_step(struct sm *s, const struct sm_event *ev, usec_t now, struct sm_effe
 	case SE_PROMOTE_UNSENT:
 		if (s->st == SM_PROMOTING && ev->epoch == s->promoted_epoch) {
 			release(s, fx, false, "could not send PROMOTE to the local service");
-			tl(fx, "released", "%s", s->release_reason);
-			fx_add(fx, FX_TL_FINISH)->flag = false;
-			follow(s, fx);
+			released(s, fx);
 		}
 		break;
 	case SE_JOB_DONE:
