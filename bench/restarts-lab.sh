@@ -165,10 +165,7 @@ for i in $(seq 1 "$REPEATS"); do
 done
 
 # 3. tgtd restarts
-holder_key() { # the reservation holder's node, "" when none
-	"$KFCTL" scsi keys --lun "$LUN" --nodes "$NODES" --initiator iqn.2026-11.io.kubefence:bench-probe --timeout-ms 1000 2>/dev/null |
-		sed -n "s/^  reservation .* node '\(.*\)'$/\1/p"
-}
+holder_key() { resv_holder "$LUN" "$NODES" 1000; } # the reservation holder's node, "" when none
 t_prev=0
 for i in $(seq 1 "$TGTD"); do
 	# restarts 15 s apart at least: an agent promotes its stepped-down

@@ -291,6 +291,17 @@ container_pid() {
 	bash "$LAB" ctr "$node" task ls 2>/dev/null | awk -v c="$cid" '$1 == c && $3 == "RUNNING" {print $2}'
 }
 
+# lun_keys LUN NODES [TIMEOUT_MS]: `kubefencectl scsi keys` of the LUN, each
+# key named with its node of NODES (comma-separated), read by an initiator
+# of the test's own, which registers nothing.
+lun_keys() {
+	"$KFCTL" scsi keys --lun "$1" --nodes "$2" --initiator iqn.2026-11.io.kubefence:lab-probe \
+		--timeout-ms "${3:-2000}" 2>/dev/null
+}
+# resv_holder LUN NODES [TIMEOUT_MS]: the node whose key holds the LUN's
+# reservation, "" when none.
+resv_holder() { lun_keys "$@" | sed -n "s/^  reservation .* node '\(.*\)'$/\1/p"; }
+
 # first_ack_after ACKS_FILE T_US [NOT_ADDR]: the first acknowledged write
 # with acked_us > T_US (and not from NOT_ADDR): prints "acked_us addr".
 first_ack_after() {
