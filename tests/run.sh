@@ -50,6 +50,12 @@ check() { # DIR [TESTS]
 		for t in $failed; do
 			echo "----- ${t%.trs}.log" >&2
 			tail -60 "${t%.trs}.log" >&2
+			# what the test said went wrong, wherever it is in the log
+			# (a test's last lines can be its clients' output)
+			if grep -qE '^FAIL: |:[FE]:' "${t%.trs}.log"; then
+				echo "----- ${t%.trs}.log: its failures" >&2
+				grep -m20 -E '^FAIL: |:[FE]:' "${t%.trs}.log" >&2
+			fi
 		done
 		return 1
 	fi

@@ -476,13 +476,17 @@ static void record_op(enum proto_op op, const char *key, const char *value, usec
 }
 
 /* The answers of the recording clients, as they change, on stderr (the
- * campaign's logs say what made a write indeterminate). */
+ * campaign's logs say what made a write indeterminate).  Every answer that
+ * is one (OK, VALUE, NOTFOUND) is one state, "answered": a workload that
+ * mixes reads and writes would otherwise log each of its operations. */
 static void log_answer(const char *addr, int r, const char *text)
 {
 	static char last[256];
 	char cur[256];
+	bool answered = r == RS_OK || r == RS_VALUE || r == RS_NOTFOUND;
 
-	snprintf(cur, sizeof(cur), "%s %s %.80s", addr, res_name(r), r == RS_VALUE ? "" : text);
+	snprintf(cur, sizeof(cur), "%s %s %.80s", addr, answered ? "answered" : res_name(r),
+	         answered ? "" : text);
 	if (strcmp(cur, last) != 0) {
 		fprintf(stderr, "%" PRId64 " %s\n", (int64_t)now_real(), cur);
 		snprintf(last, sizeof(last), "%s", cur);
