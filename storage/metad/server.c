@@ -355,17 +355,27 @@ static struct metastore *read_store(struct server *s, struct pbuf *out)
  * durable, so a read delayed past the grant (when another master may
  * already write) is not served; and a store that stepped down serves
  * nothing.  Returns true when the read may be answered; otherwise the
- * refusal is in out.  Role lock held for reading. */
-static bool read_in_term(struct server *s, struct metastore *m, int r, struct pbuf *out)
+ * refusal is in out.  A read the store failed (its epoch check could not
+ * be made, it died, a newer epoch holds it) puts the reason the master
+ * must step down in stepdown: like a failed write's, for the caller to act
+ * on once the role lock is released.  Otherwise a read-only load would
+ * leave a master that serves nothing and never says so (a store's iSCSI
+ * session lost with its target is never re-established in place; only the
+ * agent's promotion opens a new one).  Role lock held for reading. */
+static bool read_in_term(struct server *s, struct metastore *m, int r, struct pbuf *out,
+                         char *stepdown, size_t stepdownlen)
 {
 	if (m != s->store)
 		return true; /* a standby's read-only copy: no term */
 	if (r == -ESTALE) {
+		snprintf(stepdown, stepdownlen,
+		         "stepped down: a read found a newer epoch holding the volume");
 		answer_notmaster(s, out);
 		return false;
 	}
 	if (r < 0 && r != -ENOENT && r != -ENOMEM && r != -EINVAL && r != -ENAMETOOLONG) {
-		(void)proto_encode_err(out, "io", "the store failed; reads stopped");
+		snprintf(stepdown, stepdownlen, "store failed: a read: %s", strerror(-r));
+		(void)proto_encode_err(out, "io", stepdown);
 		return false;
 	}
 	if (grant_over(s, clock_mono_usec())) {
@@ -576,6 +586,8 @@ static void handle(struct server *s, struct conn *c, const struct proto_req *q, 
 	struct metastore *m;
 	void *v = NULL;
 	size_t vlen = 0;
+	char stepdown[320] = "";
+	uint64_t epoch = 0, gen = 0;
 	int r;
 
 	count(&s->requests);
@@ -602,9 +614,11 @@ static void handle(struct server *s, struct conn *c, const struct proto_req *q, 
 	m = read_store(s, out);
 	if (!m)
 		goto out;
+	epoch = s->epoch;
+	gen = s->generation;
 	if (q->op == PROTO_OP_GET) {
 		r = metastore_get(m, q->key, q->key_len, &v, &vlen);
-		if (!read_in_term(s, m, r, out))
+		if (!read_in_term(s, m, r, out, stepdown, sizeof(stepdown)))
 			; /* answered */
 		else if (r == -ENOENT)
 			(void)proto_encode_notfound(out);
@@ -621,7 +635,7 @@ static void handle(struct server *s, struct conn *c, const struct proto_req *q, 
 		if (q->limit && q->limit < lc.limit)
 			lc.limit = q->limit;
 		r = metastore_list(m, q->key, q->key_len, list_cb, &lc);
-		if (!read_in_term(s, m, r < 0 ? r : 0, out)) {
+		if (!read_in_term(s, m, r < 0 ? r : 0, out, stepdown, sizeof(stepdown))) {
 			/* answered */
 		} else if (lc.err < 0) {
 			(void)proto_encode_err(out, "nomem", "out of memory");
@@ -633,6 +647,8 @@ static void handle(struct server *s, struct conn *c, const struct proto_req *q, 
 	}
 out:
 	pthread_rwlock_unlock(&s->role_lock);
+	if (stepdown[0])
+		self_demote(s, epoch, gen, stepdown);
 }
 
 /* ------------------------------------------------------------ connections */

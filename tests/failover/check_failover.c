@@ -1900,6 +1900,74 @@ START_TEST(tgtd_restart_under_the_store_is_no_failover)
 }
 END_TEST
 
+/* The target restarts while the clients only read.  Every read of the
+ * master's store checks the epoch on the LUN first (confirm_reads), and the
+ * store's iSCSI session is gone with the target: the reads fail, and no
+ * write comes to make the store step down.  The master must not stay
+ * master of a store it can no longer read: it steps down, and its agent
+ * promotes it again in its term (the target lost every registration) or
+ * releases it.  Either way a read is answered again soon after the target
+ * is back. */
+START_TEST(tgtd_restart_under_a_read_only_load_is_served_again)
+{
+	struct scen s;
+	struct fo_conn cn[2];
+	char cmd[1200], key[32] = "", val[512], why[512] = "";
+	usec_t t_back, t_read = 0, end;
+	int who = -1;
+
+	scen_start_ride(&s, "tgtreads");
+	s.w.reads_only = true;
+	usleep(300 * 1000); /* the writes in flight are answered */
+	pthread_mutex_lock(&s.w.mu);
+	ck_assert_uint_gt(s.w.n_acks, 0);
+	snprintf(key, sizeof(key), "%s", s.w.acks[s.w.n_acks - 1].key);
+	pthread_mutex_unlock(&s.w.mu);
+	snprintf(cmd, sizeof(cmd), "bash '%s' restart '%s' >/dev/null", getenv("KF_TGT_HARNESS"),
+	         getenv("KF_TGT_DIR"));
+	ck_assert_int_eq(system(cmd), 0);
+	t_back = clock_mono_usec();
+	for (int i = 0; i < 2; i++)
+		fo_conn_init(&cn[i], s.c.node[i].port);
+	end = t_back + 15 * USEC_PER_SEC;
+	while (!t_read && clock_mono_usec() < end) {
+		for (int i = 0; i < 2 && !t_read; i++) {
+			enum fo_result r = fo_op(&s.c, &cn[i], "rd", PROTO_OP_GET, key, NULL, 500,
+			                         val, sizeof(val));
+			if (r == FO_VALUE || r == FO_NOTFOUND) {
+				t_read = clock_mono_usec();
+				who = i;
+			} else if (i == 0) {
+				snprintf(why, sizeof(why), "%s", val);
+			}
+		}
+		usleep(20000);
+	}
+	for (int i = 0; i < 2; i++)
+		fo_conn_close(&cn[i]);
+	if (!t_read)
+		dump_all(&s);
+	ck_assert_msg(t_read,
+	              "no read answered within 15 s of the target's restart (node-a's last "
+	              "answer: '%s')",
+	              why);
+	printf("%s: a read answered by %s %.3f s after the target was back\n", s.c.tag,
+	       s.c.node[who].name, secs(t_read - t_back));
+	fo_record("tgtd-restart-read-only-load-to-first-read", secs(t_read - t_back));
+	/* a read stepped the store down, and the term was kept: the target
+	 * lost every registration, so node-a was promoted again */
+	ck_assert_int_ge(kft_log_count(s.c.node[0].agent_log, NULL, "event=service-stepped-down",
+	                               "a read", NULL),
+	                 1);
+	ck_assert_int_eq(who, 0);
+	ck_assert_int_eq(kft_log_count(s.c.node[1].agent_log, NULL, "event=leading", NULL), 0);
+	s.w.reads_only = false;
+	ck_assert_msg(fo_wait_ack(&s.w, -1, clock_mono_usec(), 10000),
+	              "no write acknowledged after the reads resumed");
+	scen_finish(&s);
+}
+END_TEST
+
 /* The master's store fails a sync while the target keeps its state (a
  * fault point: error(EIO) before a group commit's sync).  Its session may
  * still have commands queued at the target, which only a fence (PREEMPT AND
@@ -2127,6 +2195,8 @@ static Suite *failover_suite(void)
 	kft_add(s, "healthz", healthz_reports_a_wedged_orchestrator, FO_TC_TIMEOUT_S, NULL, NULL);
 	kft_add(s, "tgtd-restart", tgtd_restart_restores_reservations, FO_TC_TIMEOUT_S, NULL, NULL);
 	kft_add(s, "tgtd-restart-store", tgtd_restart_under_the_store_is_no_failover,
+	        FO_TC_TIMEOUT_S, NULL, NULL);
+	kft_add(s, "tgtd-restart-reads", tgtd_restart_under_a_read_only_load_is_served_again,
 	        FO_TC_TIMEOUT_S, NULL, NULL);
 	kft_add(s, "store-fails-target-up", store_fails_with_the_target_up_is_a_failover,
 	        FO_TC_TIMEOUT_S, NULL, NULL);

@@ -1099,6 +1099,11 @@ static void *wl_main(void *arg)
 		fo_conn_init(&cn[i], c->node[i].port);
 	while (!w->stop) {
 		bool acked = false;
+
+		if (w->reads_only) {
+			usleep(10000);
+			continue;
+		}
 		for (size_t k = 0; k < c->n && !w->stop; k++) {
 			int s = (int)((__atomic_load_n(&w->current, __ATOMIC_RELAXED) + k) % c->n);
 			struct fo_ack a = {.seq = w->next_seq++, .srv = s};
@@ -1201,6 +1206,9 @@ static void *mixed_main(void *arg)
 		rnd ^= rnd << 17;
 		pick = (int)(rnd % 10);
 		snprintf(key, sizeof(key), "r%" PRIu64 "-%d", gen, (int)((rnd >> 8) % 8));
+		if (w->reads_only && pick < 7) {
+			pick = 7; /* a GET of a recent key of the writer */
+		}
 		if (pick < 3) {
 			op = PROTO_OP_PUT;
 			snprintf(value, sizeof(value), "%s-%" PRIu64, client, vseq++);

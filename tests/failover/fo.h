@@ -264,6 +264,9 @@ struct fo_workload {
 	int probe_every;
 	long timeout_ms;
 	long pause_us; /* between acknowledged writes */
+	/* while set, no client writes: the writer ("c0") waits, the mixed
+	 * clients only GET (a read-only load, a cache's metadata read path) */
+	volatile bool reads_only;
 	pthread_mutex_t mu;
 	struct fo_ack *acks;
 	size_t n_acks, cap;
