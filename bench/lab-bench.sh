@@ -56,7 +56,6 @@ bench_keep_logs() {
 		kc logs -n $NS "$p" >"$dir/${p#pod/}.log" 2>&1 || true
 		kc logs -n $NS "$p" --previous >"$dir/${p#pod/}.previous.log" 2>/dev/null || rm -f "$dir/${p#pod/}.previous.log"
 	done
-	e2e_open_pod_logs "$dir/pod-logs"
 	kc get events -n $NS -o wide >"$dir/events.txt" 2>&1 || true
 	for g in "$@"; do
 		# shellcheck disable=SC2086 # the glob is meant to expand

@@ -207,7 +207,6 @@ keep_logs() {
 		kc logs -n $NS "$p" >"$LOGS/${p#pod/}.log" 2>&1 || true
 		kc logs -n $NS "$p" --previous >"$LOGS/${p#pod/}.previous.log" 2>/dev/null || true
 	done
-	e2e_open_pod_logs "$LOGS/pod-logs"
 	cp "$WORK"/*.log "$WORK"/*.out "$WORK"/lincheck.* "$LOGS/" 2>/dev/null || true
 	cp -r "$HIST" "$LOGS/" 2>/dev/null || true
 	for p in "$FPDIR"/lab-node-*/fired; do

@@ -87,7 +87,8 @@ bench_before_cleanup() {
 	[ -n "$LOGS" ] || return 0
 	bench_keep_logs "$LOGS" '*.log' '*.out' lease.watch agents.watch 'acks.*' 'lincheck.*'
 	# the containers' log files themselves (those of pods that still exist)
-	cp -r /var/log/pods/${NS}_* "$LOGS/" 2>/dev/null || true
+	# (each node's own /var/log/pods: lab/lib/node.sh, ensure_node_mntns)
+	cp -r /var/lib/kubefence-lab/nodes/*/log/pods/${NS}_* "$LOGS/" 2>/dev/null || true
 }
 
 e2e_up >/dev/null || die "lab up"

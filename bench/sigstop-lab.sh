@@ -115,9 +115,8 @@ phases() {
 	echo
 }
 # The hung-service kills are counted from the API, not from the agents'
-# logs: the lab's kubelets share the host's /var/log/pods, and its pods' log
-# files are removed and started afresh every minute (kubectl logs, and a
-# stream it follows, lose what came before).  ev_lines REASON-REGEX
+# logs: a log ends with its container, and a pod recycled takes its logs
+# with it.  ev_lines REASON-REGEX
 # MESSAGE-REGEX: the Events so far whose reason and message match, "uid
 # message" each.  A kill of a service that is part of a term posts
 # Released "... hung: no PONG for N ms (killed, ...)"; any kill, a

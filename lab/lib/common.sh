@@ -53,6 +53,7 @@ node_podgw() { echo "198.18.0.$((64 * $1 + 1))"; } # INDEX
 node_dir() { echo "$LABDIR/nodes/$1"; }         # NAME
 node_sock() { echo "$LABDIR/nodes/$1/containerd.sock"; }
 node_netns() { echo "/var/run/netns/$1"; }
+node_mntns() { echo "$RUN/mnt/$1"; } # NAME: its mount namespace (node.sh)
 
 # The nodes of the running lab (recorded at `up`), else the wanted count.
 lab_nodes() {

@@ -6,9 +6,9 @@
 # shellcheck shell=bash
 
 # start_daemon NAME LOG [--node NODE] CMD...: setsid, recorded in run/NAME.pid.
-# With --node the process enters that node's network namespace and its
-# cgroup in the freezing hierarchy (its children, e.g. containerd's shims,
-# inherit both).
+# With --node the process enters that node's network and mount namespaces
+# and its cgroup in the freezing hierarchy (its children, e.g. containerd's
+# shims, inherit them all).
 start_daemon() {
 	local name=$1 logf=$2 node=""
 	shift 2
@@ -21,7 +21,8 @@ start_daemon() {
 		# (setsid does not fork here: a background job of a script is no
 		# group leader, so $! is the daemon's PID.)
 		setsid sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh \
-			"$(freezer_dir "$node")" nsenter --net="$(node_netns "$node")" "$@" \
+			"$(freezer_dir "$node")" nsenter --net="$(node_netns "$node")" \
+			--mount="$(node_mntns "$node")" "$@" \
 			</dev/null >>"$logf" 2>&1 &
 	else
 		setsid "$@" </dev/null >>"$logf" 2>&1 &

@@ -18,7 +18,7 @@ cmd_up() {
 	t0=$(date +%s.%N)
 	want=${KUBEFENCE_LAB_NODES:-2}
 	[ "$want" -ge 1 ] && [ "$want" -le 3 ] || die "KUBEFENCE_LAB_NODES must be 1..3"
-	for c in etcd containerd runc nsenter iptables openssl curl kubectl gcc ctr; do
+	for c in etcd containerd runc nsenter unshare mountpoint iptables openssl curl kubectl gcc ctr; do
 		command -v "$c" >/dev/null || die "$c not found (Debian packages: see lab/README.md)"
 	done
 	[ -x "$LAB_CNI_BIN/bridge" ] || die "no CNI bridge plugin in $LAB_CNI_BIN (containernetworking-plugins)"

@@ -34,12 +34,40 @@ wait_image_loads() {
 	IMAGE_LOADS=()
 }
 
+# ensure_node_mntns NAME: the node's own /var/log/pods and
+# /var/log/containers.  A kubelet keeps its pods' logs there (fixed paths),
+# and its garbage collection removes the log directory of every pod it does
+# not run: with the host's shared by every node, each kubelet removed the
+# other nodes' pods' logs every minute (`kubectl logs` then showed nothing
+# of what came before).  The node's daemons share one mount namespace, a
+# slave of the host's (what they mount stays in it), where both paths are
+# bind mounts of directories of the node's; it is kept by a bind mount of
+# its nsfs file in $RUN/mnt, so that each daemon can enter it.
+ensure_node_mntns() {
+	local n=$1 f d
+	f=$(node_mntns "$n")
+	d=$(node_dir "$n")
+	nsenter --mount="$f" true 2>/dev/null && return 0
+	mkdir -p "$RUN/mnt" "$d/log/pods" "$d/log/containers" /var/log/pods /var/log/containers
+	# (a namespace's file may not be bound on a shared mount: $RUN/mnt is
+	# made a private mount of its own, as ip netns does with /run/netns)
+	if ! mountpoint -q "$RUN/mnt"; then
+		mount --bind "$RUN/mnt" "$RUN/mnt" && mount --make-private "$RUN/mnt" ||
+			die "cannot make $RUN/mnt a private mount"
+	fi
+	: >"$f"
+	unshare --mount="$f" --propagation slave \
+		sh -c 'mount --bind "$1" /var/log/pods && mount --bind "$2" /var/log/containers' \
+		sh "$d/log/pods" "$d/log/containers" || die "cannot make the mount namespace of $n"
+}
+
 ensure_node() { # NAME
 	local n=$1 d i
 	d=$(node_dir "$n")
 	i=$(node_index "$n")
 	mkdir -p "$d/pki" "$d/cni/net.d" "$d/cni/ipam" "$d/kubelet" "$d/kubelet-plugins" "$d/containerd"
 	ensure_node_net "$n"
+	ensure_node_mntns "$n"
 	ensure_node_cgroups "$n"
 	# Identity: a client certificate in system:nodes (Node authorizer,
 	# NodeRestriction) and a serving certificate for the node's address.
@@ -157,7 +185,8 @@ cmd_exec() { # NODE CMD...
 	local n=$1
 	shift
 	CONTAINERD_ADDRESS=$(node_sock "$n") CONTAINERD_NAMESPACE=k8s.io \
-		KUBECONFIG=$LABDIR/admin.kubeconfig exec nsenter --net="$(node_netns "$n")" "$@"
+		KUBECONFIG=$LABDIR/admin.kubeconfig exec nsenter --net="$(node_netns "$n")" \
+		--mount="$(node_mntns "$n")" "$@"
 }
 
 cmd_ctr() { # NODE ARGS...

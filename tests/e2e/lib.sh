@@ -86,30 +86,6 @@ e2e_lincheck() {
 	return $rc
 }
 
-# e2e_open_pod_logs DIR: the pods' logs as their nodes' containerds still
-# write them, whole.  The lab's kubelets share the host's /var/log/pods,
-# and each one's garbage collection removes the log directories of pods it
-# does not run itself: every minute a node's pods lose their log files to
-# the other node's kubelet, and `kubectl logs` shows nothing of what came
-# before.  containerd keeps writing to the file it opened, which its
-# /proc/PID/fd link still reads.  One file per container log:
-# DIR/NS_POD_CONTAINER.N.log (N: the container's restart).
-e2e_open_pod_logs() {
-	local dir=$1 pf pid fd target name
-	mkdir -p "$dir"
-	for pf in /var/lib/kubefence-lab/run/*.containerd.pid; do
-		[ -f "$pf" ] || continue
-		pid=$(cat "$pf")
-		for fd in /proc/"$pid"/fd/*; do
-			target=$(readlink "$fd" 2>/dev/null) || continue
-			case $target in /var/log/pods/*/*/*.log*) ;; *) continue ;; esac
-			# /var/log/pods/NS_POD_UID/CONTAINER/N.log[ (deleted)]
-			name=$(echo "${target% (deleted)}" | awk -F/ '{split($5, a, "_"); print a[1] "_" a[2] "_" $6 "." $7}')
-			cat "$fd" >"$dir/$name" 2>/dev/null || true
-		done
-	done
-}
-
 lab_is_up() { [ -d /sys/class/net/kflab0 ] || [ -f /var/lib/kubefence-lab/state ]; }
 
 kc() { "$E2E_KUBECTL" --kubeconfig /var/lib/kubefence-lab/admin.kubeconfig --request-timeout=10s "$@"; }
