@@ -39,6 +39,7 @@ struct elector {
 	bool settled_keep_self;                /* ... keeping our own node's entries */
 	cJSON *pending;                        /* latest watched object, owned */
 	bool pending_set;                      /* pending holds news (NULL pending = deleted) */
+	bool nudged;                           /* elector_nudge(): judge again now */
 	bool pub_leading;
 	usec_t pub_valid_until;
 	usec_t pub_boot_until; /* pub_valid_until on CLOCK_BOOTTIME (a suspend counts) */
@@ -326,9 +327,11 @@ static bool wait_until(struct elector *e, usec_t deadline)
 	bool stop;
 
 	pthread_mutex_lock(&e->mu);
-	while (!e->stopping && !e->pending_set && !e->release_now && clock_mono_usec() < deadline)
+	while (!e->stopping && !e->pending_set && !e->release_now && !e->nudged &&
+	       clock_mono_usec() < deadline)
 		if (pthread_cond_timedwait(&e->cond, &e->mu, &ts) == ETIMEDOUT)
 			break;
+	e->nudged = false;
 	stop = e->stopping;
 	pthread_mutex_unlock(&e->mu);
 	return stop;
@@ -899,6 +902,16 @@ static void *election_main(void *arg)
 		end_term(e, reason);
 	free(reason);
 	return NULL;
+}
+
+void elector_nudge(struct elector *e)
+{
+	if (!e)
+		return;
+	pthread_mutex_lock(&e->mu);
+	e->nudged = true;
+	pthread_cond_signal(&e->cond);
+	pthread_mutex_unlock(&e->mu);
 }
 
 void elector_fence_settled(struct elector *e, int64_t epoch, bool keep_self)

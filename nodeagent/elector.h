@@ -97,6 +97,13 @@ void elector_stop(struct elector *e, const char *reason);
  * like elector_stop(). */
 void elector_stop_parting(struct elector *e, usec_t grace);
 
+/* Judge the Lease again now, not at the next poll (lease.retry_ms later):
+ * what may_acquire answers has changed (the service became a candidate).
+ * The judgement is the one a poll makes, on the last Lease seen (the
+ * watch keeps it current; a take is a write conditional on its
+ * resourceVersion).  Thread-safe, never blocks. */
+void elector_nudge(struct elector *e);
+
 /* Every fence term `epoch` owed is confirmed: its next renewal removes the
  * duty from the Lease — but for our own node's entries with keep_self (no
  * service of ours is connected to answer for an earlier incarnation's:

@@ -1766,6 +1766,10 @@ static void cb_standby(void *ud)
 	o->svc_candidate = true;
 	pthread_mutex_unlock(&o->mu);
 	enqueue(o, &(struct sm_event){.type = SE_STANDBY});
+	/* a candidate now: a term this node may take or continue is taken at
+	 * once (a restarted agent continuing its predecessor's term has at
+	 * most what is left of its lease) */
+	elector_nudge(o->elector);
 }
 
 static void cb_ready(void *ud, const struct control_msg *m)
@@ -1879,8 +1883,10 @@ static void *probe_main(void *arg)
 		o->svc_connected = o->svc_candidate = healthy;
 		pthread_mutex_unlock(&o->mu);
 		metrics_set_service_connected(o->o.metrics, healthy);
-		if (healthy && !healthy_before)
+		if (healthy && !healthy_before) {
 			enqueue(o, &(struct sm_event){.type = SE_HELLO});
+			elector_nudge(o->elector); /* a candidate now (cb_standby) */
+		}
 		if (healthy_before && !healthy) {
 			struct sm_event ev = {.type = SE_GONE};
 			snprintf(ev.text, sizeof(ev.text), "health probe failed: %.400s", err);
