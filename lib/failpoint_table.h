@@ -79,6 +79,9 @@
 	X(METASTORE_COMMIT_BEFORE_CHECK, "metastore.commit.before_check",                          \
 	  "Store: a group commit's records are durable; the epoch is not yet re-checked, so "      \
 	  "nothing is acknowledged yet.")                                                          \
+	X(METASTORE_READ_BEFORE_CHECK, "metastore.read.before_check",                              \
+	  "Store: a read's epoch check (confirm_reads) is about to read the epoch on the volume. "  \
+	  "error(E): the check fails with E.")                                                     \
 	X(METAD_WRITE_AFTER_DURABLE, "metad.write.after_durable",                                  \
 	  "MetaService: a PUT/DEL is durable; the write deadline is not yet checked.")             \
 	X(METAD_WRITE_BEFORE_OK, "metad.write.before_ok",                                          \

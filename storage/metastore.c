@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/clock.h"
 #include "lib/failpoint.h"
 #include "lib/log.h"
 #include "lib/util.h"
@@ -66,6 +67,7 @@ struct metastore {
 	bool confirming;      /* a read's epoch check is running */
 	int appends_held;     /* readers holding new appends back (read_barrier) */
 	uint64_t confirms_begun, confirms_done; /* read epoch checks */
+	usec_t read_check_failing_since;        /* mono; 0: the last check passed */
 	int dead;                               /* 0, or the error every later write returns */
 	char dead_why[160];                     /* why, for the answers of later calls */
 	uint8_t *wbuf;
@@ -1109,10 +1111,28 @@ int metastore_delete(struct metastore *m, const void *key, size_t key_len, char 
 	return store_write(m, JOURNAL_DEL, key, key_len, NULL, 0, err, errlen);
 }
 
+/* How long a read's epoch checks may keep failing with a passing error
+ * (below) before the store gives up. */
+#define READ_CHECK_FAILING_MAX (1 * USEC_PER_SEC)
+
+/* Whether a read's failed epoch check may pass by itself: the target was
+ * busy or not ready (SCSI BUSY, TASK SET FULL, NOT READY, a UNIT ATTENTION
+ * that stayed), memory ran short.  Anything else leaves no store to read:
+ * a fence (RESERVATION CONFLICT, a newer epoch), a lost session (the LUN
+ * backend's is never re-established in place: every later command fails),
+ * an I/O error. */
+static bool read_check_may_pass(int r)
+{
+	return r == -EAGAIN || r == -EBUSY || r == -ENOMEM || r == -EINTR;
+}
+
 /* confirm_reads: wait for an epoch check that began after the call (one
  * under way began too early); the first waiter runs it for all, without
- * the lock.  Lock held.  Returns 0, or the error of the check or the one
- * the store died of. */
+ * the lock.  A failed check kills the store unless its error may pass and
+ * the checks have failed for less than READ_CHECK_FAILING_MAX: a master
+ * whose reads can no longer be checked must step down (metastore_failed),
+ * or a load of reads alone would keep it master of nothing.  Lock held.
+ * Returns 0, or the error of the check or the one the store died of. */
 static int confirm_read(struct metastore *m)
 {
 	uint64_t need = m->confirms_begun + 1;
@@ -1130,17 +1150,26 @@ static int confirm_read(struct metastore *m)
 		m->confirming = true;
 		mine = ++m->confirms_begun;
 		pthread_mutex_unlock(&m->lock);
-		r = epoch_is_ours(m);
+		r = FAILPOINT(METASTORE_READ_BEFORE_CHECK);
+		if (r >= 0)
+			r = epoch_is_ours(m);
 		pthread_mutex_lock(&m->lock);
 		m->confirming = false;
 		m->st.read_checks++;
 		pthread_cond_broadcast(&m->cond);
-		if (r == -ESTALE || r == -EBADE || r == -EACCES) {
-			store_die(m, r, "read check");
-			return m->dead;
-		}
-		if (r < 0)
+		if (r < 0) {
+			usec_t now = clock_mono_usec();
+
+			if (!m->read_check_failing_since)
+				m->read_check_failing_since = now;
+			if (!read_check_may_pass(r) ||
+			    now - m->read_check_failing_since >= READ_CHECK_FAILING_MAX) {
+				store_die(m, r, "read's epoch check");
+				return m->dead;
+			}
 			return r; /* this read fails; the next one checks again */
+		}
+		m->read_check_failing_since = 0;
 		m->confirms_done = mine;
 	}
 	return 0;
@@ -1250,6 +1279,16 @@ int metastore_list(struct metastore *m, const void *prefix, size_t prefix_len, m
 	if (r >= 0)
 		r = index_walk(m->ix, prefix, prefix_len, cb, userdata);
 	read_done(m, held);
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+int metastore_failed(struct metastore *m)
+{
+	int r;
+
+	pthread_mutex_lock(&m->lock);
+	r = m->dead;
 	pthread_mutex_unlock(&m->lock);
 	return r;
 }

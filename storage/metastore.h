@@ -190,6 +190,12 @@ int metastore_list(struct metastore *m, const void *prefix, size_t prefix_len, m
  * (-ESTALE: a newer epoch took over; nothing committed). */
 int metastore_snapshot(struct metastore *m, char *err, size_t errlen);
 
+/* 0 while the store serves; once it died (a failed sync, a fence, a read's
+ * epoch check that could not be made), the error it died of (-ESTALE when
+ * fenced): every later read and write fails with it, and its master must
+ * step down. */
+int metastore_failed(struct metastore *m);
+
 void metastore_get_stats(struct metastore *m, struct metastore_stats *ret);
 
 /* What an offline check or repair found and did, in order. */

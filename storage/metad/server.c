@@ -355,13 +355,13 @@ static struct metastore *read_store(struct server *s, struct pbuf *out)
  * durable, so a read delayed past the grant (when another master may
  * already write) is not served; and a store that stepped down serves
  * nothing.  Returns true when the read may be answered; otherwise the
- * refusal is in out.  A read the store failed (its epoch check could not
- * be made, it died, a newer epoch holds it) puts the reason the master
- * must step down in stepdown: like a failed write's, for the caller to act
- * on once the role lock is released.  Otherwise a read-only load would
- * leave a master that serves nothing and never says so (a store's iSCSI
- * session lost with its target is never re-established in place; only the
- * agent's promotion opens a new one).  Role lock held for reading. */
+ * refusal is in out.  A read the store failed for good (it died: its
+ * epoch check could not be made, a sync failed, a newer epoch holds it)
+ * puts the reason the master must step down in stepdown: like a failed
+ * write's, for the caller to act on once the role lock is released.  Otherwise a read-only load
+ * would leave a master that serves nothing and never says so (a store's iSCSI session lost with its
+ * target is never re-established in place; only the agent's promotion opens a new one).  Role lock
+ * held for reading. */
 static bool read_in_term(struct server *s, struct metastore *m, int r, struct pbuf *out,
                          char *stepdown, size_t stepdownlen)
 {
@@ -374,8 +374,27 @@ static bool read_in_term(struct server *s, struct metastore *m, int r, struct pb
 		return false;
 	}
 	if (r < 0 && r != -ENOENT && r != -ENOMEM && r != -EINVAL && r != -ENAMETOOLONG) {
-		snprintf(stepdown, stepdownlen, "store failed: a read: %s", strerror(-r));
-		(void)proto_encode_err(out, "io", stepdown);
+		int dead = metastore_failed(m);
+		char msg[320];
+
+		if (dead == -ESTALE) {
+			snprintf(stepdown, stepdownlen,
+			         "stepped down: a read found a newer epoch holding the volume");
+			answer_notmaster(s, out);
+			return false;
+		}
+		if (dead) {
+			snprintf(stepdown, stepdownlen, "store failed: a read: %s",
+			         strerror(-dead));
+			(void)proto_encode_err(out, "io", stepdown);
+			return false;
+		}
+		/* a check that may pass (the target busy or not ready): this
+		 * read only; the store gives up if it lasts */
+		snprintf(msg, sizeof(msg),
+		         "the store could not check this read's epoch (%s); not read",
+		         strerror(-r));
+		(void)proto_encode_err(out, "io", msg);
 		return false;
 	}
 	if (grant_over(s, clock_mono_usec())) {

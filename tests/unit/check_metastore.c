@@ -1146,6 +1146,58 @@ START_TEST(confirmed_reads_stop_at_a_newer_claim)
 }
 END_TEST
 
+/* confirm_reads: a read's epoch check that fails with an error that may
+ * pass (EAGAIN: the target not ready) fails that read only; one that
+ * cannot (EIO), or a passing one that lasts a second, kills the store, so
+ * that its master steps down (metastore_failed) instead of answering
+ * every read with an error, which is all a store whose session is gone can
+ * do.  _i: 0 passing, 1 for good, 2 passing but lasting. */
+START_TEST(read_check_failure_kills_the_store_unless_it_passes)
+{
+	static const char *const spec[] = {
+	        "metastore.read.before_check=1*error(EAGAIN)",
+	        "metastore.read.before_check=1*error(EIO)",
+	        "metastore.read.before_check=error(EAGAIN)",
+	};
+	struct metastore_options o = {.epoch = 1, .confirm_reads = true};
+	struct metastore *m = NULL;
+	char err[512], fpdir[PATH_MAX];
+	void *v = NULL;
+	size_t len;
+
+	snprintf(fpdir, sizeof(fpdir), "%s.fp", tmpdir);
+	ck_assert_int_eq(mkdir(fpdir, 0700), 0);
+	ck_assert_int_eq(metastore_open_dir(tmpdir, &o, &m, err, sizeof(err)), 0);
+	put_str(m, "k", "v");
+	ck_assert_int_eq(failpoint_set_dir(fpdir), 0);
+	ck_assert_int_eq(failpoint_set(spec[_i], NULL, 0), 0);
+	ck_assert_int_eq(metastore_get(m, "k", 1, &v, &len), _i == 1 ? -EIO : -EAGAIN);
+	ck_assert_ptr_null(v);
+	if (_i == 0) {
+		ck_assert_int_eq(metastore_failed(m), 0);
+		ck_assert_int_eq(metastore_get(m, "k", 1, &v, &len), 0);
+		ck_assert_mem_eq(v, "v", 1);
+		free(v);
+	} else if (_i == 1) {
+		ck_assert_int_eq(metastore_failed(m), -EIO);
+		ck_assert_int_eq(metastore_get(m, "k", 1, &v, &len), -EIO);
+		ck_assert_int_lt(metastore_put(m, "k", 1, "w", 1, err, sizeof(err)), 0);
+	} else {
+		ck_assert_int_eq(metastore_failed(m), 0); /* not yet */
+		for (int i = 0; i < 60 && !metastore_failed(m); i++) {
+			usleep(50000);
+			ck_assert_int_eq(metastore_get(m, "k", 1, &v, &len), -EAGAIN);
+		}
+		ck_assert_int_eq(metastore_failed(m), -EAGAIN); /* within 3 s */
+		ck_assert_int_eq(metastore_get(m, "k", 1, &v, &len), -EAGAIN);
+	}
+	(void)failpoint_set(NULL, NULL, 0);
+	(void)failpoint_set_dir(NULL);
+	metastore_close(m);
+	rmdir(fpdir);
+}
+END_TEST
+
 /* ------------------------------------------------------------ power cut */
 
 struct pc_put {
@@ -1694,6 +1746,7 @@ static Suite *metastore_suite(void)
 	tcase_add_test(tc, read_waits_for_the_commit);
 	tcase_add_test(tc, read_waits_for_writes_appended_meanwhile);
 	tcase_add_loop_test(tc, confirmed_reads_stop_at_a_newer_claim, 0, 2);
+	tcase_add_loop_test(tc, read_check_failure_kills_the_store_unless_it_passes, 0, 3);
 	tc = kft_tcase(s, "group_commit", 60, setup, teardown);
 	tcase_add_loop_test(tc, group_commit_threads, 0, 2);
 	return s;
