@@ -622,6 +622,13 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 			         e->ns, e->name, e->st.rec.holder);
 		}
 		e->read_failed_since = 0;
+	} else if (e->read_failed_since) {
+		/* woken (a watch event, elector_nudge) while the last reads
+		 * failed: judge only after one that succeeds, which gives a
+		 * holder that may have ridden through the outage its full
+		 * lease (above) */
+		*ret_wake = *next_poll;
+		return;
 	}
 	note_holder(e);
 	now = clock_mono_usec();
