@@ -357,27 +357,22 @@ static struct metastore *read_store(struct server *s, struct pbuf *out)
  * nothing.  Returns true when the read may be answered; otherwise the
  * refusal is in out.  A read the store failed for good (it died: its
  * epoch check could not be made, a sync failed, a newer epoch holds it)
- * puts the reason the master must step down in stepdown: like a failed
- * write's, for the caller to act on once the role lock is released.  Otherwise a read-only load
- * would leave a master that serves nothing and never says so (a store's iSCSI session lost with its
- * target is never re-established in place; only the agent's promotion opens a new one).  Role lock
- * held for reading. */
+ * puts the reason the master must step down in stepdown, like a failed
+ * write's, for the caller to act on once the role lock is released:
+ * otherwise a read-only load would leave a master that serves nothing and
+ * never says so (a store's iSCSI session lost with its target is never
+ * re-established in place; only the agent's promotion opens a new one).
+ * Role lock held for reading. */
 static bool read_in_term(struct server *s, struct metastore *m, int r, struct pbuf *out,
                          char *stepdown, size_t stepdownlen)
 {
 	if (m != s->store)
 		return true; /* a standby's read-only copy: no term */
-	if (r == -ESTALE) {
-		snprintf(stepdown, stepdownlen,
-		         "stepped down: a read found a newer epoch holding the volume");
-		answer_notmaster(s, out);
-		return false;
-	}
 	if (r < 0 && r != -ENOENT && r != -ENOMEM && r != -EINVAL && r != -ENAMETOOLONG) {
 		int dead = metastore_failed(m);
 		char msg[320];
 
-		if (dead == -ESTALE) {
+		if (r == -ESTALE || dead == -ESTALE) {
 			snprintf(stepdown, stepdownlen,
 			         "stepped down: a read found a newer epoch holding the volume");
 			answer_notmaster(s, out);
