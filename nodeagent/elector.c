@@ -750,12 +750,12 @@ static void follow_step(struct elector *e, usec_t *next_poll, usec_t *ret_wake)
 	}
 }
 
-/* End our term: release the Lease recording `reason` when still valid
- * (NULL: just stop), then report the end. */
-/* The term ends here, before the release is sent: once the API server has
- * applied it another candidate may lead at once (its watch wakes it within
- * a millisecond), so "stopped leading" — the log line, the published state,
- * the orchestrator's callback (DEMOTE) — must come first, never after. */
+/* End our term: report the end, then release the Lease recording `reason`
+ * when still valid (NULL: just stop).  The report comes first: once the
+ * API server has applied the release another candidate may lead at once
+ * (its watch wakes it within a millisecond), so "stopped leading" — the log
+ * line, the published state, the orchestrator's callback (DEMOTE) — must
+ * never come after it. */
 static void end_term(struct elector *e, const char *reason)
 {
 	usec_t now = clock_mono_usec();
