@@ -44,7 +44,7 @@ check() { # DIR [TESTS]
 	shift
 	# Serial on purpose: the integration tests measure takeover times.
 	make -C "$dir" check "$@" 2>&1 | grep -E '^(PASS|FAIL|ERROR|XFAIL|XPASS|SKIP):|^# (TOTAL|PASS|FAIL|ERROR|SKIP)' || true
-	local failed
+	local failed said
 	failed=$(find "$dir/tests" -name '*.trs' -exec grep -lE '^:test-result: (FAIL|ERROR)' {} + 2>/dev/null)
 	if [ -n "$failed" ]; then
 		for t in $failed; do
@@ -52,10 +52,8 @@ check() { # DIR [TESTS]
 			tail -60 "${t%.trs}.log" >&2
 			# what the test said went wrong, wherever it is in the log
 			# (a test's last lines can be its clients' output)
-			if grep -qE '^FAIL: |:[FE]:' "${t%.trs}.log"; then
-				echo "----- ${t%.trs}.log: its failures" >&2
-				grep -m20 -E '^FAIL: |:[FE]:' "${t%.trs}.log" >&2
-			fi
+			said=$(grep -m20 -E '^FAIL: |:[FE]:' "${t%.trs}.log") &&
+				printf '%s\n%s\n' "----- ${t%.trs}.log: its failures" "$said" >&2
 		done
 		return 1
 	fi
